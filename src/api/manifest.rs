@@ -1,0 +1,335 @@
+//! From YAML text to checked objects: parse, check the schema, decode, check semantics
+//! against what is stored, and report every problem as `FILE:LINE:COL: Kind/name:
+//! field.path: reason`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use super::object::{Kind, Object, ObjectKey};
+use super::path::FieldPath;
+use super::schema::check_schema;
+use super::validate::{ObjectSet, Problem, check_objects};
+use super::yaml::{Position, YamlDocument, parse_documents};
+
+/// The largest manifest file accepted.
+pub const MAX_SOURCE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A manifest file's name and text (`-` for standard input).
+#[derive(Clone, Debug)]
+pub struct Source {
+    pub name: String,
+    pub text: String,
+}
+
+/// Where an object came from: a document of a file.
+#[derive(Clone, Debug)]
+pub struct Origin {
+    pub file: Arc<str>,
+    pub document: Arc<YamlDocument>,
+}
+
+impl Origin {
+    pub fn position_of(&self, path: &FieldPath) -> Position {
+        self.document.position_of(path)
+    }
+
+    pub fn locate(&self, path: &FieldPath) -> String {
+        format!("{}:{}", self.file, self.position_of(path))
+    }
+}
+
+/// One problem, ready to print.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Diagnostic {
+    /// `file:line:col`, or `etcd` for an object that is stored but not in the input.
+    pub location: String,
+    /// `Kind/name` when known.
+    pub object: Option<String>,
+    pub path: Option<FieldPath>,
+    pub message: String,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.location)?;
+        if let Some(object) = &self.object {
+            write!(f, "{object}: ")?;
+        }
+        if let Some(path) = &self.path {
+            write!(f, "{path}: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// An object read from a manifest.
+#[derive(Clone, Debug)]
+pub struct Manifest {
+    pub object: Object,
+    pub origin: Origin,
+}
+
+/// The outcome of reading manifests: the objects that decoded, and every problem.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub manifests: Vec<Manifest>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Kind/name of documents that did not decode; references to them are not
+    /// reported again as missing.
+    pub broken: BTreeSet<String>,
+}
+
+fn text_of(value: &Value, field: &str) -> Option<String> {
+    value.get(field).and_then(Value::as_str).map(str::to_string)
+}
+
+/// Parses and checks every document of every source (schema and decoding; no
+/// cross-object checks yet).
+pub fn load(sources: &[Source]) -> Loaded {
+    let mut loaded = Loaded::default();
+    let mut first_seen: HashMap<ObjectKey, String> = HashMap::new();
+    for source in sources {
+        let file: Arc<str> = Arc::from(source.name.as_str());
+        if source.text.len() > MAX_SOURCE_BYTES {
+            loaded.diagnostics.push(Diagnostic {
+                location: format!("{file}:1:1"),
+                object: None,
+                path: None,
+                message: format!("file is {} bytes, more than the limit of {MAX_SOURCE_BYTES}", source.text.len()),
+            });
+            continue;
+        }
+        let documents = match parse_documents(&source.text) {
+            Ok(documents) => documents,
+            Err(error) => {
+                loaded.diagnostics.push(Diagnostic { location: format!("{file}:{}", error.position), object: None, path: None, message: error.message });
+                continue;
+            }
+        };
+        for document in documents {
+            let origin = Origin { file: file.clone(), document: Arc::new(document) };
+            load_document(origin, &mut loaded, &mut first_seen);
+        }
+    }
+    loaded
+}
+
+fn load_document(origin: Origin, loaded: &mut Loaded, first_seen: &mut HashMap<ObjectKey, String>) {
+    let value = &origin.document.value;
+    let report = |loaded: &mut Loaded, object: Option<String>, path: FieldPath, message: String| {
+        let location = origin.locate(&path);
+        let path = if path.is_root() { None } else { Some(path) };
+        loaded.diagnostics.push(Diagnostic { location, object, path, message });
+    };
+    if !value.is_object() {
+        report(loaded, None, FieldPath::root(), "document is not a mapping (expected apiVersion, kind, metadata, spec)".into());
+        return;
+    }
+    let name = value.get("metadata").and_then(|metadata| text_of(metadata, "name"));
+    let Some(kind_text) = text_of(value, "kind") else {
+        report(loaded, None, FieldPath::of(&["kind"]), "missing required field".into());
+        return;
+    };
+    let label = format!("{kind_text}/{}", name.as_deref().unwrap_or("?"));
+    let Some(kind) = Kind::parse_exact(&kind_text) else {
+        let known: Vec<&str> = Kind::ALL.iter().map(|kind| kind.as_str()).collect();
+        report(loaded, Some(label), FieldPath::of(&["kind"]), format!("unknown kind {kind_text:?} (known: {})", known.join(", ")));
+        return;
+    };
+    let violations = check_schema(kind, value);
+    if !violations.is_empty() {
+        loaded.broken.insert(label.clone());
+        if let Some(name) = &name {
+            loaded.broken.insert(name.clone());
+        }
+        for violation in violations {
+            report(loaded, Some(label.clone()), violation.path, violation.message);
+        }
+        return;
+    }
+    let object = match Object::from_value(value.clone()) {
+        Ok(object) => object,
+        Err(error) => {
+            loaded.broken.insert(label.clone());
+            if let Some(name) = &name {
+                loaded.broken.insert(name.clone());
+            }
+            report(loaded, Some(label), error.path, error.message);
+            return;
+        }
+    };
+    let key = object.key();
+    if let Some(first) = first_seen.get(&key) {
+        let message = format!("{key} is also defined at {first}");
+        report(loaded, Some(label), FieldPath::of(&["metadata", "name"]), message);
+        return;
+    }
+    first_seen.insert(key, origin.locate(&FieldPath::of(&["metadata", "name"])));
+    loaded.manifests.push(Manifest { object, origin });
+}
+
+/// Resources, groups and fence devices share one namespace: a name given to two of
+/// them is reported at the later manifest.
+fn check_shared_names(manifests: &[Manifest], stored: &ObjectSet, deleted: &BTreeSet<ObjectKey>) -> Vec<Diagnostic> {
+    let incoming: BTreeSet<ObjectKey> = manifests.iter().map(|manifest| manifest.object.key()).collect();
+    let mut owner: HashMap<String, ObjectKey> = HashMap::new();
+    for key in stored.keys() {
+        if key.kind.is_placeable() && !deleted.contains(key) && !incoming.contains(key) {
+            owner.insert(key.name.to_string(), key.clone());
+        }
+    }
+    let mut diagnostics = Vec::new();
+    for manifest in manifests {
+        let key = manifest.object.key();
+        if !key.kind.is_placeable() {
+            continue;
+        }
+        match owner.get(key.name.as_str()) {
+            Some(other) if other.kind != key.kind => {
+                let path = FieldPath::of(&["metadata", "name"]);
+                diagnostics.push(Diagnostic {
+                    location: manifest.origin.locate(&path),
+                    object: Some(key.to_string()),
+                    path: Some(path),
+                    message: format!("name already used by {other}: resources, groups and fence devices share one namespace"),
+                });
+            }
+            _ => {
+                owner.insert(key.name.to_string(), key);
+            }
+        }
+    }
+    diagnostics
+}
+
+/// What a change would leave, and the problems it is responsible for.
+#[derive(Debug, Default)]
+pub struct Checked {
+    /// The desired state after the change.
+    pub after: ObjectSet,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+/// Checks a change (manifests to create or update, keys to delete) against the stored
+/// objects. A problem with an object the change does not touch is reported only when
+/// the change causes it (a deleted resource that a stored constraint references).
+pub fn check_change(stored: &ObjectSet, manifests: &[Manifest], deleted: &BTreeSet<ObjectKey>, broken: &BTreeSet<String>) -> Checked {
+    let mut diagnostics = check_shared_names(manifests, stored, deleted);
+    let mut after = stored.clone();
+    for key in deleted {
+        after.remove(key);
+    }
+    let mut origins: BTreeMap<ObjectKey, &Origin> = BTreeMap::new();
+    for manifest in manifests {
+        let key = manifest.object.key();
+        origins.insert(key.clone(), &manifest.origin);
+        after.insert(key, manifest.object.clone());
+    }
+    let before_problems: BTreeSet<Problem> = if deleted.is_empty() && manifests.is_empty() {
+        BTreeSet::new()
+    } else {
+        check_objects(stored).into_iter().collect()
+    };
+    for problem in check_objects(&after) {
+        if problem.missing.as_ref().is_some_and(|name| broken.contains(name)) {
+            continue;
+        }
+        let touched = origins.contains_key(&problem.key);
+        if !touched && before_problems.contains(&problem) {
+            continue;
+        }
+        let location = match origins.get(&problem.key) {
+            Some(origin) => origin.locate(&problem.path),
+            None => "etcd".to_string(),
+        };
+        let path = if problem.path.is_root() { None } else { Some(problem.path) };
+        diagnostics.push(Diagnostic { location, object: Some(problem.key.to_string()), path, message: problem.message });
+    }
+    Checked { after, diagnostics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> Source {
+        Source { name: "test.yaml".into(), text: text.into() }
+    }
+
+    fn render(diagnostics: &[Diagnostic]) -> Vec<String> {
+        diagnostics.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn every_problem_of_every_document_is_reported_at_its_line() {
+        let loaded = load(&[source(
+            "\
+apiVersion: pacer.io/v1alpha1
+kind: Resource
+metadata: {name: web}
+spec:
+  agent: ocf:heartbeat:apache
+  operations:
+    - name: monitor
+      interval: often
+---
+apiVersion: pacer.io/v1alpha1
+kind: Widget
+metadata: {name: w}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Node
+metadata:
+  name: n1
+  namespace: default
+",
+        )]);
+        assert_eq!(
+            render(&loaded.diagnostics),
+            [
+                "test.yaml:8:7: Resource/web: spec.operations[0].interval: invalid duration \"often\": expected seconds or a number with ms, s, min or h",
+                "test.yaml:11:1: Widget/w: kind: unknown kind \"Widget\" (known: Resource, Group, Location, Colocation, Order, FenceDevice, FencingTopology, Node, ClusterPolicy, Alert)",
+                "test.yaml:18:3: Node/n1: metadata.namespace: unknown field",
+            ]
+        );
+        assert!(loaded.manifests.is_empty());
+    }
+
+    #[test]
+    fn duplicates_name_the_first_definition() {
+        let loaded = load(&[source(
+            "kind: Node\napiVersion: pacer.io/v1alpha1\nmetadata: {name: n1}\n---\nkind: Node\napiVersion: pacer.io/v1alpha1\nmetadata: {name: n1}\n",
+        )]);
+        assert_eq!(render(&loaded.diagnostics), ["test.yaml:7:12: Node/n1: metadata.name: Node/n1 is also defined at test.yaml:3:12"]);
+    }
+
+    #[test]
+    fn references_to_broken_documents_are_not_reported_twice() {
+        let loaded = load(&[source(
+            "\
+apiVersion: pacer.io/v1alpha1
+kind: Resource
+metadata: {name: web}
+spec: {agent: 'ocf:heartbeat:../x'}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Order
+metadata: {name: o}
+spec: {first: web, then: db}
+",
+        )]);
+        let checked = check_change(&ObjectSet::new(), &loaded.manifests, &BTreeSet::new(), &loaded.broken);
+        let mut all = render(&loaded.diagnostics);
+        all.extend(render(&checked.diagnostics));
+        assert_eq!(
+            all,
+            [
+                "test.yaml:4:8: Resource/web: spec.agent: invalid agent \"ocf:heartbeat:../x\": type contains '/'",
+                "test.yaml:9:20: Order/o: spec.then: refers to db, which is not a Resource, Group or FenceDevice",
+            ]
+        );
+    }
+}

@@ -1,0 +1,23 @@
+//! The object model: kinds, scores, durations, agent names, schemas, validation and
+//! the YAML codec. Pure: no IO, no tokio, no clock.
+
+pub mod agent;
+pub mod cluster;
+pub mod constraint;
+pub mod duration;
+pub mod manifest;
+pub mod names;
+pub mod object;
+pub mod path;
+pub mod resource;
+pub mod schema;
+pub mod score;
+pub mod validate;
+pub mod yaml;
+
+pub use duration::Duration;
+pub use names::{Name, ParamValue};
+pub use object::{API_VERSION, Kind, Object, ObjectKey, ObjectMeta, Spec};
+pub use path::FieldPath;
+pub use score::Score;
+pub use validate::ObjectSet;

@@ -1,0 +1,4 @@
+//! Pacer: a cluster resource manager with Pacemaker's semantics, designed
+//! Kubernetes-style. See ARCHITECTURE.md for the map.
+
+pub mod api;
