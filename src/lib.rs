@@ -2,3 +2,5 @@
 //! Kubernetes-style. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod local;
+pub mod store;

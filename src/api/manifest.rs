@@ -39,22 +39,42 @@ impl Origin {
     pub fn locate(&self, path: &FieldPath) -> String {
         format!("{}:{}", self.file, self.position_of(path))
     }
+
+    fn diagnostic(&self, object: Option<String>, path: FieldPath, message: String) -> Diagnostic {
+        let position = Some(self.position_of(&path));
+        let path = if path.is_root() { None } else { Some(path) };
+        Diagnostic { file: self.file.to_string(), position, object, path, message }
+    }
 }
 
-/// One problem, ready to print.
+/// The file name of problems with objects that are stored but not in the input.
+pub const STORED: &str = "etcd";
+
+/// One problem, ready to print. Sorts by file, then line and column.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Diagnostic {
-    /// `file:line:col`, or `etcd` for an object that is stored but not in the input.
-    pub location: String,
+    /// The manifest file, or `etcd` for an object that is stored but not in the input.
+    pub file: String,
+    pub position: Option<Position>,
     /// `Kind/name` when known.
     pub object: Option<String>,
     pub path: Option<FieldPath>,
     pub message: String,
 }
 
+impl Diagnostic {
+    /// A problem with a stored object, or with the request itself.
+    pub fn stored(object: Option<String>, path: Option<FieldPath>, message: impl Into<String>) -> Diagnostic {
+        Diagnostic { file: STORED.to_string(), position: None, object, path, message: message.into() }
+    }
+}
+
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: ", self.location)?;
+        match self.position {
+            Some(position) => write!(f, "{}:{position}: ", self.file)?,
+            None => write!(f, "{}: ", self.file)?,
+        }
         if let Some(object) = &self.object {
             write!(f, "{object}: ")?;
         }
@@ -95,7 +115,8 @@ pub fn load(sources: &[Source]) -> Loaded {
         let file: Arc<str> = Arc::from(source.name.as_str());
         if source.text.len() > MAX_SOURCE_BYTES {
             loaded.diagnostics.push(Diagnostic {
-                location: format!("{file}:1:1"),
+                file: file.to_string(),
+                position: Some(Position { line: 1, column: 1 }),
                 object: None,
                 path: None,
                 message: format!("file is {} bytes, more than the limit of {MAX_SOURCE_BYTES}", source.text.len()),
@@ -105,7 +126,13 @@ pub fn load(sources: &[Source]) -> Loaded {
         let documents = match parse_documents(&source.text) {
             Ok(documents) => documents,
             Err(error) => {
-                loaded.diagnostics.push(Diagnostic { location: format!("{file}:{}", error.position), object: None, path: None, message: error.message });
+                loaded.diagnostics.push(Diagnostic {
+                    file: file.to_string(),
+                    position: Some(error.position),
+                    object: None,
+                    path: None,
+                    message: error.message,
+                });
                 continue;
             }
         };
@@ -120,9 +147,7 @@ pub fn load(sources: &[Source]) -> Loaded {
 fn load_document(origin: Origin, loaded: &mut Loaded, first_seen: &mut HashMap<ObjectKey, String>) {
     let value = &origin.document.value;
     let report = |loaded: &mut Loaded, object: Option<String>, path: FieldPath, message: String| {
-        let location = origin.locate(&path);
-        let path = if path.is_root() { None } else { Some(path) };
-        loaded.diagnostics.push(Diagnostic { location, object, path, message });
+        loaded.diagnostics.push(origin.diagnostic(object, path, message));
     };
     if !value.is_object() {
         report(loaded, None, FieldPath::root(), "document is not a mapping (expected apiVersion, kind, metadata, spec)".into());
@@ -189,13 +214,8 @@ fn check_shared_names(manifests: &[Manifest], stored: &ObjectSet, deleted: &BTre
         }
         match owner.get(key.name.as_str()) {
             Some(other) if other.kind != key.kind => {
-                let path = FieldPath::of(&["metadata", "name"]);
-                diagnostics.push(Diagnostic {
-                    location: manifest.origin.locate(&path),
-                    object: Some(key.to_string()),
-                    path: Some(path),
-                    message: format!("name already used by {other}: resources, groups and fence devices share one namespace"),
-                });
+                let message = format!("name already used by {other}: resources, groups and fence devices share one namespace");
+                diagnostics.push(manifest.origin.diagnostic(Some(key.to_string()), FieldPath::of(&["metadata", "name"]), message));
             }
             _ => {
                 owner.insert(key.name.to_string(), key);
@@ -213,14 +233,25 @@ pub struct Checked {
     pub diagnostics: Vec<Diagnostic>,
 }
 
-/// Checks a change (manifests to create or update, keys to delete) against the stored
-/// objects. A problem with an object the change does not touch is reported only when
+/// Checks a change against the stored objects: manifests to create or update,
+/// objects the change rewrites itself (a group losing a deleted member), keys to
+/// delete. A problem with an object the change does not touch is reported only when
 /// the change causes it (a deleted resource that a stored constraint references).
-pub fn check_change(stored: &ObjectSet, manifests: &[Manifest], deleted: &BTreeSet<ObjectKey>, broken: &BTreeSet<String>) -> Checked {
+pub fn check_change(
+    stored: &ObjectSet,
+    manifests: &[Manifest],
+    rewritten: &[Object],
+    deleted: &BTreeSet<ObjectKey>,
+    broken: &BTreeSet<String>,
+) -> Checked {
     let mut diagnostics = check_shared_names(manifests, stored, deleted);
     let mut after = stored.clone();
     for key in deleted {
         after.remove(key);
+    }
+    let rewritten_keys: BTreeSet<ObjectKey> = rewritten.iter().map(Object::key).collect();
+    for object in rewritten {
+        after.insert(object.key(), object.clone());
     }
     let mut origins: BTreeMap<ObjectKey, &Origin> = BTreeMap::new();
     for manifest in manifests {
@@ -237,16 +268,20 @@ pub fn check_change(stored: &ObjectSet, manifests: &[Manifest], deleted: &BTreeS
         if problem.missing.as_ref().is_some_and(|name| broken.contains(name)) {
             continue;
         }
-        let touched = origins.contains_key(&problem.key);
+        let touched = origins.contains_key(&problem.key) || rewritten_keys.contains(&problem.key);
         if !touched && before_problems.contains(&problem) {
             continue;
         }
-        let location = match origins.get(&problem.key) {
-            Some(origin) => origin.locate(&problem.path),
-            None => "etcd".to_string(),
+        let deleted_target = problem.missing.as_ref().and_then(|name| deleted.iter().find(|key| key.name.as_str() == name.as_str()));
+        let message = match deleted_target {
+            Some(target) => format!("still refers to {target}, which this change deletes (--cascade deletes dependents too)"),
+            None => problem.message,
         };
-        let path = if problem.path.is_root() { None } else { Some(problem.path) };
-        diagnostics.push(Diagnostic { location, object: Some(problem.key.to_string()), path, message: problem.message });
+        let object = Some(problem.key.to_string());
+        diagnostics.push(match origins.get(&problem.key) {
+            Some(origin) => origin.diagnostic(object, problem.path, message),
+            None => Diagnostic::stored(object, (!problem.path.is_root()).then_some(problem.path), message),
+        });
     }
     Checked { after, diagnostics }
 }
@@ -321,7 +356,7 @@ metadata: {name: o}
 spec: {first: web, then: db}
 ",
         )]);
-        let checked = check_change(&ObjectSet::new(), &loaded.manifests, &BTreeSet::new(), &loaded.broken);
+        let checked = check_change(&ObjectSet::new(), &loaded.manifests, &[], &BTreeSet::new(), &loaded.broken);
         let mut all = render(&loaded.diagnostics);
         all.extend(render(&checked.diagnostics));
         assert_eq!(

@@ -695,6 +695,118 @@ fn check_order_cycles<'a>(objects: &'a ObjectSet, problems: &mut Vec<Problem>) {
     }
 }
 
+/// What a reference points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefTarget {
+    /// A Resource, Group or FenceDevice (they share one namespace).
+    Placeable,
+    Node,
+    FenceDevice,
+}
+
+impl RefTarget {
+    fn matches(self, kind: Kind) -> bool {
+        match self {
+            RefTarget::Placeable => kind.is_placeable(),
+            RefTarget::Node => kind == Kind::Node,
+            RefTarget::FenceDevice => kind == Kind::FenceDevice,
+        }
+    }
+}
+
+fn set_names(sets: &[ResourceSet]) -> impl Iterator<Item = &Name> {
+    sets.iter().flat_map(|set| set.resources.iter())
+}
+
+/// Every object `object` refers to.
+pub fn references(object: &Object) -> Vec<(RefTarget, &str)> {
+    fn placeable(name: &Name) -> (RefTarget, &str) {
+        (RefTarget::Placeable, name.as_str())
+    }
+    match &object.spec {
+        Spec::Group(group) => group.members.iter().map(placeable).collect(),
+        Spec::Location(location) => {
+            let mut found: Vec<_> = location.resource.iter().chain(&location.resources).map(placeable).collect();
+            found.extend(location.node.iter().map(|node| (RefTarget::Node, node.as_str())));
+            found
+        }
+        Spec::Colocation(colocation) => {
+            colocation.resource.iter().chain(&colocation.with_resource).chain(set_names(&colocation.sets)).map(placeable).collect()
+        }
+        Spec::Order(order) => order.first.iter().chain(&order.then).chain(set_names(&order.sets)).map(placeable).collect(),
+        Spec::FenceDevice(device) => device
+            .host_list
+            .iter()
+            .map(Name::as_str)
+            .chain(device.host_map.keys().map(String::as_str))
+            .map(|node| (RefTarget::Node, node))
+            .collect(),
+        Spec::FencingTopology(topology) => std::iter::once((RefTarget::Node, topology.node.as_str()))
+            .chain(topology.levels.iter().flat_map(|level| level.devices.iter()).map(|device| (RefTarget::FenceDevice, device.as_str())))
+            .collect(),
+        Spec::Resource(_) | Spec::Node(_) | Spec::ClusterPolicy(_) | Spec::Alert(_) => Vec::new(),
+    }
+}
+
+/// What deleting some objects with `--cascade` also changes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Cascade {
+    /// The requested deletions plus every dependent to delete.
+    pub deleted: BTreeSet<ObjectKey>,
+    /// Groups and fence devices that only lose a member or host.
+    pub updated: Vec<Object>,
+}
+
+/// Deletes dependents with the objects: constraints and topologies that refer to a
+/// deleted object are deleted; groups lose the deleted members (and are deleted when
+/// empty); fence devices lose deleted nodes from their host lists.
+pub fn cascade(objects: &ObjectSet, requested: &BTreeSet<ObjectKey>) -> Cascade {
+    let mut deleted = requested.clone();
+    let mut updated: BTreeMap<ObjectKey, Object> = BTreeMap::new();
+    loop {
+        let is_deleted = |target: RefTarget, name: &str| deleted.iter().any(|key| key.name.as_str() == name && target.matches(key.kind));
+        let mut more_deleted = Vec::new();
+        let mut more_updated = Vec::new();
+        for (key, original) in objects {
+            if deleted.contains(key) {
+                continue;
+            }
+            let object = updated.get(key).unwrap_or(original);
+            if !references(object).iter().any(|(target, name)| is_deleted(*target, name)) {
+                continue;
+            }
+            let mut changed = object.clone();
+            match &mut changed.spec {
+                Spec::Group(group) => {
+                    group.members.retain(|member| !is_deleted(RefTarget::Placeable, member.as_str()));
+                    if group.members.is_empty() {
+                        more_deleted.push(key.clone());
+                    } else {
+                        more_updated.push(changed);
+                    }
+                }
+                Spec::FenceDevice(device) => {
+                    device.host_list.retain(|node| !is_deleted(RefTarget::Node, node.as_str()));
+                    device.host_map.retain(|node, _| !is_deleted(RefTarget::Node, node));
+                    more_updated.push(changed);
+                }
+                _ => more_deleted.push(key.clone()),
+            }
+        }
+        if more_deleted.is_empty() && more_updated.iter().all(|object| updated.get(&object.key()) == Some(object)) {
+            break;
+        }
+        for object in more_updated {
+            updated.insert(object.key(), object);
+        }
+        for key in more_deleted {
+            updated.remove(&key);
+            deleted.insert(key);
+        }
+    }
+    Cascade { deleted, updated: updated.into_values().collect() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -797,6 +909,26 @@ mod tests {
                 "Location/l: spec.rules[2].expression: give exactly one of and, or, not, or attribute with operation",
             ]
         );
+    }
+
+    #[test]
+    fn cascade_deletes_dependents_and_trims_groups() {
+        let objects = set(&[
+            resource("a"),
+            resource("b"),
+            json!({"kind": "Node", "metadata": {"name": "n1"}}),
+            json!({"kind": "Group", "metadata": {"name": "g"}, "spec": {"members": ["a", "b"]}}),
+            json!({"kind": "Group", "metadata": {"name": "solo"}, "spec": {"members": ["a2"]}}),
+            resource("a2"),
+            json!({"kind": "Location", "metadata": {"name": "on-g"}, "spec": {"resource": "solo", "node": "n1", "score": 5}}),
+            json!({"kind": "Order", "metadata": {"name": "o"}, "spec": {"first": "a", "then": "b"}}),
+        ]);
+        let requested: BTreeSet<ObjectKey> = ["a", "a2"].iter().map(|name| ObjectKey { kind: Kind::Resource, name: Name::from(*name) }).collect();
+        let result = cascade(&objects, &requested);
+        let deleted: Vec<String> = result.deleted.iter().map(ToString::to_string).collect();
+        assert_eq!(deleted, ["Resource/a", "Resource/a2", "Group/solo", "Location/on-g", "Order/o"]);
+        assert_eq!(result.updated.len(), 1);
+        assert_eq!(result.updated[0].spec, Spec::Group(GroupSpec { members: vec![Name::from("b")], meta: ResourceMeta::default(), clone: None }));
     }
 
     #[test]

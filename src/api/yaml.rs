@@ -6,7 +6,7 @@
 //! plus an index from field path to position. Scalars resolve by YAML 1.2's core
 //! schema, as serde_yaml would resolve them. Writing uses serde_yaml.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::{Map, Number, Value};
@@ -294,7 +294,7 @@ fn resolve_scalar(text: &str, style: TScalarStyle, tag: Option<&Tag>) -> Result<
 
 /// Field positions sorted by path, for tests and debugging.
 #[cfg(test)]
-fn sorted_positions(document: &YamlDocument) -> BTreeMap<String, Position> {
+fn sorted_positions(document: &YamlDocument) -> std::collections::BTreeMap<String, Position> {
     document.positions.iter().map(|(path, position)| (path.to_string(), *position)).collect()
 }
 
