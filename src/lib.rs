@@ -4,3 +4,4 @@
 pub mod api;
 pub mod local;
 pub mod store;
+pub mod cli;

@@ -1,1 +1,12 @@
-fn main() {}
+//! The `pacer` binary: parses arguments and hands over to `pacer::cli`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PACER_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    pacer::cli::run(pacer::cli::Cli::parse()).await
+}

@@ -1,0 +1,285 @@
+//! The `pacer` command line: argument parsing and wiring. Logic lives in `api` and
+//! `store`; this module reads files, calls them and prints.
+
+mod output;
+mod sources;
+mod up;
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::api::manifest::{Diagnostic, Loaded, load};
+use crate::api::schema::{crd, crd_file_name};
+use crate::api::yaml::to_yaml_string;
+use crate::api::{Kind, Name, Object, ObjectKey};
+use crate::store::Store;
+use crate::store::apply::{ApplyOutcome, ApplyReport, ApplyRequest, apply};
+
+/// Exit code of a refused change or a command that found differences.
+const EXIT_REFUSED: u8 = 1;
+/// Exit code of an error (etcd unreachable, a conflict, bad arguments).
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(name = "pacer", version, about = "Keep services highly available: Pacemaker's semantics, Kubernetes-style objects in etcd")]
+pub struct Cli {
+    /// etcd endpoints, comma-separated.
+    #[arg(long, global = true, env = "PACER_ETCD", default_value = "http://127.0.0.1:2379")]
+    etcd: String,
+    /// Key prefix of this cluster in etcd.
+    #[arg(long, global = true, env = "PACER_PREFIX", default_value = "/pacer")]
+    prefix: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate manifests and store them, all or nothing.
+    Apply {
+        /// Files, directories (recursive) or - for standard input.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        /// Validate against what is stored and show what would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Label the objects as members of this apply set.
+        #[arg(long)]
+        applyset: Option<String>,
+        /// Delete members of the apply set that the manifests no longer contain.
+        #[arg(long, requires = "applyset")]
+        prune: bool,
+    },
+    /// Show what `apply` would change, as a unified diff. Exit 0: no change, 1: changes.
+    Diff {
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<String>,
+        #[arg(long)]
+        applyset: Option<String>,
+        #[arg(long, requires = "applyset")]
+        prune: bool,
+    },
+    /// List objects of a kind (or `all`), or show one.
+    Get {
+        /// A kind: its name, plural or short name (rsc, grp, loc, colo, ord, fd, ft, no, cp), or `all`.
+        kind: String,
+        name: Option<String>,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Delete objects, by kind and name or as listed in manifests.
+    Delete {
+        /// Delete the objects these manifests describe.
+        #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "names"])]
+        files: Vec<String>,
+        kind: Option<String>,
+        names: Vec<String>,
+        /// Also delete constraints that refer to the deleted objects (and drop them from groups).
+        #[arg(long)]
+        cascade: bool,
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Print the CRD-style schema of every kind, or write them to a directory.
+    Crds {
+        /// Write one file per kind into this directory instead of printing.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Start a local cluster for trying Pacer out: today a private etcd on free
+    /// loopback ports; runs in the foreground until interrupted.
+    Up {
+        #[arg(long)]
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Table,
+    Wide,
+    Yaml,
+    Json,
+}
+
+/// Runs the command line; returns the process exit code.
+pub async fn run(cli: Cli) -> ExitCode {
+    match dispatch(cli).await {
+        Ok(code) => ExitCode::from(code),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+async fn connect(cli: &Cli) -> anyhow::Result<Store> {
+    let endpoints = vec![cli.etcd.clone()];
+    Store::connect(&endpoints, &cli.prefix).await.map_err(anyhow::Error::from)
+}
+
+fn load_files(files: &[String]) -> Loaded {
+    let (sources, read_problems) = sources::read_sources(files);
+    let mut loaded = load(&sources);
+    loaded.diagnostics.extend(read_problems);
+    loaded
+}
+
+fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    let stderr = std::io::stderr();
+    let mut out = stderr.lock();
+    for diagnostic in diagnostics {
+        let _ = writeln!(out, "{diagnostic}");
+    }
+    let _ = writeln!(out, "error: {} problem{} found; nothing was written", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" });
+}
+
+fn print_report(report: &ApplyReport, dry_run: bool) {
+    let suffix = if dry_run { " (dry run)" } else { "" };
+    let mut objects: Vec<_> = report.objects.iter().collect();
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    for planned in objects {
+        println!("{} {}{suffix}", planned.key, planned.change.as_str());
+    }
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match &cli.command {
+        Command::Apply { files, dry_run, applyset, prune } => {
+            let loaded = load_files(files);
+            let store = connect(&cli).await?;
+            let request = ApplyRequest { loaded, applyset: applyset.clone(), prune: *prune, dry_run: *dry_run, ..Default::default() };
+            match apply(&store, &request).await? {
+                ApplyOutcome::Invalid(diagnostics) => {
+                    print_diagnostics(&diagnostics);
+                    Ok(EXIT_REFUSED)
+                }
+                ApplyOutcome::Planned(report) => {
+                    print_report(&report, *dry_run);
+                    Ok(0)
+                }
+            }
+        }
+        Command::Diff { files, applyset, prune } => {
+            let loaded = load_files(files);
+            let store = connect(&cli).await?;
+            let request = ApplyRequest { loaded, applyset: applyset.clone(), prune: *prune, dry_run: true, ..Default::default() };
+            match apply(&store, &request).await? {
+                ApplyOutcome::Invalid(diagnostics) => {
+                    print_diagnostics(&diagnostics);
+                    Ok(EXIT_ERROR)
+                }
+                ApplyOutcome::Planned(report) => {
+                    let mut changed: Vec<_> = report.objects.iter().filter(|planned| planned.change.writes()).collect();
+                    changed.sort_by(|a, b| a.key.cmp(&b.key));
+                    for planned in &changed {
+                        print!("{}", output::unified_diff(planned));
+                    }
+                    Ok(if changed.is_empty() { 0 } else { EXIT_REFUSED })
+                }
+            }
+        }
+        Command::Get { kind, name, output: format } => {
+            let kinds: Vec<Kind> = if kind.eq_ignore_ascii_case("all") {
+                Kind::ALL.to_vec()
+            } else {
+                vec![Kind::parse_loose(kind).with_context(|| format!("unknown kind {kind:?}"))?]
+            };
+            let store = connect(&cli).await?;
+            let listing = store.list_objects().await?;
+            let mut selected: Vec<&Object> = Vec::new();
+            for kind in &kinds {
+                selected.extend(
+                    listing
+                        .objects
+                        .values()
+                        .map(|stored| &stored.object)
+                        .filter(|object| object.kind() == *kind && name.as_ref().is_none_or(|name| object.name().as_str() == name)),
+                );
+            }
+            if let Some(name) = name
+                && selected.is_empty()
+            {
+                eprintln!("error: {}/{name} not found", kinds[0]);
+                return Ok(EXIT_REFUSED);
+            }
+            match format {
+                OutputFormat::Yaml => print!("{}", output::objects_yaml(&selected)),
+                OutputFormat::Json => print!("{}", output::objects_json(&selected, name.is_some())),
+                OutputFormat::Table | OutputFormat::Wide => {
+                    let wide = *format == OutputFormat::Wide;
+                    let mut printed = false;
+                    for kind in &kinds {
+                        let of_kind: Vec<&Object> = selected.iter().copied().filter(|object| object.kind() == *kind).collect();
+                        if of_kind.is_empty() {
+                            continue;
+                        }
+                        if kinds.len() > 1 {
+                            if printed {
+                                println!();
+                            }
+                            println!("# {}", kind.plural());
+                        }
+                        print!("{}", output::kind_table(*kind, &of_kind, wide));
+                        printed = true;
+                    }
+                    if !printed {
+                        eprintln!("No objects found.");
+                    }
+                }
+            }
+            Ok(0)
+        }
+        Command::Delete { files, kind, names, cascade, dry_run } => {
+            let mut delete: Vec<ObjectKey> = Vec::new();
+            if !files.is_empty() {
+                let loaded = load_files(files);
+                if !loaded.diagnostics.is_empty() {
+                    print_diagnostics(&loaded.diagnostics);
+                    return Ok(EXIT_REFUSED);
+                }
+                delete.extend(loaded.manifests.iter().map(|manifest| manifest.object.key()));
+            } else {
+                let kind_text = kind.as_deref().context("give KIND NAME... or -f FILE")?;
+                let kind = Kind::parse_loose(kind_text).with_context(|| format!("unknown kind {kind_text:?}"))?;
+                anyhow::ensure!(!names.is_empty(), "give at least one name of a {kind} to delete");
+                delete.extend(names.iter().map(|name| ObjectKey { kind, name: Name(name.clone()) }));
+            }
+            let unique: BTreeSet<ObjectKey> = delete.into_iter().collect();
+            let store = connect(&cli).await?;
+            let request = ApplyRequest { delete: unique.into_iter().collect(), cascade: *cascade, dry_run: *dry_run, ..Default::default() };
+            match apply(&store, &request).await? {
+                ApplyOutcome::Invalid(diagnostics) => {
+                    print_diagnostics(&diagnostics);
+                    Ok(EXIT_REFUSED)
+                }
+                ApplyOutcome::Planned(report) => {
+                    print_report(&report, *dry_run);
+                    Ok(0)
+                }
+            }
+        }
+        Command::Crds { out } => {
+            match out {
+                Some(directory) => {
+                    std::fs::create_dir_all(directory).with_context(|| format!("create {}", directory.display()))?;
+                    for kind in Kind::ALL {
+                        let path = directory.join(crd_file_name(*kind));
+                        std::fs::write(&path, to_yaml_string(&crd(*kind))).with_context(|| format!("write {}", path.display()))?;
+                    }
+                }
+                None => {
+                    let documents: Vec<String> = Kind::ALL.iter().map(|kind| to_yaml_string(&crd(*kind))).collect();
+                    print!("{}", documents.join("---\n"));
+                }
+            }
+            Ok(0)
+        }
+        Command::Up { state_dir } => up::run(state_dir).await,
+    }
+}
