@@ -1,0 +1,34 @@
+# The two commands of the README: `make demo` and `make test`. Both install what is
+# missing first (scripts/install-deps), so a fresh Debian machine needs nothing else.
+
+CARGO ?= cargo
+PACER := target/debug/pacer
+DEMO_DIR := .demo
+
+.PHONY: deps build demo demo-down test bench crds
+
+deps:
+	scripts/install-deps
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+# Starts a private etcd, applies manifests/examples/ and shows every kind.
+demo: build
+	scripts/demo start $(DEMO_DIR)
+
+demo-down:
+	scripts/demo stop $(DEMO_DIR)
+
+# Unit, integration (each starts its own etcd) and bad-input tests, plus a check that
+# crds/ matches the types.
+test: deps
+	$(CARGO) test --workspace --all-targets
+
+# Apply benchmark: 1,000 and 10,000 objects against a private etcd.
+bench: deps
+	$(CARGO) bench --bench apply
+
+# Regenerate crds/ from the Rust types (a test fails when they are stale).
+crds:
+	$(CARGO) run --quiet -- crds --out crds
