@@ -48,7 +48,7 @@ pub enum WatchEvent {
 enum State {
     NeedsList,
     NeedsWatch,
-    Watching(WatchStream),
+    Watching(Box<WatchStream>),
 }
 
 /// Follows every change under a prefix, across disconnects and compactions.
@@ -123,7 +123,7 @@ impl PrefixWatcher {
                     .watch(self.prefix.as_str(), Some(options))
                     .await
                     .map_err(StoreError::etcd(format!("watch {}", self.prefix)))?;
-                self.state = State::Watching(stream);
+                self.state = State::Watching(Box::new(stream));
             }
             State::Watching(stream) => {
                 let message = stream.message().await;
