@@ -11,7 +11,7 @@ deps:
 	scripts/install-deps
 
 build: deps
-	$(CARGO) build --workspace --all-targets
+	$(CARGO) build --bin pacer
 
 # Starts a private etcd, applies manifests/examples/ and shows every kind.
 demo: build
@@ -23,7 +23,7 @@ demo-down:
 # Unit, integration (each starts its own etcd) and bad-input tests, plus a check that
 # crds/ matches the types.
 test: deps
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace
 
 # Apply benchmark: 1,000 and 10,000 objects against a private etcd.
 bench: deps

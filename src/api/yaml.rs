@@ -98,8 +98,22 @@ enum Frame {
     Sequence { items: Vec<Value>, anchor: usize, path: Vec<Segment> },
 }
 
+/// The most values aliases in one file may copy. An alias copies its anchor's value,
+/// so a small file can describe an exponentially large one ("billion laughs").
+const MAX_ALIAS_VALUES: usize = 1_000_000;
+
+fn count_values(value: &Value) -> usize {
+    match value {
+        Value::Array(items) => 1 + items.iter().map(count_values).sum::<usize>(),
+        Value::Object(map) => 1 + map.values().map(count_values).sum::<usize>(),
+        _ => 1,
+    }
+}
+
 #[derive(Default)]
 struct Builder {
+    /// Values copied by aliases so far in the whole file.
+    alias_values: usize,
     documents: Vec<YamlDocument>,
     error: Option<YamlError>,
     stack: Vec<Frame>,
@@ -243,8 +257,16 @@ impl MarkedEventReceiver for Builder {
                 }
                 let path = self.child_path();
                 self.record(path, mark);
-                match self.anchors.get(&anchor).cloned() {
-                    Some(value) => self.place(value, 0),
+                match self.anchors.get(&anchor) {
+                    Some(value) => {
+                        self.alias_values = self.alias_values.saturating_add(count_values(value));
+                        if self.alias_values > MAX_ALIAS_VALUES {
+                            self.fail(mark, format!("aliases expand to more than {MAX_ALIAS_VALUES} values"));
+                            return;
+                        }
+                        let value = value.clone();
+                        self.place(value, 0);
+                    }
                     None => self.fail(mark, "alias to an unknown anchor".into()),
                 }
             }
@@ -355,6 +377,17 @@ metadata: {name: n1}
     fn anchors_and_aliases_copy_values() {
         let documents = parse_documents("base: &b {x: 1}\nother: *b\n").expect("valid YAML");
         assert_eq!(documents[0].value, json!({"base": {"x": 1}, "other": {"x": 1}}));
+    }
+
+    #[test]
+    fn refuses_alias_bombs() {
+        let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+        for level in 1..10 {
+            let previous = format!("*a{}", level - 1);
+            text.push_str(&format!("a{level}: &a{level} [{}]\n", vec![previous; 10].join(", ")));
+        }
+        let error = parse_documents(&text).expect_err("10^10 values");
+        assert!(error.message.contains("aliases expand to more than"), "{error}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         for (column, cell) in cells.into_iter().enumerate() {
             text.push_str(cell);
             if column < last {
-                let pad = widths[column].saturating_sub(cell.chars().count()) + 3;
+                let pad = widths.get(column).copied().unwrap_or(0).saturating_sub(cell.chars().count()) + 3;
                 text.push_str(&" ".repeat(pad));
             }
         }
