@@ -264,24 +264,42 @@ pub fn check_change(
     } else {
         check_objects(stored).into_iter().collect()
     };
-    for problem in check_objects(&after) {
+    let problems = check_objects(&after);
+    let touched = |key: &ObjectKey| origins.contains_key(key) || rewritten_keys.contains(key);
+    for problem in &problems {
         if problem.missing.as_ref().is_some_and(|name| broken.contains(name)) {
             continue;
         }
-        let touched = origins.contains_key(&problem.key) || rewritten_keys.contains(&problem.key);
-        if !touched && before_problems.contains(&problem) {
+        if !touched(&problem.key) && before_problems.contains(problem) {
             continue;
         }
         let deleted_target = problem.missing.as_ref().and_then(|name| deleted.iter().find(|key| key.name.as_str() == name.as_str()));
-        let message = match deleted_target {
+        let mut message = match deleted_target {
             Some(target) => format!("still refers to {target}, which this change deletes (--cascade deletes dependents too)"),
-            None => problem.message,
+            None => problem.message.clone(),
         };
         let object = Some(problem.key.to_string());
-        diagnostics.push(match origins.get(&problem.key) {
-            Some(origin) => origin.diagnostic(object, problem.path, message),
-            None => Diagnostic::stored(object, (!problem.path.is_root()).then_some(problem.path), message),
-        });
+        let path = problem.path.clone();
+        if let Some(origin) = origins.get(&problem.key) {
+            diagnostics.push(origin.diagnostic(object, path, message));
+            continue;
+        }
+        // A stored object broken by a change to another object: when that object
+        // reports the same conflict itself, that is enough; otherwise point at it.
+        if let Some(other) = problem.other.as_ref().filter(|other| touched(other)) {
+            let reported_there = problems.iter().any(|theirs| &theirs.key == other && theirs.other.as_ref() == Some(&problem.key));
+            if reported_there {
+                continue;
+            }
+            if let Some(origin) = origins.get(other) {
+                message = format!("{message} (caused by {other} here)");
+                let mut diagnostic = origin.diagnostic(object, path, message);
+                diagnostic.position = Some(origin.position_of(&FieldPath::of(&["metadata", "name"])));
+                diagnostics.push(diagnostic);
+                continue;
+            }
+        }
+        diagnostics.push(Diagnostic::stored(object, (!path.is_root()).then_some(path), message));
     }
     Checked { after, diagnostics }
 }

@@ -23,6 +23,7 @@ pub fn kind_schema(kind: Kind) -> Value {
     settings.inline_subschemas = true;
     let mut generator = settings.into_generator();
     let mut schema = kind.envelope_schema(&mut generator).to_value();
+    flatten_enums(&mut schema);
     if let Some(root) = schema.as_object_mut() {
         root.insert("title".into(), json!(kind.as_str()));
         if let Some(properties) = root.get_mut("properties").and_then(Value::as_object_mut) {
@@ -36,6 +37,68 @@ pub fn kind_schema(kind: Kind) -> Value {
         }
     }
     schema
+}
+
+/// The string values (and whether null is allowed) an alternative of a `oneOf` or
+/// `anyOf` stands for, when it is a plain string constant, an enum or null.
+fn enum_values(alternative: &Value, values: &mut Vec<Value>, notes: &mut Vec<String>) -> bool {
+    let Some(object) = alternative.as_object() else { return false };
+    if object.get("type") == Some(&json!("null")) || object.get("const") == Some(&Value::Null) {
+        values.push(Value::Null);
+        return true;
+    }
+    if let Some(Value::String(constant)) = object.get("const") {
+        values.push(json!(constant));
+        if let Some(Value::String(description)) = object.get("description") {
+            notes.push(format!("{constant}: {description}"));
+        }
+        return true;
+    }
+    if let Some(Value::Array(options)) = object.get("enum")
+        && options.iter().all(|option| option.is_string() || option.is_null())
+    {
+        values.extend(options.iter().cloned());
+        if let Some(Value::String(description)) = object.get("description") {
+            notes.push(description.clone());
+        }
+        return true;
+    }
+    false
+}
+
+/// schemars writes an enum with documented variants as a `oneOf` of constants, which
+/// makes validation errors say "not valid under any of the schemas listed in the
+/// 'oneOf' keyword". A plain `enum` (descriptions folded into one) says which values
+/// are allowed.
+fn flatten_enums(schema: &mut Value) {
+    match schema {
+        Value::Array(items) => items.iter_mut().for_each(flatten_enums),
+        Value::Object(object) => {
+            object.values_mut().for_each(flatten_enums);
+            for keyword in ["oneOf", "anyOf"] {
+                let Some(Value::Array(alternatives)) = object.get(keyword) else { continue };
+                let (mut values, mut notes) = (Vec::new(), Vec::new());
+                if !alternatives.iter().all(|alternative| enum_values(alternative, &mut values, &mut notes)) {
+                    continue;
+                }
+                object.remove(keyword);
+                let nullable = values.contains(&Value::Null);
+                object.insert("type".into(), if nullable { json!(["string", "null"]) } else { json!("string") });
+                object.insert("enum".into(), Value::Array(values));
+                if !notes.is_empty() {
+                    let mut description = object.get("description").and_then(Value::as_str).map(str::to_string).unwrap_or_default();
+                    for note in notes {
+                        if !description.is_empty() {
+                            description.push(' ');
+                        }
+                        description.push_str(&note);
+                    }
+                    object.insert("description".into(), Value::String(description));
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A CRD-style document describing one kind, as kept in `crds/`.
@@ -122,6 +185,18 @@ pub fn check_schema(kind: Kind, value: &Value) -> Vec<SchemaViolation> {
                 };
                 violations.push(SchemaViolation { path, message });
             }
+            ValidationErrorKind::Enum { options } => {
+                let allowed: Vec<&str> = options.as_array().map(|list| list.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+                let given = error.instance().as_str().unwrap_or_default().to_string();
+                let mut message = format!("{} is not one of {}", error.instance(), allowed.join(", "));
+                if let Some(close) = allowed.iter().find(|option| option.eq_ignore_ascii_case(&given)) {
+                    message.push_str(&format!(" (did you mean {close}?)"));
+                } else if given == "Master" || given == "Slave" {
+                    let renamed = if given == "Master" { "Promoted" } else { "Unpromoted" };
+                    message.push_str(&format!(" (Pacemaker 2.1 renamed {given} to {renamed})"));
+                }
+                violations.push(SchemaViolation { path, message });
+            }
             ValidationErrorKind::Constant { expected_value } => {
                 let message = format!("must be {expected_value}, not {}", error.instance());
                 violations.push(SchemaViolation { path, message });
@@ -172,6 +247,22 @@ mod tests {
         let shown: Vec<String> = check_schema(Kind::Location, &value).iter().map(|v| format!("{}: {}", v.path, v.message)).collect();
         assert!(shown.iter().any(|line| line.starts_with("spec.score: invalid score \"INFINTY\"")), "{shown:?}");
         assert!(shown.iter().any(|line| line.starts_with("metadata.name: invalid name")), "{shown:?}");
+    }
+
+    #[test]
+    fn enums_list_their_values_and_suggest_the_right_case() {
+        let value = json!({
+            "apiVersion": API_VERSION,
+            "kind": "Order",
+            "metadata": {"name": "o"},
+            "spec": {"first": "a", "then": "b", "kind": "mandatory"},
+        });
+        let shown: Vec<String> = check_schema(Kind::Order, &value).iter().map(|v| format!("{}: {}", v.path, v.message)).collect();
+        assert_eq!(shown, ["spec.kind: \"mandatory\" is not one of Mandatory, Optional, Serialize (did you mean Mandatory?)"]);
+        let schema = kind_schema(Kind::ClusterPolicy);
+        let policy = &schema["properties"]["spec"]["properties"]["noQuorumPolicy"];
+        assert_eq!(policy["enum"], json!(["Stop", "Freeze", "Ignore", "Demote"]));
+        assert!(policy["description"].as_str().is_some_and(|text| text.contains("Ignore: Carry on as if quorate")), "{policy}");
     }
 
     #[test]

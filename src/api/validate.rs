@@ -29,6 +29,9 @@ pub struct Problem {
     pub message: String,
     /// For a reference to an object that does not exist: the name referred to.
     pub missing: Option<String>,
+    /// Another object involved (the other group listing the same member, the member
+    /// that became a clone): a change to it can cause this problem.
+    pub other: Option<ObjectKey>,
 }
 
 /// Checks every object of `objects`, and the references between them.
@@ -49,14 +52,15 @@ pub fn check_objects(objects: &ObjectSet) -> Vec<Problem> {
 struct Index<'a> {
     placeable: HashMap<&'a str, (Kind, &'a Object)>,
     nodes: BTreeSet<&'a str>,
-    /// Group by member, for the first group (by name) that lists the member.
-    group_of: HashMap<&'a str, &'a str>,
-    topology_of: HashMap<&'a str, &'a str>,
+    /// Groups by member: every group that lists the member, in name order.
+    groups_of: HashMap<&'a str, Vec<&'a str>>,
+    /// FencingTopology objects by node, in name order.
+    topologies_of: HashMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> Index<'a> {
     fn new(objects: &'a ObjectSet) -> Index<'a> {
-        let mut index = Index { placeable: HashMap::new(), nodes: BTreeSet::new(), group_of: HashMap::new(), topology_of: HashMap::new() };
+        let mut index = Index { placeable: HashMap::new(), nodes: BTreeSet::new(), groups_of: HashMap::new(), topologies_of: HashMap::new() };
         for (key, object) in objects {
             if key.kind.is_placeable() {
                 index.placeable.entry(key.name.as_str()).or_insert((key.kind, object));
@@ -67,11 +71,11 @@ impl<'a> Index<'a> {
                 }
                 Spec::Group(group) => {
                     for member in &group.members {
-                        index.group_of.entry(member.as_str()).or_insert(key.name.as_str());
+                        index.groups_of.entry(member.as_str()).or_default().push(key.name.as_str());
                     }
                 }
                 Spec::FencingTopology(topology) => {
-                    index.topology_of.entry(topology.node.as_str()).or_insert(key.name.as_str());
+                    index.topologies_of.entry(topology.node.as_str()).or_default().push(key.name.as_str());
                 }
                 _ => {}
             }
@@ -83,7 +87,8 @@ impl<'a> Index<'a> {
     fn clone_of(&self, name: &str) -> Option<&'a CloneSpec> {
         match self.placeable.get(name) {
             Some((_, Object { spec: Spec::Resource(resource), .. })) => {
-                resource.clone.as_ref().or_else(|| self.group_of.get(name).and_then(|group| self.clone_of(group)))
+                let group = self.groups_of.get(name).and_then(|groups| groups.first());
+                resource.clone.as_ref().or_else(|| group.and_then(|group| self.clone_of(group)))
             }
             Some((_, Object { spec: Spec::Group(group), .. })) => group.clone.as_ref(),
             _ => None,
@@ -107,11 +112,15 @@ fn spec_path(field: &str) -> FieldPath {
 
 impl Checker<'_, '_, '_> {
     fn problem(&mut self, path: FieldPath, message: impl Into<String>) {
-        self.problems.push(Problem { key: self.key.clone(), path, message: message.into(), missing: None });
+        self.problems.push(Problem { key: self.key.clone(), path, message: message.into(), missing: None, other: None });
     }
 
     fn missing(&mut self, path: FieldPath, name: &str, message: String) {
-        self.problems.push(Problem { key: self.key.clone(), path, message, missing: Some(name.to_string()) });
+        self.problems.push(Problem { key: self.key.clone(), path, message, missing: Some(name.to_string()), other: None });
+    }
+
+    fn involving(&mut self, path: FieldPath, other: ObjectKey, message: String) {
+        self.problems.push(Problem { key: self.key.clone(), path, message, missing: None, other: Some(other) });
     }
 
     fn check(&mut self, object: &Object) {
@@ -247,11 +256,14 @@ impl Checker<'_, '_, '_> {
                 None => self.missing(path, member.as_str(), format!("refers to Resource/{member}, which does not exist")),
                 Some((Kind::Resource, Object { spec: Spec::Resource(resource), .. })) => {
                     if resource.clone.is_some() {
-                        self.problem(path, format!("Resource/{member} is cloned; clone the group instead"));
-                    } else if let Some(other) = self.index.group_of.get(member.as_str())
-                        && *other != self.key.name.as_str()
-                    {
-                        self.problem(path, format!("Resource/{member} is already a member of Group/{other}"));
+                        let other = ObjectKey { kind: Kind::Resource, name: member.clone() };
+                        self.involving(path.clone(), other, format!("Resource/{member} is cloned; clone the group instead"));
+                    }
+                    let own = self.key.name.clone();
+                    let others: Vec<&str> = self.index.groups_of.get(member.as_str()).map(Vec::as_slice).unwrap_or(&[]).to_vec();
+                    for other in others.into_iter().filter(|other| *other != own.as_str()) {
+                        let key = ObjectKey { kind: Kind::Group, name: Name::from(other) };
+                        self.involving(path.clone(), key, format!("Resource/{member} is also a member of Group/{other}"));
                     }
                 }
                 Some((kind, _)) => self.problem(path, format!("{member} is a {kind}; groups hold Resources only")),
@@ -298,11 +310,12 @@ impl Checker<'_, '_, '_> {
                     if rule.score.is_some() == rule.score_attribute.is_some() {
                         self.problem(path.clone(), "give exactly one of score or scoreAttribute");
                     }
-                    if matches!(rule.role, Some(Role::Promoted | Role::Unpromoted))
-                        && let Some(resource) = &location.resource
-                        && !self.index.is_promotable(resource.as_str())
-                    {
-                        self.problem(path.clone().key("role"), format!("{resource} is not a promotable clone"));
+                    if matches!(rule.role, Some(Role::Promoted | Role::Unpromoted)) {
+                        for resource in location.resource.iter().chain(&location.resources) {
+                            if self.index.placeable.contains_key(resource.as_str()) && !self.index.is_promotable(resource.as_str()) {
+                                self.problem(path.clone().key("role"), format!("{resource} is not a promotable clone"));
+                            }
+                        }
                     }
                     self.check_expression(path.key("expression"), &rule.expression, 0);
                 }
@@ -467,10 +480,11 @@ impl Checker<'_, '_, '_> {
 
     fn check_topology(&mut self, topology: &FencingTopologySpec) {
         self.check_node_ref(spec_path("node"), topology.node.as_str());
-        if let Some(owner) = self.index.topology_of.get(topology.node.as_str())
-            && *owner != self.key.name.as_str()
-        {
-            self.problem(spec_path("node"), format!("FencingTopology/{owner} already sets the levels of {}", topology.node));
+        let own = self.key.name.clone();
+        let owners: Vec<&str> = self.index.topologies_of.get(topology.node.as_str()).map(Vec::as_slice).unwrap_or(&[]).to_vec();
+        for owner in owners.into_iter().filter(|owner| *owner != own.as_str()) {
+            let key = ObjectKey { kind: Kind::FencingTopology, name: Name::from(owner) };
+            self.involving(spec_path("node"), key, format!("FencingTopology/{owner} also sets the levels of {}", topology.node));
         }
         let mut indexes = BTreeSet::new();
         for (position, level) in topology.levels.iter().enumerate() {
@@ -508,7 +522,15 @@ impl Checker<'_, '_, '_> {
         match (&receiver.webhook, &receiver.exec) {
             (Some(webhook), None) => {
                 let url = webhook.url.as_str();
-                let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
+                let lower = url.to_ascii_lowercase();
+                let scheme_length = if lower.starts_with("http://") {
+                    Some(7)
+                } else if lower.starts_with("https://") {
+                    Some(8)
+                } else {
+                    None
+                };
+                let rest = scheme_length.map(|length| &url[length..]);
                 let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
                 if host.is_none_or(str::is_empty) || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
                     self.problem(FieldPath::of(&["spec", "receiver", "webhook", "url"]), format!("{url:?} is not an http:// or https:// URL"));
@@ -516,8 +538,8 @@ impl Checker<'_, '_, '_> {
             }
             (None, Some(exec)) => {
                 let path = exec.path.as_str();
-                if !path.starts_with('/') || path.split('/').any(|part| part == "..") || path.chars().any(char::is_control) {
-                    self.problem(FieldPath::of(&["spec", "receiver", "exec", "path"]), format!("{path:?} is not an absolute path without '..'"));
+                if !path.starts_with('/') || path.ends_with('/') || path.split('/').any(|part| part == "..") || path.chars().any(char::is_control) {
+                    self.problem(FieldPath::of(&["spec", "receiver", "exec", "path"]), format!("{path:?} is not an absolute path to a file, without '..'"));
                 }
             }
             _ => self.problem(FieldPath::of(&["spec", "receiver"]), "give exactly one of webhook or exec"),
@@ -685,6 +707,7 @@ fn check_order_cycles<'a>(objects: &'a ObjectSet, problems: &mut Vec<Problem>) {
                                 path: FieldPath::of(&["spec"]),
                                 message: format!("mandatory order cycle: {}", text.join(" -> ")),
                                 missing: None,
+                                other: None,
                             });
                         }
                     }

@@ -71,6 +71,8 @@ pub struct YamlError {
 /// Parses every document of a multi-document YAML text. Empty documents (a stray
 /// `---`, a comment-only file) are skipped.
 pub fn parse_documents(text: &str) -> Result<Vec<YamlDocument>, YamlError> {
+    // A byte-order mark (as some Windows editors write) is not content.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(text);
     if let Err(error) = parser.load(&mut builder, true) {
@@ -180,6 +182,10 @@ impl Builder {
                 self.fail(mark, message);
                 return;
             }
+            if text == "<<" && style == TScalarStyle::Plain {
+                self.fail(mark, "merge keys (<<) are not supported; write the fields out".into());
+                return;
+            }
             let first_key = map.is_empty();
             let mapping_path = path.clone();
             let mut key_path = path.clone();
@@ -199,9 +205,17 @@ impl Builder {
         }
     }
 
-    fn start_container(&mut self, sequence: bool, anchor: usize, mark: Marker) {
+    fn start_container(&mut self, sequence: bool, anchor: usize, tag: Option<Tag>, mark: Marker) {
         if self.expecting_key() {
             self.fail(mark, "mappings and lists as mapping keys are not supported".into());
+        }
+        if let Some(tag) = tag {
+            let core = tag.handle == "tag:yaml.org,2002:" || tag.handle == "!!";
+            let fits = core && tag.suffix == if sequence { "seq" } else { "map" };
+            if !fits {
+                self.fail(mark, format!("unsupported tag {}{}", tag.handle, tag.suffix));
+                return;
+            }
         }
         let path = self.child_path();
         if sequence {
@@ -247,8 +261,8 @@ impl MarkedEventReceiver for Builder {
                 }
             }
             Event::Scalar(text, style, anchor, tag) => self.on_scalar(text, style, anchor, tag, mark),
-            Event::SequenceStart(anchor, _) => self.start_container(true, anchor, mark),
-            Event::MappingStart(anchor, _) => self.start_container(false, anchor, mark),
+            Event::SequenceStart(anchor, tag) => self.start_container(true, anchor, tag, mark),
+            Event::MappingStart(anchor, tag) => self.start_container(false, anchor, tag, mark),
             Event::SequenceEnd | Event::MappingEnd => self.end_container(),
             Event::Alias(anchor) => {
                 if self.expecting_key() {
@@ -374,6 +388,12 @@ metadata: {name: n1}
     }
 
     #[test]
+    fn ignores_a_byte_order_mark() {
+        let documents = parse_documents("\u{feff}kind: Node\n").expect("valid YAML");
+        assert_eq!(documents[0].value, json!({"kind": "Node"}));
+    }
+
+    #[test]
     fn anchors_and_aliases_copy_values() {
         let documents = parse_documents("base: &b {x: 1}\nother: *b\n").expect("valid YAML");
         assert_eq!(documents[0].value, json!({"base": {"x": 1}, "other": {"x": 1}}));
@@ -403,6 +423,13 @@ metadata: {name: n1}
         assert!(error.message.starts_with("invalid YAML"), "{error}");
         let tagged = parse_documents("a: !custom 1\n").expect_err("custom tag");
         assert!(tagged.message.contains("unsupported tag"), "{tagged}");
+        let tagged_mapping = parse_documents("metadata: !custom {name: web}\n").expect_err("custom tag on a mapping");
+        assert!(tagged_mapping.message.contains("unsupported tag !custom"), "{tagged_mapping}");
+        let mistagged = parse_documents("spec: !!str\n  agent: x\n").expect_err("!!str on a mapping");
+        assert!(mistagged.message.contains("unsupported tag"), "{mistagged}");
+        assert!(parse_documents("a: !!map {b: 1}\nc: !!seq [1]\n").is_ok());
+        let merge = parse_documents("base: &b {x: 1}\nother:\n  <<: *b\n").expect_err("merge key");
+        assert!(merge.message.contains("merge keys"), "{merge}");
     }
 
     #[test]
