@@ -702,9 +702,10 @@ fn check_order_cycles<'a>(objects: &'a ObjectSet, problems: &mut Vec<Problem>) {
                     text.push(format!("{} {:?}", target.0, target.1));
                     for owner in owners {
                         if reported.insert(owner.clone()) {
+                            let uses_sets = matches!(objects.get(&owner), Some(Object { spec: Spec::Order(order), .. }) if order.then.is_none());
                             problems.push(Problem {
                                 key: owner,
-                                path: FieldPath::of(&["spec"]),
+                                path: FieldPath::of(&["spec", if uses_sets { "sets" } else { "then" }]),
                                 message: format!("mandatory order cycle: {}", text.join(" -> ")),
                                 missing: None,
                                 other: None,
@@ -780,9 +781,10 @@ pub struct Cascade {
     pub updated: Vec<Object>,
 }
 
-/// Deletes dependents with the objects: constraints and topologies that refer to a
-/// deleted object are deleted; groups lose the deleted members (and are deleted when
-/// empty); fence devices lose deleted nodes from their host lists.
+/// Deletes dependents with the objects, as pcs does: constraints and topologies that
+/// refer to a deleted object are deleted, except that resource sets and groups only
+/// lose the deleted members (and go when too few are left); fence devices lose
+/// deleted nodes from their host lists.
 pub fn cascade(objects: &ObjectSet, requested: &BTreeSet<ObjectKey>) -> Cascade {
     let mut deleted = requested.clone();
     let mut updated: BTreeMap<ObjectKey, Object> = BTreeMap::new();
@@ -799,21 +801,36 @@ pub fn cascade(objects: &ObjectSet, requested: &BTreeSet<ObjectKey>) -> Cascade 
                 continue;
             }
             let mut changed = object.clone();
-            match &mut changed.spec {
+            let placeable_gone = |name: &Name| is_deleted(RefTarget::Placeable, name.as_str());
+            let keep = match &mut changed.spec {
                 Spec::Group(group) => {
-                    group.members.retain(|member| !is_deleted(RefTarget::Placeable, member.as_str()));
-                    if group.members.is_empty() {
-                        more_deleted.push(key.clone());
-                    } else {
-                        more_updated.push(changed);
-                    }
+                    group.members.retain(|member| !placeable_gone(member));
+                    !group.members.is_empty()
                 }
                 Spec::FenceDevice(device) => {
                     device.host_list.retain(|node| !is_deleted(RefTarget::Node, node.as_str()));
                     device.host_map.retain(|node, _| !is_deleted(RefTarget::Node, node));
-                    more_updated.push(changed);
+                    true
                 }
-                _ => more_deleted.push(key.clone()),
+                // Sets lose the deleted members; the constraint goes when what is left
+                // constrains nothing.
+                Spec::Location(location) if location.resource.is_none() => {
+                    location.resources.retain(|name| !placeable_gone(name));
+                    !location.resources.is_empty() && !location.node.as_ref().is_some_and(|node| is_deleted(RefTarget::Node, node.as_str()))
+                }
+                Spec::Colocation(ColocationSpec { sets, .. }) | Spec::Order(OrderSpec { sets, .. }) if !sets.is_empty() => {
+                    for set in sets.iter_mut() {
+                        set.resources.retain(|name| !placeable_gone(name));
+                    }
+                    sets.retain(|set| !set.resources.is_empty());
+                    sets.iter().map(|set| set.resources.len()).sum::<usize>() >= 2
+                }
+                _ => false,
+            };
+            if keep {
+                more_updated.push(changed);
+            } else {
+                more_deleted.push(key.clone());
             }
         }
         if more_deleted.is_empty() && more_updated.iter().all(|object| updated.get(&object.key()) == Some(object)) {
@@ -945,13 +962,20 @@ mod tests {
             resource("a2"),
             json!({"kind": "Location", "metadata": {"name": "on-g"}, "spec": {"resource": "solo", "node": "n1", "score": 5}}),
             json!({"kind": "Order", "metadata": {"name": "o"}, "spec": {"first": "a", "then": "b"}}),
+            resource("c"),
+            json!({"kind": "Order", "metadata": {"name": "in-sets"}, "spec": {"sets": [{"resources": ["a", "b"]}, {"resources": ["c"]}]}}),
+            json!({"kind": "Colocation", "metadata": {"name": "pair"}, "spec": {"score": 5, "sets": [{"resources": ["a", "b"]}]}}),
         ]);
         let requested: BTreeSet<ObjectKey> = ["a", "a2"].iter().map(|name| ObjectKey { kind: Kind::Resource, name: Name::from(*name) }).collect();
         let result = cascade(&objects, &requested);
         let deleted: Vec<String> = result.deleted.iter().map(ToString::to_string).collect();
-        assert_eq!(deleted, ["Resource/a", "Resource/a2", "Group/solo", "Location/on-g", "Order/o"]);
-        assert_eq!(result.updated.len(), 1);
+        assert_eq!(deleted, ["Resource/a", "Resource/a2", "Group/solo", "Location/on-g", "Colocation/pair", "Order/o"]);
+        let updated: Vec<String> = result.updated.iter().map(|object| object.key().to_string()).collect();
+        assert_eq!(updated, ["Group/g", "Order/in-sets"]);
         assert_eq!(result.updated[0].spec, Spec::Group(GroupSpec { members: vec![Name::from("b")], meta: ResourceMeta::default(), clone: None }));
+        let Spec::Order(order) = &result.updated[1].spec else { panic!("an order") };
+        let sets: Vec<Vec<&str>> = order.sets.iter().map(|set| set.resources.iter().map(Name::as_str).collect()).collect();
+        assert_eq!(sets, [vec!["b"], vec!["c"]]);
     }
 
     #[test]
