@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test bench crds
+.PHONY: deps build demo demo-down test bench crds conformance
 
 deps:
 	scripts/install-deps
@@ -20,10 +20,16 @@ demo: build
 demo-down:
 	scripts/demo stop $(DEMO_DIR)
 
-# Unit, integration (each starts its own etcd) and bad-input tests, plus a check that
-# crds/ matches the types.
+# Unit, integration (each starts its own etcd) and bad-input tests, a check that
+# crds/ matches the types, then the Pacemaker conformance floor.
 test: deps
 	$(CARGO) test --workspace
+	$(MAKE) conformance
+
+# Pacemaker's scheduler scenarios (../shared/conformance) through `pacer simulate`;
+# fails below the figures in tests/conformance/floor.
+conformance: build
+	scripts/conformance
 
 # Apply benchmark: 1,000 and 10,000 objects against a private etcd.
 bench: deps

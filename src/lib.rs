@@ -2,6 +2,8 @@
 //! Kubernetes-style. See ARCHITECTURE.md for the map.
 
 pub mod api;
+pub mod cib;
 pub mod local;
+pub mod scheduler;
 pub mod store;
 pub mod cli;

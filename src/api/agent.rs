@@ -159,7 +159,11 @@ impl FromStr for FenceAgentRef {
     type Err = ParseAgentError;
     fn from_str(text: &str) -> Result<FenceAgentRef, ParseAgentError> {
         let name = text.strip_prefix("stonith:").unwrap_or(text);
-        check_name_part(name, "fence agent").map_err(|reason| ParseAgentError { text: text.to_string(), reason })?;
+        // cluster-glue's legacy stonith plugins live in their own namespace
+        // (`external/ssh`, `external/sbd`, run through fence_legacy): that one prefix is
+        // the only `/` a fence agent name may hold.
+        let plugin = name.strip_prefix("external/").unwrap_or(name);
+        check_name_part(plugin, "fence agent").map_err(|reason| ParseAgentError { text: text.to_string(), reason })?;
         Ok(FenceAgentRef(name.to_string()))
     }
 }
@@ -242,6 +246,10 @@ mod tests {
         let agent: FenceAgentRef = "stonith:fence_ipmilan".parse().expect("valid");
         assert_eq!(agent.as_str(), "fence_ipmilan");
         assert!("fence_../x".parse::<FenceAgentRef>().is_err());
-        assert!("external/nut".parse::<FenceAgentRef>().is_err());
+        // cluster-glue plugins keep their one namespace; nothing else may hold a `/`.
+        assert_eq!("external/nut".parse::<FenceAgentRef>().expect("valid").as_str(), "external/nut");
+        assert!("external/../nut".parse::<FenceAgentRef>().is_err());
+        assert!("other/nut".parse::<FenceAgentRef>().is_err());
+        assert!("external/nut/x".parse::<FenceAgentRef>().is_err());
     }
 }

@@ -29,6 +29,12 @@ impl Score {
         Score(value.clamp(-INFINITY_VALUE, INFINITY_VALUE))
     }
 
+    /// A value outside the score range, for internal markers that are never added to
+    /// or shown (the scheduler's "unusable node" marker).
+    pub(crate) const fn sentinel(value: i64) -> Score {
+        Score(value)
+    }
+
     pub fn value(self) -> i64 {
         self.0
     }

@@ -2,6 +2,7 @@
 //! `store`; this module reads files, calls them and prints.
 
 mod output;
+mod simulate;
 mod sources;
 mod up;
 
@@ -89,6 +90,42 @@ enum Command {
     Crds {
         /// Write one file per kind into this directory instead of printing.
         #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Run the scheduler offline: on a Pacemaker CIB, or on manifests plus an
+    /// observed-state file, with what-if injections. Writes nothing anywhere.
+    Simulate {
+        /// A Pacemaker CIB (configuration and status sections).
+        #[arg(long, conflicts_with_all = ["files", "observed"])]
+        cib: Option<PathBuf>,
+        /// Manifests (files, directories, - for standard input).
+        #[arg(short = 'f', long = "filename")]
+        files: Vec<String>,
+        /// Observed state as `pacer import-cib -o DIR` writes it (observed.yaml).
+        #[arg(long)]
+        observed: Option<PathBuf>,
+        /// The decision time, seconds since the epoch (default: the CIB's execution-date).
+        #[arg(long)]
+        now: Option<i64>,
+        /// What if this node were lost (repeatable).
+        #[arg(long = "node-fail")]
+        node_fail: Vec<String>,
+        /// What if an operation returned RC: RESOURCE:OPERATION:NODE=RC (repeatable).
+        #[arg(long = "op-fail")]
+        op_fail: Vec<String>,
+        /// Print the conformance JSON (shared/conformance/FORMAT.md).
+        #[arg(long)]
+        json: bool,
+        /// Print every node's score for every resource.
+        #[arg(long)]
+        scores: bool,
+    },
+    /// Turn a Pacemaker CIB into Pacer manifests plus an observed-state file; lists
+    /// everything it could not map on stderr.
+    ImportCib {
+        file: PathBuf,
+        /// Write cluster.yaml and observed.yaml here instead of printing the manifests.
+        #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
     },
     /// Start a local cluster for trying Pacer out: today a private etcd on free
@@ -280,6 +317,27 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             }
             Ok(0)
         }
+        Command::Simulate { cib, files, observed, now, node_fail, op_fail, json, scores } => {
+            let request = simulate::SimulateRequest {
+                cib: cib.as_deref(),
+                files,
+                observed: observed.as_deref(),
+                now: *now,
+                node_fail,
+                op_fail,
+                json: *json,
+                scores: *scores,
+            };
+            simulate::simulate(&request, |files| {
+                let loaded = load_files(files);
+                if !loaded.diagnostics.is_empty() {
+                    print_diagnostics(&loaded.diagnostics);
+                    anyhow::bail!("the manifests are invalid");
+                }
+                Ok(loaded.manifests.into_iter().map(|manifest| manifest.object).collect())
+            })
+        }
+        Command::ImportCib { file, out } => simulate::import_cib(file, out.as_ref()),
         Command::Up { state_dir } => up::run(state_dir).await,
     }
 }

@@ -1,0 +1,250 @@
+//! `<status>` to `Observed`: node liveness as Pacemaker 2.1 decides it, transient
+//! attributes and operation histories, verbatim.
+
+use std::collections::BTreeMap;
+
+use crate::api::Name;
+use crate::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
+
+use super::config::{ClusterSettings, NodeTable};
+use super::values::parse_bool;
+use super::xml::Element;
+use super::{Importer, Namespace};
+
+/// The membership fields of one `<node_state>`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Membership<'a> {
+    /// `in_ccm`: in the cluster layer's membership (`true`/`false`, or a timestamp).
+    pub in_cluster: Option<&'a str>,
+    /// `crmd`: the controller's peer state (`online`/`offline`, or a timestamp).
+    pub peer: Option<&'a str>,
+    pub join: Option<&'a str>,
+    pub expected: Option<&'a str>,
+}
+
+/// What decides a node's liveness besides its membership.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LivenessContext<'a> {
+    pub stonith_enabled: bool,
+    /// The `shutdown` transient attribute is set and not `0`.
+    pub shutdown: bool,
+    /// The `terminate` transient attribute.
+    pub terminate: Option<&'a str>,
+}
+
+/// Newer CIBs record membership as the time it began; a positive one means yes.
+fn is_timestamp(text: Option<&str>) -> bool {
+    text.and_then(|text| text.trim().parse::<i64>().ok()).is_some_and(|stamp| stamp > 0)
+}
+
+fn in_cluster(membership: &Membership<'_>) -> bool {
+    membership.in_cluster.and_then(parse_bool) == Some(true) || is_timestamp(membership.in_cluster)
+}
+
+fn peer_online(membership: &Membership<'_>) -> bool {
+    membership.peer.is_some_and(|peer| peer.eq_ignore_ascii_case("online")) || is_timestamp(membership.peer)
+}
+
+fn is(value: Option<&str>, expected: &str) -> bool {
+    value.is_some_and(|value| value.eq_ignore_ascii_case(expected))
+}
+
+/// Pacemaker's `determine_online_status`: with fencing enabled, any doubt makes a
+/// node unclean (it will be fenced); without, a node that is not clearly up is down.
+pub(crate) fn liveness(membership: &Membership<'_>, context: &LivenessContext<'_>) -> NodeLiveness {
+    let member = in_cluster(membership);
+    let online_peer = peer_online(membership);
+    if !context.stonith_enabled {
+        let expected_up = !context.shutdown && is(membership.expected, "member");
+        return if !member {
+            NodeLiveness::Offline
+        } else if online_peer {
+            if is(membership.join, "member") { NodeLiveness::Online } else { NodeLiveness::Offline }
+        } else if !expected_up {
+            NodeLiveness::Offline
+        } else {
+            NodeLiveness::Unclean
+        };
+    }
+    let terminate = context.terminate.is_some_and(|text| {
+        parse_bool(text) == Some(true) || text.chars().next().is_some_and(|first| first.is_ascii_digit() && first != '0')
+    });
+    let expected_down = membership.expected.is_none_or(|expected| expected.eq_ignore_ascii_case("down"));
+    // A node not (yet) allowed to run resources counts as online only when it is a
+    // member; Pacemaker then marks it pending.
+    let pending = if member { NodeLiveness::Pending } else { NodeLiveness::Offline };
+    if context.shutdown {
+        if online_peer { NodeLiveness::Online } else { NodeLiveness::Offline }
+    } else if membership.in_cluster.is_none() || is(membership.join, "banned") {
+        NodeLiveness::Unclean
+    } else if !terminate && expected_down {
+        if member || online_peer { pending } else { NodeLiveness::Offline }
+    } else if terminate && is(membership.join, "down") && !member && !online_peer {
+        // Just fenced.
+        NodeLiveness::Offline
+    } else if !member || !online_peer || terminate {
+        NodeLiveness::Unclean
+    } else if is(membership.join, "member") {
+        NodeLiveness::Online
+    } else if is(membership.join, "pending") || is(membership.join, "down") {
+        pending
+    } else {
+        NodeLiveness::Unclean
+    }
+}
+
+/// Pacemaker's `op-status` values (`enum pcmk_exec_status`).
+fn exec_status(code: i64) -> Option<ExecStatus> {
+    Some(match code {
+        -1 => ExecStatus::Pending,
+        0 => ExecStatus::Done,
+        1 => ExecStatus::Cancelled,
+        2 => ExecStatus::Timeout,
+        3 => ExecStatus::NotSupported,
+        4 => ExecStatus::Error,
+        5 => ExecStatus::ErrorHard,
+        6 => ExecStatus::ErrorFatal,
+        7 => ExecStatus::NotInstalled,
+        // Not connected, no fence device, no secrets: could not run, may elsewhere.
+        8 | 10 | 11 => ExecStatus::Error,
+        9 => ExecStatus::Invalid,
+        _ => return None,
+    })
+}
+
+impl Importer {
+    pub(super) fn status(&mut self, root: &Element, settings: &ClusterSettings, nodes: &NodeTable) -> Observed {
+        let quorum = match root.attr("have-quorum") {
+            None => false,
+            Some(text) => parse_bool(text).unwrap_or_else(|| {
+                self.unmapped("cib", "have-quorum", format!("{text:?} is not a boolean; no quorum"));
+                false
+            }),
+        };
+        let mut observed = Observed { quorum, nodes: BTreeMap::new(), history: Vec::new() };
+        let Some(status) = root.child("status") else { return observed };
+        for state in status.children_named("node_state") {
+            let id = state.id();
+            let Some(uname) = state.attr("uname") else {
+                self.unmapped("node_state", id, "node_state without uname (Pacemaker ignores it)".into());
+                continue;
+            };
+            let Some(node) = nodes.by_id.get(id).or_else(|| nodes.find(uname)).cloned() else {
+                self.unmapped("node_state", id, format!("{uname} is not a configured node (Pacemaker ignores its state)"));
+                continue;
+            };
+            let mut attributes = BTreeMap::new();
+            if let Some(transient) = state.child("transient_attributes") {
+                for (name, value) in self.nvpairs(transient, "instance_attributes") {
+                    attributes.insert(name, value);
+                }
+            }
+            let shutdown = attributes.get("shutdown").is_some_and(|value| value != "0");
+            let membership = Membership {
+                in_cluster: state.attr("in_ccm"),
+                peer: state.attr("crmd"),
+                join: state.attr("join"),
+                expected: state.attr("expected"),
+            };
+            let context = LivenessContext {
+                stonith_enabled: settings.policy.stonith_enabled,
+                shutdown,
+                terminate: attributes.get("terminate").map(String::as_str),
+            };
+            let mut node_liveness = liveness(&membership, &context);
+            if settings.no_quorum_suicide && !quorum && node_liveness == NodeLiveness::Online {
+                node_liveness = NodeLiveness::Unclean;
+            }
+            if observed.nodes.contains_key(node.as_str()) {
+                self.unmapped("node_state", id, format!("second node_state for {uname}; the first wins"));
+                continue;
+            }
+            observed.nodes.insert(node.to_string(), ObservedNode { liveness: node_liveness, shutdown, attributes });
+            self.node_history(state, &node, &mut observed.history);
+        }
+        observed
+    }
+
+    fn node_history(&mut self, state: &Element, node: &Name, history: &mut Vec<ResourceHistory>) {
+        let Some(resources) = state.child("lrm").and_then(|lrm| lrm.child("lrm_resources")) else { return };
+        for resource in resources.children_named("lrm_resource") {
+            let id = resource.id();
+            let agent = match (resource.attr("class"), resource.attr("provider"), resource.attr("type")) {
+                (Some(class), Some(provider), Some(agent_type)) => Some(format!("{class}:{provider}:{agent_type}")),
+                (Some(class), None, Some(agent_type)) => Some(format!("{class}:{agent_type}")),
+                _ => None,
+            };
+            let mut operations = Vec::new();
+            for op in resource.children_named("lrm_rsc_op") {
+                match operation_record(op) {
+                    Ok(record) => operations.push(record),
+                    Err(reason) => self.unmapped("lrm_rsc_op", op.id(), format!("{reason}; operation left out")),
+                }
+            }
+            // Oldest first; pending operations (call id -1) are the newest.
+            operations.sort_by_key(|record: &OperationRecord| (record.call_id < 0, record.call_id));
+            history.push(ResourceHistory { resource: self.history_name(id), node: node.to_string(), agent, operations });
+        }
+    }
+
+    /// The history keeps Pacemaker's id (`rsc` or `rsc:N`), except that a renamed
+    /// primitive's base is renamed too, so the history still finds its resource.
+    fn history_name(&self, id: &str) -> String {
+        if let Some(name) = self.names.get(&(Namespace::Placeable, id.to_string())) {
+            return name.to_string();
+        }
+        let (base, suffix) = match id.rsplit_once(':') {
+            Some((base, instance)) if !instance.is_empty() && instance.chars().all(|c| c.is_ascii_digit()) => (base, Some(instance)),
+            _ => (id, None),
+        };
+        match (self.names.get(&(Namespace::Placeable, base.to_string())), suffix) {
+            (Some(name), Some(instance)) if name.as_str() != base => format!("{name}:{instance}"),
+            (Some(name), None) => name.to_string(),
+            _ => id.to_string(),
+        }
+    }
+}
+
+fn operation_record(op: &Element) -> Result<OperationRecord, String> {
+    let operation = op.attr("operation").ok_or("no operation")?.to_string();
+    let number = |attribute: &str| -> Result<Option<i64>, String> {
+        match op.attr(attribute) {
+            None => Ok(None),
+            Some(text) => text.trim().parse::<i64>().map(Some).map_err(|_| format!("{attribute}={text:?} is not an integer")),
+        }
+    };
+    // transition-magic is "<op-status>:<rc>;<transition-key>", a fallback for old records.
+    let magic = op.attr("transition-magic").and_then(|magic| magic.split_once(';')).and_then(|(codes, _)| codes.split_once(':'));
+    let call_id = number("call-id")?.ok_or("no call-id")?;
+    let rc = match number("rc-code")? {
+        Some(rc) => rc,
+        None => magic.and_then(|(_, rc)| rc.parse().ok()).ok_or("no rc-code")?,
+    };
+    let status_code = match number("op-status")? {
+        Some(code) => code,
+        None => magic.and_then(|(status, _)| status.parse().ok()).ok_or("no op-status")?,
+    };
+    let status = exec_status(status_code).ok_or_else(|| format!("op-status {status_code} is not a known execution status"))?;
+    let interval_ms = match number("interval")? {
+        Some(interval) => u64::try_from(interval).map_err(|_| "negative interval".to_string())?,
+        None => 0,
+    };
+    // transition-key is "<action>:<transition>:<target-rc>:<uuid>".
+    let expected_rc = op.attr("transition-key").and_then(|key| key.split(':').nth(2)).and_then(|rc| rc.parse().ok()).unwrap_or(0);
+    let last_rc_change = match number("last-rc-change")? {
+        Some(time) => Some(time),
+        None => number("last-run")?,
+    };
+    Ok(OperationRecord {
+        operation,
+        interval_ms,
+        call_id,
+        rc: i32::try_from(rc).map_err(|_| format!("rc-code {rc} is out of range"))?,
+        expected_rc,
+        status,
+        last_rc_change,
+        migrate_source: op.attr("migrate_source").map(str::to_string),
+        migrate_target: op.attr("migrate_target").map(str::to_string),
+        digest: op.attr("op-digest").map(str::to_string),
+    })
+}

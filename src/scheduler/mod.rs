@@ -1,0 +1,45 @@
+//! The placement engine: `schedule(&Snapshot) -> Plan`, a pure function.
+//!
+//! It runs as named phases, each with its own output type:
+//! 1. `unpack` — objects and observed history become the `Cluster` model: node
+//!    verdicts (online, standby, unclean...), the resource tree with clone instances,
+//!    current roles and failures, constraints resolved and rules evaluated;
+//! 2. `assign` — node scores (locations, stickiness, failure thresholds), resources
+//!    assigned in Pacemaker's order with colocations, clone instances distributed,
+//!    promotable instances given roles: an `Assignment`;
+//! 3. `transition` — fencing of unclean nodes, starts blocked by mandatory orders or
+//!    by stops that cannot run, final placements and summary actions: the `Plan`.
+//!
+//! No IO, no clock (the snapshot carries `now`), no randomness: ties break by
+//! definition order and node name.
+
+mod assign;
+mod model;
+pub mod plan;
+mod rules;
+pub mod snapshot;
+mod transition;
+mod unpack;
+
+pub use plan::Plan;
+pub use snapshot::Snapshot;
+
+use crate::api::Spec;
+use crate::api::cluster::StonithAction;
+
+/// Decides where every resource runs, in which role, and which nodes are fenced first.
+pub fn schedule(snapshot: &Snapshot) -> Plan {
+    let cluster = unpack::unpack(snapshot);
+    let assignment = assign::assign(&cluster);
+    let stonith_action = snapshot
+        .objects
+        .iter()
+        .find_map(|object| match &object.spec {
+            Spec::ClusterPolicy(policy) => Some(policy.stonith_action),
+            _ => None,
+        })
+        .unwrap_or(StonithAction::Reboot);
+    let plan = transition::transition(&cluster, &assignment, stonith_action);
+    debug_assert!(plan.check().is_empty(), "plan violates its invariants: {:?}", plan.check());
+    plan
+}

@@ -1,0 +1,155 @@
+//! The scheduler's output: where every resource instance ends up and in which role,
+//! which nodes are fenced first, the actions that get there, and — for every
+//! resource — the score of every node and the reason when it cannot run.
+
+use serde::Serialize;
+
+use crate::api::Score;
+use crate::api::resource::Role;
+
+/// One decision.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub nodes: Vec<NodePlan>,
+    pub resources: Vec<ResourcePlan>,
+    /// Nodes to fence before any of their resources is recovered elsewhere.
+    pub fencing: Vec<Fencing>,
+    /// What changes, in Pacemaker's transition-summary terms.
+    pub actions: Vec<Action>,
+}
+
+/// A node's state once the plan has run.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodePlan {
+    pub name: String,
+    pub state: NodeState,
+    /// Why the node is unclean, when it is (or was, before fencing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unclean_reason: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    Online,
+    Standby,
+    Maintenance,
+    Pending,
+    Offline,
+    Unclean,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Online => "online",
+            NodeState::Standby => "standby",
+            NodeState::Maintenance => "maintenance",
+            NodeState::Pending => "pending",
+            NodeState::Offline => "offline",
+            NodeState::Unclean => "unclean",
+        }
+    }
+}
+
+/// What kind of resource an entry is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResourceKind {
+    Primitive,
+    Clone,
+    Promotable,
+    FenceDevice,
+}
+
+/// One primitive (or one instance of a cloned primitive).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourcePlan {
+    /// `name`, or `name:N` for a clone instance.
+    pub id: String,
+    /// The configured primitive.
+    pub name: String,
+    pub kind: ResourceKind,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    /// For an instance: whether the clone is globally unique (its instances are told
+    /// apart by number).
+    pub unique: bool,
+    /// Where it runs now.
+    pub current: Vec<Placement>,
+    /// Where it runs once the plan has run (several entries only for a resource left
+    /// active on several nodes because it cannot be managed).
+    pub next: Vec<Placement>,
+    /// The final score of every node for this resource (node name order).
+    pub scores: Vec<(String, Score)>,
+    /// Why it does not run, when it does not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub failed: bool,
+    /// Left alone: unmanaged, blocked by a failure, or on a maintenance node.
+    pub frozen: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Placement {
+    pub node: String,
+    pub role: Role,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fencing {
+    pub node: String,
+    /// `reboot` or `off`.
+    pub action: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Action {
+    /// `Start`, `Stop`, `Move`, `Recover`, `Restart`, `Promote`, `Demote`.
+    pub verb: String,
+    pub resource: String,
+    /// A human summary such as `node1 -> node2`.
+    pub detail: String,
+}
+
+impl Plan {
+    /// Re-verifies the plan's safety invariants against its own node verdicts: nothing
+    /// started on a node that cannot run resources or that scores -INFINITY, at most
+    /// one active copy of anything it places (instances count one by one).
+    /// Returns every violation found (empty when the plan is sound).
+    pub fn check(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for resource in &self.resources {
+            if resource.frozen {
+                continue;
+            }
+            // Left where it is (a node that cannot be stopped or fenced keeps what it
+            // runs): not a decision, so not checked.
+            let kept = |placement: &Placement| resource.current.iter().any(|current| current.node == placement.node);
+            if resource.next.len() > 1 && !resource.next.iter().all(kept) {
+                problems.push(format!("{} is planned on {} nodes", resource.id, resource.next.len()));
+            }
+            for placement in resource.next.iter().filter(|placement| !kept(placement)) {
+                let Some(node) = self.nodes.iter().find(|node| node.name == placement.node) else {
+                    problems.push(format!("{} is planned on unknown node {}", resource.id, placement.node));
+                    continue;
+                };
+                if node.state != NodeState::Online {
+                    problems.push(format!("{} is planned on {} which is {}", resource.id, node.name, node.state.as_str()));
+                }
+                let score = resource.scores.iter().find(|(name, _)| *name == placement.node).map(|(_, score)| *score);
+                if score == Some(Score::NEG_INFINITY) {
+                    problems.push(format!("{} is planned on {} against a -INFINITY score", resource.id, placement.node));
+                }
+            }
+        }
+        problems
+    }
+}

@@ -1,0 +1,331 @@
+//! Phase 3, transition: from the assignment to the plan. Decides which unclean nodes
+//! are fenced, which assigned starts can actually run (mandatory orders whose first
+//! action cannot happen block their `then`; a move whose stop cannot run leaves the
+//! resource where it is), and the summary actions.
+
+use crate::api::Score;
+use crate::api::cluster::StonithAction;
+use crate::api::constraint::{OrderAction, OrderKind};
+use crate::api::resource::Role;
+
+use super::assign::Assignment;
+use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
+use super::plan::{Action, Fencing, NodePlan, NodeState, Placement, Plan, ResourceKind, ResourcePlan};
+
+/// Builds the plan. `stonith_action` is what fencing does to a node.
+pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_action: StonithAction) -> Plan {
+    let fenced: Vec<bool> = cluster.nodes.iter().map(|node| node.unclean && cluster.settings.can_fence(node)).collect();
+    let finals = final_placements(cluster, assignment, &fenced);
+
+    let nodes = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(index, node)| {
+            let state = if fenced[index] {
+                NodeState::Offline
+            } else if node.unclean {
+                NodeState::Unclean
+            } else if node.pending {
+                NodeState::Pending
+            } else if !node.online {
+                NodeState::Offline
+            } else if node.maintenance {
+                NodeState::Maintenance
+            } else if node.standby {
+                NodeState::Standby
+            } else {
+                NodeState::Online
+            };
+            NodePlan { name: node.name.clone(), state, unclean_reason: node.unclean_reason.clone().filter(|_| node.unclean) }
+        })
+        .collect();
+
+    let action = match stonith_action {
+        StonithAction::Reboot => "reboot",
+        StonithAction::Off => "off",
+    };
+    let fencing = cluster
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| fenced[*index])
+        .map(|(_, node)| Fencing {
+            node: node.name.clone(),
+            action: action.to_string(),
+            reason: node.unclean_reason.clone().unwrap_or_else(|| "node is unclean".into()),
+        })
+        .collect();
+
+    let mut resources = Vec::new();
+    let mut actions = Vec::new();
+    for (rsc, resource) in cluster.resources.iter().enumerate() {
+        if resource.kind != RscKind::Primitive {
+            continue;
+        }
+        let current: Vec<Placement> =
+            resource.active.iter().map(|active| Placement { node: cluster.nodes[active.node].name.clone(), role: active.role }).collect();
+        let next: Vec<Placement> = finals[rsc].iter().map(|&(node, role)| Placement { node: cluster.nodes[node].name.clone(), role }).collect();
+        let kind = if resource.is_fence_device {
+            ResourceKind::FenceDevice
+        } else {
+            match cluster.clone_of(rsc).and_then(|clone| cluster.resources[clone].clone.as_ref()) {
+                Some(info) if info.promotable => ResourceKind::Promotable,
+                Some(_) => ResourceKind::Clone,
+                None => ResourceKind::Primitive,
+            }
+        };
+        let group = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).map(|parent| cluster.resources[parent].name.clone());
+        let scores = assignment.scores[rsc]
+            .iter()
+            .enumerate()
+            .map(|(node, score)| (cluster.nodes[node].name.clone(), score.unwrap_or(Score::NEG_INFINITY)))
+            .collect();
+        let reason = if next.is_empty() {
+            assignment.reason[rsc].clone().or_else(|| {
+                if assignment.node[rsc].is_some() { Some("a mandatory order or colocation blocks its start".into()) } else { Some("no node can run it".into()) }
+            })
+        } else {
+            None
+        };
+        summarize(&resource.id, resource.failed, &current, &next, &mut actions);
+        resources.push(ResourcePlan {
+            id: resource.id.clone(),
+            name: resource.name.clone(),
+            kind,
+            group,
+            unique: cluster.is_unique_instance(rsc),
+            current,
+            next,
+            scores,
+            reason,
+            failed: resource.failed,
+            frozen: assignment.frozen[rsc],
+        });
+    }
+    Plan { nodes, resources, fencing, actions }
+}
+
+/// Where each primitive ends up, with its role.
+fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool]) -> Vec<Vec<(NodeIdx, Role)>> {
+    let count = cluster.resources.len();
+    // Start from the assignment and knock out what cannot run, until nothing changes.
+    let mut runs: Vec<bool> = (0..count).map(|rsc| assignment.node[rsc].is_some() && assignment.role[rsc] != Role::Stopped).collect();
+    let mut promoted: Vec<bool> = (0..count).map(|rsc| runs[rsc] && assignment.role[rsc] == Role::Promoted).collect();
+    loop {
+        let mut changed = false;
+        for rsc in 0..count {
+            let resource = &cluster.resources[rsc];
+            if resource.kind != RscKind::Primitive || !runs[rsc] || assignment.frozen[rsc] {
+                continue;
+            }
+            let Some(node) = assignment.node[rsc] else { continue };
+            let stays = resource.active.len() == 1 && resource.active[0].node == node && !resource.failed;
+            let blocked = !stays && !start_allowed(cluster, assignment, rsc, node, &runs, &promoted, fenced);
+            if blocked {
+                runs[rsc] = false;
+                promoted[rsc] = false;
+                changed = true;
+                continue;
+            }
+            if promoted[rsc] && !promote_allowed(cluster, assignment, rsc, &runs, &promoted) {
+                promoted[rsc] = false;
+                changed = true;
+            }
+        }
+        // Containers follow their primitives.
+        for rsc in (0..count).rev() {
+            let resource = &cluster.resources[rsc];
+            if resource.kind == RscKind::Primitive {
+                continue;
+            }
+            let any = resource.children.iter().any(|&child| runs[child]);
+            let all_promoted = resource.kind == RscKind::Group && !resource.children.is_empty() && resource.children.iter().all(|&child| promoted[child]);
+            let any_promoted = resource.kind == RscKind::Clone && resource.children.iter().any(|&child| promoted[child]);
+            let new_promoted = all_promoted || any_promoted;
+            if runs[rsc] != any || promoted[rsc] != new_promoted {
+                runs[rsc] = any;
+                promoted[rsc] = new_promoted;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    (0..count)
+        .map(|rsc| {
+            let resource = &cluster.resources[rsc];
+            if resource.kind != RscKind::Primitive {
+                return Vec::new();
+            }
+            if assignment.frozen[rsc] {
+                return resource.active.iter().filter(|active| !fenced[active.node]).map(|active| (active.node, active.role)).collect();
+            }
+            // A resource whose current node cannot stop it (unclean and not fenced)
+            // stays there: starting it elsewhere would make two copies.
+            let stuck: Vec<(NodeIdx, Role)> = resource
+                .active
+                .iter()
+                .filter(|active| cluster.nodes[active.node].unclean && !fenced[active.node])
+                .map(|active| (active.node, active.role))
+                .collect();
+            if !stuck.is_empty() {
+                return stuck;
+            }
+            match assignment.node[rsc] {
+                Some(node) if runs[rsc] => {
+                    let role = match assignment.role[rsc] {
+                        Role::Promoted if !promoted[rsc] => Role::Unpromoted,
+                        role => role,
+                    };
+                    vec![(node, role)]
+                }
+                _ => Vec::new(),
+            }
+        })
+        .collect()
+}
+
+/// Whether `rsc` may start on `node`: its node is usable, every mandatory order it
+/// depends on can happen, and what it must be colocated with runs.
+fn start_allowed(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, node: NodeIdx, runs: &[bool], promoted: &[bool], fenced: &[bool]) -> bool {
+    if !cluster.nodes[node].available() {
+        return false;
+    }
+    // A non-clone moving away from a node that cannot stop it cannot start elsewhere.
+    let resource = &cluster.resources[rsc];
+    if resource.active.iter().any(|active| active.node != node && cluster.nodes[active.node].unclean && !fenced[active.node]) {
+        return false;
+    }
+    // Orders apply to the resource and to every container above it.
+    let mut chain = vec![rsc];
+    let mut cursor = rsc;
+    while let Some(parent) = cluster.resources[cursor].parent {
+        chain.push(parent);
+        cursor = parent;
+    }
+    // Group members start after the member before them.
+    if let Some(parent) = resource.parent {
+        let container = &cluster.resources[parent];
+        if container.kind == RscKind::Group {
+            if let Some(position) = container.children.iter().position(|&child| child == rsc) {
+                if position > 0 && !runs[container.children[position - 1]] {
+                    return false;
+                }
+            }
+        }
+    }
+    let mut any_of: std::collections::BTreeMap<usize, bool> = std::collections::BTreeMap::new();
+    for ordering in &cluster.orderings {
+        if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Start || !chain.contains(&ordering.then) {
+            continue;
+        }
+        let satisfied = match ordering.first_action {
+            OrderAction::Start => first_runs(cluster, assignment, ordering.first, rsc, node, runs),
+            OrderAction::Promote => promoted[ordering.first],
+            OrderAction::Stop | OrderAction::Demote => true,
+        };
+        match ordering.any_of {
+            Some(group) => {
+                *any_of.entry(group).or_insert(false) |= satisfied;
+            }
+            None if !satisfied => return false,
+            None => {}
+        }
+    }
+    if any_of.values().any(|satisfied| !satisfied) {
+        return false;
+    }
+    // Mandatory colocation with something that will not run.
+    for colocation in &cluster.colocations {
+        if colocation.score < Score::INFINITY || !chain.contains(&colocation.dependent) {
+            continue;
+        }
+        let primary = colocation.primary;
+        if cluster.resources[primary].kind == RscKind::Clone {
+            continue;
+        }
+        if colocation.primary_role.is_none() && !runs[primary] && assignment.node[primary].is_some() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether the `first` of an order runs, for an instance: an interleaved clone pair
+/// needs the instance on the same node, anything else any instance.
+fn first_runs(cluster: &Cluster, assignment: &Assignment, first: RscIdx, then: RscIdx, node: NodeIdx, runs: &[bool]) -> bool {
+    let first_resource = &cluster.resources[first];
+    if first_resource.kind == RscKind::Clone {
+        let interleave = cluster.clone_of(then).and_then(|clone| cluster.resources[clone].clone.as_ref()).is_some_and(|info| info.interleave);
+        if interleave && cluster.clone_of(then) != Some(first) {
+            return first_resource.children.iter().any(|&instance| runs[instance] && cluster.primitives_of(instance).iter().any(|&p| runs[p] && assignment.node[p] == Some(node)));
+        }
+    }
+    runs[first]
+}
+
+
+/// Whether an instance may be promoted: every mandatory "X then promote" order on its
+/// clone can happen.
+fn promote_allowed(cluster: &Cluster, _assignment: &Assignment, rsc: RscIdx, runs: &[bool], promoted: &[bool]) -> bool {
+    let mut chain = vec![rsc];
+    let mut cursor = rsc;
+    while let Some(parent) = cluster.resources[cursor].parent {
+        chain.push(parent);
+        cursor = parent;
+    }
+    for ordering in &cluster.orderings {
+        if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Promote || !chain.contains(&ordering.then) {
+            continue;
+        }
+        let satisfied = match ordering.first_action {
+            OrderAction::Start => runs[ordering.first],
+            OrderAction::Promote => promoted[ordering.first],
+            _ => true,
+        };
+        if !satisfied {
+            return false;
+        }
+    }
+    true
+}
+
+/// Pacemaker's transition-summary verbs for one resource.
+fn summarize(id: &str, failed: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+    let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });
+    match (current, next) {
+        ([], []) => {}
+        ([], [to]) => {
+            push(actions, "Start", to.node.clone());
+            if to.role == Role::Promoted {
+                push(actions, "Promote", to.node.clone());
+            }
+        }
+        (_, []) => {
+            for from in current {
+                push(actions, "Stop", from.node.clone());
+            }
+        }
+        ([from], [to]) if from.node == to.node => {
+            if failed {
+                push(actions, "Recover", to.node.clone());
+            } else if from.role == Role::Promoted && to.role != Role::Promoted {
+                push(actions, "Demote", to.node.clone());
+            } else if from.role != Role::Promoted && to.role == Role::Promoted {
+                push(actions, "Promote", to.node.clone());
+            }
+        }
+        ([from], [to]) => push(actions, if failed { "Recover" } else { "Move" }, format!("{} -> {}", from.node, to.node)),
+        (_, [to]) => {
+            for from in current.iter().filter(|from| from.node != to.node) {
+                push(actions, "Stop", from.node.clone());
+            }
+            if !current.iter().any(|from| from.node == to.node) {
+                push(actions, "Start", to.node.clone());
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,902 @@
+//! Phase 1, unpack: from a `Snapshot` (desired objects + observed history) to the
+//! `Cluster` model — nodes with their verdicts, the resource tree with clone instances,
+//! current roles and failures derived from operation history, constraints resolved.
+//!
+//! Operation history is read the way Pacemaker reads it: operations in call order,
+//! each success moves the role (start → Started, promote → Promoted, stop → Stopped,
+//! a probe that finds nothing → Stopped), each failure records the configured
+//! `on-fail` policy, and a later success of the same kind clears a recoverable one.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::api::Score;
+use crate::api::cluster::ClusterPolicySpec;
+use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceDiscovery};
+use crate::api::resource::{CloneSpec, OnFail, Operation, ResourceMeta, Role};
+use crate::api::{Object, Spec};
+
+use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
+use super::rules;
+use super::snapshot::{ExecStatus, NodeLiveness, OperationRecord, ResourceHistory, Snapshot};
+
+/// OCF exit codes the history is read with.
+mod rc {
+    pub const OK: i32 = 0;
+    pub const INVALID_PARAM: i32 = 2;
+    pub const UNIMPLEMENTED: i32 = 3;
+    pub const INSUFFICIENT_PRIV: i32 = 4;
+    pub const NOT_INSTALLED: i32 = 5;
+    pub const NOT_CONFIGURED: i32 = 6;
+    pub const NOT_RUNNING: i32 = 7;
+    pub const RUNNING_PROMOTED: i32 = 8;
+    pub const FAILED_PROMOTED: i32 = 9;
+    pub const DEGRADED: i32 = 190;
+    pub const DEGRADED_PROMOTED: i32 = 191;
+}
+
+/// Builds the model. Never fails: references to things that do not exist are skipped
+/// (validation refuses them before they are stored).
+pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
+    let policy = snapshot
+        .objects
+        .iter()
+        .find_map(|object| match &object.spec {
+            Spec::ClusterPolicy(policy) => Some(policy.clone()),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let have_fence_device = snapshot.objects.iter().any(|object| matches!(object.spec, Spec::FenceDevice(_)));
+    let settings = Settings {
+        stonith_enabled: policy.stonith_enabled,
+        symmetric: policy.symmetric_cluster,
+        no_quorum_policy: policy.no_quorum_policy,
+        have_quorum: snapshot.observed.quorum,
+        placement_strategy: policy.placement_strategy,
+        maintenance_mode: policy.maintenance_mode,
+        start_failure_is_fatal: policy.start_failure_is_fatal,
+        have_fence_device,
+        now: snapshot.now,
+    };
+    let nodes = unpack_nodes(snapshot);
+    let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new() };
+    builder.unpack_resources(&snapshot.objects);
+    builder.unpack_history(&snapshot.observed.history);
+    let Builder { settings, nodes, resources, top, by_name, .. } = builder;
+    let mut cluster = Cluster {
+        settings,
+        nodes,
+        resources,
+        top,
+        locations: Vec::new(),
+        colocations: Vec::new(),
+        orderings: Vec::new(),
+    };
+    unpack_constraints(&mut cluster, &by_name, &snapshot.objects);
+    cluster
+}
+
+/// Nodes in name order: every `Node` object, plus nodes only the observed state knows.
+fn unpack_nodes(snapshot: &Snapshot) -> Vec<Node> {
+    let mut specs = BTreeMap::new();
+    for object in &snapshot.objects {
+        if let Spec::Node(spec) = &object.spec {
+            specs.insert(object.name().to_string(), Some(spec.clone()));
+        }
+    }
+    for name in snapshot.observed.nodes.keys() {
+        specs.entry(name.clone()).or_insert(None);
+    }
+    specs
+        .into_iter()
+        .map(|(name, spec)| {
+            let spec = spec.unwrap_or_default();
+            let observed = snapshot.observed.nodes.get(&name);
+            let mut attributes: BTreeMap<String, String> =
+                spec.attributes.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect();
+            if let Some(observed) = observed {
+                attributes.extend(observed.attributes.iter().map(|(key, value)| (key.clone(), value.clone())));
+            }
+            attributes.insert("#uname".into(), name.clone());
+            attributes.insert("#id".into(), name.clone());
+            attributes.insert("#kind".into(), "cluster".into());
+            let liveness = observed.map_or(NodeLiveness::Unseen, |observed| observed.liveness);
+            let standby = spec.standby || attributes.get("standby").is_some_and(|value| is_true(value));
+            let maintenance = spec.maintenance || attributes.get("maintenance").is_some_and(|value| is_true(value));
+            let unclean_reason = match liveness {
+                NodeLiveness::Unclean => Some("node was lost".to_string()),
+                NodeLiveness::Unseen => Some("node has never been seen (startup fencing)".to_string()),
+                _ => None,
+            };
+            Node {
+                name,
+                attributes,
+                online: liveness == NodeLiveness::Online,
+                unclean: unclean_reason.is_some(),
+                standby,
+                pending: liveness == NodeLiveness::Pending,
+                maintenance,
+                shutdown: observed.is_some_and(|observed| observed.shutdown),
+                unclean_reason,
+            }
+        })
+        .collect()
+}
+
+/// Pacemaker's booleans: true, yes, on, y, 1.
+pub(crate) fn is_true(text: &str) -> bool {
+    matches!(text.trim().to_ascii_lowercase().as_str(), "true" | "yes" | "on" | "y" | "1")
+}
+
+struct Builder {
+    settings: Settings,
+    policy: ClusterPolicySpec,
+    nodes: Vec<Node>,
+    resources: Vec<Rsc>,
+    top: Vec<RscIdx>,
+    /// Configured names (primitives, groups, clones, fence devices) to resources.
+    by_name: HashMap<String, RscIdx>,
+}
+
+/// What a primitive or fence device contributes, before it is placed in the tree.
+struct PrimitiveDef<'a> {
+    name: &'a str,
+    meta: ResourceMeta,
+    operations: &'a [Operation],
+    is_fence_device: bool,
+}
+
+impl Builder {
+    fn unpack_resources(&mut self, objects: &[Object]) {
+        let mut members = BTreeSet::new();
+        let mut primitives: HashMap<&str, &Object> = HashMap::new();
+        for object in objects {
+            match &object.spec {
+                Spec::Group(group) => members.extend(group.members.iter().map(|member| member.as_str().to_string())),
+                Spec::Resource(_) => {
+                    primitives.insert(object.name().as_str(), object);
+                }
+                _ => {}
+            }
+        }
+        for object in objects {
+            let name = object.name().as_str();
+            let top = match &object.spec {
+                Spec::Resource(spec) if !members.contains(name) => {
+                    let def = PrimitiveDef { name, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: false };
+                    match &spec.clone {
+                        Some(clone) => Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| {
+                            builder.add_primitive(&def, Some(parent), suffix)
+                        })),
+                        None => Some(self.add_primitive(&def, None, None)),
+                    }
+                }
+                Spec::FenceDevice(spec) => {
+                    let def = PrimitiveDef { name, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: true };
+                    Some(self.add_primitive(&def, None, None))
+                }
+                Spec::Group(group) => {
+                    let member_defs: Vec<PrimitiveDef> = group
+                        .members
+                        .iter()
+                        .filter_map(|member| primitives.get(member.as_str()))
+                        .filter_map(|object| match &object.spec {
+                            Spec::Resource(spec) => Some(PrimitiveDef {
+                                name: object.name().as_str(),
+                                meta: inherit(&spec.meta, &group.meta),
+                                operations: &spec.operations,
+                                is_fence_device: false,
+                            }),
+                            _ => None,
+                        })
+                        .collect();
+                    match &group.clone {
+                        Some(clone) => Some(self.add_clone(name, clone, &group.meta, |builder, parent, suffix| {
+                            builder.add_group(name, &group.meta, &member_defs, Some(parent), suffix)
+                        })),
+                        None => Some(self.add_group(name, &group.meta, &member_defs, None, None)),
+                    }
+                }
+                _ => None,
+            };
+            if let Some(top) = top {
+                self.top.push(top);
+            }
+        }
+    }
+
+    fn new_rsc(&mut self, id: String, name: &str, kind: RscKind, parent: Option<RscIdx>, meta: &ResourceMeta) -> RscIdx {
+        let stickiness = meta.resource_stickiness.unwrap_or(self.policy.default_resource_stickiness);
+        let managed = meta.is_managed.unwrap_or(true) && !self.settings.maintenance_mode;
+        let rsc = Rsc {
+            id,
+            name: name.to_string(),
+            kind,
+            parent,
+            children: Vec::new(),
+            is_fence_device: false,
+            priority: meta.priority.map_or(0, Score::value),
+            stickiness,
+            migration_threshold: meta.migration_threshold.map_or(Score::INFINITY.value(), Score::value),
+            failure_timeout_s: meta.failure_timeout.map_or(0, |timeout| timeout.as_millis() / 1000),
+            target_role: meta.target_role,
+            managed,
+            operations: Vec::new(),
+            clone: None,
+            active: Vec::new(),
+            failed: false,
+            known_on: Vec::new(),
+            banned_on: Vec::new(),
+            banned_everywhere: false,
+            blocked: false,
+            history_name: None,
+        };
+        self.resources.push(rsc);
+        let index = self.resources.len() - 1;
+        if let Some(parent) = parent {
+            self.resources[parent].children.push(index);
+        }
+        index
+    }
+
+    fn add_primitive(&mut self, def: &PrimitiveDef, parent: Option<RscIdx>, suffix: Option<usize>) -> RscIdx {
+        let id = match suffix {
+            Some(instance) => format!("{}:{instance}", def.name),
+            None => def.name.to_string(),
+        };
+        let index = self.new_rsc(id, def.name, RscKind::Primitive, parent, &def.meta);
+        let rsc = &mut self.resources[index];
+        rsc.is_fence_device = def.is_fence_device;
+        rsc.operations = def
+            .operations
+            .iter()
+            .map(|operation| OpDef {
+                name: operation.name.as_str().to_string(),
+                interval_ms: operation.interval.as_millis(),
+                on_fail: operation.on_fail,
+            })
+            .collect();
+        if suffix.is_none() {
+            self.by_name.insert(def.name.to_string(), index);
+        }
+        index
+    }
+
+    fn add_group(&mut self, name: &str, meta: &ResourceMeta, members: &[PrimitiveDef], parent: Option<RscIdx>, suffix: Option<usize>) -> RscIdx {
+        let id = match suffix {
+            Some(instance) => format!("{name}:{instance}"),
+            None => name.to_string(),
+        };
+        let group = self.new_rsc(id, name, RscKind::Group, parent, meta);
+        for member in members {
+            self.add_primitive(member, Some(group), suffix);
+        }
+        if suffix.is_none() {
+            self.by_name.insert(name.to_string(), group);
+        }
+        group
+    }
+
+    fn add_clone(
+        &mut self,
+        name: &str,
+        clone: &CloneSpec,
+        meta: &ResourceMeta,
+        mut add_instance: impl FnMut(&mut Builder, RscIdx, Option<usize>) -> RscIdx,
+    ) -> RscIdx {
+        let node_count = self.nodes.len();
+        let promotable = clone.promotable.as_ref();
+        let info = CloneInfo {
+            max: clone.max.map_or(node_count, |max| max as usize),
+            node_max: clone.node_max.map_or(1, |max| max as usize),
+            unique: clone.globally_unique,
+            interleave: clone.interleave,
+            promotable: promotable.is_some(),
+            promoted_max: promotable.and_then(|p| p.promoted_max).map_or(1, |max| max as usize),
+            promoted_node_max: promotable.and_then(|p| p.promoted_node_max).map_or(1, |max| max as usize),
+        };
+        let max = info.max;
+        let index = self.new_rsc(name.to_string(), name, RscKind::Clone, None, meta);
+        self.resources[index].clone = Some(info);
+        for instance in 0..max {
+            add_instance(self, index, Some(instance));
+        }
+        self.by_name.insert(name.to_string(), index);
+        index
+    }
+
+    /// Reads every history into current roles and failures (see the module comment).
+    fn unpack_history(&mut self, histories: &[ResourceHistory]) {
+        let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
+        for history in histories {
+            let Some(&node) = node_index.get(history.node.as_str()) else { continue };
+            let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
+            self.unpack_resource_history(rsc, node, history);
+        }
+        // A managed resource active on a node that is down means the node may still run
+        // it: the node must be fenced before the resource runs elsewhere.
+        for rsc in &self.resources {
+            if !rsc.managed {
+                continue;
+            }
+            for active in &rsc.active {
+                let node = &mut self.nodes[active.node];
+                if !node.online && !node.maintenance && !node.unclean {
+                    node.unclean = true;
+                    node.unclean_reason = Some(format!("{} is active there", rsc.id));
+                }
+            }
+        }
+    }
+
+    /// The primitive a history entry belongs to: the exact id, or for an anonymous clone
+    /// an instance already active on this node, else the first instance not active
+    /// anywhere.
+    fn find_history_resource(&mut self, id: &str, node: NodeIdx) -> Option<RscIdx> {
+        let base = strip_instance(id);
+        let configured = *self.by_name.get(base)?;
+        let rsc = &self.resources[configured];
+        let clone = self.clone_above(configured);
+        let Some(clone) = clone else {
+            return (rsc.kind == RscKind::Primitive).then_some(configured);
+        };
+        let info = self.resources[clone].clone.clone()?;
+        let instances = self.resources[clone].children.clone();
+        if info.unique {
+            // `name:N` names the instance; anything else is an orphan.
+            let suffix = id.strip_prefix(base)?.strip_prefix(':')?;
+            let instance: usize = suffix.parse().ok()?;
+            let instance_rsc = *instances.get(instance)?;
+            return self.member_named(instance_rsc, base);
+        }
+        // Anonymous: reuse an instance already active here, else take a free one.
+        for &instance in &instances {
+            if self.instance_active_on(instance, node) {
+                if let Some(member) = self.member_named(instance, base) {
+                    if self.resources[member].active.iter().all(|active| active.node != node) {
+                        self.resources[member].history_name.get_or_insert_with(|| id.to_string());
+                        return Some(member);
+                    }
+                }
+            }
+        }
+        for &instance in &instances {
+            let member = self.member_named(instance, base)?;
+            if !self.instance_active_anywhere(instance) && !self.resources[member].known_on.contains(&node) {
+                self.resources[member].history_name.get_or_insert_with(|| id.to_string());
+                return Some(member);
+            }
+        }
+        None
+    }
+
+    fn clone_above(&self, mut rsc: RscIdx) -> Option<RscIdx> {
+        loop {
+            if self.resources[rsc].kind == RscKind::Clone {
+                return Some(rsc);
+            }
+            rsc = self.resources[rsc].parent?;
+        }
+    }
+
+    /// The primitive named `base` at or below `rsc`.
+    fn member_named(&self, rsc: RscIdx, base: &str) -> Option<RscIdx> {
+        let resource = &self.resources[rsc];
+        if resource.kind == RscKind::Primitive {
+            return (resource.name == base).then_some(rsc);
+        }
+        resource.children.iter().find_map(|&child| self.member_named(child, base))
+    }
+
+    fn instance_active_on(&self, rsc: RscIdx, node: NodeIdx) -> bool {
+        let resource = &self.resources[rsc];
+        resource.active.iter().any(|active| active.node == node)
+            || resource.children.iter().any(|&child| self.instance_active_on(child, node))
+    }
+
+    fn instance_active_anywhere(&self, rsc: RscIdx) -> bool {
+        let resource = &self.resources[rsc];
+        !resource.active.is_empty() || resource.children.iter().any(|&child| self.instance_active_anywhere(child))
+    }
+
+    fn in_promotable(&self, rsc: RscIdx) -> bool {
+        self.clone_above(rsc).and_then(|clone| self.resources[clone].clone.as_ref()).is_some_and(|info| info.promotable)
+    }
+
+    fn unpack_resource_history(&mut self, rsc: RscIdx, node: NodeIdx, history: &ResourceHistory) {
+        let mut operations: Vec<&OperationRecord> = history.operations.iter().collect();
+        operations.sort_by_key(|op| if op.call_id < 0 { i64::MAX } else { op.call_id });
+        let promotable = self.in_promotable(rsc);
+        let active_role = if promotable { Role::Unpromoted } else { Role::Started };
+        let mut role = Role::Stopped;
+        let mut on_fail: Option<OnFail> = None;
+        let mut last_failure: Option<(String, u64)> = None;
+        let mut known = false;
+        let mut stop_failed = false;
+        for op in operations {
+            let is_probe = op.operation == "monitor" && op.interval_ms == 0;
+            match op.status {
+                ExecStatus::Cancelled | ExecStatus::NotSupported | ExecStatus::Invalid => continue,
+                ExecStatus::Pending => {
+                    known = true;
+                    match op.operation.as_str() {
+                        "start" | "migrate_from" | "migrate_to" => role = role.max(active_role),
+                        "promote" => role = Role::Promoted,
+                        "demote" => role = Role::Promoted,
+                        _ => {}
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            known = true;
+            let outcome = classify(op, is_probe);
+            match outcome {
+                Outcome::Success { found } => {
+                    let clear = match (op.operation.as_str(), found) {
+                        (_, Found::Stopped) => {
+                            role = Role::Stopped;
+                            true
+                        }
+                        (_, Found::Promoted) => {
+                            role = Role::Promoted;
+                            true
+                        }
+                        ("stop", _) => {
+                            role = Role::Stopped;
+                            true
+                        }
+                        ("start" | "migrate_from", _) => {
+                            role = active_role;
+                            true
+                        }
+                        ("promote", _) => {
+                            role = Role::Promoted;
+                            true
+                        }
+                        ("demote", _) => {
+                            role = Role::Unpromoted;
+                            on_fail == Some(OnFail::Demote)
+                        }
+                        ("monitor", _) => {
+                            if role < Role::Started {
+                                role = active_role;
+                            }
+                            last_failure.as_ref().is_some_and(|(name, interval)| name == "monitor" && *interval == op.interval_ms)
+                        }
+                        _ => {
+                            if role < Role::Started {
+                                role = active_role;
+                            }
+                            false
+                        }
+                    };
+                    if clear && matches!(on_fail, Some(OnFail::Ignore | OnFail::Block | OnFail::Demote | OnFail::Restart)) {
+                        on_fail = None;
+                        last_failure = None;
+                    }
+                }
+                Outcome::Failure { severity, found } => {
+                    let policy = self.failure_policy(rsc, op);
+                    if policy == OnFail::Ignore {
+                        // Pretend it succeeded: the role follows the operation.
+                        if role < Role::Started && op.operation != "stop" {
+                            role = active_role;
+                        }
+                        continue;
+                    }
+                    if on_fail.is_none_or(|current| severity_rank(policy) > severity_rank(current)) {
+                        on_fail = Some(policy);
+                    }
+                    last_failure = Some((op.operation.clone(), op.interval_ms));
+                    match severity {
+                        Severity::Soft => {}
+                        Severity::Hard => self.resources[rsc].banned_on.push(node),
+                        Severity::Fatal => self.resources[rsc].banned_everywhere = true,
+                    }
+                    match op.operation.as_str() {
+                        "stop" => {
+                            stop_failed = true;
+                            self.resources[rsc].banned_on.push(node);
+                        }
+                        "promote" => role = Role::Promoted,
+                        "demote" => {
+                            role = if found == Found::Stopped { Role::Stopped } else if policy == OnFail::Block { Role::Promoted } else { Role::Unpromoted }
+                        }
+                        _ => {}
+                    }
+                    if found == Found::Promoted {
+                        role = Role::Promoted;
+                    }
+                    if is_probe && (op.rc == rc::NOT_INSTALLED || op.status == ExecStatus::NotInstalled) {
+                        role = Role::Stopped;
+                    } else if role < Role::Started {
+                        role = active_role;
+                    }
+                    if op.operation == "start" && self.settings.start_failure_is_fatal {
+                        // Pacemaker records INFINITY fail counts for failed starts; the
+                        // attribute may be missing from an imported history.
+                        self.resources[rsc].banned_on.push(node);
+                    }
+                }
+            }
+        }
+        let resource = &mut self.resources[rsc];
+        if known && !resource.known_on.contains(&node) {
+            resource.known_on.push(node);
+        }
+        if role > Role::Stopped {
+            resource.active.push(Active { node, role });
+        }
+        let Some(policy) = on_fail else { return };
+        let active = role > Role::Stopped;
+        match policy {
+            OnFail::Fence => {
+                let node = &mut self.nodes[node];
+                if !node.unclean {
+                    node.unclean = true;
+                    node.unclean_reason = Some(format!("{} failed there", self.resources[rsc].id));
+                }
+                self.resources[rsc].failed = true;
+            }
+            OnFail::Block => {
+                self.resources[rsc].blocked = true;
+                self.resources[rsc].failed = active;
+            }
+            OnFail::Standby => {
+                self.nodes[node].standby = true;
+                self.resources[rsc].failed = active;
+            }
+            OnFail::Stop => {
+                self.resources[rsc].target_role = Some(Role::Stopped);
+                self.resources[rsc].failed = active;
+            }
+            OnFail::Restart | OnFail::Demote => {
+                if active {
+                    self.resources[rsc].failed = true;
+                }
+            }
+            OnFail::Ignore => {}
+        }
+        if stop_failed && policy != OnFail::Fence {
+            // A stop that failed and cannot be fenced leaves the resource where it is.
+            self.resources[rsc].blocked = true;
+        }
+    }
+
+    /// The configured `on-fail` of the operation, or Pacemaker's default: a failed stop
+    /// fences the node when fencing is enabled (blocks otherwise), anything else restarts.
+    fn failure_policy(&self, rsc: RscIdx, op: &OperationRecord) -> OnFail {
+        let configured = self.resources[rsc]
+            .operations
+            .iter()
+            .find(|def| def.name == op.operation && def.interval_ms == op.interval_ms)
+            .and_then(|def| def.on_fail);
+        match configured {
+            Some(OnFail::Fence) if !self.settings.stonith_enabled => OnFail::Block,
+            Some(policy) => policy,
+            None if op.operation == "stop" => {
+                if self.settings.stonith_enabled { OnFail::Fence } else { OnFail::Block }
+            }
+            None => OnFail::Restart,
+        }
+    }
+}
+
+/// A member inherits what its group sets and it does not.
+fn inherit(own: &ResourceMeta, group: &ResourceMeta) -> ResourceMeta {
+    ResourceMeta {
+        target_role: own.target_role.or(group.target_role),
+        is_managed: own.is_managed.or(group.is_managed),
+        resource_stickiness: own.resource_stickiness.or(group.resource_stickiness),
+        migration_threshold: own.migration_threshold.or(group.migration_threshold),
+        failure_timeout: own.failure_timeout.or(group.failure_timeout),
+        allow_migrate: own.allow_migrate.or(group.allow_migrate),
+        priority: own.priority.or(group.priority),
+        multiple_active: own.multiple_active.or(group.multiple_active),
+        requires: own.requires.or(group.requires),
+    }
+}
+
+/// `rsc:3` → `rsc`.
+pub(crate) fn strip_instance(id: &str) -> &str {
+    match id.rsplit_once(':') {
+        Some((base, suffix)) if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) => base,
+        _ => id,
+    }
+}
+
+/// What an operation found, when it tells the role.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    Nothing,
+    Stopped,
+    Promoted,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Severity {
+    /// May succeed on retry.
+    Soft,
+    /// Will not work on this node.
+    Hard,
+    /// Will not work anywhere.
+    Fatal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Outcome {
+    Success { found: Found },
+    Failure { severity: Severity, found: Found },
+}
+
+/// Reads one operation's two axes (execution status, exit code against the expected
+/// one) into success or failure.
+fn classify(op: &OperationRecord, is_probe: bool) -> Outcome {
+    match op.status {
+        ExecStatus::Done => {}
+        ExecStatus::NotInstalled | ExecStatus::ErrorHard => return Outcome::Failure { severity: Severity::Hard, found: Found::Nothing },
+        ExecStatus::ErrorFatal => return Outcome::Failure { severity: Severity::Fatal, found: Found::Nothing },
+        _ => return Outcome::Failure { severity: Severity::Soft, found: Found::Nothing },
+    }
+    let expected = op.expected_rc;
+    let code = match op.rc {
+        rc::DEGRADED => rc::OK,
+        rc::DEGRADED_PROMOTED => rc::RUNNING_PROMOTED,
+        code => code,
+    };
+    match code {
+        rc::OK => {
+            if expected == rc::NOT_RUNNING && !is_probe {
+                Outcome::Failure { severity: Severity::Soft, found: Found::Nothing }
+            } else {
+                Outcome::Success { found: Found::Nothing }
+            }
+        }
+        rc::NOT_RUNNING => {
+            if is_probe || expected == rc::NOT_RUNNING || op.operation == "stop" {
+                Outcome::Success { found: Found::Stopped }
+            } else {
+                Outcome::Failure { severity: Severity::Soft, found: Found::Stopped }
+            }
+        }
+        rc::RUNNING_PROMOTED => {
+            if is_probe || expected == rc::RUNNING_PROMOTED {
+                Outcome::Success { found: Found::Promoted }
+            } else {
+                Outcome::Failure { severity: Severity::Soft, found: Found::Promoted }
+            }
+        }
+        rc::FAILED_PROMOTED => Outcome::Failure { severity: Severity::Soft, found: Found::Promoted },
+        rc::NOT_CONFIGURED => Outcome::Failure { severity: Severity::Fatal, found: Found::Nothing },
+        rc::UNIMPLEMENTED if op.interval_ms > 0 => Outcome::Success { found: Found::Nothing },
+        rc::UNIMPLEMENTED | rc::NOT_INSTALLED | rc::INVALID_PARAM | rc::INSUFFICIENT_PRIV => {
+            Outcome::Failure { severity: Severity::Hard, found: Found::Nothing }
+        }
+        code if code == expected => Outcome::Success { found: Found::Nothing },
+        _ => Outcome::Failure { severity: Severity::Soft, found: Found::Nothing },
+    }
+}
+
+/// Pacemaker keeps the most severe failure policy seen.
+fn severity_rank(policy: OnFail) -> u8 {
+    match policy {
+        OnFail::Ignore => 0,
+        OnFail::Demote => 1,
+        OnFail::Restart => 2,
+        OnFail::Block => 4,
+        OnFail::Stop => 5,
+        OnFail::Standby => 6,
+        OnFail::Fence => 7,
+    }
+}
+
+/// Resolves constraint objects to indices, evaluating location rules per node.
+fn unpack_constraints(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, objects: &[Object]) {
+    let mut any_of_group = 0;
+    for object in objects {
+        match &object.spec {
+            Spec::Location(spec) => unpack_location(cluster, by_name, spec),
+            Spec::Colocation(spec) => unpack_colocation(cluster, by_name, spec),
+            Spec::Order(spec) => unpack_order(cluster, by_name, spec, &mut any_of_group),
+            _ => {}
+        }
+    }
+    // Group members: each runs with and after the previous one.
+    for index in 0..cluster.resources.len() {
+        if cluster.resources[index].kind != RscKind::Group {
+            continue;
+        }
+        let members = cluster.resources[index].children.clone();
+        for pair in members.windows(2) {
+            cluster.colocations.push(Colocation {
+                dependent: pair[1],
+                primary: pair[0],
+                score: Score::INFINITY,
+                dependent_role: None,
+                primary_role: None,
+                node_attribute: None,
+                influence: true,
+            });
+        }
+    }
+}
+
+fn role_filter(role: Option<Role>) -> Option<Role> {
+    // "Started" in a constraint means any active role.
+    role.filter(|role| *role != Role::Started)
+}
+
+fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &LocationSpec) {
+    let targets: Vec<RscIdx> = spec.resource.iter().chain(spec.resources.iter()).filter_map(|rsc| by_name.get(rsc.as_str()).copied()).collect();
+    let exclusive = spec.resource_discovery == Some(ResourceDiscovery::Exclusive);
+    for target in targets {
+        if let Some(node_name) = &spec.node {
+            let Some(node) = cluster.nodes.iter().position(|node| node.name == node_name.as_str()) else { continue };
+            cluster.locations.push(LocationRule {
+                resource: target,
+                role: role_filter(spec.role),
+                scores: vec![(node, spec.score.unwrap_or(Score::ZERO))],
+                exclusive,
+            });
+        }
+        for rule in &spec.rules {
+            let mut scores = Vec::new();
+            for (index, node) in cluster.nodes.iter().enumerate() {
+                if !rules::evaluate(&rule.expression, node) {
+                    continue;
+                }
+                let score = match &rule.score_attribute {
+                    Some(attribute) => match node.attribute(attribute) {
+                        Some(value) => value.parse::<Score>().unwrap_or(Score::ZERO),
+                        None => continue,
+                    },
+                    None => rule.score.unwrap_or(Score::ZERO),
+                };
+                scores.push((index, score));
+            }
+            cluster.locations.push(LocationRule {
+                resource: target,
+                role: role_filter(rule.role.or(spec.role)),
+                scores,
+                exclusive,
+            });
+        }
+    }
+}
+
+fn unpack_colocation(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &ColocationSpec) {
+    let influence = spec.influence.unwrap_or(true);
+    let push = |cluster: &mut Cluster, dependent: RscIdx, primary: RscIdx, dependent_role: Option<Role>, primary_role: Option<Role>| {
+        if dependent == primary {
+            return;
+        }
+        cluster.colocations.push(Colocation {
+            dependent,
+            primary,
+            score: spec.score,
+            dependent_role: role_filter(dependent_role),
+            primary_role: role_filter(primary_role),
+            node_attribute: spec.node_attribute.clone(),
+            influence,
+        });
+    };
+    if let (Some(dependent), Some(primary)) = (&spec.resource, &spec.with_resource) {
+        if let (Some(&dependent), Some(&primary)) = (by_name.get(dependent.as_str()), by_name.get(primary.as_str())) {
+            push(cluster, dependent, primary, spec.role, spec.with_role);
+        }
+        return;
+    }
+    let sets: Vec<(Vec<RscIdx>, bool, Option<Role>)> = spec
+        .sets
+        .iter()
+        .map(|set| {
+            let members = set.resources.iter().filter_map(|rsc| by_name.get(rsc.as_str()).copied()).collect();
+            (members, set.sequential.unwrap_or(true), set.role)
+        })
+        .collect();
+    // Within a sequential set each member is placed with the one before it.
+    for (members, sequential, role) in &sets {
+        if *sequential {
+            for pair in members.windows(2) {
+                push(cluster, pair[1], pair[0], *role, *role);
+            }
+        } else if spec.score < Score::ZERO {
+            for (index, &first) in members.iter().enumerate() {
+                for &second in &members[index + 1..] {
+                    push(cluster, first, second, *role, *role);
+                }
+            }
+        }
+    }
+    // Between sets: the earlier set is placed with the later one.
+    for pair in sets.windows(2) {
+        let (first_members, first_sequential, first_role) = &pair[0];
+        let (second_members, second_sequential, second_role) = &pair[1];
+        let dependents: Vec<RscIdx> = if *first_sequential { first_members.first().copied().into_iter().collect() } else { first_members.clone() };
+        let primaries: Vec<RscIdx> = if *second_sequential { second_members.last().copied().into_iter().collect() } else { second_members.clone() };
+        for &dependent in &dependents {
+            for &primary in &primaries {
+                push(cluster, dependent, primary, *first_role, *second_role);
+            }
+        }
+    }
+}
+
+fn unpack_order(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &OrderSpec, any_of_group: &mut usize) {
+    let symmetrical = spec.is_symmetrical();
+    let push = |cluster: &mut Cluster, first: RscIdx, first_action: OrderAction, then: RscIdx, then_action: OrderAction, any_of: Option<usize>| {
+        if first == then {
+            return;
+        }
+        cluster.orderings.push(Ordering { first, first_action, then, then_action, kind: spec.kind, any_of });
+        if symmetrical && spec.kind != OrderKind::Serialize {
+            if let (Some(first_inverse), Some(then_inverse)) = (inverse(first_action), inverse(then_action)) {
+                cluster.orderings.push(Ordering {
+                    first: then,
+                    first_action: then_inverse,
+                    then: first,
+                    then_action: first_inverse,
+                    kind: spec.kind,
+                    any_of: None,
+                });
+            }
+        }
+    };
+    if let (Some(first), Some(then)) = (&spec.first, &spec.then) {
+        if let (Some(&first), Some(&then)) = (by_name.get(first.as_str()), by_name.get(then.as_str())) {
+            push(cluster, first, spec.first_action(), then, spec.then_action(), None);
+        }
+        return;
+    }
+    let default_action = spec.first_action.unwrap_or(OrderAction::Start);
+    let sets: Vec<(Vec<RscIdx>, bool, bool, OrderAction)> = spec
+        .sets
+        .iter()
+        .map(|set| {
+            let members = set.resources.iter().filter_map(|rsc| by_name.get(rsc.as_str()).copied()).collect();
+            let action = set.action.or_else(|| set.role.and_then(action_of_role)).unwrap_or(default_action);
+            (members, set.sequential.unwrap_or(true), set.require_all.unwrap_or(true), action)
+        })
+        .collect();
+    for (members, sequential, _, action) in &sets {
+        if *sequential {
+            for pair in members.windows(2) {
+                push(cluster, pair[0], *action, pair[1], *action, None);
+            }
+        }
+    }
+    for pair in sets.windows(2) {
+        let (first_members, first_sequential, first_require_all, first_action) = &pair[0];
+        let (second_members, second_sequential, _, second_action) = &pair[1];
+        let firsts: Vec<RscIdx> = if *first_sequential && *first_require_all { first_members.last().copied().into_iter().collect() } else { first_members.clone() };
+        let thens: Vec<RscIdx> = if *second_sequential { second_members.first().copied().into_iter().collect() } else { second_members.clone() };
+        let any_of = if *first_require_all {
+            None
+        } else {
+            *any_of_group += 1;
+            Some(*any_of_group)
+        };
+        for &first in &firsts {
+            for &then in &thens {
+                push(cluster, first, *first_action, then, *second_action, any_of);
+            }
+        }
+    }
+}
+
+fn inverse(action: OrderAction) -> Option<OrderAction> {
+    Some(match action {
+        OrderAction::Start => OrderAction::Stop,
+        OrderAction::Stop => OrderAction::Start,
+        OrderAction::Promote => OrderAction::Demote,
+        OrderAction::Demote => OrderAction::Promote,
+    })
+}
+
+fn action_of_role(role: Role) -> Option<OrderAction> {
+    match role {
+        Role::Promoted => Some(OrderAction::Promote),
+        Role::Started | Role::Unpromoted => Some(OrderAction::Start),
+        Role::Stopped => Some(OrderAction::Stop),
+    }
+}
