@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::agent::FenceAgentRef;
 use super::duration::Duration;
 use super::names::{Name, ParamValue};
-use super::resource::{Operation, ResourceMeta};
+use super::resource::{CloneSpec, Operation, ResourceMeta};
 use super::score::Score;
 
 /// A fence (STONITH) device: a fence agent and the nodes it can power off.
@@ -50,6 +50,10 @@ pub struct FenceDeviceSpec {
     pub operations: Vec<Operation>,
     #[serde(default, skip_serializing_if = "ResourceMeta::is_empty")]
     pub meta: ResourceMeta,
+    /// Run the device on several nodes at once (Pacemaker's cloned stonith
+    /// resource); `promotable` is refused for fence devices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clone: Option<CloneSpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

@@ -452,6 +452,11 @@ impl Checker<'_, '_, '_> {
 
     fn check_fence_device(&mut self, device: &FenceDeviceSpec) {
         self.check_params(&device.params);
+        if let Some(clone) = &device.clone {
+            if clone.promotable.is_some() {
+                self.problem(FieldPath::of(&["spec", "clone", "promotable"]), "a fence device has no promoted role");
+            }
+        }
         for reserved in ["action", "nodename"] {
             if device.params.contains_key(reserved) {
                 self.problem(spec_path("params").key(reserved), "set by the fencer for each request; do not configure it");

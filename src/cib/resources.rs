@@ -263,8 +263,12 @@ impl Importer {
         let promotable = inherited.promotable || clone.as_ref().is_some_and(|spec| spec.promotable.is_some());
         let utilization = self.utilization(primitive, id);
         if class == "stonith" {
-            if clone.is_some() || inherited.promotable {
-                self.unmapped("primitive", id, "a cloned fence device has no Pacer equivalent; imported as one device".into());
+            let mut clone = clone;
+            if inherited.promotable || clone.as_ref().is_some_and(|spec| spec.promotable.is_some()) {
+                self.unmapped("primitive", id, "a promotable fence device has no Pacer equivalent; imported as a plain clone".into());
+                if let Some(spec) = clone.as_mut() {
+                    spec.promotable = None;
+                }
             }
             let agent = match agent_type.parse::<FenceAgentRef>() {
                 Ok(agent) => agent,
@@ -287,6 +291,7 @@ impl Importer {
                 retries: None,
                 operations: Vec::new(),
                 meta: ResourceMeta::default(),
+                clone,
             };
             self.fence_params(id, &params, nodes, &mut spec);
             spec.operations = self.operations(primitive, false, settings, true);

@@ -121,7 +121,8 @@ impl Importer {
                 false
             }),
         };
-        let mut observed = Observed { quorum, nodes: BTreeMap::new(), history: Vec::new() };
+        let dc = root.attr("dc-uuid").and_then(|id| nodes.by_id.get(id).or_else(|| nodes.find(id))).map(|name| name.to_string());
+        let mut observed = Observed { quorum, nodes: BTreeMap::new(), history: Vec::new(), dc };
         let Some(status) = root.child("status") else { return observed };
         for state in status.children_named("node_state") {
             let id = state.id();

@@ -11,7 +11,7 @@ use crate::api::resource::Role;
 use crate::api::yaml::{parse_documents, to_yaml_string};
 use crate::api::{Kind, Object};
 use crate::cib;
-use crate::scheduler::plan::{NodeState, Plan, ResourceKind};
+use crate::scheduler::plan::{NodeState, Plan};
 use crate::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
 use crate::scheduler::{Snapshot, schedule};
 
@@ -146,10 +146,7 @@ fn crate_strip(id: &str) -> &str {
 /// The name a resource instance is reported under: anonymous clone instances by their
 /// primitive's name, everything else by id (shared/conformance/FORMAT.md).
 fn report_name(resource: &crate::scheduler::plan::ResourcePlan) -> &str {
-    match resource.kind {
-        ResourceKind::Clone | ResourceKind::Promotable if !resource.unique => &resource.name,
-        _ => &resource.id,
-    }
+    if resource.clone.is_some() && !resource.unique { &resource.name } else { &resource.id }
 }
 
 /// The plan in the conformance format ("pcmk-oracle-1").

@@ -75,6 +75,9 @@ pub struct ResourcePlan {
     pub kind: ResourceKind,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// For a clone instance: the clone it belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clone: Option<String>,
     /// For an instance: whether the clone is globally unique (its instances are told
     /// apart by number).
     pub unique: bool,

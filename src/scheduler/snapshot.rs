@@ -38,6 +38,10 @@ pub struct Observed {
     /// Operation histories, one per (resource instance, node).
     #[serde(default)]
     pub history: Vec<ResourceHistory>,
+    /// The node coordinating decisions (Pacemaker's DC; in Pacer the node the leading
+    /// scheduler runs on, when it runs on one). Rules may test `#is_dc`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<String>,
 }
 
 fn default_true() -> bool {

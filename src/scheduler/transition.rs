@@ -94,6 +94,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             name: resource.name.clone(),
             kind,
             group,
+            clone: cluster.clone_of(rsc).map(|clone| cluster.resources[clone].name.clone()),
             unique: cluster.is_unique_instance(rsc),
             current,
             next,

@@ -99,6 +99,8 @@ fn unpack_nodes(snapshot: &Snapshot) -> Vec<Node> {
             attributes.insert("#uname".into(), name.clone());
             attributes.insert("#id".into(), name.clone());
             attributes.insert("#kind".into(), "cluster".into());
+            let is_dc = snapshot.observed.dc.as_deref() == Some(name.as_str());
+            attributes.insert("#is_dc".into(), is_dc.to_string());
             let liveness = observed.map_or(NodeLiveness::Unseen, |observed| observed.liveness);
             let standby = spec.standby || attributes.get("standby").is_some_and(|value| is_true(value));
             let maintenance = spec.maintenance || attributes.get("maintenance").is_some_and(|value| is_true(value));
@@ -172,7 +174,10 @@ impl Builder {
                 }
                 Spec::FenceDevice(spec) => {
                     let def = PrimitiveDef { name, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: true };
-                    Some(self.add_primitive(&def, None, None))
+                    match &spec.clone {
+                        Some(clone) => Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| builder.add_primitive(&def, Some(parent), suffix))),
+                        None => Some(self.add_primitive(&def, None, None)),
+                    }
                 }
                 Spec::Group(group) => {
                     let member_defs: Vec<PrimitiveDef> = group
