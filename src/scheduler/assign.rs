@@ -245,10 +245,18 @@ impl<'a> Work<'a> {
         total.value()
     }
 
-    /// Top-level resources in assignment order: priority, then score on the current
-    /// node, then best score anywhere; definition order breaks remaining ties.
+    /// Top-level resources in assignment order: priority; under a utilization-aware
+    /// placement strategy also score on the current node, then best score anywhere;
+    /// definition order breaks remaining ties.
     fn sorted_top(&mut self) -> Vec<RscIdx> {
         let cluster = self.cluster;
+        if cluster.settings.placement_strategy == PlacementStrategy::Default {
+            // Pacemaker compares scores only under a utilization-aware strategy; by
+            // default the order is priority, then definition order (a stable sort).
+            let mut order = cluster.top.clone();
+            order.sort_by(|&a, &b| cluster.resources[b].priority.cmp(&cluster.resources[a].priority));
+            return order;
+        }
         let mut nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).collect();
         nodes.sort_by(|&a, &b| {
             let score = |node: NodeIdx| if cluster.nodes[node].online { 0 } else { -1 };

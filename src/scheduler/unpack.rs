@@ -314,6 +314,12 @@ impl Builder {
         let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
         for history in histories {
             let Some(&node) = node_index.get(history.node.as_str()) else { continue };
+            // Without fencing, a node that is not online is taken to run nothing: its
+            // history is not read (Pacemaker does the same; with fencing disabled
+            // nothing could ever prove it otherwise).
+            if !self.nodes[node].online && !self.settings.stonith_enabled {
+                continue;
+            }
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
             self.unpack_resource_history(rsc, node, history);
         }
