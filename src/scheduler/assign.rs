@@ -307,24 +307,41 @@ impl<'a> Work<'a> {
         table.iter().enumerate().any(|(node, score)| score.is_some_and(|score| score >= Score::ZERO && score != UNUSABLE) && self.node_available(node))
     }
 
-    /// Pacemaker's score merge along colocations: the scores of `rsc` (or of the last
-    /// member of a group) added to `table` scaled by `factor`, then recursively those of
-    /// the resources colocated with it.
+    /// Pacemaker's score merge along colocations: the scores of `rsc` added to `table`
+    /// scaled by `factor`, then recursively those of the resources colocated with it.
+    /// A group merges through its first member, then its own dependents.
     fn merge_scores(&mut self, rsc: RscIdx, table: Option<Table>, attribute: Option<&str>, factor: f64, flags: Merge) -> Table {
         if self.merging[rsc] {
             return table.unwrap_or_else(|| self.allowed[rsc].clone());
         }
-        self.merging[rsc] = true;
         let resource = &self.cluster.resources[rsc];
-        let last_member = if resource.kind == RscKind::Group { resource.children.last().copied() } else { None };
+        if resource.kind == RscKind::Group {
+            let Some(&first) = resource.children.first() else {
+                return table.unwrap_or_else(|| self.allowed[rsc].clone());
+            };
+            self.merging[rsc] = true;
+            let mut work = self.merge_scores(first, table, attribute, factor, flags);
+            let flags = Merge { init: false, ..flags };
+            // Forward merges follow the group's own colocations (what it is placed
+            // with); the others follow what is placed with it.
+            let list = if flags.forward { self.this_with[rsc].clone() } else { self.with_this[rsc].clone() };
+            for index in list {
+                let colocation = &self.cluster.colocations[index];
+                if colocation.score == Score::ZERO {
+                    continue;
+                }
+                let other = if flags.forward { colocation.primary } else { colocation.dependent };
+                let scaled = colocation.score.value() as f64 / Score::INFINITY.value() as f64;
+                let attribute = colocation.node_attribute.clone();
+                work = self.merge_scores(other, Some(work), attribute.as_deref(), scaled, Merge { rollback: true, ..flags });
+            }
+            self.merging[rsc] = false;
+            return work;
+        }
+        self.merging[rsc] = true;
         let original = table.clone();
         let mut work = if flags.init {
-            match last_member {
-                Some(last) => self.merge_scores(last, None, attribute, factor, flags),
-                None => self.allowed[rsc].clone(),
-            }
-        } else if let Some(last) = last_member {
-            self.merge_scores(last, table.clone(), attribute, factor, Merge { init: false, ..flags })
+            self.allowed[rsc].clone()
         } else {
             let mut work = table.clone().unwrap_or_else(|| vec![None; self.cluster.nodes.len()]);
             self.add_matching_scores(&mut work, rsc, attribute, factor, flags.positive);
@@ -332,13 +349,7 @@ impl<'a> Work<'a> {
         };
         let flags = Merge { init: false, ..flags };
         if self.can_run_any(&work) {
-            let list: Vec<usize> = if flags.forward {
-                self.this_with[rsc].clone()
-            } else if let Some(last) = last_member {
-                self.with_this[last].clone()
-            } else {
-                self.with_this[rsc].clone()
-            };
+            let list: Vec<usize> = if flags.forward { self.this_with[rsc].clone() } else { self.with_this[rsc].clone() };
             let multiplier = if factor < 0.0 { -1.0 } else { 1.0 };
             for index in list {
                 let colocation = &self.cluster.colocations[index];
