@@ -111,8 +111,25 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
 fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool]) -> Vec<Vec<(NodeIdx, Role)>> {
     let count = cluster.resources.len();
     // Start from the assignment and knock out what cannot run, until nothing changes.
-    let mut runs: Vec<bool> = (0..count).map(|rsc| assignment.node[rsc].is_some() && assignment.role[rsc] != Role::Stopped).collect();
-    let mut promoted: Vec<bool> = (0..count).map(|rsc| runs[rsc] && assignment.role[rsc] == Role::Promoted).collect();
+    let mut runs: Vec<bool> = (0..count)
+        .map(|rsc| {
+            if assignment.frozen[rsc] {
+                cluster.resources[rsc].active.iter().any(|active| !fenced[active.node])
+            } else {
+                assignment.node[rsc].is_some() && assignment.role[rsc] != Role::Stopped
+            }
+        })
+        .collect();
+    let mut promoted: Vec<bool> = (0..count)
+        .map(|rsc| {
+            if assignment.frozen[rsc] {
+                cluster.resources[rsc].active.iter().any(|active| !fenced[active.node] && active.role == Role::Promoted)
+            } else {
+                runs[rsc] && assignment.role[rsc] == Role::Promoted
+            }
+        })
+        .collect();
+    update_containers(cluster, &mut runs, &mut promoted);
     loop {
         let mut changed = false;
         for rsc in 0..count {
@@ -122,7 +139,10 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
             }
             let Some(node) = assignment.node[rsc] else { continue };
             let stays = resource.active.len() == 1 && resource.active[0].node == node && !resource.failed;
-            let blocked = !stays && !start_allowed(cluster, assignment, rsc, node, &runs, &promoted, fenced);
+            // A mandatory order's `then` needs its `first` whether it starts now or
+            // already runs (Pacemaker stops it when the first cannot run); where to
+            // start matters only for a start.
+            let blocked = !dependencies_allow(cluster, assignment, rsc, node, &runs, &promoted) || (!stays && !placement_allows(cluster, rsc, node, fenced));
             if blocked {
                 runs[rsc] = false;
                 promoted[rsc] = false;
@@ -134,22 +154,7 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
                 changed = true;
             }
         }
-        // Containers follow their primitives.
-        for rsc in (0..count).rev() {
-            let resource = &cluster.resources[rsc];
-            if resource.kind == RscKind::Primitive {
-                continue;
-            }
-            let any = resource.children.iter().any(|&child| runs[child]);
-            let all_promoted = resource.kind == RscKind::Group && !resource.children.is_empty() && resource.children.iter().all(|&child| promoted[child]);
-            let any_promoted = resource.kind == RscKind::Clone && resource.children.iter().any(|&child| promoted[child]);
-            let new_promoted = all_promoted || any_promoted;
-            if runs[rsc] != any || promoted[rsc] != new_promoted {
-                runs[rsc] = any;
-                promoted[rsc] = new_promoted;
-                changed = true;
-            }
-        }
+        changed |= update_containers(cluster, &mut runs, &mut promoted);
         if !changed {
             break;
         }
@@ -188,17 +193,44 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
         .collect()
 }
 
-/// Whether `rsc` may start on `node`: its node is usable, every mandatory order it
-/// depends on can happen, and what it must be colocated with runs.
-fn start_allowed(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, node: NodeIdx, runs: &[bool], promoted: &[bool], fenced: &[bool]) -> bool {
+/// Groups and clones run when any child runs; a clone is promoted when an instance
+/// is, a group when all its members are. Children come after their parents in the
+/// arena, so one pass from the end settles every level. Returns whether anything
+/// changed.
+fn update_containers(cluster: &Cluster, runs: &mut [bool], promoted: &mut [bool]) -> bool {
+    let mut changed = false;
+    for rsc in (0..cluster.resources.len()).rev() {
+        let resource = &cluster.resources[rsc];
+        if resource.kind == RscKind::Primitive {
+            continue;
+        }
+        let any = resource.children.iter().any(|&child| runs[child]);
+        let all_promoted = resource.kind == RscKind::Group && !resource.children.is_empty() && resource.children.iter().all(|&child| promoted[child]);
+        let any_promoted = resource.kind == RscKind::Clone && resource.children.iter().any(|&child| promoted[child]);
+        let new_promoted = all_promoted || any_promoted;
+        if runs[rsc] != any || promoted[rsc] != new_promoted {
+            runs[rsc] = any;
+            promoted[rsc] = new_promoted;
+            changed = true;
+        }
+    }
+    changed
+}
+
+/// Whether `rsc` may start on `node` as far as the node is concerned.
+fn placement_allows(cluster: &Cluster, rsc: RscIdx, node: NodeIdx, fenced: &[bool]) -> bool {
     if !cluster.nodes[node].available() {
         return false;
     }
     // A non-clone moving away from a node that cannot stop it cannot start elsewhere.
     let resource = &cluster.resources[rsc];
-    if resource.active.iter().any(|active| active.node != node && cluster.nodes[active.node].unclean && !fenced[active.node]) {
-        return false;
-    }
+    !resource.active.iter().any(|active| active.node != node && cluster.nodes[active.node].unclean && !fenced[active.node])
+}
+
+/// Whether every mandatory order `rsc` depends on can happen, its group predecessor
+/// runs, and what it must be colocated with runs.
+fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, node: NodeIdx, runs: &[bool], promoted: &[bool]) -> bool {
+    let resource = &cluster.resources[rsc];
     // Orders apply to the resource and to every container above it.
     let mut chain = vec![rsc];
     let mut cursor = rsc;
