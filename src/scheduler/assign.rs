@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 
 use crate::api::Score;
 use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
-use crate::api::resource::Role;
+use crate::api::resource::{Requires, Role};
 
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
 use super::unpack::strip_instance;
@@ -479,13 +479,15 @@ impl<'a> Work<'a> {
             || resource.blocked
             || (settings.stonith_enabled && !settings.have_fence_device)
             || resource.active.iter().any(|active| cluster.nodes[active.node].maintenance);
-        let frozen_by_quorum = !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Freeze && resource.active.is_empty();
+        // Without quorum only resources that require nothing may start.
+        let needs_quorum = resource.requires != Requires::Nothing;
+        let frozen_by_quorum = needs_quorum && !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Freeze && resource.active.is_empty();
         if unmanaged {
             let node = resource.current_node();
             self.frozen[rsc] = true;
             self.record_assignment(rsc, node);
             self.next_role[rsc] = Some(resource.role());
-        } else if !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Stop {
+        } else if needs_quorum && !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Stop {
             self.reason[rsc] = Some("the partition has no quorum (no-quorum-policy=stop)".into());
             self.record_assignment(rsc, None);
         } else if frozen_by_quorum {

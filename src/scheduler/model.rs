@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::api::Score;
 use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
 use crate::api::constraint::{OrderAction, OrderKind};
-use crate::api::resource::{OnFail, Role};
+use crate::api::resource::{OnFail, Requires, Role};
 
 pub(crate) type NodeIdx = usize;
 pub(crate) type RscIdx = usize;
@@ -114,6 +114,8 @@ pub(crate) struct Rsc {
     pub failure_timeout_s: u64,
     pub target_role: Option<Role>,
     pub managed: bool,
+    /// What must hold before it may start: `Nothing` starts even without quorum.
+    pub requires: Requires,
     pub operations: Vec<OpDef>,
     pub clone: Option<CloneInfo>,
     /// Where a primitive was found running, and in which role (from history).

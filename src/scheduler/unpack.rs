@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::api::Score;
 use crate::api::cluster::ClusterPolicySpec;
 use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceDiscovery};
-use crate::api::resource::{CloneSpec, OnFail, Operation, ResourceMeta, Role};
+use crate::api::resource::{CloneSpec, OnFail, Operation, Requires, ResourceMeta, Role};
 use crate::api::{Object, Spec};
 
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
@@ -58,7 +58,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
         now: snapshot.now,
     };
     let nodes = unpack_nodes(snapshot);
-    let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new() };
+    let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new(), cloned_members: HashMap::new() };
     builder.unpack_resources(&snapshot.objects);
     builder.unpack_history(&snapshot.observed.history);
     let Builder { settings, nodes, resources, top, by_name, .. } = builder;
@@ -137,6 +137,9 @@ struct Builder {
     top: Vec<RscIdx>,
     /// Configured names (primitives, groups, clones, fence devices) to resources.
     by_name: HashMap<String, RscIdx>,
+    /// Members of cloned groups by name, to their clone (their instances have no
+    /// configured name of their own).
+    cloned_members: HashMap<String, RscIdx>,
 }
 
 /// What a primitive or fence device contributes, before it is placed in the tree.
@@ -225,6 +228,7 @@ impl Builder {
             failure_timeout_s: meta.failure_timeout.map_or(0, |timeout| timeout.as_millis() / 1000),
             target_role: meta.target_role,
             managed,
+            requires: meta.requires.unwrap_or(if self.settings.stonith_enabled { Requires::Fencing } else { Requires::Quorum }),
             operations: Vec::new(),
             clone: None,
             active: Vec::new(),
@@ -260,8 +264,16 @@ impl Builder {
                 on_fail: operation.on_fail,
             })
             .collect();
-        if suffix.is_none() {
-            self.by_name.insert(def.name.to_string(), index);
+        match (suffix, parent) {
+            (None, _) => {
+                self.by_name.insert(def.name.to_string(), index);
+            }
+            (Some(_), Some(parent)) if self.resources[parent].kind == RscKind::Group => {
+                if let Some(clone) = self.resources[parent].parent {
+                    self.cloned_members.insert(def.name.to_string(), clone);
+                }
+            }
+            _ => {}
         }
         index
     }
@@ -344,7 +356,10 @@ impl Builder {
     /// anywhere.
     fn find_history_resource(&mut self, id: &str, node: NodeIdx) -> Option<RscIdx> {
         let base = strip_instance(id);
-        let configured = *self.by_name.get(base)?;
+        let configured = match self.by_name.get(base) {
+            Some(&configured) => configured,
+            None => *self.cloned_members.get(base)?,
+        };
         let rsc = &self.resources[configured];
         let clone = self.clone_above(configured);
         let Some(clone) = clone else {
