@@ -193,6 +193,9 @@ pub(crate) struct Ordering {
     pub then: RscIdx,
     pub then_action: OrderAction,
     pub kind: OrderKind,
+    /// Whether the order also runs backwards for stops; an asymmetric mandatory order
+    /// only gates a `then` that has yet to start.
+    pub symmetrical: bool,
     /// For a set with require-all=false: `then` needs only one of the `first`s of this
     /// group to be runnable.
     pub any_of: Option<usize>,

@@ -142,7 +142,7 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
             // A mandatory order's `then` needs its `first` whether it starts now or
             // already runs (Pacemaker stops it when the first cannot run); where to
             // start matters only for a start.
-            let blocked = !dependencies_allow(cluster, assignment, rsc, node, &runs, &promoted) || (!stays && !placement_allows(cluster, rsc, node, fenced));
+            let blocked = !dependencies_allow(cluster, assignment, rsc, node, stays, &runs, &promoted) || (!stays && !placement_allows(cluster, rsc, node, fenced));
             if blocked {
                 runs[rsc] = false;
                 promoted[rsc] = false;
@@ -229,7 +229,7 @@ fn placement_allows(cluster: &Cluster, rsc: RscIdx, node: NodeIdx, fenced: &[boo
 
 /// Whether every mandatory order `rsc` depends on can happen, its group predecessor
 /// runs, and what it must be colocated with runs.
-fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, node: NodeIdx, runs: &[bool], promoted: &[bool]) -> bool {
+fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, node: NodeIdx, stays: bool, runs: &[bool], promoted: &[bool]) -> bool {
     let resource = &cluster.resources[rsc];
     // Orders apply to the resource and to every container above it.
     let mut chain = vec![rsc];
@@ -252,6 +252,9 @@ fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, n
     let mut any_of: std::collections::BTreeMap<usize, bool> = std::collections::BTreeMap::new();
     for ordering in &cluster.orderings {
         if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Start || !chain.contains(&ordering.then) {
+            continue;
+        }
+        if stays && !ordering.symmetrical {
             continue;
         }
         let satisfied = match ordering.first_action {

@@ -854,7 +854,7 @@ fn unpack_order(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: 
         if first == then {
             return;
         }
-        cluster.orderings.push(Ordering { first, first_action, then, then_action, kind: spec.kind, any_of });
+        cluster.orderings.push(Ordering { first, first_action, then, then_action, kind: spec.kind, symmetrical, any_of });
         if symmetrical && spec.kind != OrderKind::Serialize {
             if let (Some(first_inverse), Some(then_inverse)) = (inverse(first_action), inverse(then_action)) {
                 cluster.orderings.push(Ordering {
@@ -863,6 +863,7 @@ fn unpack_order(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: 
                     then: first,
                     then_action: first_inverse,
                     kind: spec.kind,
+                    symmetrical,
                     any_of: None,
                 });
             }
