@@ -1156,6 +1156,9 @@ impl<'a> Work<'a> {
             _ => {}
         }
         let attributes = &cluster.nodes[node].attributes;
+        // The name the node recorded the instance under, its own id, then (anonymous
+        // clones) the primitive's name: an agent sets the score under whichever name
+        // its node knew it by.
         let mut names = Vec::new();
         if let Some(history) = &resource.history_name {
             names.push(history.clone());

@@ -374,25 +374,51 @@ impl Builder {
             let instance_rsc = *instances.get(instance)?;
             return self.member_named(instance_rsc, base);
         }
-        // Anonymous: reuse an instance already active here, else take a free one.
+        // Anonymous (Pacemaker's find_anonymous_clone): an instance already active on
+        // this node takes the entry unless that very member already runs (a second
+        // history of it is an orphan); otherwise the first inactive instance does.
+        let mut inactive = None;
+        let mut skip_inactive = false;
         for &instance in &instances {
-            if self.instance_active_on(instance, node) {
-                if let Some(member) = self.member_named(instance, base) {
-                    if self.resources[member].active.iter().all(|active| active.node != node) {
-                        self.resources[member].history_name.get_or_insert_with(|| id.to_string());
-                        return Some(member);
+            let active_nodes = self.instance_nodes(instance);
+            if !active_nodes.is_empty() {
+                if active_nodes.contains(&node) {
+                    if let Some(member) = self.member_named(instance, base) {
+                        if self.resources[member].active.is_empty() {
+                            self.rename(member, id);
+                            return Some(member);
+                        }
+                        skip_inactive = true;
                     }
                 }
+            } else if !skip_inactive && inactive.is_none() {
+                inactive = self.member_named(instance, base).filter(|&member| !self.resources[member].blocked);
             }
         }
-        for &instance in &instances {
-            let member = self.member_named(instance, base)?;
-            if !self.instance_active_anywhere(instance) && !self.resources[member].known_on.contains(&node) {
-                self.resources[member].history_name.get_or_insert_with(|| id.to_string());
-                return Some(member);
-            }
+        if skip_inactive {
+            return None;
         }
-        None
+        let member = inactive?;
+        self.rename(member, id);
+        Some(member)
+    }
+
+    /// Remembers the name a node recorded an instance under, when it differs from the
+    /// instance's own (the last one wins, as in Pacemaker).
+    fn rename(&mut self, member: RscIdx, id: &str) {
+        if self.resources[member].id != id {
+            self.resources[member].history_name = Some(id.to_string());
+        }
+    }
+
+    /// The nodes any primitive at or below `rsc` is active on.
+    fn instance_nodes(&self, rsc: RscIdx) -> Vec<NodeIdx> {
+        let resource = &self.resources[rsc];
+        let mut nodes: Vec<NodeIdx> = resource.active.iter().map(|active| active.node).collect();
+        for &child in &resource.children {
+            nodes.extend(self.instance_nodes(child));
+        }
+        nodes
     }
 
     fn clone_above(&self, mut rsc: RscIdx) -> Option<RscIdx> {
@@ -411,17 +437,6 @@ impl Builder {
             return (resource.name == base).then_some(rsc);
         }
         resource.children.iter().find_map(|&child| self.member_named(child, base))
-    }
-
-    fn instance_active_on(&self, rsc: RscIdx, node: NodeIdx) -> bool {
-        let resource = &self.resources[rsc];
-        resource.active.iter().any(|active| active.node == node)
-            || resource.children.iter().any(|&child| self.instance_active_on(child, node))
-    }
-
-    fn instance_active_anywhere(&self, rsc: RscIdx) -> bool {
-        let resource = &self.resources[rsc];
-        !resource.active.is_empty() || resource.children.iter().any(|&child| self.instance_active_anywhere(child))
     }
 
     fn in_promotable(&self, rsc: RscIdx) -> bool {
@@ -551,7 +566,11 @@ impl Builder {
             resource.known_on.push(node);
         }
         if role > Role::Stopped {
-            resource.active.push(Active { node, role });
+            // Several histories of one instance on one node: the highest role wins.
+            match resource.active.iter_mut().find(|active| active.node == node) {
+                Some(active) => active.role = active.role.max(role),
+                None => resource.active.push(Active { node, role }),
+            }
         }
         let Some(policy) = on_fail else { return };
         let active = role > Role::Stopped;
