@@ -185,6 +185,11 @@ pub struct CloneSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(max = 100000))]
     pub max: Option<u32>,
+    /// Instances that must run before anything ordered after the clone may start
+    /// (Pacemaker's clone-min); default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100000))]
+    pub min: Option<u32>,
     /// Instances per node; default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100000))]

@@ -182,6 +182,11 @@ impl Checker<'_, '_, '_> {
     }
 
     fn check_clone(&mut self, clone: &CloneSpec) {
+        if let (Some(max), Some(min)) = (clone.max, clone.min)
+            && min > max
+        {
+            self.problem(FieldPath::of(&["spec", "clone", "min"]), format!("{min} instances needed of at most {max}"));
+        }
         let Some(promotable) = &clone.promotable else { return };
         if let (Some(max), Some(promoted_max)) = (clone.max, promotable.promoted_max)
             && promoted_max > max

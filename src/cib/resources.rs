@@ -155,12 +155,7 @@ impl Importer {
                     }
                     None => false,
                 },
-                "clone-min" => {
-                    if value.trim() != "0" {
-                        self.unmapped("nvpair", id, format!("clone-min={value} has no Pacer equivalent"));
-                    }
-                    true
-                }
+                "clone-min" => count().map(|min| spec.min = Some(min).filter(|min| *min > 0)).is_some(),
                 _ => {
                     rest.push((name.clone(), value.clone()));
                     true

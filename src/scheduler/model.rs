@@ -152,6 +152,8 @@ impl Rsc {
 #[derive(Clone, Debug)]
 pub(crate) struct CloneInfo {
     pub max: usize,
+    /// Instances that must run before what is ordered after the clone may start.
+    pub min: usize,
     pub node_max: usize,
     pub unique: bool,
     pub interleave: bool,

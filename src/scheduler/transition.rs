@@ -293,6 +293,10 @@ fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, n
 /// needs the instance on the same node, anything else any instance.
 fn first_runs(cluster: &Cluster, assignment: &Assignment, first: RscIdx, then: RscIdx, node: NodeIdx, runs: &[bool]) -> bool {
     let first_resource = &cluster.resources[first];
+    if let Some(info) = first_resource.clone.as_ref().filter(|info| info.min > 1) {
+        // clone-min: the clone as a whole counts, however the pair interleaves.
+        return first_resource.children.iter().filter(|&&instance| runs[instance]).count() >= info.min;
+    }
     if first_resource.kind == RscKind::Clone {
         let interleave = cluster.clone_of(then).and_then(|clone| cluster.resources[clone].clone.as_ref()).is_some_and(|info| info.interleave);
         if interleave && cluster.clone_of(then) != Some(first) {

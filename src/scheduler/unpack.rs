@@ -304,6 +304,7 @@ impl Builder {
         let promotable = clone.promotable.as_ref();
         let info = CloneInfo {
             max: clone.max.map_or(node_count, |max| max as usize),
+            min: clone.min.map_or(1, |min| min as usize),
             node_max: clone.node_max.map_or(1, |max| max as usize),
             unique: clone.globally_unique,
             interleave: clone.interleave,
