@@ -159,13 +159,14 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
             break;
         }
     }
+    let kept = stops_blocked(cluster, assignment, &runs, fenced);
     (0..count)
         .map(|rsc| {
             let resource = &cluster.resources[rsc];
             if resource.kind != RscKind::Primitive {
                 return Vec::new();
             }
-            if assignment.frozen[rsc] {
+            if assignment.frozen[rsc] || kept[rsc] {
                 return resource.active.iter().filter(|active| !fenced[active.node]).map(|active| (active.node, active.role)).collect();
             }
             // A resource whose current node cannot stop it (unclean and not fenced)
@@ -191,6 +192,51 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
             }
         })
         .collect()
+}
+
+/// Primitives that cannot stop although they should: something that must stop before
+/// them (a later member of their group, the `then` of a symmetric mandatory order
+/// they are `first` of) stays active because it cannot be touched. Pacemaker leaves
+/// them running too, since their stop waits for a stop that never happens.
+fn stops_blocked(cluster: &Cluster, assignment: &Assignment, runs: &[bool], fenced: &[bool]) -> Vec<bool> {
+    let count = cluster.resources.len();
+    let active_here = |rsc: RscIdx| cluster.resources[rsc].active.iter().any(|active| !fenced[active.node]);
+    let mut kept: Vec<bool> = (0..count).map(|rsc| assignment.frozen[rsc] && active_here(rsc)).collect();
+    let must_stop = |rsc: RscIdx| {
+        let resource = &cluster.resources[rsc];
+        active_here(rsc) && (!runs[rsc] || resource.active.iter().any(|active| Some(active.node) != assignment.node[rsc]))
+    };
+    // Which primitives must be stopped before each primitive stops.
+    let mut stop_first: Vec<Vec<RscIdx>> = vec![Vec::new(); count];
+    for resource in cluster.resources.iter().filter(|resource| resource.kind == RscKind::Group) {
+        for pair in resource.children.windows(2) {
+            stop_first[pair[0]].extend(cluster.primitives_of(pair[1]));
+        }
+    }
+    for ordering in &cluster.orderings {
+        if ordering.kind != OrderKind::Mandatory || !ordering.symmetrical || ordering.first_action != OrderAction::Start || ordering.then_action != OrderAction::Start {
+            continue;
+        }
+        let thens = cluster.primitives_of(ordering.then);
+        for first in cluster.primitives_of(ordering.first) {
+            stop_first[first].extend(thens.iter().copied());
+        }
+    }
+    loop {
+        let mut changed = false;
+        for rsc in 0..count {
+            if kept[rsc] || cluster.resources[rsc].kind != RscKind::Primitive || !must_stop(rsc) {
+                continue;
+            }
+            if stop_first[rsc].iter().any(|&dependent| kept[dependent]) {
+                kept[rsc] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return kept;
+        }
+    }
 }
 
 /// Groups and clones run when any child runs; a clone is promoted when an instance
