@@ -840,16 +840,21 @@ fn unpack_colocation(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, s
             (members, set.sequential.unwrap_or(true), set.role)
         })
         .collect();
-    // Within a sequential set each member is placed with the one before it.
+    // Within a sequential set each member is placed with the one before it; with a
+    // negative score each member keeps away from every member before it (the only way
+    // none of them shares a node). A non-sequential set ties its members to nothing.
     for (members, sequential, role) in &sets {
-        if *sequential {
+        if !*sequential {
+            continue;
+        }
+        if spec.score >= Score::ZERO {
             for pair in members.windows(2) {
                 push(cluster, pair[1], pair[0], *role, *role);
             }
-        } else if spec.score < Score::ZERO {
-            for (index, &first) in members.iter().enumerate() {
-                for &second in &members[index + 1..] {
-                    push(cluster, first, second, *role, *role);
+        } else {
+            for (index, &later) in members.iter().enumerate() {
+                for &earlier in &members[..index] {
+                    push(cluster, later, earlier, *role, *role);
                 }
             }
         }
