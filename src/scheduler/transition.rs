@@ -339,6 +339,11 @@ fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, n
 /// needs the instance on the same node, anything else any instance.
 fn first_runs(cluster: &Cluster, assignment: &Assignment, first: RscIdx, then: RscIdx, node: NodeIdx, runs: &[bool]) -> bool {
     let first_resource = &cluster.resources[first];
+    if first_resource.kind == RscKind::Group {
+        // A group has started once every member has: a member that will not run (even
+        // one disabled on purpose) keeps what is ordered after the group from starting.
+        return first_resource.children.iter().all(|&member| runs[member]);
+    }
     if let Some(info) = first_resource.clone.as_ref().filter(|info| info.min > 1) {
         // clone-min: the clone as a whole counts, however the pair interleaves.
         return first_resource.children.iter().filter(|&&instance| runs[instance]).count() >= info.min;
