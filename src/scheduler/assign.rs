@@ -882,16 +882,15 @@ impl<'a> Work<'a> {
     }
 
     /// A clone: instances placed where they run now when they may stay, the rest on
-    /// the best nodes, at most `node_max` per node and `max` in all.
+    /// the best nodes, at most `node_max` per node and `max` in all. Promotion scores
+    /// do not steer where instances go (Pacemaker 2.1.5 applies them only when choosing
+    /// which instances to promote).
     fn assign_clone(&mut self, rsc: RscIdx) {
         let cluster = self.cluster;
         if !self.provisional[rsc] || self.allocating[rsc] {
             return;
         }
         let Some(info) = cluster.resources[rsc].clone.clone() else { return };
-        if info.promotable {
-            self.add_promotion_scores(rsc);
-        }
         self.allocating[rsc] = true;
         for index in self.this_with[rsc].clone() {
             let primary = cluster.colocations[index].primary;
@@ -1173,24 +1172,6 @@ impl<'a> Work<'a> {
             }
         }
         missing
-    }
-
-    /// Positive promotion scores attract instances to the nodes where they would be
-    /// promoted.
-    fn add_promotion_scores(&mut self, clone: RscIdx) {
-        for instance in self.cluster.resources[clone].children.clone() {
-            for node in 0..self.cluster.nodes.len() {
-                if !self.node_available(node) || self.allowed[instance][node].is_none() {
-                    continue;
-                }
-                let score = self.promotion_score(instance, node, 0);
-                if score > 0 {
-                    if let Some(entry) = self.allowed[instance][node] {
-                        self.allowed[instance][node] = Some(entry + Score::new(score));
-                    }
-                }
-            }
-        }
     }
 
     /// Chooses which assigned instances are promoted: by promotion score plus role
