@@ -6,6 +6,7 @@
 //! The working state (`Work`) is private to this phase; its output is an `Assignment`.
 
 use std::cmp::Ordering;
+use std::collections::BTreeMap;
 
 use crate::api::Score;
 use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
@@ -66,6 +67,8 @@ struct Work<'a> {
     this_with: Vec<Vec<usize>>,
     /// Colocations where the resource is the primary ("with this").
     with_this: Vec<Vec<usize>>,
+    /// Capacity left on each node (utilization-aware placement strategies).
+    remaining: Vec<BTreeMap<String, i64>>,
     /// Resources assigned to each node so far (Pacemaker prefers emptier nodes).
     assigned_count: Vec<usize>,
     /// Promotion priority of promotable instances.
@@ -88,6 +91,7 @@ pub(crate) fn assign(cluster: &Cluster) -> Assignment {
         this_with: vec![Vec::new(); count],
         with_this: vec![Vec::new(); count],
         assigned_count: vec![0; cluster.nodes.len()],
+        remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
         priority: vec![Score::ZERO; count],
     };
     for (index, colocation) in cluster.colocations.iter().enumerate() {
@@ -257,11 +261,11 @@ impl<'a> Work<'a> {
             order.sort_by(|&a, &b| cluster.resources[b].priority.cmp(&cluster.resources[a].priority));
             return order;
         }
+        // Nodes in the order Pacemaker weighs them with no resource in mind: usable
+        // ones first, then (balanced) by capacity left, then by name.
+        let base: Table = cluster.nodes.iter().map(|node| Some(if node.online { Score::ZERO } else { Score::NEG_INFINITY })).collect();
         let mut nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).collect();
-        nodes.sort_by(|&a, &b| {
-            let score = |node: NodeIdx| if cluster.nodes[node].online { 0 } else { -1 };
-            score(b).cmp(&score(a)).then_with(|| cluster.nodes[a].name.cmp(&cluster.nodes[b].name))
-        });
+        self.sort_nodes(&mut nodes, &base, None);
         let merged: Vec<(RscIdx, Table)> = cluster
             .top
             .iter()
@@ -494,6 +498,9 @@ impl<'a> Work<'a> {
             self.reason[rsc] = Some("the partition has no quorum (no-quorum-policy=freeze)".into());
             self.record_assignment(rsc, None);
         } else {
+            if settings.placement_strategy != PlacementStrategy::Default {
+                self.ban_insufficient_capacity(rsc);
+            }
             let chosen = self.choose_node(rsc, prefer);
             if chosen.is_none() && self.reason[rsc].is_none() {
                 self.reason[rsc] = Some(if target_stopped { "target role is Stopped".into() } else { "no node can run it".into() });
@@ -526,6 +533,9 @@ impl<'a> Work<'a> {
         self.assigned[rsc] = node;
         if let Some(node) = node {
             self.assigned_count[node] += 1;
+            for (key, amount) in &self.cluster.resources[rsc].utilization {
+                *self.remaining[node].entry(key.clone()).or_insert(0) -= amount;
+            }
         }
     }
 
@@ -582,6 +592,12 @@ impl<'a> Work<'a> {
             score(b)
                 .cmp(&score(a))
                 .then_with(|| {
+                    if strategy == PlacementStrategy::Balanced {
+                        return self.compare_capacities(a, b);
+                    }
+                    Ordering::Equal
+                })
+                .then_with(|| {
                     if strategy == PlacementStrategy::Minimal {
                         return Ordering::Equal;
                     }
@@ -599,6 +615,71 @@ impl<'a> Work<'a> {
                 })
                 .then_with(|| cluster.nodes[a].name.cmp(&cluster.nodes[b].name))
         });
+    }
+
+    /// Pacemaker's capacity comparison: for each attribute either node has, the node
+    /// with more left counts a point; the node with more points sorts first.
+    fn compare_capacities(&self, a: NodeIdx, b: NodeIdx) -> Ordering {
+        let (left, right) = (&self.remaining[a], &self.remaining[b]);
+        let mut result: i64 = 0;
+        for key in left.keys().chain(right.keys().filter(|key| !left.contains_key(*key))) {
+            let (mine, theirs) = (left.get(key).copied().unwrap_or(0), right.get(key).copied().unwrap_or(0));
+            result += match mine.cmp(&theirs) {
+                Ordering::Greater => -1,
+                Ordering::Less => 1,
+                Ordering::Equal => 0,
+            };
+        }
+        result.cmp(&0)
+    }
+
+    /// Whether `node` has `required` left.
+    fn has_capacity(&self, node: NodeIdx, required: &BTreeMap<String, i64>) -> bool {
+        required.iter().all(|(key, amount)| self.remaining[node].get(key).copied().unwrap_or(0) >= *amount)
+    }
+
+    /// Utilization-aware strategies: a node without room for the resource and the
+    /// resources that must run with it (not yet placed) is out; if no node has room
+    /// for all of them, only the resource itself must fit.
+    fn ban_insufficient_capacity(&mut self, rsc: RscIdx) {
+        let cluster = self.cluster;
+        let mut together = Vec::new();
+        self.collect_colocated(rsc, &mut together);
+        let mut required: BTreeMap<String, i64> = BTreeMap::new();
+        for &member in &together {
+            if member != rsc && !self.provisional[member] {
+                continue;
+            }
+            for (key, amount) in &cluster.resources[member].utilization {
+                *required.entry(key.clone()).or_insert(0) += amount;
+            }
+        }
+        let nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).filter(|&node| self.allowed[rsc][node].is_some() && self.node_available(node)).collect();
+        let any_fits_all = nodes.iter().any(|&node| self.has_capacity(node, &required));
+        let required = if any_fits_all { required } else { cluster.resources[rsc].utilization.clone() };
+        for node in nodes {
+            if !self.has_capacity(node, &required) {
+                self.allowed[rsc][node] = Some(Score::NEG_INFINITY);
+            }
+        }
+    }
+
+    /// `rsc` and every primitive tied to it by INFINITY colocations, either way.
+    fn collect_colocated(&self, rsc: RscIdx, out: &mut Vec<RscIdx>) {
+        if out.contains(&rsc) {
+            return;
+        }
+        out.push(rsc);
+        for &index in self.this_with[rsc].iter().chain(self.with_this[rsc].iter()) {
+            let colocation = &self.cluster.colocations[index];
+            if colocation.score < Score::INFINITY {
+                continue;
+            }
+            let other = if colocation.dependent == rsc { colocation.primary } else { colocation.dependent };
+            for primitive in self.cluster.primitives_of(other) {
+                self.collect_colocated(primitive, out);
+            }
+        }
     }
 
     /// Applies one colocation to an already assigned primary (Pacemaker's

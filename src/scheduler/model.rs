@@ -57,6 +57,8 @@ pub(crate) struct Node {
     pub shutdown: bool,
     /// Why the node is unclean, for the plan.
     pub unclean_reason: Option<String>,
+    /// Capacity per utilization attribute (placement strategies other than Default).
+    pub capacity: BTreeMap<String, i64>,
 }
 
 impl Node {
@@ -117,6 +119,8 @@ pub(crate) struct Rsc {
     /// What must hold before it may start: `Nothing` starts even without quorum.
     pub requires: Requires,
     pub operations: Vec<OpDef>,
+    /// What it consumes of a node's capacity, per utilization attribute.
+    pub utilization: BTreeMap<String, i64>,
     pub clone: Option<CloneInfo>,
     /// Where a primitive was found running, and in which role (from history).
     pub active: Vec<Active>,

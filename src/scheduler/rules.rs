@@ -116,6 +116,7 @@ mod tests {
             maintenance: false,
             shutdown: false,
             unclean_reason: None,
+            capacity: Default::default(),
         }
     }
 

@@ -119,6 +119,7 @@ fn unpack_nodes(snapshot: &Snapshot) -> Vec<Node> {
                 maintenance,
                 shutdown: observed.is_some_and(|observed| observed.shutdown),
                 unclean_reason,
+                capacity: spec.utilization.iter().map(|(key, value)| (key.clone(), i64::try_from(*value).unwrap_or(i64::MAX))).collect(),
             }
         })
         .collect()
@@ -145,6 +146,7 @@ struct Builder {
 /// What a primitive or fence device contributes, before it is placed in the tree.
 struct PrimitiveDef<'a> {
     name: &'a str,
+    utilization: Option<&'a BTreeMap<String, u64>>,
     meta: ResourceMeta,
     operations: &'a [Operation],
     is_fence_device: bool,
@@ -167,7 +169,7 @@ impl Builder {
             let name = object.name().as_str();
             let top = match &object.spec {
                 Spec::Resource(spec) if !members.contains(name) => {
-                    let def = PrimitiveDef { name, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: false };
+                    let def = PrimitiveDef { name, utilization: Some(&spec.utilization), meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: false };
                     match &spec.clone {
                         Some(clone) => Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| {
                             builder.add_primitive(&def, Some(parent), suffix)
@@ -176,7 +178,7 @@ impl Builder {
                     }
                 }
                 Spec::FenceDevice(spec) => {
-                    let def = PrimitiveDef { name, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: true };
+                    let def = PrimitiveDef { name, utilization: None, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: true };
                     match &spec.clone {
                         Some(clone) => Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| builder.add_primitive(&def, Some(parent), suffix))),
                         None => Some(self.add_primitive(&def, None, None)),
@@ -190,6 +192,7 @@ impl Builder {
                         .filter_map(|object| match &object.spec {
                             Spec::Resource(spec) => Some(PrimitiveDef {
                                 name: object.name().as_str(),
+                                utilization: Some(&spec.utilization),
                                 meta: inherit(&spec.meta, &group.meta),
                                 operations: &spec.operations,
                                 is_fence_device: false,
@@ -230,6 +233,7 @@ impl Builder {
             managed,
             requires: meta.requires.unwrap_or(if self.settings.stonith_enabled { Requires::Fencing } else { Requires::Quorum }),
             operations: Vec::new(),
+            utilization: BTreeMap::new(),
             clone: None,
             active: Vec::new(),
             failed: false,
@@ -255,6 +259,7 @@ impl Builder {
         let index = self.new_rsc(id, def.name, RscKind::Primitive, parent, &def.meta);
         let rsc = &mut self.resources[index];
         rsc.is_fence_device = def.is_fence_device;
+        rsc.utilization = def.utilization.map(|map| map.iter().map(|(key, value)| (key.clone(), i64::try_from(*value).unwrap_or(i64::MAX))).collect()).unwrap_or_default();
         rsc.operations = def
             .operations
             .iter()
