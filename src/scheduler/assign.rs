@@ -670,14 +670,24 @@ impl<'a> Work<'a> {
             return;
         }
         out.push(rsc);
-        for &index in self.this_with[rsc].iter().chain(self.with_this[rsc].iter()) {
-            let colocation = &self.cluster.colocations[index];
-            if colocation.score < Score::INFINITY {
-                continue;
+        // A group member brings its whole group, and the group's own colocations.
+        let mut owners = vec![rsc];
+        if let Some(parent) = self.cluster.resources[rsc].parent.filter(|&parent| self.cluster.resources[parent].kind == RscKind::Group) {
+            owners.push(parent);
+            for member in self.cluster.primitives_of(parent) {
+                self.collect_colocated(member, out);
             }
-            let other = if colocation.dependent == rsc { colocation.primary } else { colocation.dependent };
-            for primitive in self.cluster.primitives_of(other) {
-                self.collect_colocated(primitive, out);
+        }
+        for owner in owners {
+            for &index in self.this_with[owner].iter().chain(self.with_this[owner].iter()) {
+                let colocation = &self.cluster.colocations[index];
+                if colocation.score < Score::INFINITY {
+                    continue;
+                }
+                let other = if colocation.dependent == owner { colocation.primary } else { colocation.dependent };
+                for primitive in self.cluster.primitives_of(other) {
+                    self.collect_colocated(primitive, out);
+                }
             }
         }
     }
