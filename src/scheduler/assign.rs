@@ -479,8 +479,11 @@ impl<'a> Work<'a> {
                 *score = Some(Score::NEG_INFINITY);
             }
         }
+        // A failure that blocks the resource stops mattering once every node it is
+        // active on is fenced: fencing proves it stopped.
+        let blocked = resource.blocked && resource.active.iter().any(|active| !(cluster.nodes[active.node].unclean && settings.can_fence(&cluster.nodes[active.node])));
         let unmanaged = !resource.managed
-            || resource.blocked
+            || blocked
             || (settings.stonith_enabled && !settings.have_fence_device)
             || resource.active.iter().any(|active| cluster.nodes[active.node].maintenance);
         // Without quorum only resources that require nothing may start.
