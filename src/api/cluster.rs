@@ -130,6 +130,17 @@ pub struct ClusterPolicySpec {
     pub placement_strategy: PlacementStrategy,
     #[serde(default)]
     pub node_health_strategy: NodeHealthStrategy,
+    /// What a `#health-*` node attribute of `red` / `yellow` / `green` scores under the
+    /// Progressive and Custom strategies (MigrateOnRed and OnlyGreen fix their own).
+    #[serde(default = "default_health_red")]
+    pub node_health_red: Score,
+    #[serde(default)]
+    pub node_health_yellow: Score,
+    #[serde(default)]
+    pub node_health_green: Score,
+    /// The starting health of every node under the Progressive strategy.
+    #[serde(default)]
+    pub node_health_base: Score,
     /// Manage nothing: no starts, stops or recovery anywhere.
     #[serde(default)]
     pub maintenance_mode: bool,
@@ -157,6 +168,10 @@ fn default_recheck_interval() -> Duration {
     Duration::from_secs(15 * 60)
 }
 
+fn default_health_red() -> Score {
+    Score::NEG_INFINITY
+}
+
 fn default_history_limit() -> u32 {
     1000
 }
@@ -172,6 +187,10 @@ impl Default for ClusterPolicySpec {
             default_resource_stickiness: Score::ZERO,
             placement_strategy: PlacementStrategy::default(),
             node_health_strategy: NodeHealthStrategy::default(),
+            node_health_red: default_health_red(),
+            node_health_yellow: Score::ZERO,
+            node_health_green: Score::ZERO,
+            node_health_base: Score::ZERO,
             maintenance_mode: false,
             start_failure_is_fatal: true,
             cluster_recheck_interval: default_recheck_interval(),

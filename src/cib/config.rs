@@ -182,6 +182,15 @@ impl Importer {
                 "custom" => policy.node_health_strategy = NodeHealthStrategy::Custom,
                 _ => invalid = true,
             },
+            "node-health-red" | "node-health-yellow" | "node-health-green" | "node-health-base" => match parse_score(value) {
+                Some(score) => match name {
+                    "node-health-red" => policy.node_health_red = score,
+                    "node-health-yellow" => policy.node_health_yellow = score,
+                    "node-health-green" => policy.node_health_green = score,
+                    _ => policy.node_health_base = score,
+                },
+                None => invalid = true,
+            },
             "maintenance-mode" => match parse_bool(value) {
                 Some(maintenance) => policy.maintenance_mode = maintenance,
                 None => invalid = true,

@@ -137,6 +137,14 @@ impl<'a> Work<'a> {
 
     fn apply_locations(&mut self) {
         let cluster = self.cluster;
+        // Node health acts as a location of every resource on the node.
+        for (node, state) in cluster.nodes.iter().enumerate() {
+            if state.health != Score::ZERO {
+                for &top in &cluster.top {
+                    self.add_location(top, node, state.health);
+                }
+            }
+        }
         for location in &cluster.locations {
             if location.role.is_some() {
                 continue;

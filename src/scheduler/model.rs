@@ -59,6 +59,9 @@ pub(crate) struct Node {
     pub unclean_reason: Option<String>,
     /// Capacity per utilization attribute (placement strategies other than Default).
     pub capacity: BTreeMap<String, i64>,
+    /// The node's health under the node-health strategy, as a score every resource
+    /// gets there (0 with no strategy).
+    pub health: Score,
 }
 
 impl Node {

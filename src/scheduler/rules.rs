@@ -117,6 +117,7 @@ mod tests {
             shutdown: false,
             unclean_reason: None,
             capacity: Default::default(),
+            health: crate::api::Score::ZERO,
         }
     }
 

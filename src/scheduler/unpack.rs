@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::api::Score;
-use crate::api::cluster::ClusterPolicySpec;
+use crate::api::cluster::{ClusterPolicySpec, NodeHealthStrategy};
 use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceDiscovery};
 use crate::api::resource::{CloneSpec, OnFail, Operation, Requires, ResourceMeta, Role};
 use crate::api::{Object, Spec};
@@ -57,7 +57,10 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
         have_fence_device,
         now: snapshot.now,
     };
-    let nodes = unpack_nodes(snapshot);
+    let mut nodes = unpack_nodes(snapshot);
+    for node in &mut nodes {
+        node.health = node_health(&policy, node);
+    }
     let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new(), cloned_members: HashMap::new() };
     builder.unpack_resources(&snapshot.objects);
     builder.unpack_history(&snapshot.observed.history);
@@ -119,10 +122,36 @@ fn unpack_nodes(snapshot: &Snapshot) -> Vec<Node> {
                 maintenance,
                 shutdown: observed.is_some_and(|observed| observed.shutdown),
                 unclean_reason,
+                health: Score::ZERO,
                 capacity: spec.utilization.iter().map(|(key, value)| (key.clone(), i64::try_from(*value).unwrap_or(i64::MAX))).collect(),
             }
         })
         .collect()
+}
+
+/// A node's health: the sum of its `#health*` attributes, `red` / `yellow` / `green`
+/// scored as the strategy says (Pacemaker's node-health strategies).
+fn node_health(policy: &ClusterPolicySpec, node: &Node) -> Score {
+    let (red, yellow, green, base) = match policy.node_health_strategy {
+        NodeHealthStrategy::None => return Score::ZERO,
+        NodeHealthStrategy::MigrateOnRed => (Score::NEG_INFINITY, Score::ZERO, Score::ZERO, Score::ZERO),
+        NodeHealthStrategy::OnlyGreen => (Score::NEG_INFINITY, Score::NEG_INFINITY, Score::ZERO, Score::ZERO),
+        NodeHealthStrategy::Progressive => (policy.node_health_red, policy.node_health_yellow, policy.node_health_green, policy.node_health_base),
+        NodeHealthStrategy::Custom => (policy.node_health_red, policy.node_health_yellow, policy.node_health_green, Score::ZERO),
+    };
+    let mut health = base;
+    for (name, value) in &node.attributes {
+        if !name.starts_with("#health") {
+            continue;
+        }
+        health += match value.trim().to_ascii_lowercase().as_str() {
+            "red" => red,
+            "yellow" => yellow,
+            "green" => green,
+            other => other.parse::<Score>().unwrap_or(Score::ZERO),
+        };
+    }
+    health
 }
 
 /// Pacemaker's booleans: true, yes, on, y, 1.
