@@ -147,6 +147,11 @@ pub struct ClusterPolicySpec {
     /// A failed start bans the resource from the node at once.
     #[serde(default = "default_true")]
     pub start_failure_is_fatal: bool,
+    /// A configured node never heard from since the cluster started is fenced before
+    /// anything it may run is started elsewhere. Turning it off trusts such nodes to
+    /// run nothing.
+    #[serde(default = "default_true")]
+    pub startup_fencing: bool,
     /// Re-evaluate time-based rules and failure timeouts at least this often.
     #[serde(default = "default_recheck_interval")]
     pub cluster_recheck_interval: Duration,
@@ -193,6 +198,7 @@ impl Default for ClusterPolicySpec {
             node_health_base: Score::ZERO,
             maintenance_mode: false,
             start_failure_is_fatal: true,
+            startup_fencing: true,
             cluster_recheck_interval: default_recheck_interval(),
             history_limit: default_history_limit(),
         }

@@ -82,7 +82,6 @@ const INFORMATIONAL_OPTIONS: &[&str] = &[
 const BOOLEAN_OPTIONS_WITH_DEFAULTS: &[(&str, bool)] = &[
     ("stop-orphan-resources", true),
     ("stop-orphan-actions", true),
-    ("startup-fencing", true),
     ("stop-all-resources", false),
     ("shutdown-lock", false),
     ("enable-startup-probes", true),
@@ -189,6 +188,10 @@ impl Importer {
                     "node-health-green" => policy.node_health_green = score,
                     _ => policy.node_health_base = score,
                 },
+                None => invalid = true,
+            },
+            "startup-fencing" => match parse_bool(value) {
+                Some(fence) => policy.startup_fencing = fence,
                 None => invalid = true,
             },
             "maintenance-mode" => match parse_bool(value) {

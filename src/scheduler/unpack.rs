@@ -57,7 +57,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
         have_fence_device,
         now: snapshot.now,
     };
-    let mut nodes = unpack_nodes(snapshot);
+    let mut nodes = unpack_nodes(snapshot, policy.startup_fencing);
     for node in &mut nodes {
         node.health = node_health(&policy, node);
     }
@@ -79,7 +79,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
 }
 
 /// Nodes in name order: every `Node` object, plus nodes only the observed state knows.
-fn unpack_nodes(snapshot: &Snapshot) -> Vec<Node> {
+fn unpack_nodes(snapshot: &Snapshot, startup_fencing: bool) -> Vec<Node> {
     let mut specs = BTreeMap::new();
     for object in &snapshot.objects {
         if let Spec::Node(spec) = &object.spec {
@@ -109,7 +109,7 @@ fn unpack_nodes(snapshot: &Snapshot) -> Vec<Node> {
             let maintenance = spec.maintenance || attributes.get("maintenance").is_some_and(|value| is_true(value));
             let unclean_reason = match liveness {
                 NodeLiveness::Unclean => Some("node was lost".to_string()),
-                NodeLiveness::Unseen => Some("node has never been seen (startup fencing)".to_string()),
+                NodeLiveness::Unseen if startup_fencing => Some("node has never been seen (startup fencing)".to_string()),
                 _ => None,
             };
             Node {
