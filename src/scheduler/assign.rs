@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use crate::api::Score;
 use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
-use crate::api::resource::{Requires, Role};
+use crate::api::resource::{MultipleActive, Requires, Role};
 
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
 use super::unpack::strip_instance;
@@ -490,8 +490,13 @@ impl<'a> Work<'a> {
         // A failure that blocks the resource stops mattering once every node it is
         // active on is fenced: fencing proves it stopped.
         let blocked = resource.blocked && resource.active.iter().any(|active| !(cluster.nodes[active.node].unclean && settings.can_fence(&cluster.nodes[active.node])));
+        // Found active on several nodes: multiple-active says what happens.
+        let multiply_active = resource.active.len() > 1 && cluster.clone_of(rsc).is_none();
+        let multiple_active_blocks = multiply_active && resource.multiple_active == MultipleActive::Block;
+        let multiple_active_stops = multiply_active && resource.multiple_active == MultipleActive::StopOnly;
         let unmanaged = !resource.managed
             || blocked
+            || multiple_active_blocks
             || (settings.stonith_enabled && !settings.have_fence_device)
             || resource.active.iter().any(|active| cluster.nodes[active.node].maintenance);
         // Without quorum only resources that require nothing may start.
@@ -502,6 +507,9 @@ impl<'a> Work<'a> {
             self.frozen[rsc] = true;
             self.record_assignment(rsc, node);
             self.next_role[rsc] = Some(resource.role());
+        } else if multiple_active_stops {
+            self.reason[rsc] = Some("active on several nodes (multiple-active=StopOnly)".into());
+            self.record_assignment(rsc, None);
         } else if needs_quorum && !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Stop {
             self.reason[rsc] = Some("the partition has no quorum (no-quorum-policy=stop)".into());
             self.record_assignment(rsc, None);

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use crate::api::Score;
 use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
 use crate::api::constraint::{OrderAction, OrderKind};
-use crate::api::resource::{OnFail, Requires, Role};
+use crate::api::resource::{MultipleActive, OnFail, Requires, Role};
 
 pub(crate) type NodeIdx = usize;
 pub(crate) type RscIdx = usize;
@@ -121,6 +121,8 @@ pub(crate) struct Rsc {
     pub managed: bool,
     /// What must hold before it may start: `Nothing` starts even without quorum.
     pub requires: Requires,
+    /// What to do when found active on several nodes.
+    pub multiple_active: MultipleActive,
     pub operations: Vec<OpDef>,
     /// What it consumes of a node's capacity, per utilization attribute.
     pub utilization: BTreeMap<String, i64>,

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use crate::api::Score;
 use crate::api::cluster::{ClusterPolicySpec, NodeHealthStrategy};
 use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceDiscovery};
-use crate::api::resource::{CloneSpec, OnFail, Operation, Requires, ResourceMeta, Role};
+use crate::api::resource::{CloneSpec, MultipleActive, OnFail, Operation, Requires, ResourceMeta, Role};
 use crate::api::{Object, Spec};
 
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
@@ -261,6 +261,7 @@ impl Builder {
             target_role: meta.target_role,
             managed,
             requires: meta.requires.unwrap_or(if self.settings.stonith_enabled { Requires::Fencing } else { Requires::Quorum }),
+            multiple_active: meta.multiple_active.unwrap_or(MultipleActive::StopStart),
             operations: Vec::new(),
             utilization: BTreeMap::new(),
             clone: None,
