@@ -203,7 +203,8 @@ impl<'a> Work<'a> {
     fn apply_failure_thresholds(&mut self) {
         let cluster = self.cluster;
         for (rsc, resource) in cluster.resources.iter().enumerate() {
-            if resource.kind != RscKind::Primitive || resource.migration_threshold <= 0 {
+            // Ignored failures do not count against migration-threshold either.
+            if resource.kind != RscKind::Primitive || resource.migration_threshold <= 0 || resource.failure_ignored {
                 continue;
             }
             for node in 0..cluster.nodes.len() {

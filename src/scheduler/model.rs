@@ -131,6 +131,8 @@ pub(crate) struct Rsc {
     pub active: Vec<Active>,
     /// A failure in its history calls for recovery.
     pub failed: bool,
+    /// A failure was ignored (on-fail=ignore): its fail count does not push it away.
+    pub failure_ignored: bool,
     /// Nodes it has been probed or run on (its status is known there).
     pub known_on: Vec<NodeIdx>,
     /// Nodes it may never run on because of failures (hard errors, stop failures).

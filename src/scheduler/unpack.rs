@@ -267,6 +267,7 @@ impl Builder {
             clone: None,
             active: Vec::new(),
             failed: false,
+            failure_ignored: false,
             known_on: Vec::new(),
             banned_on: Vec::new(),
             banned_everywhere: false,
@@ -555,6 +556,7 @@ impl Builder {
                 Outcome::Failure { severity, found } => {
                     let policy = self.failure_policy(rsc, op);
                     if policy == OnFail::Ignore {
+                        self.resources[rsc].failure_ignored = true;
                         // Pretend it succeeded: the role follows the operation.
                         if role < Role::Started && op.operation != "stop" {
                             role = active_role;
