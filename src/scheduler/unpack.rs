@@ -554,7 +554,11 @@ impl Builder {
                     }
                 }
                 Outcome::Failure { severity, found } => {
-                    let policy = self.failure_policy(rsc, op);
+                    // A missing agent cannot be ignored: the node can never run it.
+                    let policy = match self.failure_policy(rsc, op) {
+                        OnFail::Ignore if op.status == ExecStatus::NotInstalled => OnFail::Restart,
+                        policy => policy,
+                    };
                     if policy == OnFail::Ignore {
                         self.resources[rsc].failure_ignored = true;
                         // Pretend it succeeded: the role follows the operation.
