@@ -565,12 +565,8 @@ impl<'a> Work<'a> {
         let cluster = self.cluster;
         let current = cluster.resources[rsc].current_node();
         let table = &self.allowed[rsc];
-        let mut nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).filter(|&node| table[node].is_some()).collect();
-        if nodes.is_empty() {
-            return None;
-        }
-        self.sort_nodes(&mut nodes, table, current);
-        let best = nodes[0];
+        // The first node in Pacemaker's order; one pass, no sort.
+        let best = (0..cluster.nodes.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current))?;
         let score_of = |node: NodeIdx| table[node].unwrap_or(Score::NEG_INFINITY);
         let mut chosen = None;
         if let Some(prefer) = prefer {
@@ -580,18 +576,12 @@ impl<'a> Work<'a> {
         }
         if chosen.is_none() {
             let mut pick = best;
+            // Among nodes as good as the best, the one it runs on now wins.
             let unique_instance = cluster.resources[rsc].parent.is_some() && cluster.is_unique_instance(rsc);
             if !unique_instance && score_of(pick) > Score::ZERO && self.node_available(pick) {
                 if let Some(running) = current {
-                    if self.node_available(running) {
-                        for &node in &nodes[1..] {
-                            if score_of(node) != score_of(pick) {
-                                break;
-                            }
-                            if node == running {
-                                pick = node;
-                            }
-                        }
+                    if self.node_available(running) && table[running].is_some() && score_of(running) == score_of(pick) {
+                        pick = running;
                     }
                 }
             }
@@ -605,36 +595,30 @@ impl<'a> Work<'a> {
     }
 
     fn sort_nodes(&self, nodes: &mut [NodeIdx], table: &Table, current: Option<NodeIdx>) {
-        let cluster = self.cluster;
-        let strategy = cluster.settings.placement_strategy;
-        nodes.sort_by(|&a, &b| {
-            let score = |node: NodeIdx| if self.node_available(node) { table[node].unwrap_or(Score::NEG_INFINITY) } else { Score::NEG_INFINITY };
-            score(b)
-                .cmp(&score(a))
-                .then_with(|| {
-                    if strategy == PlacementStrategy::Balanced {
-                        return self.compare_capacities(a, b);
-                    }
-                    Ordering::Equal
-                })
-                .then_with(|| {
-                    if strategy == PlacementStrategy::Minimal {
-                        return Ordering::Equal;
-                    }
-                    self.assigned_count[a].cmp(&self.assigned_count[b])
-                })
-                .then_with(|| {
-                    if strategy == PlacementStrategy::Minimal {
-                        return Ordering::Equal;
-                    }
-                    match current {
-                        Some(current) if current == a => Ordering::Less,
-                        Some(current) if current == b => Ordering::Greater,
-                        _ => Ordering::Equal,
-                    }
-                })
-                .then_with(|| cluster.nodes[a].name.cmp(&cluster.nodes[b].name))
-        });
+        nodes.sort_by(|&a, &b| self.compare_nodes(a, b, table, current));
+    }
+
+    /// Pacemaker's node order for a resource: usable nodes by score; then (balanced)
+    /// capacity left; then fewer resources assigned; then the node it runs on; then
+    /// name (nodes are indexed in name order).
+    fn compare_nodes(&self, a: NodeIdx, b: NodeIdx, table: &Table, current: Option<NodeIdx>) -> Ordering {
+        let strategy = self.cluster.settings.placement_strategy;
+        let score = |node: NodeIdx| if self.node_available(node) { table[node].unwrap_or(Score::NEG_INFINITY) } else { Score::NEG_INFINITY };
+        score(b)
+            .cmp(&score(a))
+            .then_with(|| if strategy == PlacementStrategy::Balanced { self.compare_capacities(a, b) } else { Ordering::Equal })
+            .then_with(|| if strategy == PlacementStrategy::Minimal { Ordering::Equal } else { self.assigned_count[a].cmp(&self.assigned_count[b]) })
+            .then_with(|| {
+                if strategy == PlacementStrategy::Minimal {
+                    return Ordering::Equal;
+                }
+                match current {
+                    Some(current) if current == a => Ordering::Less,
+                    Some(current) if current == b => Ordering::Greater,
+                    _ => Ordering::Equal,
+                }
+            })
+            .then_with(|| a.cmp(&b))
     }
 
     /// Pacemaker's capacity comparison: for each attribute either node has, the node
