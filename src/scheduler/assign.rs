@@ -6,7 +6,7 @@
 //! The working state (`Work`) is private to this phase; its output is an `Assignment`.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::api::Score;
 use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
@@ -397,17 +397,32 @@ impl<'a> Work<'a> {
     /// value of `attribute` (the node itself by default), scaled by `factor`.
     fn add_matching_scores(&self, table: &mut Table, rsc: RscIdx, attribute: Option<&str>, factor: f64, only_positive: bool) {
         let nodes = &self.cluster.nodes;
-        let attribute = attribute.unwrap_or("#uname");
-        for node in 0..nodes.len() {
-            let Some(current) = table[node] else { continue };
-            let value = nodes[node].attribute(attribute);
-            let mut best = Score::NEG_INFINITY;
-            for (other, score) in self.allowed[rsc].iter().enumerate() {
-                let Some(score) = *score else { continue };
-                if score > best && nodes[other].available() && value.is_some() && nodes[other].attribute(attribute).map(str::to_lowercase) == value.map(str::to_lowercase) {
-                    best = score;
+        let allowed = &self.allowed[rsc];
+        // The best score `rsc` has among usable nodes sharing each value of the
+        // attribute, found in one pass. By default the attribute is the node name, so
+        // each node is its own group.
+        let by_value: Option<HashMap<String, Score>> = attribute.filter(|name| *name != "#uname").map(|name| {
+            let mut best: HashMap<String, Score> = HashMap::new();
+            for (node, score) in allowed.iter().enumerate() {
+                let (Some(score), Some(value)) = (*score, nodes[node].attribute(name)) else { continue };
+                if nodes[node].available() {
+                    let entry = best.entry(value.to_lowercase()).or_insert(Score::NEG_INFINITY);
+                    *entry = (*entry).max(score);
                 }
             }
+            best
+        });
+        for node in 0..nodes.len() {
+            let Some(current) = table[node] else { continue };
+            let best = match (&by_value, attribute) {
+                (Some(by_value), Some(name)) => {
+                    nodes[node].attribute(name).and_then(|value| by_value.get(&value.to_lowercase()).copied()).unwrap_or(Score::NEG_INFINITY)
+                }
+                _ => match allowed[node] {
+                    Some(score) if nodes[node].available() => score,
+                    _ => Score::NEG_INFINITY,
+                },
+            };
             if factor < 0.0 && best < Score::ZERO {
                 continue;
             }
