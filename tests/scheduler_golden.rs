@@ -166,10 +166,9 @@ fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "    current: {}", placements(&resource.current));
         let reason = resource.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default();
         let _ = writeln!(out, "    next: {}{reason}", placements(&resource.next));
-        let scores: Vec<String> = resource
-            .scores
-            .iter()
-            .map(|(node, score)| format!("{node}={}", score_text(*score)))
+        let scores: Vec<String> = plan
+            .scores_of(resource)
+            .map(|(node, score)| format!("{node}={}", score_text(score)))
             .collect();
         let _ = writeln!(out, "    scores: {}", scores.join(" "));
     }

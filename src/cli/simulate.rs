@@ -189,7 +189,7 @@ fn summary(plan: &Plan, scores: bool) -> String {
     if scores {
         let _ = writeln!(out, "\nAllocation scores:");
         for resource in &plan.resources {
-            for (node, score) in &resource.scores {
+            for (node, score) in plan.scores_of(resource) {
                 let _ = writeln!(out, "  {} on {node}: {score}", resource.id);
             }
         }

@@ -76,11 +76,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             }
         };
         let group = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).map(|parent| cluster.resources[parent].name.clone());
-        let scores = assignment.scores[rsc]
-            .iter()
-            .enumerate()
-            .map(|(node, score)| (cluster.nodes[node].name.clone(), score.unwrap_or(Score::NEG_INFINITY)))
-            .collect();
+        let scores = assignment.scores[rsc].iter().map(|score| score.unwrap_or(Score::NEG_INFINITY)).collect();
         let reason = if next.is_empty() {
             assignment.reason[rsc].clone().or_else(|| {
                 if assignment.node[rsc].is_some() { Some("a mandatory order or colocation blocks its start".into()) } else { Some("no node can run it".into()) }
