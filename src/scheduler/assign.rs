@@ -202,60 +202,69 @@ impl<'a> Work<'a> {
     /// Bans a resource from nodes where its fail count reached migration-threshold.
     fn apply_failure_thresholds(&mut self) {
         let cluster = self.cluster;
+        // Who a `fail-count-<name>[#op_interval]` attribute may count against: a
+        // primitive by its id or the name its node recorded it under; every instance of
+        // an anonymous clone by the primitive's name (with or without `:N`).
+        let mut by_name: HashMap<&str, Vec<RscIdx>> = HashMap::new();
         for (rsc, resource) in cluster.resources.iter().enumerate() {
             // Ignored failures do not count against migration-threshold either.
             if resource.kind != RscKind::Primitive || resource.migration_threshold <= 0 || resource.failure_ignored {
                 continue;
             }
-            for node in 0..cluster.nodes.len() {
-                let failures = self.fail_count(rsc, node);
-                if failures > 0 && resource.migration_threshold - failures <= 0 {
+            by_name.entry(resource.id.as_str()).or_default().push(rsc);
+            if let Some(history) = &resource.history_name {
+                by_name.entry(history.as_str()).or_default().push(rsc);
+            }
+            if cluster.clone_of(rsc).is_some() && !cluster.is_unique_instance(rsc) {
+                by_name.entry(strip_instance(&resource.id)).or_default().push(rsc);
+            }
+        }
+        if by_name.is_empty() {
+            return;
+        }
+        for (node, state) in cluster.nodes.iter().enumerate() {
+            let mut totals: BTreeMap<RscIdx, Score> = BTreeMap::new();
+            for (key, value) in &state.attributes {
+                let Some(rest) = key.strip_prefix("fail-count-") else { continue };
+                let (name, suffix) = match rest.split_once('#') {
+                    Some((name, suffix)) => (name, Some(suffix)),
+                    None => (rest, None),
+                };
+                let Ok(count) = value.parse::<Score>() else { continue };
+                let mut owners: Vec<RscIdx> = by_name.get(name).cloned().unwrap_or_default();
+                let base = strip_instance(name);
+                if base != name {
+                    let anonymous = by_name.get(base).into_iter().flatten().copied().filter(|&rsc| {
+                        cluster.clone_of(rsc).is_some() && !cluster.is_unique_instance(rsc) && strip_instance(&cluster.resources[rsc].id) == base
+                    });
+                    owners.extend(anonymous);
+                }
+                owners.sort_unstable();
+                owners.dedup();
+                for rsc in owners {
+                    // Failures older than failure-timeout have expired.
+                    let timeout = cluster.resources[rsc].failure_timeout_s;
+                    if timeout > 0 {
+                        let last_key = match suffix {
+                            Some(suffix) => format!("last-failure-{name}#{suffix}"),
+                            None => format!("last-failure-{name}"),
+                        };
+                        let last = state.attributes.get(&last_key).and_then(|text| text.parse::<i64>().ok());
+                        if last.is_some_and(|last| last + timeout as i64 <= cluster.settings.now) {
+                            continue;
+                        }
+                    }
+                    *totals.entry(rsc).or_insert(Score::ZERO) += count;
+                }
+            }
+            for (rsc, failures) in totals {
+                let failures = failures.value();
+                if failures > 0 && cluster.resources[rsc].migration_threshold - failures <= 0 {
                     let target = self.ban_target(rsc);
                     self.add_location(target, node, Score::NEG_INFINITY);
                 }
             }
         }
-    }
-
-    /// The fail count of a primitive on a node, from `fail-count-<name>[#op_interval]`
-    /// attributes, ignoring failures older than failure-timeout.
-    fn fail_count(&self, rsc: RscIdx, node: NodeIdx) -> i64 {
-        let resource = &self.cluster.resources[rsc];
-        let unique = self.cluster.is_unique_instance(rsc);
-        let mut names = vec![resource.id.clone()];
-        if let Some(history) = &resource.history_name {
-            names.push(history.clone());
-        }
-        if !unique {
-            names.push(strip_instance(&resource.id).to_string());
-        }
-        let node = &self.cluster.nodes[node];
-        let mut total = Score::ZERO;
-        for (key, value) in &node.attributes {
-            let Some(rest) = key.strip_prefix("fail-count-") else { continue };
-            let (name, suffix) = match rest.split_once('#') {
-                Some((name, suffix)) => (name, Some(suffix)),
-                None => (rest, None),
-            };
-            let name_matches = names.iter().any(|candidate| candidate == name) || (!unique && strip_instance(name) == strip_instance(&resource.id));
-            if !name_matches {
-                continue;
-            }
-            let Ok(count) = value.parse::<Score>() else { continue };
-            if resource.failure_timeout_s > 0 {
-                let last_key = match suffix {
-                    Some(suffix) => format!("last-failure-{name}#{suffix}"),
-                    None => format!("last-failure-{name}"),
-                };
-                if let Some(last) = node.attributes.get(&last_key).and_then(|text| text.parse::<i64>().ok()) {
-                    if last + resource.failure_timeout_s as i64 <= self.cluster.settings.now {
-                        continue;
-                    }
-                }
-            }
-            total += count;
-        }
-        total.value()
     }
 
     /// Top-level resources in assignment order: priority; under a utilization-aware
