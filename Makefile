@@ -31,9 +31,12 @@ test: deps
 conformance: build
 	scripts/conformance
 
-# Apply benchmark: 1,000 and 10,000 objects against a private etcd.
+# Apply benchmark: 1,000 and 10,000 objects against a private etcd. Scheduler
+# benchmark: generated CIBs up to 1,000 nodes x 10,000 resources through Pacer and
+# crm_simulate (table in target/bench-schedule.txt).
 bench: deps
 	$(CARGO) bench --bench apply
+	$(CARGO) bench --bench schedule
 
 # Regenerate crds/ from the Rust types (a test fails when they are stale).
 crds:
