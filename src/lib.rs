@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod cib;
+pub mod exec;
 pub mod local;
 pub mod scheduler;
 pub mod store;

@@ -1236,9 +1236,13 @@ impl<'a> Work<'a> {
 
     fn restore_subtree(&mut self, saved: Vec<Saved>) {
         for (index, table, assigned, provisional, next_role) in saved {
+            // Undo a tentative assignment: the node's count and capacity come back.
             if let Some(node) = self.assigned[index] {
                 if assigned != Some(node) {
                     self.assigned_count[node] = self.assigned_count[node].saturating_sub(1);
+                    for (key, amount) in &self.cluster.resources[index].utilization {
+                        *self.remaining[node].entry(key.clone()).or_insert(0) += amount;
+                    }
                 }
             }
             self.allowed[index] = table;

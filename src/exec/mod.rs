@@ -1,0 +1,601 @@
+//! The executor: runs OCF, LSB and systemd resource agents and fence agents on this
+//! machine, with timeouts, and reports results on Pacemaker's two axes.
+//!
+//! - [`Executor::run`] runs one resource operation; [`Executor::run_until`] also
+//!   stops when a cancellation future completes; [`Executor::fence`] runs a fence
+//!   agent through fence-agents' stdin protocol; [`Executor::metadata`] gets an
+//!   agent's metadata.
+//! - A failed agent run is data ([`OperationResult`], [`FenceResult`]), never an
+//!   `Err`: `status` says whether the agent ran to its end (`Done`) or not (`Timeout`,
+//!   `Cancelled`, `NotInstalled`, `Error`, `ErrorHard`, `ErrorFatal`), `rc` is the OCF
+//!   exit code. When the agent ran, `status` is `Done` whatever it answered: turning
+//!   an answer into a soft, hard or fatal failure (rc 2/3/4/5 hard, 6 fatal) is the
+//!   scheduler's `unpack::classify`, as it is Pacemaker's scheduler's. `ErrorHard`
+//!   and `ErrorFatal` are only used when the executor itself refuses: an agent it may
+//!   not execute on this node (hard), a request no node could run (fatal).
+//! - Every agent runs in its own process group with a clean environment
+//!   (`environment.rs`), its output read into bounded buffers, and on timeout or
+//!   cancellation its whole group gets SIGTERM, then SIGKILL (`process.rs`).
+//! - Agent names resolve only inside the configured directories (`resolve.rs`).
+//! - `crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `uname -n` are shims
+//!   written at [`Executor::new`] (`shims.rs`): what an agent sets comes back in
+//!   [`OperationResult::attributes`].
+//!
+//! Architecture invariant: nothing here knows etcd, scheduling or other nodes; the
+//! executor does not serialize operations (one operation per resource at a time is
+//! the caller's rule).
+
+mod classes;
+mod environment;
+mod fence;
+mod process;
+mod resolve;
+mod shims;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::api::agent::{AgentClass, AgentRef, FenceAgentRef};
+use process::{Ending, Finished, Spawn};
+use resolve::Unresolved;
+
+/// OCF exit codes (OCF 1.1 and Pacemaker's 190/191).
+pub mod rc {
+    pub const OK: i32 = 0;
+    pub const ERR_GENERIC: i32 = 1;
+    pub const ERR_ARGS: i32 = 2;
+    pub const UNIMPLEMENTED: i32 = 3;
+    pub const INSUFFICIENT_PRIV: i32 = 4;
+    pub const NOT_INSTALLED: i32 = 5;
+    pub const NOT_CONFIGURED: i32 = 6;
+    pub const NOT_RUNNING: i32 = 7;
+    pub const RUNNING_PROMOTED: i32 = 8;
+    pub const FAILED_PROMOTED: i32 = 9;
+    pub const DEGRADED: i32 = 190;
+    pub const DEGRADED_PROMOTED: i32 = 191;
+}
+
+/// Whether the executor managed to run the agent (Pacemaker's execution status).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExecStatus {
+    /// The agent ran to its end; `rc` is its answer.
+    Done,
+    /// The agent did not finish within the timeout; its process group was killed.
+    Timeout,
+    /// The caller cancelled the operation; the agent's process group was killed.
+    Cancelled,
+    /// The agent (or systemd, for `systemd:` units) is not on this node.
+    NotInstalled,
+    /// The agent could not be run or died by a signal; may work on a retry.
+    Error,
+    /// The agent cannot be run on this node (not executable, leads outside its
+    /// directory).
+    ErrorHard,
+    /// The request cannot be run on any node (a parameter name an environment cannot
+    /// hold, an OCF agent without provider, an unknown agent directory layout).
+    ErrorFatal,
+}
+
+impl From<ExecStatus> for crate::scheduler::snapshot::ExecStatus {
+    fn from(status: ExecStatus) -> Self {
+        use crate::scheduler::snapshot::ExecStatus as Observed;
+        match status {
+            ExecStatus::Done => Observed::Done,
+            ExecStatus::Timeout => Observed::Timeout,
+            ExecStatus::Cancelled => Observed::Cancelled,
+            ExecStatus::NotInstalled => Observed::NotInstalled,
+            ExecStatus::Error => Observed::Error,
+            ExecStatus::ErrorHard => Observed::ErrorHard,
+            ExecStatus::ErrorFatal => Observed::ErrorFatal,
+        }
+    }
+}
+
+/// Where agents are looked for and how their runs are bounded.
+#[derive(Clone, Debug)]
+pub struct ExecConfig {
+    /// The system OCF root: every OCF agent's `OCF_ROOT` (its
+    /// `lib/heartbeat/ocf-shellfuncs` is what heartbeat and pacemaker agents source,
+    /// whichever directory the agent itself comes from); its `resource.d` is searched
+    /// first.
+    pub ocf_root: PathBuf,
+    /// Further OCF agent directories, laid out like `resource.d`
+    /// (`<provider>/<type>`), searched after the root's: Pacer's `agents/ocf` holds
+    /// `pacer/witness`, i.e. `ocf:pacer:witness`.
+    pub ocf_agent_dirs: Vec<PathBuf>,
+    /// Directories of LSB init scripts.
+    pub lsb_dirs: Vec<PathBuf>,
+    /// Directories of fence agents (`fence_*`, and `fence_legacy` for `external/*`).
+    pub fence_dirs: Vec<PathBuf>,
+    /// Where the shims and per-operation files live. `None`: a fresh directory under
+    /// the system temp dir, removed when the executor is dropped.
+    pub work_dir: Option<PathBuf>,
+    /// Bytes kept of each of stdout and stderr.
+    pub output_limit: usize,
+    /// Between SIGTERM and SIGKILL when a run is timed out or cancelled.
+    pub kill_grace: Duration,
+    /// The PATH after the shims.
+    pub system_path: String,
+}
+
+impl Default for ExecConfig {
+    fn default() -> ExecConfig {
+        ExecConfig {
+            ocf_root: PathBuf::from("/usr/lib/ocf"),
+            ocf_agent_dirs: Vec::new(),
+            lsb_dirs: vec![PathBuf::from("/etc/init.d")],
+            fence_dirs: vec![PathBuf::from("/usr/sbin")],
+            work_dir: None,
+            output_limit: 256 * 1024,
+            kill_grace: Duration::from_secs(2),
+            system_path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        }
+    }
+}
+
+impl ExecConfig {
+    /// Adds a project agent directory laid out like Pacer's `agents/`: `ocf/`
+    /// (`ocf/<provider>/<type>`), `lsb/` and `fence/`, searched after the system
+    /// directories.
+    pub fn with_agents_dir(mut self, dir: &Path) -> ExecConfig {
+        self.ocf_agent_dirs.push(dir.join("ocf"));
+        self.lsb_dirs.push(dir.join("lsb"));
+        self.fence_dirs.push(dir.join("fence"));
+        self
+    }
+}
+
+/// Why an executor could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    /// The work directory or the shims in it could not be written (permissions, full
+    /// disk). Retrying helps only once that is fixed.
+    #[error("write agent shims in {dir}: {source}")]
+    Shims { dir: PathBuf, source: io::Error },
+}
+
+/// One resource operation to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationRequest {
+    /// The instance name the agent sees as `OCF_RESOURCE_INSTANCE` (`web`, `db:1`).
+    pub resource: String,
+    pub agent: AgentRef,
+    /// `start`, `stop`, `monitor`, `promote`, `demote`, `migrate_to`, `migrate_from`,
+    /// `notify`, `reload`, `reload-agent`, `meta-data`, `validate-all`.
+    pub action: String,
+    /// 0 for a one-off operation or a probe.
+    pub interval_ms: u64,
+    pub timeout: Duration,
+    /// Instance parameters: `OCF_RESKEY_<name>` (`OCF_CHECK_LEVEL` as itself).
+    pub params: BTreeMap<String, String>,
+    /// `OCF_RESKEY_CRM_meta_<key>` with `-` turned into `_` (clone, notify variables).
+    /// `timeout`, `interval`, `name` and `on_node` are set from the request unless
+    /// given here.
+    pub meta: BTreeMap<String, String>,
+    /// The node the operation runs for: `crm_node -n`, `uname -n`, `CRM_meta_on_node`.
+    pub node: String,
+    /// The node's current attributes, answered to `crm_attribute -G` and the like.
+    pub node_attributes: BTreeMap<String, String>,
+    /// The node's state directory: `HA_RSCTMP` is `<state_dir>/rsctmp`, `HA_VARRUN`
+    /// `<state_dir>/run` (created when missing).
+    pub state_dir: PathBuf,
+}
+
+/// How long a node attribute set by an agent lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttributeLifetime {
+    /// Until the node restarts (`-l reboot`, `attrd_updater`, promotion scores).
+    Reboot,
+    /// Kept across restarts (`-l forever`, `crm_master`'s default).
+    Forever,
+}
+
+/// One attribute change an agent made through the shims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttributeUpdate {
+    /// `master-<resource>` for promotion scores.
+    pub name: String,
+    /// The node the attribute belongs to (the request's node unless `-N` said
+    /// otherwise).
+    pub node: String,
+    pub lifetime: AttributeLifetime,
+    /// `None`: deleted.
+    pub value: Option<String>,
+}
+
+/// What became of one resource operation.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OperationResult {
+    pub status: ExecStatus,
+    /// The OCF exit code (LSB codes mapped); 1 when the agent did not finish, 5 when it
+    /// is not installed.
+    pub rc: i32,
+    /// The agent's last `ocf-exit-reason:` line, or the executor's reason when it did
+    /// not run the agent to its end.
+    pub exit_reason: Option<String>,
+    /// Both truncated to the output limit, with a marker.
+    pub stdout: String,
+    pub stderr: String,
+    pub duration: Duration,
+    /// What the agent set or deleted through the shims, in order.
+    pub attributes: Vec<AttributeUpdate>,
+}
+
+impl OperationResult {
+    fn refused(status: ExecStatus, rc: i32, reason: String) -> OperationResult {
+        OperationResult { status, rc, exit_reason: Some(reason), stdout: String::new(), stderr: String::new(), duration: Duration::ZERO, attributes: Vec::new() }
+    }
+}
+
+/// One fence agent action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FenceRequest {
+    /// The FenceDevice's name, for logs.
+    pub device: String,
+    pub agent: FenceAgentRef,
+    /// `off`, `reboot`, `on`, `status`, `monitor`, `list`, `metadata`.
+    pub action: String,
+    /// The node to act on (`nodename=`).
+    pub target: Option<String>,
+    /// The plug (`port=`): from the device's host map, else the target.
+    pub plug: Option<String>,
+    /// The device's parameters, one `key=value` line each (`pcmk_*` are not passed).
+    pub params: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+/// What became of a fence agent action.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FenceResult {
+    pub status: ExecStatus,
+    /// The agent's exit code: 0 success; for `status` 0 on, 2 off; else a failure.
+    pub rc: i32,
+    /// Its stdout (the answer of `list`, `status`, `metadata`), truncated to the limit.
+    pub output: String,
+    pub stderr: String,
+    pub duration: Duration,
+}
+
+impl FenceResult {
+    /// Whether the action succeeded: it ran to its end with rc 0, or 2 for `status`
+    /// (an answer: the target is off).
+    pub fn succeeded(&self, action: &str) -> bool {
+        self.status == ExecStatus::Done && fence::is_success(action, self.rc)
+    }
+}
+
+/// Runs agents. Cheap to share (`&self` everywhere); concurrent runs are independent.
+#[derive(Debug)]
+pub struct Executor {
+    config: ExecConfig,
+    work_dir: PathBuf,
+    shim_dir: PathBuf,
+    remove_work_dir: bool,
+    next_operation: AtomicU64,
+}
+
+impl Executor {
+    /// Prepares the work directory and writes the shims into `<work_dir>/bin`.
+    pub fn new(config: ExecConfig) -> Result<Executor, ExecError> {
+        static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        let (work_dir, remove_work_dir) = match &config.work_dir {
+            Some(dir) => (dir.clone(), false),
+            None => {
+                let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
+                (std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id())), true)
+            }
+        };
+        let shim_dir = work_dir.join("bin");
+        let error = |source| ExecError::Shims { dir: shim_dir.clone(), source };
+        std::fs::create_dir_all(&shim_dir).map_err(error)?;
+        std::fs::create_dir_all(work_dir.join("operations")).map_err(error)?;
+        let real_uname = process::find_in_path("uname", &config.system_path);
+        shims::write_shims(&shim_dir, real_uname.as_deref()).map_err(error)?;
+        Ok(Executor { config, work_dir, shim_dir, remove_work_dir, next_operation: AtomicU64::new(0) })
+    }
+
+    /// The directory holding the shims (first on every agent's PATH).
+    pub fn shim_dir(&self) -> &Path {
+        &self.shim_dir
+    }
+
+    /// Runs one resource operation to its end or its timeout.
+    pub async fn run(&self, request: &OperationRequest) -> OperationResult {
+        self.run_until(request, std::future::pending()).await
+    }
+
+    /// Runs one resource operation; when `cancel` completes first, the agent's process
+    /// group is killed and the result is `Cancelled` (how the caller stops a recurring
+    /// monitor in flight). Dropping the returned future also kills the group.
+    pub async fn run_until(&self, request: &OperationRequest, cancel: impl Future<Output = ()>) -> OperationResult {
+        let span = tracing::info_span!("operation", resource = %request.resource, node = %request.node, action = %request.action, agent = %request.agent);
+        async {
+            let result = self.run_inner(request, cancel).await;
+            tracing::debug!(status = ?result.status, rc = result.rc, duration_ms = result.duration.as_millis() as u64, "operation finished");
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn run_inner(&self, request: &OperationRequest, cancel: impl Future<Output = ()>) -> OperationResult {
+        match request.agent.class {
+            AgentClass::Ocf => self.run_ocf(request, cancel).await,
+            AgentClass::Lsb => self.run_lsb(request, cancel).await,
+            AgentClass::Systemd => self.run_systemd(request, cancel).await,
+        }
+    }
+
+    async fn run_ocf(&self, request: &OperationRequest, cancel: impl Future<Output = ()>) -> OperationResult {
+        let Some(provider) = request.agent.provider.as_deref() else {
+            return OperationResult::refused(ExecStatus::ErrorFatal, rc::NOT_CONFIGURED, "an OCF agent needs a provider".into());
+        };
+        let roots: Vec<PathBuf> = std::iter::once(self.config.ocf_root.join("resource.d")).chain(self.config.ocf_agent_dirs.iter().cloned()).collect();
+        let program = match resolve::resolve(&roots, &[provider, &request.agent.agent_type]) {
+            Ok(program) => program,
+            Err(unresolved) => return self.unresolved(unresolved, &request.agent.to_string(), &roots),
+        };
+        let ocf_root = self.config.ocf_root.clone();
+        self.run_resource_agent(request, &program, vec![request.action.clone()], Some((&ocf_root, provider)), cancel, |code| code).await
+    }
+
+    async fn run_lsb(&self, request: &OperationRequest, cancel: impl Future<Output = ()>) -> OperationResult {
+        let program = match resolve::resolve(&self.config.lsb_dirs, &[&request.agent.agent_type]) {
+            Ok(program) => program,
+            Err(unresolved) => return self.unresolved(unresolved, &request.agent.to_string(), &self.config.lsb_dirs),
+        };
+        if request.action == "meta-data" {
+            return self.synthesized(classes::lsb_metadata(&request.agent.agent_type, &read_head(&program)));
+        }
+        if request.action == "validate-all" {
+            return OperationResult { exit_reason: None, ..OperationResult::refused(ExecStatus::Done, rc::OK, String::new()) };
+        }
+        let Some(script_action) = classes::lsb_action(&request.action) else {
+            return OperationResult::refused(ExecStatus::Done, rc::UNIMPLEMENTED, format!("LSB scripts have no {} action", request.action));
+        };
+        self.run_resource_agent(request, &program, vec![script_action.to_string()], None, cancel, |code| classes::lsb_to_ocf(script_action, code)).await
+    }
+
+    async fn run_systemd(&self, request: &OperationRequest, cancel: impl Future<Output = ()>) -> OperationResult {
+        let unit = classes::systemd_unit(&request.agent.agent_type);
+        if let Err(unresolved) = resolve::check_part(&unit) {
+            return self.unresolved(unresolved, &request.agent.to_string(), &[]);
+        }
+        let Some(systemctl) = process::find_in_path("systemctl", &self.config.system_path) else {
+            return OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, "systemctl not found".into());
+        };
+        if !Path::new("/run/systemd/system").exists() {
+            return OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, "systemd is not running on this node".into());
+        }
+        let args: Vec<String> = match request.action.as_str() {
+            "meta-data" => return self.synthesized(classes::synthesized_metadata(&unit, &format!("systemd unit file for {unit}"), &format!("systemd unit file for {unit}"), true)),
+            "validate-all" => return OperationResult { exit_reason: None, ..OperationResult::refused(ExecStatus::Done, rc::OK, String::new()) },
+            "start" | "stop" | "reload" => vec![request.action.clone(), unit.clone()],
+            "reload-agent" => vec!["reload".into(), unit.clone()],
+            "monitor" | "status" => vec!["is-active".into(), "--quiet".into(), unit.clone()],
+            other => return OperationResult::refused(ExecStatus::Done, rc::UNIMPLEMENTED, format!("systemd units have no {other} action")),
+        };
+        let mut result = self.run_resource_agent(request, &systemctl, args, None, cancel, |code| code).await;
+        if result.status == ExecStatus::Done && result.rc != 0 {
+            // systemctl's codes are not OCF's: ask whether the unit exists at all.
+            let loaded = tokio::process::Command::new(&systemctl)
+                .args(["show", "-p", "LoadState", "--value", &unit])
+                .env_clear()
+                .env("PATH", &self.config.system_path)
+                .output()
+                .await
+                .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
+                .unwrap_or_default();
+            let missing = loaded == "not-found";
+            result.rc = match request.action.as_str() {
+                // Nothing of a missing unit runs: stopped.
+                "stop" if missing => rc::OK,
+                _ if missing => {
+                    result.status = ExecStatus::NotInstalled;
+                    rc::NOT_INSTALLED
+                }
+                "monitor" | "status" => rc::NOT_RUNNING,
+                _ => rc::ERR_GENERIC,
+            };
+        }
+        result
+    }
+
+    fn synthesized(&self, metadata: String) -> OperationResult {
+        OperationResult { status: ExecStatus::Done, rc: rc::OK, exit_reason: None, stdout: metadata, stderr: String::new(), duration: Duration::ZERO, attributes: Vec::new() }
+    }
+
+    fn unresolved(&self, unresolved: Unresolved, agent: &str, roots: &[PathBuf]) -> OperationResult {
+        match unresolved {
+            Unresolved::BadName(part) => OperationResult::refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("agent name part {part:?} is not a plain file name")),
+            Unresolved::Missing => OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, format!("{agent} not found in {}", resolve::describe(roots))),
+            Unresolved::Outside(path) => OperationResult::refused(ExecStatus::ErrorHard, rc::NOT_INSTALLED, format!("{} leads outside its agent directory", path.display())),
+        }
+    }
+
+    /// Runs a resource agent with the per-operation files of the shims, then collects
+    /// what it set. `ocf` is the OCF root and provider for OCF agents; `map_rc` turns
+    /// the exit code into an OCF code.
+    async fn run_resource_agent(
+        &self,
+        request: &OperationRequest,
+        program: &Path,
+        args: Vec<String>,
+        ocf: Option<(&Path, &str)>,
+        cancel: impl Future<Output = ()>,
+        map_rc: impl Fn(i32) -> i32,
+    ) -> OperationResult {
+        let operation_dir = self.work_dir.join("operations").join(self.next_operation.fetch_add(1, Ordering::Relaxed).to_string());
+        let node_attributes_file = operation_dir.join("node-attributes");
+        let updates_file = operation_dir.join("attribute-updates");
+        let rsctmp = request.state_dir.join("rsctmp");
+        let varrun = request.state_dir.join("run");
+        let prepared = (|| -> io::Result<()> {
+            std::fs::create_dir_all(&operation_dir)?;
+            std::fs::create_dir_all(&rsctmp)?;
+            std::fs::create_dir_all(&varrun)?;
+            std::fs::write(&node_attributes_file, shims::render_node_attributes(&request.node_attributes))?;
+            std::fs::write(&updates_file, "")
+        })();
+        if let Err(error) = prepared {
+            let _ = std::fs::remove_dir_all(&operation_dir);
+            return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, format!("prepare operation files: {error}"));
+        }
+        let common = environment::Common {
+            shim_dir: &self.shim_dir,
+            system_path: &self.config.system_path,
+            node: &request.node,
+            rsctmp: &rsctmp,
+            varrun: &varrun,
+            node_attributes_file: &node_attributes_file,
+            updates_file: &updates_file,
+        };
+        let mut env = environment::common(&common);
+        if let Some((ocf_root, provider)) = ocf {
+            if let Err(reason) = environment::ocf(&mut env, request, ocf_root, provider) {
+                let _ = std::fs::remove_dir_all(&operation_dir);
+                return OperationResult::refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, reason);
+            }
+        }
+        let spawn = Spawn {
+            program,
+            args,
+            env: env.into_iter().collect(),
+            stdin: None,
+            timeout: request.timeout,
+            kill_grace: self.config.kill_grace,
+            output_limit: self.config.output_limit,
+        };
+        let finished = process::run(spawn, cancel).await;
+        let attributes = shims::parse_updates(&std::fs::read_to_string(&updates_file).unwrap_or_default());
+        let _ = std::fs::remove_dir_all(&operation_dir);
+        let (status, rc, reason) = interpret(&finished, request.timeout, map_rc);
+        OperationResult {
+            status,
+            rc,
+            exit_reason: finished.exit_reason.or(reason),
+            stdout: finished.stdout,
+            stderr: finished.stderr,
+            duration: finished.duration,
+            attributes,
+        }
+    }
+
+    /// Gets an agent's metadata (OCF `meta-data`; synthesized for LSB and systemd).
+    /// The XML is the result's `stdout`.
+    pub async fn metadata(&self, agent: &AgentRef, timeout: Duration) -> OperationResult {
+        let request = OperationRequest {
+            resource: agent.agent_type.clone(),
+            agent: agent.clone(),
+            action: "meta-data".into(),
+            interval_ms: 0,
+            timeout,
+            params: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            node: String::new(),
+            node_attributes: BTreeMap::new(),
+            state_dir: self.work_dir.join("metadata"),
+        };
+        self.run(&request).await
+    }
+
+    /// Runs a fence agent action with fence-agents' stdin protocol.
+    pub async fn fence(&self, request: &FenceRequest) -> FenceResult {
+        let span = tracing::info_span!("fence", device = %request.device, agent = %request.agent, action = %request.action, target = request.target.as_deref().unwrap_or(""));
+        async {
+            let result = self.fence_inner(request).await;
+            tracing::debug!(status = ?result.status, rc = result.rc, "fence action finished");
+            result
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn fence_inner(&self, request: &FenceRequest) -> FenceResult {
+        let refused = |status, rc, output: String| FenceResult { status, rc, output: String::new(), stderr: output, duration: Duration::ZERO };
+        let name = request.agent.as_str();
+        let (program_name, plugin) = match name.strip_prefix("external/") {
+            Some(plugin) => {
+                if resolve::check_part(plugin).is_err() {
+                    return refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("bad plugin name {plugin:?}"));
+                }
+                ("fence_legacy", Some(name))
+            }
+            // Fence directories hold other programs (/usr/sbin/reboot): only fence_*.
+            None if name.starts_with("fence_") => (name, None),
+            None => return refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("{name} is not a fence agent name (fence_*)")),
+        };
+        let program = match resolve::resolve(&self.config.fence_dirs, &[program_name]) {
+            Ok(program) => program,
+            Err(Unresolved::Missing) => {
+                return refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, format!("{program_name} not found in {}", resolve::describe(&self.config.fence_dirs)));
+            }
+            Err(other) => return refused(ExecStatus::ErrorHard, rc::NOT_INSTALLED, format!("{program_name}: {other:?}")),
+        };
+        let stdin = match fence::render_stdin(request, plugin) {
+            Ok(stdin) => stdin,
+            Err(reason) => return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, reason),
+        };
+        let spawn = Spawn {
+            program: &program,
+            args: Vec::new(),
+            env: vec![("PATH".into(), self.config.system_path.clone()), ("LANG".into(), "C".into())],
+            stdin: Some(stdin.into_bytes()),
+            timeout: request.timeout,
+            kill_grace: self.config.kill_grace,
+            output_limit: self.config.output_limit,
+        };
+        let finished = process::run(spawn, std::future::pending()).await;
+        let (status, rc, reason) = interpret(&finished, request.timeout, |code| code);
+        let mut stderr = finished.stderr;
+        if let Some(reason) = reason {
+            stderr.push_str(&format!("\n[pacer: {reason}]"));
+        }
+        FenceResult { status, rc, output: finished.stdout, stderr, duration: finished.duration }
+    }
+}
+
+impl Drop for Executor {
+    fn drop(&mut self) {
+        if self.remove_work_dir {
+            let _ = std::fs::remove_dir_all(&self.work_dir);
+        }
+    }
+}
+
+/// Turns how a process ended into status, rc and the executor's reason.
+fn interpret(finished: &Finished, timeout: Duration, map_rc: impl Fn(i32) -> i32) -> (ExecStatus, i32, Option<String>) {
+    use std::os::unix::process::ExitStatusExt;
+    match &finished.ending {
+        Ending::Exited(status) => match (status.code(), status.signal()) {
+            (Some(code), _) => (ExecStatus::Done, map_rc(code), None),
+            (None, Some(signal)) => (ExecStatus::Error, rc::ERR_GENERIC, Some(format!("agent killed by signal {signal}"))),
+            (None, None) => (ExecStatus::Error, rc::ERR_GENERIC, Some("agent ended without exit code".into())),
+        },
+        Ending::TimedOut => (ExecStatus::Timeout, rc::ERR_GENERIC, Some(format!("timed out after {}ms", timeout.as_millis()))),
+        Ending::Cancelled => (ExecStatus::Cancelled, rc::ERR_GENERIC, Some("cancelled".into())),
+        Ending::SpawnFailed(error) => match error.raw_os_error() {
+            // The file vanished, or its interpreter (#!) is missing.
+            Some(libc::ENOENT) => (ExecStatus::NotInstalled, rc::NOT_INSTALLED, Some(format!("run agent: {error}"))),
+            Some(libc::EACCES) | Some(libc::EPERM) => (ExecStatus::ErrorHard, rc::INSUFFICIENT_PRIV, Some(format!("run agent: {error}"))),
+            Some(libc::ENOEXEC) => (ExecStatus::ErrorHard, rc::NOT_INSTALLED, Some(format!("run agent: {error}"))),
+            _ => (ExecStatus::Error, rc::ERR_GENERIC, Some(format!("run agent: {error}"))),
+        },
+    }
+}
+
+/// The first 64 KiB of a script, for its LSB header.
+fn read_head(path: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(file) = std::fs::File::open(path) {
+        let _ = file.take(64 * 1024).read_to_end(&mut head);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
