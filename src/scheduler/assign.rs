@@ -698,13 +698,17 @@ impl<'a> Work<'a> {
             return;
         }
         out.push(rsc);
-        // A group member brings its whole group, and the group's own colocations.
+        // A group member brings its whole group, and the group's own colocations; a
+        // clone instance brings its clone's colocations.
         let mut owners = vec![rsc];
         if let Some(parent) = self.cluster.resources[rsc].parent.filter(|&parent| self.cluster.resources[parent].kind == RscKind::Group) {
             owners.push(parent);
             for member in self.cluster.primitives_of(parent) {
                 self.collect_colocated(member, out);
             }
+        }
+        if let Some(clone) = self.cluster.clone_of(rsc) {
+            owners.push(clone);
         }
         for owner in owners {
             for &index in self.this_with[owner].iter().chain(self.with_this[owner].iter()) {
@@ -713,6 +717,17 @@ impl<'a> Work<'a> {
                     continue;
                 }
                 let other = if colocation.dependent == owner { colocation.primary } else { colocation.dependent };
+                // Of a clone, one instance goes along: the first not yet placed.
+                let other = match self.cluster.resources[other].kind {
+                    RscKind::Clone => {
+                        let instances = &self.cluster.resources[other].children;
+                        match instances.iter().copied().find(|&instance| self.provisional[instance]) {
+                            Some(instance) => instance,
+                            None => continue,
+                        }
+                    }
+                    _ => other,
+                };
                 for primitive in self.cluster.primitives_of(other) {
                     self.collect_colocated(primitive, out);
                 }
