@@ -7,13 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::api::resource::Role;
 use crate::api::yaml::{parse_documents, to_yaml_string};
 use crate::api::{Kind, Object};
 use crate::cib;
 use crate::scheduler::plan::{NodeState, Plan};
 use crate::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
-use crate::scheduler::{Snapshot, schedule};
+use crate::scheduler::{Snapshot, schedule, strip_instance};
 
 /// What `pacer simulate` was asked.
 pub(crate) struct SimulateRequest<'a> {
@@ -124,7 +123,7 @@ fn inject_op_failure(snapshot: &mut Snapshot, spec: &str) -> anyhow::Result<()> 
         migrate_target: None,
         digest: None,
     };
-    match snapshot.observed.history.iter_mut().find(|history| crate_strip(&history.resource) == resource && history.node == node) {
+    match snapshot.observed.history.iter_mut().find(|history| strip_instance(&history.resource) == resource && history.node == node) {
         Some(history) => history.operations.push(record),
         None => snapshot.observed.history.push(ResourceHistory {
             resource: resource.to_string(),
@@ -136,12 +135,6 @@ fn inject_op_failure(snapshot: &mut Snapshot, spec: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn crate_strip(id: &str) -> &str {
-    match id.rsplit_once(':') {
-        Some((base, suffix)) if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) => base,
-        _ => id,
-    }
-}
 
 /// The name a resource instance is reported under: anonymous clone instances by their
 /// primitive's name, everything else by id (shared/conformance/FORMAT.md).
@@ -209,16 +202,13 @@ fn summary(plan: &Plan, scores: bool) -> String {
         let location = if resource.next.is_empty() {
             format!("Stopped{}", resource.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default())
         } else {
-            resource.next.iter().map(|placement| format!("{} {}", role_word(placement.role), placement.node)).collect::<Vec<_>>().join(", ")
+            resource.next.iter().map(|placement| format!("{} {}", placement.role.as_str(), placement.node)).collect::<Vec<_>>().join(", ")
         };
         let _ = writeln!(out, "  * {:<24} {location}", resource.id);
     }
     out
 }
 
-fn role_word(role: Role) -> &'static str {
-    role.as_str()
-}
 
 /// `pacer import-cib FILE [-o DIR]`: writes the manifests and observed state, lists
 /// what could not be mapped on stderr. Returns the exit code.

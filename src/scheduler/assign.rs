@@ -466,7 +466,11 @@ impl<'a> Work<'a> {
         }
     }
 
-    fn assign_primitive(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
+    /// The common start of assigning a primitive or a group: a child escalates to its
+    /// top-level resource first; a resource already decided answers with its node; one
+    /// being assigned further up the stack (a colocation loop) answers no node.
+    /// `Some(answer)` means there is nothing left to do.
+    fn settled(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<Option<NodeIdx>> {
         let cluster = self.cluster;
         if let Some(parent) = cluster.resources[rsc].parent {
             if !self.allocating[parent] && self.provisional[parent] {
@@ -474,10 +478,18 @@ impl<'a> Work<'a> {
             }
         }
         if !self.provisional[rsc] {
-            return self.assigned[rsc];
+            return Some(self.assigned[rsc]);
         }
         if self.allocating[rsc] {
-            return None;
+            return Some(None);
+        }
+        None
+    }
+
+    fn assign_primitive(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
+        let cluster = self.cluster;
+        if let Some(answer) = self.settled(rsc, prefer) {
+            return answer;
         }
         self.allocating[rsc] = true;
 
@@ -980,16 +992,8 @@ impl<'a> Work<'a> {
     /// own colocations act through its first member.
     fn assign_group(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
         let cluster = self.cluster;
-        if let Some(parent) = cluster.resources[rsc].parent {
-            if !self.allocating[parent] && self.provisional[parent] {
-                self.assign_resource(cluster.top_of(rsc), prefer);
-            }
-        }
-        if !self.provisional[rsc] {
-            return self.assigned[rsc];
-        }
-        if self.allocating[rsc] {
-            return None;
+        if let Some(answer) = self.settled(rsc, prefer) {
+            return answer;
         }
         let members = cluster.resources[rsc].children.clone();
         let Some(&first) = members.first() else {

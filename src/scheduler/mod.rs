@@ -23,6 +23,7 @@ mod unpack;
 
 pub use plan::Plan;
 pub use snapshot::Snapshot;
+pub(crate) use unpack::strip_instance;
 
 use crate::api::Spec;
 use crate::api::cluster::StonithAction;
