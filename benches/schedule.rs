@@ -387,8 +387,8 @@ fn median(mut samples: Vec<f64>) -> f64 {
 }
 
 /// Problems with a plan, for a warning line.
-fn sanity(plan: &Plan, generated: &Generated) -> Vec<String> {
-    let mut problems: Vec<String> = plan.check().into_iter().take(3).collect();
+fn sanity(plan: &Plan, snapshot: &Snapshot, generated: &Generated) -> Vec<String> {
+    let mut problems: Vec<String> = plan.check(snapshot).into_iter().take(3).collect();
     let placed = plan.resources.iter().filter(|resource| !resource.next.is_empty()).count();
     if placed * 2 < generated.resources {
         problems.push(format!("only {placed} resource instances placed for {} resources", generated.resources));
@@ -551,8 +551,7 @@ fn main() {
             let result = schedule(&snapshot);
             let seconds = started.elapsed().as_secs_f64();
             schedule_samples.push(seconds);
-            plan = Some(result);
-            drop(snapshot);
+            plan = Some((result, snapshot));
             if seconds > 5.0 {
                 break;
             }
@@ -563,8 +562,8 @@ fn main() {
             table.push(line);
             continue;
         }
-        let plan = plan.expect("at least one run");
-        for problem in sanity(&plan, &generated) {
+        let (plan, snapshot) = plan.expect("at least one run");
+        for problem in sanity(&plan, &snapshot, &generated) {
             notes.push(format!("warning: {nodes}x{resources}: {problem}"));
         }
         let import_seconds = median(import_samples);

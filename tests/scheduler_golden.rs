@@ -193,7 +193,7 @@ fn run_case(directory: &Path) -> Result<String, String> {
         now,
     };
     let plan = schedule(&snapshot);
-    let problems = plan.check();
+    let problems = plan.check(&snapshot);
     if !problems.is_empty() {
         return Err(format!("the plan violates its invariants: {problems:?}"));
     }

@@ -550,7 +550,7 @@ fn after(case: &Case, plan: &Plan) -> Snapshot {
 fn check_properties(case: &Case) -> Result<(), String> {
     let plan = schedule(&case.snapshot);
     // (a) the plan's own invariants.
-    let problems = plan.check();
+    let problems = plan.check(&case.snapshot);
     if !problems.is_empty() {
         return Err(format!("(a) Plan::check: {problems:?}"));
     }

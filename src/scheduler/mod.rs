@@ -41,6 +41,6 @@ pub fn schedule(snapshot: &Snapshot) -> Plan {
         })
         .unwrap_or(StonithAction::Reboot);
     let plan = transition::transition(&cluster, &assignment, stonith_action);
-    debug_assert!(plan.check().is_empty(), "plan violates its invariants: {:?}", plan.check());
+    debug_assert!(plan.check(snapshot).is_empty(), "plan violates its invariants: {:?}", plan.check(snapshot));
     plan
 }

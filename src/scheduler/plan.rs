@@ -2,10 +2,14 @@
 //! which nodes are fenced first, the actions that get there, and — for every
 //! resource — the score of every node and the reason when it cannot run.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
-use crate::api::Score;
+use crate::api::{Score, Spec};
 use crate::api::resource::Role;
+
+use super::snapshot::{NodeLiveness, Snapshot};
 
 /// One decision.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -130,11 +134,80 @@ impl Plan {
         self.nodes.iter().map(|node| node.name.as_str()).zip(resource.scores.iter().copied())
     }
 
-    /// Re-verifies the plan's safety invariants against its own node verdicts: nothing
-    /// started on a node that cannot run resources or that scores -INFINITY, at most
-    /// one active copy of anything it places (instances count one by one).
-    /// Returns every violation found (empty when the plan is sound).
-    pub fn check(&self) -> Vec<String> {
+    /// Re-verifies the plan's safety invariants, against its own verdicts and, where
+    /// they can be read off directly, against the snapshot it was made from: nothing
+    /// started on a node that is not online and clean, or that a Location bans with
+    /// -INFINITY; at most one active copy of anything it places (instances count one
+    /// by one); no more promoted instances than a clone's promotedMax. Returns every
+    /// violation found (empty when the plan is sound).
+    pub fn check(&self, snapshot: &Snapshot) -> Vec<String> {
+        let mut problems = self.check_own_verdicts();
+        problems.extend(self.check_against(snapshot));
+        problems
+    }
+
+    /// The invariants against facts taken from the snapshot, not from the scheduler.
+    fn check_against(&self, snapshot: &Snapshot) -> Vec<String> {
+        let mut problems = Vec::new();
+        // Containers (group, clone) a placement of a primitive also answers for.
+        let mut owners: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        let mut promoted_max: BTreeMap<&str, u32> = BTreeMap::new();
+        for object in &snapshot.objects {
+            match &object.spec {
+                Spec::Group(group) => {
+                    for member in &group.members {
+                        owners.entry(member.as_str()).or_default().push(object.name().as_str());
+                    }
+                }
+                Spec::Resource(resource) => {
+                    if let Some(promotable) = resource.clone.as_ref().and_then(|clone| clone.promotable.as_ref()) {
+                        promoted_max.insert(object.name().as_str(), promotable.promoted_max.unwrap_or(1));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let banned = |resource: &str, node: &str| {
+            let names: Vec<&str> = std::iter::once(resource).chain(owners.get(resource).into_iter().flatten().copied()).collect();
+            snapshot.objects.iter().any(|object| match &object.spec {
+                Spec::Location(location) => {
+                    location.role.is_none()
+                        && location.node.as_ref().is_some_and(|banned| banned.as_str() == node)
+                        && location.score == Some(Score::NEG_INFINITY)
+                        && location.resource.iter().chain(location.resources.iter()).any(|name| names.contains(&name.as_str()))
+                }
+                _ => false,
+            })
+        };
+        for resource in &self.resources {
+            let kept = |placement: &Placement| resource.current.iter().any(|current| current.node == placement.node);
+            for placement in resource.next.iter().filter(|placement| !kept(placement)) {
+                let liveness = snapshot.observed.nodes.get(&placement.node).map(|node| node.liveness);
+                if liveness != Some(NodeLiveness::Online) {
+                    problems.push(format!("{} is started on {}, which the snapshot does not show online", resource.id, placement.node));
+                }
+                if banned(&resource.name, &placement.node) {
+                    problems.push(format!("{} is started on {}, which a Location bans", resource.id, placement.node));
+                }
+            }
+        }
+        for (name, limit) in promoted_max {
+            let promoted = self
+                .resources
+                .iter()
+                .filter(|resource| resource.name == name && !resource.frozen)
+                .flat_map(|resource| &resource.next)
+                .filter(|placement| placement.role == Role::Promoted)
+                .count();
+            if promoted > limit as usize {
+                problems.push(format!("{name} has {promoted} promoted instances, more than promotedMax {limit}"));
+            }
+        }
+        problems
+    }
+
+    /// The invariants against the plan's own node verdicts and scores.
+    fn check_own_verdicts(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for resource in &self.resources {
             if resource.frozen {
