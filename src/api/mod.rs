@@ -7,6 +7,7 @@ pub mod constraint;
 pub mod duration;
 pub mod manifest;
 pub mod names;
+pub mod ocf;
 pub mod object;
 pub mod path;
 pub mod resource;

@@ -19,20 +19,7 @@ use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, N
 use super::rules;
 use super::snapshot::{ExecStatus, NodeLiveness, OperationRecord, ResourceHistory, Snapshot};
 
-/// OCF exit codes the history is read with.
-mod rc {
-    pub const OK: i32 = 0;
-    pub const INVALID_PARAM: i32 = 2;
-    pub const UNIMPLEMENTED: i32 = 3;
-    pub const INSUFFICIENT_PRIV: i32 = 4;
-    pub const NOT_INSTALLED: i32 = 5;
-    pub const NOT_CONFIGURED: i32 = 6;
-    pub const NOT_RUNNING: i32 = 7;
-    pub const RUNNING_PROMOTED: i32 = 8;
-    pub const FAILED_PROMOTED: i32 = 9;
-    pub const DEGRADED: i32 = 190;
-    pub const DEGRADED_PROMOTED: i32 = 191;
-}
+use crate::api::ocf as rc;
 
 /// Builds the model. Never fails: references to things that do not exist are skipped
 /// (validation refuses them before they are stored).
@@ -756,7 +743,7 @@ fn classify(op: &OperationRecord, is_probe: bool) -> Outcome {
         rc::FAILED_PROMOTED => Outcome::Failure { severity: Severity::Soft, found: Found::Promoted },
         rc::NOT_CONFIGURED => Outcome::Failure { severity: Severity::Fatal, found: Found::Nothing },
         rc::UNIMPLEMENTED if op.interval_ms > 0 => Outcome::Success { found: Found::Nothing },
-        rc::UNIMPLEMENTED | rc::NOT_INSTALLED | rc::INVALID_PARAM | rc::INSUFFICIENT_PRIV => {
+        rc::UNIMPLEMENTED | rc::NOT_INSTALLED | rc::ERR_ARGS | rc::INSUFFICIENT_PRIV => {
             Outcome::Failure { severity: Severity::Hard, found: Found::Nothing }
         }
         code if code == expected => Outcome::Success { found: Found::Nothing },
