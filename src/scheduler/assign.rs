@@ -836,18 +836,19 @@ impl<'a> Work<'a> {
     fn colocation_scores(&mut self, dependent: RscIdx, primary_node: Option<NodeIdx>, index: usize) {
         let cluster = self.cluster;
         let colocation = &cluster.colocations[index];
-        let attribute = colocation.node_attribute.as_deref().unwrap_or("#uname");
+        let attribute = colocation.node_attribute.as_deref();
         let score = colocation.score;
-        let value = primary_node.and_then(|node| cluster.nodes[node].attribute(attribute)).map(str::to_lowercase);
         if primary_node.is_none() && score < Score::ZERO {
             return;
         }
         let mut work = self.allowed[dependent].clone();
         for (node, entry) in work.iter_mut().enumerate() {
             let Some(current) = *entry else { continue };
-            if primary_node.is_none() {
+            let Some(primary_node) = primary_node else {
                 *entry = Some(current + -score);
-            } else if cluster.nodes[node].attribute(attribute).map(str::to_lowercase) == value {
+                continue;
+            };
+            if self.same_attribute(node, primary_node, attribute) {
                 if score < Score::INFINITY {
                     *entry = Some(current + score);
                 }
@@ -865,9 +866,7 @@ impl<'a> Work<'a> {
         let cluster = self.cluster;
         let colocation = &cluster.colocations[index];
         let (Some(dependent_node), Some(primary_node)) = (self.assigned[dependent], self.assigned[primary]) else { return };
-        let attribute = colocation.node_attribute.as_deref().unwrap_or("#uname");
-        let same = cluster.nodes[dependent_node].attribute(attribute).map(str::to_lowercase)
-            == cluster.nodes[primary_node].attribute(attribute).map(str::to_lowercase);
+        let same = self.same_attribute(dependent_node, primary_node, colocation.node_attribute.as_deref());
         if !same {
             if colocation.score >= Score::INFINITY && colocation.dependent_role == Some(Role::Promoted) {
                 self.priority[dependent] = Score::NEG_INFINITY;
@@ -968,14 +967,26 @@ impl<'a> Work<'a> {
 
     /// Adds `score` to every node sharing `attribute` with `node`.
     fn update_one(&mut self, rsc: RscIdx, node: NodeIdx, attribute: Option<&str>, score: Score) {
-        let attribute = attribute.unwrap_or("#uname");
-        let value = self.cluster.nodes[node].attribute(attribute).map(str::to_lowercase);
-        for (other, entry) in self.allowed[rsc].iter_mut().enumerate() {
-            if let Some(current) = *entry {
-                if self.cluster.nodes[other].attribute(attribute).map(str::to_lowercase) == value {
-                    *entry = Some(current + score);
+        for other in 0..self.cluster.nodes.len() {
+            if let Some(current) = self.allowed[rsc][other] {
+                if self.same_attribute(other, node, attribute) {
+                    self.allowed[rsc][other] = Some(current + score);
                 }
             }
+        }
+    }
+
+    /// Whether two nodes share the value of a colocation's node attribute (by default
+    /// the node name: the same node). Values compare ignoring ASCII case, as
+    /// Pacemaker's do.
+    fn same_attribute(&self, a: NodeIdx, b: NodeIdx, attribute: Option<&str>) -> bool {
+        match attribute {
+            None | Some("#uname") | Some("#id") => a == b,
+            Some(name) => match (self.cluster.nodes[a].attribute(name), self.cluster.nodes[b].attribute(name)) {
+                (Some(left), Some(right)) => left.eq_ignore_ascii_case(right),
+                (None, None) => true,
+                _ => false,
+            },
         }
     }
 
