@@ -225,6 +225,10 @@ pub(crate) struct Cluster {
     pub locations: Vec<LocationRule>,
     pub colocations: Vec<Colocation>,
     pub orderings: Vec<Ordering>,
+    /// Per resource: the orderings whose `then` it is.
+    pub orderings_by_then: Vec<Vec<usize>>,
+    /// Per resource: the colocations whose dependent it is.
+    pub colocations_by_dependent: Vec<Vec<usize>>,
 }
 
 impl Cluster {

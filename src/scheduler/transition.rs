@@ -145,7 +145,7 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
                 changed = true;
                 continue;
             }
-            if promoted[rsc] && !promote_allowed(cluster, assignment, rsc, &runs, &promoted) {
+            if promoted[rsc] && !promote_allowed(cluster, rsc, &runs, &promoted) {
                 promoted[rsc] = false;
                 changed = true;
             }
@@ -292,8 +292,8 @@ fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, n
         }
     }
     let mut any_of: std::collections::BTreeMap<usize, bool> = std::collections::BTreeMap::new();
-    for ordering in &cluster.orderings {
-        if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Start || !chain.contains(&ordering.then) {
+    for ordering in chain.iter().flat_map(|&owner| &cluster.orderings_by_then[owner]).map(|&index| &cluster.orderings[index]) {
+        if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Start {
             continue;
         }
         if stays && !ordering.symmetrical {
@@ -316,8 +316,8 @@ fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, n
         return false;
     }
     // Mandatory colocation with something that will not run.
-    for colocation in &cluster.colocations {
-        if colocation.score < Score::INFINITY || !chain.contains(&colocation.dependent) {
+    for colocation in chain.iter().flat_map(|&owner| &cluster.colocations_by_dependent[owner]).map(|&index| &cluster.colocations[index]) {
+        if colocation.score < Score::INFINITY {
             continue;
         }
         let primary = colocation.primary;
@@ -356,15 +356,15 @@ fn first_runs(cluster: &Cluster, assignment: &Assignment, first: RscIdx, then: R
 
 /// Whether an instance may be promoted: every mandatory "X then promote" order on its
 /// clone can happen.
-fn promote_allowed(cluster: &Cluster, _assignment: &Assignment, rsc: RscIdx, runs: &[bool], promoted: &[bool]) -> bool {
+fn promote_allowed(cluster: &Cluster, rsc: RscIdx, runs: &[bool], promoted: &[bool]) -> bool {
     let mut chain = vec![rsc];
     let mut cursor = rsc;
     while let Some(parent) = cluster.resources[cursor].parent {
         chain.push(parent);
         cursor = parent;
     }
-    for ordering in &cluster.orderings {
-        if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Promote || !chain.contains(&ordering.then) {
+    for ordering in chain.iter().flat_map(|&owner| &cluster.orderings_by_then[owner]).map(|&index| &cluster.orderings[index]) {
+        if ordering.kind != OrderKind::Mandatory || ordering.then_action != OrderAction::Promote {
             continue;
         }
         let satisfied = match ordering.first_action {

@@ -60,8 +60,18 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
         locations: Vec::new(),
         colocations: Vec::new(),
         orderings: Vec::new(),
+        orderings_by_then: Vec::new(),
+        colocations_by_dependent: Vec::new(),
     };
     unpack_constraints(&mut cluster, &by_name, &snapshot.objects);
+    cluster.orderings_by_then = vec![Vec::new(); cluster.resources.len()];
+    for (index, ordering) in cluster.orderings.iter().enumerate() {
+        cluster.orderings_by_then[ordering.then].push(index);
+    }
+    cluster.colocations_by_dependent = vec![Vec::new(); cluster.resources.len()];
+    for (index, colocation) in cluster.colocations.iter().enumerate() {
+        cluster.colocations_by_dependent[colocation.dependent].push(index);
+    }
     cluster
 }
 
@@ -404,9 +414,8 @@ impl Builder {
         let mut inactive = None;
         let mut skip_inactive = false;
         for &instance in &instances {
-            let active_nodes = self.instance_nodes(instance);
-            if !active_nodes.is_empty() {
-                if active_nodes.contains(&node) {
+            if self.instance_active_anywhere(instance) {
+                if self.instance_active_on(instance, node) {
                     if let Some(member) = self.member_named(instance, base) {
                         if self.resources[member].active.is_empty() {
                             self.rename(member, id);
@@ -435,14 +444,16 @@ impl Builder {
         }
     }
 
-    /// The nodes any primitive at or below `rsc` is active on.
-    fn instance_nodes(&self, rsc: RscIdx) -> Vec<NodeIdx> {
+    /// Whether any primitive at or below `rsc` is active on `node`.
+    fn instance_active_on(&self, rsc: RscIdx, node: NodeIdx) -> bool {
         let resource = &self.resources[rsc];
-        let mut nodes: Vec<NodeIdx> = resource.active.iter().map(|active| active.node).collect();
-        for &child in &resource.children {
-            nodes.extend(self.instance_nodes(child));
-        }
-        nodes
+        resource.active.iter().any(|active| active.node == node) || resource.children.iter().any(|&child| self.instance_active_on(child, node))
+    }
+
+    /// Whether any primitive at or below `rsc` is active anywhere.
+    fn instance_active_anywhere(&self, rsc: RscIdx) -> bool {
+        let resource = &self.resources[rsc];
+        !resource.active.is_empty() || resource.children.iter().any(|&child| self.instance_active_anywhere(child))
     }
 
     fn clone_above(&self, mut rsc: RscIdx) -> Option<RscIdx> {
