@@ -285,7 +285,10 @@ fn dependencies_allow(cluster: &Cluster, assignment: &Assignment, rsc: RscIdx, n
         let container = &cluster.resources[parent];
         if container.kind == RscKind::Group {
             if let Some(position) = container.children.iter().position(|&child| child == rsc) {
-                if position > 0 && !runs[container.children[position - 1]] {
+                // An unmanaged predecessor may run, but it cannot be started: what
+                // starts after it cannot start either (Pacemaker's unrunnable start).
+                let previous = position.checked_sub(1).map(|index| container.children[index]);
+                if previous.is_some_and(|previous| !runs[previous] || (assignment.frozen[previous] && !stays)) {
                     return false;
                 }
             }
