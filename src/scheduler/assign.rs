@@ -940,7 +940,12 @@ impl<'a> Work<'a> {
             return;
         }
         if colocation.score >= Score::INFINITY {
-            let nodes: Vec<NodeIdx> = instances.iter().filter_map(|&instance| self.assigned[instance]).collect();
+            // An instance blocked by a failure is no place to be with.
+            let nodes: Vec<NodeIdx> = instances
+                .iter()
+                .filter(|&&instance| !cluster.primitives_of(instance).iter().any(|&primitive| cluster.resources[primitive].blocked))
+                .filter_map(|&instance| self.assigned[instance])
+                .collect();
             self.exclude_nodes(dependent, &nodes);
             return;
         }
