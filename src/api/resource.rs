@@ -154,6 +154,10 @@ pub struct ResourceMeta {
     pub target_role: Option<Role>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub is_managed: Option<bool>,
+    /// Leave the resource entirely alone: no starts, stops or monitors (like a node in
+    /// maintenance, for one resource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_stickiness: Option<Score>,
     /// Failures on a node before the resource is banned from it (0 disables).

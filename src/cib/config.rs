@@ -89,7 +89,7 @@ const BOOLEAN_OPTIONS_WITH_DEFAULTS: &[(&str, bool)] = &[
 
 /// Meta-attributes of `rsc_defaults` that resources inherit.
 const INHERITED_DEFAULTS: &[&str] =
-    &["migration-threshold", "is-managed", "failure-timeout", "target-role", "priority", "multiple-active", "allow-migrate", "requires"];
+    &["migration-threshold", "is-managed", "maintenance", "failure-timeout", "target-role", "priority", "multiple-active", "allow-migrate", "requires"];
 
 impl Importer {
     /// Reads `crm_config`, `rsc_defaults` and `op_defaults`.

@@ -524,7 +524,7 @@ impl Importer {
                 "priority" => parse_score(value).map(|score| result.priority = Some(score)).is_none(),
                 "multiple-active" => multiple_active(value).map(|policy| result.multiple_active = Some(policy)).is_none(),
                 "requires" => requires(value).map(|condition| result.requires = Some(condition)).is_none(),
-                "maintenance" if parse_bool(value) == Some(false) => false,
+                "maintenance" => parse_bool(value).map(|on| result.maintenance = Some(on)).is_none(),
                 other if CLONE_OPTIONS.contains(&other) => {
                     report(self, format!("clone option {other} on a resource that is not a clone; ignored"));
                     false

@@ -243,7 +243,7 @@ impl Builder {
 
     fn new_rsc(&mut self, id: String, name: &str, kind: RscKind, parent: Option<RscIdx>, meta: &ResourceMeta) -> RscIdx {
         let stickiness = meta.resource_stickiness.unwrap_or(self.policy.default_resource_stickiness);
-        let managed = meta.is_managed.unwrap_or(true) && !self.settings.maintenance_mode;
+        let managed = meta.is_managed.unwrap_or(true) && !meta.maintenance.unwrap_or(false) && !self.settings.maintenance_mode;
         let rsc = Rsc {
             id,
             name: name.to_string(),
@@ -672,6 +672,7 @@ fn inherit(own: &ResourceMeta, group: &ResourceMeta) -> ResourceMeta {
     ResourceMeta {
         target_role: own.target_role.or(group.target_role),
         is_managed: own.is_managed.or(group.is_managed),
+        maintenance: own.maintenance.or(group.maintenance),
         resource_stickiness: own.resource_stickiness.or(group.resource_stickiness),
         migration_threshold: own.migration_threshold.or(group.migration_threshold),
         failure_timeout: own.failure_timeout.or(group.failure_timeout),
