@@ -45,6 +45,11 @@ pub struct FenceDeviceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub retries: Option<u32>,
+    /// The device also unfences (turns a node's access back on, as fence_scsi does):
+    /// a node is unfenced through it before it runs anything (Pacemaker's
+    /// `provides=unfencing`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfencing: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 16))]
     pub operations: Vec<Operation>,

@@ -286,10 +286,20 @@ impl Importer {
                 retries: None,
                 operations: Vec::new(),
                 meta: ResourceMeta::default(),
+                unfencing: false,
                 clone,
             };
             self.fence_params(id, &params, nodes, &mut spec);
             spec.operations = self.operations(primitive, false, settings, true);
+            // provides=unfencing belongs to the device, not to its meta.
+            let (provides, meta): (Vec<MetaValue>, Vec<MetaValue>) = meta.into_iter().partition(|value| value.name == "provides");
+            for value in provides {
+                if value.value.trim() == "unfencing" {
+                    spec.unfencing = true;
+                } else {
+                    self.unmapped("nvpair", id, format!("provides={} has no Pacer equivalent", value.value));
+                }
+            }
             spec.meta = self.resource_meta(id, &meta, false);
             if !utilization.is_empty() {
                 self.unmapped("utilization", id, "fence devices take no utilization in Pacer".into());

@@ -26,6 +26,8 @@ pub(crate) struct Settings {
     pub start_failure_is_fatal: bool,
     /// At least one fence device is configured: fencing is possible at all.
     pub have_fence_device: bool,
+    /// Some fence device also unfences: nodes are unfenced before they run anything.
+    pub have_unfencing_device: bool,
     pub now: i64,
 }
 

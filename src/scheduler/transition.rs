@@ -45,7 +45,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         StonithAction::Reboot => "reboot",
         StonithAction::Off => "off",
     };
-    let fencing = cluster
+    let mut fencing: Vec<Fencing> = cluster
         .nodes
         .iter()
         .enumerate()
@@ -56,6 +56,15 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             reason: node.unclean_reason.clone().unwrap_or_else(|| "node is unclean".into()),
         })
         .collect();
+    // With a device that unfences, a member not yet unfenced is turned on first (the
+    // node agent records `#node-unfenced` once it is).
+    if cluster.settings.stonith_enabled && cluster.settings.have_unfencing_device {
+        for node in &cluster.nodes {
+            if node.online && !node.unclean && !node.shutdown && node.attribute("#node-unfenced").is_none() {
+                fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "unfencing before it runs resources".into() });
+            }
+        }
+    }
 
     let mut resources = Vec::new();
     let mut actions = Vec::new();

@@ -33,6 +33,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
         })
         .unwrap_or_default();
     let have_fence_device = snapshot.objects.iter().any(|object| matches!(object.spec, Spec::FenceDevice(_)));
+    let have_unfencing_device = snapshot.objects.iter().any(|object| matches!(&object.spec, Spec::FenceDevice(device) if device.unfencing));
     let settings = Settings {
         stonith_enabled: policy.stonith_enabled,
         symmetric: policy.symmetric_cluster,
@@ -42,6 +43,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
         maintenance_mode: policy.maintenance_mode,
         start_failure_is_fatal: policy.start_failure_is_fatal,
         have_fence_device,
+        have_unfencing_device,
         now: snapshot.now,
     };
     let mut nodes = unpack_nodes(snapshot, policy.startup_fencing);
