@@ -1344,8 +1344,12 @@ impl<'a> Work<'a> {
                 continue;
             };
             let target = self.effective_target_role(instance);
+            // A group instance is promoted as a whole: one that does not fully run
+            // cannot be.
+            let incomplete = cluster.primitives_of(instance).iter().any(|&member| self.assigned[member].is_none());
             let mut priority = match target {
                 Some(Role::Unpromoted) | Some(Role::Stopped) => Score::NEG_INFINITY,
+                _ if incomplete => Score::NEG_INFINITY,
                 _ => Score::new(self.promotion_score(instance, node, -1)),
             };
             // Role-specific locations of the instance and of the clone.
