@@ -1408,8 +1408,11 @@ impl<'a> Work<'a> {
         let mut ranked: Vec<(RscIdx, Score)> = sort_index
             .iter()
             .map(|&(instance, index)| {
-                let managed_promoted = !cluster.resources[instance].managed && cluster.primitives_of(instance).iter().any(|&p| cluster.resources[p].role() == Role::Promoted);
-                if managed_promoted {
+                // An instance left alone (unmanaged, blocked) that is promoted stays so,
+                // and takes its place among the promoted.
+                let kept_promoted = cluster.primitives_of(instance).iter().all(|&p| self.frozen[p])
+                    && cluster.primitives_of(instance).iter().any(|&p| cluster.resources[p].role() == Role::Promoted);
+                if kept_promoted {
                     return (instance, Score::INFINITY);
                 }
                 if index < Score::ZERO {
@@ -1432,7 +1435,18 @@ impl<'a> Work<'a> {
         let settings = &cluster.settings;
         for (instance, score) in ranked {
             let node = self.assigned[instance];
+            let kept = cluster.primitives_of(instance).iter().all(|&p| self.frozen[p]);
             let mut promote = false;
+            if kept {
+                // Left as it is; a promoted one still counts against promoted-max.
+                if cluster.primitives_of(instance).iter().any(|&p| cluster.resources[p].role() == Role::Promoted) {
+                    promoted += 1;
+                    if let Some(node) = node {
+                        per_node[node] += 1;
+                    }
+                }
+                continue;
+            }
             if score >= Score::ZERO && promoted < info.promoted_max {
                 if let Some(node) = node {
                     let frozen_quorum = !settings.have_quorum
