@@ -44,7 +44,20 @@ pub(crate) fn simulate(request: &SimulateRequest, objects_from_files: impl FnOnc
             let objects = objects_from_files(request.files)?;
             let observed = match request.observed {
                 Some(path) => read_observed(path)?,
-                None => Observed { quorum: true, ..Observed::default() },
+                // No observed state: a fresh cluster, every configured node up and
+                // running nothing yet.
+                None => Observed {
+                    quorum: true,
+                    nodes: objects
+                        .iter()
+                        .filter(|object| object.kind() == Kind::Node)
+                        .map(|object| {
+                            let node = ObservedNode { liveness: NodeLiveness::Online, shutdown: false, attributes: Default::default() };
+                            (object.name().to_string(), node)
+                        })
+                        .collect(),
+                    ..Observed::default()
+                },
             };
             Snapshot { objects, observed, now: 0 }
         }
