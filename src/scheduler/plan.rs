@@ -191,13 +191,16 @@ impl Plan {
                 }
             }
         }
+        // Promoted copies left on an unclean node that cannot be fenced are not the
+        // plan's choice (nothing can stop them), so they do not count.
+        let online = |node: &str| self.nodes.iter().any(|state| state.name == node && state.state == NodeState::Online);
         for (name, limit) in promoted_max {
             let promoted = self
                 .resources
                 .iter()
                 .filter(|resource| resource.name == name && !resource.frozen)
                 .flat_map(|resource| &resource.next)
-                .filter(|placement| placement.role == Role::Promoted)
+                .filter(|placement| placement.role == Role::Promoted && online(&placement.node))
                 .count();
             if promoted > limit as usize {
                 problems.push(format!("{name} has {promoted} promoted instances, more than promotedMax {limit}"));
