@@ -119,7 +119,9 @@ impl Importer {
         let mut promoted = PromotableSpec::default();
         let mut rest = Vec::new();
         for (name, value) in meta {
-            let count = || value.trim().parse::<u32>().ok();
+            // Counts beyond what Pacer's schema accepts are refused (and reported) here,
+            // not left to allocate millions of instances.
+            let count = || value.trim().parse::<u32>().ok().filter(|count| *count <= 100_000);
             let flag = || parse_bool(value);
             let ok = match name.as_str() {
                 "clone-max" => count().map(|max| spec.max = spec.max.or(Some(max))).is_some(),

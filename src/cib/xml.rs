@@ -25,6 +25,19 @@ pub(crate) struct DanglingRef {
 /// Expansion stops this deep, so a reference cycle cannot recurse forever.
 const MAX_REF_DEPTH: usize = 8;
 
+/// The most elements a document may expand to: references to references can grow a
+/// small document exponentially.
+const MAX_ELEMENTS: usize = 1_000_000;
+
+/// The deepest element nesting read (a CIB is a dozen levels deep; this bounds the
+/// recursion).
+const MAX_NESTING: usize = 256;
+
+/// What is left of the expansion limits while converting one document.
+struct Budget {
+    elements_left: usize,
+}
+
 impl Element {
     pub fn attr(&self, name: &str) -> Option<&str> {
         self.attributes.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
@@ -59,7 +72,8 @@ pub(crate) fn parse(text: &str) -> Result<(Element, Vec<DanglingRef>), String> {
         }
     }
     let mut dangling = Vec::new();
-    let root = convert(document.root_element(), &by_id, &mut dangling, 0);
+    let mut budget = Budget { elements_left: MAX_ELEMENTS };
+    let root = convert(document.root_element(), &by_id, &mut dangling, &mut budget, 0, 0)?;
     Ok((root, dangling))
 }
 
@@ -67,25 +81,54 @@ fn convert<'a, 'input>(
     node: roxmltree::Node<'a, 'input>,
     by_id: &HashMap<(&str, &str), roxmltree::Node<'a, 'input>>,
     dangling: &mut Vec<DanglingRef>,
+    budget: &mut Budget,
     depth: usize,
-) -> Element {
+    nesting: usize,
+) -> Result<Element, String> {
+    if nesting > MAX_NESTING {
+        return Err(format!("elements are nested more than {MAX_NESTING} deep"));
+    }
+    budget.elements_left = budget.elements_left.checked_sub(1).ok_or_else(|| format!("the document expands to more than {MAX_ELEMENTS} elements (id-ref)"))?;
     let tag = node.tag_name().name();
     if let Some(id_ref) = node.attribute("id-ref") {
         match by_id.get(&(tag, id_ref)) {
-            Some(target) if depth < MAX_REF_DEPTH => return convert(*target, by_id, dangling, depth + 1),
+            Some(target) if depth < MAX_REF_DEPTH => return convert(*target, by_id, dangling, budget, depth + 1, nesting),
             _ => dangling.push(DanglingRef { tag: tag.to_string(), id_ref: id_ref.to_string() }),
         }
     }
-    Element {
+    let mut children = Vec::new();
+    for child in node.children().filter(roxmltree::Node::is_element) {
+        children.push(convert(child, by_id, dangling, budget, depth, nesting + 1)?);
+    }
+    Ok(Element {
         tag: tag.to_string(),
         attributes: node.attributes().map(|attribute| (attribute.name().to_string(), attribute.value().to_string())).collect(),
-        children: node.children().filter(roxmltree::Node::is_element).map(|child| convert(child, by_id, dangling, depth)).collect(),
-    }
+        children,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expansion_and_nesting_are_bounded() {
+        // Eight levels, each holding twenty references to the level below: 20^8
+        // elements if expanded blindly.
+        let mut levels = String::from(r#"<meta_attributes id="l0"><nvpair id="n" name="a" value="b"/></meta_attributes>"#);
+        for level in 1..8 {
+            let refs: String = (0..20).map(|_| format!(r#"<meta_attributes id-ref="l{}"/>"#, level - 1)).collect();
+            levels.push_str(&format!(r#"<meta_attributes id="l{level}">{refs}</meta_attributes>"#));
+        }
+        let top: String = (0..20).map(|_| r#"<meta_attributes id-ref="l7"/>"#.to_string()).collect();
+        let text = format!("<cib><configuration>{levels}{top}</configuration></cib>");
+        let error = parse(&text).expect_err("exponential expansion");
+        assert!(error.contains("more than 1000000 elements"), "{error}");
+
+        let deep = format!("<cib><configuration>{}{}</configuration></cib>", "<a>".repeat(1000), "</a>".repeat(1000));
+        let error = parse(&deep).expect_err("deep nesting");
+        assert!(error.contains("nested more than 256"), "{error}");
+    }
 
     #[test]
     fn id_refs_are_expanded_and_dangling_ones_reported() {

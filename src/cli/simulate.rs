@@ -123,7 +123,7 @@ fn inject_op_failure(snapshot: &mut Snapshot, spec: &str) -> anyhow::Result<()> 
             _ => None,
         })
         .unwrap_or(0);
-    let call_id = snapshot.observed.history.iter().flat_map(|history| history.operations.iter().map(|op| op.call_id)).max().unwrap_or(0) + 1;
+    let call_id = snapshot.observed.history.iter().flat_map(|history| history.operations.iter().map(|op| op.call_id)).max().unwrap_or(0).saturating_add(1);
     let record = OperationRecord {
         operation: operation.to_string(),
         interval_ms,

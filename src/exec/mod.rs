@@ -370,15 +370,19 @@ impl Executor {
         };
         let mut result = self.run_resource_agent(request, &systemctl, args, None, cancel, |code| code).await;
         if result.status == ExecStatus::Done && result.rc != 0 {
-            // systemctl's codes are not OCF's: ask whether the unit exists at all.
-            let loaded = tokio::process::Command::new(&systemctl)
+            // systemctl's codes are not OCF's: ask whether the unit exists at all,
+            // within what is left of the operation's timeout (systemd may hang).
+            let remaining = request.timeout.saturating_sub(result.duration).max(Duration::from_secs(1));
+            let query = tokio::process::Command::new(&systemctl)
                 .args(["show", "-p", "LoadState", "--value", &unit])
                 .env_clear()
                 .env("PATH", &self.config.system_path)
-                .output()
-                .await
-                .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
-                .unwrap_or_default();
+                .kill_on_drop(true)
+                .output();
+            let loaded = match tokio::time::timeout(remaining, query).await {
+                Ok(Ok(output)) => String::from_utf8_lossy(&output.stdout).trim().to_string(),
+                Ok(Err(_)) | Err(_) => String::new(),
+            };
             let missing = loaded == "not-found";
             result.rc = match request.action.as_str() {
                 // Nothing of a missing unit runs: stopped.

@@ -250,7 +250,7 @@ impl<'a> Work<'a> {
                             None => format!("last-failure-{name}"),
                         };
                         let last = state.attributes.get(&last_key).and_then(|text| text.parse::<i64>().ok());
-                        if last.is_some_and(|last| last + timeout as i64 <= cluster.settings.now) {
+                        if last.and_then(|last| last.checked_add(i64::try_from(timeout).unwrap_or(i64::MAX))).is_some_and(|expiry| expiry <= cluster.settings.now) {
                             continue;
                         }
                     }
@@ -590,7 +590,8 @@ impl<'a> Work<'a> {
         if let Some(node) = node {
             self.assigned_count[node] += 1;
             for (key, amount) in &self.cluster.resources[rsc].utilization {
-                *self.remaining[node].entry(key.clone()).or_insert(0) -= amount;
+                let left = self.remaining[node].entry(key.clone()).or_insert(0);
+                *left = left.saturating_sub(*amount);
             }
         }
     }
@@ -691,7 +692,8 @@ impl<'a> Work<'a> {
                 continue;
             }
             for (key, amount) in &cluster.resources[member].utilization {
-                *required.entry(key.clone()).or_insert(0) += amount;
+                let total = required.entry(key.clone()).or_insert(0);
+                *total = total.saturating_add(*amount);
             }
         }
         let nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).filter(|&node| self.allowed[rsc][node].is_some() && self.node_available(node)).collect();
@@ -1276,7 +1278,8 @@ impl<'a> Work<'a> {
                 if assigned != Some(node) {
                     self.assigned_count[node] = self.assigned_count[node].saturating_sub(1);
                     for (key, amount) in &self.cluster.resources[index].utilization {
-                        *self.remaining[node].entry(key.clone()).or_insert(0) += amount;
+                        let left = self.remaining[node].entry(key.clone()).or_insert(0);
+                        *left = left.saturating_add(*amount);
                     }
                 }
             }

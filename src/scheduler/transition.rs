@@ -15,7 +15,8 @@ use super::plan::{Action, Fencing, NodePlan, NodeState, Placement, Plan, Resourc
 /// Builds the plan. `stonith_action` is what fencing does to a node.
 pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_action: StonithAction) -> Plan {
     let fenced: Vec<bool> = cluster.nodes.iter().map(|node| node.unclean && cluster.settings.can_fence(node)).collect();
-    let finals = final_placements(cluster, assignment, &fenced);
+    let mut finals = final_placements(cluster, assignment, &fenced);
+    hold_back_promotions(cluster, &mut finals);
 
     let nodes = cluster
         .nodes
@@ -240,6 +241,35 @@ fn stops_blocked(cluster: &Cluster, assignment: &Assignment, runs: &[bool], fenc
         }
         if !changed {
             return kept;
+        }
+    }
+}
+
+/// Pacemaker demotes before it promotes: when an instance that stays promoted (left
+/// alone, or its demotion waits for a stop that cannot happen) would take a clone past
+/// promoted-max, the promotions this plan adds are held back, newest choice last.
+fn hold_back_promotions(cluster: &Cluster, finals: &mut [Vec<(NodeIdx, Role)>]) {
+    for (clone, resource) in cluster.resources.iter().enumerate() {
+        let Some(info) = resource.clone.as_ref().filter(|info| info.promotable) else { continue };
+        let primitives = cluster.primitives_of(clone);
+        let promoted_here = |finals: &[Vec<(NodeIdx, Role)>], rsc: RscIdx| finals[rsc].iter().any(|(_, role)| *role == Role::Promoted);
+        // Instances (counted once each) that end promoted.
+        let promoted_instances = |finals: &[Vec<(NodeIdx, Role)>]| {
+            resource.children.iter().filter(|&&instance| cluster.primitives_of(instance).iter().any(|&p| promoted_here(finals, p))).count()
+        };
+        if promoted_instances(finals) <= info.promoted_max {
+            continue;
+        }
+        for &rsc in &primitives {
+            if promoted_instances(finals) <= info.promoted_max {
+                break;
+            }
+            let was_promoted = cluster.resources[rsc].role() == Role::Promoted;
+            if !was_promoted && promoted_here(finals, rsc) {
+                for (_, role) in finals[rsc].iter_mut() {
+                    *role = Role::Unpromoted;
+                }
+            }
         }
     }
 }
