@@ -16,7 +16,8 @@ use pacer::api::ObjectSet;
 use pacer::api::manifest::{Source, check_change, load};
 use pacer::api::yaml::parse_documents;
 use pacer::api::{Object, Score};
-use pacer::scheduler::plan::{Placement, Plan, ResourceKind};
+use pacer::api::constraint::OrderAction;
+use pacer::scheduler::plan::{Gate, Placement, Plan, ResourceKind};
 use pacer::scheduler::snapshot::Observed;
 use pacer::scheduler::{Snapshot, schedule};
 
@@ -171,8 +172,35 @@ fn render(plan: &Plan) -> String {
             .map(|(node, score)| format!("{node}={}", score_text(score)))
             .collect();
         let _ = writeln!(out, "    scores: {}", scores.join(" "));
+        for (label, gates) in [("start after", &resource.start_after), ("promote after", &resource.promote_after)] {
+            if !gates.is_empty() {
+                let gates: Vec<String> = gates.iter().map(gate_text).collect();
+                let _ = writeln!(out, "    {label}: {}", gates.join(", "));
+            }
+        }
     }
     out
+}
+
+/// `start of web`, `promote of db (same node)`, `start of base (2 copies)`.
+fn gate_text(gate: &Gate) -> String {
+    let action = match gate.action {
+        OrderAction::Start => "start",
+        OrderAction::Promote => "promote",
+        OrderAction::Stop => "stop",
+        OrderAction::Demote => "demote",
+    };
+    let mut text = format!("{action} of {}", gate.resource);
+    if gate.same_node {
+        text.push_str(" (same node)");
+    }
+    if gate.at_least > 1 {
+        text.push_str(&format!(" ({} copies)", gate.at_least));
+    }
+    if let Some(group) = gate.any_of {
+        text.push_str(&format!(" (any of #{group})"));
+    }
+    text
 }
 
 fn run_case(directory: &Path) -> Result<String, String> {

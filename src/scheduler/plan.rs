@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::api::{Score, Spec};
+use crate::api::constraint::OrderAction;
 use crate::api::resource::Role;
 
 use super::snapshot::{NodeLiveness, Snapshot};
@@ -100,6 +101,34 @@ pub struct ResourcePlan {
     pub failed: bool,
     /// Left alone: unmanaged, blocked by a failure, or on a maintenance node.
     pub frozen: bool,
+    /// What the node agent must see happen before it starts this instance: the
+    /// mandatory orders it is the `then` of, and the group member before it. The
+    /// scheduler computes gates; the agent only evaluates them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub start_after: Vec<Gate>,
+    /// What must be seen before this instance is promoted.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub promote_after: Vec<Gate>,
+}
+
+/// One condition a start or promotion waits for: an action of another resource,
+/// observed in the cluster's status.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gate {
+    /// The configured resource (primitive, group or clone) whose action must be seen.
+    pub resource: String,
+    /// `Start` (it runs) or `Promote` (it is promoted).
+    pub action: OrderAction,
+    /// Only a copy on the same node counts (the group member before, or the instance
+    /// of an interleaved clone).
+    pub same_node: bool,
+    /// How many copies must have done it (a clone's `min`; 1 otherwise).
+    pub at_least: u32,
+    /// Gates sharing a number are alternatives: one of them suffices (a set with
+    /// `requireAll: false`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub any_of: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -10,7 +10,7 @@ use crate::api::resource::Role;
 
 use super::assign::Assignment;
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
-use super::plan::{Action, Fencing, NodePlan, NodeState, Placement, Plan, ResourceKind, ResourcePlan};
+use super::plan::{Action, Fencing, Gate, NodePlan, NodeState, Placement, Plan, ResourceKind, ResourcePlan};
 
 /// Builds the plan. `stonith_action` is what fencing does to a node.
 pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_action: StonithAction) -> Plan {
@@ -95,6 +95,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             None
         };
         summarize(&resource.id, resource.failed, &current, &next, &mut actions);
+        let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
             id: resource.id.clone(),
             name: resource.name.clone(),
@@ -108,6 +109,8 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             reason,
             failed: resource.failed,
             frozen: assignment.frozen[rsc],
+            start_after,
+            promote_after,
         });
     }
     Plan { nodes, resources, fencing, actions }
@@ -419,6 +422,51 @@ fn promote_allowed(cluster: &Cluster, rsc: RscIdx, runs: &[bool], promoted: &[bo
         }
     }
     true
+}
+
+/// What a primitive's start and promotion wait for (see `plan::Gate`): the group
+/// member before it, and the mandatory orders whose `then` is it or a container of it.
+fn gates(cluster: &Cluster, rsc: RscIdx) -> (Vec<Gate>, Vec<Gate>) {
+    let mut start_after = Vec::new();
+    let mut promote_after = Vec::new();
+    let resource = &cluster.resources[rsc];
+    if let Some(parent) = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group) {
+        let members = &cluster.resources[parent].children;
+        if let Some(position) = members.iter().position(|&member| member == rsc).filter(|&position| position > 0) {
+            let previous = &cluster.resources[members[position - 1]];
+            start_after.push(Gate { resource: previous.name.clone(), action: OrderAction::Start, same_node: true, at_least: 1, any_of: None });
+        }
+    }
+    let mut chain = vec![rsc];
+    let mut cursor = rsc;
+    while let Some(parent) = cluster.resources[cursor].parent {
+        chain.push(parent);
+        cursor = parent;
+    }
+    let own_clone = cluster.clone_of(rsc);
+    let interleaved = own_clone.and_then(|clone| cluster.resources[clone].clone.as_ref()).is_some_and(|info| info.interleave);
+    for ordering in chain.iter().flat_map(|&owner| &cluster.orderings_by_then[owner]).map(|&index| &cluster.orderings[index]) {
+        if ordering.kind != OrderKind::Mandatory || !matches!(ordering.first_action, OrderAction::Start | OrderAction::Promote) {
+            continue;
+        }
+        let first = &cluster.resources[ordering.first];
+        let first_is_clone = first.kind == RscKind::Clone;
+        let gate = Gate {
+            resource: first.name.clone(),
+            action: ordering.first_action,
+            same_node: first_is_clone && interleaved && own_clone != Some(ordering.first),
+            at_least: first.clone.as_ref().map_or(1, |info| u32::try_from(info.min).unwrap_or(u32::MAX)),
+            any_of: ordering.any_of,
+        };
+        match ordering.then_action {
+            OrderAction::Start => start_after.push(gate),
+            OrderAction::Promote => promote_after.push(gate),
+            OrderAction::Stop | OrderAction::Demote => {}
+        }
+    }
+    start_after.dedup();
+    promote_after.dedup();
+    (start_after, promote_after)
 }
 
 /// Pacemaker's transition-summary verbs for one resource.
