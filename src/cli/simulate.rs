@@ -169,6 +169,7 @@ pub(crate) fn oracle_json(plan: &Plan) -> Value {
             }
         }
     }
+    let by_id: std::collections::HashMap<&str, &crate::scheduler::plan::ResourcePlan> = plan.resources.iter().map(|resource| (resource.id.as_str(), resource)).collect();
     let nodes: serde_json::Map<String, Value> = plan.nodes.iter().map(|node| (node.name.clone(), Value::String(node.state.as_str().into()))).collect();
     json!({
         "format": "pcmk-oracle-1",
@@ -177,7 +178,14 @@ pub(crate) fn oracle_json(plan: &Plan) -> Value {
         "nodes": nodes,
         "fenced": plan.fencing.iter().map(|fencing| fencing.node.clone()).collect::<Vec<_>>(),
         "fence_actions": plan.fencing.iter().map(|fencing| json!([fencing.node, fencing.action])).collect::<Vec<_>>(),
-        "actions": plan.actions.iter().map(|action| json!([action.verb, action.resource, action.detail])).collect::<Vec<_>>(),
+        "actions": plan
+            .actions
+            .iter()
+            .map(|action| {
+                let name = by_id.get(action.resource.as_str()).map_or(action.resource.as_str(), |resource| report_name(resource));
+                json!([action.verb, name, action.detail])
+            })
+            .collect::<Vec<_>>(),
     })
 }
 

@@ -125,6 +125,9 @@ pub(crate) struct Rsc {
     pub requires: Requires,
     /// What to do when found active on several nodes.
     pub multiple_active: MultipleActive,
+    /// May move by live migration (migrate_to on the source, migrate_from on the
+    /// target) instead of a stop and a start.
+    pub allow_migrate: bool,
     pub operations: Vec<OpDef>,
     /// What it consumes of a node's capacity, per utilization attribute.
     pub utilization: BTreeMap<String, i64>,

@@ -94,7 +94,17 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         } else {
             None
         };
-        summarize(&resource.id, resource.failed, &current, &next, &mut actions);
+        // A healthy move between two usable nodes of a resource that allows it is a
+        // live migration.
+        let migrates = resource.allow_migrate
+            && cluster.clone_of(rsc).is_none()
+            && !resource.failed
+            && resource.active.len() == 1
+            && finals[rsc].len() == 1
+            && resource.active[0].node != finals[rsc][0].0
+            && resource.active[0].role == Role::Started
+            && cluster.nodes[resource.active[0].node].available();
+        summarize(&resource.id, resource.failed, migrates, &current, &next, &mut actions);
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
             id: resource.id.clone(),
@@ -470,7 +480,7 @@ fn gates(cluster: &Cluster, rsc: RscIdx) -> (Vec<Gate>, Vec<Gate>) {
 }
 
 /// Pacemaker's transition-summary verbs for one resource.
-fn summarize(id: &str, failed: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+fn summarize(id: &str, failed: bool, migrates: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
     let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });
     match (current, next) {
         ([], []) => {}
@@ -494,7 +504,16 @@ fn summarize(id: &str, failed: bool, current: &[Placement], next: &[Placement], 
                 push(actions, "Promote", to.node.clone());
             }
         }
-        ([from], [to]) => push(actions, if failed { "Recover" } else { "Move" }, format!("{} -> {}", from.node, to.node)),
+        ([from], [to]) => {
+            let verb = if failed {
+                "Recover"
+            } else if migrates {
+                "Migrate"
+            } else {
+                "Move"
+            };
+            push(actions, verb, format!("{} -> {}", from.node, to.node));
+        }
         (_, [to]) => {
             for from in current.iter().filter(|from| from.node != to.node) {
                 push(actions, "Stop", from.node.clone());

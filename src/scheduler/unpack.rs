@@ -261,6 +261,7 @@ impl Builder {
             managed,
             requires: meta.requires.unwrap_or(if self.settings.stonith_enabled { Requires::Fencing } else { Requires::Quorum }),
             multiple_active: meta.multiple_active.unwrap_or(MultipleActive::StopStart),
+            allow_migrate: meta.allow_migrate.unwrap_or(false),
             operations: Vec::new(),
             utilization: BTreeMap::new(),
             clone: None,
