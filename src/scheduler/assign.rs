@@ -353,7 +353,7 @@ impl<'a> Work<'a> {
                     continue;
                 }
                 let other = if flags.forward { colocation.primary } else { colocation.dependent };
-                let scaled = colocation.score.value() as f64 / Score::INFINITY.value() as f64;
+                let scaled = colocation.factor();
                 let attribute = colocation.node_attribute.clone();
                 work = self.merge_scores(other, Some(work), attribute.as_deref(), scaled, Merge { rollback: true, ..flags });
             }
@@ -378,12 +378,12 @@ impl<'a> Work<'a> {
                 let other = if flags.forward {
                     colocation.primary
                 } else {
-                    if !colocation.influence && !self.cluster.resources[colocation.dependent].active.is_empty() {
+                    if !self.cluster.influences(colocation) {
                         continue;
                     }
                     colocation.dependent
                 };
-                let scaled = multiplier * colocation.score.value() as f64 / Score::INFINITY.value() as f64;
+                let scaled = multiplier * colocation.factor();
                 let attribute = colocation.node_attribute.clone();
                 work = self.merge_scores(other, Some(work), attribute.as_deref(), scaled, Merge { rollback: true, ..flags });
             }
@@ -400,6 +400,23 @@ impl<'a> Work<'a> {
         }
         self.merging[rsc] = false;
         work
+    }
+
+    /// Adds the scores of the resources placed with `rsc` (its dependents) to its own,
+    /// each scaled by its colocation, undone where it would leave no node usable. A
+    /// clone counts only positive preferences (`only_positive`).
+    fn merge_dependents(&mut self, rsc: RscIdx, only_positive: bool) {
+        let cluster = self.cluster;
+        for index in self.with_this[rsc].clone() {
+            let colocation = &cluster.colocations[index];
+            if !cluster.influences(colocation) {
+                continue;
+            }
+            let attribute = colocation.node_attribute.clone();
+            let table = self.allowed[rsc].clone();
+            let flags = Merge { rollback: true, positive: only_positive, ..Merge::default() };
+            self.allowed[rsc] = self.merge_scores(colocation.dependent, Some(table), attribute.as_deref(), colocation.factor(), flags);
+        }
     }
 
     /// Adds to each node of `table` the best score `rsc` has on a node with the same
@@ -505,16 +522,7 @@ impl<'a> Work<'a> {
                 }
             }
         }
-        for index in self.with_this[rsc].clone() {
-            let colocation = &cluster.colocations[index];
-            if !colocation.influence && !cluster.resources[colocation.dependent].active.is_empty() {
-                continue;
-            }
-            let factor = colocation.score.value() as f64 / Score::INFINITY.value() as f64;
-            let attribute = colocation.node_attribute.clone();
-            let table = self.allowed[rsc].clone();
-            self.allowed[rsc] = self.merge_scores(colocation.dependent, Some(table), attribute.as_deref(), factor, Merge { rollback: true, ..Merge::default() });
-        }
+        self.merge_dependents(rsc, false);
 
         let resource = &cluster.resources[rsc];
         let settings = &cluster.settings;
@@ -1052,16 +1060,7 @@ impl<'a> Work<'a> {
             let primary = cluster.colocations[index].primary;
             self.assign_resource(primary, None);
         }
-        for index in self.with_this[rsc].clone() {
-            let colocation = &cluster.colocations[index];
-            if !colocation.influence && !cluster.resources[colocation.dependent].active.is_empty() {
-                continue;
-            }
-            let factor = colocation.score.value() as f64 / Score::INFINITY.value() as f64;
-            let attribute = colocation.node_attribute.clone();
-            let table = self.allowed[rsc].clone();
-            self.allowed[rsc] = self.merge_scores(colocation.dependent, Some(table), attribute.as_deref(), factor, Merge { rollback: true, positive: true, ..Merge::default() });
-        }
+        self.merge_dependents(rsc, true);
         let mut instances = cluster.resources[rsc].children.clone();
         instances.sort_by(|&a, &b| self.compare_instances(a, b));
         self.distribute(rsc, &instances, &info);
@@ -1390,7 +1389,7 @@ impl<'a> Work<'a> {
         for index in self.this_with[clone].clone() {
             let colocation = &cluster.colocations[index];
             if colocation.dependent_role == Some(Role::Promoted) {
-                let factor = colocation.score.value() as f64 / Score::INFINITY.value() as f64;
+                let factor = colocation.factor();
                 let flags = if colocation.score == Score::INFINITY { Merge::default() } else { Merge { rollback: true, ..Merge::default() } };
                 let attribute = colocation.node_attribute.clone();
                 clone_scores = self.merge_scores(colocation.primary, Some(clone_scores), attribute.as_deref(), factor, flags);
@@ -1398,11 +1397,11 @@ impl<'a> Work<'a> {
         }
         for index in self.with_this[clone].clone() {
             let colocation = &cluster.colocations[index];
-            if !colocation.influence && !cluster.resources[colocation.dependent].active.is_empty() {
+            if !cluster.influences(colocation) {
                 continue;
             }
             if colocation.primary_role == Some(Role::Promoted) {
-                let factor = colocation.score.value() as f64 / Score::INFINITY.value() as f64;
+                let factor = colocation.factor();
                 let attribute = colocation.node_attribute.clone();
                 clone_scores =
                     self.merge_scores(colocation.dependent, Some(clone_scores), attribute.as_deref(), factor, Merge { rollback: true, positive: true, ..Merge::default() });

@@ -203,6 +203,13 @@ pub(crate) struct Colocation {
     pub influence: bool,
 }
 
+impl Colocation {
+    /// The colocation's weight in score merges: its score over INFINITY.
+    pub fn factor(&self) -> f64 {
+        self.score.value() as f64 / Score::INFINITY.value() as f64
+    }
+}
+
 /// An ordering between two resources' actions.
 #[derive(Clone, Debug)]
 pub(crate) struct Ordering {
@@ -270,6 +277,12 @@ impl Cluster {
                 self.collect_primitives(child, out);
             }
         }
+    }
+
+    /// Whether a colocation's dependent may pull its primary toward it: always, unless
+    /// `influence: false` and the dependent already runs.
+    pub fn influences(&self, colocation: &Colocation) -> bool {
+        colocation.influence || self.resources[colocation.dependent].active.is_empty()
     }
 
     /// Whether `rsc` is inside a promotable clone.
