@@ -9,6 +9,15 @@ use serde::{Deserialize, Deserializer, Serialize, de};
 /// Longest object name, as in Kubernetes.
 pub const MAX_NAME_LEN: usize = 253;
 
+/// Splits the id a node records a clone instance under (`rsc:3`) into the
+/// resource's name and the instance number; any other id is a name of its own.
+pub fn split_instance(id: &str) -> (&str, Option<&str>) {
+    match id.rsplit_once(':') {
+        Some((base, instance)) if !instance.is_empty() && instance.bytes().all(|b| b.is_ascii_digit()) => (base, Some(instance)),
+        _ => (id, None),
+    }
+}
+
 /// The alphabet of object names: Pacemaker's XML ids plus leading digits (node names).
 pub(crate) const NAME_PATTERN: &str = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$";
 

@@ -194,10 +194,7 @@ impl Importer {
         if let Some(name) = self.names.get(&(Namespace::Placeable, id.to_string())) {
             return name.to_string();
         }
-        let (base, suffix) = match id.rsplit_once(':') {
-            Some((base, instance)) if !instance.is_empty() && instance.chars().all(|c| c.is_ascii_digit()) => (base, Some(instance)),
-            _ => (id, None),
-        };
+        let (base, suffix) = crate::api::names::split_instance(id);
         match (self.names.get(&(Namespace::Placeable, base.to_string())), suffix) {
             (Some(name), Some(instance)) if name.as_str() != base => format!("{name}:{instance}"),
             (Some(name), None) => name.to_string(),

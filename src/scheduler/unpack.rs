@@ -688,10 +688,7 @@ fn inherit(own: &ResourceMeta, group: &ResourceMeta) -> ResourceMeta {
 
 /// `rsc:3` → `rsc`.
 pub(crate) fn strip_instance(id: &str) -> &str {
-    match id.rsplit_once(':') {
-        Some((base, suffix)) if !suffix.is_empty() && suffix.bytes().all(|b| b.is_ascii_digit()) => base,
-        _ => id,
-    }
+    crate::api::names::split_instance(id).0
 }
 
 /// What an operation found, when it tells the role.
