@@ -1,10 +1,13 @@
 //! Pacer: a cluster resource manager with Pacemaker's semantics, designed
 //! Kubernetes-style. See ARCHITECTURE.md for the map.
 
+pub mod agent;
 pub mod api;
 pub mod cib;
 pub mod exec;
 pub mod local;
 pub mod scheduler;
+pub mod state;
 pub mod store;
 pub mod cli;
+pub mod daemon;

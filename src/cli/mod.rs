@@ -128,12 +128,60 @@ enum Command {
         #[arg(short = 'o', long = "out")]
         out: Option<PathBuf>,
     },
+    /// Run the node agent of one node: hold its lease, probe every resource, converge
+    /// to the scheduler's assignment by running the real agents, report statuses.
+    /// Runs in the foreground; SIGTERM or SIGINT stops it (see --on-shutdown).
+    Agent {
+        /// The node this agent stands for (its `Node` object is created if missing).
+        #[arg(long)]
+        node: String,
+        /// The node's own directory (agents' HA_RSCTMP/HA_VARRUN, work files).
+        #[arg(long)]
+        state_dir: PathBuf,
+        /// Seconds the node's lease lasts without renewal (etcd counts whole seconds).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+        lease_ttl: u64,
+        /// On SIGTERM: stop every resource (in reverse start order), or leave them
+        /// running (the node then counts as lost).
+        #[arg(long, value_enum, default_value = "stop")]
+        on_shutdown: ShutdownMode,
+        /// A directory laid out like Pacer's `agents/` (`ocf/<provider>/<type>`, `lsb/`,
+        /// `fence/`) searched after the system's; repeatable.
+        #[arg(long = "agents-dir")]
+        agents_dirs: Vec<PathBuf>,
+        /// Attribute of the Node object created when none exists: NAME=VALUE; repeatable.
+        #[arg(long = "attribute", value_parser = parse_key_value)]
+        attributes: Vec<(String, String)>,
+        /// Capacity of the Node object created when none exists: NAME=NUMBER; repeatable.
+        #[arg(long = "capacity", value_parser = parse_capacity)]
+        capacity: Vec<(String, u64)>,
+    },
     /// Start a local cluster for trying Pacer out: today a private etcd on free
     /// loopback ports; runs in the foreground until interrupted.
     Up {
         #[arg(long)]
         state_dir: PathBuf,
     },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ShutdownMode {
+    Stop,
+    Leave,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected NAME=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("{text:?}: the name is empty"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+fn parse_capacity(text: &str) -> Result<(String, u64), String> {
+    let (key, value) = parse_key_value(text)?;
+    let number = value.parse().map_err(|_| format!("{text:?}: the capacity must be a whole number"))?;
+    Ok((key, number))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -339,5 +387,35 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::ImportCib { file, out } => simulate::import_cib(file, out.as_ref()),
         Command::Up { state_dir } => up::run(state_dir).await,
+        Command::Agent { node, state_dir, lease_ttl, on_shutdown, agents_dirs, attributes, capacity } => {
+            anyhow::ensure!(crate::api::Name::is_valid(node), "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'");
+            std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
+            let mut exec = crate::exec::ExecConfig::default();
+            for dir in agents_dirs {
+                exec = exec.with_agents_dir(dir);
+            }
+            let config = crate::agent::AgentConfig {
+                node: node.clone(),
+                state_dir: state_dir.clone(),
+                lease_ttl: std::time::Duration::from_secs(*lease_ttl),
+                on_shutdown: match on_shutdown {
+                    ShutdownMode::Stop => crate::agent::OnShutdown::Stop,
+                    ShutdownMode::Leave => crate::agent::OnShutdown::Leave,
+                },
+                exec,
+                attributes: attributes.iter().cloned().collect(),
+                capacity: capacity.iter().cloned().collect(),
+            };
+            let store = connect(&cli).await?;
+            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
+            let shutdown = async move {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = terminate.recv() => {}
+                }
+            };
+            crate::agent::run(config, store, shutdown).await?;
+            Ok(0)
+        }
     }
 }

@@ -29,6 +29,7 @@ mod classes;
 mod environment;
 mod fence;
 mod process;
+pub mod reaper;
 mod resolve;
 mod shims;
 

@@ -5,6 +5,11 @@
 //!   revision to prove nothing changed since they read.
 //! - `intents/<id>/chunk/<n>`, `intents/<id>/commit`: a large apply staged in chunks;
 //!   the commit key is its point of no return (see `apply`).
+//! - `nodes/<node>/lease`: a node agent's heartbeat, bound to its lease (present =
+//!   the agent is alive).
+//! - `status/<node>/<id>`: a resource on a node as that node's agent saw it.
+//! - `attributes/<node>/<name>`: node attributes agents set at run time.
+//! - `plans/<node>`: the leading scheduler's assignment for one node.
 
 use crate::api::ObjectKey;
 
@@ -52,6 +57,60 @@ impl Keys {
         format!("{}/intents/{id}/commit", self.prefix)
     }
 
+    pub fn node_lease(&self, node: &str) -> String {
+        format!("{}/nodes/{node}/lease", self.prefix)
+    }
+
+    pub fn nodes_prefix(&self) -> String {
+        format!("{}/nodes/", self.prefix)
+    }
+
+    /// The node a `nodes/<node>/lease` key belongs to.
+    pub fn node_of_lease(&self, key: &str) -> Option<String> {
+        let rest = key.strip_prefix(&self.nodes_prefix())?;
+        rest.strip_suffix("/lease").filter(|node| !node.contains('/')).map(str::to_string)
+    }
+
+    pub fn statuses_prefix(&self) -> String {
+        format!("{}/status/", self.prefix)
+    }
+
+    pub fn node_statuses_prefix(&self, node: &str) -> String {
+        format!("{}/status/{node}/", self.prefix)
+    }
+
+    pub fn status(&self, node: &str, id: &str) -> String {
+        format!("{}/status/{node}/{id}", self.prefix)
+    }
+
+    pub fn attributes_prefix(&self) -> String {
+        format!("{}/attributes/", self.prefix)
+    }
+
+    pub fn node_attributes_prefix(&self, node: &str) -> String {
+        format!("{}/attributes/{node}/", self.prefix)
+    }
+
+    pub fn attribute(&self, node: &str, name: &str) -> String {
+        format!("{}/attributes/{node}/{name}", self.prefix)
+    }
+
+    pub fn plans_prefix(&self) -> String {
+        format!("{}/plans/", self.prefix)
+    }
+
+    pub fn plan(&self, node: &str) -> String {
+        format!("{}/plans/{node}", self.prefix)
+    }
+
+    /// The node and the last segment of a `<section>/<node>/<name>` key
+    /// (`status/n1/web`, `attributes/n1/master-db`).
+    pub fn node_and_name<'a>(section_prefix: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
+        let rest = key.strip_prefix(section_prefix)?;
+        let (node, name) = rest.split_once('/')?;
+        (!node.is_empty() && !name.is_empty() && !name.contains('/')).then_some((node, name))
+    }
+
     /// The intent id of a commit key, `None` for any other key.
     pub fn committed_intent_id(&self, key: &str) -> Option<String> {
         let rest = key.strip_prefix(&self.intents_prefix())?;
@@ -81,5 +140,9 @@ mod tests {
         assert_eq!(keys.committed_intent_id("/pacer/intents/42-x/commit").as_deref(), Some("42-x"));
         assert_eq!(keys.committed_intent_id("/pacer/intents/42-x/chunk/000001"), None);
         assert_eq!(keys.intent_id("/pacer/intents/42-x/chunk/000001").as_deref(), Some("42-x"));
+        assert_eq!(keys.node_of_lease("/pacer/nodes/n1/lease").as_deref(), Some("n1"));
+        assert_eq!(keys.node_of_lease("/pacer/nodes/n1/other"), None);
+        assert_eq!(Keys::node_and_name(&keys.statuses_prefix(), "/pacer/status/n1/db:1"), Some(("n1", "db:1")));
+        assert_eq!(Keys::node_and_name(&keys.statuses_prefix(), "/pacer/status/n1/a/b"), None);
     }
 }

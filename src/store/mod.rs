@@ -2,6 +2,7 @@
 //! of any size, and a list+watch helper. The only module that talks to etcd.
 
 pub mod apply;
+pub mod node;
 pub mod keys;
 pub mod watch;
 

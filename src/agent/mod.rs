@@ -1,0 +1,691 @@
+//! The node agent (`pacer agent --node NAME`): holds the node's lease, follows the
+//! scheduler's assignment for the node and makes the node match it by running the
+//! real agents through `exec`, then reports what it saw under `status/<node>/`.
+//!
+//! - `reconcile.rs`: every decision, without IO (what to run next, what a result
+//!   means).
+//! - `lease.rs`: lease renewal.
+//! - this file: the event loop — watches, operations in flight, status writes, the
+//!   self-fencing deadline and shutdown.
+//!
+//! One session per lease: claim the node's key, probe everything, converge; if the
+//! lease cannot be renewed, stop everything before it could expire for the others
+//! (killing what does not stop in time), forget what runs, and start a new session.
+
+pub mod lease;
+pub mod reconcile;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::api::manifest::{Source, load};
+use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, ExecStatus, Executor, OperationRequest, OperationResult};
+use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ResourceStatus, probe_targets};
+use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
+use crate::store::node::{GuardedWriteError, NodeSession};
+use crate::store::watch::{PrefixWatcher, WatchEvent};
+use crate::store::{Keys, Store, StoreError};
+use lease::LeaseState;
+pub use reconcile::{Action, OnShutdown, Reconciler, Step};
+
+/// How an agent runs.
+#[derive(Clone, Debug)]
+pub struct AgentConfig {
+    pub node: String,
+    /// The node's own directory: agents' `HA_RSCTMP`/`HA_VARRUN` and the executor's
+    /// work files live under it.
+    pub state_dir: PathBuf,
+    /// The node's lease; the node counts as lost this long after its agent stops
+    /// renewing. etcd counts whole seconds.
+    pub lease_ttl: Duration,
+    pub on_shutdown: OnShutdown,
+    pub exec: ExecConfig,
+    /// Attributes and capacity of the `Node` object created when none exists.
+    pub attributes: BTreeMap<String, String>,
+    pub capacity: BTreeMap<String, u64>,
+}
+
+/// Why the agent stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// The `Node` object could not be registered (invalid name or attributes).
+    #[error("register node {node}: {reason}")]
+    Register { node: String, reason: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Runs the agent until `shutdown` completes; then stops or leaves the resources as
+/// `config.on_shutdown` says and gives up the node's lease.
+pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::Future<Output = ()>) -> Result<(), AgentError> {
+    let mut exec = config.exec.clone();
+    exec.work_dir = Some(config.state_dir.join("exec"));
+    // Killing what ignores SIGTERM must fit in the self-fencing window.
+    exec.kill_grace = (config.lease_ttl / 8).clamp(Duration::from_millis(100), exec.kill_grace);
+    let executor = Arc::new(Executor::new(exec)?);
+    // Daemons the agents start stay this node's descendants, and are reaped.
+    crate::exec::reaper::adopt_orphans();
+    tokio::pin!(shutdown);
+    tokio::select! {
+        registered = register_node(&store, &config) => registered?,
+        () = &mut shutdown => return Ok(()),
+    }
+    let keys = store.keys().clone();
+    let own_statuses = keys.node_statuses_prefix(&config.node);
+    let (_, previous) = tokio::select! {
+        read = read_with_retry(&store, &own_statuses) => read,
+        () = &mut shutdown => return Ok(()),
+    };
+    let previous: Vec<ResourceStatus> = previous.into_iter().map(|(_, status, _)| status).collect();
+    let mut reconciler = Reconciler::new(&config.node, previous);
+    loop {
+        let Some((session, granted_at)) = claim(&store, &config, &mut shutdown).await else { return Ok(()) };
+        tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
+        let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at);
+        match run.run(&mut reconciler, &mut shutdown).await {
+            SessionEnd::Shutdown => return Ok(()),
+            SessionEnd::LeaseLost => {
+                tracing::error!(node = %config.node, "lease lost: every resource was stopped; probing again once the node is claimed anew");
+                reconciler.forget_roles();
+            }
+        }
+    }
+}
+
+/// Creates the node's `Node` object when none exists. An existing one is the
+/// administrator's and is left as it is.
+async fn register_node(store: &Store, config: &AgentConfig) -> Result<(), AgentError> {
+    let mut spec = serde_json::Map::new();
+    if !config.attributes.is_empty() {
+        spec.insert("attributes".into(), serde_json::json!(config.attributes));
+    }
+    if !config.capacity.is_empty() {
+        spec.insert("utilization".into(), serde_json::json!(config.capacity));
+    }
+    let node = serde_json::json!({
+        "apiVersion": "pacer.io/v1alpha1",
+        "kind": "Node",
+        "metadata": { "name": config.node },
+        "spec": spec,
+    });
+    let text = crate::api::yaml::to_yaml_string(&node);
+    let loaded = load(&[Source { name: "--node".into(), text: text.clone() }]);
+    if let Some(problem) = loaded.diagnostics.first() {
+        return Err(AgentError::Register { node: config.node.clone(), reason: problem.to_string() });
+    }
+    let mut delay = Duration::from_millis(200);
+    loop {
+        let listing = match store.list_objects().await {
+            Ok(listing) => listing,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the configuration; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        if loaded.manifests.iter().all(|manifest| listing.objects.contains_key(&manifest.object.key())) {
+            return Ok(());
+        }
+        let request = ApplyRequest { loaded: load(&[Source { name: "--node".into(), text: text.clone() }]), ..ApplyRequest::default() };
+        match apply(store, &request).await {
+            Ok(ApplyOutcome::Planned(_)) => {
+                tracing::info!(node = %config.node, "registered the Node object");
+                return Ok(());
+            }
+            Ok(ApplyOutcome::Invalid(diagnostics)) => {
+                let reason = diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
+                return Err(AgentError::Register { node: config.node.clone(), reason });
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot register the Node object; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn read_with_retry<T: serde::de::DeserializeOwned>(store: &Store, prefix: &str) -> (i64, Vec<(String, T, i64)>) {
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match store.read_records(prefix).await {
+            Ok(records) => return records,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read {prefix}; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Grants a lease and claims the node's key with it, waiting while another agent
+/// (or this one's previous life) still holds it. `None` when shut down meanwhile.
+async fn claim(store: &Store, config: &AgentConfig, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Option<(NodeSession, Instant)> {
+    let mut warned = false;
+    loop {
+        let attempt = async {
+            let granted_at = Instant::now();
+            let lease = store.grant_lease(config.lease_ttl).await?;
+            let heartbeat = heartbeat(config, false, false);
+            if store.claim_node(&config.node, lease, &heartbeat).await? {
+                return Ok::<_, StoreError>(Some((NodeSession { node: config.node.clone(), lease }, granted_at)));
+            }
+            let _ = store.revoke_lease(lease).await;
+            Ok(None)
+        };
+        tokio::select! {
+            result = attempt => match result {
+                Ok(Some(claimed)) => return Some(claimed),
+                Ok(None) if !warned => {
+                    tracing::warn!(node = %config.node, "another agent holds this node's lease; waiting for it to end");
+                    warned = true;
+                }
+                Ok(None) => {}
+                Err(error) => tracing::warn!(%error, "cannot claim the node; retrying"),
+            },
+            () = shutdown.as_mut() => return None,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = shutdown.as_mut() => return None,
+        }
+    }
+}
+
+fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbeat {
+    NodeHeartbeat {
+        node: config.node.clone(),
+        pid: std::process::id(),
+        host: std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default(),
+        started: epoch_now(),
+        lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
+        probed,
+        shutdown,
+    }
+}
+
+fn epoch_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+enum SessionEnd {
+    Shutdown,
+    LeaseLost,
+}
+
+/// Which watch an event came from.
+#[derive(Clone, Copy, Debug)]
+enum Source_ {
+    Spec,
+    Plan,
+    Statuses,
+    Attributes,
+}
+
+/// One lease's worth of work.
+struct Session<'a> {
+    config: &'a AgentConfig,
+    store: Store,
+    keys: Keys,
+    executor: Arc<Executor>,
+    session: NodeSession,
+    lease_state: tokio::sync::watch::Receiver<LeaseState>,
+    lease_task: JoinHandle<()>,
+    watch_tasks: Vec<JoinHandle<()>>,
+    events: mpsc::Receiver<(Source_, Result<WatchEvent, StoreError>)>,
+    event_sender: mpsc::Sender<(Source_, Result<WatchEvent, StoreError>)>,
+    results: mpsc::UnboundedReceiver<(Step, OperationResult)>,
+    result_sender: mpsc::UnboundedSender<(Step, OperationResult)>,
+    /// Cancels the operation running on a resource (dropping it cancels too).
+    running: HashMap<String, oneshot::Sender<()>>,
+    /// Node attributes set at run time, by name.
+    attributes: BTreeMap<String, String>,
+    /// Attribute changes agents made, not yet written.
+    pending_attributes: Vec<AttributeUpdate>,
+    spec_stale: bool,
+    /// Whether the heartbeat says the node has probed everything.
+    heartbeat_probed: bool,
+}
+
+impl<'a> Session<'a> {
+    fn new(config: &'a AgentConfig, store: Store, executor: Arc<Executor>, session: NodeSession, granted_at: Instant) -> Session<'a> {
+        let (lease_task, lease_state) = lease::keep_alive(store.clone(), session.lease, config.lease_ttl, granted_at);
+        let (event_sender, events) = mpsc::channel(1024);
+        let (result_sender, results) = mpsc::unbounded_channel();
+        Session {
+            keys: store.keys().clone(),
+            config,
+            store,
+            executor,
+            session,
+            lease_state,
+            lease_task,
+            watch_tasks: Vec::new(),
+            events,
+            event_sender,
+            results,
+            result_sender,
+            running: HashMap::new(),
+            attributes: BTreeMap::new(),
+            pending_attributes: Vec::new(),
+            spec_stale: true,
+            heartbeat_probed: false,
+        }
+    }
+
+    fn watch(&mut self, source: Source_, prefix: String) {
+        let sender = self.event_sender.clone();
+        let client = self.store.client();
+        self.watch_tasks.push(tokio::spawn(async move {
+            let mut watcher = PrefixWatcher::new(client, prefix);
+            loop {
+                let event = watcher.next().await;
+                if sender.send((source, event)).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    async fn run(&mut self, reconciler: &mut Reconciler, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> SessionEnd {
+        let node = self.config.node.clone();
+        self.watch(Source_::Spec, self.keys.spec_prefix());
+        self.watch(Source_::Plan, self.keys.plan(&node));
+        self.watch(Source_::Statuses, self.keys.statuses_prefix());
+        self.watch(Source_::Attributes, self.keys.node_attributes_prefix(&node));
+        // Everything this node reported before is rewritten once probed.
+        for local in reconciler.local.values_mut() {
+            local.dirty = true;
+        }
+        let ttl = self.config.lease_ttl;
+        let mut shutting_down = false;
+        let mut retry_writes: Option<Instant> = None;
+        let end = loop {
+            // Blocking on etcd must never hold up the self-fencing deadline.
+            if self.spec_stale {
+                tokio::select! {
+                    listed = self.store.list_objects() => match listed {
+                        Ok(listing) => {
+                            let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
+                            reconciler.set_targets(probe_targets(&objects));
+                            self.spec_stale = false;
+                        }
+                        Err(error) => tracing::warn!(%error, "cannot read the configuration; retrying"),
+                    },
+                    () = lease_expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+                }
+            }
+            let expiring = lease_expiring(self.lease_state.clone(), ttl);
+            let flushed = tokio::select! {
+                flushed = self.flush(reconciler) => flushed,
+                () = expiring => break SessionEnd::LeaseLost,
+            };
+            if let Err(GuardedWriteError::LeaseLost { .. }) = flushed {
+                break SessionEnd::LeaseLost;
+            }
+            if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
+                break SessionEnd::Shutdown;
+            }
+            let now = Instant::now();
+            let steps = reconciler.decide(now);
+            if shutting_down && steps.is_empty() && self.running.is_empty() {
+                let left: Vec<&str> = reconciler.local.iter().filter(|(_, local)| local.status.role.may_be_active()).map(|(id, _)| id.as_str()).collect();
+                tracing::error!(?left, "shutting down with resources that could not be stopped");
+                break SessionEnd::Shutdown;
+            }
+            for step in steps {
+                self.spawn(reconciler, step);
+            }
+            let next_monitor = reconciler.next_monitor_due();
+            let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
+            tokio::select! {
+                Some((source, event)) = self.events.recv() => {
+                    match event {
+                        Ok(event) => self.take_event(reconciler, source, event),
+                        Err(error) => tracing::warn!(%error, ?source, "watch interrupted; resuming"),
+                    }
+                    // Take in whatever else is queued before deciding again.
+                    while let Ok((source, event)) = self.events.try_recv() {
+                        if let Ok(event) = event {
+                            self.take_event(reconciler, source, event);
+                        }
+                    }
+                }
+                Some((step, result)) = self.results.recv() => {
+                    self.finish(reconciler, step, result);
+                    while let Ok((step, result)) = self.results.try_recv() {
+                        self.finish(reconciler, step, result);
+                    }
+                }
+                () = lease_expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+                () = sleep_until_opt(wake) => {
+                    retry_writes = None;
+                }
+                () = shutdown.as_mut(), if !shutting_down => {
+                    shutting_down = true;
+                    match self.config.on_shutdown {
+                        OnShutdown::Stop => {
+                            tracing::info!(%node, "shutting down: stopping every resource");
+                            reconciler.stopping_all = true;
+                            let heartbeat = heartbeat(self.config, reconciler.probed(), true);
+                            let expiring = lease_expiring(self.lease_state.clone(), ttl);
+                            tokio::select! {
+                                _ = self.write_heartbeat(&heartbeat) => {}
+                                () = expiring => break SessionEnd::LeaseLost,
+                            }
+                        }
+                        OnShutdown::Leave => {
+                            tracing::info!(%node, "shutting down: leaving resources as they are");
+                            for (_, cancel) in self.running.drain() {
+                                let _ = cancel.send(());
+                            }
+                            break SessionEnd::Shutdown;
+                        }
+                    }
+                }
+            }
+            if reconciler.local.values().any(|local| local.dirty) {
+                retry_writes = Some(Instant::now() + Duration::from_millis(500));
+            }
+        };
+        for task in self.watch_tasks.drain(..) {
+            task.abort();
+        }
+        match end {
+            SessionEnd::LeaseLost => {
+                self.lease_task.abort();
+                let deadline = match *self.lease_state.borrow() {
+                    LeaseState::Held { renewed_at } => renewed_at + ttl - self_fence_margin(ttl),
+                    LeaseState::Lost => Instant::now(),
+                };
+                self.self_fence(reconciler, deadline).await;
+                SessionEnd::LeaseLost
+            }
+            SessionEnd::Shutdown => {
+                // Wait for cancelled operations to end before giving up the lease.
+                while !self.running.is_empty() {
+                    match tokio::time::timeout(Duration::from_secs(5), self.results.recv()).await {
+                        Ok(Some((step, result))) => self.finish(reconciler, step, result),
+                        _ => break,
+                    }
+                }
+                let _ = self.flush(reconciler).await;
+                self.lease_task.abort();
+                if let Err(error) = self.store.revoke_lease(self.session.lease).await {
+                    tracing::warn!(%error, "cannot give up the lease; it lapses by itself");
+                }
+                SessionEnd::Shutdown
+            }
+        }
+    }
+
+    /// Stops everything that may run here before `deadline` (when the lease could
+    /// expire for the others), cancelling what runs and killing what does not stop in
+    /// time. Nothing can be reported: the lease is gone.
+    async fn self_fence(&mut self, reconciler: &mut Reconciler, deadline: Instant) {
+        let active = reconciler.local.values().filter(|local| local.status.role.may_be_active() || local.busy.is_some()).count();
+        tracing::error!(node = %self.config.node, active, "lease not renewed: stopping every resource before it could expire");
+        for (_, cancel) in self.running.drain() {
+            let _ = cancel.send(());
+        }
+        // Cancelled operations end within the kill grace.
+        let drain_until = Instant::now() + self.executor_grace();
+        while reconciler.local.values().any(|local| local.busy.is_some()) {
+            match tokio::time::timeout_at(drain_until.into(), self.results.recv()).await {
+                Ok(Some((step, result))) => {
+                    reconciler.record(&step, &result, Instant::now(), epoch_now());
+                }
+                _ => break,
+            }
+        }
+        let mut stops = tokio::task::JoinSet::new();
+        for (id, local) in &reconciler.local {
+            if !local.status.role.may_be_active() {
+                continue;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let step = Step { id: id.clone(), action: Action::Stop, definition: local.status.definition.clone(), timeout: remaining.max(Duration::from_millis(100)) };
+            let request = self.request(reconciler, &step);
+            let executor = self.executor.clone();
+            stops.spawn(async move {
+                let result = executor.run(&request).await;
+                (step, result)
+            });
+        }
+        while let Some(joined) = stops.join_next().await {
+            let Ok((step, result)) = joined else { continue };
+            if result.status != ExecStatus::Done || result.rc != 0 {
+                tracing::error!(resource = %step.id, status = ?result.status, rc = result.rc, "stop failed while self-fencing; its process group was killed");
+            } else {
+                tracing::info!(resource = %step.id, "stopped while self-fencing");
+            }
+        }
+        // Nothing runs here any more: let the node's key go now rather than at expiry,
+        // if etcd can still be reached.
+        let _ = self.store.revoke_lease(self.session.lease).await;
+    }
+
+    /// Writes what changed: attributes agents set, statuses, statuses of resources no
+    /// longer configured (deleted), and the heartbeat once everything is probed. A
+    /// write that fails for etcd is retried later; one refused for the lease ends the
+    /// session.
+    async fn flush(&mut self, reconciler: &mut Reconciler) -> Result<(), GuardedWriteError> {
+        let node = self.config.node.clone();
+        while let Some(update) = self.pending_attributes.first().cloned() {
+            let key = self.keys.attribute(&node, &update.name);
+            let forever = update.lifetime == AttributeLifetime::Forever;
+            let value = update.value.as_ref().map(|value| serde_json::json!({ "value": value, "forever": forever }).to_string());
+            if update.name.is_empty() || update.name.contains('/') {
+                tracing::warn!(attribute = %update.name, "attribute names may not be empty or contain '/'; ignored");
+            } else {
+                self.store.guarded_write(&self.session, &key, value, !forever).await?;
+                match &update.value {
+                    Some(value) => self.attributes.insert(update.name.clone(), value.clone()),
+                    None => self.attributes.remove(&update.name),
+                };
+            }
+            self.pending_attributes.remove(0);
+        }
+        let dirty: Vec<String> = reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.role != crate::state::ObservedRole::Unknown).map(|(id, _)| id.clone()).collect();
+        for id in dirty {
+            let Some(local) = reconciler.local.get(&id) else { continue };
+            let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: id.clone(), reason: error.to_string() })?;
+            self.store.guarded_write(&self.session, &self.keys.status(&node, &id), Some(value), false).await?;
+            if let Some(local) = reconciler.local.get_mut(&id) {
+                local.dirty = false;
+            }
+        }
+        for id in reconciler.forget_unconfigured() {
+            self.store.guarded_write(&self.session, &self.keys.status(&node, &id), None, false).await?;
+        }
+        let probed = reconciler.probed() && !self.spec_stale;
+        if probed && !self.heartbeat_probed {
+            let heartbeat = heartbeat(self.config, true, reconciler.stopping_all);
+            self.write_heartbeat(&heartbeat).await?;
+            self.heartbeat_probed = true;
+            tracing::info!(%node, resources = reconciler.local.len(), "every resource probed");
+        }
+        Ok(())
+    }
+
+    async fn write_heartbeat(&self, heartbeat: &NodeHeartbeat) -> Result<i64, GuardedWriteError> {
+        let value = serde_json::to_string(heartbeat).map_err(|error| StoreError::Corrupt { key: self.keys.node_lease(&self.config.node), reason: error.to_string() })?;
+        self.store.guarded_write(&self.session, &self.keys.node_lease(&self.config.node), Some(value), true).await
+    }
+
+    fn executor_grace(&self) -> Duration {
+        (self.config.lease_ttl / 8).clamp(Duration::from_millis(100), Duration::from_secs(2)) + Duration::from_millis(200)
+    }
+
+    fn take_event(&mut self, reconciler: &mut Reconciler, source: Source_, event: WatchEvent) {
+        match source {
+            Source_::Spec => self.spec_stale = true,
+            Source_::Plan => {
+                let value = match &event {
+                    WatchEvent::Restarted { entries, .. } => entries.first().map(|entry| (entry.key.clone(), entry.value.clone())),
+                    WatchEvent::Put(entry) => Some((entry.key.clone(), entry.value.clone())),
+                    WatchEvent::Deleted { .. } => None,
+                };
+                reconciler.assignment = match value {
+                    Some((key, bytes)) => match crate::store::node::decode::<NodeAssignment>(&key, &bytes) {
+                        Ok(assignment) => Some(assignment),
+                        Err(error) => {
+                            tracing::error!(%error, "ignoring an assignment that does not decode; keeping the previous one");
+                            reconciler.assignment.take()
+                        }
+                    },
+                    None => None,
+                };
+            }
+            Source_::Statuses => {
+                let prefix = self.keys.statuses_prefix();
+                let put = |cluster: &mut BTreeMap<(String, String), ResourceStatus>, key: &str, bytes: &[u8]| {
+                    let Some((node, id)) = Keys::node_and_name(&prefix, key) else { return };
+                    match crate::store::node::decode::<ResourceStatus>(key, bytes) {
+                        Ok(status) => {
+                            cluster.insert((node.to_string(), id.to_string()), status);
+                        }
+                        Err(error) => tracing::warn!(%error, "ignoring a status that does not decode"),
+                    }
+                };
+                match &event {
+                    WatchEvent::Restarted { entries, .. } => {
+                        reconciler.cluster.clear();
+                        for entry in entries {
+                            put(&mut reconciler.cluster, &entry.key, &entry.value);
+                        }
+                    }
+                    WatchEvent::Put(entry) => put(&mut reconciler.cluster, &entry.key, &entry.value),
+                    WatchEvent::Deleted { key, .. } => {
+                        if let Some((node, id)) = Keys::node_and_name(&prefix, key) {
+                            reconciler.cluster.remove(&(node.to_string(), id.to_string()));
+                        }
+                    }
+                }
+            }
+            Source_::Attributes => {
+                let prefix = self.keys.node_attributes_prefix(&self.config.node);
+                let name_of = |key: &str| key.strip_prefix(&prefix).map(str::to_string);
+                match &event {
+                    WatchEvent::Restarted { entries, .. } => {
+                        self.attributes.clear();
+                        for entry in entries {
+                            if let (Some(name), Ok(record)) = (name_of(&entry.key), crate::store::node::decode::<NodeAttributeRecord>(&entry.key, &entry.value)) {
+                                self.attributes.insert(name, record.value);
+                            }
+                        }
+                    }
+                    WatchEvent::Put(entry) => {
+                        if let (Some(name), Ok(record)) = (name_of(&entry.key), crate::store::node::decode::<NodeAttributeRecord>(&entry.key, &entry.value)) {
+                            self.attributes.insert(name, record.value);
+                        }
+                    }
+                    WatchEvent::Deleted { key, .. } => {
+                        if let Some(name) = name_of(key) {
+                            self.attributes.remove(&name);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The request for a step: the node's attributes are what agents set at run
+    /// time, then the configured ones (`Node.spec.attributes` via the assignment, then
+    /// the agent's command line).
+    fn request(&self, reconciler: &Reconciler, step: &Step) -> OperationRequest {
+        let mut node_attributes = self.attributes.clone();
+        let configured = reconciler.assignment.iter().flat_map(|assignment| assignment.attributes.iter()).chain(self.config.attributes.iter());
+        for (key, value) in configured {
+            node_attributes.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+        OperationRequest {
+            resource: step.id.clone(),
+            agent: step.definition.agent.clone(),
+            action: step.action.verb().to_string(),
+            interval_ms: step.action.interval_ms(),
+            timeout: step.timeout,
+            params: step.definition.params.clone(),
+            meta: step.definition.meta.clone(),
+            node: self.config.node.clone(),
+            node_attributes,
+            state_dir: self.config.state_dir.clone(),
+        }
+    }
+
+    fn spawn(&mut self, reconciler: &mut Reconciler, step: Step) {
+        let request = self.request(reconciler, &step);
+        tracing::debug!(resource = %step.id, action = ?step.action, "running");
+        reconciler.begin(&step);
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        self.running.insert(step.id.clone(), cancel);
+        let executor = self.executor.clone();
+        let results = self.result_sender.clone();
+        tokio::spawn(async move {
+            let result = executor
+                .run_until(&request, async {
+                    // A dropped sender (the session ended) cancels as well.
+                    let _ = cancelled.await;
+                })
+                .await;
+            let _ = results.send((step, result));
+        });
+    }
+
+    fn finish(&mut self, reconciler: &mut Reconciler, step: Step, result: OperationResult) {
+        self.running.remove(&step.id);
+        if result.status != ExecStatus::Done {
+            tracing::warn!(resource = %step.id, action = ?step.action, status = ?result.status, rc = result.rc, reason = ?result.exit_reason, "operation did not complete");
+        } else {
+            tracing::info!(resource = %step.id, action = ?step.action, rc = result.rc, took = ?result.duration, "operation done");
+        }
+        for update in &result.attributes {
+            if update.node != self.config.node {
+                tracing::warn!(attribute = %update.name, node = %update.node, "an agent set an attribute of another node; ignored");
+                continue;
+            }
+            self.pending_attributes.push(update.clone());
+        }
+        reconciler.record(&step, &result, Instant::now(), epoch_now());
+    }
+}
+
+/// Completes when the lease has gone half its time without a renewal, or etcd said
+/// it is gone: the moment to stop everything while there is time.
+async fn lease_expiring(mut state: tokio::sync::watch::Receiver<LeaseState>, ttl: Duration) {
+    loop {
+        let renewed_at = match *state.borrow_and_update() {
+            LeaseState::Held { renewed_at } => renewed_at,
+            LeaseState::Lost => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until((renewed_at + ttl / 2).into()) => return,
+            changed = state.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// How long before the lease could expire the agent must be done stopping.
+fn self_fence_margin(ttl: Duration) -> Duration {
+    ttl / 4
+}
+
+async fn sleep_until_opt(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when.into()).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,1067 @@
+//! The node agent's state machine, without IO: what the node runs and knows
+//! (`Local`), what it is told (`NodeAssignment`), what the other nodes report; and the
+//! two functions the event loop calls — `decide` (which operations to run now) and
+//! `record` (what an operation's result changes). Every decision the agent makes is
+//! here, so it is unit-tested without etcd or processes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use crate::api::ocf;
+use crate::api::resource::Role;
+use crate::exec::{ExecStatus, OperationResult};
+use crate::scheduler::plan::NodeState;
+use crate::scheduler::snapshot::OperationRecord;
+use crate::state::gates;
+use crate::state::{AssignedResource, Definition, FAIL_COUNT_INFINITY, NodeAssignment, ObservedRole, ProbeTarget, ResourceStatus};
+
+/// An operation the agent runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    /// A monitor with interval 0, expecting "not running": what runs here?
+    Probe,
+    Start,
+    Stop,
+    Promote,
+    Demote,
+    /// A recurring monitor of this interval (milliseconds).
+    Monitor(u64),
+}
+
+impl Action {
+    pub fn verb(self) -> &'static str {
+        match self {
+            Action::Probe | Action::Monitor(_) => "monitor",
+            Action::Start => "start",
+            Action::Stop => "stop",
+            Action::Promote => "promote",
+            Action::Demote => "demote",
+        }
+    }
+
+    pub fn interval_ms(self) -> u64 {
+        match self {
+            Action::Monitor(interval) => interval,
+            _ => 0,
+        }
+    }
+}
+
+/// One operation to run: on which resource, and how.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Step {
+    pub id: String,
+    pub action: Action,
+    pub definition: Definition,
+    pub timeout: Duration,
+}
+
+/// What the agent does with its resources when asked to shut down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnShutdown {
+    /// Stop every resource (in reverse start order), then exit.
+    Stop,
+    /// Leave them running; the node's lease lapses and the scheduler decides.
+    Leave,
+}
+
+/// One resource as this node knows it.
+#[derive(Clone, Debug)]
+pub struct Local {
+    /// What the node reports (role, history, failures); written to etcd on change.
+    pub status: ResourceStatus,
+    /// The operation running now, if any: one at a time per resource.
+    pub busy: Option<Action>,
+    /// Recurring monitors: interval (ms) → when it is next due.
+    pub monitors: BTreeMap<u64, Instant>,
+    /// The status changed since it was last written.
+    pub dirty: bool,
+}
+
+/// The agent's whole view.
+#[derive(Debug)]
+pub struct Reconciler {
+    pub node: String,
+    /// The latest decision for this node; nothing but probes happen without one.
+    pub assignment: Option<NodeAssignment>,
+    /// Every configured primitive as this node would run it, by id.
+    pub targets: BTreeMap<String, ProbeTarget>,
+    /// What every node reports, by (node, id); this node's entries are superseded by
+    /// `local`, which is fresher.
+    pub cluster: BTreeMap<(String, String), ResourceStatus>,
+    pub local: BTreeMap<String, Local>,
+    /// Set once shutting down with `OnShutdown::Stop`: everything is to be stopped.
+    pub stopping_all: bool,
+    next_call_id: i64,
+}
+
+impl Reconciler {
+    /// A reconciler that knows nothing yet. `previous` are this node's statuses as
+    /// stored (from an earlier run): their failure counters, fail counts and
+    /// definitions are kept, and every one is probed again — what ran before a
+    /// restart is unknown until probed.
+    pub fn new(node: &str, previous: Vec<ResourceStatus>) -> Reconciler {
+        let mut next_call_id = 1;
+        let mut local = BTreeMap::new();
+        for mut status in previous {
+            next_call_id = next_call_id.max(status.history.iter().map(|record| record.call_id).max().unwrap_or(0) + 1);
+            status.role = ObservedRole::Unknown;
+            local.insert(status.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false });
+        }
+        Reconciler {
+            node: node.to_string(),
+            assignment: None,
+            targets: BTreeMap::new(),
+            cluster: BTreeMap::new(),
+            local,
+            stopping_all: false,
+            next_call_id,
+        }
+    }
+
+    /// Replaces the configured primitives. New ones are probed; one no longer
+    /// configured is kept while it may run here (it is stopped), forgotten once stopped.
+    pub fn set_targets(&mut self, targets: Vec<ProbeTarget>) {
+        self.targets = targets.into_iter().map(|target| (target.id.clone(), target)).collect();
+        for target in self.targets.values() {
+            if let Some(local) = self.local.get_mut(&target.id) {
+                local.status.name.clone_from(&target.name);
+                local.status.group.clone_from(&target.group);
+                local.status.clone.clone_from(&target.clone);
+                if local.busy.is_none() && !local.status.role.may_be_active() {
+                    local.status.definition = target.definition.clone();
+                }
+                continue;
+            }
+            let status = ResourceStatus {
+                id: target.id.clone(),
+                name: target.name.clone(),
+                group: target.group.clone(),
+                clone: target.clone.clone(),
+                node: self.node.clone(),
+                role: ObservedRole::Unknown,
+                definition: target.definition.clone(),
+                history: Vec::new(),
+                failures: 0,
+                started_after: Vec::new(),
+                fail_counts: BTreeMap::new(),
+                last_failure: None,
+                failure_reason: None,
+            };
+            self.local.insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false });
+        }
+    }
+
+    /// Ids of resources no longer configured and known stopped: their statuses are to
+    /// be deleted. Removes them from the view.
+    pub fn forget_unconfigured(&mut self) -> Vec<String> {
+        let assigned: BTreeSet<&str> = self.assignment.iter().flat_map(|assignment| assignment.resources.iter().map(|resource| resource.id.as_str())).collect();
+        let gone: Vec<String> = self
+            .local
+            .iter()
+            .filter(|(id, local)| {
+                !self.targets.contains_key(*id) && !assigned.contains(id.as_str()) && local.busy.is_none() && local.status.role == ObservedRole::Stopped
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &gone {
+            self.local.remove(id);
+        }
+        gone
+    }
+
+    /// Whether every resource this node knows of has been probed.
+    pub fn probed(&self) -> bool {
+        self.local.values().all(|local| local.status.role != ObservedRole::Unknown)
+    }
+
+    /// Whether nothing may be running here any more.
+    pub fn all_stopped(&self) -> bool {
+        self.local.values().all(|local| local.busy.is_none() && !local.status.role.may_be_active())
+    }
+
+    fn assigned(&self, id: &str) -> Option<&AssignedResource> {
+        self.assignment.as_ref()?.resources.iter().find(|resource| resource.id == id)
+    }
+
+    /// Every status in the cluster, this node's from `local`.
+    fn statuses(&self) -> impl Iterator<Item = &ResourceStatus> + Clone {
+        let node = self.node.as_str();
+        self.cluster
+            .iter()
+            .filter(move |((status_node, _), _)| status_node != node)
+            .map(|(_, status)| status)
+            .chain(self.local.values().map(|local| &local.status))
+    }
+
+    /// The operations to run now, at most one per resource, none for a resource that
+    /// is busy. Order: probes first (nothing else happens until every resource has
+    /// been probed), then what the assignment asks, then due monitors.
+    pub fn decide(&self, now: Instant) -> Vec<Step> {
+        let mut steps = Vec::new();
+        let probed = self.probed();
+        let maintenance = self.assignment.as_ref().is_some_and(|assignment| assignment.state == NodeState::Maintenance);
+        for (id, local) in &self.local {
+            if local.busy.is_some() {
+                continue;
+            }
+            let action = if local.status.role == ObservedRole::Unknown {
+                Some(Action::Probe)
+            } else if !probed || maintenance || (self.assignment.is_none() && !self.stopping_all) {
+                None
+            } else {
+                self.converge(id, local)
+            };
+            let action = action.or_else(|| self.due_monitor(local, now));
+            if let Some(action) = action {
+                let timeout = match action {
+                    Action::Monitor(interval) => local
+                        .status
+                        .definition
+                        .operations
+                        .iter()
+                        .find(|operation| operation.name == "monitor" && operation.interval_ms == interval)
+                        .map_or(crate::state::records::DEFAULT_TIMEOUT_MS, |operation| operation.timeout_ms),
+                    Action::Probe => local.status.definition.timeout_ms("monitor"),
+                    other => local.status.definition.timeout_ms(other.verb()),
+                };
+                // A start runs as the decision says (its clone instance number among
+                // it); everything else as the resource last ran.
+                let definition = match (action, self.assigned(id)) {
+                    (Action::Start, Some(entry)) => entry.definition.clone(),
+                    _ => local.status.definition.clone(),
+                };
+                steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout) });
+            }
+        }
+        steps
+    }
+
+    /// The one step towards what the assignment wants for a probed, idle resource.
+    fn converge(&self, id: &str, local: &Local) -> Option<Action> {
+        let entry = if self.stopping_all { None } else { self.assigned(id) };
+        if entry.is_some_and(|entry| !entry.managed) {
+            return None;
+        }
+        let role = local.status.role;
+        if role == ObservedRole::Failed {
+            // A stop that failed is not retried: the scheduler fences the node or
+            // leaves the resource blocked.
+            if local.status.history.iter().filter(|record| record.interval_ms == 0).max_by_key(|record| record.call_id).is_some_and(|record| record.operation == "stop") {
+                return None;
+            }
+            // Recovery is the scheduler's call: a resource still assigned here is only
+            // touched once a decision has seen its latest failure.
+            return match entry {
+                Some(entry) if entry.failures_seen < local.status.failures => None,
+                _ => Some(Action::Stop),
+            };
+        }
+        let desired = entry.map_or(Role::Stopped, |entry| entry.role);
+        match (role, desired) {
+            (ObservedRole::Promoted, Role::Stopped) => Some(Action::Demote),
+            (_, Role::Stopped) if role.is_active() => self.may_stop(id).then_some(Action::Stop),
+            (ObservedRole::Promoted, Role::Started | Role::Unpromoted) => Some(Action::Demote),
+            (ObservedRole::Started | ObservedRole::Unpromoted, Role::Promoted) => {
+                let entry = entry?;
+                gates::all_open(&entry.promote_after, &self.node, self.statuses()).then_some(Action::Promote)
+            }
+            (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
+                let entry = entry?;
+                let open = gates::all_open(&entry.start_after, &self.node, self.statuses());
+                let alone = !entry.exclusive || !self.active_elsewhere(id);
+                (open && alone).then_some(Action::Start)
+            }
+            _ => None,
+        }
+    }
+
+    /// A resource stops after those started after it on this node have stopped
+    /// (stops run in the reverse order of starts).
+    fn may_stop(&self, id: &str) -> bool {
+        let Some(name) = self.local.get(id).map(|local| local.status.name.as_str()) else { return true };
+        !self.local.iter().any(|(other, local)| {
+            other != id && local.status.role.may_be_active() && local.status.started_after.iter().any(|after| after == name)
+        })
+    }
+
+    /// Whether another node reports this exclusive resource as possibly running.
+    fn active_elsewhere(&self, id: &str) -> bool {
+        self.cluster.iter().any(|((node, other), status)| node != &self.node && other == id && status.role.may_be_active())
+    }
+
+    fn due_monitor(&self, local: &Local, now: Instant) -> Option<Action> {
+        if !local.status.role.is_active() {
+            return None;
+        }
+        local.monitors.iter().filter(|(_, due)| **due <= now).min_by_key(|(_, due)| **due).map(|(interval, _)| Action::Monitor(*interval))
+    }
+
+    /// When the next recurring monitor is due, if any is scheduled.
+    pub fn next_monitor_due(&self) -> Option<Instant> {
+        self.local.values().filter(|local| local.busy.is_none() && local.status.role.is_active()).flat_map(|local| local.monitors.values().copied()).min()
+    }
+
+    /// Marks a step as running.
+    pub fn begin(&mut self, step: &Step) {
+        if let Some(local) = self.local.get_mut(&step.id) {
+            local.busy = Some(step.action);
+        }
+    }
+
+    /// Takes in what an operation did. `epoch` is the time now in seconds since the
+    /// epoch (for the history). Returns whether the status changed and must be written.
+    pub fn record(&mut self, step: &Step, result: &OperationResult, now: Instant, epoch: i64) -> bool {
+        let start_failure_is_fatal = self.assignment.as_ref().is_none_or(|assignment| assignment.start_failure_is_fatal);
+        let started_after: Vec<String> = self
+            .assigned(&step.id)
+            .map(|entry| entry.start_after.iter().flat_map(|gate| gate.members.iter().cloned()).collect())
+            .unwrap_or_default();
+        let call_id = self.next_call_id;
+        self.next_call_id += 1;
+        let Some(local) = self.local.get_mut(&step.id) else { return false };
+        local.busy = None;
+        let promotable = step.definition.meta.get("promotable").is_some_and(|value| value == "true");
+        let before = local.status.role;
+        let expected_rc = match step.action {
+            Action::Probe => ocf::NOT_RUNNING,
+            Action::Monitor(_) if before == ObservedRole::Promoted => ocf::RUNNING_PROMOTED,
+            _ => ocf::OK,
+        };
+        let done = result.status == ExecStatus::Done;
+        let rc = result.rc;
+        // The role the result shows, or `None` for a failure.
+        let outcome: Option<ObservedRole> = match step.action {
+            Action::Probe if done => match rc {
+                ocf::NOT_RUNNING => Some(ObservedRole::Stopped),
+                ocf::OK | ocf::DEGRADED => Some(if promotable { ObservedRole::Unpromoted } else { ObservedRole::Started }),
+                ocf::RUNNING_PROMOTED | ocf::DEGRADED_PROMOTED => Some(ObservedRole::Promoted),
+                _ => None,
+            },
+            // Not installed here: certainly not running here.
+            Action::Probe if result.status == ExecStatus::NotInstalled => Some(ObservedRole::Stopped),
+            Action::Start if done && rc == ocf::OK => Some(if promotable { ObservedRole::Unpromoted } else { ObservedRole::Started }),
+            Action::Stop if done && rc == ocf::OK => Some(ObservedRole::Stopped),
+            Action::Promote if done && rc == ocf::OK => Some(ObservedRole::Promoted),
+            Action::Demote if done && rc == ocf::OK => Some(ObservedRole::Unpromoted),
+            // Degraded is still running, in the same role.
+            Action::Monitor(_) if done && (rc == expected_rc || rc == degraded(expected_rc)) => Some(before),
+            _ => None,
+        };
+        // The latest of its kind: a kept last failure may be an older one.
+        let status_changed_result = local
+            .status
+            .history
+            .iter()
+            .filter(|record| record.operation == step.action.verb() && record.interval_ms == step.action.interval_ms())
+            .max_by_key(|record| record.call_id)
+            .is_none_or(|record| record.rc != rc || record.status != result.status.into());
+        // A recurring monitor that keeps answering the same is not news (an idle
+        // cluster writes nothing).
+        if matches!(step.action, Action::Monitor(_)) && outcome.is_some() && !status_changed_result {
+            if let Some(due) = local.monitors.get_mut(&step.action.interval_ms()) {
+                *due = now + Duration::from_millis(step.action.interval_ms());
+            }
+            return false;
+        }
+        let entry = OperationRecord {
+            operation: step.action.verb().to_string(),
+            interval_ms: step.action.interval_ms(),
+            call_id,
+            rc,
+            expected_rc,
+            status: result.status.into(),
+            last_rc_change: Some(epoch),
+            migrate_source: None,
+            migrate_target: None,
+            digest: None,
+        };
+        let history = &mut local.status.history;
+        let failed = outcome.is_none();
+        // As Pacemaker keeps it: the last one-shot operation, the last result of each
+        // recurring monitor, and the last failure of any kind (until a newer one).
+        let last_failure = if failed { None } else { history.iter().filter(|record| is_failure(record)).max_by_key(|record| record.call_id).cloned() };
+        if step.action.interval_ms() == 0 {
+            history.retain(|record| record.interval_ms != 0);
+        } else {
+            history.retain(|record| record.interval_ms != entry.interval_ms);
+        }
+        history.push(entry);
+        if let Some(last_failure) = last_failure.filter(|kept| !history.contains(kept)) {
+            history.push(last_failure);
+        }
+        history.sort_by_key(|record| record.call_id);
+        match outcome {
+            Some(role) => {
+                local.status.role = role;
+                if matches!(step.action, Action::Start) {
+                    local.status.started_after = started_after;
+                    local.status.definition = step.definition.clone();
+                }
+            }
+            None => {
+                local.status.role = ObservedRole::Failed;
+                local.status.failure_reason = result.exit_reason.clone().or_else(|| Some(format!("{} returned {rc} ({:?})", step.action.verb(), result.status)));
+                // A failed probe or stop is no ordinary failure: the scheduler reads
+                // it from the history (a failed stop may call for fencing).
+                if !matches!(step.action, Action::Probe | Action::Stop) {
+                    local.status.failures = local.status.failures.saturating_add(1);
+                    local.status.last_failure = Some(epoch);
+                    let key = format!("{}_{}", step.action.verb(), step.action.interval_ms());
+                    let count = local.status.fail_counts.entry(key).or_insert(0);
+                    *count = if matches!(step.action, Action::Start) && start_failure_is_fatal { FAIL_COUNT_INFINITY } else { count.saturating_add(1).min(FAIL_COUNT_INFINITY) };
+                }
+            }
+        }
+        // Once certainly stopped it runs as configured now: the definition it ran with
+        // was kept only to probe and stop it (`new`, `set_targets`).
+        if let Some(target) = self.targets.get(&step.id).filter(|_| !local.status.role.may_be_active()) {
+            local.status.definition.clone_from(&target.definition);
+        }
+        let role = local.status.role;
+        if role != before || failed {
+            // Recurring monitors follow the role: the first runs at once.
+            local.monitors.clear();
+            // A stop cancels the recurring monitors: their results go, but not the
+            // last failure.
+            if role == ObservedRole::Stopped {
+                let keep = local.status.history.iter().filter(|record| is_failure(record)).map(|record| record.call_id).max();
+                local.status.history.retain(|record| record.interval_ms == 0 || Some(record.call_id) == keep);
+            }
+            if role.is_active() {
+                let wanted = match role {
+                    ObservedRole::Promoted => Role::Promoted,
+                    ObservedRole::Unpromoted => Role::Unpromoted,
+                    _ => Role::Started,
+                };
+                for monitor in local.status.definition.monitors_for(wanted) {
+                    local.monitors.insert(monitor.interval_ms, now);
+                }
+            }
+        } else if let Action::Monitor(interval) = step.action {
+            local.monitors.insert(interval, now + Duration::from_millis(interval));
+        }
+        local.dirty = true;
+        true
+    }
+
+    /// Forgets what runs here (after the lease was lost and everything was stopped or
+    /// killed): every resource is probed again before anything else.
+    pub fn forget_roles(&mut self) {
+        for local in self.local.values_mut() {
+            local.status.role = ObservedRole::Unknown;
+            local.busy = None;
+            local.monitors.clear();
+        }
+    }
+}
+
+/// The "running, but degraded" answer that goes with an expected exit code.
+fn degraded(expected_rc: i32) -> i32 {
+    if expected_rc == ocf::RUNNING_PROMOTED { ocf::DEGRADED_PROMOTED } else { ocf::DEGRADED }
+}
+
+/// Whether a recorded result is a failure: it did not run to its end, or answered
+/// other than expected — except a probe finding the resource running (in any role,
+/// degraded or not), which is news, not a failure.
+fn is_failure(record: &OperationRecord) -> bool {
+    let found_running = record.expected_rc == ocf::NOT_RUNNING && matches!(record.rc, ocf::OK | ocf::RUNNING_PROMOTED | ocf::DEGRADED | ocf::DEGRADED_PROMOTED);
+    record.status != crate::scheduler::snapshot::ExecStatus::Done || (record.rc != record.expected_rc && !found_running)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::constraint::OrderAction;
+    use crate::state::{LocalGate, OperationDef};
+
+    const NODE: &str = "n1";
+    const OTHER: &str = "n2";
+    const EPOCH: i64 = 1_700_000_000;
+
+    fn definition(operations: Vec<OperationDef>) -> Definition {
+        Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: BTreeMap::new(), meta: BTreeMap::new(), operations }
+    }
+
+    fn promotable(mut definition: Definition) -> Definition {
+        definition.meta.insert("promotable".into(), "true".into());
+        definition
+    }
+
+    fn monitor(interval_ms: u64, role: Option<Role>) -> OperationDef {
+        OperationDef { name: "monitor".into(), interval_ms, timeout_ms: 5_000, role }
+    }
+
+    fn target(id: &str, definition: Definition) -> ProbeTarget {
+        ProbeTarget { id: id.into(), name: id.into(), group: None, clone: None, definition }
+    }
+
+    fn entry(id: &str, role: Role) -> AssignedResource {
+        AssignedResource {
+            id: id.into(),
+            instance: id.into(),
+            name: id.into(),
+            group: None,
+            clone: None,
+            role,
+            managed: true,
+            exclusive: true,
+            definition: definition(vec![]),
+            failures_seen: 0,
+            start_after: vec![],
+            promote_after: vec![],
+        }
+    }
+
+    fn assignment(resources: Vec<AssignedResource>) -> NodeAssignment {
+        NodeAssignment {
+            node: NODE.into(),
+            input_revision: 1,
+            term: 1,
+            state: NodeState::Online,
+            start_failure_is_fatal: true,
+            attributes: BTreeMap::new(),
+            resources,
+        }
+    }
+
+    /// Sets the assignment; entries without a definition of their own run the probe
+    /// target's, as the scheduler's entries and the probe targets come from one spec.
+    fn assign(r: &mut Reconciler, mut assignment: NodeAssignment) {
+        for entry in &mut assignment.resources {
+            if let Some(target) = r.targets.get(&entry.id).filter(|_| entry.definition == definition(vec![])) {
+                entry.definition = target.definition.clone();
+            }
+        }
+        r.assignment = Some(assignment);
+    }
+
+    fn gate(member: &str, action: OrderAction) -> LocalGate {
+        LocalGate { resource: member.into(), members: vec![member.into()], action, same_node: false, at_least: 1, any_of: None }
+    }
+
+    fn status(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {
+        ResourceStatus {
+            id: id.into(),
+            name: id.into(),
+            group: None,
+            clone: None,
+            node: node.into(),
+            role,
+            definition: definition(vec![]),
+            history: vec![],
+            failures: 0,
+            started_after: vec![],
+            fail_counts: BTreeMap::new(),
+            last_failure: None,
+            failure_reason: None,
+        }
+    }
+
+    fn result(status: ExecStatus, rc: i32) -> OperationResult {
+        OperationResult { status, rc, exit_reason: None, stdout: String::new(), stderr: String::new(), duration: Duration::ZERO, attributes: Vec::new() }
+    }
+
+    fn done(rc: i32) -> OperationResult {
+        result(ExecStatus::Done, rc)
+    }
+
+    fn reconciler(targets: Vec<ProbeTarget>) -> Reconciler {
+        let mut reconciler = Reconciler::new(NODE, Vec::new());
+        reconciler.set_targets(targets);
+        reconciler
+    }
+
+    /// What `decide` wants, as (id, action).
+    fn decided(reconciler: &Reconciler, now: Instant) -> Vec<(String, Action)> {
+        reconciler.decide(now).into_iter().map(|step| (step.id, step.action)).collect()
+    }
+
+    fn one(id: &str, action: Action) -> Vec<(String, Action)> {
+        vec![(id.to_string(), action)]
+    }
+
+    /// Runs the step decided now for `id`, which must be `action`, to `result`; what
+    /// `record` returned.
+    fn run(reconciler: &mut Reconciler, now: Instant, id: &str, action: Action, result: OperationResult) -> bool {
+        let step = reconciler.decide(now).into_iter().find(|step| step.id == id).unwrap_or_else(|| panic!("nothing decided for {id}"));
+        assert_eq!(step.action, action, "the step decided for {id}");
+        reconciler.begin(&step);
+        reconciler.record(&step, &result, now, EPOCH)
+    }
+
+    fn probe(reconciler: &mut Reconciler, now: Instant, id: &str, rc: i32) {
+        assert!(run(reconciler, now, id, Action::Probe, done(rc)));
+    }
+
+    fn role(reconciler: &Reconciler, id: &str) -> ObservedRole {
+        reconciler.local[id].status.role
+    }
+
+    fn local<'a>(reconciler: &'a Reconciler, id: &str) -> &'a ResourceStatus {
+        &reconciler.local[id].status
+    }
+
+    #[test]
+    fn everything_is_probed_before_anything_starts() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started), entry("b", Role::Started)]));
+        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        let steps = r.decide(now);
+        for step in &steps {
+            r.begin(step);
+        }
+        assert!(decided(&r, now).is_empty(), "nothing while probes run");
+        assert!(r.record(&steps[0], &done(ocf::NOT_RUNNING), now, EPOCH));
+        assert_eq!(role(&r, "a"), ObservedRole::Stopped);
+        assert!(!r.probed());
+        assert!(decided(&r, now).is_empty(), "a does not start while b's probe runs");
+        assert!(r.record(&steps[1], &done(ocf::NOT_RUNNING), now, EPOCH));
+        assert!(r.probed());
+        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Start), ("b".to_string(), Action::Start)]);
+    }
+
+    #[test]
+    fn without_an_assignment_only_probes_and_monitors_run() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)])), target("b", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::OK);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        // `a` runs unassigned and `b` is stopped: neither is touched, `a` is monitored.
+        assert_eq!(decided(&r, now), one("a", Action::Monitor(10_000)));
+        assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert!(decided(&r, now).is_empty());
+        assert!(decided(&r, now + Duration::from_secs(3600)).iter().all(|(_, action)| matches!(action, Action::Monitor(_))));
+    }
+
+    #[test]
+    fn probe_results_give_the_role() {
+        let cases = [
+            (done(ocf::NOT_RUNNING), false, ObservedRole::Stopped),
+            (done(ocf::OK), false, ObservedRole::Started),
+            (done(ocf::OK), true, ObservedRole::Unpromoted),
+            (done(ocf::DEGRADED), false, ObservedRole::Started),
+            (done(ocf::RUNNING_PROMOTED), true, ObservedRole::Promoted),
+            (done(ocf::DEGRADED_PROMOTED), true, ObservedRole::Promoted),
+            (result(ExecStatus::NotInstalled, ocf::NOT_INSTALLED), false, ObservedRole::Stopped),
+            (done(ocf::ERR_GENERIC), false, ObservedRole::Failed),
+            (result(ExecStatus::Timeout, ocf::ERR_GENERIC), false, ObservedRole::Failed),
+        ];
+        let now = Instant::now();
+        for (outcome, is_promotable, expected) in cases {
+            let definition = if is_promotable { promotable(definition(vec![])) } else { definition(vec![]) };
+            let mut r = reconciler(vec![target("a", definition)]);
+            assert!(run(&mut r, now, "a", Action::Probe, outcome.clone()));
+            let status = local(&r, "a");
+            assert_eq!(status.role, expected, "{outcome:?} promotable={is_promotable}");
+            assert_eq!(status.history.len(), 1);
+            assert_eq!((status.history[0].operation.as_str(), status.history[0].interval_ms, status.history[0].expected_rc), ("monitor", 0, ocf::NOT_RUNNING));
+            // A failed probe is reported (role, reason, history), but is no failure
+            // counted against the resource.
+            assert_eq!(status.failure_reason.is_some(), expected == ObservedRole::Failed);
+            assert_eq!(status.failures, 0);
+            assert!(status.fail_counts.is_empty());
+            assert!(r.local["a"].dirty);
+        }
+    }
+
+    #[test]
+    fn start_waits_for_its_start_after_gates() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        let mut b = entry("b", Role::Started);
+        b.start_after = vec![gate("a", OrderAction::Start)];
+        assign(&mut r, assignment(vec![b]));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, ObservedRole::Stopped));
+        // Not assigned, `a` stays stopped here; `b` waits for it.
+        assert!(decided(&r, now).is_empty());
+        // Another node's report opens the gate.
+        r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, ObservedRole::Started));
+        assert_eq!(decided(&r, now), one("b", Action::Start));
+        // So does this node's own copy; a stale report of this node in `cluster` does not.
+        r.cluster.clear();
+        r.cluster.insert((NODE.into(), "a".into()), status("a", NODE, ObservedRole::Started));
+        assert!(decided(&r, now).is_empty());
+        r.local.get_mut("a").expect("a").status.role = ObservedRole::Started;
+        let b_steps: Vec<Action> = decided(&r, now).into_iter().filter(|(id, _)| id == "b").map(|(_, action)| action).collect();
+        assert_eq!(b_steps, vec![Action::Start]);
+    }
+
+    #[test]
+    fn an_exclusive_resource_starts_only_when_every_other_node_reports_it_stopped() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        assert_eq!(decided(&r, now), one("a", Action::Start));
+        for elsewhere in [ObservedRole::Unknown, ObservedRole::Started, ObservedRole::Failed, ObservedRole::Promoted] {
+            r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, elsewhere));
+            assert!(decided(&r, now).is_empty(), "{elsewhere:?} elsewhere");
+        }
+        // A resource that is not exclusive (an anonymous clone instance) starts anyway.
+        r.assignment.as_mut().expect("assignment").resources[0].exclusive = false;
+        assert_eq!(decided(&r, now), one("a", Action::Start));
+        r.assignment.as_mut().expect("assignment").resources[0].exclusive = true;
+        r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, ObservedRole::Stopped));
+        // This node's own entry in `cluster` is superseded by `local`.
+        r.cluster.insert((NODE.into(), "a".into()), status("a", NODE, ObservedRole::Started));
+        assert_eq!(decided(&r, now), one("a", Action::Start));
+    }
+
+    #[test]
+    fn stops_run_in_the_reverse_order_of_starts() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        let mut b = entry("b", Role::Started);
+        b.start_after = vec![gate("a", OrderAction::Start)];
+        assign(&mut r, assignment(vec![entry("a", Role::Started), b]));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        assert_eq!(decided(&r, now), one("a", Action::Start));
+        assert!(run(&mut r, now, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, now, "b", Action::Start, done(ocf::OK)));
+        assert_eq!(local(&r, "b").started_after, vec!["a".to_string()]);
+        assert!(local(&r, "a").started_after.is_empty());
+        assign(&mut r, assignment(vec![]));
+        assert_eq!(decided(&r, now), one("b", Action::Stop));
+        // Still stopping: `a` waits.
+        let step = r.decide(now).remove(0);
+        r.begin(&step);
+        assert!(decided(&r, now).is_empty());
+        assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
+        assert_eq!(role(&r, "b"), ObservedRole::Stopped);
+        assert_eq!(decided(&r, now), one("a", Action::Stop));
+        assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
+        assert!(r.all_stopped());
+        assert!(decided(&r, now).is_empty());
+    }
+
+    #[test]
+    fn a_failed_monitor_is_recovered_only_once_a_decision_has_seen_it() {
+        let t0 = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, t0, "a", ocf::NOT_RUNNING);
+        assert!(run(&mut r, t0, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
+        let t1 = t0 + Duration::from_secs(10);
+        let mut failure = done(ocf::NOT_RUNNING);
+        failure.exit_reason = Some("gone".into());
+        assert!(run(&mut r, t1, "a", Action::Monitor(10_000), failure));
+        let status = local(&r, "a");
+        assert_eq!(status.role, ObservedRole::Failed);
+        assert_eq!(status.failures, 1);
+        assert_eq!(status.fail_counts.get("monitor_10000"), Some(&1));
+        assert_eq!(status.last_failure, Some(EPOCH));
+        assert_eq!(status.failure_reason.as_deref(), Some("gone"));
+        // The assignment has not seen the failure: no stop, no monitor.
+        let t2 = t1 + Duration::from_secs(60);
+        assert!(decided(&r, t2).is_empty());
+        r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 1;
+        assert!(run(&mut r, t2, "a", Action::Stop, done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Stopped);
+        assert!(run(&mut r, t2, "a", Action::Start, done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Started);
+        // Counters are kept: only a decision clears them.
+        assert_eq!(local(&r, "a").failures, 1);
+        assert_eq!(local(&r, "a").fail_counts.get("monitor_10000"), Some(&1));
+    }
+
+    #[test]
+    fn a_failed_resource_no_longer_assigned_is_stopped_at_once() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        assert!(run(&mut r, now, "a", Action::Start, done(ocf::ERR_GENERIC)));
+        assert!(decided(&r, now).is_empty());
+        assign(&mut r, assignment(vec![]));
+        assert_eq!(decided(&r, now), one("a", Action::Stop));
+    }
+
+    #[test]
+    fn a_failed_monitor_stays_in_the_history_and_monitors_are_quiet_again_once_recovered() {
+        let t0 = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, t0, "a", ocf::NOT_RUNNING);
+        assert!(run(&mut r, t0, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert!(run(&mut r, t0 + Duration::from_secs(10), "a", Action::Monitor(10_000), done(ocf::NOT_RUNNING)));
+        // The scheduler learns of the failure (and its `on-fail`) from the history.
+        let failed = local(&r, "a").history.iter().find(|record| record.interval_ms == 10_000).expect("the failed monitor in the history");
+        assert_eq!((failed.operation.as_str(), failed.rc, failed.expected_rc), ("monitor", ocf::NOT_RUNNING, ocf::OK));
+        assert_eq!(local(&r, "a").history.iter().filter(|record| record.interval_ms == 0).count(), 1, "the start");
+        r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 1;
+        let t1 = t0 + Duration::from_secs(20);
+        assert!(run(&mut r, t1, "a", Action::Stop, done(ocf::OK)));
+        // The stop ends the monitor's results but the failure stays, as Pacemaker's
+        // last failure.
+        let summary = |r: &Reconciler| -> Vec<(String, u64, i32)> {
+            local(r, "a").history.iter().map(|record| (record.operation.clone(), record.interval_ms, record.rc)).collect()
+        };
+        assert_eq!(summary(&r), vec![("monitor".to_string(), 10_000, ocf::NOT_RUNNING), ("stop".to_string(), 0, ocf::OK)]);
+        assert!(run(&mut r, t1, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, t1, "a", Action::Monitor(10_000), done(ocf::OK)));
+        // Running again: the old failure is kept beside the new result, and the same
+        // result again is not news.
+        assert_eq!(summary(&r).iter().filter(|(_, interval, _)| *interval == 10_000).count(), 2);
+        assert!(!run(&mut r, t1 + Duration::from_secs(10), "a", Action::Monitor(10_000), done(ocf::OK)));
+    }
+
+    #[test]
+    fn a_failed_start_bans_at_once_when_start_failure_is_fatal() {
+        let now = Instant::now();
+        for (fatal, outcome, expected) in [
+            (true, done(ocf::ERR_GENERIC), FAIL_COUNT_INFINITY),
+            (true, result(ExecStatus::Timeout, ocf::ERR_GENERIC), FAIL_COUNT_INFINITY),
+            (false, done(ocf::ERR_GENERIC), 1),
+        ] {
+            let mut r = reconciler(vec![target("a", definition(vec![]))]);
+            let mut decision = assignment(vec![entry("a", Role::Started)]);
+            decision.start_failure_is_fatal = fatal;
+            assign(&mut r, decision);
+            probe(&mut r, now, "a", ocf::NOT_RUNNING);
+            assert!(run(&mut r, now, "a", Action::Start, outcome));
+            let status = local(&r, "a");
+            assert_eq!(status.role, ObservedRole::Failed);
+            assert_eq!(status.fail_counts.get("start_0"), Some(&expected), "start_failure_is_fatal={fatal}");
+            assert_eq!(status.failures, 1);
+            assert_eq!(status.last_failure, Some(EPOCH));
+            assert!(status.failure_reason.is_some());
+        }
+        assert_eq!(FAIL_COUNT_INFINITY, 1_000_000);
+    }
+
+    #[test]
+    fn a_failed_stop_is_not_retried() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        assign(&mut r, assignment(vec![]));
+        probe(&mut r, now, "a", ocf::OK);
+        assert!(run(&mut r, now, "a", Action::Stop, result(ExecStatus::Timeout, ocf::ERR_GENERIC)));
+        let status = local(&r, "a");
+        assert_eq!(status.role, ObservedRole::Failed);
+        // Read by the scheduler from the history (it may fence), not counted.
+        assert_eq!(status.failures, 0);
+        assert!(status.fail_counts.is_empty());
+        assert_eq!(status.history.last().map(|record| record.operation.as_str()), Some("stop"));
+        assert!(decided(&r, now + Duration::from_secs(600)).is_empty());
+        r.stopping_all = true;
+        assert!(decided(&r, now + Duration::from_secs(600)).is_empty());
+        assert!(!r.all_stopped());
+    }
+
+    #[test]
+    fn recurring_monitors_start_at_once_and_repeat_quietly() {
+        let t0 = Instant::now();
+        let interval = Duration::from_secs(10);
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, t0, "a", ocf::NOT_RUNNING);
+        assert!(decided(&r, t0 + interval * 10).iter().all(|(_, action)| *action == Action::Start), "no monitor while stopped");
+        assert!(run(&mut r, t0, "a", Action::Start, done(ocf::OK)));
+        assert_eq!(r.next_monitor_due(), Some(t0));
+        let steps = r.decide(t0);
+        assert_eq!(steps.len(), 1);
+        assert_eq!((steps[0].action, steps[0].timeout), (Action::Monitor(10_000), Duration::from_millis(5_000)));
+        // The first result is news; the same again is not, and is due an interval later.
+        assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert!(decided(&r, t0 + interval - Duration::from_millis(1)).is_empty());
+        let t1 = t0 + interval;
+        r.local.get_mut("a").expect("a").dirty = false;
+        assert!(!run(&mut r, t1, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert!(!r.local["a"].dirty);
+        assert_eq!(r.next_monitor_due(), Some(t1 + interval));
+        assert!(decided(&r, t1 + interval - Duration::from_millis(1)).is_empty());
+        assert_eq!(decided(&r, t1 + interval), one("a", Action::Monitor(10_000)));
+        // Degraded is still running, but a change worth writing.
+        let t2 = t1 + interval;
+        assert!(run(&mut r, t2, "a", Action::Monitor(10_000), done(ocf::DEGRADED)));
+        assert_eq!(role(&r, "a"), ObservedRole::Started);
+        assert_eq!(r.next_monitor_due(), Some(t2 + interval));
+    }
+
+    #[test]
+    fn role_monitors_run_only_in_their_role_and_promoted_ones_expect_8() {
+        let t0 = Instant::now();
+        let operations = vec![monitor(10_000, Some(Role::Unpromoted)), monitor(11_000, Some(Role::Promoted))];
+        let mut r = reconciler(vec![target("a", promotable(definition(operations)))]);
+        probe(&mut r, t0, "a", ocf::OK);
+        assert_eq!(role(&r, "a"), ObservedRole::Unpromoted);
+        assert_eq!(decided(&r, t0), one("a", Action::Monitor(10_000)));
+        assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assign(&mut r, assignment(vec![entry("a", Role::Promoted)]));
+        assert!(run(&mut r, t0, "a", Action::Promote, done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Promoted);
+        // The unpromoted monitor is gone; the promoted one is due at once.
+        assert_eq!(decided(&r, t0), one("a", Action::Monitor(11_000)));
+        assert!(run(&mut r, t0, "a", Action::Monitor(11_000), done(ocf::RUNNING_PROMOTED)));
+        assert_eq!(role(&r, "a"), ObservedRole::Promoted);
+        let record = local(&r, "a").history.iter().find(|record| record.interval_ms == 11_000).expect("monitor record");
+        assert_eq!((record.rc, record.expected_rc), (ocf::RUNNING_PROMOTED, ocf::RUNNING_PROMOTED));
+        assert!(decided(&r, t0 + Duration::from_secs(10)).is_empty());
+        // A promoted instance answering "running" has lost its promotion: a failure.
+        let t1 = t0 + Duration::from_secs(11);
+        assert!(run(&mut r, t1, "a", Action::Monitor(11_000), done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Failed);
+        assert_eq!(local(&r, "a").fail_counts.get("monitor_11000"), Some(&1));
+    }
+
+    #[test]
+    fn promotion_waits_for_its_promote_after_gates() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", promotable(definition(vec![])))]);
+        probe(&mut r, now, "a", ocf::OK);
+        let mut a = entry("a", Role::Promoted);
+        a.promote_after = vec![gate("db", OrderAction::Promote)];
+        assign(&mut r, assignment(vec![a]));
+        assert!(decided(&r, now).is_empty());
+        r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Unpromoted));
+        assert!(decided(&r, now).is_empty(), "db runs but is not promoted");
+        r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Promoted));
+        assert!(run(&mut r, now, "a", Action::Promote, done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Promoted);
+        assert!(decided(&r, now).is_empty());
+    }
+
+    #[test]
+    fn a_promoted_resource_assigned_unpromoted_is_demoted() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", promotable(definition(vec![])))]);
+        probe(&mut r, now, "a", ocf::RUNNING_PROMOTED);
+        assign(&mut r, assignment(vec![entry("a", Role::Unpromoted)]));
+        assert!(run(&mut r, now, "a", Action::Demote, done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Unpromoted);
+        assert!(decided(&r, now).is_empty());
+    }
+
+    #[test]
+    fn a_promoted_resource_not_assigned_is_demoted_then_stopped() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", promotable(definition(vec![])))]);
+        probe(&mut r, now, "a", ocf::RUNNING_PROMOTED);
+        assign(&mut r, assignment(vec![]));
+        assert!(run(&mut r, now, "a", Action::Demote, done(ocf::OK)));
+        assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
+        assert_eq!(role(&r, "a"), ObservedRole::Stopped);
+        assert!(decided(&r, now).is_empty());
+    }
+
+    #[test]
+    fn in_maintenance_only_monitors_run() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)])), target("b", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::OK);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        let mut decision = assignment(vec![entry("b", Role::Started)]);
+        decision.state = NodeState::Maintenance;
+        assign(&mut r, decision);
+        // `a` (unassigned) is not stopped, `b` is not started; `a` is monitored.
+        assert_eq!(decided(&r, now), one("a", Action::Monitor(10_000)));
+        assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert!(decided(&r, now).is_empty());
+        r.assignment.as_mut().expect("assignment").state = NodeState::Online;
+        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start)]);
+    }
+
+    #[test]
+    fn unmanaged_entries_are_neither_started_nor_stopped() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![])), target("c", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::OK);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        probe(&mut r, now, "c", ocf::ERR_GENERIC);
+        let entries = vec![entry("a", Role::Stopped), entry("b", Role::Started), entry("c", Role::Started)];
+        assign(&mut r, assignment(entries.iter().cloned().map(|entry| AssignedResource { managed: false, ..entry }).collect()));
+        assert!(decided(&r, now).is_empty());
+        assign(&mut r, assignment(entries));
+        assert_eq!(
+            decided(&r, now),
+            vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start), ("c".to_string(), Action::Stop)]
+        );
+    }
+
+    #[test]
+    fn stopping_all_stops_even_what_is_assigned() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("p", promotable(definition(vec![])))]);
+        probe(&mut r, now, "a", ocf::OK);
+        probe(&mut r, now, "p", ocf::RUNNING_PROMOTED);
+        assign(&mut r, assignment(vec![entry("a", Role::Started), entry("p", Role::Promoted)]));
+        assert!(decided(&r, now).is_empty());
+        r.stopping_all = true;
+        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Stop), ("p".to_string(), Action::Demote)]);
+        assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
+        assert!(run(&mut r, now, "p", Action::Demote, done(ocf::OK)));
+        assert!(run(&mut r, now, "p", Action::Stop, done(ocf::OK)));
+        assert!(r.all_stopped());
+        // Without any assignment too.
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::OK);
+        assert!(decided(&r, now).is_empty());
+        r.stopping_all = true;
+        assert_eq!(decided(&r, now), one("a", Action::Stop));
+    }
+
+    #[test]
+    fn previous_statuses_are_probed_again_and_call_ids_continue() {
+        let now = Instant::now();
+        let mut previous = status("a", NODE, ObservedRole::Started);
+        previous.failures = 2;
+        previous.fail_counts.insert("monitor_10000".into(), 2);
+        for (call_id, interval_ms) in [(41, 0), (5, 10_000)] {
+            previous.history.push(OperationRecord {
+                operation: if interval_ms == 0 { "start".into() } else { "monitor".into() },
+                interval_ms,
+                call_id,
+                rc: ocf::OK,
+                expected_rc: ocf::OK,
+                status: crate::scheduler::snapshot::ExecStatus::Done,
+                last_rc_change: None,
+                migrate_source: None,
+                migrate_target: None,
+                digest: None,
+            });
+        }
+        let mut r = Reconciler::new(NODE, vec![previous, status("b", NODE, ObservedRole::Stopped)]);
+        assert_eq!(role(&r, "a"), ObservedRole::Unknown);
+        assert_eq!(role(&r, "b"), ObservedRole::Unknown);
+        assert!(!r.probed());
+        assert_eq!(local(&r, "a").failures, 2);
+        assert_eq!(local(&r, "a").fail_counts.get("monitor_10000"), Some(&2));
+        assign(&mut r, assignment(vec![]));
+        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        let call_ids: Vec<i64> = ["a", "b"].iter().map(|id| local(&r, id).history.iter().map(|record| record.call_id).max().unwrap_or(0)).collect();
+        assert_eq!(call_ids, vec![42, 43]);
+    }
+
+    #[test]
+    fn a_changed_configuration_is_run_once_the_resource_is_stopped() {
+        let now = Instant::now();
+        let old = Definition { params: [("ip".to_string(), "10.0.0.1".to_string())].into(), ..definition(vec![]) };
+        let new = Definition { params: [("ip".to_string(), "10.0.0.2".to_string())].into(), ..definition(vec![]) };
+        let mut previous = status("a", NODE, ObservedRole::Started);
+        previous.definition = old.clone();
+        let mut r = Reconciler::new(NODE, vec![previous]);
+        r.set_targets(vec![target("a", new.clone())]);
+        // What may run is probed as it was run.
+        assert_eq!(r.decide(now)[0].definition, old);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        let start = r.decide(now).remove(0);
+        assert_eq!((start.action, &start.definition), (Action::Start, &new));
+        // A running resource keeps its definition until stopped.
+        r.begin(&start);
+        assert!(r.record(&start, &done(ocf::OK), now, EPOCH));
+        r.set_targets(vec![target("a", old.clone())]);
+        assign(&mut r, assignment(vec![]));
+        let stop = r.decide(now).remove(0);
+        assert_eq!((stop.action, &stop.definition), (Action::Stop, &new));
+    }
+}

@@ -1,0 +1,226 @@
+//! From one decision to what each node is told: the `Plan`'s placements, cut per
+//! node, with everything an agent needs to run them (agent, parameters, operation
+//! timeouts, gates resolved to primitives). Pure.
+
+use std::collections::BTreeMap;
+
+use crate::api::resource::{CloneSpec, ResourceSpec, Role};
+use crate::api::{Object, Spec};
+use crate::scheduler::plan::{Gate, NodeState, Plan, ResourceKind, ResourcePlan};
+
+use super::records::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, NodeAssignment, OperationDef};
+
+/// Failures the decision has seen, per (node, resource id on that node): the
+/// `ResourceStatus::failures` counters of the statuses the snapshot was built from.
+pub type FailuresSeen = BTreeMap<(String, String), u32>;
+
+/// The decision cut per node: one `NodeAssignment` for every node of the plan (a node
+/// with nothing to run gets an empty one, which tells its agent to stop everything).
+/// `input_revision` is the etcd revision the snapshot was read at; `term` the
+/// scheduler's election term.
+pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen, input_revision: i64, term: i64) -> BTreeMap<String, NodeAssignment> {
+    let catalog = Catalog::new(objects);
+    let mut assignments: BTreeMap<String, NodeAssignment> = plan
+        .nodes
+        .iter()
+        .map(|node| {
+            let assignment = NodeAssignment {
+                node: node.name.clone(),
+                input_revision,
+                term,
+                state: node.state,
+                start_failure_is_fatal: catalog.start_failure_is_fatal,
+                attributes: catalog.node_attributes.get(node.name.as_str()).cloned().unwrap_or_default(),
+                resources: Vec::new(),
+            };
+            (node.name.clone(), assignment)
+        })
+        .collect();
+    for resource in &plan.resources {
+        if resource.kind == ResourceKind::FenceDevice {
+            // Fence devices are run by the fencer on demand, not kept started.
+            continue;
+        }
+        let Some(spec) = catalog.resources.get(resource.name.as_str()) else { continue };
+        for placement in &resource.next {
+            let Some(assignment) = assignments.get_mut(&placement.node) else { continue };
+            if placement.role == Role::Stopped {
+                continue;
+            }
+            let id = local_id(resource, assignment);
+            let failures_seen = failures.get(&(placement.node.clone(), id.clone())).copied().unwrap_or(0);
+            assignment.resources.push(AssignedResource {
+                id,
+                instance: resource.id.clone(),
+                name: resource.name.clone(),
+                group: resource.group.clone(),
+                clone: resource.clone.clone(),
+                role: placement.role,
+                managed: !resource.frozen,
+                exclusive: resource.clone.is_none() || resource.unique,
+                definition: definition(spec, &resource.id, catalog.clone_of(resource)),
+                failures_seen,
+                start_after: resource.start_after.iter().map(|gate| catalog.resolve(gate)).collect(),
+                promote_after: resource.promote_after.iter().map(|gate| catalog.resolve(gate)).collect(),
+            });
+        }
+    }
+    // A node that is not online runs nothing new; say so plainly (its agent, if it is
+    // alive at all, stops what it runs unless the node is in maintenance).
+    for assignment in assignments.values_mut() {
+        if matches!(assignment.state, NodeState::Offline | NodeState::Unclean | NodeState::Pending) {
+            assignment.resources.retain(|resource| !resource.managed);
+        }
+    }
+    assignments
+}
+
+/// The id a node keeps an instance under: the instance id for globally unique
+/// clones, the primitive's name for anything else — anonymous instances are
+/// interchangeable, so a second one on the same node (clone `nodeMax` > 1) is the only
+/// one that needs its number.
+fn local_id(resource: &ResourcePlan, assignment: &NodeAssignment) -> String {
+    if resource.clone.is_none() || resource.unique {
+        return resource.id.clone();
+    }
+    if assignment.resources.iter().any(|other| other.id == resource.name) {
+        resource.id.clone()
+    } else {
+        resource.name.clone()
+    }
+}
+
+fn definition(spec: &ResourceSpec, instance: &str, clone: Option<&CloneSpec>) -> Definition {
+    let operations = spec
+        .operations
+        .iter()
+        .filter(|operation| operation.enabled != Some(false))
+        .map(|operation| OperationDef {
+            name: operation.name.as_str().to_string(),
+            interval_ms: operation.interval.as_millis(),
+            timeout_ms: operation.timeout.map_or(DEFAULT_TIMEOUT_MS, |timeout| timeout.as_millis()),
+            role: operation.role,
+        })
+        .collect();
+    let mut meta = BTreeMap::new();
+    if let Some(clone) = clone {
+        let instance = instance.rsplit_once(':').map_or("0", |(_, number)| number);
+        meta.insert("clone".to_string(), instance.to_string());
+        if let Some(max) = clone.max {
+            meta.insert("clone_max".to_string(), max.to_string());
+        }
+        meta.insert("clone_node_max".to_string(), clone.node_max.unwrap_or(1).to_string());
+        meta.insert("globally_unique".to_string(), clone.globally_unique.to_string());
+        meta.insert("notify".to_string(), clone.notify.to_string());
+        if let Some(promotable) = &clone.promotable {
+            let promoted_max = promotable.promoted_max.unwrap_or(1).to_string();
+            let promoted_node_max = promotable.promoted_node_max.unwrap_or(1).to_string();
+            meta.insert("promotable".to_string(), "true".to_string());
+            // Older agents read the names from before Pacemaker 2.1.
+            meta.insert("master_max".to_string(), promoted_max.clone());
+            meta.insert("master_node_max".to_string(), promoted_node_max.clone());
+            meta.insert("promoted_max".to_string(), promoted_max);
+            meta.insert("promoted_node_max".to_string(), promoted_node_max);
+        }
+    }
+    Definition {
+        agent: spec.agent.clone(),
+        params: spec.params.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect(),
+        meta,
+        operations,
+    }
+}
+
+/// A resource a node probes: every configured primitive is probed on every node, so
+/// the scheduler knows what already runs where before it starts anything.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeTarget {
+    pub id: String,
+    pub name: String,
+    pub group: Option<String>,
+    pub clone: Option<String>,
+    pub definition: Definition,
+}
+
+/// What a node probes: each primitive under the id it would run under there — its
+/// name, or `name:N` for each instance of a globally unique clone (as many as its
+/// `max`, or one per configured node). Fence devices are not probed.
+pub fn probe_targets(objects: &[Object]) -> Vec<ProbeTarget> {
+    let catalog = Catalog::new(objects);
+    let node_count = u32::try_from(catalog.node_attributes.len()).unwrap_or(u32::MAX).max(1);
+    let mut group_of: BTreeMap<&str, &str> = BTreeMap::new();
+    for (group, (members, _)) in &catalog.groups {
+        for member in members {
+            group_of.insert(member.as_str(), group);
+        }
+    }
+    let mut targets = Vec::new();
+    for (&name, spec) in &catalog.resources {
+        let group = group_of.get(name).copied();
+        let (clone, clone_name) = match (&spec.clone, group.and_then(|group| catalog.groups.get(group))) {
+            (Some(clone), _) => (Some(clone), Some(name)),
+            (None, Some((_, Some(clone)))) => (Some(*clone), group),
+            _ => (None, None),
+        };
+        let ids: Vec<String> = match clone {
+            Some(clone) if clone.globally_unique => (0..clone.max.unwrap_or(node_count)).map(|instance| format!("{name}:{instance}")).collect(),
+            _ => vec![name.to_string()],
+        };
+        for id in ids {
+            let definition = definition(spec, &id, clone);
+            targets.push(ProbeTarget { id, name: name.to_string(), group: group.map(str::to_string), clone: clone_name.map(str::to_string), definition });
+        }
+    }
+    targets
+}
+
+/// The objects a decision refers to, by name.
+struct Catalog<'a> {
+    resources: BTreeMap<&'a str, &'a ResourceSpec>,
+    groups: BTreeMap<&'a str, (Vec<String>, Option<&'a CloneSpec>)>,
+    node_attributes: BTreeMap<&'a str, BTreeMap<String, String>>,
+    start_failure_is_fatal: bool,
+}
+
+impl<'a> Catalog<'a> {
+    fn new(objects: &'a [Object]) -> Catalog<'a> {
+        let mut catalog = Catalog { resources: BTreeMap::new(), groups: BTreeMap::new(), node_attributes: BTreeMap::new(), start_failure_is_fatal: true };
+        for object in objects {
+            let name = object.name().as_str();
+            match &object.spec {
+                Spec::Resource(spec) => {
+                    catalog.resources.insert(name, spec);
+                }
+                Spec::Group(group) => {
+                    let members = group.members.iter().map(|member| member.as_str().to_string()).collect();
+                    catalog.groups.insert(name, (members, group.clone.as_ref()));
+                }
+                Spec::Node(node) => {
+                    let attributes = node.attributes.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect();
+                    catalog.node_attributes.insert(name, attributes);
+                }
+                Spec::ClusterPolicy(policy) => catalog.start_failure_is_fatal = policy.start_failure_is_fatal,
+                _ => {}
+            }
+        }
+        catalog
+    }
+
+    /// The clone options a primitive instance runs under: its own, or its group's.
+    fn clone_of(&self, resource: &ResourcePlan) -> Option<&'a CloneSpec> {
+        resource.clone.as_ref()?;
+        if let Some(clone) = self.resources.get(resource.name.as_str()).and_then(|spec| spec.clone.as_ref()) {
+            return Some(clone);
+        }
+        resource.group.as_deref().and_then(|group| self.groups.get(group)).and_then(|(_, clone)| *clone)
+    }
+
+    /// A plan gate with its resource resolved to the primitives that must have acted.
+    fn resolve(&self, gate: &Gate) -> LocalGate {
+        let members = match self.groups.get(gate.resource.as_str()) {
+            Some((members, _)) => members.clone(),
+            None => vec![gate.resource.clone()],
+        };
+        LocalGate { resource: gate.resource.clone(), members, action: gate.action, same_node: gate.same_node, at_least: gate.at_least.max(1), any_of: gate.any_of }
+    }
+}

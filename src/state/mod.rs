@@ -1,0 +1,17 @@
+//! The records the scheduler and the node agents exchange through etcd, and the pure
+//! functions between them and the scheduler's types: a `Plan` cut into per-node
+//! assignments (`assignments`), and whether a gate is open given the statuses the
+//! agents report (`gates`). No IO: `store` reads and writes these records, `agent`
+//! acts on them.
+
+pub mod assignments;
+pub mod gates;
+pub mod observe;
+pub mod records;
+
+pub use observe::{Reports, failures_seen, observe};
+pub use assignments::{FailuresSeen, ProbeTarget, node_assignments, probe_targets};
+pub use records::{
+    AssignedResource, Definition, LocalGate, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ObservedRole, OperationDef, ResourceStatus,
+    FAIL_COUNT_INFINITY,
+};

@@ -1,0 +1,214 @@
+//! What node agents and the scheduler write besides the spec: node leases, resource
+//! statuses, run-time node attributes and per-node assignments. Every agent write
+//! requires the agent's lease still to hold the node's key, so an agent that lost its
+//! lease (and may have been replaced) cannot overwrite fresh state.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{Keys, Store, StoreError};
+use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
+
+/// How long a single request of the agent's may take before it counts as failed: the
+/// lease logic must notice an unreachable etcd well within a lease.
+pub const AGENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a guarded write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum GuardedWriteError {
+    /// The node's key is no longer held by this lease (it expired, or another agent
+    /// took the node). Not retryable with this lease.
+    #[error("lease {lease:x} no longer holds node {node}")]
+    LeaseLost { node: String, lease: i64 },
+    /// etcd did not answer in time or refused. Retryable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A node agent's handle for its writes: the node and the lease that holds its key.
+#[derive(Clone, Debug)]
+pub struct NodeSession {
+    pub node: String,
+    pub lease: i64,
+}
+
+impl Store {
+    /// Grants a lease of `ttl` (whole seconds, at least 1).
+    pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        let mut client = self.client();
+        let response = timeout("grant lease", client.lease_grant(seconds, None)).await?;
+        Ok(response.id())
+    }
+
+    /// Revokes a lease: every key bound to it is deleted at once.
+    pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
+        let mut client = self.client();
+        timeout("revoke lease", client.lease_revoke(lease)).await?;
+        Ok(())
+    }
+
+    /// Claims `node` for the agent holding `lease`: creates `nodes/<node>/lease` bound
+    /// to it. Returns `false` when another live agent holds the node (its key exists).
+    pub async fn claim_node<T: Serialize>(&self, node: &str, lease: i64, heartbeat: &T) -> Result<bool, StoreError> {
+        let key = self.keys().node_lease(node);
+        let value = encode(&key, heartbeat)?;
+        let txn = Txn::new()
+            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+            .and_then([TxnOp::put(key.as_str(), value, Some(PutOptions::new().with_lease(lease)))]);
+        let mut client = self.client();
+        let response = timeout("claim node", client.txn(txn)).await?;
+        Ok(response.succeeded())
+    }
+
+    /// Writes `key` (or deletes it, for `None`) if `session`'s lease still holds the
+    /// node. `bind_to_lease`: the key vanishes with the lease. Returns the revision of
+    /// the write.
+    pub async fn guarded_write(&self, session: &NodeSession, key: &str, value: Option<String>, bind_to_lease: bool) -> Result<i64, GuardedWriteError> {
+        let guard = Compare::lease(self.keys().node_lease(&session.node), CompareOp::Equal, session.lease);
+        let operation = match value {
+            Some(value) => {
+                let options = bind_to_lease.then(|| PutOptions::new().with_lease(session.lease));
+                TxnOp::put(key, value, options)
+            }
+            None => TxnOp::delete(key, None),
+        };
+        let txn = Txn::new().when([guard]).and_then([operation]);
+        let mut client = self.client();
+        let response = timeout("write node state", client.txn(txn)).await?;
+        if !response.succeeded() {
+            return Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease });
+        }
+        Ok(response.header().map(|header| header.revision()).unwrap_or_default())
+    }
+
+    /// Reads every key under `prefix`, decoded, with the revision of the read. A value
+    /// that does not decode is an error naming its key.
+    pub async fn read_records<T: DeserializeOwned>(&self, prefix: &str) -> Result<(i64, Vec<(String, T, i64)>), StoreError> {
+        let mut client = self.client();
+        let response = timeout("read records", client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let revision = response.header().map(|header| header.revision()).unwrap_or_default();
+        let mut records = Vec::new();
+        for kv in response.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).to_string();
+            let record = decode(&key, kv.value())?;
+            records.push((key, record, kv.mod_revision()));
+        }
+        Ok((revision, records))
+    }
+
+    /// Reads every heartbeat, status and run-time attribute at one revision. A record
+    /// that does not decode is skipped with a warning (one bad key must not blind the
+    /// scheduler to the rest).
+    pub async fn read_reports(&self) -> Result<(i64, Reports), StoreError> {
+        let keys = self.keys();
+        let prefixes = [keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix()];
+        let txn = Txn::new().and_then(prefixes.iter().map(|prefix| TxnOp::get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).collect::<Vec<_>>());
+        let mut client = self.client();
+        let response = timeout("read node reports", client.txn(txn)).await?;
+        let revision = response.header().map(|header| header.revision()).unwrap_or_default();
+        let mut reports = Reports::default();
+        for (index, op) in response.op_responses().into_iter().enumerate() {
+            let TxnOpResponse::Get(get) = op else { continue };
+            for kv in get.kvs() {
+                let key = String::from_utf8_lossy(kv.key()).to_string();
+                let skip = |error: StoreError| tracing::warn!(%error, "skipping a record that does not decode");
+                match index {
+                    0 => {
+                        if keys.node_of_lease(&key).is_some() {
+                            match decode::<NodeHeartbeat>(&key, kv.value()) {
+                                Ok(heartbeat) => {
+                                    reports.heartbeats.insert(heartbeat.node.clone(), heartbeat);
+                                }
+                                Err(error) => skip(error),
+                            }
+                        }
+                    }
+                    1 => match decode::<ResourceStatus>(&key, kv.value()) {
+                        Ok(status) => reports.statuses.push(status),
+                        Err(error) => skip(error),
+                    },
+                    _ => {
+                        let Some((node, name)) = Keys::node_and_name(&prefixes[2], &key) else { continue };
+                        match decode::<NodeAttributeRecord>(&key, kv.value()) {
+                            Ok(record) => {
+                                reports.attributes.entry(node.to_string()).or_default().insert(name.to_string(), record);
+                            }
+                            Err(error) => skip(error),
+                        }
+                    }
+                }
+            }
+        }
+        Ok((revision, reports))
+    }
+
+    /// Writes the assignments that differ from what is stored (an unchanged decision
+    /// writes nothing) and deletes those of nodes no longer in the plan, in
+    /// transactions of at most the store's operation limit, each guarded by `guard`
+    /// when given (the leader's election key). Returns the number of keys written or
+    /// deleted.
+    pub async fn write_assignments(&self, assignments: &BTreeMap<String, NodeAssignment>, guard: Option<Compare>) -> Result<usize, StoreError> {
+        let prefix = self.keys().plans_prefix();
+        let (_, stored) = self.read_records::<serde_json::Value>(&prefix).await?;
+        let stored: BTreeMap<String, serde_json::Value> = stored.into_iter().map(|(key, value, _)| (key, value)).collect();
+        let mut operations = Vec::new();
+        for (node, assignment) in assignments {
+            let key = self.keys().plan(node);
+            let mut value = serde_json::to_value(assignment).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
+            // The input revision alone changing is not a new decision.
+            if let Some(previous) = stored.get(&key) {
+                let mut comparable = previous.clone();
+                if let (Some(object), Some(old)) = (value.as_object_mut(), comparable.as_object_mut()) {
+                    old.insert("inputRevision".into(), object.get("inputRevision").cloned().unwrap_or_default());
+                    old.insert("term".into(), object.get("term").cloned().unwrap_or_default());
+                }
+                if comparable == value {
+                    continue;
+                }
+            }
+            operations.push(TxnOp::put(key, value.to_string(), None));
+        }
+        for key in stored.keys() {
+            let node = key.strip_prefix(&prefix).unwrap_or_default();
+            if !assignments.contains_key(node) {
+                operations.push(TxnOp::delete(key.as_str(), None));
+            }
+        }
+        let written = operations.len();
+        let mut client = self.client();
+        let mut remaining = operations;
+        while !remaining.is_empty() {
+            let batch: Vec<TxnOp> = remaining.drain(..remaining.len().min(self.max_txn_ops.saturating_sub(1).max(1))).collect();
+            let mut txn = Txn::new();
+            if let Some(guard) = &guard {
+                txn = txn.when([guard.clone()]);
+            }
+            let response = timeout("write assignments", client.txn(txn.and_then(batch))).await?;
+            if !response.succeeded() {
+                return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
+            }
+        }
+        Ok(written)
+    }
+}
+
+fn encode<T: Serialize>(key: &str, value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: format!("encode: {error}") })
+}
+
+/// Decodes a JSON record, naming its key when it does not decode.
+pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(value).map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: format!("not a valid record: {error}") })
+}
+
+async fn timeout<T>(action: &str, request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
+    match tokio::time::timeout(AGENT_REQUEST_TIMEOUT, request).await {
+        Ok(result) => result.map_err(|source| StoreError::Etcd { action: action.to_string(), source }),
+        Err(_) => Err(StoreError::Etcd { action: action.to_string(), source: etcd_client::Error::InvalidArgs(format!("no answer within {AGENT_REQUEST_TIMEOUT:?}")) }),
+    }
+}

@@ -1,0 +1,549 @@
+//! The node agent as a real process (`pacer agent`) against a private etcd, running
+//! real resource agents (resource-agents' heartbeat:Dummy/Delay/anything, Pacemaker's
+//! pacemaker:Dummy/Stateful, Pacer's ocf:pacer:witness). Decisions are made the way the
+//! scheduler daemon makes them (`daemon::decide_once`: snapshot from etcd, `schedule`,
+//! per-node assignments) or written by hand where a test needs a plan the scheduler
+//! would not make.
+//!
+//! Timings are printed (`cargo test --test agent -- --nocapture`), never asserted,
+//! except where the bound is the safety property itself (lease loss: everything
+//! stopped before the lease can expire).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::TestEtcd;
+use pacer::api::manifest::{Source, load};
+use pacer::daemon::decide_once;
+use pacer::scheduler::snapshot::ExecStatus;
+use pacer::state::{NodeAssignment, NodeHeartbeat, ObservedRole, ResourceStatus};
+use pacer::store::Store;
+use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
+
+const PREFIX: &str = "/pacer";
+const TEST_TIMEOUT: Duration = Duration::from_secs(90);
+
+const POLICY: &str = "
+apiVersion: pacer.io/v1alpha1
+kind: ClusterPolicy
+metadata: {name: cluster}
+spec: {stonithEnabled: false}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Node
+metadata: {name: n1}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Node
+metadata: {name: n2}
+";
+
+async fn bounded<F: Future<Output = ()>>(body: F) {
+    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test exceeded its timeout");
+}
+
+fn require(path: &str) {
+    assert!(Path::new(path).exists(), "{path} is missing: install resource-agents and pacemaker's agents (scripts/install-deps)");
+}
+
+/// A `pacer agent` process, ended by PID when dropped (SIGTERM, then SIGKILL).
+struct AgentProcess {
+    child: Child,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the PID of a child this test started and has not reaped.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits for the process to exit; `None` if it did not within `limit`.
+    fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for AgentProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.signal(libc::SIGTERM);
+            if self.wait_exit(Duration::from_secs(15)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+struct Cluster {
+    // Agents drop first (they stop their resources while etcd still runs).
+    agents: BTreeMap<String, AgentProcess>,
+    store: Store,
+    etcd: TestEtcd,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new() -> Cluster {
+        let etcd = TestEtcd::start();
+        let store = Store::connect(&[etcd.endpoint()], PREFIX).await.expect("connect");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cluster = Cluster { agents: BTreeMap::new(), store, etcd, dir };
+        cluster.apply(POLICY).await;
+        cluster
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    async fn apply(&self, yaml: &str) {
+        let loaded = load(&[Source { name: "test.yaml".into(), text: yaml.to_string() }]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        match apply(&self.store, &ApplyRequest { loaded, ..ApplyRequest::default() }).await.expect("apply") {
+            ApplyOutcome::Planned(_) => {}
+            ApplyOutcome::Invalid(diagnostics) => panic!("refused: {diagnostics:?}"),
+        }
+    }
+
+    fn start_agent(&mut self, node: &str, lease_ttl: u64) {
+        let state_dir = self.path(node);
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let log = self.path(&format!("{node}.log"));
+        let stderr = std::fs::File::create(&log).expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+            .args(["agent", "--node", node, "--lease-ttl", &lease_ttl.to_string(), "--state-dir"])
+            .arg(&state_dir)
+            .arg("--agents-dir")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
+            .env("PACER_ETCD", self.etcd.endpoint())
+            .env("PACER_PREFIX", PREFIX)
+            .env("PACER_LOG", "pacer=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .expect("start pacer agent");
+        self.agents.insert(node.to_string(), AgentProcess { child, log });
+    }
+
+    fn agent_logs(&self) -> String {
+        self.agents.iter().map(|(node, agent)| format!("--- {node}\n{}", agent.log_text())).collect()
+    }
+
+    async fn status(&self, node: &str, id: &str) -> Option<ResourceStatus> {
+        let (_, records) = self.store.read_records::<ResourceStatus>(&self.store.keys().status(node, id)).await.expect("read status");
+        records.into_iter().find(|(key, _, _)| key == &self.store.keys().status(node, id)).map(|(_, status, _)| status)
+    }
+
+    async fn heartbeat(&self, node: &str) -> Option<NodeHeartbeat> {
+        let key = self.store.keys().node_lease(node);
+        let (_, records) = self.store.read_records::<NodeHeartbeat>(&key).await.expect("read heartbeat");
+        records.into_iter().find(|(found, _, _)| *found == key).map(|(_, heartbeat, _)| heartbeat)
+    }
+
+    async fn role(&self, node: &str, id: &str) -> Option<ObservedRole> {
+        self.status(node, id).await.map(|status| status.role)
+    }
+
+    /// Polls `condition` every 20 ms until it holds; panics with the agents' logs
+    /// after `limit`. Returns how long it took.
+    async fn wait_for<F, Fut>(&self, what: &str, limit: Duration, mut condition: F) -> Duration
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = bool>,
+    {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if condition().await {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("timed out waiting for {what}\n{}", self.agent_logs());
+    }
+
+    async fn wait_probed(&self, node: &str) {
+        self.wait_for(&format!("{node} to probe everything"), Duration::from_secs(30), || async { self.heartbeat(node).await.is_some_and(|heartbeat| heartbeat.probed) }).await;
+    }
+
+    async fn wait_role(&self, node: &str, id: &str, role: ObservedRole) -> Duration {
+        self.wait_for(&format!("{id} {role:?} on {node}"), Duration::from_secs(30), || async { self.role(node, id).await == Some(role) }).await
+    }
+
+    /// One decision, as the scheduler daemon makes it.
+    async fn decide(&self) {
+        decide_once(&self.store, 1, None).await.expect("decide");
+    }
+
+    async fn assignment(&self, node: &str) -> Option<NodeAssignment> {
+        let key = self.store.keys().plan(node);
+        let (_, records) = self.store.read_records::<NodeAssignment>(&key).await.expect("read plan");
+        records.into_iter().find(|(found, _, _)| *found == key).map(|(_, assignment, _)| assignment)
+    }
+}
+
+fn dummy(name: &str, agent: &str, params: &str, operations: &str) -> String {
+    format!(
+        "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: {agent}\n  params: {{{params}}}\n  operations: [{operations}]\n"
+    )
+}
+
+fn location(resource: &str, node: &str, score: &str) -> String {
+    format!("---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: {resource}-on-{node}}}\nspec: {{resource: {resource}, node: {node}, score: \"{score}\"}}\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probes_then_starts_and_stops_as_the_plan_says() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    require("/usr/lib/ocf/resource.d/pacemaker/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let web_state = cluster.path("web.state");
+        cluster
+            .apply(&format!(
+                "{}{}",
+                dummy("web", "ocf:heartbeat:Dummy", &format!("state: {}", web_state.display()), "{name: monitor, interval: 1s}"),
+                dummy("slow", "ocf:pacemaker:Dummy", "op_sleep: 1", "")
+            ))
+            .await;
+        // Already running before the agent starts: the probe must find it.
+        std::fs::write(&web_state, "").expect("state file");
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Started), "the probe finds what runs");
+        assert_eq!(cluster.role("n1", "slow").await, Some(ObservedRole::Stopped));
+        let written = Instant::now();
+        cluster.decide().await;
+        let started = cluster.wait_role("n1", "slow", ObservedRole::Started).await;
+        println!("plan written -> pacemaker:Dummy (op_sleep 1s) started and reported: {:?}", written.elapsed().max(started));
+        let status = cluster.status("n1", "slow").await.expect("status");
+        let operations: Vec<(&str, i32)> = status.history.iter().map(|record| (record.operation.as_str(), record.rc)).collect();
+        assert_eq!(operations, [("start", 0)], "the probe's record is replaced by the start's");
+        // The node registered itself.
+        let listing = cluster.store.list_objects().await.expect("list");
+        assert!(listing.objects.keys().any(|key| key.to_string() == "Node/n1"), "the agent creates its Node object");
+
+        cluster.apply(&dummy("slow", "ocf:pacemaker:Dummy", "op_sleep: 1", "").replace("operations: []", "operations: []\n  meta: {targetRole: Stopped}")).await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "slow", ObservedRole::Stopped).await;
+        assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Started), "web is left running");
+    })
+    .await;
+}
+
+/// One line of the witness log.
+#[derive(Debug)]
+struct Testimony {
+    node: String,
+    resource: String,
+    operation: String,
+    phase: String,
+    rc: Option<i32>,
+}
+
+fn read_witness(path: &Path) -> Vec<Testimony> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .map(|line| {
+            let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
+            Testimony { node: field("node"), resource: field("rsc"), operation: field("op"), phase: field("phase"), rc: field("rc").parse().ok() }
+        })
+        .collect()
+}
+
+/// Replays the witness log: a copy is active from the beginning of its start to the
+/// successful end of its stop. Returns every moment two copies of one resource were.
+fn overlaps(testimony: &[Testimony]) -> Vec<String> {
+    let mut active: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for line in testimony {
+        let copies = active.entry(line.resource.as_str()).or_default();
+        match (line.operation.as_str(), line.phase.as_str()) {
+            ("start", "begin") => {
+                if copies.iter().any(|node| *node != line.node) {
+                    problems.push(format!("{} started on {} while active on {:?}", line.resource, line.node, copies));
+                }
+                copies.push(&line.node);
+            }
+            ("stop", "end") if line.rc == Some(0) => copies.retain(|node| *node != line.node),
+            _ => {}
+        }
+    }
+    problems
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_moves_in_order_without_two_copies_at_once() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let witness = cluster.path("witness.log");
+        let member = |name: &str| dummy(name, "ocf:pacer:witness", &format!("log: {}, delay: \"1\"", witness.display()), "{name: monitor, interval: 2s}");
+        cluster
+            .apply(&format!(
+                "{}{}---\napiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {{name: app}}\nspec: {{members: [ip, web]}}\n{}",
+                member("ip"),
+                member("web"),
+                location("app", "n1", "100")
+            ))
+            .await;
+        cluster.start_agent("n1", 2);
+        cluster.start_agent("n2", 2);
+        cluster.wait_probed("n1").await;
+        cluster.wait_probed("n2").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "web", ObservedRole::Started).await;
+        assert_eq!(cluster.role("n1", "ip").await, Some(ObservedRole::Started));
+
+        // Prefer n2 now: both agents get their new assignment at once; n2 must wait
+        // for n1's stops, and n1 stops web before ip.
+        cluster.apply(&location("app", "n1", "-100")).await;
+        cluster.decide().await;
+        cluster.wait_role("n2", "web", ObservedRole::Started).await;
+        let testimony = read_witness(&witness);
+        assert_eq!(overlaps(&testimony), Vec::<String>::new(), "\n{}", cluster.agent_logs());
+        let order: Vec<String> = testimony
+            .iter()
+            .filter(|line| line.phase == "end" && (line.operation == "start" || line.operation == "stop"))
+            .map(|line| format!("{} {} {}", line.operation, line.resource, line.node))
+            .collect();
+        assert_eq!(order, ["start ip n1", "start web n1", "stop web n1", "stop ip n1", "start ip n2", "start web n2"]);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stateful_promotion_scores_reach_etcd_and_one_copy_is_promoted() {
+    require("/usr/lib/ocf/resource.d/pacemaker/Stateful");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        cluster
+            .apply(
+                "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: db}\nspec:\n  agent: ocf:pacemaker:Stateful\n  operations:\n  - {name: monitor, interval: 1s, role: Promoted}\n  - {name: monitor, interval: 2s, role: Unpromoted}\n  clone: {promotable: {}}\n",
+            )
+            .await;
+        cluster.start_agent("n1", 2);
+        cluster.start_agent("n2", 2);
+        cluster.wait_probed("n1").await;
+        cluster.wait_probed("n2").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "db", ObservedRole::Unpromoted).await;
+        cluster.wait_role("n2", "db", ObservedRole::Unpromoted).await;
+        // Stateful sets its promotion score with crm_master after start.
+        let attributes = cluster.etcd.dump(&format!("{PREFIX}/attributes/")).await;
+        let keys: Vec<&str> = attributes.iter().map(|(key, _)| key.as_str()).collect();
+        assert!(keys.contains(&"/pacer/attributes/n1/master-db"), "{attributes:?}");
+        assert!(keys.contains(&"/pacer/attributes/n2/master-db"), "{attributes:?}");
+        cluster.decide().await;
+        cluster
+            .wait_for("one promoted copy", Duration::from_secs(30), || async {
+                let roles = [cluster.role("n1", "db").await, cluster.role("n2", "db").await];
+                roles.iter().filter(|role| **role == Some(ObservedRole::Promoted)).count() == 1
+                    && roles.iter().filter(|role| **role == Some(ObservedRole::Unpromoted)).count() == 1
+            })
+            .await;
+        // The promoted copy's monitor expects 8 and is content with it.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        for node in ["n1", "n2"] {
+            let status = cluster.status(node, "db").await.expect("status");
+            assert_ne!(status.role, ObservedRole::Failed, "{status:?}");
+            assert_eq!(status.failures, 0);
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_monitor_is_reported_and_recovered_only_when_a_decision_says() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let state = cluster.path("web.state");
+        cluster.apply(&dummy("web", "ocf:heartbeat:Dummy", &format!("state: {}", state.display()), "{name: monitor, interval: 1s}")).await;
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "web", ObservedRole::Started).await;
+        // Let the first monitor run, then make the resource fail behind the agent's back.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        std::fs::remove_file(&state).expect("remove the state file");
+        let failed_at = Instant::now();
+        cluster.wait_role("n1", "web", ObservedRole::Failed).await;
+        println!("resource failed -> failure visible in etcd (monitor interval 1s): {:?}", failed_at.elapsed());
+        let status = cluster.status("n1", "web").await.expect("status");
+        assert_eq!(status.failures, 1);
+        assert_eq!(status.fail_counts.get("monitor_1000"), Some(&1), "{status:?}");
+        assert!(status.history.iter().any(|record| record.operation == "monitor" && record.interval_ms == 1000 && record.rc == 7), "{status:?}");
+        // The agent does not recover on its own.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Failed), "no recovery without a decision");
+        cluster.decide().await;
+        assert_eq!(cluster.assignment("n1").await.expect("plan").resources[0].failures_seen, 1);
+        cluster.wait_role("n1", "web", ObservedRole::Started).await;
+        assert!(state.exists(), "restarted in place");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_kill_missing_agents_are_not_installed_and_failed_starts_move() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Delay");
+    require("/usr/lib/ocf/resource.d/pacemaker/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        cluster
+            .apply(&format!(
+                "{}{}{}{}",
+                dummy("slow", "ocf:heartbeat:Delay", "startdelay: 30", "{name: start, timeout: 2s}"),
+                dummy("ghost", "ocf:heartbeat:NoSuchAgent", "", ""),
+                dummy("flaky", "ocf:pacemaker:Dummy", "fail_start_on: n1", ""),
+                location("slow", "n1", "INFINITY") + &location("flaky", "n1", "50"),
+            ))
+            .await;
+        cluster.start_agent("n1", 2);
+        cluster.start_agent("n2", 2);
+        cluster.wait_probed("n1").await;
+        cluster.wait_probed("n2").await;
+        let ghost = cluster.status("n1", "ghost").await.expect("ghost status");
+        assert_eq!(ghost.role, ObservedRole::Stopped);
+        assert_eq!(ghost.history.last().map(|record| record.status), Some(ExecStatus::NotInstalled), "{ghost:?}");
+        cluster.decide().await;
+        let took = cluster.wait_role("n1", "slow", ObservedRole::Failed).await;
+        println!("start with a 2s timeout of a 30s Delay -> failed and reported: {took:?}");
+        let slow = cluster.status("n1", "slow").await.expect("status");
+        assert_eq!(slow.history.last().map(|record| record.status), Some(ExecStatus::Timeout), "{slow:?}");
+        // The agent's process group was killed: no Delay agent left sleeping.
+        let left = Command::new("pgrep").args(["-f", "resource.d/heartbeat/Delay"]).output().expect("pgrep");
+        assert!(left.stdout.is_empty(), "Delay still running: {}", String::from_utf8_lossy(&left.stdout));
+        // pacemaker:Dummy fails to start on n1: banned there at once, recovered on n2.
+        cluster.wait_role("n1", "flaky", ObservedRole::Failed).await;
+        let flaky = cluster.status("n1", "flaky").await.expect("status");
+        assert_eq!(flaky.fail_counts.get("start_0"), Some(&pacer::state::FAIL_COUNT_INFINITY));
+        cluster.decide().await;
+        cluster.wait_role("n1", "flaky", ObservedRole::Stopped).await;
+        cluster.decide().await;
+        cluster.wait_role("n2", "flaky", ObservedRole::Started).await;
+        assert_ne!(cluster.role("n1", "ghost").await, Some(ObservedRole::Started));
+        assert_ne!(cluster.role("n2", "ghost").await, Some(ObservedRole::Started));
+    })
+    .await;
+}
+
+/// The pid in a pidfile, if the file exists and the process lives.
+fn live_pid(pidfile: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    (unsafe { libc::kill(pid, 0) } == 0).then_some(pid)
+}
+
+/// Resumes a stopped etcd when dropped, whatever happened.
+struct Frozen(i32);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        // SAFETY: SIGCONT to the etcd this test started.
+        unsafe {
+            libc::kill(self.0, libc::SIGCONT);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_loss_stops_everything_before_the_lease_can_expire() {
+    require("/usr/lib/ocf/resource.d/heartbeat/anything");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let pidfile = cluster.path("sleeper.pid");
+        cluster
+            .apply(&dummy(
+                "sleeper",
+                "ocf:heartbeat:anything",
+                &format!("binfile: /bin/sleep, cmdline_options: \"1000\", pidfile: {}", pidfile.display()),
+                "{name: monitor, interval: 1s}",
+            ))
+            .await;
+        let ttl = Duration::from_secs(2);
+        cluster.start_agent("n1", ttl.as_secs());
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "sleeper", ObservedRole::Started).await;
+        let pid = live_pid(&pidfile).expect("the sleeper runs");
+        // Cut the agent off: etcd stops answering anyone.
+        let etcd_pid = i32::try_from(cluster.etcd.server.pid().expect("etcd pid")).expect("pid");
+        let cut_at = Instant::now();
+        // SAFETY: SIGSTOP to the etcd this test started; `Frozen` resumes it.
+        unsafe {
+            libc::kill(etcd_pid, libc::SIGSTOP);
+        }
+        let frozen = Frozen(etcd_pid);
+        // SAFETY: signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 && cut_at.elapsed() < Duration::from_secs(10) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let stopped_after = cut_at.elapsed();
+        println!("etcd unreachable -> resource process gone (lease TTL {ttl:?}): {stopped_after:?}");
+        // The lease was last renewed before the cut: it cannot expire for the others
+        // before cut + TTL. Everything must be down by then.
+        assert!(stopped_after < ttl, "the resource outlived the lease: {stopped_after:?}\n{}", cluster.agent_logs());
+        drop(frozen);
+        // Back in touch: the agent claims the node anew, probes (nothing runs) and
+        // follows the assignment, which still says to run the sleeper here.
+        // (The status in etcd still says Started from before the cut: wait for the
+        // new process, then for the heartbeat of the new session.)
+        let restarted = cluster
+            .wait_for("the sleeper to run again", Duration::from_secs(30), || async { live_pid(&pidfile).is_some_and(|new| new != pid) })
+            .await;
+        println!("etcd back -> node claimed anew, probed and the resource started again: {restarted:?}");
+        cluster.wait_probed("n1").await;
+        assert_eq!(cluster.role("n1", "sleeper").await, Some(ObservedRole::Started));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_every_resource_and_gives_up_the_node() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let witness = cluster.path("witness.log");
+        let member = |name: &str| dummy(name, "ocf:pacer:witness", &format!("log: {}", witness.display()), "");
+        cluster.apply(&format!("{}{}---\napiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {{name: app}}\nspec: {{members: [a, b]}}\n", member("a"), member("b"))).await;
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "b", ObservedRole::Started).await;
+        let agent = cluster.agents.get_mut("n1").expect("agent");
+        agent.signal(libc::SIGTERM);
+        let status = agent.wait_exit(Duration::from_secs(20)).expect("the agent exits");
+        assert!(status.success(), "{status:?}");
+        assert_eq!(cluster.role("n1", "a").await, Some(ObservedRole::Stopped));
+        assert_eq!(cluster.role("n1", "b").await, Some(ObservedRole::Stopped));
+        assert!(cluster.heartbeat("n1").await.is_none(), "the node's lease is given up");
+        let stops: Vec<String> = read_witness(&witness).into_iter().filter(|line| line.operation == "stop" && line.phase == "end").map(|line| line.resource).collect();
+        assert_eq!(stops, ["b", "a"], "stopped in reverse order");
+    })
+    .await;
+}
