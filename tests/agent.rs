@@ -547,3 +547,34 @@ async fn sigterm_stops_every_resource_and_gives_up_the_node() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allow_migrate_resource_moves_by_live_migration() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let vm = dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
+        cluster.apply(&format!("{vm}{}", location("vm", "n1", "100"))).await;
+        cluster.start_agent("n1", 2);
+        cluster.start_agent("n2", 2);
+        cluster.wait_probed("n1").await;
+        cluster.wait_probed("n2").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "vm", ObservedRole::Started).await;
+        cluster.apply(&location("vm", "n1", "-100")).await;
+        let decision = decide_once(&cluster.store, 1, None).await.expect("decide");
+        assert!(decision.plan.actions.iter().any(|action| action.verb == "Migrate" && action.resource == "vm"), "{:?}", decision.plan.actions);
+        let took = cluster.wait_role("n2", "vm", ObservedRole::Started).await;
+        println!("live migration decided -> running on the target: {took:?}");
+        cluster.wait_role("n1", "vm", ObservedRole::Stopped).await;
+        let target = cluster.status("n2", "vm").await.expect("target status");
+        let record = target.history.iter().find(|record| record.operation == "migrate_from").expect("migrate_from in the target's history");
+        assert_eq!((record.rc, record.migrate_source.as_deref(), record.migrate_target.as_deref()), (0, Some("n1"), Some("n2")));
+        // The agents' logs show the handshake in order: migrate_to on n1, then migrate_from on n2.
+        assert!(cluster.agents["n1"].log_text().contains("action=MigrateTo"), "{}", cluster.agent_logs());
+        // The next decision sees it settled on n2 and changes nothing.
+        let settled = decide_once(&cluster.store, 1, None).await.expect("decide");
+        assert!(settled.plan.actions.is_empty(), "{:?}", settled.plan.actions);
+    })
+    .await;
+}

@@ -24,6 +24,10 @@ pub enum Action {
     Stop,
     Promote,
     Demote,
+    /// Live migration, first half: hand the resource over to the target node.
+    MigrateTo,
+    /// Live migration, second half: take the resource over from the source node.
+    MigrateFrom,
     /// A recurring monitor of this interval (milliseconds).
     Monitor(u64),
 }
@@ -36,6 +40,8 @@ impl Action {
             Action::Stop => "stop",
             Action::Promote => "promote",
             Action::Demote => "demote",
+            Action::MigrateTo => "migrate_to",
+            Action::MigrateFrom => "migrate_from",
         }
     }
 
@@ -227,10 +233,20 @@ impl Reconciler {
                 };
                 // A start runs as the decision says (its clone instance number among
                 // it); everything else as the resource last ran.
-                let definition = match (action, self.assigned(id)) {
-                    (Action::Start, Some(entry)) => entry.definition.clone(),
+                let mut definition = match (action, self.assigned(id)) {
+                    (Action::Start | Action::MigrateFrom, Some(entry)) => entry.definition.clone(),
                     _ => local.status.definition.clone(),
                 };
+                // Both halves of a migration are told both ends.
+                let ends = match action {
+                    Action::MigrateTo => self.migration_target(id).map(|target| (self.node.clone(), target.to_string())),
+                    Action::MigrateFrom => self.assigned(id).and_then(|entry| entry.migrate_from.clone()).map(|source| (source, self.node.clone())),
+                    _ => None,
+                };
+                if let Some((source, target)) = ends {
+                    definition.meta.insert("migrate_source".into(), source);
+                    definition.meta.insert("migrate_target".into(), target);
+                }
                 steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout) });
             }
         }
@@ -257,9 +273,16 @@ impl Reconciler {
                 _ => Some(Action::Stop),
             };
         }
+        if role == ObservedRole::Migrating {
+            // What is left here goes once the target runs it, or once the decision no
+            // longer migrates it (a failed migrate_from: it is stopped everywhere).
+            let waiting = self.migration_target(id).is_some_and(|target| !self.active_on(target, id));
+            return (!waiting).then_some(Action::Stop);
+        }
         let desired = entry.map_or(Role::Stopped, |entry| entry.role);
         match (role, desired) {
             (ObservedRole::Promoted, Role::Stopped) => Some(Action::Demote),
+            (ObservedRole::Started, Role::Stopped) if self.migration_target(id).is_some() => Some(Action::MigrateTo),
             (_, Role::Stopped) if role.is_active() => self.may_stop(id).then_some(Action::Stop),
             (ObservedRole::Promoted, Role::Started | Role::Unpromoted) => Some(Action::Demote),
             (ObservedRole::Started | ObservedRole::Unpromoted, Role::Promoted) => {
@@ -269,6 +292,15 @@ impl Reconciler {
             (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
                 let entry = entry?;
                 let open = gates::all_open(&entry.start_after, &self.node, self.statuses());
+                if let Some(source) = &entry.migrate_from {
+                    // Take over once the source has handed over; start plainly if it
+                    // reports the resource stopped; otherwise wait.
+                    match self.cluster.get(&(source.clone(), id.to_string())).map(|status| status.role) {
+                        Some(ObservedRole::Migrating) => return open.then_some(Action::MigrateFrom),
+                        Some(ObservedRole::Stopped) | None => {}
+                        Some(_) => return None,
+                    }
+                }
                 let alone = !entry.exclusive || !self.active_elsewhere(id);
                 (open && alone).then_some(Action::Start)
             }
@@ -283,6 +315,16 @@ impl Reconciler {
         !self.local.iter().any(|(other, local)| {
             other != id && local.status.role.may_be_active() && local.status.started_after.iter().any(|after| after == name)
         })
+    }
+
+    /// Where the assignment migrates this resource to, if it does.
+    fn migration_target(&self, id: &str) -> Option<&str> {
+        self.assignment.as_ref()?.migrations.iter().find(|migration| migration.id == id).map(|migration| migration.target.as_str())
+    }
+
+    /// Whether `node` reports the resource running.
+    fn active_on(&self, node: &str, id: &str) -> bool {
+        self.cluster.get(&(node.to_string(), id.to_string())).is_some_and(|status| status.role.is_active())
     }
 
     /// Whether another node reports this exclusive resource as possibly running.
@@ -344,6 +386,8 @@ impl Reconciler {
             Action::Stop if done && rc == ocf::OK => Some(ObservedRole::Stopped),
             Action::Promote if done && rc == ocf::OK => Some(ObservedRole::Promoted),
             Action::Demote if done && rc == ocf::OK => Some(ObservedRole::Unpromoted),
+            Action::MigrateTo if done && rc == ocf::OK => Some(ObservedRole::Migrating),
+            Action::MigrateFrom if done && rc == ocf::OK => Some(ObservedRole::Started),
             // Degraded is still running, in the same role.
             Action::Monitor(_) if done && (rc == expected_rc || rc == degraded(expected_rc)) => Some(before),
             _ => None,
@@ -372,8 +416,8 @@ impl Reconciler {
             expected_rc,
             status: result.status.into(),
             last_rc_change: Some(epoch),
-            migrate_source: None,
-            migrate_target: None,
+            migrate_source: step.definition.meta.get("migrate_source").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
+            migrate_target: step.definition.meta.get("migrate_target").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
             digest: None,
         };
         let history = &mut local.status.history;
@@ -394,9 +438,12 @@ impl Reconciler {
         match outcome {
             Some(role) => {
                 local.status.role = role;
-                if matches!(step.action, Action::Start) {
+                if matches!(step.action, Action::Start | Action::MigrateFrom) {
                     local.status.started_after = started_after;
                     local.status.definition = step.definition.clone();
+                    for key in ["migrate_source", "migrate_target"] {
+                        local.status.definition.meta.remove(key);
+                    }
                 }
             }
             None => {
@@ -508,6 +555,7 @@ mod tests {
             exclusive: true,
             definition: definition(vec![]),
             failures_seen: 0,
+            migrate_from: None,
             start_after: vec![],
             promote_after: vec![],
         }
@@ -522,6 +570,7 @@ mod tests {
             start_failure_is_fatal: true,
             attributes: BTreeMap::new(),
             resources,
+            migrations: Vec::new(),
         }
     }
 
@@ -1063,5 +1112,54 @@ mod tests {
         assign(&mut r, assignment(vec![]));
         let stop = r.decide(now).remove(0);
         assert_eq!((stop.action, &stop.definition), (Action::Stop, &new));
+    }
+
+    #[test]
+    fn the_source_hands_over_by_migrate_to_and_cleans_up_once_the_target_runs_it() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("vm", definition(vec![]))]);
+        probe(&mut r, now, "vm", ocf::OK);
+        let mut leaving = assignment(vec![]);
+        leaving.migrations.push(crate::state::Migration { id: "vm".into(), target: OTHER.into() });
+        assign(&mut r, leaving);
+        let step = r.decide(now).remove(0);
+        assert_eq!(step.action, Action::MigrateTo);
+        assert_eq!((step.definition.meta.get("migrate_source").map(String::as_str), step.definition.meta.get("migrate_target").map(String::as_str)), (Some(NODE), Some(OTHER)));
+        r.begin(&step);
+        assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
+        assert_eq!(role(&r, "vm"), ObservedRole::Migrating);
+        assert_eq!(local(&r, "vm").history.last().and_then(|record| record.migrate_target.as_deref()), Some(OTHER));
+        // Nothing more until the target runs it.
+        assert_eq!(decided(&r, now), vec![]);
+        r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Started));
+        assert_eq!(decided(&r, now), one("vm", Action::Stop));
+    }
+
+    #[test]
+    fn the_target_takes_over_by_migrate_from_only_after_the_hand_over() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("vm", definition(vec![]))]);
+        probe(&mut r, now, "vm", ocf::NOT_RUNNING);
+        let mut arriving = entry("vm", Role::Started);
+        arriving.migrate_from = Some(OTHER.into());
+        assign(&mut r, assignment(vec![arriving]));
+        r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Started));
+        assert_eq!(decided(&r, now), vec![], "the source still runs it");
+        r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Migrating));
+        let step = r.decide(now).remove(0);
+        assert_eq!(step.action, Action::MigrateFrom);
+        assert_eq!(step.definition.meta.get("migrate_source").map(String::as_str), Some(OTHER));
+        r.begin(&step);
+        assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
+        assert_eq!(role(&r, "vm"), ObservedRole::Started);
+        assert!(!local(&r, "vm").definition.meta.contains_key("migrate_source"), "the migration's ends are not kept for later operations");
+        // Had the source stopped it instead, a plain start would do.
+        let mut r = reconciler(vec![target("vm", definition(vec![]))]);
+        probe(&mut r, now, "vm", ocf::NOT_RUNNING);
+        let mut arriving = entry("vm", Role::Started);
+        arriving.migrate_from = Some(OTHER.into());
+        assign(&mut r, assignment(vec![arriving]));
+        r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Stopped));
+        assert_eq!(decided(&r, now), one("vm", Action::Start));
     }
 }

@@ -8,7 +8,7 @@ use crate::api::resource::{CloneSpec, ResourceSpec, Role};
 use crate::api::{Object, Spec};
 use crate::scheduler::plan::{Gate, NodeState, Plan, ResourceKind, ResourcePlan};
 
-use super::records::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, NodeAssignment, OperationDef};
+use super::records::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, OperationDef};
 
 /// Failures the decision has seen, per (node, resource id on that node): the
 /// `ResourceStatus::failures` counters of the statuses the snapshot was built from.
@@ -32,6 +32,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 start_failure_is_fatal: catalog.start_failure_is_fatal,
                 attributes: catalog.node_attributes.get(node.name.as_str()).cloned().unwrap_or_default(),
                 resources: Vec::new(),
+                migrations: Vec::new(),
             };
             (node.name.clone(), assignment)
         })
@@ -42,6 +43,21 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
             continue;
         }
         let Some(spec) = catalog.resources.get(resource.name.as_str()) else { continue };
+        // A live migration: the plan moves a healthy allowMigrate resource in one step.
+        let migration = plan
+            .actions
+            .iter()
+            .any(|action| action.verb == "Migrate" && action.resource == resource.id)
+            .then(|| match (resource.current.as_slice(), resource.next.as_slice()) {
+                ([from], [to]) if from.node != to.node => Some((from.node.clone(), to.node.clone())),
+                _ => None,
+            })
+            .flatten();
+        if let Some((source, target)) = &migration
+            && let Some(assignment) = assignments.get_mut(source)
+        {
+            assignment.migrations.push(Migration { id: resource.id.clone(), target: target.clone() });
+        }
         for placement in &resource.next {
             let Some(assignment) = assignments.get_mut(&placement.node) else { continue };
             if placement.role == Role::Stopped {
@@ -60,6 +76,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 exclusive: resource.clone.is_none() || resource.unique,
                 definition: definition(spec, &resource.id, catalog.clone_of(resource)),
                 failures_seen,
+                migrate_from: migration.as_ref().filter(|(_, target)| *target == placement.node).map(|(source, _)| source.clone()),
                 start_after: resource.start_after.iter().map(|gate| catalog.resolve(gate)).collect(),
                 promote_after: resource.promote_after.iter().map(|gate| catalog.resolve(gate)).collect(),
             });

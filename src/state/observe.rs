@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 
-use super::records::{FAIL_COUNT_INFINITY, NodeAttributeRecord, NodeHeartbeat, ResourceStatus};
+use super::records::{FAIL_COUNT_INFINITY, NodeAttributeRecord, NodeHeartbeat, ObservedRole, ResourceStatus};
 
 /// What the agents have written, as read from etcd.
 #[derive(Clone, Debug, Default)]
@@ -44,6 +44,12 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
             node.attributes.extend(attributes.iter().map(|(key, record)| (key.clone(), record.value.clone())));
         }
     }
+    // A migration's source, once the target runs the resource, holds only what its
+    // cleanup stop removes: it is not a second active copy.
+    let handed_over = |status: &ResourceStatus| {
+        status.role == ObservedRole::Migrating
+            && reports.statuses.iter().any(|other| other.id == status.id && other.node != status.node && other.role.is_active())
+    };
     let mut history = Vec::new();
     for status in &reports.statuses {
         if let Some(node) = nodes.get_mut(&status.node) {
@@ -55,7 +61,7 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
                 }
             }
         }
-        if status.history.is_empty() {
+        if status.history.is_empty() || handed_over(status) {
             continue;
         }
         history.push(ResourceHistory {

@@ -38,6 +38,19 @@ pub struct NodeAssignment {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
     pub resources: Vec<AssignedResource>,
+    /// Resources running here that live-migrate to another node (`allowMigrate`): the
+    /// agent runs `migrate_to` instead of `stop`, then stops what is left once the
+    /// target reports the resource started.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<Migration>,
+}
+
+/// A resource leaving this node by live migration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Migration {
+    pub id: String,
+    pub target: String,
 }
 
 fn default_true() -> bool {
@@ -79,6 +92,11 @@ pub struct AssignedResource {
     /// recovers on its own.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub failures_seen: u32,
+    /// Arriving by live migration from this node: once that node reports it
+    /// `Migrating` (its `migrate_to` is done), the agent runs `migrate_from` instead of
+    /// `start`. If that node reports it stopped, a plain start does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate_from: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub start_after: Vec<LocalGate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -162,6 +180,9 @@ pub enum ObservedRole {
     Started,
     Unpromoted,
     Promoted,
+    /// `migrate_to` is done here: the resource is on its way to (or already running
+    /// on) the migration target. Counts as possibly active until stopped here.
+    Migrating,
     /// An operation failed; it may still be partly active and must be stopped before
     /// anything else is done with it.
     Failed,
@@ -194,6 +215,7 @@ impl ObservedRole {
             ObservedRole::Started => "Started",
             ObservedRole::Unpromoted => "Unpromoted",
             ObservedRole::Promoted => "Promoted",
+            ObservedRole::Migrating => "Migrating",
             ObservedRole::Failed => "Failed",
         }
     }
