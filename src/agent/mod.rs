@@ -4,7 +4,6 @@
 //!
 //! - `reconcile.rs`: every decision, without IO (what to run next, what a result
 //!   means).
-//! - `lease.rs`: lease renewal.
 //! - this file: the event loop — watches, operations in flight, status writes, the
 //!   self-fencing deadline and shutdown.
 //!
@@ -12,7 +11,6 @@
 //! lease cannot be renewed, stop everything before it could expire for the others
 //! (killing what does not stop in time), forget what runs, and start a new session.
 
-pub mod lease;
 pub mod reconcile;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,7 +28,7 @@ use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use crate::store::node::{GuardedWriteError, NodeSession};
 use crate::store::watch::{PrefixWatcher, WatchEvent};
 use crate::store::{Keys, Store, StoreError};
-use lease::LeaseState;
+use crate::store::lease::{self, LeaseState};
 pub use reconcile::{Action, OnShutdown, Reconciler, Step};
 
 /// How an agent runs.
@@ -321,10 +319,10 @@ impl<'a> Session<'a> {
                         }
                         Err(error) => tracing::warn!(%error, "cannot read the configuration; retrying"),
                     },
-                    () = lease_expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+                    () = lease::expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
                 }
             }
-            let expiring = lease_expiring(self.lease_state.clone(), ttl);
+            let expiring = lease::expiring(self.lease_state.clone(), ttl);
             let flushed = tokio::select! {
                 flushed = self.flush(reconciler) => flushed,
                 () = expiring => break SessionEnd::LeaseLost,
@@ -366,7 +364,7 @@ impl<'a> Session<'a> {
                         self.finish(reconciler, step, result);
                     }
                 }
-                () = lease_expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+                () = lease::expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
                 () = sleep_until_opt(wake) => {
                     retry_writes = None;
                 }
@@ -377,7 +375,7 @@ impl<'a> Session<'a> {
                             tracing::info!(%node, "shutting down: stopping every resource");
                             reconciler.stopping_all = true;
                             let heartbeat = heartbeat(self.config, reconciler.probed(), true);
-                            let expiring = lease_expiring(self.lease_state.clone(), ttl);
+                            let expiring = lease::expiring(self.lease_state.clone(), ttl);
                             tokio::select! {
                                 _ = self.write_heartbeat(&heartbeat) => {}
                                 () = expiring => break SessionEnd::LeaseLost,
@@ -408,7 +406,8 @@ impl<'a> Session<'a> {
                     LeaseState::Lost => Instant::now(),
                 };
                 self.self_fence(reconciler, deadline).await;
-                SessionEnd::LeaseLost
+                // Asked to shut down meanwhile: everything is stopped; do not claim again.
+                if shutting_down { SessionEnd::Shutdown } else { SessionEnd::LeaseLost }
             }
             SessionEnd::Shutdown => {
                 // Wait for cancelled operations to end before giving up the lease.
@@ -656,25 +655,6 @@ impl<'a> Session<'a> {
             self.pending_attributes.push(update.clone());
         }
         reconciler.record(&step, &result, Instant::now(), epoch_now());
-    }
-}
-
-/// Completes when the lease has gone half its time without a renewal, or etcd said
-/// it is gone: the moment to stop everything while there is time.
-async fn lease_expiring(mut state: tokio::sync::watch::Receiver<LeaseState>, ttl: Duration) {
-    loop {
-        let renewed_at = match *state.borrow_and_update() {
-            LeaseState::Held { renewed_at } => renewed_at,
-            LeaseState::Lost => return,
-        };
-        tokio::select! {
-            () = tokio::time::sleep_until((renewed_at + ttl / 2).into()) => return,
-            changed = state.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-            }
-        }
     }
 }
 

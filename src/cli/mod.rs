@@ -3,6 +3,7 @@
 
 mod output;
 mod simulate;
+mod status;
 mod sources;
 mod up;
 
@@ -156,11 +157,46 @@ enum Command {
         #[arg(long = "capacity", value_parser = parse_capacity)]
         capacity: Vec<(String, u64)>,
     },
-    /// Start a local cluster for trying Pacer out: today a private etcd on free
-    /// loopback ports; runs in the foreground until interrupted.
+    /// Show the cluster: nodes and their state, every resource instance with its node
+    /// and role, failures, the scheduler leader and the latest decisions.
+    Status {
+        /// `table` (default) or `json` (a stable shape, see the README).
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: OutputFormat,
+        /// How many of the latest decisions to show.
+        #[arg(long, default_value_t = 5)]
+        decisions: usize,
+    },
+    /// Run a scheduler: campaigns for leadership; the leader turns every change of the
+    /// spec, node heartbeats, statuses and attributes into per-node assignments.
+    /// Runs in the foreground until SIGTERM or SIGINT.
+    Scheduler {
+        /// Seconds the leader's lease lasts without renewal: a standby takes over
+        /// after about this long.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+        lease_ttl: u64,
+        /// Milliseconds of quiet after a change before deciding.
+        #[arg(long, default_value_t = 100)]
+        debounce_ms: u64,
+        /// How this instance names itself in the election (default host:pid).
+        #[arg(long)]
+        identity: Option<String>,
+    },
+    /// Start a local cluster for trying Pacer out: a private etcd on free loopback
+    /// ports, a scheduler and N node agents (n1..nN), in the foreground until
+    /// interrupted. Writes DIR/endpoint and DIR/pids/<component>.
     Up {
         #[arg(long)]
         state_dir: PathBuf,
+        /// Node agents to start (0: etcd only).
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Lease TTL of the agents and the scheduler, in seconds.
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+        lease_ttl: u64,
+        /// The project's agent directory (default: ./agents when it exists).
+        #[arg(long)]
+        agents_dir: Option<PathBuf>,
     },
 }
 
@@ -206,6 +242,18 @@ pub async fn run(cli: Cli) -> ExitCode {
 async fn connect(cli: &Cli) -> anyhow::Result<Store> {
     let endpoints = vec![cli.etcd.clone()];
     Store::connect(&endpoints, &cli.prefix).await.map_err(anyhow::Error::from)
+}
+
+/// Completes on SIGTERM or SIGINT.
+fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
 fn load_files(files: &[String]) -> Loaded {
@@ -386,7 +434,31 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             })
         }
         Command::ImportCib { file, out } => simulate::import_cib(file, out.as_ref()),
-        Command::Up { state_dir } => up::run(state_dir).await,
+        Command::Up { state_dir, nodes, lease_ttl, agents_dir } => {
+            up::run(&up::UpRequest { state_dir, nodes: *nodes, lease_ttl: *lease_ttl, agents_dir: agents_dir.as_deref(), prefix: &cli.prefix }).await
+        }
+        Command::Status { output, decisions } => {
+            let store = connect(&cli).await?;
+            let view = status::read(&store, *decisions).await?;
+            match output {
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view).context("encode status")?),
+                OutputFormat::Yaml => print!("{}", to_yaml_string(&serde_json::to_value(&view).context("encode status")?)),
+                OutputFormat::Table | OutputFormat::Wide => print!("{}", status::render(&view)),
+            }
+            Ok(0)
+        }
+        Command::Scheduler { lease_ttl, debounce_ms, identity } => {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
+            let config = crate::daemon::SchedulerConfig {
+                identity: identity.clone().unwrap_or_else(|| format!("{host}:{}", std::process::id())),
+                lease_ttl: std::time::Duration::from_secs(*lease_ttl),
+                debounce: std::time::Duration::from_millis(*debounce_ms),
+                max_delay: std::time::Duration::from_millis((*debounce_ms).saturating_mul(10).max(1000)),
+            };
+            let store = connect(&cli).await?;
+            crate::daemon::run(config, store, termination()?).await?;
+            Ok(0)
+        }
         Command::Agent { node, state_dir, lease_ttl, on_shutdown, agents_dirs, attributes, capacity } => {
             anyhow::ensure!(crate::api::Name::is_valid(node), "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'");
             std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
@@ -407,14 +479,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 capacity: capacity.iter().cloned().collect(),
             };
             let store = connect(&cli).await?;
-            let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
-            let shutdown = async move {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = terminate.recv() => {}
-                }
-            };
-            crate::agent::run(config, store, shutdown).await?;
+            crate::agent::run(config, store, termination()?).await?;
             Ok(0)
         }
     }

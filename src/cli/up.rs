@@ -1,31 +1,148 @@
-//! `pacer up`: a local cluster in the foreground. Today it runs the private etcd the
-//! other commands talk to; the scheduler and node agents join it as they are built.
+//! `pacer up`: a whole local cluster in the foreground — a private etcd, one scheduler
+//! and N node agents (`n1`..`nN`), each a process of its own with its state under
+//! `DIR/nodes/<node>` and its log in `DIR/logs/`. Stops everything it started, by PID,
+//! on SIGINT/SIGTERM (agents first, so they stop their resources).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use crate::local::etcd::EtcdServer;
 
-pub async fn run(state_dir: &Path) -> anyhow::Result<u8> {
-    std::fs::create_dir_all(state_dir.join("pids")).with_context(|| format!("create {}", state_dir.display()))?;
+/// What `pacer up` starts.
+pub struct UpRequest<'a> {
+    pub state_dir: &'a Path,
+    pub nodes: usize,
+    pub lease_ttl: u64,
+    pub agents_dir: Option<&'a Path>,
+    pub prefix: &'a str,
+}
+
+/// A child process, ended by PID when dropped.
+struct Component {
+    name: String,
+    child: Child,
+    pid_file: PathBuf,
+}
+
+impl Component {
+    fn stop(&mut self, grace: Duration) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: SIGTERM to a child this process started and has not reaped.
+            unsafe {
+                libc::kill(self.child.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Ok(None) = self.child.try_wait() {
+                eprintln!("{} did not stop within {grace:?}; killing it", self.name);
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+        let _ = std::fs::remove_file(&self.pid_file);
+    }
+}
+
+impl Drop for Component {
+    fn drop(&mut self) {
+        self.stop(Duration::from_secs(10));
+    }
+}
+
+pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
+    let state_dir = request.state_dir;
+    for dir in ["pids", "logs", "nodes"] {
+        std::fs::create_dir_all(state_dir.join(dir)).with_context(|| format!("create {}", state_dir.join(dir).display()))?;
+    }
     let data_dir = state_dir.join("etcd");
-    let server = tokio::task::spawn_blocking(move || EtcdServer::start(&data_dir, &[]))
-        .await
-        .context("start etcd")??;
+    // On this thread, not a blocking-pool one: etcd dies with the thread that started
+    // it (PR_SET_PDEATHSIG), and pool threads end when idle.
+    let server = tokio::task::block_in_place(|| EtcdServer::start(&data_dir, &[])).context("start etcd")?;
     let endpoint = server.endpoint();
     std::fs::write(state_dir.join("endpoint"), format!("{endpoint}\n")).context("write endpoint file")?;
     if let Some(pid) = server.pid() {
         std::fs::write(state_dir.join("pids").join("etcd"), format!("{pid}\n")).context("write pid file")?;
     }
-    println!("etcd running at {endpoint}");
+    let binary = std::env::current_exe().context("find the pacer binary")?;
+    let agents_dir = match request.agents_dir {
+        Some(dir) => Some(dir.to_path_buf()),
+        None => Path::new("agents").is_dir().then(|| PathBuf::from("agents")),
+    };
+    let spawn = |name: &str, args: Vec<String>| -> anyhow::Result<Component> {
+        let log_path = state_dir.join("logs").join(format!("{name}.log"));
+        let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
+        let mut command = Command::new(&binary);
+        command
+            .args(&args)
+            .env("PACER_ETCD", &endpoint)
+            .env("PACER_PREFIX", request.prefix)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("log file")?)
+            .stderr(log)
+            // Its own process group: a Ctrl-C at the terminal reaches `pacer up`, which
+            // stops the components in order.
+            .process_group(0);
+        // SAFETY: prctl is async-signal-safe; it asks the kernel to send SIGTERM to the
+        // child if `pacer up` dies, so no component outlives it unattended.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = command.spawn().with_context(|| format!("start {name}"))?;
+        let pid_file = state_dir.join("pids").join(name);
+        std::fs::write(&pid_file, format!("{}\n", child.id())).context("write pid file")?;
+        Ok(Component { name: name.to_string(), child, pid_file })
+    };
+    let ttl = request.lease_ttl.to_string();
+    let mut components = vec![spawn("scheduler", vec!["scheduler".into(), "--lease-ttl".into(), ttl.clone()])?];
+    for index in 1..=request.nodes {
+        let node = format!("n{index}");
+        let node_dir = state_dir.join("nodes").join(&node);
+        let mut args = vec!["agent".into(), "--node".into(), node.clone(), "--lease-ttl".into(), ttl.clone(), "--state-dir".into(), node_dir.display().to_string()];
+        if let Some(dir) = &agents_dir {
+            args.push("--agents-dir".into());
+            args.push(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()).display().to_string());
+        }
+        components.push(spawn(&node, args)?);
+    }
+    println!("etcd running at {endpoint}; scheduler and {} node agents started (logs in {})", request.nodes, state_dir.join("logs").display());
     println!("use it with: export PACER_ETCD={endpoint}");
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
+        _ = interrupt.recv() => {}
         _ = terminate.recv() => {}
     }
     println!("stopping");
+    // Agents first (they stop their resources), then the scheduler, then etcd.
+    let mut agents: Vec<Component> = components.drain(1..).collect();
+    tokio::task::spawn_blocking(move || {
+        for agent in &mut agents {
+            // SAFETY: SIGTERM to a child this process started and has not reaped.
+            unsafe {
+                libc::kill(agent.child.id() as i32, libc::SIGTERM);
+            }
+        }
+        for agent in &mut agents {
+            agent.stop(Duration::from_secs(30));
+        }
+        for component in &mut components {
+            component.stop(Duration::from_secs(10));
+        }
+    })
+    .await
+    .context("stop the cluster")?;
     drop(server);
     let _ = std::fs::remove_file(state_dir.join("pids").join("etcd"));
     let _ = std::fs::remove_file(state_dir.join("endpoint"));

@@ -1,14 +1,24 @@
-//! The scheduler's side of the loop, from etcd to etcd: read the desired objects and
-//! what the agents report, call the pure `schedule`, cut the plan per node and write
-//! what changed. `decide_once` is one turn of it; the leader-elected daemon (next
-//! issue) calls it on every change.
+//! The scheduler daemon (`pacer scheduler`): any number run; one leads, elected
+//! through `election/scheduler` bound to its lease. The leader watches what decisions
+//! depend on (the spec, node heartbeats, statuses, run-time attributes), debounces,
+//! and takes a turn: `decide_once` — read the spec and the reports, `observe`,
+//! `schedule`, `node_assignments`, write the assignments that changed and, for a new
+//! decision, a history record. Every write compares the election key's lease, so a
+//! deposed leader's write fails. An unchanged decision writes nothing.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::api::Spec;
 use crate::scheduler::plan::Plan;
-use crate::scheduler::snapshot::Snapshot;
 use crate::scheduler::schedule;
+use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
 use crate::state::{failures_seen, node_assignments, observe};
+use crate::store::lease;
+use crate::store::watch::PrefixWatcher;
 use crate::store::{Store, StoreError};
 
 /// What one turn decided.
@@ -19,20 +29,274 @@ pub struct Decision {
     pub input_revision: i64,
     /// Assignment keys written or deleted (0 when the decision did not change).
     pub written: usize,
+    /// How long until a decision is due even without a change
+    /// (`ClusterPolicy.clusterRecheckInterval`: time-based rules, failure timeouts).
+    pub recheck: Duration,
 }
 
-/// One decision: snapshot, schedule, write the per-node assignments that changed.
-/// `guard` is the leader's election comparison (none outside the daemon).
-pub async fn decide_once(store: &Store, term: i64, guard: Option<etcd_client::Compare>) -> Result<Decision, StoreError> {
+/// One record of `history/`: a decision that changed what some node is told.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryRecord {
+    pub input_revision: i64,
+    pub term: i64,
+    /// Seconds since the epoch.
+    pub time: i64,
+    /// `Verb resource detail`, as the transition summary says them.
+    pub actions: Vec<String>,
+    /// Resources that cannot run, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_running: Vec<String>,
+    /// Nodes to fence, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fencing: Vec<String>,
+}
+
+fn epoch_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// One decision: snapshot, schedule, write the per-node assignments that changed and,
+/// if any did, a history record (trimmed to `ClusterPolicy.historyLimit`). `guard` is
+/// the leader's election comparison (none outside the daemon).
+pub async fn decide_once(store: &Store, term: i64, guard: Option<Compare>) -> Result<Decision, StoreError> {
     let listing = store.list_objects().await?;
-    let (input_revision, reports) = store.read_reports().await?;
+    let (mut input_revision, mut reports) = store.read_reports().await?;
     // Objects come back in key order; definition order is not kept in etcd yet, so
     // ties the scheduler breaks by definition order are broken by kind and name.
     let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
+    let (recheck, history_limit, stonith_enabled) = objects
+        .iter()
+        .find_map(|object| match &object.spec {
+            Spec::ClusterPolicy(policy) => Some((Duration::from_millis(policy.cluster_recheck_interval.as_millis()), policy.history_limit, policy.stonith_enabled)),
+            _ => None,
+        })
+        .unwrap_or((Duration::from_secs(15 * 60), 1000, true));
+    // Without fencing, a lost node is taken as down (Pacemaker's behaviour with
+    // stonith-enabled=false): what it reported running is forgotten, so its resources
+    // can start elsewhere. With fencing, only a successful fence does that.
+    if !stonith_enabled {
+        let lost: Vec<String> = observe(&reports, true).nodes.into_iter().filter(|(_, node)| node.liveness == NodeLiveness::Unclean).map(|(name, _)| name).collect();
+        let mut forgot = false;
+        for node in &lost {
+            if store.forget_node_reports(node, guard.clone()).await? {
+                tracing::warn!(%node, "node lost and fencing is disabled: taking it as down");
+                forgot = true;
+            }
+        }
+        if forgot {
+            (input_revision, reports) = store.read_reports().await?;
+        }
+    }
+    let now = epoch_now();
     let snapshot = Snapshot { objects, observed: observe(&reports, true), now };
     let plan = schedule(&snapshot);
     let assignments = node_assignments(&plan, &snapshot.objects, &failures_seen(&reports), input_revision.max(listing.revision), term);
-    let written = store.write_assignments(&assignments, guard).await?;
-    Ok(Decision { plan, input_revision, written })
+    let written = store.write_assignments(&assignments, guard.clone()).await?;
+    if written > 0 {
+        let record = HistoryRecord {
+            input_revision,
+            term,
+            time: now,
+            actions: plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect(),
+            not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
+            fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
+        };
+        record_history(store, &record, history_limit, guard).await?;
+    }
+    Ok(Decision { plan, input_revision, written, recheck })
+}
+
+/// Writes a history record and deletes the oldest beyond `limit`.
+async fn record_history(store: &Store, record: &HistoryRecord, limit: u32, guard: Option<Compare>) -> Result<(), StoreError> {
+    let key = store.keys().history(record.input_revision);
+    let value = serde_json::to_string(record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
+    let mut client = store.client();
+    let existing = client
+        .get(store.keys().history_prefix(), Some(GetOptions::new().with_prefix().with_keys_only()))
+        .await
+        .map_err(|source| StoreError::Etcd { action: "read history".into(), source })?;
+    let mut keys: Vec<String> = existing.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).to_string()).filter(|existing| *existing != key).collect();
+    keys.sort();
+    let excess = (keys.len() + 1).saturating_sub(limit.max(1) as usize);
+    let mut operations = vec![TxnOp::put(key.as_str(), value, None)];
+    operations.extend(keys.iter().take(excess.min(100)).map(|old| TxnOp::delete(old.as_str(), None)));
+    let mut txn = Txn::new();
+    if let Some(guard) = guard {
+        txn = txn.when([guard]);
+    }
+    let response = client.txn(txn.and_then(operations)).await.map_err(|source| StoreError::Etcd { action: "write history".into(), source })?;
+    if !response.succeeded() {
+        return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
+    }
+    Ok(())
+}
+
+/// How the daemon runs.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// Who this instance is, for the election key and logs (`host:pid` by default).
+    pub identity: String,
+    /// The leader's lease: a standby takes over this long after the leader stops
+    /// renewing it.
+    pub lease_ttl: Duration,
+    /// Quiet time after a change before deciding (changes come in bursts).
+    pub debounce: Duration,
+    /// Longest a decision waits while changes keep coming.
+    pub max_delay: Duration,
+}
+
+/// The election key's value.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Leader {
+    pub identity: String,
+    pub since: i64,
+}
+
+enum Term {
+    Shutdown,
+    Deposed,
+}
+
+/// Runs a scheduler instance until `shutdown`: campaigns, leads while elected, and
+/// steps down (giving up the lease) on shutdown.
+pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StoreError> {
+    tokio::pin!(shutdown);
+    loop {
+        let campaign = campaign(&store, &config);
+        let elected = tokio::select! {
+            elected = campaign => elected,
+            () = &mut shutdown => return Ok(()),
+        };
+        let (lease, term, granted_at) = elected;
+        tracing::info!(identity = %config.identity, term, "elected scheduler leader");
+        let outcome = lead(&store, &config, lease, term, granted_at, &mut shutdown).await;
+        match outcome {
+            Term::Shutdown => {
+                let _ = store.revoke_lease(lease).await;
+                return Ok(());
+            }
+            Term::Deposed => {
+                tracing::warn!(identity = %config.identity, term, "no longer the leader");
+                let _ = store.revoke_lease(lease).await;
+            }
+        }
+    }
+}
+
+/// Waits until this instance holds the election key: (lease, term, when granted).
+/// The term is the key's create revision, which grows with every new leader.
+async fn campaign(store: &Store, config: &SchedulerConfig) -> (i64, i64, Instant) {
+    let key = store.keys().election();
+    let mut announced = false;
+    loop {
+        let attempt = async {
+            let granted_at = Instant::now();
+            let lease = store.grant_lease(config.lease_ttl).await?;
+            let leader = Leader { identity: config.identity.clone(), since: epoch_now() };
+            if store.claim(&key, lease, &leader).await? {
+                let mut client = store.client();
+                let response = client.get(key.as_str(), None).await.map_err(|source| StoreError::Etcd { action: "read election key".into(), source })?;
+                let term = response.kvs().first().map_or(0, |kv| kv.create_revision());
+                return Ok::<_, StoreError>(Some((lease, term, granted_at)));
+            }
+            let _ = store.revoke_lease(lease).await;
+            Ok(None)
+        };
+        match attempt.await {
+            Ok(Some(elected)) => return elected,
+            Ok(None) if !announced => {
+                tracing::info!(identity = %config.identity, "standing by: another scheduler leads");
+                announced = true;
+            }
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "cannot campaign; retrying"),
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Leads until deposed or shut down.
+async fn lead(
+    store: &Store,
+    config: &SchedulerConfig,
+    lease: i64,
+    term: i64,
+    granted_at: Instant,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Term {
+    let (lease_task, lease_state) = lease::keep_alive(store.clone(), lease, config.lease_ttl, granted_at);
+    let keys = store.keys().clone();
+    let (events, mut changes) = mpsc::channel::<()>(1024);
+    let mut watchers = Vec::new();
+    for prefix in [keys.spec_prefix(), keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix()] {
+        let events = events.clone();
+        let client = store.client();
+        watchers.push(tokio::spawn(async move {
+            let mut watcher = PrefixWatcher::new(client, prefix);
+            loop {
+                if let Err(error) = watcher.next().await {
+                    tracing::debug!(%error, "watch interrupted; resuming");
+                }
+                if events.send(()).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    let guard = Compare::lease(keys.election(), CompareOp::Equal, lease);
+    let mut dirty_since: Option<Instant> = Some(Instant::now());
+    let mut last_change = Instant::now();
+    let mut next_recheck = Instant::now() + Duration::from_secs(15 * 60);
+    let mut failures: u32 = 0;
+    let outcome = loop {
+        let due = dirty_since.map(|since| (last_change + config.debounce).min(since + config.max_delay));
+        let wake = due.unwrap_or(next_recheck).min(next_recheck);
+        tokio::select! {
+            Some(()) = changes.recv() => {
+                last_change = Instant::now();
+                dirty_since.get_or_insert(last_change);
+                continue;
+            }
+            () = tokio::time::sleep_until(wake.into()) => {}
+            () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
+            () = shutdown.as_mut() => break Term::Shutdown,
+        }
+        if Instant::now() >= next_recheck {
+            dirty_since.get_or_insert(Instant::now());
+        }
+        if dirty_since.is_none() {
+            continue;
+        }
+        let started = Instant::now();
+        let turn = tokio::select! {
+            turn = decide_once(store, term, Some(guard.clone())) => turn,
+            () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
+        };
+        match turn {
+            Ok(decision) => {
+                failures = 0;
+                dirty_since = None;
+                next_recheck = Instant::now() + decision.recheck.max(Duration::from_secs(1));
+                if decision.written > 0 {
+                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), "new decision");
+                } else {
+                    tracing::debug!(term, revision = decision.input_revision, took = ?started.elapsed(), "decision unchanged");
+                }
+            }
+            Err(StoreError::Conflict { .. }) => break Term::Deposed,
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(%error, "decision failed; retrying");
+                let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    };
+    lease_task.abort();
+    for watcher in watchers {
+        watcher.abort();
+    }
+    outcome
 }

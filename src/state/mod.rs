@@ -8,6 +8,7 @@ pub mod assignments;
 pub mod gates;
 pub mod observe;
 pub mod records;
+pub mod view;
 
 pub use observe::{Reports, failures_seen, observe};
 pub use assignments::{FailuresSeen, ProbeTarget, node_assignments, probe_targets};

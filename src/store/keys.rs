@@ -10,6 +10,8 @@
 //! - `status/<node>/<id>`: a resource on a node as that node's agent saw it.
 //! - `attributes/<node>/<name>`: node attributes agents set at run time.
 //! - `plans/<node>`: the leading scheduler's assignment for one node.
+//! - `election/scheduler`: held by the leading scheduler, bound to its lease.
+//! - `history/<revision>`: one record per new decision, by input revision.
 
 use crate::api::ObjectKey;
 
@@ -101,6 +103,19 @@ impl Keys {
 
     pub fn plan(&self, node: &str) -> String {
         format!("{}/plans/{node}", self.prefix)
+    }
+
+    pub fn election(&self) -> String {
+        format!("{}/election/scheduler", self.prefix)
+    }
+
+    pub fn history_prefix(&self) -> String {
+        format!("{}/history/", self.prefix)
+    }
+
+    /// A decision's record, under its input revision zero-padded so keys sort in order.
+    pub fn history(&self, revision: i64) -> String {
+        format!("{}/history/{revision:020}", self.prefix)
     }
 
     /// The node and the last segment of a `<section>/<node>/<name>` key

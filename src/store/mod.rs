@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod node;
 pub mod keys;
+pub mod lease;
 pub mod watch;
 
 use std::collections::BTreeMap;

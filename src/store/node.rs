@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -55,8 +55,14 @@ impl Store {
     /// Claims `node` for the agent holding `lease`: creates `nodes/<node>/lease` bound
     /// to it. Returns `false` when another live agent holds the node (its key exists).
     pub async fn claim_node<T: Serialize>(&self, node: &str, lease: i64, heartbeat: &T) -> Result<bool, StoreError> {
-        let key = self.keys().node_lease(node);
-        let value = encode(&key, heartbeat)?;
+        self.claim(&self.keys().node_lease(node), lease, heartbeat).await
+    }
+
+    /// Creates `key` bound to `lease` if it does not exist; `false` when someone else
+    /// holds it. The building block of node claims and the scheduler election.
+    pub async fn claim<T: Serialize>(&self, key: &str, lease: i64, value: &T) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        let value = encode(&key, value)?;
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.as_str(), value, Some(PutOptions::new().with_lease(lease)))]);
@@ -145,6 +151,24 @@ impl Store {
             }
         }
         Ok((revision, reports))
+    }
+
+    /// Forgets what a lost node reported (its statuses and run-time attributes): it
+    /// runs nothing any more — it was fenced, or fencing is disabled and the cluster
+    /// takes it as down. Only while the node has no live agent (its lease key is
+    /// absent), so fresh reports of an agent that came back are never erased; and only
+    /// under `guard` (the leader's). Returns whether it happened.
+    pub async fn forget_node_reports(&self, node: &str, guard: Option<Compare>) -> Result<bool, StoreError> {
+        let keys = self.keys();
+        let mut conditions = vec![Compare::create_revision(keys.node_lease(node), CompareOp::Equal, 0)];
+        conditions.extend(guard);
+        let txn = Txn::new().when(conditions).and_then([
+            TxnOp::delete(keys.node_statuses_prefix(node), Some(DeleteOptions::new().with_prefix())),
+            TxnOp::delete(keys.node_attributes_prefix(node), Some(DeleteOptions::new().with_prefix())),
+        ]);
+        let mut client = self.client();
+        let response = timeout("forget a lost node", client.txn(txn)).await?;
+        Ok(response.succeeded())
     }
 
     /// Writes the assignments that differ from what is stored (an unchanged decision

@@ -1,13 +1,13 @@
-//! Keeping the node's lease alive, and telling the agent how long it can still be
-//! sure of it.
+//! Keeping a lease alive (a node agent's, the scheduler leader's), and telling its
+//! holder how long it can still be sure of it.
 
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::Store;
-use crate::store::node::AGENT_REQUEST_TIMEOUT;
+use super::Store;
+use super::node::AGENT_REQUEST_TIMEOUT;
 
 /// What the agent knows of its lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,4 +63,24 @@ pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) 
         }
     });
     (task, receiver)
+}
+
+/// Completes when the lease has gone half its time without a confirmed renewal, or
+/// etcd said it is gone: the moment for its holder to act as if it had lost it
+/// (an agent stops its resources, a leader stops writing) while there is time.
+pub async fn expiring(mut state: watch::Receiver<LeaseState>, ttl: Duration) {
+    loop {
+        let renewed_at = match *state.borrow_and_update() {
+            LeaseState::Held { renewed_at } => renewed_at,
+            LeaseState::Lost => return,
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until((renewed_at + ttl / 2).into()) => return,
+            changed = state.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
 }

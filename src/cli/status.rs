@@ -1,0 +1,96 @@
+//! `pacer status`: nodes, resources, failures and the latest decisions, like crm_mon.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use etcd_client::GetOptions;
+
+use crate::daemon::{HistoryRecord, Leader};
+use crate::scheduler::schedule;
+use crate::scheduler::snapshot::Snapshot;
+use crate::state::observe;
+use crate::state::view::{DecisionView, StatusView, status_view};
+use crate::store::Store;
+
+use super::output::table;
+
+/// Reads everything at once and builds the view.
+pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView> {
+    let listing = store.list_objects().await.context("read the configuration")?;
+    let (_, reports) = store.read_reports().await.context("read node reports")?;
+    let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
+    let observed = observe(&reports, true);
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
+    let snapshot = Snapshot { objects, observed, now: i64::try_from(now).unwrap_or(i64::MAX) };
+    let plan = schedule(&snapshot);
+    let mut client = store.client();
+    let leader = client.get(store.keys().election(), None).await.context("read the election key")?;
+    let leader = leader.kvs().first().and_then(|kv| serde_json::from_slice::<Leader>(kv.value()).ok()).map(|leader| leader.identity);
+    let history = client
+        .get(store.keys().history_prefix(), Some(GetOptions::new().with_prefix().with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Descend).with_limit(i64::try_from(decisions).unwrap_or(5))))
+        .await
+        .context("read the decision history")?;
+    let decisions = history
+        .kvs()
+        .iter()
+        .filter_map(|kv| serde_json::from_slice::<HistoryRecord>(kv.value()).ok())
+        .map(|record| DecisionView { time: record.time, input_revision: record.input_revision, actions: record.actions })
+        .collect();
+    Ok(status_view(&snapshot.objects, &snapshot.observed, &reports.statuses, &plan, leader, decisions))
+}
+
+/// The human form.
+pub fn render(view: &StatusView) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("Scheduler leader: {}\n\n", view.leader.as_deref().unwrap_or("none")));
+    let online = view.nodes.iter().filter(|node| node.state == "online").count();
+    out.push_str(&format!("Nodes ({} configured or seen, {online} online):\n", view.nodes.len()));
+    let rows: Vec<Vec<String>> = view.nodes.iter().map(|node| vec![node.name.clone(), node.state.to_string()]).collect();
+    out.push_str(&indent(&table(&["NODE", "STATE"], &rows)));
+    out.push_str("\nResources:\n");
+    let rows: Vec<Vec<String>> = view
+        .resources
+        .iter()
+        .map(|resource| {
+            let mut notes = Vec::new();
+            if resource.failed {
+                notes.push("FAILED".to_string());
+            }
+            if resource.unmanaged {
+                notes.push("unmanaged".to_string());
+            }
+            if let Some(reason) = &resource.reason {
+                notes.push(reason.clone());
+            }
+            vec![
+                resource.name.clone(),
+                resource.kind.to_string(),
+                resource.group.clone().unwrap_or_else(|| "-".into()),
+                resource.node.clone().unwrap_or_else(|| "-".into()),
+                resource.role.to_string(),
+                notes.join("; "),
+            ]
+        })
+        .collect();
+    out.push_str(&indent(&table(&["NAME", "KIND", "GROUP", "NODE", "ROLE", "NOTES"], &rows)));
+    if !view.failures.is_empty() {
+        out.push_str("\nFailures:\n");
+        for failure in &view.failures {
+            let counts: Vec<String> = failure.counts.iter().map(|(operation, count)| format!("{operation}={count}")).collect();
+            out.push_str(&format!("  {} on {}: {}{}\n", failure.resource, failure.node, counts.join(", "), failure.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()));
+        }
+    }
+    if !view.decisions.is_empty() {
+        out.push_str("\nLast decisions:\n");
+        for decision in &view.decisions {
+            let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::try_from(decision.time).unwrap_or(0)));
+            let actions = if decision.actions.is_empty() { "no actions".to_string() } else { decision.actions.join("; ") };
+            out.push_str(&format!("  {when} (revision {}): {actions}\n", decision.input_revision));
+        }
+    }
+    out
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|line| format!("  {line}\n")).collect()
+}

@@ -1,0 +1,146 @@
+//! What `pacer status` shows (crm_mon's view), built from the spec, the agents'
+//! reports and the decisions; pure. Its JSON form is a stable interface, documented
+//! in the README.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::api::resource::Role;
+use crate::api::{Object, Spec};
+use crate::scheduler::plan::{Plan, ResourceKind};
+use crate::scheduler::snapshot::{NodeLiveness, Observed};
+
+use super::records::ResourceStatus;
+
+/// The whole picture.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StatusView {
+    pub nodes: Vec<NodeView>,
+    /// One entry per resource instance and node it runs on; an instance that runs
+    /// nowhere has one entry with `node` null and role `Stopped`.
+    pub resources: Vec<ResourceView>,
+    /// Every failure the agents reported that is still counted.
+    pub failures: Vec<FailureView>,
+    /// The scheduler leader, if one holds the election.
+    pub leader: Option<String>,
+    /// The latest decisions, newest first.
+    pub decisions: Vec<DecisionView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NodeView {
+    pub name: String,
+    /// `online`, `standby`, `maintenance`, `offline` or `unclean`.
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ResourceView {
+    /// The instance: the primitive's name, `name:N` for a clone instance.
+    pub name: String,
+    /// `primitive`, `clone` or `promotable` (a group member is a primitive with its
+    /// group set).
+    pub kind: &'static str,
+    pub group: Option<String>,
+    pub node: Option<String>,
+    /// `Started`, `Promoted`, `Unpromoted` or `Stopped`.
+    pub role: &'static str,
+    pub failed: bool,
+    /// Left alone: unmanaged, blocked by a failure, or on a maintenance node.
+    pub unmanaged: bool,
+    /// Why it does not run, when it does not.
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FailureView {
+    pub resource: String,
+    pub node: String,
+    /// Failures per operation (`monitor_10000`), `INFINITY` for a ban.
+    pub counts: BTreeMap<String, String>,
+    /// Seconds since the epoch.
+    pub last_failure: Option<i64>,
+    pub reason: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct DecisionView {
+    pub time: i64,
+    pub input_revision: i64,
+    pub actions: Vec<String>,
+}
+
+/// Builds the view. `plan` is a decision made from the same snapshot (for the list
+/// of instances and where each is believed to run).
+pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[ResourceStatus], plan: &Plan, leader: Option<String>, decisions: Vec<DecisionView>) -> StatusView {
+    let mut standby = BTreeMap::new();
+    for object in objects {
+        if let Spec::Node(node) = &object.spec {
+            standby.insert(object.name().as_str().to_string(), (node.standby, node.maintenance));
+        }
+    }
+    let mut names: Vec<String> = standby.keys().cloned().collect();
+    for name in observed.nodes.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names.sort();
+    let nodes = names
+        .into_iter()
+        .map(|name| {
+            let (is_standby, maintenance) = standby.get(&name).copied().unwrap_or_default();
+            let state = match observed.nodes.get(&name).map(|node| node.liveness) {
+                Some(NodeLiveness::Online) if maintenance => "maintenance",
+                Some(NodeLiveness::Online) if is_standby => "standby",
+                Some(NodeLiveness::Online) => "online",
+                Some(NodeLiveness::Unclean) => "unclean",
+                _ => "offline",
+            };
+            NodeView { name, state }
+        })
+        .collect();
+    let mut resources = Vec::new();
+    for resource in &plan.resources {
+        let kind = match resource.kind {
+            ResourceKind::Primitive => "primitive",
+            ResourceKind::Clone => "clone",
+            ResourceKind::Promotable => "promotable",
+            ResourceKind::FenceDevice => continue,
+        };
+        let entry = |node: Option<String>, role: Role| ResourceView {
+            name: resource.id.clone(),
+            kind,
+            group: resource.group.clone(),
+            node,
+            role: role.as_str(),
+            failed: resource.failed,
+            unmanaged: resource.frozen,
+            reason: resource.reason.clone(),
+        };
+        let running: Vec<_> = resource.current.iter().filter(|placement| placement.role != Role::Stopped).collect();
+        if running.is_empty() {
+            resources.push(entry(None, Role::Stopped));
+        }
+        for placement in running {
+            resources.push(entry(Some(placement.node.clone()), placement.role));
+        }
+    }
+    let failures = statuses
+        .iter()
+        .filter(|status| !status.fail_counts.is_empty())
+        .map(|status| FailureView {
+            resource: status.id.clone(),
+            node: status.node.clone(),
+            counts: status
+                .fail_counts
+                .iter()
+                .map(|(operation, count)| (operation.clone(), if *count >= super::FAIL_COUNT_INFINITY { "INFINITY".to_string() } else { count.to_string() }))
+                .collect(),
+            last_failure: status.last_failure,
+            reason: status.failure_reason.clone(),
+        })
+        .collect();
+    StatusView { nodes, resources, failures, leader, decisions }
+}
