@@ -417,7 +417,7 @@ async fn timeouts_kill_missing_agents_are_not_installed_and_failed_starts_move()
         cluster
             .apply(&format!(
                 "{}{}{}{}",
-                dummy("slow", "ocf:heartbeat:Delay", "startdelay: 30", "{name: start, timeout: 2s}"),
+                dummy("slow", "ocf:heartbeat:Delay", "startdelay: 30, stopdelay: 0", "{name: start, timeout: 2s}"),
                 dummy("ghost", "ocf:heartbeat:NoSuchAgent", "", ""),
                 dummy("flaky", "ocf:pacemaker:Dummy", "fail_start_on: n1", ""),
                 location("slow", "n1", "INFINITY") + &location("flaky", "n1", "50"),
@@ -436,8 +436,9 @@ async fn timeouts_kill_missing_agents_are_not_installed_and_failed_starts_move()
         let slow = cluster.status("n1", "slow").await.expect("status");
         assert_eq!(slow.history.last().map(|record| record.status), Some(ExecStatus::Timeout), "{slow:?}");
         // The agent's process group was killed: no Delay agent left sleeping.
-        let left = Command::new("pgrep").args(["-f", "resource.d/heartbeat/Delay"]).output().expect("pgrep");
-        assert!(left.stdout.is_empty(), "Delay still running: {}", String::from_utf8_lossy(&left.stdout));
+        let left = Command::new("pgrep").args(["-f", "resource.d/heartbeat/Delay start"]).output().expect("pgrep");
+        let listing = Command::new("ps").args(["-eo", "pid,ppid,pgid,stat,etime,args"]).output().expect("ps");
+        assert!(left.stdout.is_empty(), "Delay still starting: {}\n{}", String::from_utf8_lossy(&left.stdout), String::from_utf8_lossy(&listing.stdout));
         // pacemaker:Dummy fails to start on n1: banned there at once, recovered on n2.
         cluster.wait_role("n1", "flaky", ObservedRole::Failed).await;
         let flaky = cluster.status("n1", "flaky").await.expect("status");
