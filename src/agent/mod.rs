@@ -22,7 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::manifest::{Source, load};
-use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, ExecStatus, Executor, OperationRequest, OperationResult};
+use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, ExecStatus, Executor, FenceRequest, OperationRequest, OperationResult};
+use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
 use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ResourceStatus, probe_targets};
 use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use crate::store::node::{GuardedWriteError, NodeSession};
@@ -227,6 +228,7 @@ enum Source_ {
     Plan,
     Statuses,
     Attributes,
+    Fencing,
 }
 
 /// One lease's worth of work.
@@ -249,6 +251,16 @@ struct Session<'a> {
     attributes: BTreeMap<String, String>,
     /// Attribute changes agents made, not yet written.
     pending_attributes: Vec<AttributeUpdate>,
+    /// The configuration as last listed (fence devices and topology for fencing).
+    objects: Vec<crate::api::Object>,
+    /// Fencing requests and results, by target.
+    fence_requests: BTreeMap<String, FenceRequestRecord>,
+    fence_results: BTreeMap<String, FenceResultRecord>,
+    /// Targets this node is fencing now.
+    fencing_running: std::collections::BTreeSet<String>,
+    /// Finished fencing runs, to be written.
+    fence_done: mpsc::UnboundedReceiver<FenceResultRecord>,
+    fence_done_sender: mpsc::UnboundedSender<FenceResultRecord>,
     spec_stale: bool,
     /// Whether the heartbeat says the node has probed everything.
     heartbeat_probed: bool,
@@ -259,6 +271,7 @@ impl<'a> Session<'a> {
         let (lease_task, lease_state) = lease::keep_alive(store.clone(), session.lease, config.lease_ttl, granted_at);
         let (event_sender, events) = mpsc::channel(1024);
         let (result_sender, results) = mpsc::unbounded_channel();
+        let (fence_done_sender, fence_done) = mpsc::unbounded_channel();
         Session {
             keys: store.keys().clone(),
             config,
@@ -275,6 +288,12 @@ impl<'a> Session<'a> {
             running: HashMap::new(),
             attributes: BTreeMap::new(),
             pending_attributes: Vec::new(),
+            objects: Vec::new(),
+            fence_requests: BTreeMap::new(),
+            fence_results: BTreeMap::new(),
+            fencing_running: Default::default(),
+            fence_done,
+            fence_done_sender,
             spec_stale: true,
             heartbeat_probed: false,
         }
@@ -300,6 +319,7 @@ impl<'a> Session<'a> {
         self.watch(Source_::Plan, self.keys.plan(&node));
         self.watch(Source_::Statuses, self.keys.statuses_prefix());
         self.watch(Source_::Attributes, self.keys.node_attributes_prefix(&node));
+        self.watch(Source_::Fencing, self.keys.fencing_prefix());
         // Everything this node reported before is rewritten once probed.
         for local in reconciler.local.values_mut() {
             local.dirty = true;
@@ -315,6 +335,7 @@ impl<'a> Session<'a> {
                         Ok(listing) => {
                             let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
                             reconciler.set_targets(probe_targets(&objects));
+                            self.objects = objects;
                             self.spec_stale = false;
                         }
                         Err(error) => tracing::warn!(%error, "cannot read the configuration; retrying"),
@@ -343,6 +364,9 @@ impl<'a> Session<'a> {
             for step in steps {
                 self.spawn(reconciler, step);
             }
+            if !shutting_down {
+                self.start_fencing();
+            }
             let next_monitor = reconciler.next_monitor_due();
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
             tokio::select! {
@@ -356,6 +380,31 @@ impl<'a> Session<'a> {
                         if let Ok(event) = event {
                             self.take_event(reconciler, source, event);
                         }
+                    }
+                }
+                Some(result) = self.fence_done.recv() => {
+                    let target = result.target.clone();
+                    self.fencing_running.remove(&target);
+                    let value = match serde_json::to_string(&result) {
+                        Ok(value) => value,
+                        Err(error) => {
+                            tracing::error!(%error, "cannot encode a fencing result");
+                            continue;
+                        }
+                    };
+                    let expiring = lease::expiring(self.lease_state.clone(), ttl);
+                    let key = self.keys.fence_result(&target);
+                    let written = tokio::select! {
+                        written = self.store.guarded_write(&self.session, &key, Some(value), false) => written,
+                        () = expiring => break SessionEnd::LeaseLost,
+                    };
+                    match written {
+                        Ok(_) => {
+                            self.fence_results.insert(target, result);
+                        }
+                        Err(GuardedWriteError::LeaseLost { .. }) => break SessionEnd::LeaseLost,
+                        // The request stays unanswered: fencing runs again.
+                        Err(error) => tracing::error!(%error, node = %target, "cannot record a fencing result"),
                     }
                 }
                 Some((step, result)) = self.results.recv() => {
@@ -473,6 +522,33 @@ impl<'a> Session<'a> {
         let _ = self.store.revoke_lease(self.session.lease).await;
     }
 
+    /// Starts the fencing requests addressed to this node that have no answer yet and
+    /// are not running: levels in order, each device with its attempts, until a level
+    /// succeeds entirely.
+    fn start_fencing(&mut self) {
+        let node = self.config.node.clone();
+        let due: Vec<FenceRequestRecord> = self
+            .fence_requests
+            .values()
+            .filter(|request| request.executor == node && request.target != node)
+            .filter(|request| self.fence_results.get(&request.target).is_none_or(|result| result.request != request.id))
+            .filter(|request| !self.fencing_running.contains(&request.target))
+            .cloned()
+            .collect();
+        for request in due {
+            let levels = crate::state::fencing::fence_levels(&request.target, &self.objects);
+            self.fencing_running.insert(request.target.clone());
+            let executor = self.executor.clone();
+            let done = self.fence_done_sender.clone();
+            let by = node.clone();
+            tracing::warn!(target = %request.target, action = %request.action, levels = levels.len(), "fencing");
+            tokio::spawn(async move {
+                let result = run_fencing(&executor, &request, &levels, &by).await;
+                let _ = done.send(result);
+            });
+        }
+    }
+
     /// Writes what changed: attributes agents set, statuses, statuses of resources no
     /// longer configured (deleted), and the heartbeat once everything is probed. A
     /// write that fails for etcd is retried later; one refused for the lease ends the
@@ -571,6 +647,45 @@ impl<'a> Session<'a> {
                     }
                 }
             }
+            Source_::Fencing => {
+                let prefix = self.keys.fencing_prefix();
+                if matches!(event, WatchEvent::Restarted { .. }) {
+                    self.fence_requests.clear();
+                    self.fence_results.clear();
+                }
+                let mut take = |key: &str, bytes: Option<&[u8]>| {
+                    let Some((target, kind)) = Keys::node_and_name(&prefix, key) else { return };
+                    match (kind, bytes) {
+                        ("request", Some(bytes)) => match crate::store::node::decode::<FenceRequestRecord>(key, bytes) {
+                            Ok(request) => {
+                                self.fence_requests.insert(target.to_string(), request);
+                            }
+                            Err(error) => tracing::warn!(%error, "ignoring a fencing request that does not decode"),
+                        },
+                        ("result", Some(bytes)) => {
+                            if let Ok(result) = crate::store::node::decode::<FenceResultRecord>(key, bytes) {
+                                self.fence_results.insert(target.to_string(), result);
+                            }
+                        }
+                        ("request", None) => {
+                            self.fence_requests.remove(target);
+                        }
+                        ("result", None) => {
+                            self.fence_results.remove(target);
+                        }
+                        _ => {}
+                    }
+                };
+                match &event {
+                    WatchEvent::Restarted { entries, .. } => {
+                        for entry in entries {
+                            take(&entry.key, Some(&entry.value));
+                        }
+                    }
+                    WatchEvent::Put(entry) => take(&entry.key, Some(&entry.value)),
+                    WatchEvent::Deleted { key, .. } => take(key, None),
+                }
+            }
             Source_::Attributes => {
                 let prefix = self.keys.node_attributes_prefix(&self.config.node);
                 let name_of = |key: &str| key.strip_prefix(&prefix).map(str::to_string);
@@ -656,6 +771,58 @@ impl<'a> Session<'a> {
         }
         reconciler.record(&step, &result, Instant::now(), epoch_now());
     }
+}
+
+/// Runs one fencing request through its levels.
+async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: &[Vec<crate::state::fencing::DeviceStep>], by: &str) -> FenceResultRecord {
+    let mut attempts = Vec::new();
+    let mut succeeded = false;
+    if levels.is_empty() {
+        attempts.push("no fence device can fence this node".to_string());
+    }
+    'levels: for (index, level) in levels.iter().enumerate() {
+        for step in level {
+            if !step.delay.is_zero() {
+                tokio::time::sleep(step.delay).await;
+            }
+            let fence = FenceRequest {
+                device: step.device.clone(),
+                agent: step.agent.clone(),
+                action: request.action.clone(),
+                target: Some(request.target.clone()),
+                plug: Some(step.plug.clone()),
+                params: step.params.clone(),
+                timeout: step.timeout,
+            };
+            let mut device_ok = false;
+            for attempt in 1..=step.attempts {
+                let result = executor.fence(&fence).await;
+                let ok = result.succeeded(&request.action);
+                attempts.push(format!(
+                    "level {} device {} attempt {attempt}: {}",
+                    index + 1,
+                    step.device,
+                    if ok { "ok".to_string() } else { format!("failed ({:?}, rc {}) {}", result.status, result.rc, result.stderr.lines().last().unwrap_or_default()) }
+                ));
+                if ok {
+                    device_ok = true;
+                    break;
+                }
+            }
+            if !device_ok {
+                continue 'levels;
+            }
+        }
+        succeeded = true;
+        break;
+    }
+    let finished = epoch_now();
+    if succeeded {
+        tracing::warn!(target = %request.target, "fencing succeeded");
+    } else {
+        tracing::error!(target = %request.target, ?attempts, "fencing failed");
+    }
+    FenceResultRecord { request: request.id, target: request.target.clone(), succeeded, by: by.to_string(), finished, attempts }
 }
 
 /// How long before the lease could expire the agent must be done stopping.

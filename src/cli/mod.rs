@@ -167,6 +167,13 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         decisions: usize,
     },
+    /// Fencing by hand: `pacer fence confirm NODE` vouches that a lost node is down
+    /// (powered off by a person), so its resources may be recovered without a fence
+    /// device. Refused while the node's agent holds its lease.
+    Fence {
+        #[command(subcommand)]
+        command: FenceCommand,
+    },
     /// Run a scheduler: campaigns for leadership; the leader turns every change of the
     /// spec, node heartbeats, statuses and attributes into per-node assignments.
     /// Runs in the foreground until SIGTERM or SIGINT.
@@ -197,7 +204,23 @@ enum Command {
         /// The project's agent directory (default: ./agents when it exists).
         #[arg(long)]
         agents_dir: Option<PathBuf>,
+        /// `on`: register fence_pacer_local, which powers the local nodes off (kills a
+        /// node's agent and its resources' processes); `off`: stonithEnabled false.
+        #[arg(long, value_enum, default_value = "on")]
+        fencing: Switch,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum FenceCommand {
+    /// Confirm that NODE is down: what it reported running is forgotten.
+    Confirm { node: String },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -434,8 +457,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             })
         }
         Command::ImportCib { file, out } => simulate::import_cib(file, out.as_ref()),
-        Command::Up { state_dir, nodes, lease_ttl, agents_dir } => {
-            up::run(&up::UpRequest { state_dir, nodes: *nodes, lease_ttl: *lease_ttl, agents_dir: agents_dir.as_deref(), prefix: &cli.prefix }).await
+        Command::Up { state_dir, nodes, lease_ttl, agents_dir, fencing } => {
+            let request = up::UpRequest { state_dir, nodes: *nodes, lease_ttl: *lease_ttl, agents_dir: agents_dir.as_deref(), prefix: &cli.prefix, fencing: *fencing == Switch::On };
+            up::run(&request).await
         }
         Command::Status { output, decisions } => {
             let store = connect(&cli).await?;
@@ -445,6 +469,28 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 OutputFormat::Yaml => print!("{}", to_yaml_string(&serde_json::to_value(&view).context("encode status")?)),
                 OutputFormat::Table | OutputFormat::Wide => print!("{}", status::render(&view)),
             }
+            Ok(0)
+        }
+        Command::Fence { command: FenceCommand::Confirm { node } } => {
+            let store = connect(&cli).await?;
+            let (_, requests) = store.read_records::<crate::state::fencing::FenceRequestRecord>(&store.keys().fence_request(node)).await?;
+            let request = requests.first().map_or(0, |(_, request, _)| request.id);
+            let user = std::env::var("USER").unwrap_or_else(|_| "a person".into());
+            let result = crate::state::fencing::FenceResultRecord {
+                request,
+                target: node.clone(),
+                succeeded: true,
+                by: format!("confirmed by {user}"),
+                finished: i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)).unwrap_or(i64::MAX),
+                attempts: Vec::new(),
+            };
+            if !store.forget_node_reports(node, None).await? {
+                eprintln!("error: node {node} is alive (its agent holds its lease); confirm only a node you know is down");
+                return Ok(EXIT_REFUSED);
+            }
+            let value = serde_json::to_string(&result).context("encode the confirmation")?;
+            store.client().put(store.keys().fence_result(node), value, None).await.context("record the confirmation")?;
+            println!("node {node} confirmed down: its resources may be recovered elsewhere");
             Ok(0)
         }
         Command::Scheduler { lease_ttl, debounce_ms, identity } => {

@@ -9,7 +9,8 @@ use crate::daemon::{HistoryRecord, Leader};
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::Snapshot;
 use crate::state::observe;
-use crate::state::view::{DecisionView, StatusView, status_view};
+use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
+use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;
 
 use super::output::table;
@@ -36,7 +37,18 @@ pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView>
         .filter_map(|kv| serde_json::from_slice::<HistoryRecord>(kv.value()).ok())
         .map(|record| DecisionView { time: record.time, input_revision: record.input_revision, actions: record.actions })
         .collect();
-    Ok(status_view(&snapshot.objects, &snapshot.observed, &reports.statuses, &plan, leader, decisions))
+    let (_, requests) = store.read_records::<serde_json::Value>(&store.keys().fencing_prefix()).await.context("read fencing")?;
+    let mut fence_requests = Vec::new();
+    let mut fence_results = Vec::new();
+    for (key, value, _) in requests {
+        if key.ends_with("/request") {
+            fence_requests.extend(serde_json::from_value::<FenceRequestRecord>(value).ok());
+        } else if key.ends_with("/result") {
+            fence_results.extend(serde_json::from_value::<FenceResultRecord>(value).ok());
+        }
+    }
+    let fencing = fencing_view(&fence_requests, &fence_results);
+    Ok(status_view(&snapshot.objects, &snapshot.observed, &reports.statuses, &plan, leader, decisions, fencing))
 }
 
 /// The human form.
@@ -78,6 +90,16 @@ pub fn render(view: &StatusView) -> String {
         for failure in &view.failures {
             let counts: Vec<String> = failure.counts.iter().map(|(operation, count)| format!("{operation}={count}")).collect();
             out.push_str(&format!("  {} on {}: {}{}\n", failure.resource, failure.node, counts.join(", "), failure.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()));
+        }
+    }
+    if !view.fencing.is_empty() {
+        out.push_str("\nFencing:\n");
+        for fencing in &view.fencing {
+            let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::try_from(fencing.time).unwrap_or(0)));
+            out.push_str(&format!("  {} {} by {} at {when}\n", fencing.node, fencing.state, fencing.by));
+            for attempt in &fencing.attempts {
+                out.push_str(&format!("    {attempt}\n"));
+            }
         }
     }
     if !view.decisions.is_empty() {

@@ -19,6 +19,8 @@ pub struct UpRequest<'a> {
     pub lease_ttl: u64,
     pub agents_dir: Option<&'a Path>,
     pub prefix: &'a str,
+    /// Register `fence_pacer_local` for the nodes (true), or turn fencing off.
+    pub fencing: bool,
 }
 
 /// A child process, ended by PID when dropped.
@@ -58,6 +60,31 @@ impl Drop for Component {
     }
 }
 
+/// The objects `pacer up` starts with: its nodes and, with fencing, the local fence
+/// device that powers them off (`agents/fence/fence_pacer_local`); without, a policy
+/// that turns fencing off.
+async fn register(request: &UpRequest<'_>, endpoint: &str) -> anyhow::Result<()> {
+    let nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
+    let mut documents: Vec<String> = nodes.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
+    if request.fencing && !nodes.is_empty() {
+        let state_dir = std::fs::canonicalize(request.state_dir).context("resolve the state directory")?;
+        let state_dir = serde_json::Value::String(state_dir.display().to_string());
+        documents.push(format!(
+            "apiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: local-power}}\nspec:\n  agent: fence_pacer_local\n  hostList: [{}]\n  params: {{state_dir: {state_dir}}}\n  timeout: 20s\n",
+            nodes.join(", ")
+        ));
+    } else if !request.fencing {
+        documents.push("apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false}\n".to_string());
+    }
+    let loaded = crate::api::manifest::load(&[crate::api::manifest::Source { name: "pacer up".into(), text: documents.join("---\n") }]);
+    anyhow::ensure!(loaded.diagnostics.is_empty(), "the objects of pacer up are invalid: {:?}", loaded.diagnostics);
+    let store = crate::store::Store::connect(&[endpoint.to_string()], request.prefix).await?;
+    match crate::store::apply::apply(&store, &crate::store::apply::ApplyRequest { loaded, ..Default::default() }).await? {
+        crate::store::apply::ApplyOutcome::Planned(_) => Ok(()),
+        crate::store::apply::ApplyOutcome::Invalid(diagnostics) => anyhow::bail!("the objects of pacer up were refused: {diagnostics:?}"),
+    }
+}
+
 pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     let state_dir = request.state_dir;
     for dir in ["pids", "logs", "nodes"] {
@@ -72,6 +99,7 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     if let Some(pid) = server.pid() {
         std::fs::write(state_dir.join("pids").join("etcd"), format!("{pid}\n")).context("write pid file")?;
     }
+    register(request, &endpoint).await?;
     let binary = std::env::current_exe().context("find the pacer binary")?;
     let agents_dir = match request.agents_dir {
         Some(dir) => Some(dir.to_path_buf()),

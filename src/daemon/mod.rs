@@ -16,6 +16,7 @@ use crate::api::Spec;
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
+use crate::state::fencing::{FenceRequestRecord, FenceResultRecord, choose_executor};
 use crate::state::{failures_seen, node_assignments, observe};
 use crate::store::lease;
 use crate::store::watch::PrefixWatcher;
@@ -60,6 +61,14 @@ fn epoch_now() -> i64 {
 /// if any did, a history record (trimmed to `ClusterPolicy.historyLimit`). `guard` is
 /// the leader's election comparison (none outside the daemon).
 pub async fn decide_once(store: &Store, term: i64, guard: Option<Compare>) -> Result<Decision, StoreError> {
+    decide(store, term, guard, false).await
+}
+
+/// A turn. `hold_unseen`: configured nodes never heard of are taken as still joining
+/// (`Pending`: nothing runs there, nothing fences them) rather than as unclean — the
+/// leader's start-up grace, Pacemaker's `dc-deadtime`, so agents starting with the
+/// scheduler are not fenced for being late.
+async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: bool) -> Result<Decision, StoreError> {
     let listing = store.list_objects().await?;
     let (mut input_revision, mut reports) = store.read_reports().await?;
     // Objects come back in key order; definition order is not kept in etcd yet, so
@@ -89,8 +98,32 @@ pub async fn decide_once(store: &Store, term: i64, guard: Option<Compare>) -> Re
         }
     }
     let now = epoch_now();
-    let snapshot = Snapshot { objects, observed: observe(&reports, true), now };
-    let plan = schedule(&snapshot);
+    let observed_now = |reports: &crate::state::Reports| {
+        let mut observed = observe(reports, true);
+        if hold_unseen {
+            for object in &objects {
+                if let Spec::Node(_) = object.spec {
+                    observed.nodes.entry(object.name().as_str().to_string()).or_insert_with(|| crate::scheduler::snapshot::ObservedNode {
+                        liveness: NodeLiveness::Pending,
+                        shutdown: false,
+                        attributes: Default::default(),
+                    });
+                }
+            }
+        }
+        observed
+    };
+    let mut snapshot = Snapshot { objects: objects.clone(), observed: observed_now(&reports), now };
+    let mut plan = schedule(&snapshot);
+    if stonith_enabled && !plan.fencing.is_empty() {
+        let fenced = drive_fencing(store, &plan, &snapshot, input_revision, guard.clone()).await?;
+        if fenced {
+            // A node is down for sure now: decide again without what it reported.
+            (input_revision, reports) = store.read_reports().await?;
+            snapshot.observed = observed_now(&reports);
+            plan = schedule(&snapshot);
+        }
+    }
     let assignments = node_assignments(&plan, &snapshot.objects, &failures_seen(&reports), input_revision.max(listing.revision), term);
     let written = store.write_assignments(&assignments, guard.clone()).await?;
     if written > 0 {
@@ -104,7 +137,85 @@ pub async fn decide_once(store: &Store, term: i64, guard: Option<Compare>) -> Re
         };
         record_history(store, &record, history_limit, guard).await?;
     }
+    // Fencing in progress: look again soon (a failed attempt is retried, a dead
+    // executor replaced) even if nothing else changes.
+    let recheck = if plan.fencing.iter().any(|fencing| fencing.action != "on") { recheck.min(Duration::from_secs(2)) } else { recheck };
     Ok(Decision { plan, input_revision, written, recheck })
+}
+
+/// Moves every fencing the plan asks for one step on: a request to an executor when
+/// there is none (or its executor is gone, or it failed a while ago); once a result
+/// says the node is down, its reports are forgotten and its request removed. Returns
+/// whether some node was declared down.
+async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision: i64, guard: Option<Compare>) -> Result<bool, StoreError> {
+    let keys = store.keys();
+    let mut fenced = false;
+    for fencing in plan.fencing.iter().filter(|fencing| fencing.action != "on") {
+        let target = fencing.node.as_str();
+        let request = read_one::<FenceRequestRecord>(store, &keys.fence_request(target)).await?;
+        let result = read_one::<FenceResultRecord>(store, &keys.fence_result(target)).await?;
+        let answered = match (&request, &result) {
+            (Some(request), Some(result)) if result.request == request.id => Some(result),
+            _ => None,
+        };
+        if let Some(result) = answered.filter(|result| result.succeeded) {
+            if store.forget_node_reports(target, guard.clone()).await? {
+                tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
+                fenced = true;
+            }
+            delete_guarded(store, &keys.fence_request(target), guard.clone()).await?;
+            continue;
+        }
+        let executor_alive = request.as_ref().is_some_and(|request| {
+            snapshot.observed.nodes.get(&request.executor).is_some_and(|node| node.liveness == NodeLiveness::Online)
+        });
+        let retry_due = answered.is_some_and(|result| snapshot.now - result.finished >= FENCE_RETRY_SECONDS);
+        let waiting = request.is_some() && executor_alive && answered.is_none();
+        if waiting || (answered.is_some() && !retry_due) {
+            continue;
+        }
+        let Some(executor) = choose_executor(target, &snapshot.observed) else {
+            tracing::error!(node = %target, "no online node can run the fencing");
+            continue;
+        };
+        let record = FenceRequestRecord { id: revision, target: target.to_string(), action: fencing.action.clone(), reason: fencing.reason.clone(), executor, requested: snapshot.now };
+        if request.as_ref().is_some_and(|previous| previous.id == record.id) {
+            continue;
+        }
+        tracing::warn!(node = %target, executor = %record.executor, reason = %record.reason, "requesting fencing");
+        put_guarded(store, &keys.fence_request(target), &record, guard.clone()).await?;
+    }
+    Ok(fenced)
+}
+
+/// Seconds after a failed fencing before it is requested again.
+const FENCE_RETRY_SECONDS: i64 = 5;
+
+async fn read_one<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>, StoreError> {
+    let (_, records) = store.read_records::<T>(key).await?;
+    Ok(records.into_iter().find(|(found, _, _)| found == key).map(|(_, record, _)| record))
+}
+
+async fn put_guarded<T: Serialize>(store: &Store, key: &str, value: &T, guard: Option<Compare>) -> Result<(), StoreError> {
+    let value = serde_json::to_string(value).map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
+    write_guarded(store, TxnOp::put(key, value, None), guard).await
+}
+
+async fn delete_guarded(store: &Store, key: &str, guard: Option<Compare>) -> Result<(), StoreError> {
+    write_guarded(store, TxnOp::delete(key, None), guard).await
+}
+
+async fn write_guarded(store: &Store, operation: TxnOp, guard: Option<Compare>) -> Result<(), StoreError> {
+    let mut txn = Txn::new();
+    if let Some(guard) = guard {
+        txn = txn.when([guard]);
+    }
+    let mut client = store.client();
+    let response = client.txn(txn.and_then([operation])).await.map_err(|source| StoreError::Etcd { action: "write fencing".into(), source })?;
+    if !response.succeeded() {
+        return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
+    }
+    Ok(())
 }
 
 /// Writes a history record and deletes the oldest beyond `limit`.
@@ -145,6 +256,10 @@ pub struct SchedulerConfig {
     /// Longest a decision waits while changes keep coming.
     pub max_delay: Duration,
 }
+
+/// How long a new leader takes configured nodes it has never heard of as joining
+/// rather than lost (Pacemaker's `dc-deadtime`).
+pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
 
 /// The election key's value.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -230,7 +345,7 @@ async fn lead(
     let keys = store.keys().clone();
     let (events, mut changes) = mpsc::channel::<()>(1024);
     let mut watchers = Vec::new();
-    for prefix in [keys.spec_prefix(), keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix()] {
+    for prefix in [keys.spec_prefix(), keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix(), keys.fencing_prefix()] {
         let events = events.clone();
         let client = store.client();
         watchers.push(tokio::spawn(async move {
@@ -246,6 +361,7 @@ async fn lead(
         }));
     }
     let guard = Compare::lease(keys.election(), CompareOp::Equal, lease);
+    let elected_at = Instant::now();
     let mut dirty_since: Option<Instant> = Some(Instant::now());
     let mut last_change = Instant::now();
     let mut next_recheck = Instant::now() + Duration::from_secs(15 * 60);
@@ -270,8 +386,9 @@ async fn lead(
             continue;
         }
         let started = Instant::now();
+        let hold_unseen = elected_at.elapsed() < STARTUP_GRACE;
         let turn = tokio::select! {
-            turn = decide_once(store, term, Some(guard.clone())) => turn,
+            turn = decide(store, term, Some(guard.clone()), hold_unseen) => turn,
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
         };
         match turn {
@@ -279,6 +396,10 @@ async fn lead(
                 failures = 0;
                 dirty_since = None;
                 next_recheck = Instant::now() + decision.recheck.max(Duration::from_secs(1));
+                if hold_unseen {
+                    // Decide again once the grace is over, for nodes still unseen.
+                    next_recheck = next_recheck.min(elected_at + STARTUP_GRACE);
+                }
                 if decision.written > 0 {
                     tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), "new decision");
                 } else {

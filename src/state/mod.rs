@@ -5,6 +5,7 @@
 //! acts on them.
 
 pub mod assignments;
+pub mod fencing;
 pub mod gates;
 pub mod observe;
 pub mod records;

@@ -2,7 +2,7 @@
 //! heartbeats, operation histories and fail counts from statuses, run-time attributes.
 //! Pure; the scheduler daemon reads the records and calls it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 
@@ -16,6 +16,8 @@ pub struct Reports {
     pub statuses: Vec<ResourceStatus>,
     /// Run-time attributes, by node then name.
     pub attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
+    /// Nodes whose last fencing succeeded (or was confirmed by a person).
+    pub fenced: BTreeSet<String>,
 }
 
 /// The observed state a decision starts from:
@@ -23,7 +25,7 @@ pub struct Reports {
 ///   before (nothing is started on a node that has not said what already runs there);
 /// - a node without one (its lease expired or was given up) is `Offline` if it
 ///   reported nothing possibly running, `Unclean` otherwise: it must be fenced before
-///   its resources run elsewhere;
+///   its resources run elsewhere; a node fenced since (and not back) is `Offline`;
 /// - statuses become operation histories; fail counts become Pacemaker's
 ///   `fail-count-<id>#<op>_<interval>` and `last-failure-…` attributes.
 pub fn observe(reports: &Reports, quorum: bool) -> Observed {
@@ -38,6 +40,10 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
         if possibly_running && node.liveness == NodeLiveness::Offline {
             node.liveness = NodeLiveness::Unclean;
         }
+    }
+    // A node fenced since its agent last ran is known to run nothing.
+    for name in &reports.fenced {
+        nodes.entry(name.clone()).or_insert_with(|| ObservedNode { liveness: NodeLiveness::Offline, shutdown: false, attributes: BTreeMap::new() });
     }
     for (name, attributes) in &reports.attributes {
         if let Some(node) = nodes.get_mut(name) {

@@ -26,6 +26,46 @@ pub struct StatusView {
     pub leader: Option<String>,
     /// The latest decisions, newest first.
     pub decisions: Vec<DecisionView>,
+    /// Fencing in progress and the last outcome per node.
+    pub fencing: Vec<FencingView>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FencingView {
+    pub node: String,
+    /// `pending` (requested, no answer yet), `succeeded` or `failed`.
+    pub state: &'static str,
+    /// The node running (or that ran) the fence agents, or who confirmed.
+    pub by: String,
+    /// Seconds since the epoch: when requested (pending) or finished.
+    pub time: i64,
+    pub attempts: Vec<String>,
+}
+
+/// The fencing part of the view: per node, the request without an answer if there is
+/// one, else the last result.
+pub fn fencing_view(requests: &[super::fencing::FenceRequestRecord], results: &[super::fencing::FenceResultRecord]) -> Vec<FencingView> {
+    let mut views = Vec::new();
+    for request in requests {
+        let answered = results.iter().find(|result| result.target == request.target && result.request == request.id);
+        if answered.is_none() {
+            views.push(FencingView { node: request.target.clone(), state: "pending", by: request.executor.clone(), time: request.requested, attempts: Vec::new() });
+        }
+    }
+    for result in results {
+        if views.iter().any(|view| view.node == result.target) {
+            continue;
+        }
+        views.push(FencingView {
+            node: result.target.clone(),
+            state: if result.succeeded { "succeeded" } else { "failed" },
+            by: result.by.clone(),
+            time: result.finished,
+            attempts: result.attempts.clone(),
+        });
+    }
+    views.sort_by(|a, b| a.node.cmp(&b.node));
+    views
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -73,7 +113,15 @@ pub struct DecisionView {
 
 /// Builds the view. `plan` is a decision made from the same snapshot (for the list
 /// of instances and where each is believed to run).
-pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[ResourceStatus], plan: &Plan, leader: Option<String>, decisions: Vec<DecisionView>) -> StatusView {
+pub fn status_view(
+    objects: &[Object],
+    observed: &Observed,
+    statuses: &[ResourceStatus],
+    plan: &Plan,
+    leader: Option<String>,
+    decisions: Vec<DecisionView>,
+    fencing: Vec<FencingView>,
+) -> StatusView {
     let mut standby = BTreeMap::new();
     for object in objects {
         if let Spec::Node(node) = &object.spec {
@@ -142,5 +190,5 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             reason: status.failure_reason.clone(),
         })
         .collect();
-    StatusView { nodes, resources, failures, leader, decisions }
+    StatusView { nodes, resources, failures, leader, decisions, fencing }
 }

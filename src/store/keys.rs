@@ -12,6 +12,8 @@
 //! - `plans/<node>`: the leading scheduler's assignment for one node.
 //! - `election/scheduler`: held by the leading scheduler, bound to its lease.
 //! - `history/<revision>`: one record per new decision, by input revision.
+//! - `fencing/<node>/request` (the leader), `fencing/<node>/result` (the executing
+//!   agent, or `pacer fence confirm`).
 
 use crate::api::ObjectKey;
 
@@ -116,6 +118,18 @@ impl Keys {
     /// A decision's record, under its input revision zero-padded so keys sort in order.
     pub fn history(&self, revision: i64) -> String {
         format!("{}/history/{revision:020}", self.prefix)
+    }
+
+    pub fn fencing_prefix(&self) -> String {
+        format!("{}/fencing/", self.prefix)
+    }
+
+    pub fn fence_request(&self, node: &str) -> String {
+        format!("{}/fencing/{node}/request", self.prefix)
+    }
+
+    pub fn fence_result(&self, node: &str) -> String {
+        format!("{}/fencing/{node}/result", self.prefix)
     }
 
     /// The node and the last segment of a `<section>/<node>/<name>` key

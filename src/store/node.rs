@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{Keys, Store, StoreError};
+use crate::state::fencing::FenceResultRecord;
 use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
 
 /// How long a single request of the agent's may take before it counts as failed: the
@@ -112,7 +113,7 @@ impl Store {
     /// scheduler to the rest).
     pub async fn read_reports(&self) -> Result<(i64, Reports), StoreError> {
         let keys = self.keys();
-        let prefixes = [keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix()];
+        let prefixes = [keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix(), keys.fencing_prefix()];
         let txn = Txn::new().and_then(prefixes.iter().map(|prefix| TxnOp::get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).collect::<Vec<_>>());
         let mut client = self.client();
         let response = timeout("read node reports", client.txn(txn)).await?;
@@ -138,6 +139,17 @@ impl Store {
                         Ok(status) => reports.statuses.push(status),
                         Err(error) => skip(error),
                     },
+                    3 => {
+                        if Keys::node_and_name(&prefixes[3], &key).is_some_and(|(_, kind)| kind == "result") {
+                            match decode::<FenceResultRecord>(&key, kv.value()) {
+                                Ok(result) if result.succeeded => {
+                                    reports.fenced.insert(result.target);
+                                }
+                                Ok(_) => {}
+                                Err(error) => skip(error),
+                            }
+                        }
+                    }
                     _ => {
                         let Some((node, name)) = Keys::node_and_name(&prefixes[2], &key) else { continue };
                         match decode::<NodeAttributeRecord>(&key, kv.value()) {

@@ -1,0 +1,467 @@
+//! The cluster running itself: real etcd, `pacer scheduler` and `pacer agent`
+//! processes laid out as `pacer up` lays them out (`DIR/pids/<node>`,
+//! `DIR/nodes/<node>`), so the local fence agent (`fence_pacer_local`) can power a
+//! node off. Resources are Pacer's witness agent, whose log proves that no two copies
+//! of a resource ever ran at once.
+//!
+//! Timings are printed (`-- --nocapture`), not asserted.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use common::TestEtcd;
+use pacer::api::manifest::{Source, load};
+use pacer::store::Store;
+use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
+use serde_json::Value;
+
+const PREFIX: &str = "/pacer";
+const TEST_TIMEOUT: Duration = Duration::from_secs(120);
+
+async fn bounded<F: Future<Output = ()>>(body: F) {
+    tokio::time::timeout(TEST_TIMEOUT, body).await.expect("test exceeded its timeout");
+}
+
+/// A process this test started, ended by PID when dropped.
+struct Process {
+    child: Child,
+    name: String,
+}
+
+impl Process {
+    fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: SIGTERM to a child this test started and has not reaped.
+            unsafe {
+                libc::kill(self.pid(), libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            eprintln!("{} did not stop; killing it", self.name);
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+struct Cluster {
+    // Dropped in order: agents and schedulers, then the proxy, then etcd.
+    processes: BTreeMap<String, Process>,
+    proxies: Vec<Proxy>,
+    store: Store,
+    etcd: TestEtcd,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new(policy: &str) -> Cluster {
+        let etcd = TestEtcd::start();
+        let store = Store::connect(&[etcd.endpoint()], PREFIX).await.expect("connect");
+        let dir = tempfile::tempdir().expect("tempdir");
+        for sub in ["pids", "nodes", "logs"] {
+            std::fs::create_dir_all(dir.path().join(sub)).expect("layout");
+        }
+        let cluster = Cluster { processes: BTreeMap::new(), proxies: Vec::new(), store, etcd, dir };
+        cluster.apply(policy).await;
+        cluster
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    async fn apply(&self, yaml: &str) {
+        let loaded = load(&[Source { name: "test.yaml".into(), text: yaml.to_string() }]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        match apply(&self.store, &ApplyRequest { loaded, ..ApplyRequest::default() }).await.expect("apply") {
+            ApplyOutcome::Planned(_) => {}
+            ApplyOutcome::Invalid(diagnostics) => panic!("refused: {diagnostics:?}"),
+        }
+    }
+
+    fn spawn(&mut self, name: &str, endpoint: &str, args: &[String]) {
+        let log = std::fs::File::create(self.path(&format!("logs/{name}.log"))).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+            .args(args)
+            .env("PACER_ETCD", endpoint)
+            .env("PACER_PREFIX", PREFIX)
+            .env("PACER_LOG", "pacer=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start pacer");
+        std::fs::write(self.path(&format!("pids/{name}")), format!("{}\n", child.id())).expect("pid file");
+        self.processes.insert(name.to_string(), Process { child, name: name.to_string() });
+    }
+
+    fn start_scheduler(&mut self, name: &str, ttl: u64) {
+        let endpoint = self.etcd.endpoint();
+        self.spawn(name, &endpoint, &["scheduler".into(), "--lease-ttl".into(), ttl.to_string(), "--identity".into(), name.into()]);
+    }
+
+    fn start_agent_via(&mut self, node: &str, ttl: u64, endpoint: &str) {
+        let state_dir = self.path(&format!("nodes/{node}"));
+        std::fs::create_dir_all(&state_dir).expect("state dir");
+        let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
+        let args = vec![
+            "agent".into(),
+            "--node".into(),
+            node.into(),
+            "--lease-ttl".into(),
+            ttl.to_string(),
+            "--state-dir".into(),
+            state_dir.display().to_string(),
+            "--agents-dir".into(),
+            agents.display().to_string(),
+        ];
+        self.spawn(node, endpoint, &args);
+    }
+
+    fn start_agent(&mut self, node: &str, ttl: u64) {
+        let endpoint = self.etcd.endpoint();
+        self.start_agent_via(node, ttl, &endpoint);
+    }
+
+    fn logs(&self) -> String {
+        self.processes.keys().map(|name| format!("--- {name}\n{}", std::fs::read_to_string(self.path(&format!("logs/{name}.log"))).unwrap_or_default())).collect()
+    }
+
+    /// `pacer status -o json`.
+    fn status(&self) -> Value {
+        let output = common::pacer(&self.etcd.endpoint(), PREFIX, &["status", "-o", "json"], None);
+        assert!(output.status.success(), "pacer status: {}", common::text(&output.stderr));
+        serde_json::from_slice(&output.stdout).expect("status JSON")
+    }
+
+    /// Where `resource` runs with `role`, per `pacer status`.
+    fn running(&self, resource: &str) -> Vec<String> {
+        let status = self.status();
+        status["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["name"] == resource && entry["node"].is_string() && entry["role"] != "Stopped")
+            .filter_map(|entry| entry["node"].as_str().map(str::to_string))
+            .collect()
+    }
+
+    fn node_state(&self, node: &str) -> String {
+        let status = self.status();
+        status["nodes"].as_array().into_iter().flatten().find(|entry| entry["name"] == node).and_then(|entry| entry["state"].as_str()).unwrap_or("absent").to_string()
+    }
+
+    async fn wait_for(&self, what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if condition() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("timed out waiting for {what}\nstatus: {}\n{}", self.status(), self.logs());
+    }
+
+    async fn leader(&self) -> Option<String> {
+        let mut client = self.etcd.client().await;
+        let response = client.get(format!("{PREFIX}/election/scheduler"), None).await.expect("read election");
+        response.kvs().first().and_then(|kv| serde_json::from_slice::<Value>(kv.value()).ok()).and_then(|value| value["identity"].as_str().map(str::to_string))
+    }
+}
+
+fn witness(name: &str, log: &Path, extra: &str) -> String {
+    format!(
+        "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations: [{{name: monitor, interval: 1s}}]\n{extra}",
+        log.display()
+    )
+}
+
+fn nodes(names: &[&str]) -> String {
+    names.iter().map(|name| format!("---\napiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {name}}}\nspec: {{}}\n")).collect()
+}
+
+fn local_power(dir: &Path, names: &[&str]) -> String {
+    format!(
+        "---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: local-power}}\nspec:\n  agent: fence_pacer_local\n  hostList: [{}]\n  params: {{state_dir: {}}}\n",
+        names.join(", "),
+        dir.display()
+    )
+}
+
+/// Replays the witness log: a copy is active from the start of its start to the
+/// successful end of its stop — or, on a node that was powered off, until the moment
+/// the fence agent finished (`fenced`: node and wall-clock nanoseconds). Returns every
+/// overlap of two copies.
+fn overlaps(log: &Path, fenced: Option<(&str, u128)>) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut active: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for line in text.lines() {
+        let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
+        let (node, resource, operation, phase) = (field("node"), field("rsc"), field("op"), field("phase"));
+        if let Some((victim, at)) = fenced
+            && field("ns").parse::<u128>().is_ok_and(|ns| ns > at)
+        {
+            for copies in active.values_mut() {
+                copies.retain(|other| other != victim);
+            }
+        }
+        let copies = active.entry(resource.clone()).or_default();
+        match (operation.as_str(), phase.as_str()) {
+            ("start", "begin") => {
+                if copies.iter().any(|other| *other != node) {
+                    problems.push(format!("{resource} started on {node} while active on {copies:?}"));
+                }
+                copies.push(node);
+            }
+            ("stop", "end") if field("rc") == "0" => copies.retain(|other| *other != node),
+            _ => {}
+        }
+    }
+    problems
+}
+
+/// When the fence agent powered `node` off (its marker file's time), in nanoseconds.
+fn powered_off_at(dir: &Path, node: &str) -> u128 {
+    let marker = dir.join(format!("nodes/{node}/powered-off"));
+    let modified = std::fs::metadata(&marker).and_then(|metadata| metadata.modified()).expect("the fence agent left its marker");
+    modified.duration_since(std::time::UNIX_EPOCH).expect("time").as_nanos()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_scheduler_takes_over_when_the_leader_dies() {
+    bounded(async {
+        let mut cluster = Cluster::new("apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false}\n").await;
+        let log = cluster.path("witness.log");
+        cluster.start_scheduler("s1", 2);
+        let started = Instant::now();
+        while cluster.leader().await.is_none() && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(cluster.leader().await.as_deref(), Some("s1"));
+        cluster.start_scheduler("s2", 2);
+        cluster.start_agent("n1", 2);
+        cluster.apply(&witness("web", &log, "")).await;
+        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web") == ["n1"]).await;
+        // The leader dies; the standby takes over once its lease lapses.
+        cluster.processes.get_mut("s1").expect("s1").kill9();
+        let killed = Instant::now();
+        loop {
+            if cluster.leader().await.as_deref() == Some("s2") {
+                break;
+            }
+            assert!(killed.elapsed() < Duration::from_secs(30), "s2 did not take over\n{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let takeover = killed.elapsed();
+        println!("leader killed -> standby elected (lease TTL 2 s): {takeover:?}");
+        // The new leader acts on changes.
+        cluster.apply(&witness("web", &log, "  meta: {targetRole: Stopped}\n")).await;
+        let reacted = cluster.wait_for("web to stop under the new leader", Duration::from_secs(30), || cluster.running("web").is_empty()).await;
+        println!("change applied -> carried out under the new leader: {reacted:?}");
+    })
+    .await;
+}
+
+/// Fails over a node killed with SIGKILL under `ttl`, with the local fence device.
+async fn fenced_failover(ttl: u64) {
+    let names = ["n1", "n2", "n3"];
+    let mut cluster = Cluster::new(&nodes(&names)).await;
+    let log = cluster.path("witness.log");
+    cluster.apply(&local_power(cluster.dir.path(), &names)).await;
+    cluster.start_scheduler("s1", ttl);
+    for node in names {
+        cluster.start_agent(node, ttl);
+    }
+    cluster.apply(&witness("web", &log, "")).await;
+    cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+    let victim = cluster.running("web").remove(0);
+    cluster.processes.get_mut(&victim).expect("victim").kill9();
+    let killed = Instant::now();
+    cluster
+        .wait_for("web to run elsewhere", Duration::from_secs(60), || {
+            let running = cluster.running("web");
+            running.len() == 1 && running[0] != victim
+        })
+        .await;
+    let failover = killed.elapsed();
+    println!("node killed -> resource running elsewhere (lease TTL {ttl} s, fenced): {failover:?}");
+    let status = cluster.status();
+    let fencing = status["fencing"].as_array().cloned().unwrap_or_default();
+    assert!(fencing.iter().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "succeeded"), "{status}");
+    assert_eq!(cluster.node_state(&victim), "offline");
+    // The copy on the killed node ran until the fence agent powered the node off;
+    // the new one started after that.
+    let fenced_at = powered_off_at(cluster.dir.path(), &victim);
+    assert_eq!(overlaps(&log, Some((&victim, fenced_at))), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_fenced_and_its_resources_run_elsewhere() {
+    bounded(fenced_failover(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_fenced_and_its_resources_run_elsewhere_with_a_5s_lease() {
+    bounded(fenced_failover(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_fencing_fails_nothing_moves_until_a_person_confirms() {
+    require_fence_dummy();
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        cluster
+            .apply("---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {name: broken}\nspec: {agent: fence_dummy, hostList: [n1, n2], params: {type: fail}, retries: 1}\n")
+            .await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster.apply(&witness("web", &log, "")).await;
+        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+        let victim = cluster.running("web").remove(0);
+        cluster.processes.get_mut(&victim).expect("victim").kill9();
+        cluster
+            .wait_for("the fencing failure to be reported", Duration::from_secs(30), || {
+                cluster.status()["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "failed")
+            })
+            .await;
+        // Retries keep failing; nothing starts elsewhere meanwhile.
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert_eq!(cluster.node_state(&victim), "unclean");
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let starts: Vec<&str> = text.lines().filter(|line| line.contains("op=start phase=begin")).collect();
+        assert_eq!(starts.len(), 1, "web started again before its node was fenced:\n{text}");
+        // The meatware path.
+        let output = common::pacer(&cluster.etcd.endpoint(), PREFIX, &["fence", "confirm", &victim], None);
+        assert!(output.status.success(), "{}", common::text(&output.stderr));
+        cluster
+            .wait_for("web to run elsewhere", Duration::from_secs(30), || {
+                let running = cluster.running("web");
+                running.len() == 1 && running[0] != victim
+            })
+            .await;
+        // A live node cannot be confirmed down.
+        let survivor = cluster.running("web").remove(0);
+        let output = common::pacer(&cluster.etcd.endpoint(), PREFIX, &["fence", "confirm", &survivor], None);
+        assert_eq!(output.status.code(), Some(1), "{}", common::text(&output.stderr));
+    })
+    .await;
+}
+
+fn require_fence_dummy() {
+    assert!(Path::new("/usr/sbin/fence_dummy").exists(), "/usr/sbin/fence_dummy is missing: install fence-agents (scripts/install-deps)");
+}
+
+/// A TCP forwarder to etcd that can be cut: open connections are dropped and new ones
+/// refused until it is healed. Stands for a node losing its network to etcd.
+struct Proxy {
+    endpoint: String,
+    cut: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn proxy(target: &str) -> Proxy {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
+    let target = target.trim_start_matches("http://").to_string();
+    let cut = Arc::new(AtomicBool::new(false));
+    let flag = cut.clone();
+    let task = tokio::spawn(async move {
+        let mut connections: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        let mut ticker = tokio::time::interval(Duration::from_millis(10));
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((mut inbound, _)) = accepted else { continue };
+                    if flag.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let target = target.clone();
+                    connections.push(tokio::spawn(async move {
+                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    }));
+                }
+                _ = ticker.tick() => {
+                    if flag.load(Ordering::SeqCst) {
+                        for connection in connections.drain(..) {
+                            connection.abort();
+                        }
+                    }
+                    connections.retain(|connection| !connection.is_finished());
+                }
+            }
+        }
+    });
+    Proxy { endpoint, cut, task }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_agent_stops_its_resources_before_they_start_elsewhere() {
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        cluster.apply(&local_power(cluster.dir.path(), &names)).await;
+        let link = proxy(&cluster.etcd.endpoint()).await;
+        cluster.start_scheduler("s1", 2);
+        cluster.start_agent_via("n1", 2, &link.endpoint.clone());
+        cluster.start_agent("n2", 2);
+        cluster.proxies.push(link);
+        cluster.wait_for("both nodes online", Duration::from_secs(30), || cluster.node_state("n1") == "online" && cluster.node_state("n2") == "online").await;
+        cluster.apply(&format!("{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n1}}\nspec: {{resource: web, node: n1, score: 100}}\n", witness("web", &log, ""))).await;
+        cluster.wait_for("web to run on n1", Duration::from_secs(30), || cluster.running("web") == ["n1"]).await;
+        cluster.proxies[0].cut.store(true, Ordering::SeqCst);
+        let cut = Instant::now();
+        cluster
+            .wait_for("web to run on n2", Duration::from_secs(60), || cluster.running("web") == ["n2"])
+            .await;
+        println!("n1 cut off from etcd -> web running on n2 (lease TTL 2 s): {:?}", cut.elapsed());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let events: Vec<String> = text
+            .lines()
+            .filter(|line| line.contains("phase=end") && (line.contains("op=start") || line.contains("op=stop")))
+            .map(|line| {
+                let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
+                format!("{} {}", field("op"), field("node"))
+            })
+            .collect();
+        assert_eq!(events, ["start n1", "stop n1", "start n2"], "the cut-off node stops web itself before n2 starts it:\n{text}\n{}", cluster.logs());
+        assert_eq!(overlaps(&log, None), Vec::<String>::new());
+    })
+    .await;
+}
