@@ -508,9 +508,11 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Agent { node, state_dir, lease_ttl, on_shutdown, agents_dirs, attributes, capacity } => {
             anyhow::ensure!(crate::api::Name::is_valid(node), "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'");
             std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
+            // Agents run with / as their working directory: every path they get is absolute.
+            let state_dir = &std::fs::canonicalize(state_dir).with_context(|| format!("resolve {}", state_dir.display()))?;
             let mut exec = crate::exec::ExecConfig::default();
             for dir in agents_dirs {
-                exec = exec.with_agents_dir(dir);
+                exec = exec.with_agents_dir(&std::fs::canonicalize(dir).with_context(|| format!("resolve --agents-dir {}", dir.display()))?);
             }
             let config = crate::agent::AgentConfig {
                 node: node.clone(),

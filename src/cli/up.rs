@@ -86,10 +86,10 @@ async fn register(request: &UpRequest<'_>, endpoint: &str) -> anyhow::Result<()>
 }
 
 pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
-    let state_dir = request.state_dir;
     for dir in ["pids", "logs", "nodes"] {
-        std::fs::create_dir_all(state_dir.join(dir)).with_context(|| format!("create {}", state_dir.join(dir).display()))?;
+        std::fs::create_dir_all(request.state_dir.join(dir)).with_context(|| format!("create {}", request.state_dir.join(dir).display()))?;
     }
+    let state_dir = &std::fs::canonicalize(request.state_dir).with_context(|| format!("resolve {}", request.state_dir.display()))?;
     let data_dir = state_dir.join("etcd");
     // On this thread, not a blocking-pool one: etcd dies with the thread that started
     // it (PR_SET_PDEATHSIG), and pool threads end when idle.

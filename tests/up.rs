@@ -1,0 +1,145 @@
+//! `pacer up` end to end, as the demo uses it: a private etcd, a scheduler and three
+//! agents; `manifests/demo/` applied and running; a node powered off with the local
+//! fence agent, fenced, and its resources back on the survivors; then SIGTERM stops
+//! every process it started.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const PREFIX: &str = "/pacer";
+
+/// `pacer up`, ended by PID when dropped.
+struct Up(Child);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            // SAFETY: SIGTERM to the child this test started; it stops its components.
+            unsafe {
+                libc::kill(self.0.id() as i32, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn status(endpoint: &str) -> Value {
+    let output = common::pacer(endpoint, PREFIX, &["status", "-o", "json"], None);
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("status JSON")
+}
+
+fn node_of(view: &Value, resource: &str) -> Option<String> {
+    view["resources"].as_array()?.iter().find(|entry| entry["name"] == resource && entry["role"] != "Stopped").and_then(|entry| entry["node"].as_str().map(str::to_string))
+}
+
+/// Everything that can run does: some node is online and no instance is stopped
+/// without a reason.
+fn settled(view: &Value) -> bool {
+    let resources = view["resources"].as_array().cloned().unwrap_or_default();
+    !resources.is_empty() && resources.iter().all(|entry| entry["role"] != "Stopped" || entry["reason"].is_string())
+}
+
+fn wait(endpoint: &str, what: &str, limit: Duration, condition: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let view = status(endpoint);
+        if condition(&view) {
+            return view;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}: {view}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn alive(pid: &str) -> bool {
+    // SAFETY: signal 0 only checks that the process exists.
+    pid.trim().parse::<i32>().is_ok_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
+}
+
+#[test]
+fn pacer_up_runs_the_demo_and_survives_a_node_powered_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let state_dir = dir.path().join("up");
+    let root = env!("CARGO_MANIFEST_DIR");
+    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
+    let mut up = Up(Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["up", "--nodes", "3", "--lease-ttl", "2", "--state-dir"])
+        .arg(&state_dir)
+        .arg("--agents-dir")
+        .arg(Path::new(root).join("agents"))
+        .env("PACER_PREFIX", PREFIX)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start pacer up"));
+    let started = Instant::now();
+    let components = ["etcd", "scheduler", "n1", "n2", "n3"];
+    while !components.iter().all(|component| state_dir.join("pids").join(component).exists()) {
+        assert!(started.elapsed() < Duration::from_secs(30), "pacer up did not start its components");
+        assert!(matches!(up.0.try_wait(), Ok(None)), "pacer up exited: {}", std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let endpoint = std::fs::read_to_string(state_dir.join("endpoint")).expect("endpoint").trim().to_string();
+    for component in components {
+        let pid = std::fs::read_to_string(state_dir.join("pids").join(component)).expect("pid file");
+        assert!(alive(&pid), "{component} is not running");
+    }
+
+    // The demo manifests, with the witness log in this test's directory.
+    let witness = dir.path().join("witness.log");
+    let mut manifests = String::new();
+    for entry in std::fs::read_dir(Path::new(root).join("manifests/demo")).expect("manifests/demo") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("manifest");
+        manifests.push_str(&text.replace("/tmp/pacer-demo-witness.log", &witness.display().to_string()));
+        manifests.push_str("\n---\n");
+    }
+    let output = common::pacer(&endpoint, PREFIX, &["apply", "-f", "-"], Some(&manifests));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    let view = wait(&endpoint, "every demo resource to run", Duration::from_secs(60), |view| settled(view) && node_of(view, "vm1").is_some() && node_of(view, "named").is_some());
+    let storage_promoted = view["resources"].as_array().into_iter().flatten().filter(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with("storage-vm1")) && entry["role"] == "Promoted").count();
+    assert_eq!(storage_promoted, 1, "{view}");
+    assert!(view["failures"].as_array().is_some_and(Vec::is_empty), "nothing fails in the demo: {view}");
+
+    // Power off the node running vm1 with the local fence agent.
+    let victim = node_of(&view, "vm1").expect("vm1 runs");
+    let mut fence = Command::new(Path::new(root).join("agents/fence/fence_pacer_local")).stdin(Stdio::piped()).spawn().expect("fence agent");
+    std::io::Write::write_all(fence.stdin.as_mut().expect("stdin"), format!("action=off\nport={victim}\nstate_dir={}\n", state_dir.display()).as_bytes()).expect("write");
+    drop(fence.stdin.take());
+    assert!(fence.wait().expect("fence agent").success());
+    let powered_off = Instant::now();
+    let view = wait(&endpoint, "vm1 to run elsewhere", Duration::from_secs(60), |view| node_of(view, "vm1").is_some_and(|node| node != victim) && settled(view));
+    println!("node powered off -> vm1 running elsewhere (lease TTL 2 s): {:?}", powered_off.elapsed());
+    let fenced = view["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "succeeded");
+    assert!(fenced, "{view}");
+
+    // SIGTERM: pacer up stops everything it started.
+    let pids: Vec<String> = components.iter().filter_map(|component| std::fs::read_to_string(state_dir.join("pids").join(component)).ok()).collect();
+    // SAFETY: SIGTERM to the child this test started.
+    unsafe {
+        libc::kill(up.0.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while matches!(up.0.try_wait(), Ok(None)) {
+        assert!(Instant::now() < deadline, "pacer up did not stop");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for pid in pids {
+        assert!(!alive(&pid), "pid {} outlived pacer up", pid.trim());
+    }
+}
