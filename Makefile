@@ -34,11 +34,14 @@ conformance: build
 # Apply benchmark: 1,000 and 10,000 objects against a private etcd. Scheduler
 # benchmark: generated CIBs up to 1,000 nodes x 10,000 resources through Pacer and
 # crm_simulate (table in target/bench-schedule.txt). Node agent benchmark: plan to
-# started, failure to etcd, idle writes (target/bench-agent.txt).
+# started, failure to etcd, idle writes (target/bench-agent.txt). Cluster benchmark:
+# idle writes of pacer up with 100 resources, failover at lease TTL 2 s and 5 s,
+# leader takeover (target/bench-cluster.txt).
 bench: deps
 	$(CARGO) bench --bench apply
 	$(CARGO) bench --bench schedule
 	$(CARGO) bench --bench agent
+	$(CARGO) bench --bench cluster
 
 # Regenerate crds/ from the Rust types (a test fails when they are stale).
 crds:

@@ -417,7 +417,7 @@ async fn timeouts_kill_missing_agents_are_not_installed_and_failed_starts_move()
         cluster
             .apply(&format!(
                 "{}{}{}{}",
-                dummy("slow", "ocf:heartbeat:Delay", "startdelay: 30, stopdelay: 0", "{name: start, timeout: 2s}"),
+                dummy("slow", "ocf:heartbeat:Delay", "startdelay: 30, stopdelay: 0, mondelay: 0", "{name: start, timeout: 2s}"),
                 dummy("ghost", "ocf:heartbeat:NoSuchAgent", "", ""),
                 dummy("flaky", "ocf:pacemaker:Dummy", "fail_start_on: n1", ""),
                 location("slow", "n1", "INFINITY") + &location("flaky", "n1", "50"),
@@ -434,7 +434,8 @@ async fn timeouts_kill_missing_agents_are_not_installed_and_failed_starts_move()
         let took = cluster.wait_role("n1", "slow", ObservedRole::Failed).await;
         println!("start with a 2s timeout of a 30s Delay -> failed and reported: {took:?}");
         let slow = cluster.status("n1", "slow").await.expect("status");
-        assert_eq!(slow.history.last().map(|record| record.status), Some(ExecStatus::Timeout), "{slow:?}");
+        let last = slow.history.last().expect("history");
+        assert_eq!((last.operation.as_str(), last.status), ("start", ExecStatus::Timeout), "{slow:?}");
         // The agent's process group was killed: no Delay agent left sleeping.
         let left = Command::new("pgrep").args(["-f", "resource.d/heartbeat/Delay start"]).output().expect("pgrep");
         let listing = Command::new("ps").args(["-eo", "pid,ppid,pgid,stat,etime,args"]).output().expect("ps");
@@ -518,8 +519,9 @@ async fn lease_loss_stops_everything_before_the_lease_can_expire() {
             .wait_for("the sleeper to run again", Duration::from_secs(30), || async { live_pid(&pidfile).is_some_and(|new| new != pid) })
             .await;
         println!("etcd back -> node claimed anew, probed and the resource started again: {restarted:?}");
-        cluster.wait_probed("n1").await;
-        assert_eq!(cluster.role("n1", "sleeper").await, Some(ObservedRole::Started));
+        // The probe's Stopped is written before the start runs; the start's Started after.
+        cluster.wait_role("n1", "sleeper", ObservedRole::Started).await;
+        assert!(cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.probed));
     })
     .await;
 }

@@ -85,3 +85,103 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
 pub fn failures_seen(reports: &Reports) -> super::FailuresSeen {
     reports.statuses.iter().filter(|status| status.failures > 0).map(|status| ((status.node.clone(), status.id.clone()), status.failures)).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::records::Definition;
+
+    fn heartbeat(node: &str, probed: bool) -> NodeHeartbeat {
+        NodeHeartbeat { node: node.into(), pid: 1, host: "h".into(), started: 0, lease_ttl_ms: 2000, probed, shutdown: false }
+    }
+
+    fn status(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {
+        ResourceStatus {
+            id: id.into(),
+            name: id.into(),
+            group: None,
+            clone: None,
+            node: node.into(),
+            role,
+            definition: Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: BTreeMap::new(), meta: BTreeMap::new(), operations: vec![] },
+            history: vec![crate::scheduler::snapshot::OperationRecord {
+                operation: "start".into(),
+                interval_ms: 0,
+                call_id: 1,
+                rc: 0,
+                expected_rc: 0,
+                status: crate::scheduler::snapshot::ExecStatus::Done,
+                last_rc_change: None,
+                migrate_source: None,
+                migrate_target: None,
+                digest: None,
+            }],
+            failures: 0,
+            started_after: vec![],
+            fail_counts: BTreeMap::new(),
+            last_failure: None,
+            failure_reason: None,
+        }
+    }
+
+    fn liveness(observed: &Observed, node: &str) -> Option<NodeLiveness> {
+        observed.nodes.get(node).map(|node| node.liveness)
+    }
+
+    #[test]
+    fn liveness_follows_heartbeats_statuses_and_fencing() {
+        let mut reports = Reports::default();
+        reports.heartbeats.insert("up".into(), heartbeat("up", true));
+        reports.heartbeats.insert("joining".into(), heartbeat("joining", false));
+        // Left cleanly: everything it reported is stopped.
+        reports.statuses.push(status("a", "left", ObservedRole::Stopped));
+        // Lost while running something: must be fenced.
+        reports.statuses.push(status("b", "lost", ObservedRole::Started));
+        reports.statuses.push(status("c", "lost", ObservedRole::Stopped));
+        // Lost with something it had not probed yet: may run it.
+        reports.statuses.push(status("d", "unsure", ObservedRole::Unknown));
+        reports.fenced.insert("fenced".into());
+        let observed = observe(&reports, true);
+        assert_eq!(liveness(&observed, "up"), Some(NodeLiveness::Online));
+        assert_eq!(liveness(&observed, "joining"), Some(NodeLiveness::Pending));
+        assert_eq!(liveness(&observed, "left"), Some(NodeLiveness::Offline));
+        assert_eq!(liveness(&observed, "lost"), Some(NodeLiveness::Unclean));
+        assert_eq!(liveness(&observed, "unsure"), Some(NodeLiveness::Unclean));
+        assert_eq!(liveness(&observed, "fenced"), Some(NodeLiveness::Offline));
+        assert_eq!(liveness(&observed, "never"), None, "a node nobody reported is left to the scheduler (unseen)");
+    }
+
+    #[test]
+    fn fail_counts_become_pacemaker_attributes_and_histories_carry_over() {
+        let mut reports = Reports::default();
+        reports.heartbeats.insert("n1".into(), heartbeat("n1", true));
+        let mut web = status("web", "n1", ObservedRole::Failed);
+        web.fail_counts.insert("monitor_10000".into(), 2);
+        web.fail_counts.insert("start_0".into(), FAIL_COUNT_INFINITY);
+        web.last_failure = Some(1_700_000_000);
+        reports.statuses.push(web);
+        let observed = observe(&reports, true);
+        let attributes = &observed.nodes["n1"].attributes;
+        assert_eq!(attributes.get("fail-count-web#monitor_10000").map(String::as_str), Some("2"));
+        assert_eq!(attributes.get("fail-count-web#start_0").map(String::as_str), Some("INFINITY"));
+        assert_eq!(attributes.get("last-failure-web#start_0").map(String::as_str), Some("1700000000"));
+        assert_eq!(observed.history.len(), 1);
+        assert_eq!(observed.history[0].agent.as_deref(), Some("ocf:heartbeat:Dummy"));
+    }
+
+    #[test]
+    fn a_migration_source_that_handed_over_is_not_a_second_copy() {
+        let mut reports = Reports::default();
+        reports.heartbeats.insert("n1".into(), heartbeat("n1", true));
+        reports.heartbeats.insert("n2".into(), heartbeat("n2", true));
+        reports.statuses.push(status("vm", "n1", ObservedRole::Migrating));
+        reports.statuses.push(status("vm", "n2", ObservedRole::Started));
+        let observed = observe(&reports, true);
+        let nodes: Vec<&str> = observed.history.iter().map(|history| history.node.as_str()).collect();
+        assert_eq!(nodes, ["n2"]);
+        // Before the target runs it, the source still counts.
+        reports.statuses[1].role = ObservedRole::Stopped;
+        let observed = observe(&reports, true);
+        assert_eq!(observed.history.len(), 2);
+    }
+}
