@@ -375,6 +375,42 @@ async fn when_fencing_fails_nothing_moves_until_a_person_confirms() {
     .await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_are_unfenced_by_themselves_and_then_run_resources() {
+    require_fence_dummy();
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        let status_file = cluster.path("fence_dummy.status");
+        cluster
+            .apply(&format!(
+                "---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: scsi}}\nspec: {{agent: fence_dummy, hostList: [n1, n2], unfencing: true, params: {{status_file: {}}}}}\n",
+                status_file.display()
+            ))
+            .await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster.apply(&witness("web", &log, "")).await;
+        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+        let status = cluster.status();
+        let unfenced: Vec<&str> = status["fencing"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["action"] == "on" && entry["state"] == "succeeded")
+            .filter_map(|entry| entry["node"].as_str())
+            .collect();
+        assert_eq!(unfenced, ["n1", "n2"], "{status}");
+        // Unfencing is done by the node itself.
+        let by_self = status["fencing"].as_array().into_iter().flatten().all(|entry| entry["by"] == entry["node"]);
+        assert!(by_self, "{status}");
+    })
+    .await;
+}
+
 fn require_fence_dummy() {
     assert!(Path::new("/usr/sbin/fence_dummy").exists(), "/usr/sbin/fence_dummy is missing: install fence-agents (scripts/install-deps)");
 }

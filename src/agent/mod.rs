@@ -530,7 +530,7 @@ impl<'a> Session<'a> {
         let due: Vec<FenceRequestRecord> = self
             .fence_requests
             .values()
-            .filter(|request| request.executor == node && request.target != node)
+            .filter(|request| request.executor == node && (request.target != node || request.action == "on"))
             .filter(|request| self.fence_results.get(&request.target).is_none_or(|result| result.request != request.id))
             .filter(|request| !self.fencing_running.contains(&request.target))
             .cloned()
@@ -822,7 +822,7 @@ async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: 
     } else {
         tracing::error!(target = %request.target, ?attempts, "fencing failed");
     }
-    FenceResultRecord { request: request.id, target: request.target.clone(), succeeded, by: by.to_string(), finished, attempts }
+    FenceResultRecord { request: request.id, target: request.target.clone(), action: request.action.clone(), succeeded, by: by.to_string(), finished, attempts }
 }
 
 /// How long before the lease could expire the agent must be done stopping.

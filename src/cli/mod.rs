@@ -479,6 +479,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             let result = crate::state::fencing::FenceResultRecord {
                 request,
                 target: node.clone(),
+                action: "off".to_string(),
                 succeeded: true,
                 by: format!("confirmed by {user}"),
                 finished: i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)).unwrap_or(i64::MAX),

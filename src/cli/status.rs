@@ -96,7 +96,7 @@ pub fn render(view: &StatusView) -> String {
         out.push_str("\nFencing:\n");
         for fencing in &view.fencing {
             let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::try_from(fencing.time).unwrap_or(0)));
-            out.push_str(&format!("  {} {} by {} at {when}\n", fencing.node, fencing.state, fencing.by));
+            out.push_str(&format!("  {} {} {} by {} at {when}\n", fencing.node, fencing.action, fencing.state, fencing.by));
             for attempt in &fencing.attempts {
                 out.push_str(&format!("    {attempt}\n"));
             }

@@ -139,7 +139,7 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
     }
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
     // executor replaced) even if nothing else changes.
-    let recheck = if plan.fencing.iter().any(|fencing| fencing.action != "on") { recheck.min(Duration::from_secs(2)) } else { recheck };
+    let recheck = if plan.fencing.is_empty() { recheck } else { recheck.min(Duration::from_secs(2)) };
     Ok(Decision { plan, input_revision, written, recheck })
 }
 
@@ -150,7 +150,8 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
 async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision: i64, guard: Option<Compare>) -> Result<bool, StoreError> {
     let keys = store.keys();
     let mut fenced = false;
-    for fencing in plan.fencing.iter().filter(|fencing| fencing.action != "on") {
+    for fencing in &plan.fencing {
+        let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
         let request = read_one::<FenceRequestRecord>(store, &keys.fence_request(target)).await?;
         let result = read_one::<FenceResultRecord>(store, &keys.fence_result(target)).await?;
@@ -159,7 +160,8 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             _ => None,
         };
         if let Some(result) = answered.filter(|result| result.succeeded) {
-            if store.forget_node_reports(target, guard.clone()).await? {
+            // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
+            if !unfencing && store.forget_node_reports(target, guard.clone()).await? {
                 tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
                 fenced = true;
             }
@@ -174,7 +176,7 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
         if waiting || (answered.is_some() && !retry_due) {
             continue;
         }
-        let Some(executor) = choose_executor(target, &snapshot.observed) else {
+        let Some(executor) = choose_executor(target, &fencing.action, &snapshot.observed) else {
             tracing::error!(node = %target, "no online node can run the fencing");
             continue;
         };

@@ -37,6 +37,9 @@ pub struct FenceResultRecord {
     /// The request this answers (0 for a manual confirmation).
     pub request: i64,
     pub target: String,
+    /// The action it answers (`reboot`, `off`, or `on` for unfencing).
+    #[serde(default = "default_action")]
+    pub action: String,
     pub succeeded: bool,
     /// Who: the executing node, or `confirmed by <user>`.
     pub by: String,
@@ -45,6 +48,10 @@ pub struct FenceResultRecord {
     /// One line per device attempt: level, device, outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<String>,
+}
+
+fn default_action() -> String {
+    "reboot".to_string()
 }
 
 /// One device invocation of a fencing level.
@@ -117,8 +124,13 @@ fn can_fence(device: &FenceDeviceSpec, target: &str) -> bool {
 }
 
 /// The node that runs the fencing of `target`: an online node other than the target,
-/// the first by name (so every leader picks the same one for the same state).
-pub fn choose_executor(target: &str, observed: &Observed) -> Option<String> {
+/// the first by name (so every leader picks the same one for the same state). For
+/// unfencing (`on`), the target itself, which is up and must be let in (fence_scsi
+/// registers the node's own key).
+pub fn choose_executor(target: &str, action: &str, observed: &Observed) -> Option<String> {
+    if action == "on" {
+        return observed.nodes.get(target).is_some_and(|node| node.liveness == NodeLiveness::Online).then(|| target.to_string());
+    }
     observed.nodes.iter().find(|(name, node)| name.as_str() != target && node.liveness == NodeLiveness::Online).map(|(name, _)| name.clone())
 }
 
@@ -177,9 +189,11 @@ spec: {agent: fence_dummy}
         for (name, liveness) in [("n1", NodeLiveness::Online), ("n2", NodeLiveness::Unclean), ("n3", NodeLiveness::Online)] {
             observed.nodes.insert(name.into(), crate::scheduler::snapshot::ObservedNode { liveness, shutdown: false, attributes: BTreeMap::new() });
         }
-        assert_eq!(choose_executor("n1", &observed).as_deref(), Some("n3"));
-        assert_eq!(choose_executor("n2", &observed).as_deref(), Some("n1"));
+        assert_eq!(choose_executor("n1", "reboot", &observed).as_deref(), Some("n3"));
+        assert_eq!(choose_executor("n2", "off", &observed).as_deref(), Some("n1"));
+        assert_eq!(choose_executor("n1", "on", &observed).as_deref(), Some("n1"), "a node unfences itself");
+        assert_eq!(choose_executor("n2", "on", &observed), None, "an unclean node is not unfenced");
         observed.nodes.retain(|name, _| name == "n1");
-        assert_eq!(choose_executor("n1", &observed), None);
+        assert_eq!(choose_executor("n1", "reboot", &observed), None);
     }
 }

@@ -18,6 +18,8 @@ pub struct Reports {
     pub attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
     /// Nodes whose last fencing succeeded (or was confirmed by a person).
     pub fenced: BTreeSet<String>,
+    /// Nodes whose last fencing action was a successful unfencing (`on`).
+    pub unfenced: BTreeSet<String>,
 }
 
 /// The observed state a decision starts from:
@@ -48,6 +50,13 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
     for (name, attributes) in &reports.attributes {
         if let Some(node) = nodes.get_mut(name) {
             node.attributes.extend(attributes.iter().map(|(key, record)| (key.clone(), record.value.clone())));
+        }
+    }
+    // Unfenced since its last fencing: the scheduler lets it run resources that
+    // require unfencing.
+    for name in &reports.unfenced {
+        if let Some(node) = nodes.get_mut(name) {
+            node.attributes.insert("#node-unfenced".into(), "1".into());
         }
     }
     // A migration's source, once the target runs the resource, holds only what its

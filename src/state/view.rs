@@ -33,6 +33,8 @@ pub struct StatusView {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct FencingView {
     pub node: String,
+    /// `reboot`, `off`, or `on` (unfencing).
+    pub action: String,
     /// `pending` (requested, no answer yet), `succeeded` or `failed`.
     pub state: &'static str,
     /// The node running (or that ran) the fence agents, or who confirmed.
@@ -49,7 +51,14 @@ pub fn fencing_view(requests: &[super::fencing::FenceRequestRecord], results: &[
     for request in requests {
         let answered = results.iter().find(|result| result.target == request.target && result.request == request.id);
         if answered.is_none() {
-            views.push(FencingView { node: request.target.clone(), state: "pending", by: request.executor.clone(), time: request.requested, attempts: Vec::new() });
+            views.push(FencingView {
+                node: request.target.clone(),
+                action: request.action.clone(),
+                state: "pending",
+                by: request.executor.clone(),
+                time: request.requested,
+                attempts: Vec::new(),
+            });
         }
     }
     for result in results {
@@ -58,6 +67,7 @@ pub fn fencing_view(requests: &[super::fencing::FenceRequestRecord], results: &[
         }
         views.push(FencingView {
             node: result.target.clone(),
+            action: result.action.clone(),
             state: if result.succeeded { "succeeded" } else { "failed" },
             by: result.by.clone(),
             time: result.finished,

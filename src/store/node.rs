@@ -142,6 +142,9 @@ impl Store {
                     3 => {
                         if Keys::node_and_name(&prefixes[3], &key).is_some_and(|(_, kind)| kind == "result") {
                             match decode::<FenceResultRecord>(&key, kv.value()) {
+                                Ok(result) if result.succeeded && result.action == "on" => {
+                                    reports.unfenced.insert(result.target);
+                                }
                                 Ok(result) if result.succeeded => {
                                     reports.fenced.insert(result.target);
                                 }
