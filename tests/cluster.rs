@@ -385,7 +385,7 @@ async fn nodes_are_unfenced_by_themselves_and_then_run_resources() {
         let status_file = cluster.path("fence_dummy.status");
         cluster
             .apply(&format!(
-                "---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: scsi}}\nspec: {{agent: fence_dummy, hostList: [n1, n2], unfencing: true, params: {{status_file: {}}}}}\n",
+                "---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: scsi}}\nspec: {{agent: fence_dummy, hostList: [n1, n2], unfencing: true, params: {{status_file: {}, random_sleep_range: '2'}}}}\n",
                 status_file.display()
             ))
             .await;
@@ -394,7 +394,23 @@ async fn nodes_are_unfenced_by_themselves_and_then_run_resources() {
             cluster.start_agent(node, 2);
         }
         cluster.apply(&witness("web", &log, "")).await;
-        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+        // The moment web is seen running, its node's unfencing has succeeded (unfencing
+        // takes 1-2 s here, so a start that did not wait would be seen first).
+        let mut seen = Value::Null;
+        cluster
+            .wait_for("web to run", Duration::from_secs(30), || {
+                seen = cluster.status();
+                seen["resources"].as_array().into_iter().flatten().any(|entry| entry["name"] == "web" && entry["role"] == "Started")
+            })
+            .await;
+        let node = seen["resources"].as_array().into_iter().flatten().find(|entry| entry["name"] == "web").and_then(|entry| entry["node"].as_str()).unwrap_or_default().to_string();
+        let unfenced_first = seen["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == node.as_str() && entry["action"] == "on" && entry["state"] == "succeeded");
+        assert!(unfenced_first, "web runs on {node} before {node} was unfenced: {seen}");
+        cluster
+            .wait_for("both nodes unfenced", Duration::from_secs(30), || {
+                cluster.status()["fencing"].as_array().into_iter().flatten().filter(|entry| entry["action"] == "on" && entry["state"] == "succeeded").count() == 2
+            })
+            .await;
         let status = cluster.status();
         let unfenced: Vec<&str> = status["fencing"]
             .as_array()

@@ -401,6 +401,7 @@ impl<'a> Session<'a> {
                     match written {
                         Ok(_) => {
                             self.fence_results.insert(target, result);
+                            reconciler.unfenced = self.unfenced();
                         }
                         Err(GuardedWriteError::LeaseLost { .. }) => break SessionEnd::LeaseLost,
                         // The request stays unanswered: fencing runs again.
@@ -520,6 +521,11 @@ impl<'a> Session<'a> {
         // Nothing runs here any more: let the node's key go now rather than at expiry,
         // if etcd can still be reached.
         let _ = self.store.revoke_lease(self.session.lease).await;
+    }
+
+    /// Whether this node's last fencing result is a successful unfencing.
+    fn unfenced(&self) -> bool {
+        self.fence_results.get(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -685,6 +691,7 @@ impl<'a> Session<'a> {
                     WatchEvent::Put(entry) => take(&entry.key, Some(&entry.value)),
                     WatchEvent::Deleted { key, .. } => take(key, None),
                 }
+                reconciler.unfenced = self.unfenced();
             }
             Source_::Attributes => {
                 let prefix = self.keys.node_attributes_prefix(&self.config.node);

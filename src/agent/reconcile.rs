@@ -98,6 +98,8 @@ pub struct Reconciler {
     pub local: BTreeMap<String, Local>,
     /// Set once shutting down with `OnShutdown::Stop`: everything is to be stopped.
     pub stopping_all: bool,
+    /// This node's last unfencing succeeded (the fencing records say so).
+    pub unfenced: bool,
     next_call_id: i64,
 }
 
@@ -121,6 +123,7 @@ impl Reconciler {
             cluster: BTreeMap::new(),
             local,
             stopping_all: false,
+            unfenced: false,
             next_call_id,
         }
     }
@@ -153,6 +156,8 @@ impl Reconciler {
                 fail_counts: BTreeMap::new(),
                 last_failure: None,
                 failure_reason: None,
+                notice: None,
+                acks: BTreeMap::new(),
             };
             self.local.insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false });
         }
@@ -291,6 +296,10 @@ impl Reconciler {
             }
             (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
                 let entry = entry?;
+                // Nothing starts on a node still to be unfenced.
+                if self.assignment.as_ref().is_some_and(|assignment| assignment.unfence_first) && !self.unfenced {
+                    return None;
+                }
                 let open = gates::all_open(&entry.start_after, &self.node, self.statuses());
                 if let Some(source) = &entry.migrate_from {
                     // Take over once the source has handed over; start plainly if it
@@ -568,6 +577,7 @@ mod tests {
             term: 1,
             state: NodeState::Online,
             start_failure_is_fatal: true,
+            unfence_first: false,
             attributes: BTreeMap::new(),
             resources,
             migrations: Vec::new(),
@@ -604,6 +614,8 @@ mod tests {
             fail_counts: BTreeMap::new(),
             last_failure: None,
             failure_reason: None,
+            notice: None,
+            acks: BTreeMap::new(),
         }
     }
 
@@ -1161,5 +1173,18 @@ mod tests {
         assign(&mut r, assignment(vec![arriving]));
         r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Stopped));
         assert_eq!(decided(&r, now), one("vm", Action::Start));
+    }
+
+    #[test]
+    fn nothing_starts_before_the_node_is_unfenced() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        let mut waiting = assignment(vec![entry("a", Role::Started)]);
+        waiting.unfence_first = true;
+        assign(&mut r, waiting);
+        assert_eq!(decided(&r, now), vec![]);
+        r.unfenced = true;
+        assert_eq!(decided(&r, now), one("a", Action::Start));
     }
 }

@@ -30,6 +30,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 term,
                 state: node.state,
                 start_failure_is_fatal: catalog.start_failure_is_fatal,
+                unfence_first: plan.fencing.iter().any(|fencing| fencing.node == node.name && fencing.action == "on"),
                 attributes: catalog.node_attributes.get(node.name.as_str()).cloned().unwrap_or_default(),
                 resources: Vec::new(),
                 migrations: Vec::new(),

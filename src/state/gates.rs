@@ -71,6 +71,8 @@ mod tests {
             fail_counts: Default::default(),
             last_failure: None,
             failure_reason: None,
+            notice: None,
+            acks: Default::default(),
         }
     }
 

@@ -14,6 +14,6 @@ pub mod view;
 pub use observe::{Reports, failures_seen, observe};
 pub use assignments::{FailuresSeen, ProbeTarget, node_assignments, probe_targets};
 pub use records::{
-    AssignedResource, Definition, LocalGate, Migration, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ObservedRole, OperationDef, ResourceStatus,
+    AssignedResource, Definition, LocalGate, Migration, NodeAssignment, Notice, NoticePhase, NodeAttributeRecord, NodeHeartbeat, ObservedRole, OperationDef, ResourceStatus,
     FAIL_COUNT_INFINITY,
 };

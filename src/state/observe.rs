@@ -130,6 +130,8 @@ mod tests {
             fail_counts: BTreeMap::new(),
             last_failure: None,
             failure_reason: None,
+            notice: None,
+            acks: BTreeMap::new(),
         }
     }
 

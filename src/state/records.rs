@@ -33,6 +33,10 @@ pub struct NodeAssignment {
     /// is set to INFINITY), `ClusterPolicy.startFailureIsFatal`.
     #[serde(default = "default_true")]
     pub start_failure_is_fatal: bool,
+    /// The node must be unfenced (a fence device's `on`) before it starts anything:
+    /// the agent waits for a successful unfencing result for itself.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unfence_first: bool,
     /// The node's configured attributes (`Node.spec.attributes`), answered to agents
     /// that ask through the shims.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -258,6 +262,43 @@ pub struct ResourceStatus {
     /// The last failure's exit reason, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// For an instance of a clone with `notify`: the action it is about to take or has
+    /// just taken, so the other instances run their pre and post notifications.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
+    /// Pre notifications this instance has run for others' notices: `node/id` of the
+    /// announcing instance → the notice's sequence number.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub acks: BTreeMap<String, u64>,
+}
+
+/// An action of a notifying clone instance, announced (Pacemaker's clone
+/// notifications, run by every node for its own instances).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Notice {
+    /// Grows with every action the instance announces.
+    pub seq: u64,
+    /// `start`, `stop`, `promote` or `demote`.
+    pub operation: String,
+    /// `pre`: about to happen (the other instances acknowledge in `acks`); `post`: done.
+    pub phase: NoticePhase,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NoticePhase {
+    Pre,
+    Post,
+}
+
+impl NoticePhase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoticePhase::Pre => "pre",
+            NoticePhase::Post => "post",
+        }
+    }
 }
 
 /// `nodes/<node>/lease`: present while the node's agent holds its lease.
