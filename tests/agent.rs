@@ -581,3 +581,54 @@ async fn an_allow_migrate_resource_moves_by_live_migration() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clone_notifications_reach_every_active_instance() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let witness = cluster.path("witness.log");
+        cluster
+            .apply(&format!(
+                "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: peers}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  clone: {{notify: true}}\n",
+                witness.display()
+            ))
+            .await;
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "peers", ObservedRole::Started).await;
+        cluster.start_agent("n2", 2);
+        cluster.wait_probed("n2").await;
+        cluster.decide().await;
+        cluster.wait_role("n2", "peers", ObservedRole::Started).await;
+        // n1's copy hears of its own start afterwards (post), then of n2's start before
+        // (pre) and after (post) it; n2's copy hears of its own start afterwards — and
+        // nothing of n1's, which happened before it ran.
+        let expected = ["n1 notify=post-start", "n1 notify=post-start", "n1 notify=pre-start", "n2 notify=post-start"];
+        let started = Instant::now();
+        let lines = loop {
+            let lines: Vec<String> = std::fs::read_to_string(&witness)
+                .unwrap_or_default()
+                .lines()
+                .filter(|line| line.contains("op=notify") && line.contains("phase=end"))
+                .map(|line| {
+                    let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
+                    format!("{} notify={}", field("node"), field("notify"))
+                })
+                .collect();
+            if lines.len() >= expected.len() || started.elapsed() > Duration::from_secs(10) {
+                break lines;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let mut sorted = lines.clone();
+        sorted.sort();
+        assert_eq!(sorted, expected, "{}", cluster.agent_logs());
+        // n1 acknowledged n2's announcement in its status.
+        let n1 = cluster.status("n1", "peers").await.expect("status");
+        assert_eq!(n1.acks.get("n2/peers"), Some(&1), "{n1:?}");
+        let n2 = cluster.status("n2", "peers").await.expect("status");
+        assert_eq!(n2.notice.as_ref().map(|notice| (notice.operation.as_str(), notice.phase)), Some(("start", pacer::state::NoticePhase::Post)));
+    })
+    .await;
+}

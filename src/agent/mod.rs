@@ -367,7 +367,7 @@ impl<'a> Session<'a> {
             if !shutting_down {
                 self.start_fencing();
             }
-            let next_monitor = reconciler.next_monitor_due();
+            let next_monitor = reconciler.next_wake();
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
             tokio::select! {
                 Some((source, event)) = self.events.recv() => {
@@ -502,7 +502,7 @@ impl<'a> Session<'a> {
                 continue;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let step = Step { id: id.clone(), action: Action::Stop, definition: local.status.definition.clone(), timeout: remaining.max(Duration::from_millis(100)) };
+            let step = Step { id: id.clone(), action: Action::Stop, definition: local.status.definition.clone(), timeout: remaining.max(Duration::from_millis(100)), notify: None };
             let request = self.request(reconciler, &step);
             let executor = self.executor.clone();
             stops.spawn(async move {
@@ -744,6 +744,11 @@ impl<'a> Session<'a> {
     }
 
     fn spawn(&mut self, reconciler: &mut Reconciler, step: Step) {
+        if step.action == Action::Announce {
+            // Not an agent run: the notice is published with the next status write.
+            reconciler.announce(&step, Instant::now());
+            return;
+        }
         let request = self.request(reconciler, &step);
         tracing::debug!(resource = %step.id, action = ?step.action, "running");
         reconciler.begin(&step);

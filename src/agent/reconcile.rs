@@ -13,7 +13,7 @@ use crate::exec::{ExecStatus, OperationResult};
 use crate::scheduler::plan::NodeState;
 use crate::scheduler::snapshot::OperationRecord;
 use crate::state::gates;
-use crate::state::{AssignedResource, Definition, FAIL_COUNT_INFINITY, NodeAssignment, ObservedRole, ProbeTarget, ResourceStatus};
+use crate::state::{AssignedResource, Definition, FAIL_COUNT_INFINITY, NodeAssignment, Notice, NoticePhase, ObservedRole, ProbeTarget, ResourceStatus};
 
 /// An operation the agent runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -30,6 +30,10 @@ pub enum Action {
     MigrateFrom,
     /// A recurring monitor of this interval (milliseconds).
     Monitor(u64),
+    /// Clone notifications: publish that an action is about to happen (no agent runs).
+    Announce,
+    /// Clone notifications: run the agent's `notify` for an action of some instance.
+    Notify,
 }
 
 impl Action {
@@ -42,6 +46,8 @@ impl Action {
             Action::Demote => "demote",
             Action::MigrateTo => "migrate_to",
             Action::MigrateFrom => "migrate_from",
+            Action::Announce => "announce",
+            Action::Notify => "notify",
         }
     }
 
@@ -60,7 +66,25 @@ pub struct Step {
     pub action: Action,
     pub definition: Definition,
     pub timeout: Duration,
+    /// For `Announce` and `Notify`: the action notified about.
+    pub notify: Option<NotifyEvent>,
 }
+
+/// An action of a notifying clone's instance, as notifications speak of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotifyEvent {
+    /// The acting instance: its node and id.
+    pub node: String,
+    pub id: String,
+    pub seq: u64,
+    /// `start`, `stop`, `promote` or `demote`.
+    pub operation: String,
+    pub phase: NoticePhase,
+}
+
+/// How long an announced action waits for the other instances' pre notifications
+/// (an instance on a node that stopped answering is not waited for longer).
+pub const NOTIFY_WAIT: Duration = Duration::from_secs(5);
 
 /// What the agent does with its resources when asked to shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,6 +106,12 @@ pub struct Local {
     pub monitors: BTreeMap<u64, Instant>,
     /// The status changed since it was last written.
     pub dirty: bool,
+    /// When the pending pre notice was published (not kept across restarts: a notice
+    /// found after a restart is not waited on).
+    pub notice_since: Option<Instant>,
+    /// Notices of instances of its clone (its own among them) this instance has been
+    /// notified of: (node, id) → the last (seq, phase).
+    pub handled: BTreeMap<(String, String), (u64, NoticePhase)>,
 }
 
 /// The agent's whole view.
@@ -114,7 +144,7 @@ impl Reconciler {
         for mut status in previous {
             next_call_id = next_call_id.max(status.history.iter().map(|record| record.call_id).max().unwrap_or(0) + 1);
             status.role = ObservedRole::Unknown;
-            local.insert(status.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false });
+            local.insert(status.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
         }
         Reconciler {
             node: node.to_string(),
@@ -159,7 +189,7 @@ impl Reconciler {
                 notice: None,
                 acks: BTreeMap::new(),
             };
-            self.local.insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false });
+            self.local.insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
         }
     }
 
@@ -216,12 +246,22 @@ impl Reconciler {
             if local.busy.is_some() {
                 continue;
             }
+            let mut notify = None;
             let action = if local.status.role == ObservedRole::Unknown {
                 Some(Action::Probe)
             } else if !probed || maintenance || (self.assignment.is_none() && !self.stopping_all) {
                 None
+            } else if let Some(event) = self.pending_notification(local) {
+                // Notifications first: other instances may be waiting for them.
+                notify = Some(event);
+                Some(Action::Notify)
             } else {
-                self.converge(id, local)
+                match self.converge(id, local) {
+                    Some(action) if notifying(local) && matches!(action, Action::Start | Action::Stop | Action::Promote | Action::Demote) => {
+                        self.announced(id, local, action, now, &mut notify)
+                    }
+                    other => other,
+                }
             };
             let action = action.or_else(|| self.due_monitor(local, now));
             if let Some(action) = action {
@@ -252,7 +292,10 @@ impl Reconciler {
                     definition.meta.insert("migrate_source".into(), source);
                     definition.meta.insert("migrate_target".into(), target);
                 }
-                steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout) });
+                if let (Action::Notify, Some(event), Some(clone)) = (action, &notify, &local.status.clone) {
+                    definition.meta.extend(self.notify_meta(clone, event));
+                }
+                steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout), notify });
             }
         }
         steps
@@ -317,6 +360,103 @@ impl Reconciler {
         }
     }
 
+    /// The first notice of an instance of this one's clone (its own included) it has
+    /// not been notified of — only an active instance is notified.
+    fn pending_notification(&self, local: &Local) -> Option<NotifyEvent> {
+        if !notifying(local) || !local.status.role.is_active() {
+            return None;
+        }
+        let clone = local.status.clone.as_deref()?;
+        self.statuses()
+            .filter(|status| status.clone.as_deref() == Some(clone))
+            .filter_map(|status| status.notice.as_ref().map(|notice| (status, notice)))
+            .find(|(status, notice)| {
+                let seen = local.handled.get(&(status.node.clone(), status.id.clone())).copied();
+                seen.is_none_or(|seen| seen < (notice.seq, notice.phase))
+            })
+            .map(|(status, notice)| NotifyEvent {
+                node: status.node.clone(),
+                id: status.id.clone(),
+                seq: notice.seq,
+                operation: notice.operation.clone(),
+                phase: notice.phase,
+            })
+    }
+
+    /// An action of a notifying instance goes through its announcement: publish a pre
+    /// notice (`Announce`), then run the action once every other active instance has
+    /// acknowledged it (run its pre notification) or `NOTIFY_WAIT` has passed.
+    fn announced(&self, id: &str, local: &Local, action: Action, now: Instant, notify: &mut Option<NotifyEvent>) -> Option<Action> {
+        let verb = action.verb();
+        let clone = local.status.clone.as_deref()?;
+        match &local.status.notice {
+            Some(notice) if notice.phase == NoticePhase::Pre && notice.operation == verb => {
+                let key = format!("{}/{id}", self.node);
+                let acknowledged = self
+                    .statuses()
+                    .filter(|status| status.clone.as_deref() == Some(clone) && !(status.node == self.node && status.id == id) && status.role.is_active())
+                    .all(|status| status.acks.get(&key).is_some_and(|seq| *seq >= notice.seq));
+                let waited = local.notice_since.is_none_or(|since| now >= since + NOTIFY_WAIT);
+                (acknowledged || waited).then_some(action)
+            }
+            _ => {
+                let seq = local.status.notice.as_ref().map_or(0, |notice| notice.seq) + 1;
+                *notify = Some(NotifyEvent { node: self.node.clone(), id: id.to_string(), seq, operation: verb.to_string(), phase: NoticePhase::Pre });
+                Some(Action::Announce)
+            }
+        }
+    }
+
+    /// Publishes an `Announce` step's pre notice.
+    pub fn announce(&mut self, step: &Step, now: Instant) {
+        let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return };
+        local.status.notice = Some(Notice { seq: event.seq, operation: event.operation.clone(), phase: NoticePhase::Pre });
+        local.notice_since = Some(now);
+        local.dirty = true;
+    }
+
+    /// The `OCF_RESKEY_CRM_meta_notify_*` values of a notification, as Pacemaker sets
+    /// them: the type and operation, the instance acting (and its node), and the
+    /// instances active, promoted, unpromoted and inactive by the reports.
+    fn notify_meta(&self, clone: &str, event: &NotifyEvent) -> BTreeMap<String, String> {
+        let instances: Vec<&ResourceStatus> = self.statuses().filter(|status| status.clone.as_deref() == Some(clone)).collect();
+        let list = |keep: &dyn Fn(&ResourceStatus) -> bool, field: &dyn Fn(&ResourceStatus) -> String| -> String {
+            instances.iter().filter(|status| keep(status)).map(|status| field(status)).collect::<Vec<_>>().join(" ")
+        };
+        let id = |status: &ResourceStatus| status.id.clone();
+        let node = |status: &ResourceStatus| status.node.clone();
+        let active = |status: &ResourceStatus| status.role.is_active();
+        let promoted = |status: &ResourceStatus| status.role == ObservedRole::Promoted;
+        let unpromoted = |status: &ResourceStatus| matches!(status.role, ObservedRole::Started | ObservedRole::Unpromoted);
+        let inactive = |status: &ResourceStatus| !status.role.is_active();
+        let mut meta = BTreeMap::new();
+        meta.insert("notify_type".to_string(), event.phase.as_str().to_string());
+        meta.insert("notify_operation".to_string(), event.operation.clone());
+        for operation in ["start", "stop", "promote", "demote"] {
+            let (resource, uname) = if operation == event.operation { (event.id.clone(), event.node.clone()) } else { (String::new(), String::new()) };
+            meta.insert(format!("notify_{operation}_resource"), resource);
+            meta.insert(format!("notify_{operation}_uname"), uname);
+        }
+        meta.insert("notify_active_resource".into(), list(&active, &id));
+        meta.insert("notify_active_uname".into(), list(&active, &node));
+        for (name, old) in [("promoted", "master"), ("unpromoted", "slave")] {
+            let keep: &dyn Fn(&ResourceStatus) -> bool = if name == "promoted" { &promoted } else { &unpromoted };
+            for suffix in ["resource", "uname"] {
+                let field: &dyn Fn(&ResourceStatus) -> String = if suffix == "resource" { &id } else { &node };
+                let value = list(keep, field);
+                meta.insert(format!("notify_{name}_{suffix}"), value.clone());
+                meta.insert(format!("notify_{old}_{suffix}"), value);
+            }
+        }
+        meta.insert("notify_inactive_resource".into(), list(&inactive, &id));
+        let mut nodes: Vec<String> = instances.iter().map(|status| status.node.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        meta.insert("notify_all_uname".into(), nodes.join(" "));
+        meta.insert("notify_available_uname".into(), nodes.join(" "));
+        meta
+    }
+
     /// A resource stops after those started after it on this node have stopped
     /// (stops run in the reverse order of starts).
     fn may_stop(&self, id: &str) -> bool {
@@ -353,6 +493,13 @@ impl Reconciler {
         self.local.values().filter(|local| local.busy.is_none() && local.status.role.is_active()).flat_map(|local| local.monitors.values().copied()).min()
     }
 
+    /// When something is due without any event: a recurring monitor, or the end of an
+    /// announced action's wait for acknowledgements.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let notices = self.local.values().filter(|local| local.busy.is_none() && local.status.notice.as_ref().is_some_and(|notice| notice.phase == NoticePhase::Pre)).filter_map(|local| local.notice_since.map(|since| since + NOTIFY_WAIT));
+        self.next_monitor_due().into_iter().chain(notices).min()
+    }
+
     /// Marks a step as running.
     pub fn begin(&mut self, step: &Step) {
         if let Some(local) = self.local.get_mut(&step.id) {
@@ -368,6 +515,16 @@ impl Reconciler {
             .assigned(&step.id)
             .map(|entry| entry.start_after.iter().flat_map(|gate| gate.members.iter().cloned()).collect())
             .unwrap_or_default();
+        if step.action == Action::Notify {
+            return self.record_notification(step, result);
+        }
+        // Notices of the other instances of this one's clone, as they stand now.
+        let clone = self.local.get(&step.id).and_then(|local| local.status.clone.clone());
+        let notices_now: Vec<((String, String), (u64, NoticePhase))> = self
+            .statuses()
+            .filter(|status| clone.is_some() && status.clone == clone && !(status.node == self.node && status.id == step.id))
+            .filter_map(|status| status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.seq, notice.phase))))
+            .collect();
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let Some(local) = self.local.get_mut(&step.id) else { return false };
@@ -475,6 +632,17 @@ impl Reconciler {
             local.status.definition.clone_from(&target.definition);
         }
         let role = local.status.role;
+        if notifying(local) && matches!(step.action, Action::Start | Action::Stop | Action::Promote | Action::Demote) {
+            // Just active: notified from now on, not of what happened before.
+            if role.is_active() && !before.is_active() {
+                local.handled.extend(notices_now);
+            }
+            // Done: the other instances run their post notifications (a failed action
+            // is not notified as done).
+            let seq = local.status.notice.as_ref().map_or(1, |notice| notice.seq);
+            local.status.notice = (!failed).then(|| Notice { seq, operation: step.action.verb().to_string(), phase: NoticePhase::Post });
+            local.notice_since = None;
+        }
         if role != before || failed {
             // Recurring monitors follow the role: the first runs at once.
             local.monitors.clear();
@@ -501,6 +669,23 @@ impl Reconciler {
         true
     }
 
+    /// Takes in a notification's end: remembered as handled; a pre notification for
+    /// another instance is acknowledged in this one's status. A failed notification is
+    /// logged by the caller and otherwise ignored, as Pacemaker does.
+    fn record_notification(&mut self, step: &Step, result: &OperationResult) -> bool {
+        let node = self.node.clone();
+        let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return false };
+        local.busy = None;
+        let _ = result;
+        local.handled.insert((event.node.clone(), event.id.clone()), (event.seq, event.phase));
+        if event.phase == NoticePhase::Pre && !(event.node == node && event.id == step.id) {
+            local.status.acks.insert(format!("{}/{}", event.node, event.id), event.seq);
+            local.dirty = true;
+            return true;
+        }
+        false
+    }
+
     /// Forgets what runs here (after the lease was lost and everything was stopped or
     /// killed): every resource is probed again before anything else.
     pub fn forget_roles(&mut self) {
@@ -510,6 +695,11 @@ impl Reconciler {
             local.monitors.clear();
         }
     }
+}
+
+/// Whether an instance takes part in clone notifications (`clone.notify`).
+fn notifying(local: &Local) -> bool {
+    local.status.clone.is_some() && local.status.definition.meta.get("notify").is_some_and(|value| value == "true")
 }
 
 /// The "running, but degraded" answer that goes with an expected exit code.
@@ -1186,5 +1376,102 @@ mod tests {
         assert_eq!(decided(&r, now), vec![]);
         r.unfenced = true;
         assert_eq!(decided(&r, now), one("a", Action::Start));
+    }
+
+    /// A notifying instance of clone `c` and its probe target.
+    fn notifying_target(id: &str) -> ProbeTarget {
+        let mut definition = definition(vec![]);
+        definition.meta.insert("notify".into(), "true".into());
+        ProbeTarget { id: id.into(), name: id.into(), group: None, clone: Some("c".into()), definition }
+    }
+
+    fn peer(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {
+        let mut peer = status(id, node, role);
+        peer.clone = Some("c".into());
+        peer
+    }
+
+    #[test]
+    fn a_notifying_stop_is_announced_notified_acknowledged_then_run() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![notifying_target("x")]);
+        probe(&mut r, now, "x", ocf::OK);
+        r.cluster.insert((OTHER.into(), "x".into()), peer("x", OTHER, ObservedRole::Started));
+        assign(&mut r, assignment(vec![]));
+        let announce = r.decide(now).remove(0);
+        assert_eq!(announce.action, Action::Announce);
+        r.announce(&announce, now);
+        let notice = local(&r, "x").notice.clone().expect("a notice");
+        assert_eq!((notice.seq, notice.operation.as_str(), notice.phase), (1, "stop", NoticePhase::Pre));
+        // Its own pre notification first (it is active), with Pacemaker's variables.
+        let own = r.decide(now).remove(0);
+        assert_eq!(own.action, Action::Notify);
+        let meta = &own.definition.meta;
+        assert_eq!(meta.get("notify_type").map(String::as_str), Some("pre"));
+        assert_eq!(meta.get("notify_operation").map(String::as_str), Some("stop"));
+        assert_eq!(meta.get("notify_stop_uname").map(String::as_str), Some(NODE));
+        assert_eq!(meta.get("notify_start_uname").map(String::as_str), Some(""));
+        assert_eq!(meta.get("notify_active_uname").map(String::as_str), Some("n2 n1"));
+        r.begin(&own);
+        assert!(!r.record(&own, &done(ocf::OK), now, EPOCH), "notifying itself writes nothing");
+        // Waits for the other active instance's acknowledgement...
+        assert_eq!(decided(&r, now), vec![]);
+        assert_eq!(r.next_wake(), Some(now + NOTIFY_WAIT));
+        let mut acknowledged = peer("x", OTHER, ObservedRole::Started);
+        acknowledged.acks.insert(format!("{NODE}/x"), 1);
+        r.cluster.insert((OTHER.into(), "x".into()), acknowledged);
+        assert_eq!(decided(&r, now), one("x", Action::Stop));
+        assert!(run(&mut r, now, "x", Action::Stop, done(ocf::OK)));
+        let notice = local(&r, "x").notice.clone().expect("a notice");
+        assert_eq!((notice.seq, notice.phase), (1, NoticePhase::Post));
+        assert_eq!(decided(&r, now), vec![], "stopped: no post notification of its own");
+    }
+
+    #[test]
+    fn an_unanswered_announcement_proceeds_after_the_wait() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![notifying_target("x")]);
+        probe(&mut r, now, "x", ocf::NOT_RUNNING);
+        r.cluster.insert((OTHER.into(), "x".into()), peer("x", OTHER, ObservedRole::Started));
+        let mut started = entry("x", Role::Started);
+        started.exclusive = false;
+        assign(&mut r, assignment(vec![started]));
+        let announce = r.decide(now).remove(0);
+        r.announce(&announce, now);
+        assert_eq!(decided(&r, now), vec![], "not active: no own pre notification; the peer has not answered");
+        assert_eq!(decided(&r, now + NOTIFY_WAIT), one("x", Action::Start));
+        assert!(run(&mut r, now + NOTIFY_WAIT, "x", Action::Start, done(ocf::OK)));
+        // Now active: its own post notification, and nothing about the past.
+        let post = r.decide(now + NOTIFY_WAIT).remove(0);
+        assert_eq!((post.action, post.notify.as_ref().map(|event| event.phase)), (Action::Notify, Some(NoticePhase::Post)));
+    }
+
+    #[test]
+    fn another_instance_s_notices_are_notified_and_pre_ones_acknowledged() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![notifying_target("x")]);
+        probe(&mut r, now, "x", ocf::OK);
+        let mut started = entry("x", Role::Started);
+        started.exclusive = false;
+        assign(&mut r, assignment(vec![started]));
+        let mut announcing = peer("x", OTHER, ObservedRole::Unpromoted);
+        announcing.notice = Some(Notice { seq: 3, operation: "promote".into(), phase: NoticePhase::Pre });
+        r.cluster.insert((OTHER.into(), "x".into()), announcing.clone());
+        let pre = r.decide(now).remove(0);
+        assert_eq!(pre.action, Action::Notify);
+        assert_eq!(pre.definition.meta.get("notify_promote_uname").map(String::as_str), Some(OTHER));
+        r.begin(&pre);
+        assert!(r.record(&pre, &done(ocf::OK), now, EPOCH), "the acknowledgement is written");
+        assert_eq!(local(&r, "x").acks.get(&format!("{OTHER}/x")), Some(&3));
+        assert_eq!(decided(&r, now), vec![]);
+        announcing.notice = Some(Notice { seq: 3, operation: "promote".into(), phase: NoticePhase::Post });
+        announcing.role = ObservedRole::Promoted;
+        r.cluster.insert((OTHER.into(), "x".into()), announcing);
+        let post = r.decide(now).remove(0);
+        assert_eq!(post.definition.meta.get("notify_type").map(String::as_str), Some("post"));
+        assert_eq!(post.definition.meta.get("notify_promoted_uname").map(String::as_str), Some(OTHER));
+        r.begin(&post);
+        assert!(!r.record(&post, &done(ocf::OK), now, EPOCH), "a post notification writes nothing");
+        assert_eq!(decided(&r, now), vec![]);
     }
 }
