@@ -626,9 +626,41 @@ async fn clone_notifications_reach_every_active_instance() {
         assert_eq!(sorted, expected, "{}", cluster.agent_logs());
         // n1 acknowledged n2's announcement in its status.
         let n1 = cluster.status("n1", "peers").await.expect("status");
-        assert_eq!(n1.acks.get("n2/peers"), Some(&1), "{n1:?}");
+        assert_eq!(n1.acks.get("n2/peers").map(|(_, seq)| *seq), Some(1), "{n1:?}");
         let n2 = cluster.status("n2", "peers").await.expect("status");
         assert_eq!(n2.notice.as_ref().map(|notice| (notice.operation.as_str(), notice.phase)), Some(("start", pacer::state::NoticePhase::Post)));
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_follows_only_its_own_assignment() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        // Decided for n1 while web may not run: n1 is told to run nothing.
+        cluster.apply(&dummy("web", "ocf:heartbeat:Dummy", "", "").replace("operations: []", "operations: []\n  meta: {targetRole: Stopped}")).await;
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        let own = cluster.assignment("n1").await.expect("n1's plan");
+        assert!(own.resources.is_empty());
+        // An assignment for n10, which runs web, sits next to n1's key (`plans/n1` is
+        // a prefix of `plans/n10`).
+        cluster.apply(&dummy("web", "ocf:heartbeat:Dummy", "", "")).await;
+        let decision = decide_once(&cluster.store, 1, None).await.expect("decide");
+        assert!(decision.plan.actions.iter().any(|action| action.verb == "Start"), "{:?}", decision.plan.actions);
+        let mut other = cluster.assignment("n1").await.expect("n1's plan");
+        assert_eq!(other.resources.len(), 1);
+        other.node = "n10".into();
+        let mut client = cluster.etcd.client().await;
+        client.put(cluster.store.keys().plan("n1"), serde_json::to_string(&own).expect("json"), None).await.expect("put");
+        // Let n1 settle on its own (empty) plan, stopping web if it had started it.
+        cluster.wait_role("n1", "web", ObservedRole::Stopped).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        client.put(cluster.store.keys().plan("n10"), serde_json::to_string(&other).expect("json"), None).await.expect("put");
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Stopped), "n1 followed n10's plan\n{}", cluster.agent_logs());
     })
     .await;
 }

@@ -86,6 +86,7 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     let mut reconciler = Reconciler::new(&config.node, previous);
     loop {
         let Some((session, granted_at)) = claim(&store, &config, &mut shutdown).await else { return Ok(()) };
+        reconciler.incarnation = session.lease;
         tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
         let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at);
         match run.run(&mut reconciler, &mut shutdown).await {
@@ -441,7 +442,8 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            if reconciler.local.values().any(|local| local.dirty) {
+            let unwritten = reconciler.local.values().any(|local| local.dirty) || !self.pending_attributes.is_empty() || (reconciler.probed() && !self.heartbeat_probed);
+            if unwritten {
                 retry_writes = Some(Instant::now() + Duration::from_millis(500));
             }
         };
@@ -482,6 +484,14 @@ impl<'a> Session<'a> {
     /// time. Nothing can be reported: the lease is gone.
     async fn self_fence(&mut self, reconciler: &mut Reconciler, deadline: Instant) {
         let active = reconciler.local.values().filter(|local| local.status.role.may_be_active() || local.busy.is_some()).count();
+        // What was being started (or promoted, or taken over) may be running whatever
+        // its cancelled operation reports: it is stopped too.
+        let starting: std::collections::BTreeSet<String> = reconciler
+            .local
+            .iter()
+            .filter(|(_, local)| matches!(local.busy, Some(Action::Start | Action::Promote | Action::Demote | Action::MigrateFrom | Action::MigrateTo | Action::Stop)))
+            .map(|(id, _)| id.clone())
+            .collect();
         tracing::error!(node = %self.config.node, active, "lease not renewed: stopping every resource before it could expire");
         for (_, cancel) in self.running.drain() {
             let _ = cancel.send(());
@@ -498,7 +508,7 @@ impl<'a> Session<'a> {
         }
         let mut stops = tokio::task::JoinSet::new();
         for (id, local) in &reconciler.local {
-            if !local.status.role.may_be_active() {
+            if !local.status.role.may_be_active() && !starting.contains(id) {
                 continue;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
@@ -611,21 +621,24 @@ impl<'a> Session<'a> {
         match source {
             Source_::Spec => self.spec_stale = true,
             Source_::Plan => {
+                // The watch is on a prefix: `plans/n1` also sees `plans/n10`. Only this
+                // node's own key counts.
+                let own = self.keys.plan(&self.config.node);
                 let value = match &event {
-                    WatchEvent::Restarted { entries, .. } => entries.first().map(|entry| (entry.key.clone(), entry.value.clone())),
-                    WatchEvent::Put(entry) => Some((entry.key.clone(), entry.value.clone())),
-                    WatchEvent::Deleted { .. } => None,
+                    WatchEvent::Restarted { entries, .. } => Some(entries.iter().find(|entry| entry.key == own).map(|entry| entry.value.clone())),
+                    WatchEvent::Put(entry) if entry.key == own => Some(Some(entry.value.clone())),
+                    WatchEvent::Deleted { key, .. } if *key == own => Some(None),
+                    _ => None,
                 };
-                reconciler.assignment = match value {
-                    Some((key, bytes)) => match crate::store::node::decode::<NodeAssignment>(&key, &bytes) {
-                        Ok(assignment) => Some(assignment),
-                        Err(error) => {
-                            tracing::error!(%error, "ignoring an assignment that does not decode; keeping the previous one");
-                            reconciler.assignment.take()
-                        }
+                match value {
+                    None => {}
+                    Some(None) => reconciler.assignment = None,
+                    Some(Some(bytes)) => match crate::store::node::decode::<NodeAssignment>(&own, &bytes) {
+                        Ok(assignment) if assignment.node == self.config.node => reconciler.assignment = Some(assignment),
+                        Ok(assignment) => tracing::error!(node = %assignment.node, "ignoring an assignment for another node under this node's key"),
+                        Err(error) => tracing::error!(%error, "ignoring an assignment that does not decode; keeping the previous one"),
                     },
-                    None => None,
-                };
+                }
             }
             Source_::Statuses => {
                 let prefix = self.keys.statuses_prefix();

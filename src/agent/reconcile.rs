@@ -76,11 +76,18 @@ pub struct NotifyEvent {
     /// The acting instance: its node and id.
     pub node: String,
     pub id: String,
+    pub incarnation: i64,
     pub seq: u64,
     /// `start`, `stop`, `promote` or `demote`.
     pub operation: String,
     pub phase: NoticePhase,
 }
+
+/// An instance announcing actions: its node and id.
+pub type Announcer = (String, String);
+
+/// A notice as notified: incarnation, sequence number and phase.
+pub type NoticeMark = (i64, u64, NoticePhase);
 
 /// How long an announced action waits for the other instances' pre notifications
 /// (an instance on a node that stopped answering is not waited for longer).
@@ -111,7 +118,7 @@ pub struct Local {
     pub notice_since: Option<Instant>,
     /// Notices of instances of its clone (its own among them) this instance has been
     /// notified of: (node, id) → the last (seq, phase).
-    pub handled: BTreeMap<(String, String), (u64, NoticePhase)>,
+    pub handled: BTreeMap<Announcer, NoticeMark>,
 }
 
 /// The agent's whole view.
@@ -130,6 +137,8 @@ pub struct Reconciler {
     pub stopping_all: bool,
     /// This node's last unfencing succeeded (the fencing records say so).
     pub unfenced: bool,
+    /// This agent's session (its lease id), stamped on the notices it publishes.
+    pub incarnation: i64,
     next_call_id: i64,
 }
 
@@ -154,6 +163,7 @@ impl Reconciler {
             local,
             stopping_all: false,
             unfenced: false,
+            incarnation: 0,
             next_call_id,
         }
     }
@@ -371,12 +381,13 @@ impl Reconciler {
             .filter(|status| status.clone.as_deref() == Some(clone))
             .filter_map(|status| status.notice.as_ref().map(|notice| (status, notice)))
             .find(|(status, notice)| {
-                let seen = local.handled.get(&(status.node.clone(), status.id.clone())).copied();
-                seen.is_none_or(|seen| seen < (notice.seq, notice.phase))
+                // Each notice is notified once: any change of it is a new one.
+                local.handled.get(&(status.node.clone(), status.id.clone())).copied() != Some((notice.incarnation, notice.seq, notice.phase))
             })
             .map(|(status, notice)| NotifyEvent {
                 node: status.node.clone(),
                 id: status.id.clone(),
+                incarnation: notice.incarnation,
                 seq: notice.seq,
                 operation: notice.operation.clone(),
                 phase: notice.phase,
@@ -395,13 +406,20 @@ impl Reconciler {
                 let acknowledged = self
                     .statuses()
                     .filter(|status| status.clone.as_deref() == Some(clone) && !(status.node == self.node && status.id == id) && status.role.is_active())
-                    .all(|status| status.acks.get(&key).is_some_and(|seq| *seq >= notice.seq));
+                    .all(|status| status.acks.get(&key) == Some(&(notice.incarnation, notice.seq)));
                 let waited = local.notice_since.is_none_or(|since| now >= since + NOTIFY_WAIT);
                 (acknowledged || waited).then_some(action)
             }
             _ => {
                 let seq = local.status.notice.as_ref().map_or(0, |notice| notice.seq) + 1;
-                *notify = Some(NotifyEvent { node: self.node.clone(), id: id.to_string(), seq, operation: verb.to_string(), phase: NoticePhase::Pre });
+                *notify = Some(NotifyEvent {
+                    node: self.node.clone(),
+                    id: id.to_string(),
+                    incarnation: self.incarnation,
+                    seq,
+                    operation: verb.to_string(),
+                    phase: NoticePhase::Pre,
+                });
                 Some(Action::Announce)
             }
         }
@@ -410,7 +428,7 @@ impl Reconciler {
     /// Publishes an `Announce` step's pre notice.
     pub fn announce(&mut self, step: &Step, now: Instant) {
         let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return };
-        local.status.notice = Some(Notice { seq: event.seq, operation: event.operation.clone(), phase: NoticePhase::Pre });
+        local.status.notice = Some(Notice { incarnation: event.incarnation, seq: event.seq, operation: event.operation.clone(), phase: NoticePhase::Pre });
         local.notice_since = Some(now);
         local.dirty = true;
     }
@@ -520,10 +538,10 @@ impl Reconciler {
         }
         // Notices of the other instances of this one's clone, as they stand now.
         let clone = self.local.get(&step.id).and_then(|local| local.status.clone.clone());
-        let notices_now: Vec<((String, String), (u64, NoticePhase))> = self
+        let notices_now: Vec<(Announcer, NoticeMark)> = self
             .statuses()
             .filter(|status| clone.is_some() && status.clone == clone && !(status.node == self.node && status.id == step.id))
-            .filter_map(|status| status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.seq, notice.phase))))
+            .filter_map(|status| status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.incarnation, notice.seq, notice.phase))))
             .collect();
         let call_id = self.next_call_id;
         self.next_call_id += 1;
@@ -639,8 +657,8 @@ impl Reconciler {
             }
             // Done: the other instances run their post notifications (a failed action
             // is not notified as done).
-            let seq = local.status.notice.as_ref().map_or(1, |notice| notice.seq);
-            local.status.notice = (!failed).then(|| Notice { seq, operation: step.action.verb().to_string(), phase: NoticePhase::Post });
+            let (incarnation, seq) = local.status.notice.as_ref().map_or((self.incarnation, 1), |notice| (notice.incarnation, notice.seq));
+            local.status.notice = (!failed).then(|| Notice { incarnation, seq, operation: step.action.verb().to_string(), phase: NoticePhase::Post });
             local.notice_since = None;
         }
         if role != before || failed {
@@ -677,9 +695,9 @@ impl Reconciler {
         let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return false };
         local.busy = None;
         let _ = result;
-        local.handled.insert((event.node.clone(), event.id.clone()), (event.seq, event.phase));
+        local.handled.insert((event.node.clone(), event.id.clone()), (event.incarnation, event.seq, event.phase));
         if event.phase == NoticePhase::Pre && !(event.node == node && event.id == step.id) {
-            local.status.acks.insert(format!("{}/{}", event.node, event.id), event.seq);
+            local.status.acks.insert(format!("{}/{}", event.node, event.id), (event.incarnation, event.seq));
             local.dirty = true;
             return true;
         }
@@ -1418,7 +1436,7 @@ mod tests {
         assert_eq!(decided(&r, now), vec![]);
         assert_eq!(r.next_wake(), Some(now + NOTIFY_WAIT));
         let mut acknowledged = peer("x", OTHER, ObservedRole::Started);
-        acknowledged.acks.insert(format!("{NODE}/x"), 1);
+        acknowledged.acks.insert(format!("{NODE}/x"), (0, 1));
         r.cluster.insert((OTHER.into(), "x".into()), acknowledged);
         assert_eq!(decided(&r, now), one("x", Action::Stop));
         assert!(run(&mut r, now, "x", Action::Stop, done(ocf::OK)));
@@ -1455,16 +1473,16 @@ mod tests {
         started.exclusive = false;
         assign(&mut r, assignment(vec![started]));
         let mut announcing = peer("x", OTHER, ObservedRole::Unpromoted);
-        announcing.notice = Some(Notice { seq: 3, operation: "promote".into(), phase: NoticePhase::Pre });
+        announcing.notice = Some(Notice { incarnation: 7, seq: 3, operation: "promote".into(), phase: NoticePhase::Pre });
         r.cluster.insert((OTHER.into(), "x".into()), announcing.clone());
         let pre = r.decide(now).remove(0);
         assert_eq!(pre.action, Action::Notify);
         assert_eq!(pre.definition.meta.get("notify_promote_uname").map(String::as_str), Some(OTHER));
         r.begin(&pre);
         assert!(r.record(&pre, &done(ocf::OK), now, EPOCH), "the acknowledgement is written");
-        assert_eq!(local(&r, "x").acks.get(&format!("{OTHER}/x")), Some(&3));
+        assert_eq!(local(&r, "x").acks.get(&format!("{OTHER}/x")), Some(&(7, 3)));
         assert_eq!(decided(&r, now), vec![]);
-        announcing.notice = Some(Notice { seq: 3, operation: "promote".into(), phase: NoticePhase::Post });
+        announcing.notice = Some(Notice { incarnation: 7, seq: 3, operation: "promote".into(), phase: NoticePhase::Post });
         announcing.role = ObservedRole::Promoted;
         r.cluster.insert((OTHER.into(), "x".into()), announcing);
         let post = r.decide(now).remove(0);

@@ -115,7 +115,7 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
     };
     let mut snapshot = Snapshot { objects: objects.clone(), observed: observed_now(&reports), now };
     let mut plan = schedule(&snapshot);
-    if stonith_enabled && !plan.fencing.is_empty() {
+    if stonith_enabled {
         let fenced = drive_fencing(store, &plan, &snapshot, input_revision, guard.clone()).await?;
         if fenced {
             // A node is down for sure now: decide again without what it reported.
@@ -161,11 +161,17 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
         };
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
-            if !unfencing && store.forget_node_reports(target, guard.clone()).await? {
-                tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
-                fenced = true;
+            // Fenced: its reports are forgotten once its lease is gone too (an agent
+            // killed by the fence holds it up to a TTL longer); until then the answered
+            // request stays, so no second fencing is asked for.
+            let settled = unfencing || store.forget_node_reports(target, guard.clone()).await?;
+            if settled {
+                if !unfencing {
+                    tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
+                    fenced = true;
+                }
+                delete_guarded(store, &keys.fence_request(target), guard.clone()).await?;
             }
-            delete_guarded(store, &keys.fence_request(target), guard.clone()).await?;
             continue;
         }
         let executor_alive = request.as_ref().is_some_and(|request| {
@@ -186,6 +192,15 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
         }
         tracing::warn!(node = %target, executor = %record.executor, reason = %record.reason, "requesting fencing");
         put_guarded(store, &keys.fence_request(target), &record, guard.clone()).await?;
+    }
+    // A request whose need is gone (the node came back, or was confirmed down) is
+    // dropped, so its result can never stand for a later, new need.
+    let (_, stored) = store.read_records::<serde_json::Value>(&keys.fencing_prefix()).await?;
+    for (key, value, _) in stored.into_iter().filter(|(key, _, _)| key.ends_with("/request")) {
+        let Ok(request) = serde_json::from_value::<FenceRequestRecord>(value) else { continue };
+        if key == keys.fence_request(&request.target) && !plan.fencing.iter().any(|fencing| fencing.node == request.target) {
+            delete_guarded(store, &key, guard.clone()).await?;
+        }
     }
     Ok(fenced)
 }

@@ -267,9 +267,9 @@ pub struct ResourceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<Notice>,
     /// Pre notifications this instance has run for others' notices: `node/id` of the
-    /// announcing instance → the notice's sequence number.
+    /// announcing instance → the notice's incarnation and sequence number.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub acks: BTreeMap<String, u64>,
+    pub acks: BTreeMap<String, (i64, u64)>,
 }
 
 /// An action of a notifying clone instance, announced (Pacemaker's clone
@@ -277,6 +277,10 @@ pub struct ResourceStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notice {
+    /// The announcing agent's session (its lease): a notice is told apart from one of
+    /// an earlier life of the same instance, whose number may have been reset.
+    #[serde(default)]
+    pub incarnation: i64,
     /// Grows with every action the instance announces.
     pub seq: u64,
     /// `start`, `stop`, `promote` or `demote`.

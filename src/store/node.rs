@@ -94,7 +94,8 @@ impl Store {
     }
 
     /// Reads every key under `prefix`, decoded, with the revision of the read. A value
-    /// that does not decode is an error naming its key.
+    /// that does not decode (written by hand, or by another version) is skipped with a
+    /// warning naming its key: one bad record must not stop an agent or the scheduler.
     pub async fn read_records<T: DeserializeOwned>(&self, prefix: &str) -> Result<(i64, Vec<(String, T, i64)>), StoreError> {
         let mut client = self.client();
         let response = timeout("read records", client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
@@ -102,8 +103,10 @@ impl Store {
         let mut records = Vec::new();
         for kv in response.kvs() {
             let key = String::from_utf8_lossy(kv.key()).to_string();
-            let record = decode(&key, kv.value())?;
-            records.push((key, record, kv.mod_revision()));
+            match decode(&key, kv.value()) {
+                Ok(record) => records.push((key, record, kv.mod_revision())),
+                Err(error) => tracing::warn!(%error, "skipping a record that does not decode"),
+            }
         }
         Ok((revision, records))
     }
