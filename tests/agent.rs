@@ -664,3 +664,37 @@ async fn an_agent_follows_only_its_own_assignment() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_is_kept_when_both_resources_move() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let witness = cluster.path("witness.log");
+        // ip stops slowly: its old copy is still running while named could start on
+        // the new node, which it must not (named is ordered after ip, colocated with it).
+        cluster
+            .apply(&format!(
+                "{}{}---\napiVersion: pacer.io/v1alpha1\nkind: Order\nmetadata: {{name: ip-then-named}}\nspec: {{first: ip, then: named}}\n---\napiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {{name: named-with-ip}}\nspec: {{resource: named, withResource: ip, score: INFINITY}}\n{}",
+                dummy("ip", "ocf:pacer:witness", &format!("log: {}, delay: \"1\"", witness.display()), ""),
+                dummy("named", "ocf:pacer:witness", &format!("log: {}", witness.display()), ""),
+                location("ip", "n1", "100")
+            ))
+            .await;
+        cluster.start_agent("n1", 2);
+        cluster.start_agent("n2", 2);
+        cluster.wait_probed("n1").await;
+        cluster.wait_probed("n2").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "named", ObservedRole::Started).await;
+        cluster.apply(&location("ip", "n1", "-100")).await;
+        cluster.decide().await;
+        cluster.wait_role("n2", "named", ObservedRole::Started).await;
+        let order: Vec<String> = read_witness(&witness)
+            .iter()
+            .filter(|line| line.phase == "end" && (line.operation == "start" || line.operation == "stop"))
+            .map(|line| format!("{} {} {}", line.operation, line.resource, line.node))
+            .collect();
+        assert_eq!(order, ["start ip n1", "start named n1", "stop named n1", "stop ip n1", "start ip n2", "start named n2"], "{}", cluster.agent_logs());
+    })
+    .await;
+}

@@ -224,7 +224,7 @@ enum SessionEnd {
 
 /// Which watch an event came from.
 #[derive(Clone, Copy, Debug)]
-enum Source_ {
+enum WatchSource {
     Spec,
     Plan,
     Statuses,
@@ -242,8 +242,8 @@ struct Session<'a> {
     lease_state: tokio::sync::watch::Receiver<LeaseState>,
     lease_task: JoinHandle<()>,
     watch_tasks: Vec<JoinHandle<()>>,
-    events: mpsc::Receiver<(Source_, Result<WatchEvent, StoreError>)>,
-    event_sender: mpsc::Sender<(Source_, Result<WatchEvent, StoreError>)>,
+    events: mpsc::Receiver<(WatchSource, Result<WatchEvent, StoreError>)>,
+    event_sender: mpsc::Sender<(WatchSource, Result<WatchEvent, StoreError>)>,
     results: mpsc::UnboundedReceiver<(Step, OperationResult)>,
     result_sender: mpsc::UnboundedSender<(Step, OperationResult)>,
     /// Cancels the operation running on a resource (dropping it cancels too).
@@ -300,7 +300,7 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn watch(&mut self, source: Source_, prefix: String) {
+    fn watch(&mut self, source: WatchSource, prefix: String) {
         let sender = self.event_sender.clone();
         let client = self.store.client();
         self.watch_tasks.push(tokio::spawn(async move {
@@ -316,11 +316,11 @@ impl<'a> Session<'a> {
 
     async fn run(&mut self, reconciler: &mut Reconciler, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> SessionEnd {
         let node = self.config.node.clone();
-        self.watch(Source_::Spec, self.keys.spec_prefix());
-        self.watch(Source_::Plan, self.keys.plan(&node));
-        self.watch(Source_::Statuses, self.keys.statuses_prefix());
-        self.watch(Source_::Attributes, self.keys.node_attributes_prefix(&node));
-        self.watch(Source_::Fencing, self.keys.fencing_prefix());
+        self.watch(WatchSource::Spec, self.keys.spec_prefix());
+        self.watch(WatchSource::Plan, self.keys.plan(&node));
+        self.watch(WatchSource::Statuses, self.keys.statuses_prefix());
+        self.watch(WatchSource::Attributes, self.keys.node_attributes_prefix(&node));
+        self.watch(WatchSource::Fencing, self.keys.fencing_prefix());
         // Everything this node reported before is rewritten once probed.
         for local in reconciler.local.values_mut() {
             local.dirty = true;
@@ -617,10 +617,10 @@ impl<'a> Session<'a> {
         (self.config.lease_ttl / 8).clamp(Duration::from_millis(100), Duration::from_secs(2)) + Duration::from_millis(200)
     }
 
-    fn take_event(&mut self, reconciler: &mut Reconciler, source: Source_, event: WatchEvent) {
+    fn take_event(&mut self, reconciler: &mut Reconciler, source: WatchSource, event: WatchEvent) {
         match source {
-            Source_::Spec => self.spec_stale = true,
-            Source_::Plan => {
+            WatchSource::Spec => self.spec_stale = true,
+            WatchSource::Plan => {
                 // The watch is on a prefix: `plans/n1` also sees `plans/n10`. Only this
                 // node's own key counts.
                 let own = self.keys.plan(&self.config.node);
@@ -640,7 +640,7 @@ impl<'a> Session<'a> {
                     },
                 }
             }
-            Source_::Statuses => {
+            WatchSource::Statuses => {
                 let prefix = self.keys.statuses_prefix();
                 let put = |cluster: &mut BTreeMap<(String, String), ResourceStatus>, key: &str, bytes: &[u8]| {
                     let Some((node, id)) = Keys::node_and_name(&prefix, key) else { return };
@@ -666,7 +666,7 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            Source_::Fencing => {
+            WatchSource::Fencing => {
                 let prefix = self.keys.fencing_prefix();
                 if matches!(event, WatchEvent::Restarted { .. }) {
                     self.fence_requests.clear();
@@ -706,7 +706,7 @@ impl<'a> Session<'a> {
                 }
                 reconciler.unfenced = self.unfenced();
             }
-            Source_::Attributes => {
+            WatchSource::Attributes => {
                 let prefix = self.keys.node_attributes_prefix(&self.config.node);
                 let name_of = |key: &str| key.strip_prefix(&prefix).map(str::to_string);
                 match &event {

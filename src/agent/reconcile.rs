@@ -804,7 +804,7 @@ mod tests {
     }
 
     fn gate(member: &str, action: OrderAction) -> LocalGate {
-        LocalGate { resource: member.into(), members: vec![member.into()], action, same_node: false, at_least: 1, any_of: None }
+        LocalGate { resource: member.into(), members: vec![member.into()], action, same_node: false, on_nodes: None, at_least: 1, any_of: None }
     }
 
     fn status(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {

@@ -20,6 +20,13 @@ pub type FailuresSeen = BTreeMap<(String, String), u32>;
 /// scheduler's election term.
 pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen, input_revision: i64, term: i64) -> BTreeMap<String, NodeAssignment> {
     let catalog = Catalog::new(objects);
+    // Where the decision places each primitive that is not cloned.
+    let placed: BTreeMap<&str, Vec<String>> = plan
+        .resources
+        .iter()
+        .filter(|resource| resource.clone.is_none())
+        .map(|resource| (resource.name.as_str(), resource.next.iter().filter(|placement| placement.role != Role::Stopped).map(|placement| placement.node.clone()).collect()))
+        .collect();
     let mut assignments: BTreeMap<String, NodeAssignment> = plan
         .nodes
         .iter()
@@ -78,8 +85,8 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 definition: definition(spec, &resource.id, catalog.clone_of(resource)),
                 failures_seen,
                 migrate_from: migration.as_ref().filter(|(_, target)| *target == placement.node).map(|(source, _)| source.clone()),
-                start_after: resource.start_after.iter().map(|gate| catalog.resolve(gate)).collect(),
-                promote_after: resource.promote_after.iter().map(|gate| catalog.resolve(gate)).collect(),
+                start_after: resource.start_after.iter().map(|gate| catalog.resolve(gate, &placed)).collect(),
+                promote_after: resource.promote_after.iter().map(|gate| catalog.resolve(gate, &placed)).collect(),
             });
         }
     }
@@ -233,12 +240,19 @@ impl<'a> Catalog<'a> {
         resource.group.as_deref().and_then(|group| self.groups.get(group)).and_then(|(_, clone)| *clone)
     }
 
-    /// A plan gate with its resource resolved to the primitives that must have acted.
-    fn resolve(&self, gate: &Gate) -> LocalGate {
+    /// A plan gate with its resource resolved to the primitives that must have acted,
+    /// and, for primitives that are not cloned, to where the decision places them.
+    fn resolve(&self, gate: &Gate, placed: &BTreeMap<&str, Vec<String>>) -> LocalGate {
         let members = match self.groups.get(gate.resource.as_str()) {
             Some((members, _)) => members.clone(),
             None => vec![gate.resource.clone()],
         };
-        LocalGate { resource: gate.resource.clone(), members, action: gate.action, same_node: gate.same_node, at_least: gate.at_least.max(1), any_of: gate.any_of }
+        let on_nodes = members.iter().all(|member| placed.contains_key(member.as_str())).then(|| {
+            let mut nodes: Vec<String> = members.iter().flat_map(|member| placed.get(member.as_str()).into_iter().flatten().cloned()).collect();
+            nodes.sort();
+            nodes.dedup();
+            nodes
+        });
+        LocalGate { resource: gate.resource.clone(), members, action: gate.action, same_node: gate.same_node, on_nodes, at_least: gate.at_least.max(1), any_of: gate.any_of }
     }
 }

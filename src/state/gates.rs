@@ -35,6 +35,9 @@ pub fn is_open<'a>(gate: &LocalGate, node: &str, statuses: impl Iterator<Item = 
         if gate.same_node && status.node != node {
             continue;
         }
+        if gate.on_nodes.as_ref().is_some_and(|nodes| !nodes.contains(&status.node)) {
+            continue;
+        }
         if !gate.members.contains(&status.name) || !done(status.role) {
             continue;
         }
@@ -77,7 +80,7 @@ mod tests {
     }
 
     fn gate(members: &[&str], action: OrderAction, same_node: bool, at_least: u32) -> LocalGate {
-        LocalGate { resource: "x".into(), members: members.iter().map(|m| m.to_string()).collect(), action, same_node, at_least, any_of: None }
+        LocalGate { resource: "x".into(), members: members.iter().map(|m| m.to_string()).collect(), action, same_node, on_nodes: None, at_least, any_of: None }
     }
 
     #[test]
@@ -103,6 +106,18 @@ mod tests {
         assert!(!is_open(&gate(&["db"], OrderAction::Start, false, 3), "n3", statuses.iter()));
         assert!(is_open(&gate(&["db"], OrderAction::Promote, false, 1), "n3", statuses.iter()));
         assert!(!is_open(&gate(&["db"], OrderAction::Promote, true, 1), "n1", statuses.iter()));
+    }
+
+    #[test]
+    fn a_copy_a_move_is_leaving_does_not_open_the_gate() {
+        let statuses = [status("ip", "ip", "n1", ObservedRole::Started)];
+        let mut moving = gate(&["ip"], OrderAction::Start, false, 1);
+        moving.on_nodes = Some(vec!["n2".into()]);
+        assert!(!is_open(&moving, "n2", statuses.iter()));
+        moving.on_nodes = Some(vec!["n1".into()]);
+        assert!(is_open(&moving, "n2", statuses.iter()));
+        moving.on_nodes = Some(vec![]);
+        assert!(!is_open(&moving, "n2", statuses.iter()), "placed nowhere: never open");
     }
 
     #[test]

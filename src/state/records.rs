@@ -169,6 +169,11 @@ pub struct LocalGate {
     /// Only copies on this node count.
     #[serde(default)]
     pub same_node: bool,
+    /// For a resource that is not cloned: the node(s) the decision places it on. Only a
+    /// copy there counts — the copy a move is leaving does not open the gate. `None`:
+    /// anywhere (clones).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_nodes: Option<Vec<String>>,
     pub at_least: u32,
     /// Gates sharing a number are alternatives: one of them suffices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
