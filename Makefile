@@ -5,7 +5,10 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test bench crds conformance
+.PHONY: deps build demo demo-down test bench crds conformance chaos
+
+RUNS ?= 20
+SEED ?= 1
 
 deps:
 	scripts/install-deps
@@ -25,6 +28,7 @@ demo-down:
 test: deps
 	$(CARGO) test --workspace
 	$(MAKE) conformance
+	$(MAKE) chaos RUNS=5 SEED=1
 
 # Pacemaker's scheduler scenarios (../shared/conformance) through `pacer simulate`;
 # fails below the figures in tests/conformance/floor.
@@ -42,6 +46,13 @@ bench: deps
 	$(CARGO) bench --bench schedule
 	$(CARGO) bench --bench agent
 	$(CARGO) bench --bench cluster
+
+# The fault campaign (e2e/): a 3-node cluster with two schedulers, RUNS faults drawn
+# from SEED (agent killed, frozen, cut off from etcd; leader killed; monitor failed),
+# each audited by the witness-log observer; per fault kind: runs, violations,
+# recovery p50/p99/max. `make test` runs a small one.
+chaos: build
+	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --runs $(RUNS) --seed $(SEED)
 
 # Regenerate crds/ from the Rust types (a test fails when they are stale).
 crds:

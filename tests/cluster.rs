@@ -12,12 +12,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use common::TestEtcd;
 use pacer::api::manifest::{Source, load};
+use pacer::local::link::Link;
 use pacer::store::Store;
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use serde_json::Value;
@@ -70,7 +69,7 @@ impl Drop for Process {
 struct Cluster {
     // Dropped in order: agents and schedulers, then the proxy, then etcd.
     processes: BTreeMap<String, Process>,
-    proxies: Vec<Proxy>,
+    proxies: Vec<Link>,
     store: Store,
     etcd: TestEtcd,
     dir: tempfile::TempDir,
@@ -431,57 +430,6 @@ fn require_fence_dummy() {
     assert!(Path::new("/usr/sbin/fence_dummy").exists(), "/usr/sbin/fence_dummy is missing: install fence-agents (scripts/install-deps)");
 }
 
-/// A TCP forwarder to etcd that can be cut: open connections are dropped and new ones
-/// refused until it is healed. Stands for a node losing its network to etcd.
-struct Proxy {
-    endpoint: String,
-    cut: Arc<AtomicBool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-async fn proxy(target: &str) -> Proxy {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-    let endpoint = format!("http://{}", listener.local_addr().expect("address"));
-    let target = target.trim_start_matches("http://").to_string();
-    let cut = Arc::new(AtomicBool::new(false));
-    let flag = cut.clone();
-    let task = tokio::spawn(async move {
-        let mut connections: Vec<tokio::task::JoinHandle<()>> = Vec::new();
-        let mut ticker = tokio::time::interval(Duration::from_millis(10));
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let Ok((mut inbound, _)) = accepted else { continue };
-                    if flag.load(Ordering::SeqCst) {
-                        continue;
-                    }
-                    let target = target.clone();
-                    connections.push(tokio::spawn(async move {
-                        if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                            let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                        }
-                    }));
-                }
-                _ = ticker.tick() => {
-                    if flag.load(Ordering::SeqCst) {
-                        for connection in connections.drain(..) {
-                            connection.abort();
-                        }
-                    }
-                    connections.retain(|connection| !connection.is_finished());
-                }
-            }
-        }
-    });
-    Proxy { endpoint, cut, task }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_off_agent_stops_its_resources_before_they_start_elsewhere() {
     bounded(async {
@@ -489,15 +437,15 @@ async fn a_cut_off_agent_stops_its_resources_before_they_start_elsewhere() {
         let mut cluster = Cluster::new(&nodes(&names)).await;
         let log = cluster.path("witness.log");
         cluster.apply(&local_power(cluster.dir.path(), &names)).await;
-        let link = proxy(&cluster.etcd.endpoint()).await;
+        let link = Link::open(&cluster.etcd.endpoint()).await.expect("link");
         cluster.start_scheduler("s1", 2);
-        cluster.start_agent_via("n1", 2, &link.endpoint.clone());
+        cluster.start_agent_via("n1", 2, link.endpoint());
         cluster.start_agent("n2", 2);
         cluster.proxies.push(link);
         cluster.wait_for("both nodes online", Duration::from_secs(30), || cluster.node_state("n1") == "online" && cluster.node_state("n2") == "online").await;
         cluster.apply(&format!("{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n1}}\nspec: {{resource: web, node: n1, score: 100}}\n", witness("web", &log, ""))).await;
         cluster.wait_for("web to run on n1", Duration::from_secs(30), || cluster.running("web") == ["n1"]).await;
-        cluster.proxies[0].cut.store(true, Ordering::SeqCst);
+        cluster.proxies[0].set_cut(true);
         let cut = Instant::now();
         cluster
             .wait_for("web to run on n2", Duration::from_secs(60), || cluster.running("web") == ["n2"])

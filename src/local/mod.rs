@@ -1,4 +1,5 @@
 //! Processes of a local cluster on one machine: a private etcd for tests, benchmarks,
-//! the demo and `pacer up`.
+//! the demo and `pacer up`, and a link to it that can be cut (fault injection).
 
 pub mod etcd;
+pub mod link;
