@@ -28,7 +28,7 @@ demo-down:
 test: deps
 	$(CARGO) test --workspace
 	$(MAKE) conformance
-	$(MAKE) chaos RUNS=5 SEED=1
+	$(MAKE) chaos RUNS=10 SEED=7
 
 # Pacemaker's scheduler scenarios (../shared/conformance) through `pacer simulate`;
 # fails below the figures in tests/conformance/floor.

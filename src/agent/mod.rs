@@ -362,11 +362,17 @@ impl<'a> Session<'a> {
                 tracing::error!(?left, "shutting down with resources that could not be stopped");
                 break SessionEnd::Shutdown;
             }
+            // Recording a pending operation or a notice changes only the status: write it
+            // and decide again at once, without waiting for an event.
+            let recorded = steps.iter().any(|step| matches!(step.action, Action::Intend | Action::Announce));
             for step in steps {
                 self.spawn(reconciler, step);
             }
             if !shutting_down {
                 self.start_fencing();
+            }
+            if recorded {
+                continue;
             }
             let next_monitor = reconciler.next_wake();
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
@@ -512,7 +518,7 @@ impl<'a> Session<'a> {
                 continue;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let step = Step { id: id.clone(), action: Action::Stop, definition: local.status.definition.clone(), timeout: remaining.max(Duration::from_millis(100)), notify: None };
+            let step = Step { id: id.clone(), action: Action::Stop, definition: local.status.definition.clone(), timeout: remaining.max(Duration::from_millis(100)), notify: None, intent: None };
             let request = self.request(reconciler, &step);
             let executor = self.executor.clone();
             stops.spawn(async move {
@@ -760,6 +766,11 @@ impl<'a> Session<'a> {
         if step.action == Action::Announce {
             // Not an agent run: the notice is published with the next status write.
             reconciler.announce(&step, Instant::now());
+            return;
+        }
+        if step.action == Action::Intend {
+            // Not an agent run: the pending operation is written before it runs.
+            reconciler.intend(&step);
             return;
         }
         let request = self.request(reconciler, &step);

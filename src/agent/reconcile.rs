@@ -34,6 +34,8 @@ pub enum Action {
     Announce,
     /// Clone notifications: run the agent's `notify` for an action of some instance.
     Notify,
+    /// Record in the status that `Step::intent` is about to run (no agent runs).
+    Intend,
 }
 
 impl Action {
@@ -48,6 +50,7 @@ impl Action {
             Action::MigrateFrom => "migrate_from",
             Action::Announce => "announce",
             Action::Notify => "notify",
+            Action::Intend => "intend",
         }
     }
 
@@ -68,6 +71,8 @@ pub struct Step {
     pub timeout: Duration,
     /// For `Announce` and `Notify`: the action notified about.
     pub notify: Option<NotifyEvent>,
+    /// For `Intend`: the operation recorded as pending.
+    pub intent: Option<Action>,
 }
 
 /// An action of a notifying clone's instance, as notifications speak of it.
@@ -196,6 +201,7 @@ impl Reconciler {
                 fail_counts: BTreeMap::new(),
                 last_failure: None,
                 failure_reason: None,
+                pending: None,
                 notice: None,
                 acks: BTreeMap::new(),
             };
@@ -273,6 +279,22 @@ impl Reconciler {
                     other => other,
                 }
             };
+            // An operation that may leave the resource running is recorded (and written)
+            // before it runs, so a node lost meanwhile counts as possibly running it.
+            let mut intent = None;
+            let action = match action {
+                Some(action @ (Action::Start | Action::Promote | Action::MigrateFrom)) => {
+                    if local.status.pending.as_deref() != Some(action.verb()) {
+                        intent = Some(action);
+                        Some(Action::Intend)
+                    } else if local.dirty {
+                        None
+                    } else {
+                        Some(action)
+                    }
+                }
+                other => other,
+            };
             let action = action.or_else(|| self.due_monitor(local, now));
             if let Some(action) = action {
                 let timeout = match action {
@@ -305,7 +327,7 @@ impl Reconciler {
                 if let (Action::Notify, Some(event), Some(clone)) = (action, &notify, &local.status.clone) {
                     definition.meta.extend(self.notify_meta(clone, event));
                 }
-                steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout), notify });
+                steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout), notify, intent });
             }
         }
         steps
@@ -425,6 +447,13 @@ impl Reconciler {
         }
     }
 
+    /// Records an `Intend` step's operation as pending (written before it runs).
+    pub fn intend(&mut self, step: &Step) {
+        let (Some(local), Some(intent)) = (self.local.get_mut(&step.id), step.intent) else { return };
+        local.status.pending = Some(intent.verb().to_string());
+        local.dirty = true;
+    }
+
     /// Publishes an `Announce` step's pre notice.
     pub fn announce(&mut self, step: &Step, now: Instant) {
         let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return };
@@ -496,7 +525,7 @@ impl Reconciler {
 
     /// Whether another node reports this exclusive resource as possibly running.
     fn active_elsewhere(&self, id: &str) -> bool {
-        self.cluster.iter().any(|((node, other), status)| node != &self.node && other == id && status.role.may_be_active())
+        self.cluster.iter().any(|((node, other), status)| node != &self.node && other == id && status.may_be_active())
     }
 
     fn due_monitor(&self, local: &Local, now: Instant) -> Option<Action> {
@@ -547,6 +576,10 @@ impl Reconciler {
         self.next_call_id += 1;
         let Some(local) = self.local.get_mut(&step.id) else { return false };
         local.busy = None;
+        // Whatever was under way has ended (or, for a probe, what runs is now known).
+        if local.status.pending.take().is_some() {
+            local.dirty = true;
+        }
         let promotable = step.definition.meta.get("promotable").is_some_and(|value| value == "true");
         let before = local.status.role;
         let expected_rc = match step.action {
@@ -822,6 +855,7 @@ mod tests {
             fail_counts: BTreeMap::new(),
             last_failure: None,
             failure_reason: None,
+            pending: None,
             notice: None,
             acks: BTreeMap::new(),
         }
@@ -842,8 +876,27 @@ mod tests {
     }
 
     /// What `decide` wants, as (id, action).
-    fn decided(reconciler: &Reconciler, now: Instant) -> Vec<(String, Action)> {
-        reconciler.decide(now).into_iter().map(|step| (step.id, step.action)).collect()
+    fn decided(reconciler: &mut Reconciler, now: Instant) -> Vec<(String, Action)> {
+        settled_steps(reconciler, now).into_iter().map(|step| (step.id, step.action)).collect()
+    }
+
+    /// What `decide` wants once the agent loop has done its part: statuses written,
+    /// and the pending operations it records before running them recorded and written.
+    fn settled_steps(reconciler: &mut Reconciler, now: Instant) -> Vec<Step> {
+        for local in reconciler.local.values_mut() {
+            local.dirty = false;
+        }
+        let steps = reconciler.decide(now);
+        if !steps.iter().any(|step| step.action == Action::Intend) {
+            return steps;
+        }
+        for step in steps.iter().filter(|step| step.action == Action::Intend) {
+            reconciler.intend(step);
+        }
+        for local in reconciler.local.values_mut() {
+            local.dirty = false;
+        }
+        reconciler.decide(now)
     }
 
     fn one(id: &str, action: Action) -> Vec<(String, Action)> {
@@ -853,7 +906,7 @@ mod tests {
     /// Runs the step decided now for `id`, which must be `action`, to `result`; what
     /// `record` returned.
     fn run(reconciler: &mut Reconciler, now: Instant, id: &str, action: Action, result: OperationResult) -> bool {
-        let step = reconciler.decide(now).into_iter().find(|step| step.id == id).unwrap_or_else(|| panic!("nothing decided for {id}"));
+        let step = settled_steps(reconciler, now).into_iter().find(|step| step.id == id).unwrap_or_else(|| panic!("nothing decided for {id}"));
         assert_eq!(step.action, action, "the step decided for {id}");
         reconciler.begin(&step);
         reconciler.record(&step, &result, now, EPOCH)
@@ -876,19 +929,19 @@ mod tests {
         let now = Instant::now();
         let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
         assign(&mut r, assignment(vec![entry("a", Role::Started), entry("b", Role::Started)]));
-        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
-        let steps = r.decide(now);
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        let steps = settled_steps(&mut r, now);
         for step in &steps {
             r.begin(step);
         }
-        assert!(decided(&r, now).is_empty(), "nothing while probes run");
+        assert!(decided(&mut r, now).is_empty(), "nothing while probes run");
         assert!(r.record(&steps[0], &done(ocf::NOT_RUNNING), now, EPOCH));
         assert_eq!(role(&r, "a"), ObservedRole::Stopped);
         assert!(!r.probed());
-        assert!(decided(&r, now).is_empty(), "a does not start while b's probe runs");
+        assert!(decided(&mut r, now).is_empty(), "a does not start while b's probe runs");
         assert!(r.record(&steps[1], &done(ocf::NOT_RUNNING), now, EPOCH));
         assert!(r.probed());
-        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Start), ("b".to_string(), Action::Start)]);
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Start), ("b".to_string(), Action::Start)]);
     }
 
     #[test]
@@ -898,10 +951,10 @@ mod tests {
         probe(&mut r, now, "a", ocf::OK);
         probe(&mut r, now, "b", ocf::NOT_RUNNING);
         // `a` runs unassigned and `b` is stopped: neither is touched, `a` is monitored.
-        assert_eq!(decided(&r, now), one("a", Action::Monitor(10_000)));
+        assert_eq!(decided(&mut r, now), one("a", Action::Monitor(10_000)));
         assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::OK)));
-        assert!(decided(&r, now).is_empty());
-        assert!(decided(&r, now + Duration::from_secs(3600)).iter().all(|(_, action)| matches!(action, Action::Monitor(_))));
+        assert!(decided(&mut r, now).is_empty());
+        assert!(decided(&mut r, now + Duration::from_secs(3600)).iter().all(|(_, action)| matches!(action, Action::Monitor(_))));
     }
 
     #[test]
@@ -946,16 +999,16 @@ mod tests {
         probe(&mut r, now, "b", ocf::NOT_RUNNING);
         r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, ObservedRole::Stopped));
         // Not assigned, `a` stays stopped here; `b` waits for it.
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         // Another node's report opens the gate.
         r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, ObservedRole::Started));
-        assert_eq!(decided(&r, now), one("b", Action::Start));
+        assert_eq!(decided(&mut r, now), one("b", Action::Start));
         // So does this node's own copy; a stale report of this node in `cluster` does not.
         r.cluster.clear();
         r.cluster.insert((NODE.into(), "a".into()), status("a", NODE, ObservedRole::Started));
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         r.local.get_mut("a").expect("a").status.role = ObservedRole::Started;
-        let b_steps: Vec<Action> = decided(&r, now).into_iter().filter(|(id, _)| id == "b").map(|(_, action)| action).collect();
+        let b_steps: Vec<Action> = decided(&mut r, now).into_iter().filter(|(id, _)| id == "b").map(|(_, action)| action).collect();
         assert_eq!(b_steps, vec![Action::Start]);
     }
 
@@ -965,19 +1018,19 @@ mod tests {
         let mut r = reconciler(vec![target("a", definition(vec![]))]);
         assign(&mut r, assignment(vec![entry("a", Role::Started)]));
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
-        assert_eq!(decided(&r, now), one("a", Action::Start));
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
         for elsewhere in [ObservedRole::Unknown, ObservedRole::Started, ObservedRole::Failed, ObservedRole::Promoted] {
             r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, elsewhere));
-            assert!(decided(&r, now).is_empty(), "{elsewhere:?} elsewhere");
+            assert!(decided(&mut r, now).is_empty(), "{elsewhere:?} elsewhere");
         }
         // A resource that is not exclusive (an anonymous clone instance) starts anyway.
         r.assignment.as_mut().expect("assignment").resources[0].exclusive = false;
-        assert_eq!(decided(&r, now), one("a", Action::Start));
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
         r.assignment.as_mut().expect("assignment").resources[0].exclusive = true;
         r.cluster.insert((OTHER.into(), "a".into()), status("a", OTHER, ObservedRole::Stopped));
         // This node's own entry in `cluster` is superseded by `local`.
         r.cluster.insert((NODE.into(), "a".into()), status("a", NODE, ObservedRole::Started));
-        assert_eq!(decided(&r, now), one("a", Action::Start));
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
     }
 
     #[test]
@@ -989,23 +1042,23 @@ mod tests {
         assign(&mut r, assignment(vec![entry("a", Role::Started), b]));
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
         probe(&mut r, now, "b", ocf::NOT_RUNNING);
-        assert_eq!(decided(&r, now), one("a", Action::Start));
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
         assert!(run(&mut r, now, "a", Action::Start, done(ocf::OK)));
         assert!(run(&mut r, now, "b", Action::Start, done(ocf::OK)));
         assert_eq!(local(&r, "b").started_after, vec!["a".to_string()]);
         assert!(local(&r, "a").started_after.is_empty());
         assign(&mut r, assignment(vec![]));
-        assert_eq!(decided(&r, now), one("b", Action::Stop));
+        assert_eq!(decided(&mut r, now), one("b", Action::Stop));
         // Still stopping: `a` waits.
-        let step = r.decide(now).remove(0);
+        let step = settled_steps(&mut r, now).remove(0);
         r.begin(&step);
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
         assert_eq!(role(&r, "b"), ObservedRole::Stopped);
-        assert_eq!(decided(&r, now), one("a", Action::Stop));
+        assert_eq!(decided(&mut r, now), one("a", Action::Stop));
         assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
         assert!(r.all_stopped());
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
     }
 
     #[test]
@@ -1028,7 +1081,7 @@ mod tests {
         assert_eq!(status.failure_reason.as_deref(), Some("gone"));
         // The assignment has not seen the failure: no stop, no monitor.
         let t2 = t1 + Duration::from_secs(60);
-        assert!(decided(&r, t2).is_empty());
+        assert!(decided(&mut r, t2).is_empty());
         r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 1;
         assert!(run(&mut r, t2, "a", Action::Stop, done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Stopped);
@@ -1046,9 +1099,9 @@ mod tests {
         assign(&mut r, assignment(vec![entry("a", Role::Started)]));
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
         assert!(run(&mut r, now, "a", Action::Start, done(ocf::ERR_GENERIC)));
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         assign(&mut r, assignment(vec![]));
-        assert_eq!(decided(&r, now), one("a", Action::Stop));
+        assert_eq!(decided(&mut r, now), one("a", Action::Stop));
     }
 
     #[test]
@@ -1118,9 +1171,9 @@ mod tests {
         assert_eq!(status.failures, 0);
         assert!(status.fail_counts.is_empty());
         assert_eq!(status.history.last().map(|record| record.operation.as_str()), Some("stop"));
-        assert!(decided(&r, now + Duration::from_secs(600)).is_empty());
+        assert!(decided(&mut r, now + Duration::from_secs(600)).is_empty());
         r.stopping_all = true;
-        assert!(decided(&r, now + Duration::from_secs(600)).is_empty());
+        assert!(decided(&mut r, now + Duration::from_secs(600)).is_empty());
         assert!(!r.all_stopped());
     }
 
@@ -1131,22 +1184,22 @@ mod tests {
         let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
         assign(&mut r, assignment(vec![entry("a", Role::Started)]));
         probe(&mut r, t0, "a", ocf::NOT_RUNNING);
-        assert!(decided(&r, t0 + interval * 10).iter().all(|(_, action)| *action == Action::Start), "no monitor while stopped");
+        assert!(decided(&mut r, t0 + interval * 10).iter().all(|(_, action)| *action == Action::Start), "no monitor while stopped");
         assert!(run(&mut r, t0, "a", Action::Start, done(ocf::OK)));
         assert_eq!(r.next_monitor_due(), Some(t0));
-        let steps = r.decide(t0);
+        let steps = settled_steps(&mut r, t0);
         assert_eq!(steps.len(), 1);
         assert_eq!((steps[0].action, steps[0].timeout), (Action::Monitor(10_000), Duration::from_millis(5_000)));
         // The first result is news; the same again is not, and is due an interval later.
         assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
-        assert!(decided(&r, t0 + interval - Duration::from_millis(1)).is_empty());
+        assert!(decided(&mut r, t0 + interval - Duration::from_millis(1)).is_empty());
         let t1 = t0 + interval;
         r.local.get_mut("a").expect("a").dirty = false;
         assert!(!run(&mut r, t1, "a", Action::Monitor(10_000), done(ocf::OK)));
         assert!(!r.local["a"].dirty);
         assert_eq!(r.next_monitor_due(), Some(t1 + interval));
-        assert!(decided(&r, t1 + interval - Duration::from_millis(1)).is_empty());
-        assert_eq!(decided(&r, t1 + interval), one("a", Action::Monitor(10_000)));
+        assert!(decided(&mut r, t1 + interval - Duration::from_millis(1)).is_empty());
+        assert_eq!(decided(&mut r, t1 + interval), one("a", Action::Monitor(10_000)));
         // Degraded is still running, but a change worth writing.
         let t2 = t1 + interval;
         assert!(run(&mut r, t2, "a", Action::Monitor(10_000), done(ocf::DEGRADED)));
@@ -1161,18 +1214,18 @@ mod tests {
         let mut r = reconciler(vec![target("a", promotable(definition(operations)))]);
         probe(&mut r, t0, "a", ocf::OK);
         assert_eq!(role(&r, "a"), ObservedRole::Unpromoted);
-        assert_eq!(decided(&r, t0), one("a", Action::Monitor(10_000)));
+        assert_eq!(decided(&mut r, t0), one("a", Action::Monitor(10_000)));
         assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
         assign(&mut r, assignment(vec![entry("a", Role::Promoted)]));
         assert!(run(&mut r, t0, "a", Action::Promote, done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Promoted);
         // The unpromoted monitor is gone; the promoted one is due at once.
-        assert_eq!(decided(&r, t0), one("a", Action::Monitor(11_000)));
+        assert_eq!(decided(&mut r, t0), one("a", Action::Monitor(11_000)));
         assert!(run(&mut r, t0, "a", Action::Monitor(11_000), done(ocf::RUNNING_PROMOTED)));
         assert_eq!(role(&r, "a"), ObservedRole::Promoted);
         let record = local(&r, "a").history.iter().find(|record| record.interval_ms == 11_000).expect("monitor record");
         assert_eq!((record.rc, record.expected_rc), (ocf::RUNNING_PROMOTED, ocf::RUNNING_PROMOTED));
-        assert!(decided(&r, t0 + Duration::from_secs(10)).is_empty());
+        assert!(decided(&mut r, t0 + Duration::from_secs(10)).is_empty());
         // A promoted instance answering "running" has lost its promotion: a failure.
         let t1 = t0 + Duration::from_secs(11);
         assert!(run(&mut r, t1, "a", Action::Monitor(11_000), done(ocf::OK)));
@@ -1188,13 +1241,13 @@ mod tests {
         let mut a = entry("a", Role::Promoted);
         a.promote_after = vec![gate("db", OrderAction::Promote)];
         assign(&mut r, assignment(vec![a]));
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Unpromoted));
-        assert!(decided(&r, now).is_empty(), "db runs but is not promoted");
+        assert!(decided(&mut r, now).is_empty(), "db runs but is not promoted");
         r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Promoted));
         assert!(run(&mut r, now, "a", Action::Promote, done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Promoted);
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
     }
 
     #[test]
@@ -1205,7 +1258,7 @@ mod tests {
         assign(&mut r, assignment(vec![entry("a", Role::Unpromoted)]));
         assert!(run(&mut r, now, "a", Action::Demote, done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Unpromoted);
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
     }
 
     #[test]
@@ -1217,7 +1270,7 @@ mod tests {
         assert!(run(&mut r, now, "a", Action::Demote, done(ocf::OK)));
         assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Stopped);
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
     }
 
     #[test]
@@ -1230,11 +1283,11 @@ mod tests {
         decision.state = NodeState::Maintenance;
         assign(&mut r, decision);
         // `a` (unassigned) is not stopped, `b` is not started; `a` is monitored.
-        assert_eq!(decided(&r, now), one("a", Action::Monitor(10_000)));
+        assert_eq!(decided(&mut r, now), one("a", Action::Monitor(10_000)));
         assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::OK)));
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         r.assignment.as_mut().expect("assignment").state = NodeState::Online;
-        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start)]);
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start)]);
     }
 
     #[test]
@@ -1246,10 +1299,10 @@ mod tests {
         probe(&mut r, now, "c", ocf::ERR_GENERIC);
         let entries = vec![entry("a", Role::Stopped), entry("b", Role::Started), entry("c", Role::Started)];
         assign(&mut r, assignment(entries.iter().cloned().map(|entry| AssignedResource { managed: false, ..entry }).collect()));
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         assign(&mut r, assignment(entries));
         assert_eq!(
-            decided(&r, now),
+            decided(&mut r, now),
             vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start), ("c".to_string(), Action::Stop)]
         );
     }
@@ -1261,9 +1314,9 @@ mod tests {
         probe(&mut r, now, "a", ocf::OK);
         probe(&mut r, now, "p", ocf::RUNNING_PROMOTED);
         assign(&mut r, assignment(vec![entry("a", Role::Started), entry("p", Role::Promoted)]));
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         r.stopping_all = true;
-        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Stop), ("p".to_string(), Action::Demote)]);
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("p".to_string(), Action::Demote)]);
         assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
         assert!(run(&mut r, now, "p", Action::Demote, done(ocf::OK)));
         assert!(run(&mut r, now, "p", Action::Stop, done(ocf::OK)));
@@ -1271,9 +1324,9 @@ mod tests {
         // Without any assignment too.
         let mut r = reconciler(vec![target("a", definition(vec![]))]);
         probe(&mut r, now, "a", ocf::OK);
-        assert!(decided(&r, now).is_empty());
+        assert!(decided(&mut r, now).is_empty());
         r.stopping_all = true;
-        assert_eq!(decided(&r, now), one("a", Action::Stop));
+        assert_eq!(decided(&mut r, now), one("a", Action::Stop));
     }
 
     #[test]
@@ -1303,7 +1356,7 @@ mod tests {
         assert_eq!(local(&r, "a").failures, 2);
         assert_eq!(local(&r, "a").fail_counts.get("monitor_10000"), Some(&2));
         assign(&mut r, assignment(vec![]));
-        assert_eq!(decided(&r, now), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
         probe(&mut r, now, "b", ocf::NOT_RUNNING);
         let call_ids: Vec<i64> = ["a", "b"].iter().map(|id| local(&r, id).history.iter().map(|record| record.call_id).max().unwrap_or(0)).collect();
@@ -1320,17 +1373,17 @@ mod tests {
         let mut r = Reconciler::new(NODE, vec![previous]);
         r.set_targets(vec![target("a", new.clone())]);
         // What may run is probed as it was run.
-        assert_eq!(r.decide(now)[0].definition, old);
+        assert_eq!(settled_steps(&mut r, now)[0].definition, old);
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
         assign(&mut r, assignment(vec![entry("a", Role::Started)]));
-        let start = r.decide(now).remove(0);
+        let start = settled_steps(&mut r, now).remove(0);
         assert_eq!((start.action, &start.definition), (Action::Start, &new));
         // A running resource keeps its definition until stopped.
         r.begin(&start);
         assert!(r.record(&start, &done(ocf::OK), now, EPOCH));
         r.set_targets(vec![target("a", old.clone())]);
         assign(&mut r, assignment(vec![]));
-        let stop = r.decide(now).remove(0);
+        let stop = settled_steps(&mut r, now).remove(0);
         assert_eq!((stop.action, &stop.definition), (Action::Stop, &new));
     }
 
@@ -1342,7 +1395,7 @@ mod tests {
         let mut leaving = assignment(vec![]);
         leaving.migrations.push(crate::state::Migration { id: "vm".into(), target: OTHER.into() });
         assign(&mut r, leaving);
-        let step = r.decide(now).remove(0);
+        let step = settled_steps(&mut r, now).remove(0);
         assert_eq!(step.action, Action::MigrateTo);
         assert_eq!((step.definition.meta.get("migrate_source").map(String::as_str), step.definition.meta.get("migrate_target").map(String::as_str)), (Some(NODE), Some(OTHER)));
         r.begin(&step);
@@ -1350,9 +1403,9 @@ mod tests {
         assert_eq!(role(&r, "vm"), ObservedRole::Migrating);
         assert_eq!(local(&r, "vm").history.last().and_then(|record| record.migrate_target.as_deref()), Some(OTHER));
         // Nothing more until the target runs it.
-        assert_eq!(decided(&r, now), vec![]);
+        assert_eq!(decided(&mut r, now), vec![]);
         r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Started));
-        assert_eq!(decided(&r, now), one("vm", Action::Stop));
+        assert_eq!(decided(&mut r, now), one("vm", Action::Stop));
     }
 
     #[test]
@@ -1364,9 +1417,9 @@ mod tests {
         arriving.migrate_from = Some(OTHER.into());
         assign(&mut r, assignment(vec![arriving]));
         r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Started));
-        assert_eq!(decided(&r, now), vec![], "the source still runs it");
+        assert_eq!(decided(&mut r, now), vec![], "the source still runs it");
         r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Migrating));
-        let step = r.decide(now).remove(0);
+        let step = settled_steps(&mut r, now).remove(0);
         assert_eq!(step.action, Action::MigrateFrom);
         assert_eq!(step.definition.meta.get("migrate_source").map(String::as_str), Some(OTHER));
         r.begin(&step);
@@ -1380,7 +1433,7 @@ mod tests {
         arriving.migrate_from = Some(OTHER.into());
         assign(&mut r, assignment(vec![arriving]));
         r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Stopped));
-        assert_eq!(decided(&r, now), one("vm", Action::Start));
+        assert_eq!(decided(&mut r, now), one("vm", Action::Start));
     }
 
     #[test]
@@ -1391,9 +1444,9 @@ mod tests {
         let mut waiting = assignment(vec![entry("a", Role::Started)]);
         waiting.unfence_first = true;
         assign(&mut r, waiting);
-        assert_eq!(decided(&r, now), vec![]);
+        assert_eq!(decided(&mut r, now), vec![]);
         r.unfenced = true;
-        assert_eq!(decided(&r, now), one("a", Action::Start));
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
     }
 
     /// A notifying instance of clone `c` and its probe target.
@@ -1416,13 +1469,13 @@ mod tests {
         probe(&mut r, now, "x", ocf::OK);
         r.cluster.insert((OTHER.into(), "x".into()), peer("x", OTHER, ObservedRole::Started));
         assign(&mut r, assignment(vec![]));
-        let announce = r.decide(now).remove(0);
+        let announce = settled_steps(&mut r, now).remove(0);
         assert_eq!(announce.action, Action::Announce);
         r.announce(&announce, now);
         let notice = local(&r, "x").notice.clone().expect("a notice");
         assert_eq!((notice.seq, notice.operation.as_str(), notice.phase), (1, "stop", NoticePhase::Pre));
         // Its own pre notification first (it is active), with Pacemaker's variables.
-        let own = r.decide(now).remove(0);
+        let own = settled_steps(&mut r, now).remove(0);
         assert_eq!(own.action, Action::Notify);
         let meta = &own.definition.meta;
         assert_eq!(meta.get("notify_type").map(String::as_str), Some("pre"));
@@ -1433,16 +1486,16 @@ mod tests {
         r.begin(&own);
         assert!(!r.record(&own, &done(ocf::OK), now, EPOCH), "notifying itself writes nothing");
         // Waits for the other active instance's acknowledgement...
-        assert_eq!(decided(&r, now), vec![]);
+        assert_eq!(decided(&mut r, now), vec![]);
         assert_eq!(r.next_wake(), Some(now + NOTIFY_WAIT));
         let mut acknowledged = peer("x", OTHER, ObservedRole::Started);
         acknowledged.acks.insert(format!("{NODE}/x"), (0, 1));
         r.cluster.insert((OTHER.into(), "x".into()), acknowledged);
-        assert_eq!(decided(&r, now), one("x", Action::Stop));
+        assert_eq!(decided(&mut r, now), one("x", Action::Stop));
         assert!(run(&mut r, now, "x", Action::Stop, done(ocf::OK)));
         let notice = local(&r, "x").notice.clone().expect("a notice");
         assert_eq!((notice.seq, notice.phase), (1, NoticePhase::Post));
-        assert_eq!(decided(&r, now), vec![], "stopped: no post notification of its own");
+        assert_eq!(decided(&mut r, now), vec![], "stopped: no post notification of its own");
     }
 
     #[test]
@@ -1454,13 +1507,13 @@ mod tests {
         let mut started = entry("x", Role::Started);
         started.exclusive = false;
         assign(&mut r, assignment(vec![started]));
-        let announce = r.decide(now).remove(0);
+        let announce = settled_steps(&mut r, now).remove(0);
         r.announce(&announce, now);
-        assert_eq!(decided(&r, now), vec![], "not active: no own pre notification; the peer has not answered");
-        assert_eq!(decided(&r, now + NOTIFY_WAIT), one("x", Action::Start));
+        assert_eq!(decided(&mut r, now), vec![], "not active: no own pre notification; the peer has not answered");
+        assert_eq!(decided(&mut r, now + NOTIFY_WAIT), one("x", Action::Start));
         assert!(run(&mut r, now + NOTIFY_WAIT, "x", Action::Start, done(ocf::OK)));
         // Now active: its own post notification, and nothing about the past.
-        let post = r.decide(now + NOTIFY_WAIT).remove(0);
+        let post = settled_steps(&mut r, now + NOTIFY_WAIT).remove(0);
         assert_eq!((post.action, post.notify.as_ref().map(|event| event.phase)), (Action::Notify, Some(NoticePhase::Post)));
     }
 
@@ -1475,21 +1528,42 @@ mod tests {
         let mut announcing = peer("x", OTHER, ObservedRole::Unpromoted);
         announcing.notice = Some(Notice { incarnation: 7, seq: 3, operation: "promote".into(), phase: NoticePhase::Pre });
         r.cluster.insert((OTHER.into(), "x".into()), announcing.clone());
-        let pre = r.decide(now).remove(0);
+        let pre = settled_steps(&mut r, now).remove(0);
         assert_eq!(pre.action, Action::Notify);
         assert_eq!(pre.definition.meta.get("notify_promote_uname").map(String::as_str), Some(OTHER));
         r.begin(&pre);
         assert!(r.record(&pre, &done(ocf::OK), now, EPOCH), "the acknowledgement is written");
         assert_eq!(local(&r, "x").acks.get(&format!("{OTHER}/x")), Some(&(7, 3)));
-        assert_eq!(decided(&r, now), vec![]);
+        assert_eq!(decided(&mut r, now), vec![]);
         announcing.notice = Some(Notice { incarnation: 7, seq: 3, operation: "promote".into(), phase: NoticePhase::Post });
         announcing.role = ObservedRole::Promoted;
         r.cluster.insert((OTHER.into(), "x".into()), announcing);
-        let post = r.decide(now).remove(0);
+        let post = settled_steps(&mut r, now).remove(0);
         assert_eq!(post.definition.meta.get("notify_type").map(String::as_str), Some("post"));
         assert_eq!(post.definition.meta.get("notify_promoted_uname").map(String::as_str), Some(OTHER));
         r.begin(&post);
         assert!(!r.record(&post, &done(ocf::OK), now, EPOCH), "a post notification writes nothing");
-        assert_eq!(decided(&r, now), vec![]);
+        assert_eq!(decided(&mut r, now), vec![]);
+    }
+
+    #[test]
+    fn a_start_is_recorded_as_pending_and_written_before_it_runs() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        r.local.get_mut("a").expect("a").dirty = false;
+        let intend = r.decide(now).remove(0);
+        assert_eq!((intend.action, intend.intent), (Action::Intend, Some(Action::Start)));
+        r.intend(&intend);
+        assert_eq!(local(&r, "a").pending.as_deref(), Some("start"));
+        assert!(local(&r, "a").may_be_active(), "a pending start counts as possibly running");
+        assert_eq!(r.decide(now), vec![], "not before the pending start is written");
+        r.local.get_mut("a").expect("a").dirty = false;
+        let start = r.decide(now).remove(0);
+        assert_eq!(start.action, Action::Start);
+        r.begin(&start);
+        assert!(r.record(&start, &done(ocf::OK), now, EPOCH));
+        assert_eq!(local(&r, "a").pending, None);
     }
 }

@@ -74,6 +74,7 @@ mod tests {
             fail_counts: Default::default(),
             last_failure: None,
             failure_reason: None,
+            pending: None,
             notice: None,
             acks: Default::default(),
         }

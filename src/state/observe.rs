@@ -37,7 +37,7 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
         nodes.insert(name.clone(), ObservedNode { liveness, shutdown: heartbeat.shutdown, attributes: BTreeMap::new() });
     }
     for status in &reports.statuses {
-        let possibly_running = status.role.may_be_active();
+        let possibly_running = status.may_be_active();
         let node = nodes.entry(status.node.clone()).or_insert_with(|| ObservedNode { liveness: NodeLiveness::Offline, shutdown: false, attributes: BTreeMap::new() });
         if possibly_running && node.liveness == NodeLiveness::Offline {
             node.liveness = NodeLiveness::Unclean;
@@ -130,6 +130,7 @@ mod tests {
             fail_counts: BTreeMap::new(),
             last_failure: None,
             failure_reason: None,
+            pending: None,
             notice: None,
             acks: BTreeMap::new(),
         }
@@ -152,6 +153,10 @@ mod tests {
         // Lost with something it had not probed yet: may run it.
         reports.statuses.push(status("d", "unsure", ObservedRole::Unknown));
         reports.fenced.insert("fenced".into());
+        // Lost in the middle of a start it had recorded as pending.
+        let mut starting = status("e", "starting", ObservedRole::Stopped);
+        starting.pending = Some("start".into());
+        reports.statuses.push(starting);
         let observed = observe(&reports, true);
         assert_eq!(liveness(&observed, "up"), Some(NodeLiveness::Online));
         assert_eq!(liveness(&observed, "joining"), Some(NodeLiveness::Pending));
@@ -159,6 +164,7 @@ mod tests {
         assert_eq!(liveness(&observed, "lost"), Some(NodeLiveness::Unclean));
         assert_eq!(liveness(&observed, "unsure"), Some(NodeLiveness::Unclean));
         assert_eq!(liveness(&observed, "fenced"), Some(NodeLiveness::Offline));
+        assert_eq!(liveness(&observed, "starting"), Some(NodeLiveness::Unclean));
         assert_eq!(liveness(&observed, "never"), None, "a node nobody reported is left to the scheduler (unseen)");
     }
 

@@ -267,6 +267,11 @@ pub struct ResourceStatus {
     /// The last failure's exit reason, for people.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// An operation that may leave the resource running (start, promote,
+    /// migrate_from), recorded before it runs: if the node is lost meanwhile, the
+    /// resource counts as possibly running there (Pacemaker's record-pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
     /// For an instance of a clone with `notify`: the action it is about to take or has
     /// just taken, so the other instances run their pre and post notifications.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -307,6 +312,13 @@ impl NoticePhase {
             NoticePhase::Pre => "pre",
             NoticePhase::Post => "post",
         }
+    }
+}
+
+impl ResourceStatus {
+    /// Anything but a proven stop, including an operation recorded as under way.
+    pub fn may_be_active(&self) -> bool {
+        self.role.may_be_active() || self.pending.is_some()
     }
 }
 
