@@ -26,19 +26,8 @@ struct Agent(Child);
 
 impl Drop for Agent {
     fn drop(&mut self) {
-        // SAFETY: SIGTERM to the agent this benchmark started; it stops its resources.
-        unsafe {
-            libc::kill(self.0.id() as i32, libc::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        // It stops its resources on SIGTERM.
+        pacer::local::child::terminate(&mut self.0, Duration::from_secs(20));
     }
 }
 

@@ -88,13 +88,7 @@ impl AgentProcess {
 
 impl Drop for AgentProcess {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.signal(libc::SIGTERM);
-            if self.wait_exit(Duration::from_secs(15)).is_none() {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
-        }
+        pacer::local::child::terminate(&mut self.child, Duration::from_secs(15));
     }
 }
 

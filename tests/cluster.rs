@@ -35,10 +35,6 @@ struct Process {
 }
 
 impl Process {
-    fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid")
-    }
-
     fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -47,21 +43,8 @@ impl Process {
 
 impl Drop for Process {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: SIGTERM to a child this test started and has not reaped.
-            unsafe {
-                libc::kill(self.pid(), libc::SIGTERM);
-            }
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            eprintln!("{} did not stop; killing it", self.name);
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if !pacer::local::child::terminate(&mut self.child, Duration::from_secs(15)) {
+            eprintln!("{} did not stop; killed it", self.name);
         }
     }
 }

@@ -43,17 +43,9 @@ impl Process {
         if !self.running() {
             return;
         }
+        // A frozen process must be woken to act on SIGTERM.
         self.signal(libc::SIGCONT);
-        self.signal(libc::SIGTERM);
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if !self.running() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        pacer::local::child::terminate(&mut self.child, grace);
     }
 }
 

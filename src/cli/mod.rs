@@ -489,8 +489,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 eprintln!("error: node {node} is alive (its agent holds its lease); confirm only a node you know is down");
                 return Ok(EXIT_REFUSED);
             }
-            let value = serde_json::to_string(&result).context("encode the confirmation")?;
-            store.client().put(store.keys().fence_result(node), value, None).await.context("record the confirmation")?;
+            store.put_guarded(&store.keys().fence_result(node), &result, None).await.context("record the confirmation")?;
             println!("node {node} confirmed down: its resources may be recovered elsewhere");
             Ok(0)
         }

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 
@@ -32,23 +32,8 @@ struct Component {
 
 impl Component {
     fn stop(&mut self, grace: Duration) {
-        if let Ok(None) = self.child.try_wait() {
-            // SAFETY: SIGTERM to a child this process started and has not reaped.
-            unsafe {
-                libc::kill(self.child.id() as i32, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + grace;
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            if let Ok(None) = self.child.try_wait() {
-                eprintln!("{} did not stop within {grace:?}; killing it", self.name);
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-            }
+        if !crate::local::child::terminate(&mut self.child, grace) {
+            eprintln!("{} did not stop within {grace:?}; killed it", self.name);
         }
         let _ = std::fs::remove_file(&self.pid_file);
     }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Compare, CompareOp, GetOptions, Txn, TxnOp};
+use etcd_client::{Compare, CompareOp};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -135,7 +135,7 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
             not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
             fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
         };
-        record_history(store, &record, history_limit, guard).await?;
+        store.record_history(record.input_revision, &record, history_limit, guard).await?;
     }
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
     // executor replaced) even if nothing else changes.
@@ -153,8 +153,8 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
     for fencing in &plan.fencing {
         let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
-        let request = read_one::<FenceRequestRecord>(store, &keys.fence_request(target)).await?;
-        let result = read_one::<FenceResultRecord>(store, &keys.fence_result(target)).await?;
+        let request = store.read_one::<FenceRequestRecord>(&keys.fence_request(target)).await?;
+        let result = store.read_one::<FenceResultRecord>(&keys.fence_result(target)).await?;
         let answered = match (&request, &result) {
             (Some(request), Some(result)) if result.request == request.id => Some(result),
             _ => None,
@@ -170,7 +170,7 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
                     tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
                     fenced = true;
                 }
-                delete_guarded(store, &keys.fence_request(target), guard.clone()).await?;
+                store.delete_guarded(&keys.fence_request(target), guard.clone()).await?;
             }
             continue;
         }
@@ -191,7 +191,7 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             continue;
         }
         tracing::warn!(node = %target, executor = %record.executor, reason = %record.reason, "requesting fencing");
-        put_guarded(store, &keys.fence_request(target), &record, guard.clone()).await?;
+        store.put_guarded(&keys.fence_request(target), &record, guard.clone()).await?;
     }
     // A request whose need is gone (the node came back, or was confirmed down) is
     // dropped, so its result can never stand for a later, new need.
@@ -199,7 +199,7 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
     for (key, value, _) in stored.into_iter().filter(|(key, _, _)| key.ends_with("/request")) {
         let Ok(request) = serde_json::from_value::<FenceRequestRecord>(value) else { continue };
         if key == keys.fence_request(&request.target) && !plan.fencing.iter().any(|fencing| fencing.node == request.target) {
-            delete_guarded(store, &key, guard.clone()).await?;
+            store.delete_guarded(&key, guard.clone()).await?;
         }
     }
     Ok(fenced)
@@ -207,58 +207,6 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
 
 /// Seconds after a failed fencing before it is requested again.
 const FENCE_RETRY_SECONDS: i64 = 5;
-
-async fn read_one<T: serde::de::DeserializeOwned>(store: &Store, key: &str) -> Result<Option<T>, StoreError> {
-    let (_, records) = store.read_records::<T>(key).await?;
-    Ok(records.into_iter().find(|(found, _, _)| found == key).map(|(_, record, _)| record))
-}
-
-async fn put_guarded<T: Serialize>(store: &Store, key: &str, value: &T, guard: Option<Compare>) -> Result<(), StoreError> {
-    let value = serde_json::to_string(value).map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: error.to_string() })?;
-    write_guarded(store, TxnOp::put(key, value, None), guard).await
-}
-
-async fn delete_guarded(store: &Store, key: &str, guard: Option<Compare>) -> Result<(), StoreError> {
-    write_guarded(store, TxnOp::delete(key, None), guard).await
-}
-
-async fn write_guarded(store: &Store, operation: TxnOp, guard: Option<Compare>) -> Result<(), StoreError> {
-    let mut txn = Txn::new();
-    if let Some(guard) = guard {
-        txn = txn.when([guard]);
-    }
-    let mut client = store.client();
-    let response = client.txn(txn.and_then([operation])).await.map_err(|source| StoreError::Etcd { action: "write fencing".into(), source })?;
-    if !response.succeeded() {
-        return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
-    }
-    Ok(())
-}
-
-/// Writes a history record and deletes the oldest beyond `limit`.
-async fn record_history(store: &Store, record: &HistoryRecord, limit: u32, guard: Option<Compare>) -> Result<(), StoreError> {
-    let key = store.keys().history(record.input_revision);
-    let value = serde_json::to_string(record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
-    let mut client = store.client();
-    let existing = client
-        .get(store.keys().history_prefix(), Some(GetOptions::new().with_prefix().with_keys_only()))
-        .await
-        .map_err(|source| StoreError::Etcd { action: "read history".into(), source })?;
-    let mut keys: Vec<String> = existing.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).to_string()).filter(|existing| *existing != key).collect();
-    keys.sort();
-    let excess = (keys.len() + 1).saturating_sub(limit.max(1) as usize);
-    let mut operations = vec![TxnOp::put(key.as_str(), value, None)];
-    operations.extend(keys.iter().take(excess.min(100)).map(|old| TxnOp::delete(old.as_str(), None)));
-    let mut txn = Txn::new();
-    if let Some(guard) = guard {
-        txn = txn.when([guard]);
-    }
-    let response = client.txn(txn.and_then(operations)).await.map_err(|source| StoreError::Etcd { action: "write history".into(), source })?;
-    if !response.succeeded() {
-        return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
-    }
-    Ok(())
-}
 
 /// How the daemon runs.
 #[derive(Clone, Debug)]

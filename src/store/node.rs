@@ -222,20 +222,59 @@ impl Store {
             }
         }
         let written = operations.len();
-        let mut client = self.client();
         let mut remaining = operations;
         while !remaining.is_empty() {
             let batch: Vec<TxnOp> = remaining.drain(..remaining.len().min(self.max_txn_ops.saturating_sub(1).max(1))).collect();
-            let mut txn = Txn::new();
-            if let Some(guard) = &guard {
-                txn = txn.when([guard.clone()]);
-            }
-            let response = timeout("write assignments", client.txn(txn.and_then(batch))).await?;
-            if !response.succeeded() {
-                return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
-            }
+            self.write_guarded("write assignments", batch, guard.clone()).await?;
         }
         Ok(written)
+    }
+
+    /// One transaction of the leader's: `operations`, if `guard` (its election
+    /// comparison) still holds. A failed guard is `Conflict`: the writer was deposed.
+    pub async fn write_guarded(&self, action: &str, operations: Vec<TxnOp>, guard: Option<Compare>) -> Result<(), StoreError> {
+        let mut txn = Txn::new();
+        if let Some(guard) = guard {
+            txn = txn.when([guard]);
+        }
+        let mut client = self.client();
+        let response = timeout(action, client.txn(txn.and_then(operations))).await?;
+        if !response.succeeded() {
+            return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
+        }
+        Ok(())
+    }
+
+    /// Puts a JSON record under `guard`.
+    pub async fn put_guarded<T: Serialize>(&self, key: &str, value: &T, guard: Option<Compare>) -> Result<(), StoreError> {
+        let value = encode(key, value)?;
+        self.write_guarded("write a record", vec![TxnOp::put(key, value, None)], guard).await
+    }
+
+    /// Deletes a key under `guard`.
+    pub async fn delete_guarded(&self, key: &str, guard: Option<Compare>) -> Result<(), StoreError> {
+        self.write_guarded("delete a record", vec![TxnOp::delete(key, None)], guard).await
+    }
+
+    /// The record stored exactly under `key`, if any (and if it decodes).
+    pub async fn read_one<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let (_, records) = self.read_records::<T>(key).await?;
+        Ok(records.into_iter().find(|(found, _, _)| found == key).map(|(_, record, _)| record))
+    }
+
+    /// Writes a decision's record under `history/<revision>` and deletes the oldest
+    /// beyond `limit` (at most 100 per call), under `guard`.
+    pub async fn record_history<T: Serialize>(&self, revision: i64, record: &T, limit: u32, guard: Option<Compare>) -> Result<(), StoreError> {
+        let key = self.keys().history(revision);
+        let value = encode(&key, record)?;
+        let mut client = self.client();
+        let existing = timeout("read history", client.get(self.keys().history_prefix(), Some(GetOptions::new().with_prefix().with_keys_only()))).await?;
+        let mut keys: Vec<String> = existing.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).to_string()).filter(|existing| *existing != key).collect();
+        keys.sort();
+        let excess = (keys.len() + 1).saturating_sub(limit.max(1) as usize);
+        let mut operations = vec![TxnOp::put(key.as_str(), value, None)];
+        operations.extend(keys.iter().take(excess.min(100)).map(|old| TxnOp::delete(old.as_str(), None)));
+        self.write_guarded("write history", operations, guard).await
     }
 }
 
