@@ -124,9 +124,16 @@ impl Cluster {
     }
 
     fn start_agent(&mut self, node: &str, lease_ttl: u64) {
+        let agent = self.spawn_agent(node, lease_ttl, "");
+        self.agents.insert(node.to_string(), agent);
+    }
+
+    /// A `pacer agent` for `node` with its state in `<dir>/<node>`, logging to
+    /// `<dir>/<node><log_suffix>.log`.
+    fn spawn_agent(&self, node: &str, lease_ttl: u64, log_suffix: &str) -> AgentProcess {
         let state_dir = self.path(node);
         std::fs::create_dir_all(&state_dir).expect("state dir");
-        let log = self.path(&format!("{node}.log"));
+        let log = self.path(&format!("{node}{log_suffix}.log"));
         let stderr = std::fs::File::create(&log).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
             .args(["agent", "--node", node, "--lease-ttl", &lease_ttl.to_string(), "--state-dir"])
@@ -141,7 +148,13 @@ impl Cluster {
             .stderr(stderr)
             .spawn()
             .expect("start pacer agent");
-        self.agents.insert(node.to_string(), AgentProcess { child, log });
+        AgentProcess { child, log }
+    }
+
+    /// The lease holding the node's key, if any.
+    async fn node_lease(&self, node: &str) -> Option<i64> {
+        let response = self.store.client().get(self.store.keys().node_lease(node), None).await.expect("read the node's key");
+        response.kvs().first().map(|kv| kv.lease())
     }
 
     fn agent_logs(&self) -> String {
@@ -689,6 +702,49 @@ async fn an_order_is_kept_when_both_resources_move() {
             .map(|line| format!("{} {} {}", line.operation, line.resource, line.node))
             .collect();
         assert_eq!(order, ["start ip n1", "start named n1", "stop named n1", "stop ip n1", "start ip n2", "start named n2"], "{}", cluster.agent_logs());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_restarted_within_its_lease_resumes_it_and_leaves_its_resources_alone() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let witness = cluster.path("witness.log");
+        cluster.apply(&dummy("a", "ocf:pacer:witness", &format!("log: {}", witness.display()), "{name: monitor, interval: 1s}")).await;
+        cluster.start_agent("n1", 5);
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "a", ObservedRole::Started).await;
+        let lease = cluster.node_lease("n1").await.expect("n1 is claimed");
+
+        // A second agent on the same state dir is refused: both would act on a.
+        let mut second = cluster.spawn_agent("n1", 5, "-second");
+        let status = second.wait_exit(Duration::from_secs(20)).expect("the second agent exits");
+        assert!(!status.success(), "{status:?}");
+        assert!(second.log_text().contains("another pacer agent holds"), "{}", second.log_text());
+
+        // The agent crashes and is started again at once (an upgrade, a bug).
+        let agent = cluster.agents.get_mut("n1").expect("agent");
+        agent.child.kill().expect("kill -9 the agent");
+        agent.child.wait().expect("reap the agent");
+        cluster.start_agent("n1", 5);
+        let pid = cluster.agents["n1"].child.id();
+        cluster
+            .wait_for("the restarted agent to probe", Duration::from_secs(30), || async { cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.pid == pid && heartbeat.probed) })
+            .await;
+        assert_eq!(cluster.node_lease("n1").await, Some(lease), "the lease was resumed, not replaced\n{}", cluster.agent_logs());
+        assert_eq!(cluster.role("n1", "a").await, Some(ObservedRole::Started));
+        cluster.decide().await;
+        // Monitors run again (1 s) and still nothing is restarted.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert_eq!(cluster.role("n1", "a").await, Some(ObservedRole::Started));
+        let operations: Vec<String> = read_witness(&witness).into_iter().filter(|line| line.phase == "begin").map(|line| line.operation).collect();
+        assert_eq!(operations, ["start"], "the resource ran on untouched\n{}", cluster.agent_logs());
+
+        // Without its lease file the restarted agent could not resume it: it would wait
+        // for the old lease to lapse (and a scheduler would fence the node).
+        assert!(cluster.path("n1/lease").exists());
     })
     .await;
 }

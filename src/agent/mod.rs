@@ -59,6 +59,56 @@ pub enum AgentError {
     Register { node: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The state dir cannot be used, or another agent runs with it.
+    #[error("state dir {path}: {reason}")]
+    StateDir { path: String, reason: String },
+}
+
+/// The file in the state dir naming the lease the agent holds: a restarted agent
+/// resumes that lease if it still holds the node (`Store::renew_if_holding`).
+const LEASE_FILE: &str = "lease";
+/// Locked (flock) for the agent's life: two agents acting on one node's resources
+/// would each believe it owns them.
+const LOCK_FILE: &str = "agent.lock";
+
+/// Takes the state dir's lock; the open file holds it until the process ends.
+fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
+    let failed = |reason: String| AgentError::StateDir { path: dir.display().to_string(), reason };
+    std::fs::create_dir_all(dir).map_err(|error| failed(error.to_string()))?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(|error| failed(error.to_string()))?;
+    // SAFETY: flock(2) on a descriptor owned by `file`, which outlives the call.
+    let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(failed(format!("another pacer agent holds {}", dir.join(LOCK_FILE).display())));
+    }
+    Ok(file)
+}
+
+fn remembered_lease(dir: &std::path::Path) -> Option<i64> {
+    let text = std::fs::read_to_string(dir.join(LEASE_FILE)).ok()?;
+    i64::from_str_radix(text.trim(), 16).ok()
+}
+
+/// Writes (or, for `None`, removes) the lease file. Losing it only costs a restart
+/// the resumption of its lease, so failures are logged, not fatal.
+fn remember_lease(dir: &std::path::Path, lease: Option<i64>) {
+    let path = dir.join(LEASE_FILE);
+    let result = match lease {
+        Some(lease) => {
+            let temporary = dir.join(format!("{LEASE_FILE}.new"));
+            std::fs::write(&temporary, format!("{lease:x}\n")).and_then(|()| std::fs::rename(&temporary, &path))
+        }
+        None => std::fs::remove_file(&path).or_else(|error| if error.kind() == std::io::ErrorKind::NotFound { Ok(()) } else { Err(error) }),
+    };
+    if let Err(error) = result {
+        tracing::warn!(%error, path = %path.display(), "cannot record the node's lease");
+    }
+}
+
+/// A number no earlier session of this node used: notices carry it, so that another
+/// instance never takes a restarted agent's notice for one it has already handled.
+fn fresh_incarnation() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_nanos()).unwrap_or(i64::MAX))
 }
 
 /// Runs the agent until `shutdown` completes; then stops or leaves the resources as
@@ -68,6 +118,7 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     exec.work_dir = Some(config.state_dir.join("exec"));
     // Killing what ignores SIGTERM must fit in the self-fencing window.
     exec.kill_grace = (config.lease_ttl / 8).clamp(Duration::from_millis(100), exec.kill_grace);
+    let _lock = lock_state_dir(&config.state_dir)?;
     let executor = Arc::new(Executor::new(exec)?);
     // Daemons the agents start stay this node's descendants, and are reaped.
     crate::exec::reaper::adopt_orphans();
@@ -86,7 +137,8 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     let mut reconciler = Reconciler::new(&config.node, previous);
     loop {
         let Some((session, granted_at)) = claim(&store, &config, &mut shutdown).await else { return Ok(()) };
-        reconciler.incarnation = session.lease;
+        remember_lease(&config.state_dir, Some(session.lease));
+        reconciler.incarnation = fresh_incarnation();
         tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
         let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at);
         match run.run(&mut reconciler, &mut shutdown).await {
@@ -167,13 +219,23 @@ async fn read_with_retry<T: serde::de::DeserializeOwned>(store: &Store, prefix: 
     }
 }
 
-/// Grants a lease and claims the node's key with it, waiting while another agent
-/// (or this one's previous life) still holds it. `None` when shut down meanwhile.
+/// Resumes the lease of this node's previous agent if it still holds the node (a
+/// restart within the lease: nothing is lost, nothing fenced), or else grants a lease
+/// and claims the node's key with it, waiting while another agent (or this one's
+/// previous life) still holds it. `None` when shut down meanwhile.
 async fn claim(store: &Store, config: &AgentConfig, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Option<(NodeSession, Instant)> {
     let mut warned = false;
+    let mut previous = remembered_lease(&config.state_dir);
     loop {
         let attempt = async {
             let granted_at = Instant::now();
+            if let Some(lease) = previous {
+                if store.renew_if_holding(&config.node, lease).await? {
+                    tracing::info!(node = %config.node, lease = format!("{lease:x}"), "resuming the lease of this node's previous agent: its resources were left running");
+                    return Ok(Some((NodeSession { node: config.node.clone(), lease }, granted_at)));
+                }
+                previous = None;
+            }
             let lease = store.grant_lease(config.lease_ttl).await?;
             let heartbeat = heartbeat(config, false, false);
             if store.claim_node(&config.node, lease, &heartbeat).await? {
@@ -477,8 +539,14 @@ impl<'a> Session<'a> {
                 }
                 let _ = self.flush(reconciler).await;
                 self.lease_task.abort();
-                if let Err(error) = self.store.revoke_lease(self.session.lease).await {
+                if self.config.on_shutdown == OnShutdown::Leave {
+                    // Resources left running: the lease lapses by itself unless an agent
+                    // started within it resumes it (a restart that disturbs nothing).
+                    tracing::info!(node = %node, lease = format!("{:x}", self.session.lease), "lease left to lapse; an agent restarted within it resumes it");
+                } else if let Err(error) = self.store.revoke_lease(self.session.lease).await {
                     tracing::warn!(%error, "cannot give up the lease; it lapses by itself");
+                } else {
+                    remember_lease(&self.config.state_dir, None);
                 }
                 SessionEnd::Shutdown
             }
@@ -536,7 +604,9 @@ impl<'a> Session<'a> {
         }
         // Nothing runs here any more: let the node's key go now rather than at expiry,
         // if etcd can still be reached.
-        let _ = self.store.revoke_lease(self.session.lease).await;
+        if self.store.revoke_lease(self.session.lease).await.is_ok() {
+            remember_lease(&self.config.state_dir, None);
+        }
     }
 
     /// Whether this node's last fencing result is a successful unfencing.

@@ -142,8 +142,9 @@ enum Command {
         /// Seconds the node's lease lasts without renewal (etcd counts whole seconds).
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
         lease_ttl: u64,
-        /// On SIGTERM: stop every resource (in reverse start order), or leave them
-        /// running (the node then counts as lost).
+        /// On SIGTERM: stop every resource (in reverse start order) and give up the
+        /// lease, or leave them running and the lease to lapse (an agent started again
+        /// within it resumes it; otherwise the node counts as lost and is fenced).
         #[arg(long, value_enum, default_value = "stop")]
         on_shutdown: ShutdownMode,
         /// A directory laid out like Pacer's `agents/` (`ocf/<provider>/<type>`, `lsb/`,

@@ -53,6 +53,27 @@ impl Store {
         Ok(())
     }
 
+    /// Renews `lease` once if it still holds `node`'s key: `true` when the key exists
+    /// bound to it and etcd renewed it (the lease then lasts its full TTL from the
+    /// request). An agent that restarts within its lease resumes it this way — its
+    /// resources go on running and the scheduler sees nothing change — instead of
+    /// waiting for it to lapse and having the node fenced.
+    pub async fn renew_if_holding(&self, node: &str, lease: i64) -> Result<bool, StoreError> {
+        let mut client = self.client();
+        let key = self.keys().node_lease(node);
+        let response = timeout("read node lease", client.get(key.as_str(), None)).await?;
+        if response.kvs().first().map(etcd_client::KeyValue::lease) != Some(lease) {
+            return Ok(false);
+        }
+        let renewal = async {
+            let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+            keeper.keep_alive().await?;
+            responses.message().await
+        };
+        let answer = timeout("renew lease", renewal).await?;
+        Ok(answer.is_some_and(|answer| answer.ttl() > 0))
+    }
+
     /// Claims `node` for the agent holding `lease`: creates `nodes/<node>/lease` bound
     /// to it. Returns `false` when another live agent holds the node (its key exists).
     pub async fn claim_node<T: Serialize>(&self, node: &str, lease: i64, heartbeat: &T) -> Result<bool, StoreError> {
