@@ -5,10 +5,14 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test bench crds conformance chaos
+.PHONY: deps build demo demo-down test bench bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
+# Extra chaos options: --namespaces, --etcd-members 3, --lease-ttl S.
+CHAOS ?=
+ROUNDS ?= 5
+TTLS ?= 2,5,10
 
 deps:
 	scripts/install-deps
@@ -29,6 +33,7 @@ test: deps
 	$(CARGO) test --workspace
 	$(MAKE) conformance
 	$(MAKE) chaos RUNS=10 SEED=7
+	$(MAKE) chaos-regressions
 
 # Pacemaker's scheduler scenarios (../shared/conformance) through `pacer simulate`;
 # fails below the figures in tests/conformance/floor.
@@ -47,12 +52,27 @@ bench: deps
 	$(CARGO) bench --bench agent
 	$(CARGO) bench --bench cluster
 
-# The fault campaign (e2e/): a 3-node cluster with two schedulers, RUNS faults drawn
-# from SEED (agent killed, frozen, cut off from etcd; leader killed; monitor failed),
-# each audited by the witness-log observer; per fault kind: runs, violations,
-# recovery p50/p99/max. `make test` runs a small one.
+# The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
+# workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
+# off from etcd; leader killed; monitor failed; fencing failing; everything
+# restarted; with CHAOS="--etcd-members 3 --lease-ttl 5" an etcd member killed;
+# CHAOS=--namespaces puts each node in a network namespace), each audited by the
+# witness-log observer; per fault kind: runs, violations, recovery p50/p99/max.
+# `make test` runs a small one.
 chaos: build
-	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --runs $(RUNS) --seed $(SEED)
+	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --runs $(RUNS) --seed $(SEED) $(CHAOS)
+
+# Fault sequences that once found a violation (e2e/regressions/), replayed.
+chaos-regressions: build
+	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --sequence-file e2e/regressions/loopback
+	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --etcd-members 3 --lease-ttl 5 --sequence-file e2e/regressions/etcd3
+
+# End-to-end benchmarks in the fault campaign's harness: failover per lease TTL (a
+# node's agent killed -> its resource Started elsewhere), leader takeover (new term; a
+# change applied meanwhile Started), restart after a failed 1 s / 5 s monitor
+# (detection, recovery). Figures only: target/bench-e2e.txt.
+bench-e2e: build
+	$(CARGO) run --quiet -p pacer-e2e --bin bench -- --rounds $(ROUNDS) --ttls $(TTLS)
 
 # Regenerate crds/ from the Rust types (a test fails when they are stale).
 crds:

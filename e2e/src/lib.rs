@@ -6,15 +6,19 @@
 //!
 //! Every process it starts it ends, by PID.
 
-use std::collections::BTreeMap;
+pub mod netns;
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pacer::local::etcd::EtcdServer;
+use pacer::local::etcd::EtcdCluster;
 use pacer::local::link::Link;
 use serde_json::Value;
+
+use crate::netns::Network;
 
 const PREFIX: &str = "/pacer";
 
@@ -64,15 +68,31 @@ pub struct ClusterConfig {
     pub pacer: PathBuf,
     /// The project's `agents/` directory.
     pub agents: PathBuf,
+    /// Each node in a network namespace of its own (`netns`), reaching etcd over a
+    /// veth pair: cutting a node drops its packets (TCP hangs) rather than closing
+    /// its connections. Needs root; without it, nodes share the loopback and a cut
+    /// closes the node's connections (`Link`).
+    pub namespaces: bool,
+    /// Members of the etcd cluster: 1, or 3 to lose one without losing quorum.
+    pub etcd_members: usize,
+}
+
+impl ClusterConfig {
+    /// `nodes` nodes with `lease_ttl` seconds, sharing the loopback.
+    pub fn new(nodes: usize, lease_ttl: u64, pacer: PathBuf, agents: PathBuf) -> ClusterConfig {
+        ClusterConfig { nodes, lease_ttl, pacer, agents, namespaces: false, etcd_members: 1 }
+    }
 }
 
 /// A running cluster.
 pub struct Cluster {
-    // Field order is drop order: agents, schedulers, links, then etcd, then the dir.
+    // Field order is drop order: agents, schedulers, links, the network, etcd, the dir.
     agents: BTreeMap<String, Process>,
     schedulers: BTreeMap<String, Process>,
-    links: BTreeMap<String, Link>,
-    etcd: EtcdServer,
+    /// Each node's links, one per etcd member.
+    links: BTreeMap<String, Vec<Link>>,
+    network: Option<Network>,
+    etcd: EtcdCluster,
     dir: tempfile::TempDir,
     config: ClusterConfig,
 }
@@ -85,22 +105,42 @@ impl Cluster {
         for sub in ["pids", "nodes", "logs"] {
             std::fs::create_dir_all(dir.path().join(sub)).context("state layout")?;
         }
-        let etcd = EtcdServer::start(&dir.path().join("etcd"), &[]).context("start etcd (scripts/install-deps)")?;
-        let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), etcd, dir, config };
-        let names = cluster.node_names();
+        let names: Vec<String> = (1..=config.nodes).map(|index| format!("n{index}")).collect();
+        let network = if config.namespaces {
+            netns::available().map_err(|reason| anyhow::anyhow!("network namespaces: {reason}"))?;
+            Some(Network::create(&names)?)
+        } else {
+            None
+        };
+        // Members on one machine answer each other within a millisecond: elections are
+        // tuned as for a LAN (etcd's defaults are 100 ms and 1 s, for wider networks).
+        // An election must end well within the half lease after which agents self-fence.
+        let tuning: &[&str] = if config.etcd_members > 1 { &["--heartbeat-interval=50", "--election-timeout=500"] } else { &[] };
+        let etcd = EtcdCluster::start(&dir.path().join("etcd"), config.etcd_members.max(1), tuning).context("start etcd (scripts/install-deps)")?;
+        let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), network, etcd, dir, config };
         let mut objects: Vec<String> = names.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
-        objects.push(format!(
-            "apiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: local-power}}\nspec:\n  agent: fence_pacer_local\n  hostList: [{}]\n  params: {{state_dir: {}}}\n",
-            names.join(", "),
-            cluster.dir.path().display()
-        ));
+        // One fence device per node, as the brief's clusters have (a UPS, a BMC), never
+        // run by the node it fences.
+        for node in &names {
+            objects.push(format!(
+                "apiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: power-{node}}}\nspec:\n  agent: fence_pacer_local\n  hostList: [{node}]\n  params: {{state_dir: {}, fail_file: {}}}\n",
+                cluster.dir.path().display(),
+                cluster.fence_fail_file().display()
+            ));
+            objects.push(format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: power-{node}-not-on-{node}}}\nspec: {{resource: power-{node}, node: {node}, score: -INFINITY}}\n"));
+        }
         cluster.apply(&objects.join("---\n"))?;
         for scheduler in ["s1", "s2"] {
             cluster.start_scheduler(scheduler)?;
         }
         for node in names {
-            let link = Link::open(&cluster.etcd.endpoint()).await.context("open a link")?;
-            cluster.links.insert(node.clone(), link);
+            // A node in a namespace reaches etcd at its veth's host address.
+            let address = cluster.network.as_ref().and_then(|network| network.host_address(&node)).unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+            let mut links = Vec::new();
+            for member in cluster.etcd.endpoints() {
+                links.push(Link::open_on(address, &member).await.context("open a link")?);
+            }
+            cluster.links.insert(node.clone(), links);
             cluster.start_agent(&node)?;
         }
         Ok(cluster)
@@ -114,8 +154,47 @@ impl Cluster {
         self.dir.path()
     }
 
+    /// Every etcd member's client URL, comma-separated (as `PACER_ETCD` takes them).
     pub fn endpoint(&self) -> String {
-        self.etcd.endpoint()
+        self.etcd.endpoints().join(",")
+    }
+
+    /// While this file exists, every fence device fails (`fence_pacer_local`'s
+    /// `fail_file`).
+    pub fn fence_fail_file(&self) -> PathBuf {
+        self.dir.path().join("fence-fails")
+    }
+
+    /// Makes every fence device fail (a power switch that does not answer), or work.
+    pub fn set_fencing_fails(&self, fails: bool) -> anyhow::Result<()> {
+        if fails {
+            std::fs::write(self.fence_fail_file(), "").context("make fencing fail")
+        } else {
+            match std::fs::remove_file(self.fence_fail_file()) {
+                Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(error).context("heal fencing"),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    /// kill -9 every agent and scheduler at once and start them all again: a
+    /// restart of the whole control plane (an upgrade gone wrong). Agents resume their
+    /// leases, so their resources run on untouched.
+    pub fn restart_all(&mut self) -> anyhow::Result<()> {
+        for process in self.agents.values_mut().chain(self.schedulers.values_mut()) {
+            process.signal(libc::SIGKILL);
+        }
+        for process in self.agents.values_mut().chain(self.schedulers.values_mut()) {
+            let _ = process.child.wait();
+        }
+        let schedulers: Vec<String> = self.schedulers.keys().cloned().collect();
+        for scheduler in schedulers {
+            self.start_scheduler(&scheduler)?;
+        }
+        for node in self.node_names() {
+            self.start_agent(&node)?;
+        }
+        Ok(())
     }
 
     pub fn lease_ttl(&self) -> Duration {
@@ -124,7 +203,13 @@ impl Cluster {
 
     fn spawn(&self, name: &str, endpoint: &str, args: &[String]) -> anyhow::Result<Process> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("logs/{name}.log"))).context("log file")?;
-        let child = Command::new(&self.config.pacer)
+        let mut command = Command::new(&self.config.pacer);
+        if let Some(network) = &self.network
+            && self.links.contains_key(name)
+        {
+            network.command_in(name, &mut command)?;
+        }
+        let child = command
             .args(args)
             .env("PACER_ETCD", endpoint)
             .env("PACER_PREFIX", PREFIX)
@@ -139,7 +224,7 @@ impl Cluster {
 
     pub fn start_scheduler(&mut self, name: &str) -> anyhow::Result<()> {
         let args = vec!["scheduler".into(), "--lease-ttl".into(), self.config.lease_ttl.to_string(), "--identity".into(), name.into()];
-        let process = self.spawn(name, &self.etcd.endpoint(), &args)?;
+        let process = self.spawn(name, &self.endpoint(), &args)?;
         self.schedulers.insert(name.to_string(), process);
         Ok(())
     }
@@ -148,7 +233,7 @@ impl Cluster {
     pub fn start_agent(&mut self, node: &str) -> anyhow::Result<()> {
         let state_dir = self.dir.path().join(format!("nodes/{node}"));
         std::fs::create_dir_all(&state_dir).context("state dir")?;
-        let endpoint = self.links.get(node).map_or_else(|| self.etcd.endpoint(), |link| link.endpoint().to_string());
+        let endpoint = self.links.get(node).map_or_else(|| self.endpoint(), |links| links.iter().map(Link::endpoint).collect::<Vec<_>>().join(","));
         let args = vec![
             "agent".into(),
             "--node".into(),
@@ -183,10 +268,51 @@ impl Cluster {
         }
     }
 
-    pub fn cut_link(&self, node: &str, cut: bool) {
-        if let Some(link) = self.links.get(node) {
+    /// Cuts a node off from etcd (or heals it): its veth goes down in namespaces,
+    /// else its link closes every connection.
+    pub fn cut_link(&self, node: &str, cut: bool) -> anyhow::Result<()> {
+        if let Some(network) = &self.network {
+            return network.set_cut(node, cut);
+        }
+        for link in self.links.get(node).into_iter().flatten() {
             link.set_cut(cut);
         }
+        Ok(())
+    }
+
+    /// kill -9 etcd member `member` (numbered from 1).
+    pub fn kill_etcd_member(&mut self, member: usize) {
+        self.etcd.kill(member);
+    }
+
+    /// Starts a killed etcd member again with its data; waits until it is healthy.
+    pub fn restart_etcd_member(&mut self, member: usize) -> anyhow::Result<()> {
+        self.etcd.restart(member).with_context(|| format!("restart etcd member {member}"))
+    }
+
+    pub fn etcd_members(&self) -> usize {
+        self.etcd.members()
+    }
+
+    /// The etcd member that says it leads (numbered from 1), asked one by one.
+    pub async fn etcd_leader(&self) -> Option<usize> {
+        for member in 1..=self.etcd.members() {
+            let attempt = async {
+                let mut client = etcd_client::Client::connect([self.etcd.endpoint(member)], None).await.ok()?;
+                client.status().await.ok()
+            };
+            if let Ok(Some(status)) = tokio::time::timeout(Duration::from_secs(2), attempt).await
+                && status.header().is_some_and(|header| header.member_id() == status.leader())
+            {
+                return Some(member);
+            }
+        }
+        None
+    }
+
+    /// Whether nodes run in network namespaces of their own.
+    pub fn namespaces(&self) -> bool {
+        self.network.is_some()
     }
 
     /// Kills the leading scheduler (by its identity in the election) and starts it
@@ -204,7 +330,7 @@ impl Cluster {
     fn pacer(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<std::process::Output> {
         let mut child = Command::new(&self.config.pacer)
             .args(args)
-            .env("PACER_ETCD", self.etcd.endpoint())
+            .env("PACER_ETCD", self.endpoint())
             .env("PACER_PREFIX", PREFIX)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -234,15 +360,61 @@ impl Cluster {
         serde_json::from_slice(&output.stdout).context("status JSON")
     }
 
+    /// Copies what a failure is diagnosed from — the witness log, every process's log,
+    /// the power-off markers — into `destination`, since the cluster's own directory
+    /// goes with it.
+    pub fn save_logs(&self, destination: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(destination).with_context(|| format!("create {}", destination.display()))?;
+        let mut files = vec![(self.witness_log(), "witness.log".to_string())];
+        for entry in std::fs::read_dir(self.dir.path().join("logs")).context("list logs")?.flatten() {
+            files.push((entry.path(), entry.file_name().to_string_lossy().into_owned()));
+        }
+        for node in self.node_names() {
+            files.push((self.dir.path().join(format!("nodes/{node}/powered-off")), format!("{node}.powered-off")));
+        }
+        for (source, name) in files {
+            if source.exists() {
+                std::fs::copy(&source, destination.join(&name)).with_context(|| format!("copy {}", source.display()))?;
+            }
+        }
+        Ok(())
+    }
+
     /// The witness log every test resource writes to.
     pub fn witness_log(&self) -> PathBuf {
         self.dir.path().join("witness.log")
     }
 
+    /// Whether every node runs exactly what its assignment says — each assigned
+    /// resource in its role with nothing under way, nothing else possibly active —
+    /// read from etcd. A moment's convergence can precede a new decision (the
+    /// scheduler waits up to a second to batch changes); callers wait for it to last.
+    pub async fn converged(&self) -> anyhow::Result<bool> {
+        let store = pacer::store::Store::connect(&self.etcd.endpoints(), PREFIX).await?;
+        let keys = store.keys().clone();
+        let (_, plans) = store.read_records::<pacer::state::NodeAssignment>(&keys.plans_prefix()).await?;
+        let (_, statuses) = store.read_records::<pacer::state::ResourceStatus>(&keys.statuses_prefix()).await?;
+        let mut wanted: BTreeMap<(String, String), String> = BTreeMap::new();
+        for (_, assignment, _) in plans {
+            for resource in assignment.resources {
+                wanted.insert((assignment.node.clone(), resource.id), format!("{:?}", resource.role));
+            }
+        }
+        for (_, status, _) in statuses {
+            match wanted.remove(&(status.node.clone(), status.id.clone())) {
+                Some(role) if role == status.role.as_str() && status.pending.is_none() => {}
+                Some(_) => return Ok(false),
+                None if status.may_be_active() => return Ok(false),
+                None => {}
+            }
+        }
+        Ok(wanted.is_empty())
+    }
+
     /// The scheduler leader's term: the election key's create revision (`None` while
     /// no one leads).
     pub async fn leader_term(&self) -> anyhow::Result<Option<i64>> {
-        let store = pacer::store::Store::connect(&[self.etcd.endpoint()], PREFIX).await?;
+        let store = pacer::store::Store::connect(&self.etcd.endpoints(), PREFIX).await?;
         let mut client = store.client();
         let response = client.get(store.keys().election(), None).await.context("read the election key")?;
         Ok(response.kvs().first().map(|kv| kv.create_revision()))
@@ -306,38 +478,139 @@ pub fn read_witness(log: &Path) -> Vec<Testimony> {
         .collect()
 }
 
-/// The observer's verdict on a whole run: every moment two copies of one resource were
-/// active. A copy is active from the beginning of its start until the successful end of
-/// its stop, or until its node was powered off (`power_offs`).
-pub fn overlaps(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>) -> Vec<String> {
-    let mut events: Vec<(u128, Option<&Testimony>, Option<&str>)> = testimony.iter().map(|line| (line.ns, Some(line), None)).collect();
-    for (node, times) in power_offs {
-        events.extend(times.iter().map(|time| (*time, None, Some(node.as_str()))));
-    }
-    events.sort_by_key(|(time, _, _)| *time);
-    let mut active: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for (_, line, powered_off) in events {
-        if let Some(node) = powered_off {
-            for copies in active.values_mut() {
-                copies.retain(|other| *other != node);
-            }
-            continue;
+/// What the observer holds the cluster to.
+#[derive(Clone, Debug, Default)]
+pub struct Rules {
+    /// Resources (the witness's `rsc=`) that may be active on one node at a time:
+    /// everything that is not a clone.
+    pub exclusive: BTreeSet<String>,
+    /// Promotable clones: the most instances promoted at once (`promotedMax`).
+    pub promoted_max: BTreeMap<String, usize>,
+}
+
+/// Where every resource is active and promoted, replaying the witness log with the
+/// nodes' power-offs. A copy is active from the beginning of its start (or migration
+/// in) until the successful end of its stop, or until its node was powered off;
+/// promoted from the beginning of its promote until the successful end of its demote
+/// or stop, or the power-off. Beginnings count, not ends: an operation under way may
+/// already have done its harm.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Replay {
+    pub active: BTreeMap<String, BTreeSet<String>>,
+    pub promoted: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Replay {
+    fn power_off(&mut self, node: &str) {
+        for copies in self.active.values_mut().chain(self.promoted.values_mut()) {
+            copies.remove(node);
         }
-        let Some(line) = line else { continue };
-        let copies = active.entry(line.resource.as_str()).or_default();
+    }
+
+    fn testify(&mut self, line: &Testimony) {
+        let resource = line.resource.clone();
+        let node = line.node.clone();
         match (line.operation.as_str(), line.phase.as_str()) {
-            ("start", "begin") => {
-                if copies.iter().any(|other| *other != line.node) {
-                    problems.push(format!("{} started on {} at {} while active on {copies:?}", line.resource, line.node, line.ns));
-                }
-                if !copies.contains(&line.node.as_str()) {
-                    copies.push(&line.node);
-                }
+            ("start" | "migrate_from", "begin") => {
+                self.active.entry(resource).or_default().insert(node);
             }
-            ("stop", "end") if line.rc == Some(0) => copies.retain(|other| *other != line.node),
+            ("promote", "begin") => {
+                self.promoted.entry(resource).or_default().insert(node);
+            }
+            ("demote", "end") if line.rc == Some(0) => {
+                self.promoted.entry(resource).or_default().remove(&node);
+            }
+            ("stop", "end") if line.rc == Some(0) => {
+                self.active.entry(resource.clone()).or_default().remove(&node);
+                self.promoted.entry(resource).or_default().remove(&node);
+            }
             _ => {}
         }
+    }
+
+    /// The state at the end of the log.
+    pub fn of(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>) -> Replay {
+        let mut replay = Replay::default();
+        replay.run(testimony, power_offs, |_, _| {});
+        replay
+    }
+
+    /// Replays every line and power-off in time order; `check` sees the state and each
+    /// line just before it is applied.
+    fn run(&mut self, testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>, mut check: impl FnMut(&Replay, &Testimony)) {
+        let mut events: Vec<(u128, Option<&Testimony>, Option<&str>)> = testimony.iter().map(|line| (line.ns, Some(line), None)).collect();
+        for (node, times) in power_offs {
+            events.extend(times.iter().map(|time| (*time, None, Some(node.as_str()))));
+        }
+        events.sort_by_key(|(time, _, _)| *time);
+        for (_, line, powered_off) in events {
+            if let Some(node) = powered_off {
+                self.power_off(node);
+            }
+            if let Some(line) = line {
+                check(self, line);
+                self.testify(line);
+            }
+        }
+    }
+}
+
+/// The observer's verdict on a whole run: every moment an exclusive resource began to
+/// run while active on another node, and every promotion beyond `promotedMax`.
+pub fn audit(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>, rules: &Rules) -> Vec<String> {
+    let mut problems = Vec::new();
+    Replay::default().run(testimony, power_offs, |replay, line| {
+        let others = |copies: Option<&BTreeSet<String>>| copies.into_iter().flatten().filter(|other| **other != line.node).cloned().collect::<Vec<_>>();
+        match (line.operation.as_str(), line.phase.as_str()) {
+            ("start" | "migrate_from", "begin") if rules.exclusive.contains(&line.resource) => {
+                let active = others(replay.active.get(&line.resource));
+                // A live migration runs two copies by design, handed over by migrate_to.
+                let migrating = line.operation == "migrate_from";
+                if !active.is_empty() && !migrating {
+                    problems.push(format!("{} started on {} at {} while active on {active:?}", line.resource, line.node, line.ns));
+                }
+            }
+            ("promote", "begin") => {
+                if let Some(max) = rules.promoted_max.get(&line.resource) {
+                    let promoted = others(replay.promoted.get(&line.resource));
+                    if promoted.len() + 1 > *max {
+                        problems.push(format!("{} promoted on {} at {} while promoted on {promoted:?} (promotedMax {max})", line.resource, line.node, line.ns));
+                    }
+                }
+            }
+            _ => {}
+        }
+    });
+    problems
+}
+
+/// Where the status disagrees with the replayed witness log (`Replay::of`), for the
+/// resources `rules` names: an exclusive resource must be reported Started exactly
+/// where it is active, a promotable clone's instances where they are active, Promoted
+/// where promoted. Meant for a settled cluster, after healing.
+pub fn disagreements(status: &Value, replay: &Replay, rules: &Rules) -> Vec<String> {
+    let entries: Vec<&Value> = status["resources"].as_array().into_iter().flatten().collect();
+    let nodes_where = |resource: &str, roles: &[&str]| -> BTreeSet<String> {
+        entries
+            .iter()
+            .filter(|entry| entry["name"].as_str().is_some_and(|name| name == resource || name.split_once(':').is_some_and(|(base, _)| base == resource)))
+            .filter(|entry| entry["role"].as_str().is_some_and(|role| roles.contains(&role)))
+            .filter_map(|entry| entry["node"].as_str().map(str::to_string))
+            .collect()
+    };
+    let mut problems = Vec::new();
+    let mut compare = |what: String, reported: BTreeSet<String>, testified: Option<&BTreeSet<String>>| {
+        let testified = testified.cloned().unwrap_or_default();
+        if reported != testified {
+            problems.push(format!("{what}: status says {reported:?}, the witness log {testified:?}"));
+        }
+    };
+    for resource in &rules.exclusive {
+        compare(format!("{resource} running"), nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Migrating", "Failed"]), replay.active.get(resource));
+    }
+    for resource in rules.promoted_max.keys() {
+        compare(format!("{resource} running"), nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Failed"]), replay.active.get(resource));
+        compare(format!("{resource} promoted"), nodes_where(resource, &["Promoted"]), replay.promoted.get(resource));
     }
     problems
 }
@@ -352,14 +625,42 @@ mod tests {
 
     #[test]
     fn the_observer_sees_overlaps_and_forgives_powered_off_nodes() {
+        let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
         let moved = [line(1, "n1", "start", "begin"), line(2, "n1", "start", "end"), line(3, "n1", "stop", "end"), line(4, "n2", "start", "begin")];
-        assert!(overlaps(&moved, &BTreeMap::new()).is_empty());
+        assert!(audit(&moved, &BTreeMap::new(), &rules).is_empty());
         let twice = [line(1, "n1", "start", "begin"), line(2, "n2", "start", "begin")];
-        assert_eq!(overlaps(&twice, &BTreeMap::new()).len(), 1);
+        assert_eq!(audit(&twice, &BTreeMap::new(), &rules).len(), 1);
+        // A clone runs everywhere: not exclusive.
+        assert!(audit(&twice, &BTreeMap::new(), &Rules::default()).is_empty());
         let fenced = [line(1, "n1", "start", "begin"), line(5, "n2", "start", "begin")];
         let off: BTreeMap<String, Vec<u128>> = [("n1".to_string(), vec![3])].into();
-        assert!(overlaps(&fenced, &off).is_empty());
+        assert!(audit(&fenced, &off, &rules).is_empty());
         let too_early: BTreeMap<String, Vec<u128>> = [("n1".to_string(), vec![6])].into();
-        assert_eq!(overlaps(&fenced, &too_early).len(), 1);
+        assert_eq!(audit(&fenced, &too_early, &rules).len(), 1);
+    }
+
+    #[test]
+    fn the_observer_counts_promotions_against_promoted_max() {
+        let rules = Rules { exclusive: BTreeSet::new(), promoted_max: [("web".to_string(), 1)].into() };
+        let handed_over = [line(1, "n1", "start", "begin"), line(2, "n2", "start", "begin"), line(3, "n1", "promote", "begin"), line(4, "n1", "demote", "end"), line(5, "n2", "promote", "begin")];
+        assert!(audit(&handed_over, &BTreeMap::new(), &rules).is_empty());
+        let both = [line(1, "n1", "promote", "begin"), line(2, "n2", "promote", "begin")];
+        assert_eq!(audit(&both, &BTreeMap::new(), &rules).len(), 1);
+        // The promoted node was powered off first: its promotion ended with it.
+        let off: BTreeMap<String, Vec<u128>> = [("n1".to_string(), vec![1])].into();
+        let after_fencing = [line(0, "n1", "promote", "begin"), line(2, "n2", "promote", "begin")];
+        assert!(audit(&after_fencing, &off, &rules).is_empty());
+    }
+
+    #[test]
+    fn the_status_must_agree_with_the_witness_log() {
+        let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
+        let replay = Replay::of(&[line(1, "n1", "start", "begin"), line(2, "n1", "start", "end")], &BTreeMap::new());
+        let agrees = serde_json::json!({"resources": [{"name": "web", "node": "n1", "role": "Started"}]});
+        assert!(disagreements(&agrees, &replay, &rules).is_empty());
+        let elsewhere = serde_json::json!({"resources": [{"name": "web", "node": "n2", "role": "Started"}]});
+        assert_eq!(disagreements(&elsewhere, &replay, &rules).len(), 1);
+        let stopped = serde_json::json!({"resources": [{"name": "web", "node": null, "role": "Stopped"}]});
+        assert_eq!(disagreements(&stopped, &replay, &rules).len(), 1);
     }
 }

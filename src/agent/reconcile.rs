@@ -367,7 +367,8 @@ impl Reconciler {
             (ObservedRole::Promoted, Role::Started | Role::Unpromoted) => Some(Action::Demote),
             (ObservedRole::Started | ObservedRole::Unpromoted, Role::Promoted) => {
                 let entry = entry?;
-                gates::all_open(&entry.promote_after, &self.node, self.statuses()).then_some(Action::Promote)
+                let open = gates::all_open(&entry.promote_after, &self.node, self.statuses());
+                (open && self.room_to_promote(entry)).then_some(Action::Promote)
             }
             (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
                 let entry = entry?;
@@ -521,6 +522,19 @@ impl Reconciler {
     /// Whether `node` reports the resource running.
     fn active_on(&self, node: &str, id: &str) -> bool {
         self.cluster.get(&(node.to_string(), id.to_string())).is_some_and(|status| status.role.is_active())
+    }
+
+    /// Whether the clone has fewer instances possibly promoted on other nodes than its
+    /// `promoted_max`: an instance is promoted only once another has demoted or its
+    /// node has been fenced (the fenced node's statuses are then forgotten). The
+    /// decision may already place the promotion elsewhere while a lost node's instance
+    /// is still promoted; found by the fault campaign (a promotion on n2 ran 200 ms
+    /// before the fencing of n1, whose instance was promoted, had succeeded).
+    fn room_to_promote(&self, entry: &AssignedResource) -> bool {
+        let Some(clone) = &entry.clone else { return true };
+        let most = entry.definition.meta.get("promoted_max").and_then(|max| max.parse::<usize>().ok()).unwrap_or(1);
+        let promoted = self.cluster.iter().filter(|((node, _), status)| node != &self.node && status.clone.as_ref() == Some(clone) && status.may_be_promoted()).count();
+        promoted < most
     }
 
     /// Whether another node reports this exclusive resource as possibly running.
@@ -1248,6 +1262,28 @@ mod tests {
         assert!(run(&mut r, now, "a", Action::Promote, done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Promoted);
         assert!(decided(&mut r, now).is_empty());
+    }
+
+    #[test]
+    fn promotion_waits_until_no_other_node_may_have_the_clone_promoted() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("db", promotable(definition(vec![])))]);
+        probe(&mut r, now, "db", ocf::OK);
+        let mut db = entry("db", Role::Promoted);
+        db.clone = Some("db".into());
+        db.exclusive = false;
+        assign(&mut r, assignment(vec![db]));
+        let mut elsewhere = status("db", OTHER, ObservedRole::Promoted);
+        elsewhere.clone = Some("db".into());
+        r.cluster.insert((OTHER.into(), "db".into()), elsewhere.clone());
+        assert!(decided(&mut r, now).is_empty(), "the other instance is promoted (or its node not yet fenced)");
+        elsewhere.role = ObservedRole::Unpromoted;
+        elsewhere.pending = Some("promote".into());
+        r.cluster.insert((OTHER.into(), "db".into()), elsewhere.clone());
+        assert!(decided(&mut r, now).is_empty(), "a promotion under way elsewhere counts");
+        elsewhere.pending = None;
+        r.cluster.insert((OTHER.into(), "db".into()), elsewhere);
+        assert!(run(&mut r, now, "db", Action::Promote, done(ocf::OK)));
     }
 
     #[test]

@@ -15,9 +15,16 @@ pub struct Link {
 }
 
 impl Link {
-    /// Opens a link to `target` (`http://host:port`). Must run inside a tokio runtime.
+    /// Opens a link to `target` (`http://host:port`) on a free loopback port. Must run
+    /// inside a tokio runtime.
     pub async fn open(target: &str) -> std::io::Result<Link> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        Link::open_on(std::net::Ipv4Addr::LOCALHOST, target).await
+    }
+
+    /// Opens a link listening on `address` (a free port), for a node that reaches this
+    /// host over a network of its own (the e2e harness's network namespaces).
+    pub async fn open_on(address: std::net::Ipv4Addr, target: &str) -> std::io::Result<Link> {
+        let listener = tokio::net::TcpListener::bind((address, 0)).await?;
         let endpoint = format!("http://{}", listener.local_addr()?);
         let target = target.trim_start_matches("http://").to_string();
         let cut = Arc::new(AtomicBool::new(false));

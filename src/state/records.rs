@@ -287,8 +287,9 @@ pub struct ResourceStatus {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Notice {
-    /// The announcing agent's session (its lease): a notice is told apart from one of
-    /// an earlier life of the same instance, whose number may have been reset.
+    /// The announcing agent's session (a number fresh for each): a notice is told
+    /// apart from one of an earlier life of the same instance, whose number may have
+    /// been reset.
     #[serde(default)]
     pub incarnation: i64,
     /// Grows with every action the instance announces.
@@ -319,6 +320,11 @@ impl ResourceStatus {
     /// Anything but a proven stop, including an operation recorded as under way.
     pub fn may_be_active(&self) -> bool {
         self.role.may_be_active() || self.pending.is_some()
+    }
+
+    /// Promoted, or a promotion recorded as under way.
+    pub fn may_be_promoted(&self) -> bool {
+        self.role == ObservedRole::Promoted || self.pending.as_deref() == Some("promote")
     }
 }
 

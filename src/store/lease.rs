@@ -7,7 +7,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::Store;
-use super::node::AGENT_REQUEST_TIMEOUT;
 
 /// What the agent knows of its lease.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,46 +19,51 @@ pub enum LeaseState {
     Lost,
 }
 
-/// Renews `lease` every quarter of `ttl` until the task is aborted or etcd says the lease
-/// is gone. Failed renewals are retried at once (a fresh keep-alive stream); the agent
-/// watches the published state and acts on the deadline itself.
+/// Renews `lease` every sixth of `ttl` until the task is aborted or etcd says the
+/// lease is gone. An attempt that gets no answer within a tenth of `ttl` (0.2 to 1 s)
+/// fails, and a failed one is retried 100 ms later on a fresh keep-alive stream, which
+/// the client may route to another member. Losing etcd's leader is the case this is
+/// built for (measured by the fault campaign's `KillEtcdMember`): a stream through a
+/// follower hangs until a new leader is elected (about a second) and through the dead
+/// member fails at once; either way the holder must get a renewal through the new
+/// leader before half its lease is gone, when it self-fences. The agent watches the
+/// published state and acts on the deadline itself.
 pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) -> (JoinHandle<()>, watch::Receiver<LeaseState>) {
     let (sender, receiver) = watch::channel(LeaseState::Held { renewed_at: granted_at });
     let task = tokio::spawn(async move {
-        let period = ttl / 4;
+        let period = (ttl / 6).max(Duration::from_millis(50));
+        let patience = (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(1));
         let mut stream = None;
         loop {
             let sent = Instant::now();
-            if stream.is_none() {
-                let mut client = store.client();
-                match tokio::time::timeout(AGENT_REQUEST_TIMEOUT, client.lease_keep_alive(lease)).await {
-                    Ok(Ok(pair)) => stream = Some(pair),
-                    Ok(Err(error)) => tracing::warn!(%error, "cannot open the lease keep-alive stream"),
-                    Err(_) => tracing::warn!("no answer opening the lease keep-alive stream"),
+            let attempt = async {
+                if stream.is_none() {
+                    let mut client = store.client();
+                    stream = Some(client.lease_keep_alive(lease).await?);
+                }
+                let Some((keeper, responses)) = stream.as_mut() else { return Ok(None) };
+                keeper.keep_alive().await?;
+                responses.message().await
+            };
+            match tokio::time::timeout(patience, attempt).await {
+                Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                    let _ = sender.send(LeaseState::Held { renewed_at: sent });
+                    tokio::time::sleep(period.saturating_sub(sent.elapsed()).max(Duration::from_millis(50))).await;
+                }
+                Ok(Ok(Some(_))) => {
+                    let _ = sender.send(LeaseState::Lost);
+                    return;
+                }
+                outcome => {
+                    match outcome {
+                        Ok(Err(error)) => tracing::warn!(%error, "lease renewal failed; retrying on a fresh stream"),
+                        Err(_) => tracing::warn!(waited = ?patience, "no answer to a lease renewal; retrying on a fresh stream"),
+                        _ => tracing::warn!("the lease keep-alive stream ended; retrying on a fresh stream"),
+                    }
+                    stream = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
-            if let Some((keeper, responses)) = stream.as_mut() {
-                let renewal = async {
-                    keeper.keep_alive().await?;
-                    responses.message().await
-                };
-                match tokio::time::timeout(period.max(Duration::from_millis(200)), renewal).await {
-                    Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                        let _ = sender.send(LeaseState::Held { renewed_at: sent });
-                    }
-                    Ok(Ok(Some(_))) => {
-                        let _ = sender.send(LeaseState::Lost);
-                        return;
-                    }
-                    Ok(Ok(None)) | Ok(Err(_)) | Err(_) => {
-                        tracing::warn!("lease renewal failed; retrying");
-                        stream = None;
-                        continue;
-                    }
-                }
-            }
-            let elapsed = sent.elapsed();
-            tokio::time::sleep(period.saturating_sub(elapsed).max(Duration::from_millis(50))).await;
         }
     });
     (task, receiver)

@@ -1,17 +1,30 @@
 //! The fault campaign: `chaos --runs N --seed S` starts a cluster (etcd, two
-//! schedulers, three agents, witness resources), then injects N faults drawn from the
-//! seed, one at a time: after each, it measures how long until every resource runs
-//! again, heals the fault (restarts what was killed, reconnects what was cut) and waits
-//! for the whole cluster to settle. The observer audits the witness log against the
-//! fencing record after every run. Prints, per fault kind, runs, violations and
-//! recovery p50/p99/max; exits 1 on any violation or unrecovered fault.
+//! schedulers, three agents with a fence device each) running the brief's workloads
+//! with witness resources — independent services and a group, a VM on promotable
+//! storage (order and colocation with the promoted instance), a DNS service with two
+//! colocated addresses and a name server ordered after both — then injects N faults
+//! drawn from the seed, one at a time. After each, it measures how long until every
+//! resource runs again, heals the fault (restarts what was killed, reconnects what was
+//! cut) and waits for the whole cluster to settle; then the observer audits the
+//! witness log against the fencing record (never two copies of a resource, never
+//! more promoted than `promotedMax`) and the status against the log (after healing,
+//! the status says what really runs).
+//!
+//! `--sequence "KillAgent:n1,FailMonitor:w2"` replays given faults instead, and
+//! `--sequence-file F` every line of F (`#` comments): how a sequence that once found a
+//! violation is kept as a regression test (`e2e/regressions`). Every run prints its
+//! fault in that form.
+//!
+//! Prints, per fault kind, runs, violations, unrecovered and recovery p50/p99/max;
+//! exits 1 on any violation or unrecovered fault.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use pacer_e2e::{Cluster, ClusterConfig, overlaps, read_witness};
+use anyhow::{Context, bail};
+use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, read_witness};
 use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,40 +33,113 @@ enum Fault {
     KillAgent,
     /// SIGSTOP an agent for longer than its lease, then SIGCONT (a frozen node wakes).
     FreezeAgent,
+    /// Move the slow resource to a node and freeze that node's agent while the start
+    /// runs: the node must be fenced before the resource starts anywhere else.
+    FreezeMidStart,
     /// Cut a node off from etcd, then heal the link.
     CutLink,
     /// kill -9 the leading scheduler.
     KillLeader,
     /// Make a resource's monitor fail.
     FailMonitor,
+    /// Fence devices fail, then a node crashes: nothing of it may run elsewhere until
+    /// the devices work again and its fencing succeeds.
+    FailFencing,
+    /// kill -9 every agent and scheduler at once and start them again: nothing may
+    /// stop, start or be fenced.
+    RestartAll,
+    /// kill -9 one etcd member of three (the leader or a follower) for two lease
+    /// TTLs, then restart it: quorum holds, so nothing may stop, start or be fenced.
+    KillEtcdMember,
 }
 
-const FAULTS: [Fault; 5] = [Fault::KillAgent, Fault::FreezeAgent, Fault::CutLink, Fault::KillLeader, Fault::FailMonitor];
-const RESOURCES: [&str; 5] = ["w1", "w2", "w3", "g1", "g2"];
+const FAULTS: [Fault; 9] =
+    [Fault::KillAgent, Fault::FreezeAgent, Fault::FreezeMidStart, Fault::CutLink, Fault::KillLeader, Fault::FailMonitor, Fault::FailFencing, Fault::RestartAll, Fault::KillEtcdMember];
+
+impl FromStr for Fault {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Fault> {
+        FAULTS.into_iter().find(|fault| format!("{fault:?}") == text).with_context(|| format!("unknown fault {text:?}; one of {FAULTS:?}"))
+    }
+}
+
+/// Exclusive resources (not clones), all witnesses.
+const RESOURCES: [&str; 10] = ["w1", "w2", "w3", "g1", "g2", "slow", "vm", "ip-dns", "ip-gw", "named"];
+/// The promotable storage the VM runs on, and how many may be promoted.
+const STORAGE: &str = "db";
+const STORAGE_PROMOTED_MAX: usize = 1;
+/// Seconds the slow resource's start and stop take.
+const SLOW_DELAY: u64 = 2;
+
+/// One fault of a sequence, with its target: a node, a resource or nothing.
+#[derive(Clone, Debug)]
+struct Step {
+    fault: Fault,
+    target: String,
+}
+
+impl std::fmt::Display for Step {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.target.is_empty() { write!(formatter, "{:?}", self.fault) } else { write!(formatter, "{:?}:{}", self.fault, self.target) }
+    }
+}
+
+impl FromStr for Step {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Step> {
+        let (fault, target) = text.trim().split_once(':').unwrap_or((text.trim(), ""));
+        Ok(Step { fault: fault.parse()?, target: target.to_string() })
+    }
+}
 
 struct Options {
     runs: usize,
     seed: u64,
+    sequence: Option<Vec<Step>>,
     lease_ttl: u64,
     bound: Duration,
     pacer: PathBuf,
     agents: PathBuf,
+    namespaces: bool,
+    etcd_members: usize,
+}
+
+fn parse_sequence(text: &str) -> anyhow::Result<Vec<Step>> {
+    text.lines()
+        .flat_map(|line| line.split('#').next().unwrap_or_default().split(','))
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(Step::from_str)
+        .collect()
 }
 
 fn options() -> anyhow::Result<Options> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut options = Options { runs: 10, seed: 1, lease_ttl: 2, bound: Duration::from_secs(60), pacer: root.join("target/debug/pacer"), agents: root.join("agents") };
+    let mut options =
+        Options { runs: 10, seed: 1, sequence: None, lease_ttl: 2, bound: Duration::from_secs(60), pacer: root.join("target/debug/pacer"), agents: root.join("agents"), namespaces: false, etcd_members: 1 };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--runs" => options.runs = value()?.parse().context("--runs")?,
             "--seed" => options.seed = value()?.parse().context("--seed")?,
+            "--sequence" => options.sequence = Some(parse_sequence(&value()?).context("--sequence")?),
+            "--sequence-file" => {
+                let path = value()?;
+                let text = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+                options.sequence = Some(parse_sequence(&text).with_context(|| path.clone())?);
+            }
             "--lease-ttl" => options.lease_ttl = value()?.parse().context("--lease-ttl")?,
             "--bound" => options.bound = Duration::from_secs(value()?.parse().context("--bound")?),
             "--pacer" => options.pacer = PathBuf::from(value()?),
             "--agents" => options.agents = PathBuf::from(value()?),
-            other => anyhow::bail!("unknown argument {other}; use --runs N --seed S [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR]"),
+            "--namespaces" => options.namespaces = true,
+            "--etcd-members" => options.etcd_members = value()?.parse().context("--etcd-members")?,
+            other => bail!(
+                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--etcd-members 1|3]"
+            ),
         }
     }
     Ok(options)
@@ -61,16 +147,34 @@ fn options() -> anyhow::Result<Options> {
 
 fn manifests(cluster: &Cluster) -> String {
     let log = cluster.witness_log();
-    let resource = |name: &str| {
+    let resource = |name: &str, extra: &str| {
         format!(
-            "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}, fail_monitor: {}}}\n  operations: [{{name: monitor, interval: 1s}}]\n",
+            "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}, fail_monitor: {}{extra}}}\n  operations: [{{name: monitor, interval: 1s}}]\n",
             log.display(),
             cluster.dir().join(format!("fail-{name}")).display()
         )
     };
-    let mut documents: Vec<String> = RESOURCES.iter().map(|name| resource(name)).collect();
+    let mut documents: Vec<String> = ["w1", "w2", "w3", "g1", "g2", "vm", "ip-dns", "ip-gw", "named"].iter().map(|name| resource(name, "")).collect();
+    documents.push(resource("slow", &format!(", delay: {SLOW_DELAY}")));
     documents.push("apiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec: {members: [g1, g2]}\n".into());
+    // The VM on promotable storage (the brief's first cluster).
+    documents.push(format!(
+        "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {STORAGE}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s, role: Promoted}}\n    - {{name: monitor, interval: 2s, role: Unpromoted}}\n  clone: {{promotable: {{promotedMax: {STORAGE_PROMOTED_MAX}}}}}\n",
+        log.display()
+    ));
+    documents.push(format!("apiVersion: pacer.io/v1alpha1\nkind: Order\nmetadata: {{name: storage-before-vm}}\nspec: {{first: {STORAGE}, firstAction: Promote, then: vm, thenAction: Start}}\n"));
+    documents.push(format!("apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {{name: vm-with-storage}}\nspec: {{resource: vm, withResource: {STORAGE}, withRole: Promoted, score: INFINITY}}\n"));
+    // DNS: two addresses together, the name server with them and after both.
+    documents.push("apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {name: gw-with-dns}\nspec: {resource: ip-gw, withResource: ip-dns, score: INFINITY}\n".into());
+    documents.push("apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {name: named-with-dns}\nspec: {resource: named, withResource: ip-dns, score: INFINITY}\n".into());
+    documents.push(
+        "apiVersion: pacer.io/v1alpha1\nkind: Order\nmetadata: {name: named-after-ips}\nspec:\n  sets:\n    - {resources: [ip-dns, ip-gw], sequential: false}\n    - {resources: [named]}\n".into(),
+    );
     documents.join("---\n")
+}
+
+fn rules() -> Rules {
+    Rules { exclusive: RESOURCES.iter().map(|name| name.to_string()).collect(), promoted_max: [(STORAGE.to_string(), STORAGE_PROMOTED_MAX)].into() }
 }
 
 fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
@@ -81,6 +185,18 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
+/// Whether every exclusive resource is Started, and the storage runs on every online
+/// node, promoted on one.
+fn all_running(view: &serde_json::Value) -> bool {
+    let entries: Vec<&serde_json::Value> = view["resources"].as_array().into_iter().flatten().collect();
+    let started = RESOURCES.iter().all(|name| entries.iter().any(|entry| entry["name"] == *name && entry["role"] == "Started" && entry["failed"] == false));
+    let storage: Vec<&&serde_json::Value> = entries.iter().filter(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with(&format!("{STORAGE}:")) || name == STORAGE)).collect();
+    let promoted = storage.iter().filter(|entry| entry["role"] == "Promoted").count();
+    let running = storage.iter().filter(|entry| entry["role"] == "Promoted" || entry["role"] == "Unpromoted").count();
+    let online = view["nodes"].as_array().into_iter().flatten().filter(|node| node["state"] == "online").count();
+    started && promoted == STORAGE_PROMOTED_MAX && running == online
+}
+
 /// Waits until every resource runs again — and, after a node fault, until the node is
 /// no longer taken as online and nothing is believed to run on it (its resources have
 /// really moved, after its fencing).
@@ -88,13 +204,11 @@ async fn resources_back(cluster: &Cluster, lost: Option<&str>, bound: Duration) 
     let started = Instant::now();
     while started.elapsed() < bound {
         let view = cluster.status()?;
-        let entries: Vec<&serde_json::Value> = view["resources"].as_array().into_iter().flatten().collect();
-        let all = RESOURCES.iter().all(|name| entries.iter().any(|entry| entry["name"] == *name && entry["role"] == "Started"));
         let moved = lost.is_none_or(|node| {
             let gone = view["nodes"].as_array().into_iter().flatten().any(|entry| entry["name"] == node && entry["state"] != "online");
-            gone && !entries.iter().any(|entry| entry["node"] == node)
+            gone && !view["resources"].as_array().into_iter().flatten().any(|entry| entry["node"] == node)
         });
-        if all && moved {
+        if all_running(&view) && moved {
             return Ok(true);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -102,101 +216,327 @@ async fn resources_back(cluster: &Cluster, lost: Option<&str>, bound: Duration) 
     Ok(false)
 }
 
+/// How long a settled cluster must stay so: longer than the scheduler's batching of
+/// changes (1 s at most), so no decision is still to come.
+const QUIET: Duration = Duration::from_millis(1500);
+
+/// Waits until every node is online, every resource runs and every node runs what
+/// its assignment says (no move under way), and that has lasted `QUIET`.
+async fn settled(cluster: &Cluster, bound: Duration) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    let mut since: Option<Instant> = None;
+    while started.elapsed() < bound {
+        let view = cluster.status()?;
+        let online = view["nodes"].as_array().is_some_and(|nodes| nodes.iter().all(|node| node["state"] == "online"));
+        // etcd may be missing a member: a failed read only means "not yet".
+        let converged = cluster.converged().await.unwrap_or(false);
+        if online && all_running(&view) && converged {
+            let since = *since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= QUIET {
+                return Ok(true);
+            }
+        } else {
+            since = None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(false)
+}
+
+/// The node a resource is reported Started on.
+fn node_of(cluster: &Cluster, resource: &str) -> anyhow::Result<Option<String>> {
+    let view = cluster.status()?;
+    Ok(view["resources"].as_array().into_iter().flatten().find(|entry| entry["name"] == resource && entry["role"] == "Started").and_then(|entry| entry["node"].as_str().map(str::to_string)))
+}
+
+/// Waits for the witness to testify `resource`'s start beginning on `node` after
+/// `since` (ns); `false` after `bound`.
+async fn start_begun(cluster: &Cluster, resource: &str, node: &str, since: u128, bound: Duration) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        let begun = read_witness(&cluster.witness_log()).iter().any(|line| line.ns >= since && line.resource == resource && line.node == node && line.operation == "start" && line.phase == "begin");
+        if begun {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+fn now_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos())
+}
+
+/// Draws the run's step from the seed (an etcd member is killed only if there are
+/// three).
+fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize) -> Step {
+    let faults: Vec<Fault> = FAULTS.into_iter().filter(|fault| *fault != Fault::KillEtcdMember || etcd_members >= 3).collect();
+    let fault = faults[rng.random_range(0..faults.len())];
+    let node = nodes[rng.random_range(0..nodes.len())].clone();
+    let resource = RESOURCES[rng.random_range(0..RESOURCES.len())].to_string();
+    let target = match fault {
+        Fault::FailMonitor => resource,
+        Fault::KillLeader | Fault::RestartAll => String::new(),
+        Fault::KillEtcdMember => if rng.random_bool(0.5) { "leader" } else { "follower" }.to_string(),
+        _ => node,
+    };
+    Step { fault, target }
+}
+
+/// What a run found.
+#[derive(Default)]
+struct Outcome {
+    recovered: Option<Duration>,
+    problems: Vec<String>,
+}
+
+/// Injects one fault, measures recovery, heals. Problems found here (besides the
+/// observer's) are disturbances a fault must not cause.
+async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow::Result<Outcome> {
+    let mut outcome = Outcome::default();
+    let node = step.target.clone();
+    let term = cluster.leader_term().await?;
+    let before = read_witness(&cluster.witness_log()).len();
+    let power_offs_before: usize = cluster.power_offs().values().map(Vec::len).sum();
+    let mut fault_at = Instant::now();
+    let recovered = match step.fault {
+        Fault::KillAgent => {
+            cluster.kill_agent(&node);
+            resources_back(cluster, Some(&node), options.bound).await?
+        }
+        Fault::FreezeAgent => {
+            cluster.signal_agent(&node, libc::SIGSTOP);
+            resources_back(cluster, Some(&node), options.bound).await?
+        }
+        Fault::FreezeMidStart => {
+            // Where the slow resource runs now; move it to the target (or, if it runs
+            // there already, anywhere else first).
+            let since = now_ns();
+            let current = node_of(cluster, "slow")?;
+            let target = if current.as_deref() == Some(node.as_str()) { cluster.node_names().into_iter().find(|other| *other != node).unwrap_or_default() } else { node.clone() };
+            cluster.apply(&format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: slow-moves}}\nspec: {{resource: slow, node: {target}, score: INFINITY}}\n"))?;
+            if !start_begun(cluster, "slow", &target, since, options.bound).await {
+                outcome.problems.push(format!("slow never began to start on {target}"));
+                return Ok(outcome);
+            }
+            cluster.signal_agent(&target, libc::SIGSTOP);
+            fault_at = Instant::now();
+            let back = resources_back(cluster, Some(&target), options.bound).await?;
+            cluster.signal_agent(&target, libc::SIGCONT);
+            back
+        }
+        Fault::CutLink => {
+            cluster.cut_link(&node, true)?;
+            resources_back(cluster, Some(&node), options.bound).await?
+        }
+        Fault::KillLeader => {
+            cluster.kill_leader()?;
+            // Recovered when a (new) leader holds the election.
+            let mut elected = false;
+            while fault_at.elapsed() < options.bound {
+                let now = cluster.leader_term().await?;
+                if now.is_some() && now != term {
+                    elected = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            elected
+        }
+        Fault::FailMonitor => {
+            // Fail counts outlive recovery: a new failure is one more than before.
+            let failures_of = |view: &serde_json::Value| -> u64 {
+                view["failures"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|failure| failure["resource"] == node.as_str())
+                    .flat_map(|failure| failure["counts"].as_object().into_iter().flatten().filter_map(|(_, count)| count.as_str().and_then(|count| count.parse::<u64>().ok())))
+                    .sum()
+            };
+            let before = failures_of(&cluster.status()?);
+            let fail = cluster.dir().join(format!("fail-{node}"));
+            std::fs::write(&fail, "").context("inject a monitor failure")?;
+            // Keep failing until the failure is seen, then let the recovery work.
+            let started = Instant::now();
+            while started.elapsed() < options.bound {
+                if failures_of(&cluster.status()?) > before {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            std::fs::remove_file(&fail).context("heal the monitor")?;
+            resources_back(cluster, None, options.bound).await?
+        }
+        Fault::FailFencing => {
+            // A node lost with nothing possibly running is not fenced (its statuses
+            // say so, pending operations included); the storage runs everywhere, so
+            // there is always something.
+            let runs_something = cluster.status()?["resources"].as_array().into_iter().flatten().any(|entry| entry["node"] == node.as_str());
+            cluster.set_fencing_fails(true)?;
+            cluster.kill_agent(&node);
+            // The lease lapses, fencing is tried and fails; the node's resources must
+            // stay where they are (the observer checks) for as long as that lasts.
+            tokio::time::sleep(cluster.lease_ttl() + Duration::from_secs(4)).await;
+            let view = cluster.status()?;
+            let failed = view["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == node.as_str() && entry["state"] == "failed");
+            if runs_something && !failed {
+                outcome.problems.push(format!("fencing of {node} was not reported failed while every device failed"));
+            }
+            cluster.set_fencing_fails(false)?;
+            fault_at = Instant::now();
+            // Back once the node's fencing succeeded and its resources run elsewhere.
+            let mut fenced = false;
+            while fault_at.elapsed() < options.bound && !fenced {
+                let view = cluster.status()?;
+                fenced = view["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == node.as_str() && entry["state"] == "succeeded");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            fenced && resources_back(cluster, Some(&node), options.bound).await?
+        }
+        Fault::RestartAll => {
+            cluster.restart_all()?;
+            // Back when a new leader holds the election and everything runs (the
+            // agents' heartbeats outlive them: their leases were resumed).
+            let mut back = false;
+            while fault_at.elapsed() < options.bound {
+                let now = cluster.leader_term().await?;
+                if now.is_some() && now != term && all_running(&cluster.status()?) {
+                    back = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            back
+        }
+        Fault::KillEtcdMember => {
+            let leader = cluster.etcd_leader().await;
+            let member = match (node.as_str(), leader) {
+                ("leader", Some(leader)) => leader,
+                (_, Some(leader)) => leader % cluster.etcd_members() + 1,
+                (_, None) => 1,
+            };
+            cluster.kill_etcd_member(member);
+            fault_at = Instant::now();
+            // Back when a linearizable read succeeds again (a leader serves).
+            let mut serving = None;
+            while fault_at.elapsed() < options.bound && serving.is_none() {
+                if cluster.leader_term().await.is_ok() {
+                    serving = Some(fault_at.elapsed());
+                } else {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+            // Hold the fault long enough for any lease to have lapsed, then heal.
+            tokio::time::sleep((cluster.lease_ttl() * 2).saturating_sub(fault_at.elapsed())).await;
+            cluster.restart_etcd_member(member)?;
+            if let Some(serving) = serving {
+                outcome.recovered = Some(serving);
+            }
+            false
+        }
+    };
+    if recovered {
+        outcome.recovered = Some(fault_at.elapsed());
+    }
+    // Heal: wake or reconnect, and restart what the fault or the fencing killed.
+    match step.fault {
+        Fault::FreezeAgent => cluster.signal_agent(&node, libc::SIGCONT),
+        Fault::CutLink => cluster.cut_link(&node, false)?,
+        _ => {}
+    }
+    for name in cluster.node_names() {
+        if !cluster.agent_running(&name) {
+            cluster.start_agent(&name)?;
+        }
+    }
+    if matches!(step.fault, Fault::RestartAll | Fault::KillEtcdMember) {
+        // Neither may touch a resource. Give a late stop or start time to show in the
+        // log before judging.
+        tokio::time::sleep(cluster.lease_ttl()).await;
+        let disturbed: Vec<String> = read_witness(&cluster.witness_log())
+            .get(before..)
+            .unwrap_or_default()
+            .iter()
+            .filter(|line| line.phase == "begin" && line.operation != "monitor" && line.operation != "notify")
+            .map(|line| format!("{} {} on {}", line.operation, line.resource, line.node))
+            .collect();
+        let power_offs: usize = cluster.power_offs().values().map(Vec::len).sum();
+        if !disturbed.is_empty() || power_offs != power_offs_before {
+            outcome.problems.push(format!("{step} disturbed resources: {disturbed:?}, {} power-offs", power_offs.saturating_sub(power_offs_before)));
+        }
+    }
+    Ok(outcome)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
     anyhow::ensure!(options.pacer.exists(), "{} is missing: build it first (cargo build --bin pacer)", options.pacer.display());
-    let config = ClusterConfig { nodes: 3, lease_ttl: options.lease_ttl, pacer: options.pacer.clone(), agents: options.agents.clone() };
+    let config = ClusterConfig { namespaces: options.namespaces, etcd_members: options.etcd_members, ..ClusterConfig::new(3, options.lease_ttl, options.pacer.clone(), options.agents.clone()) };
     let mut cluster = Cluster::start(config).await?;
     cluster.apply(&manifests(&cluster))?;
-    cluster.wait_settled(&RESOURCES, options.bound).await?.context("the cluster did not settle at start")?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    anyhow::ensure!(settled(&cluster, options.bound).await?, "the cluster did not settle at start");
+    let nodes = cluster.node_names();
+    let steps: Vec<Step> = match &options.sequence {
+        Some(sequence) => {
+            for step in sequence {
+                let known = step.target.is_empty() || nodes.contains(&step.target) || RESOURCES.contains(&step.target.as_str()) || ["leader", "follower"].contains(&step.target.as_str());
+                anyhow::ensure!(step.fault != Fault::KillEtcdMember || cluster.etcd_members() >= 3, "{step}: needs --etcd-members 3");
+                anyhow::ensure!(known, "{step}: no node or resource {}", step.target);
+            }
+            sequence.clone()
+        }
+        None => {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+            (0..options.runs).map(|_| draw(&mut rng, &nodes, cluster.etcd_members())).collect()
+        }
+    };
+    let rules = rules();
     let mut recoveries: BTreeMap<Fault, Vec<Duration>> = BTreeMap::new();
     let mut violations: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut unrecovered: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut known_problems = 0;
-    let nodes = cluster.node_names();
-    for run in 0..options.runs {
-        let fault = FAULTS[rng.random_range(0..FAULTS.len())];
-        let node = nodes[rng.random_range(0..nodes.len())].clone();
-        let resource = RESOURCES[rng.random_range(0..RESOURCES.len())];
-        println!("run {run}: {fault:?} {}", if fault == Fault::FailMonitor { resource } else if fault == Fault::KillLeader { "" } else { node.as_str() });
-        let term = cluster.leader_term().await?;
-        let fault_at = Instant::now();
-        match fault {
-            Fault::KillAgent => cluster.kill_agent(&node),
-            Fault::FreezeAgent => cluster.signal_agent(&node, libc::SIGSTOP),
-            Fault::CutLink => cluster.cut_link(&node, true),
-            Fault::KillLeader => {
-                cluster.kill_leader()?;
-            }
-            Fault::FailMonitor => {
-                std::fs::write(cluster.dir().join(format!("fail-{resource}")), "").context("inject a monitor failure")?;
-                // Keep failing until the failure is seen, then let the recovery work.
-                let started = Instant::now();
-                while started.elapsed() < options.bound {
-                    let view = cluster.status()?;
-                    if view["failures"].as_array().is_some_and(|failures| failures.iter().any(|failure| failure["resource"] == resource)) {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                std::fs::remove_file(cluster.dir().join(format!("fail-{resource}"))).context("heal the monitor")?;
-            }
+    let mut violating: Vec<String> = Vec::new();
+    for (run, step) in steps.iter().enumerate() {
+        println!("run {run}: {step}");
+        let outcome = inject(&mut cluster, step, &options).await?;
+        match outcome.recovered {
+            Some(took) => recoveries.entry(step.fault).or_default().push(took),
+            None => *unrecovered.entry(step.fault).or_default() += 1,
         }
-        let recovered = match fault {
-            Fault::KillAgent | Fault::FreezeAgent | Fault::CutLink => resources_back(&cluster, Some(&node), options.bound).await?,
-            Fault::FailMonitor => resources_back(&cluster, None, options.bound).await?,
-            Fault::KillLeader => {
-                // Recovered when a (new) leader holds the election.
-                let mut elected = false;
-                while fault_at.elapsed() < options.bound {
-                    let now = cluster.leader_term().await?;
-                    if now.is_some() && now != term {
-                        elected = true;
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                elected
-            }
-        };
-        if recovered {
-            recoveries.entry(fault).or_default().push(fault_at.elapsed());
-        } else {
-            *unrecovered.entry(fault).or_default() += 1;
-        }
-        // Heal: wake or reconnect, and restart what the fault or the fencing killed.
-        match fault {
-            Fault::FreezeAgent => cluster.signal_agent(&node, libc::SIGCONT),
-            Fault::CutLink => cluster.cut_link(&node, false),
-            _ => {}
-        }
-        for name in &nodes {
-            if !cluster.agent_running(name) {
-                cluster.start_agent(name)?;
-            }
-        }
-        if cluster.wait_settled(&RESOURCES, options.bound).await?.is_none() {
-            *unrecovered.entry(fault).or_default() += 1;
+        if !settled(&cluster, options.bound).await? {
+            *unrecovered.entry(step.fault).or_default() += 1;
             println!("  the cluster did not settle after healing within {:?}", options.bound);
         }
-        let problems = overlaps(&read_witness(&cluster.witness_log()), &cluster.power_offs());
-        if problems.len() > known_problems {
-            for problem in &problems[known_problems..] {
+        let testimony = read_witness(&cluster.witness_log());
+        let power_offs = cluster.power_offs();
+        let mut problems = outcome.problems;
+        let audited = audit(&testimony, &power_offs, &rules);
+        problems.extend(audited.iter().skip(known_problems).cloned());
+        known_problems = audited.len();
+        // Once settled, the status must say what the witnesses say runs.
+        problems.extend(disagreements(&cluster.status()?, &Replay::of(&testimony, &power_offs), &rules));
+        if !problems.is_empty() {
+            for problem in &problems {
                 println!("  VIOLATION: {problem}");
             }
-            *violations.entry(fault).or_default() += problems.len() - known_problems;
-            known_problems = problems.len();
+            *violations.entry(step.fault).or_default() += problems.len();
+            violating.push(steps[..=run].iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
+            let saved = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/chaos/{}-run{run}", std::process::id()));
+            cluster.save_logs(&saved)?;
+            println!("  logs saved in {}", saved.display());
         }
     }
-    println!("\nseed {} runs {} lease TTL {} s (logs kept in {} while running)", options.seed, options.runs, options.lease_ttl, cluster.dir().display());
-    println!("{:<12} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9}", "fault", "runs", "violations", "unrecovered", "p50", "p99", "max");
+    let source = if options.sequence.is_some() { "a given sequence".to_string() } else { format!("seed {}", options.seed) };
+    let network = if cluster.namespaces() { "nodes in network namespaces" } else { "nodes on the loopback" };
+    println!("\n{source}, {} runs, lease TTL {} s, {network} (logs kept in {} while running)", steps.len(), options.lease_ttl, cluster.dir().display());
+    println!("{:<15} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9}", "fault", "runs", "violations", "unrecovered", "p50", "p99", "max");
     let mut failed = false;
     for fault in FAULTS {
         let mut samples = recoveries.get(&fault).cloned().unwrap_or_default();
         samples.sort();
-        let runs = samples.len() + unrecovered.get(&fault).copied().unwrap_or(0);
+        let runs = steps.iter().filter(|step| step.fault == fault).count();
         if runs == 0 {
             continue;
         }
@@ -205,7 +545,7 @@ async fn main() -> anyhow::Result<()> {
         let lost = unrecovered.get(&fault).copied().unwrap_or(0);
         failed |= bad > 0 || lost > 0;
         println!(
-            "{:<12} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9}",
+            "{:<15} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9}",
             format!("{fault:?}"),
             runs,
             bad,
@@ -215,8 +555,11 @@ async fn main() -> anyhow::Result<()> {
             seconds(samples.last().copied().unwrap_or_default())
         );
     }
+    for sequence in &violating {
+        println!("to replay: --sequence \"{sequence}\"");
+    }
     if failed {
-        anyhow::bail!("the campaign found violations or unrecovered faults");
+        bail!("the campaign found violations or unrecovered faults");
     }
     Ok(())
 }
