@@ -518,7 +518,8 @@ async fn lease_loss_stops_everything_before_the_lease_can_expire() {
         // before cut + TTL. Everything must be down by then.
         assert!(stopped_after < ttl, "the resource outlived the lease: {stopped_after:?}\n{}", cluster.agent_logs());
         drop(frozen);
-        // Back in touch: the agent claims the node anew, probes (nothing runs) and
+        // Back in touch: the agent claims the node anew (or resumes its lease, if that
+        // still holds the node: everything here was stopped), probes (nothing runs) and
         // follows the assignment, which still says to run the sleeper here.
         // (The status in etcd still says Started from before the cut: wait for the
         // new process, then for the heartbeat of the new session.)
@@ -745,6 +746,40 @@ async fn an_agent_restarted_within_its_lease_resumes_it_and_leaves_its_resources
         // Without its lease file the restarted agent could not resume it: it would wait
         // for the old lease to lapse (and a scheduler would fence the node).
         assert!(cluster.path("n1/lease").exists());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_died_during_a_start_does_not_resume_its_lease() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let witness = cluster.path("witness.log");
+        // The start takes 3 s: the agent dies while it runs, and the orphaned start
+        // goes on (its process group outlives the agent).
+        cluster.apply(&dummy("slow", "ocf:pacer:witness", &format!("log: {}, delay: 3", witness.display()), "")).await;
+        cluster.start_agent("n1", 5);
+        cluster.wait_probed("n1").await;
+        let lease = cluster.node_lease("n1").await.expect("n1 is claimed");
+        cluster.decide().await;
+        cluster
+            .wait_for("the start to begin", Duration::from_secs(30), || async {
+                read_witness(&witness).iter().any(|line| line.operation == "start" && line.phase == "begin")
+            })
+            .await;
+        let agent = cluster.agents.get_mut("n1").expect("agent");
+        agent.child.kill().expect("kill -9 the agent");
+        agent.child.wait().expect("reap the agent");
+        assert_eq!(cluster.status("n1", "slow").await.and_then(|status| status.pending).as_deref(), Some("start"), "the start was recorded before it ran");
+        cluster.start_agent("n1", 5);
+        let pid = cluster.agents["n1"].child.id();
+        cluster
+            .wait_for("the restarted agent to claim the node", Duration::from_secs(30), || async { cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.pid == pid) })
+            .await;
+        // It waited for the old lease to lapse (a scheduler would have fenced the node
+        // meanwhile: it was lost with a start under way) and claimed it with a new one.
+        assert_ne!(cluster.node_lease("n1").await, Some(lease), "a lease with a start under way was resumed\n{}", cluster.agent_logs());
+        assert!(cluster.agent_logs().contains("not resuming its lease"), "{}", cluster.agent_logs());
     })
     .await;
 }

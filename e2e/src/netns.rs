@@ -150,8 +150,7 @@ impl Network {
     }
 
     /// The address of a node's link on the host's side: where the node reaches the
-    /// host, so etcd must listen on it too (`http://<address>:<port>` in
-    /// `--listen-client-urls`).
+    /// host (the harness listens there with a `Link` to etcd).
     pub fn host_address(&self, node: &str) -> Option<Ipv4Addr> {
         self.nodes.iter().find(|entry| entry.name == node).map(|entry| entry.host_address)
     }

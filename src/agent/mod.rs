@@ -134,9 +134,21 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
         () = &mut shutdown => return Ok(()),
     };
     let previous: Vec<ResourceStatus> = previous.into_iter().map(|(_, status, _)| status).collect();
+    // An operation the previous agent had under way (recorded as pending) may still
+    // be running, orphaned, and its probe cannot tell: a start whose agent has not yet
+    // made it visible probes as stopped. Its lease is then not resumed: the node is
+    // lost with a pending operation and fenced, as it would be had it crashed.
+    let in_flight: Vec<&str> = previous.iter().filter(|status| status.pending.is_some()).map(|status| status.id.as_str()).collect();
+    if !in_flight.is_empty() {
+        tracing::warn!(node = %config.node, resources = ?in_flight, "the previous agent died during operations that may still run: not resuming its lease");
+    }
+    let mut resumable = in_flight.is_empty();
     let mut reconciler = Reconciler::new(&config.node, previous);
     loop {
-        let Some((session, granted_at)) = claim(&store, &config, &mut shutdown).await else { return Ok(()) };
+        let Some((session, granted_at)) = claim(&store, &config, resumable, &mut shutdown).await else { return Ok(()) };
+        // After a self-fencing everything here is stopped: a lease that still holds
+        // the node may be resumed.
+        resumable = true;
         remember_lease(&config.state_dir, Some(session.lease));
         reconciler.incarnation = fresh_incarnation();
         tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
@@ -223,19 +235,19 @@ async fn read_with_retry<T: serde::de::DeserializeOwned>(store: &Store, prefix: 
 /// restart within the lease: nothing is lost, nothing fenced), or else grants a lease
 /// and claims the node's key with it, waiting while another agent (or this one's
 /// previous life) still holds it. `None` when shut down meanwhile.
-async fn claim(store: &Store, config: &AgentConfig, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Option<(NodeSession, Instant)> {
+async fn claim(store: &Store, config: &AgentConfig, resumable: bool, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Option<(NodeSession, Instant)> {
     let mut warned = false;
-    let mut previous = remembered_lease(&config.state_dir);
+    let mut previous = remembered_lease(&config.state_dir).filter(|_| resumable);
     loop {
         let attempt = async {
-            let granted_at = Instant::now();
             if let Some(lease) = previous {
-                if store.renew_if_holding(&config.node, lease).await? {
+                if let Some(renewed_at) = store.renew_if_holding(&config.node, lease, config.lease_ttl).await? {
                     tracing::info!(node = %config.node, lease = format!("{lease:x}"), "resuming the lease of this node's previous agent: its resources were left running");
-                    return Ok(Some((NodeSession { node: config.node.clone(), lease }, granted_at)));
+                    return Ok(Some((NodeSession { node: config.node.clone(), lease }, renewed_at)));
                 }
                 previous = None;
             }
+            let granted_at = Instant::now();
             let lease = store.grant_lease(config.lease_ttl).await?;
             let heartbeat = heartbeat(config, false, false);
             if store.claim_node(&config.node, lease, &heartbeat).await? {

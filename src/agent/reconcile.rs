@@ -533,7 +533,12 @@ impl Reconciler {
     fn room_to_promote(&self, entry: &AssignedResource) -> bool {
         let Some(clone) = &entry.clone else { return true };
         let most = entry.definition.meta.get("promoted_max").and_then(|max| max.parse::<usize>().ok()).unwrap_or(1);
-        let promoted = self.cluster.iter().filter(|((node, _), status)| node != &self.node && status.clone.as_ref() == Some(clone) && status.may_be_promoted()).count();
+        // Counted per primitive: the members of a cloned group each count their own.
+        let promoted = self
+            .cluster
+            .iter()
+            .filter(|((node, _), status)| node != &self.node && status.clone.as_ref() == Some(clone) && status.name == entry.name && status.may_be_promoted())
+            .count();
         promoted < most
     }
 
@@ -1264,6 +1269,21 @@ mod tests {
         assert!(decided(&mut r, now).is_empty());
     }
 
+    fn one_shot(operation: &str, call_id: i64) -> OperationRecord {
+        OperationRecord {
+            operation: operation.into(),
+            interval_ms: 0,
+            call_id,
+            rc: ocf::OK,
+            expected_rc: ocf::OK,
+            status: crate::scheduler::snapshot::ExecStatus::Done,
+            last_rc_change: None,
+            migrate_source: None,
+            migrate_target: None,
+            digest: None,
+        }
+    }
+
     #[test]
     fn promotion_waits_until_no_other_node_may_have_the_clone_promoted() {
         let now = Instant::now();
@@ -1282,6 +1302,11 @@ mod tests {
         r.cluster.insert((OTHER.into(), "db".into()), elsewhere.clone());
         assert!(decided(&mut r, now).is_empty(), "a promotion under way elsewhere counts");
         elsewhere.pending = None;
+        elsewhere.role = ObservedRole::Failed;
+        elsewhere.history = vec![one_shot("promote", 4)];
+        r.cluster.insert((OTHER.into(), "db".into()), elsewhere.clone());
+        assert!(decided(&mut r, now).is_empty(), "failed after a promotion: nothing proves it demoted");
+        elsewhere.history.push(one_shot("demote", 5));
         r.cluster.insert((OTHER.into(), "db".into()), elsewhere);
         assert!(run(&mut r, now, "db", Action::Promote, done(ocf::OK)));
     }

@@ -161,9 +161,20 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
         };
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
-            // Fenced: its reports are forgotten once its lease is gone too (an agent
-            // killed by the fence holds it up to a TTL longer); until then the answered
-            // request stays, so no second fencing is asked for.
+            // Fenced: its reports are forgotten once its lease is gone too; the lease
+            // that held it when fencing was asked for is void and revoked (an agent
+            // restarted after the fence could otherwise resume it and keep the node's
+            // old reports forever). Until then the answered request stays, so no
+            // second fencing is asked for.
+            if !unfencing
+                && let Some(lease) = request.as_ref().and_then(|request| request.lease)
+                && store.node_lease_id(target).await? == Some(lease)
+            {
+                tracing::warn!(node = %target, lease = format!("{lease:x}"), "revoking the fenced node's lease");
+                if let Err(error) = store.revoke_lease(lease).await {
+                    tracing::warn!(%error, node = %target, "cannot revoke the fenced node's lease; it lapses by itself");
+                }
+            }
             let settled = unfencing || store.forget_node_reports(target, guard.clone()).await?;
             if settled {
                 if !unfencing {
@@ -186,7 +197,8 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             tracing::error!(node = %target, "no online node can run the fencing");
             continue;
         };
-        let record = FenceRequestRecord { id: revision, target: target.to_string(), action: fencing.action.clone(), reason: fencing.reason.clone(), executor, requested: snapshot.now };
+        let lease = if unfencing { None } else { store.node_lease_id(target).await? };
+        let record = FenceRequestRecord { id: revision, target: target.to_string(), action: fencing.action.clone(), reason: fencing.reason.clone(), executor, requested: snapshot.now, lease };
         if request.as_ref().is_some_and(|previous| previous.id == record.id) {
             continue;
         }

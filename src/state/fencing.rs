@@ -27,6 +27,12 @@ pub struct FenceRequestRecord {
     pub executor: String,
     /// Seconds since the epoch.
     pub requested: i64,
+    /// The lease that held the target's key when fencing was requested (a node
+    /// fenced while its agent still renews: a failed stop, `onFail: fence`). The
+    /// leader revokes it once the fencing succeeded, so the node's reports can be
+    /// forgotten even if a restarted agent resumed that lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<i64>,
 }
 
 /// `fencing/<node>/result`: written by the executing agent (lease-guarded), or by

@@ -322,9 +322,19 @@ impl ResourceStatus {
         self.role.may_be_active() || self.pending.is_some()
     }
 
-    /// Promoted, or a promotion recorded as under way.
+    /// Promoted, a promotion recorded as under way, or failed after its last one-shot
+    /// operation promoted it (or failed to demote it), or with a monitor that answered
+    /// "failed while promoted" (OCF 9): nothing proves it demoted.
     pub fn may_be_promoted(&self) -> bool {
-        self.role == ObservedRole::Promoted || self.pending.as_deref() == Some("promote")
+        if self.role == ObservedRole::Promoted || self.pending.as_deref() == Some("promote") {
+            return true;
+        }
+        if self.role != ObservedRole::Failed {
+            return false;
+        }
+        let last_one_shot = self.history.iter().filter(|record| record.interval_ms == 0).max_by_key(|record| record.call_id);
+        let promoted_last = last_one_shot.is_some_and(|record| record.operation == "promote" || (record.operation == "demote" && record.rc != 0));
+        promoted_last || self.history.iter().any(|record| record.rc == 9)
     }
 }
 

@@ -20,7 +20,7 @@ pub enum LeaseState {
 }
 
 /// Renews `lease` every sixth of `ttl` until the task is aborted or etcd says the
-/// lease is gone. An attempt that gets no answer within a tenth of `ttl` (0.2 to 1 s)
+/// lease is gone. An attempt that gets no answer within an eighth of `ttl` (0.25 to 1 s)
 /// fails, and a failed one is retried 100 ms later on a fresh keep-alive stream, which
 /// the client may route to another member. Losing etcd's leader is the case this is
 /// built for (measured by the fault campaign's `KillEtcdMember`): a stream through a
@@ -32,7 +32,7 @@ pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) 
     let (sender, receiver) = watch::channel(LeaseState::Held { renewed_at: granted_at });
     let task = tokio::spawn(async move {
         let period = (ttl / 6).max(Duration::from_millis(50));
-        let patience = (ttl / 10).clamp(Duration::from_millis(200), Duration::from_secs(1));
+        let patience = (ttl / 8).clamp(Duration::from_millis(250), Duration::from_secs(1));
         let mut stream = None;
         loop {
             let sent = Instant::now();

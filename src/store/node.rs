@@ -53,25 +53,36 @@ impl Store {
         Ok(())
     }
 
-    /// Renews `lease` once if it still holds `node`'s key: `true` when the key exists
-    /// bound to it and etcd renewed it (the lease then lasts its full TTL from the
-    /// request). An agent that restarts within its lease resumes it this way — its
-    /// resources go on running and the scheduler sees nothing change — instead of
-    /// waiting for it to lapse and having the node fenced.
-    pub async fn renew_if_holding(&self, node: &str, lease: i64) -> Result<bool, StoreError> {
-        let mut client = self.client();
-        let key = self.keys().node_lease(node);
-        let response = timeout("read node lease", client.get(key.as_str(), None)).await?;
-        if response.kvs().first().map(etcd_client::KeyValue::lease) != Some(lease) {
-            return Ok(false);
+    /// Renews `lease` once if it still holds `node`'s key and was granted for `ttl`:
+    /// the instant the renewal was sent (the lease lasts its full TTL from then) when
+    /// the key exists bound to it and etcd renewed it. An agent that restarts within
+    /// its lease resumes it this way — its resources go on running and the scheduler
+    /// sees nothing change — instead of waiting for it to lapse and having the node
+    /// fenced. A lease of another TTL is not resumed: the agent's self-fencing
+    /// deadline is reckoned from its own.
+    pub async fn renew_if_holding(&self, node: &str, lease: i64, ttl: Duration) -> Result<Option<std::time::Instant>, StoreError> {
+        if self.node_lease_id(node).await? != Some(lease) {
+            return Ok(None);
         }
+        let mut client = self.client();
+        let mut sent = std::time::Instant::now();
         let renewal = async {
             let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+            sent = std::time::Instant::now();
             keeper.keep_alive().await?;
             responses.message().await
         };
         let answer = timeout("renew lease", renewal).await?;
-        Ok(answer.is_some_and(|answer| answer.ttl() > 0))
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        Ok(answer.filter(|answer| answer.ttl() == seconds).map(|_| sent))
+    }
+
+    /// The lease holding `node`'s key, if the key exists.
+    pub async fn node_lease_id(&self, node: &str) -> Result<Option<i64>, StoreError> {
+        let mut client = self.client();
+        let key = self.keys().node_lease(node);
+        let response = timeout("read node lease", client.get(key.as_str(), None)).await?;
+        Ok(response.kvs().first().map(etcd_client::KeyValue::lease).filter(|lease| *lease != 0))
     }
 
     /// Claims `node` for the agent holding `lease`: creates `nodes/<node>/lease` bound

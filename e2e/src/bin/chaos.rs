@@ -288,16 +288,18 @@ fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize) -> 
 struct Outcome {
     recovered: Option<Duration>,
     problems: Vec<String>,
+    /// Witness lines and power-offs before the fault: a fault that must disturb
+    /// nothing is judged on what came after, once the cluster has settled.
+    witness_before: usize,
+    power_offs_before: usize,
 }
 
 /// Injects one fault, measures recovery, heals. Problems found here (besides the
 /// observer's) are disturbances a fault must not cause.
 async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow::Result<Outcome> {
-    let mut outcome = Outcome::default();
+    let mut outcome = Outcome { witness_before: read_witness(&cluster.witness_log()).len(), power_offs_before: power_offs(cluster), ..Outcome::default() };
     let node = step.target.clone();
     let term = cluster.leader_term().await?;
-    let before = read_witness(&cluster.witness_log()).len();
-    let power_offs_before: usize = cluster.power_offs().values().map(Vec::len).sum();
     let mut fault_at = Instant::now();
     let recovered = match step.fault {
         Fault::KillAgent => {
@@ -359,11 +361,15 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             std::fs::write(&fail, "").context("inject a monitor failure")?;
             // Keep failing until the failure is seen, then let the recovery work.
             let started = Instant::now();
-            while started.elapsed() < options.bound {
-                if failures_of(&cluster.status()?) > before {
-                    break;
+            let mut seen = false;
+            while started.elapsed() < options.bound && !seen {
+                seen = failures_of(&cluster.status()?) > before;
+                if !seen {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            if !seen {
+                outcome.problems.push(format!("the failing monitor of {node} was never reported within {:?}", options.bound));
             }
             std::fs::remove_file(&fail).context("heal the monitor")?;
             resources_back(cluster, None, options.bound).await?
@@ -396,12 +402,14 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
         }
         Fault::RestartAll => {
             cluster.restart_all()?;
-            // Back when a new leader holds the election and everything runs (the
-            // agents' heartbeats outlive them: their leases were resumed).
+            // Back when a new leader holds the election, every new agent has probed
+            // and reported (the old heartbeats outlive the agents: their leases were
+            // resumed) and every node runs what it is assigned.
             let mut back = false;
             while fault_at.elapsed() < options.bound {
                 let now = cluster.leader_term().await?;
-                if now.is_some() && now != term && all_running(&cluster.status()?) {
+                let caught_up = cluster.agents_caught_up().await.unwrap_or(false);
+                if now.is_some() && now != term && caught_up && all_running(&cluster.status()?) && cluster.converged().await.unwrap_or(false) {
                     back = true;
                     break;
                 }
@@ -450,23 +458,25 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             cluster.start_agent(&name)?;
         }
     }
-    if matches!(step.fault, Fault::RestartAll | Fault::KillEtcdMember) {
-        // Neither may touch a resource. Give a late stop or start time to show in the
-        // log before judging.
-        tokio::time::sleep(cluster.lease_ttl()).await;
-        let disturbed: Vec<String> = read_witness(&cluster.witness_log())
-            .get(before..)
-            .unwrap_or_default()
-            .iter()
-            .filter(|line| line.phase == "begin" && line.operation != "monitor" && line.operation != "notify")
-            .map(|line| format!("{} {} on {}", line.operation, line.resource, line.node))
-            .collect();
-        let power_offs: usize = cluster.power_offs().values().map(Vec::len).sum();
-        if !disturbed.is_empty() || power_offs != power_offs_before {
-            outcome.problems.push(format!("{step} disturbed resources: {disturbed:?}, {} power-offs", power_offs.saturating_sub(power_offs_before)));
-        }
-    }
     Ok(outcome)
+}
+
+fn power_offs(cluster: &Cluster) -> usize {
+    cluster.power_offs().values().map(Vec::len).sum()
+}
+
+/// For a fault that must touch no resource (a restart of the control plane, an etcd
+/// member lost): what was stopped, started or fenced since it, judged once settled.
+fn disturbances(cluster: &Cluster, step: &Step, outcome: &Outcome) -> Option<String> {
+    let disturbed: Vec<String> = read_witness(&cluster.witness_log())
+        .get(outcome.witness_before..)
+        .unwrap_or_default()
+        .iter()
+        .filter(|line| line.phase == "begin" && line.operation != "monitor" && line.operation != "notify")
+        .map(|line| format!("{} {} on {}", line.operation, line.resource, line.node))
+        .collect();
+    let fenced = power_offs(cluster).saturating_sub(outcome.power_offs_before);
+    (!disturbed.is_empty() || fenced > 0).then(|| format!("{step} disturbed resources: {disturbed:?}, {fenced} power-offs"))
 }
 
 #[tokio::main]
@@ -500,14 +510,18 @@ async fn main() -> anyhow::Result<()> {
     let mut violating: Vec<String> = Vec::new();
     for (run, step) in steps.iter().enumerate() {
         println!("run {run}: {step}");
-        let outcome = inject(&mut cluster, step, &options).await?;
+        let mut outcome = inject(&mut cluster, step, &options).await?;
         match outcome.recovered {
             Some(took) => recoveries.entry(step.fault).or_default().push(took),
             None => *unrecovered.entry(step.fault).or_default() += 1,
         }
-        if !settled(&cluster, options.bound).await? {
+        let settled = settled(&cluster, options.bound).await?;
+        if !settled {
             *unrecovered.entry(step.fault).or_default() += 1;
             println!("  the cluster did not settle after healing within {:?}", options.bound);
+        }
+        if matches!(step.fault, Fault::RestartAll | Fault::KillEtcdMember) {
+            outcome.problems.extend(disturbances(&cluster, step, &outcome));
         }
         let testimony = read_witness(&cluster.witness_log());
         let power_offs = cluster.power_offs();
@@ -515,8 +529,11 @@ async fn main() -> anyhow::Result<()> {
         let audited = audit(&testimony, &power_offs, &rules);
         problems.extend(audited.iter().skip(known_problems).cloned());
         known_problems = audited.len();
-        // Once settled, the status must say what the witnesses say runs.
-        problems.extend(disagreements(&cluster.status()?, &Replay::of(&testimony, &power_offs), &rules));
+        // Once settled, the status must say what the witnesses say runs (a cluster
+        // still moving is counted as unrecovered instead).
+        if settled {
+            problems.extend(disagreements(&cluster.status()?, &Replay::of(&testimony, &power_offs), &rules));
+        }
         if !problems.is_empty() {
             for problem in &problems {
                 println!("  VIOLATION: {problem}");
