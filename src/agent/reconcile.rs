@@ -1397,18 +1397,7 @@ mod tests {
         previous.failures = 2;
         previous.fail_counts.insert("monitor_10000".into(), 2);
         for (call_id, interval_ms) in [(41, 0), (5, 10_000)] {
-            previous.history.push(OperationRecord {
-                operation: if interval_ms == 0 { "start".into() } else { "monitor".into() },
-                interval_ms,
-                call_id,
-                rc: ocf::OK,
-                expected_rc: ocf::OK,
-                status: crate::scheduler::snapshot::ExecStatus::Done,
-                last_rc_change: None,
-                migrate_source: None,
-                migrate_target: None,
-                digest: None,
-            });
+            previous.history.push(OperationRecord { interval_ms, ..one_shot(if interval_ms == 0 { "start" } else { "monitor" }, call_id) });
         }
         let mut r = Reconciler::new(NODE, vec![previous, status("b", NODE, ObservedRole::Stopped)]);
         assert_eq!(role(&r, "a"), ObservedRole::Unknown);
