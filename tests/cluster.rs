@@ -448,3 +448,66 @@ async fn a_cut_off_agent_stops_its_resources_before_they_start_elsewhere() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_fenced_while_its_agent_renews_loses_its_lease_even_if_resumed() {
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        cluster.apply(&local_power(cluster.dir.path(), &names)).await;
+        cluster.start_scheduler("s1", 5);
+        for node in names {
+            cluster.start_agent(node, 5);
+        }
+        // Its stop takes 2 s and may take 1 s: a stop that fails, so the node is fenced
+        // while its agent still renews its lease.
+        cluster
+            .apply(&format!(
+                "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: web}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}, delay: 2}}\n  operations: [{{name: monitor, interval: 1s}}, {{name: stop, timeout: 1s}}]\n",
+                log.display()
+            ))
+            .await;
+        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+        let victim = cluster.running("web").remove(0);
+        let other = if victim == "n1" { "n2" } else { "n1" };
+        cluster.apply(&format!("---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-moves}}\nspec: {{resource: web, node: {other}, score: INFINITY}}\n")).await;
+        // Once fencing is asked for, hold the scheduler still while the node is fenced
+        // and its agent, restarted at once (a fast reboot), resumes the lease.
+        let request = format!("{PREFIX}/fencing/{victim}/request");
+        let mut client = cluster.etcd.client().await;
+        let started = Instant::now();
+        while client.get(request.as_str(), None).await.expect("read the request").kvs().is_empty() {
+            assert!(started.elapsed() < Duration::from_secs(30), "no fencing was asked for\n{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let scheduler = i32::try_from(cluster.processes["s1"].child.id()).expect("pid");
+        // SAFETY: signals to the PID of a child this test started and has not reaped.
+        unsafe { libc::kill(scheduler, libc::SIGSTOP) };
+        let marker = cluster.path(&format!("nodes/{victim}/powered-off"));
+        cluster.wait_for("the power-off", Duration::from_secs(10), || marker.exists()).await;
+        let lease = cluster.store.node_lease_id(&victim).await.expect("read the lease").expect("the fenced agent's lease outlives it");
+        cluster.start_agent(&victim, 5);
+        let agent_log = cluster.path(&format!("logs/{victim}.log"));
+        let resumed = cluster.wait_for("the restarted agent to resume its lease", Duration::from_secs(10), || std::fs::read_to_string(&agent_log).unwrap_or_default().contains("resuming the lease")).await;
+        // SAFETY: as above.
+        unsafe { libc::kill(scheduler, libc::SIGCONT) };
+        println!("fenced, restarted and resumed within {resumed:?} of the power-off");
+        // The leader voids the lease that held the fenced node: its old reports (a
+        // failed stop) are forgotten and web runs on the other node.
+        cluster
+            .wait_for("web to run on the other node", Duration::from_secs(30), || {
+                let running = cluster.running("web");
+                running.len() == 1 && running[0] == other
+            })
+            .await;
+        assert_ne!(cluster.store.node_lease_id(&victim).await.expect("read the lease"), Some(lease), "the fenced node's lease was revoked");
+        // The first power-off (the marker has one line per power-off; see below).
+        let fenced_at: u128 = std::fs::read_to_string(&marker).unwrap_or_default().lines().next().and_then(|line| line.trim().parse().ok()).expect("a power-off time");
+        assert_eq!(overlaps(&log, Some((&victim, fenced_at))), Vec::<String>::new(), "fenced at {fenced_at}\n{}\n{}", std::fs::read_to_string(&log).unwrap_or_default(), cluster.logs());
+        // Known gap, not asserted: the restarted agent read its statuses (the failed
+        // stop) before the leader forgot them and writes them again after its lease is
+        // revoked, so the node is fenced a second time.
+    })
+    .await;
+}
