@@ -8,6 +8,9 @@
 //! Figures only (`target/bench-cluster.txt`). `PACER_BENCH_ROUNDS` sets the failover
 //! and takeover rounds (default 3).
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,24 +27,8 @@ impl Drop for Proc {
     }
 }
 
-fn pacer(endpoint: &str, args: &[&str], stdin: Option<&str>) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .args(args)
-        .env("PACER_ETCD", endpoint)
-        .env("PACER_PREFIX", PREFIX)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pacer");
-    if let Some(mut input) = child.stdin.take() {
-        std::io::Write::write_all(&mut input, stdin.unwrap_or_default().as_bytes()).expect("stdin");
-    }
-    child.wait_with_output().expect("pacer")
-}
-
 fn status(endpoint: &str) -> Value {
-    let output = pacer(endpoint, &["status", "-o", "json"], None);
+    let output = common::pacer(endpoint, PREFIX, &["status", "-o", "json"], None);
     serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
 }
 
@@ -110,7 +97,7 @@ fn up(ttl: u64) -> Up {
             "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: r{index}}}\nspec:\n  agent: ocf:heartbeat:Dummy\n  operations: [{{name: monitor, interval: 10s}}]\n"
         ));
     }
-    let output = pacer(&endpoint, &["apply", "-f", "-"], Some(&manifests));
+    let output = common::pacer(&endpoint, PREFIX, &["apply", "-f", "-"], Some(&manifests));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     wait(&endpoint, "100 resources running", |view| all_running(view, 100));
     Up { process, dir, endpoint }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::TestEtcd;
 use pacer::api::manifest::{Source, load};
 use pacer::daemon::decide_once;
+use pacer::local::witness::{Rules, Testimony, audit, read_witness};
 use pacer::scheduler::snapshot::ExecStatus;
 use pacer::state::{NodeAssignment, NodeHeartbeat, ObservedRole, ResourceStatus};
 use pacer::store::Store;
@@ -262,45 +263,11 @@ async fn probes_then_starts_and_stops_as_the_plan_says() {
     .await;
 }
 
-/// One line of the witness log.
-#[derive(Debug)]
-struct Testimony {
-    node: String,
-    resource: String,
-    operation: String,
-    phase: String,
-    rc: Option<i32>,
-}
-
-fn read_witness(path: &Path) -> Vec<Testimony> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    text.lines()
-        .map(|line| {
-            let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
-            Testimony { node: field("node"), resource: field("rsc"), operation: field("op"), phase: field("phase"), rc: field("rc").parse().ok() }
-        })
-        .collect()
-}
-
-/// Replays the witness log: a copy is active from the beginning of its start to the
-/// successful end of its stop. Returns every moment two copies of one resource were.
+/// Every moment two copies of one resource were active, by the shared observer
+/// (`pacer::local::witness`), every resource in the log taken as exclusive.
 fn overlaps(testimony: &[Testimony]) -> Vec<String> {
-    let mut active: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for line in testimony {
-        let copies = active.entry(line.resource.as_str()).or_default();
-        match (line.operation.as_str(), line.phase.as_str()) {
-            ("start", "begin") => {
-                if copies.iter().any(|node| *node != line.node) {
-                    problems.push(format!("{} started on {} while active on {:?}", line.resource, line.node, copies));
-                }
-                copies.push(&line.node);
-            }
-            ("stop", "end") if line.rc == Some(0) => copies.retain(|node| *node != line.node),
-            _ => {}
-        }
-    }
-    problems
+    let rules = Rules { exclusive: testimony.iter().map(|line| line.resource.clone()).collect(), promoted_max: BTreeMap::new() };
+    audit(testimony, &BTreeMap::new(), &rules)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

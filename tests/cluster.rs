@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use common::TestEtcd;
 use pacer::api::manifest::{Source, load};
 use pacer::local::link::Link;
+use pacer::local::witness::{Rules, audit, read_witness};
 use pacer::store::Store;
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use serde_json::Value;
@@ -193,37 +194,15 @@ fn local_power(dir: &Path, names: &[&str]) -> String {
     )
 }
 
-/// Replays the witness log: a copy is active from the start of its start to the
+/// Every moment two copies of one resource were active, by the shared observer
+/// (`pacer::local::witness`): a copy is active from the start of its start to the
 /// successful end of its stop — or, on a node that was powered off, until the moment
-/// the fence agent finished (`fenced`: node and wall-clock nanoseconds). Returns every
-/// overlap of two copies.
+/// the fence agent finished (`fenced`: node and wall-clock nanoseconds).
 fn overlaps(log: &Path, fenced: Option<(&str, u128)>) -> Vec<String> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut active: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut problems = Vec::new();
-    for line in text.lines() {
-        let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
-        let (node, resource, operation, phase) = (field("node"), field("rsc"), field("op"), field("phase"));
-        if let Some((victim, at)) = fenced
-            && field("ns").parse::<u128>().is_ok_and(|ns| ns > at)
-        {
-            for copies in active.values_mut() {
-                copies.retain(|other| other != victim);
-            }
-        }
-        let copies = active.entry(resource.clone()).or_default();
-        match (operation.as_str(), phase.as_str()) {
-            ("start", "begin") => {
-                if copies.iter().any(|other| *other != node) {
-                    problems.push(format!("{resource} started on {node} while active on {copies:?}"));
-                }
-                copies.push(node);
-            }
-            ("stop", "end") if field("rc") == "0" => copies.retain(|other| *other != node),
-            _ => {}
-        }
-    }
-    problems
+    let testimony = read_witness(log);
+    let power_offs: BTreeMap<String, Vec<u128>> = fenced.into_iter().map(|(node, at)| (node.to_string(), vec![at])).collect();
+    let rules = Rules { exclusive: testimony.iter().map(|line| line.resource.clone()).collect(), promoted_max: BTreeMap::new() };
+    audit(&testimony, &power_offs, &rules)
 }
 
 /// When the fence agent powered `node` off (its marker file's time), in nanoseconds.

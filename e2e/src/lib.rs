@@ -8,7 +8,9 @@
 
 pub mod netns;
 
-use std::collections::{BTreeMap, BTreeSet};
+pub use pacer::local::witness::{Replay, Rules, Testimony, audit, disagreements, read_witness};
+
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,6 +23,24 @@ use serde_json::Value;
 use crate::netns::Network;
 
 const PREFIX: &str = "/pacer";
+
+/// How long a settled cluster must stay so (`Cluster::wait_quiet`): longer than the
+/// scheduler's batching of changes (1 s at most), so no decision is still to come.
+pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// Wall-clock nanoseconds, as the witness agent and the fence agent write them.
+pub fn epoch_ns() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos())
+}
+
+/// The sample at `fraction` (0.5 for the median) of sorted samples; zero for none.
+pub fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
 
 /// A process of the cluster.
 struct Process {
@@ -92,6 +112,8 @@ pub struct Cluster {
     /// Each node's links, one per etcd member.
     links: BTreeMap<String, Vec<Link>>,
     network: Option<Network>,
+    /// The harness's own client, for what `pacer status` does not show.
+    store: pacer::store::Store,
     etcd: EtcdCluster,
     dir: tempfile::TempDir,
     config: ClusterConfig,
@@ -123,7 +145,8 @@ impl Cluster {
         // An election must end well within the half lease after which agents self-fence.
         let tuning: &[&str] = if config.etcd_members > 1 { &["--heartbeat-interval=50", "--election-timeout=500"] } else { &[] };
         let etcd = EtcdCluster::start(&dir.path().join("etcd"), config.etcd_members.max(1), tuning).context("start etcd (scripts/install-deps)")?;
-        let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), network, etcd, dir, config };
+        let store = pacer::store::Store::connect(&etcd.endpoints(), PREFIX).await.context("connect to etcd")?;
+        let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), network, store, etcd, dir, config };
         let mut objects: Vec<String> = names.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
         // One fence device per node, as the brief's clusters have (a UPS, a BMC), never
         // run by the node it fences.
@@ -259,7 +282,7 @@ impl Cluster {
     /// Whether every node's heartbeat is its current agent's (its PID) and says it
     /// has probed everything: each agent started since a restart has caught up.
     pub async fn agents_caught_up(&self) -> anyhow::Result<bool> {
-        let store = pacer::store::Store::connect(&self.etcd.endpoints(), PREFIX).await?;
+        let store = &self.store;
         let (_, heartbeats) = store.read_records::<pacer::state::NodeHeartbeat>(&store.keys().nodes_prefix()).await?;
         Ok(self.agents.iter().all(|(node, process)| {
             heartbeats.iter().any(|(_, heartbeat, _)| heartbeat.node == *node && heartbeat.probed && heartbeat.pid == process.child.id())
@@ -406,7 +429,7 @@ impl Cluster {
     /// read from etcd. A moment's convergence can precede a new decision (the
     /// scheduler waits up to a second to batch changes); callers wait for it to last.
     pub async fn converged(&self) -> anyhow::Result<bool> {
-        let store = pacer::store::Store::connect(&self.etcd.endpoints(), PREFIX).await?;
+        let store = &self.store;
         let keys = store.keys().clone();
         let (_, plans) = store.read_records::<pacer::state::NodeAssignment>(&keys.plans_prefix()).await?;
         let (_, statuses) = store.read_records::<pacer::state::ResourceStatus>(&keys.statuses_prefix()).await?;
@@ -430,7 +453,7 @@ impl Cluster {
     /// The scheduler leader's term: the election key's create revision (`None` while
     /// no one leads).
     pub async fn leader_term(&self) -> anyhow::Result<Option<i64>> {
-        let store = pacer::store::Store::connect(&self.etcd.endpoints(), PREFIX).await?;
+        let store = &self.store;
         let mut client = store.client();
         let response = client.get(store.keys().election(), None).await.context("read the election key")?;
         Ok(response.kvs().first().map(|kv| kv.create_revision()))
@@ -448,252 +471,27 @@ impl Cluster {
             .collect()
     }
 
-    /// Everything that can run does: every node online, and no resource instance
-    /// stopped without a reason.
-    pub fn settled(&self, resources: &[&str]) -> anyhow::Result<bool> {
-        let view = self.status()?;
-        let nodes_online = view["nodes"].as_array().is_some_and(|nodes| nodes.iter().all(|node| node["state"] == "online"));
-        let running = resources.iter().all(|name| {
-            view["resources"].as_array().into_iter().flatten().any(|entry| entry["name"] == *name && entry["role"] != "Stopped" && entry["failed"] == false)
-        });
-        Ok(nodes_online && running)
-    }
-
-    /// Waits until `settled`; the time it took, or `None` after `limit`.
-    pub async fn wait_settled(&self, resources: &[&str], limit: Duration) -> anyhow::Result<Option<Duration>> {
+    /// Waits until every node is online, `running` holds of `pacer status -o json`,
+    /// every node runs what its assignment says (`converged`: no move under way), and
+    /// all that has lasted `QUIET`; `false` after `bound`.
+    pub async fn wait_quiet(&self, bound: Duration, running: impl Fn(&Value) -> bool) -> anyhow::Result<bool> {
         let started = Instant::now();
-        while started.elapsed() < limit {
-            if self.settled(resources)? {
-                return Ok(Some(started.elapsed()));
+        let mut since: Option<Instant> = None;
+        while started.elapsed() < bound {
+            let view = self.status()?;
+            let online = view["nodes"].as_array().is_some_and(|nodes| nodes.iter().all(|node| node["state"] == "online"));
+            // etcd may be missing a member: a failed read only means "not yet".
+            let converged = self.converged().await.unwrap_or(false);
+            if online && running(&view) && converged {
+                let since = *since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= QUIET {
+                    return Ok(true);
+                }
+            } else {
+                since = None;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        Ok(None)
-    }
-}
-
-/// One line of the witness log.
-#[derive(Clone, Debug)]
-pub struct Testimony {
-    pub ns: u128,
-    pub node: String,
-    pub resource: String,
-    pub operation: String,
-    pub phase: String,
-    pub rc: Option<i32>,
-}
-
-pub fn read_witness(log: &Path) -> Vec<Testimony> {
-    std::fs::read_to_string(log)
-        .unwrap_or_default()
-        .lines()
-        .map(|line| {
-            let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
-            Testimony { ns: field("ns").parse().unwrap_or(0), node: field("node"), resource: field("rsc"), operation: field("op"), phase: field("phase"), rc: field("rc").parse().ok() }
-        })
-        .collect()
-}
-
-/// What the observer holds the cluster to.
-#[derive(Clone, Debug, Default)]
-pub struct Rules {
-    /// Resources (the witness's `rsc=`) that may be active on one node at a time:
-    /// everything that is not a clone.
-    pub exclusive: BTreeSet<String>,
-    /// Promotable clones: the most instances promoted at once (`promotedMax`).
-    pub promoted_max: BTreeMap<String, usize>,
-}
-
-/// Where every resource is active and promoted, replaying the witness log with the
-/// nodes' power-offs. A copy is active from the beginning of its start (or migration
-/// in) until the successful end of its stop, or until its node was powered off;
-/// promoted from the beginning of its promote until the successful end of its demote
-/// or stop, or the power-off. Beginnings count, not ends: an operation under way may
-/// already have done its harm.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Replay {
-    pub active: BTreeMap<String, BTreeSet<String>>,
-    pub promoted: BTreeMap<String, BTreeSet<String>>,
-    /// Copies handing over by live migration (`migrate_to` begun, not yet stopped).
-    pub migrating: BTreeMap<String, BTreeSet<String>>,
-}
-
-impl Replay {
-    fn power_off(&mut self, node: &str) {
-        for copies in self.active.values_mut().chain(self.promoted.values_mut()).chain(self.migrating.values_mut()) {
-            copies.remove(node);
-        }
-    }
-
-    fn testify(&mut self, line: &Testimony) {
-        let resource = line.resource.clone();
-        let node = line.node.clone();
-        match (line.operation.as_str(), line.phase.as_str()) {
-            ("start" | "migrate_from", "begin") => {
-                self.active.entry(resource).or_default().insert(node);
-            }
-            ("promote", "begin") => {
-                self.promoted.entry(resource).or_default().insert(node);
-            }
-            ("migrate_to", "begin") => {
-                self.migrating.entry(resource).or_default().insert(node);
-            }
-            ("demote", "end") if line.rc == Some(0) => {
-                self.promoted.entry(resource).or_default().remove(&node);
-            }
-            ("stop", "end") if line.rc == Some(0) => {
-                self.active.entry(resource.clone()).or_default().remove(&node);
-                self.promoted.entry(resource.clone()).or_default().remove(&node);
-                self.migrating.entry(resource).or_default().remove(&node);
-            }
-            _ => {}
-        }
-    }
-
-    /// The state at the end of the log.
-    pub fn of(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>) -> Replay {
-        let mut replay = Replay::default();
-        replay.run(testimony, power_offs, |_, _| {});
-        replay
-    }
-
-    /// Replays every line and power-off in time order; `check` sees the state and each
-    /// line just before it is applied.
-    fn run(&mut self, testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>, mut check: impl FnMut(&Replay, &Testimony)) {
-        let mut events: Vec<(u128, Option<&Testimony>, Option<&str>)> = testimony.iter().map(|line| (line.ns, Some(line), None)).collect();
-        for (node, times) in power_offs {
-            events.extend(times.iter().map(|time| (*time, None, Some(node.as_str()))));
-        }
-        events.sort_by_key(|(time, _, _)| *time);
-        for (_, line, powered_off) in events {
-            if let Some(node) = powered_off {
-                self.power_off(node);
-            }
-            if let Some(line) = line {
-                check(self, line);
-                self.testify(line);
-            }
-        }
-    }
-}
-
-/// The observer's verdict on a whole run: every moment an exclusive resource began to
-/// run while active on another node, and every promotion beyond `promotedMax`.
-pub fn audit(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>, rules: &Rules) -> Vec<String> {
-    let mut problems = Vec::new();
-    Replay::default().run(testimony, power_offs, |replay, line| {
-        let others = |copies: Option<&BTreeSet<String>>| copies.into_iter().flatten().filter(|other| **other != line.node).cloned().collect::<Vec<_>>();
-        match (line.operation.as_str(), line.phase.as_str()) {
-            ("start" | "migrate_from", "begin") if rules.exclusive.contains(&line.resource) => {
-                let active = others(replay.active.get(&line.resource));
-                // A live migration runs two copies by design: the target's migrate_from
-                // may overlap only copies that began handing over (migrate_to).
-                let handing_over = replay.migrating.get(&line.resource);
-                let excused = line.operation == "migrate_from" && active.iter().all(|node| handing_over.is_some_and(|nodes| nodes.contains(node)));
-                if !active.is_empty() && !excused {
-                    problems.push(format!("{} started on {} at {} while active on {active:?}", line.resource, line.node, line.ns));
-                }
-            }
-            ("promote", "begin") => {
-                if let Some(max) = rules.promoted_max.get(&line.resource) {
-                    let promoted = others(replay.promoted.get(&line.resource));
-                    if promoted.len() + 1 > *max {
-                        problems.push(format!("{} promoted on {} at {} while promoted on {promoted:?} (promotedMax {max})", line.resource, line.node, line.ns));
-                    }
-                }
-            }
-            _ => {}
-        }
-    });
-    problems
-}
-
-/// Where the status disagrees with the replayed witness log (`Replay::of`), for the
-/// resources `rules` names: an exclusive resource must be reported Started exactly
-/// where it is active, a promotable clone's instances where they are active, Promoted
-/// where promoted. Meant for a settled cluster, after healing.
-pub fn disagreements(status: &Value, replay: &Replay, rules: &Rules) -> Vec<String> {
-    let entries: Vec<&Value> = status["resources"].as_array().into_iter().flatten().collect();
-    let nodes_where = |resource: &str, roles: &[&str]| -> BTreeSet<String> {
-        entries
-            .iter()
-            .filter(|entry| entry["name"].as_str().is_some_and(|name| name == resource || name.split_once(':').is_some_and(|(base, _)| base == resource)))
-            .filter(|entry| entry["role"].as_str().is_some_and(|role| roles.contains(&role)))
-            .filter_map(|entry| entry["node"].as_str().map(str::to_string))
-            .collect()
-    };
-    let mut problems = Vec::new();
-    let mut compare = |what: String, reported: BTreeSet<String>, testified: Option<&BTreeSet<String>>| {
-        let testified = testified.cloned().unwrap_or_default();
-        if reported != testified {
-            problems.push(format!("{what}: status says {reported:?}, the witness log {testified:?}"));
-        }
-    };
-    for resource in &rules.exclusive {
-        compare(format!("{resource} running"), nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Migrating", "Failed"]), replay.active.get(resource));
-    }
-    for resource in rules.promoted_max.keys() {
-        compare(format!("{resource} running"), nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Failed"]), replay.active.get(resource));
-        compare(format!("{resource} promoted"), nodes_where(resource, &["Promoted"]), replay.promoted.get(resource));
-    }
-    problems
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(ns: u128, node: &str, operation: &str, phase: &str) -> Testimony {
-        Testimony { ns, node: node.into(), resource: "web".into(), operation: operation.into(), phase: phase.into(), rc: (phase == "end").then_some(0) }
-    }
-
-    #[test]
-    fn the_observer_sees_overlaps_and_forgives_powered_off_nodes() {
-        let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
-        let moved = [line(1, "n1", "start", "begin"), line(2, "n1", "start", "end"), line(3, "n1", "stop", "end"), line(4, "n2", "start", "begin")];
-        assert!(audit(&moved, &BTreeMap::new(), &rules).is_empty());
-        let twice = [line(1, "n1", "start", "begin"), line(2, "n2", "start", "begin")];
-        assert_eq!(audit(&twice, &BTreeMap::new(), &rules).len(), 1);
-        // A clone runs everywhere: not exclusive.
-        assert!(audit(&twice, &BTreeMap::new(), &Rules::default()).is_empty());
-        let fenced = [line(1, "n1", "start", "begin"), line(5, "n2", "start", "begin")];
-        let off: BTreeMap<String, Vec<u128>> = [("n1".to_string(), vec![3])].into();
-        assert!(audit(&fenced, &off, &rules).is_empty());
-        let too_early: BTreeMap<String, Vec<u128>> = [("n1".to_string(), vec![6])].into();
-        assert_eq!(audit(&fenced, &too_early, &rules).len(), 1);
-    }
-
-    #[test]
-    fn only_a_copy_handing_over_may_overlap_a_migration() {
-        let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
-        let migrated = [line(1, "n1", "start", "begin"), line(2, "n1", "migrate_to", "begin"), line(3, "n2", "migrate_from", "begin"), line(4, "n1", "stop", "end")];
-        assert!(audit(&migrated, &BTreeMap::new(), &rules).is_empty());
-        let unannounced = [line(1, "n1", "start", "begin"), line(3, "n2", "migrate_from", "begin")];
-        assert_eq!(audit(&unannounced, &BTreeMap::new(), &rules).len(), 1);
-    }
-
-    #[test]
-    fn the_observer_counts_promotions_against_promoted_max() {
-        let rules = Rules { exclusive: BTreeSet::new(), promoted_max: [("web".to_string(), 1)].into() };
-        let handed_over = [line(1, "n1", "start", "begin"), line(2, "n2", "start", "begin"), line(3, "n1", "promote", "begin"), line(4, "n1", "demote", "end"), line(5, "n2", "promote", "begin")];
-        assert!(audit(&handed_over, &BTreeMap::new(), &rules).is_empty());
-        let both = [line(1, "n1", "promote", "begin"), line(2, "n2", "promote", "begin")];
-        assert_eq!(audit(&both, &BTreeMap::new(), &rules).len(), 1);
-        // The promoted node was powered off first: its promotion ended with it.
-        let off: BTreeMap<String, Vec<u128>> = [("n1".to_string(), vec![1])].into();
-        let after_fencing = [line(0, "n1", "promote", "begin"), line(2, "n2", "promote", "begin")];
-        assert!(audit(&after_fencing, &off, &rules).is_empty());
-    }
-
-    #[test]
-    fn the_status_must_agree_with_the_witness_log() {
-        let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
-        let replay = Replay::of(&[line(1, "n1", "start", "begin"), line(2, "n1", "start", "end")], &BTreeMap::new());
-        let agrees = serde_json::json!({"resources": [{"name": "web", "node": "n1", "role": "Started"}]});
-        assert!(disagreements(&agrees, &replay, &rules).is_empty());
-        let elsewhere = serde_json::json!({"resources": [{"name": "web", "node": "n2", "role": "Started"}]});
-        assert_eq!(disagreements(&elsewhere, &replay, &rules).len(), 1);
-        let stopped = serde_json::json!({"resources": [{"name": "web", "node": null, "role": "Stopped"}]});
-        assert_eq!(disagreements(&stopped, &replay, &rules).len(), 1);
+        Ok(false)
     }
 }

@@ -21,10 +21,10 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use pacer_e2e::{Cluster, ClusterConfig};
+use pacer_e2e::{Cluster, ClusterConfig, epoch_ns, percentile};
 use serde_json::Value;
 
 /// The resource whose node is killed in the failover rounds.
@@ -78,14 +78,6 @@ fn witness(cluster: &Cluster, name: &str, interval: u64) -> String {
 
 fn fail_file(cluster: &Cluster, name: &str) -> PathBuf {
     cluster.dir().join(format!("fail-{name}"))
-}
-
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
 }
 
 /// One line of the table: the samples of one measure in one cluster.
@@ -169,49 +161,27 @@ async fn wait_for(cluster: &Cluster, since: Instant, bound: Duration, condition:
     Ok(None)
 }
 
-/// Heals and waits for quiet: every agent running, everything settled, and the
-/// placements unchanged for two seconds (a node that comes back may draw resources to
-/// it, as Pacemaker without stickiness does).
+/// Heals and waits for quiet (`Cluster::wait_quiet`): every agent running, every
+/// resource Started, every node running what it is assigned, for a while — a node
+/// that comes back may draw resources to it, as Pacemaker without stickiness does.
 async fn settle(cluster: &mut Cluster, resources: &[String], bound: Duration) -> anyhow::Result<()> {
     for node in cluster.node_names() {
         if !cluster.agent_running(&node) {
             cluster.start_agent(&node)?;
         }
     }
-    let names: Vec<&str> = resources.iter().map(String::as_str).collect();
-    let started = Instant::now();
-    let mut last: Option<(Vec<Option<String>>, Instant)> = None;
-    while started.elapsed() < bound {
-        let view = cluster.status()?;
-        let placements: Vec<Option<String>> = names.iter().map(|name| started_on(&view, name)).collect();
-        if cluster.settled(&names)? && placements.iter().all(Option::is_some) {
-            match &last {
-                Some((seen, since)) if *seen == placements => {
-                    if since.elapsed() >= Duration::from_secs(2) {
-                        return Ok(());
-                    }
-                }
-                _ => last = Some((placements, Instant::now())),
-            }
-        } else {
-            last = None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    anyhow::bail!("the cluster did not settle within {bound:?}")
+    let all_started = |view: &Value| resources.iter().all(|name| started_on(view, name).is_some());
+    anyhow::ensure!(cluster.wait_quiet(bound, all_started).await?, "the cluster did not settle within {bound:?}");
+    Ok(())
 }
 
 /// Waits `round`'s share of `period`, so that the rounds' faults fall at points spread
 /// evenly over it. Settling takes about as long every round, so a fault injected right
 /// after it would always hit the same point of a periodic activity (a lease renewal
-/// every quarter TTL, `store::lease::keep_alive`; a monitor's interval, which a restart
+/// every sixth of the TTL, `store::lease::keep_alive`; a monitor's interval, which a restart
 /// resets) and measure one case, not the average.
 async fn spread(round: usize, rounds: usize, period: Duration) {
     tokio::time::sleep(period.mul_f64((round as f64 + 0.5) / rounds as f64)).await;
-}
-
-fn epoch_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |duration| duration.as_nanos())
 }
 
 async fn failover(cluster: &mut Cluster, resources: &[String], options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {

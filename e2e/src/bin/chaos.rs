@@ -24,7 +24,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, read_witness};
+use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, epoch_ns, percentile, read_witness};
 use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -177,14 +177,6 @@ fn rules() -> Rules {
     Rules { exclusive: RESOURCES.iter().map(|name| name.to_string()).collect(), promoted_max: [(STORAGE.to_string(), STORAGE_PROMOTED_MAX)].into() }
 }
 
-fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 /// Whether every exclusive resource is Started, and the storage runs on every online
 /// node, promoted on one.
 fn all_running(view: &serde_json::Value) -> bool {
@@ -216,31 +208,10 @@ async fn resources_back(cluster: &Cluster, lost: Option<&str>, bound: Duration) 
     Ok(false)
 }
 
-/// How long a settled cluster must stay so: longer than the scheduler's batching of
-/// changes (1 s at most), so no decision is still to come.
-const QUIET: Duration = Duration::from_millis(1500);
-
 /// Waits until every node is online, every resource runs and every node runs what
-/// its assignment says (no move under way), and that has lasted `QUIET`.
+/// its assignment says, for `QUIET`.
 async fn settled(cluster: &Cluster, bound: Duration) -> anyhow::Result<bool> {
-    let started = Instant::now();
-    let mut since: Option<Instant> = None;
-    while started.elapsed() < bound {
-        let view = cluster.status()?;
-        let online = view["nodes"].as_array().is_some_and(|nodes| nodes.iter().all(|node| node["state"] == "online"));
-        // etcd may be missing a member: a failed read only means "not yet".
-        let converged = cluster.converged().await.unwrap_or(false);
-        if online && all_running(&view) && converged {
-            let since = *since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= QUIET {
-                return Ok(true);
-            }
-        } else {
-            since = None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(false)
+    cluster.wait_quiet(bound, all_running).await
 }
 
 /// The node a resource is reported Started on.
@@ -261,10 +232,6 @@ async fn start_begun(cluster: &Cluster, resource: &str, node: &str, since: u128,
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
-}
-
-fn now_ns() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_nanos())
 }
 
 /// Draws the run's step from the seed (an etcd member is killed only if there are
@@ -313,7 +280,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
         Fault::FreezeMidStart => {
             // Where the slow resource runs now; move it to the target (or, if it runs
             // there already, anywhere else first).
-            let since = now_ns();
+            let since = epoch_ns();
             let current = node_of(cluster, "slow")?;
             let target = if current.as_deref() == Some(node.as_str()) { cluster.node_names().into_iter().find(|other| *other != node).unwrap_or_default() } else { node.clone() };
             cluster.apply(&format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: slow-moves}}\nspec: {{resource: slow, node: {target}, score: INFINITY}}\n"))?;
