@@ -33,7 +33,11 @@ fn status(endpoint: &str) -> Value {
 }
 
 fn node_of(view: &Value, resource: &str) -> Option<String> {
-    view["resources"].as_array()?.iter().find(|entry| entry["name"] == resource && entry["role"] != "Stopped").and_then(|entry| entry["node"].as_str().map(str::to_string))
+    view["resources"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["name"] == resource && entry["role"] != "Stopped")
+        .and_then(|entry| entry["node"].as_str().map(str::to_string))
 }
 
 fn all_running(view: &Value, count: usize) -> bool {

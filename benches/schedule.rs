@@ -187,14 +187,21 @@ fn generate(nodes: usize, resources: usize) -> Generated {
             let _ = writeln!(constraints, r#"      <rsc_order id="ord-{id}" first="{}" then="{id}" kind="Mandatory"/>"#, units[first].id);
         }
         if rng.chance_permille(5) {
-            let _ = writeln!(constraints, r#"      <rsc_order id="after-clone-{id}" first="{}-clone" then="{id}" kind="Mandatory"/>"#, clone_ids[rng.below(ANONYMOUS_CLONES)]);
+            let _ = writeln!(
+                constraints,
+                r#"      <rsc_order id="after-clone-{id}" first="{}-clone" then="{id}" kind="Mandatory"/>"#,
+                clone_ids[rng.below(ANONYMOUS_CLONES)]
+            );
         }
     }
     // A few units want the promoted instance; one avoids it.
     for (n, index) in (0..units.len()).step_by((units.len() / 4).max(1)).take(4).enumerate() {
         let id = &units[index].id;
         let (score, role) = if n == 0 { ("-INFINITY", "Promoted") } else { ("INFINITY", "Promoted") };
-        let _ = writeln!(constraints, r#"      <rsc_colocation id="col-{id}-promoted" rsc="{id}" with-rsc="{promotable}-clone" with-rsc-role="{role}" score="{score}"/>"#);
+        let _ = writeln!(
+            constraints,
+            r#"      <rsc_colocation id="col-{id}-promoted" rsc="{id}" with-rsc="{promotable}-clone" with-rsc-role="{role}" score="{score}"/>"#
+        );
     }
 
     // Placements: 90% of the units run; a mandatory colocation puts the dependent with
@@ -299,7 +306,8 @@ fn generate(nodes: usize, resources: usize) -> Generated {
         let _ = writeln!(xml, r#"      <node id="{}" uname="{}"/>"#, node + 1, node_name(node));
     }
     xml.push_str("    </nodes>\n    <resources>\n");
-    xml.push_str(r#"      <primitive id="fence0" class="stonith" type="fence_dummy">
+    xml.push_str(
+        r#"      <primitive id="fence0" class="stonith" type="fence_dummy">
         <instance_attributes id="fence0-params">
           <nvpair id="fence0-mode" name="mode" value="pass"/>
         </instance_attributes>
@@ -307,7 +315,8 @@ fn generate(nodes: usize, resources: usize) -> Generated {
           <op id="fence0-monitor-60s" name="monitor" interval="60s"/>
         </operations>
       </primitive>
-"#);
+"#,
+    );
     for (c, clone) in clone_ids.iter().enumerate() {
         let _ = writeln!(
             xml,
@@ -353,9 +362,15 @@ fn generate(nodes: usize, resources: usize) -> Generated {
         let name = node_name(node);
         let id = node + 1;
         if node == failed {
-            let _ = writeln!(xml, r#"    <node_state id="{id}" uname="{name}" in_ccm="false" crmd="offline" crm-debug-origin="post_cache_update" join="down" expected="member">"#);
+            let _ = writeln!(
+                xml,
+                r#"    <node_state id="{id}" uname="{name}" in_ccm="false" crmd="offline" crm-debug-origin="post_cache_update" join="down" expected="member">"#
+            );
         } else {
-            let _ = writeln!(xml, r#"    <node_state id="{id}" uname="{name}" in_ccm="true" crmd="online" crm-debug-origin="do_update_resource" join="member" expected="member">"#);
+            let _ = writeln!(
+                xml,
+                r#"    <node_state id="{id}" uname="{name}" in_ccm="true" crmd="online" crm-debug-origin="do_update_resource" join="member" expected="member">"#
+            );
         }
         let _ = writeln!(
             xml,
@@ -419,7 +434,8 @@ fn crm_simulate_binary() -> Option<PathBuf> {
         Ok(value) if !value.is_empty() => return Some(PathBuf::from(value)),
         _ => {}
     }
-    let on_path = std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|dir| dir.join("crm_simulate")).find(|candidate| candidate.is_file()));
+    let on_path =
+        std::env::var_os("PATH").and_then(|path| std::env::split_paths(&path).map(|dir| dir.join("crm_simulate")).find(|candidate| candidate.is_file()));
     on_path.or_else(|| Some(PathBuf::from("/usr/sbin/crm_simulate")).filter(|candidate| candidate.is_file()))
 }
 
@@ -508,7 +524,8 @@ fn main() {
     };
     match &crm {
         Some(binary) => {
-            let version = Command::new(binary).arg("--version").output().ok().map(|out| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string());
+            let version =
+                Command::new(binary).arg("--version").output().ok().map(|out| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string());
             println!("crm_simulate: {} ({}), timeout {}s", binary.display(), version.unwrap_or_default(), crm_timeout.as_secs());
         }
         None => println!("crm_simulate: not found (install pacemaker-cli-utils) or PACER_BENCH_CRM_SIMULATE=none: skipped"),
@@ -542,7 +559,9 @@ fn main() {
             };
             import_samples.push(started.elapsed().as_secs_f64());
             if run == 0 {
-                for unmapped in imported.unmapped.iter().filter(|unmapped| !(unmapped.id.contains("startup-probes") || unmapped.reason.contains("startup-probes"))).take(3) {
+                for unmapped in
+                    imported.unmapped.iter().filter(|unmapped| !(unmapped.id.contains("startup-probes") || unmapped.reason.contains("startup-probes"))).take(3)
+                {
                     notes.push(format!("note: {nodes}x{resources}: unmapped <{} id={:?}>: {}", unmapped.element, unmapped.id, unmapped.reason));
                 }
             }
@@ -574,11 +593,9 @@ fn main() {
         let (crm_text, ratio_schedule, ratio_total) = match &crm {
             None => ("skipped".to_string(), "-".to_string(), "-".to_string()),
             Some(binary) => match run_crm_simulate(binary, &path, crm_timeout) {
-                CrmOutcome::Seconds(seconds) => (
-                    format!("{seconds:.3}"),
-                    format!("{:.0}×", seconds / schedule_seconds),
-                    format!("{:.0}×", seconds / (import_seconds + schedule_seconds)),
-                ),
+                CrmOutcome::Seconds(seconds) => {
+                    (format!("{seconds:.3}"), format!("{:.0}×", seconds / schedule_seconds), format!("{:.0}×", seconds / (import_seconds + schedule_seconds)))
+                }
                 CrmOutcome::Timeout(seconds) => (
                     format!("> {:.0} (timeout)", seconds),
                     format!("> {:.0}×", seconds / schedule_seconds),
@@ -603,7 +620,9 @@ fn main() {
     }
     table.extend(notes);
     table.push(String::new());
-    table.push("ratio/s = crm_simulate / Pacer schedule; ratio/i+s = crm_simulate / (Pacer import + schedule). Goal: 1,000 × 10,000 under 0.5 s, ratio ≥ 100×.".into());
+    table.push(
+        "ratio/s = crm_simulate / Pacer schedule; ratio/i+s = crm_simulate / (Pacer import + schedule). Goal: 1,000 × 10,000 under 0.5 s, ratio ≥ 100×.".into(),
+    );
 
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
     let out = target.join("bench-schedule.txt");

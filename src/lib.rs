@@ -4,10 +4,10 @@
 pub mod agent;
 pub mod api;
 pub mod cib;
+pub mod cli;
+pub mod daemon;
 pub mod exec;
 pub mod local;
 pub mod scheduler;
 pub mod state;
 pub mod store;
-pub mod cli;
-pub mod daemon;

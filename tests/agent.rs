@@ -195,7 +195,10 @@ impl Cluster {
     }
 
     async fn wait_probed(&self, node: &str) {
-        self.wait_for(&format!("{node} to probe everything"), Duration::from_secs(30), || async { self.heartbeat(node).await.is_some_and(|heartbeat| heartbeat.probed) }).await;
+        self.wait_for(&format!("{node} to probe everything"), Duration::from_secs(30), || async {
+            self.heartbeat(node).await.is_some_and(|heartbeat| heartbeat.probed)
+        })
+        .await;
     }
 
     async fn wait_role(&self, node: &str, id: &str, role: ObservedRole) -> Duration {
@@ -221,7 +224,9 @@ fn dummy(name: &str, agent: &str, params: &str, operations: &str) -> String {
 }
 
 fn location(resource: &str, node: &str, score: &str) -> String {
-    format!("---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: {resource}-on-{node}}}\nspec: {{resource: {resource}, node: {node}, score: \"{score}\"}}\n")
+    format!(
+        "---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: {resource}-on-{node}}}\nspec: {{resource: {resource}, node: {node}, score: \"{score}\"}}\n"
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -255,7 +260,9 @@ async fn probes_then_starts_and_stops_as_the_plan_says() {
         let listing = cluster.store.list_objects().await.expect("list");
         assert!(listing.objects.keys().any(|key| key.to_string() == "Node/n1"), "the agent creates its Node object");
 
-        cluster.apply(&dummy("slow", "ocf:pacemaker:Dummy", "op_sleep: 1", "").replace("operations: []", "operations: []\n  meta: {targetRole: Stopped}")).await;
+        cluster
+            .apply(&dummy("slow", "ocf:pacemaker:Dummy", "op_sleep: 1", "").replace("operations: []", "operations: []\n  meta: {targetRole: Stopped}"))
+            .await;
         cluster.decide().await;
         cluster.wait_role("n1", "slow", ObservedRole::Stopped).await;
         assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Started), "web is left running");
@@ -490,9 +497,8 @@ async fn lease_loss_stops_everything_before_the_lease_can_expire() {
         // follows the assignment, which still says to run the sleeper here.
         // (The status in etcd still says Started from before the cut: wait for the
         // new process, then for the heartbeat of the new session.)
-        let restarted = cluster
-            .wait_for("the sleeper to run again", Duration::from_secs(30), || async { live_pid(&pidfile).is_some_and(|new| new != pid) })
-            .await;
+        let restarted =
+            cluster.wait_for("the sleeper to run again", Duration::from_secs(30), || async { live_pid(&pidfile).is_some_and(|new| new != pid) }).await;
         println!("etcd back -> node claimed anew, probed and the resource started again: {restarted:?}");
         // The probe's Stopped is written before the start runs; the start's Started after.
         cluster.wait_role("n1", "sleeper", ObservedRole::Started).await;
@@ -508,7 +514,13 @@ async fn sigterm_stops_every_resource_and_gives_up_the_node() {
         let mut cluster = Cluster::new().await;
         let witness = cluster.path("witness.log");
         let member = |name: &str| dummy(name, "ocf:pacer:witness", &format!("log: {}", witness.display()), "");
-        cluster.apply(&format!("{}{}---\napiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {{name: app}}\nspec: {{members: [a, b]}}\n", member("a"), member("b"))).await;
+        cluster
+            .apply(&format!(
+                "{}{}---\napiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {{name: app}}\nspec: {{members: [a, b]}}\n",
+                member("a"),
+                member("b")
+            ))
+            .await;
         cluster.start_agent("n1", 2);
         cluster.wait_probed("n1").await;
         cluster.decide().await;
@@ -520,7 +532,8 @@ async fn sigterm_stops_every_resource_and_gives_up_the_node() {
         assert_eq!(cluster.role("n1", "a").await, Some(ObservedRole::Stopped));
         assert_eq!(cluster.role("n1", "b").await, Some(ObservedRole::Stopped));
         assert!(cluster.heartbeat("n1").await.is_none(), "the node's lease is given up");
-        let stops: Vec<String> = read_witness(&witness).into_iter().filter(|line| line.operation == "stop" && line.phase == "end").map(|line| line.resource).collect();
+        let stops: Vec<String> =
+            read_witness(&witness).into_iter().filter(|line| line.operation == "stop" && line.phase == "end").map(|line| line.resource).collect();
         assert_eq!(stops, ["b", "a"], "stopped in reverse order");
     })
     .await;
@@ -531,7 +544,8 @@ async fn an_allow_migrate_resource_moves_by_live_migration() {
     require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
     bounded(async {
         let mut cluster = Cluster::new().await;
-        let vm = dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
+        let vm =
+            dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
         cluster.apply(&format!("{vm}{}", location("vm", "n1", "100"))).await;
         cluster.start_agent("n1", 2);
         cluster.start_agent("n2", 2);
@@ -699,7 +713,9 @@ async fn an_agent_restarted_within_its_lease_resumes_it_and_leaves_its_resources
         cluster.start_agent("n1", 5);
         let pid = cluster.agents["n1"].child.id();
         cluster
-            .wait_for("the restarted agent to probe", Duration::from_secs(30), || async { cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.pid == pid && heartbeat.probed) })
+            .wait_for("the restarted agent to probe", Duration::from_secs(30), || async {
+                cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.pid == pid && heartbeat.probed)
+            })
             .await;
         assert_eq!(cluster.node_lease("n1").await, Some(lease), "the lease was resumed, not replaced\n{}", cluster.agent_logs());
         assert_eq!(cluster.role("n1", "a").await, Some(ObservedRole::Started));
@@ -741,7 +757,9 @@ async fn an_agent_that_died_during_a_start_does_not_resume_its_lease() {
         cluster.start_agent("n1", 5);
         let pid = cluster.agents["n1"].child.id();
         cluster
-            .wait_for("the restarted agent to claim the node", Duration::from_secs(30), || async { cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.pid == pid) })
+            .wait_for("the restarted agent to claim the node", Duration::from_secs(30), || async {
+                cluster.heartbeat("n1").await.is_some_and(|heartbeat| heartbeat.pid == pid)
+            })
             .await;
         // It waited for the old lease to lapse (a scheduler would have fenced the node
         // meanwhile: it was lost with a start under way) and claimed it with a new one.

@@ -14,9 +14,7 @@ fn node(name: &str, extra: &str) -> String {
 }
 
 fn resource(name: &str, marker: &str) -> String {
-    format!(
-        "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata:\n  name: {name}\nspec:\n  agent: ocf:pacemaker:Dummy\n  params: {{fake: {marker}}}\n"
-    )
+    format!("apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata:\n  name: {name}\nspec:\n  agent: ocf:pacemaker:Dummy\n  params: {{fake: {marker}}}\n")
 }
 
 fn request(text: &str) -> ApplyRequest {

@@ -24,19 +24,15 @@ fn object_set(objects: &[Object]) -> ObjectSet {
 }
 
 fn find<'a>(imported: &'a Imported, kind: Kind, name: &str) -> &'a Object {
-    imported
-        .objects
-        .iter()
-        .find(|object| object.kind() == kind && object.name().as_str() == name)
-        .unwrap_or_else(|| panic!("no {kind}/{name}"))
+    imported.objects.iter().find(|object| object.kind() == kind && object.name().as_str() == name).unwrap_or_else(|| panic!("no {kind}/{name}"))
 }
 
 #[test]
 fn every_scenario_imports_into_a_valid_object_set() {
     let directory = corpus();
-    let entries = std::fs::read_dir(&directory)
-        .unwrap_or_else(|error| panic!("the conformance corpus must be at {}: {error}", directory.display()));
-    let mut paths: Vec<PathBuf> = entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|ext| ext == "xml")).collect();
+    let entries = std::fs::read_dir(&directory).unwrap_or_else(|error| panic!("the conformance corpus must be at {}: {error}", directory.display()));
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(Result::ok).map(|entry| entry.path()).filter(|path| path.extension().is_some_and(|ext| ext == "xml")).collect();
     paths.sort();
     assert!(paths.len() >= 300, "expected the whole corpus, found {} scenarios", paths.len());
     let mut failures = Vec::new();
@@ -110,12 +106,7 @@ fn liveness_follows_pacemaker() {
 #[test]
 fn histories_are_ordered_with_expected_codes() {
     let imported = case("1-a-then-bm-move-b");
-    let history = imported
-        .observed
-        .history
-        .iter()
-        .find(|history| history.resource == "B" && history.node == "18node2")
-        .expect("B's history on 18node2");
+    let history = imported.observed.history.iter().find(|history| history.resource == "B" && history.node == "18node2").expect("B's history on 18node2");
     assert_eq!(history.agent.as_deref(), Some("ocf:heartbeat:Dummy"));
     let summary: Vec<(&str, u64, i64, i32, i32)> =
         history.operations.iter().map(|op| (op.operation.as_str(), op.interval_ms, op.call_id, op.rc, op.expected_rc)).collect();

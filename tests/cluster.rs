@@ -130,7 +130,10 @@ impl Cluster {
     }
 
     fn logs(&self) -> String {
-        self.processes.keys().map(|name| format!("--- {name}\n{}", std::fs::read_to_string(self.path(&format!("logs/{name}.log"))).unwrap_or_default())).collect()
+        self.processes
+            .keys()
+            .map(|name| format!("--- {name}\n{}", std::fs::read_to_string(self.path(&format!("logs/{name}.log"))).unwrap_or_default()))
+            .collect()
     }
 
     /// `pacer status -o json`.
@@ -154,7 +157,14 @@ impl Cluster {
 
     fn node_state(&self, node: &str) -> String {
         let status = self.status();
-        status["nodes"].as_array().into_iter().flatten().find(|entry| entry["name"] == node).and_then(|entry| entry["state"].as_str()).unwrap_or("absent").to_string()
+        status["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["name"] == node)
+            .and_then(|entry| entry["state"].as_str())
+            .unwrap_or("absent")
+            .to_string()
     }
 
     async fn wait_for(&self, what: &str, limit: Duration, mut condition: impl FnMut() -> bool) -> Duration {
@@ -405,13 +415,16 @@ async fn a_cut_off_agent_stops_its_resources_before_they_start_elsewhere() {
         cluster.start_agent("n2", 2);
         cluster.proxies.push(link);
         cluster.wait_for("both nodes online", Duration::from_secs(30), || cluster.node_state("n1") == "online" && cluster.node_state("n2") == "online").await;
-        cluster.apply(&format!("{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n1}}\nspec: {{resource: web, node: n1, score: 100}}\n", witness("web", &log, ""))).await;
+        cluster
+            .apply(&format!(
+                "{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n1}}\nspec: {{resource: web, node: n1, score: 100}}\n",
+                witness("web", &log, "")
+            ))
+            .await;
         cluster.wait_for("web to run on n1", Duration::from_secs(30), || cluster.running("web") == ["n1"]).await;
         cluster.proxies[0].set_cut(true);
         let cut = Instant::now();
-        cluster
-            .wait_for("web to run on n2", Duration::from_secs(60), || cluster.running("web") == ["n2"])
-            .await;
+        cluster.wait_for("web to run on n2", Duration::from_secs(60), || cluster.running("web") == ["n2"]).await;
         println!("n1 cut off from etcd -> web running on n2 (lease TTL 2 s): {:?}", cut.elapsed());
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let events: Vec<String> = text

@@ -34,7 +34,8 @@ struct Three {
 fn start() -> Three {
     let dir = TempDir::new().expect("create a temporary directory");
     let started = Instant::now();
-    let cluster = tokio::task::block_in_place(|| EtcdCluster::start(&dir.path().join("etcd"), 3, &[])).expect("start three etcd members (scripts/install-deps)");
+    let cluster =
+        tokio::task::block_in_place(|| EtcdCluster::start(&dir.path().join("etcd"), 3, &[])).expect("start three etcd members (scripts/install-deps)");
     eprintln!("three members healthy after {:?}: {:?}", started.elapsed(), cluster.endpoints());
     Three { cluster, dir }
 }

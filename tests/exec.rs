@@ -21,10 +21,7 @@ async fn bounded<F: Future<Output = ()>>(body: F) {
 }
 
 fn require(path: &str) {
-    assert!(
-        Path::new(path).exists(),
-        "{path} is missing: install resource-agents, pacemaker (its test agents) and fence-agents (scripts/install-deps)"
-    );
+    assert!(Path::new(path).exists(), "{path} is missing: install resource-agents, pacemaker (its test agents) and fence-agents (scripts/install-deps)");
 }
 
 fn agents_dir() -> PathBuf {
@@ -353,7 +350,12 @@ async fn the_witness_is_promotable_through_crm_master() {
         let s = setup();
         let mut witness = s.request("ms:1", "ocf:pacer:witness", "start", "node-a");
         witness.meta = params(&[("promotable", "true"), ("globally-unique", "false")]);
-        let score = |value: Option<&str>| AttributeUpdate { name: "master-ms:1".into(), node: "node-a".into(), lifetime: AttributeLifetime::Reboot, value: value.map(str::to_string) };
+        let score = |value: Option<&str>| AttributeUpdate {
+            name: "master-ms:1".into(),
+            node: "node-a".into(),
+            lifetime: AttributeLifetime::Reboot,
+            value: value.map(str::to_string),
+        };
         let start = s.op(&witness, "start").await;
         assert_rc(&start, 0, "start");
         assert_eq!(start.attributes, vec![score(Some("5"))]);
@@ -492,7 +494,8 @@ env | sort > "$OCF_RESKEY_envfile"
 exit 0
 "#,
         );
-        let executor = Executor::new(ExecConfig { work_dir: Some(dir.path().join("work")), ocf_agent_dirs: vec![extra], ..ExecConfig::default() }).expect("executor");
+        let executor =
+            Executor::new(ExecConfig { work_dir: Some(dir.path().join("work")), ocf_agent_dirs: vec![extra], ..ExecConfig::default() }).expect("executor");
         let envfile = dir.path().join("env.txt");
         let request = OperationRequest {
             resource: "p".into(),
@@ -525,7 +528,12 @@ exit 0
             "stderr: {}",
             result.stderr
         );
-        let reboot = |name: &str, value: &str| AttributeUpdate { name: name.into(), node: "node-a".into(), lifetime: AttributeLifetime::Reboot, value: Some(value.into()) };
+        let reboot = |name: &str, value: &str| AttributeUpdate {
+            name: name.into(),
+            node: "node-a".into(),
+            lifetime: AttributeLifetime::Reboot,
+            value: Some(value.into()),
+        };
         assert_eq!(
             result.attributes,
             [
@@ -538,7 +546,11 @@ exit 0
         let env = std::fs::read_to_string(&envfile).expect("env dump");
         let names: Vec<&str> = env.lines().filter_map(|line| line.split_once('=').map(|(name, _)| name)).filter(|name| !name.starts_with("OCF_")).collect();
         // `sh` adds PWD itself.
-        assert_eq!(names, ["HA_RSCTMP", "HA_SBIN_DIR", "HA_VARRUN", "LANG", "PACER_ATTR_UPDATES", "PACER_NODE_ATTRIBUTES", "PACER_NODE_NAME", "PATH", "PWD"], "{env}");
+        assert_eq!(
+            names,
+            ["HA_RSCTMP", "HA_SBIN_DIR", "HA_VARRUN", "LANG", "PACER_ATTR_UPDATES", "PACER_NODE_ATTRIBUTES", "PACER_NODE_NAME", "PATH", "PWD"],
+            "{env}"
+        );
         assert!(env.contains(&format!("PATH={}:", executor.shim_dir().display())), "{env}");
     })
     .await;
@@ -551,7 +563,12 @@ async fn an_agent_that_ignores_sigterm_is_killed_with_its_children() {
         let extra = dir.path().join("agents");
         // The agent and its child both ignore SIGTERM; only SIGKILL to the group ends them.
         test_agent(&extra, "stubborn", "#!/bin/sh\ntrap '' TERM\nsh -c \"trap '' TERM; sleep 300; echo \\$OCF_RESKEY_marker\" &\nsleep 300\n");
-        let config = ExecConfig { work_dir: Some(dir.path().join("work")), kill_grace: Duration::from_millis(300), ocf_agent_dirs: vec![extra], ..ExecConfig::default() };
+        let config = ExecConfig {
+            work_dir: Some(dir.path().join("work")),
+            kill_grace: Duration::from_millis(300),
+            ocf_agent_dirs: vec![extra],
+            ..ExecConfig::default()
+        };
         let executor = Executor::new(config).expect("executor");
         let marker = format!("stubborn-marker-{}", std::process::id());
         let request = OperationRequest {

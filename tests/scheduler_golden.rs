@@ -13,66 +13,42 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use pacer::api::ObjectSet;
+use pacer::api::constraint::OrderAction;
 use pacer::api::manifest::{Source, check_change, load};
 use pacer::api::yaml::parse_documents;
 use pacer::api::{Object, Score};
-use pacer::api::constraint::OrderAction;
 use pacer::scheduler::plan::{Gate, Placement, Plan, ResourceKind};
 use pacer::scheduler::snapshot::Observed;
 use pacer::scheduler::{Snapshot, schedule};
 
 fn case_directories(root: &Path) -> Vec<PathBuf> {
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(root)
-        .expect("read tests/scheduler")
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .filter(|path| path.is_dir())
-        .collect();
+    let mut cases: Vec<PathBuf> =
+        std::fs::read_dir(root).expect("read tests/scheduler").filter_map(|entry| entry.ok().map(|entry| entry.path())).filter(|path| path.is_dir()).collect();
     cases.sort();
     cases
 }
 
 /// The case's manifests, refused when `pacer apply` would refuse them.
 fn read_objects(path: &Path) -> Result<Vec<Object>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("read {}: {error}", path.display()))?;
-    let loaded = load(&[Source {
-        name: path.display().to_string(),
-        text,
-    }]);
+    let text = std::fs::read_to_string(path).map_err(|error| format!("read {}: {error}", path.display()))?;
+    let loaded = load(&[Source { name: path.display().to_string(), text }]);
     let mut problems: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
-    let checked = check_change(
-        &ObjectSet::new(),
-        &loaded.manifests,
-        &[],
-        &Default::default(),
-        &loaded.broken,
-    );
+    let checked = check_change(&ObjectSet::new(), &loaded.manifests, &[], &Default::default(), &loaded.broken);
     problems.extend(checked.diagnostics.iter().map(ToString::to_string));
     if !problems.is_empty() {
-        return Err(format!(
-            "{} is not valid:\n  {}",
-            path.display(),
-            problems.join("\n  ")
-        ));
+        return Err(format!("{} is not valid:\n  {}", path.display(), problems.join("\n  ")));
     }
-    Ok(loaded
-        .manifests
-        .into_iter()
-        .map(|manifest| manifest.object)
-        .collect())
+    Ok(loaded.manifests.into_iter().map(|manifest| manifest.object).collect())
 }
 
 /// The observed state, read as `pacer simulate --observed` reads it.
 fn read_observed(path: &Path) -> Result<Observed, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| format!("read {}: {error}", path.display()))?;
-    let documents = parse_documents(&text)
-        .map_err(|error| format!("{}:{}: {}", path.display(), error.position, error.message))?;
+    let text = std::fs::read_to_string(path).map_err(|error| format!("read {}: {error}", path.display()))?;
+    let documents = parse_documents(&text).map_err(|error| format!("{}:{}: {}", path.display(), error.position, error.message))?;
     let Some(document) = documents.into_iter().next() else {
         return Ok(Observed::default());
     };
-    serde_path_to_error::deserialize(document.value)
-        .map_err(|error| format!("{}: {}: {}", path.display(), error.path(), error.inner()))
+    serde_path_to_error::deserialize(document.value).map_err(|error| format!("{}: {}: {}", path.display(), error.path(), error.inner()))
 }
 
 fn read_now(directory: &Path) -> Result<i64, String> {
@@ -80,22 +56,15 @@ fn read_now(directory: &Path) -> Result<i64, String> {
     if !path.exists() {
         return Ok(0);
     }
-    let text = std::fs::read_to_string(&path)
-        .map_err(|error| format!("read {}: {error}", path.display()))?;
-    text.trim()
-        .parse()
-        .map_err(|error| format!("{}: not an integer: {error}", path.display()))
+    let text = std::fs::read_to_string(&path).map_err(|error| format!("read {}: {error}", path.display()))?;
+    text.trim().parse().map_err(|error| format!("{}: not an integer: {error}", path.display()))
 }
 
 fn placements(placements: &[Placement]) -> String {
     if placements.is_empty() {
         return "Stopped".into();
     }
-    placements
-        .iter()
-        .map(|placement| format!("{} {}", placement.role.as_str(), placement.node))
-        .collect::<Vec<_>>()
-        .join(", ")
+    placements.iter().map(|placement| format!("{} {}", placement.role.as_str(), placement.node)).collect::<Vec<_>>().join(", ")
 }
 
 fn score_text(score: Score) -> String {
@@ -113,11 +82,7 @@ fn render(plan: &Plan) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "nodes:");
     for node in &plan.nodes {
-        let reason = node
-            .unclean_reason
-            .as_ref()
-            .map(|reason| format!(" ({reason})"))
-            .unwrap_or_default();
+        let reason = node.unclean_reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default();
         let _ = writeln!(out, "  {}: {}{reason}", node.name, node.state.as_str());
     }
     let _ = writeln!(out, "fencing:");
@@ -125,22 +90,14 @@ fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "  none");
     }
     for fencing in &plan.fencing {
-        let _ = writeln!(
-            out,
-            "  {} {}: {}",
-            fencing.action, fencing.node, fencing.reason
-        );
+        let _ = writeln!(out, "  {} {}: {}", fencing.action, fencing.node, fencing.reason);
     }
     let _ = writeln!(out, "actions:");
     if plan.actions.is_empty() {
         let _ = writeln!(out, "  none");
     }
     for action in &plan.actions {
-        let _ = writeln!(
-            out,
-            "  {} {} ({})",
-            action.verb, action.resource, action.detail
-        );
+        let _ = writeln!(out, "  {} {} ({})", action.verb, action.resource, action.detail);
     }
     let _ = writeln!(out, "resources:");
     for resource in &plan.resources {
@@ -167,10 +124,7 @@ fn render(plan: &Plan) -> String {
         let _ = writeln!(out, "    current: {}", placements(&resource.current));
         let reason = resource.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default();
         let _ = writeln!(out, "    next: {}{reason}", placements(&resource.next));
-        let scores: Vec<String> = plan
-            .scores_of(resource)
-            .map(|(node, score)| format!("{node}={}", score_text(score)))
-            .collect();
+        let scores: Vec<String> = plan.scores_of(resource).map(|(node, score)| format!("{node}={}", score_text(score))).collect();
         let _ = writeln!(out, "    scores: {}", scores.join(" "));
         for (label, gates) in [("start after", &resource.start_after), ("promote after", &resource.promote_after)] {
             if !gates.is_empty() {
@@ -206,20 +160,9 @@ fn gate_text(gate: &Gate) -> String {
 fn run_case(directory: &Path) -> Result<String, String> {
     let objects = read_objects(&directory.join("cluster.yaml"))?;
     let observed_path = directory.join("observed.yaml");
-    let observed = if observed_path.exists() {
-        read_observed(&observed_path)?
-    } else {
-        Observed {
-            quorum: true,
-            ..Observed::default()
-        }
-    };
+    let observed = if observed_path.exists() { read_observed(&observed_path)? } else { Observed { quorum: true, ..Observed::default() } };
     let now = read_now(directory)?;
-    let snapshot = Snapshot {
-        objects,
-        observed,
-        now,
-    };
+    let snapshot = Snapshot { objects, observed, now };
     let plan = schedule(&snapshot);
     let problems = plan.check(&snapshot);
     if !problems.is_empty() {
@@ -235,11 +178,7 @@ fn diff(expected: &str, actual: &str) -> String {
     let mut common = vec![vec![0usize; new.len() + 1]; old.len() + 1];
     for i in (0..old.len()).rev() {
         for j in (0..new.len()).rev() {
-            common[i][j] = if old[i] == new[j] {
-                common[i + 1][j + 1] + 1
-            } else {
-                common[i + 1][j].max(common[i][j + 1])
-            };
+            common[i][j] = if old[i] == new[j] { common[i + 1][j + 1] + 1 } else { common[i + 1][j].max(common[i][j + 1]) };
         }
     }
     let (mut i, mut j) = (0, 0);
@@ -268,11 +207,7 @@ fn every_scheduler_scenario_plans_what_its_expected_txt_says() {
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut failures = Vec::new();
     for case in &cases {
-        let name = case
-            .file_name()
-            .and_then(|name| name.to_str())
-            .unwrap_or_default()
-            .to_string();
+        let name = case.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_string();
         let actual = match run_case(case) {
             Ok(actual) => actual,
             Err(error) => {
@@ -287,18 +222,8 @@ fn every_scheduler_scenario_plans_what_its_expected_txt_says() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != actual {
-            failures.push(format!(
-                "{name}: the plan differs from {} (- expected, + actual):\n{}",
-                expected_path.display(),
-                diff(&expected, &actual)
-            ));
+            failures.push(format!("{name}: the plan differs from {} (- expected, + actual):\n{}", expected_path.display(), diff(&expected, &actual)));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases failed (UPDATE_EXPECT=1 rewrites expected.txt):\n\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {} cases failed (UPDATE_EXPECT=1 rewrites expected.txt):\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
 }

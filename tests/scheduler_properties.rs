@@ -21,9 +21,7 @@ use pacer::api::validate::check_objects;
 use pacer::api::yaml::to_yaml_string;
 use pacer::api::{Object, ObjectSet, Spec};
 use pacer::scheduler::plan::{NodeState, Plan, ResourceKind, ResourcePlan};
-use pacer::scheduler::snapshot::{
-    ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory,
-};
+use pacer::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
 use pacer::scheduler::{Snapshot, schedule};
 use proptest::prelude::*;
 use serde_json::{Value, json};
@@ -68,16 +66,14 @@ fn raw_resource() -> impl Strategy<Value = RawResource> {
         proptest::collection::vec((any::<u8>(), 0u8..6, -100i16..100), 0..3),
         proptest::collection::vec(proptest::option::weighted(0.7, 0i16..20), 6),
     )
-        .prop_map(
-            |(kind, clone_max, promoted_max, history, locations, promotion_scores)| RawResource {
-                kind,
-                clone_max,
-                promoted_max,
-                history,
-                locations,
-                promotion_scores,
-            },
-        )
+        .prop_map(|(kind, clone_max, promoted_max, history, locations, promotion_scores)| RawResource {
+            kind,
+            clone_max,
+            promoted_max,
+            history,
+            locations,
+            promotion_scores,
+        })
 }
 
 fn raw_case() -> impl Strategy<Value = RawCase> {
@@ -89,49 +85,20 @@ fn raw_case() -> impl Strategy<Value = RawCase> {
         0u8..3,
         0u8..3,
         proptest::collection::vec(raw_resource(), 1..13),
-        proptest::collection::vec(
-            (
-                any::<u8>(),
-                any::<u8>(),
-                0u8..5,
-                -100i16..100,
-                proptest::bool::weighted(0.3),
-            ),
-            0..6,
-        ),
-        proptest::collection::vec(
-            (
-                any::<u8>(),
-                any::<u8>(),
-                proptest::bool::weighted(0.8),
-                proptest::bool::weighted(0.3),
-            ),
-            0..6,
-        ),
+        proptest::collection::vec((any::<u8>(), any::<u8>(), 0u8..5, -100i16..100, proptest::bool::weighted(0.3)), 0..6),
+        proptest::collection::vec((any::<u8>(), any::<u8>(), proptest::bool::weighted(0.8), proptest::bool::weighted(0.3)), 0..6),
     )
-        .prop_map(
-            |(
-                nodes,
-                stonith_enabled,
-                fence_device,
-                quorum,
-                no_quorum_policy,
-                stickiness,
-                resources,
-                colocations,
-                orders,
-            )| RawCase {
-                nodes,
-                stonith_enabled,
-                fence_device,
-                quorum,
-                no_quorum_policy,
-                stickiness,
-                resources,
-                colocations,
-                orders,
-            },
-        )
+        .prop_map(|(nodes, stonith_enabled, fence_device, quorum, no_quorum_policy, stickiness, resources, colocations, orders)| RawCase {
+            nodes,
+            stonith_enabled,
+            fence_device,
+            quorum,
+            no_quorum_policy,
+            stickiness,
+            resources,
+            colocations,
+            orders,
+        })
 }
 
 /// A generated cluster: the snapshot, plus what the properties need to know about it.
@@ -163,12 +130,7 @@ struct Case {
 impl fmt::Debug for Case {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "\n# cluster.yaml")?;
-        let manifests: Vec<String> = self
-            .snapshot
-            .objects
-            .iter()
-            .map(|object| to_yaml_string(&object.to_value()))
-            .collect();
+        let manifests: Vec<String> = self.snapshot.objects.iter().map(|object| to_yaml_string(&object.to_value())).collect();
         writeln!(f, "{}", manifests.join("---\n"))?;
         writeln!(f, "# observed.yaml")?;
         let observed = serde_json::to_value(&self.snapshot.observed).unwrap_or(Value::Null);
@@ -178,8 +140,7 @@ impl fmt::Debug for Case {
 
 fn object(kind: &str, name: &str, spec: Value) -> Object {
     let value = json!({"apiVersion": "pacer.io/v1alpha1", "kind": kind, "metadata": {"name": name}, "spec": spec});
-    Object::from_value(value.clone())
-        .unwrap_or_else(|error| panic!("generator bug: {value} does not decode: {error}"))
+    Object::from_value(value.clone()).unwrap_or_else(|error| panic!("generator bug: {value} does not decode: {error}"))
 }
 
 fn score_value(kind: u8, value: i16) -> Value {
@@ -214,48 +175,23 @@ fn started(resource: &str, node: &str, promoted: bool, call_id: &mut i64) -> Res
         *call_id += 1;
         operations.push(operation("promote", *call_id, 0));
     }
-    ResourceHistory {
-        resource: resource.into(),
-        node: node.into(),
-        agent: Some("ocf:heartbeat:Dummy".into()),
-        operations,
-    }
+    ResourceHistory { resource: resource.into(), node: node.into(), agent: Some("ocf:heartbeat:Dummy".into()), operations }
 }
 
 fn build(raw: &RawCase) -> Case {
-    let node_names: Vec<String> = (1..=raw.nodes.len())
-        .map(|index| format!("node{index}"))
-        .collect();
+    let node_names: Vec<String> = (1..=raw.nodes.len()).map(|index| format!("node{index}")).collect();
     let node_count = node_names.len();
     let mut objects = Vec::new();
-    let mut observed = Observed {
-        quorum: raw.quorum < 9,
-        ..Observed::default()
-    };
+    let mut observed = Observed { quorum: raw.quorum < 9, ..Observed::default() };
     for (name, state) in node_names.iter().zip(&raw.nodes) {
         let standby = *state == 9;
-        objects.push(object(
-            "Node",
-            name,
-            if standby {
-                json!({"standby": true})
-            } else {
-                json!({})
-            },
-        ));
+        objects.push(object("Node", name, if standby { json!({"standby": true}) } else { json!({}) }));
         let liveness = match state {
             7 => NodeLiveness::Offline,
             8 => NodeLiveness::Unclean,
             _ => NodeLiveness::Online,
         };
-        observed.nodes.insert(
-            name.clone(),
-            ObservedNode {
-                liveness,
-                shutdown: false,
-                attributes: BTreeMap::new(),
-            },
-        );
+        observed.nodes.insert(name.clone(), ObservedNode { liveness, shutdown: false, attributes: BTreeMap::new() });
     }
     let no_quorum_policy = ["Stop", "Freeze", "Ignore"][raw.no_quorum_policy as usize % 3];
     let stickiness = [0, 100, 1000][raw.stickiness as usize % 3];
@@ -265,26 +201,12 @@ fn build(raw: &RawCase) -> Case {
         json!({"stonithEnabled": raw.stonith_enabled, "noQuorumPolicy": no_quorum_policy, "defaultResourceStickiness": stickiness}),
     ));
     if raw.fence_device {
-        objects.push(object(
-            "FenceDevice",
-            "fence-all",
-            json!({"agent": "fence_ipmilan", "params": {"ip": "10.0.0.1"}, "hostList": node_names}),
-        ));
+        objects.push(object("FenceDevice", "fence-all", json!({"agent": "fence_ipmilan", "params": {"ip": "10.0.0.1"}, "hostList": node_names})));
     }
 
-    let names: Vec<String> = (0..raw.resources.len())
-        .map(|index| format!("r{index}"))
-        .collect();
-    let promotable: Vec<bool> = raw
-        .resources
-        .iter()
-        .map(|resource| resource.kind == 9)
-        .collect();
-    let cloned: Vec<bool> = raw
-        .resources
-        .iter()
-        .map(|resource| resource.kind >= 7)
-        .collect();
+    let names: Vec<String> = (0..raw.resources.len()).map(|index| format!("r{index}")).collect();
+    let promotable: Vec<bool> = raw.resources.iter().map(|resource| resource.kind == 9).collect();
+    let cloned: Vec<bool> = raw.resources.iter().map(|resource| resource.kind >= 7).collect();
     let mut banned: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let mut promoted_max = BTreeMap::new();
     let mut call_id = 0i64;
@@ -311,11 +233,7 @@ fn build(raw: &RawCase) -> Case {
                 promoted_max.insert(name.clone(), limit);
                 for (node, score) in node_names.iter().zip(&resource.promotion_scores) {
                     if let Some(score) = score {
-                        let attributes = &mut observed
-                            .nodes
-                            .get_mut(node)
-                            .expect("every node is observed")
-                            .attributes;
+                        let attributes = &mut observed.nodes.get_mut(node).expect("every node is observed").attributes;
                         attributes.insert(format!("master-{name}"), score.to_string());
                     }
                 }
@@ -326,20 +244,11 @@ fn build(raw: &RawCase) -> Case {
 
         // A non-clone has a history on at most one node; a clone on distinct nodes.
         let mut seen = BTreeSet::new();
-        let limit = if cloned[index] {
-            resource.history.len()
-        } else {
-            resource.history.len().min(1)
-        };
+        let limit = if cloned[index] { resource.history.len() } else { resource.history.len().min(1) };
         for (node, promoted) in resource.history.iter().take(limit) {
             let node = &node_names[*node as usize % node_count];
             if seen.insert(node.clone()) {
-                observed.history.push(started(
-                    name,
-                    node,
-                    *promoted && promotable[index],
-                    &mut call_id,
-                ));
+                observed.history.push(started(name, node, *promoted && promotable[index], &mut call_id));
             }
         }
 
@@ -395,67 +304,40 @@ fn build(raw: &RawCase) -> Case {
         }
         dependents.intersection(&primaries).next().is_some()
     };
-    let is_promotable = |name: &str| {
-        names
-            .iter()
-            .position(|candidate| candidate == name)
-            .is_some_and(|index| promotable[index])
-    };
+    let is_promotable = |name: &str| names.iter().position(|candidate| candidate == name).is_some_and(|index| promotable[index]);
     let colocation_with_promotable = constraints.iter().any(|object| match &object.spec {
-        Spec::Colocation(colocation) => colocation
-            .with_resource
-            .as_ref()
-            .is_some_and(|with| is_promotable(with.as_str())),
+        Spec::Colocation(colocation) => colocation.with_resource.as_ref().is_some_and(|with| is_promotable(with.as_str())),
         _ => false,
     });
     let colocation_primaries: BTreeSet<String> = constraints
         .iter()
         .filter_map(|object| match &object.spec {
-            Spec::Colocation(colocation) => colocation
-                .with_resource
-                .as_ref()
-                .map(|name| name.to_string()),
+            Spec::Colocation(colocation) => colocation.with_resource.as_ref().map(|name| name.to_string()),
             _ => None,
         })
         .collect();
     let infinite_location: BTreeSet<String> = constraints
         .iter()
         .filter_map(|object| match &object.spec {
-            Spec::Location(location) if location.score == Some(pacer::api::Score::INFINITY) => {
-                location.resource.as_ref().map(|name| name.to_string())
-            }
+            Spec::Location(location) if location.score == Some(pacer::api::Score::INFINITY) => location.resource.as_ref().map(|name| name.to_string()),
             _ => None,
         })
         .collect();
-    let anti_colocated_with_infinite_dependent =
-        constraints.iter().any(|object| match &object.spec {
-            Spec::Colocation(colocation) => {
-                colocation.score < pacer::api::Score::ZERO
-                    && !colocation.score.is_infinite()
-                    && colocation
-                        .resource
-                        .as_ref()
-                        .is_some_and(|dependent| infinite_location.contains(dependent.as_str()))
-            }
-            _ => false,
-        });
+    let anti_colocated_with_infinite_dependent = constraints.iter().any(|object| match &object.spec {
+        Spec::Colocation(colocation) => {
+            colocation.score < pacer::api::Score::ZERO
+                && !colocation.score.is_infinite()
+                && colocation.resource.as_ref().is_some_and(|dependent| infinite_location.contains(dependent.as_str()))
+        }
+        _ => false,
+    });
     objects.extend(constraints);
 
-    let set: ObjectSet = objects
-        .iter()
-        .map(|object| (object.key(), object.clone()))
-        .collect();
+    let set: ObjectSet = objects.iter().map(|object| (object.key(), object.clone())).collect();
     let problems = check_objects(&set);
-    assert!(
-        problems.is_empty(),
-        "generator bug: invalid objects: {problems:?}"
-    );
+    assert!(problems.is_empty(), "generator bug: invalid objects: {problems:?}");
     Case {
-        snapshot: Snapshot {
-            objects,
-            observed,
-            now: 0,
-        },
+        snapshot: Snapshot { objects, observed, now: 0 },
         banned,
         promoted_max,
         stickiness,
@@ -469,22 +351,14 @@ fn build(raw: &RawCase) -> Case {
 }
 
 fn is_clone(resource: &ResourcePlan) -> bool {
-    matches!(
-        resource.kind,
-        ResourceKind::Clone | ResourceKind::Promotable
-    )
+    matches!(resource.kind, ResourceKind::Clone | ResourceKind::Promotable)
 }
 
 /// Nodes each configured resource runs on now, over all its instances.
 fn current_nodes(plan: &Plan) -> BTreeMap<&str, BTreeSet<&str>> {
     let mut current: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for resource in &plan.resources {
-        current.entry(resource.name.as_str()).or_default().extend(
-            resource
-                .current
-                .iter()
-                .map(|placement| placement.node.as_str()),
-        );
+        current.entry(resource.name.as_str()).or_default().extend(resource.current.iter().map(|placement| placement.node.as_str()));
     }
     current
 }
@@ -494,17 +368,8 @@ fn current_nodes(plan: &Plan) -> BTreeMap<&str, BTreeSet<&str>> {
 fn placements_by_resource(plan: &Plan) -> BTreeMap<String, Vec<(String, Role)>> {
     let mut out: BTreeMap<String, Vec<(String, Role)>> = BTreeMap::new();
     for resource in &plan.resources {
-        let key = if is_clone(resource) {
-            resource.name.clone()
-        } else {
-            resource.id.clone()
-        };
-        out.entry(key).or_default().extend(
-            resource
-                .next
-                .iter()
-                .map(|placement| (placement.node.clone(), placement.role)),
-        );
+        let key = if is_clone(resource) { resource.name.clone() } else { resource.id.clone() };
+        out.entry(key).or_default().extend(resource.next.iter().map(|placement| (placement.node.clone(), placement.role)));
     }
     for placements in out.values_mut() {
         placements.sort();
@@ -525,25 +390,12 @@ fn after(case: &Case, plan: &Plan) -> Snapshot {
     let mut call_id = 1000i64;
     for resource in &plan.resources {
         // Anonymous clone instances are recorded under the primitive's name.
-        let recorded = if is_clone(resource) && !resource.unique {
-            resource.name.as_str()
-        } else {
-            resource.id.as_str()
-        };
+        let recorded = if is_clone(resource) && !resource.unique { resource.name.as_str() } else { resource.id.as_str() };
         for placement in &resource.next {
-            observed.history.push(started(
-                recorded,
-                &placement.node,
-                placement.role == Role::Promoted,
-                &mut call_id,
-            ));
+            observed.history.push(started(recorded, &placement.node, placement.role == Role::Promoted, &mut call_id));
         }
     }
-    Snapshot {
-        objects: case.snapshot.objects.clone(),
-        observed,
-        now: case.snapshot.now,
-    }
+    Snapshot { objects: case.snapshot.objects.clone(), observed, now: case.snapshot.now }
 }
 
 /// Every property of one generated case; the first violation found, as text.
@@ -554,50 +406,24 @@ fn check_properties(case: &Case) -> Result<(), String> {
     if !problems.is_empty() {
         return Err(format!("(a) Plan::check: {problems:?}"));
     }
-    let states: BTreeMap<&str, NodeState> = plan
-        .nodes
-        .iter()
-        .map(|node| (node.name.as_str(), node.state))
-        .collect();
+    let states: BTreeMap<&str, NodeState> = plan.nodes.iter().map(|node| (node.name.as_str(), node.state)).collect();
     let current = current_nodes(&plan);
     for resource in &plan.resources {
-        let runs_now = current
-            .get(resource.name.as_str())
-            .cloned()
-            .unwrap_or_default();
-        for placement in resource
-            .next
-            .iter()
-            .filter(|placement| !runs_now.contains(placement.node.as_str()))
-        {
+        let runs_now = current.get(resource.name.as_str()).cloned().unwrap_or_default();
+        for placement in resource.next.iter().filter(|placement| !runs_now.contains(placement.node.as_str())) {
             // (b) nothing new on a node that does not end up online.
             let state = states.get(placement.node.as_str()).copied();
             if state != Some(NodeState::Online) {
-                return Err(format!(
-                    "(b) {} is newly placed on {}, which ends up {:?}",
-                    resource.id, placement.node, state
-                ));
+                return Err(format!("(b) {} is newly placed on {}, which ends up {:?}", resource.id, placement.node, state));
             }
             // (c) nothing new where a Location bans it.
-            if case
-                .banned
-                .get(&resource.name)
-                .is_some_and(|nodes| nodes.contains(&placement.node))
-            {
-                return Err(format!(
-                    "(c) {} is newly placed on {}, which a Location gives -INFINITY",
-                    resource.id, placement.node
-                ));
+            if case.banned.get(&resource.name).is_some_and(|nodes| nodes.contains(&placement.node)) {
+                return Err(format!("(c) {} is newly placed on {}, which a Location gives -INFINITY", resource.id, placement.node));
             }
         }
         // (d) one copy of a non-clone, unless it is left alone.
         if !is_clone(resource) && !resource.frozen && resource.next.len() > 1 {
-            return Err(format!(
-                "(d) {} is planned on {} nodes: {:?}",
-                resource.id,
-                resource.next.len(),
-                resource.next
-            ));
+            return Err(format!("(d) {} is planned on {} nodes: {:?}", resource.id, resource.next.len(), resource.next));
         }
     }
     // (e) no more promoted instances than promotedMax.
@@ -616,17 +442,12 @@ fn check_properties(case: &Case) -> Result<(), String> {
             .filter(|placement| placement.role == Role::Promoted)
             .map(|placement| placement.node.as_str())
             .collect();
-        if promoted
-            .iter()
-            .any(|node| states.get(node) == Some(&NodeState::Unclean))
-        {
+        if promoted.iter().any(|node| states.get(node) == Some(&NodeState::Unclean)) {
             continue;
         }
         let promoted = promoted.len();
         if promoted > *limit {
-            return Err(format!(
-                "(e) {name} has {promoted} promoted instances, more than its promotedMax {limit}"
-            ));
+            return Err(format!("(e) {name} has {promoted} promoted instances, more than its promotedMax {limit}"));
         }
     }
     // (f) scheduling the outcome again changes nothing. Not without stickiness: like
@@ -648,10 +469,7 @@ fn check_properties(case: &Case) -> Result<(), String> {
     // stopped in this transition and starts in the next one.
     let blocked_primary = plan.resources.iter().any(|resource| {
         resource.next.is_empty()
-            && resource
-                .reason
-                .as_deref()
-                .is_some_and(|reason| reason.contains("mandatory order"))
+            && resource.reason.as_deref().is_some_and(|reason| reason.contains("mandatory order"))
             && case.colocation_primaries.contains(&resource.name)
     });
     if blocked_primary {
@@ -680,10 +498,7 @@ fn check_properties(case: &Case) -> Result<(), String> {
         return Ok(());
     }
     let again = schedule(&after(case, &plan));
-    let (before, later) = (
-        placements_by_resource(&plan),
-        placements_by_resource(&again),
-    );
+    let (before, later) = (placements_by_resource(&plan), placements_by_resource(&again));
     if before != later {
         let changed: Vec<String> = before
             .keys()
@@ -693,16 +508,10 @@ fn check_properties(case: &Case) -> Result<(), String> {
             .filter(|key| before.get(*key) != later.get(*key))
             .map(|key| format!("{key}: {:?} then {:?}", before.get(key), later.get(key)))
             .collect();
-        return Err(format!(
-            "(f) rescheduling the outcome moves resources: {}",
-            changed.join("; ")
-        ));
+        return Err(format!("(f) rescheduling the outcome moves resources: {}", changed.join("; ")));
     }
     if !again.actions.is_empty() || !again.fencing.is_empty() {
-        return Err(format!(
-            "(f) rescheduling the outcome is not a no-op: actions {:?}, fencing {:?}",
-            again.actions, again.fencing
-        ));
+        return Err(format!("(f) rescheduling the outcome is not a no-op: actions {:?}, fencing {:?}", again.actions, again.fencing));
     }
     Ok(())
 }
@@ -752,27 +561,13 @@ fn the_generator_builds_valid_clusters() {
                 locations: vec![(0, 0, 0)],
                 promotion_scores: vec![None; 6],
             },
-            RawResource {
-                kind: 9,
-                clone_max: Some(2),
-                promoted_max: Some(2),
-                history: vec![(0, true)],
-                locations: vec![],
-                promotion_scores: vec![Some(5); 6],
-            },
+            RawResource { kind: 9, clone_max: Some(2), promoted_max: Some(2), history: vec![(0, true)], locations: vec![], promotion_scores: vec![Some(5); 6] },
         ],
         colocations: vec![(1, 0, 1, 0, true)],
         orders: vec![(0, 1, true, true)],
     };
     let case = build(&raw);
-    assert_eq!(
-        case.snapshot
-            .objects
-            .iter()
-            .filter(|object| matches!(object.spec, Spec::Resource(_)))
-            .count(),
-        2
-    );
+    assert_eq!(case.snapshot.objects.iter().filter(|object| matches!(object.spec, Spec::Resource(_))).count(), 2);
     assert_eq!(case.promoted_max.get("r1"), Some(&2));
     assert!(case.banned["r0"].contains("node1"));
 }

@@ -29,7 +29,11 @@ fn status(endpoint: &str) -> Value {
 }
 
 fn node_of(view: &Value, resource: &str) -> Option<String> {
-    view["resources"].as_array()?.iter().find(|entry| entry["name"] == resource && entry["role"] != "Stopped").and_then(|entry| entry["node"].as_str().map(str::to_string))
+    view["resources"]
+        .as_array()?
+        .iter()
+        .find(|entry| entry["name"] == resource && entry["role"] != "Stopped")
+        .and_then(|entry| entry["node"].as_str().map(str::to_string))
 }
 
 /// Everything that can run does: some node is online and no instance is stopped
@@ -97,19 +101,28 @@ fn pacer_up_runs_the_demo_and_survives_a_node_powered_off() {
     }
     let output = common::pacer(&endpoint, PREFIX, &["apply", "-f", "-"], Some(&manifests));
     assert!(output.status.success(), "{}", common::text(&output.stderr));
-    let view = wait(&endpoint, "every demo resource to run", Duration::from_secs(60), |view| settled(view) && node_of(view, "vm1").is_some() && node_of(view, "named").is_some());
-    let storage_promoted = view["resources"].as_array().into_iter().flatten().filter(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with("storage-vm1")) && entry["role"] == "Promoted").count();
+    let view = wait(&endpoint, "every demo resource to run", Duration::from_secs(60), |view| {
+        settled(view) && node_of(view, "vm1").is_some() && node_of(view, "named").is_some()
+    });
+    let storage_promoted = view["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with("storage-vm1")) && entry["role"] == "Promoted")
+        .count();
     assert_eq!(storage_promoted, 1, "{view}");
     assert!(view["failures"].as_array().is_some_and(Vec::is_empty), "nothing fails in the demo: {view}");
 
     // Power off the node running vm1 with the local fence agent.
     let victim = node_of(&view, "vm1").expect("vm1 runs");
     let mut fence = Command::new(Path::new(root).join("agents/fence/fence_pacer_local")).stdin(Stdio::piped()).spawn().expect("fence agent");
-    std::io::Write::write_all(fence.stdin.as_mut().expect("stdin"), format!("action=off\nport={victim}\nstate_dir={}\n", state_dir.display()).as_bytes()).expect("write");
+    std::io::Write::write_all(fence.stdin.as_mut().expect("stdin"), format!("action=off\nport={victim}\nstate_dir={}\n", state_dir.display()).as_bytes())
+        .expect("write");
     drop(fence.stdin.take());
     assert!(fence.wait().expect("fence agent").success());
     let powered_off = Instant::now();
-    let view = wait(&endpoint, "vm1 to run elsewhere", Duration::from_secs(60), |view| node_of(view, "vm1").is_some_and(|node| node != victim) && settled(view));
+    let view =
+        wait(&endpoint, "vm1 to run elsewhere", Duration::from_secs(60), |view| node_of(view, "vm1").is_some_and(|node| node != victim) && settled(view));
     println!("node powered off -> vm1 running elsewhere (lease TTL 2 s): {:?}", powered_off.elapsed());
     let fenced = view["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "succeeded");
     assert!(fenced, "{view}");

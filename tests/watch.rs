@@ -71,8 +71,7 @@ async fn delete(client: &mut Client, key: &str) -> i64 {
 
 /// Deletes every key under `prefix`; exactly `count` must exist. Returns the revision.
 async fn delete_prefix(client: &mut Client, prefix: &str, count: i64) -> i64 {
-    let response =
-        timeout(STEP, client.delete(prefix, Some(DeleteOptions::new().with_prefix()))).await.expect("delete timed out").expect("delete prefix");
+    let response = timeout(STEP, client.delete(prefix, Some(DeleteOptions::new().with_prefix()))).await.expect("delete timed out").expect("delete prefix");
     assert_eq!(response.deleted(), count, "delete --prefix {prefix}");
     response.header().expect("delete header").revision()
 }
@@ -155,13 +154,8 @@ enum Expect<'a> {
 fn assert_event(event: &WatchEvent, expected: &Expect) {
     match (event, expected) {
         (WatchEvent::Put(entry), Expect::Put(key, value, mod_revision, create_revision)) => {
-            let want = Entry {
-                key: key.to_string(),
-                value: value.as_bytes().to_vec(),
-                mod_revision: *mod_revision,
-                create_revision: *create_revision,
-                lease: 0,
-            };
+            let want =
+                Entry { key: key.to_string(), value: value.as_bytes().to_vec(), mod_revision: *mod_revision, create_revision: *create_revision, lease: 0 };
             assert_eq!(entry, &want, "Put event");
         }
         (WatchEvent::Deleted { key, revision }, Expect::Deleted(want_key, want_revision)) => {

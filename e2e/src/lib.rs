@@ -147,7 +147,8 @@ impl Cluster {
         let etcd = EtcdCluster::start(&dir.path().join("etcd"), config.etcd_members.max(1), tuning).context("start etcd (scripts/install-deps)")?;
         let store = pacer::store::Store::connect(&etcd.endpoints(), PREFIX).await.context("connect to etcd")?;
         let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), network, store, etcd, dir, config };
-        let mut objects: Vec<String> = names.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
+        let mut objects: Vec<String> =
+            names.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
         // One fence device per node, as the brief's clusters have (a UPS, a BMC), never
         // run by the node it fences.
         for node in &names {

@@ -26,10 +26,10 @@ use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Exe
 use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
 use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ResourceStatus, probe_targets};
 use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
+use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession};
 use crate::store::watch::{PrefixWatcher, WatchEvent};
 use crate::store::{Keys, Store, StoreError};
-use crate::store::lease::{self, LeaseState};
 pub use reconcile::{Action, OnShutdown, Reconciler, Step};
 
 /// How an agent runs.
@@ -235,7 +235,12 @@ async fn read_with_retry<T: serde::de::DeserializeOwned>(store: &Store, prefix: 
 /// restart within the lease: nothing is lost, nothing fenced), or else grants a lease
 /// and claims the node's key with it, waiting while another agent (or this one's
 /// previous life) still holds it. `None` when shut down meanwhile.
-async fn claim(store: &Store, config: &AgentConfig, resumable: bool, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> Option<(NodeSession, Instant)> {
+async fn claim(
+    store: &Store,
+    config: &AgentConfig,
+    resumable: bool,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<(NodeSession, Instant)> {
     let mut warned = false;
     let mut previous = remembered_lease(&config.state_dir).filter(|_| resumable);
     loop {
@@ -522,7 +527,8 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            let unwritten = reconciler.local.values().any(|local| local.dirty) || !self.pending_attributes.is_empty() || (reconciler.probed() && !self.heartbeat_probed);
+            let unwritten =
+                reconciler.local.values().any(|local| local.dirty) || !self.pending_attributes.is_empty() || (reconciler.probed() && !self.heartbeat_probed);
             if unwritten {
                 retry_writes = Some(Instant::now() + Duration::from_millis(500));
             }
@@ -575,7 +581,9 @@ impl<'a> Session<'a> {
         let starting: std::collections::BTreeSet<String> = reconciler
             .local
             .iter()
-            .filter(|(_, local)| matches!(local.busy, Some(Action::Start | Action::Promote | Action::Demote | Action::MigrateFrom | Action::MigrateTo | Action::Stop)))
+            .filter(|(_, local)| {
+                matches!(local.busy, Some(Action::Start | Action::Promote | Action::Demote | Action::MigrateFrom | Action::MigrateTo | Action::Stop))
+            })
             .map(|(id, _)| id.clone())
             .collect();
         tracing::error!(node = %self.config.node, active, "lease not renewed: stopping every resource before it could expire");
@@ -598,7 +606,14 @@ impl<'a> Session<'a> {
                 continue;
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let step = Step { id: id.clone(), action: Action::Stop, definition: local.status.definition.clone(), timeout: remaining.max(Duration::from_millis(100)), notify: None, intent: None };
+            let step = Step {
+                id: id.clone(),
+                action: Action::Stop,
+                definition: local.status.definition.clone(),
+                timeout: remaining.max(Duration::from_millis(100)),
+                notify: None,
+                intent: None,
+            };
             let request = self.request(reconciler, &step);
             let executor = self.executor.clone();
             stops.spawn(async move {
@@ -674,7 +689,12 @@ impl<'a> Session<'a> {
             }
             self.pending_attributes.remove(0);
         }
-        let dirty: Vec<String> = reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.role != crate::state::ObservedRole::Unknown).map(|(id, _)| id.clone()).collect();
+        let dirty: Vec<String> = reconciler
+            .local
+            .iter()
+            .filter(|(_, local)| local.dirty && local.status.role != crate::state::ObservedRole::Unknown)
+            .map(|(id, _)| id.clone())
+            .collect();
         for id in dirty {
             let Some(local) = reconciler.local.get(&id) else { continue };
             let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: id.clone(), reason: error.to_string() })?;
@@ -697,7 +717,8 @@ impl<'a> Session<'a> {
     }
 
     async fn write_heartbeat(&self, heartbeat: &NodeHeartbeat) -> Result<i64, GuardedWriteError> {
-        let value = serde_json::to_string(heartbeat).map_err(|error| StoreError::Corrupt { key: self.keys.node_lease(&self.config.node), reason: error.to_string() })?;
+        let value = serde_json::to_string(heartbeat)
+            .map_err(|error| StoreError::Corrupt { key: self.keys.node_lease(&self.config.node), reason: error.to_string() })?;
         self.store.guarded_write(&self.session, &self.keys.node_lease(&self.config.node), Some(value), true).await
     }
 
@@ -801,7 +822,8 @@ impl<'a> Session<'a> {
                     WatchEvent::Restarted { entries, .. } => {
                         self.attributes.clear();
                         for entry in entries {
-                            if let (Some(name), Ok(record)) = (name_of(&entry.key), crate::store::node::decode::<NodeAttributeRecord>(&entry.key, &entry.value)) {
+                            if let (Some(name), Ok(record)) = (name_of(&entry.key), crate::store::node::decode::<NodeAttributeRecord>(&entry.key, &entry.value))
+                            {
                                 self.attributes.insert(name, record.value);
                             }
                         }
@@ -920,7 +942,11 @@ async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: 
                     "level {} device {} attempt {attempt}: {}",
                     index + 1,
                     step.device,
-                    if ok { "ok".to_string() } else { format!("failed ({:?}, rc {}) {}", result.status, result.rc, result.stderr.lines().last().unwrap_or_default()) }
+                    if ok {
+                        "ok".to_string()
+                    } else {
+                        format!("failed ({:?}, rc {}) {}", result.status, result.rc, result.stderr.lines().last().unwrap_or_default())
+                    }
                 ));
                 if ok {
                     device_ok = true;

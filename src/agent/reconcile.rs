@@ -158,7 +158,8 @@ impl Reconciler {
         for mut status in previous {
             next_call_id = next_call_id.max(status.history.iter().map(|record| record.call_id).max().unwrap_or(0) + 1);
             status.role = ObservedRole::Unknown;
-            local.insert(status.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
+            local
+                .insert(status.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
         }
         Reconciler {
             node: node.to_string(),
@@ -205,7 +206,8 @@ impl Reconciler {
                 notice: None,
                 acks: BTreeMap::new(),
             };
-            self.local.insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
+            self.local
+                .insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
         }
     }
 
@@ -343,7 +345,14 @@ impl Reconciler {
         if role == ObservedRole::Failed {
             // A stop that failed is not retried: the scheduler fences the node or
             // leaves the resource blocked.
-            if local.status.history.iter().filter(|record| record.interval_ms == 0).max_by_key(|record| record.call_id).is_some_and(|record| record.operation == "stop") {
+            if local
+                .status
+                .history
+                .iter()
+                .filter(|record| record.interval_ms == 0)
+                .max_by_key(|record| record.call_id)
+                .is_some_and(|record| record.operation == "stop")
+            {
                 return None;
             }
             // Recovery is the scheduler's call: a resource still assigned here is only
@@ -509,9 +518,10 @@ impl Reconciler {
     /// (stops run in the reverse order of starts).
     fn may_stop(&self, id: &str) -> bool {
         let Some(name) = self.local.get(id).map(|local| local.status.name.as_str()) else { return true };
-        !self.local.iter().any(|(other, local)| {
-            other != id && local.status.role.may_be_active() && local.status.started_after.iter().any(|after| after == name)
-        })
+        !self
+            .local
+            .iter()
+            .any(|(other, local)| other != id && local.status.role.may_be_active() && local.status.started_after.iter().any(|after| after == name))
     }
 
     /// Where the assignment migrates this resource to, if it does.
@@ -562,7 +572,11 @@ impl Reconciler {
     /// When something is due without any event: a recurring monitor, or the end of an
     /// announced action's wait for acknowledgements.
     pub fn next_wake(&self) -> Option<Instant> {
-        let notices = self.local.values().filter(|local| local.busy.is_none() && local.status.notice.as_ref().is_some_and(|notice| notice.phase == NoticePhase::Pre)).filter_map(|local| local.notice_since.map(|since| since + NOTIFY_WAIT));
+        let notices = self
+            .local
+            .values()
+            .filter(|local| local.busy.is_none() && local.status.notice.as_ref().is_some_and(|notice| notice.phase == NoticePhase::Pre))
+            .filter_map(|local| local.notice_since.map(|since| since + NOTIFY_WAIT));
         self.next_monitor_due().into_iter().chain(notices).min()
     }
 
@@ -577,10 +591,8 @@ impl Reconciler {
     /// epoch (for the history). Returns whether the status changed and must be written.
     pub fn record(&mut self, step: &Step, result: &OperationResult, now: Instant, epoch: i64) -> bool {
         let start_failure_is_fatal = self.assignment.as_ref().is_none_or(|assignment| assignment.start_failure_is_fatal);
-        let started_after: Vec<String> = self
-            .assigned(&step.id)
-            .map(|entry| entry.start_after.iter().flat_map(|gate| gate.members.iter().cloned()).collect())
-            .unwrap_or_default();
+        let started_after: Vec<String> =
+            self.assigned(&step.id).map(|entry| entry.start_after.iter().flat_map(|gate| gate.members.iter().cloned()).collect()).unwrap_or_default();
         if step.action == Action::Notify {
             return self.record_notification(step, result);
         }
@@ -589,7 +601,9 @@ impl Reconciler {
         let notices_now: Vec<(Announcer, NoticeMark)> = self
             .statuses()
             .filter(|status| clone.is_some() && status.clone == clone && !(status.node == self.node && status.id == step.id))
-            .filter_map(|status| status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.incarnation, notice.seq, notice.phase))))
+            .filter_map(|status| {
+                status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.incarnation, notice.seq, notice.phase)))
+            })
             .collect();
         let call_id = self.next_call_id;
         self.next_call_id += 1;
@@ -684,7 +698,8 @@ impl Reconciler {
             }
             None => {
                 local.status.role = ObservedRole::Failed;
-                local.status.failure_reason = result.exit_reason.clone().or_else(|| Some(format!("{} returned {rc} ({:?})", step.action.verb(), result.status)));
+                local.status.failure_reason =
+                    result.exit_reason.clone().or_else(|| Some(format!("{} returned {rc} ({:?})", step.action.verb(), result.status)));
                 // A failed probe or stop is no ordinary failure: the scheduler reads
                 // it from the history (a failed stop may call for fencing).
                 if !matches!(step.action, Action::Probe | Action::Stop) {
@@ -692,7 +707,11 @@ impl Reconciler {
                     local.status.last_failure = Some(epoch);
                     let key = format!("{}_{}", step.action.verb(), step.action.interval_ms());
                     let count = local.status.fail_counts.entry(key).or_insert(0);
-                    *count = if matches!(step.action, Action::Start) && start_failure_is_fatal { FAIL_COUNT_INFINITY } else { count.saturating_add(1).min(FAIL_COUNT_INFINITY) };
+                    *count = if matches!(step.action, Action::Start) && start_failure_is_fatal {
+                        FAIL_COUNT_INFINITY
+                    } else {
+                        count.saturating_add(1).min(FAIL_COUNT_INFINITY)
+                    };
                 }
             }
         }
@@ -1362,10 +1381,7 @@ mod tests {
         assign(&mut r, assignment(entries.iter().cloned().map(|entry| AssignedResource { managed: false, ..entry }).collect()));
         assert!(decided(&mut r, now).is_empty());
         assign(&mut r, assignment(entries));
-        assert_eq!(
-            decided(&mut r, now),
-            vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start), ("c".to_string(), Action::Stop)]
-        );
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Start), ("c".to_string(), Action::Stop)]);
     }
 
     #[test]
@@ -1447,7 +1463,10 @@ mod tests {
         assign(&mut r, leaving);
         let step = settled_steps(&mut r, now).remove(0);
         assert_eq!(step.action, Action::MigrateTo);
-        assert_eq!((step.definition.meta.get("migrate_source").map(String::as_str), step.definition.meta.get("migrate_target").map(String::as_str)), (Some(NODE), Some(OTHER)));
+        assert_eq!(
+            (step.definition.meta.get("migrate_source").map(String::as_str), step.definition.meta.get("migrate_target").map(String::as_str)),
+            (Some(NODE), Some(OTHER))
+        );
         r.begin(&step);
         assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
         assert_eq!(role(&r, "vm"), ObservedRole::Migrating);

@@ -100,10 +100,7 @@ impl FromStr for Duration {
             let unit = rest[..unit_end].trim();
             let millis_per_unit = unit_millis(unit).ok_or_else(|| error("unknown unit (use ms, s, min or h)"))?;
             rest = &rest[unit_end..];
-            total = number
-                .checked_mul(millis_per_unit)
-                .and_then(|part| total.checked_add(part))
-                .ok_or_else(|| error("too long"))?;
+            total = number.checked_mul(millis_per_unit).and_then(|part| total.checked_add(part)).ok_or_else(|| error("too long"))?;
         }
         if total > MAX_MILLIS {
             return Err(error("longer than 49 days"));

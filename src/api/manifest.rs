@@ -237,13 +237,7 @@ pub struct Checked {
 /// objects the change rewrites itself (a group losing a deleted member), keys to
 /// delete. A problem with an object the change does not touch is reported only when
 /// the change causes it (a deleted resource that a stored constraint references).
-pub fn check_change(
-    stored: &ObjectSet,
-    manifests: &[Manifest],
-    rewritten: &[Object],
-    deleted: &BTreeSet<ObjectKey>,
-    broken: &BTreeSet<String>,
-) -> Checked {
+pub fn check_change(stored: &ObjectSet, manifests: &[Manifest], rewritten: &[Object], deleted: &BTreeSet<ObjectKey>, broken: &BTreeSet<String>) -> Checked {
     let mut diagnostics = check_shared_names(manifests, stored, deleted);
     let mut after = stored.clone();
     for key in deleted {
@@ -259,11 +253,8 @@ pub fn check_change(
         origins.insert(key.clone(), &manifest.origin);
         after.insert(key, manifest.object.clone());
     }
-    let before_problems: BTreeSet<Problem> = if deleted.is_empty() && manifests.is_empty() {
-        BTreeSet::new()
-    } else {
-        check_objects(stored).into_iter().collect()
-    };
+    let before_problems: BTreeSet<Problem> =
+        if deleted.is_empty() && manifests.is_empty() { BTreeSet::new() } else { check_objects(stored).into_iter().collect() };
     let problems = check_objects(&after);
     let touched = |key: &ObjectKey| origins.contains_key(key) || rewritten_keys.contains(key);
     for problem in &problems {

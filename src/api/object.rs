@@ -130,9 +130,10 @@ impl Kind {
     /// Finds a kind by name, plural or short name, ignoring case (`pacer get rsc`).
     pub fn parse_loose(text: &str) -> Option<Kind> {
         let lower = text.to_ascii_lowercase();
-        Kind::ALL.iter().copied().find(|kind| {
-            kind.as_str().eq_ignore_ascii_case(&lower) || kind.plural() == lower || kind.short_names().contains(&lower.as_str())
-        })
+        Kind::ALL
+            .iter()
+            .copied()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(&lower) || kind.plural() == lower || kind.short_names().contains(&lower.as_str()))
     }
 
     /// Finds a kind by its exact name, as written in a manifest's `kind:` field.
@@ -223,11 +224,10 @@ impl Object {
             return Err(DecodeError { path: FieldPath::root(), message: "expected a mapping".into() });
         };
         let kind_text = map.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
-        let kind = Kind::parse_exact(&kind_text)
-            .ok_or_else(|| DecodeError { path: FieldPath::of(&["kind"]), message: format!("unknown kind {kind_text:?}") })?;
+        let kind =
+            Kind::parse_exact(&kind_text).ok_or_else(|| DecodeError { path: FieldPath::of(&["kind"]), message: format!("unknown kind {kind_text:?}") })?;
         let metadata_value = map.remove("metadata").unwrap_or(Value::Null);
-        let metadata: ObjectMeta =
-            serde_path_to_error::deserialize(metadata_value).map_err(|error| DecodeError::from_serde("metadata", error))?;
+        let metadata: ObjectMeta = serde_path_to_error::deserialize(metadata_value).map_err(|error| DecodeError::from_serde("metadata", error))?;
         let spec_value = match map.remove("spec") {
             Some(Value::Null) | None if kind.spec_optional() => Value::Object(Map::new()),
             Some(value) => value,

@@ -141,12 +141,7 @@ pub struct SchemaViolation {
 
 fn validators() -> &'static HashMap<Kind, Result<jsonschema::Validator, String>> {
     static VALIDATORS: OnceLock<HashMap<Kind, Result<jsonschema::Validator, String>>> = OnceLock::new();
-    VALIDATORS.get_or_init(|| {
-        Kind::ALL
-            .iter()
-            .map(|kind| (*kind, jsonschema::validator_for(&kind_schema(*kind)).map_err(|error| error.to_string())))
-            .collect()
-    })
+    VALIDATORS.get_or_init(|| Kind::ALL.iter().map(|kind| (*kind, jsonschema::validator_for(&kind_schema(*kind)).map_err(|error| error.to_string()))).collect())
 }
 
 /// Checks `value` against the schema of `kind`; every violation, one per field.
@@ -178,9 +173,7 @@ pub fn check_schema(kind: Kind, value: &Value) -> Vec<SchemaViolation> {
                 let message = match pattern.as_str() {
                     SCORE_PATTERN => format!("invalid score {shown}: expected an integer, INFINITY, +INFINITY or -INFINITY"),
                     DURATION_PATTERN => format!("invalid duration {shown}: expected seconds or a number with ms, s, min or h"),
-                    NAME_PATTERN => format!(
-                        "invalid name {shown}: use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'"
-                    ),
+                    NAME_PATTERN => format!("invalid name {shown}: use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'"),
                     _ => error.to_string(),
                 };
                 violations.push(SchemaViolation { path, message });

@@ -129,11 +129,7 @@ impl FromStr for Score {
 
 impl Serialize for Score {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        if self.is_infinite() {
-            serializer.collect_str(self)
-        } else {
-            serializer.serialize_i64(self.0)
-        }
+        if self.is_infinite() { serializer.collect_str(self) } else { serializer.serialize_i64(self.0) }
     }
 }
 

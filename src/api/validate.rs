@@ -220,8 +220,7 @@ impl Checker<'_, '_, '_> {
                 self.problem(path.clone().key("role"), "Promoted and Unpromoted are roles of promotable clones only");
             }
             if operation.on_fail == Some(OnFail::Demote)
-                && !(operation.name == OperationName::Promote
-                    || (operation.name == OperationName::Monitor && operation.role == Some(Role::Promoted)))
+                && !(operation.name == OperationName::Promote || (operation.name == OperationName::Monitor && operation.role == Some(Role::Promoted)))
             {
                 self.problem(path.clone().key("onFail"), "Demote applies to promote and to monitors of the Promoted role");
             }
@@ -365,13 +364,14 @@ impl Checker<'_, '_, '_> {
                 let parses = match expression.value_type {
                     Some(ExpressionType::Integer) => value.as_str().trim().parse::<i64>().is_ok(),
                     Some(ExpressionType::Number) => value.as_str().trim().parse::<f64>().is_ok_and(f64::is_finite),
-                    Some(ExpressionType::Version) => {
-                        !value.as_str().is_empty() && value.as_str().split('.').all(|part| part.parse::<u64>().is_ok())
-                    }
+                    Some(ExpressionType::Version) => !value.as_str().is_empty() && value.as_str().split('.').all(|part| part.parse::<u64>().is_ok()),
                     Some(ExpressionType::String) | None => true,
                 };
                 if !parses {
-                    self.problem(path.key("value"), format!("{:?} is not a valid {:?}", value.as_str(), expression.value_type.unwrap_or(ExpressionType::String)));
+                    self.problem(
+                        path.key("value"),
+                        format!("{:?} is not a valid {:?}", value.as_str(), expression.value_type.unwrap_or(ExpressionType::String)),
+                    );
                 }
             }
             (None, false) => {}
@@ -392,7 +392,10 @@ impl Checker<'_, '_, '_> {
                 let role = if for_order { None } else { set.role };
                 self.check_placeable_ref(path.clone().key("resources").index(position), resource, role);
                 if for_order && matches!(set.action, Some(OrderAction::Promote | OrderAction::Demote)) && !self.index.is_promotable(resource.as_str()) {
-                    self.problem(path.clone().key("resources").index(position), format!("{resource} is not a promotable clone, so it cannot be promoted or demoted"));
+                    self.problem(
+                        path.clone().key("resources").index(position),
+                        format!("{resource} is not a promotable clone, so it cannot be promoted or demoted"),
+                    );
                 }
                 total += 1;
             }
@@ -764,17 +767,11 @@ pub fn references(object: &Object) -> Vec<(RefTarget, &str)> {
             found.extend(location.node.iter().map(|node| (RefTarget::Node, node.as_str())));
             found
         }
-        Spec::Colocation(colocation) => {
-            colocation.resource.iter().chain(&colocation.with_resource).chain(set_names(&colocation.sets)).map(placeable).collect()
-        }
+        Spec::Colocation(colocation) => colocation.resource.iter().chain(&colocation.with_resource).chain(set_names(&colocation.sets)).map(placeable).collect(),
         Spec::Order(order) => order.first.iter().chain(&order.then).chain(set_names(&order.sets)).map(placeable).collect(),
-        Spec::FenceDevice(device) => device
-            .host_list
-            .iter()
-            .map(Name::as_str)
-            .chain(device.host_map.keys().map(String::as_str))
-            .map(|node| (RefTarget::Node, node))
-            .collect(),
+        Spec::FenceDevice(device) => {
+            device.host_list.iter().map(Name::as_str).chain(device.host_map.keys().map(String::as_str)).map(|node| (RefTarget::Node, node)).collect()
+        }
         Spec::FencingTopology(topology) => std::iter::once((RefTarget::Node, topology.node.as_str()))
             .chain(topology.levels.iter().flat_map(|level| level.devices.iter()).map(|device| (RefTarget::FenceDevice, device.as_str())))
             .collect(),
@@ -913,9 +910,7 @@ mod tests {
 
     #[test]
     fn mandatory_order_cycles_are_refused_but_symmetric_pairs_are_not() {
-        let order = |name: &str, first: &str, then: &str| {
-            json!({"kind": "Order", "metadata": {"name": name}, "spec": {"first": first, "then": then}})
-        };
+        let order = |name: &str, first: &str, then: &str| json!({"kind": "Order", "metadata": {"name": name}, "spec": {"first": first, "then": then}});
         let acyclic = set(&[resource("a"), resource("b"), resource("c"), order("o1", "a", "b"), order("o2", "b", "c")]);
         assert_eq!(messages(&acyclic), Vec::<String>::new());
         let cyclic = set(&[resource("a"), resource("b"), resource("c"), order("o1", "a", "b"), order("o2", "b", "c"), order("o3", "c", "a")]);

@@ -10,9 +10,9 @@ use std::collections::HashMap;
 use std::fmt;
 
 use serde_json::{Map, Number, Value};
+use yaml_rust2::Yaml;
 use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
-use yaml_rust2::Yaml;
 
 use super::path::{FieldPath, Segment};
 
@@ -96,8 +96,18 @@ enum Frame {
     /// `start` is where the parser announced the mapping: exact for flow mappings
     /// (`{`), but after the first key for block mappings, so the first key's position
     /// is preferred.
-    Mapping { map: Map<String, Value>, pending_key: Option<String>, anchor: usize, path: Vec<Segment>, start: Marker },
-    Sequence { items: Vec<Value>, anchor: usize, path: Vec<Segment> },
+    Mapping {
+        map: Map<String, Value>,
+        pending_key: Option<String>,
+        anchor: usize,
+        path: Vec<Segment>,
+        start: Marker,
+    },
+    Sequence {
+        items: Vec<Value>,
+        anchor: usize,
+        path: Vec<Segment>,
+    },
 }
 
 /// The most values aliases in one file may copy. An alias copies its anchor's value,
@@ -377,10 +387,8 @@ metadata: {name: n1}
 
     #[test]
     fn resolves_scalars_by_the_core_schema() {
-        let documents = parse_documents(
-            "a: 1\nb: 1.5\nc: true\nd: ~\ne: '1'\nf: INFINITY\ng: -INFINITY\nh: 0x10\ni: !!str 5\nj: Null\nk: 10s\n",
-        )
-        .expect("valid YAML");
+        let documents =
+            parse_documents("a: 1\nb: 1.5\nc: true\nd: ~\ne: '1'\nf: INFINITY\ng: -INFINITY\nh: 0x10\ni: !!str 5\nj: Null\nk: 10s\n").expect("valid YAML");
         assert_eq!(
             documents[0].value,
             json!({"a": 1, "b": 1.5, "c": true, "d": null, "e": "1", "f": "INFINITY", "g": "-INFINITY", "h": 16, "i": "5", "j": null, "k": "10s"})

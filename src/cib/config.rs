@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::cluster::{ClusterPolicySpec, NodeHealthStrategy, NodeSpec, NoQuorumPolicy, PlacementStrategy, StonithAction};
+use crate::api::cluster::{ClusterPolicySpec, NoQuorumPolicy, NodeHealthStrategy, NodeSpec, PlacementStrategy, StonithAction};
 use crate::api::validate::CLUSTER_POLICY_NAME;
 use crate::api::{Duration, Name, Object, ObjectMeta, ParamValue, Spec};
 
@@ -25,10 +25,7 @@ pub(crate) struct ClusterSettings {
 
 impl ClusterSettings {
     pub fn policy_object(&self) -> Object {
-        Object {
-            metadata: ObjectMeta { name: Name::from(CLUSTER_POLICY_NAME), ..ObjectMeta::default() },
-            spec: Spec::ClusterPolicy(self.policy.clone()),
-        }
+        Object { metadata: ObjectMeta { name: Name::from(CLUSTER_POLICY_NAME), ..ObjectMeta::default() }, spec: Spec::ClusterPolicy(self.policy.clone()) }
     }
 }
 
@@ -79,13 +76,8 @@ const INFORMATIONAL_OPTIONS: &[&str] = &[
 ];
 
 /// Boolean options Pacer has no field for: harmless at their default, recorded otherwise.
-const BOOLEAN_OPTIONS_WITH_DEFAULTS: &[(&str, bool)] = &[
-    ("stop-orphan-resources", true),
-    ("stop-orphan-actions", true),
-    ("stop-all-resources", false),
-    ("shutdown-lock", false),
-    ("enable-startup-probes", true),
-];
+const BOOLEAN_OPTIONS_WITH_DEFAULTS: &[(&str, bool)] =
+    &[("stop-orphan-resources", true), ("stop-orphan-actions", true), ("stop-all-resources", false), ("shutdown-lock", false), ("enable-startup-probes", true)];
 
 /// Meta-attributes of `rsc_defaults` that resources inherit.
 const INHERITED_DEFAULTS: &[&str] =
@@ -94,12 +86,8 @@ const INHERITED_DEFAULTS: &[&str] =
 impl Importer {
     /// Reads `crm_config`, `rsc_defaults` and `op_defaults`.
     pub(super) fn cluster_settings(&mut self, configuration: &Element) -> ClusterSettings {
-        let mut settings = ClusterSettings {
-            policy: ClusterPolicySpec::default(),
-            no_quorum_suicide: false,
-            resource_defaults: Vec::new(),
-            operation_timeout: None,
-        };
+        let mut settings =
+            ClusterSettings { policy: ClusterPolicySpec::default(), no_quorum_suicide: false, resource_defaults: Vec::new(), operation_timeout: None };
         let options = configuration.child("crm_config").map(|crm| self.nvpairs(crm, "cluster_property_set")).unwrap_or_default();
         let mut default_stickiness = None;
         for (name, value) in &options {

@@ -311,7 +311,10 @@ impl Importer {
             .into_iter()
             .map(|(node, mut levels)| {
                 levels.sort_by_key(|level| level.index);
-                Object { metadata: ObjectMeta { name: node.clone(), ..ObjectMeta::default() }, spec: Spec::FencingTopology(FencingTopologySpec { node, levels }) }
+                Object {
+                    metadata: ObjectMeta { name: node.clone(), ..ObjectMeta::default() },
+                    spec: Spec::FencingTopology(FencingTopologySpec { node, levels }),
+                }
             })
             .collect()
     }

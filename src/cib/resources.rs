@@ -397,9 +397,7 @@ impl Importer {
                 "pcmk_reboot_retries" => {
                     spec.retries = value.trim().parse::<u32>().ok().filter(|retries| (1..=100).contains(retries)).or_else(|| mark(&mut invalid))
                 }
-                "action" | "nodename" => {
-                    self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out"))
-                }
+                "action" | "nodename" => self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out")),
                 _ if is_identifier(param, true) => {
                     spec.params.insert(param.clone(), ParamValue(value.clone()));
                 }

@@ -66,9 +66,8 @@ pub(crate) fn liveness(membership: &Membership<'_>, context: &LivenessContext<'_
             NodeLiveness::Unclean
         };
     }
-    let terminate = context.terminate.is_some_and(|text| {
-        parse_bool(text) == Some(true) || text.chars().next().is_some_and(|first| first.is_ascii_digit() && first != '0')
-    });
+    let terminate =
+        context.terminate.is_some_and(|text| parse_bool(text) == Some(true) || text.chars().next().is_some_and(|first| first.is_ascii_digit() && first != '0'));
     let expected_down = membership.expected.is_none_or(|expected| expected.eq_ignore_ascii_case("down"));
     // A node not (yet) allowed to run resources counts as online only when it is a
     // member; Pacemaker then marks it pending.
@@ -141,17 +140,10 @@ impl Importer {
                 }
             }
             let shutdown = attributes.get("shutdown").is_some_and(|value| value != "0");
-            let membership = Membership {
-                in_cluster: state.attr("in_ccm"),
-                peer: state.attr("crmd"),
-                join: state.attr("join"),
-                expected: state.attr("expected"),
-            };
-            let context = LivenessContext {
-                stonith_enabled: settings.policy.stonith_enabled,
-                shutdown,
-                terminate: attributes.get("terminate").map(String::as_str),
-            };
+            let membership =
+                Membership { in_cluster: state.attr("in_ccm"), peer: state.attr("crmd"), join: state.attr("join"), expected: state.attr("expected") };
+            let context =
+                LivenessContext { stonith_enabled: settings.policy.stonith_enabled, shutdown, terminate: attributes.get("terminate").map(String::as_str) };
             let mut node_liveness = liveness(&membership, &context);
             if settings.no_quorum_suicide && !quorum && node_liveness == NodeLiveness::Online {
                 node_liveness = NodeLiveness::Unclean;

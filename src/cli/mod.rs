@@ -3,8 +3,8 @@
 
 mod output;
 mod simulate;
-mod status;
 mod sources;
+mod status;
 mod up;
 
 use std::collections::BTreeSet;
@@ -459,7 +459,14 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::ImportCib { file, out } => simulate::import_cib(file, out.as_ref()),
         Command::Up { state_dir, nodes, lease_ttl, agents_dir, fencing } => {
-            let request = up::UpRequest { state_dir, nodes: *nodes, lease_ttl: *lease_ttl, agents_dir: agents_dir.as_deref(), prefix: &cli.prefix, fencing: *fencing == Switch::On };
+            let request = up::UpRequest {
+                state_dir,
+                nodes: *nodes,
+                lease_ttl: *lease_ttl,
+                agents_dir: agents_dir.as_deref(),
+                prefix: &cli.prefix,
+                fencing: *fencing == Switch::On,
+            };
             up::run(&request).await
         }
         Command::Status { output, decisions } => {
@@ -483,7 +490,8 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 action: "off".to_string(),
                 succeeded: true,
                 by: format!("confirmed by {user}"),
-                finished: i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0)).unwrap_or(i64::MAX),
+                finished: i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0))
+                    .unwrap_or(i64::MAX),
                 attempts: Vec::new(),
             };
             if !store.forget_node_reports(node, None).await? {
@@ -507,7 +515,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             Ok(0)
         }
         Command::Agent { node, state_dir, lease_ttl, on_shutdown, agents_dirs, attributes, capacity } => {
-            anyhow::ensure!(crate::api::Name::is_valid(node), "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'");
+            anyhow::ensure!(
+                crate::api::Name::is_valid(node),
+                "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
+            );
             std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
             // Agents run with / as their working directory: every path they get is absolute.
             let state_dir = &std::fs::canonicalize(state_dir).with_context(|| format!("resolve {}", state_dir.display()))?;

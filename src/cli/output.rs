@@ -99,9 +99,12 @@ pub fn kind_table(kind: Kind, objects: &[&Object], wide: bool) -> String {
                     vec![name, resource.agent.to_string(), clone_kind(resource.clone.as_ref())],
                     vec![
                         resource.meta.target_role.map(|role| role.as_str().to_string()).unwrap_or_else(|| "-".into()),
-                        list(resource.operations.iter().map(|op| {
-                            if op.interval.is_zero() { op.name.as_str().to_string() } else { format!("{}/{}", op.name.as_str(), op.interval) }
-                        })),
+                        list(
+                            resource
+                                .operations
+                                .iter()
+                                .map(|op| if op.interval.is_zero() { op.name.as_str().to_string() } else { format!("{}/{}", op.name.as_str(), op.interval) }),
+                        ),
                     ],
                 ),
                 Spec::Group(group) => (

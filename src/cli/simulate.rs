@@ -92,7 +92,8 @@ fn read_observed(path: &Path) -> anyhow::Result<Observed> {
 
 /// `--node-fail NODE`: the node is lost without a clean shutdown.
 fn inject_node_failure(snapshot: &mut Snapshot, node: &str) -> anyhow::Result<()> {
-    let known = snapshot.observed.nodes.contains_key(node) || snapshot.objects.iter().any(|object| object.kind() == Kind::Node && object.name().as_str() == node);
+    let known =
+        snapshot.observed.nodes.contains_key(node) || snapshot.objects.iter().any(|object| object.kind() == Kind::Node && object.name().as_str() == node);
     if !known {
         bail!("--node-fail {node}: no such node");
     }
@@ -138,16 +139,12 @@ fn inject_op_failure(snapshot: &mut Snapshot, spec: &str) -> anyhow::Result<()> 
     };
     match snapshot.observed.history.iter_mut().find(|history| strip_instance(&history.resource) == resource && history.node == node) {
         Some(history) => history.operations.push(record),
-        None => snapshot.observed.history.push(ResourceHistory {
-            resource: resource.to_string(),
-            node: node.to_string(),
-            agent: None,
-            operations: vec![record],
-        }),
+        None => {
+            snapshot.observed.history.push(ResourceHistory { resource: resource.to_string(), node: node.to_string(), agent: None, operations: vec![record] })
+        }
     }
     Ok(())
 }
-
 
 /// The name a resource instance is reported under: anonymous clone instances by their
 /// primitive's name, everything else by id (shared/conformance/FORMAT.md).
@@ -169,7 +166,8 @@ pub(crate) fn oracle_json(plan: &Plan) -> Value {
             }
         }
     }
-    let by_id: std::collections::HashMap<&str, &crate::scheduler::plan::ResourcePlan> = plan.resources.iter().map(|resource| (resource.id.as_str(), resource)).collect();
+    let by_id: std::collections::HashMap<&str, &crate::scheduler::plan::ResourcePlan> =
+        plan.resources.iter().map(|resource| (resource.id.as_str(), resource)).collect();
     let nodes: serde_json::Map<String, Value> = plan.nodes.iter().map(|node| (node.name.clone(), Value::String(node.state.as_str().into()))).collect();
     json!({
         "format": "pcmk-oracle-1",
@@ -229,7 +227,6 @@ fn summary(plan: &Plan, scores: bool) -> String {
     }
     out
 }
-
 
 /// `pacer import-cib FILE [-o DIR]`: writes the manifests and observed state, lists
 /// what could not be mapped on stderr. Returns the exit code.

@@ -10,13 +10,7 @@ fn is_manifest(path: &Path) -> bool {
 }
 
 fn collect(path: &Path, found: &mut Vec<PathBuf>, problems: &mut Vec<Diagnostic>) {
-    let problem = |message: String| Diagnostic {
-        file: path.display().to_string(),
-        position: None,
-        object: None,
-        path: None,
-        message,
-    };
+    let problem = |message: String| Diagnostic { file: path.display().to_string(), position: None, object: None, path: None, message };
     let metadata = match std::fs::metadata(path) {
         Ok(metadata) => metadata,
         Err(error) => return problems.push(problem(format!("read: {error}"))),
@@ -69,13 +63,9 @@ pub fn read_sources(paths: &[String]) -> (Vec<Source>, Vec<Diagnostic>) {
                         message: "not UTF-8 text".into(),
                     }),
                 },
-                Err(error) => problems.push(Diagnostic {
-                    file: file.display().to_string(),
-                    position: None,
-                    object: None,
-                    path: None,
-                    message: format!("read: {error}"),
-                }),
+                Err(error) => {
+                    problems.push(Diagnostic { file: file.display().to_string(), position: None, object: None, path: None, message: format!("read: {error}") })
+                }
             }
         }
     }

@@ -8,8 +8,8 @@ use etcd_client::GetOptions;
 use crate::daemon::{HistoryRecord, Leader};
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::Snapshot;
-use crate::state::observe;
 use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
+use crate::state::observe;
 use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;
 
@@ -28,7 +28,15 @@ pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView>
     let leader = client.get(store.keys().election(), None).await.context("read the election key")?;
     let leader = leader.kvs().first().and_then(|kv| serde_json::from_slice::<Leader>(kv.value()).ok()).map(|leader| leader.identity);
     let history = client
-        .get(store.keys().history_prefix(), Some(GetOptions::new().with_prefix().with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Descend).with_limit(i64::try_from(decisions).unwrap_or(5))))
+        .get(
+            store.keys().history_prefix(),
+            Some(
+                GetOptions::new()
+                    .with_prefix()
+                    .with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Descend)
+                    .with_limit(i64::try_from(decisions).unwrap_or(5)),
+            ),
+        )
         .await
         .context("read the decision history")?;
     let decisions = history
@@ -89,7 +97,13 @@ pub fn render(view: &StatusView) -> String {
         out.push_str("\nFailures:\n");
         for failure in &view.failures {
             let counts: Vec<String> = failure.counts.iter().map(|(operation, count)| format!("{operation}={count}")).collect();
-            out.push_str(&format!("  {} on {}: {}{}\n", failure.resource, failure.node, counts.join(", "), failure.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()));
+            out.push_str(&format!(
+                "  {} on {}: {}{}\n",
+                failure.resource,
+                failure.node,
+                counts.join(", "),
+                failure.reason.as_ref().map(|reason| format!(" ({reason})")).unwrap_or_default()
+            ));
         }
     }
     if !view.fencing.is_empty() {

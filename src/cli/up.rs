@@ -3,8 +3,8 @@
 //! `DIR/nodes/<node>` and its log in `DIR/logs/`. Stops everything it started, by PID,
 //! on SIGINT/SIGTERM (agents first, so they stop their resources).
 
-use std::path::{Path, PathBuf};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -50,7 +50,8 @@ impl Drop for Component {
 /// that turns fencing off.
 async fn register(request: &UpRequest<'_>, endpoint: &str) -> anyhow::Result<()> {
     let nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
-    let mut documents: Vec<String> = nodes.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
+    let mut documents: Vec<String> =
+        nodes.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
     if request.fencing && !nodes.is_empty() {
         let state_dir = std::fs::canonicalize(request.state_dir).context("resolve the state directory")?;
         let state_dir = serde_json::Value::String(state_dir.display().to_string());
@@ -122,7 +123,8 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     for index in 1..=request.nodes {
         let node = format!("n{index}");
         let node_dir = state_dir.join("nodes").join(&node);
-        let mut args = vec!["agent".into(), "--node".into(), node.clone(), "--lease-ttl".into(), ttl.clone(), "--state-dir".into(), node_dir.display().to_string()];
+        let mut args =
+            vec!["agent".into(), "--node".into(), node.clone(), "--lease-ttl".into(), ttl.clone(), "--state-dir".into(), node_dir.display().to_string()];
         if let Some(dir) = &agents_dir {
             args.push("--agents-dir".into());
             args.push(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()).display().to_string());

@@ -77,7 +77,9 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
     let (recheck, history_limit, stonith_enabled) = objects
         .iter()
         .find_map(|object| match &object.spec {
-            Spec::ClusterPolicy(policy) => Some((Duration::from_millis(policy.cluster_recheck_interval.as_millis()), policy.history_limit, policy.stonith_enabled)),
+            Spec::ClusterPolicy(policy) => {
+                Some((Duration::from_millis(policy.cluster_recheck_interval.as_millis()), policy.history_limit, policy.stonith_enabled))
+            }
             _ => None,
         })
         .unwrap_or((Duration::from_secs(15 * 60), 1000, true));
@@ -85,7 +87,8 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
     // stonith-enabled=false): what it reported running is forgotten, so its resources
     // can start elsewhere. With fencing, only a successful fence does that.
     if !stonith_enabled {
-        let lost: Vec<String> = observe(&reports, true).nodes.into_iter().filter(|(_, node)| node.liveness == NodeLiveness::Unclean).map(|(name, _)| name).collect();
+        let lost: Vec<String> =
+            observe(&reports, true).nodes.into_iter().filter(|(_, node)| node.liveness == NodeLiveness::Unclean).map(|(name, _)| name).collect();
         let mut forgot = false;
         for node in &lost {
             if store.forget_node_reports(node, guard.clone()).await? {
@@ -185,9 +188,8 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             }
             continue;
         }
-        let executor_alive = request.as_ref().is_some_and(|request| {
-            snapshot.observed.nodes.get(&request.executor).is_some_and(|node| node.liveness == NodeLiveness::Online)
-        });
+        let executor_alive =
+            request.as_ref().is_some_and(|request| snapshot.observed.nodes.get(&request.executor).is_some_and(|node| node.liveness == NodeLiveness::Online));
         let retry_due = answered.is_some_and(|result| snapshot.now - result.finished >= FENCE_RETRY_SECONDS);
         let waiting = request.is_some() && executor_alive && answered.is_none();
         if waiting || (answered.is_some() && !retry_due) {
@@ -198,7 +200,15 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             continue;
         };
         let lease = if unfencing { None } else { store.node_lease_id(target).await? };
-        let record = FenceRequestRecord { id: revision, target: target.to_string(), action: fencing.action.clone(), reason: fencing.reason.clone(), executor, requested: snapshot.now, lease };
+        let record = FenceRequestRecord {
+            id: revision,
+            target: target.to_string(),
+            action: fencing.action.clone(),
+            reason: fencing.reason.clone(),
+            executor,
+            requested: snapshot.now,
+            lease,
+        };
         if request.as_ref().is_some_and(|previous| previous.id == record.id) {
             continue;
         }

@@ -217,7 +217,15 @@ pub struct OperationResult {
 
 impl OperationResult {
     fn refused(status: ExecStatus, rc: i32, reason: String) -> OperationResult {
-        OperationResult { status, rc, exit_reason: Some(reason), stdout: String::new(), stderr: String::new(), duration: Duration::ZERO, attributes: Vec::new() }
+        OperationResult {
+            status,
+            rc,
+            exit_reason: Some(reason),
+            stdout: String::new(),
+            stderr: String::new(),
+            duration: Duration::ZERO,
+            attributes: Vec::new(),
+        }
     }
 }
 
@@ -362,7 +370,14 @@ impl Executor {
             return OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, "systemd is not running on this node".into());
         }
         let args: Vec<String> = match request.action.as_str() {
-            "meta-data" => return self.synthesized(classes::synthesized_metadata(&unit, &format!("systemd unit file for {unit}"), &format!("systemd unit file for {unit}"), true)),
+            "meta-data" => {
+                return self.synthesized(classes::synthesized_metadata(
+                    &unit,
+                    &format!("systemd unit file for {unit}"),
+                    &format!("systemd unit file for {unit}"),
+                    true,
+                ));
+            }
             "validate-all" => return OperationResult { exit_reason: None, ..OperationResult::refused(ExecStatus::Done, rc::OK, String::new()) },
             "start" | "stop" | "reload" => vec![request.action.clone(), unit.clone()],
             "reload-agent" => vec!["reload".into(), unit.clone()],
@@ -400,14 +415,28 @@ impl Executor {
     }
 
     fn synthesized(&self, metadata: String) -> OperationResult {
-        OperationResult { status: ExecStatus::Done, rc: rc::OK, exit_reason: None, stdout: metadata, stderr: String::new(), duration: Duration::ZERO, attributes: Vec::new() }
+        OperationResult {
+            status: ExecStatus::Done,
+            rc: rc::OK,
+            exit_reason: None,
+            stdout: metadata,
+            stderr: String::new(),
+            duration: Duration::ZERO,
+            attributes: Vec::new(),
+        }
     }
 
     fn unresolved(&self, unresolved: Unresolved, agent: &str, roots: &[PathBuf]) -> OperationResult {
         match unresolved {
-            Unresolved::BadName(part) => OperationResult::refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("agent name part {part:?} is not a plain file name")),
-            Unresolved::Missing => OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, format!("{agent} not found in {}", resolve::describe(roots))),
-            Unresolved::Outside(path) => OperationResult::refused(ExecStatus::ErrorHard, rc::NOT_INSTALLED, format!("{} leads outside its agent directory", path.display())),
+            Unresolved::BadName(part) => {
+                OperationResult::refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("agent name part {part:?} is not a plain file name"))
+            }
+            Unresolved::Missing => {
+                OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, format!("{agent} not found in {}", resolve::describe(roots)))
+            }
+            Unresolved::Outside(path) => {
+                OperationResult::refused(ExecStatus::ErrorHard, rc::NOT_INSTALLED, format!("{} leads outside its agent directory", path.display()))
+            }
         }
     }
 
@@ -526,7 +555,11 @@ impl Executor {
         let program = match resolve::resolve(&self.config.fence_dirs, &[program_name]) {
             Ok(program) => program,
             Err(Unresolved::Missing) => {
-                return refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, format!("{program_name} not found in {}", resolve::describe(&self.config.fence_dirs)));
+                return refused(
+                    ExecStatus::NotInstalled,
+                    rc::NOT_INSTALLED,
+                    format!("{program_name} not found in {}", resolve::describe(&self.config.fence_dirs)),
+                );
             }
             Err(other) => return refused(ExecStatus::ErrorHard, rc::NOT_INSTALLED, format!("{program_name}: {other:?}")),
         };

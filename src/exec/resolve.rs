@@ -20,11 +20,7 @@ pub(crate) enum Unresolved {
 /// Checks one name part as `api::agent` does, again: the executor does not trust
 /// that every caller parsed its names.
 pub(crate) fn check_part(part: &str) -> Result<(), Unresolved> {
-    let bad = part.is_empty()
-        || part.contains('/')
-        || part.contains("..")
-        || part.starts_with('.')
-        || part.chars().any(|c| c.is_control() || c == '\0');
+    let bad = part.is_empty() || part.contains('/') || part.contains("..") || part.starts_with('.') || part.chars().any(|c| c.is_control() || c == '\0');
     if bad { Err(Unresolved::BadName(part.to_string())) } else { Ok(()) }
 }
 

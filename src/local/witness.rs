@@ -27,7 +27,14 @@ pub fn read_witness(log: &Path) -> Vec<Testimony> {
         .lines()
         .map(|line| {
             let field = |name: &str| line.split_whitespace().find_map(|word| word.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string();
-            Testimony { ns: field("ns").parse().unwrap_or(0), node: field("node"), resource: field("rsc"), operation: field("op"), phase: field("phase"), rc: field("rc").parse().ok() }
+            Testimony {
+                ns: field("ns").parse().unwrap_or(0),
+                node: field("node"),
+                resource: field("rsc"),
+                operation: field("op"),
+                phase: field("phase"),
+                rc: field("rc").parse().ok(),
+            }
         })
         .collect()
 }
@@ -168,7 +175,11 @@ pub fn disagreements(status: &Value, replay: &Replay, rules: &Rules) -> Vec<Stri
         }
     };
     for resource in &rules.exclusive {
-        compare(format!("{resource} running"), nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Migrating", "Failed"]), replay.active.get(resource));
+        compare(
+            format!("{resource} running"),
+            nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Migrating", "Failed"]),
+            replay.active.get(resource),
+        );
     }
     for resource in rules.promoted_max.keys() {
         compare(format!("{resource} running"), nodes_where(resource, &["Started", "Promoted", "Unpromoted", "Failed"]), replay.active.get(resource));
@@ -204,7 +215,8 @@ mod tests {
     #[test]
     fn only_a_copy_handing_over_may_overlap_a_migration() {
         let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
-        let migrated = [line(1, "n1", "start", "begin"), line(2, "n1", "migrate_to", "begin"), line(3, "n2", "migrate_from", "begin"), line(4, "n1", "stop", "end")];
+        let migrated =
+            [line(1, "n1", "start", "begin"), line(2, "n1", "migrate_to", "begin"), line(3, "n2", "migrate_from", "begin"), line(4, "n1", "stop", "end")];
         assert!(audit(&migrated, &BTreeMap::new(), &rules).is_empty());
         let unannounced = [line(1, "n1", "start", "begin"), line(3, "n2", "migrate_from", "begin")];
         assert_eq!(audit(&unannounced, &BTreeMap::new(), &rules).len(), 1);
@@ -213,7 +225,13 @@ mod tests {
     #[test]
     fn the_observer_counts_promotions_against_promoted_max() {
         let rules = Rules { exclusive: BTreeSet::new(), promoted_max: [("web".to_string(), 1)].into() };
-        let handed_over = [line(1, "n1", "start", "begin"), line(2, "n2", "start", "begin"), line(3, "n1", "promote", "begin"), line(4, "n1", "demote", "end"), line(5, "n2", "promote", "begin")];
+        let handed_over = [
+            line(1, "n1", "start", "begin"),
+            line(2, "n2", "start", "begin"),
+            line(3, "n1", "promote", "begin"),
+            line(4, "n1", "demote", "end"),
+            line(5, "n2", "promote", "begin"),
+        ];
         assert!(audit(&handed_over, &BTreeMap::new(), &rules).is_empty());
         let both = [line(1, "n1", "promote", "begin"), line(2, "n2", "promote", "begin")];
         assert_eq!(audit(&both, &BTreeMap::new(), &rules).len(), 1);

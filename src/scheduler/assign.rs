@@ -176,11 +176,7 @@ impl<'a> Work<'a> {
 
     /// A failure of an anonymous clone instance bans the whole clone from the node.
     fn ban_target(&self, rsc: RscIdx) -> RscIdx {
-        if self.cluster.clone_of(rsc).is_some() && !self.cluster.is_unique_instance(rsc) {
-            self.cluster.top_of(rsc)
-        } else {
-            rsc
-        }
+        if self.cluster.clone_of(rsc).is_some() && !self.cluster.is_unique_instance(rsc) { self.cluster.top_of(rsc) } else { rsc }
     }
 
     /// A managed primitive active on exactly one node prefers to stay there.
@@ -250,7 +246,10 @@ impl<'a> Work<'a> {
                             None => format!("last-failure-{name}"),
                         };
                         let last = state.attributes.get(&last_key).and_then(|text| text.parse::<i64>().ok());
-                        if last.and_then(|last| last.checked_add(i64::try_from(timeout).unwrap_or(i64::MAX))).is_some_and(|expiry| expiry <= cluster.settings.now) {
+                        if last
+                            .and_then(|last| last.checked_add(i64::try_from(timeout).unwrap_or(i64::MAX)))
+                            .is_some_and(|expiry| expiry <= cluster.settings.now)
+                        {
                             continue;
                         }
                     }
@@ -284,11 +283,8 @@ impl<'a> Work<'a> {
         let base: Table = cluster.nodes.iter().map(|node| Some(if node.online { Score::ZERO } else { Score::NEG_INFINITY })).collect();
         let mut nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).collect();
         self.sort_nodes(&mut nodes, &base, None);
-        let merged: Vec<(RscIdx, Table)> = cluster
-            .top
-            .iter()
-            .map(|&rsc| (rsc, self.merge_scores(rsc, None, None, 1.0, Merge { init: true, forward: true, ..Merge::default() })))
-            .collect();
+        let merged: Vec<(RscIdx, Table)> =
+            cluster.top.iter().map(|&rsc| (rsc, self.merge_scores(rsc, None, None, 1.0, Merge { init: true, forward: true, ..Merge::default() }))).collect();
         let mut order: Vec<usize> = (0..merged.len()).collect();
         order.sort_by(|&a, &b| {
             let (rsc_a, table_a) = &merged[a];
@@ -296,9 +292,7 @@ impl<'a> Work<'a> {
             let res_a = &cluster.resources[*rsc_a];
             let res_b = &cluster.resources[*rsc_b];
             res_b.priority.cmp(&res_a.priority).then_with(|| {
-                let current = |rsc: RscIdx, table: &Table| -> Score {
-                    self.current_node_any(rsc).and_then(|node| table[node]).unwrap_or(Score::NEG_INFINITY)
-                };
+                let current = |rsc: RscIdx, table: &Table| -> Score { self.current_node_any(rsc).and_then(|node| table[node]).unwrap_or(Score::NEG_INFINITY) };
                 let by_current = current(*rsc_b, table_b).cmp(&current(*rsc_a, table_a));
                 if by_current != Ordering::Equal {
                     return by_current;
@@ -458,7 +452,13 @@ impl<'a> Work<'a> {
             let product = factor * best.value() as f64;
             let mut weight = if product < 0.0 { (product - 0.5) as i64 } else { (product + 0.5) as i64 };
             if weight == 0 && best != Score::ZERO {
-                weight = if factor > 0.0 { 1 } else if factor < 0.0 { -1 } else { 0 };
+                weight = if factor > 0.0 {
+                    1
+                } else if factor < 0.0 {
+                    -1
+                } else {
+                    0
+                };
             }
             let new_score = Score::new(weight) + current;
             if only_positive && new_score < Score::ZERO && current > Score::ZERO {
@@ -534,7 +534,8 @@ impl<'a> Work<'a> {
         }
         // A failure that blocks the resource stops mattering once every node it is
         // active on is fenced: fencing proves it stopped.
-        let blocked = resource.blocked && resource.active.iter().any(|active| !(cluster.nodes[active.node].unclean && settings.can_fence(&cluster.nodes[active.node])));
+        let blocked =
+            resource.blocked && resource.active.iter().any(|active| !(cluster.nodes[active.node].unclean && settings.can_fence(&cluster.nodes[active.node])));
         // Found active on several nodes: multiple-active says what happens.
         let multiply_active = resource.active.len() > 1 && cluster.clone_of(rsc).is_none();
         let multiple_active_blocks = multiply_active && resource.multiple_active == MultipleActive::Block;
@@ -917,7 +918,8 @@ impl<'a> Work<'a> {
                         affected.push(node);
                     }
                 }
-                if (colocation.dependent_role != Some(Role::Promoted) || colocation.primary_role != Some(Role::Promoted)) && colocation.score >= Score::INFINITY {
+                if (colocation.dependent_role != Some(Role::Promoted) || colocation.primary_role != Some(Role::Promoted)) && colocation.score >= Score::INFINITY
+                {
                     self.exclude_nodes(dependent, &affected);
                 }
             } else if colocation.dependent_role == Some(Role::Promoted) {
@@ -1090,7 +1092,8 @@ impl<'a> Work<'a> {
     fn compare_instances(&self, a: RscIdx, b: RscIdx) -> Ordering {
         let cluster = self.cluster;
         let active_nodes = |rsc: RscIdx| -> Vec<NodeIdx> {
-            let mut nodes: Vec<NodeIdx> = cluster.primitives_of(rsc).iter().flat_map(|&p| cluster.resources[p].active.iter().map(|active| active.node)).collect();
+            let mut nodes: Vec<NodeIdx> =
+                cluster.primitives_of(rsc).iter().flat_map(|&p| cluster.resources[p].active.iter().map(|active| active.node)).collect();
             nodes.sort_unstable();
             nodes.dedup();
             nodes
@@ -1186,7 +1189,15 @@ impl<'a> Work<'a> {
         self.reason[rsc] = Some(reason.to_string());
     }
 
-    fn assign_instance(&mut self, clone: RscIdx, instance: RscIdx, prefer: Option<NodeIdx>, all_colocated: bool, node_max: usize, per_node: &mut [usize]) -> bool {
+    fn assign_instance(
+        &mut self,
+        clone: RscIdx,
+        instance: RscIdx,
+        prefer: Option<NodeIdx>,
+        all_colocated: bool,
+        node_max: usize,
+        per_node: &mut [usize],
+    ) -> bool {
         let cluster = self.cluster;
         if !self.provisional[instance] {
             return self.assigned[instance].is_some();
@@ -1198,7 +1209,8 @@ impl<'a> Work<'a> {
             .copied()
             .filter(|&index| all_colocated || cluster.colocations[index].score < Score::ZERO || cluster.colocations[index].score == Score::INFINITY)
             .collect();
-        let parent_with_this: Vec<usize> = self.with_this[clone].iter().copied().filter(|&index| all_colocated || cluster.colocations[index].score < Score::ZERO).collect();
+        let parent_with_this: Vec<usize> =
+            self.with_this[clone].iter().copied().filter(|&index| all_colocated || cluster.colocations[index].score < Score::ZERO).collect();
         let (saved_this, saved_with) = (self.this_with[instance].clone(), self.with_this[instance].clone());
         for index in parent_this_with.iter().rev() {
             self.this_with[instance].insert(0, *index);
@@ -1403,8 +1415,13 @@ impl<'a> Work<'a> {
             if colocation.primary_role == Some(Role::Promoted) {
                 let factor = colocation.factor();
                 let attribute = colocation.node_attribute.clone();
-                clone_scores =
-                    self.merge_scores(colocation.dependent, Some(clone_scores), attribute.as_deref(), factor, Merge { rollback: true, positive: true, ..Merge::default() });
+                clone_scores = self.merge_scores(
+                    colocation.dependent,
+                    Some(clone_scores),
+                    attribute.as_deref(),
+                    factor,
+                    Merge { rollback: true, positive: true, ..Merge::default() },
+                );
             }
         }
         let mut ranked: Vec<(RscIdx, Score)> = sort_index
@@ -1426,11 +1443,12 @@ impl<'a> Work<'a> {
             })
             .collect();
         ranked.sort_by(|a, b| {
-            b.1.cmp(&a.1).then_with(|| {
-                let role = |rsc: RscIdx| cluster.primitives_of(rsc).iter().map(|&p| cluster.resources[p].role()).max().unwrap_or(Role::Stopped);
-                role(b.0).cmp(&role(a.0))
-            })
-            .then_with(|| self.compare_instances(a.0, b.0))
+            b.1.cmp(&a.1)
+                .then_with(|| {
+                    let role = |rsc: RscIdx| cluster.primitives_of(rsc).iter().map(|&p| cluster.resources[p].role()).max().unwrap_or(Role::Stopped);
+                    role(b.0).cmp(&role(a.0))
+                })
+                .then_with(|| self.compare_instances(a.0, b.0))
         });
         let mut promoted = 0;
         let mut per_node = vec![0usize; cluster.nodes.len()];

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{Score, Spec};
 use crate::api::constraint::OrderAction;
 use crate::api::resource::Role;
+use crate::api::{Score, Spec};
 
 use super::snapshot::{NodeLiveness, Snapshot};
 

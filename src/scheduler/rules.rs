@@ -52,11 +52,7 @@ pub(crate) fn evaluate(expression: &Expression, node: &Node) -> bool {
 fn default_type(operation: ExpressionOperation, actual: &str, expected: &str) -> ExpressionType {
     match operation {
         ExpressionOperation::Lt | ExpressionOperation::Lte | ExpressionOperation::Gt | ExpressionOperation::Gte => {
-            if actual.contains('.') || expected.contains('.') {
-                ExpressionType::Number
-            } else {
-                ExpressionType::Integer
-            }
+            if actual.contains('.') || expected.contains('.') { ExpressionType::Number } else { ExpressionType::Integer }
         }
         _ => ExpressionType::String,
     }
@@ -122,12 +118,7 @@ mod tests {
     }
 
     fn expr(attribute: &str, operation: ExpressionOperation, value: Option<&str>) -> Expression {
-        Expression {
-            attribute: Some(attribute.into()),
-            operation: Some(operation),
-            value: value.map(|v| ParamValue(v.into())),
-            ..Expression::default()
-        }
+        Expression { attribute: Some(attribute.into()), operation: Some(operation), value: value.map(|v| ParamValue(v.into())), ..Expression::default() }
     }
 
     #[test]

@@ -161,7 +161,8 @@ fn final_placements(cluster: &Cluster, assignment: &Assignment, fenced: &[bool])
             // A mandatory order's `then` needs its `first` whether it starts now or
             // already runs (Pacemaker stops it when the first cannot run); where to
             // start matters only for a start.
-            let blocked = !dependencies_allow(cluster, assignment, rsc, node, stays, &runs, &promoted) || (!stays && !placement_allows(cluster, rsc, node, fenced));
+            let blocked =
+                !dependencies_allow(cluster, assignment, rsc, node, stays, &runs, &promoted) || (!stays && !placement_allows(cluster, rsc, node, fenced));
             if blocked {
                 runs[rsc] = false;
                 promoted[rsc] = false;
@@ -233,7 +234,11 @@ fn stops_blocked(cluster: &Cluster, assignment: &Assignment, runs: &[bool], fenc
         }
     }
     for ordering in &cluster.orderings {
-        if ordering.kind != OrderKind::Mandatory || !ordering.symmetrical || ordering.first_action != OrderAction::Start || ordering.then_action != OrderAction::Start {
+        if ordering.kind != OrderKind::Mandatory
+            || !ordering.symmetrical
+            || ordering.first_action != OrderAction::Start
+            || ordering.then_action != OrderAction::Start
+        {
             continue;
         }
         let thens = cluster.primitives_of(ordering.then);
@@ -402,12 +407,14 @@ fn first_runs(cluster: &Cluster, assignment: &Assignment, first: RscIdx, then: R
     if first_resource.kind == RscKind::Clone {
         let interleave = cluster.clone_of(then).and_then(|clone| cluster.resources[clone].clone.as_ref()).is_some_and(|info| info.interleave);
         if interleave && cluster.clone_of(then) != Some(first) {
-            return first_resource.children.iter().any(|&instance| runs[instance] && cluster.primitives_of(instance).iter().any(|&p| runs[p] && assignment.node[p] == Some(node)));
+            return first_resource
+                .children
+                .iter()
+                .any(|&instance| runs[instance] && cluster.primitives_of(instance).iter().any(|&p| runs[p] && assignment.node[p] == Some(node)));
         }
     }
     runs[first]
 }
-
 
 /// Whether an instance may be promoted: every mandatory "X then promote" order on its
 /// clone can happen.

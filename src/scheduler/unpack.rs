@@ -93,8 +93,7 @@ fn unpack_nodes(snapshot: &Snapshot, startup_fencing: bool) -> Vec<Node> {
         .map(|(name, spec)| {
             let spec = spec.unwrap_or_default();
             let observed = snapshot.observed.nodes.get(&name);
-            let mut attributes: BTreeMap<String, String> =
-                spec.attributes.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect();
+            let mut attributes: BTreeMap<String, String> = spec.attributes.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect();
             if let Some(observed) = observed {
                 attributes.extend(observed.attributes.iter().map(|(key, value)| (key.clone(), value.clone())));
             }
@@ -197,18 +196,26 @@ impl Builder {
             let name = object.name().as_str();
             let top = match &object.spec {
                 Spec::Resource(spec) if !members.contains(name) => {
-                    let def = PrimitiveDef { name, utilization: Some(&spec.utilization), meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: false };
+                    let def = PrimitiveDef {
+                        name,
+                        utilization: Some(&spec.utilization),
+                        meta: spec.meta.clone(),
+                        operations: &spec.operations,
+                        is_fence_device: false,
+                    };
                     match &spec.clone {
-                        Some(clone) => Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| {
-                            builder.add_primitive(&def, Some(parent), suffix)
-                        })),
+                        Some(clone) => {
+                            Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| builder.add_primitive(&def, Some(parent), suffix)))
+                        }
                         None => Some(self.add_primitive(&def, None, None)),
                     }
                 }
                 Spec::FenceDevice(spec) => {
                     let def = PrimitiveDef { name, utilization: None, meta: spec.meta.clone(), operations: &spec.operations, is_fence_device: true };
                     match &spec.clone {
-                        Some(clone) => Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| builder.add_primitive(&def, Some(parent), suffix))),
+                        Some(clone) => {
+                            Some(self.add_clone(name, clone, &spec.meta, |builder, parent, suffix| builder.add_primitive(&def, Some(parent), suffix)))
+                        }
                         None => Some(self.add_primitive(&def, None, None)),
                     }
                 }
@@ -290,15 +297,12 @@ impl Builder {
         let index = self.new_rsc(id, def.name, RscKind::Primitive, parent, &def.meta);
         let rsc = &mut self.resources[index];
         rsc.is_fence_device = def.is_fence_device;
-        rsc.utilization = def.utilization.map(|map| map.iter().map(|(key, value)| (key.clone(), i64::try_from(*value).unwrap_or(i64::MAX))).collect()).unwrap_or_default();
+        rsc.utilization =
+            def.utilization.map(|map| map.iter().map(|(key, value)| (key.clone(), i64::try_from(*value).unwrap_or(i64::MAX))).collect()).unwrap_or_default();
         rsc.operations = def
             .operations
             .iter()
-            .map(|operation| OpDef {
-                name: operation.name.as_str().to_string(),
-                interval_ms: operation.interval.as_millis(),
-                on_fail: operation.on_fail,
-            })
+            .map(|operation| OpDef { name: operation.name.as_str().to_string(), interval_ms: operation.interval.as_millis(), on_fail: operation.on_fail })
             .collect();
         match (suffix, parent) {
             (None, _) => {
@@ -584,7 +588,13 @@ impl Builder {
                         }
                         "promote" => role = Role::Promoted,
                         "demote" => {
-                            role = if found == Found::Stopped { Role::Stopped } else if policy == OnFail::Block { Role::Promoted } else { Role::Unpromoted }
+                            role = if found == Found::Stopped {
+                                Role::Stopped
+                            } else if policy == OnFail::Block {
+                                Role::Promoted
+                            } else {
+                                Role::Unpromoted
+                            }
                         }
                         _ => {}
                     }
@@ -654,16 +664,17 @@ impl Builder {
     /// The configured `on-fail` of the operation, or Pacemaker's default: a failed stop
     /// fences the node when fencing is enabled (blocks otherwise), anything else restarts.
     fn failure_policy(&self, rsc: RscIdx, op: &OperationRecord) -> OnFail {
-        let configured = self.resources[rsc]
-            .operations
-            .iter()
-            .find(|def| def.name == op.operation && def.interval_ms == op.interval_ms)
-            .and_then(|def| def.on_fail);
+        let configured =
+            self.resources[rsc].operations.iter().find(|def| def.name == op.operation && def.interval_ms == op.interval_ms).and_then(|def| def.on_fail);
         match configured {
             Some(OnFail::Fence) if !self.settings.stonith_enabled => OnFail::Block,
             Some(policy) => policy,
             None if op.operation == "stop" => {
-                if self.settings.stonith_enabled { OnFail::Fence } else { OnFail::Block }
+                if self.settings.stonith_enabled {
+                    OnFail::Fence
+                } else {
+                    OnFail::Block
+                }
             }
             None => OnFail::Restart,
         }
@@ -755,9 +766,7 @@ fn classify(op: &OperationRecord, is_probe: bool) -> Outcome {
         rc::FAILED_PROMOTED => Outcome::Failure { severity: Severity::Soft, found: Found::Promoted },
         rc::NOT_CONFIGURED => Outcome::Failure { severity: Severity::Fatal, found: Found::Nothing },
         rc::UNIMPLEMENTED if op.interval_ms > 0 => Outcome::Success { found: Found::Nothing },
-        rc::UNIMPLEMENTED | rc::NOT_INSTALLED | rc::ERR_ARGS | rc::INSUFFICIENT_PRIV => {
-            Outcome::Failure { severity: Severity::Hard, found: Found::Nothing }
-        }
+        rc::UNIMPLEMENTED | rc::NOT_INSTALLED | rc::ERR_ARGS | rc::INSUFFICIENT_PRIV => Outcome::Failure { severity: Severity::Hard, found: Found::Nothing },
         code if code == expected => Outcome::Success { found: Found::Nothing },
         _ => Outcome::Failure { severity: Severity::Soft, found: Found::Nothing },
     }
@@ -840,12 +849,7 @@ fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spe
                 };
                 scores.push((index, score));
             }
-            cluster.locations.push(LocationRule {
-                resource: target,
-                role: role_filter(rule.role.or(spec.role)),
-                scores,
-                exclusive,
-            });
+            cluster.locations.push(LocationRule { resource: target, role: role_filter(rule.role.or(spec.role)), scores, exclusive });
         }
     }
 }
@@ -960,7 +964,8 @@ fn unpack_order(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: 
     for pair in sets.windows(2) {
         let (first_members, first_sequential, first_require_all, first_action) = &pair[0];
         let (second_members, second_sequential, _, second_action) = &pair[1];
-        let firsts: Vec<RscIdx> = if *first_sequential && *first_require_all { first_members.last().copied().into_iter().collect() } else { first_members.clone() };
+        let firsts: Vec<RscIdx> =
+            if *first_sequential && *first_require_all { first_members.last().copied().into_iter().collect() } else { first_members.clone() };
         let thens: Vec<RscIdx> = if *second_sequential { second_members.first().copied().into_iter().collect() } else { second_members.clone() };
         let any_of = if *first_require_all {
             None

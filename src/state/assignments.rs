@@ -25,7 +25,9 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
         .resources
         .iter()
         .filter(|resource| resource.clone.is_none())
-        .map(|resource| (resource.name.as_str(), resource.next.iter().filter(|placement| placement.role != Role::Stopped).map(|placement| placement.node.clone()).collect()))
+        .map(|resource| {
+            (resource.name.as_str(), resource.next.iter().filter(|placement| placement.role != Role::Stopped).map(|placement| placement.node.clone()).collect())
+        })
         .collect();
     let mut assignments: BTreeMap<String, NodeAssignment> = plan
         .nodes
@@ -108,11 +110,7 @@ fn local_id(resource: &ResourcePlan, assignment: &NodeAssignment) -> String {
     if resource.clone.is_none() || resource.unique {
         return resource.id.clone();
     }
-    if assignment.resources.iter().any(|other| other.id == resource.name) {
-        resource.id.clone()
-    } else {
-        resource.name.clone()
-    }
+    if assignment.resources.iter().any(|other| other.id == resource.name) { resource.id.clone() } else { resource.name.clone() }
 }
 
 fn definition(spec: &ResourceSpec, instance: &str, clone: Option<&CloneSpec>) -> Definition {
@@ -253,6 +251,14 @@ impl<'a> Catalog<'a> {
             nodes.dedup();
             nodes
         });
-        LocalGate { resource: gate.resource.clone(), members, action: gate.action, same_node: gate.same_node, on_nodes, at_least: gate.at_least.max(1), any_of: gate.any_of }
+        LocalGate {
+            resource: gate.resource.clone(),
+            members,
+            action: gate.action,
+            same_node: gate.same_node,
+            on_nodes,
+            at_least: gate.at_least.max(1),
+            any_of: gate.any_of,
+        }
     }
 }

@@ -113,11 +113,7 @@ pub fn fence_levels(target: &str, objects: &[Object]) -> Vec<Vec<DeviceStep>> {
                 .filter(|level| !level.is_empty())
                 .collect()
         }
-        None => devices
-            .iter()
-            .filter(|(_, device)| can_fence(device, target))
-            .map(|(name, device)| vec![step(name, device)])
-            .collect(),
+        None => devices.iter().filter(|(_, device)| can_fence(device, target)).map(|(name, device)| vec![step(name, device)]).collect(),
     }
 }
 

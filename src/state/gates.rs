@@ -67,7 +67,12 @@ mod tests {
             clone: None,
             node: node.into(),
             role,
-            definition: Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: Default::default(), meta: Default::default(), operations: vec![] },
+            definition: Definition {
+                agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
+                params: Default::default(),
+                meta: Default::default(),
+                operations: vec![],
+            },
             history: vec![],
             failures: 0,
             started_after: vec![],
@@ -123,7 +128,8 @@ mod tests {
 
     #[test]
     fn unknown_and_failed_copies_open_nothing_and_alternatives_need_one() {
-        let statuses = [status("a", "a", "n1", ObservedRole::Unknown), status("b", "b", "n1", ObservedRole::Failed), status("c", "c", "n2", ObservedRole::Started)];
+        let statuses =
+            [status("a", "a", "n1", ObservedRole::Unknown), status("b", "b", "n1", ObservedRole::Failed), status("c", "c", "n2", ObservedRole::Started)];
         assert!(!is_open(&gate(&["a"], OrderAction::Start, false, 1), "n1", statuses.iter()));
         assert!(!is_open(&gate(&["b"], OrderAction::Start, false, 1), "n1", statuses.iter()));
         let mut a = gate(&["a"], OrderAction::Start, false, 1);

@@ -11,9 +11,9 @@ pub mod observe;
 pub mod records;
 pub mod view;
 
-pub use observe::{Reports, failures_seen, observe};
 pub use assignments::{FailuresSeen, ProbeTarget, node_assignments, probe_targets};
+pub use observe::{Reports, failures_seen, observe};
 pub use records::{
-    AssignedResource, Definition, LocalGate, Migration, NodeAssignment, Notice, NoticePhase, NodeAttributeRecord, NodeHeartbeat, ObservedRole, OperationDef, ResourceStatus,
-    FAIL_COUNT_INFINITY,
+    AssignedResource, Definition, FAIL_COUNT_INFINITY, LocalGate, Migration, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase,
+    ObservedRole, OperationDef, ResourceStatus,
 };

@@ -38,7 +38,8 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
     }
     for status in &reports.statuses {
         let possibly_running = status.may_be_active();
-        let node = nodes.entry(status.node.clone()).or_insert_with(|| ObservedNode { liveness: NodeLiveness::Offline, shutdown: false, attributes: BTreeMap::new() });
+        let node =
+            nodes.entry(status.node.clone()).or_insert_with(|| ObservedNode { liveness: NodeLiveness::Offline, shutdown: false, attributes: BTreeMap::new() });
         if possibly_running && node.liveness == NodeLiveness::Offline {
             node.liveness = NodeLiveness::Unclean;
         }

@@ -149,9 +149,9 @@ impl Definition {
     /// The recurring monitors that apply in `role`: those for that role, and those for
     /// no role in particular.
     pub fn monitors_for(&self, role: Role) -> impl Iterator<Item = &OperationDef> {
-        self.operations.iter().filter(move |operation| {
-            operation.name == "monitor" && operation.interval_ms > 0 && operation.role.is_none_or(|wanted| wanted == role)
-        })
+        self.operations
+            .iter()
+            .filter(move |operation| operation.name == "monitor" && operation.interval_ms > 0 && operation.role.is_none_or(|wanted| wanted == role))
     }
 }
 

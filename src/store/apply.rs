@@ -193,9 +193,8 @@ fn precondition_failures(listing: &Listing, desired: &[Object]) -> Vec<String> {
         .filter_map(|object| {
             let wanted = object.metadata.resource_version.as_deref()?;
             let actual = listing.objects.get(&object.key()).map(|stored| stored.mod_revision.to_string());
-            (actual.as_deref() != Some(wanted)).then(|| {
-                format!("{} (resourceVersion {wanted} given, {} stored)", object.key(), actual.as_deref().unwrap_or("none"))
-            })
+            (actual.as_deref() != Some(wanted))
+                .then(|| format!("{} (resourceVersion {wanted} given, {} stored)", object.key(), actual.as_deref().unwrap_or("none")))
         })
         .collect()
 }
@@ -352,7 +351,8 @@ async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>) -> Result<Op
     let id = format!("{:013}-{}", millis_now(), uuid::Uuid::new_v4().simple());
     let chunks = batches(&ops, usize::MAX, store.max_txn_bytes);
     for (index, chunk) in chunks.iter().enumerate() {
-        let encoded = serde_json::to_string(chunk).map_err(|error| StoreError::Corrupt { key: store.keys.intent_chunk(&id, index), reason: error.to_string() })?;
+        let encoded =
+            serde_json::to_string(chunk).map_err(|error| StoreError::Corrupt { key: store.keys.intent_chunk(&id, index), reason: error.to_string() })?;
         if let Err(error) = client.put(store.keys.intent_chunk(&id, index), encoded, None).await {
             discard_intent(store, &id).await;
             return Err(StoreError::Etcd { action: "stage apply".into(), source: error });
@@ -361,10 +361,11 @@ async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>) -> Result<Op
     let commit = IntentCommit { chunks: chunks.len(), operations: ops.len() };
     let commit_value = serde_json::to_string(&commit).unwrap_or_default();
     let response = client
-        .txn(Txn::new().when([guard]).and_then([
-            TxnOp::put(store.keys.intent_commit(&id), commit_value, None),
-            TxnOp::put(version_key.as_str(), format!("commit {id}"), None),
-        ]))
+        .txn(
+            Txn::new()
+                .when([guard])
+                .and_then([TxnOp::put(store.keys.intent_commit(&id), commit_value, None), TxnOp::put(version_key.as_str(), format!("commit {id}"), None)]),
+        )
         .await;
     match response {
         Ok(response) if response.succeeded() => {}
@@ -437,8 +438,8 @@ pub(crate) async fn roll_forward(store: &Store, id: &str) -> Result<Option<i64>,
     let commit_key = store.keys.intent_commit(id);
     let response = client.get(commit_key.as_str(), None).await.map_err(StoreError::etcd("read apply commit"))?;
     let Some(commit_kv) = response.kvs().first() else { return Ok(None) };
-    let commit: IntentCommit = serde_json::from_slice(commit_kv.value())
-        .map_err(|error| StoreError::Corrupt { key: commit_key.clone(), reason: error.to_string() })?;
+    let commit: IntentCommit =
+        serde_json::from_slice(commit_kv.value()).map_err(|error| StoreError::Corrupt { key: commit_key.clone(), reason: error.to_string() })?;
     let committed = || Compare::version(commit_key.as_str(), CompareOp::Greater, 0);
     for index in 0..commit.chunks {
         let chunk_key = store.keys.intent_chunk(id, index);
@@ -545,10 +546,7 @@ mod tests {
         wanted.metadata.resource_version = Some("7".into());
         let stored = object(json!({"kind": "Node", "metadata": {"name": "n1"}}));
         assert!(precondition_failures(&listing(&[(stored.clone(), 7)]), std::slice::from_ref(&wanted)).is_empty());
-        assert_eq!(
-            precondition_failures(&listing(&[(stored, 8)]), &[wanted]),
-            ["Node/n1 (resourceVersion 7 given, 8 stored)"]
-        );
+        assert_eq!(precondition_failures(&listing(&[(stored, 8)]), &[wanted]), ["Node/n1 (resourceVersion 7 given, 8 stored)"]);
         let _ = Kind::Node;
         let _ = Name::from("n1");
     }

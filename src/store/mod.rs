@@ -2,9 +2,9 @@
 //! of any size, and a list+watch helper. The only module that talks to etcd.
 
 pub mod apply;
-pub mod node;
 pub mod keys;
 pub mod lease;
+pub mod node;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -95,16 +95,10 @@ impl Store {
             .filter(|endpoint| !endpoint.is_empty())
             .collect();
         let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(30));
-        let client = Client::connect(&endpoints, Some(options))
-            .await
-            .map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
+        let client = Client::connect(&endpoints, Some(options)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         let mut store = Store { client, keys: Keys::new(prefix), max_txn_ops: DEFAULT_MAX_TXN_OPS, max_txn_bytes: DEFAULT_MAX_TXN_BYTES };
         // Connecting is lazy; a first request tells whether anyone answers.
-        store
-            .client
-            .status()
-            .await
-            .map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
+        store.client.status().await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         Ok(store)
     }
 
@@ -161,11 +155,7 @@ impl Store {
             objects.insert(object.key(), StoredObject { object, mod_revision: kv.mod_revision() });
         }
         let spec_version = version.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
-        let pending = intents
-            .kvs()
-            .iter()
-            .filter_map(|kv| self.keys.committed_intent_id(&String::from_utf8_lossy(kv.key())))
-            .collect();
+        let pending = intents.kvs().iter().filter_map(|kv| self.keys.committed_intent_id(&String::from_utf8_lossy(kv.key()))).collect();
         Ok((Listing { revision, objects, spec_version }, pending))
     }
 

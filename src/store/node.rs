@@ -96,9 +96,11 @@ impl Store {
     pub async fn claim<T: Serialize>(&self, key: &str, lease: i64, value: &T) -> Result<bool, StoreError> {
         let key = key.to_string();
         let value = encode(&key, value)?;
-        let txn = Txn::new()
-            .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
-            .and_then([TxnOp::put(key.as_str(), value, Some(PutOptions::new().with_lease(lease)))]);
+        let txn = Txn::new().when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)]).and_then([TxnOp::put(
+            key.as_str(),
+            value,
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
         let mut client = self.client();
         let response = timeout("claim node", client.txn(txn)).await?;
         Ok(response.succeeded())
@@ -322,6 +324,8 @@ pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreEr
 async fn timeout<T>(action: &str, request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
     match tokio::time::timeout(AGENT_REQUEST_TIMEOUT, request).await {
         Ok(result) => result.map_err(|source| StoreError::Etcd { action: action.to_string(), source }),
-        Err(_) => Err(StoreError::Etcd { action: action.to_string(), source: etcd_client::Error::InvalidArgs(format!("no answer within {AGENT_REQUEST_TIMEOUT:?}")) }),
+        Err(_) => {
+            Err(StoreError::Etcd { action: action.to_string(), source: etcd_client::Error::InvalidArgs(format!("no answer within {AGENT_REQUEST_TIMEOUT:?}")) })
+        }
     }
 }

@@ -118,11 +118,7 @@ impl PrefixWatcher {
             }
             State::NeedsWatch => {
                 let options = WatchOptions::new().with_prefix().with_start_revision(self.revision + 1).with_progress_notify();
-                let stream = self
-                    .client
-                    .watch(self.prefix.as_str(), Some(options))
-                    .await
-                    .map_err(StoreError::etcd(format!("watch {}", self.prefix)))?;
+                let stream = self.client.watch(self.prefix.as_str(), Some(options)).await.map_err(StoreError::etcd(format!("watch {}", self.prefix)))?;
                 self.state = State::Watching(Box::new(stream));
             }
             State::Watching(stream) => {

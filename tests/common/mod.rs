@@ -38,11 +38,7 @@ impl TestEtcd {
     pub async fn dump(&self, prefix: &str) -> Vec<(String, String)> {
         let mut client = self.client().await;
         let response = client.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())).await.expect("read etcd");
-        response
-            .kvs()
-            .iter()
-            .map(|kv| (String::from_utf8_lossy(kv.key()).to_string(), String::from_utf8_lossy(kv.value()).to_string()))
-            .collect()
+        response.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).to_string(), String::from_utf8_lossy(kv.value()).to_string())).collect()
     }
 }
 

@@ -47,13 +47,17 @@ struct Options {
 
 fn options() -> anyhow::Result<Options> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut options = Options { rounds: 5, ttls: vec![2, 5, 10], bound: Duration::from_secs(60), pacer: root.join("target/debug/pacer"), agents: root.join("agents"), root };
+    let mut options =
+        Options { rounds: 5, ttls: vec![2, 5, 10], bound: Duration::from_secs(60), pacer: root.join("target/debug/pacer"), agents: root.join("agents"), root };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
         match arg.as_str() {
             "--rounds" => options.rounds = value()?.parse().context("--rounds")?,
-            "--ttls" => options.ttls = value()?.split(',').map(|ttl| ttl.trim().parse().context("--ttls: whole seconds, comma separated")).collect::<anyhow::Result<_>>()?,
+            "--ttls" => {
+                options.ttls =
+                    value()?.split(',').map(|ttl| ttl.trim().parse().context("--ttls: whole seconds, comma separated")).collect::<anyhow::Result<_>>()?
+            }
             "--bound" => options.bound = Duration::from_secs(value()?.parse().context("--bound")?),
             "--pacer" => options.pacer = PathBuf::from(value()?),
             "--agents" => options.agents = PathBuf::from(value()?),
@@ -62,7 +66,10 @@ fn options() -> anyhow::Result<Options> {
     }
     // etcd grants no lease under 2 s (1.5 × its election timeout, rounded up) and pacer
     // refuses one: a 1 s cluster would never start.
-    anyhow::ensure!(!options.ttls.is_empty() && options.ttls.iter().all(|ttl| *ttl >= 2), "--ttls needs at least one TTL, all of 2 s or more (pacer's minimum lease)");
+    anyhow::ensure!(
+        !options.ttls.is_empty() && options.ttls.iter().all(|ttl| *ttl >= 2),
+        "--ttls needs at least one TTL, all of 2 s or more (pacer's minimum lease)"
+    );
     Ok(options)
 }
 

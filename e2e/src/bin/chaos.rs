@@ -53,8 +53,17 @@ enum Fault {
     KillEtcdMember,
 }
 
-const FAULTS: [Fault; 9] =
-    [Fault::KillAgent, Fault::FreezeAgent, Fault::FreezeMidStart, Fault::CutLink, Fault::KillLeader, Fault::FailMonitor, Fault::FailFencing, Fault::RestartAll, Fault::KillEtcdMember];
+const FAULTS: [Fault; 9] = [
+    Fault::KillAgent,
+    Fault::FreezeAgent,
+    Fault::FreezeMidStart,
+    Fault::CutLink,
+    Fault::KillLeader,
+    Fault::FailMonitor,
+    Fault::FailFencing,
+    Fault::RestartAll,
+    Fault::KillEtcdMember,
+];
 
 impl FromStr for Fault {
     type Err = anyhow::Error;
@@ -117,8 +126,17 @@ fn parse_sequence(text: &str) -> anyhow::Result<Vec<Step>> {
 
 fn options() -> anyhow::Result<Options> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut options =
-        Options { runs: 10, seed: 1, sequence: None, lease_ttl: 2, bound: Duration::from_secs(60), pacer: root.join("target/debug/pacer"), agents: root.join("agents"), namespaces: false, etcd_members: 1 };
+    let mut options = Options {
+        runs: 10,
+        seed: 1,
+        sequence: None,
+        lease_ttl: 2,
+        bound: Duration::from_secs(60),
+        pacer: root.join("target/debug/pacer"),
+        agents: root.join("agents"),
+        namespaces: false,
+        etcd_members: 1,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -165,8 +183,14 @@ fn manifests(cluster: &Cluster) -> String {
     documents.push(format!("apiVersion: pacer.io/v1alpha1\nkind: Order\nmetadata: {{name: storage-before-vm}}\nspec: {{first: {STORAGE}, firstAction: Promote, then: vm, thenAction: Start}}\n"));
     documents.push(format!("apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {{name: vm-with-storage}}\nspec: {{resource: vm, withResource: {STORAGE}, withRole: Promoted, score: INFINITY}}\n"));
     // DNS: two addresses together, the name server with them and after both.
-    documents.push("apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {name: gw-with-dns}\nspec: {resource: ip-gw, withResource: ip-dns, score: INFINITY}\n".into());
-    documents.push("apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {name: named-with-dns}\nspec: {resource: named, withResource: ip-dns, score: INFINITY}\n".into());
+    documents.push(
+        "apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {name: gw-with-dns}\nspec: {resource: ip-gw, withResource: ip-dns, score: INFINITY}\n"
+            .into(),
+    );
+    documents.push(
+        "apiVersion: pacer.io/v1alpha1\nkind: Colocation\nmetadata: {name: named-with-dns}\nspec: {resource: named, withResource: ip-dns, score: INFINITY}\n"
+            .into(),
+    );
     documents.push(
         "apiVersion: pacer.io/v1alpha1\nkind: Order\nmetadata: {name: named-after-ips}\nspec:\n  sets:\n    - {resources: [ip-dns, ip-gw], sequential: false}\n    - {resources: [named]}\n".into(),
     );
@@ -182,7 +206,8 @@ fn rules() -> Rules {
 fn all_running(view: &serde_json::Value) -> bool {
     let entries: Vec<&serde_json::Value> = view["resources"].as_array().into_iter().flatten().collect();
     let started = RESOURCES.iter().all(|name| entries.iter().any(|entry| entry["name"] == *name && entry["role"] == "Started" && entry["failed"] == false));
-    let storage: Vec<&&serde_json::Value> = entries.iter().filter(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with(&format!("{STORAGE}:")) || name == STORAGE)).collect();
+    let storage: Vec<&&serde_json::Value> =
+        entries.iter().filter(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with(&format!("{STORAGE}:")) || name == STORAGE)).collect();
     let promoted = storage.iter().filter(|entry| entry["role"] == "Promoted").count();
     let running = storage.iter().filter(|entry| entry["role"] == "Promoted" || entry["role"] == "Unpromoted").count();
     let online = view["nodes"].as_array().into_iter().flatten().filter(|node| node["state"] == "online").count();
@@ -217,7 +242,12 @@ async fn settled(cluster: &Cluster, bound: Duration) -> anyhow::Result<bool> {
 /// The node a resource is reported Started on.
 fn node_of(cluster: &Cluster, resource: &str) -> anyhow::Result<Option<String>> {
     let view = cluster.status()?;
-    Ok(view["resources"].as_array().into_iter().flatten().find(|entry| entry["name"] == resource && entry["role"] == "Started").and_then(|entry| entry["node"].as_str().map(str::to_string)))
+    Ok(view["resources"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|entry| entry["name"] == resource && entry["role"] == "Started")
+        .and_then(|entry| entry["node"].as_str().map(str::to_string)))
 }
 
 /// Waits for the witness to testify `resource`'s start beginning on `node` after
@@ -225,7 +255,9 @@ fn node_of(cluster: &Cluster, resource: &str) -> anyhow::Result<Option<String>> 
 async fn start_begun(cluster: &Cluster, resource: &str, node: &str, since: u128, bound: Duration) -> bool {
     let started = Instant::now();
     while started.elapsed() < bound {
-        let begun = read_witness(&cluster.witness_log()).iter().any(|line| line.ns >= since && line.resource == resource && line.node == node && line.operation == "start" && line.phase == "begin");
+        let begun = read_witness(&cluster.witness_log())
+            .iter()
+            .any(|line| line.ns >= since && line.resource == resource && line.node == node && line.operation == "start" && line.phase == "begin");
         if begun {
             return true;
         }
@@ -282,8 +314,14 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             // there already, anywhere else first).
             let since = epoch_ns();
             let current = node_of(cluster, "slow")?;
-            let target = if current.as_deref() == Some(node.as_str()) { cluster.node_names().into_iter().find(|other| *other != node).unwrap_or_default() } else { node.clone() };
-            cluster.apply(&format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: slow-moves}}\nspec: {{resource: slow, node: {target}, score: INFINITY}}\n"))?;
+            let target = if current.as_deref() == Some(node.as_str()) {
+                cluster.node_names().into_iter().find(|other| *other != node).unwrap_or_default()
+            } else {
+                node.clone()
+            };
+            cluster.apply(&format!(
+                "apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: slow-moves}}\nspec: {{resource: slow, node: {target}, score: INFINITY}}\n"
+            ))?;
             if !start_begun(cluster, "slow", &target, since, options.bound).await {
                 outcome.problems.push(format!("slow never began to start on {target}"));
                 return Ok(outcome);
@@ -320,7 +358,9 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
                     .into_iter()
                     .flatten()
                     .filter(|failure| failure["resource"] == node.as_str())
-                    .flat_map(|failure| failure["counts"].as_object().into_iter().flatten().filter_map(|(_, count)| count.as_str().and_then(|count| count.parse::<u64>().ok())))
+                    .flat_map(|failure| {
+                        failure["counts"].as_object().into_iter().flatten().filter_map(|(_, count)| count.as_str().and_then(|count| count.parse::<u64>().ok()))
+                    })
                     .sum()
             };
             let before = failures_of(&cluster.status()?);
@@ -450,7 +490,11 @@ fn disturbances(cluster: &Cluster, step: &Step, outcome: &Outcome) -> Option<Str
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
     anyhow::ensure!(options.pacer.exists(), "{} is missing: build it first (cargo build --bin pacer)", options.pacer.display());
-    let config = ClusterConfig { namespaces: options.namespaces, etcd_members: options.etcd_members, ..ClusterConfig::new(3, options.lease_ttl, options.pacer.clone(), options.agents.clone()) };
+    let config = ClusterConfig {
+        namespaces: options.namespaces,
+        etcd_members: options.etcd_members,
+        ..ClusterConfig::new(3, options.lease_ttl, options.pacer.clone(), options.agents.clone())
+    };
     let mut cluster = Cluster::start(config).await?;
     cluster.apply(&manifests(&cluster))?;
     anyhow::ensure!(settled(&cluster, options.bound).await?, "the cluster did not settle at start");
@@ -458,7 +502,10 @@ async fn main() -> anyhow::Result<()> {
     let steps: Vec<Step> = match &options.sequence {
         Some(sequence) => {
             for step in sequence {
-                let known = step.target.is_empty() || nodes.contains(&step.target) || RESOURCES.contains(&step.target.as_str()) || ["leader", "follower"].contains(&step.target.as_str());
+                let known = step.target.is_empty()
+                    || nodes.contains(&step.target)
+                    || RESOURCES.contains(&step.target.as_str())
+                    || ["leader", "follower"].contains(&step.target.as_str());
                 anyhow::ensure!(step.fault != Fault::KillEtcdMember || cluster.etcd_members() >= 3, "{step}: needs --etcd-members 3");
                 anyhow::ensure!(known, "{step}: no node or resource {}", step.target);
             }
