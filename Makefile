@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test bench bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -27,13 +27,19 @@ demo: build
 demo-down:
 	scripts/demo stop $(DEMO_DIR)
 
-# Unit, integration (each starts its own etcd) and bad-input tests, a check that
-# crds/ matches the types, then the Pacemaker conformance floor.
-test: deps
+# Lint (fmt, clippy), unit, integration (each starts its own etcd) and bad-input
+# tests, a check that crds/ matches the types, the Pacemaker conformance floor, a
+# small fault campaign and its regressions.
+test: deps lint
 	$(CARGO) test --workspace
 	$(MAKE) conformance
 	$(MAKE) chaos RUNS=10 SEED=7
 	$(MAKE) chaos-regressions
+
+# Formatting (rustfmt.toml) and clippy with every warning an error.
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # Pacemaker's scheduler scenarios (../shared/conformance) through `pacer simulate`;
 # fails below the figures in tests/conformance/floor.

@@ -94,6 +94,7 @@ fn node_name(index: usize) -> String {
 }
 
 /// Writes the history of one operation.
+// The arguments are the fields of one CIB `lrm_rsc_op` element, written in its order.
 #[allow(clippy::too_many_arguments)]
 fn op(out: &mut String, rsc: &str, node: &str, operation: &str, interval_ms: u64, call_id: &mut u64, rc: i32, expected: i32) {
     *call_id += 1;

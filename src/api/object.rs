@@ -43,6 +43,7 @@ pub struct ObjectMeta {
 /// The envelope the JSON Schema of every kind is generated from.
 #[derive(JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// Never built: it exists only for schemars to derive the schema from its fields.
 #[allow(dead_code)]
 pub(crate) struct Envelope<S> {
     pub api_version: String,

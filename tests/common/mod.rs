@@ -1,5 +1,6 @@
 //! Shared by the integration tests: a private etcd per test, and running the binary.
 
+// Each test binary includes this module and uses a different part of it.
 #![allow(dead_code)]
 
 use std::io::Write;
