@@ -14,21 +14,48 @@ use crate::scheduler::plan::{NodeState, Plan};
 use crate::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
 use crate::scheduler::{Snapshot, schedule, strip_instance};
 
-/// What `pacer simulate` was asked.
-pub(crate) struct SimulateRequest<'a> {
-    pub cib: Option<&'a Path>,
-    pub files: &'a [String],
-    pub observed: Option<&'a Path>,
-    pub now: Option<i64>,
-    pub node_fail: &'a [String],
-    pub op_fail: &'a [String],
-    pub json: bool,
-    pub scores: bool,
+use super::objects::{load_files, print_diagnostics};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct SimulateArgs {
+    /// A Pacemaker CIB (configuration and status sections).
+    #[arg(long, conflicts_with_all = ["files", "observed"])]
+    cib: Option<PathBuf>,
+    /// Manifests (files, directories, - for standard input).
+    #[arg(short = 'f', long = "filename")]
+    files: Vec<String>,
+    /// Observed state as `pacer import-cib -o DIR` writes it (observed.yaml).
+    #[arg(long)]
+    observed: Option<PathBuf>,
+    /// The decision time, seconds since the epoch (default: the CIB's execution-date).
+    #[arg(long)]
+    now: Option<i64>,
+    /// What if this node were lost (repeatable).
+    #[arg(long = "node-fail")]
+    node_fail: Vec<String>,
+    /// What if an operation returned RC: RESOURCE:OPERATION:NODE=RC (repeatable).
+    #[arg(long = "op-fail")]
+    op_fail: Vec<String>,
+    /// Print the conformance JSON (shared/conformance/FORMAT.md).
+    #[arg(long)]
+    json: bool,
+    /// Print every node's score for every resource.
+    #[arg(long)]
+    scores: bool,
 }
 
-/// Runs the scheduler offline and prints the result. Returns the exit code.
-pub(crate) fn simulate(request: &SimulateRequest, objects_from_files: impl FnOnce(&[String]) -> anyhow::Result<Vec<Object>>) -> anyhow::Result<u8> {
-    let mut snapshot = match request.cib {
+#[derive(clap::Args, Debug)]
+pub(super) struct ImportCibArgs {
+    file: PathBuf,
+    /// Write cluster.yaml and observed.yaml here instead of printing the manifests.
+    #[arg(short = 'o', long = "out")]
+    out: Option<PathBuf>,
+}
+
+/// `pacer simulate`: runs the scheduler offline and prints the result. Returns the
+/// exit code.
+pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<u8> {
+    let mut snapshot = match &args.cib {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
             let imported = cib::import(&text).with_context(|| format!("import {}", path.display()))?;
@@ -38,11 +65,11 @@ pub(crate) fn simulate(request: &SimulateRequest, objects_from_files: impl FnOnc
             Snapshot { objects: imported.objects, observed: imported.observed, now: imported.now.unwrap_or(0) }
         }
         None => {
-            if request.files.is_empty() {
+            if args.files.is_empty() {
                 bail!("give --cib FILE.xml, or -f MANIFESTS with --observed FILE");
             }
-            let objects = objects_from_files(request.files)?;
-            let observed = match request.observed {
+            let objects = objects_from_files(&args.files)?;
+            let observed = match &args.observed {
                 Some(path) => read_observed(path)?,
                 // No observed state: a fresh cluster, every configured node up and
                 // running nothing yet.
@@ -62,22 +89,32 @@ pub(crate) fn simulate(request: &SimulateRequest, objects_from_files: impl FnOnc
             Snapshot { objects, observed, now: 0 }
         }
     };
-    if let Some(now) = request.now {
+    if let Some(now) = args.now {
         snapshot.now = now;
     }
-    for node in request.node_fail {
+    for node in &args.node_fail {
         inject_node_failure(&mut snapshot, node)?;
     }
-    for spec in request.op_fail {
+    for spec in &args.op_fail {
         inject_op_failure(&mut snapshot, spec)?;
     }
     let plan = schedule(&snapshot);
-    if request.json {
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&oracle_json(&plan)).context("encode the plan")?);
     } else {
-        print!("{}", summary(&plan, request.scores));
+        print!("{}", summary(&plan, args.scores));
     }
     Ok(0)
+}
+
+/// The objects of the manifests; invalid ones are reported like `apply` does.
+fn objects_from_files(files: &[String]) -> anyhow::Result<Vec<Object>> {
+    let loaded = load_files(files);
+    if !loaded.diagnostics.is_empty() {
+        print_diagnostics(&loaded.diagnostics);
+        bail!("the manifests are invalid");
+    }
+    Ok(loaded.manifests.into_iter().map(|manifest| manifest.object).collect())
 }
 
 /// Reads an observed-state file (YAML or JSON, as `import-cib` writes it).
@@ -230,7 +267,8 @@ fn summary(plan: &Plan, scores: bool) -> String {
 
 /// `pacer import-cib FILE [-o DIR]`: writes the manifests and observed state, lists
 /// what could not be mapped on stderr. Returns the exit code.
-pub(crate) fn import_cib(path: &Path, out: Option<&PathBuf>) -> anyhow::Result<u8> {
+pub(super) fn import_cib(args: &ImportCibArgs) -> anyhow::Result<u8> {
+    let ImportCibArgs { file: path, out } = args;
     let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
     let imported = cib::import(&text).with_context(|| format!("import {}", path.display()))?;
     for unmapped in &imported.unmapped {

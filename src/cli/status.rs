@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use etcd_client::GetOptions;
 
+use crate::api::yaml::to_yaml_string;
 use crate::daemon::{HistoryRecord, Leader};
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::Snapshot;
@@ -14,6 +15,29 @@ use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;
 
 use super::output::table;
+use super::{Global, OutputFormat};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct StatusArgs {
+    /// `table` (default) or `json` (a stable shape, see the README).
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
+    /// How many of the latest decisions to show.
+    #[arg(long, default_value_t = 5)]
+    decisions: usize,
+}
+
+/// `pacer status`: the view as a crm_mon-like text, JSON or YAML.
+pub(super) async fn status(global: &Global, args: &StatusArgs) -> anyhow::Result<u8> {
+    let store = global.connect().await?;
+    let view = read(&store, args.decisions).await?;
+    match args.output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view).context("encode status")?),
+        OutputFormat::Yaml => print!("{}", to_yaml_string(&serde_json::to_value(&view).context("encode status")?)),
+        OutputFormat::Table | OutputFormat::Wide => print!("{}", render(&view)),
+    }
+    Ok(0)
+}
 
 /// Reads everything at once and builds the view.
 pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView> {

@@ -1,0 +1,168 @@
+//! `pacer agent`, `pacer scheduler` and `pacer up`: the long-running processes, each
+//! in the foreground until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::ValueEnum;
+
+use super::{Global, up};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct AgentArgs {
+    /// The node this agent stands for (its `Node` object is created if missing).
+    #[arg(long)]
+    node: String,
+    /// The node's own directory (agents' HA_RSCTMP/HA_VARRUN, work files).
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Seconds the node's lease lasts without renewal (etcd counts whole seconds).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_ttl: u64,
+    /// On SIGTERM: stop every resource (in reverse start order) and give up the
+    /// lease, or leave them running and the lease to lapse (an agent started again
+    /// within it resumes it; otherwise the node counts as lost and is fenced).
+    #[arg(long, value_enum, default_value = "stop")]
+    on_shutdown: ShutdownMode,
+    /// A directory laid out like Pacer's `agents/` (`ocf/<provider>/<type>`, `lsb/`,
+    /// `fence/`) searched after the system's; repeatable.
+    #[arg(long = "agents-dir")]
+    agents_dirs: Vec<PathBuf>,
+    /// Attribute of the Node object created when none exists: NAME=VALUE; repeatable.
+    #[arg(long = "attribute", value_parser = parse_key_value)]
+    attributes: Vec<(String, String)>,
+    /// Capacity of the Node object created when none exists: NAME=NUMBER; repeatable.
+    #[arg(long = "capacity", value_parser = parse_capacity)]
+    capacity: Vec<(String, u64)>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct SchedulerArgs {
+    /// Seconds the leader's lease lasts without renewal: a standby takes over
+    /// after about this long.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_ttl: u64,
+    /// Milliseconds of quiet after a change before deciding.
+    #[arg(long, default_value_t = 100)]
+    debounce_ms: u64,
+    /// How this instance names itself in the election (default host:pid).
+    #[arg(long)]
+    identity: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct UpArgs {
+    #[arg(long)]
+    state_dir: PathBuf,
+    /// Node agents to start (0: etcd only).
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Lease TTL of the agents and the scheduler, in seconds.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_ttl: u64,
+    /// The project's agent directory (default: ./agents when it exists).
+    #[arg(long)]
+    agents_dir: Option<PathBuf>,
+    /// `on`: register fence_pacer_local, which powers the local nodes off (kills a
+    /// node's agent and its resources' processes); `off`: stonithEnabled false.
+    #[arg(long, value_enum, default_value = "on")]
+    fencing: Switch,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Switch {
+    On,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum ShutdownMode {
+    Stop,
+    Leave,
+}
+
+fn parse_key_value(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text.split_once('=').ok_or_else(|| format!("{text:?}: expected NAME=VALUE"))?;
+    if key.is_empty() {
+        return Err(format!("{text:?}: the name is empty"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
+fn parse_capacity(text: &str) -> Result<(String, u64), String> {
+    let (key, value) = parse_key_value(text)?;
+    let number = value.parse().map_err(|_| format!("{text:?}: the capacity must be a whole number"))?;
+    Ok((key, number))
+}
+
+/// Completes on SIGTERM or SIGINT.
+fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// `pacer agent`: the node agent of one node (`agent::run`).
+pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u8> {
+    let node = &args.node;
+    anyhow::ensure!(
+        crate::api::Name::is_valid(node),
+        "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
+    );
+    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("create {}", args.state_dir.display()))?;
+    // Agents run with / as their working directory: every path they get is absolute.
+    let state_dir = std::fs::canonicalize(&args.state_dir).with_context(|| format!("resolve {}", args.state_dir.display()))?;
+    let mut exec = crate::exec::ExecConfig::default();
+    for dir in &args.agents_dirs {
+        exec = exec.with_agents_dir(&std::fs::canonicalize(dir).with_context(|| format!("resolve --agents-dir {}", dir.display()))?);
+    }
+    let config = crate::agent::AgentConfig {
+        node: node.clone(),
+        state_dir,
+        lease_ttl: Duration::from_secs(args.lease_ttl),
+        on_shutdown: match args.on_shutdown {
+            ShutdownMode::Stop => crate::agent::OnShutdown::Stop,
+            ShutdownMode::Leave => crate::agent::OnShutdown::Leave,
+        },
+        exec,
+        attributes: args.attributes.iter().cloned().collect(),
+        capacity: args.capacity.iter().cloned().collect(),
+    };
+    let store = global.connect().await?;
+    crate::agent::run(config, store, termination()?).await?;
+    Ok(0)
+}
+
+/// `pacer scheduler`: one scheduler instance (`daemon::run`), named host:pid unless
+/// given `--identity`.
+pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::Result<u8> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
+    let config = crate::daemon::SchedulerConfig {
+        identity: args.identity.clone().unwrap_or_else(|| format!("{host}:{}", std::process::id())),
+        lease_ttl: Duration::from_secs(args.lease_ttl),
+        debounce: Duration::from_millis(args.debounce_ms),
+        max_delay: Duration::from_millis(args.debounce_ms.saturating_mul(10).max(1000)),
+    };
+    let store = global.connect().await?;
+    crate::daemon::run(config, store, termination()?).await?;
+    Ok(0)
+}
+
+/// `pacer up`: a whole local cluster (`up::run`), under the global `--prefix`.
+pub(super) async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
+    let request = up::UpRequest {
+        state_dir: &args.state_dir,
+        nodes: args.nodes,
+        lease_ttl: args.lease_ttl,
+        agents_dir: args.agents_dir.as_deref(),
+        prefix: &global.prefix,
+        fencing: args.fencing == Switch::On,
+    };
+    up::run(&request).await
+}

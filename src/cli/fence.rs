@@ -1,0 +1,41 @@
+//! `pacer fence confirm NODE`: the manual fencing path — a person vouches that a lost
+//! node is down, so its resources may be recovered without a fence device.
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
+
+use super::{EXIT_REFUSED, Global};
+
+#[derive(Subcommand, Debug)]
+pub(super) enum FenceCommand {
+    /// Confirm that NODE is down: what it reported running is forgotten.
+    Confirm { node: String },
+}
+
+/// Records a successful "off" for the node's pending request (or request 0) and
+/// forgets what the node reported; refused (exit 1) while its agent holds its lease.
+pub(super) async fn confirm(global: &Global, node: &str) -> anyhow::Result<u8> {
+    let store = global.connect().await?;
+    let (_, requests) = store.read_records::<FenceRequestRecord>(&store.keys().fence_request(node)).await?;
+    let request = requests.first().map_or(0, |(_, request, _)| request.id);
+    let user = std::env::var("USER").unwrap_or_else(|_| "a person".into());
+    let result = FenceResultRecord {
+        request,
+        target: node.to_string(),
+        action: "off".to_string(),
+        succeeded: true,
+        by: format!("confirmed by {user}"),
+        finished: i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs()).unwrap_or(0))
+            .unwrap_or(i64::MAX),
+        attempts: Vec::new(),
+    };
+    if !store.forget_node_reports(node, None).await? {
+        eprintln!("error: node {node} is alive (its agent holds its lease); confirm only a node you know is down");
+        return Ok(EXIT_REFUSED);
+    }
+    store.put_guarded(&store.keys().fence_result(node), &result, None).await.context("record the confirmation")?;
+    println!("node {node} confirmed down: its resources may be recovered elsewhere");
+    Ok(0)
+}

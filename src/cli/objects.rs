@@ -1,0 +1,242 @@
+//! `pacer apply`, `diff`, `get`, `delete` and `crds`: the desired objects, read from
+//! manifests, checked and written by `store::apply`, listed from etcd.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use crate::api::manifest::{Diagnostic, Loaded, load};
+use crate::api::schema::{crd, crd_file_name};
+use crate::api::yaml::to_yaml_string;
+use crate::api::{Kind, Name, Object, ObjectKey};
+use crate::store::apply::{ApplyOutcome, ApplyReport, ApplyRequest};
+
+use super::{EXIT_ERROR, EXIT_REFUSED, Global, OutputFormat, output, sources};
+
+#[derive(clap::Args, Debug)]
+pub(super) struct ApplyArgs {
+    /// Files, directories (recursive) or - for standard input.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    /// Validate against what is stored and show what would change; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Label the objects as members of this apply set.
+    #[arg(long)]
+    applyset: Option<String>,
+    /// Delete members of the apply set that the manifests no longer contain.
+    #[arg(long, requires = "applyset")]
+    prune: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct DiffArgs {
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<String>,
+    #[arg(long)]
+    applyset: Option<String>,
+    #[arg(long, requires = "applyset")]
+    prune: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct GetArgs {
+    /// A kind: its name, plural or short name (rsc, grp, loc, colo, ord, fd, ft, no, cp), or `all`.
+    kind: String,
+    name: Option<String>,
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct DeleteArgs {
+    /// Delete the objects these manifests describe.
+    #[arg(short = 'f', long = "filename", conflicts_with_all = ["kind", "names"])]
+    files: Vec<String>,
+    kind: Option<String>,
+    names: Vec<String>,
+    /// Also delete constraints that refer to the deleted objects (and drop them from groups).
+    #[arg(long)]
+    cascade: bool,
+    #[arg(long)]
+    dry_run: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub(super) struct CrdsArgs {
+    /// Write one file per kind into this directory instead of printing.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// `pacer apply`: every document checked, then all of it written or nothing.
+pub(super) async fn apply(global: &Global, args: &ApplyArgs) -> anyhow::Result<u8> {
+    let loaded = load_files(&args.files);
+    let store = global.connect().await?;
+    let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: args.dry_run, ..Default::default() };
+    match crate::store::apply::apply(&store, &request).await? {
+        ApplyOutcome::Invalid(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            Ok(EXIT_REFUSED)
+        }
+        ApplyOutcome::Planned(report) => {
+            print_report(&report, args.dry_run);
+            Ok(0)
+        }
+    }
+}
+
+/// `pacer diff`: a dry-run apply printed as unified diffs; exit 1 when something
+/// would change, 2 when the manifests are invalid.
+pub(super) async fn diff(global: &Global, args: &DiffArgs) -> anyhow::Result<u8> {
+    let loaded = load_files(&args.files);
+    let store = global.connect().await?;
+    let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: true, ..Default::default() };
+    match crate::store::apply::apply(&store, &request).await? {
+        ApplyOutcome::Invalid(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            Ok(EXIT_ERROR)
+        }
+        ApplyOutcome::Planned(report) => {
+            let mut changed: Vec<_> = report.objects.iter().filter(|planned| planned.change.writes()).collect();
+            changed.sort_by(|a, b| a.key.cmp(&b.key));
+            for planned in &changed {
+                print!("{}", output::unified_diff(planned));
+            }
+            Ok(if changed.is_empty() { 0 } else { EXIT_REFUSED })
+        }
+    }
+}
+
+/// `pacer get`: the stored objects of one kind (or all), as tables, YAML or JSON;
+/// exit 1 when a named object is not found.
+pub(super) async fn get(global: &Global, args: &GetArgs) -> anyhow::Result<u8> {
+    let GetArgs { kind, name, output: format } = args;
+    let kinds: Vec<Kind> =
+        if kind.eq_ignore_ascii_case("all") { Kind::ALL.to_vec() } else { vec![Kind::parse_loose(kind).with_context(|| format!("unknown kind {kind:?}"))?] };
+    let store = global.connect().await?;
+    let listing = store.list_objects().await?;
+    let mut selected: Vec<&Object> = Vec::new();
+    for kind in &kinds {
+        selected.extend(
+            listing
+                .objects
+                .values()
+                .map(|stored| &stored.object)
+                .filter(|object| object.kind() == *kind && name.as_ref().is_none_or(|name| object.name().as_str() == name)),
+        );
+    }
+    if let Some(name) = name
+        && selected.is_empty()
+    {
+        eprintln!("error: {}/{name} not found", kinds[0]);
+        return Ok(EXIT_REFUSED);
+    }
+    match format {
+        OutputFormat::Yaml => print!("{}", output::objects_yaml(&selected)),
+        OutputFormat::Json => print!("{}", output::objects_json(&selected, name.is_some())),
+        OutputFormat::Table | OutputFormat::Wide => print_tables(&kinds, &selected, *format == OutputFormat::Wide),
+    }
+    Ok(0)
+}
+
+/// One table per kind that has objects, each under a `# plural` heading when more
+/// than one kind was asked for.
+fn print_tables(kinds: &[Kind], selected: &[&Object], wide: bool) {
+    let mut printed = false;
+    for kind in kinds {
+        let of_kind: Vec<&Object> = selected.iter().copied().filter(|object| object.kind() == *kind).collect();
+        if of_kind.is_empty() {
+            continue;
+        }
+        if kinds.len() > 1 {
+            if printed {
+                println!();
+            }
+            println!("# {}", kind.plural());
+        }
+        print!("{}", output::kind_table(*kind, &of_kind, wide));
+        printed = true;
+    }
+    if !printed {
+        eprintln!("No objects found.");
+    }
+}
+
+/// `pacer delete`: by kind and names or as manifests list them; refused (exit 1)
+/// while constraints refer to an object, unless `--cascade`.
+pub(super) async fn delete(global: &Global, args: &DeleteArgs) -> anyhow::Result<u8> {
+    let mut delete: Vec<ObjectKey> = Vec::new();
+    if !args.files.is_empty() {
+        let loaded = load_files(&args.files);
+        if !loaded.diagnostics.is_empty() {
+            print_diagnostics(&loaded.diagnostics);
+            return Ok(EXIT_REFUSED);
+        }
+        delete.extend(loaded.manifests.iter().map(|manifest| manifest.object.key()));
+    } else {
+        let kind_text = args.kind.as_deref().context("give KIND NAME... or -f FILE")?;
+        let kind = Kind::parse_loose(kind_text).with_context(|| format!("unknown kind {kind_text:?}"))?;
+        anyhow::ensure!(!args.names.is_empty(), "give at least one name of a {kind} to delete");
+        delete.extend(args.names.iter().map(|name| ObjectKey { kind, name: Name(name.clone()) }));
+    }
+    let unique: BTreeSet<ObjectKey> = delete.into_iter().collect();
+    let store = global.connect().await?;
+    let request = ApplyRequest { delete: unique.into_iter().collect(), cascade: args.cascade, dry_run: args.dry_run, ..Default::default() };
+    match crate::store::apply::apply(&store, &request).await? {
+        ApplyOutcome::Invalid(diagnostics) => {
+            print_diagnostics(&diagnostics);
+            Ok(EXIT_REFUSED)
+        }
+        ApplyOutcome::Planned(report) => {
+            print_report(&report, args.dry_run);
+            Ok(0)
+        }
+    }
+}
+
+/// `pacer crds`: the CRD-style schema of every kind, printed or one file per kind.
+pub(super) fn crds(args: &CrdsArgs) -> anyhow::Result<u8> {
+    match &args.out {
+        Some(directory) => {
+            std::fs::create_dir_all(directory).with_context(|| format!("create {}", directory.display()))?;
+            for kind in Kind::ALL {
+                let path = directory.join(crd_file_name(*kind));
+                std::fs::write(&path, to_yaml_string(&crd(*kind))).with_context(|| format!("write {}", path.display()))?;
+            }
+        }
+        None => {
+            let documents: Vec<String> = Kind::ALL.iter().map(|kind| to_yaml_string(&crd(*kind))).collect();
+            print!("{}", documents.join("---\n"));
+        }
+    }
+    Ok(0)
+}
+
+/// Reads and loads the manifests; problems reading a file join the load's diagnostics.
+pub(super) fn load_files(files: &[String]) -> Loaded {
+    let (sources, read_problems) = sources::read_sources(files);
+    let mut loaded = load(&sources);
+    loaded.diagnostics.extend(read_problems);
+    loaded
+}
+
+pub(super) fn print_diagnostics(diagnostics: &[Diagnostic]) {
+    let stderr = std::io::stderr();
+    let mut out = stderr.lock();
+    for diagnostic in diagnostics {
+        let _ = writeln!(out, "{diagnostic}");
+    }
+    let _ = writeln!(out, "error: {} problem{} found; nothing was written", diagnostics.len(), if diagnostics.len() == 1 { "" } else { "s" });
+}
+
+fn print_report(report: &ApplyReport, dry_run: bool) {
+    let suffix = if dry_run { " (dry run)" } else { "" };
+    let mut objects: Vec<_> = report.objects.iter().collect();
+    objects.sort_by(|a, b| a.key.cmp(&b.key));
+    for planned in objects {
+        println!("{} {}{suffix}", planned.key, planned.change.as_str());
+    }
+}
