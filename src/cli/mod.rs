@@ -481,10 +481,10 @@ async fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Fence { command: FenceCommand::Confirm { node } } => {
             let store = connect(&cli).await?;
-            let (_, requests) = store.read_records::<crate::state::fencing::FenceRequestRecord>(&store.keys().fence_request(node)).await?;
+            let (_, requests) = store.read_records::<crate::api::records::FenceRequestRecord>(&store.keys().fence_request(node)).await?;
             let request = requests.first().map_or(0, |(_, request, _)| request.id);
             let user = std::env::var("USER").unwrap_or_else(|_| "a person".into());
-            let result = crate::state::fencing::FenceResultRecord {
+            let result = crate::api::records::FenceResultRecord {
                 request,
                 target: node.clone(),
                 action: "off".to_string(),

@@ -5,10 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use etcd_client::GetOptions;
 
-use crate::daemon::{HistoryRecord, Leader};
+use crate::api::records::{FenceRequestRecord, FenceResultRecord, HistoryRecord, Leader};
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::Snapshot;
-use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
 use crate::state::observe;
 use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;
