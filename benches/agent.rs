@@ -14,9 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use pacer::api::manifest::{Source, load};
+use pacer::api::records::{NodeHeartbeat, ObservedRole, ResourceStatus};
 use pacer::daemon::decide_once;
 use pacer::local::etcd::EtcdServer;
-use pacer::state::{NodeHeartbeat, ObservedRole, ResourceStatus};
 use pacer::store::Store;
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
 

@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use pacer::scheduler::plan::NodeState;
+use pacer::api::records::NodeState;
 use pacer::scheduler::{Plan, Snapshot, schedule};
 
 /// The decision time written as `<cib execution-date>`.

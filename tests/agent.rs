@@ -19,10 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::TestEtcd;
 use pacer::api::manifest::{Source, load};
+use pacer::api::records::{ExecStatus, NodeAssignment, NodeHeartbeat, ObservedRole, ResourceStatus};
 use pacer::daemon::decide_once;
 use pacer::local::witness::{Rules, Testimony, audit, read_witness};
-use pacer::scheduler::snapshot::ExecStatus;
-use pacer::state::{NodeAssignment, NodeHeartbeat, ObservedRole, ResourceStatus};
 use pacer::store::Store;
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
 
@@ -424,7 +423,7 @@ async fn timeouts_kill_missing_agents_are_not_installed_and_failed_starts_move()
         // pacemaker:Dummy fails to start on n1: banned there at once, recovered on n2.
         cluster.wait_role("n1", "flaky", ObservedRole::Failed).await;
         let flaky = cluster.status("n1", "flaky").await.expect("status");
-        assert_eq!(flaky.fail_counts.get("start_0"), Some(&pacer::state::FAIL_COUNT_INFINITY));
+        assert_eq!(flaky.fail_counts.get("start_0"), Some(&pacer::api::records::FAIL_COUNT_INFINITY));
         cluster.decide().await;
         cluster.wait_role("n1", "flaky", ObservedRole::Stopped).await;
         cluster.decide().await;
@@ -617,7 +616,7 @@ async fn clone_notifications_reach_every_active_instance() {
         let n1 = cluster.status("n1", "peers").await.expect("status");
         assert_eq!(n1.acks.get("n2/peers").map(|(_, seq)| *seq), Some(1), "{n1:?}");
         let n2 = cluster.status("n2", "peers").await.expect("status");
-        assert_eq!(n2.notice.as_ref().map(|notice| (notice.operation.as_str(), notice.phase)), Some(("start", pacer::state::NoticePhase::Post)));
+        assert_eq!(n2.notice.as_ref().map(|notice| (notice.operation.as_str(), notice.phase)), Some(("start", pacer::api::records::NoticePhase::Post)));
     })
     .await;
 }

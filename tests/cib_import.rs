@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use pacer::api::records::ExecStatus;
 use pacer::api::validate::{ObjectSet, check_objects};
 use pacer::api::{Kind, Object, Score, Spec};
 use pacer::cib::{Imported, import};
-use pacer::scheduler::snapshot::{ExecStatus, NodeLiveness};
+use pacer::scheduler::snapshot::NodeLiveness;
 
 fn corpus() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance/cases")

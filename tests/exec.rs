@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use pacer::api::agent::{AgentClass, AgentRef};
-use pacer::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecStatus, Executor, FenceRequest, OperationRequest, OperationResult};
+use pacer::api::records::ExecStatus;
+use pacer::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, Executor, FenceRequest, OperationRequest, OperationResult};
 
 const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 

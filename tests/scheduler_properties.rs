@@ -16,12 +16,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+use pacer::api::records::{ExecStatus, NodeState, OperationRecord};
 use pacer::api::resource::Role;
 use pacer::api::validate::check_objects;
 use pacer::api::yaml::to_yaml_string;
 use pacer::api::{Object, ObjectSet, Spec};
-use pacer::scheduler::plan::{NodeState, Plan, ResourceKind, ResourcePlan};
-use pacer::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
+use pacer::scheduler::plan::{Plan, ResourceKind, ResourcePlan};
+use pacer::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 use pacer::scheduler::{Snapshot, schedule};
 use proptest::prelude::*;
 use serde_json::{Value, json};

@@ -284,7 +284,7 @@ impl Cluster {
     /// has probed everything: each agent started since a restart has caught up.
     pub async fn agents_caught_up(&self) -> anyhow::Result<bool> {
         let store = &self.store;
-        let (_, heartbeats) = store.read_records::<pacer::state::NodeHeartbeat>(&store.keys().nodes_prefix()).await?;
+        let (_, heartbeats) = store.read_records::<pacer::api::records::NodeHeartbeat>(&store.keys().nodes_prefix()).await?;
         Ok(self.agents.iter().all(|(node, process)| {
             heartbeats.iter().any(|(_, heartbeat, _)| heartbeat.node == *node && heartbeat.probed && heartbeat.pid == process.child.id())
         }))
@@ -432,8 +432,8 @@ impl Cluster {
     pub async fn converged(&self) -> anyhow::Result<bool> {
         let store = &self.store;
         let keys = store.keys().clone();
-        let (_, plans) = store.read_records::<pacer::state::NodeAssignment>(&keys.plans_prefix()).await?;
-        let (_, statuses) = store.read_records::<pacer::state::ResourceStatus>(&keys.statuses_prefix()).await?;
+        let (_, plans) = store.read_records::<pacer::api::records::NodeAssignment>(&keys.plans_prefix()).await?;
+        let (_, statuses) = store.read_records::<pacer::api::records::ResourceStatus>(&keys.statuses_prefix()).await?;
         let mut wanted: BTreeMap<(String, String), String> = BTreeMap::new();
         for (_, assignment, _) in plans {
             for resource in assignment.resources {

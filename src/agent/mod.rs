@@ -22,9 +22,11 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::manifest::{Source, load};
-use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, ExecStatus, Executor, FenceRequest, OperationRequest, OperationResult};
-use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
-use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ResourceStatus, probe_targets};
+use crate::api::records::{
+    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ObservedRole, ResourceStatus,
+};
+use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
+use crate::state::probe_targets;
 use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession};
@@ -689,12 +691,8 @@ impl<'a> Session<'a> {
             }
             self.pending_attributes.remove(0);
         }
-        let dirty: Vec<String> = reconciler
-            .local
-            .iter()
-            .filter(|(_, local)| local.dirty && local.status.role != crate::state::ObservedRole::Unknown)
-            .map(|(id, _)| id.clone())
-            .collect();
+        let dirty: Vec<String> =
+            reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.role != ObservedRole::Unknown).map(|(id, _)| id.clone()).collect();
         for id in dirty {
             let Some(local) = reconciler.local.get(&id) else { continue };
             let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: id.clone(), reason: error.to_string() })?;

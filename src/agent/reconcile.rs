@@ -8,12 +8,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use crate::api::ocf;
+use crate::api::records::{
+    AssignedResource, DEFAULT_TIMEOUT_MS, Definition, ExecStatus, FAIL_COUNT_INFINITY, NodeAssignment, NodeState, Notice, NoticePhase, ObservedRole,
+    OperationRecord, ResourceStatus,
+};
 use crate::api::resource::Role;
-use crate::exec::{ExecStatus, OperationResult};
-use crate::scheduler::plan::NodeState;
-use crate::scheduler::snapshot::OperationRecord;
-use crate::state::gates;
-use crate::state::{AssignedResource, Definition, FAIL_COUNT_INFINITY, NodeAssignment, Notice, NoticePhase, ObservedRole, ProbeTarget, ResourceStatus};
+use crate::exec::OperationResult;
+use crate::state::{ProbeTarget, gates};
 
 /// An operation the agent runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -306,7 +307,7 @@ impl Reconciler {
                         .operations
                         .iter()
                         .find(|operation| operation.name == "monitor" && operation.interval_ms == interval)
-                        .map_or(crate::state::records::DEFAULT_TIMEOUT_MS, |operation| operation.timeout_ms),
+                        .map_or(DEFAULT_TIMEOUT_MS, |operation| operation.timeout_ms),
                     Action::Probe => local.status.definition.timeout_ms("monitor"),
                     other => local.status.definition.timeout_ms(other.verb()),
                 };
@@ -649,7 +650,7 @@ impl Reconciler {
             .iter()
             .filter(|record| record.operation == step.action.verb() && record.interval_ms == step.action.interval_ms())
             .max_by_key(|record| record.call_id)
-            .is_none_or(|record| record.rc != rc || record.status != result.status.into());
+            .is_none_or(|record| record.rc != rc || record.status != result.status);
         // A recurring monitor that keeps answering the same is not news (an idle
         // cluster writes nothing).
         if matches!(step.action, Action::Monitor(_)) && outcome.is_some() && !status_changed_result {
@@ -664,7 +665,7 @@ impl Reconciler {
             call_id,
             rc,
             expected_rc,
-            status: result.status.into(),
+            status: result.status,
             last_rc_change: Some(epoch),
             migrate_source: step.definition.meta.get("migrate_source").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
             migrate_target: step.definition.meta.get("migrate_target").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
@@ -801,14 +802,14 @@ fn degraded(expected_rc: i32) -> i32 {
 /// degraded or not), which is news, not a failure.
 fn is_failure(record: &OperationRecord) -> bool {
     let found_running = record.expected_rc == ocf::NOT_RUNNING && matches!(record.rc, ocf::OK | ocf::RUNNING_PROMOTED | ocf::DEGRADED | ocf::DEGRADED_PROMOTED);
-    record.status != crate::scheduler::snapshot::ExecStatus::Done || (record.rc != record.expected_rc && !found_running)
+    record.status != ExecStatus::Done || (record.rc != record.expected_rc && !found_running)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::constraint::OrderAction;
-    use crate::state::{LocalGate, OperationDef};
+    use crate::api::records::{LocalGate, OperationDef};
 
     const NODE: &str = "n1";
     const OTHER: &str = "n2";
@@ -1295,7 +1296,7 @@ mod tests {
             call_id,
             rc: ocf::OK,
             expected_rc: ocf::OK,
-            status: crate::scheduler::snapshot::ExecStatus::Done,
+            status: ExecStatus::Done,
             last_rc_change: None,
             migrate_source: None,
             migrate_target: None,
@@ -1459,7 +1460,7 @@ mod tests {
         let mut r = reconciler(vec![target("vm", definition(vec![]))]);
         probe(&mut r, now, "vm", ocf::OK);
         let mut leaving = assignment(vec![]);
-        leaving.migrations.push(crate::state::Migration { id: "vm".into(), target: OTHER.into() });
+        leaving.migrations.push(crate::api::records::Migration { id: "vm".into(), target: OTHER.into() });
         assign(&mut r, leaving);
         let step = settled_steps(&mut r, now).remove(0);
         assert_eq!(step.action, Action::MigrateTo);

@@ -1,5 +1,6 @@
 //! The object model: kinds, scores, durations, agent names, schemas, validation and
-//! the YAML codec. Pure: no IO, no tokio, no clock.
+//! the YAML codec; and the records etcd holds besides the spec (`records`). Pure: no
+//! IO, no tokio, no clock.
 
 pub mod agent;
 pub mod cluster;
@@ -10,6 +11,7 @@ pub mod names;
 pub mod object;
 pub mod ocf;
 pub mod path;
+pub mod records;
 pub mod resource;
 pub mod schema;
 pub mod score;

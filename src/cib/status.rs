@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::api::Name;
-use crate::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
+use crate::api::records::{ExecStatus, OperationRecord};
+use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 
 use super::config::{ClusterSettings, NodeTable};
 use super::values::parse_bool;

@@ -4,9 +4,10 @@ use super::status::{LivenessContext, Membership, liveness};
 use super::*;
 use crate::api::Kind;
 use crate::api::constraint::{ExpressionOperation, OrderKind};
+use crate::api::records::ExecStatus;
 use crate::api::resource::Role;
 use crate::api::{Score, Spec};
-use crate::scheduler::snapshot::{ExecStatus, NodeLiveness};
+use crate::scheduler::snapshot::NodeLiveness;
 
 fn cib(configuration: &str, status: &str) -> String {
     format!(r#"<cib have-quorum="1" execution-date="1700000000"><configuration>{configuration}</configuration><status>{status}</status></cib>"#)

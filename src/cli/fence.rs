@@ -4,7 +4,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 
-use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
+use crate::api::records::{FenceRequestRecord, FenceResultRecord};
 
 use super::{EXIT_REFUSED, Global};
 

@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
+use crate::api::records::{ExecStatus, NodeState, OperationRecord};
 use crate::api::yaml::{parse_documents, to_yaml_string};
 use crate::api::{Kind, Object};
 use crate::cib;
-use crate::scheduler::plan::{NodeState, Plan};
-use crate::scheduler::snapshot::{ExecStatus, NodeLiveness, Observed, ObservedNode, OperationRecord, ResourceHistory};
+use crate::scheduler::plan::Plan;
+use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 use crate::scheduler::{Snapshot, schedule, strip_instance};
 
 use super::objects::{load_files, print_diagnostics};

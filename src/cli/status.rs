@@ -5,11 +5,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use etcd_client::GetOptions;
 
+use crate::api::records::{FenceRequestRecord, FenceResultRecord, HistoryRecord, Leader};
 use crate::api::yaml::to_yaml_string;
-use crate::daemon::{HistoryRecord, Leader};
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::Snapshot;
-use crate::state::fencing::{FenceRequestRecord, FenceResultRecord};
 use crate::state::observe;
 use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;

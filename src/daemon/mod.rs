@@ -9,14 +9,14 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::{Compare, CompareOp};
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::api::Spec;
+use crate::api::records::{FenceRequestRecord, FenceResultRecord, HistoryRecord, Leader, Reports};
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
-use crate::state::fencing::{FenceRequestRecord, FenceResultRecord, choose_executor};
+use crate::state::fencing::choose_executor;
 use crate::state::{failures_seen, node_assignments, observe};
 use crate::store::lease;
 use crate::store::watch::PrefixWatcher;
@@ -33,24 +33,6 @@ pub struct Decision {
     /// How long until a decision is due even without a change
     /// (`ClusterPolicy.clusterRecheckInterval`: time-based rules, failure timeouts).
     pub recheck: Duration,
-}
-
-/// One record of `history/`: a decision that changed what some node is told.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HistoryRecord {
-    pub input_revision: i64,
-    pub term: i64,
-    /// Seconds since the epoch.
-    pub time: i64,
-    /// `Verb resource detail`, as the transition summary says them.
-    pub actions: Vec<String>,
-    /// Resources that cannot run, with the reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub not_running: Vec<String>,
-    /// Nodes to fence, with the reason.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub fencing: Vec<String>,
 }
 
 fn epoch_now() -> i64 {
@@ -101,7 +83,7 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
         }
     }
     let now = epoch_now();
-    let observed_now = |reports: &crate::state::Reports| {
+    let observed_now = |reports: &Reports| {
         let mut observed = observe(reports, true);
         if hold_unseen {
             for object in &objects {
@@ -247,14 +229,6 @@ pub struct SchedulerConfig {
 /// How long a new leader takes configured nodes it has never heard of as joining
 /// rather than lost (Pacemaker's `dc-deadtime`).
 pub const STARTUP_GRACE: Duration = Duration::from_secs(10);
-
-/// The election key's value.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Leader {
-    pub identity: String,
-    pub since: i64,
-}
 
 enum Term {
     Shutdown,

@@ -43,47 +43,12 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::api::agent::{AgentClass, AgentRef, FenceAgentRef};
+use crate::api::records::ExecStatus;
 use process::{Ending, Finished, Spawn};
 use resolve::Unresolved;
 
 /// OCF exit codes, shared with the scheduler.
 pub use crate::api::ocf as rc;
-
-/// Whether the executor managed to run the agent (Pacemaker's execution status).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ExecStatus {
-    /// The agent ran to its end; `rc` is its answer.
-    Done,
-    /// The agent did not finish within the timeout; its process group was killed.
-    Timeout,
-    /// The caller cancelled the operation; the agent's process group was killed.
-    Cancelled,
-    /// The agent (or systemd, for `systemd:` units) is not on this node.
-    NotInstalled,
-    /// The agent could not be run or died by a signal; may work on a retry.
-    Error,
-    /// The agent cannot be run on this node (not executable, leads outside its
-    /// directory).
-    ErrorHard,
-    /// The request cannot be run on any node (a parameter name an environment cannot
-    /// hold, an OCF agent without provider, an unknown agent directory layout).
-    ErrorFatal,
-}
-
-impl From<ExecStatus> for crate::scheduler::snapshot::ExecStatus {
-    fn from(status: ExecStatus) -> Self {
-        use crate::scheduler::snapshot::ExecStatus as Observed;
-        match status {
-            ExecStatus::Done => Observed::Done,
-            ExecStatus::Timeout => Observed::Timeout,
-            ExecStatus::Cancelled => Observed::Cancelled,
-            ExecStatus::NotInstalled => Observed::NotInstalled,
-            ExecStatus::Error => Observed::Error,
-            ExecStatus::ErrorHard => Observed::ErrorHard,
-            ExecStatus::ErrorFatal => Observed::ErrorFatal,
-        }
-    }
-}
 
 /// Where agents are looked for and how their runs are bounded.
 #[derive(Clone, Debug)]

@@ -4,9 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::api::constraint::OrderAction;
+use crate::api::records::NodeState;
 use crate::api::resource::Role;
 use crate::api::{Score, Spec};
 
@@ -33,30 +34,6 @@ pub struct NodePlan {
     /// Why the node is unclean, when it is (or was, before fencing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unclean_reason: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NodeState {
-    Online,
-    Standby,
-    Maintenance,
-    Pending,
-    Offline,
-    Unclean,
-}
-
-impl NodeState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Online => "online",
-            NodeState::Standby => "standby",
-            NodeState::Maintenance => "maintenance",
-            NodeState::Pending => "pending",
-            NodeState::Offline => "offline",
-            NodeState::Unclean => "unclean",
-        }
-    }
 }
 
 /// What kind of resource an entry is.

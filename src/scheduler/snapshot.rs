@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::api::Object;
+use crate::api::records::OperationRecord;
 
 /// Everything one decision depends on. `schedule` is a pure function of it.
 #[derive(Clone, Debug, PartialEq)]
@@ -91,57 +92,4 @@ pub struct ResourceHistory {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<String>,
     pub operations: Vec<OperationRecord>,
-}
-
-/// One operation's outcome, on Pacemaker's two axes: did it run (`status`), and what
-/// did the agent answer (`rc`).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OperationRecord {
-    /// `start`, `stop`, `monitor`, `promote`, `demote`, `migrate_to`, `migrate_from`,
-    /// `notify`, ...
-    pub operation: String,
-    #[serde(default)]
-    pub interval_ms: u64,
-    /// Orders operations on one node; higher is later. Pending operations carry -1.
-    pub call_id: i64,
-    /// The agent's exit code (OCF 0-9, 190, 191).
-    pub rc: i32,
-    /// The exit code the operation was expected to return (7 for a probe that expects
-    /// the resource stopped, 8 for a monitor of a promoted instance).
-    pub expected_rc: i32,
-    pub status: ExecStatus,
-    /// When the result last changed, seconds since the epoch.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_rc_change: Option<i64>,
-    /// For migrations: the source and target nodes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub migrate_source: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub migrate_target: Option<String>,
-    /// A digest of the parameters the operation ran with, to detect definition changes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub digest: Option<String>,
-}
-
-/// Whether the executor managed to run an operation (Pacemaker's `op-status`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ExecStatus {
-    /// It ran; `rc` says what the agent answered.
-    Done,
-    /// Still running (recorded before the result was known).
-    Pending,
-    Cancelled,
-    Timeout,
-    /// The agent is not installed on the node.
-    NotInstalled,
-    /// It could not be run; may work elsewhere.
-    Error,
-    /// It could not be run and will not run on this node.
-    ErrorHard,
-    /// It could not be run and will not run anywhere.
-    ErrorFatal,
-    NotSupported,
-    /// The node's executor connection was lost while it ran.
-    Invalid,
 }

@@ -10,7 +10,9 @@ use crate::api::resource::Role;
 
 use super::assign::Assignment;
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
-use super::plan::{Action, Fencing, Gate, NodePlan, NodeState, Placement, Plan, ResourceKind, ResourcePlan};
+use crate::api::records::NodeState;
+
+use super::plan::{Action, Fencing, Gate, NodePlan, Placement, Plan, ResourceKind, ResourcePlan};
 
 /// Builds the plan. `stonith_action` is what fencing does to a node.
 pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_action: StonithAction) -> Plan {

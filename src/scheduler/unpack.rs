@@ -17,7 +17,9 @@ use crate::api::{Object, Spec};
 
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
 use super::rules;
-use super::snapshot::{ExecStatus, NodeLiveness, OperationRecord, ResourceHistory, Snapshot};
+use crate::api::records::{ExecStatus, OperationRecord};
+
+use super::snapshot::{NodeLiveness, ResourceHistory, Snapshot};
 
 use crate::api::ocf as rc;
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use crate::api::resource::{CloneSpec, ResourceSpec, Role};
 use crate::api::{Object, Spec};
-use crate::scheduler::plan::{Gate, NodeState, Plan, ResourceKind, ResourcePlan};
+use crate::scheduler::plan::{Gate, Plan, ResourceKind, ResourcePlan};
 
-use super::records::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, OperationDef};
+use crate::api::records::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
 
 /// Failures the decision has seen, per (node, resource id on that node): the
 /// `ResourceStatus::failures` counters of the statuses the snapshot was built from.

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 
 use crate::api::constraint::OrderAction;
 
-use super::records::{LocalGate, ObservedRole, ResourceStatus};
+use crate::api::records::{LocalGate, ObservedRole, ResourceStatus};
 
 /// Whether every gate holds, counting gates that share an `any_of` number as one:
 /// one of them suffices.
@@ -57,7 +57,7 @@ pub fn is_open<'a>(gate: &LocalGate, node: &str, statuses: impl Iterator<Item = 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::records::Definition;
+    use crate::api::records::Definition;
 
     fn status(id: &str, name: &str, node: &str, role: ObservedRole) -> ResourceStatus {
         ResourceStatus {

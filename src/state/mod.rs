@@ -1,19 +1,15 @@
-//! The records the scheduler and the node agents exchange through etcd, and the pure
-//! functions between them and the scheduler's types: a `Plan` cut into per-node
-//! assignments (`assignments`), and whether a gate is open given the statuses the
-//! agents report (`gates`). No IO: `store` reads and writes these records, `agent`
-//! acts on them.
+//! The pure functions between the records the scheduler and the node agents exchange
+//! through etcd (`api::records`) and the scheduler's types: a `Plan` cut into per-node
+//! assignments (`assignments`), reports turned into the scheduler's `Observed`
+//! (`observe`), whether a gate is open given the statuses the agents report (`gates`),
+//! fencing's levels and executor (`fencing`) and what `pacer status` shows (`view`).
+//! No IO: `store` reads and writes the records, `agent` acts on them.
 
 pub mod assignments;
 pub mod fencing;
 pub mod gates;
 pub mod observe;
-pub mod records;
 pub mod view;
 
 pub use assignments::{FailuresSeen, ProbeTarget, node_assignments, probe_targets};
-pub use observe::{Reports, failures_seen, observe};
-pub use records::{
-    AssignedResource, Definition, FAIL_COUNT_INFINITY, LocalGate, Migration, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase,
-    ObservedRole, OperationDef, ResourceStatus,
-};
+pub use observe::{failures_seen, observe};

@@ -2,25 +2,11 @@
 //! heartbeats, operation histories and fail counts from statuses, run-time attributes.
 //! Pure; the scheduler daemon reads the records and calls it.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 
-use super::records::{FAIL_COUNT_INFINITY, NodeAttributeRecord, NodeHeartbeat, ObservedRole, ResourceStatus};
-
-/// What the agents have written, as read from etcd.
-#[derive(Clone, Debug, Default)]
-pub struct Reports {
-    /// Live nodes (their lease key exists), by name.
-    pub heartbeats: BTreeMap<String, NodeHeartbeat>,
-    pub statuses: Vec<ResourceStatus>,
-    /// Run-time attributes, by node then name.
-    pub attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
-    /// Nodes whose last fencing succeeded (or was confirmed by a person).
-    pub fenced: BTreeSet<String>,
-    /// Nodes whose last fencing action was a successful unfencing (`on`).
-    pub unfenced: BTreeSet<String>,
-}
+use crate::api::records::{FAIL_COUNT_INFINITY, ObservedRole, Reports, ResourceStatus};
 
 /// The observed state a decision starts from:
 /// - a node with a heartbeat is `Online` once it has probed everything, `Pending`
@@ -99,7 +85,7 @@ pub fn failures_seen(reports: &Reports) -> super::FailuresSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::records::Definition;
+    use crate::api::records::{Definition, NodeHeartbeat};
 
     fn heartbeat(node: &str, probed: bool) -> NodeHeartbeat {
         NodeHeartbeat { node: node.into(), pid: 1, host: "h".into(), started: 0, lease_ttl_ms: 2000, probed, shutdown: false }
@@ -114,13 +100,13 @@ mod tests {
             node: node.into(),
             role,
             definition: Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: BTreeMap::new(), meta: BTreeMap::new(), operations: vec![] },
-            history: vec![crate::scheduler::snapshot::OperationRecord {
+            history: vec![crate::api::records::OperationRecord {
                 operation: "start".into(),
                 interval_ms: 0,
                 call_id: 1,
                 rc: 0,
                 expected_rc: 0,
-                status: crate::scheduler::snapshot::ExecStatus::Done,
+                status: crate::api::records::ExecStatus::Done,
                 last_rc_change: None,
                 migrate_source: None,
                 migrate_target: None,

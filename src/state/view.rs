@@ -6,12 +6,11 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, ResourceStatus};
 use crate::api::resource::Role;
 use crate::api::{Object, Spec};
 use crate::scheduler::plan::{Plan, ResourceKind};
 use crate::scheduler::snapshot::{NodeLiveness, Observed};
-
-use super::records::ResourceStatus;
 
 /// The whole picture.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -46,7 +45,7 @@ pub struct FencingView {
 
 /// The fencing part of the view: per node, the request without an answer if there is
 /// one, else the last result.
-pub fn fencing_view(requests: &[super::fencing::FenceRequestRecord], results: &[super::fencing::FenceResultRecord]) -> Vec<FencingView> {
+pub fn fencing_view(requests: &[FenceRequestRecord], results: &[FenceResultRecord]) -> Vec<FencingView> {
     let mut views = Vec::new();
     for request in requests {
         let answered = results.iter().find(|result| result.target == request.target && result.request == request.id);
@@ -194,7 +193,7 @@ pub fn status_view(
             counts: status
                 .fail_counts
                 .iter()
-                .map(|(operation, count)| (operation.clone(), if *count >= super::FAIL_COUNT_INFINITY { "INFINITY".to_string() } else { count.to_string() }))
+                .map(|(operation, count)| (operation.clone(), if *count >= FAIL_COUNT_INFINITY { "INFINITY".to_string() } else { count.to_string() }))
                 .collect(),
             last_failure: status.last_failure,
             reason: status.failure_reason.clone(),

@@ -7,12 +7,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::{Keys, Store, StoreError};
-use crate::state::fencing::FenceResultRecord;
-use crate::state::{NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
+use crate::api::records::{FenceResultRecord, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
 
 /// How long a single request of the agent's may take before it counts as failed: the
 /// lease logic must notice an unreachable etcd well within a lease.
@@ -235,18 +234,14 @@ impl Store {
         let mut operations = Vec::new();
         for (node, assignment) in assignments {
             let key = self.keys().plan(node);
-            let mut value = serde_json::to_value(assignment).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
-            // The input revision alone changing is not a new decision.
-            if let Some(previous) = stored.get(&key) {
-                let mut comparable = previous.clone();
-                if let (Some(object), Some(old)) = (value.as_object_mut(), comparable.as_object_mut()) {
-                    old.insert("inputRevision".into(), object.get("inputRevision").cloned().unwrap_or_default());
-                    old.insert("term".into(), object.get("term").cloned().unwrap_or_default());
-                }
-                if comparable == value {
-                    continue;
-                }
+            // The input revision alone changing is not a new decision. A stored plan that
+            // does not decode is different, so it is rewritten.
+            let unchanged =
+                stored.get(&key).and_then(|previous| NodeAssignment::deserialize(previous).ok()).is_some_and(|previous| previous.same_decision(assignment));
+            if unchanged {
+                continue;
             }
+            let value = serde_json::to_value(assignment).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
             operations.push(TxnOp::put(key, value.to_string(), None));
         }
         for key in stored.keys() {

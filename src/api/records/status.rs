@@ -1,184 +1,18 @@
-//! The records the scheduler and the node agents exchange through etcd. Each is JSON
-//! under one key (see `store::keys`); each has exactly one writer.
+//! What node agents write about their node: `status/<node>/<id>` (one resource there),
+//! `nodes/<node>/lease` (the heartbeat) and `attributes/<node>/<name>` (run-time
+//! attributes), and `Reports`, all of them as read at one revision.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::agent::AgentRef;
-use crate::api::constraint::OrderAction;
 use crate::api::resource::Role;
-use crate::scheduler::plan::NodeState;
-use crate::scheduler::snapshot::OperationRecord;
+
+use super::assignment::Definition;
+use super::operation::OperationRecord;
 
 /// A fail count that bans at once (Pacemaker's INFINITY).
 pub const FAIL_COUNT_INFINITY: u32 = 1_000_000;
-
-/// `plans/<node>`: what the leading scheduler wants one node to run. Written by the
-/// scheduler only; read by that node's agent. A resource the node runs that is not
-/// listed here is to be stopped.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct NodeAssignment {
-    pub node: String,
-    /// The etcd revision of the inputs the decision was made from (informational: an
-    /// assignment whose content did not change is not rewritten for a new revision).
-    pub input_revision: i64,
-    /// The scheduler's election term; informational (the write itself is guarded).
-    #[serde(default)]
-    pub term: i64,
-    /// The node's state in the decision. In `maintenance` the agent runs monitors only.
-    pub state: NodeState,
-    /// Whether a failed start bans the resource from the node at once (the fail count
-    /// is set to INFINITY), `ClusterPolicy.startFailureIsFatal`.
-    #[serde(default = "default_true")]
-    pub start_failure_is_fatal: bool,
-    /// The node must be unfenced (a fence device's `on`) before it starts anything:
-    /// the agent waits for a successful unfencing result for itself.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub unfence_first: bool,
-    /// The node's configured attributes (`Node.spec.attributes`), answered to agents
-    /// that ask through the shims.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub attributes: BTreeMap<String, String>,
-    pub resources: Vec<AssignedResource>,
-    /// Resources running here that live-migrate to another node (`allowMigrate`): the
-    /// agent runs `migrate_to` instead of `stop`, then stops what is left once the
-    /// target reports the resource started.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub migrations: Vec<Migration>,
-}
-
-/// A resource leaving this node by live migration.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Migration {
-    pub id: String,
-    pub target: String,
-}
-
-fn default_true() -> bool {
-    true
-}
-
-fn is_zero(value: &u32) -> bool {
-    *value == 0
-}
-
-/// One resource instance a node is to run, in a role.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AssignedResource {
-    /// The id the node keeps it under (its `status/<node>/<id>` key and the agent's
-    /// `OCF_RESOURCE_INSTANCE`): the primitive's name, or `name:N` for an instance of a
-    /// globally unique clone. Anonymous clone instances are interchangeable and go by
-    /// the primitive's name, so a renumbering between decisions restarts nothing.
-    pub id: String,
-    /// The instance in the plan (`name:N` for any clone instance).
-    pub instance: String,
-    /// The configured primitive.
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub clone: Option<String>,
-    /// The role to reach: `Started`, `Unpromoted` or `Promoted`.
-    pub role: Role,
-    /// `false`: left alone (unmanaged, blocked, maintenance): monitors only.
-    pub managed: bool,
-    /// Only one copy in the cluster (a primitive that is not cloned, or an instance of
-    /// a globally unique clone): it starts only when no other node reports it active.
-    pub exclusive: bool,
-    pub definition: Definition,
-    /// How many of this resource's failures on the node (`ResourceStatus::failures`)
-    /// the decision took into account. A resource that failed more often than that is
-    /// left alone until a decision that has seen the failure arrives: the agent never
-    /// recovers on its own.
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub failures_seen: u32,
-    /// Arriving by live migration from this node: once that node reports it
-    /// `Migrating` (its `migrate_to` is done), the agent runs `migrate_from` instead of
-    /// `start`. If that node reports it stopped, a plain start does.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub migrate_from: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub start_after: Vec<LocalGate>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub promote_after: Vec<LocalGate>,
-}
-
-/// How to run a resource's agent: everything an operation needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Definition {
-    pub agent: AgentRef,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub params: BTreeMap<String, String>,
-    /// `OCF_RESKEY_CRM_meta_<key>` values: the clone's options and the instance number.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub meta: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub operations: Vec<OperationDef>,
-}
-
-/// One configured operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct OperationDef {
-    pub name: String,
-    #[serde(default)]
-    pub interval_ms: u64,
-    pub timeout_ms: u64,
-    /// A monitor for one role only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<Role>,
-}
-
-/// Pacemaker's default operation timeout.
-pub const DEFAULT_TIMEOUT_MS: u64 = 20_000;
-
-impl Definition {
-    /// The timeout of a one-shot action (`start`, `stop`, `promote`, a probe).
-    pub fn timeout_ms(&self, action: &str) -> u64 {
-        self.operations
-            .iter()
-            .find(|operation| operation.name == action && operation.interval_ms == 0)
-            .map_or(DEFAULT_TIMEOUT_MS, |operation| operation.timeout_ms)
-    }
-
-    /// The recurring monitors that apply in `role`: those for that role, and those for
-    /// no role in particular.
-    pub fn monitors_for(&self, role: Role) -> impl Iterator<Item = &OperationDef> {
-        self.operations
-            .iter()
-            .filter(move |operation| operation.name == "monitor" && operation.interval_ms > 0 && operation.role.is_none_or(|wanted| wanted == role))
-    }
-}
-
-/// A condition a start or promotion waits for, resolved to primitives: every one of
-/// `members` has done `action` (on one node, for one copy), and `at_least` copies have.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LocalGate {
-    /// The configured resource the order names (for logs and status).
-    pub resource: String,
-    /// Its primitives: one for a primitive or cloned primitive, the members of a group.
-    pub members: Vec<String>,
-    /// `Start` (running in any role) or `Promote` (promoted).
-    pub action: OrderAction,
-    /// Only copies on this node count.
-    #[serde(default)]
-    pub same_node: bool,
-    /// For a resource that is not cloned: the node(s) the decision places it on. Only a
-    /// copy there counts — the copy a move is leaving does not open the gate. `None`:
-    /// anywhere (clones).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_nodes: Option<Vec<String>>,
-    pub at_least: u32,
-    /// Gates sharing a number are alternatives: one of them suffices.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub any_of: Option<usize>,
-}
 
 /// What a node's agent knows of a resource's state there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -365,4 +199,18 @@ pub struct NodeAttributeRecord {
     /// `reboot` values are bound to the node's lease and vanish with it; `forever`
     /// ones stay.
     pub forever: bool,
+}
+
+/// What the agents have written, as read from etcd.
+#[derive(Clone, Debug, Default)]
+pub struct Reports {
+    /// Live nodes (their lease key exists), by name.
+    pub heartbeats: BTreeMap<String, NodeHeartbeat>,
+    pub statuses: Vec<ResourceStatus>,
+    /// Run-time attributes, by node then name.
+    pub attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
+    /// Nodes whose last fencing succeeded (or was confirmed by a person).
+    pub fenced: BTreeSet<String>,
+    /// Nodes whose last fencing action was a successful unfencing (`on`).
+    pub unfenced: BTreeSet<String>,
 }

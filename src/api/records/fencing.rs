@@ -1,0 +1,51 @@
+//! `fencing/<node>/request` (the leader's) and `fencing/<node>/result` (the executing
+//! agent's, or a person's through `pacer fence confirm`).
+
+use serde::{Deserialize, Serialize};
+
+/// `fencing/<node>/request`: written by the leader only.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FenceRequestRecord {
+    /// Unique per request (the etcd revision the decision was made at).
+    pub id: i64,
+    pub target: String,
+    /// `reboot` or `off`.
+    pub action: String,
+    pub reason: String,
+    /// The node that runs the fence agents.
+    pub executor: String,
+    /// Seconds since the epoch.
+    pub requested: i64,
+    /// The lease that held the target's key when fencing was requested (a node
+    /// fenced while its agent still renews: a failed stop, `onFail: fence`). The
+    /// leader revokes it once the fencing succeeded, so the node's reports can be
+    /// forgotten even if a restarted agent resumed that lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<i64>,
+}
+
+/// `fencing/<node>/result`: written by the executing agent (lease-guarded), or by
+/// `pacer fence confirm` (a person vouching that the node is down).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FenceResultRecord {
+    /// The request this answers (0 for a manual confirmation).
+    pub request: i64,
+    pub target: String,
+    /// The action it answers (`reboot`, `off`, or `on` for unfencing).
+    #[serde(default = "default_action")]
+    pub action: String,
+    pub succeeded: bool,
+    /// Who: the executing node, or `confirmed by <user>`.
+    pub by: String,
+    /// Seconds since the epoch.
+    pub finished: i64,
+    /// One line per device attempt: level, device, outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<String>,
+}
+
+fn default_action() -> String {
+    "reboot".to_string()
+}

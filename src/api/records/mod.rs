@@ -1,0 +1,17 @@
+//! The records etcd holds besides the spec, shared by everything that reads or writes
+//! them (`store`, `exec`, `scheduler`, `state`, `agent`, `daemon`, `cli`, `cib`). Each is
+//! JSON under one key (see `store::keys`) with exactly one writer; their serde formats
+//! are what is stored, so changing one is a change of the stored format. Data and
+//! small accessors only: the decisions between records live in `state`.
+
+mod assignment;
+mod fencing;
+mod leader;
+mod operation;
+mod status;
+
+pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
+pub use fencing::{FenceRequestRecord, FenceResultRecord};
+pub use leader::{HistoryRecord, Leader};
+pub use operation::{ExecStatus, OperationRecord};
+pub use status::{FAIL_COUNT_INFINITY, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus};
