@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-decision bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -51,12 +51,15 @@ conformance: build
 # crm_simulate (table in target/bench-schedule.txt). Node agent benchmark: plan to
 # started, failure to etcd, idle writes (target/bench-agent.txt). Cluster benchmark:
 # idle writes of pacer up with 100 resources, failover at lease TTL 2 s and 5 s,
-# leader takeover (target/bench-cluster.txt).
+# leader takeover (target/bench-cluster.txt). Decision benchmark: spec change to
+# assignment written, the scheduler's turn, etcd requests per decision
+# (target/bench-decision.txt; PACER_BENCH_RESOURCES, PACER_BENCH_ROUNDS).
 bench: deps
 	$(CARGO) bench --bench apply
 	$(CARGO) bench --bench schedule
 	$(CARGO) bench --bench agent
 	$(CARGO) bench --bench cluster
+	$(CARGO) bench --bench decision
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -72,6 +75,9 @@ chaos: build
 chaos-regressions: build
 	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --sequence-file e2e/regressions/loopback
 	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --etcd-members 3 --lease-ttl 5 --sequence-file e2e/regressions/etcd3
+
+bench-decision: deps
+	$(CARGO) bench --bench decision
 
 # End-to-end benchmarks in the fault campaign's harness: failover per lease TTL (a
 # node's agent killed -> its resource Started elsewhere), leader takeover (new term; a

@@ -79,6 +79,9 @@ async fn main() {
     let dir = tempfile::tempdir().expect("tempdir");
     let etcd = EtcdServer::start(&dir.path().join("etcd"), &[]).expect("start etcd (scripts/install-deps)");
     let store = Store::connect(&[etcd.endpoint()], PREFIX).await.expect("connect");
+    // The benchmark decides as the scheduler leader would: it holds the election.
+    let (guard, _) =
+        store.campaign(&serde_json::json!({"identity": "bench", "since": 0}), Duration::from_secs(3600)).await.expect("campaign").expect("no other scheduler");
     apply_yaml(&store, "apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false}\n").await;
     let state_dir = dir.path().join("n1");
     std::fs::create_dir_all(&state_dir).expect("state dir");
@@ -112,7 +115,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     println!("agent started -> {} resources probed and reported: {:.1} ms", batch.len() + 2, started.elapsed().as_secs_f64() * 1000.0);
-    decide_once(&store, 1, None).await.expect("decide");
+    decide_once(&store, &guard).await.expect("decide");
 
     let mut one = Vec::new();
     let mut many = Vec::new();
@@ -121,41 +124,41 @@ async fn main() {
     for _ in 0..rounds {
         // One resource: Stopped -> Started.
         apply_yaml(&store, &resource("one", &state("one"), "1s", "Started")).await;
-        decide_once(&store, 1, None).await.expect("decide");
+        decide_once(&store, &guard).await.expect("decide");
         one.push(wait_roles(&store, &["one".to_string()], ObservedRole::Started).await);
         // Its monitor (1 s) notices it broke.
         tokio::time::sleep(Duration::from_millis(200)).await;
         std::fs::remove_file(state("one")).expect("break one");
         fail_1s.push(wait_roles(&store, &["one".to_string()], ObservedRole::Failed).await);
         apply_yaml(&store, &resource("one", &state("one"), "1s", "Stopped")).await;
-        decide_once(&store, 1, None).await.expect("decide");
+        decide_once(&store, &guard).await.expect("decide");
         wait_roles(&store, &["one".to_string()], ObservedRole::Stopped).await;
     }
     for _ in 0..rounds.min(5) {
         apply_yaml(&store, &resource("slow", &state("slow"), "5s", "Started")).await;
-        decide_once(&store, 1, None).await.expect("decide");
+        decide_once(&store, &guard).await.expect("decide");
         wait_roles(&store, &["slow".to_string()], ObservedRole::Started).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         std::fs::remove_file(state("slow")).expect("break slow");
         fail_5s.push(wait_roles(&store, &["slow".to_string()], ObservedRole::Failed).await);
         apply_yaml(&store, &resource("slow", &state("slow"), "5s", "Stopped")).await;
-        decide_once(&store, 1, None).await.expect("decide");
+        decide_once(&store, &guard).await.expect("decide");
         wait_roles(&store, &["slow".to_string()], ObservedRole::Stopped).await;
     }
     for _ in 0..rounds.min(5) {
         let started_yaml: String = batch.iter().map(|name| resource(name, &state(name), "10s", "Started")).collect();
         apply_yaml(&store, &started_yaml).await;
-        decide_once(&store, 1, None).await.expect("decide");
+        decide_once(&store, &guard).await.expect("decide");
         many.push(wait_roles(&store, &batch, ObservedRole::Started).await);
         let stopped_yaml: String = batch.iter().map(|name| resource(name, &state(name), "10s", "Stopped")).collect();
         apply_yaml(&store, &stopped_yaml).await;
-        decide_once(&store, 1, None).await.expect("decide");
+        decide_once(&store, &guard).await.expect("decide");
         wait_roles(&store, &batch, ObservedRole::Stopped).await;
     }
     // Idle: the batch running with 10 s monitors, nothing changing.
     let started_yaml: String = batch.iter().map(|name| resource(name, &state(name), "10s", "Started")).collect();
     apply_yaml(&store, &started_yaml).await;
-    decide_once(&store, 1, None).await.expect("decide");
+    decide_once(&store, &guard).await.expect("decide");
     wait_roles(&store, &batch, ObservedRole::Started).await;
     tokio::time::sleep(Duration::from_secs(11)).await;
     let revision = |store: Store| async move {

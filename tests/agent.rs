@@ -22,8 +22,8 @@ use pacer::api::manifest::{Source, load};
 use pacer::api::records::{ExecStatus, NodeAssignment, NodeHeartbeat, ObservedRole, ResourceStatus};
 use pacer::daemon::decide_once;
 use pacer::local::witness::{Rules, Testimony, audit, read_witness};
-use pacer::store::Store;
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
+use pacer::store::{LeaderGuard, Store};
 
 const PREFIX: &str = "/pacer";
 const TEST_TIMEOUT: Duration = Duration::from_secs(90);
@@ -96,6 +96,8 @@ struct Cluster {
     // Agents drop first (they stop their resources while etcd still runs).
     agents: BTreeMap<String, AgentProcess>,
     store: Store,
+    /// The test decides as the scheduler leader would: it holds the election.
+    guard: LeaderGuard,
     etcd: TestEtcd,
     dir: tempfile::TempDir,
 }
@@ -105,7 +107,12 @@ impl Cluster {
         let etcd = TestEtcd::start();
         let store = Store::connect(&[etcd.endpoint()], PREFIX).await.expect("connect");
         let dir = tempfile::tempdir().expect("tempdir");
-        let cluster = Cluster { agents: BTreeMap::new(), store, etcd, dir };
+        let (guard, _) = store
+            .campaign(&serde_json::json!({"identity": "test", "since": 0}), Duration::from_secs(3600))
+            .await
+            .expect("campaign")
+            .expect("no other scheduler");
+        let cluster = Cluster { agents: BTreeMap::new(), store, guard, etcd, dir };
         cluster.apply(POLICY).await;
         cluster
     }
@@ -206,7 +213,7 @@ impl Cluster {
 
     /// One decision, as the scheduler daemon makes it.
     async fn decide(&self) {
-        decide_once(&self.store, 1, None).await.expect("decide");
+        decide_once(&self.store, &self.guard).await.expect("decide");
     }
 
     async fn assignment(&self, node: &str) -> Option<NodeAssignment> {
@@ -553,7 +560,7 @@ async fn an_allow_migrate_resource_moves_by_live_migration() {
         cluster.decide().await;
         cluster.wait_role("n1", "vm", ObservedRole::Started).await;
         cluster.apply(&location("vm", "n1", "-100")).await;
-        let decision = decide_once(&cluster.store, 1, None).await.expect("decide");
+        let decision = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
         assert!(decision.plan.actions.iter().any(|action| action.verb == "Migrate" && action.resource == "vm"), "{:?}", decision.plan.actions);
         let took = cluster.wait_role("n2", "vm", ObservedRole::Started).await;
         println!("live migration decided -> running on the target: {took:?}");
@@ -564,7 +571,7 @@ async fn an_allow_migrate_resource_moves_by_live_migration() {
         // The agents' logs show the handshake in order: migrate_to on n1, then migrate_from on n2.
         assert!(cluster.agents["n1"].log_text().contains("action=MigrateTo"), "{}", cluster.agent_logs());
         // The next decision sees it settled on n2 and changes nothing.
-        let settled = decide_once(&cluster.store, 1, None).await.expect("decide");
+        let settled = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
         assert!(settled.plan.actions.is_empty(), "{:?}", settled.plan.actions);
     })
     .await;
@@ -636,7 +643,7 @@ async fn an_agent_follows_only_its_own_assignment() {
         // An assignment for n10, which runs web, sits next to n1's key (`plans/n1` is
         // a prefix of `plans/n10`).
         cluster.apply(&dummy("web", "ocf:heartbeat:Dummy", "", "")).await;
-        let decision = decide_once(&cluster.store, 1, None).await.expect("decide");
+        let decision = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
         assert!(decision.plan.actions.iter().any(|action| action.verb == "Start"), "{:?}", decision.plan.actions);
         let mut other = cluster.assignment("n1").await.expect("n1's plan");
         assert_eq!(other.resources.len(), 1);

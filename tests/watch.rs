@@ -1,4 +1,4 @@
-//! PrefixWatcher and Reflector against a real etcd: the initial listing, resume after
+//! PrefixWatcher (through a raw in-memory copy, `Reflector`) against a real etcd: the initial listing, resume after
 //! a reconnect, relist after compaction, and deletes made while the watch was down.
 //!
 //! Every test starts its own etcd (from PATH, on free loopback ports, in its own
@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use etcd_client::{Client, DeleteOptions, GetOptions, KeyValue};
 use pacer::local::etcd::EtcdServer;
-use pacer::store::watch::{Entry, PrefixWatcher, Reflector, WatchEvent};
+use pacer::store::Store;
+use pacer::store::watch::{Entry, PrefixWatcher, WatchEvent};
 use tempfile::TempDir;
 use tokio::time::timeout;
 
@@ -50,6 +51,58 @@ impl Etcd {
     fn restart(&mut self) {
         tokio::task::block_in_place(|| self.server.restart()).expect("restart etcd");
     }
+}
+
+/// Every key and value as the watch delivered them: the least a follower can do, and
+/// what etcd itself holds if the watcher lost nothing.
+#[derive(Default)]
+struct Reflector {
+    entries: std::collections::BTreeMap<String, Entry>,
+    revision: i64,
+}
+
+impl Reflector {
+    fn apply_event(&mut self, event: &WatchEvent) {
+        match event {
+            WatchEvent::Restarted { revision, entries, .. } => {
+                self.entries = entries.iter().map(|entry| (entry.key.clone(), entry.clone())).collect();
+                self.revision = *revision;
+            }
+            WatchEvent::Put(entry) => {
+                if self.entries.get(&entry.key).is_none_or(|known| known.mod_revision < entry.mod_revision) {
+                    self.entries.insert(entry.key.clone(), entry.clone());
+                }
+                self.revision = self.revision.max(entry.mod_revision);
+            }
+            WatchEvent::Deleted { key, revision } => {
+                if self.entries.get(key).is_some_and(|known| known.mod_revision < *revision) {
+                    self.entries.remove(key);
+                }
+                self.revision = self.revision.max(*revision);
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.get(key)
+    }
+
+    fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    fn revision(&self) -> i64 {
+        self.revision
+    }
+}
+
+/// A store for the watcher (its own prefix does not matter: the watcher names one).
+async fn store(endpoint: &str) -> Store {
+    timeout(STEP, Store::connect(&[endpoint.to_string()], "/pacer")).await.expect("connect timed out").expect("connect to etcd")
 }
 
 async fn connect(endpoint: &str) -> Client {
@@ -201,11 +254,11 @@ async fn initial_listing_then_changes_in_order() {
         assert_eq!(listed[1].mod_revision, r_b);
         assert_eq!(listed[2].mod_revision, r_c);
 
-        let mut watcher = PrefixWatcher::new(connect(&etcd.endpoint()).await, prefix);
+        let mut watcher = PrefixWatcher::new(&store(&etcd.endpoint()).await, prefix);
         assert_eq!(watcher.revision(), 0);
         let first = next_event(&mut watcher).await;
         match &first {
-            WatchEvent::Restarted { revision: listed_at, entries } => {
+            WatchEvent::Restarted { revision: listed_at, entries, .. } => {
                 assert_eq!(*listed_at, revision, "listing revision");
                 assert_eq!(entries, &listed, "listing entries");
             }
@@ -262,7 +315,7 @@ async fn resumes_after_reconnect_without_relisting() {
         let r_a = put(&mut client, "/t2/items/a", "1").await;
         put(&mut client, "/t2/items/b", "2").await;
 
-        let mut watcher = PrefixWatcher::new(connect(&etcd.endpoint()).await, prefix);
+        let mut watcher = PrefixWatcher::new(&store(&etcd.endpoint()).await, prefix);
         let mut reflector = Reflector::default();
         let first = next_event(&mut watcher).await;
         assert!(matches!(&first, WatchEvent::Restarted { entries, .. } if entries.len() == 2), "got {first:?}");
@@ -324,7 +377,7 @@ async fn from_revision_replays_or_relists_after_compaction() {
         assert_eq!(keys(&contents), ["/t3/items/a", "/t3/items/c", "/t3/items/d"]);
 
         // Not compacted: exactly the changes after old_revision, no listing.
-        let mut replay = PrefixWatcher::from_revision(connect(&etcd.endpoint()).await, prefix, old_revision);
+        let mut replay = PrefixWatcher::from_revision(&store(&etcd.endpoint()).await, prefix, old_revision);
         assert_eq!(replay.revision(), old_revision);
         let expected = [
             Expect::Put("/t3/items/c", "3", r1, r1),
@@ -339,10 +392,10 @@ async fn from_revision_replays_or_relists_after_compaction() {
         drop(replay);
 
         compact(&mut client, current).await;
-        let mut watcher = PrefixWatcher::from_revision(connect(&etcd.endpoint()).await, prefix, old_revision);
+        let mut watcher = PrefixWatcher::from_revision(&store(&etcd.endpoint()).await, prefix, old_revision);
         let first = next_event(&mut watcher).await;
         match &first {
-            WatchEvent::Restarted { revision, entries } => {
+            WatchEvent::Restarted { revision, entries, .. } => {
                 assert_eq!(*revision, current, "relist revision");
                 assert_eq!(entries, &contents, "relist entries");
             }
@@ -376,7 +429,7 @@ async fn watcher_across_restart(prefix: &str, crash: bool) -> (Etcd, PrefixWatch
     for (key, value) in [("a", "1"), ("b", "2"), ("c1", "3"), ("c2", "4")] {
         put(&mut client, &format!("{prefix}{key}"), value).await;
     }
-    let mut watcher = PrefixWatcher::new(connect(&etcd.endpoint()).await, prefix);
+    let mut watcher = PrefixWatcher::new(&store(&etcd.endpoint()).await, prefix);
     let mut reflector = Reflector::default();
     let first = next_event(&mut watcher).await;
     assert!(matches!(&first, WatchEvent::Restarted { entries, .. } if entries.len() == 4), "got {first:?}");
@@ -466,7 +519,7 @@ async fn deletes_while_disconnected_then_compacted_relist() {
         let event = next_event_tolerant(&mut watcher, &mut errors).await;
         eprintln!("errors after restart: {errors}");
         match &event {
-            WatchEvent::Restarted { revision, entries } => {
+            WatchEvent::Restarted { revision, entries, .. } => {
                 assert_eq!(*revision, current, "relist revision");
                 assert_eq!(entries, &contents, "relist entries");
             }

@@ -383,9 +383,9 @@ impl<'a> Session<'a> {
 
     fn watch(&mut self, source: WatchSource, prefix: String) {
         let sender = self.event_sender.clone();
-        let client = self.store.client();
+        let store = self.store.clone();
         self.watch_tasks.push(tokio::spawn(async move {
-            let mut watcher = PrefixWatcher::new(client, prefix);
+            let mut watcher = PrefixWatcher::new(&store, prefix);
             loop {
                 let event = watcher.next().await;
                 if sender.send((source, event)).await.is_err() {

@@ -38,6 +38,12 @@ pub struct ObjectMeta {
     /// RFC 3339, assigned at creation; ignored on input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creation_timestamp: Option<String>,
+    /// Definition order, assigned at creation (from the revision the apply was planned
+    /// at and the object's place in it) and kept across updates; ignored on input. The
+    /// scheduler breaks its last ties by definition order, so the live cluster and
+    /// `pacer simulate -f` of the same manifests decide alike.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creation_sequence: Option<i64>,
 }
 
 /// The envelope the JSON Schema of every kind is generated from.

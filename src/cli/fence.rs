@@ -15,7 +15,7 @@ pub(super) enum FenceCommand {
 }
 
 /// Records a successful "off" for the node's pending request (or request 0) and
-/// forgets what the node reported; refused (exit 1) while its agent holds its lease.
+/// forgets what the node reported, in one transaction; refused (exit 1) while its agent holds its lease.
 pub(super) async fn confirm(global: &Global, node: &str) -> anyhow::Result<u8> {
     let store = global.connect().await?;
     let (_, requests) = store.read_records::<FenceRequestRecord>(&store.keys().fence_request(node)).await?;
@@ -31,11 +31,10 @@ pub(super) async fn confirm(global: &Global, node: &str) -> anyhow::Result<u8> {
             .unwrap_or(i64::MAX),
         attempts: Vec::new(),
     };
-    if !store.forget_node_reports(node, None).await? {
+    if !store.confirm_fenced(node, &result).await.context("record the confirmation")? {
         eprintln!("error: node {node} is alive (its agent holds its lease); confirm only a node you know is down");
         return Ok(EXIT_REFUSED);
     }
-    store.put_guarded(&store.keys().fence_result(node), &result, None).await.context("record the confirmation")?;
     println!("node {node} confirmed down: its resources may be recovered elsewhere");
     Ok(0)
 }

@@ -3,13 +3,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use etcd_client::GetOptions;
 
-use crate::api::records::{FenceRequestRecord, FenceResultRecord, HistoryRecord, Leader};
+use crate::api::records::HistoryRecord;
 use crate::api::yaml::to_yaml_string;
+use crate::runtime::{BuildOptions, build, load};
 use crate::scheduler::schedule;
-use crate::scheduler::snapshot::Snapshot;
-use crate::state::observe;
 use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;
 
@@ -38,48 +36,28 @@ pub(super) async fn status(global: &Global, args: &StatusArgs) -> anyhow::Result
     Ok(0)
 }
 
-/// Reads everything at once and builds the view.
+/// Reads the cluster at one revision, builds the snapshot the scheduler would, and
+/// the view. Keys that do not decode are skipped and named on stderr.
 pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView> {
-    let listing = store.list_objects().await.context("read the configuration")?;
-    let (_, reports) = store.read_reports().await.context("read node reports")?;
-    let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
-    let observed = observe(&reports, true);
+    let cache = load(store).await.context("read the cluster")?;
+    for (key, reason) in cache.undecodable() {
+        eprintln!("warning: skipping {key}: {reason}");
+    }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-    let snapshot = Snapshot { objects, observed, now: i64::try_from(now).unwrap_or(i64::MAX) };
-    let plan = schedule(&snapshot);
-    let mut client = store.client();
-    let leader = client.get(store.keys().election(), None).await.context("read the election key")?;
-    let leader = leader.kvs().first().and_then(|kv| serde_json::from_slice::<Leader>(kv.value()).ok()).map(|leader| leader.identity);
-    let history = client
-        .get(
-            store.keys().history_prefix(),
-            Some(
-                GetOptions::new()
-                    .with_prefix()
-                    .with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Descend)
-                    .with_limit(i64::try_from(decisions).unwrap_or(5)),
-            ),
-        )
+    let live = build(&cache, BuildOptions { now: i64::try_from(now).unwrap_or(i64::MAX), hold_unseen: false }).context("build the cluster's snapshot")?;
+    let plan = schedule(&live.snapshot);
+    let leader = cache.election().map(|holder| holder.leader.identity.clone());
+    let decisions = store
+        .latest_history::<HistoryRecord>(decisions)
         .await
-        .context("read the decision history")?;
-    let decisions = history
-        .kvs()
-        .iter()
-        .filter_map(|kv| serde_json::from_slice::<HistoryRecord>(kv.value()).ok())
+        .context("read the decision history")?
+        .into_iter()
         .map(|record| DecisionView { time: record.time, input_revision: record.input_revision, actions: record.actions })
         .collect();
-    let (_, requests) = store.read_records::<serde_json::Value>(&store.keys().fencing_prefix()).await.context("read fencing")?;
-    let mut fence_requests = Vec::new();
-    let mut fence_results = Vec::new();
-    for (key, value, _) in requests {
-        if key.ends_with("/request") {
-            fence_requests.extend(serde_json::from_value::<FenceRequestRecord>(value).ok());
-        } else if key.ends_with("/result") {
-            fence_results.extend(serde_json::from_value::<FenceResultRecord>(value).ok());
-        }
-    }
-    let fencing = fencing_view(&fence_requests, &fence_results);
-    Ok(status_view(&snapshot.objects, &snapshot.observed, &reports.statuses, &plan, leader, decisions, fencing))
+    let requests: Vec<_> = cache.fence_requests().values().cloned().collect();
+    let results: Vec<_> = cache.fence_results().values().cloned().collect();
+    let fencing = fencing_view(&requests, &results);
+    Ok(status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, leader, decisions, fencing))
 }
 
 /// The human form.

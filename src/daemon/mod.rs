@@ -1,32 +1,34 @@
 //! The scheduler daemon (`pacer scheduler`): any number run; one leads, elected
-//! through `election/scheduler` bound to its lease. The leader watches what decisions
-//! depend on (the spec, node heartbeats, statuses, run-time attributes), debounces,
-//! and takes a turn: `decide_once` — read the spec and the reports, `observe`,
-//! `schedule`, `node_assignments`, write the assignments that changed and, for a new
-//! decision, a history record. Every write compares the election key's lease, so a
-//! deposed leader's write fails. An unchanged decision writes nothing.
+//! through `election/scheduler` bound to its lease (`store::election`). The leader
+//! follows the whole prefix with one watch into a `runtime::ClusterCache`, debounces
+//! the changes decisions depend on (the spec, node heartbeats, statuses, run-time
+//! attributes, fencing results), and takes a turn: `decide` — the snapshot at the
+//! cache's revision (`runtime::build`), `schedule`, `node_assignments`, write the
+//! assignments that changed and, for a new decision, a history record. A turn reads
+//! nothing from etcd: what the leader writes goes into its cache as etcd acknowledges
+//! it. Every write takes the `LeaderGuard`, so a deposed leader's write fails. An
+//! unchanged decision writes nothing.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use etcd_client::{Compare, CompareOp};
-use tokio::sync::mpsc;
-
 use crate::api::Spec;
-use crate::api::records::{FenceRequestRecord, FenceResultRecord, HistoryRecord, Leader, Reports};
+use crate::api::records::{FenceRequestRecord, HistoryRecord, Leader, NodeAssignment};
+use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
 use crate::state::fencing::choose_executor;
-use crate::state::{failures_seen, node_assignments, observe};
+use crate::state::{failures_seen, node_assignments};
+use crate::store::keys::Section;
 use crate::store::lease;
-use crate::store::watch::PrefixWatcher;
-use crate::store::{Store, StoreError};
+use crate::store::watch::WatchEvent;
+use crate::store::{LeaderGuard, Store, StoreError};
 
 /// What one turn decided.
 #[derive(Debug)]
 pub struct Decision {
     pub plan: Plan,
-    /// The etcd revision the reports were read at.
+    /// The etcd revision the snapshot was taken at.
     pub input_revision: i64,
     /// Assignment keys written or deleted (0 when the decision did not change).
     pub written: usize,
@@ -35,28 +37,40 @@ pub struct Decision {
     pub recheck: Duration,
 }
 
+/// Why a turn did not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    /// etcd failed or refused (a `Conflict` means this leader was deposed).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The cache cannot be decided on yet (a large apply being rolled forward). Retry.
+    #[error("not ready to decide: {0}")]
+    NotReady(#[from] NotReady),
+}
+
 fn epoch_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// One decision: snapshot, schedule, write the per-node assignments that changed and,
-/// if any did, a history record (trimmed to `ClusterPolicy.historyLimit`). `guard` is
-/// the leader's election comparison (none outside the daemon).
-pub async fn decide_once(store: &Store, term: i64, guard: Option<Compare>) -> Result<Decision, StoreError> {
-    decide(store, term, guard, false).await
+/// One decision outside the daemon (tests, tools): the cluster read at one revision,
+/// then a turn under `guard`.
+pub async fn decide_once(store: &Store, guard: &LeaderGuard) -> Result<Decision, StoreError> {
+    for _ in 0..10 {
+        let mut cache = load(store).await?;
+        match decide(store, &mut cache, guard, false).await {
+            Ok(decision) => return Ok(decision),
+            Err(DecideError::Store(error)) => return Err(error),
+            // Listing the objects finishes the pending apply.
+            Err(DecideError::NotReady(_)) => drop(store.list_objects().await?),
+        }
+    }
+    Err(StoreError::Contended { attempts: 10 })
 }
 
-/// A turn. `hold_unseen`: configured nodes never heard of are taken as still joining
-/// (`Pending`: nothing runs there, nothing fences them) rather than as unclean — the
-/// leader's start-up grace, Pacemaker's `dc-deadtime`, so agents starting with the
-/// scheduler are not fenced for being late.
-async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: bool) -> Result<Decision, StoreError> {
-    let listing = store.list_objects().await?;
-    let (mut input_revision, mut reports) = store.read_reports().await?;
-    // Objects come back in key order; definition order is not kept in etcd yet, so
-    // ties the scheduler breaks by definition order are broken by kind and name.
-    let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
-    let (recheck, history_limit, stonith_enabled) = objects
+/// The cluster policy's settings a turn needs: recheck interval, history limit,
+/// whether fencing is enabled.
+fn policy(objects: &[crate::api::Object]) -> (Duration, u32, bool) {
+    objects
         .iter()
         .find_map(|object| match &object.spec {
             Spec::ClusterPolicy(policy) => {
@@ -64,63 +78,77 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
             }
             _ => None,
         })
-        .unwrap_or((Duration::from_secs(15 * 60), 1000, true));
+        .unwrap_or((Duration::from_secs(15 * 60), 1000, true))
+}
+
+/// A turn on the cache. `hold_unseen`: configured nodes never heard of are taken as
+/// still joining (`Pending`: nothing runs there, nothing fences them) rather than as
+/// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
+/// starting with the scheduler are not fenced for being late.
+async fn decide(store: &Store, cache: &mut ClusterCache, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
+    let now = epoch_now();
+    let options = BuildOptions { now, hold_unseen };
+    let mut live = build(cache, options)?;
+    let (recheck, history_limit, stonith_enabled) = policy(&live.snapshot.objects);
     // Without fencing, a lost node is taken as down (Pacemaker's behaviour with
     // stonith-enabled=false): what it reported running is forgotten, so its resources
     // can start elsewhere. With fencing, only a successful fence does that.
     if !stonith_enabled {
         let lost: Vec<String> =
-            observe(&reports, true).nodes.into_iter().filter(|(_, node)| node.liveness == NodeLiveness::Unclean).map(|(name, _)| name).collect();
+            live.snapshot.observed.nodes.iter().filter(|(_, node)| node.liveness == NodeLiveness::Unclean).map(|(name, _)| name.clone()).collect();
         let mut forgot = false;
         for node in &lost {
-            if store.forget_node_reports(node, guard.clone()).await? {
+            if let Some(revision) = store.forget_node_reports(node, guard).await? {
                 tracing::warn!(%node, "node lost and fencing is disabled: taking it as down");
+                cache.forget_reports(node, revision);
                 forgot = true;
             }
         }
         if forgot {
-            (input_revision, reports) = store.read_reports().await?;
+            live = build(cache, options)?;
         }
     }
-    let now = epoch_now();
-    let observed_now = |reports: &Reports| {
-        let mut observed = observe(reports, true);
-        if hold_unseen {
-            for object in &objects {
-                if let Spec::Node(_) = object.spec {
-                    observed.nodes.entry(object.name().as_str().to_string()).or_insert_with(|| crate::scheduler::snapshot::ObservedNode {
-                        liveness: NodeLiveness::Pending,
-                        shutdown: false,
-                        attributes: Default::default(),
-                    });
-                }
-            }
-        }
-        observed
-    };
-    let mut snapshot = Snapshot { objects: objects.clone(), observed: observed_now(&reports), now };
-    let mut plan = schedule(&snapshot);
+    let mut plan = schedule(&live.snapshot);
     if stonith_enabled {
-        let fenced = drive_fencing(store, &plan, &snapshot, input_revision, guard.clone()).await?;
+        let fenced = drive_fencing(store, cache, &plan, &live.snapshot, guard).await?;
         if fenced {
             // A node is down for sure now: decide again without what it reported.
-            (input_revision, reports) = store.read_reports().await?;
-            snapshot.observed = observed_now(&reports);
-            plan = schedule(&snapshot);
+            live = build(cache, options)?;
+            plan = schedule(&live.snapshot);
         }
     }
-    let assignments = node_assignments(&plan, &snapshot.objects, &failures_seen(&reports), input_revision.max(listing.revision), term);
-    let written = store.write_assignments(&assignments, guard.clone()).await?;
+    let LiveSnapshot { revision: input_revision, snapshot, reports } = live;
+    let assignments = node_assignments(&plan, &snapshot.objects, &failures_seen(&reports), input_revision, guard.term());
+    let keys = cache.keys().clone();
+    let mut writes: Vec<(String, Option<String>)> = Vec::new();
+    for (node, assignment) in &assignments {
+        // The input revision and term alone changing is not a new decision.
+        if cache.plans().get(node).is_some_and(|stored: &NodeAssignment| stored.same_decision(assignment)) {
+            continue;
+        }
+        let value = serde_json::to_string(assignment).map_err(|error| StoreError::Corrupt { key: keys.plan(node), reason: format!("encode: {error}") })?;
+        writes.push((keys.plan(node), Some(value)));
+    }
+    writes.extend(cache.plans().keys().filter(|node| !assignments.contains_key(*node)).map(|node| (keys.plan(node), None)));
+    let written = writes.len();
+    write(store, cache, "write assignments", writes, guard).await?;
     if written > 0 {
         let record = HistoryRecord {
             input_revision,
-            term,
+            term: guard.term(),
             time: now,
             actions: plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect(),
             not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
             fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
         };
-        store.record_history(record.input_revision, &record, history_limit, guard).await?;
+        let key = keys.history(input_revision);
+        let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
+        // The oldest records beyond the limit go, at most 100 a turn.
+        let kept: Vec<i64> = cache.history().iter().copied().filter(|revision| *revision != input_revision).collect();
+        let excess = (kept.len() + 1).saturating_sub(history_limit.max(1) as usize).min(100);
+        let mut writes = vec![(key, Some(value))];
+        writes.extend(kept.iter().take(excess).map(|revision| (keys.history(*revision), None)));
+        write(store, cache, "write history", writes, guard).await?;
     }
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
     // executor replaced) even if nothing else changes.
@@ -128,18 +156,31 @@ async fn decide(store: &Store, term: i64, guard: Option<Compare>, hold_unseen: b
     Ok(Decision { plan, input_revision, written, recheck })
 }
 
+/// Writes as the leader and puts what was written into the cache at once.
+async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<(), StoreError> {
+    if writes.is_empty() {
+        return Ok(());
+    }
+    let revision = store.write_as_leader(action, writes.clone(), guard).await?;
+    for (key, value) in &writes {
+        cache.apply_write(key, value.as_ref().map(String::as_bytes), revision);
+    }
+    Ok(())
+}
+
 /// Moves every fencing the plan asks for one step on: a request to an executor when
 /// there is none (or its executor is gone, or it failed a while ago); once a result
 /// says the node is down, its reports are forgotten and its request removed. Returns
 /// whether some node was declared down.
-async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision: i64, guard: Option<Compare>) -> Result<bool, StoreError> {
-    let keys = store.keys();
+async fn drive_fencing(store: &Store, cache: &mut ClusterCache, plan: &Plan, snapshot: &Snapshot, guard: &LeaderGuard) -> Result<bool, StoreError> {
+    let keys = cache.keys().clone();
+    let revision = cache.revision();
     let mut fenced = false;
     for fencing in &plan.fencing {
         let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
-        let request = store.read_one::<FenceRequestRecord>(&keys.fence_request(target)).await?;
-        let result = store.read_one::<FenceResultRecord>(&keys.fence_result(target)).await?;
+        let request = cache.fence_requests().get(target).cloned();
+        let result = cache.fence_results().get(target).cloned();
         let answered = match (&request, &result) {
             (Some(request), Some(result)) if result.request == request.id => Some(result),
             _ => None,
@@ -153,20 +194,27 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             // second fencing is asked for.
             if !unfencing
                 && let Some(lease) = request.as_ref().and_then(|request| request.lease)
-                && store.node_lease_id(target).await? == Some(lease)
+                && cache.node_lease(target) == Some(lease)
             {
                 tracing::warn!(node = %target, lease = format!("{lease:x}"), "revoking the fenced node's lease");
                 if let Err(error) = store.revoke_lease(lease).await {
                     tracing::warn!(%error, node = %target, "cannot revoke the fenced node's lease; it lapses by itself");
                 }
             }
-            let settled = unfencing || store.forget_node_reports(target, guard.clone()).await?;
+            let settled = unfencing
+                || match store.forget_node_reports(target, guard).await? {
+                    Some(revision) => {
+                        cache.forget_reports(target, revision);
+                        true
+                    }
+                    None => false,
+                };
             if settled {
                 if !unfencing {
                     tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
                     fenced = true;
                 }
-                store.delete_guarded(&keys.fence_request(target), guard.clone()).await?;
+                write(store, cache, "delete a fencing request", vec![(keys.fence_request(target), None)], guard).await?;
             }
             continue;
         }
@@ -181,7 +229,7 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             tracing::error!(node = %target, "no online node can run the fencing");
             continue;
         };
-        let lease = if unfencing { None } else { store.node_lease_id(target).await? };
+        let lease = if unfencing { None } else { cache.node_lease(target) };
         let record = FenceRequestRecord {
             id: revision,
             target: target.to_string(),
@@ -195,17 +243,19 @@ async fn drive_fencing(store: &Store, plan: &Plan, snapshot: &Snapshot, revision
             continue;
         }
         tracing::warn!(node = %target, executor = %record.executor, reason = %record.reason, "requesting fencing");
-        store.put_guarded(&keys.fence_request(target), &record, guard.clone()).await?;
+        let key = keys.fence_request(target);
+        let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
+        write(store, cache, "request fencing", vec![(key, Some(value))], guard).await?;
     }
     // A request whose need is gone (the node came back, or was confirmed down) is
     // dropped, so its result can never stand for a later, new need.
-    let (_, stored) = store.read_records::<serde_json::Value>(&keys.fencing_prefix()).await?;
-    for (key, value, _) in stored.into_iter().filter(|(key, _, _)| key.ends_with("/request")) {
-        let Ok(request) = serde_json::from_value::<FenceRequestRecord>(value) else { continue };
-        if key == keys.fence_request(&request.target) && !plan.fencing.iter().any(|fencing| fencing.node == request.target) {
-            store.delete_guarded(&key, guard.clone()).await?;
-        }
-    }
+    let stale: Vec<(String, Option<String>)> = cache
+        .fence_requests()
+        .iter()
+        .filter(|(node, request)| request.target == **node && !plan.fencing.iter().any(|fencing| fencing.node == request.target))
+        .map(|(node, _)| (keys.fence_request(node), None))
+        .collect();
+    write(store, cache, "drop fencing requests", stale, guard).await?;
     Ok(fenced)
 }
 
@@ -245,42 +295,29 @@ pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::futu
             elected = campaign => elected,
             () = &mut shutdown => return Ok(()),
         };
-        let (lease, term, granted_at) = elected;
+        let (guard, granted_at) = elected;
+        let term = guard.term();
         tracing::info!(identity = %config.identity, term, "elected scheduler leader");
-        let outcome = lead(&store, &config, lease, term, granted_at, &mut shutdown).await;
+        let outcome = lead(&store, &config, &guard, granted_at, &mut shutdown).await;
         match outcome {
             Term::Shutdown => {
-                let _ = store.revoke_lease(lease).await;
+                let _ = store.revoke_lease(guard.lease()).await;
                 return Ok(());
             }
             Term::Deposed => {
                 tracing::warn!(identity = %config.identity, term, "no longer the leader");
-                let _ = store.revoke_lease(lease).await;
+                let _ = store.revoke_lease(guard.lease()).await;
             }
         }
     }
 }
 
-/// Waits until this instance holds the election key: (lease, term, when granted).
-/// The term is the key's create revision, which grows with every new leader.
-async fn campaign(store: &Store, config: &SchedulerConfig) -> (i64, i64, Instant) {
-    let key = store.keys().election();
+/// Waits until this instance holds the election key.
+async fn campaign(store: &Store, config: &SchedulerConfig) -> (LeaderGuard, Instant) {
     let mut announced = false;
     loop {
-        let attempt = async {
-            let granted_at = Instant::now();
-            let lease = store.grant_lease(config.lease_ttl).await?;
-            let leader = Leader { identity: config.identity.clone(), since: epoch_now() };
-            if store.claim(&key, lease, &leader).await? {
-                let mut client = store.client();
-                let response = client.get(key.as_str(), None).await.map_err(|source| StoreError::Etcd { action: "read election key".into(), source })?;
-                let term = response.kvs().first().map_or(0, |kv| kv.create_revision());
-                return Ok::<_, StoreError>(Some((lease, term, granted_at)));
-            }
-            let _ = store.revoke_lease(lease).await;
-            Ok(None)
-        };
-        match attempt.await {
+        let leader = Leader { identity: config.identity.clone(), since: epoch_now() };
+        match store.campaign(&leader, config.lease_ttl).await {
             Ok(Some(elected)) => return elected,
             Ok(None) if !announced => {
                 tracing::info!(identity = %config.identity, "standing by: another scheduler leads");
@@ -293,47 +330,59 @@ async fn campaign(store: &Store, config: &SchedulerConfig) -> (i64, i64, Instant
     }
 }
 
+/// Whether a change in this part of the layout can change a decision. The leader's
+/// own writes (plans, history, fencing requests) and staged chunks cannot.
+fn decision_input(section: &Section) -> bool {
+    matches!(
+        section,
+        Section::Object(_)
+            | Section::SpecVersion
+            | Section::IntentCommit(_)
+            | Section::Heartbeat(_)
+            | Section::Status { .. }
+            | Section::Attribute { .. }
+            | Section::FenceResult(_)
+    )
+}
+
 /// Leads until deposed or shut down.
 async fn lead(
     store: &Store,
     config: &SchedulerConfig,
-    lease: i64,
-    term: i64,
+    guard: &LeaderGuard,
     granted_at: Instant,
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Term {
-    let (lease_task, lease_state) = lease::keep_alive(store.clone(), lease, config.lease_ttl, granted_at);
-    let keys = store.keys().clone();
-    let (events, mut changes) = mpsc::channel::<()>(1024);
-    let mut watchers = Vec::new();
-    for prefix in [keys.spec_prefix(), keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix(), keys.fencing_prefix()] {
-        let events = events.clone();
-        let client = store.client();
-        watchers.push(tokio::spawn(async move {
-            let mut watcher = PrefixWatcher::new(client, prefix);
-            loop {
-                if let Err(error) = watcher.next().await {
-                    tracing::debug!(%error, "watch interrupted; resuming");
-                }
-                if events.send(()).await.is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-    let guard = Compare::lease(keys.election(), CompareOp::Equal, lease);
+    let term = guard.term();
+    let (lease_task, lease_state) = lease::keep_alive(store.clone(), guard.lease(), config.lease_ttl, granted_at);
+    let mut informer = Informer::start(store, vec![format!("{}/", store.keys().prefix())]);
+    let mut cache = ClusterCache::new(store.keys().clone());
+    let mut synced = false;
     let elected_at = Instant::now();
     let mut dirty_since: Option<Instant> = Some(Instant::now());
     let mut last_change = Instant::now();
     let mut next_recheck = Instant::now() + Duration::from_secs(15 * 60);
     let mut failures: u32 = 0;
     let outcome = loop {
-        let due = dirty_since.map(|since| (last_change + config.debounce).min(since + config.max_delay));
+        let due = dirty_since.filter(|_| synced).map(|since| (last_change + config.debounce).min(since + config.max_delay));
         let wake = due.unwrap_or(next_recheck).min(next_recheck);
         tokio::select! {
-            Some(()) = changes.recv() => {
-                last_change = Instant::now();
-                dirty_since.get_or_insert(last_change);
+            Some(event) = informer.events.recv() => {
+                // Take in everything queued before deciding.
+                let mut next = Some(event);
+                while let Some(event) = next {
+                    match event {
+                        Ok(event) => {
+                            synced |= matches!(event, WatchEvent::Restarted { .. });
+                            if cache.apply_event(&event).any(decision_input) {
+                                last_change = Instant::now();
+                                dirty_since.get_or_insert(last_change);
+                            }
+                        }
+                        Err(error) => tracing::debug!(%error, "watch interrupted; resuming"),
+                    }
+                    next = informer.events.try_recv().ok();
+                }
                 continue;
             }
             () = tokio::time::sleep_until(wake.into()) => {}
@@ -343,13 +392,14 @@ async fn lead(
         if Instant::now() >= next_recheck {
             dirty_since.get_or_insert(Instant::now());
         }
-        if dirty_since.is_none() {
+        if dirty_since.is_none() || !synced {
             continue;
         }
         let started = Instant::now();
+        let requests_before = store.requests();
         let hold_unseen = elected_at.elapsed() < STARTUP_GRACE;
         let turn = tokio::select! {
-            turn = decide(store, term, Some(guard.clone()), hold_unseen) => turn,
+            turn = decide(store, &mut cache, guard, hold_unseen) => turn,
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
         };
         match turn {
@@ -361,14 +411,23 @@ async fn lead(
                     // Decide again once the grace is over, for nodes still unseen.
                     next_recheck = next_recheck.min(elected_at + STARTUP_GRACE);
                 }
+                let requests = store.requests().since(requests_before);
                 if decision.written > 0 {
-                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), "new decision");
+                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, "new decision");
                 } else {
-                    tracing::debug!(term, revision = decision.input_revision, took = ?started.elapsed(), "decision unchanged");
+                    tracing::debug!(term, revision = decision.input_revision, took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, "decision unchanged");
                 }
             }
-            Err(StoreError::Conflict { .. }) => break Term::Deposed,
-            Err(error) => {
+            Err(DecideError::Store(StoreError::Conflict { .. })) => break Term::Deposed,
+            Err(DecideError::NotReady(reason)) => {
+                // Finishing the apply is anyone's job: listing the objects does it.
+                tracing::info!(%reason, "waiting for a large apply to be rolled forward");
+                if let Err(error) = store.list_objects().await {
+                    tracing::warn!(%error, "cannot finish the pending apply; retrying");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(DecideError::Store(error)) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(%error, "decision failed; retrying");
                 let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));
@@ -377,8 +436,6 @@ async fn lead(
         }
     };
     lease_task.abort();
-    for watcher in watchers {
-        watcher.abort();
-    }
+    drop(informer);
     outcome
 }

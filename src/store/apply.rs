@@ -125,6 +125,19 @@ fn millis_now() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis()).unwrap_or(0)
 }
 
+/// Objects an apply may create at once without two getting one sequence.
+const SEQUENCE_POSITIONS: i64 = 1 << 24;
+
+/// The definition order of an object created by an apply planned on a listing at
+/// `revision`, at `position` among its objects. An apply that lands was planned on a
+/// listing no other landed apply was planned on (every spec write compares the spec
+/// version, so of two applies planned at one revision only the first lands and the
+/// second plans again at a later one): sequences grow from apply to apply.
+fn creation_sequence(revision: i64, position: usize) -> i64 {
+    let position = i64::try_from(position).unwrap_or(i64::MAX).min(SEQUENCE_POSITIONS - 1);
+    revision.saturating_mul(SEQUENCE_POSITIONS).saturating_add(position)
+}
+
 /// Plans every object's change. Pure: `now` and `new_uid` stand for the clock and
 /// randomness.
 ///
@@ -139,7 +152,7 @@ pub fn plan_changes(
     new_uid: &mut dyn FnMut() -> String,
 ) -> Vec<PlannedObject> {
     let mut planned = Vec::new();
-    for incoming in desired {
+    for (position, incoming) in desired.iter().enumerate() {
         let key = incoming.key();
         let stored = listing.objects.get(&key);
         let mut after = incoming.clone();
@@ -152,12 +165,14 @@ pub fn plan_changes(
                 after.metadata.generation = Some(1);
                 after.metadata.uid = Some(new_uid());
                 after.metadata.creation_timestamp = Some(now.to_string());
+                after.metadata.creation_sequence = Some(creation_sequence(listing.revision, position));
                 (Change::Created, None)
             }
             Some(stored) => {
                 let before = &stored.object;
                 after.metadata.uid = before.metadata.uid.clone();
                 after.metadata.creation_timestamp = before.metadata.creation_timestamp.clone();
+                after.metadata.creation_sequence = before.metadata.creation_sequence;
                 let generation = before.metadata.generation.unwrap_or(1);
                 let spec_changed = before.spec.to_value() != after.spec.to_value();
                 after.metadata.generation = Some(if spec_changed { generation + 1 } else { generation });
@@ -485,6 +500,7 @@ mod tests {
             revision: 10,
             spec_version: 9,
             objects: objects.iter().map(|(object, revision)| (object.key(), StoredObject { object: object.clone(), mod_revision: *revision })).collect(),
+            undecodable: Vec::new(),
         }
     }
 

@@ -15,11 +15,41 @@
 //! - `fencing/<node>/request` (the leader), `fencing/<node>/result` (the executing
 //!   agent, or `pacer fence confirm`).
 
-use crate::api::ObjectKey;
+use crate::api::{Kind, Name, ObjectKey};
 
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+}
+
+/// What a key under the prefix holds, by the layout above: how a watch event is
+/// sorted into the cache without every reader parsing keys of its own.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Section {
+    /// `spec/<plural>/<name>`.
+    Object(ObjectKey),
+    /// `meta/spec-version`.
+    SpecVersion,
+    /// `intents/<id>/commit`: a committed large apply not yet rolled forward.
+    IntentCommit(String),
+    /// `intents/<id>/chunk/<n>`: staged, invisible to readers.
+    IntentChunk,
+    /// `nodes/<node>/lease`.
+    Heartbeat(String),
+    /// `status/<node>/<id>`.
+    Status { node: String, id: String },
+    /// `attributes/<node>/<name>`.
+    Attribute { node: String, name: String },
+    /// `plans/<node>`.
+    Plan(String),
+    /// `election/scheduler`.
+    Election,
+    /// `history/<revision>`.
+    History(i64),
+    /// `fencing/<node>/request`.
+    FenceRequest(String),
+    /// `fencing/<node>/result`.
+    FenceResult(String),
 }
 
 impl Keys {
@@ -147,6 +177,31 @@ impl Keys {
         (!id.contains('/')).then(|| id.to_string())
     }
 
+    /// Which part of the layout `key` belongs to; `None` for a key Pacer does not
+    /// write (outside the prefix, or of an unknown shape).
+    pub fn section(&self, key: &str) -> Option<Section> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix('/')?;
+        let parts: Vec<&str> = rest.split('/').collect();
+        let section = match parts.as_slice() {
+            ["spec", plural, name] if !name.is_empty() => {
+                Section::Object(ObjectKey { kind: *Kind::ALL.iter().find(|kind| kind.plural() == *plural)?, name: Name::from(*name) })
+            }
+            ["meta", "spec-version"] => Section::SpecVersion,
+            ["intents", id, "commit"] if !id.is_empty() => Section::IntentCommit((*id).to_string()),
+            ["intents", id, "chunk", _] if !id.is_empty() => Section::IntentChunk,
+            ["nodes", node, "lease"] if !node.is_empty() => Section::Heartbeat((*node).to_string()),
+            ["status", node, id] if !node.is_empty() && !id.is_empty() => Section::Status { node: (*node).to_string(), id: (*id).to_string() },
+            ["attributes", node, name] if !node.is_empty() && !name.is_empty() => Section::Attribute { node: (*node).to_string(), name: (*name).to_string() },
+            ["plans", node] if !node.is_empty() => Section::Plan((*node).to_string()),
+            ["election", "scheduler"] => Section::Election,
+            ["history", revision] => Section::History(revision.parse().ok()?),
+            ["fencing", node, "request"] if !node.is_empty() => Section::FenceRequest((*node).to_string()),
+            ["fencing", node, "result"] if !node.is_empty() => Section::FenceResult((*node).to_string()),
+            _ => return None,
+        };
+        Some(section)
+    }
+
     /// The intent id of any key under `intents/`.
     pub fn intent_id(&self, key: &str) -> Option<String> {
         let rest = key.strip_prefix(&self.intents_prefix())?;
@@ -157,7 +212,6 @@ impl Keys {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Kind, Name};
 
     #[test]
     fn lays_out_keys_under_the_prefix() {
@@ -173,5 +227,28 @@ mod tests {
         assert_eq!(keys.node_of_lease("/pacer/nodes/n1/other"), None);
         assert_eq!(Keys::node_and_name(&keys.statuses_prefix(), "/pacer/status/n1/db:1"), Some(("n1", "db:1")));
         assert_eq!(Keys::node_and_name(&keys.statuses_prefix(), "/pacer/status/n1/a/b"), None);
+    }
+
+    #[test]
+    fn sorts_keys_into_sections() {
+        let keys = Keys::new("/pacer");
+        let web = ObjectKey { kind: Kind::Resource, name: Name::from("web") };
+        assert_eq!(keys.section(&keys.object(&web)), Some(Section::Object(web)));
+        assert_eq!(keys.section(&keys.status("n1", "db:1")), Some(Section::Status { node: "n1".into(), id: "db:1".into() }));
+        assert_eq!(keys.section(&keys.attribute("n2", "master-db")), Some(Section::Attribute { node: "n2".into(), name: "master-db".into() }));
+        assert_eq!(keys.section(&keys.node_lease("n3")), Some(Section::Heartbeat("n3".into())));
+        assert_eq!(keys.section(&keys.plan("n10")), Some(Section::Plan("n10".into())));
+        assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
+        assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));
+        assert_eq!(keys.section(&keys.fence_result("n1")), Some(Section::FenceResult("n1".into())));
+        assert_eq!(keys.section(&keys.intent_commit("7-x")), Some(Section::IntentCommit("7-x".into())));
+        assert_eq!(keys.section(&keys.intent_chunk("7-x", 3)), Some(Section::IntentChunk));
+        assert_eq!(keys.section(&keys.spec_version()), Some(Section::SpecVersion));
+        assert_eq!(keys.section(&keys.election()), Some(Section::Election));
+        // Unknown shapes and other prefixes are not Pacer's.
+        assert_eq!(keys.section("/pacer/spec/widgets/a"), None);
+        assert_eq!(keys.section("/pacer/status/n1/a/b"), None);
+        assert_eq!(keys.section("/pacerx/plans/n1"), None);
+        assert_eq!(keys.section("/other/plans/n1"), None);
     }
 }

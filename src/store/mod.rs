@@ -2,6 +2,7 @@
 //! of any size, and a list+watch helper. The only module that talks to etcd.
 
 pub mod apply;
+pub mod election;
 pub mod keys;
 pub mod lease;
 pub mod node;
@@ -10,10 +11,21 @@ pub mod watch;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions, GetOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient};
 
 use crate::api::{Object, ObjectKey, ObjectSet};
+pub use election::LeaderGuard;
 pub use keys::Keys;
+
+/// Keys per page of a listing. A page holds at most this many values of at most
+/// `api::validate::MAX_OBJECT_BYTES` each (records are far smaller), which
+/// `MAX_RESPONSE_BYTES` covers.
+pub const PAGE_KEYS: i64 = 500;
+
+/// The largest answer (a page, a watch message) the client accepts. The client's own
+/// default, 4 MiB, is less than one page of large objects: a valid apply could store
+/// what no listing could read back.
+pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
 /// etcd's default limit on operations in one transaction (`--max-txn-ops`).
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;
@@ -67,11 +79,80 @@ pub struct Listing {
     /// The revision of the spec-version key: every spec write bumps it, so comparing
     /// it is how a write proves that nothing changed since this listing.
     pub spec_version: i64,
+    /// Keys under `spec/` whose value does not decode (written by hand, or by another
+    /// version): left out of `objects`, so that one bad key blinds nobody to the rest.
+    pub undecodable: Vec<Undecodable>,
+}
+
+/// A stored key that was skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Undecodable {
+    pub key: String,
+    pub reason: String,
+}
+
+/// The end of the key range of everything under `prefix` (etcd's prefix rule: the
+/// prefix with its last byte below 0xff incremented).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // All 0xff (or empty): to the end of the key space.
+    vec![0]
+}
+
+/// Decodes a stored object and checks that it sits under the key its kind and name
+/// imply; `resourceVersion` is the key's mod revision.
+pub fn decode_object(keys: &Keys, key: &str, value: &[u8], mod_revision: i64) -> Result<Object, StoreError> {
+    let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
+    let json: serde_json::Value = serde_json::from_slice(value).map_err(|error| corrupt(format!("not JSON: {error}")))?;
+    let mut object = Object::from_value(json).map_err(|error| corrupt(error.to_string()))?;
+    if keys.object(&object.key()) != key {
+        return Err(corrupt(format!("holds {} but that belongs under {}", object.key(), keys.object(&object.key()))));
+    }
+    object.metadata.resource_version = Some(mod_revision.to_string());
+    Ok(object)
 }
 
 impl Listing {
     pub fn object_set(&self) -> ObjectSet {
         self.objects.iter().map(|(key, stored)| (key.clone(), stored.object.clone())).collect()
+    }
+}
+
+/// How many requests a `Store` (and its clones) sent to etcd, by kind: what a
+/// scheduler turn or a command costs etcd. Watches and lease renewals are not counted.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    reads: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+}
+
+/// A reading of `RequestCounts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Requests {
+    pub reads: u64,
+    pub writes: u64,
+}
+
+impl Requests {
+    /// What was sent between `earlier` and this reading.
+    pub fn since(self, earlier: Requests) -> Requests {
+        Requests { reads: self.reads.saturating_sub(earlier.reads), writes: self.writes.saturating_sub(earlier.writes) }
+    }
+}
+
+impl RequestCounts {
+    pub(crate) fn read(&self) {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn write(&self) {
+        self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -82,6 +163,7 @@ pub struct Store {
     keys: Keys,
     max_txn_ops: usize,
     max_txn_bytes: usize,
+    counts: std::sync::Arc<RequestCounts>,
 }
 
 impl Store {
@@ -96,7 +178,8 @@ impl Store {
             .collect();
         let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(30));
         let client = Client::connect(&endpoints, Some(options)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
-        let mut store = Store { client, keys: Keys::new(prefix), max_txn_ops: DEFAULT_MAX_TXN_OPS, max_txn_bytes: DEFAULT_MAX_TXN_BYTES };
+        let mut store =
+            Store { client, keys: Keys::new(prefix), max_txn_ops: DEFAULT_MAX_TXN_OPS, max_txn_bytes: DEFAULT_MAX_TXN_BYTES, counts: Default::default() };
         // Connecting is lazy; a first request tells whether anyone answers.
         store.client.status().await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         Ok(store)
@@ -112,8 +195,59 @@ impl Store {
         &self.keys
     }
 
+    /// The requests sent so far by this store and its clones.
+    pub fn requests(&self) -> Requests {
+        Requests { reads: self.counts.reads.load(std::sync::atomic::Ordering::Relaxed), writes: self.counts.writes.load(std::sync::atomic::Ordering::Relaxed) }
+    }
+
     pub fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// The key-value client for reads, sized for a whole page.
+    pub(crate) fn kv(&self) -> KvClient {
+        self.client.kv_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// The watch client, sized like reads: a watch message can carry many events.
+    pub(crate) fn watch_client(&self) -> WatchClient {
+        self.client.watch_client().max_decoding_message_size(MAX_RESPONSE_BYTES)
+    }
+
+    /// Every key under `prefix` at one revision (`at`, or the current one), read in
+    /// pages of `PAGE_KEYS` so that no answer is too large, whatever the total.
+    pub async fn list_prefix(&self, prefix: &str, at: Option<i64>) -> Result<(i64, Vec<watch::Entry>), StoreError> {
+        self.list_range(prefix.as_bytes().to_vec(), prefix_end(prefix.as_bytes()), at.unwrap_or(0), Vec::new()).await
+    }
+
+    /// The keys in `[start, end)` at `revision` (0: the current one), appended to
+    /// `entries`, page by page.
+    async fn list_range(
+        &self,
+        mut start: Vec<u8>,
+        end: Vec<u8>,
+        mut revision: i64,
+        mut entries: Vec<watch::Entry>,
+    ) -> Result<(i64, Vec<watch::Entry>), StoreError> {
+        loop {
+            let mut options = GetOptions::new().with_range(end.clone()).with_limit(PAGE_KEYS);
+            if revision > 0 {
+                options = options.with_revision(revision);
+            }
+            self.counts.read();
+            let response = self.kv().get(start.clone(), Some(options)).await.map_err(StoreError::etcd(format!("list {}", String::from_utf8_lossy(&start))))?;
+            if revision <= 0 {
+                revision = response.header().map(|header| header.revision()).unwrap_or_default();
+            }
+            entries.extend(response.kvs().iter().map(watch::Entry::from_kv));
+            match response.kvs().last() {
+                Some(last) if response.more() => {
+                    start = last.key().to_vec();
+                    start.push(0);
+                }
+                _ => return Ok((revision, entries)),
+            }
+        }
     }
 
     /// Reads every desired object at one revision. An apply that committed but has not
@@ -132,15 +266,19 @@ impl Store {
         Err(StoreError::Contended { attempts: 10 })
     }
 
-    /// One consistent read of the spec objects, the spec version and committed intents.
+    /// One consistent read of the spec objects, the spec version and committed intents:
+    /// one transaction with the first page of objects, then the other pages at its
+    /// revision. A value that does not decode is left out and named in `undecodable`.
     async fn read_listing(&self) -> Result<(Listing, Vec<String>), StoreError> {
-        let mut client = self.client.clone();
+        let spec_prefix = self.keys.spec_prefix();
+        let spec_end = prefix_end(spec_prefix.as_bytes());
+        self.counts.read();
         let txn = Txn::new().and_then([
-            TxnOp::get(self.keys.spec_prefix(), Some(GetOptions::new().with_prefix())),
+            TxnOp::get(spec_prefix.as_str(), Some(GetOptions::new().with_range(spec_end.clone()).with_limit(PAGE_KEYS))),
             TxnOp::get(self.keys.spec_version(), None),
             TxnOp::get(self.keys.intents_prefix(), Some(GetOptions::new().with_prefix().with_keys_only())),
         ]);
-        let response = client.txn(txn).await.map_err(StoreError::etcd("list objects"))?;
+        let response = self.kv().txn(txn).await.map_err(StoreError::etcd("list objects"))?;
         let revision = response.header().map(|header| header.revision()).unwrap_or_default();
         let mut responses = response.op_responses().into_iter();
         let (Some(TxnOpResponse::Get(specs)), Some(TxnOpResponse::Get(version)), Some(TxnOpResponse::Get(intents))) =
@@ -148,28 +286,36 @@ impl Store {
         else {
             return Err(StoreError::Corrupt { key: self.keys.spec_prefix(), reason: "etcd answered the listing with unexpected responses".into() });
         };
+        let mut entries: Vec<watch::Entry> = specs.kvs().iter().map(watch::Entry::from_kv).collect();
+        if specs.more()
+            && let Some(last) = specs.kvs().last()
+        {
+            let mut start = last.key().to_vec();
+            start.push(0);
+            entries = self.list_range(start, spec_end, revision, entries).await?.1;
+        }
         let mut objects = BTreeMap::new();
-        for kv in specs.kvs() {
-            let key = String::from_utf8_lossy(kv.key()).to_string();
-            let object = self.decode_object(&key, kv.value(), kv.mod_revision())?;
-            objects.insert(object.key(), StoredObject { object, mod_revision: kv.mod_revision() });
+        let mut undecodable = Vec::new();
+        for entry in entries {
+            match decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision) {
+                Ok(object) => {
+                    objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "skipping a stored object that does not decode");
+                    undecodable.push(Undecodable { key: entry.key, reason: error.to_string() });
+                }
+            }
         }
         let spec_version = version.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
         let pending = intents.kvs().iter().filter_map(|kv| self.keys.committed_intent_id(&String::from_utf8_lossy(kv.key()))).collect();
-        Ok((Listing { revision, objects, spec_version }, pending))
+        Ok((Listing { revision, objects, spec_version, undecodable }, pending))
     }
 
     /// Decodes a stored object and checks that it sits under the key its kind and name
     /// imply.
     pub fn decode_object(&self, key: &str, value: &[u8], mod_revision: i64) -> Result<Object, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt { key: key.to_string(), reason };
-        let json: serde_json::Value = serde_json::from_slice(value).map_err(|error| corrupt(format!("not JSON: {error}")))?;
-        let mut object = Object::from_value(json).map_err(|error| corrupt(error.to_string()))?;
-        if self.keys.object(&object.key()) != key {
-            return Err(corrupt(format!("holds {} but that belongs under {}", object.key(), self.keys.object(&object.key()))));
-        }
-        object.metadata.resource_version = Some(mod_revision.to_string());
-        Ok(object)
+        decode_object(&self.keys, key, value, mod_revision)
     }
 
     /// Encodes an object for storage: without `resourceVersion`, which is etcd's own

@@ -3,15 +3,13 @@
 //! requires the agent's lease still to hold the node's key, so an agent that lost its
 //! lease (and may have been replaced) cannot overwrite fresh state.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, PutOptions, Txn, TxnOp};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 
-use super::{Keys, Store, StoreError};
-use crate::api::records::{FenceResultRecord, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
+use super::{LeaderGuard, Store, StoreError};
 
 /// How long a single request of the agent's may take before it counts as failed: the
 /// lease logic must notice an unreachable etcd well within a lease.
@@ -41,6 +39,7 @@ impl Store {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let mut client = self.client();
+        self.counts.write();
         let response = timeout("grant lease", client.lease_grant(seconds, None)).await?;
         Ok(response.id())
     }
@@ -48,6 +47,7 @@ impl Store {
     /// Revokes a lease: every key bound to it is deleted at once.
     pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
         let mut client = self.client();
+        self.counts.write();
         timeout("revoke lease", client.lease_revoke(lease)).await?;
         Ok(())
     }
@@ -80,6 +80,7 @@ impl Store {
     pub async fn node_lease_id(&self, node: &str) -> Result<Option<i64>, StoreError> {
         let mut client = self.client();
         let key = self.keys().node_lease(node);
+        self.counts.read();
         let response = timeout("read node lease", client.get(key.as_str(), None)).await?;
         Ok(response.kvs().first().map(etcd_client::KeyValue::lease).filter(|lease| *lease != 0))
     }
@@ -101,6 +102,7 @@ impl Store {
             Some(PutOptions::new().with_lease(lease)),
         )]);
         let mut client = self.client();
+        self.counts.write();
         let response = timeout("claim node", client.txn(txn)).await?;
         Ok(response.succeeded())
     }
@@ -119,6 +121,7 @@ impl Store {
         };
         let txn = Txn::new().when([guard]).and_then([operation]);
         let mut client = self.client();
+        self.counts.write();
         let response = timeout("write node state", client.txn(txn)).await?;
         if !response.succeeded() {
             return Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease });
@@ -131,6 +134,7 @@ impl Store {
     /// warning naming its key: one bad record must not stop an agent or the scheduler.
     pub async fn read_records<T: DeserializeOwned>(&self, prefix: &str) -> Result<(i64, Vec<(String, T, i64)>), StoreError> {
         let mut client = self.client();
+        self.counts.read();
         let response = timeout("read records", client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
         let revision = response.header().map(|header| header.revision()).unwrap_or_default();
         let mut records = Vec::new();
@@ -144,170 +148,83 @@ impl Store {
         Ok((revision, records))
     }
 
-    /// Reads every heartbeat, status and run-time attribute at one revision. A record
-    /// that does not decode is skipped with a warning (one bad key must not blind the
-    /// scheduler to the rest).
-    pub async fn read_reports(&self) -> Result<(i64, Reports), StoreError> {
-        let keys = self.keys();
-        let prefixes = [keys.nodes_prefix(), keys.statuses_prefix(), keys.attributes_prefix(), keys.fencing_prefix()];
-        let txn = Txn::new().and_then(prefixes.iter().map(|prefix| TxnOp::get(prefix.as_str(), Some(GetOptions::new().with_prefix()))).collect::<Vec<_>>());
-        let mut client = self.client();
-        let response = timeout("read node reports", client.txn(txn)).await?;
-        let revision = response.header().map(|header| header.revision()).unwrap_or_default();
-        let mut reports = Reports::default();
-        for (index, op) in response.op_responses().into_iter().enumerate() {
-            let TxnOpResponse::Get(get) = op else { continue };
-            for kv in get.kvs() {
-                let key = String::from_utf8_lossy(kv.key()).to_string();
-                let skip = |error: StoreError| tracing::warn!(%error, "skipping a record that does not decode");
-                match index {
-                    0 => {
-                        if keys.node_of_lease(&key).is_some() {
-                            match decode::<NodeHeartbeat>(&key, kv.value()) {
-                                Ok(heartbeat) => {
-                                    reports.heartbeats.insert(heartbeat.node.clone(), heartbeat);
-                                }
-                                Err(error) => skip(error),
-                            }
-                        }
-                    }
-                    1 => match decode::<ResourceStatus>(&key, kv.value()) {
-                        Ok(status) => reports.statuses.push(status),
-                        Err(error) => skip(error),
-                    },
-                    3 => {
-                        if Keys::node_and_name(&prefixes[3], &key).is_some_and(|(_, kind)| kind == "result") {
-                            match decode::<FenceResultRecord>(&key, kv.value()) {
-                                Ok(result) if result.succeeded && result.action == "on" => {
-                                    reports.unfenced.insert(result.target);
-                                }
-                                Ok(result) if result.succeeded => {
-                                    reports.fenced.insert(result.target);
-                                }
-                                Ok(_) => {}
-                                Err(error) => skip(error),
-                            }
-                        }
-                    }
-                    _ => {
-                        let Some((node, name)) = Keys::node_and_name(&prefixes[2], &key) else { continue };
-                        match decode::<NodeAttributeRecord>(&key, kv.value()) {
-                            Ok(record) => {
-                                reports.attributes.entry(node.to_string()).or_default().insert(name.to_string(), record);
-                            }
-                            Err(error) => skip(error),
-                        }
-                    }
-                }
-            }
-        }
-        Ok((revision, reports))
-    }
-
     /// Forgets what a lost node reported (its statuses and run-time attributes): it
     /// runs nothing any more — it was fenced, or fencing is disabled and the cluster
     /// takes it as down. Only while the node has no live agent (its lease key is
     /// absent), so fresh reports of an agent that came back are never erased; and only
-    /// under `guard` (the leader's). Returns whether it happened.
-    pub async fn forget_node_reports(&self, node: &str, guard: Option<Compare>) -> Result<bool, StoreError> {
+    /// while `guard` holds. Returns the revision of the deletion, `None` when the node
+    /// has an agent again.
+    pub async fn forget_node_reports(&self, node: &str, guard: &LeaderGuard) -> Result<Option<i64>, StoreError> {
+        self.forget_node(node, vec![guard.compare()], Vec::new(), "forget a lost node").await
+    }
+
+    /// `pacer fence confirm`: a person vouches that `node` is down. In one
+    /// transaction, only while the node has no live agent: its reports are forgotten
+    /// and `result` is recorded. Returns whether it happened (`false`: the node is
+    /// alive).
+    pub async fn confirm_fenced<T: Serialize>(&self, node: &str, result: &T) -> Result<bool, StoreError> {
+        let key = self.keys().fence_result(node);
+        let value = encode(&key, result)?;
+        Ok(self.forget_node(node, Vec::new(), vec![TxnOp::put(key, value, None)], "confirm a node down").await?.is_some())
+    }
+
+    async fn forget_node(&self, node: &str, mut conditions: Vec<Compare>, extra: Vec<TxnOp>, action: &str) -> Result<Option<i64>, StoreError> {
         let keys = self.keys();
-        let mut conditions = vec![Compare::create_revision(keys.node_lease(node), CompareOp::Equal, 0)];
-        conditions.extend(guard);
-        let txn = Txn::new().when(conditions).and_then([
+        conditions.push(Compare::create_revision(keys.node_lease(node), CompareOp::Equal, 0));
+        let mut operations = vec![
             TxnOp::delete(keys.node_statuses_prefix(node), Some(DeleteOptions::new().with_prefix())),
             TxnOp::delete(keys.node_attributes_prefix(node), Some(DeleteOptions::new().with_prefix())),
-        ]);
+        ];
+        operations.extend(extra);
+        let txn = Txn::new().when(conditions).and_then(operations);
         let mut client = self.client();
-        let response = timeout("forget a lost node", client.txn(txn)).await?;
-        Ok(response.succeeded())
+        self.counts.write();
+        let response = timeout(action, client.txn(txn)).await?;
+        Ok(response.succeeded().then(|| response.header().map(|header| header.revision()).unwrap_or_default()))
     }
 
-    /// Writes the assignments that differ from what is stored (an unchanged decision
-    /// writes nothing) and deletes those of nodes no longer in the plan, in
-    /// transactions of at most the store's operation limit, each guarded by `guard`
-    /// when given (the leader's election key). Returns the number of keys written or
-    /// deleted.
-    pub async fn write_assignments(&self, assignments: &BTreeMap<String, NodeAssignment>, guard: Option<Compare>) -> Result<usize, StoreError> {
-        let prefix = self.keys().plans_prefix();
-        let (_, stored) = self.read_records::<serde_json::Value>(&prefix).await?;
-        let stored: BTreeMap<String, serde_json::Value> = stored.into_iter().map(|(key, value, _)| (key, value)).collect();
-        let mut operations = Vec::new();
-        for (node, assignment) in assignments {
-            let key = self.keys().plan(node);
-            // The input revision alone changing is not a new decision. A stored plan that
-            // does not decode is different, so it is rewritten.
-            let unchanged =
-                stored.get(&key).and_then(|previous| NodeAssignment::deserialize(previous).ok()).is_some_and(|previous| previous.same_decision(assignment));
-            if unchanged {
-                continue;
-            }
-            let value = serde_json::to_value(assignment).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
-            operations.push(TxnOp::put(key, value.to_string(), None));
-        }
-        for key in stored.keys() {
-            let node = key.strip_prefix(&prefix).unwrap_or_default();
-            if !assignments.contains_key(node) {
-                operations.push(TxnOp::delete(key.as_str(), None));
-            }
-        }
-        let written = operations.len();
-        let mut remaining = operations;
+    /// Writes (`Some`) or deletes (`None`) each key, in transactions of at most the
+    /// store's operation limit, each while `guard` holds. Returns the revision of the
+    /// last transaction (0 when there was nothing to write). A failed guard is
+    /// `Conflict`: the writer was deposed.
+    pub async fn write_as_leader(&self, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<i64, StoreError> {
+        let mut revision = 0;
+        let mut remaining: Vec<TxnOp> = writes
+            .into_iter()
+            .map(|(key, value)| match value {
+                Some(value) => TxnOp::put(key, value, None),
+                None => TxnOp::delete(key, None),
+            })
+            .collect();
         while !remaining.is_empty() {
             let batch: Vec<TxnOp> = remaining.drain(..remaining.len().min(self.max_txn_ops.saturating_sub(1).max(1))).collect();
-            self.write_guarded("write assignments", batch, guard.clone()).await?;
+            let txn = Txn::new().when([guard.compare()]).and_then(batch);
+            let mut client = self.client();
+            self.counts.write();
+            let response = timeout(action, client.txn(txn)).await?;
+            if !response.succeeded() {
+                return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
+            }
+            revision = response.header().map(|header| header.revision()).unwrap_or_default();
         }
-        Ok(written)
+        Ok(revision)
     }
 
-    /// One transaction of the leader's: `operations`, if `guard` (its election
-    /// comparison) still holds. A failed guard is `Conflict`: the writer was deposed.
-    pub async fn write_guarded(&self, action: &str, operations: Vec<TxnOp>, guard: Option<Compare>) -> Result<(), StoreError> {
-        let mut txn = Txn::new();
-        if let Some(guard) = guard {
-            txn = txn.when([guard]);
-        }
-        let mut client = self.client();
-        let response = timeout(action, client.txn(txn.and_then(operations))).await?;
-        if !response.succeeded() {
-            return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
-        }
-        Ok(())
-    }
-
-    /// Puts a JSON record under `guard`.
-    pub async fn put_guarded<T: Serialize>(&self, key: &str, value: &T, guard: Option<Compare>) -> Result<(), StoreError> {
-        let value = encode(key, value)?;
-        self.write_guarded("write a record", vec![TxnOp::put(key, value, None)], guard).await
-    }
-
-    /// Deletes a key under `guard`.
-    pub async fn delete_guarded(&self, key: &str, guard: Option<Compare>) -> Result<(), StoreError> {
-        self.write_guarded("delete a record", vec![TxnOp::delete(key, None)], guard).await
-    }
-
-    /// The record stored exactly under `key`, if any (and if it decodes).
-    pub async fn read_one<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
-        let (_, records) = self.read_records::<T>(key).await?;
-        Ok(records.into_iter().find(|(found, _, _)| found == key).map(|(_, record, _)| record))
-    }
-
-    /// Writes a decision's record under `history/<revision>` and deletes the oldest
-    /// beyond `limit` (at most 100 per call), under `guard`.
-    pub async fn record_history<T: Serialize>(&self, revision: i64, record: &T, limit: u32, guard: Option<Compare>) -> Result<(), StoreError> {
-        let key = self.keys().history(revision);
-        let value = encode(&key, record)?;
-        let mut client = self.client();
-        let existing = timeout("read history", client.get(self.keys().history_prefix(), Some(GetOptions::new().with_prefix().with_keys_only()))).await?;
-        let mut keys: Vec<String> = existing.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).to_string()).filter(|existing| *existing != key).collect();
-        keys.sort();
-        let excess = (keys.len() + 1).saturating_sub(limit.max(1) as usize);
-        let mut operations = vec![TxnOp::put(key.as_str(), value, None)];
-        operations.extend(keys.iter().take(excess.min(100)).map(|old| TxnOp::delete(old.as_str(), None)));
-        self.write_guarded("write history", operations, guard).await
+    /// The newest `limit` decision records, newest first; records that do not decode
+    /// are skipped.
+    pub async fn latest_history<T: DeserializeOwned>(&self, limit: usize) -> Result<Vec<T>, StoreError> {
+        let options = GetOptions::new()
+            .with_prefix()
+            .with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Descend)
+            .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        let mut client = self.kv();
+        self.counts.read();
+        let response = timeout("read the decision history", client.get(self.keys().history_prefix(), Some(options))).await?;
+        Ok(response.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect())
     }
 }
 
-fn encode<T: Serialize>(key: &str, value: &T) -> Result<String, StoreError> {
+pub(crate) fn encode<T: Serialize>(key: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: format!("encode: {error}") })
 }
 
@@ -316,7 +233,7 @@ pub fn decode<T: DeserializeOwned>(key: &str, value: &[u8]) -> Result<T, StoreEr
     serde_json::from_slice(value).map_err(|error| StoreError::Corrupt { key: key.to_string(), reason: format!("not a valid record: {error}") })
 }
 
-async fn timeout<T>(action: &str, request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
+pub(crate) async fn timeout<T>(action: &str, request: impl std::future::Future<Output = Result<T, etcd_client::Error>>) -> Result<T, StoreError> {
     match tokio::time::timeout(AGENT_REQUEST_TIMEOUT, request).await {
         Ok(result) => result.map_err(|source| StoreError::Etcd { action: action.to_string(), source }),
         Err(_) => {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The election key's value (`election/scheduler`).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Leader {
     pub identity: String,

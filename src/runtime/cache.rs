@@ -1,0 +1,449 @@
+//! `ClusterCache`: the typed reflector of everything under the prefix. Watch events
+//! (`store::watch`) go in through a synchronous `apply_event`; decoded records come
+//! out, by section of the key layout. One bad value is skipped and remembered
+//! (`undecodable`), never fatal. The daemon, `pacer status` and the node agent all
+//! read the cluster through it, and `runtime::snapshot` turns it into the scheduler's
+//! input.
+//!
+//! Architecture invariant: no IO. What a key means is `store::keys::Section`'s;
+//! what a record means is `state`'s and the scheduler's.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::de::DeserializeOwned;
+
+use crate::api::records::{FenceRequestRecord, FenceResultRecord, Leader, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
+use crate::api::{Object, ObjectKey};
+use crate::store::keys::Section;
+use crate::store::watch::{Entry, WatchEvent};
+use crate::store::{Keys, StoredObject, decode_object};
+
+/// The election key as last seen.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ElectionHolder {
+    pub leader: Leader,
+    /// The key's create revision: the leader's term.
+    pub term: i64,
+    pub lease: i64,
+}
+
+/// A node's heartbeat and the lease that holds its key.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HeartbeatEntry {
+    pub heartbeat: NodeHeartbeat,
+    pub lease: i64,
+}
+
+/// What an event changed, so a follower can tell whether it matters to it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Everything under a prefix was replaced (a first listing or a relist).
+    pub restarted: bool,
+    pub sections: Vec<Section>,
+}
+
+impl Changes {
+    /// Whether anything but the given kinds of section changed: `ignore` says which
+    /// are the follower's own writes or of no interest to it.
+    pub fn any(&self, relevant: impl Fn(&Section) -> bool) -> bool {
+        self.restarted || self.sections.iter().any(relevant)
+    }
+}
+
+/// The typed copy of the cluster's keys.
+#[derive(Clone, Debug)]
+pub struct ClusterCache {
+    keys: Keys,
+    /// The revision the copy is current to (the highest seen).
+    revision: i64,
+    /// The mod revision of every key held, so a replayed or older event changes
+    /// nothing.
+    known: HashMap<String, i64>,
+    objects: BTreeMap<ObjectKey, StoredObject>,
+    spec_version: i64,
+    committed_intents: BTreeSet<String>,
+    heartbeats: BTreeMap<String, HeartbeatEntry>,
+    statuses: BTreeMap<(String, String), ResourceStatus>,
+    attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
+    plans: BTreeMap<String, NodeAssignment>,
+    election: Option<ElectionHolder>,
+    history: BTreeSet<i64>,
+    fence_requests: BTreeMap<String, FenceRequestRecord>,
+    fence_results: BTreeMap<String, FenceResultRecord>,
+    /// Keys whose value did not decode, with the reason.
+    undecodable: BTreeMap<String, String>,
+}
+
+impl ClusterCache {
+    pub fn new(keys: Keys) -> ClusterCache {
+        ClusterCache {
+            keys,
+            revision: 0,
+            known: HashMap::new(),
+            objects: BTreeMap::new(),
+            spec_version: 0,
+            committed_intents: BTreeSet::new(),
+            heartbeats: BTreeMap::new(),
+            statuses: BTreeMap::new(),
+            attributes: BTreeMap::new(),
+            plans: BTreeMap::new(),
+            election: None,
+            history: BTreeSet::new(),
+            fence_requests: BTreeMap::new(),
+            fence_results: BTreeMap::new(),
+            undecodable: BTreeMap::new(),
+        }
+    }
+
+    /// Applies one watch event. Events older than what is known (a replay after a
+    /// resume, or the echo of a write already applied with `apply_write`) change
+    /// nothing.
+    pub fn apply_event(&mut self, event: &WatchEvent) -> Changes {
+        let mut changes = Changes::default();
+        match event {
+            WatchEvent::Restarted { prefix, revision, entries } => {
+                let stale: Vec<String> = self.known.keys().filter(|key| key.starts_with(prefix.as_str())).cloned().collect();
+                for key in stale {
+                    self.remove(&key);
+                }
+                self.undecodable.retain(|key, _| !key.starts_with(prefix.as_str()));
+                for entry in entries {
+                    self.insert(entry);
+                }
+                self.revision = self.revision.max(*revision);
+                changes.restarted = true;
+            }
+            WatchEvent::Put(entry) => {
+                let newer = self.known.get(&entry.key).is_none_or(|known| *known < entry.mod_revision);
+                if newer && let Some(section) = self.insert(entry) {
+                    changes.sections.push(section);
+                }
+                self.revision = self.revision.max(entry.mod_revision);
+            }
+            WatchEvent::Deleted { key, revision } => {
+                let held = self.known.get(key).is_some_and(|known| *known < *revision);
+                let bad = self.undecodable.remove(key).is_some();
+                if held && let Some(section) = self.remove(key) {
+                    changes.sections.push(section);
+                } else if bad && let Some(section) = self.keys.section(key) {
+                    changes.sections.push(section);
+                }
+                self.revision = self.revision.max(*revision);
+            }
+        }
+        changes
+    }
+
+    /// Applies a write this process made itself and etcd acknowledged at `revision`,
+    /// before its watch event arrives (which then changes nothing): a follower that
+    /// writes and then reads its own cache sees its write.
+    pub fn apply_write(&mut self, key: &str, value: Option<&[u8]>, revision: i64) {
+        let event = match value {
+            Some(value) => WatchEvent::Put(Entry { key: key.to_string(), value: value.to_vec(), mod_revision: revision, create_revision: revision, lease: 0 }),
+            None => WatchEvent::Deleted { key: key.to_string(), revision },
+        };
+        self.apply_event(&event);
+    }
+
+    /// Applies the deletion of everything a node reported (statuses, run-time
+    /// attributes), acknowledged at `revision`: `Store::forget_node_reports`.
+    pub fn forget_reports(&mut self, node: &str, revision: i64) {
+        let prefixes = [self.keys.node_statuses_prefix(node), self.keys.node_attributes_prefix(node)];
+        let keys: Vec<String> = self.known.keys().filter(|key| prefixes.iter().any(|prefix| key.starts_with(prefix.as_str()))).cloned().collect();
+        for key in keys {
+            self.apply_event(&WatchEvent::Deleted { key, revision });
+        }
+    }
+
+    fn insert(&mut self, entry: &Entry) -> Option<Section> {
+        let section = self.keys.section(&entry.key)?;
+        // A key whose new value does not decode loses its old one too: acting on a
+        // value the writer has replaced would be acting on a lie.
+        self.remove(&entry.key);
+        self.known.insert(entry.key.clone(), entry.mod_revision);
+        let decoded = match &section {
+            Section::Object(_) => decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision).map_err(|error| error.to_string()).map(|object| {
+                self.objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
+            }),
+            Section::SpecVersion => {
+                self.spec_version = entry.mod_revision;
+                Ok(())
+            }
+            Section::IntentCommit(id) => {
+                self.committed_intents.insert(id.clone());
+                Ok(())
+            }
+            Section::IntentChunk => Ok(()),
+            Section::Heartbeat(node) => decode::<NodeHeartbeat>(&entry.value).map(|heartbeat| {
+                self.heartbeats.insert(node.clone(), HeartbeatEntry { heartbeat, lease: entry.lease });
+            }),
+            Section::Status { node, id } => decode::<ResourceStatus>(&entry.value).map(|status| {
+                self.statuses.insert((node.clone(), id.clone()), status);
+            }),
+            Section::Attribute { node, name } => decode::<NodeAttributeRecord>(&entry.value).map(|record| {
+                self.attributes.entry(node.clone()).or_default().insert(name.clone(), record);
+            }),
+            Section::Plan(node) => decode::<NodeAssignment>(&entry.value).map(|assignment| {
+                self.plans.insert(node.clone(), assignment);
+            }),
+            Section::Election => decode::<Leader>(&entry.value).map(|leader| {
+                self.election = Some(ElectionHolder { leader, term: entry.create_revision, lease: entry.lease });
+            }),
+            Section::History(revision) => {
+                self.history.insert(*revision);
+                Ok(())
+            }
+            Section::FenceRequest(node) => decode::<FenceRequestRecord>(&entry.value).map(|request| {
+                self.fence_requests.insert(node.clone(), request);
+            }),
+            Section::FenceResult(node) => decode::<FenceResultRecord>(&entry.value).map(|result| {
+                self.fence_results.insert(node.clone(), result);
+            }),
+        };
+        if let Err(reason) = decoded {
+            tracing::warn!(key = %entry.key, %reason, "skipping a stored value that does not decode");
+            self.undecodable.insert(entry.key.clone(), reason);
+        }
+        Some(section)
+    }
+
+    fn remove(&mut self, key: &str) -> Option<Section> {
+        self.known.remove(key)?;
+        let section = self.keys.section(key)?;
+        match &section {
+            Section::Object(object) => {
+                self.objects.remove(object);
+            }
+            Section::SpecVersion => self.spec_version = 0,
+            Section::IntentCommit(id) => {
+                self.committed_intents.remove(id);
+            }
+            Section::IntentChunk => {}
+            Section::Heartbeat(node) => {
+                self.heartbeats.remove(node);
+            }
+            Section::Status { node, id } => {
+                self.statuses.remove(&(node.clone(), id.clone()));
+            }
+            Section::Attribute { node, name } => {
+                if let Some(attributes) = self.attributes.get_mut(node) {
+                    attributes.remove(name);
+                    if attributes.is_empty() {
+                        self.attributes.remove(node);
+                    }
+                }
+            }
+            Section::Plan(node) => {
+                self.plans.remove(node);
+            }
+            Section::Election => self.election = None,
+            Section::History(revision) => {
+                self.history.remove(revision);
+            }
+            Section::FenceRequest(node) => {
+                self.fence_requests.remove(node);
+            }
+            Section::FenceResult(node) => {
+                self.fence_results.remove(node);
+            }
+        }
+        Some(section)
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
+    /// The revision the copy is current to.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// The stored objects, by key.
+    pub fn objects(&self) -> &BTreeMap<ObjectKey, StoredObject> {
+        &self.objects
+    }
+
+    /// The objects in definition order: by creation sequence (the order they were
+    /// first applied in), objects stored before sequences existed first by kind and
+    /// name. The scheduler breaks its last ties by this order.
+    pub fn objects_in_order(&self) -> Vec<Object> {
+        let mut objects: Vec<&StoredObject> = self.objects.values().collect();
+        objects.sort_by_key(|stored| stored.object.metadata.creation_sequence.unwrap_or(0));
+        objects.into_iter().map(|stored| stored.object.clone()).collect()
+    }
+
+    pub fn spec_version(&self) -> i64 {
+        self.spec_version
+    }
+
+    /// Large applies committed but not yet rolled forward: while there is one, the
+    /// spec shown is the old one and nothing may be built on it.
+    pub fn committed_intents(&self) -> &BTreeSet<String> {
+        &self.committed_intents
+    }
+
+    pub fn heartbeats(&self) -> &BTreeMap<String, HeartbeatEntry> {
+        &self.heartbeats
+    }
+
+    /// The lease holding `node`'s key, if the key exists.
+    pub fn node_lease(&self, node: &str) -> Option<i64> {
+        self.heartbeats.get(node).map(|entry| entry.lease).filter(|lease| *lease != 0)
+    }
+
+    /// Statuses by (node, id).
+    pub fn statuses(&self) -> &BTreeMap<(String, String), ResourceStatus> {
+        &self.statuses
+    }
+
+    /// Run-time attributes by node, then name.
+    pub fn attributes(&self) -> &BTreeMap<String, BTreeMap<String, NodeAttributeRecord>> {
+        &self.attributes
+    }
+
+    /// Assignments by node.
+    pub fn plans(&self) -> &BTreeMap<String, NodeAssignment> {
+        &self.plans
+    }
+
+    pub fn election(&self) -> Option<&ElectionHolder> {
+        self.election.as_ref()
+    }
+
+    /// The input revisions of the decisions kept under `history/`, oldest first.
+    pub fn history(&self) -> &BTreeSet<i64> {
+        &self.history
+    }
+
+    pub fn fence_requests(&self) -> &BTreeMap<String, FenceRequestRecord> {
+        &self.fence_requests
+    }
+
+    pub fn fence_results(&self) -> &BTreeMap<String, FenceResultRecord> {
+        &self.fence_results
+    }
+
+    /// Keys skipped because their value does not decode, with the reason.
+    pub fn undecodable(&self) -> &BTreeMap<String, String> {
+        &self.undecodable
+    }
+
+    /// What the agents have written, as `state::observe` reads it.
+    pub fn reports(&self) -> Reports {
+        let mut reports = Reports::default();
+        for entry in self.heartbeats.values() {
+            reports.heartbeats.insert(entry.heartbeat.node.clone(), entry.heartbeat.clone());
+        }
+        reports.statuses = self.statuses.values().cloned().collect();
+        reports.attributes = self.attributes.clone();
+        for result in self.fence_results.values().filter(|result| result.succeeded) {
+            if result.action == "on" {
+                reports.unfenced.insert(result.target.clone());
+            } else {
+                reports.fenced.insert(result.target.clone());
+            }
+        }
+        reports
+    }
+}
+
+fn decode<T: DeserializeOwned>(value: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(value).map_err(|error| format!("not a valid record: {error}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(key: &str, value: &str, revision: i64) -> Entry {
+        Entry { key: key.into(), value: value.as_bytes().to_vec(), mod_revision: revision, create_revision: revision, lease: 7 }
+    }
+
+    fn status(node: &str, id: &str) -> String {
+        serde_json::json!({"id": id, "name": id, "node": node, "role": "Started", "definition": {"agent": "ocf:heartbeat:Dummy"}, "history": []}).to_string()
+    }
+
+    fn keys() -> Keys {
+        Keys::new("/pacer")
+    }
+
+    #[test]
+    fn sorts_records_by_section_and_follows_puts_and_deletes() {
+        let mut cache = ClusterCache::new(keys());
+        let resource = r#"{"apiVersion":"pacer.io/v1alpha1","kind":"Resource","metadata":{"name":"web"},"spec":{"agent":"ocf:heartbeat:Dummy"}}"#;
+        let changes = cache.apply_event(&WatchEvent::Restarted {
+            prefix: "/pacer/".into(),
+            revision: 10,
+            entries: vec![entry("/pacer/spec/resources/web", resource, 3), entry("/pacer/status/n1/web", &status("n1", "web"), 5)],
+        });
+        assert!(changes.restarted);
+        assert_eq!(cache.objects().len(), 1);
+        assert_eq!(cache.objects_in_order()[0].metadata.resource_version.as_deref(), Some("3"));
+        assert_eq!(cache.statuses().keys().collect::<Vec<_>>(), [&("n1".to_string(), "web".to_string())]);
+        let changes = cache.apply_event(&WatchEvent::Deleted { key: "/pacer/status/n1/web".into(), revision: 11 });
+        assert_eq!(changes.sections, [Section::Status { node: "n1".into(), id: "web".into() }]);
+        assert!(cache.statuses().is_empty());
+        assert_eq!(cache.revision(), 11);
+    }
+
+    #[test]
+    fn a_value_that_does_not_decode_is_skipped_and_named() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 4)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/spec/nodes/n9", "not json", 5)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", "{broken", 6)));
+        // The bad spec key does not hide the rest, and a status replaced by garbage
+        // is not kept in its old form.
+        assert!(cache.objects().is_empty());
+        assert!(cache.statuses().is_empty());
+        assert_eq!(cache.undecodable().keys().collect::<Vec<_>>(), ["/pacer/spec/nodes/n9", "/pacer/status/n1/web"]);
+        // Deleting the bad key forgets it.
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/spec/nodes/n9".into(), revision: 7 });
+        assert_eq!(cache.undecodable().keys().collect::<Vec<_>>(), ["/pacer/status/n1/web"]);
+    }
+
+    #[test]
+    fn replayed_events_and_echoes_of_own_writes_do_not_roll_back() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_write("/pacer/status/n1/web", Some(status("n1", "web").as_bytes()), 9);
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "old"), 8)));
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/status/n1/web".into(), revision: 7 });
+        assert_eq!(cache.statuses().get(&("n1".to_string(), "web".to_string())).map(|status| status.id.as_str()), Some("web"));
+    }
+
+    #[test]
+    fn a_restart_replaces_only_its_prefix() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 4)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/attributes/n1/master-db", r#"{"value":"5","forever":false}"#, 5)));
+        cache.apply_event(&WatchEvent::Restarted {
+            prefix: "/pacer/status/".into(),
+            revision: 20,
+            entries: vec![entry("/pacer/status/n2/db", &status("n2", "db"), 18)],
+        });
+        assert_eq!(cache.statuses().keys().map(|(node, _)| node.as_str()).collect::<Vec<_>>(), ["n2"]);
+        assert_eq!(cache.attributes()["n1"]["master-db"].value, "5");
+    }
+
+    #[test]
+    fn leases_terms_and_fencing_come_out_typed() {
+        let mut cache = ClusterCache::new(keys());
+        let heartbeat = r#"{"node":"n1","pid":1,"host":"h","started":0,"leaseTtlMs":5000,"probed":true}"#;
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/nodes/n1/lease", heartbeat, 3)));
+        cache.apply_event(&WatchEvent::Put(Entry {
+            key: "/pacer/election/scheduler".into(),
+            value: br#"{"identity":"s1","since":0}"#.to_vec(),
+            mod_revision: 9,
+            create_revision: 6,
+            lease: 99,
+        }));
+        let result = r#"{"request":4,"target":"n2","action":"reboot","succeeded":true,"by":"n1","finished":0,"attempts":[]}"#;
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n2/result", result, 10)));
+        assert_eq!(cache.node_lease("n1"), Some(7));
+        assert_eq!(cache.election().map(|holder| (holder.term, holder.lease)), Some((6, 99)));
+        let reports = cache.reports();
+        assert!(reports.heartbeats["n1"].probed);
+        assert!(reports.fenced.contains("n2"));
+    }
+}

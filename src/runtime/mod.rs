@@ -1,0 +1,71 @@
+//! The runtime layer (DESIGN.md's `runtime`): how a component follows the cluster.
+//! A watch pump (`Informer`: `store::watch::PrefixWatcher`s feeding one channel) →
+//! the typed reflector (`cache::ClusterCache`, updated by a synchronous
+//! `apply_event`) → the one snapshot builder (`snapshot::build`). The scheduler daemon
+//! and the node agent follow their caches; `pacer status` loads one at a single
+//! revision (`load`).
+//!
+//! Architecture invariant: the cache and the builder do no IO; the pump and `load`
+//! reach etcd only through `store`.
+
+pub mod cache;
+pub mod snapshot;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::store::watch::{PrefixWatcher, WatchEvent};
+use crate::store::{Store, StoreError};
+
+pub use cache::{Changes, ClusterCache};
+pub use snapshot::{BuildOptions, LiveSnapshot, NotReady, build};
+
+/// Events of one or more prefix watches, in one channel. The first event of each
+/// prefix is its listing (`WatchEvent::Restarted`); an error is a failed attempt (the
+/// watch resumes by itself). Dropping the informer ends its watches.
+pub struct Informer {
+    tasks: Vec<JoinHandle<()>>,
+    pub events: mpsc::Receiver<Result<WatchEvent, StoreError>>,
+}
+
+impl Informer {
+    /// Follows every prefix given. One prefix gives a cache at one revision; several
+    /// give each its own (a node agent follows only what it needs).
+    pub fn start(store: &Store, prefixes: Vec<String>) -> Informer {
+        let (sender, events) = mpsc::channel(4096);
+        let tasks = prefixes
+            .into_iter()
+            .map(|prefix| {
+                let sender = sender.clone();
+                let mut watcher = PrefixWatcher::new(store, prefix);
+                tokio::spawn(async move {
+                    loop {
+                        let event = watcher.next().await;
+                        if sender.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                })
+            })
+            .collect();
+        Informer { tasks, events }
+    }
+}
+
+impl Drop for Informer {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Everything under the prefix at one revision, read in pages: what a one-shot
+/// command (`pacer status`) builds its snapshot from.
+pub async fn load(store: &Store) -> Result<ClusterCache, StoreError> {
+    let prefix = format!("{}/", store.keys().prefix());
+    let (revision, entries) = store.list_prefix(&prefix, None).await?;
+    let mut cache = ClusterCache::new(store.keys().clone());
+    cache.apply_event(&WatchEvent::Restarted { prefix, revision, entries });
+    Ok(cache)
+}
