@@ -1,4 +1,4 @@
-//! Phase 3, transition: from the assignment to the plan. Decides which unclean nodes
+//! Phase 4, transition: from the assignment to the plan. Decides which unclean nodes
 //! are fenced, which assigned starts can actually run (mandatory orders whose first
 //! action cannot happen block their `then`; a move whose stop cannot run leaves the
 //! resource where it is), and the summary actions.
