@@ -10,7 +10,7 @@ use crate::api::resource::Role;
 
 use super::assign::Assignment;
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
-use super::plan::{Action, Fencing, Gate, NodePlan, NodeState, Placement, Plan, ResourceKind, ResourcePlan};
+use super::plan::{Action, Fencing, Gate, NodePlan, NodeState, Placement, Plan, Reason, ReasonCode, ResourceKind, ResourcePlan};
 
 /// Builds the plan. `stonith_action` is what fencing does to a node.
 pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_action: StonithAction) -> Plan {
@@ -89,7 +89,11 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         let scores = assignment.scores[rsc].iter().map(|score| score.unwrap_or(Score::NEG_INFINITY)).collect();
         let reason = if next.is_empty() {
             assignment.reason[rsc].clone().or_else(|| {
-                if assignment.node[rsc].is_some() { Some("a mandatory order or colocation blocks its start".into()) } else { Some("no node can run it".into()) }
+                Some(if assignment.node[rsc].is_some() {
+                    Reason::new(ReasonCode::DependencyCannotRun, "a mandatory order or colocation blocks its start")
+                } else {
+                    Reason::new(ReasonCode::NoAllowedNode, "no node can run it")
+                })
             })
         } else {
             None

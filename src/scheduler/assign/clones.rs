@@ -9,6 +9,7 @@ use crate::api::resource::Role;
 
 use super::{Table, Work};
 use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
+use crate::scheduler::plan::{Reason, ReasonCode};
 
 /// A resource's working state saved before a tentative assignment: scores, node,
 /// whether still provisional, planned role.
@@ -135,7 +136,7 @@ impl Work<'_> {
                 continue;
             }
             if allocated >= info.max {
-                self.force_stop(instance, "clone instance limit reached");
+                self.force_stop(instance, &Reason::new(ReasonCode::CloneInstanceLimit, "clone instance limit reached"));
                 continue;
             }
             if self.assign_instance(clone, instance, None, all_colocated, info.node_max, &mut per_node) {
@@ -145,7 +146,7 @@ impl Work<'_> {
     }
 
     /// Stops `rsc` and everything below it for good, with `reason`.
-    fn force_stop(&mut self, rsc: RscIdx, reason: &str) {
+    fn force_stop(&mut self, rsc: RscIdx, reason: &Reason) {
         for score in self.allowed[rsc].iter_mut() {
             *score = Some(Score::NEG_INFINITY);
         }
@@ -155,7 +156,7 @@ impl Work<'_> {
         self.provisional[rsc] = false;
         self.assigned[rsc] = None;
         self.next_role[rsc] = Some(Role::Stopped);
-        self.reason[rsc] = Some(reason.to_string());
+        self.reason[rsc] = Some(reason.clone());
     }
 
     fn assign_instance(

@@ -31,6 +31,7 @@ use crate::api::Score;
 use crate::api::resource::Role;
 
 use super::model::{Cluster, NodeIdx, RscIdx};
+use super::plan::Reason;
 use criteria::NodeCriteria;
 
 /// Where every resource goes and in which role.
@@ -43,7 +44,7 @@ pub(crate) struct Assignment {
     /// Per resource: the final score of every node (None: not allowed at all).
     pub scores: Vec<Vec<Option<Score>>>,
     /// Per resource: why it was not assigned, when it was not.
-    pub reason: Vec<Option<String>>,
+    pub reason: Vec<Option<Reason>>,
     /// Per resource: left where it is because it is unmanaged or blocked.
     pub frozen: Vec<bool>,
 }
@@ -62,7 +63,7 @@ struct Work<'a> {
     allocating: Vec<bool>,
     merging: Vec<bool>,
     next_role: Vec<Option<Role>>,
-    reason: Vec<Option<String>>,
+    reason: Vec<Option<Reason>>,
     frozen: Vec<bool>,
     /// Colocations where the resource is the dependent ("this with").
     this_with: Vec<Vec<usize>>,

@@ -11,6 +11,7 @@ use crate::api::resource::{MultipleActive, Requires, Role};
 use super::merge::Merge;
 use super::{Table, Work};
 use crate::scheduler::model::{NodeIdx, RscIdx, RscKind};
+use crate::scheduler::plan::{Reason, ReasonCode};
 
 impl Work<'_> {
     /// Top-level resources in assignment order: priority; under a utilization-aware
@@ -148,13 +149,13 @@ impl Work<'_> {
             self.record_assignment(rsc, node);
             self.next_role[rsc] = Some(resource.role());
         } else if multiple_active_stops {
-            self.reason[rsc] = Some("active on several nodes (multiple-active=StopOnly)".into());
+            self.reason[rsc] = Some(Reason::new(ReasonCode::MultipleActive, "active on several nodes (multiple-active=StopOnly)"));
             self.record_assignment(rsc, None);
         } else if needs_quorum && !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Stop {
-            self.reason[rsc] = Some("the partition has no quorum (no-quorum-policy=stop)".into());
+            self.reason[rsc] = Some(Reason::new(ReasonCode::NoQuorum, "the partition has no quorum (no-quorum-policy=stop)"));
             self.record_assignment(rsc, None);
         } else if frozen_by_quorum {
-            self.reason[rsc] = Some("the partition has no quorum (no-quorum-policy=freeze)".into());
+            self.reason[rsc] = Some(Reason::new(ReasonCode::NoQuorum, "the partition has no quorum (no-quorum-policy=freeze)"));
             self.record_assignment(rsc, None);
         } else {
             if settings.placement_strategy != PlacementStrategy::Default {
@@ -162,7 +163,11 @@ impl Work<'_> {
             }
             let chosen = self.choose_node(rsc, prefer);
             if chosen.is_none() && self.reason[rsc].is_none() {
-                self.reason[rsc] = Some(if target_stopped { "target role is Stopped".into() } else { "no node can run it".into() });
+                self.reason[rsc] = Some(if target_stopped {
+                    Reason::new(ReasonCode::TargetRoleStopped, "target role is Stopped")
+                } else {
+                    Reason::new(ReasonCode::NoAllowedNode, "no node can run it")
+                });
             }
             self.record_assignment(rsc, chosen);
         }
