@@ -16,6 +16,8 @@
 //! definition order and node name.
 
 mod assign;
+#[cfg(test)]
+mod fixture;
 mod model;
 pub mod plan;
 mod rules;

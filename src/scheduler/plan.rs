@@ -317,3 +317,15 @@ impl Plan {
         problems
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reason_serializes_as_code_and_text_and_displays_as_its_text() {
+        let reason = Reason::new(ReasonCode::NoAllowedNode, "no node can run it");
+        assert_eq!(serde_json::to_value(&reason).ok(), Some(serde_json::json!({"code": "NoAllowedNode", "text": "no node can run it"})));
+        assert_eq!(reason.to_string(), "no node can run it");
+    }
+}

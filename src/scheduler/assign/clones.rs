@@ -271,3 +271,26 @@ impl Work<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scheduler::assign::assign;
+    use crate::scheduler::assign::criteria::node_criteria;
+    use crate::scheduler::fixture::{cluster, started};
+    use crate::scheduler::model::RscKind;
+
+    #[test]
+    fn an_instance_stays_where_it_runs_and_the_rest_go_to_the_emptiest_nodes() {
+        let cluster = cluster(
+            &["node1", "node2", "node3"],
+            &[("ClusterPolicy", "cluster", "{stonithEnabled: false}"), ("Resource", "pool", r#"{agent: "ocf:heartbeat:Dummy", clone: {max: 2}}"#)],
+            &format!("history:\n{}", started("pool", "node3")),
+        );
+        let assignment = assign(&cluster, &node_criteria(&cluster));
+        let clone = cluster.resources.iter().position(|resource| resource.kind == RscKind::Clone).expect("the clone pool");
+        let mut nodes: Vec<&str> =
+            cluster.resources[clone].children.iter().filter_map(|&instance| assignment.node[instance]).map(|node| cluster.nodes[node].name.as_str()).collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, vec!["node1", "node3"]);
+    }
+}

@@ -188,3 +188,79 @@ impl Criteria<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::fixture::{cluster, resource, started};
+
+    const NO_FENCING: (&str, &str, &str) = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+    const DUMMY: &str = r#"{agent: "ocf:heartbeat:Dummy"}"#;
+
+    fn scores_of(cluster: &Cluster, id: &str) -> Table {
+        node_criteria(cluster).scores[resource(cluster, id)].clone()
+    }
+
+    #[test]
+    fn a_location_ban_and_stickiness_on_the_current_node() {
+        let cluster = cluster(
+            &["node1", "node2", "node3"],
+            &[
+                ("ClusterPolicy", "cluster", "{stonithEnabled: false, defaultResourceStickiness: 100}"),
+                ("Resource", "web", DUMMY),
+                ("Location", "web-not-node2", "{resource: web, node: node2, score: -INFINITY}"),
+                ("Location", "web-likes-node3", "{resource: web, node: node3, score: 30}"),
+            ],
+            &format!("history:\n{}", started("web", "node1")),
+        );
+        assert_eq!(scores_of(&cluster, "web"), vec![Some(Score::new(100)), Some(Score::NEG_INFINITY), Some(Score::new(30))]);
+    }
+
+    #[test]
+    fn an_opt_in_cluster_allows_only_the_nodes_a_location_names() {
+        let cluster = cluster(
+            &["node1", "node2"],
+            &[
+                ("ClusterPolicy", "cluster", "{stonithEnabled: false, symmetricCluster: false}"),
+                ("Resource", "web", DUMMY),
+                ("Location", "web-on-node2", "{resource: web, node: node2, score: 50}"),
+            ],
+            "",
+        );
+        assert_eq!(scores_of(&cluster, "web"), vec![None, Some(Score::new(50))]);
+    }
+
+    #[test]
+    fn a_node_that_is_down_starts_at_minus_infinity() {
+        let cluster = cluster(&["node1", "node2"], &[NO_FENCING, ("Resource", "web", DUMMY)], "nodes:\n  node2: {liveness: Offline}\n");
+        assert_eq!(scores_of(&cluster, "web"), vec![Some(Score::ZERO), Some(Score::NEG_INFINITY)]);
+    }
+
+    #[test]
+    fn migration_threshold_bans_only_the_node_that_reached_it() {
+        let cluster = cluster(
+            &["node1", "node2"],
+            &[NO_FENCING, ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", meta: {migrationThreshold: 3}}"#)],
+            "nodes:\n  node1: {liveness: Online, attributes: {fail-count-web#monitor_10000: \"3\"}}\n  node2: {liveness: Online, attributes: {fail-count-web#monitor_10000: \"2\"}}\n",
+        );
+        assert_eq!(scores_of(&cluster, "web"), vec![Some(Score::NEG_INFINITY), Some(Score::ZERO)]);
+    }
+
+    #[test]
+    fn a_location_of_a_group_reaches_every_member() {
+        let cluster = cluster(
+            &["node1", "node2"],
+            &[
+                NO_FENCING,
+                ("Resource", "ip", DUMMY),
+                ("Resource", "app", DUMMY),
+                ("Group", "stack", "{members: [ip, app]}"),
+                ("Location", "stack-prefers-node2", "{resource: stack, node: node2, score: 20}"),
+            ],
+            "",
+        );
+        for id in ["stack", "ip", "app"] {
+            assert_eq!(scores_of(&cluster, id), vec![Some(Score::ZERO), Some(Score::new(20))], "{id}");
+        }
+    }
+}

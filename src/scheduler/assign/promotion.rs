@@ -209,3 +209,73 @@ impl Work<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::assign::assign;
+    use crate::scheduler::assign::criteria::node_criteria;
+    use crate::scheduler::fixture::{cluster, node};
+    use crate::scheduler::model::Cluster;
+
+    const NO_FENCING: (&str, &str, &str) = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+    /// Promotion scores 5, 10 and 1 on node1, node2 and node3.
+    const SCORES: &str = "nodes:
+  node1: {liveness: Online, attributes: {master-db: \"5\"}}
+  node2: {liveness: Online, attributes: {master-db: \"10\"}}
+  node3: {liveness: Online, attributes: {master-db: \"1\"}}
+";
+
+    fn promotable(clone: &str) -> (&'static str, &'static str, String) {
+        ("Resource", "db", format!(r#"{{agent: "ocf:pacemaker:Stateful", clone: {clone}}}"#))
+    }
+
+    fn the_clone(cluster: &Cluster) -> RscIdx {
+        cluster.resources.iter().position(|resource| resource.kind == RscKind::Clone && resource.name == "db").expect("the clone db")
+    }
+
+    /// The nodes whose instance of db the assignment promotes, in node order.
+    fn promoted_nodes(objects: &[(&str, &str, &str)]) -> Vec<String> {
+        let cluster = cluster(&["node1", "node2", "node3"], objects, SCORES);
+        let assignment = assign(&cluster, &node_criteria(&cluster));
+        let mut nodes: Vec<String> = cluster.resources[the_clone(&cluster)]
+            .children
+            .iter()
+            .filter(|&&instance| assignment.role[instance] == Role::Promoted)
+            .filter_map(|&instance| assignment.node[instance].map(|node| cluster.nodes[node].name.clone()))
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    #[test]
+    fn the_instance_with_the_highest_promotion_score_is_promoted() {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        assert_eq!(promoted_nodes(&[NO_FENCING, (kind, name, &spec)]), vec!["node2"]);
+    }
+
+    #[test]
+    fn promoted_max_promotes_that_many_best_instances() {
+        let (kind, name, spec) = promotable("{promotable: {promotedMax: 2}}");
+        assert_eq!(promoted_nodes(&[NO_FENCING, (kind, name, &spec)]), vec!["node1", "node2"]);
+    }
+
+    #[test]
+    fn a_promoted_role_location_adds_to_the_promotion_score() {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        // 1 + 20 on node3 outranks 10 on node2; the location does not move instances.
+        let location = ("Location", "db-promoted-on-node3", "{resource: db, role: Promoted, node: node3, score: 20}");
+        assert_eq!(promoted_nodes(&[NO_FENCING, (kind, name, &spec), location]), vec!["node3"]);
+    }
+
+    #[test]
+    fn the_promotion_score_is_the_nodes_attribute_or_missing() {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        let cluster =
+            cluster(&["node1", "node2", "node3"], &[NO_FENCING, (kind, name, &spec)], "nodes:\n  node2: {liveness: Online, attributes: {master-db: \"10\"}}\n");
+        let work = Work::new(&cluster, &node_criteria(&cluster));
+        let instance = cluster.resources[the_clone(&cluster)].children[0];
+        assert_eq!(work.promotion_score(instance, node(&cluster, "node2"), -1), 10);
+        assert_eq!(work.promotion_score(instance, node(&cluster, "node1"), -1), -1);
+    }
+}

@@ -268,3 +268,84 @@ impl Work<'_> {
             .then_with(|| a.cmp(&b))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::assign::assign;
+    use crate::scheduler::assign::criteria::node_criteria;
+    use crate::scheduler::fixture::{cluster, node, resource, started};
+    use crate::scheduler::model::Cluster;
+
+    const NO_FENCING: (&str, &str, &str) = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+    const WEB: (&str, &str, &str) = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy"}"#);
+
+    /// The node `choose_node` picks for web with `counts` resources already assigned
+    /// per node (in node order).
+    fn chosen(cluster: &Cluster, counts: &[usize]) -> Option<String> {
+        let mut work = Work::new(cluster, &node_criteria(cluster));
+        work.assigned_count = counts.to_vec();
+        work.choose_node(resource(cluster, "web"), None).map(|index| cluster.nodes[index].name.clone())
+    }
+
+    #[test]
+    fn equal_scores_go_to_the_node_with_fewer_resources_then_by_name() {
+        let cluster = cluster(&["node1", "node2", "node3"], &[NO_FENCING, WEB], "");
+        assert_eq!(chosen(&cluster, &[0, 0, 0]).as_deref(), Some("node1"));
+        assert_eq!(chosen(&cluster, &[1, 0, 0]).as_deref(), Some("node2"));
+        assert_eq!(chosen(&cluster, &[1, 1, 0]).as_deref(), Some("node3"));
+    }
+
+    #[test]
+    fn equal_scores_and_counts_go_to_the_current_node_before_the_name() {
+        let cluster = cluster(&["node1", "node2", "node3"], &[NO_FENCING, WEB], &format!("history:\n{}", started("web", "node3")));
+        assert_eq!(chosen(&cluster, &[0, 0, 0]).as_deref(), Some("node3"));
+    }
+
+    #[test]
+    fn the_current_node_beats_fewer_resources_only_with_a_positive_score() {
+        let history = format!("history:\n{}", started("web", "node2"));
+        let at_zero = cluster(&["node1", "node2"], &[NO_FENCING, WEB], &history);
+        assert_eq!(chosen(&at_zero, &[0, 1]).as_deref(), Some("node1"));
+        let preferred = cluster(
+            &["node1", "node2"],
+            &[
+                NO_FENCING,
+                WEB,
+                ("Location", "web-likes-node1", "{resource: web, node: node1, score: 10}"),
+                ("Location", "web-likes-node2", "{resource: web, node: node2, score: 10}"),
+            ],
+            &history,
+        );
+        assert_eq!(chosen(&preferred, &[0, 1]).as_deref(), Some("node2"));
+    }
+
+    #[test]
+    fn a_best_score_below_zero_chooses_no_node() {
+        let cluster = cluster(
+            &["node1", "node2"],
+            &[
+                NO_FENCING,
+                WEB,
+                ("Location", "web-avoids-node1", "{resource: web, node: node1, score: -10}"),
+                ("Location", "web-avoids-node2", "{resource: web, node: node2, score: -20}"),
+            ],
+            "",
+        );
+        assert_eq!(chosen(&cluster, &[0, 0]), None);
+    }
+
+    #[test]
+    fn a_resource_that_does_not_run_says_why_with_a_code() {
+        let stopped = cluster(&["node1"], &[NO_FENCING, ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", meta: {targetRole: Stopped}}"#)], "");
+        let assignment = assign(&stopped, &node_criteria(&stopped));
+        assert_eq!(assignment.reason[resource(&stopped, "web")], Some(Reason::new(ReasonCode::TargetRoleStopped, "target role is Stopped")));
+
+        let banned = cluster(&["node1"], &[NO_FENCING, WEB, ("Location", "web-not-node1", "{resource: web, node: node1, score: -INFINITY}")], "");
+        let assignment = assign(&banned, &node_criteria(&banned));
+        let web = resource(&banned, "web");
+        assert_eq!(assignment.node[web], None);
+        assert_eq!(assignment.reason[web], Some(Reason::new(ReasonCode::NoAllowedNode, "no node can run it")));
+        assert_eq!(assignment.scores[web][node(&banned, "node1")], Some(Score::NEG_INFINITY));
+    }
+}
