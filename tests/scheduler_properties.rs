@@ -21,7 +21,7 @@ use pacer::api::resource::Role;
 use pacer::api::validate::check_objects;
 use pacer::api::yaml::to_yaml_string;
 use pacer::api::{Object, ObjectSet, Spec};
-use pacer::scheduler::plan::{Plan, ResourceKind, ResourcePlan};
+use pacer::scheduler::plan::{Plan, ReasonCode, ResourceKind, ResourcePlan};
 use pacer::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 use pacer::scheduler::{Snapshot, schedule};
 use proptest::prelude::*;
@@ -470,7 +470,7 @@ fn check_properties(case: &Case) -> Result<(), String> {
     // stopped in this transition and starts in the next one.
     let blocked_primary = plan.resources.iter().any(|resource| {
         resource.next.is_empty()
-            && resource.reason.as_deref().is_some_and(|reason| reason.contains("mandatory order"))
+            && resource.reason.as_ref().is_some_and(|reason| reason.code == ReasonCode::DependencyCannotRun)
             && case.colocation_primaries.contains(&resource.name)
     });
     if blocked_primary {

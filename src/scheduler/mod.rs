@@ -4,16 +4,20 @@
 //! 1. `unpack` — objects and observed history become the `Cluster` model: node
 //!    verdicts (online, standby, unclean...), the resource tree with clone instances,
 //!    current roles and failures, constraints resolved and rules evaluated;
-//! 2. `assign` — node scores (locations, stickiness, failure thresholds), resources
-//!    assigned in Pacemaker's order with colocations, clone instances distributed,
-//!    promotable instances given roles: an `Assignment`;
-//! 3. `transition` — fencing of unclean nodes, starts blocked by mandatory orders or
+//! 2. `assign::criteria` — node criteria: every node's score for every resource before
+//!    any is placed (initial scores, health, locations, failure bans, stickiness,
+//!    migration-threshold): the `NodeCriteria`, only read afterwards;
+//! 3. `assign` — resources assigned in Pacemaker's order with colocations, clone
+//!    instances distributed, promotable instances given roles: an `Assignment`;
+//! 4. `transition` — fencing of unclean nodes, starts blocked by mandatory orders or
 //!    by stops that cannot run, final placements and summary actions: the `Plan`.
 //!
 //! No IO, no clock (the snapshot carries `now`), no randomness: ties break by
 //! definition order and node name.
 
 mod assign;
+#[cfg(test)]
+mod fixture;
 mod model;
 pub mod plan;
 mod rules;
@@ -31,7 +35,8 @@ use crate::api::cluster::StonithAction;
 /// Decides where every resource runs, in which role, and which nodes are fenced first.
 pub fn schedule(snapshot: &Snapshot) -> Plan {
     let cluster = unpack::unpack(snapshot);
-    let assignment = assign::assign(&cluster);
+    let criteria = assign::criteria::node_criteria(&cluster);
+    let assignment = assign::assign(&cluster, &criteria);
     let stonith_action = snapshot
         .objects
         .iter()

@@ -174,7 +174,7 @@ pub fn status_view(
             role: role.as_str(),
             failed: resource.failed,
             unmanaged: resource.frozen,
-            reason: resource.reason.clone(),
+            reason: resource.reason.as_ref().map(|reason| reason.text.clone()),
         };
         let running: Vec<_> = resource.current.iter().filter(|placement| placement.role != Role::Stopped).collect();
         if running.is_empty() {

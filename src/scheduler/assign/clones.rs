@@ -1,0 +1,296 @@
+//! Clones: instances kept where they run (up to the per-node optimum), the rest
+//! distributed over the best nodes within clone-max and clone-node-max, tentative
+//! assignments undone when an instance would not stay where it runs.
+
+use std::cmp::Ordering;
+
+use crate::api::Score;
+use crate::api::resource::Role;
+
+use super::{Table, Work};
+use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
+use crate::scheduler::plan::{Reason, ReasonCode};
+
+/// A resource's working state saved before a tentative assignment: scores, node,
+/// whether still provisional, planned role.
+type Saved = (RscIdx, Table, Option<NodeIdx>, bool, Option<Role>);
+
+impl Work<'_> {
+    /// A clone: instances placed where they run now when they may stay, the rest on
+    /// the best nodes, at most `node_max` per node and `max` in all. Promotion scores
+    /// do not steer where instances go (Pacemaker 2.1.5 applies them only when choosing
+    /// which instances to promote).
+    pub(super) fn assign_clone(&mut self, rsc: RscIdx) {
+        let cluster = self.cluster;
+        if !self.provisional[rsc] || self.allocating[rsc] {
+            return;
+        }
+        let Some(info) = cluster.resources[rsc].clone.clone() else { return };
+        self.allocating[rsc] = true;
+        for index in self.this_with[rsc].clone() {
+            let primary = cluster.colocations[index].primary;
+            self.assign_resource(primary, None);
+        }
+        self.merge_dependents(rsc, true);
+        let mut instances = cluster.resources[rsc].children.clone();
+        instances.sort_by(|&a, &b| self.compare_instances(a, b));
+        self.distribute(rsc, &instances, &info);
+        if info.promotable {
+            self.set_instance_roles(rsc, &info);
+        } else {
+            for &instance in &cluster.resources[rsc].children {
+                self.set_role_recursive(instance, if self.assigned[instance].is_some() { Role::Started } else { Role::Stopped });
+            }
+        }
+        self.allocating[rsc] = false;
+        self.provisional[rsc] = false;
+    }
+
+    pub(super) fn set_role_recursive(&mut self, rsc: RscIdx, role: Role) {
+        if self.next_role[rsc].is_none() || role == Role::Stopped {
+            self.next_role[rsc] = Some(role);
+        }
+        for child in self.cluster.resources[rsc].children.clone() {
+            let child_role = if self.assigned[child].is_some() { role } else { Role::Stopped };
+            self.set_role_recursive(child, child_role);
+        }
+    }
+
+    /// Instance order: active ones whose node may keep them first, then by priority,
+    /// then healthy before failed, then by number.
+    pub(super) fn compare_instances(&self, a: RscIdx, b: RscIdx) -> Ordering {
+        let cluster = self.cluster;
+        let active_nodes = |rsc: RscIdx| -> Vec<NodeIdx> {
+            let mut nodes: Vec<NodeIdx> =
+                cluster.primitives_of(rsc).iter().flat_map(|&p| cluster.resources[p].active.iter().map(|active| active.node)).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            nodes
+        };
+        let nodes_a = active_nodes(a);
+        let nodes_b = active_nodes(b);
+        if !nodes_a.is_empty() && !nodes_b.is_empty() && nodes_a.len() != nodes_b.len() {
+            return nodes_a.len().cmp(&nodes_b.len());
+        }
+        let can_stay = |rsc: RscIdx, nodes: &[NodeIdx]| -> bool {
+            match nodes.first() {
+                Some(&node) => self.allowed[rsc][node].is_some_and(|score| score >= Score::ZERO),
+                None => true,
+            }
+        };
+        let stay_a = can_stay(a, &nodes_a);
+        let stay_b = can_stay(b, &nodes_b);
+        if stay_a != stay_b {
+            return stay_b.cmp(&stay_a);
+        }
+        let priority = cluster.resources[b].priority.cmp(&cluster.resources[a].priority);
+        if priority != Ordering::Equal {
+            return priority;
+        }
+        let active = (!nodes_b.is_empty()).cmp(&!nodes_a.is_empty());
+        if active != Ordering::Equal {
+            return active;
+        }
+        let runnable = |nodes: &[NodeIdx]| nodes.first().is_some_and(|&node| self.node_available(node));
+        let run = runnable(&nodes_b).cmp(&runnable(&nodes_a));
+        if run != Ordering::Equal {
+            return run;
+        }
+        let failed = |rsc: RscIdx| cluster.primitives_of(rsc).iter().any(|&p| cluster.resources[p].failed);
+        let fail = failed(a).cmp(&failed(b));
+        if fail != Ordering::Equal {
+            return fail;
+        }
+        a.cmp(&b)
+    }
+
+    fn distribute(&mut self, clone: RscIdx, instances: &[RscIdx], info: &CloneInfo) {
+        let cluster = self.cluster;
+        let available = (0..cluster.nodes.len()).filter(|&node| self.node_available(node)).count();
+        let all_colocated = info.max < available;
+        let optimal = info.max.checked_div(available).unwrap_or(1).max(1);
+        let mut per_node = vec![0usize; cluster.nodes.len()];
+        let mut allocated = 0;
+        // Keep instances where they run, up to the optimal number per node.
+        for &instance in instances {
+            if allocated >= info.max {
+                break;
+            }
+            let Some(current) = self.current_node_any(instance) else { continue };
+            if !self.provisional[instance] || cluster.primitives_of(instance).iter().any(|&p| cluster.resources[p].failed) {
+                continue;
+            }
+            let parent_score = self.allowed[clone][current];
+            if !self.node_available(current) || parent_score.is_none_or(|score| score < Score::ZERO) {
+                continue;
+            }
+            if per_node[current] >= optimal {
+                continue;
+            }
+            if self.assign_instance(clone, instance, Some(current), all_colocated, info.node_max, &mut per_node) {
+                allocated += 1;
+            }
+        }
+        for &instance in instances {
+            if !self.provisional[instance] {
+                continue;
+            }
+            if allocated >= info.max {
+                self.force_stop(instance, &Reason::new(ReasonCode::CloneInstanceLimit, "clone instance limit reached"));
+                continue;
+            }
+            if self.assign_instance(clone, instance, None, all_colocated, info.node_max, &mut per_node) {
+                allocated += 1;
+            }
+        }
+    }
+
+    /// Stops `rsc` and everything below it for good, with `reason`.
+    fn force_stop(&mut self, rsc: RscIdx, reason: &Reason) {
+        for score in self.allowed[rsc].iter_mut() {
+            *score = Some(Score::NEG_INFINITY);
+        }
+        for child in self.cluster.resources[rsc].children.clone() {
+            self.force_stop(child, reason);
+        }
+        self.provisional[rsc] = false;
+        self.assigned[rsc] = None;
+        self.next_role[rsc] = Some(Role::Stopped);
+        self.reason[rsc] = Some(reason.clone());
+    }
+
+    fn assign_instance(
+        &mut self,
+        clone: RscIdx,
+        instance: RscIdx,
+        prefer: Option<NodeIdx>,
+        all_colocated: bool,
+        node_max: usize,
+        per_node: &mut [usize],
+    ) -> bool {
+        let cluster = self.cluster;
+        if !self.provisional[instance] {
+            return self.assigned[instance].is_some();
+        }
+        // The clone's colocations reach its instances: always the mandatory and
+        // negative ones, the optional positive ones only when not every node gets one.
+        let parent_this_with: Vec<usize> = self.this_with[clone]
+            .iter()
+            .copied()
+            .filter(|&index| all_colocated || cluster.colocations[index].score < Score::ZERO || cluster.colocations[index].score == Score::INFINITY)
+            .collect();
+        let parent_with_this: Vec<usize> =
+            self.with_this[clone].iter().copied().filter(|&index| all_colocated || cluster.colocations[index].score < Score::ZERO).collect();
+        let (saved_this, saved_with) = (self.this_with[instance].clone(), self.with_this[instance].clone());
+        for index in parent_this_with.iter().rev() {
+            self.this_with[instance].insert(0, *index);
+        }
+        for index in parent_with_this.iter().rev() {
+            self.with_this[instance].insert(0, *index);
+        }
+        if let Some(prefer) = prefer {
+            if self.allowed[instance][prefer].is_none_or(|score| score < Score::ZERO) {
+                self.this_with[instance] = saved_this;
+                self.with_this[instance] = saved_with;
+                return false;
+            }
+        }
+        // Nodes the clone may not use, or that are full, are out for this instance.
+        for (node, &placed) in per_node.iter().enumerate() {
+            let parent = self.allowed[clone][node];
+            let blocked = !self.node_available(node) || parent.is_none() || placed >= node_max;
+            if blocked {
+                self.ban_recursive(instance, node, Score::NEG_INFINITY);
+            } else if let Some(parent) = parent {
+                if parent < Score::ZERO {
+                    self.ban_recursive(instance, node, parent);
+                }
+            }
+        }
+        let backup = self.snapshot_subtree(instance);
+        let chosen = self.assign_resource_inner(instance, prefer);
+        let chosen = match (chosen, prefer) {
+            (Some(chosen), Some(prefer)) if chosen != prefer => {
+                self.restore_subtree(backup);
+                None
+            }
+            (chosen, _) => chosen,
+        };
+        if let Some(node) = chosen {
+            per_node[node] += 1;
+        }
+        self.this_with[instance] = saved_this;
+        self.with_this[instance] = saved_with;
+        chosen.is_some()
+    }
+
+    /// Sets a node's score on `rsc` and everything below it (Pacemaker's
+    /// `common_update_score`, which replaces rather than adds).
+    fn ban_recursive(&mut self, rsc: RscIdx, node: NodeIdx, score: Score) {
+        if let Some(entry) = self.allowed[rsc].get_mut(node) {
+            *entry = Some(score);
+        }
+        for child in self.cluster.resources[rsc].children.clone() {
+            self.ban_recursive(child, node, score);
+        }
+    }
+
+    /// Assigns an instance (primitive or group) without escalating to its clone.
+    fn assign_resource_inner(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
+        match self.cluster.resources[rsc].kind {
+            RscKind::Primitive => self.assign_primitive(rsc, prefer),
+            RscKind::Group => self.assign_group(rsc, prefer),
+            RscKind::Clone => None,
+        }
+    }
+
+    fn snapshot_subtree(&self, rsc: RscIdx) -> Vec<Saved> {
+        let mut out = vec![(rsc, self.allowed[rsc].clone(), self.assigned[rsc], self.provisional[rsc], self.next_role[rsc])];
+        for &child in &self.cluster.resources[rsc].children {
+            out.extend(self.snapshot_subtree(child));
+        }
+        out
+    }
+
+    fn restore_subtree(&mut self, saved: Vec<Saved>) {
+        for (index, table, assigned, provisional, next_role) in saved {
+            // Undo a tentative assignment: the node's count and capacity come back.
+            if let Some(node) = self.assigned[index] {
+                if assigned != Some(node) {
+                    self.assigned_count[node] = self.assigned_count[node].saturating_sub(1);
+                    for (key, amount) in &self.cluster.resources[index].utilization {
+                        let left = self.remaining[node].entry(key.clone()).or_insert(0);
+                        *left = left.saturating_add(*amount);
+                    }
+                }
+            }
+            self.allowed[index] = table;
+            self.assigned[index] = assigned;
+            self.provisional[index] = provisional;
+            self.next_role[index] = next_role;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scheduler::assign::assign;
+    use crate::scheduler::assign::criteria::node_criteria;
+    use crate::scheduler::fixture::{cluster, started};
+    use crate::scheduler::model::RscKind;
+
+    #[test]
+    fn an_instance_stays_where_it_runs_and_the_rest_go_to_the_emptiest_nodes() {
+        let cluster = cluster(
+            &["node1", "node2", "node3"],
+            &[("ClusterPolicy", "cluster", "{stonithEnabled: false}"), ("Resource", "pool", r#"{agent: "ocf:heartbeat:Dummy", clone: {max: 2}}"#)],
+            &format!("history:\n{}", started("pool", "node3")),
+        );
+        let assignment = assign(&cluster, &node_criteria(&cluster));
+        let clone = cluster.resources.iter().position(|resource| resource.kind == RscKind::Clone).expect("the clone pool");
+        let mut nodes: Vec<&str> =
+            cluster.resources[clone].children.iter().filter_map(|&instance| assignment.node[instance]).map(|node| cluster.nodes[node].name.as_str()).collect();
+        nodes.sort_unstable();
+        assert_eq!(nodes, vec!["node1", "node3"]);
+    }
+}

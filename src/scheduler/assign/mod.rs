@@ -1,0 +1,168 @@
+//! Phase 3, assign: from the node criteria to an `Assignment` — every resource placed
+//! on a node (or not, with the reason) and given its role.
+//!
+//! The files follow Pacemaker's own steps:
+//! - `criteria`: phase 2, the score of every node for every resource before anything
+//!   is placed (initial scores, health, locations, failure bans, stickiness,
+//!   migration-threshold);
+//! - `resources`: top-level resources in Pacemaker's order; primitives and groups
+//!   assigned one at a time, the node chosen by score and tie-breaks;
+//! - `merge`: colocated resources' scores merged into one table (`merge_scores`);
+//! - `colocation`: an assigned primary pulling or pushing its dependents;
+//! - `utilization`: capacity left on nodes under a utilization-aware strategy;
+//! - `clones`: instances kept where they run, the rest distributed;
+//! - `promotion`: which instances of a promotable clone are promoted.
+//!
+//! The working state (`Work`) is private to this module: its tables start as a copy
+//! of the criteria and are changed in place as resources are assigned; its output is
+//! an `Assignment`.
+
+mod clones;
+mod colocation;
+pub(crate) mod criteria;
+mod merge;
+mod promotion;
+mod resources;
+mod utilization;
+
+use std::collections::BTreeMap;
+
+use crate::api::Score;
+use crate::api::resource::Role;
+
+use super::model::{Cluster, NodeIdx, RscIdx};
+use super::plan::Reason;
+use criteria::NodeCriteria;
+
+/// Where every resource goes and in which role.
+#[derive(Clone, Debug)]
+pub(crate) struct Assignment {
+    /// Per resource: the node it is assigned to, if any.
+    pub node: Vec<Option<NodeIdx>>,
+    /// Per resource: the role it should have there (Stopped when unassigned).
+    pub role: Vec<Role>,
+    /// Per resource: the final score of every node (None: not allowed at all).
+    pub scores: Vec<Vec<Option<Score>>>,
+    /// Per resource: why it was not assigned, when it was not.
+    pub reason: Vec<Option<Reason>>,
+    /// Per resource: left where it is because it is unmanaged or blocked.
+    pub frozen: Vec<bool>,
+}
+
+/// The score of every node for one resource, in node order (None: not allowed at
+/// all, as in an opt-in cluster without a location).
+pub(crate) type Table = Vec<Option<Score>>;
+
+/// The assignment's working state: per resource its scores so far, its node and
+/// planned role once decided, and the flags that stop recursion along colocations.
+struct Work<'a> {
+    cluster: &'a Cluster,
+    allowed: Vec<Table>,
+    assigned: Vec<Option<NodeIdx>>,
+    provisional: Vec<bool>,
+    allocating: Vec<bool>,
+    merging: Vec<bool>,
+    next_role: Vec<Option<Role>>,
+    reason: Vec<Option<Reason>>,
+    frozen: Vec<bool>,
+    /// Colocations where the resource is the dependent ("this with").
+    this_with: Vec<Vec<usize>>,
+    /// Colocations where the resource is the primary ("with this").
+    with_this: Vec<Vec<usize>>,
+    /// Capacity left on each node (utilization-aware placement strategies).
+    remaining: Vec<BTreeMap<String, i64>>,
+    /// Resources assigned to each node so far (Pacemaker prefers emptier nodes).
+    assigned_count: Vec<usize>,
+    /// Promotion priority of promotable instances.
+    priority: Vec<Score>,
+}
+
+/// Assigns every resource. Pure; `cluster` and `criteria` are only read.
+pub(crate) fn assign(cluster: &Cluster, criteria: &NodeCriteria) -> Assignment {
+    let mut work = Work::new(cluster, criteria);
+    let order = work.sorted_top();
+    for rsc in order {
+        work.assign_resource(rsc, None);
+    }
+    work.finish()
+}
+
+impl<'a> Work<'a> {
+    /// Nothing assigned yet; every resource's scores are its criteria.
+    fn new(cluster: &'a Cluster, criteria: &NodeCriteria) -> Work<'a> {
+        let count = cluster.resources.len();
+        let mut work = Work {
+            cluster,
+            allowed: criteria.scores.clone(),
+            assigned: vec![None; count],
+            provisional: vec![true; count],
+            allocating: vec![false; count],
+            merging: vec![false; count],
+            next_role: vec![None; count],
+            reason: vec![None; count],
+            frozen: vec![false; count],
+            this_with: vec![Vec::new(); count],
+            with_this: vec![Vec::new(); count],
+            assigned_count: vec![0; cluster.nodes.len()],
+            remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
+            priority: vec![Score::ZERO; count],
+        };
+        for (index, colocation) in cluster.colocations.iter().enumerate() {
+            work.this_with[colocation.dependent].push(index);
+            work.with_this[colocation.primary].push(index);
+        }
+        work
+    }
+
+    fn node_available(&self, node: NodeIdx) -> bool {
+        self.cluster.nodes[node].available()
+    }
+
+    /// A resource's target role, taking its parents' into account.
+    fn effective_target_role(&self, rsc: RscIdx) -> Option<Role> {
+        let mut current = Some(rsc);
+        let mut result = None;
+        while let Some(index) = current {
+            let resource = &self.cluster.resources[index];
+            if let Some(role) = resource.target_role {
+                result = Some(match result {
+                    Some(existing) => std::cmp::min(existing, role),
+                    None => role,
+                });
+            }
+            current = resource.parent;
+        }
+        result
+    }
+
+    /// Settles `rsc` on `node` (or nowhere); the node's count and capacity left follow.
+    fn record_assignment(&mut self, rsc: RscIdx, node: Option<NodeIdx>) {
+        self.provisional[rsc] = false;
+        self.assigned[rsc] = node;
+        if let Some(node) = node {
+            self.assigned_count[node] += 1;
+            for (key, amount) in &self.cluster.resources[rsc].utilization {
+                let left = self.remaining[node].entry(key.clone()).or_insert(0);
+                *left = left.saturating_sub(*amount);
+            }
+        }
+    }
+
+    fn finish(self) -> Assignment {
+        let cluster = self.cluster;
+        let mut role = Vec::with_capacity(cluster.resources.len());
+        for rsc in 0..cluster.resources.len() {
+            let assigned = self.assigned[rsc].is_some();
+            let next = match self.next_role[rsc] {
+                Some(next) if assigned || self.frozen[rsc] => next,
+                Some(_) | None if !assigned => Role::Stopped,
+                _ => match self.effective_target_role(rsc) {
+                    Some(Role::Unpromoted) if cluster.is_promotable_instance(rsc) => Role::Unpromoted,
+                    _ => Role::Started,
+                },
+            };
+            role.push(next);
+        }
+        Assignment { node: self.assigned, role, scores: self.allowed, reason: self.reason, frozen: self.frozen }
+    }
+}

@@ -1,0 +1,281 @@
+//! Promotion: which assigned instances of a promotable clone are promoted — ranked by
+//! promotion score (`master-<name>`) plus role locations and role colocations, up to
+//! promoted-max in all and promoted-node-max per node.
+
+use crate::api::Score;
+use crate::api::cluster::NoQuorumPolicy;
+use crate::api::resource::Role;
+
+use super::Work;
+use super::merge::Merge;
+use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
+use crate::scheduler::unpack::strip_instance;
+
+impl Work<'_> {
+    /// The promotion score of an instance on a node: the `master-<name>` attribute the
+    /// agent set there, summed over a group's members; `missing` when none is set.
+    fn promotion_score(&self, rsc: RscIdx, node: NodeIdx, missing: i64) -> i64 {
+        let cluster = self.cluster;
+        let resource = &cluster.resources[rsc];
+        if resource.kind != RscKind::Primitive {
+            let mut score = missing;
+            for &child in &resource.children {
+                let child_score = self.promotion_score(child, node, missing);
+                score = if score == missing { child_score } else { score + child_score };
+            }
+            return score;
+        }
+        let unique = cluster.is_unique_instance(rsc);
+        if unique && (!resource.active.is_empty() || !resource.known_on.is_empty()) {
+            let active_here = resource.active.iter().any(|active| active.node == node);
+            if !active_here && !resource.known_on.contains(&node) {
+                return missing;
+            }
+        }
+        match self.allowed[rsc][node] {
+            None => return missing,
+            Some(score) if score < Score::ZERO => return missing,
+            _ => {}
+        }
+        let attributes = &cluster.nodes[node].attributes;
+        // The name the node recorded the instance under, its own id, then (anonymous
+        // clones) the primitive's name: an agent sets the score under whichever name
+        // its node knew it by.
+        let mut names = Vec::new();
+        if let Some(history) = &resource.history_name {
+            names.push(history.clone());
+        }
+        names.push(resource.id.clone());
+        if !unique {
+            names.push(strip_instance(&resource.id).to_string());
+        }
+        for name in names {
+            if let Some(value) = attributes.get(&format!("master-{name}")) {
+                return value.parse::<Score>().map_or(missing, Score::value);
+            }
+        }
+        missing
+    }
+
+    /// Chooses which assigned instances are promoted: by promotion score plus role
+    /// locations and role colocations, up to promoted-max (promoted-node-max per node).
+    pub(super) fn set_instance_roles(&mut self, clone: RscIdx, info: &CloneInfo) {
+        let cluster = self.cluster;
+        let instances = cluster.resources[clone].children.clone();
+        let mut sort_index: Vec<(RscIdx, Score)> = Vec::new();
+        for &instance in &instances {
+            let Some(node) = self.assigned[instance] else {
+                self.set_role_recursive(instance, Role::Stopped);
+                continue;
+            };
+            let target = self.effective_target_role(instance);
+            // A group instance is promoted as a whole: one that does not fully run
+            // cannot be.
+            let incomplete = cluster.primitives_of(instance).iter().any(|&member| self.assigned[member].is_none());
+            let mut priority = match target {
+                Some(Role::Unpromoted) | Some(Role::Stopped) => Score::NEG_INFINITY,
+                _ if incomplete => Score::NEG_INFINITY,
+                _ => Score::new(self.promotion_score(instance, node, -1)),
+            };
+            // Role-specific locations of the instance and of the clone.
+            for location in &cluster.locations {
+                if location.role != Some(Role::Promoted) || (location.resource != instance && location.resource != clone) {
+                    continue;
+                }
+                for &(located, score) in &location.scores {
+                    if located == node {
+                        priority += score;
+                    }
+                }
+            }
+            self.priority[instance] = priority;
+            // Role colocations of the instance (including the clone's).
+            let colocations: Vec<usize> = self.this_with[clone].iter().chain(self.this_with[instance].iter()).copied().collect();
+            for index in colocations {
+                let primary = cluster.colocations[index].primary;
+                self.apply_colocation(instance, primary, index);
+            }
+            sort_index.push((instance, self.priority[instance]));
+        }
+        // Merge the sort indexes into the clone's scores with its role colocations.
+        let mut clone_scores = self.allowed[clone].clone();
+        for &(instance, index) in &sort_index {
+            if index < Score::ZERO {
+                continue;
+            }
+            if let Some(node) = self.assigned[instance] {
+                if let Some(entry) = clone_scores[node] {
+                    clone_scores[node] = Some(entry + index);
+                }
+            }
+        }
+        for index in self.this_with[clone].clone() {
+            let colocation = &cluster.colocations[index];
+            if colocation.dependent_role == Some(Role::Promoted) {
+                let factor = colocation.factor();
+                let flags = if colocation.score == Score::INFINITY { Merge::default() } else { Merge { rollback: true, ..Merge::default() } };
+                let attribute = colocation.node_attribute.clone();
+                clone_scores = self.merge_scores(colocation.primary, Some(clone_scores), attribute.as_deref(), factor, flags);
+            }
+        }
+        for index in self.with_this[clone].clone() {
+            let colocation = &cluster.colocations[index];
+            if !cluster.influences(colocation) {
+                continue;
+            }
+            if colocation.primary_role == Some(Role::Promoted) {
+                let factor = colocation.factor();
+                let attribute = colocation.node_attribute.clone();
+                clone_scores = self.merge_scores(
+                    colocation.dependent,
+                    Some(clone_scores),
+                    attribute.as_deref(),
+                    factor,
+                    Merge { rollback: true, positive: true, ..Merge::default() },
+                );
+            }
+        }
+        let mut ranked: Vec<(RscIdx, Score)> = sort_index
+            .iter()
+            .map(|&(instance, index)| {
+                // An instance left alone (unmanaged, blocked) that is promoted stays so,
+                // and takes its place among the promoted.
+                let kept_promoted = cluster.primitives_of(instance).iter().all(|&p| self.frozen[p])
+                    && cluster.primitives_of(instance).iter().any(|&p| cluster.resources[p].role() == Role::Promoted);
+                if kept_promoted {
+                    return (instance, Score::INFINITY);
+                }
+                if index < Score::ZERO {
+                    return (instance, index);
+                }
+                let node = self.assigned[instance];
+                let score = node.and_then(|node| clone_scores[node]).unwrap_or(index);
+                (instance, score)
+            })
+            .collect();
+        ranked.sort_by(|a, b| {
+            b.1.cmp(&a.1)
+                .then_with(|| {
+                    let role = |rsc: RscIdx| cluster.primitives_of(rsc).iter().map(|&p| cluster.resources[p].role()).max().unwrap_or(Role::Stopped);
+                    role(b.0).cmp(&role(a.0))
+                })
+                .then_with(|| self.compare_instances(a.0, b.0))
+        });
+        let mut promoted = 0;
+        let mut per_node = vec![0usize; cluster.nodes.len()];
+        let settings = &cluster.settings;
+        for (instance, score) in ranked {
+            let node = self.assigned[instance];
+            let kept = cluster.primitives_of(instance).iter().all(|&p| self.frozen[p]);
+            let mut promote = false;
+            if kept {
+                // Left as it is; a promoted one still counts against promoted-max.
+                if cluster.primitives_of(instance).iter().any(|&p| cluster.resources[p].role() == Role::Promoted) {
+                    promoted += 1;
+                    if let Some(node) = node {
+                        per_node[node] += 1;
+                    }
+                }
+                continue;
+            }
+            if score >= Score::ZERO && promoted < info.promoted_max {
+                if let Some(node) = node {
+                    let frozen_quorum = !settings.have_quorum
+                        && matches!(settings.no_quorum_policy, NoQuorumPolicy::Freeze | NoQuorumPolicy::Demote)
+                        && cluster.primitives_of(instance).iter().all(|&p| cluster.resources[p].role() < Role::Promoted);
+                    let demote_quorum = !settings.have_quorum && settings.no_quorum_policy == NoQuorumPolicy::Demote;
+                    if per_node[node] < info.promoted_node_max && self.node_available(node) && !frozen_quorum && !demote_quorum {
+                        promote = true;
+                        per_node[node] += 1;
+                    }
+                }
+            }
+            if promote {
+                promoted += 1;
+                self.set_role_recursive(instance, Role::Promoted);
+            } else if node.is_some() {
+                self.set_role_recursive(instance, Role::Unpromoted);
+            } else {
+                self.set_role_recursive(instance, Role::Stopped);
+            }
+        }
+        // Unmanaged instances keep the role they have.
+        for &instance in &instances {
+            if self.frozen[instance] || cluster.primitives_of(instance).iter().all(|&p| self.frozen[p]) {
+                for p in cluster.primitives_of(instance) {
+                    self.next_role[p] = Some(cluster.resources[p].role());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::assign::assign;
+    use crate::scheduler::assign::criteria::node_criteria;
+    use crate::scheduler::fixture::{cluster, node};
+    use crate::scheduler::model::Cluster;
+
+    const NO_FENCING: (&str, &str, &str) = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+    /// Promotion scores 5, 10 and 1 on node1, node2 and node3.
+    const SCORES: &str = "nodes:
+  node1: {liveness: Online, attributes: {master-db: \"5\"}}
+  node2: {liveness: Online, attributes: {master-db: \"10\"}}
+  node3: {liveness: Online, attributes: {master-db: \"1\"}}
+";
+
+    fn promotable(clone: &str) -> (&'static str, &'static str, String) {
+        ("Resource", "db", format!(r#"{{agent: "ocf:pacemaker:Stateful", clone: {clone}}}"#))
+    }
+
+    fn the_clone(cluster: &Cluster) -> RscIdx {
+        cluster.resources.iter().position(|resource| resource.kind == RscKind::Clone && resource.name == "db").expect("the clone db")
+    }
+
+    /// The nodes whose instance of db the assignment promotes, in node order.
+    fn promoted_nodes(objects: &[(&str, &str, &str)]) -> Vec<String> {
+        let cluster = cluster(&["node1", "node2", "node3"], objects, SCORES);
+        let assignment = assign(&cluster, &node_criteria(&cluster));
+        let mut nodes: Vec<String> = cluster.resources[the_clone(&cluster)]
+            .children
+            .iter()
+            .filter(|&&instance| assignment.role[instance] == Role::Promoted)
+            .filter_map(|&instance| assignment.node[instance].map(|node| cluster.nodes[node].name.clone()))
+            .collect();
+        nodes.sort();
+        nodes
+    }
+
+    #[test]
+    fn the_instance_with_the_highest_promotion_score_is_promoted() {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        assert_eq!(promoted_nodes(&[NO_FENCING, (kind, name, &spec)]), vec!["node2"]);
+    }
+
+    #[test]
+    fn promoted_max_promotes_that_many_best_instances() {
+        let (kind, name, spec) = promotable("{promotable: {promotedMax: 2}}");
+        assert_eq!(promoted_nodes(&[NO_FENCING, (kind, name, &spec)]), vec!["node1", "node2"]);
+    }
+
+    #[test]
+    fn a_promoted_role_location_adds_to_the_promotion_score() {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        // 1 + 20 on node3 outranks 10 on node2; the location does not move instances.
+        let location = ("Location", "db-promoted-on-node3", "{resource: db, role: Promoted, node: node3, score: 20}");
+        assert_eq!(promoted_nodes(&[NO_FENCING, (kind, name, &spec), location]), vec!["node3"]);
+    }
+
+    #[test]
+    fn the_promotion_score_is_the_nodes_attribute_or_missing() {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        let cluster =
+            cluster(&["node1", "node2", "node3"], &[NO_FENCING, (kind, name, &spec)], "nodes:\n  node2: {liveness: Online, attributes: {master-db: \"10\"}}\n");
+        let work = Work::new(&cluster, &node_criteria(&cluster));
+        let instance = cluster.resources[the_clone(&cluster)].children[0];
+        assert_eq!(work.promotion_score(instance, node(&cluster, "node2"), -1), 10);
+        assert_eq!(work.promotion_score(instance, node(&cluster, "node1"), -1), -1);
+    }
+}
