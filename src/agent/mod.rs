@@ -22,15 +22,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::api::manifest::{Source, load};
-use crate::api::records::{
-    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, ObservedRole, ResourceStatus,
-};
+use crate::api::records::{ExecStatus, FenceRequestRecord, FenceResultRecord, NodeHeartbeat, ObservedRole, ResourceStatus};
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
+use crate::runtime::{ClusterCache, Informer};
 use crate::state::probe_targets;
 use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
+use crate::store::keys::Section;
 use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession};
-use crate::store::watch::{PrefixWatcher, WatchEvent};
+use crate::store::watch::WatchEvent;
 use crate::store::{Keys, Store, StoreError};
 pub use reconcile::{Action, OnShutdown, Reconciler, Step};
 
@@ -303,14 +303,14 @@ enum SessionEnd {
     LeaseLost,
 }
 
-/// Which watch an event came from.
-#[derive(Clone, Copy, Debug)]
-enum WatchSource {
-    Spec,
-    Plan,
-    Statuses,
-    Attributes,
-    Fencing,
+/// Runs `work` unless the lease reaches its self-fencing point first (`None`): every
+/// wait of the agent's on etcd goes through this, so a hung etcd never delays
+/// self-fencing.
+async fn within_lease<T>(lease: (tokio::sync::watch::Receiver<LeaseState>, Duration), work: impl std::future::Future<Output = T>) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        () = lease::expiring(lease.0, lease.1) => None,
+    }
 }
 
 /// One lease's worth of work.
@@ -322,22 +322,22 @@ struct Session<'a> {
     session: NodeSession,
     lease_state: tokio::sync::watch::Receiver<LeaseState>,
     lease_task: JoinHandle<()>,
-    watch_tasks: Vec<JoinHandle<()>>,
-    events: mpsc::Receiver<(WatchSource, Result<WatchEvent, StoreError>)>,
-    event_sender: mpsc::Sender<(WatchSource, Result<WatchEvent, StoreError>)>,
+    /// What the agent follows (its own plan and attributes, every status, the spec,
+    /// fencing), one watch each, into `cache`.
+    informer: Informer,
+    /// How many of the informer's watches have delivered their first listing: nothing
+    /// is decided before all have.
+    listed: usize,
+    watched: usize,
+    cache: ClusterCache,
     results: mpsc::UnboundedReceiver<(Step, OperationResult)>,
     result_sender: mpsc::UnboundedSender<(Step, OperationResult)>,
     /// Cancels the operation running on a resource (dropping it cancels too).
     running: HashMap<String, oneshot::Sender<()>>,
-    /// Node attributes set at run time, by name.
-    attributes: BTreeMap<String, String>,
     /// Attribute changes agents made, not yet written.
     pending_attributes: Vec<AttributeUpdate>,
     /// The configuration as last listed (fence devices and topology for fencing).
     objects: Vec<crate::api::Object>,
-    /// Fencing requests and results, by target.
-    fence_requests: BTreeMap<String, FenceRequestRecord>,
-    fence_results: BTreeMap<String, FenceResultRecord>,
     /// Targets this node is fencing now.
     fencing_running: std::collections::BTreeSet<String>,
     /// Finished fencing runs, to be written.
@@ -351,7 +351,11 @@ struct Session<'a> {
 impl<'a> Session<'a> {
     fn new(config: &'a AgentConfig, store: Store, executor: Arc<Executor>, session: NodeSession, granted_at: Instant) -> Session<'a> {
         let (lease_task, lease_state) = lease::keep_alive(store.clone(), session.lease, config.lease_ttl, granted_at);
-        let (event_sender, events) = mpsc::channel(1024);
+        let keys = store.keys().clone();
+        let prefixes =
+            vec![keys.spec_prefix(), keys.plan(&config.node), keys.statuses_prefix(), keys.node_attributes_prefix(&config.node), keys.fencing_prefix()];
+        let watched = prefixes.len();
+        let informer = Informer::start(&store, prefixes);
         let (result_sender, results) = mpsc::unbounded_channel();
         let (fence_done_sender, fence_done) = mpsc::unbounded_channel();
         Session {
@@ -362,17 +366,15 @@ impl<'a> Session<'a> {
             session,
             lease_state,
             lease_task,
-            watch_tasks: Vec::new(),
-            events,
-            event_sender,
+            informer,
+            listed: 0,
+            watched,
+            cache: ClusterCache::new(keys.clone()),
             results,
             result_sender,
             running: HashMap::new(),
-            attributes: BTreeMap::new(),
             pending_attributes: Vec::new(),
             objects: Vec::new(),
-            fence_requests: BTreeMap::new(),
-            fence_results: BTreeMap::new(),
             fencing_running: Default::default(),
             fence_done,
             fence_done_sender,
@@ -381,27 +383,8 @@ impl<'a> Session<'a> {
         }
     }
 
-    fn watch(&mut self, source: WatchSource, prefix: String) {
-        let sender = self.event_sender.clone();
-        let store = self.store.clone();
-        self.watch_tasks.push(tokio::spawn(async move {
-            let mut watcher = PrefixWatcher::new(&store, prefix);
-            loop {
-                let event = watcher.next().await;
-                if sender.send((source, event)).await.is_err() {
-                    return;
-                }
-            }
-        }));
-    }
-
     async fn run(&mut self, reconciler: &mut Reconciler, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> SessionEnd {
         let node = self.config.node.clone();
-        self.watch(WatchSource::Spec, self.keys.spec_prefix());
-        self.watch(WatchSource::Plan, self.keys.plan(&node));
-        self.watch(WatchSource::Statuses, self.keys.statuses_prefix());
-        self.watch(WatchSource::Attributes, self.keys.node_attributes_prefix(&node));
-        self.watch(WatchSource::Fencing, self.keys.fencing_prefix());
         // Everything this node reported before is rewritten once probed.
         for local in reconciler.local.values_mut() {
             local.dirty = true;
@@ -410,64 +393,68 @@ impl<'a> Session<'a> {
         let mut shutting_down = false;
         let mut retry_writes: Option<Instant> = None;
         let end = loop {
-            // Blocking on etcd must never hold up the self-fencing deadline.
-            if self.spec_stale {
-                tokio::select! {
-                    listed = self.store.list_objects() => match listed {
-                        Ok(listing) => {
-                            let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
-                            reconciler.set_targets(probe_targets(&objects));
-                            self.objects = objects;
-                            self.spec_stale = false;
-                        }
-                        Err(error) => tracing::warn!(%error, "cannot read the configuration; retrying"),
-                    },
-                    () = lease::expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+            let lease = (self.lease_state.clone(), ttl);
+            // Nothing is decided before every watch has delivered its first listing: an
+            // empty spec would look like nothing to probe, an empty status map like
+            // nothing running elsewhere.
+            let ready = self.listed >= self.watched;
+            let mut recorded = false;
+            if ready && self.spec_stale {
+                if self.cache.committed_intents().is_empty() {
+                    let objects = self.cache.objects_in_order();
+                    reconciler.set_targets(probe_targets(&objects));
+                    self.objects = objects;
+                    self.spec_stale = false;
+                } else {
+                    // A large apply is committed but not rolled forward; listing the
+                    // objects finishes it (anyone may), and its watch events follow.
+                    match within_lease(lease.clone(), self.store.list_objects()).await {
+                        None => break SessionEnd::LeaseLost,
+                        Some(Err(error)) => tracing::warn!(%error, "cannot finish a pending apply; retrying"),
+                        Some(Ok(_)) => {}
+                    }
                 }
             }
-            let expiring = lease::expiring(self.lease_state.clone(), ttl);
-            let flushed = tokio::select! {
-                flushed = self.flush(reconciler) => flushed,
-                () = expiring => break SessionEnd::LeaseLost,
-            };
-            if let Err(GuardedWriteError::LeaseLost { .. }) = flushed {
-                break SessionEnd::LeaseLost;
-            }
-            if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
-                break SessionEnd::Shutdown;
-            }
-            let now = Instant::now();
-            let steps = reconciler.decide(now);
-            if shutting_down && steps.is_empty() && self.running.is_empty() {
-                let left: Vec<&str> = reconciler.local.iter().filter(|(_, local)| local.status.role.may_be_active()).map(|(id, _)| id.as_str()).collect();
-                tracing::error!(?left, "shutting down with resources that could not be stopped");
-                break SessionEnd::Shutdown;
-            }
-            // Recording a pending operation or a notice changes only the status: write it
-            // and decide again at once, without waiting for an event.
-            let recorded = steps.iter().any(|step| matches!(step.action, Action::Intend | Action::Announce));
-            for step in steps {
-                self.spawn(reconciler, step);
-            }
-            if !shutting_down {
-                self.start_fencing();
+            if ready {
+                match within_lease(lease.clone(), self.flush(reconciler)).await {
+                    None | Some(Err(GuardedWriteError::LeaseLost { .. })) => break SessionEnd::LeaseLost,
+                    Some(_) => {}
+                }
+                if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
+                    break SessionEnd::Shutdown;
+                }
+                let steps = reconciler.decide(Instant::now());
+                if shutting_down && steps.is_empty() && self.running.is_empty() {
+                    let left: Vec<&str> = reconciler.local.iter().filter(|(_, local)| local.status.role.may_be_active()).map(|(id, _)| id.as_str()).collect();
+                    tracing::error!(?left, "shutting down with resources that could not be stopped");
+                    break SessionEnd::Shutdown;
+                }
+                // Recording a pending operation or a notice changes only the status:
+                // write it and decide again at once, without waiting for an event.
+                recorded = steps.iter().any(|step| matches!(step.action, Action::Intend | Action::Announce));
+                for step in steps {
+                    self.spawn(reconciler, step);
+                }
+                if !shutting_down {
+                    self.start_fencing();
+                }
             }
             if recorded {
                 continue;
             }
+            let now = Instant::now();
             let next_monitor = reconciler.next_wake();
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
             tokio::select! {
-                Some((source, event)) = self.events.recv() => {
-                    match event {
-                        Ok(event) => self.take_event(reconciler, source, event),
-                        Err(error) => tracing::warn!(%error, ?source, "watch interrupted; resuming"),
-                    }
+                Some(event) = self.informer.events.recv() => {
                     // Take in whatever else is queued before deciding again.
-                    while let Ok((source, event)) = self.events.try_recv() {
-                        if let Ok(event) = event {
-                            self.take_event(reconciler, source, event);
+                    let mut next = Some(event);
+                    while let Some(event) = next {
+                        match event {
+                            Ok(event) => self.take_event(reconciler, event),
+                            Err(error) => tracing::warn!(%error, "watch interrupted; resuming"),
                         }
+                        next = self.informer.events.try_recv().ok();
                     }
                 }
                 Some(result) = self.fence_done.recv() => {
@@ -480,15 +467,13 @@ impl<'a> Session<'a> {
                             continue;
                         }
                     };
-                    let expiring = lease::expiring(self.lease_state.clone(), ttl);
                     let key = self.keys.fence_result(&target);
-                    let written = tokio::select! {
-                        written = self.store.guarded_write(&self.session, &key, Some(value), false) => written,
-                        () = expiring => break SessionEnd::LeaseLost,
+                    let Some(written) = within_lease(lease.clone(), self.store.guarded_write(&self.session, &key, Some(value.clone()), false)).await else {
+                        break SessionEnd::LeaseLost;
                     };
                     match written {
-                        Ok(_) => {
-                            self.fence_results.insert(target, result);
+                        Ok(revision) => {
+                            self.cache.apply_write(&key, Some(value.as_bytes()), revision);
                             reconciler.unfenced = self.unfenced();
                         }
                         Err(GuardedWriteError::LeaseLost { .. }) => break SessionEnd::LeaseLost,
@@ -513,10 +498,8 @@ impl<'a> Session<'a> {
                             tracing::info!(%node, "shutting down: stopping every resource");
                             reconciler.stopping_all = true;
                             let heartbeat = heartbeat(self.config, reconciler.probed(), true);
-                            let expiring = lease::expiring(self.lease_state.clone(), ttl);
-                            tokio::select! {
-                                _ = self.write_heartbeat(&heartbeat) => {}
-                                () = expiring => break SessionEnd::LeaseLost,
+                            if within_lease(lease.clone(), self.write_heartbeat(&heartbeat)).await.is_none() {
+                                break SessionEnd::LeaseLost;
                             }
                         }
                         OnShutdown::Leave => {
@@ -535,9 +518,7 @@ impl<'a> Session<'a> {
                 retry_writes = Some(Instant::now() + Duration::from_millis(500));
             }
         };
-        for task in self.watch_tasks.drain(..) {
-            task.abort();
-        }
+        self.informer.stop();
         match end {
             SessionEnd::LeaseLost => {
                 self.lease_task.abort();
@@ -640,7 +621,7 @@ impl<'a> Session<'a> {
 
     /// Whether this node's last fencing result is a successful unfencing.
     fn unfenced(&self) -> bool {
-        self.fence_results.get(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
+        self.cache.fence_results().get(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -649,10 +630,11 @@ impl<'a> Session<'a> {
     fn start_fencing(&mut self) {
         let node = self.config.node.clone();
         let due: Vec<FenceRequestRecord> = self
-            .fence_requests
+            .cache
+            .fence_requests()
             .values()
             .filter(|request| request.executor == node && (request.target != node || request.action == "on"))
-            .filter(|request| self.fence_results.get(&request.target).is_none_or(|result| result.request != request.id))
+            .filter(|request| self.cache.fence_results().get(&request.target).is_none_or(|result| result.request != request.id))
             .filter(|request| !self.fencing_running.contains(&request.target))
             .cloned()
             .collect();
@@ -683,11 +665,10 @@ impl<'a> Session<'a> {
             if update.name.is_empty() || update.name.contains('/') {
                 tracing::warn!(attribute = %update.name, "attribute names may not be empty or contain '/'; ignored");
             } else {
-                self.store.guarded_write(&self.session, &key, value, !forever).await?;
-                match &update.value {
-                    Some(value) => self.attributes.insert(update.name.clone(), value.clone()),
-                    None => self.attributes.remove(&update.name),
-                };
+                let revision = self.store.guarded_write(&self.session, &key, value.clone(), !forever).await?;
+                // Agents read their own update back at once (the next operation may
+                // query it), before its watch event arrives.
+                self.cache.apply_write(&key, value.as_ref().map(String::as_bytes), revision);
             }
             self.pending_attributes.remove(0);
         }
@@ -724,128 +705,69 @@ impl<'a> Session<'a> {
         (self.config.lease_ttl / 8).clamp(Duration::from_millis(100), Duration::from_secs(2)) + Duration::from_millis(200)
     }
 
-    fn take_event(&mut self, reconciler: &mut Reconciler, source: WatchSource, event: WatchEvent) {
-        match source {
-            WatchSource::Spec => self.spec_stale = true,
-            WatchSource::Plan => {
+    /// Takes in one watch event: the cache first, then what the reconciler keeps of
+    /// it (its assignment, the statuses of the cluster, whether this node is
+    /// unfenced), and whether the spec must be taken in again.
+    fn take_event(&mut self, reconciler: &mut Reconciler, event: WatchEvent) {
+        if matches!(event, WatchEvent::Restarted { .. }) {
+            self.listed += 1;
+        }
+        let changes = self.cache.apply_event(&event);
+        let own = self.config.node.clone();
+        let everything = changes.restarted;
+        let mut plan = everything;
+        let mut fencing = everything;
+        for section in &changes.sections {
+            match section {
+                Section::Object(_) | Section::SpecVersion | Section::IntentCommit(_) => self.spec_stale = true,
                 // The watch is on a prefix: `plans/n1` also sees `plans/n10`. Only this
                 // node's own key counts.
-                let own = self.keys.plan(&self.config.node);
-                let value = match &event {
-                    WatchEvent::Restarted { entries, .. } => Some(entries.iter().find(|entry| entry.key == own).map(|entry| entry.value.clone())),
-                    WatchEvent::Put(entry) if entry.key == own => Some(Some(entry.value.clone())),
-                    WatchEvent::Deleted { key, .. } if *key == own => Some(None),
-                    _ => None,
-                };
-                match value {
-                    None => {}
-                    Some(None) => reconciler.assignment = None,
-                    Some(Some(bytes)) => match crate::store::node::decode::<NodeAssignment>(&own, &bytes) {
-                        Ok(assignment) if assignment.node == self.config.node => reconciler.assignment = Some(assignment),
-                        Ok(assignment) => tracing::error!(node = %assignment.node, "ignoring an assignment for another node under this node's key"),
-                        Err(error) => tracing::error!(%error, "ignoring an assignment that does not decode; keeping the previous one"),
-                    },
+                Section::Plan(node) if *node == own => plan = true,
+                Section::Status { node, id } => {
+                    let key = (node.clone(), id.clone());
+                    match self.cache.statuses().get(&key) {
+                        Some(status) => reconciler.cluster.insert(key, status.clone()),
+                        None => reconciler.cluster.remove(&key),
+                    };
                 }
-            }
-            WatchSource::Statuses => {
-                let prefix = self.keys.statuses_prefix();
-                let put = |cluster: &mut BTreeMap<(String, String), ResourceStatus>, key: &str, bytes: &[u8]| {
-                    let Some((node, id)) = Keys::node_and_name(&prefix, key) else { return };
-                    match crate::store::node::decode::<ResourceStatus>(key, bytes) {
-                        Ok(status) => {
-                            cluster.insert((node.to_string(), id.to_string()), status);
-                        }
-                        Err(error) => tracing::warn!(%error, "ignoring a status that does not decode"),
-                    }
-                };
-                match &event {
-                    WatchEvent::Restarted { entries, .. } => {
-                        reconciler.cluster.clear();
-                        for entry in entries {
-                            put(&mut reconciler.cluster, &entry.key, &entry.value);
-                        }
-                    }
-                    WatchEvent::Put(entry) => put(&mut reconciler.cluster, &entry.key, &entry.value),
-                    WatchEvent::Deleted { key, .. } => {
-                        if let Some((node, id)) = Keys::node_and_name(&prefix, key) {
-                            reconciler.cluster.remove(&(node.to_string(), id.to_string()));
-                        }
-                    }
-                }
-            }
-            WatchSource::Fencing => {
-                let prefix = self.keys.fencing_prefix();
-                if matches!(event, WatchEvent::Restarted { .. }) {
-                    self.fence_requests.clear();
-                    self.fence_results.clear();
-                }
-                let mut take = |key: &str, bytes: Option<&[u8]>| {
-                    let Some((target, kind)) = Keys::node_and_name(&prefix, key) else { return };
-                    match (kind, bytes) {
-                        ("request", Some(bytes)) => match crate::store::node::decode::<FenceRequestRecord>(key, bytes) {
-                            Ok(request) => {
-                                self.fence_requests.insert(target.to_string(), request);
-                            }
-                            Err(error) => tracing::warn!(%error, "ignoring a fencing request that does not decode"),
-                        },
-                        ("result", Some(bytes)) => {
-                            if let Ok(result) = crate::store::node::decode::<FenceResultRecord>(key, bytes) {
-                                self.fence_results.insert(target.to_string(), result);
-                            }
-                        }
-                        ("request", None) => {
-                            self.fence_requests.remove(target);
-                        }
-                        ("result", None) => {
-                            self.fence_results.remove(target);
-                        }
-                        _ => {}
-                    }
-                };
-                match &event {
-                    WatchEvent::Restarted { entries, .. } => {
-                        for entry in entries {
-                            take(&entry.key, Some(&entry.value));
-                        }
-                    }
-                    WatchEvent::Put(entry) => take(&entry.key, Some(&entry.value)),
-                    WatchEvent::Deleted { key, .. } => take(key, None),
-                }
-                reconciler.unfenced = self.unfenced();
-            }
-            WatchSource::Attributes => {
-                let prefix = self.keys.node_attributes_prefix(&self.config.node);
-                let name_of = |key: &str| key.strip_prefix(&prefix).map(str::to_string);
-                match &event {
-                    WatchEvent::Restarted { entries, .. } => {
-                        self.attributes.clear();
-                        for entry in entries {
-                            if let (Some(name), Ok(record)) = (name_of(&entry.key), crate::store::node::decode::<NodeAttributeRecord>(&entry.key, &entry.value))
-                            {
-                                self.attributes.insert(name, record.value);
-                            }
-                        }
-                    }
-                    WatchEvent::Put(entry) => {
-                        if let (Some(name), Ok(record)) = (name_of(&entry.key), crate::store::node::decode::<NodeAttributeRecord>(&entry.key, &entry.value)) {
-                            self.attributes.insert(name, record.value);
-                        }
-                    }
-                    WatchEvent::Deleted { key, .. } => {
-                        if let Some(name) = name_of(key) {
-                            self.attributes.remove(&name);
-                        }
-                    }
-                }
+                Section::FenceRequest(_) | Section::FenceResult(_) => fencing = true,
+                _ => {}
             }
         }
+        if everything {
+            self.spec_stale = true;
+            reconciler.cluster = self.cache.statuses().clone();
+        }
+        if plan {
+            let key = self.keys.plan(&own);
+            match self.cache.plans().get(&own) {
+                Some(assignment) if assignment.node == own => reconciler.assignment = Some(assignment.clone()),
+                Some(assignment) => tracing::error!(node = %assignment.node, "ignoring an assignment for another node under this node's key"),
+                // A value that does not decode is not a decision to stop everything:
+                // the previous assignment stands (the cache logged the key).
+                None if self.cache.undecodable().contains_key(&key) => {}
+                None => reconciler.assignment = None,
+            }
+        }
+        if fencing {
+            reconciler.unfenced = self.unfenced();
+        }
+    }
+
+    /// Node attributes set at run time on this node, by name.
+    fn attributes(&self) -> BTreeMap<String, String> {
+        self.cache
+            .attributes()
+            .get(&self.config.node)
+            .map(|attributes| attributes.iter().map(|(name, record)| (name.clone(), record.value.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// The request for a step: the node's attributes are what agents set at run
     /// time, then the configured ones (`Node.spec.attributes` via the assignment, then
     /// the agent's command line).
     fn request(&self, reconciler: &Reconciler, step: &Step) -> OperationRequest {
-        let mut node_attributes = self.attributes.clone();
+        let mut node_attributes = self.attributes();
         let configured = reconciler.assignment.iter().flat_map(|assignment| assignment.attributes.iter()).chain(self.config.attributes.iter());
         for (key, value) in configured {
             node_attributes.entry(key.clone()).or_insert_with(|| value.clone());

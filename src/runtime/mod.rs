@@ -52,6 +52,15 @@ impl Informer {
     }
 }
 
+impl Informer {
+    /// Ends the watches now (dropping the informer does too).
+    pub fn stop(&mut self) {
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
 impl Drop for Informer {
     fn drop(&mut self) {
         for task in &self.tasks {
