@@ -161,10 +161,7 @@ async fn main() {
     decide_once(&store, &guard).await.expect("decide");
     wait_roles(&store, &batch, ObservedRole::Started).await;
     tokio::time::sleep(Duration::from_secs(11)).await;
-    let revision = |store: Store| async move {
-        let mut client = store.client();
-        client.status().await.expect("status").header().map(|header| header.revision()).unwrap_or_default()
-    };
+    let revision = |store: Store| async move { store.current_revision().await.expect("status") };
     let before = revision(store.clone()).await;
     tokio::time::sleep(Duration::from_secs(20)).await;
     let after = revision(store.clone()).await;

@@ -160,8 +160,7 @@ impl Cluster {
 
     /// The lease holding the node's key, if any.
     async fn node_lease(&self, node: &str) -> Option<i64> {
-        let response = self.store.client().get(self.store.keys().node_lease(node), None).await.expect("read the node's key");
-        response.kvs().first().map(|kv| kv.lease())
+        self.store.node_lease_id(node).await.expect("read the node's key")
     }
 
     fn agent_logs(&self) -> String {

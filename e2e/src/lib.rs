@@ -454,10 +454,7 @@ impl Cluster {
     /// The scheduler leader's term: the election key's create revision (`None` while
     /// no one leads).
     pub async fn leader_term(&self) -> anyhow::Result<Option<i64>> {
-        let store = &self.store;
-        let mut client = store.client();
-        let response = client.get(store.keys().election(), None).await.context("read the election key")?;
-        Ok(response.kvs().first().map(|kv| kv.create_revision()))
+        self.store.leader_term().await.context("read the election key")
     }
 
     /// Power-off times of every node (nanoseconds), from the fence agent's markers.

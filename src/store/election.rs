@@ -38,6 +38,15 @@ impl LeaderGuard {
 }
 
 impl Store {
+    /// The term of whoever leads now (the election key's create revision), `None`
+    /// while no one does.
+    pub async fn leader_term(&self) -> Result<Option<i64>, StoreError> {
+        let mut client = self.kv();
+        self.counts.read();
+        let response = timeout("read the election key", client.get(self.keys().election(), None)).await?;
+        Ok(response.kvs().first().map(etcd_client::KeyValue::create_revision))
+    }
+
     /// One attempt at leadership: grants a lease of `ttl` and creates the election key
     /// with `leader` (the value people see) bound to it, if no one holds the key.
     /// Returns the guard and when the lease was granted, or `None` (the lease given

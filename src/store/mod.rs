@@ -200,8 +200,17 @@ impl Store {
         Requests { reads: self.counts.reads.load(std::sync::atomic::Ordering::Relaxed), writes: self.counts.writes.load(std::sync::atomic::Ordering::Relaxed) }
     }
 
-    pub fn client(&self) -> Client {
+    pub(crate) fn client(&self) -> Client {
         self.client.clone()
+    }
+
+    /// etcd's current revision: how many writes the cluster has made (benchmarks count
+    /// an idle cluster's writes with it).
+    pub async fn current_revision(&self) -> Result<i64, StoreError> {
+        let mut client = self.client.clone();
+        self.counts.read();
+        let response = client.status().await.map_err(StoreError::etcd("read etcd's status"))?;
+        Ok(response.header().map(|header| header.revision()).unwrap_or_default())
     }
 
     /// The key-value client for reads, sized for a whole page.
