@@ -12,6 +12,7 @@
 //! (killing what does not stop in time), forget what runs, and start a new session.
 
 pub mod reconcile;
+pub mod throttle;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -19,7 +20,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
 
 use crate::api::manifest::{Source, load};
 use crate::api::records::{ExecStatus, FenceRequestRecord, FenceResultRecord, NodeHeartbeat, ObservedRole, ResourceStatus};
@@ -321,7 +321,7 @@ struct Session<'a> {
     executor: Arc<Executor>,
     session: NodeSession,
     lease_state: tokio::sync::watch::Receiver<LeaseState>,
-    lease_task: JoinHandle<()>,
+    lease_task: lease::LeaseKeeper,
     /// What the agent follows (its own plan and attributes, every status, the spec,
     /// fencing), one watch each, into `cache`.
     informer: Informer,
@@ -344,6 +344,12 @@ struct Session<'a> {
     fence_done: mpsc::UnboundedReceiver<FenceResultRecord>,
     fence_done_sender: mpsc::UnboundedSender<FenceResultRecord>,
     spec_stale: bool,
+    /// How many operations may run at once (`throttle`).
+    limits: throttle::Limits,
+    /// The load average as last read, and when (read at most once a second).
+    load: Option<(Instant, Option<f64>)>,
+    /// Operations decided but held back by the limit, at the last decision.
+    queued: usize,
     /// Whether the heartbeat says the node has probed everything.
     heartbeat_probed: bool,
 }
@@ -379,6 +385,9 @@ impl<'a> Session<'a> {
             fence_done,
             fence_done_sender,
             spec_stale: true,
+            limits: throttle::limits(&[], &config.node, cores()),
+            load: None,
+            queued: 0,
             heartbeat_probed: false,
         }
     }
@@ -403,6 +412,7 @@ impl<'a> Session<'a> {
                 if self.cache.committed_intents().is_empty() {
                     let objects = self.cache.objects_in_order();
                     reconciler.set_targets(probe_targets(&objects));
+                    self.limits = throttle::limits(&objects, &self.config.node, cores());
                     self.objects = objects;
                     self.spec_stale = false;
                 } else {
@@ -423,7 +433,10 @@ impl<'a> Session<'a> {
                 if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
                     break SessionEnd::Shutdown;
                 }
-                let steps = reconciler.decide(Instant::now());
+                let decided = reconciler.decide(Instant::now());
+                let wanted = decided.len();
+                let steps = Reconciler::admit(decided, self.capacity());
+                self.queued = wanted - steps.len();
                 if shutting_down && steps.is_empty() && self.running.is_empty() {
                     let left: Vec<&str> = reconciler.local.iter().filter(|(_, local)| local.status.role.may_be_active()).map(|(id, _)| id.as_str()).collect();
                     tracing::error!(?left, "shutting down with resources that could not be stopped");
@@ -443,7 +456,9 @@ impl<'a> Session<'a> {
                 continue;
             }
             let now = Instant::now();
-            let next_monitor = reconciler.next_wake();
+            // At the limit, a due monitor waits for an operation to end (which wakes the
+            // loop), not for its time.
+            let next_monitor = if self.capacity() == 0 { None } else { reconciler.next_wake() };
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
             tokio::select! {
                 Some(event) = self.informer.events.recv() => {
@@ -619,6 +634,16 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// How many more operations may start now.
+    fn capacity(&mut self) -> usize {
+        let fresh = self.load.is_some_and(|(read, _)| read.elapsed() < Duration::from_secs(1));
+        if !fresh {
+            self.load = Some((Instant::now(), load_percent()));
+        }
+        let load = self.load.and_then(|(_, load)| load);
+        throttle::effective(self.limits, load).saturating_sub(self.running.len())
+    }
+
     /// Whether this node's last fencing result is a successful unfencing.
     fn unfenced(&self) -> bool {
         self.cache.fence_results().get(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
@@ -674,17 +699,23 @@ impl<'a> Session<'a> {
         }
         let dirty: Vec<String> =
             reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.role != ObservedRole::Unknown).map(|(id, _)| id.clone()).collect();
-        for id in dirty {
-            let Some(local) = reconciler.local.get(&id) else { continue };
+        // Every changed status in as few requests as etcd allows.
+        let mut writes = Vec::new();
+        for id in &dirty {
+            let Some(local) = reconciler.local.get(id) else { continue };
             let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: id.clone(), reason: error.to_string() })?;
-            self.store.guarded_write(&self.session, &self.keys.status(&node, &id), Some(value), false).await?;
-            if let Some(local) = reconciler.local.get_mut(&id) {
+            writes.push((id.clone(), Some(value)));
+        }
+        writes.extend(reconciler.forget_unconfigured().into_iter().map(|id| (id, None)));
+        let ids: Vec<String> = writes.iter().map(|(id, _)| id.clone()).collect();
+        let keyed = writes.into_iter().map(|(id, value)| (self.keys.status(&node, &id), value)).collect();
+        let (written, result) = self.store.guarded_writes(&self.session, keyed).await;
+        for id in ids.iter().take(written) {
+            if let Some(local) = reconciler.local.get_mut(id) {
                 local.dirty = false;
             }
         }
-        for id in reconciler.forget_unconfigured() {
-            self.store.guarded_write(&self.session, &self.keys.status(&node, &id), None, false).await?;
-        }
+        result?;
         let probed = reconciler.probed() && !self.spec_stale;
         if probed && !self.heartbeat_probed {
             let heartbeat = heartbeat(self.config, true, reconciler.stopping_all);
@@ -887,6 +918,18 @@ async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: 
         tracing::error!(target = %request.target, ?attempts, "fencing failed");
     }
     FenceResultRecord { request: request.id, target: request.target.clone(), action: request.action.clone(), succeeded, by: by.to_string(), finished, attempts }
+}
+
+/// The machine's cores, for the default action limit.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// The 1-minute load average in percent of the cores, if `/proc/loadavg` can be read.
+fn load_percent() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    let load: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(load * 100.0 / cores() as f64)
 }
 
 /// How long before the lease could expire the agent must be done stopping.

@@ -16,6 +16,23 @@ use crate::api::resource::Role;
 use crate::exec::OperationResult;
 use crate::state::{ProbeTarget, gates};
 
+/// When the second run of a monitor is due: its first runs right after the start (a
+/// failed start is found at once, as Pacemaker does), the second between half and one
+/// interval later, at a place fixed by the node, the resource and the interval, and
+/// every later one an interval after that. Resources started together (a burst of a
+/// thousand) so monitor spread over half their interval instead of all at once.
+pub fn spread_due(node: &str, id: &str, interval_ms: u64, now: Instant) -> Instant {
+    // FNV-1a, a fixed hash (std's is seeded per process): the same place after a
+    // restart.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in node.bytes().chain([0]).chain(id.bytes()).chain([0]).chain(interval_ms.to_le_bytes()) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let fraction = (hash % 1000) as f64 / 1000.0;
+    let interval = Duration::from_millis(interval_ms);
+    now + interval.mul_f64(0.5 + fraction / 2.0)
+}
+
 /// An operation the agent runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
@@ -117,6 +134,9 @@ pub struct Local {
     pub busy: Option<Action>,
     /// Recurring monitors: interval (ms) → when it is next due.
     pub monitors: BTreeMap<u64, Instant>,
+    /// Monitors run once since the resource became active, whose next run is spread
+    /// over the interval (`spread_due`).
+    pub spread: std::collections::BTreeSet<u64>,
     /// The status changed since it was last written.
     pub dirty: bool,
     /// When the pending pre notice was published (not kept across restarts: a notice
@@ -159,8 +179,10 @@ impl Reconciler {
         for mut status in previous {
             next_call_id = next_call_id.max(status.history.iter().map(|record| record.call_id).max().unwrap_or(0) + 1);
             status.role = ObservedRole::Unknown;
-            local
-                .insert(status.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
+            local.insert(
+                status.id.clone(),
+                Local { status, busy: None, monitors: BTreeMap::new(), spread: Default::default(), dirty: false, notice_since: None, handled: BTreeMap::new() },
+            );
         }
         Reconciler {
             node: node.to_string(),
@@ -207,8 +229,10 @@ impl Reconciler {
                 notice: None,
                 acks: BTreeMap::new(),
             };
-            self.local
-                .insert(target.id.clone(), Local { status, busy: None, monitors: BTreeMap::new(), dirty: false, notice_since: None, handled: BTreeMap::new() });
+            self.local.insert(
+                target.id.clone(),
+                Local { status, busy: None, monitors: BTreeMap::new(), spread: Default::default(), dirty: false, notice_since: None, handled: BTreeMap::new() },
+            );
         }
     }
 
@@ -581,6 +605,29 @@ impl Reconciler {
         self.next_monitor_due().into_iter().chain(notices).min()
     }
 
+    /// Which of `steps` (from `decide`) to run now, when at most `capacity` more
+    /// operations may run on this node (Pacemaker's node-action-limit): stops, demotes,
+    /// hand-overs and notifications first (they free the node and others wait on them),
+    /// then probes, then starts and promotions whose intent is recorded, then new
+    /// intents, then monitors; in `decide`'s order within each. Announcements run no
+    /// agent and always pass; an intent takes a place, since its operation follows at
+    /// once. What is left out is decided again when an operation ends.
+    pub fn admit(steps: Vec<Step>, capacity: usize) -> Vec<Step> {
+        let class = |action: Action| match action {
+            Action::Stop | Action::Demote | Action::MigrateTo | Action::Notify => 0,
+            Action::Probe => 1,
+            Action::Start | Action::Promote | Action::MigrateFrom => 2,
+            Action::Intend => 3,
+            Action::Monitor(_) => 4,
+            Action::Announce => 5,
+        };
+        let (free, mut limited): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(|step| step.action == Action::Announce);
+        limited.sort_by_key(|step| class(step.action));
+        limited.truncate(capacity);
+        limited.extend(free);
+        limited
+    }
+
     /// Marks a step as running.
     pub fn begin(&mut self, step: &Step) {
         if let Some(local) = self.local.get_mut(&step.id) {
@@ -750,10 +797,12 @@ impl Reconciler {
                 };
                 for monitor in local.status.definition.monitors_for(wanted) {
                     local.monitors.insert(monitor.interval_ms, now);
+                    local.spread.insert(monitor.interval_ms);
                 }
             }
         } else if let Action::Monitor(interval) = step.action {
-            local.monitors.insert(interval, now + Duration::from_millis(interval));
+            let due = if local.spread.remove(&interval) { spread_due(&self.node, &step.id, interval, now) } else { now + Duration::from_millis(interval) };
+            local.monitors.insert(interval, due);
         }
         local.dirty = true;
         true
@@ -1229,10 +1278,16 @@ mod tests {
         let steps = settled_steps(&mut r, t0);
         assert_eq!(steps.len(), 1);
         assert_eq!((steps[0].action, steps[0].timeout), (Action::Monitor(10_000), Duration::from_millis(5_000)));
-        // The first result is news; the same again is not, and is due an interval later.
+        // The first result is news; the same again is not. The second run is spread
+        // over the interval (between a half and a whole one later), later ones come an
+        // interval apart.
         assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
-        assert!(decided(&mut r, t0 + interval - Duration::from_millis(1)).is_empty());
-        let t1 = t0 + interval;
+        let second = spread_due(&r.node, "a", 10_000, t0);
+        assert!(second >= t0 + interval / 2 && second < t0 + interval, "{:?}", second - t0);
+        assert_eq!(r.next_monitor_due(), Some(second));
+        assert!(decided(&mut r, second - Duration::from_millis(1)).is_empty());
+        assert_eq!(decided(&mut r, second), one("a", Action::Monitor(10_000)));
+        let t1 = second;
         r.local.get_mut("a").expect("a").dirty = false;
         assert!(!run(&mut r, t1, "a", Action::Monitor(10_000), done(ocf::OK)));
         assert!(!r.local["a"].dirty);
@@ -1264,9 +1319,10 @@ mod tests {
         assert_eq!(role(&r, "a"), ObservedRole::Promoted);
         let record = local(&r, "a").history.iter().find(|record| record.interval_ms == 11_000).expect("monitor record");
         assert_eq!((record.rc, record.expected_rc), (ocf::RUNNING_PROMOTED, ocf::RUNNING_PROMOTED));
-        assert!(decided(&mut r, t0 + Duration::from_secs(10)).is_empty());
+        let second = spread_due(&r.node, "a", 11_000, t0);
+        assert!(decided(&mut r, second - Duration::from_millis(1)).is_empty());
         // A promoted instance answering "running" has lost its promotion: a failure.
-        let t1 = t0 + Duration::from_secs(11);
+        let t1 = second;
         assert!(run(&mut r, t1, "a", Action::Monitor(11_000), done(ocf::OK)));
         assert_eq!(role(&r, "a"), ObservedRole::Failed);
         assert_eq!(local(&r, "a").fail_counts.get("monitor_11000"), Some(&1));
@@ -1635,5 +1691,41 @@ mod tests {
         r.begin(&start);
         assert!(r.record(&start, &done(ocf::OK), now, EPOCH));
         assert_eq!(local(&r, "a").pending, None);
+    }
+
+    fn step(id: &str, action: Action) -> Step {
+        Step { id: id.into(), action, definition: definition(vec![]), timeout: Duration::from_secs(1), notify: None, intent: None }
+    }
+
+    #[test]
+    fn a_burst_is_held_to_the_limit_stops_first() {
+        let steps = vec![
+            step("a", Action::Monitor(10_000)),
+            step("b", Action::Intend),
+            step("c", Action::Start),
+            step("d", Action::Probe),
+            step("e", Action::Stop),
+            step("f", Action::Announce),
+            step("g", Action::Demote),
+        ];
+        let admitted = |capacity| Reconciler::admit(steps.clone(), capacity).into_iter().map(|step| (step.id, step.action)).collect::<Vec<_>>();
+        assert_eq!(admitted(0), [("f".to_string(), Action::Announce)], "an announcement runs no agent");
+        assert_eq!(
+            admitted(3),
+            [("e".to_string(), Action::Stop), ("g".to_string(), Action::Demote), ("d".to_string(), Action::Probe), ("f".to_string(), Action::Announce)]
+        );
+        assert_eq!(admitted(5).len(), 6);
+        assert_eq!(admitted(5)[3], ("c".to_string(), Action::Start), "a start whose intent is written before a new intent");
+        assert_eq!(admitted(100).len(), 7);
+    }
+
+    #[test]
+    fn monitors_of_resources_started_together_spread_out() {
+        let now = Instant::now();
+        let offsets: std::collections::BTreeSet<u128> =
+            (0..100).map(|index| (spread_due("n1", &format!("r{index}"), 60_000, now) - now).as_millis() / 1000).collect();
+        // A hundred resources fall into many different seconds of the 30 s window.
+        assert!(offsets.len() > 20, "{offsets:?}");
+        assert!(offsets.iter().all(|second| (30..60).contains(second)), "{offsets:?}");
     }
 }

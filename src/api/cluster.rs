@@ -111,6 +111,11 @@ pub struct NodeSpec {
     /// A node in maintenance has its resources left alone: no starts, stops or recovery.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub maintenance: bool,
+    /// Operations this node's agent runs at once, probes and monitors included; overrides
+    /// `ClusterPolicy.nodeActionLimit` for this node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub action_limit: Option<u32>,
 }
 
 /// Cluster-wide options. A singleton: its name is `cluster`.
@@ -164,6 +169,18 @@ pub struct ClusterPolicySpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(max = 1000000))]
     pub history_limit: u32,
+    /// Operations each node's agent runs at once (probes and monitors included), unless
+    /// its `Node.actionLimit` says otherwise; 0 (the default) is twice the node's cores,
+    /// as Pacemaker's `node-action-limit`. More wait their turn, stops and demotes first.
+    #[serde(default)]
+    #[schemars(range(max = 10000))]
+    pub node_action_limit: u32,
+    /// CPU load, in percent of the node's cores, above which an agent runs fewer
+    /// operations at once: a quarter of its limit above it, one at a time above twice it
+    /// (Pacemaker's `load-threshold`). 0 turns the throttle off.
+    #[serde(default = "default_load_threshold")]
+    #[schemars(range(max = 10000))]
+    pub load_threshold: u32,
 }
 
 fn default_true() -> bool {
@@ -186,6 +203,10 @@ fn default_history_limit() -> u32 {
     1000
 }
 
+fn default_load_threshold() -> u32 {
+    80
+}
+
 impl Default for ClusterPolicySpec {
     fn default() -> ClusterPolicySpec {
         ClusterPolicySpec {
@@ -206,6 +227,8 @@ impl Default for ClusterPolicySpec {
             startup_fencing: true,
             cluster_recheck_interval: default_recheck_interval(),
             history_limit: default_history_limit(),
+            node_action_limit: 0,
+            load_threshold: default_load_threshold(),
         }
     }
 }

@@ -354,7 +354,7 @@ async fn lead(
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Term {
     let term = guard.term();
-    let (lease_task, lease_state) = lease::keep_alive(store.clone(), guard.lease(), config.lease_ttl, granted_at);
+    let (mut lease_task, lease_state) = lease::keep_alive(store.clone(), guard.lease(), config.lease_ttl, granted_at);
     let mut informer = Informer::start(store, vec![format!("{}/", store.keys().prefix())]);
     let mut cache = ClusterCache::new(store.keys().clone());
     let mut synced = false;

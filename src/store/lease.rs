@@ -1,10 +1,15 @@
 //! Keeping a lease alive (a node agent's, the scheduler leader's), and telling its
 //! holder how long it can still be sure of it.
+//!
+//! The renewals run on a thread of their own, with their own runtime and their own
+//! connection to etcd: a node busy with a thousand operations (its runtime's threads
+//! taken by process output, status writes and watch events; its connection's streams
+//! queued behind large reads) must not look dead because a renewal waited behind that
+//! work. sbd keeps its watchdog away from the busy daemon for the same reason.
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::sync::{oneshot, watch};
 
 use super::Store;
 
@@ -19,54 +24,147 @@ pub enum LeaseState {
     Lost,
 }
 
-/// Renews `lease` every sixth of `ttl` until the task is aborted or etcd says the
-/// lease is gone. An attempt that gets no answer within an eighth of `ttl` (0.25 to 1 s)
-/// fails, and a failed one is retried 100 ms later on a fresh keep-alive stream, which
-/// the client may route to another member. Losing etcd's leader is the case this is
-/// built for (measured by the fault campaign's `KillEtcdMember`): a stream through a
-/// follower hangs until a new leader is elected (about a second) and through the dead
-/// member fails at once; either way the holder must get a renewal through the new
-/// leader before half its lease is gone, when it self-fences. The agent watches the
-/// published state and acts on the deadline itself.
-pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) -> (JoinHandle<()>, watch::Receiver<LeaseState>) {
+/// The renewal thread; dropping it (or `abort`) ends the renewals. The lease then
+/// lapses unless revoked.
+pub struct LeaseKeeper {
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl LeaseKeeper {
+    pub fn abort(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        self.abort();
+    }
+}
+
+/// How often renewal round trips are summarised in the log.
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Renews `lease` every sixth of `ttl` from a thread of its own until stopped or etcd
+/// says the lease is gone. Every attempt runs on a fresh keep-alive stream (which the
+/// client may route to another member) and is never abandoned while the lease could
+/// still hold: a slow answer that arrives before the deadline still counts, and
+/// attempts overlap when answers are slow. Losing etcd's leader is the case the
+/// overlap is for (measured by the fault campaign's `KillEtcdMember`): a stream
+/// through a follower hangs until a new leader is elected, through the dead member it
+/// fails at once; either way a renewal must get through the new leader before half the
+/// lease is gone, when the holder self-fences. The holder watches the published state
+/// and acts on the deadline itself (`expiring`).
+pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) -> (LeaseKeeper, watch::Receiver<LeaseState>) {
     let (sender, receiver) = watch::channel(LeaseState::Held { renewed_at: granted_at });
-    let task = tokio::spawn(async move {
-        let period = (ttl / 6).max(Duration::from_millis(50));
-        let patience = (ttl / 8).clamp(Duration::from_millis(250), Duration::from_secs(1));
-        let mut stream = None;
-        loop {
-            let sent = Instant::now();
-            let attempt = async {
-                if stream.is_none() {
-                    let mut client = store.client();
-                    stream = Some(client.lease_keep_alive(lease).await?);
-                }
-                let Some((keeper, responses)) = stream.as_mut() else { return Ok(None) };
-                keeper.keep_alive().await?;
-                responses.message().await
-            };
-            match tokio::time::timeout(patience, attempt).await {
-                Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                    let _ = sender.send(LeaseState::Held { renewed_at: sent });
-                    tokio::time::sleep(period.saturating_sub(sent.elapsed()).max(Duration::from_millis(50))).await;
-                }
-                Ok(Ok(Some(_))) => {
-                    let _ = sender.send(LeaseState::Lost);
-                    return;
-                }
-                outcome => {
-                    match outcome {
-                        Ok(Err(error)) => tracing::warn!(%error, "lease renewal failed; retrying on a fresh stream"),
-                        Err(_) => tracing::warn!(waited = ?patience, "no answer to a lease renewal; retrying on a fresh stream"),
-                        _ => tracing::warn!("the lease keep-alive stream ended; retrying on a fresh stream"),
+    let (stop, stopped) = oneshot::channel();
+    let spawned = std::thread::Builder::new().name(format!("lease-{lease:x}")).spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot start the lease renewal thread's runtime; the lease will lapse");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            tokio::select! {
+                () = renew(store, lease, ttl, sender) => {}
+                _ = stopped => {}
+            }
+        });
+    });
+    if let Err(error) = spawned {
+        tracing::error!(%error, "cannot start the lease renewal thread; the lease will lapse");
+    }
+    (LeaseKeeper { stop: Some(stop) }, receiver)
+}
+
+async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<LeaseState>) {
+    let period = (ttl / 6).max(Duration::from_millis(50));
+    // A fresh attempt joins one still unanswered after this long.
+    let patience = (ttl / 8).clamp(Duration::from_millis(250), Duration::from_secs(1));
+    // Past this an answer cannot help: the holder has self-fenced.
+    let useless = ttl;
+    let own = loop {
+        match Store::connect(&store.endpoints, store.keys().prefix()).await {
+            Ok(own) => break own,
+            Err(error) => {
+                tracing::warn!(%error, "cannot connect the lease renewal; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let mut attempts = tokio::task::JoinSet::new();
+    let mut last_sent: Option<Instant> = None;
+    // The send time of the newest attempt answered.
+    let mut confirmed = Instant::now();
+    let mut latencies: Vec<Duration> = Vec::new();
+    let mut reported = Instant::now();
+    loop {
+        let answered_since_sent = last_sent.is_none_or(|sent| confirmed >= sent);
+        let due = match last_sent {
+            None => Instant::now(),
+            Some(sent) if answered_since_sent => sent + period,
+            Some(sent) => sent + patience.min(period),
+        };
+        tokio::select! {
+            () = tokio::time::sleep_until(due.into()) => {
+                let sent = Instant::now();
+                last_sent = Some(sent);
+                let mut client = own.client();
+                attempts.spawn(async move {
+                    let attempt = async {
+                        let (mut keeper, mut responses) = client.lease_keep_alive(lease).await?;
+                        keeper.keep_alive().await?;
+                        responses.message().await
+                    };
+                    (sent, tokio::time::timeout(useless, attempt).await)
+                });
+            }
+            Some(joined) = attempts.join_next() => {
+                let Ok((sent, outcome)) = joined else { continue };
+                match outcome {
+                    Ok(Ok(Some(response))) if response.ttl() > 0 => {
+                        latencies.push(sent.elapsed());
+                        confirmed = confirmed.max(sent);
+                        sender.send_if_modified(|state| match state {
+                            LeaseState::Held { renewed_at } if *renewed_at < sent => {
+                                *renewed_at = sent;
+                                true
+                            }
+                            _ => false,
+                        });
                     }
-                    stream = None;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    Ok(Ok(Some(_))) => {
+                        let _ = sender.send(LeaseState::Lost);
+                        return;
+                    }
+                    Ok(Err(error)) => tracing::warn!(%error, "lease renewal failed; retrying on a fresh stream"),
+                    Ok(Ok(None)) => tracing::warn!("the lease keep-alive stream ended; retrying on a fresh stream"),
+                    Err(_) => tracing::warn!(waited = ?useless, "no answer to a lease renewal"),
                 }
             }
         }
-    });
-    (task, receiver)
+        if reported.elapsed() >= REPORT_EVERY && !latencies.is_empty() {
+            latencies.sort();
+            let millis = |fraction: f64| {
+                let index = ((latencies.len() - 1) as f64 * fraction).round() as usize;
+                latencies[index.min(latencies.len() - 1)].as_secs_f64() * 1000.0
+            };
+            tracing::info!(
+                lease = format!("{lease:x}"),
+                count = latencies.len(),
+                p50_ms = format!("{:.1}", millis(0.5)),
+                p99_ms = format!("{:.1}", millis(0.99)),
+                max_ms = format!("{:.1}", millis(1.0)),
+                "lease renewals"
+            );
+            latencies.clear();
+            reported = Instant::now();
+        }
+    }
 }
 
 /// Completes when the lease has gone half its time without a confirmed renewal, or

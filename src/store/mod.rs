@@ -164,6 +164,8 @@ pub struct Store {
     max_txn_ops: usize,
     max_txn_bytes: usize,
     counts: std::sync::Arc<RequestCounts>,
+    /// Where it connected, for a second connection of its own (`lease::keep_alive`).
+    endpoints: std::sync::Arc<Vec<String>>,
 }
 
 impl Store {
@@ -178,8 +180,14 @@ impl Store {
             .collect();
         let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(30));
         let client = Client::connect(&endpoints, Some(options)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
-        let mut store =
-            Store { client, keys: Keys::new(prefix), max_txn_ops: DEFAULT_MAX_TXN_OPS, max_txn_bytes: DEFAULT_MAX_TXN_BYTES, counts: Default::default() };
+        let mut store = Store {
+            client,
+            keys: Keys::new(prefix),
+            max_txn_ops: DEFAULT_MAX_TXN_OPS,
+            max_txn_bytes: DEFAULT_MAX_TXN_BYTES,
+            counts: Default::default(),
+            endpoints: std::sync::Arc::new(endpoints.clone()),
+        };
         // Connecting is lazy; a first request tells whether anyone answers.
         store.client.status().await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         Ok(store)

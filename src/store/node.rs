@@ -129,6 +129,42 @@ impl Store {
         Ok(response.header().map(|header| header.revision()).unwrap_or_default())
     }
 
+    /// Writes (or deletes, for `None`) several unbound keys if `session`'s lease still
+    /// holds the node, in as few transactions as etcd's limits allow (operations and
+    /// bytes): a node reporting a thousand probes writes them in a handful of requests,
+    /// not a thousand. Returns how many were written before any failure, and the
+    /// failure: what was written stays written (each is a whole record).
+    pub async fn guarded_writes(&self, session: &NodeSession, writes: Vec<(String, Option<String>)>) -> (usize, Result<(), GuardedWriteError>) {
+        let mut done = 0;
+        let mut batch: Vec<TxnOp> = Vec::new();
+        let mut batch_bytes = 0;
+        let mut iter = writes.into_iter().peekable();
+        while let Some((key, value)) = iter.next() {
+            batch_bytes += key.len() + value.as_ref().map_or(0, String::len);
+            batch.push(match value {
+                Some(value) => TxnOp::put(key, value, None),
+                None => TxnOp::delete(key, None),
+            });
+            let full = batch.len() + 1 >= self.max_txn_ops
+                || iter.peek().is_none_or(|(key, value)| batch_bytes + key.len() + value.as_ref().map_or(0, String::len) > self.max_txn_bytes);
+            if !full {
+                continue;
+            }
+            let count = batch.len();
+            let guard = Compare::lease(self.keys().node_lease(&session.node), CompareOp::Equal, session.lease);
+            let txn = Txn::new().when([guard]).and_then(std::mem::take(&mut batch));
+            batch_bytes = 0;
+            let mut client = self.client();
+            self.counts.write();
+            match timeout("write node state", client.txn(txn)).await {
+                Ok(response) if response.succeeded() => done += count,
+                Ok(_) => return (done, Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease })),
+                Err(error) => return (done, Err(error.into())),
+            }
+        }
+        (done, Ok(()))
+    }
+
     /// Reads every key under `prefix`, decoded, with the revision of the read. A value
     /// that does not decode (written by hand, or by another version) is skipped with a
     /// warning naming its key: one bad record must not stop an agent or the scheduler.
