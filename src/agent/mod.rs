@@ -415,6 +415,9 @@ impl<'a> Session<'a> {
                 tokio::select! {
                     listed = self.store.list_objects() => match listed {
                         Ok(listing) => {
+                            for skipped in &listing.undecodable {
+                                tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
+                            }
                             let objects: Vec<_> = listing.objects.into_values().map(|stored| stored.object).collect();
                             reconciler.set_targets(probe_targets(&objects));
                             self.objects = objects;
