@@ -744,6 +744,10 @@ impl<'a> Session<'a> {
             self.listed += 1;
         }
         let changes = self.cache.apply_event(&event);
+        for key in &changes.undecodable {
+            let reason = self.cache.undecodable().get(key).map_or("", String::as_str);
+            tracing::warn!(%key, %reason, "skipping a stored value that does not decode");
+        }
         let own = self.config.node.clone();
         let everything = changes.restarted;
         let mut plan = everything;

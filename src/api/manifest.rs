@@ -40,7 +40,7 @@ impl Origin {
         format!("{}:{}", self.file, self.position_of(path))
     }
 
-    fn diagnostic(&self, object: Option<String>, path: FieldPath, message: String) -> Diagnostic {
+    pub(crate) fn diagnostic(&self, object: Option<String>, path: FieldPath, message: String) -> Diagnostic {
         let position = Some(self.position_of(&path));
         let path = if path.is_root() { None } else { Some(path) };
         Diagnostic { file: self.file.to_string(), position, object, path, message }

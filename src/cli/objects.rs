@@ -11,7 +11,8 @@ use crate::api::manifest::{Diagnostic, Loaded, load};
 use crate::api::schema::{crd, crd_file_name};
 use crate::api::yaml::to_yaml_string;
 use crate::api::{Kind, Name, Object, ObjectKey};
-use crate::store::apply::{ApplyOutcome, ApplyReport, ApplyRequest};
+use crate::store::Undecodable;
+use crate::store::apply::{ApplyOutcome, ApplyReport, ApplyRequest, apply_listed};
 
 use super::{EXIT_ERROR, EXIT_REFUSED, Global, OutputFormat, output, sources};
 
@@ -76,7 +77,7 @@ pub(super) async fn apply(global: &Global, args: &ApplyArgs) -> anyhow::Result<u
     let loaded = load_files(&args.files);
     let store = global.connect().await?;
     let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: args.dry_run, ..Default::default() };
-    match crate::store::apply::apply(&store, &request).await? {
+    match apply_warning(&store, &request).await? {
         ApplyOutcome::Invalid(diagnostics) => {
             print_diagnostics(&diagnostics);
             Ok(EXIT_REFUSED)
@@ -94,7 +95,7 @@ pub(super) async fn diff(global: &Global, args: &DiffArgs) -> anyhow::Result<u8>
     let loaded = load_files(&args.files);
     let store = global.connect().await?;
     let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: true, ..Default::default() };
-    match crate::store::apply::apply(&store, &request).await? {
+    match apply_warning(&store, &request).await? {
         ApplyOutcome::Invalid(diagnostics) => {
             print_diagnostics(&diagnostics);
             Ok(EXIT_ERROR)
@@ -118,6 +119,7 @@ pub(super) async fn get(global: &Global, args: &GetArgs) -> anyhow::Result<u8> {
         if kind.eq_ignore_ascii_case("all") { Kind::ALL.to_vec() } else { vec![Kind::parse_loose(kind).with_context(|| format!("unknown kind {kind:?}"))?] };
     let store = global.connect().await?;
     let listing = store.list_objects().await?;
+    warn_undecodable(&listing.undecodable);
     let mut selected: Vec<&Object> = Vec::new();
     for kind in &kinds {
         selected.extend(
@@ -185,7 +187,7 @@ pub(super) async fn delete(global: &Global, args: &DeleteArgs) -> anyhow::Result
     let unique: BTreeSet<ObjectKey> = delete.into_iter().collect();
     let store = global.connect().await?;
     let request = ApplyRequest { delete: unique.into_iter().collect(), cascade: args.cascade, dry_run: args.dry_run, ..Default::default() };
-    match crate::store::apply::apply(&store, &request).await? {
+    match apply_warning(&store, &request).await? {
         ApplyOutcome::Invalid(diagnostics) => {
             print_diagnostics(&diagnostics);
             Ok(EXIT_REFUSED)
@@ -213,6 +215,17 @@ pub(super) fn crds(args: &CrdsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// `store::apply::apply`, naming on stderr the stored objects it skipped.
+async fn apply_warning(store: &crate::store::Store, request: &ApplyRequest) -> anyhow::Result<ApplyOutcome> {
+    let (outcome, skipped) = apply_listed(store, request).await?;
+    warn_undecodable(&skipped);
+    Ok(outcome)
+}
+
+fn warn_undecodable(skipped: &[Undecodable]) {
+    output::warn_skipped(skipped.iter().map(|skipped| (skipped.key.as_str(), skipped.reason.as_str())));
 }
 
 /// Reads and loads the manifests; problems reading a file join the load's diagnostics.

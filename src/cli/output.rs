@@ -1,5 +1,8 @@
-//! How `pacer get` and `pacer diff` print objects: tables, YAML, JSON, unified diffs.
+//! How `pacer get` and `pacer diff` print objects: tables, YAML, JSON, unified diffs;
+//! and the warning every command that reads the cluster prints for a stored value
+//! that does not decode.
 
+use std::io::Write;
 use std::time::SystemTime;
 
 use serde_json::{Value, json};
@@ -8,6 +11,17 @@ use crate::api::resource::CloneSpec;
 use crate::api::yaml::to_yaml_string;
 use crate::api::{Kind, Object, Spec};
 use crate::store::apply::PlannedObject;
+
+/// Names on stderr, one line each, the stored keys a command skipped because their
+/// value does not decode (`KEY`, `REASON`): the command works on the rest, and the
+/// user learns what it did not see.
+pub fn warn_skipped<'a>(skipped: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    let stderr = std::io::stderr();
+    let mut out = stderr.lock();
+    for (key, reason) in skipped {
+        let _ = writeln!(out, "warning: skipping {key}: {reason}");
+    }
+}
 
 /// Aligns rows under a header, columns separated by three spaces (as kubectl does).
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {

@@ -12,7 +12,7 @@ use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
 use crate::store::Store;
 
 use super::output::table;
-use super::{Global, OutputFormat};
+use super::{Global, OutputFormat, output};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct StatusArgs {
@@ -40,9 +40,7 @@ pub(super) async fn status(global: &Global, args: &StatusArgs) -> anyhow::Result
 /// the view. Keys that do not decode are skipped and named on stderr.
 pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView> {
     let cache = load(store).await.context("read the cluster")?;
-    for (key, reason) in cache.undecodable() {
-        eprintln!("warning: skipping {key}: {reason}");
-    }
+    output::warn_skipped(cache.undecodable().iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
     let live = build(&cache, BuildOptions { now: i64::try_from(now).unwrap_or(i64::MAX), hold_unseen: false }).context("build the cluster's snapshot")?;
     let plan = schedule(&live.snapshot);

@@ -374,7 +374,12 @@ async fn lead(
                     match event {
                         Ok(event) => {
                             synced |= matches!(event, WatchEvent::Restarted { .. });
-                            if cache.apply_event(&event).any(decision_input) {
+                            let changes = cache.apply_event(&event);
+                            for key in &changes.undecodable {
+                                let reason = cache.undecodable().get(key).map_or("", String::as_str);
+                                tracing::warn!(%key, %reason, "skipping a stored value that does not decode");
+                            }
+                            if changes.any(decision_input) {
                                 last_change = Instant::now();
                                 dirty_since.get_or_insert(last_change);
                             }

@@ -40,6 +40,9 @@ pub struct Changes {
     /// Everything under a prefix was replaced (a first listing or a relist).
     pub restarted: bool,
     pub sections: Vec<Section>,
+    /// Keys whose value this event brought does not decode (skipped, and named in
+    /// `ClusterCache::undecodable`): for the follower to report, once per value.
+    pub undecodable: Vec<String>,
 }
 
 impl Changes {
@@ -109,6 +112,9 @@ impl ClusterCache {
                 self.undecodable.retain(|key, _| !key.starts_with(prefix.as_str()));
                 for entry in entries {
                     self.insert(entry);
+                    if self.undecodable.contains_key(&entry.key) {
+                        changes.undecodable.push(entry.key.clone());
+                    }
                 }
                 self.revision = self.revision.max(*revision);
                 changes.restarted = true;
@@ -117,6 +123,9 @@ impl ClusterCache {
                 let newer = self.known.get(&entry.key).is_none_or(|known| *known < entry.mod_revision);
                 if newer && let Some(section) = self.insert(entry) {
                     changes.sections.push(section);
+                    if self.undecodable.contains_key(&entry.key) {
+                        changes.undecodable.push(entry.key.clone());
+                    }
                 }
                 self.revision = self.revision.max(entry.mod_revision);
             }
@@ -162,7 +171,7 @@ impl ClusterCache {
         self.remove(&entry.key);
         self.known.insert(entry.key.clone(), entry.mod_revision);
         let decoded = match &section {
-            Section::Object(_) => decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision).map_err(|error| error.to_string()).map(|object| {
+            Section::Object(_) => decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision).map_err(|error| error.reason()).map(|object| {
                 self.objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
             }),
             Section::SpecVersion => {
@@ -200,8 +209,10 @@ impl ClusterCache {
                 self.fence_results.insert(node.clone(), result);
             }),
         };
+        // Reported by the follower (`Changes::undecodable`), not here: `pacer status`
+        // names it on stderr, where a log line would say it twice.
         if let Err(reason) = decoded {
-            tracing::warn!(key = %entry.key, %reason, "skipping a stored value that does not decode");
+            tracing::debug!(key = %entry.key, %reason, "skipping a stored value that does not decode");
             self.undecodable.insert(entry.key.clone(), reason);
         }
         Some(section)
@@ -398,8 +409,13 @@ mod tests {
         assert!(cache.objects().is_empty());
         assert!(cache.statuses().is_empty());
         assert_eq!(cache.undecodable().keys().collect::<Vec<_>>(), ["/pacer/spec/nodes/n9", "/pacer/status/n1/web"]);
+        assert!(cache.undecodable()["/pacer/spec/nodes/n9"].starts_with("not JSON"), "the reason does not repeat the key");
+        // The event that brings a bad value says so, for the follower to report once.
+        let changes = cache.apply_event(&WatchEvent::Put(entry("/pacer/attributes/n1/x", "{", 7)));
+        assert_eq!(changes.undecodable, ["/pacer/attributes/n1/x"]);
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/attributes/n1/x".into(), revision: 8 });
         // Deleting the bad key forgets it.
-        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/spec/nodes/n9".into(), revision: 7 });
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/spec/nodes/n9".into(), revision: 9 });
         assert_eq!(cache.undecodable().keys().collect::<Vec<_>>(), ["/pacer/status/n1/web"]);
     }
 

@@ -25,8 +25,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{Listing, Store, StoreError};
-use crate::api::manifest::{Diagnostic, Loaded, check_change};
+use super::{Listing, MAX_SPEC_BYTES, Store, StoreError, Undecodable};
+use crate::api::manifest::{Diagnostic, Loaded, Manifest, check_change};
+use crate::api::path::FieldPath;
 use crate::api::validate::cascade;
 use crate::api::{Object, ObjectKey};
 
@@ -214,8 +215,53 @@ fn precondition_failures(listing: &Listing, desired: &[Object]) -> Vec<String> {
         .collect()
 }
 
+/// The spec's size after `planned`, if that is more than `limit` and more than
+/// before: a diagnostic on the incoming object that grows it most (at its manifest's
+/// position), or on the change itself when no incoming object grows. Pure. A change
+/// that does not grow the spec is never refused, so one that is over the limit
+/// already (stored by an older version) can still be shrunk.
+pub fn check_spec_size(listing: &Listing, planned: &[PlannedObject], manifests: &[Manifest], limit: usize) -> Option<Diagnostic> {
+    let encoded = |object: &Object| Store::encode_object(object).len();
+    let touched: BTreeSet<&ObjectKey> = planned.iter().map(|p| &p.key).collect();
+    let untouched: usize = listing.objects.iter().filter(|(key, _)| !touched.contains(key)).map(|(_, stored)| encoded(&stored.object)).sum();
+    let mut before = untouched;
+    let mut after = untouched;
+    let mut growth: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
+    for p in planned {
+        let was = listing.objects.get(&p.key).map_or(0, |stored| encoded(&stored.object));
+        let will = if p.change.writes() { p.after.as_ref().map_or(0, encoded) } else { was };
+        before += was;
+        after += will;
+        growth.insert(&p.key, will.saturating_sub(was));
+    }
+    if after <= limit || after <= before {
+        return None;
+    }
+    let message = format!("the spec would be {after} bytes after this change, more than the limit of {limit}");
+    let culprit = manifests
+        .iter()
+        .filter_map(|manifest| {
+            let key = manifest.object.key();
+            growth.get(&key).filter(|grown| **grown > 0).map(|grown| (*grown, key, manifest))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+    Some(match culprit {
+        Some((grown, key, manifest)) => {
+            manifest.origin.diagnostic(Some(key.to_string()), FieldPath::root(), format!("{message}; this object adds {grown} bytes"))
+        }
+        None => Diagnostic::stored(None, None, message),
+    })
+}
+
 /// Validates, plans and writes a change, all or nothing.
 pub async fn apply(store: &Store, request: &ApplyRequest) -> Result<ApplyOutcome, StoreError> {
+    Ok(apply_listed(store, request).await?.0)
+}
+
+/// `apply`, also returning the stored keys it skipped because they do not decode
+/// (`Listing::undecodable` of the listing the change was planned on), for a caller
+/// that shows them.
+pub async fn apply_listed(store: &Store, request: &ApplyRequest) -> Result<(ApplyOutcome, Vec<Undecodable>), StoreError> {
     let mut first_read: BTreeMap<ObjectKey, i64> = BTreeMap::new();
     for attempt in 1..=MAX_ATTEMPTS {
         let listing = store.list_objects().await?;
@@ -243,12 +289,15 @@ pub async fn apply(store: &Store, request: &ApplyRequest) -> Result<ApplyOutcome
         if !diagnostics.is_empty() {
             diagnostics.sort();
             diagnostics.dedup();
-            return Ok(ApplyOutcome::Invalid(diagnostics));
+            return Ok((ApplyOutcome::Invalid(diagnostics), listing.undecodable));
         }
         let mut all_desired: Vec<Object> = request.loaded.manifests.iter().map(|m| m.object.clone()).collect();
         all_desired.extend(cascade_updates);
         let mut new_uid = || uuid::Uuid::new_v4().to_string();
         let planned = plan_changes(&listing, &all_desired, &deleted, request.applyset.as_deref(), &rfc3339_now(), &mut new_uid);
+        if let Some(diagnostic) = check_spec_size(&listing, &planned, &request.loaded.manifests, MAX_SPEC_BYTES) {
+            return Ok((ApplyOutcome::Invalid(vec![diagnostic]), listing.undecodable));
+        }
         if attempt == 1 {
             first_read = planned.iter().filter(|p| p.change.writes()).map(|p| (p.key.clone(), p.read_revision)).collect();
         }
@@ -261,10 +310,13 @@ pub async fn apply(store: &Store, request: &ApplyRequest) -> Result<ApplyOutcome
             })
             .collect();
         if request.dry_run || writes.is_empty() {
-            return Ok(ApplyOutcome::Planned(ApplyReport { objects: planned, revision: None, attempts: attempt }));
+            return Ok((ApplyOutcome::Planned(ApplyReport { objects: planned, revision: None, attempts: attempt }), listing.undecodable));
         }
         match write(store, listing.spec_version, writes).await? {
-            Some(revision) => return Ok(ApplyOutcome::Planned(ApplyReport { objects: planned, revision: Some(revision), attempts: attempt })),
+            Some(revision) => {
+                let report = ApplyReport { objects: planned, revision: Some(revision), attempts: attempt };
+                return Ok((ApplyOutcome::Planned(report), listing.undecodable));
+            }
             None => tracing::debug!(attempt, "spec changed while applying; re-reading"),
         }
     }
@@ -554,6 +606,41 @@ mod tests {
         assert!(by_bytes.iter().all(|batch| batch.iter().map(WriteOp::bytes).sum::<usize>() <= 1200));
         assert_eq!(by_bytes.iter().map(|batch| batch.len()).sum::<usize>(), 300);
         assert!(batches(&[], 128, 1000).is_empty());
+    }
+
+    #[test]
+    fn a_change_that_grows_the_spec_past_the_limit_is_refused_at_its_largest_object() {
+        let stored = object(json!({"kind": "Node", "metadata": {"name": "n1"}}));
+        let current = listing(&[(stored.clone(), 4)]);
+        let text = "apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {name: small}\n---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: big}\nspec:\n  agent: ocf:heartbeat:Dummy\n  params: {blob: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx}\n";
+        let loaded = crate::api::manifest::load(&[crate::api::manifest::Source { name: "big.yaml".into(), text: text.into() }]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let desired: Vec<Object> = loaded.manifests.iter().map(|manifest| manifest.object.clone()).collect();
+        let mut uid = || "u".to_string();
+        let planned = plan_changes(&current, &desired, &BTreeMap::new(), None, "T", &mut uid);
+        let size = |object: &Object| Store::encode_object(object).len();
+        let total = size(&stored) + planned.iter().filter_map(|p| p.after.as_ref()).map(size).sum::<usize>();
+        assert_eq!(check_spec_size(&current, &planned, &loaded.manifests, total), None, "exactly at the limit is allowed");
+        let refused = check_spec_size(&current, &planned, &loaded.manifests, total - 1).expect("one byte over is refused");
+        let big = planned[1].after.as_ref().map(size).unwrap_or_default();
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "big.yaml:5:1: Resource/big: the spec would be {total} bytes after this change, more than the limit of {}; this object adds {big} bytes",
+                total - 1
+            )
+        );
+        // Without a manifest to blame, the change itself is.
+        let unblamed = check_spec_size(&current, &planned, &[], total - 1).expect("refused");
+        assert_eq!((unblamed.file.as_str(), unblamed.object.as_deref()), ("etcd", None));
+        // Over the limit already (stored by another version): shrinking is allowed,
+        // growing is not.
+        let over = listing(&[(stored.clone(), 4), (desired[1].clone(), 5)]);
+        let deleted = BTreeMap::from([(desired[1].key(), Change::Deleted)]);
+        let shrink = plan_changes(&over, &[], &deleted, None, "T", &mut uid);
+        assert_eq!(check_spec_size(&over, &shrink, &[], 1), None);
+        let grow = plan_changes(&over, &desired[..1], &BTreeMap::new(), None, "T", &mut uid);
+        assert!(check_spec_size(&over, &grow, &loaded.manifests, 1).is_some());
     }
 
     #[test]

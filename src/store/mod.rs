@@ -27,6 +27,17 @@ pub const PAGE_KEYS: i64 = 500;
 /// what no listing could read back.
 pub const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
 
+/// The largest spec an apply may leave behind: the sum of the encoded sizes of every
+/// desired object after the change (`store::apply` refuses a change that would grow
+/// it beyond this). Every component holds the whole spec in memory — the scheduler's
+/// cache and the snapshot built from it, each agent's copy, every `pacer get` and
+/// `pacer status` — so this cap is what makes "whatever apply accepts can be read back
+/// and held" true. 64 MiB is about twenty times the spec of the 10,000-object
+/// benchmark (`benches/apply.rs`, about 3 MiB) and decodes to a few hundred MiB at
+/// most; it is 1/32 of etcd's default backend quota (2 GiB), which a full rewrite
+/// (the staged intent, then the objects) fills by twice the spec until etcd compacts.
+pub const MAX_SPEC_BYTES: usize = 64 * 1024 * 1024;
+
 /// etcd's default limit on operations in one transaction (`--max-txn-ops`).
 pub const DEFAULT_MAX_TXN_OPS: usize = 128;
 
@@ -57,6 +68,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The cause without the key, for a caller that shows the key beside it: a
+    /// `Corrupt` value's reason, else the whole message.
+    pub fn reason(&self) -> String {
+        match self {
+            StoreError::Corrupt { reason, .. } => reason.clone(),
+            other => other.to_string(),
+        }
+    }
+
     fn etcd(action: impl Into<String>) -> impl FnOnce(etcd_client::Error) -> StoreError {
         let action = action.into();
         move |source| StoreError::Etcd { action, source }
@@ -318,9 +338,11 @@ impl Store {
                 Ok(object) => {
                     objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
                 }
+                // The caller says so, once (`Listing::undecodable`): an apply that
+                // re-reads would otherwise log it at every attempt.
                 Err(error) => {
-                    tracing::warn!(%error, "skipping a stored object that does not decode");
-                    undecodable.push(Undecodable { key: entry.key, reason: error.to_string() });
+                    tracing::debug!(%error, "skipping a stored object that does not decode");
+                    undecodable.push(Undecodable { key: entry.key, reason: error.reason() });
                 }
             }
         }
