@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-decision bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-decision bench-load bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -53,13 +53,17 @@ conformance: build
 # idle writes of pacer up with 100 resources, failover at lease TTL 2 s and 5 s,
 # leader takeover (target/bench-cluster.txt). Decision benchmark: spec change to
 # assignment written, the scheduler's turn, etcd requests per decision
-# (target/bench-decision.txt; PACER_BENCH_RESOURCES, PACER_BENCH_ROUNDS).
+# (target/bench-decision.txt; PACER_BENCH_RESOURCES, PACER_BENCH_ROUNDS). Load
+# benchmark: 300, 1,000, 3,000 Dummy resources in one apply on pacer up — time until
+# all Started, self-fencings, peak agent processes and lease renewal latency per node
+# (target/bench-load.txt; PACER_BENCH_LOAD, PACER_BENCH_LOAD_LIMIT).
 bench: deps
 	$(CARGO) bench --bench apply
 	$(CARGO) bench --bench schedule
 	$(CARGO) bench --bench agent
 	$(CARGO) bench --bench cluster
 	$(CARGO) bench --bench decision
+	$(CARGO) bench --bench load
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -78,6 +82,14 @@ chaos-regressions: build
 
 bench-decision: deps
 	$(CARGO) bench --bench decision
+
+# Load benchmark (issue 13): for N in PACER_BENCH_LOAD (default 300,1000,3000) a fresh
+# `pacer up --nodes 3 --lease-ttl 5` and N Dummy resources (monitor 60 s) in one apply;
+# time from the apply until all N Started (given up after PACER_BENCH_LOAD_LIMIT s,
+# default 300, with how many were), self-fencings, peak concurrent agent processes and
+# lease renewal p99/max per node. Figures only: target/bench-load.txt.
+bench-load: deps
+	$(CARGO) bench --bench load
 
 # End-to-end benchmarks in the fault campaign's harness: failover per lease TTL (a
 # node's agent killed -> its resource Started elsewhere), leader takeover (new term; a

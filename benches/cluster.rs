@@ -8,28 +8,16 @@
 //! Figures only (`target/bench-cluster.txt`). `PACER_BENCH_ROUNDS` sets the failover
 //! and takeover rounds (default 3).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-const PREFIX: &str = "/pacer";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        pacer::local::child::terminate(&mut self.0, Duration::from_secs(60));
-    }
-}
+use support::{PREFIX, Proc, Up};
 
 fn status(endpoint: &str) -> Value {
-    let output = common::pacer(endpoint, PREFIX, &["status", "-o", "json"], None);
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    support::status(endpoint, Duration::from_secs(60))
 }
 
 fn node_of(view: &Value, resource: &str) -> Option<String> {
@@ -66,45 +54,12 @@ fn revision(endpoint: &str) -> i64 {
 }
 
 /// A cluster from `pacer up`, with 100 resources applied and running.
-struct Up {
-    process: Proc,
-    dir: tempfile::TempDir,
-    endpoint: String,
-}
-
 fn up(ttl: u64) -> Up {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state_dir = dir.path().join("up");
-    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
-    let process = Proc(
-        Command::new(env!("CARGO_BIN_EXE_pacer"))
-            .args(["up", "--nodes", "3", "--lease-ttl", &ttl.to_string(), "--state-dir"])
-            .arg(&state_dir)
-            .arg("--agents-dir")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
-            .env("PACER_PREFIX", PREFIX)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("pacer up"),
-    );
-    let started = Instant::now();
-    while !["scheduler", "n1", "n2", "n3"].iter().all(|name| state_dir.join("pids").join(name).exists()) {
-        assert!(started.elapsed() < Duration::from_secs(30), "pacer up did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let endpoint = std::fs::read_to_string(state_dir.join("endpoint")).expect("endpoint").trim().to_string();
-    let mut manifests = String::new();
-    for index in 0..100 {
-        manifests.push_str(&format!(
-            "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: r{index}}}\nspec:\n  agent: ocf:heartbeat:Dummy\n  operations: [{{name: monitor, interval: 10s}}]\n"
-        ));
-    }
-    let output = common::pacer(&endpoint, PREFIX, &["apply", "-f", "-"], Some(&manifests));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    wait(&endpoint, "100 resources running", |view| all_running(view, 100));
-    Up { process, dir, endpoint }
+    let cluster = support::up(ttl, Duration::from_secs(60)).expect("pacer up");
+    let output = support::pacer(&cluster.endpoint, &["apply", "-f", "-"], Some(&support::dummies(100, "10s")), Duration::from_secs(120));
+    assert!(output.success(), "apply: {}", output.failure());
+    wait(&cluster.endpoint, "100 resources running", |view| all_running(view, 100));
+    cluster
 }
 
 fn summary(label: &str, mut samples: Vec<Duration>) -> String {
@@ -136,7 +91,7 @@ fn main() {
             after - before,
             (after - before) as f64 / 30.0
         ));
-        drop(cluster.process);
+        drop(cluster);
     }
 
     // Failover, per lease TTL.
@@ -146,11 +101,11 @@ fn main() {
             let cluster = up(ttl);
             let view = status(&cluster.endpoint);
             let victim = node_of(&view, "r0").expect("r0 runs");
-            let pid = std::fs::read_to_string(cluster.dir.path().join("up/pids").join(&victim)).expect("pid");
+            let pid = cluster.pid(&victim).expect("pid");
             let killed = Instant::now();
             // SAFETY: SIGKILL to an agent of the cluster this benchmark started.
             unsafe {
-                libc::kill(pid.trim().parse::<i32>().expect("pid"), libc::SIGKILL);
+                libc::kill(pid, libc::SIGKILL);
             }
             wait(&cluster.endpoint, "r0 elsewhere", |view| node_of(view, "r0").is_some_and(|node| node != victim));
             samples.push(killed.elapsed());
@@ -163,7 +118,7 @@ fn main() {
     for _ in 0..rounds {
         let cluster = up(2);
         let log = std::fs::File::create(cluster.dir.path().join("standby.log")).expect("log");
-        let _standby = Proc(
+        let _standby = Proc::new(
             Command::new(env!("CARGO_BIN_EXE_pacer"))
                 .args(["scheduler", "--lease-ttl", "2", "--identity", "standby"])
                 .env("PACER_ETCD", &cluster.endpoint)
@@ -175,11 +130,11 @@ fn main() {
                 .expect("standby scheduler"),
         );
         std::thread::sleep(Duration::from_secs(1));
-        let pid = std::fs::read_to_string(cluster.dir.path().join("up/pids/scheduler")).expect("pid");
+        let pid = cluster.pid("scheduler").expect("pid");
         let killed = Instant::now();
         // SAFETY: SIGKILL to the scheduler of the cluster this benchmark started.
         unsafe {
-            libc::kill(pid.trim().parse::<i32>().expect("pid"), libc::SIGKILL);
+            libc::kill(pid, libc::SIGKILL);
         }
         wait(&cluster.endpoint, "the standby to lead", |view| view["leader"] == "standby");
         samples.push(killed.elapsed());

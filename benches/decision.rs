@@ -9,29 +9,16 @@
 //!
 //! Figures only (`target/bench-decision.txt`).
 
-#[path = "../tests/common/mod.rs"]
-mod common;
+mod support;
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use etcd_client::{EventType, WatchOptions};
 use serde_json::Value;
-
-const PREFIX: &str = "/pacer";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        pacer::local::child::terminate(&mut self.0, Duration::from_secs(60));
-    }
-}
+use support::{PREFIX, percentile};
 
 fn status(endpoint: &str) -> Value {
-    let output = common::pacer(endpoint, PREFIX, &["status", "-o", "json"], None);
-    serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    support::status(endpoint, Duration::from_secs(60))
 }
 
 fn started(view: &Value) -> usize {
@@ -57,14 +44,6 @@ fn wait(endpoint: &str, what: &str, limit: Duration, condition: impl Fn(&Value) 
     }
 }
 
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
-    sorted[index.min(sorted.len() - 1)]
-}
-
 fn describe(label: &str, unit: &str, mut samples: Vec<f64>) -> String {
     samples.sort_by(f64::total_cmp);
     format!(
@@ -75,34 +54,6 @@ fn describe(label: &str, unit: &str, mut samples: Vec<f64>) -> String {
         percentile(&samples, 0.99),
         samples.last().copied().unwrap_or(f64::NAN)
     )
-}
-
-/// `key=value` fields of the scheduler's `new decision` log lines, from `offset` on.
-fn decision_lines(log: &Path, offset: usize) -> Vec<std::collections::BTreeMap<String, String>> {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.get(offset..)
-        .unwrap_or_default()
-        .lines()
-        .filter(|line| line.contains("new decision"))
-        .map(|line| line.split_whitespace().filter_map(|field| field.split_once('=')).map(|(key, value)| (strip_ansi(key), strip_ansi(value))).collect())
-        .collect()
-}
-
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Milliseconds of a `Debug`-printed duration (`12.3ms`, `1.2s`, `800µs`).
@@ -122,40 +73,14 @@ fn millis(text: &str) -> Option<f64> {
 fn main() {
     let resources: usize = std::env::var("PACER_BENCH_RESOURCES").ok().and_then(|text| text.parse().ok()).unwrap_or(300).max(2);
     let rounds: usize = std::env::var("PACER_BENCH_ROUNDS").ok().and_then(|text| text.parse().ok()).unwrap_or(20).max(1);
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state_dir = dir.path().join("up");
-    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
-    let _up = Proc(
-        Command::new(env!("CARGO_BIN_EXE_pacer"))
-            .args(["up", "--nodes", "3", "--lease-ttl", "5", "--state-dir"])
-            .arg(&state_dir)
-            .arg("--agents-dir")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
-            .env("PACER_PREFIX", PREFIX)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("pacer up"),
-    );
-    let begun = Instant::now();
-    while !["scheduler", "n1", "n2", "n3"].iter().all(|name| state_dir.join("pids").join(name).exists()) {
-        assert!(begun.elapsed() < Duration::from_secs(30), "pacer up did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let endpoint = std::fs::read_to_string(state_dir.join("endpoint")).expect("endpoint").trim().to_string();
-    let mut manifests = String::new();
-    for index in 0..resources {
-        manifests.push_str(&format!(
-            "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: r{index}}}\nspec:\n  agent: ocf:heartbeat:Dummy\n  operations: [{{name: monitor, interval: 60s}}]\n"
-        ));
-    }
-    let output = common::pacer(&endpoint, PREFIX, &["apply", "-f", "-"], Some(&manifests));
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let up = support::up(5, Duration::from_secs(60)).expect("pacer up");
+    let endpoint = up.endpoint.clone();
+    let output = support::pacer(&endpoint, &["apply", "-f", "-"], Some(&support::dummies(resources, "60s")), Duration::from_secs(300));
+    assert!(output.success(), "apply: {}", output.failure());
     let converged = wait(&endpoint, "every resource Started", Duration::from_secs(600), |view| started(view) >= resources);
     std::thread::sleep(Duration::from_secs(3));
 
-    let scheduler_log = state_dir.join("logs").join("scheduler.log");
+    let scheduler_log = up.log("scheduler");
     let log_offset = std::fs::metadata(&scheduler_log).map_or(0, |meta| meta.len() as usize);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut latencies = Vec::new();
@@ -170,7 +95,7 @@ fn main() {
             let revision = client.status().await.expect("status").header().map(|header| header.revision()).unwrap_or_default();
             let mut stream = client.watch(PREFIX, Some(WatchOptions::new().with_prefix().with_start_revision(revision + 1))).await.expect("watch");
             let endpoint = endpoint.clone();
-            let applied = std::thread::spawn(move || common::pacer(&endpoint, PREFIX, &["apply", "-f", "-"], Some(&location)));
+            let applied = std::thread::spawn(move || support::pacer(&endpoint, &["apply", "-f", "-"], Some(&location), Duration::from_secs(60)));
             let mut spec: Option<(Instant, i64)> = None;
             let deadline = Instant::now() + Duration::from_secs(60);
             let latency = loop {
@@ -198,7 +123,7 @@ fn main() {
                 }
             };
             let output = applied.join().expect("apply thread");
-            assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            assert!(output.success(), "apply: {}", output.failure());
             latency
         });
         latencies.push(latency.as_secs_f64() * 1000.0);
@@ -207,7 +132,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(1500));
         eprintln!("round {}: {:.1} ms", round + 1, latencies[round]);
     }
-    let decisions = decision_lines(&scheduler_log, log_offset);
+    let decisions = support::marked_fields(&scheduler_log, log_offset, "new decision");
     let took: Vec<f64> = decisions.iter().filter_map(|fields| fields.get("took").and_then(|text| millis(text))).collect();
     let reads: Vec<f64> = decisions.iter().filter_map(|fields| fields.get("reads").and_then(|text| text.parse().ok())).collect();
     let writes: Vec<f64> = decisions.iter().filter_map(|fields| fields.get("writes").and_then(|text| text.parse().ok())).collect();
