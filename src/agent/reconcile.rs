@@ -4,12 +4,12 @@
 //! `record` (what an operation's result changes). Every decision the agent makes is
 //! here, so it is unit-tested without etcd or processes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use crate::api::ocf;
 use crate::api::records::{
-    AssignedResource, DEFAULT_TIMEOUT_MS, Definition, ExecStatus, FAIL_COUNT_INFINITY, NodeAssignment, NodeState, Notice, NoticePhase, ObservedRole,
+    AssignedResource, DEFAULT_TIMEOUT_MS, Definition, ExecStatus, FAIL_COUNT_INFINITY, LocalGate, NodeAssignment, NodeState, Notice, NoticePhase, ObservedRole,
     OperationRecord, ResourceStatus,
 };
 use crate::api::resource::Role;
@@ -31,6 +31,35 @@ pub fn spread_due(node: &str, id: &str, interval_ms: u64, now: Instant) -> Insta
     let fraction = (hash % 1000) as f64 / 1000.0;
     let interval = Duration::from_millis(interval_ms);
     now + interval.mul_f64(0.5 + fraction / 2.0)
+}
+
+/// Lookups for one decision (`Reconciler::index`).
+#[derive(Default)]
+struct Index<'a> {
+    /// This node's assignment, by id.
+    assigned: HashMap<&'a str, &'a AssignedResource>,
+    /// Ids another node reports possibly active.
+    active_elsewhere: HashSet<&'a str>,
+    /// Copies another node reports possibly promoted, by (clone, primitive name).
+    promoted_elsewhere: HashMap<(&'a str, &'a str), usize>,
+    /// Every status in the cluster (this node's from `local`), by primitive name.
+    by_name: HashMap<&'a str, Vec<&'a ResourceStatus>>,
+    /// For a name, the local resources possibly active that were started after it.
+    needed_by: HashMap<&'a str, Vec<&'a str>>,
+}
+
+impl<'a> Index<'a> {
+    /// The statuses gates can depend on: those of their members.
+    fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
+        let mut statuses = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for member in gates.iter().flat_map(|gate| gate.members.iter()) {
+            if seen.insert(member.as_str()) {
+                statuses.extend(self.by_name.get(member.as_str()).into_iter().flatten().copied());
+            }
+        }
+        statuses
+    }
 }
 
 /// An operation the agent runs.
@@ -278,10 +307,45 @@ impl Reconciler {
             .chain(self.local.values().map(|local| &local.status))
     }
 
+    /// What a decision looks up per resource, built once per decision: looked up by
+    /// scanning, a decision over n resources would cost n², and a burst of a thousand
+    /// would stall the agent between operations.
+    fn index(&self) -> Index<'_> {
+        let mut index = Index::default();
+        if let Some(assignment) = &self.assignment {
+            index.assigned = assignment.resources.iter().map(|entry| (entry.id.as_str(), entry)).collect();
+        }
+        for ((node, id), status) in &self.cluster {
+            if node == &self.node {
+                continue;
+            }
+            if status.may_be_active() {
+                index.active_elsewhere.insert(id.as_str());
+            }
+            if let Some(clone) = &status.clone
+                && status.may_be_promoted()
+            {
+                *index.promoted_elsewhere.entry((clone.as_str(), status.name.as_str())).or_default() += 1;
+            }
+        }
+        for status in self.statuses() {
+            index.by_name.entry(status.name.as_str()).or_default().push(status);
+        }
+        for (id, local) in &self.local {
+            if local.status.role.may_be_active() {
+                for after in &local.status.started_after {
+                    index.needed_by.entry(after.as_str()).or_default().push(id.as_str());
+                }
+            }
+        }
+        index
+    }
+
     /// The operations to run now, at most one per resource, none for a resource that
     /// is busy. Order: probes first (nothing else happens until every resource has
     /// been probed), then what the assignment asks, then due monitors.
     pub fn decide(&self, now: Instant) -> Vec<Step> {
+        let index = self.index();
         let mut steps = Vec::new();
         let probed = self.probed();
         let maintenance = self.assignment.as_ref().is_some_and(|assignment| assignment.state == NodeState::Maintenance);
@@ -299,7 +363,7 @@ impl Reconciler {
                 notify = Some(event);
                 Some(Action::Notify)
             } else {
-                match self.converge(id, local) {
+                match self.converge(id, local, &index) {
                     Some(action) if notifying(local) && matches!(action, Action::Start | Action::Stop | Action::Promote | Action::Demote) => {
                         self.announced(id, local, action, now, &mut notify)
                     }
@@ -337,14 +401,16 @@ impl Reconciler {
                 };
                 // A start runs as the decision says (its clone instance number among
                 // it); everything else as the resource last ran.
-                let mut definition = match (action, self.assigned(id)) {
+                let mut definition = match (action, index.assigned.get(id.as_str()).copied()) {
                     (Action::Start | Action::MigrateFrom, Some(entry)) => entry.definition.clone(),
                     _ => local.status.definition.clone(),
                 };
                 // Both halves of a migration are told both ends.
                 let ends = match action {
                     Action::MigrateTo => self.migration_target(id).map(|target| (self.node.clone(), target.to_string())),
-                    Action::MigrateFrom => self.assigned(id).and_then(|entry| entry.migrate_from.clone()).map(|source| (source, self.node.clone())),
+                    Action::MigrateFrom => {
+                        index.assigned.get(id.as_str()).and_then(|entry| entry.migrate_from.clone()).map(|source| (source, self.node.clone()))
+                    }
                     _ => None,
                 };
                 if let Some((source, target)) = ends {
@@ -361,8 +427,8 @@ impl Reconciler {
     }
 
     /// The one step towards what the assignment wants for a probed, idle resource.
-    fn converge(&self, id: &str, local: &Local) -> Option<Action> {
-        let entry = if self.stopping_all { None } else { self.assigned(id) };
+    fn converge(&self, id: &str, local: &Local, index: &Index<'_>) -> Option<Action> {
+        let entry = if self.stopping_all { None } else { index.assigned.get(id).copied() };
         if entry.is_some_and(|entry| !entry.managed) {
             return None;
         }
@@ -397,12 +463,12 @@ impl Reconciler {
         match (role, desired) {
             (ObservedRole::Promoted, Role::Stopped) => Some(Action::Demote),
             (ObservedRole::Started, Role::Stopped) if self.migration_target(id).is_some() => Some(Action::MigrateTo),
-            (_, Role::Stopped) if role.is_active() => self.may_stop(id).then_some(Action::Stop),
+            (_, Role::Stopped) if role.is_active() => self.may_stop(id, index).then_some(Action::Stop),
             (ObservedRole::Promoted, Role::Started | Role::Unpromoted) => Some(Action::Demote),
             (ObservedRole::Started | ObservedRole::Unpromoted, Role::Promoted) => {
                 let entry = entry?;
-                let open = gates::all_open(&entry.promote_after, &self.node, self.statuses());
-                (open && self.room_to_promote(entry)).then_some(Action::Promote)
+                let open = gates::all_open(&entry.promote_after, &self.node, index.gate_statuses(&entry.promote_after).into_iter());
+                (open && self.room_to_promote(entry, index)).then_some(Action::Promote)
             }
             (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
                 let entry = entry?;
@@ -410,7 +476,7 @@ impl Reconciler {
                 if self.assignment.as_ref().is_some_and(|assignment| assignment.unfence_first) && !self.unfenced {
                     return None;
                 }
-                let open = gates::all_open(&entry.start_after, &self.node, self.statuses());
+                let open = gates::all_open(&entry.start_after, &self.node, index.gate_statuses(&entry.start_after).into_iter());
                 if let Some(source) = &entry.migrate_from {
                     // Take over once the source has handed over; start plainly if it
                     // reports the resource stopped; otherwise wait.
@@ -420,7 +486,7 @@ impl Reconciler {
                         Some(_) => return None,
                     }
                 }
-                let alone = !entry.exclusive || !self.active_elsewhere(id);
+                let alone = !entry.exclusive || !index.active_elsewhere.contains(id);
                 (open && alone).then_some(Action::Start)
             }
             _ => None,
@@ -541,12 +607,9 @@ impl Reconciler {
 
     /// A resource stops after those started after it on this node have stopped
     /// (stops run in the reverse order of starts).
-    fn may_stop(&self, id: &str) -> bool {
+    fn may_stop(&self, id: &str, index: &Index<'_>) -> bool {
         let Some(name) = self.local.get(id).map(|local| local.status.name.as_str()) else { return true };
-        !self
-            .local
-            .iter()
-            .any(|(other, local)| other != id && local.status.role.may_be_active() && local.status.started_after.iter().any(|after| after == name))
+        !index.needed_by.get(name).is_some_and(|others| others.iter().any(|other| *other != id))
     }
 
     /// Where the assignment migrates this resource to, if it does.
@@ -565,21 +628,12 @@ impl Reconciler {
     /// decision may already place the promotion elsewhere while a lost node's instance
     /// is still promoted; found by the fault campaign (a promotion on n2 ran 200 ms
     /// before the fencing of n1, whose instance was promoted, had succeeded).
-    fn room_to_promote(&self, entry: &AssignedResource) -> bool {
+    fn room_to_promote(&self, entry: &AssignedResource, index: &Index<'_>) -> bool {
         let Some(clone) = &entry.clone else { return true };
         let most = entry.definition.meta.get("promoted_max").and_then(|max| max.parse::<usize>().ok()).unwrap_or(1);
         // Counted per primitive: the members of a cloned group each count their own.
-        let promoted = self
-            .cluster
-            .iter()
-            .filter(|((node, _), status)| node != &self.node && status.clone.as_ref() == Some(clone) && status.name == entry.name && status.may_be_promoted())
-            .count();
+        let promoted = index.promoted_elsewhere.get(&(clone.as_str(), entry.name.as_str())).copied().unwrap_or(0);
         promoted < most
-    }
-
-    /// Whether another node reports this exclusive resource as possibly running.
-    fn active_elsewhere(&self, id: &str) -> bool {
-        self.cluster.iter().any(|((node, other), status)| node != &self.node && other == id && status.may_be_active())
     }
 
     fn due_monitor(&self, local: &Local, now: Instant) -> Option<Action> {
@@ -858,7 +912,7 @@ fn is_failure(record: &OperationRecord) -> bool {
 mod tests {
     use super::*;
     use crate::api::constraint::OrderAction;
-    use crate::api::records::{LocalGate, OperationDef};
+    use crate::api::records::OperationDef;
 
     const NODE: &str = "n1";
     const OTHER: &str = "n2";
