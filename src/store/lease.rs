@@ -149,16 +149,17 @@ async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<Le
         }
         if reported.elapsed() >= REPORT_EVERY && !latencies.is_empty() {
             latencies.sort();
+            // Milliseconds to a tenth, as numbers (log readers parse them).
             let millis = |fraction: f64| {
                 let index = ((latencies.len() - 1) as f64 * fraction).round() as usize;
-                latencies[index.min(latencies.len() - 1)].as_secs_f64() * 1000.0
+                (latencies[index.min(latencies.len() - 1)].as_secs_f64() * 10_000.0).round() / 10.0
             };
             tracing::info!(
                 lease = format!("{lease:x}"),
                 count = latencies.len(),
-                p50_ms = format!("{:.1}", millis(0.5)),
-                p99_ms = format!("{:.1}", millis(0.99)),
-                max_ms = format!("{:.1}", millis(1.0)),
+                p50_ms = millis(0.5),
+                p99_ms = millis(0.99),
+                max_ms = millis(1.0),
                 "lease renewals"
             );
             latencies.clear();
