@@ -22,7 +22,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::manifest::{Source, load};
-use crate::api::records::{ExecStatus, FenceRequestRecord, FenceResultRecord, NodeHeartbeat, ObservedRole, ResourceStatus};
+use crate::api::records::{
+    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, ResourceStatus, SELF_FENCINGS_KEPT, SelfFencing,
+};
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
 use crate::runtime::{ClusterCache, Informer};
 use crate::state::probe_targets;
@@ -72,6 +74,32 @@ const LEASE_FILE: &str = "lease";
 /// Locked (flock) for the agent's life: two agents acting on one node's resources
 /// would each believe it owns them.
 const LOCK_FILE: &str = "agent.lock";
+/// The node's self-fencings, one JSON record a line: written when it happens (the
+/// lease is gone, nothing can be reported), published in the activity record once the
+/// node is claimed again.
+const SELF_FENCINGS_FILE: &str = "self-fencings";
+/// The activity record is rewritten at most this often.
+const ACTIVITY_PERIOD: Duration = Duration::from_secs(2);
+
+/// The latest self-fencings recorded in the state dir, oldest first. A line that does
+/// not decode is skipped (the file is only informative).
+fn recorded_self_fencings(dir: &std::path::Path) -> Vec<SelfFencing> {
+    let text = std::fs::read_to_string(dir.join(SELF_FENCINGS_FILE)).unwrap_or_default();
+    let all: Vec<SelfFencing> = text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect();
+    all[all.len().saturating_sub(SELF_FENCINGS_KEPT)..].to_vec()
+}
+
+/// Appends a self-fencing to the state dir's record; failing to is logged, not fatal.
+fn record_self_fencing(dir: &std::path::Path, fencing: &SelfFencing) {
+    use std::io::Write;
+    let appended = serde_json::to_string(fencing).map_err(std::io::Error::other).and_then(|line| {
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(dir.join(SELF_FENCINGS_FILE))?;
+        writeln!(file, "{line}")
+    });
+    if let Err(error) = appended {
+        tracing::warn!(%error, "cannot record the self-fencing in the state dir");
+    }
+}
 
 /// Takes the state dir's lock; the open file holds it until the process ends.
 fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
@@ -350,6 +378,10 @@ struct Session<'a> {
     load: Option<(Instant, Option<f64>)>,
     /// Operations decided but held back by the limit, at the last decision.
     queued: usize,
+    /// The activity record as last written, and when.
+    activity_written: Option<(NodeActivity, Instant)>,
+    /// The node's latest self-fencings, from the state dir.
+    self_fencings: Vec<SelfFencing>,
     /// Whether the heartbeat says the node has probed everything.
     heartbeat_probed: bool,
 }
@@ -388,6 +420,8 @@ impl<'a> Session<'a> {
             limits: throttle::limits(&[], &config.node, cores()),
             load: None,
             queued: 0,
+            activity_written: None,
+            self_fencings: recorded_self_fencings(&config.state_dir),
             heartbeat_probed: false,
         }
     }
@@ -527,8 +561,14 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            let unwritten =
-                reconciler.local.values().any(|local| local.dirty) || !self.pending_attributes.is_empty() || (reconciler.probed() && !self.heartbeat_probed);
+            let activity_changed = self
+                .activity_written
+                .as_ref()
+                .is_some_and(|(written, _)| written.running as usize != self.running.len() || written.queued as usize != self.queued);
+            let unwritten = reconciler.local.values().any(|local| local.dirty)
+                || !self.pending_attributes.is_empty()
+                || (reconciler.probed() && !self.heartbeat_probed)
+                || activity_changed;
             if unwritten {
                 retry_writes = Some(Instant::now() + Duration::from_millis(500));
             }
@@ -537,10 +577,15 @@ impl<'a> Session<'a> {
         match end {
             SessionEnd::LeaseLost => {
                 self.lease_task.abort();
-                let deadline = match *self.lease_state.borrow() {
-                    LeaseState::Held { renewed_at } => renewed_at + ttl - self_fence_margin(ttl),
-                    LeaseState::Lost => Instant::now(),
+                let state = *self.lease_state.borrow();
+                let (deadline, cause) = match state {
+                    LeaseState::Held { renewed_at } => (
+                        renewed_at + ttl - self_fence_margin(ttl),
+                        format!("no lease renewal confirmed for {} ms (half the lease is {} ms)", renewed_at.elapsed().as_millis(), (ttl / 2).as_millis()),
+                    ),
+                    LeaseState::Lost => (Instant::now(), "etcd answered that the lease is gone".to_string()),
                 };
+                record_self_fencing(&self.config.state_dir, &SelfFencing { time: epoch_now(), cause });
                 self.self_fence(reconciler, deadline).await;
                 // Asked to shut down meanwhile: everything is stopped; do not claim again.
                 if shutting_down { SessionEnd::Shutdown } else { SessionEnd::LeaseLost }
@@ -716,6 +761,7 @@ impl<'a> Session<'a> {
             }
         }
         result?;
+        self.write_activity().await?;
         let probed = reconciler.probed() && !self.spec_stale;
         if probed && !self.heartbeat_probed {
             let heartbeat = heartbeat(self.config, true, reconciler.stopping_all);
@@ -723,6 +769,31 @@ impl<'a> Session<'a> {
             self.heartbeat_probed = true;
             tracing::info!(%node, resources = reconciler.local.len(), "every resource probed");
         }
+        Ok(())
+    }
+
+    /// Rewrites the node's activity record when it changed, at most every
+    /// `ACTIVITY_PERIOD` (a burst changes the counts with every operation).
+    async fn write_activity(&mut self) -> Result<(), GuardedWriteError> {
+        let load = self.load.and_then(|(_, load)| load);
+        let activity = NodeActivity {
+            node: self.config.node.clone(),
+            running: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
+            queued: u32::try_from(self.queued).unwrap_or(u32::MAX),
+            limit: u32::try_from(throttle::effective(self.limits, load)).unwrap_or(u32::MAX),
+            self_fencings: self.self_fencings.clone(),
+        };
+        let due = match &self.activity_written {
+            None => true,
+            Some((written, at)) => *written != activity && at.elapsed() >= ACTIVITY_PERIOD,
+        };
+        if !due {
+            return Ok(());
+        }
+        let key = self.keys.node_activity(&self.config.node);
+        let value = serde_json::to_string(&activity).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
+        self.store.guarded_write(&self.session, &key, Some(value), false).await?;
+        self.activity_written = Some((activity, Instant::now()));
         Ok(())
     }
 

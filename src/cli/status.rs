@@ -8,7 +8,7 @@ use crate::api::records::HistoryRecord;
 use crate::api::yaml::to_yaml_string;
 use crate::runtime::{BuildOptions, build, load};
 use crate::scheduler::schedule;
-use crate::state::view::{DecisionView, StatusView, fencing_view, status_view};
+use crate::state::view::{DecisionView, StatusView, Surroundings, fencing_view, status_view};
 use crate::store::Store;
 
 use super::output::table;
@@ -55,7 +55,8 @@ pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView>
     let requests: Vec<_> = cache.fence_requests().values().cloned().collect();
     let results: Vec<_> = cache.fence_results().values().cloned().collect();
     let fencing = fencing_view(&requests, &results);
-    Ok(status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, leader, decisions, fencing))
+    let around = Surroundings { leader, decisions, fencing, activities: cache.activities() };
+    Ok(status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around))
 }
 
 /// The human form.
@@ -64,8 +65,20 @@ pub fn render(view: &StatusView) -> String {
     out.push_str(&format!("Scheduler leader: {}\n\n", view.leader.as_deref().unwrap_or("none")));
     let online = view.nodes.iter().filter(|node| node.state == "online").count();
     out.push_str(&format!("Nodes ({} configured or seen, {online} online):\n", view.nodes.len()));
-    let rows: Vec<Vec<String>> = view.nodes.iter().map(|node| vec![node.name.clone(), node.state.to_string()]).collect();
-    out.push_str(&indent(&table(&["NODE", "STATE"], &rows)));
+    let rows: Vec<Vec<String>> = view
+        .nodes
+        .iter()
+        .map(|node| {
+            let operations =
+                node.operations.as_ref().map_or("-".to_string(), |ops| format!("{} running, {} queued (limit {})", ops.running, ops.queued, ops.limit));
+            let self_fenced = match node.self_fencings.last() {
+                None => "-".to_string(),
+                Some(last) => format!("{} time(s), last at {}: {}", node.self_fencings.len(), epoch_text(last.time), last.cause),
+            };
+            vec![node.name.clone(), node.state.to_string(), operations, self_fenced]
+        })
+        .collect();
+    out.push_str(&indent(&table(&["NODE", "STATE", "OPERATIONS", "SELF-FENCED"], &rows)));
     out.push_str("\nResources:\n");
     let rows: Vec<Vec<String>> = view
         .resources
@@ -124,6 +137,10 @@ pub fn render(view: &StatusView) -> String {
         }
     }
     out
+}
+
+fn epoch_text(seconds: i64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0))).to_string()
 }
 
 fn indent(text: &str) -> String {

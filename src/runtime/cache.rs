@@ -12,7 +12,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::de::DeserializeOwned;
 
-use crate::api::records::{FenceRequestRecord, FenceResultRecord, Leader, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus};
+use crate::api::records::{
+    FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus,
+};
 use crate::api::{Object, ObjectKey};
 use crate::store::keys::Section;
 use crate::store::watch::{Entry, WatchEvent};
@@ -66,6 +68,7 @@ pub struct ClusterCache {
     spec_version: i64,
     committed_intents: BTreeSet<String>,
     heartbeats: BTreeMap<String, HeartbeatEntry>,
+    activities: BTreeMap<String, NodeActivity>,
     statuses: BTreeMap<(String, String), ResourceStatus>,
     attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
     plans: BTreeMap<String, NodeAssignment>,
@@ -87,6 +90,7 @@ impl ClusterCache {
             spec_version: 0,
             committed_intents: BTreeSet::new(),
             heartbeats: BTreeMap::new(),
+            activities: BTreeMap::new(),
             statuses: BTreeMap::new(),
             attributes: BTreeMap::new(),
             plans: BTreeMap::new(),
@@ -186,6 +190,9 @@ impl ClusterCache {
             Section::Heartbeat(node) => decode::<NodeHeartbeat>(&entry.value).map(|heartbeat| {
                 self.heartbeats.insert(node.clone(), HeartbeatEntry { heartbeat, lease: entry.lease });
             }),
+            Section::Activity(node) => decode::<NodeActivity>(&entry.value).map(|activity| {
+                self.activities.insert(node.clone(), activity);
+            }),
             Section::Status { node, id } => decode::<ResourceStatus>(&entry.value).map(|status| {
                 self.statuses.insert((node.clone(), id.clone()), status);
             }),
@@ -232,6 +239,9 @@ impl ClusterCache {
             Section::IntentChunk => {}
             Section::Heartbeat(node) => {
                 self.heartbeats.remove(node);
+            }
+            Section::Activity(node) => {
+                self.activities.remove(node);
             }
             Section::Status { node, id } => {
                 self.statuses.remove(&(node.clone(), id.clone()));
@@ -296,6 +306,11 @@ impl ClusterCache {
 
     pub fn heartbeats(&self) -> &BTreeMap<String, HeartbeatEntry> {
         &self.heartbeats
+    }
+
+    /// How busy each node's agent is, and its self-fencings, by node.
+    pub fn activities(&self) -> &BTreeMap<String, NodeActivity> {
+        &self.activities
     }
 
     /// The lease holding `node`'s key, if the key exists.

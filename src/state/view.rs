@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, ResourceStatus};
+use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, ResourceStatus, SelfFencing};
 use crate::api::resource::Role;
 use crate::api::{Object, Spec};
 use crate::scheduler::plan::{Plan, ResourceKind};
@@ -82,6 +82,19 @@ pub struct NodeView {
     pub name: String,
     /// `online`, `standby`, `maintenance`, `offline` or `unclean`.
     pub state: &'static str,
+    /// Operations its agent runs now, has waiting, and allows at once (as it last
+    /// reported; absent before its first report).
+    pub operations: Option<OperationsView>,
+    /// The latest times its agent stopped everything for want of a lease renewal,
+    /// oldest first.
+    pub self_fencings: Vec<SelfFencing>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OperationsView {
+    pub running: u32,
+    pub queued: u32,
+    pub limit: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -120,17 +133,21 @@ pub struct DecisionView {
     pub actions: Vec<String>,
 }
 
+/// What the view shows besides the snapshot and the plan.
+pub struct Surroundings<'a> {
+    /// The scheduler leader, if one holds the election.
+    pub leader: Option<String>,
+    /// The latest decisions, newest first.
+    pub decisions: Vec<DecisionView>,
+    pub fencing: Vec<FencingView>,
+    /// Each node agent's activity record, by node.
+    pub activities: &'a BTreeMap<String, NodeActivity>,
+}
+
 /// Builds the view. `plan` is a decision made from the same snapshot (for the list
 /// of instances and where each is believed to run).
-pub fn status_view(
-    objects: &[Object],
-    observed: &Observed,
-    statuses: &[ResourceStatus],
-    plan: &Plan,
-    leader: Option<String>,
-    decisions: Vec<DecisionView>,
-    fencing: Vec<FencingView>,
-) -> StatusView {
+pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[ResourceStatus], plan: &Plan, around: Surroundings<'_>) -> StatusView {
+    let Surroundings { leader, decisions, fencing, activities } = around;
     let mut standby = BTreeMap::new();
     for object in objects {
         if let Spec::Node(node) = &object.spec {
@@ -155,7 +172,10 @@ pub fn status_view(
                 Some(NodeLiveness::Unclean) => "unclean",
                 _ => "offline",
             };
-            NodeView { name, state }
+            let activity = activities.get(&name);
+            let operations = activity.map(|activity| OperationsView { running: activity.running, queued: activity.queued, limit: activity.limit });
+            let self_fencings = activity.map(|activity| activity.self_fencings.clone()).unwrap_or_default();
+            NodeView { name, state, operations, self_fencings }
         })
         .collect();
     let mut resources = Vec::new();

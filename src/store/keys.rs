@@ -7,6 +7,7 @@
 //!   the commit key is its point of no return (see `apply`).
 //! - `nodes/<node>/lease`: a node agent's heartbeat, bound to its lease (present =
 //!   the agent is alive).
+//! - `nodes/<node>/activity`: how busy the agent is, its self-fencings (not bound).
 //! - `status/<node>/<id>`: a resource on a node as that node's agent saw it.
 //! - `attributes/<node>/<name>`: node attributes agents set at run time.
 //! - `plans/<node>`: the leading scheduler's assignment for one node.
@@ -36,6 +37,8 @@ pub enum Section {
     IntentChunk,
     /// `nodes/<node>/lease`.
     Heartbeat(String),
+    /// `nodes/<node>/activity`.
+    Activity(String),
     /// `status/<node>/<id>`.
     Status { node: String, id: String },
     /// `attributes/<node>/<name>`.
@@ -93,6 +96,11 @@ impl Keys {
 
     pub fn node_lease(&self, node: &str) -> String {
         format!("{}/nodes/{node}/lease", self.prefix)
+    }
+
+    /// A node agent's activity record (operations running and queued, self-fencings).
+    pub fn node_activity(&self, node: &str) -> String {
+        format!("{}/nodes/{node}/activity", self.prefix)
     }
 
     pub fn nodes_prefix(&self) -> String {
@@ -190,6 +198,7 @@ impl Keys {
             ["intents", id, "commit"] if !id.is_empty() => Section::IntentCommit((*id).to_string()),
             ["intents", id, "chunk", _] if !id.is_empty() => Section::IntentChunk,
             ["nodes", node, "lease"] if !node.is_empty() => Section::Heartbeat((*node).to_string()),
+            ["nodes", node, "activity"] if !node.is_empty() => Section::Activity((*node).to_string()),
             ["status", node, id] if !node.is_empty() && !id.is_empty() => Section::Status { node: (*node).to_string(), id: (*id).to_string() },
             ["attributes", node, name] if !node.is_empty() && !name.is_empty() => Section::Attribute { node: (*node).to_string(), name: (*name).to_string() },
             ["plans", node] if !node.is_empty() => Section::Plan((*node).to_string()),
@@ -237,6 +246,7 @@ mod tests {
         assert_eq!(keys.section(&keys.status("n1", "db:1")), Some(Section::Status { node: "n1".into(), id: "db:1".into() }));
         assert_eq!(keys.section(&keys.attribute("n2", "master-db")), Some(Section::Attribute { node: "n2".into(), name: "master-db".into() }));
         assert_eq!(keys.section(&keys.node_lease("n3")), Some(Section::Heartbeat("n3".into())));
+        assert_eq!(keys.section(&keys.node_activity("n3")), Some(Section::Activity("n3".into())));
         assert_eq!(keys.section(&keys.plan("n10")), Some(Section::Plan("n10".into())));
         assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
         assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));

@@ -14,4 +14,7 @@ pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate
 pub use fencing::{FenceRequestRecord, FenceResultRecord};
 pub use leader::{HistoryRecord, Leader};
 pub use operation::{ExecStatus, OperationRecord};
-pub use status::{FAIL_COUNT_INFINITY, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus};
+pub use status::{
+    FAIL_COUNT_INFINITY, NodeActivity, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus, SELF_FENCINGS_KEPT,
+    SelfFencing,
+};

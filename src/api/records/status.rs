@@ -190,6 +190,37 @@ pub struct NodeHeartbeat {
     pub shutdown: bool,
 }
 
+/// `nodes/<node>/activity`: how busy a node's agent is and when it last had to
+/// self-fence. Written by that agent (guarded by its lease) when it changes, at most
+/// every few seconds; not bound to the lease, so a node's self-fencings stay visible
+/// while it is down.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeActivity {
+    pub node: String,
+    /// Operations running now.
+    pub running: u32,
+    /// Operations decided but waiting for a place under the node's limit.
+    pub queued: u32,
+    /// Operations allowed at once now (the action limit after the load throttle).
+    pub limit: u32,
+    /// The latest self-fencings, oldest first (at most `SELF_FENCINGS_KEPT`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub self_fencings: Vec<SelfFencing>,
+}
+
+/// How many self-fencings a node's activity record keeps.
+pub const SELF_FENCINGS_KEPT: usize = 10;
+
+/// One time an agent stopped everything because it could not prove it held its lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SelfFencing {
+    /// Seconds since the epoch.
+    pub time: i64,
+    pub cause: String,
+}
+
 /// `attributes/<node>/<name>`: a node attribute an agent set at run time (promotion
 /// scores `master-<resource>` among them).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
