@@ -467,10 +467,8 @@ impl<'a> Session<'a> {
                 if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
                     break SessionEnd::Shutdown;
                 }
-                let decided = reconciler.decide(Instant::now());
-                let wanted = decided.len();
-                let steps = Reconciler::admit(decided, self.capacity());
-                self.queued = wanted - steps.len();
+                let (steps, held) = reconciler.decide_within(Instant::now(), self.capacity());
+                self.queued = held;
                 if shutting_down && steps.is_empty() && self.running.is_empty() {
                     let left: Vec<&str> = reconciler.local.iter().filter(|(_, local)| local.status.role.may_be_active()).map(|(id, _)| id.as_str()).collect();
                     tracing::error!(?left, "shutting down with resources that could not be stopped");

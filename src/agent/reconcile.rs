@@ -33,6 +33,19 @@ pub fn spread_due(node: &str, id: &str, interval_ms: u64, now: Instant) -> Insta
     now + interval.mul_f64(0.5 + fraction / 2.0)
 }
 
+/// The order in which decided operations get a place under the node's limit
+/// (`Reconciler::admit`).
+fn admission_class(action: Action) -> u8 {
+    match action {
+        Action::Stop | Action::Demote | Action::MigrateTo | Action::Notify => 0,
+        Action::Probe => 1,
+        Action::Start | Action::Promote | Action::MigrateFrom => 2,
+        Action::Intend => 3,
+        Action::Monitor(_) => 4,
+        Action::Announce => 5,
+    }
+}
+
 /// Lookups for one decision (`Reconciler::index`).
 #[derive(Default)]
 struct Index<'a> {
@@ -42,8 +55,10 @@ struct Index<'a> {
     active_elsewhere: HashSet<&'a str>,
     /// Copies another node reports possibly promoted, by (clone, primitive name).
     promoted_elsewhere: HashMap<(&'a str, &'a str), usize>,
-    /// Every status in the cluster (this node's from `local`), by primitive name.
-    by_name: HashMap<&'a str, Vec<&'a ResourceStatus>>,
+    /// Every status in the cluster (this node's from `local`), by primitive name: built
+    /// from `statuses` the first time a gate is evaluated (many nodes have none).
+    by_name: std::cell::OnceCell<HashMap<&'a str, Vec<&'a ResourceStatus>>>,
+    statuses: Option<&'a Reconciler>,
     /// For a name, the local resources possibly active that were started after it.
     needed_by: HashMap<&'a str, Vec<&'a str>>,
 }
@@ -51,11 +66,21 @@ struct Index<'a> {
 impl<'a> Index<'a> {
     /// The statuses gates can depend on: those of their members.
     fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
+        if gates.is_empty() {
+            return Vec::new();
+        }
+        let by_name = self.by_name.get_or_init(|| {
+            let mut by_name: HashMap<&'a str, Vec<&'a ResourceStatus>> = HashMap::new();
+            for status in self.statuses.into_iter().flat_map(|reconciler| reconciler.statuses()) {
+                by_name.entry(status.name.as_str()).or_default().push(status);
+            }
+            by_name
+        });
         let mut statuses = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
         for member in gates.iter().flat_map(|gate| gate.members.iter()) {
             if seen.insert(member.as_str()) {
-                statuses.extend(self.by_name.get(member.as_str()).into_iter().flatten().copied());
+                statuses.extend(by_name.get(member.as_str()).into_iter().flatten().copied());
             }
         }
         statuses
@@ -328,9 +353,7 @@ impl Reconciler {
                 *index.promoted_elsewhere.entry((clone.as_str(), status.name.as_str())).or_default() += 1;
             }
         }
-        for status in self.statuses() {
-            index.by_name.entry(status.name.as_str()).or_default().push(status);
-        }
+        index.statuses = Some(self);
         for (id, local) in &self.local {
             if local.status.role.may_be_active() {
                 for after in &local.status.started_after {
@@ -345,8 +368,16 @@ impl Reconciler {
     /// is busy. Order: probes first (nothing else happens until every resource has
     /// been probed), then what the assignment asks, then due monitors.
     pub fn decide(&self, now: Instant) -> Vec<Step> {
+        self.decide_within(now, usize::MAX).0
+    }
+
+    /// `decide`, held to `capacity` operations (`admit`'s order), building only the
+    /// steps that will run: with a thousand resources waiting and room for four,
+    /// copying a thousand definitions per decision would be most of the agent's work.
+    /// Also returns how many operations were held back.
+    pub fn decide_within(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
         let index = self.index();
-        let mut steps = Vec::new();
+        let mut chosen: Vec<(&String, &Local, Action, Option<NotifyEvent>, Option<Action>)> = Vec::new();
         let probed = self.probed();
         let maintenance = self.assignment.as_ref().is_some_and(|assignment| assignment.state == NodeState::Maintenance);
         for (id, local) in &self.local {
@@ -388,42 +419,54 @@ impl Reconciler {
             };
             let action = action.or_else(|| self.due_monitor(local, now));
             if let Some(action) = action {
-                let timeout = match action {
-                    Action::Monitor(interval) => local
-                        .status
-                        .definition
-                        .operations
-                        .iter()
-                        .find(|operation| operation.name == "monitor" && operation.interval_ms == interval)
-                        .map_or(DEFAULT_TIMEOUT_MS, |operation| operation.timeout_ms),
-                    Action::Probe => local.status.definition.timeout_ms("monitor"),
-                    other => local.status.definition.timeout_ms(other.verb()),
-                };
-                // A start runs as the decision says (its clone instance number among
-                // it); everything else as the resource last ran.
-                let mut definition = match (action, index.assigned.get(id.as_str()).copied()) {
-                    (Action::Start | Action::MigrateFrom, Some(entry)) => entry.definition.clone(),
-                    _ => local.status.definition.clone(),
-                };
-                // Both halves of a migration are told both ends.
-                let ends = match action {
-                    Action::MigrateTo => self.migration_target(id).map(|target| (self.node.clone(), target.to_string())),
-                    Action::MigrateFrom => {
-                        index.assigned.get(id.as_str()).and_then(|entry| entry.migrate_from.clone()).map(|source| (source, self.node.clone()))
-                    }
-                    _ => None,
-                };
-                if let Some((source, target)) = ends {
-                    definition.meta.insert("migrate_source".into(), source);
-                    definition.meta.insert("migrate_target".into(), target);
-                }
-                if let (Action::Notify, Some(event), Some(clone)) = (action, &notify, &local.status.clone) {
-                    definition.meta.extend(self.notify_meta(clone, event));
-                }
-                steps.push(Step { id: id.clone(), action, definition, timeout: Duration::from_millis(timeout), notify, intent });
+                chosen.push((id, local, action, notify, intent));
             }
         }
-        steps
+        let (free, mut limited): (Vec<_>, Vec<_>) = chosen.into_iter().partition(|(_, _, action, _, _)| *action == Action::Announce);
+        // With room for everything, everything runs in `decide`'s order.
+        if limited.len() > capacity {
+            limited.sort_by_key(|(_, _, action, _, _)| admission_class(*action));
+        }
+        let held = limited.len().saturating_sub(capacity);
+        limited.truncate(capacity);
+        let steps = limited.into_iter().chain(free).map(|(id, local, action, notify, intent)| self.step(id, local, action, notify, intent, &index)).collect();
+        (steps, held)
+    }
+
+    /// The step for an operation `decide` chose: its timeout and the definition it
+    /// runs with.
+    fn step(&self, id: &str, local: &Local, action: Action, notify: Option<NotifyEvent>, intent: Option<Action>, index: &Index<'_>) -> Step {
+        let timeout = match action {
+            Action::Monitor(interval) => local
+                .status
+                .definition
+                .operations
+                .iter()
+                .find(|operation| operation.name == "monitor" && operation.interval_ms == interval)
+                .map_or(DEFAULT_TIMEOUT_MS, |operation| operation.timeout_ms),
+            Action::Probe => local.status.definition.timeout_ms("monitor"),
+            other => local.status.definition.timeout_ms(other.verb()),
+        };
+        // A start runs as the decision says (its clone instance number among
+        // it); everything else as the resource last ran.
+        let mut definition = match (action, index.assigned.get(id).copied()) {
+            (Action::Start | Action::MigrateFrom, Some(entry)) => entry.definition.clone(),
+            _ => local.status.definition.clone(),
+        };
+        // Both halves of a migration are told both ends.
+        let ends = match action {
+            Action::MigrateTo => self.migration_target(id).map(|target| (self.node.clone(), target.to_string())),
+            Action::MigrateFrom => index.assigned.get(id).and_then(|entry| entry.migrate_from.clone()).map(|source| (source, self.node.clone())),
+            _ => None,
+        };
+        if let Some((source, target)) = ends {
+            definition.meta.insert("migrate_source".into(), source);
+            definition.meta.insert("migrate_target".into(), target);
+        }
+        if let (Action::Notify, Some(event), Some(clone)) = (action, &notify, &local.status.clone) {
+            definition.meta.extend(self.notify_meta(clone, event));
+        }
+        Step { id: id.to_string(), action, definition, timeout: Duration::from_millis(timeout), notify, intent }
     }
 
     /// The one step towards what the assignment wants for a probed, idle resource.
@@ -667,16 +710,8 @@ impl Reconciler {
     /// agent and always pass; an intent takes a place, since its operation follows at
     /// once. What is left out is decided again when an operation ends.
     pub fn admit(steps: Vec<Step>, capacity: usize) -> Vec<Step> {
-        let class = |action: Action| match action {
-            Action::Stop | Action::Demote | Action::MigrateTo | Action::Notify => 0,
-            Action::Probe => 1,
-            Action::Start | Action::Promote | Action::MigrateFrom => 2,
-            Action::Intend => 3,
-            Action::Monitor(_) => 4,
-            Action::Announce => 5,
-        };
         let (free, mut limited): (Vec<Step>, Vec<Step>) = steps.into_iter().partition(|step| step.action == Action::Announce);
-        limited.sort_by_key(|step| class(step.action));
+        limited.sort_by_key(|step| admission_class(step.action));
         limited.truncate(capacity);
         limited.extend(free);
         limited
@@ -1771,6 +1806,15 @@ mod tests {
         assert_eq!(admitted(5).len(), 6);
         assert_eq!(admitted(5)[3], ("c".to_string(), Action::Start), "a start whose intent is written before a new intent");
         assert_eq!(admitted(100).len(), 7);
+    }
+
+    #[test]
+    fn a_decision_within_a_capacity_builds_only_what_runs_and_counts_the_rest() {
+        let r = reconciler((0..5).map(|index| target(&format!("r{index}"), definition(vec![]))).collect());
+        let (steps, held) = r.decide_within(Instant::now(), 2);
+        assert_eq!(steps.iter().map(|step| (step.id.as_str(), step.action)).collect::<Vec<_>>(), [("r0", Action::Probe), ("r1", Action::Probe)]);
+        assert_eq!(held, 3);
+        assert_eq!(r.decide_within(Instant::now(), 10).1, 0);
     }
 
     #[test]
