@@ -33,6 +33,10 @@ pub fn spread_due(node: &str, id: &str, interval_ms: u64, now: Instant) -> Insta
     now + interval.mul_f64(0.5 + fraction / 2.0)
 }
 
+/// An operation `decide` chose, before its step is built: the resource, what to run,
+/// the notification it carries, the operation an `Intend` announces.
+type Chosen<'a> = (&'a String, &'a Local, Action, Option<NotifyEvent>, Option<Action>);
+
 /// The order in which decided operations get a place under the node's limit
 /// (`Reconciler::admit`).
 fn admission_class(action: Action) -> u8 {
@@ -377,7 +381,7 @@ impl Reconciler {
     /// Also returns how many operations were held back.
     pub fn decide_within(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
         let index = self.index();
-        let mut chosen: Vec<(&String, &Local, Action, Option<NotifyEvent>, Option<Action>)> = Vec::new();
+        let mut chosen: Vec<Chosen<'_>> = Vec::new();
         let probed = self.probed();
         let maintenance = self.assignment.as_ref().is_some_and(|assignment| assignment.state == NodeState::Maintenance);
         for (id, local) in &self.local {
