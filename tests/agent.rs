@@ -773,3 +773,58 @@ async fn an_agent_that_died_during_a_start_does_not_resume_its_lease() {
     })
     .await;
 }
+
+/// The most operations of the witness log running at once on one node: each begins at
+/// its `begin` line and ends at its `end` line.
+fn most_at_once(testimony: &[Testimony], operation: &str) -> usize {
+    let mut events: Vec<(u128, i32)> = testimony
+        .iter()
+        .filter(|line| line.operation == operation)
+        .filter_map(|line| match line.phase.as_str() {
+            "begin" => Some((line.ns, 1)),
+            "end" => Some((line.ns, -1)),
+            _ => None,
+        })
+        .collect();
+    // An end and a begin at the same instant: the end first.
+    events.sort();
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, change) in events {
+        now += change;
+        most = most.max(now);
+    }
+    usize::try_from(most).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_larger_than_the_node_limit_is_held_to_it_and_the_lease_is_kept() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        cluster
+            .apply(
+                "apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false, nodeActionLimit: 2, loadThreshold: 0}\n",
+            )
+            .await;
+        let witness = cluster.path("witness.log");
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        let lease = cluster.node_lease("n1").await.expect("n1 holds its lease");
+        // Twelve one-second starts at once, on a node that may run two operations.
+        let burst: String = (0..12).map(|index| dummy(&format!("b{index}"), "ocf:pacer:witness", &format!("log: {}, delay: \"1\"", witness.display()), "")).collect();
+        cluster.apply(&burst).await;
+        cluster.wait_probed("n1").await;
+        let began = Instant::now();
+        cluster.decide().await;
+        for index in 0..12 {
+            cluster.wait_role("n1", &format!("b{index}"), ObservedRole::Started).await;
+        }
+        println!("12 one-second starts under a limit of 2: all started after {:?}", began.elapsed());
+        let testimony = read_witness(&witness);
+        assert_eq!(testimony.iter().filter(|line| line.operation == "start" && line.phase == "end").count(), 12, "{testimony:?}");
+        assert_eq!(most_at_once(&testimony, "start"), 2, "the limit is used and never exceeded");
+        assert!(began.elapsed() >= Duration::from_secs(6), "twelve one-second starts two at a time take six seconds at least");
+        assert_eq!(cluster.node_lease("n1").await, Some(lease), "the node kept its lease throughout");
+        assert!(!cluster.agent_logs().contains("lease not renewed"), "no self-fencing:\n{}", cluster.agent_logs());
+    })
+    .await;
+}

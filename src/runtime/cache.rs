@@ -362,6 +362,7 @@ impl ClusterCache {
             reports.heartbeats.insert(entry.heartbeat.node.clone(), entry.heartbeat.clone());
         }
         reports.statuses = self.statuses.values().cloned().collect();
+        reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
         for result in self.fence_results.values().filter(|result| result.succeeded) {
             if result.action == "on" {

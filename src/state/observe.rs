@@ -39,6 +39,13 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
             node.attributes.extend(attributes.iter().map(|(key, record)| (key.clone(), record.value.clone())));
         }
     }
+    // A node seen before that reports nothing now is down and runs nothing it has not
+    // reported (an agent writes a pending start before running it): not a node
+    // never heard of, which startup fencing would fence. A new leader used to fence
+    // such nodes, whose reports a fencing had cleared, as "never seen".
+    for name in &reports.seen {
+        nodes.entry(name.clone()).or_insert_with(|| ObservedNode { liveness: NodeLiveness::Offline, shutdown: false, attributes: BTreeMap::new() });
+    }
     // Unfenced since its last fencing: the scheduler lets it run resources that
     // require unfencing.
     for name in &reports.unfenced {
@@ -153,6 +160,23 @@ mod tests {
         assert_eq!(liveness(&observed, "fenced"), Some(NodeLiveness::Offline));
         assert_eq!(liveness(&observed, "starting"), Some(NodeLiveness::Unclean));
         assert_eq!(liveness(&observed, "never"), None, "a node nobody reported is left to the scheduler (unseen)");
+    }
+
+    #[test]
+    fn a_node_seen_before_is_never_unseen() {
+        let mut reports = Reports::default();
+        // Claimed once, fenced since (its reports cleared): down, not "never seen".
+        reports.seen.insert("cleared".into());
+        // Seen, and lost while running something: still unclean.
+        reports.seen.insert("lost".into());
+        reports.statuses.push(status("b", "lost", ObservedRole::Started));
+        // Seen and back.
+        reports.seen.insert("up".into());
+        reports.heartbeats.insert("up".into(), heartbeat("up", true));
+        let observed = observe(&reports, true);
+        assert_eq!(liveness(&observed, "cleared"), Some(NodeLiveness::Offline));
+        assert_eq!(liveness(&observed, "lost"), Some(NodeLiveness::Unclean));
+        assert_eq!(liveness(&observed, "up"), Some(NodeLiveness::Online));
     }
 
     #[test]

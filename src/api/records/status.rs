@@ -244,4 +244,7 @@ pub struct Reports {
     pub fenced: BTreeSet<String>,
     /// Nodes whose last fencing action was a successful unfencing (`on`).
     pub unfenced: BTreeSet<String>,
+    /// Nodes an agent has claimed at some time (their activity record exists): the
+    /// cluster has seen them, so they are never taken for nodes never heard of.
+    pub seen: BTreeSet<String>,
 }
