@@ -83,7 +83,7 @@ pub struct NodeView {
     /// `online`, `standby`, `maintenance`, `offline` or `unclean`.
     pub state: &'static str,
     /// Operations its agent runs now, has waiting, and allows at once (as it last
-    /// reported; absent before its first report).
+    /// reported; absent before its first report and while the node is down).
     pub operations: Option<OperationsView>,
     /// The latest times its agent stopped everything for want of a lease renewal,
     /// oldest first.
@@ -173,7 +173,12 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
                 _ => "offline",
             };
             let activity = activities.get(&name);
-            let operations = activity.map(|activity| OperationsView { running: activity.running, queued: activity.queued, limit: activity.limit });
+            // The record outlives the agent (it keeps the self-fencings): the counts
+            // say something only while the agent runs.
+            let running = matches!(observed.nodes.get(&name).map(|node| node.liveness), Some(NodeLiveness::Online | NodeLiveness::Pending));
+            let operations = activity
+                .filter(|_| running)
+                .map(|activity| OperationsView { running: activity.running, queued: activity.queued, limit: activity.limit });
             let self_fencings = activity.map(|activity| activity.self_fencings.clone()).unwrap_or_default();
             NodeView { name, state, operations, self_fencings }
         })
