@@ -26,6 +26,7 @@ use crate::api::records::{
     ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, ResourceStatus, SELF_FENCINGS_KEPT, SelfFencing,
 };
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
+use crate::runtime::cache::in_definition_order;
 use crate::runtime::{ClusterCache, Informer};
 use crate::state::probe_targets;
 use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
@@ -353,9 +354,9 @@ struct Session<'a> {
     /// What the agent follows (its own plan and attributes, every status, the spec,
     /// fencing), one watch each, into `cache`.
     informer: Informer,
-    /// How many of the informer's watches have delivered their first listing: nothing
-    /// is decided before all have.
-    listed: usize,
+    /// The prefixes whose watch has delivered its first listing: nothing is decided
+    /// before all have.
+    listed: std::collections::HashSet<String>,
     watched: usize,
     cache: ClusterCache,
     results: mpsc::UnboundedReceiver<(Step, OperationResult)>,
@@ -405,7 +406,7 @@ impl<'a> Session<'a> {
             lease_state,
             lease_task,
             informer,
-            listed: 0,
+            listed: Default::default(),
             watched,
             cache: ClusterCache::new(keys.clone()),
             results,
@@ -440,22 +441,25 @@ impl<'a> Session<'a> {
             // Nothing is decided before every watch has delivered its first listing: an
             // empty spec would look like nothing to probe, an empty status map like
             // nothing running elsewhere.
-            let ready = self.listed >= self.watched;
+            let ready = self.listed.len() >= self.watched;
             let mut recorded = false;
             if ready && self.spec_stale {
-                if self.cache.committed_intents().is_empty() {
-                    let objects = self.cache.objects_in_order();
-                    reconciler.set_targets(probe_targets(&objects));
-                    self.limits = throttle::limits(&objects, &self.config.node, cores());
-                    self.objects = objects;
-                    self.spec_stale = false;
-                } else {
-                    // A large apply is committed but not rolled forward; listing the
-                    // objects finishes it (anyone may), and its watch events follow.
-                    match within_lease(lease.clone(), self.store.list_objects()).await {
-                        None => break SessionEnd::LeaseLost,
-                        Some(Err(error)) => tracing::warn!(%error, "cannot finish a pending apply; retrying"),
-                        Some(Ok(_)) => {}
+                // The spec watch tells that the spec changed; the spec itself is listed,
+                // which finishes a large apply that is committed but not yet rolled
+                // forward (anyone may): its batches arrive one by one on the watch, and
+                // nothing may be built on half of it.
+                match within_lease(lease.clone(), self.store.list_objects()).await {
+                    None => break SessionEnd::LeaseLost,
+                    Some(Err(error)) => tracing::warn!(%error, "cannot read the configuration; retrying"),
+                    Some(Ok(listing)) => {
+                        for skipped in &listing.undecodable {
+                            tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
+                        }
+                        let objects = in_definition_order(listing.objects.into_values().map(|stored| stored.object).collect());
+                        reconciler.set_targets(probe_targets(&objects));
+                        self.limits = throttle::limits(&objects, &self.config.node, cores());
+                        self.objects = objects;
+                        self.spec_stale = false;
                     }
                 }
             }
@@ -759,8 +763,8 @@ impl<'a> Session<'a> {
             }
         }
         result?;
-        self.write_activity().await?;
         let probed = reconciler.probed() && !self.spec_stale;
+        self.write_activity(probed).await?;
         if probed && !self.heartbeat_probed {
             let heartbeat = heartbeat(self.config, true, reconciler.stopping_all);
             self.write_heartbeat(&heartbeat).await?;
@@ -772,7 +776,12 @@ impl<'a> Session<'a> {
 
     /// Rewrites the node's activity record when it changed, at most every
     /// `ACTIVITY_PERIOD` (a burst changes the counts with every operation).
-    async fn write_activity(&mut self) -> Result<(), GuardedWriteError> {
+    async fn write_activity(&mut self, probed: bool) -> Result<(), GuardedWriteError> {
+        // The first record marks the node as seen by the cluster (`Reports::seen`): not
+        // before the node has said what runs on it.
+        if self.activity_written.is_none() && !probed {
+            return Ok(());
+        }
         let load = self.load.and_then(|(_, load)| load);
         let activity = NodeActivity {
             node: self.config.node.clone(),
@@ -809,8 +818,8 @@ impl<'a> Session<'a> {
     /// it (its assignment, the statuses of the cluster, whether this node is
     /// unfenced), and whether the spec must be taken in again.
     fn take_event(&mut self, reconciler: &mut Reconciler, event: WatchEvent) {
-        if matches!(event, WatchEvent::Restarted { .. }) {
-            self.listed += 1;
+        if let WatchEvent::Restarted { prefix, .. } = &event {
+            self.listed.insert(prefix.clone());
         }
         let changes = self.cache.apply_event(&event);
         for key in &changes.undecodable {
@@ -830,9 +839,18 @@ impl<'a> Session<'a> {
                 Section::Status { node, id } => {
                     let key = (node.clone(), id.clone());
                     match self.cache.statuses().get(&key) {
-                        Some(status) => reconciler.cluster.insert(key, status.clone()),
-                        None => reconciler.cluster.remove(&key),
-                    };
+                        Some(status) => {
+                            reconciler.cluster.insert(key, status.clone());
+                        }
+                        // A status replaced by one this agent cannot read (a newer
+                        // version's, say) keeps its last readable form: forgetting it
+                        // would let an exclusive resource start, or a promotion pass
+                        // promotedMax, beside a copy that may still run.
+                        None if self.cache.undecodable().contains_key(&self.keys.status(node, id)) => {}
+                        None => {
+                            reconciler.cluster.remove(&key);
+                        }
+                    }
                 }
                 Section::FenceRequest(_) | Section::FenceResult(_) => fencing = true,
                 _ => {}
@@ -840,7 +858,15 @@ impl<'a> Session<'a> {
         }
         if everything {
             self.spec_stale = true;
+            // Statuses that do not decode keep their last readable form (as above).
+            let unreadable: Vec<((String, String), ResourceStatus)> = reconciler
+                .cluster
+                .iter()
+                .filter(|((node, id), _)| self.cache.undecodable().contains_key(&self.keys.status(node, id)))
+                .map(|(key, status)| (key.clone(), status.clone()))
+                .collect();
             reconciler.cluster = self.cache.statuses().clone();
+            reconciler.cluster.extend(unreadable);
         }
         if plan {
             let key = self.keys.plan(&own);

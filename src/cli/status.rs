@@ -39,10 +39,22 @@ pub(super) async fn status(global: &Global, args: &StatusArgs) -> anyhow::Result
 /// Reads the cluster at one revision, builds the snapshot the scheduler would, and
 /// the view. Keys that do not decode are skipped and named on stderr.
 pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView> {
-    let cache = load(store).await.context("read the cluster")?;
-    output::warn_skipped(cache.undecodable().iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-    let live = build(&cache, BuildOptions { now: i64::try_from(now).unwrap_or(i64::MAX), hold_unseen: false }).context("build the cluster's snapshot")?;
+    let options = BuildOptions { now: i64::try_from(now).unwrap_or(i64::MAX), hold_unseen: false };
+    let mut cache = load(store).await.context("read the cluster")?;
+    let mut live = build(&cache, options);
+    // A large apply committed but not rolled forward (its writer died, say): listing
+    // the objects finishes it, then the cluster is read again.
+    for _ in 0..10 {
+        if live.is_ok() {
+            break;
+        }
+        store.list_objects().await.context("finish a pending apply")?;
+        cache = load(store).await.context("read the cluster")?;
+        live = build(&cache, options);
+    }
+    let live = live.context("build the cluster's snapshot")?;
+    output::warn_skipped(cache.undecodable().iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
     let plan = schedule(&live.snapshot);
     let leader = cache.election().map(|holder| holder.leader.identity.clone());
     let decisions = store

@@ -64,6 +64,10 @@ pub struct ClusterCache {
     /// The mod revision of every key held, so a replayed or older event changes
     /// nothing.
     known: HashMap<String, i64>,
+    /// Keys this process deleted itself (`apply_write`), at the deletion's revision,
+    /// until the watch delivers the deletion: an earlier put's echo arriving meanwhile
+    /// must not bring the key back.
+    deleted: HashMap<String, i64>,
     objects: BTreeMap<ObjectKey, StoredObject>,
     spec_version: i64,
     committed_intents: BTreeSet<String>,
@@ -86,6 +90,7 @@ impl ClusterCache {
             keys,
             revision: 0,
             known: HashMap::new(),
+            deleted: HashMap::new(),
             objects: BTreeMap::new(),
             spec_version: 0,
             committed_intents: BTreeSet::new(),
@@ -109,12 +114,24 @@ impl ClusterCache {
         let mut changes = Changes::default();
         match event {
             WatchEvent::Restarted { prefix, revision, entries } => {
-                let stale: Vec<String> = self.known.keys().filter(|key| key.starts_with(prefix.as_str())).cloned().collect();
+                // Keys written by this process after the listing was taken stay: the
+                // listing is older than they are.
+                let listed: std::collections::HashSet<&str> = entries.iter().map(|entry| entry.key.as_str()).collect();
+                let stale: Vec<String> = self
+                    .known
+                    .iter()
+                    .filter(|(key, known)| key.starts_with(prefix.as_str()) && **known <= *revision && !listed.contains(key.as_str()))
+                    .map(|(key, _)| key.clone())
+                    .collect();
                 for key in stale {
                     self.remove(&key);
                 }
                 self.undecodable.retain(|key, _| !key.starts_with(prefix.as_str()));
+                self.deleted.retain(|key, deleted| !key.starts_with(prefix.as_str()) || *deleted > *revision);
                 for entry in entries {
+                    if !self.is_newer(&entry.key, entry.mod_revision) {
+                        continue;
+                    }
                     self.insert(entry);
                     if self.undecodable.contains_key(&entry.key) {
                         changes.undecodable.push(entry.key.clone());
@@ -124,8 +141,9 @@ impl ClusterCache {
                 changes.restarted = true;
             }
             WatchEvent::Put(entry) => {
-                let newer = self.known.get(&entry.key).is_none_or(|known| *known < entry.mod_revision);
-                if newer && let Some(section) = self.insert(entry) {
+                if self.is_newer(&entry.key, entry.mod_revision)
+                    && let Some(section) = self.insert(entry)
+                {
                     changes.sections.push(section);
                     if self.undecodable.contains_key(&entry.key) {
                         changes.undecodable.push(entry.key.clone());
@@ -134,6 +152,10 @@ impl ClusterCache {
                 self.revision = self.revision.max(entry.mod_revision);
             }
             WatchEvent::Deleted { key, revision } => {
+                // The echo of this process's own deletion: the key is settled.
+                if self.deleted.get(key).is_some_and(|deleted| *deleted <= *revision) {
+                    self.deleted.remove(key);
+                }
                 let held = self.known.get(key).is_some_and(|known| *known < *revision);
                 let bad = self.undecodable.remove(key).is_some();
                 if held && let Some(section) = self.remove(key) {
@@ -149,13 +171,36 @@ impl ClusterCache {
 
     /// Applies a write this process made itself and etcd acknowledged at `revision`,
     /// before its watch event arrives (which then changes nothing): a follower that
-    /// writes and then reads its own cache sees its write.
+    /// writes and then reads its own cache sees its write. Not for keys whose create
+    /// revision or lease matter (the election key, heartbeats): their watch event,
+    /// with the same revision, would be taken for an echo and those kept wrong.
     pub fn apply_write(&mut self, key: &str, value: Option<&[u8]>, revision: i64) {
-        let event = match value {
-            Some(value) => WatchEvent::Put(Entry { key: key.to_string(), value: value.to_vec(), mod_revision: revision, create_revision: revision, lease: 0 }),
-            None => WatchEvent::Deleted { key: key.to_string(), revision },
-        };
-        self.apply_event(&event);
+        if matches!(self.keys.section(key), Some(Section::Election | Section::Heartbeat(_))) {
+            debug_assert!(false, "apply_write of {key}: its create revision and lease come only from etcd");
+            return;
+        }
+        match value {
+            Some(value) => {
+                self.apply_event(&WatchEvent::Put(Entry {
+                    key: key.to_string(),
+                    value: value.to_vec(),
+                    mod_revision: revision,
+                    create_revision: revision,
+                    lease: 0,
+                }));
+            }
+            None => {
+                self.apply_event(&WatchEvent::Deleted { key: key.to_string(), revision });
+                // After applying: the tombstone waits for the deletion's echo.
+                self.deleted.insert(key.to_string(), revision);
+            }
+        }
+    }
+
+    /// Whether a value written at `revision` is newer than what is known of `key`
+    /// (held, or deleted by this process).
+    fn is_newer(&self, key: &str, revision: i64) -> bool {
+        self.known.get(key).is_none_or(|known| *known < revision) && self.deleted.get(key).is_none_or(|deleted| *deleted < revision)
     }
 
     /// Applies the deletion of everything a node reported (statuses, run-time
@@ -170,6 +215,7 @@ impl ClusterCache {
 
     fn insert(&mut self, entry: &Entry) -> Option<Section> {
         let section = self.keys.section(&entry.key)?;
+        self.undecodable.remove(&entry.key);
         // A key whose new value does not decode loses its old one too: acting on a
         // value the writer has replaced would be acting on a lie.
         self.remove(&entry.key);
@@ -289,9 +335,7 @@ impl ClusterCache {
     /// first applied in), objects stored before sequences existed first by kind and
     /// name. The scheduler breaks its last ties by this order.
     pub fn objects_in_order(&self) -> Vec<Object> {
-        let mut objects: Vec<&StoredObject> = self.objects.values().collect();
-        objects.sort_by_key(|stored| stored.object.metadata.creation_sequence.unwrap_or(0));
-        objects.into_iter().map(|stored| stored.object.clone()).collect()
+        in_definition_order(self.objects.values().map(|stored| stored.object.clone()).collect())
     }
 
     pub fn spec_version(&self) -> i64 {
@@ -375,6 +419,14 @@ impl ClusterCache {
     }
 }
 
+/// Objects (given in kind and name order, as etcd lists them) in definition order: by
+/// creation sequence; objects stored before sequences existed keep kind and name
+/// order, first.
+pub fn in_definition_order(mut objects: Vec<Object>) -> Vec<Object> {
+    objects.sort_by_key(|object| object.metadata.creation_sequence.unwrap_or(0));
+    objects
+}
+
 fn decode<T: DeserializeOwned>(value: &[u8]) -> Result<T, String> {
     serde_json::from_slice(value).map_err(|error| format!("not a valid record: {error}"))
 }
@@ -442,6 +494,38 @@ mod tests {
         cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "old"), 8)));
         cache.apply_event(&WatchEvent::Deleted { key: "/pacer/status/n1/web".into(), revision: 7 });
         assert_eq!(cache.statuses().get(&("n1".to_string(), "web".to_string())).map(|status| status.id.as_str()), Some("web"));
+    }
+
+    #[test]
+    fn an_own_deletion_is_not_undone_by_an_earlier_echo_or_an_older_listing() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_write("/pacer/status/n1/web", Some(status("n1", "web").as_bytes()), 5);
+        cache.apply_write("/pacer/status/n1/web", None, 8);
+        // The put's echo (5) arrives after the deletion was applied.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 5)));
+        assert!(cache.statuses().is_empty());
+        // A listing taken before writes of this process's does not undo them.
+        cache.apply_write("/pacer/status/n1/db", Some(status("n1", "db").as_bytes()), 12);
+        cache.apply_event(&WatchEvent::Restarted {
+            prefix: "/pacer/status/".into(),
+            revision: 7,
+            entries: vec![entry("/pacer/status/n1/web", &status("n1", "web"), 5)],
+        });
+        assert_eq!(cache.statuses().keys().map(|(_, id)| id.as_str()).collect::<Vec<_>>(), ["db"]);
+        // The deletion's own echo settles it; a later recreation is taken.
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/status/n1/web".into(), revision: 8 });
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 20)));
+        assert_eq!(cache.statuses().len(), 2);
+    }
+
+    #[test]
+    fn a_key_that_decodes_again_is_no_longer_named_undecodable() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", "{broken", 4)));
+        assert_eq!(cache.undecodable().len(), 1);
+        let changes = cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 5)));
+        assert!(cache.undecodable().is_empty());
+        assert!(changes.undecodable.is_empty());
     }
 
     #[test]

@@ -176,9 +176,8 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             // The record outlives the agent (it keeps the self-fencings): the counts
             // say something only while the agent runs.
             let running = matches!(observed.nodes.get(&name).map(|node| node.liveness), Some(NodeLiveness::Online | NodeLiveness::Pending));
-            let operations = activity
-                .filter(|_| running)
-                .map(|activity| OperationsView { running: activity.running, queued: activity.queued, limit: activity.limit });
+            let operations =
+                activity.filter(|_| running).map(|activity| OperationsView { running: activity.running, queued: activity.queued, limit: activity.limit });
             let self_fencings = activity.map(|activity| activity.self_fencings.clone()).unwrap_or_default();
             NodeView { name, state, operations, self_fencings }
         })

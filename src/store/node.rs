@@ -225,15 +225,26 @@ impl Store {
     /// `Conflict`: the writer was deposed.
     pub async fn write_as_leader(&self, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<i64, StoreError> {
         let mut revision = 0;
-        let mut remaining: Vec<TxnOp> = writes
-            .into_iter()
-            .map(|(key, value)| match value {
-                Some(value) => TxnOp::put(key, value, None),
-                None => TxnOp::delete(key, None),
-            })
-            .collect();
-        while !remaining.is_empty() {
-            let batch: Vec<TxnOp> = remaining.drain(..remaining.len().min(self.max_txn_ops.saturating_sub(1).max(1))).collect();
+        // Batches under both of etcd's limits: operations, and bytes (ten nodes' large
+        // assignments would pass the first and fail the second on every turn).
+        let mut batches: Vec<Vec<TxnOp>> = Vec::new();
+        let mut bytes = 0;
+        for (key, value) in writes {
+            let size = key.len() + value.as_ref().map_or(0, String::len);
+            let full = batches.last().is_none_or(|batch| batch.len() + 1 >= self.max_txn_ops || (!batch.is_empty() && bytes + size > self.max_txn_bytes));
+            if full {
+                batches.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(batch) = batches.last_mut() {
+                batch.push(match value {
+                    Some(value) => TxnOp::put(key, value, None),
+                    None => TxnOp::delete(key, None),
+                });
+            }
+        }
+        for batch in batches {
             let txn = Txn::new().when([guard.compare()]).and_then(batch);
             let mut client = self.client();
             self.counts.write();
