@@ -77,13 +77,19 @@ pub(super) async fn apply(global: &Global, args: &ApplyArgs) -> anyhow::Result<u
     let loaded = load_files(&args.files);
     let store = global.connect().await?;
     let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: args.dry_run, ..Default::default() };
-    match apply_warning(&store, &request).await? {
+    apply_and_report(&store, &request).await
+}
+
+/// Runs an apply (or delete) and prints its outcome: the diagnostics and exit 1 when
+/// refused, else what changed.
+async fn apply_and_report(store: &crate::store::Store, request: &ApplyRequest) -> anyhow::Result<u8> {
+    match apply_warning(store, request).await? {
         ApplyOutcome::Invalid(diagnostics) => {
             print_diagnostics(&diagnostics);
             Ok(EXIT_REFUSED)
         }
         ApplyOutcome::Planned(report) => {
-            print_report(&report, args.dry_run);
+            print_report(&report, request.dry_run);
             Ok(0)
         }
     }
@@ -187,16 +193,7 @@ pub(super) async fn delete(global: &Global, args: &DeleteArgs) -> anyhow::Result
     let unique: BTreeSet<ObjectKey> = delete.into_iter().collect();
     let store = global.connect().await?;
     let request = ApplyRequest { delete: unique.into_iter().collect(), cascade: args.cascade, dry_run: args.dry_run, ..Default::default() };
-    match apply_warning(&store, &request).await? {
-        ApplyOutcome::Invalid(diagnostics) => {
-            print_diagnostics(&diagnostics);
-            Ok(EXIT_REFUSED)
-        }
-        ApplyOutcome::Planned(report) => {
-            print_report(&report, args.dry_run);
-            Ok(0)
-        }
-    }
+    apply_and_report(&store, &request).await
 }
 
 /// `pacer crds`: the CRD-style schema of every kind, printed or one file per kind.
