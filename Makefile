@@ -9,7 +9,7 @@ DEMO_DIR := .demo
 
 RUNS ?= 20
 SEED ?= 1
-# Extra chaos options: --namespaces, --etcd-members 3, --lease-ttl S.
+# Extra chaos options: --namespaces, --etcd-members 3, --lease-ttl S, --burst N.
 CHAOS ?=
 ROUNDS ?= 5
 TTLS ?= 2,5,10
@@ -68,10 +68,12 @@ bench: deps
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
 # off from etcd; leader killed; monitor failed; fencing failing; everything
-# restarted; with CHAOS="--etcd-members 3 --lease-ttl 5" an etcd member killed;
-# CHAOS=--namespaces puts each node in a network namespace), each audited by the
-# witness-log observer; per fault kind: runs, violations, recovery p50/p99/max.
-# `make test` runs a small one.
+# restarted; a Burst of 150 Dummy resources in one apply — CHAOS="--burst N" — with
+# the next drawn fault struck while it starts; with CHAOS="--etcd-members 3
+# --lease-ttl 5" an etcd member killed; CHAOS=--namespaces puts each node in a network
+# namespace), each audited by the witness-log observer and for self-fencings of nodes
+# that could reach etcd; per fault kind: runs, violations, self-fenced, unrecovered,
+# recovery p50/p99/max; any of them fails. `make test` runs a small one.
 chaos: build
 	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --runs $(RUNS) --seed $(SEED) $(CHAOS)
 

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use common::TestEtcd;
 use pacer::api::manifest::{Source, load};
 use pacer::api::records::{ExecStatus, NodeAssignment, NodeHeartbeat, ObservedRole, ResourceStatus};
+use pacer::api::{Kind, Name, ObjectKey};
 use pacer::daemon::decide_once;
 use pacer::local::witness::{Rules, Testimony, audit, read_witness};
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
@@ -271,6 +272,43 @@ async fn probes_then_starts_and_stops_as_the_plan_says() {
         cluster.decide().await;
         cluster.wait_role("n1", "slow", ObservedRole::Stopped).await;
         assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Started), "web is left running");
+    })
+    .await;
+}
+
+/// A resource deleted while it runs is stopped, and its status deleted: the stop makes
+/// the status both changed and gone, and etcd refuses a transaction that writes and
+/// deletes one key (it once did, silently, and the status said Started for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resource_deleted_while_it_runs_is_stopped_and_its_status_deleted() {
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let names = ["web", "api"];
+        let states: Vec<PathBuf> = names.iter().map(|name| cluster.path(&format!("{name}.state"))).collect();
+        let manifests: String = names
+            .iter()
+            .zip(&states)
+            .map(|(name, state)| dummy(name, "ocf:heartbeat:Dummy", &format!("state: {}", state.display()), "{name: monitor, interval: 1s}"))
+            .collect();
+        cluster.apply(&manifests).await;
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n1").await;
+        cluster.decide().await;
+        for name in names {
+            cluster.wait_role("n1", name, ObservedRole::Started).await;
+        }
+        let delete = names.iter().map(|name| ObjectKey { kind: Kind::Resource, name: Name(name.to_string()) }).collect();
+        match apply(&cluster.store, &ApplyRequest { delete, ..ApplyRequest::default() }).await.expect("delete") {
+            ApplyOutcome::Planned(_) => {}
+            ApplyOutcome::Invalid(diagnostics) => panic!("refused: {diagnostics:?}"),
+        }
+        cluster.decide().await;
+        for name in names {
+            cluster.wait_for(&format!("{name}'s status deleted"), Duration::from_secs(30), || async { cluster.status("n1", name).await.is_none() }).await;
+        }
+        assert!(states.iter().all(|state| !state.exists()), "both stopped");
+        assert!(!cluster.agent_logs().contains("cannot write this node's statuses"), "{}", cluster.agent_logs());
     })
     .await;
 }

@@ -10,7 +10,7 @@ pub mod netns;
 
 pub use pacer::local::witness::{Replay, Rules, Testimony, audit, disagreements, read_witness};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -27,6 +27,44 @@ const PREFIX: &str = "/pacer";
 /// How long a settled cluster must stay so (`Cluster::wait_quiet`): longer than the
 /// scheduler's batching of changes (1 s at most), so no decision is still to come.
 pub const QUIET: Duration = Duration::from_millis(1500);
+
+/// What an agent logs when it self-fences: its lease was not renewed in time, so it
+/// stops every resource before the lease could expire for the others.
+pub const SELF_FENCING: &str = "lease not renewed";
+
+/// The self-fencings no fault excuses: per node, how many more times it self-fenced
+/// in `after` than in `before` (counts of `SELF_FENCING` in its agent's log), unless
+/// it is `excused` — a node whose link to etcd was cut, or whose agent was frozen past
+/// its lease, has reason to. Any other node could reach etcd: its self-fencing stopped
+/// its resources for nothing, a problem like two active copies. Sorted by node.
+pub fn unexpected_self_fencings(before: &BTreeMap<String, usize>, after: &BTreeMap<String, usize>, excused: &BTreeSet<String>) -> Vec<String> {
+    after
+        .iter()
+        .filter(|(node, _)| !excused.contains(*node))
+        .filter_map(|(node, count)| {
+            let new = count.saturating_sub(before.get(node).copied().unwrap_or(0));
+            (new > 0).then(|| format!("{node} self-fenced {new} time(s) ({SELF_FENCING}) though it could reach etcd"))
+        })
+        .collect()
+}
+
+/// A log line without its terminal colour codes.
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
 
 /// Wall-clock nanoseconds, as the witness agent and the fence agent write them.
 pub fn epoch_ns() -> u128 {
@@ -391,6 +429,17 @@ impl Cluster {
         Ok(())
     }
 
+    /// `pacer delete KIND NAMES...`.
+    pub fn delete(&self, kind: &str, names: &[String]) -> anyhow::Result<()> {
+        let mut args = vec!["delete", kind];
+        args.extend(names.iter().map(String::as_str));
+        let output = self.pacer(&args, None)?;
+        if !output.status.success() {
+            bail!("delete refused: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
     /// `pacer status -o json`.
     pub fn status(&self) -> anyhow::Result<Value> {
         let output = self.pacer(&["status", "-o", "json"], None)?;
@@ -420,6 +469,31 @@ impl Cluster {
         Ok(())
     }
 
+    /// A process's log (`n1`, `s1`), its colour codes stripped, line by line.
+    pub fn log_lines(&self, name: &str) -> Vec<String> {
+        let bytes = std::fs::read(self.dir.path().join(format!("logs/{name}.log"))).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).lines().map(strip_ansi).collect()
+    }
+
+    /// How many times each node's agents (every one started on it, their logs
+    /// appended) have self-fenced so far.
+    pub fn self_fencings(&self) -> BTreeMap<String, usize> {
+        self.node_names()
+            .into_iter()
+            .map(|node| {
+                let count = self.log_lines(&node).iter().filter(|line| line.contains(SELF_FENCING)).count();
+                (node, count)
+            })
+            .collect()
+    }
+
+    /// The `skip`-th self-fencing in `node`'s log with the `context` lines before it.
+    pub fn self_fencing_excerpt(&self, node: &str, skip: usize, context: usize) -> Vec<String> {
+        let lines = self.log_lines(node);
+        let Some(at) = lines.iter().enumerate().filter(|(_, line)| line.contains(SELF_FENCING)).nth(skip).map(|(at, _)| at) else { return Vec::new() };
+        lines[at.saturating_sub(context)..=at].to_vec()
+    }
+
     /// The witness log every test resource writes to.
     pub fn witness_log(&self) -> PathBuf {
         self.dir.path().join("witness.log")
@@ -430,6 +504,12 @@ impl Cluster {
     /// read from etcd. A moment's convergence can precede a new decision (the
     /// scheduler waits up to a second to batch changes); callers wait for it to last.
     pub async fn converged(&self) -> anyhow::Result<bool> {
+        Ok(self.unconverged(1).await?.is_empty())
+    }
+
+    /// What keeps the cluster from being `converged`, up to `most` reasons (for
+    /// people: which resource on which node is not as assigned).
+    pub async fn unconverged(&self, most: usize) -> anyhow::Result<Vec<String>> {
         let store = &self.store;
         let keys = store.keys().clone();
         let (_, plans) = store.read_records::<pacer::api::records::NodeAssignment>(&keys.plans_prefix()).await?;
@@ -440,15 +520,22 @@ impl Cluster {
                 wanted.insert((assignment.node.clone(), resource.id), format!("{:?}", resource.role));
             }
         }
+        let mut reasons = Vec::new();
         for (_, status, _) in statuses {
+            if reasons.len() >= most {
+                return Ok(reasons);
+            }
+            let pending = status.pending.as_deref().map(|pending| format!(", {pending} pending")).unwrap_or_default();
             match wanted.remove(&(status.node.clone(), status.id.clone())) {
                 Some(role) if role == status.role.as_str() && status.pending.is_none() => {}
-                Some(_) => return Ok(false),
-                None if status.may_be_active() => return Ok(false),
+                Some(role) => reasons.push(format!("{} on {}: {}{pending}, assigned {role}", status.id, status.node, status.role.as_str())),
+                None if status.may_be_active() => reasons.push(format!("{} on {}: {}{pending}, not assigned", status.id, status.node, status.role.as_str())),
                 None => {}
             }
         }
-        Ok(wanted.is_empty())
+        reasons.extend(wanted.into_iter().map(|((node, id), role)| format!("{id} on {node}: no status, assigned {role}")));
+        reasons.truncate(most);
+        Ok(reasons)
     }
 
     /// The scheduler leader's term: the election key's create revision (`None` while
@@ -491,5 +578,45 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+        pairs.iter().map(|(node, count)| (node.to_string(), *count)).collect()
+    }
+
+    fn nodes(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(|name| name.to_string()).collect()
+    }
+
+    #[test]
+    fn a_node_that_could_reach_etcd_must_not_self_fence() {
+        let before = counts(&[("n1", 0), ("n2", 1), ("n3", 0)]);
+        let after = counts(&[("n1", 0), ("n2", 2), ("n3", 0)]);
+        let problems = unexpected_self_fencings(&before, &after, &BTreeSet::new());
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("n2 self-fenced 1 time(s)"), "{problems:?}");
+        // Another node excused does not excuse it.
+        assert_eq!(unexpected_self_fencings(&before, &after, &nodes(&["n1", "n3"])).len(), 1);
+        // A node not counted before (its log did not exist yet) counts from zero.
+        let problems = unexpected_self_fencings(&counts(&[]), &counts(&[("n1", 2), ("n3", 1)]), &BTreeSet::new());
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(problems[0].starts_with("n1 self-fenced 2 time(s)") && problems[1].starts_with("n3 "), "{problems:?}");
+    }
+
+    #[test]
+    fn an_excused_node_or_an_old_self_fencing_is_not_a_problem() {
+        // The frozen or cut-off node self-fences, as it must.
+        let before = counts(&[("n1", 0), ("n2", 3), ("n3", 0)]);
+        let after = counts(&[("n1", 1), ("n2", 3), ("n3", 0)]);
+        assert!(unexpected_self_fencings(&before, &after, &nodes(&["n1"])).is_empty());
+        // What an earlier fault excused is not counted again.
+        assert!(unexpected_self_fencings(&before, &before, &BTreeSet::new()).is_empty());
+        // A log that shrank (cannot happen: logs are appended) is no self-fencing.
+        assert!(unexpected_self_fencings(&before, &counts(&[("n2", 1)]), &BTreeSet::new()).is_empty());
     }
 }

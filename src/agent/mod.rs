@@ -14,7 +14,7 @@
 pub mod reconcile;
 pub mod throttle;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -466,7 +466,9 @@ impl<'a> Session<'a> {
             if ready {
                 match within_lease(lease.clone(), self.flush(reconciler)).await {
                     None | Some(Err(GuardedWriteError::LeaseLost { .. })) => break SessionEnd::LeaseLost,
-                    Some(_) => {}
+                    // What was not written stays dirty and is tried again.
+                    Some(Err(error)) => tracing::warn!(%error, "cannot write this node's statuses; retrying"),
+                    Some(Ok(())) => {}
                 }
                 if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
                     break SessionEnd::Shutdown;
@@ -744,8 +746,16 @@ impl<'a> Session<'a> {
             }
             self.pending_attributes.remove(0);
         }
-        let dirty: Vec<String> =
-            reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.role != ObservedRole::Unknown).map(|(id, _)| id.clone()).collect();
+        // A status to delete is not written first: etcd refuses a transaction that puts
+        // and deletes one key ("duplicate key given in txn request"), and a stop of a
+        // deleted resource makes its status both dirty and gone.
+        let gone: BTreeSet<String> = reconciler.unconfigured().into_iter().collect();
+        let dirty: Vec<String> = reconciler
+            .local
+            .iter()
+            .filter(|(id, local)| local.dirty && local.status.role != ObservedRole::Unknown && !gone.contains(*id))
+            .map(|(id, _)| id.clone())
+            .collect();
         // Every changed status in as few requests as etcd allows.
         let mut writes = Vec::new();
         for id in &dirty {
@@ -753,13 +763,21 @@ impl<'a> Session<'a> {
             let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: id.clone(), reason: error.to_string() })?;
             writes.push((id.clone(), Some(value)));
         }
-        writes.extend(reconciler.forget_unconfigured().into_iter().map(|id| (id, None)));
+        writes.extend(gone.iter().map(|id| (id.clone(), None)));
         let ids: Vec<String> = writes.iter().map(|(id, _)| id.clone()).collect();
         let keyed = writes.into_iter().map(|(id, value)| (self.keys.status(&node, &id), value)).collect();
         let (written, result) = self.store.guarded_writes(&self.session, keyed).await;
         for id in ids.iter().take(written) {
-            if let Some(local) = reconciler.local.get_mut(id) {
+            if gone.contains(id) {
+                reconciler.forget(id);
+            } else if let Some(local) = reconciler.local.get_mut(id) {
                 local.dirty = false;
+            }
+        }
+        // A deletion not written is tried again (the retry waits for something dirty).
+        for id in ids.iter().skip(written).filter(|id| gone.contains(*id)) {
+            if let Some(local) = reconciler.local.get_mut(id) {
+                local.dirty = true;
             }
         }
         result?;

@@ -295,21 +295,21 @@ impl Reconciler {
     }
 
     /// Ids of resources no longer configured and known stopped: their statuses are to
-    /// be deleted. Removes them from the view.
-    pub fn forget_unconfigured(&mut self) -> Vec<String> {
+    /// be deleted, and then `forget`ed.
+    pub fn unconfigured(&self) -> Vec<String> {
         let assigned: BTreeSet<&str> = self.assignment.iter().flat_map(|assignment| assignment.resources.iter().map(|resource| resource.id.as_str())).collect();
-        let gone: Vec<String> = self
-            .local
+        self.local
             .iter()
             .filter(|(id, local)| {
                 !self.targets.contains_key(*id) && !assigned.contains(id.as_str()) && local.busy.is_none() && local.status.role == ObservedRole::Stopped
             })
             .map(|(id, _)| id.clone())
-            .collect();
-        for id in &gone {
-            self.local.remove(id);
-        }
-        gone
+            .collect()
+    }
+
+    /// Drops a resource from the view, once its status is deleted.
+    pub fn forget(&mut self, id: &str) {
+        self.local.remove(id);
     }
 
     /// Whether every resource this node knows of has been probed.

@@ -133,7 +133,9 @@ impl Store {
     /// holds the node, in as few transactions as etcd's limits allow (operations and
     /// bytes): a node reporting a thousand probes writes them in a handful of requests,
     /// not a thousand. Returns how many were written before any failure, and the
-    /// failure: what was written stays written (each is a whole record).
+    /// failure: what was written stays written (each is a whole record). A key must
+    /// appear once: etcd refuses a transaction that writes one key twice, or writes
+    /// and deletes it.
     pub async fn guarded_writes(&self, session: &NodeSession, writes: Vec<(String, Option<String>)>) -> (usize, Result<(), GuardedWriteError>) {
         let mut done = 0;
         let mut batch: Vec<TxnOp> = Vec::new();

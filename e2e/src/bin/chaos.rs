@@ -8,23 +8,31 @@
 //! cut) and waits for the whole cluster to settle; then the observer audits the
 //! witness log against the fencing record (never two copies of a resource, never
 //! more promoted than `promotedMax`) and the status against the log (after healing,
-//! the status says what really runs).
+//! the status says what really runs), and the agents' logs against the fault: a node
+//! that self-fenced (`lease not renewed`) though it could reach etcd — its link not
+//! cut, its agent not frozen — stopped its resources for nothing.
+//!
+//! A `Burst` is load rather than a failure: `--burst N` (150) plain Dummy resources in
+//! one apply, so that probes and starts queue on every node behind its action limit.
+//! Followed in the sequence by another fault, that fault strikes while the burst still
+//! starts (`Burst,KillAgent:n2`); the burst is measured until all of it is Started and
+//! every node runs what it is assigned, then deleted, and the cluster settles.
 //!
 //! `--sequence "KillAgent:n1,FailMonitor:w2"` replays given faults instead, and
 //! `--sequence-file F` every line of F (`#` comments): how a sequence that once found a
 //! violation is kept as a regression test (`e2e/regressions`). Every run prints its
 //! fault in that form.
 //!
-//! Prints, per fault kind, runs, violations, unrecovered and recovery p50/p99/max;
-//! exits 1 on any violation or unrecovered fault.
+//! Prints, per fault kind, runs, violations, unexpected self-fencings, unrecovered and
+//! recovery p50/p99/max; exits 1 on any of the three.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, epoch_ns, percentile, read_witness};
+use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, epoch_ns, percentile, read_witness, unexpected_self_fencings};
 use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -51,9 +59,13 @@ enum Fault {
     /// kill -9 one etcd member of three (the leader or a follower) for two lease
     /// TTLs, then restart it: quorum holds, so nothing may stop, start or be fenced.
     KillEtcdMember,
+    /// A burst of plain Dummy resources in one apply (load: probes and starts on every
+    /// node at once); the next fault of the sequence strikes while it starts. Deleted
+    /// once all Started; no node may self-fence meanwhile.
+    Burst,
 }
 
-const FAULTS: [Fault; 9] = [
+const FAULTS: [Fault; 10] = [
     Fault::KillAgent,
     Fault::FreezeAgent,
     Fault::FreezeMidStart,
@@ -63,6 +75,7 @@ const FAULTS: [Fault; 9] = [
     Fault::FailFencing,
     Fault::RestartAll,
     Fault::KillEtcdMember,
+    Fault::Burst,
 ];
 
 impl FromStr for Fault {
@@ -113,6 +126,8 @@ struct Options {
     agents: PathBuf,
     namespaces: bool,
     etcd_members: usize,
+    /// Resources in a `Burst`.
+    burst: usize,
 }
 
 fn parse_sequence(text: &str) -> anyhow::Result<Vec<Step>> {
@@ -136,6 +151,7 @@ fn options() -> anyhow::Result<Options> {
         agents: root.join("agents"),
         namespaces: false,
         etcd_members: 1,
+        burst: 150,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -155,8 +171,9 @@ fn options() -> anyhow::Result<Options> {
             "--agents" => options.agents = PathBuf::from(value()?),
             "--namespaces" => options.namespaces = true,
             "--etcd-members" => options.etcd_members = value()?.parse().context("--etcd-members")?,
+            "--burst" => options.burst = value()?.parse().context("--burst")?,
             other => bail!(
-                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--etcd-members 1|3]"
+                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--etcd-members 1|3] [--burst N]"
             ),
         }
     }
@@ -275,7 +292,7 @@ fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize) -> 
     let resource = RESOURCES[rng.random_range(0..RESOURCES.len())].to_string();
     let target = match fault {
         Fault::FailMonitor => resource,
-        Fault::KillLeader | Fault::RestartAll => String::new(),
+        Fault::KillLeader | Fault::RestartAll | Fault::Burst => String::new(),
         Fault::KillEtcdMember => if rng.random_bool(0.5) { "leader" } else { "follower" }.to_string(),
         _ => node,
     };
@@ -291,6 +308,9 @@ struct Outcome {
     /// nothing is judged on what came after, once the cluster has settled.
     witness_before: usize,
     power_offs_before: usize,
+    /// Nodes that had reason to self-fence: cut off from etcd, or frozen past their
+    /// lease. Any other node's self-fencing is a problem.
+    excused: BTreeSet<String>,
 }
 
 /// Injects one fault, measures recovery, heals. Problems found here (besides the
@@ -307,6 +327,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
         }
         Fault::FreezeAgent => {
             cluster.signal_agent(&node, libc::SIGSTOP);
+            outcome.excused.insert(node.clone());
             resources_back(cluster, Some(&node), options.bound).await?
         }
         Fault::FreezeMidStart => {
@@ -327,6 +348,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
                 return Ok(outcome);
             }
             cluster.signal_agent(&target, libc::SIGSTOP);
+            outcome.excused.insert(target.clone());
             fault_at = Instant::now();
             let back = resources_back(cluster, Some(&target), options.bound).await?;
             cluster.signal_agent(&target, libc::SIGCONT);
@@ -334,6 +356,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
         }
         Fault::CutLink => {
             cluster.cut_link(&node, true)?;
+            outcome.excused.insert(node.clone());
             resources_back(cluster, Some(&node), options.bound).await?
         }
         Fault::KillLeader => {
@@ -450,6 +473,11 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             }
             false
         }
+        Fault::Burst => {
+            let burst = apply_burst(cluster, options.burst)?;
+            outcome.recovered = finish_burst(cluster, burst, options.bound).await?;
+            false
+        }
     };
     if recovered {
         outcome.recovered = Some(fault_at.elapsed());
@@ -466,6 +494,61 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
         }
     }
     Ok(outcome)
+}
+
+/// Plain Dummy resources applied at once, not yet deleted.
+struct Burst {
+    names: Vec<String>,
+    applied: Instant,
+}
+
+/// Applies `count` Dummy resources named `burstB-1..` (B counts the bursts; monitor
+/// every 30 s) in one apply: every node probes each, and starts its share, behind its
+/// action limit.
+fn apply_burst(cluster: &Cluster, count: usize) -> anyhow::Result<Burst> {
+    static BURSTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let burst = BURSTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let names: Vec<String> = (1..=count).map(|index| format!("burst{burst}-{index}")).collect();
+    let documents: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:heartbeat:Dummy\n  operations: [{{name: monitor, interval: 30s}}]\n"
+            )
+        })
+        .collect();
+    let applied = Instant::now();
+    cluster.apply(&documents.join("---\n"))?;
+    Ok(Burst { names, applied })
+}
+
+/// Waits until every resource of the burst is Started, the workload runs and every
+/// node runs what it is assigned, then deletes the burst. How long that took from the
+/// apply; `None` if not within `bound` (deleted all the same).
+async fn finish_burst(cluster: &Cluster, burst: Burst, bound: Duration) -> anyhow::Result<Option<Duration>> {
+    let names: BTreeSet<&str> = burst.names.iter().map(String::as_str).collect();
+    let waiting = Instant::now();
+    let mut took = None;
+    let mut started = 0;
+    while waiting.elapsed() < bound {
+        let view = cluster.status()?;
+        started = view["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["name"].as_str().is_some_and(|name| names.contains(name)) && entry["role"] == "Started" && entry["failed"] == false)
+            .count();
+        if started == names.len() && all_running(&view) && cluster.converged().await.unwrap_or(false) {
+            took = Some(burst.applied.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if took.is_none() {
+        println!("  the burst: {started} of {} Started within {bound:?}", names.len());
+    }
+    cluster.delete("Resource", &burst.names)?;
+    Ok(took)
 }
 
 fn power_offs(cluster: &Cluster) -> usize {
@@ -520,19 +603,42 @@ async fn main() -> anyhow::Result<()> {
     let mut recoveries: BTreeMap<Fault, Vec<Duration>> = BTreeMap::new();
     let mut violations: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut unrecovered: BTreeMap<Fault, usize> = BTreeMap::new();
+    let mut self_fenced: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut known_problems = 0;
     let mut violating: Vec<String> = Vec::new();
+    // A burst still starting while the next fault strikes, with the self-fencings
+    // counted before it.
+    let mut under_way: Option<(Burst, BTreeMap<String, usize>)> = None;
     for (run, step) in steps.iter().enumerate() {
         println!("run {run}: {step}");
+        let fencings_before = under_way.as_ref().map_or_else(|| cluster.self_fencings(), |(_, before)| before.clone());
+        if step.fault == Fault::Burst && steps.get(run + 1).is_some_and(|next| next.fault != Fault::Burst) {
+            under_way = Some((apply_burst(&cluster, options.burst)?, fencings_before));
+            println!("  {} resources applied; the next fault strikes while they start", options.burst);
+            continue;
+        }
         let mut outcome = inject(&mut cluster, step, &options).await?;
         match outcome.recovered {
             Some(took) => recoveries.entry(step.fault).or_default().push(took),
             None => *unrecovered.entry(step.fault).or_default() += 1,
         }
+        let mut burst_lost = false;
+        if let Some((burst, _)) = under_way.take() {
+            match finish_burst(&cluster, burst, options.bound).await? {
+                Some(took) => recoveries.entry(Fault::Burst).or_default().push(took),
+                None => {
+                    *unrecovered.entry(Fault::Burst).or_default() += 1;
+                    burst_lost = true;
+                }
+            }
+        }
         let settled = settled(&cluster, options.bound).await?;
         if !settled {
             *unrecovered.entry(step.fault).or_default() += 1;
             println!("  the cluster did not settle after healing within {:?}", options.bound);
+            for reason in cluster.unconverged(10).await.unwrap_or_default() {
+                println!("    not converged: {reason}");
+            }
         }
         if matches!(step.fault, Fault::RestartAll | Fault::KillEtcdMember) {
             outcome.problems.extend(disturbances(&cluster, step, &outcome));
@@ -548,7 +654,26 @@ async fn main() -> anyhow::Result<()> {
         if settled {
             problems.extend(disagreements(&cluster.status()?, &Replay::of(&testimony, &power_offs), &rules));
         }
-        if !problems.is_empty() {
+        // A node that could reach etcd had no reason to self-fence (during a combined
+        // burst, the window spans the burst too).
+        let fencings = cluster.self_fencings();
+        let unexpected = unexpected_self_fencings(&fencings_before, &fencings, &outcome.excused);
+        for (node, count) in &fencings {
+            let before = fencings_before.get(node).copied().unwrap_or(0);
+            if *count > before && outcome.excused.contains(node) {
+                println!("  {node} self-fenced {} time(s), as it had reason to", count - before);
+            } else if *count > before {
+                println!("  SELF-FENCING of {node}, with the lines of its log before it:");
+                for line in cluster.self_fencing_excerpt(node, before, 8) {
+                    println!("    {line}");
+                }
+            }
+        }
+        if !problems.is_empty() || !unexpected.is_empty() || !settled || outcome.recovered.is_none() || burst_lost {
+            for problem in &unexpected {
+                println!("  UNEXPECTED SELF-FENCING: {problem}");
+            }
+            *self_fenced.entry(step.fault).or_default() += unexpected.len();
             for problem in &problems {
                 println!("  VIOLATION: {problem}");
             }
@@ -556,13 +681,16 @@ async fn main() -> anyhow::Result<()> {
             violating.push(steps[..=run].iter().map(ToString::to_string).collect::<Vec<_>>().join(","));
             let saved = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("../target/chaos/{}-run{run}", std::process::id()));
             cluster.save_logs(&saved)?;
+            if let Ok(view) = cluster.status() {
+                std::fs::write(saved.join("status.json"), serde_json::to_string_pretty(&view)?).context("save the status")?;
+            }
             println!("  logs saved in {}", saved.display());
         }
     }
     let source = if options.sequence.is_some() { "a given sequence".to_string() } else { format!("seed {}", options.seed) };
     let network = if cluster.namespaces() { "nodes in network namespaces" } else { "nodes on the loopback" };
     println!("\n{source}, {} runs, lease TTL {} s, {network} (logs kept in {} while running)", steps.len(), options.lease_ttl, cluster.dir().display());
-    println!("{:<15} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9}", "fault", "runs", "violations", "unrecovered", "p50", "p99", "max");
+    println!("{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9}", "fault", "runs", "violations", "self-fenced", "unrecovered", "p50", "p99", "max");
     let mut failed = false;
     for fault in FAULTS {
         let mut samples = recoveries.get(&fault).cloned().unwrap_or_default();
@@ -574,12 +702,14 @@ async fn main() -> anyhow::Result<()> {
         let seconds = |duration: Duration| format!("{:.2}s", duration.as_secs_f64());
         let bad = violations.get(&fault).copied().unwrap_or(0);
         let lost = unrecovered.get(&fault).copied().unwrap_or(0);
-        failed |= bad > 0 || lost > 0;
+        let fenced = self_fenced.get(&fault).copied().unwrap_or(0);
+        failed |= bad > 0 || lost > 0 || fenced > 0;
         println!(
-            "{:<15} {:>5} {:>10} {:>11} {:>9} {:>9} {:>9}",
+            "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9}",
             format!("{fault:?}"),
             runs,
             bad,
+            fenced,
             lost,
             seconds(percentile(&samples, 0.5)),
             seconds(percentile(&samples, 0.99)),
@@ -590,7 +720,7 @@ async fn main() -> anyhow::Result<()> {
         println!("to replay: --sequence \"{sequence}\"");
     }
     if failed {
-        bail!("the campaign found violations or unrecovered faults");
+        bail!("the campaign found violations, unexpected self-fencings or unrecovered faults");
     }
     Ok(())
 }
