@@ -749,7 +749,9 @@ impl<'a> Session<'a> {
         // A status to delete is not written first: etcd refuses a transaction that puts
         // and deletes one key ("duplicate key given in txn request"), and a stop of a
         // deleted resource makes its status both dirty and gone.
-        let gone: BTreeSet<String> = reconciler.unconfigured().into_iter().collect();
+        // Not while the spec is being read again: a resource just added back is not in
+        // the targets yet.
+        let gone: BTreeSet<String> = if self.spec_stale { BTreeSet::new() } else { reconciler.unconfigured().into_iter().collect() };
         let dirty: Vec<String> = reconciler
             .local
             .iter()

@@ -161,8 +161,8 @@ async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Ve
     if writes.is_empty() {
         return Ok(());
     }
-    let revision = store.write_as_leader(action, writes.clone(), guard).await?;
-    for (key, value) in &writes {
+    let revisions = store.write_as_leader(action, writes.clone(), guard).await?;
+    for ((key, value), revision) in writes.iter().zip(revisions) {
         cache.apply_write(key, value.as_ref().map(String::as_bytes), revision);
     }
     Ok(())

@@ -68,6 +68,9 @@ pub struct ClusterCache {
     /// until the watch delivers the deletion: an earlier put's echo arriving meanwhile
     /// must not bring the key back.
     deleted: HashMap<String, i64>,
+    /// Prefixes this process deleted (`forget_reports`), at the deletion's revision:
+    /// an agent's put from before it, still on its way, must not bring a key back.
+    deleted_prefixes: BTreeMap<String, i64>,
     objects: BTreeMap<ObjectKey, StoredObject>,
     spec_version: i64,
     committed_intents: BTreeSet<String>,
@@ -91,6 +94,7 @@ impl ClusterCache {
             revision: 0,
             known: HashMap::new(),
             deleted: HashMap::new(),
+            deleted_prefixes: BTreeMap::new(),
             objects: BTreeMap::new(),
             spec_version: 0,
             committed_intents: BTreeSet::new(),
@@ -125,9 +129,12 @@ impl ClusterCache {
                     .collect();
                 for key in stale {
                     self.remove(&key);
+                    self.undecodable.remove(&key);
                 }
-                self.undecodable.retain(|key, _| !key.starts_with(prefix.as_str()));
+                // An unchanged key keeps its mark: a value that did not decode still
+                // does not (and a follower keeps acting on that).
                 self.deleted.retain(|key, deleted| !key.starts_with(prefix.as_str()) || *deleted > *revision);
+                self.deleted_prefixes.retain(|deleted, at| !deleted.starts_with(prefix.as_str()) || *at > *revision);
                 for entry in entries {
                     if !self.is_newer(&entry.key, entry.mod_revision) {
                         continue;
@@ -200,7 +207,9 @@ impl ClusterCache {
     /// Whether a value written at `revision` is newer than what is known of `key`
     /// (held, or deleted by this process).
     fn is_newer(&self, key: &str, revision: i64) -> bool {
-        self.known.get(key).is_none_or(|known| *known < revision) && self.deleted.get(key).is_none_or(|deleted| *deleted < revision)
+        self.known.get(key).is_none_or(|known| *known < revision)
+            && self.deleted.get(key).is_none_or(|deleted| *deleted < revision)
+            && self.deleted_prefixes.iter().all(|(prefix, deleted)| !key.starts_with(prefix.as_str()) || *deleted < revision)
     }
 
     /// Applies the deletion of everything a node reported (statuses, run-time
@@ -210,6 +219,10 @@ impl ClusterCache {
         let keys: Vec<String> = self.known.keys().filter(|key| prefixes.iter().any(|prefix| key.starts_with(prefix.as_str()))).cloned().collect();
         for key in keys {
             self.apply_event(&WatchEvent::Deleted { key, revision });
+        }
+        for prefix in prefixes {
+            let at = self.deleted_prefixes.entry(prefix).or_default();
+            *at = (*at).max(revision);
         }
     }
 
@@ -516,6 +529,30 @@ mod tests {
         cache.apply_event(&WatchEvent::Deleted { key: "/pacer/status/n1/web".into(), revision: 8 });
         cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 20)));
         assert_eq!(cache.statuses().len(), 2);
+    }
+
+    #[test]
+    fn a_relist_keeps_the_mark_of_a_value_that_still_does_not_decode() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/db", "{broken", 4)));
+        cache.apply_event(&WatchEvent::Restarted { prefix: "/pacer/status/".into(), revision: 10, entries: vec![entry("/pacer/status/n2/db", "{broken", 4)] });
+        assert!(cache.undecodable().contains_key("/pacer/status/n2/db"));
+        // Gone from etcd: gone from the marks too.
+        cache.apply_event(&WatchEvent::Restarted { prefix: "/pacer/status/".into(), revision: 12, entries: vec![] });
+        assert!(cache.undecodable().is_empty());
+    }
+
+    #[test]
+    fn a_forgotten_node_is_not_brought_back_by_a_put_from_before() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/db", &status("n2", "db"), 4)));
+        cache.forget_reports("n2", 9);
+        // A status the node wrote at 7 (before it was forgotten) arrives late.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &status("n2", "web"), 7)));
+        assert!(cache.statuses().is_empty());
+        // What it writes once back counts.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &status("n2", "web"), 15)));
+        assert_eq!(cache.statuses().len(), 1);
     }
 
     #[test]

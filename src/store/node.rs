@@ -222,11 +222,11 @@ impl Store {
     }
 
     /// Writes (`Some`) or deletes (`None`) each key, in transactions of at most the
-    /// store's operation limit, each while `guard` holds. Returns the revision of the
-    /// last transaction (0 when there was nothing to write). A failed guard is
-    /// `Conflict`: the writer was deposed.
-    pub async fn write_as_leader(&self, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<i64, StoreError> {
-        let mut revision = 0;
+    /// store's operation and byte limits, each while `guard` holds. Returns, for each
+    /// write in order, the revision it was written at. A failed guard is `Conflict`:
+    /// the writer was deposed (the batches before it stay written).
+    pub async fn write_as_leader(&self, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<Vec<i64>, StoreError> {
+        let mut revisions = Vec::new();
         // Batches under both of etcd's limits: operations, and bytes (ten nodes' large
         // assignments would pass the first and fail the second on every turn).
         let mut batches: Vec<Vec<TxnOp>> = Vec::new();
@@ -247,6 +247,7 @@ impl Store {
             }
         }
         for batch in batches {
+            let count = batch.len();
             let txn = Txn::new().when([guard.compare()]).and_then(batch);
             let mut client = self.client();
             self.counts.write();
@@ -254,9 +255,10 @@ impl Store {
             if !response.succeeded() {
                 return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
             }
-            revision = response.header().map(|header| header.revision()).unwrap_or_default();
+            let revision = response.header().map(|header| header.revision()).unwrap_or_default();
+            revisions.extend(std::iter::repeat_n(revision, count));
         }
-        Ok(revision)
+        Ok(revisions)
     }
 
     /// The newest `limit` decision records, newest first; records that do not decode
