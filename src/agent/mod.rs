@@ -82,6 +82,15 @@ const SELF_FENCINGS_FILE: &str = "self-fencings";
 /// The activity record is rewritten at most this often.
 const ACTIVITY_PERIOD: Duration = Duration::from_secs(2);
 
+/// Whether the activity record as it stands now is worth writing over `written`: while
+/// operations wait for a place (and once they stop waiting), when the node has gone
+/// quiet, and when it self-fenced again. Not for a monitor's comings and goings on an
+/// idle node, which would cost a write every few seconds where an idle cluster writes
+/// nothing but lease keep-alives.
+fn activity_worth_writing(written: &NodeActivity, now: &NodeActivity) -> bool {
+    written != now && (now.queued > 0 || written.queued > 0 || (now.running == 0 && written.running > 0) || written.self_fencings != now.self_fencings)
+}
+
 /// The latest self-fencings recorded in the state dir, oldest first. A line that does
 /// not decode is skipped (the file is only informative).
 fn recorded_self_fencings(dir: &std::path::Path) -> Vec<SelfFencing> {
@@ -565,10 +574,14 @@ impl<'a> Session<'a> {
                     }
                 }
             }
-            let activity_changed = self
-                .activity_written
-                .as_ref()
-                .is_some_and(|(written, _)| written.running as usize != self.running.len() || written.queued as usize != self.queued);
+            let activity_changed = self.activity_written.as_ref().is_some_and(|(written, _)| {
+                let now = NodeActivity {
+                    running: u32::try_from(self.running.len()).unwrap_or(u32::MAX),
+                    queued: u32::try_from(self.queued).unwrap_or(u32::MAX),
+                    ..written.clone()
+                };
+                activity_worth_writing(written, &now)
+            });
             let unwritten = reconciler.local.values().any(|local| local.dirty)
                 || !self.pending_attributes.is_empty()
                 || (reconciler.probed() && !self.heartbeat_probed)
@@ -812,7 +825,7 @@ impl<'a> Session<'a> {
         };
         let due = match &self.activity_written {
             None => true,
-            Some((written, at)) => *written != activity && at.elapsed() >= ACTIVITY_PERIOD,
+            Some((written, at)) => activity_worth_writing(written, &activity) && at.elapsed() >= ACTIVITY_PERIOD,
         };
         if !due {
             return Ok(());
@@ -1060,5 +1073,29 @@ async fn sleep_until_opt(when: Option<Instant>) {
     match when {
         Some(when) => tokio::time::sleep_until(when.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity(running: u32, queued: u32) -> NodeActivity {
+        NodeActivity { node: "n1".into(), running, queued, limit: 4, self_fencings: Vec::new() }
+    }
+
+    #[test]
+    fn an_idle_node_does_not_rewrite_its_activity_for_every_monitor() {
+        // A monitor starting and ending on an idle node: nothing worth a write.
+        assert!(!activity_worth_writing(&activity(0, 0), &activity(1, 0)));
+        assert!(!activity_worth_writing(&activity(0, 0), &activity(0, 0)));
+        // A burst waiting, draining, and the node going quiet: each is written.
+        assert!(activity_worth_writing(&activity(0, 0), &activity(4, 96)));
+        assert!(activity_worth_writing(&activity(4, 96), &activity(4, 0)));
+        assert!(activity_worth_writing(&activity(4, 0), &activity(0, 0)));
+        // A new self-fencing is news.
+        let mut fenced = activity(0, 0);
+        fenced.self_fencings.push(SelfFencing { time: 1, cause: "no lease renewal confirmed".into() });
+        assert!(activity_worth_writing(&activity(0, 0), &fenced));
     }
 }
