@@ -172,9 +172,9 @@ fn run(count: usize, limit: Duration, keep: bool) -> String {
     let peaks = sampler.finish();
 
     let logs: Vec<Vec<String>> = NODES.iter().map(|node| support::log_lines(&cluster.log(node), 0)).collect();
-    let fencings: Vec<usize> = logs.iter().map(|lines| lines.iter().filter(|line| line.contains("lease not renewed")).count()).collect();
+    let fencings: Vec<usize> = logs.iter().map(|lines| lines.iter().filter(|line| line.contains(pacer::agent::SELF_FENCING_LOG)).count()).collect();
     for (node, lines) in NODES.iter().zip(&logs) {
-        if let Some(at) = lines.iter().position(|line| line.contains("lease not renewed")) {
+        if let Some(at) = lines.iter().position(|line| line.contains(pacer::agent::SELF_FENCING_LOG)) {
             eprintln!("N={count}: {node}'s first self-fencing, with the lines before it:");
             for line in &lines[at.saturating_sub(8)..=at] {
                 eprintln!("  {line}");

@@ -862,7 +862,7 @@ async fn a_burst_larger_than_the_node_limit_is_held_to_it_and_the_lease_is_kept(
         assert_eq!(most_at_once(&testimony, "start"), 2, "the limit is used and never exceeded");
         assert!(began.elapsed() >= Duration::from_secs(6), "twelve one-second starts two at a time take six seconds at least");
         assert_eq!(cluster.node_lease("n1").await, Some(lease), "the node kept its lease throughout");
-        assert!(!cluster.agent_logs().contains("lease not renewed"), "no self-fencing:\n{}", cluster.agent_logs());
+        assert!(!cluster.agent_logs().contains(pacer::agent::SELF_FENCING_LOG), "no self-fencing:\n{}", cluster.agent_logs());
     })
     .await;
 }

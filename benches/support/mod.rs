@@ -228,34 +228,20 @@ pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted[index.min(sorted.len() - 1)]
 }
 
-/// `text` without its terminal escape sequences (the logs are coloured).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The `key=value` fields of a log line.
 pub fn fields(line: &str) -> BTreeMap<String, String> {
-    strip_ansi(line).split_whitespace().filter_map(|field| field.split_once('=')).map(|(key, value)| (key.to_string(), value.to_string())).collect()
+    pacer::local::logs::strip_ansi(line)
+        .split_whitespace()
+        .filter_map(|field| field.split_once('='))
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect()
 }
 
 /// A log's lines from byte `offset` on, escape sequences stripped (empty when it
 /// cannot be read).
 pub fn log_lines(log: &Path, offset: usize) -> Vec<String> {
     let bytes = std::fs::read(log).unwrap_or_default();
-    String::from_utf8_lossy(bytes.get(offset..).unwrap_or_default()).lines().map(strip_ansi).collect()
+    String::from_utf8_lossy(bytes.get(offset..).unwrap_or_default()).lines().map(pacer::local::logs::strip_ansi).collect()
 }
 
 /// The fields of a log's lines containing `marker`, from byte `offset` on.

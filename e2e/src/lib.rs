@@ -30,7 +30,7 @@ pub const QUIET: Duration = Duration::from_millis(1500);
 
 /// What an agent logs when it self-fences: its lease was not renewed in time, so it
 /// stops every resource before the lease could expire for the others.
-pub const SELF_FENCING: &str = "lease not renewed";
+pub const SELF_FENCING: &str = pacer::agent::SELF_FENCING_LOG;
 
 /// The self-fencings no fault excuses: per node, how many more times it self-fenced
 /// in `after` than in `before` (counts of `SELF_FENCING` in its agent's log), unless
@@ -46,24 +46,6 @@ pub fn unexpected_self_fencings(before: &BTreeMap<String, usize>, after: &BTreeM
             (new > 0).then(|| format!("{node} self-fenced {new} time(s) ({SELF_FENCING}) though it could reach etcd"))
         })
         .collect()
-}
-
-/// A log line without its terminal colour codes.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::new();
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Wall-clock nanoseconds, as the witness agent and the fence agent write them.
@@ -472,7 +454,7 @@ impl Cluster {
     /// A process's log (`n1`, `s1`), its colour codes stripped, line by line.
     pub fn log_lines(&self, name: &str) -> Vec<String> {
         let bytes = std::fs::read(self.dir.path().join(format!("logs/{name}.log"))).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).lines().map(strip_ansi).collect()
+        String::from_utf8_lossy(&bytes).lines().map(pacer::local::logs::strip_ansi).collect()
     }
 
     /// How many times each node's agents (every one started on it, their logs

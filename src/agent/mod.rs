@@ -75,6 +75,10 @@ const LEASE_FILE: &str = "lease";
 /// Locked (flock) for the agent's life: two agents acting on one node's resources
 /// would each believe it owns them.
 const LOCK_FILE: &str = "agent.lock";
+/// The agent's log message when it self-fences: tests, benchmarks and the fault
+/// campaign count self-fencings by it.
+pub const SELF_FENCING_LOG: &str = "lease not renewed: stopping every resource before it could expire";
+
 /// The node's self-fencings, one JSON record a line: written when it happens (the
 /// lease is gone, nothing can be reported), published in the activity record once the
 /// node is claimed again.
@@ -646,7 +650,7 @@ impl<'a> Session<'a> {
             })
             .map(|(id, _)| id.clone())
             .collect();
-        tracing::error!(node = %self.config.node, active, "lease not renewed: stopping every resource before it could expire");
+        tracing::error!(node = %self.config.node, active, "{SELF_FENCING_LOG}");
         for (_, cancel) in self.running.drain() {
             let _ = cancel.send(());
         }

@@ -5,4 +5,5 @@
 pub mod child;
 pub mod etcd;
 pub mod link;
+pub mod logs;
 pub mod witness;
