@@ -8,6 +8,7 @@ pub mod cli;
 pub mod daemon;
 pub mod exec;
 pub mod local;
+pub mod ops;
 pub mod runtime;
 pub mod scheduler;
 pub mod state;

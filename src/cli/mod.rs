@@ -14,7 +14,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::store::Store;
+use crate::ops::OpsError;
+use crate::store::{Store, StoreError};
 
 /// Exit code of a refused change or a command that found differences.
 const EXIT_REFUSED: u8 = 1;
@@ -90,6 +91,21 @@ enum Command {
     Up(daemons::UpArgs),
 }
 
+/// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct ChangeArgs {
+    /// Check the change and show it; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// After the change, wait until the cluster has settled on it (default 60s):
+    /// exit 1 if it has not by then.
+    #[arg(long, value_name = "DUR", num_args = 0..=1, default_missing_value = "60s")]
+    wait: Option<crate::api::Duration>,
+    /// `table` (text, default) or `json`.
+    #[arg(short, long, value_enum, default_value = "table")]
+    output: OutputFormat,
+}
+
 /// How `get` and `status` print.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum OutputFormat {
@@ -104,10 +120,30 @@ pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(&cli).await {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
-            eprintln!("error: {error:#}");
-            ExitCode::from(EXIT_ERROR)
+            eprintln!("error: {}", describe(&error));
+            ExitCode::from(exit_code_of(&error))
         }
     }
+}
+
+/// One line for an error: etcd out of reach says where it looked and how to point
+/// elsewhere; everything else is the error with its context.
+fn describe(error: &anyhow::Error) -> String {
+    let store_error = error.chain().find_map(|cause| {
+        cause.downcast_ref::<StoreError>().or_else(|| match cause.downcast_ref::<OpsError>() {
+            Some(OpsError::Store(store)) => Some(store),
+            _ => None,
+        })
+    });
+    match store_error {
+        Some(store) if store.is_unreachable() => format!("{store} (set --etcd or PACER_ETCD)"),
+        _ => format!("{error:#}"),
+    }
+}
+
+/// 1 for a verb that was refused or did not reach its goal, 2 for everything else.
+fn exit_code_of(error: &anyhow::Error) -> u8 {
+    error.chain().find_map(|cause| cause.downcast_ref::<OpsError>()).map_or(EXIT_ERROR, OpsError::exit_code)
 }
 
 /// Hands the command to its function; each returns the exit code.

@@ -49,10 +49,10 @@ pub const DEFAULT_MAX_TXN_BYTES: usize = 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No endpoint answered. Retryable once etcd is reachable.
-    #[error("connect to etcd at {endpoints}: {source}")]
+    #[error("cannot reach etcd at {endpoints}: {}", brief(source))]
     Connect { endpoints: String, source: etcd_client::Error },
     /// A request failed (timeout, leader change, connection lost). Retryable.
-    #[error("{action}: {source}")]
+    #[error("{action}: {}", brief(source))]
     Etcd { action: String, source: etcd_client::Error },
     /// A stored value does not decode: someone wrote under Pacer's prefix by hand, or a
     /// newer Pacer did. Not retryable; fix or delete the key.
@@ -67,7 +67,40 @@ pub enum StoreError {
     Contended { attempts: usize },
 }
 
+/// The root cause of a client error in a few words: the socket's error when there
+/// is one (`connection refused`), else the innermost message. The client's own
+/// rendering repeats the transport error at every level of nesting.
+fn brief(error: &etcd_client::Error) -> String {
+    // The client's error does not name its gRPC status as its source: start there.
+    let start: &dyn std::error::Error = match error {
+        etcd_client::Error::GRpcStatus(status) => status,
+        other => other,
+    };
+    let mut innermost = start;
+    let mut current = Some(start);
+    while let Some(level) = current {
+        if let Some(io) = level.downcast_ref::<std::io::Error>() {
+            return match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => "connection refused".to_string(),
+                std::io::ErrorKind::TimedOut => "timed out".to_string(),
+                _ => io.to_string(),
+            };
+        }
+        innermost = level;
+        current = level.source();
+    }
+    match error {
+        etcd_client::Error::GRpcStatus(status) if std::ptr::addr_eq(innermost, start) => status.message().to_string(),
+        _ => innermost.to_string(),
+    }
+}
+
 impl StoreError {
+    /// Whether etcd could not be reached at all (no endpoint answered).
+    pub fn is_unreachable(&self) -> bool {
+        matches!(self, StoreError::Connect { .. })
+    }
+
     /// The cause without the key, for a caller that shows the key beside it: a
     /// `Corrupt` value's reason, else the whole message.
     pub fn reason(&self) -> String {

@@ -1,0 +1,69 @@
+//! Waiting for the cluster: until it has settled (the decision the scheduler would
+//! make now changes nothing — Pacemaker's `crm_resource --wait`), or until a
+//! condition of the live snapshot holds (`pacer wait`). Both follow a watch; nothing
+//! polls etcd.
+
+use std::time::{Duration, Instant};
+
+use crate::runtime::LiveSnapshot;
+use crate::scheduler::{Plan, schedule};
+use crate::store::Store;
+
+use super::OpsError;
+use super::live::Follower;
+
+/// Whether a plan leaves everything as it is: no action and no fencing pending.
+pub fn settled(plan: &Plan) -> bool {
+    plan.actions.is_empty() && plan.fencing.is_empty()
+}
+
+/// What `until` saw last, for a timeout message.
+pub struct Waited {
+    pub elapsed: Duration,
+}
+
+/// Follows the cluster until `done(snapshot, plan)` holds for a snapshot taken at or
+/// after `from_revision` (the revision of the change waited for; 0 for any), or
+/// `timeout` passes (`OpsError::NotReached` with `describe`'s account of what is
+/// still missing). Rechecks at least every second, since time alone (expiries,
+/// failure timeouts) changes the plan.
+pub async fn until<F, D>(store: &Store, from_revision: i64, timeout: Duration, mut done: F, describe: D) -> Result<Waited, OpsError>
+where
+    F: FnMut(&LiveSnapshot, &Plan) -> bool,
+    D: Fn(&LiveSnapshot, &Plan) -> String,
+{
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut follower = Follower::start(store).await?;
+    let mut last: Option<(LiveSnapshot, Plan)> = None;
+    loop {
+        if follower.cache().revision() >= from_revision
+            && let Some(live) = follower.snapshot()
+        {
+            let plan = schedule(&live.snapshot);
+            if done(&live, &plan) {
+                return Ok(Waited { elapsed: started.elapsed() });
+            }
+            last = Some((live, plan));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            let missing = last.as_ref().map(|(live, plan)| describe(live, plan)).unwrap_or_else(|| "the cluster could not be read".to_string());
+            return Err(OpsError::NotReached(format!("not reached within {}: {missing}", humantime::format_duration(timeout))));
+        }
+        follower.changed((deadline - now).min(Duration::from_secs(1))).await?;
+    }
+}
+
+/// Waits until the cluster has settled after the change at `from_revision`.
+pub async fn settle(store: &Store, from_revision: i64, timeout: Duration) -> Result<Waited, OpsError> {
+    until(store, from_revision, timeout, |_, plan| settled(plan), |_, plan| pending(plan)).await
+}
+
+/// The actions a plan still has, in words.
+pub fn pending(plan: &Plan) -> String {
+    let mut parts: Vec<String> =
+        plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail).trim().to_string()).collect();
+    parts.extend(plan.fencing.iter().map(|fencing| format!("fence {}", fencing.node)));
+    if parts.is_empty() { "nothing pending".to_string() } else { format!("still pending: {}", parts.join("; ")) }
+}
