@@ -2,12 +2,22 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Asked by a shell to complete (the `COMPLETE` variable is set): answer and exit,
+    // before any runtime exists (completers read the cluster on one of their own).
+    pacer::cli::complete_if_asked();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PACER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,pacer::agent=info,pacer::daemon=info,pacer::store::lease=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
-    pacer::cli::run(pacer::cli::Cli::parse()).await
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match pacer::cli::parse() {
+        Ok(cli) => runtime.block_on(pacer::cli::run(cli)),
+        Err(code) => code,
+    }
 }

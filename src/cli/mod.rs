@@ -1,8 +1,10 @@
 //! The `pacer` command line: argument parsing and wiring. Logic lives in `api` and
 //! `store`; this module parses the arguments and hands each command to its function.
 
+mod complete;
 mod daemons;
 mod fence;
+mod inspect;
 mod objects;
 mod output;
 mod simulate;
@@ -89,6 +91,13 @@ enum Command {
     /// ports, a scheduler and N node agents (n1..nN), in the foreground until
     /// interrupted. Writes DIR/endpoint and DIR/pids/<component>.
     Up(daemons::UpArgs),
+    /// Wait until a resource is started, stopped or promoted (anywhere, or on a node).
+    /// Exit 0 once it is, 1 at the timeout.
+    Wait(inspect::WaitArgs),
+    /// Print the script that registers shell completion (bash, zsh, fish): subcommands,
+    /// flags, and the live cluster's resource and node names.
+    /// Bash: `source <(pacer completion bash)`.
+    Completion(inspect::CompletionArgs),
 }
 
 /// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
@@ -113,6 +122,40 @@ enum OutputFormat {
     Wide,
     Yaml,
     Json,
+}
+
+/// Answers a shell's completion request (`COMPLETE` set by `pacer completion`'s
+/// script) and exits; returns at once otherwise. Call before starting a runtime.
+pub fn complete_if_asked() {
+    use clap::CommandFactory;
+    clap_complete::CompleteEnv::with_factory(Cli::command).var(complete::VAR).complete();
+}
+
+/// Parses the command line. A value that does not parse (a duration, a choice) is
+/// bad input: one line on stderr and exit 1, like every other refused input; a usage
+/// error (unknown flag, missing argument) is clap's, with help, and exit 2. `--help`
+/// and `--version` print and exit 0.
+pub fn parse() -> Result<Cli, ExitCode> {
+    use clap::error::ErrorKind;
+    Cli::try_parse().map_err(|error| match error.kind() {
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or("error: invalid value");
+            match rendered.lines().map(str::trim).find(|line| line.starts_with("[possible values")) {
+                Some(choices) => eprintln!("{first} {choices}"),
+                None => eprintln!("{first}"),
+            }
+            ExitCode::from(EXIT_REFUSED)
+        }
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let _ = error.print();
+            ExitCode::from(if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { EXIT_ERROR } else { 0 })
+        }
+        _ => {
+            let _ = error.print();
+            ExitCode::from(EXIT_ERROR)
+        }
+    })
 }
 
 /// Runs the command line; returns the process exit code.
@@ -162,5 +205,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Fence { command: fence::FenceCommand::Confirm { node } } => fence::confirm(global, node).await,
         Command::Scheduler(args) => daemons::scheduler(global, args).await,
         Command::Up(args) => daemons::up(global, args).await,
+        Command::Wait(args) => inspect::wait(global, args).await,
+        Command::Completion(args) => inspect::completion(args),
     }
 }

@@ -1,7 +1,7 @@
 //! `pacer apply`, `diff`, `get`, `delete` and `crds`: the desired objects, read from
 //! manifests, checked and written by `store::apply`, listed from etcd.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -11,6 +11,9 @@ use crate::api::manifest::{Diagnostic, Loaded, load};
 use crate::api::schema::{crd, crd_file_name};
 use crate::api::yaml::to_yaml_string;
 use crate::api::{Kind, Name, Object, ObjectKey};
+use crate::ops::live::Live;
+use crate::state::conditions::{NodeLive, ResourceLive, node_live, resource_live};
+use crate::state::view::{Surroundings, fencing_view, status_view};
 use crate::store::Undecodable;
 use crate::store::apply::{ApplyOutcome, ApplyReport, ApplyRequest, apply_listed};
 
@@ -124,13 +127,22 @@ pub(super) async fn get(global: &Global, args: &GetArgs) -> anyhow::Result<u8> {
     let kinds: Vec<Kind> =
         if kind.eq_ignore_ascii_case("all") { Kind::ALL.to_vec() } else { vec![Kind::parse_loose(kind).with_context(|| format!("unknown kind {kind:?}"))?] };
     let store = global.connect().await?;
-    let listing = store.list_objects().await?;
-    warn_undecodable(&listing.undecodable);
+    // Resources and nodes have a live state: read the whole cluster at one revision
+    // then, the spec alone otherwise.
+    let wants_live = kinds.iter().any(|kind| !output::live_header(*kind).is_empty());
+    let (objects, live) = if wants_live {
+        let live = Live::read(&store).await?;
+        output::warn_skipped(live.cache.undecodable().iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
+        (live.cache.objects().clone(), Some(live))
+    } else {
+        let listing = store.list_objects().await?;
+        warn_undecodable(&listing.undecodable);
+        (listing.objects, None)
+    };
     let mut selected: Vec<&Object> = Vec::new();
     for kind in &kinds {
         selected.extend(
-            listing
-                .objects
+            objects
                 .values()
                 .map(|stored| &stored.object)
                 .filter(|object| object.kind() == *kind && name.as_ref().is_none_or(|name| object.name().as_str() == name)),
@@ -142,17 +154,88 @@ pub(super) async fn get(global: &Global, args: &GetArgs) -> anyhow::Result<u8> {
         eprintln!("error: {}/{name} not found", kinds[0]);
         return Ok(EXIT_REFUSED);
     }
+    let statuses: BTreeMap<ObjectKey, LiveStatus> = match &live {
+        Some(live) => live_statuses(live, &selected),
+        None => BTreeMap::new(),
+    };
     match format {
-        OutputFormat::Yaml => print!("{}", output::objects_yaml(&selected)),
-        OutputFormat::Json => print!("{}", output::objects_json(&selected, name.is_some())),
-        OutputFormat::Table | OutputFormat::Wide => print_tables(&kinds, &selected, *format == OutputFormat::Wide),
+        OutputFormat::Yaml | OutputFormat::Json => {
+            let values: Vec<serde_json::Value> = selected
+                .iter()
+                .map(|object| {
+                    let mut value = object.to_value();
+                    if let (Some(status), serde_json::Value::Object(map)) = (statuses.get(&object.key()), &mut value) {
+                        map.insert("status".into(), status.to_value());
+                    }
+                    value
+                })
+                .collect();
+            if *format == OutputFormat::Yaml {
+                print!("{}", output::objects_yaml(&values));
+            } else {
+                print!("{}", output::objects_json(&values, name.is_some()));
+            }
+        }
+        OutputFormat::Table | OutputFormat::Wide => {
+            let cells: BTreeMap<ObjectKey, Vec<String>> = statuses.iter().map(|(key, status)| (key.clone(), status.cells())).collect();
+            print_tables(&kinds, &selected, *format == OutputFormat::Wide, live.is_some().then_some(&cells));
+        }
     }
     Ok(0)
 }
 
+/// An object's live state, as `get` shows it.
+enum LiveStatus {
+    Resource(ResourceLive),
+    Node(NodeLive),
+}
+
+impl LiveStatus {
+    fn to_value(&self) -> serde_json::Value {
+        match self {
+            LiveStatus::Resource(live) => serde_json::to_value(live),
+            LiveStatus::Node(live) => serde_json::to_value(live),
+        }
+        .unwrap_or_default()
+    }
+
+    /// The table cells, in `output::live_header`'s order.
+    fn cells(&self) -> Vec<String> {
+        match self {
+            LiveStatus::Resource(live) => {
+                let nodes = if live.nodes.is_empty() { "-".to_string() } else { live.nodes.join(",") };
+                vec![nodes, live.role.clone(), live.failures.to_string()]
+            }
+            LiveStatus::Node(live) => vec![live.state.clone(), live.resources.to_string()],
+        }
+    }
+}
+
+/// The live state of the selected objects that have one, from one snapshot and the
+/// decision made from it.
+fn live_statuses(live: &Live, selected: &[&Object]) -> BTreeMap<ObjectKey, LiveStatus> {
+    let plan = live.plan();
+    let snapshot = &live.live.snapshot;
+    let requests: Vec<_> = live.cache.fence_requests().values().cloned().collect();
+    let results: Vec<_> = live.cache.fence_results().values().cloned().collect();
+    let around = Surroundings { leader: None, decisions: Vec::new(), fencing: fencing_view(&requests, &results), activities: live.cache.activities() };
+    let view = status_view(&snapshot.objects, &snapshot.observed, &live.live.reports.statuses, &plan, around);
+    let started: BTreeMap<String, i64> = live.live.reports.heartbeats.iter().map(|(node, heartbeat)| (node.clone(), heartbeat.started)).collect();
+    selected
+        .iter()
+        .filter_map(|object| {
+            let status = match object.kind() {
+                Kind::Node => node_live(object.name().as_str(), object.metadata.generation, &view, &started).map(LiveStatus::Node),
+                _ => resource_live(object, &view, &plan, &live.live.reports.statuses).map(LiveStatus::Resource),
+            }?;
+            Some((object.key(), status))
+        })
+        .collect()
+}
+
 /// One table per kind that has objects, each under a `# plural` heading when more
 /// than one kind was asked for.
-fn print_tables(kinds: &[Kind], selected: &[&Object], wide: bool) {
+fn print_tables(kinds: &[Kind], selected: &[&Object], wide: bool, live: Option<&BTreeMap<ObjectKey, Vec<String>>>) {
     let mut printed = false;
     for kind in kinds {
         let of_kind: Vec<&Object> = selected.iter().copied().filter(|object| object.kind() == *kind).collect();
@@ -165,7 +248,8 @@ fn print_tables(kinds: &[Kind], selected: &[&Object], wide: bool) {
             }
             println!("# {}", kind.plural());
         }
-        print!("{}", output::kind_table(*kind, &of_kind, wide));
+        let live = live.filter(|_| !output::live_header(*kind).is_empty());
+        print!("{}", output::kind_table(*kind, &of_kind, wide, live));
         printed = true;
     }
     if !printed {

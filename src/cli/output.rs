@@ -2,6 +2,7 @@
 //! and the warning every command that reads the cluster prints for a stored value
 //! that does not decode.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::SystemTime;
 
@@ -9,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::api::resource::CloneSpec;
 use crate::api::yaml::to_yaml_string;
-use crate::api::{Kind, Object, Spec};
+use crate::api::{Kind, Object, ObjectKey, Spec};
 use crate::store::apply::PlannedObject;
 
 /// Names on stderr, one line each, the stored keys a command skipped because their
@@ -85,7 +86,18 @@ fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
 }
 
 /// Column titles and one row per object for `pacer get KIND`.
-pub fn kind_table(kind: Kind, objects: &[&Object], wide: bool) -> String {
+/// The live columns `get` adds for a kind (`live_cells` fills them).
+pub fn live_header(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Resource | Kind::Group | Kind::FenceDevice => &["NODES", "ROLE", "FAILURES"],
+        Kind::Node => &["STATE", "RESOURCES"],
+        _ => &[],
+    }
+}
+
+/// A table of objects of one kind; `live` holds the live columns of the objects that
+/// have them (`live_header`), when the cluster was read.
+pub fn kind_table(kind: Kind, objects: &[&Object], wide: bool, live: Option<&BTreeMap<ObjectKey, Vec<String>>>) -> String {
     let now = SystemTime::now();
     let (mut header, extra): (Vec<&str>, Vec<&str>) = match kind {
         Kind::Resource => (vec!["NAME", "AGENT", "CLONE"], vec!["TARGET-ROLE", "OPERATIONS"]),
@@ -99,6 +111,9 @@ pub fn kind_table(kind: Kind, objects: &[&Object], wide: bool) -> String {
         Kind::ClusterPolicy => (vec!["NAME", "STONITH", "NO-QUORUM", "STICKINESS"], vec!["SYMMETRIC", "PLACEMENT"]),
         Kind::Alert => (vec!["NAME", "RECEIVER", "EVENTS"], vec!["RECIPIENTS"]),
     };
+    if live.is_some() {
+        header.extend(live_header(kind));
+    }
     if wide {
         header.extend(extra);
         header.push("GENERATION");
@@ -186,6 +201,10 @@ pub fn kind_table(kind: Kind, objects: &[&Object], wide: bool) -> String {
                     (vec![name, receiver, events], vec![list(&alert.recipients)])
                 }
             };
+            if let Some(live) = live {
+                let cells = live.get(&object.key()).cloned().unwrap_or_default();
+                row.extend((0..live_header(kind).len()).map(|index| cells.get(index).cloned().unwrap_or_else(|| "-".into())));
+            }
             if wide {
                 row.extend(extra);
                 row.push(object.metadata.generation.map(|generation| generation.to_string()).unwrap_or_else(|| "-".into()));
@@ -198,17 +217,13 @@ pub fn kind_table(kind: Kind, objects: &[&Object], wide: bool) -> String {
 }
 
 /// Objects as a multi-document YAML stream.
-pub fn objects_yaml(objects: &[&Object]) -> String {
-    objects.iter().map(|object| to_yaml_string(&object.to_value())).collect::<Vec<_>>().join("---\n")
+pub fn objects_yaml(objects: &[Value]) -> String {
+    objects.iter().map(to_yaml_string).collect::<Vec<_>>().join("---\n")
 }
 
 /// One object as JSON, or several as a kubectl-style List.
-pub fn objects_json(objects: &[&Object], single: bool) -> String {
-    let value = if single && objects.len() == 1 {
-        objects[0].to_value()
-    } else {
-        json!({"apiVersion": "v1", "kind": "List", "items": objects.iter().map(|object| object.to_value()).collect::<Vec<Value>>()})
-    };
+pub fn objects_json(objects: &[Value], single: bool) -> String {
+    let value = if single && objects.len() == 1 { objects[0].clone() } else { json!({"apiVersion": "v1", "kind": "List", "items": objects}) };
     serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 

@@ -6,7 +6,8 @@ use anyhow::Context;
 
 use crate::api::records::HistoryRecord;
 use crate::api::yaml::to_yaml_string;
-use crate::runtime::{BuildOptions, build, load};
+use crate::ops::live::Follower;
+use crate::runtime::{BuildOptions, ClusterCache, LiveSnapshot, build, load};
 use crate::scheduler::schedule;
 use crate::state::view::{DecisionView, StatusView, Surroundings, fencing_view, status_view};
 use crate::store::Store;
@@ -22,18 +23,58 @@ pub(super) struct StatusArgs {
     /// How many of the latest decisions to show.
     #[arg(long, default_value_t = 5)]
     decisions: usize,
+    /// Keep showing the status as it changes (at most once a second), until interrupted.
+    #[arg(short, long)]
+    watch: bool,
 }
 
 /// `pacer status`: the view as a crm_mon-like text, JSON or YAML.
 pub(super) async fn status(global: &Global, args: &StatusArgs) -> anyhow::Result<u8> {
     let store = global.connect().await?;
-    let view = read(&store, args.decisions).await?;
-    match args.output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view).context("encode status")?),
-        OutputFormat::Yaml => print!("{}", to_yaml_string(&serde_json::to_value(&view).context("encode status")?)),
-        OutputFormat::Table | OutputFormat::Wide => print!("{}", render(&view)),
+    if args.watch {
+        return watch(&store, args).await;
     }
+    let view = read(&store, args.decisions).await?;
+    print_view(&view, args.output)?;
     Ok(0)
+}
+
+fn print_view(view: &StatusView, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&view).context("encode status")?),
+        OutputFormat::Yaml => print!("{}", to_yaml_string(&serde_json::to_value(view).context("encode status")?)),
+        OutputFormat::Table | OutputFormat::Wide => print!("{}", render(view)),
+    }
+    Ok(())
+}
+
+/// `pacer status --watch`: the view again after every change, from a watch of the
+/// cluster (nothing polls etcd but the decision history, read once per view). On a
+/// terminal the screen is cleared between views; otherwise views follow each other,
+/// separated by a line with the time.
+async fn watch(store: &Store, args: &StatusArgs) -> anyhow::Result<u8> {
+    use std::io::{IsTerminal, Write};
+    let mut follower = Follower::start(store).await?;
+    let terminal = std::io::stdout().is_terminal();
+    let mut shown: Option<StatusView> = None;
+    loop {
+        if let Some(live) = follower.snapshot() {
+            let view = view_of(store, follower.cache(), &live, args.decisions).await?;
+            if shown.as_ref() != Some(&view) {
+                if terminal {
+                    print!("\x1b[2J\x1b[H");
+                } else if shown.is_some() {
+                    println!("--- {}", humantime::format_rfc3339_seconds(SystemTime::now()));
+                }
+                print_view(&view, args.output)?;
+                std::io::stdout().flush().context("write the status")?;
+                shown = Some(view);
+            }
+        }
+        // At most one view a second; time alone changes it too (failure timeouts).
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        follower.changed(Duration::from_secs(5)).await?;
+    }
 }
 
 /// Reads the cluster at one revision, builds the snapshot the scheduler would, and
@@ -55,6 +96,11 @@ pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView>
     }
     let live = live.context("build the cluster's snapshot")?;
     output::warn_skipped(cache.undecodable().iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
+    view_of(store, &cache, &live, decisions).await
+}
+
+/// The view of a cache and the snapshot built from it, with the latest decisions.
+async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, decisions: usize) -> anyhow::Result<StatusView> {
     let plan = schedule(&live.snapshot);
     let leader = cache.election().map(|holder| holder.leader.identity.clone());
     let decisions = store

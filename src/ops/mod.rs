@@ -11,6 +11,7 @@
 pub mod edit;
 pub mod live;
 pub mod settle;
+pub mod wait;
 
 use crate::api::manifest::Diagnostic;
 use crate::store::StoreError;

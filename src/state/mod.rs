@@ -6,6 +6,7 @@
 //! No IO: `store` reads and writes the records, `agent` acts on them.
 
 pub mod assignments;
+pub mod conditions;
 pub mod fencing;
 pub mod gates;
 pub mod observe;

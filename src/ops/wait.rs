@@ -1,0 +1,121 @@
+//! `pacer wait`: until a resource is started, stopped or promoted (anywhere, or on a
+//! node), as the live snapshot shows it.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::api::resource::Role;
+use crate::api::{Kind, Object, Spec};
+use crate::scheduler::Plan;
+use crate::state::conditions::primitives;
+use crate::store::Store;
+
+use super::OpsError;
+use super::live::Live;
+use super::settle::until;
+
+/// What to wait for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum WaitFor {
+    /// Every member (every primitive of a group) runs, in any role.
+    Started,
+    /// Nothing of it runs.
+    Stopped,
+    /// An instance of the promotable clone is promoted.
+    Promoted,
+}
+
+/// What `wait` reports when the state is reached.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Reached {
+    pub resource: String,
+    pub state: WaitFor,
+    pub node: Option<String>,
+    pub nodes: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Whether `state` holds for the primitives `members` in `plan` (its `current`
+/// placements: where the snapshot shows them), on `node` when given.
+pub fn holds(plan: &Plan, members: &[String], state: WaitFor, node: Option<&str>) -> bool {
+    let runs = |member: &String, promoted: bool| {
+        plan.resources.iter().filter(|resource| resource.name == *member).flat_map(|resource| resource.current.iter()).any(|placement| {
+            placement.role != Role::Stopped && (!promoted || placement.role == Role::Promoted) && node.is_none_or(|node| placement.node == node)
+        })
+    };
+    match state {
+        WaitFor::Started => members.iter().all(|member| runs(member, false)),
+        WaitFor::Stopped => members.iter().all(|member| !runs(member, false)),
+        WaitFor::Promoted => members.iter().any(|member| runs(member, true)),
+    }
+}
+
+/// The nodes where the members run now.
+fn running_on(plan: &Plan, members: &[String]) -> Vec<String> {
+    let mut nodes: Vec<String> = plan
+        .resources
+        .iter()
+        .filter(|resource| members.contains(&resource.name))
+        .flat_map(|resource| resource.current.iter())
+        .filter(|placement| placement.role != Role::Stopped)
+        .map(|placement| format!("{} {}", placement.node, placement.role.as_str()))
+        .collect();
+    nodes.sort();
+    nodes.dedup();
+    nodes
+}
+
+/// The Resource, Group or FenceDevice named `name`, with its primitives.
+pub fn find_resource(objects: &[Object], name: &str) -> Result<(Object, Vec<String>), OpsError> {
+    let object = objects
+        .iter()
+        .find(|object| object.name().as_str() == name && matches!(object.kind(), Kind::Resource | Kind::Group | Kind::FenceDevice))
+        .ok_or_else(|| OpsError::NotFound(format!("resource {name} not found (no Resource, Group or FenceDevice of that name)")))?;
+    Ok((object.clone(), primitives(object)))
+}
+
+fn is_promotable(object: &Object) -> bool {
+    let clone = match &object.spec {
+        Spec::Resource(resource) => resource.clone.as_ref(),
+        Spec::Group(group) => group.clone.as_ref(),
+        _ => None,
+    };
+    clone.is_some_and(|clone| clone.promotable.is_some())
+}
+
+/// Waits until `name` is in `state` (on `node`), at most `timeout`.
+pub async fn wait_for(store: &Store, name: &str, state: WaitFor, node: Option<&str>, timeout: Duration) -> Result<Reached, OpsError> {
+    let live = Live::read(store).await?;
+    let (object, members) = find_resource(&live.live.snapshot.objects, name)?;
+    if state == WaitFor::Promoted && !is_promotable(&object) {
+        return Err(OpsError::Refused(format!("{name} is not a promotable clone: it is never promoted")));
+    }
+    if let Some(node) = node
+        && !live.live.snapshot.observed.nodes.contains_key(node)
+        && !live.live.snapshot.objects.iter().any(|object| object.kind() == Kind::Node && object.name().as_str() == node)
+    {
+        return Err(OpsError::NotFound(format!("node {node} is not a member of the cluster")));
+    }
+    let mut nodes = Vec::new();
+    let waited = until(
+        store,
+        0,
+        timeout,
+        |_, plan| {
+            let done = holds(plan, &members, state, node);
+            if done {
+                nodes = running_on(plan, &members);
+            }
+            done
+        },
+        |_, plan| {
+            let now = running_on(plan, &members);
+            if now.is_empty() { format!("{name} runs nowhere") } else { format!("{name} runs on {}", now.join(", ")) }
+        },
+    )
+    .await?;
+    Ok(Reached { resource: name.to_string(), state, node: node.map(str::to_string), nodes, seconds: waited.elapsed.as_secs_f64() })
+}
