@@ -276,7 +276,8 @@ async fn get_prints_tables_yaml_and_json() {
     pacer(&endpoint, "/t", &["apply", "-f", "-"], Some(&format!("{}---\n{}", resource("web", "1"), node("n1", "standby: true"))));
     let output = pacer(&endpoint, "/t", &["get", "rsc"], None);
     let table = text(&output.stdout);
-    assert!(table.starts_with("NAME   AGENT                 CLONE   AGE\nweb    ocf:pacemaker:Dummy   -       "), "{table}");
+    // Live columns: nothing runs it (no agent in this cluster).
+    assert!(table.starts_with("NAME   AGENT                 CLONE   NODES   ROLE      FAILURES   AGE\nweb    ocf:pacemaker:Dummy   -       -       Stopped   0          "), "{table}");
     let output = pacer(&endpoint, "/t", &["get", "nodes", "-o", "wide"], None);
     assert!(text(&output.stdout).contains("GENERATION"));
     let output = pacer(&endpoint, "/t", &["get", "resource", "web", "-o", "yaml"], None);
