@@ -277,7 +277,12 @@ async fn get_prints_tables_yaml_and_json() {
     let output = pacer(&endpoint, "/t", &["get", "rsc"], None);
     let table = text(&output.stdout);
     // Live columns: nothing runs it (no agent in this cluster).
-    assert!(table.starts_with("NAME   AGENT                 CLONE   NODES   ROLE      FAILURES   AGE\nweb    ocf:pacemaker:Dummy   -       -       Stopped   0          "), "{table}");
+    assert!(
+        table.starts_with(
+            "NAME   AGENT                 CLONE   NODES   ROLE      FAILURES   AGE\nweb    ocf:pacemaker:Dummy   -       -       Stopped   0          "
+        ),
+        "{table}"
+    );
     let output = pacer(&endpoint, "/t", &["get", "nodes", "-o", "wide"], None);
     assert!(text(&output.stdout).contains("GENERATION"));
     let output = pacer(&endpoint, "/t", &["get", "resource", "web", "-o", "yaml"], None);

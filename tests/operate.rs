@@ -134,3 +134,73 @@ fn an_unreachable_etcd_is_one_line_and_exit_2() {
         assert_eq!(stderr, format!("error: cannot reach etcd at {endpoint}: connection refused (set --etcd or PACER_ETCD)\n"), "{args:?}");
     }
 }
+
+/// `pacer check`'s output and exit code.
+fn check(cluster: &LocalCluster, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["check"];
+    all.extend(args);
+    let output = cluster.pacer(&all, None);
+    (output.status.code(), text(&output.stdout))
+}
+
+#[test]
+fn check_speaks_nagios() {
+    let cluster = LocalCluster::start(2, &["--fencing", "off"]);
+    let applied = cluster.pacer(&["apply", "-f", "-"], Some(MANIFESTS));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    for resource in ["web", "db"] {
+        let waited = cluster.pacer(&["wait", resource, "--for", "started", "--timeout", "60s"], None);
+        assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    }
+    // Everything runs: OK, with performance data (db's two instances and web).
+    let started = std::time::Instant::now();
+    let (code, out) = loop {
+        let (code, out) = check(&cluster, &[]);
+        if code == Some(0) || started.elapsed() > std::time::Duration::from_secs(30) {
+            break (code, out);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(out, "PACER OK - 2/2 nodes online, 3/3 resources started | nodes_online=2;;;0;2 resources_started=3;;;0;3 failures=0;1;;0;\n");
+    let (code, out) = check(&cluster, &["--resource", "web"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.starts_with("PACER OK - web: Started n"), "{out}");
+
+    // A node in standby: WARNING.
+    let standby = "apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {name: n2}\nspec: {standby: true}\n";
+    assert!(cluster.pacer(&["apply", "-f", "-"], Some(standby)).status.success());
+    let (code, out) = check(&cluster, &["--node", "n2"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.starts_with("PACER WARNING - node n2 standby") && out.contains("WARNING: node n2 is in standby"), "{out}");
+
+    // web banned from both nodes: it should run and cannot — CRITICAL.
+    let bans = "apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {name: no-web}\nspec:\n  resource: web\n  rules: [{score: -INFINITY, expression: {attribute: '#uname', operation: Defined}}]\n";
+    assert!(cluster.pacer(&["apply", "-f", "-"], Some(bans)).status.success());
+    let waited = cluster.pacer(&["wait", "web", "--for", "stopped", "--timeout", "60s"], None);
+    assert_eq!(waited.status.code(), Some(0), "{}", text(&waited.stderr));
+    let (code, out) = check(&cluster, &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("CRITICAL: resource web is stopped: "), "{out}");
+    assert!(out.contains("WARNING: node n2 is in standby"), "{out}");
+    let (code, out) = check(&cluster, &["-o", "json"]);
+    let json: Value = serde_json::from_str(&out).expect("check JSON");
+    assert_eq!((code, &json["state"]), (Some(2), &Value::from("CRITICAL")), "{out}");
+
+    // Bad arguments: UNKNOWN, exit 3.
+    for args in [vec!["--resource", "nope"], vec!["--node", "n9"], vec!["--nodes-warning", "x"], vec!["--bogus"]] {
+        let (code, out) = check(&cluster, &args);
+        assert_eq!(code, Some(3), "{args:?}: {out}");
+        assert!(out.starts_with("PACER UNKNOWN - "), "{args:?}: {out}");
+        assert_eq!(out.lines().count(), 1, "{args:?}: {out}");
+    }
+}
+
+#[test]
+fn check_without_etcd_is_critical() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()).map(|address| address.port()).expect("a free port");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let output = common::pacer(&endpoint, "/pacer", &["check"], None);
+    assert_eq!(output.status.code(), Some(2));
+    assert_eq!(text(&output.stdout), format!("PACER CRITICAL - cannot reach etcd at {endpoint}: connection refused (set --etcd or PACER_ETCD)\n"));
+}

@@ -1,6 +1,7 @@
 //! The `pacer` command line: argument parsing and wiring. Logic lives in `api` and
 //! `store`; this module parses the arguments and hands each command to its function.
 
+mod check;
 mod complete;
 mod daemons;
 mod fence;
@@ -98,6 +99,9 @@ enum Command {
     /// flags, and the live cluster's resource and node names.
     /// Bash: `source <(pacer completion bash)`.
     Completion(inspect::CompletionArgs),
+    /// Check the cluster's health as a Nagios / Icinga / Opsview plugin: one line with
+    /// performance data; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    Check(check::CheckArgs),
 }
 
 /// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
@@ -138,6 +142,13 @@ pub fn complete_if_asked() {
 pub fn parse() -> Result<Cli, ExitCode> {
     use clap::error::ErrorKind;
     Cli::try_parse().map_err(|error| match error.kind() {
+        // A monitoring plugin's bad arguments are UNKNOWN, in its one-line form.
+        kind if is_check_invocation() && !matches!(kind, ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
+            let rendered = error.render().to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ");
+            println!("PACER UNKNOWN - {first}");
+            ExitCode::from(3)
+        }
         ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
             let rendered = error.render().to_string();
             let first = rendered.lines().next().unwrap_or("error: invalid value");
@@ -158,6 +169,22 @@ pub fn parse() -> Result<Cli, ExitCode> {
     })
 }
 
+/// Whether the command line runs `pacer check` (its first word that is neither an
+/// option nor a global option's value).
+fn is_check_invocation() -> bool {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--etcd" | "--prefix" => {
+                args.next();
+            }
+            option if option.starts_with('-') => {}
+            word => return word == "check",
+        }
+    }
+    false
+}
+
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     match dispatch(&cli).await {
@@ -170,18 +197,30 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// One line for an error: etcd out of reach says where it looked and how to point
-/// elsewhere; everything else is the error with its context.
-fn describe(error: &anyhow::Error) -> String {
-    let store_error = error.chain().find_map(|cause| {
-        cause.downcast_ref::<StoreError>().or_else(|| match cause.downcast_ref::<OpsError>() {
-            Some(OpsError::Store(store)) => Some(store),
-            _ => None,
-        })
-    });
-    match store_error {
-        Some(store) if store.is_unreachable() => format!("{store} (set --etcd or PACER_ETCD)"),
-        _ => format!("{error:#}"),
+/// elsewhere; everything else is the error with its context, down to the store's
+/// error (whose own causes — the client's nested transport errors — it already
+/// sums up).
+pub(crate) fn describe(error: &anyhow::Error) -> String {
+    if let Some(store) = error.chain().find_map(store_error)
+        && store.is_unreachable()
+    {
+        return format!("{store} (set --etcd or PACER_ETCD)");
     }
+    let mut parts = Vec::new();
+    for cause in error.chain() {
+        parts.push(cause.to_string());
+        if store_error(cause).is_some() {
+            break;
+        }
+    }
+    parts.join(": ")
+}
+
+fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a StoreError> {
+    cause.downcast_ref::<StoreError>().or_else(|| match cause.downcast_ref::<OpsError>() {
+        Some(OpsError::Store(store)) => Some(store),
+        _ => None,
+    })
 }
 
 /// 1 for a verb that was refused or did not reach its goal, 2 for everything else.
@@ -207,5 +246,6 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Up(args) => daemons::up(global, args).await,
         Command::Wait(args) => inspect::wait(global, args).await,
         Command::Completion(args) => inspect::completion(args),
+        Command::Check(args) => check::check(global, args).await,
     }
 }

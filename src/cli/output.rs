@@ -89,7 +89,7 @@ fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
 /// The live columns `get` adds for a kind (`live_cells` fills them).
 pub fn live_header(kind: Kind) -> &'static [&'static str] {
     match kind {
-        Kind::Resource | Kind::Group | Kind::FenceDevice => &["NODES", "ROLE", "FAILURES"],
+        Kind::Resource | Kind::Group => &["NODES", "ROLE", "FAILURES"],
         Kind::Node => &["STATE", "RESOURCES"],
         _ => &[],
     }

@@ -12,9 +12,10 @@ use crate::store::Store;
 use super::OpsError;
 use super::live::Follower;
 
-/// Whether a plan leaves everything as it is: no action and no fencing pending.
+/// Whether a plan leaves everything as it is: no action (`Plan::live_actions`) and no
+/// fencing pending.
 pub fn settled(plan: &Plan) -> bool {
-    plan.actions.is_empty() && plan.fencing.is_empty()
+    plan.live_actions().next().is_none() && plan.fencing.is_empty()
 }
 
 /// What `until` saw last, for a timeout message.

@@ -184,6 +184,16 @@ pub struct Action {
 }
 
 impl Plan {
+    /// The actions a live cluster carries out. Fence devices are run by the fencer
+    /// on demand, never kept started (`state::assignments`), so the starts and stops
+    /// the plan gives them — Pacemaker's, kept for conformance — are not waited for.
+    pub fn live_actions(&self) -> impl Iterator<Item = &Action> + '_ {
+        // Fence devices are few: a list, collected once.
+        let fence_devices: Vec<&str> =
+            self.resources.iter().filter(|resource| resource.kind == ResourceKind::FenceDevice).map(|resource| resource.id.as_str()).collect();
+        self.actions.iter().filter(move |action| !fence_devices.contains(&action.resource.as_str()))
+    }
+
     /// Every node's name with its score for `resource`.
     pub fn scores_of<'a>(&'a self, resource: &'a ResourcePlan) -> impl Iterator<Item = (&'a str, Score)> + 'a {
         self.nodes.iter().map(|node| node.name.as_str()).zip(resource.scores.iter().copied())

@@ -77,11 +77,12 @@ pub fn is_instance_of(id: &str, primitives: &[String]) -> bool {
     primitives.iter().any(|primitive| primitive == base)
 }
 
-/// The live state of a Resource, Group or FenceDevice; `None` for other kinds.
+/// The live state of a Resource or Group; `None` for other kinds.
 /// `statuses` are the agents' reports the view was built from (for the times of the
 /// last changes).
 pub fn resource_live(object: &Object, view: &StatusView, plan: &Plan, statuses: &[ResourceStatus]) -> Option<ResourceLive> {
-    if !matches!(object.spec, Spec::Resource(_) | Spec::Group(_) | Spec::FenceDevice(_)) {
+    // A fence device runs on demand (its state is the fencing in `pacer status`).
+    if !matches!(object.spec, Spec::Resource(_) | Spec::Group(_)) {
         return None;
     }
     let generation = object.metadata.generation;
@@ -146,8 +147,7 @@ pub fn resource_live(object: &Object, view: &StatusView, plan: &Plan, statuses: 
         condition("Managed", "True", "Managed", "the cluster starts, stops and recovers it".to_string(), None)
     });
     let pending: Vec<String> = plan
-        .actions
-        .iter()
+        .live_actions()
         .filter(|action| is_instance_of(&action.resource, &members))
         .map(|action| format!("{} {} {}", action.verb, action.resource, action.detail).trim().to_string())
         .collect();
