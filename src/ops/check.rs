@@ -267,7 +267,7 @@ pub fn evaluate(objects: &[Object], view: &StatusView, plan: &Plan, options: &Ch
     }
 
     let mut problems = findings.problems.clone();
-    problems.sort_by(|a, b| b.0.cmp(&a.0));
+    problems.sort_by_key(|problem| std::cmp::Reverse(problem.0));
     let state = findings.state();
     let total_nodes = nodes.len();
     let summary = match (&options.resource, &options.node) {
