@@ -9,7 +9,10 @@
 //! settle (`settle`).
 
 pub mod edit;
+pub mod flags;
 pub mod live;
+pub mod requests;
+pub mod restart;
 pub mod settle;
 
 use crate::api::manifest::Diagnostic;
