@@ -965,7 +965,8 @@ impl Reconciler {
         if self.requests.contains_key(id) {
             return RequestTaken::Known;
         }
-        let occupied = request.resources.iter().filter_map(|resource| self.local.get(resource)).any(|local| local.busy.is_some() || local.status.pending.is_some());
+        let occupied =
+            request.resources.iter().filter_map(|resource| self.local.get(resource)).any(|local| local.busy.is_some() || local.status.pending.is_some());
         if occupied {
             return RequestTaken::Wait;
         }
@@ -1057,7 +1058,6 @@ fn forget_history(status: &mut ResourceStatus) {
 fn degraded(expected_rc: i32) -> i32 {
     if expected_rc == ocf::RUNNING_PROMOTED { ocf::DEGRADED_PROMOTED } else { ocf::DEGRADED }
 }
-
 
 #[cfg(test)]
 mod tests {

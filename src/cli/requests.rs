@@ -51,13 +51,8 @@ pub(super) fn wait_limit(change: &ChangeArgs) -> Option<std::time::Duration> {
 /// node again. Nothing to clean: a notice and exit 1, nothing written.
 pub(super) async fn cleanup(global: &Global, args: &CleanupArgs) -> anyhow::Result<u8> {
     let interval_ms = args.interval.as_deref().map(|text| parse_duration("interval", text)).transpose()?.map(|interval| interval.as_millis() as u64);
-    let spec = RequestSpec {
-        kind: RequestKind::Cleanup,
-        resource: args.resource.clone(),
-        node: args.node.clone(),
-        operation: args.operation.clone(),
-        interval_ms,
-    };
+    let spec =
+        RequestSpec { kind: RequestKind::Cleanup, resource: args.resource.clone(), node: args.node.clone(), operation: args.operation.clone(), interval_ms };
     run(global, &spec, &args.change).await
 }
 

@@ -105,7 +105,9 @@ pub fn plan(spec: &RequestSpec, target: Option<&Target>, statuses: &BTreeMap<(St
             fail_counts: status
                 .fail_counts
                 .iter()
-                .filter(|(key, _)| spec.kind == RequestKind::Refresh || split_fail_count_key(key).is_some_and(|(operation, interval)| probe.covers(operation, interval)))
+                .filter(|(key, _)| {
+                    spec.kind == RequestKind::Refresh || split_fail_count_key(key).is_some_and(|(operation, interval)| probe.covers(operation, interval))
+                })
                 .map(|(key, count)| if *count >= crate::api::records::FAIL_COUNT_INFINITY { format!("{key}=INFINITY") } else { format!("{key}={count}") })
                 .collect(),
             online: online.contains(&status.node),
@@ -165,7 +167,8 @@ pub async fn request(store: &Store, spec: &RequestSpec, dry_run: bool) -> Result
     let new: Vec<NewRequest> = by_node
         .into_iter()
         .map(|(node, resources)| {
-            let record = RequestRecord { kind: spec.kind, resources, operation: spec.operation.clone(), interval_ms: spec.interval_ms, requested, by: by.clone() };
+            let record =
+                RequestRecord { kind: spec.kind, resources, operation: spec.operation.clone(), interval_ms: spec.interval_ms, requested, by: by.clone() };
             (node, id.clone(), record)
         })
         .collect();
@@ -183,7 +186,8 @@ pub async fn wait_consumed(store: &Store, outcome: &RequestOutcome, timeout: Dur
     let mut follower = Follower::start(store).await?;
     loop {
         let cache = follower.cache();
-        let left: Vec<&String> = outcome.requests.iter().filter(|(node, id)| cache.requests().contains_key(&((*node).clone(), (*id).clone()))).map(|(node, _)| node).collect();
+        let left: Vec<&String> =
+            outcome.requests.iter().filter(|(node, id)| cache.requests().contains_key(&((*node).clone(), (*id).clone()))).map(|(node, _)| node).collect();
         if cache.revision() >= revision && left.is_empty() {
             break;
         }
@@ -224,11 +228,7 @@ mod tests {
             migrate_target: None,
             digest: None,
         };
-        let history = fail_counts
-            .iter()
-            .filter_map(|(key, _)| split_fail_count_key(key))
-            .map(|(operation, interval)| failed(operation, interval))
-            .collect();
+        let history = fail_counts.iter().filter_map(|(key, _)| split_fail_count_key(key)).map(|(operation, interval)| failed(operation, interval)).collect();
         ResourceStatus {
             id: id.into(),
             name: id.split(':').next().unwrap_or(id).into(),
@@ -258,8 +258,8 @@ mod tests {
     }
 
     fn target(name: &str, primitives: &[&str]) -> Target {
-        let object = crate::api::Object::from_value(serde_json::json!({"kind": "Group", "metadata": {"name": name}, "spec": {"members": primitives}}))
-            .expect("a group");
+        let object =
+            crate::api::Object::from_value(serde_json::json!({"kind": "Group", "metadata": {"name": name}, "spec": {"members": primitives}})).expect("a group");
         Target { kind: crate::api::Kind::Group, name: name.into(), primitives: primitives.iter().map(|p| p.to_string()).collect(), cloned: false, object }
     }
 

@@ -158,9 +158,12 @@ pub async fn restart(
         let nodes = possibly_active_nodes(live, &target);
         scope.as_ref().map_or(nodes.is_empty(), |node| !nodes.contains(node))
     };
+    // What the last look at the cluster found missing, for the account of a timeout.
+    let missing = std::cell::RefCell::new(String::new());
     let still = |live: &LiveSnapshot, _: &Plan| {
         let nodes: Vec<String> = possibly_active_nodes(live, &target).into_iter().collect();
-        format!("{name} still runs on {}", nodes.join(", "))
+        missing.replace(format!("{name} still runs on {}", nodes.join(", ")));
+        String::new()
     };
     let waited = tokio::select! {
         waited = until(store, stop_revision.unwrap_or(0), left(), stopped, still) => waited.map(|_| ()),
@@ -171,6 +174,9 @@ pub async fn restart(
             Some(node) => format!("{name} stopped on {node}"),
             None => format!("{name} stopped"),
         }),
+        Err(OpsError::NotReached(reason)) if !missing.borrow().is_empty() && reason != "interrupted" => {
+            outcome.steps.push(format!("not stopped within {}: {}", humantime::format_duration(timeout), missing.borrow()));
+        }
         Err(error) => outcome.steps.push(format!("not stopped: {error}")),
     }
 
@@ -198,6 +204,7 @@ pub async fn restart(
         None => outcome.ran_on.iter().cloned().collect(),
     };
     let mut runs_on = BTreeSet::new();
+    missing.replace(String::new());
     let restarted = tokio::select! {
         waited = until(
             store,
@@ -209,7 +216,8 @@ pub async fn restart(
             },
             |live, _| {
                 let nodes: Vec<String> = active_nodes(live, &target).into_iter().collect();
-                if nodes.is_empty() { format!("{name} is not running yet") } else { format!("{name} runs on {} only", nodes.join(", ")) }
+                missing.replace(if nodes.is_empty() { format!("{name} is not running yet") } else { format!("{name} runs on {} only", nodes.join(", ")) });
+                String::new()
             },
         ) => waited.map(|_| ()),
         () = &mut interrupted => Err(OpsError::NotReached("interrupted".to_string())),
@@ -219,6 +227,10 @@ pub async fn restart(
             outcome.runs_on = runs_on.into_iter().collect();
             outcome.steps.push(format!("{name} runs again on {}", outcome.runs_on.join(", ")));
             Ok(outcome)
+        }
+        Err(OpsError::NotReached(reason)) if !missing.borrow().is_empty() && reason != "interrupted" => {
+            outcome.steps.push(format!("not started again within {}: {}", humantime::format_duration(timeout), missing.borrow()));
+            Err(OpsError::NotReached(outcome.steps.join("; ")))
         }
         Err(error) => {
             outcome.steps.push(format!("not started again: {error}"));

@@ -83,8 +83,7 @@ mod tests {
 
     #[test]
     fn a_request_covers_its_operation_at_its_interval() {
-        let mut request =
-            RequestRecord { kind: RequestKind::Cleanup, resources: vec![], operation: None, interval_ms: None, requested: 0, by: String::new() };
+        let mut request = RequestRecord { kind: RequestKind::Cleanup, resources: vec![], operation: None, interval_ms: None, requested: 0, by: String::new() };
         assert!(request.covers("start", 0));
         request.operation = Some("monitor".into());
         assert!(request.covers("monitor", 10_000) && !request.covers("start", 0));
