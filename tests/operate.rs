@@ -523,3 +523,39 @@ async fn restart_stops_and_starts_again_and_leaves_nothing_behind() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flags_create_what_is_missing_and_refuse_strangers() {
+    bounded(async {
+        let etcd = TestEtcd::start();
+        let endpoint = etcd.endpoint();
+        let pacer = |args: &[&str]| common::pacer(&endpoint, PREFIX, args, None);
+        // No ClusterPolicy yet: maintenance mode creates it, with every other field at
+        // its default.
+        let output = pacer(&["maintenance", "on"]);
+        assert!(output.status.success(), "{}", common::text(&output.stderr));
+        assert_eq!(common::text(&output.stdout), "ClusterPolicy/cluster: created with spec.maintenanceMode: true\n");
+        let policy: Value = serde_json::from_slice(&pacer(&["get", "clusterpolicy", "cluster", "-o", "json"]).stdout).expect("JSON");
+        assert_eq!(policy["spec"]["maintenanceMode"], true);
+        assert_eq!(policy["spec"]["stonithEnabled"], true, "the other fields keep their defaults");
+        // A node never seen and never configured is no member; one an agent claimed
+        // once (its activity record) is, and gets its Node object.
+        let output = pacer(&["node", "standby", "n5"]);
+        assert_eq!(output.status.code(), Some(1));
+        assert_eq!(common::text(&output.stderr), "error: node n5 is not a member of the cluster (no Node object, never seen)\n");
+        let mut client = etcd.client().await;
+        client.put(format!("{PREFIX}/nodes/n5/activity"), r#"{"node":"n5","running":0,"queued":0,"limit":4}"#, None).await.expect("put");
+        let output = pacer(&["node", "standby", "n5", "-o", "json"]);
+        assert!(output.status.success(), "{}", common::text(&output.stderr));
+        let outcome: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        assert_eq!(outcome["changes"][0]["created"], true, "{outcome}");
+        let node: Value = serde_json::from_slice(&pacer(&["get", "node", "n5", "-o", "json"]).stdout).expect("JSON");
+        assert_eq!(node["spec"]["standby"], true);
+        // etcd out of reach: one line, exit 2.
+        let output = common::pacer("http://127.0.0.1:1", PREFIX, &["cleanup", "web"], None);
+        assert_eq!(output.status.code(), Some(2));
+        let stderr = common::text(&output.stderr);
+        assert_eq!(stderr, "error: cannot reach etcd at http://127.0.0.1:1: connection refused (set --etcd or PACER_ETCD)\n");
+    })
+    .await;
+}
