@@ -387,6 +387,7 @@ async fn standby_drain_and_maintenance_through_the_node_and_policy_objects() {
         // A drain that cannot finish: an unmanaged resource stays where it is.
         cluster.ok(&["unmanage", "a", "--wait=30s"]);
         assert_eq!(cluster.spec("resource", "a")["meta"]["isManaged"], false);
+        assert_eq!(cluster.refused(&["restart", "a"]), "error: a is unmanaged: the cluster would not stop it (`pacer manage a` first)\n");
         let a_on = cluster.running("a").remove(0);
         let other = if a_on == "n1" { "n2" } else { "n1" };
         let output = cluster.pacer(&["drain", &a_on, "--timeout", "3s"]);

@@ -84,6 +84,10 @@ pub async fn restart(
     if let Some(node) = node {
         check_member(&live.cache, node)?;
     }
+    let mut object = target.object.clone();
+    if meta_mut(&mut object).is_some_and(|meta| meta.is_managed == Some(false)) {
+        return Err(OpsError::Refused(format!("{name} is unmanaged: the cluster would not stop it (`pacer manage {name}` first)")));
+    }
     let ran_on: Vec<String> = active_nodes(&live.live, &target).into_iter().collect();
     if ran_on.is_empty() {
         return Err(OpsError::Refused(format!("{name} is not running: nothing to restart")));
