@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::manifest::{Source, load};
 use crate::api::records::{
-    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, ResourceStatus, SELF_FENCINGS_KEPT, SelfFencing,
+    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, RequestRecord, ResourceStatus, SELF_FENCINGS_KEPT,
+    SelfFencing,
 };
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
 use crate::runtime::cache::in_definition_order;
@@ -35,7 +36,7 @@ use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession};
 use crate::store::watch::WatchEvent;
 use crate::store::{Keys, Store, StoreError};
-pub use reconcile::{Action, OnShutdown, Reconciler, Step};
+pub use reconcile::{Action, OnShutdown, Reconciler, RequestTaken, Step};
 
 /// How an agent runs.
 #[derive(Clone, Debug)]
@@ -404,8 +405,14 @@ impl<'a> Session<'a> {
     fn new(config: &'a AgentConfig, store: Store, executor: Arc<Executor>, session: NodeSession, granted_at: Instant) -> Session<'a> {
         let (lease_task, lease_state) = lease::keep_alive(store.clone(), session.lease, config.lease_ttl, granted_at);
         let keys = store.keys().clone();
-        let prefixes =
-            vec![keys.spec_prefix(), keys.plan(&config.node), keys.statuses_prefix(), keys.node_attributes_prefix(&config.node), keys.fencing_prefix()];
+        let prefixes = vec![
+            keys.spec_prefix(),
+            keys.plan(&config.node),
+            keys.statuses_prefix(),
+            keys.node_attributes_prefix(&config.node),
+            keys.fencing_prefix(),
+            keys.node_requests_prefix(&config.node),
+        ];
         let watched = prefixes.len();
         let informer = Informer::start(&store, prefixes);
         let (result_sender, results) = mpsc::unbounded_channel();
@@ -475,6 +482,9 @@ impl<'a> Session<'a> {
                         self.spec_stale = false;
                     }
                 }
+            }
+            if ready && !self.spec_stale {
+                self.take_requests(reconciler);
             }
             if ready {
                 match within_lease(lease.clone(), self.flush(reconciler)).await {
@@ -588,6 +598,7 @@ impl<'a> Session<'a> {
             });
             let unwritten = reconciler.local.values().any(|local| local.dirty)
                 || !self.pending_attributes.is_empty()
+                || !reconciler.finished_requests().is_empty()
                 || (reconciler.probed() && !self.heartbeat_probed)
                 || activity_changed;
             if unwritten {
@@ -743,8 +754,23 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// Applies the cleanups and refreshes asked of this node (`requests/<node>/`)
+    /// that it has not applied yet; forgets those whose keys are gone.
+    fn take_requests(&self, reconciler: &mut Reconciler) {
+        let own = self.config.node.as_str();
+        let stored: Vec<(&String, &RequestRecord)> =
+            self.cache.requests().iter().filter(|((node, _), _)| node == own).map(|((_, id), request)| (id, request)).collect();
+        reconciler.keep_requests(|id| stored.iter().any(|(stored, _)| stored.as_str() == id));
+        for (id, request) in stored {
+            if let RequestTaken::Applied(touched) = reconciler.take_request(id, request) {
+                tracing::info!(request = %id, kind = request.kind.as_str(), by = %request.by, ?touched, "request applied");
+            }
+        }
+    }
+
     /// Writes what changed: attributes agents set, statuses, statuses of resources no
-    /// longer configured (deleted), and the heartbeat once everything is probed. A
+    /// longer configured (deleted), the deletion of requests whose statuses are
+    /// written, and the heartbeat once everything is probed. A
     /// write that fails for etcd is retried later; one refused for the lease ends the
     /// session.
     async fn flush(&mut self, reconciler: &mut Reconciler) -> Result<(), GuardedWriteError> {
@@ -784,8 +810,16 @@ impl<'a> Session<'a> {
         }
         writes.extend(gone.iter().map(|id| (id.clone(), None)));
         let ids: Vec<String> = writes.iter().map(|(id, _)| id.clone()).collect();
-        let keyed = writes.into_iter().map(|(id, value)| (self.keys.status(&node, &id), value)).collect();
+        let mut keyed: Vec<(String, Option<String>)> = writes.into_iter().map(|(id, value)| (self.keys.status(&node, &id), value)).collect();
+        // A request is deleted after the statuses it changed, in the same transaction
+        // when they fit in one: once it is gone, its effect is in etcd.
+        let finished = reconciler.finished_requests();
+        keyed.extend(finished.iter().map(|id| (self.keys.request(&node, id), None)));
         let (written, result) = self.store.guarded_writes(&self.session, keyed).await;
+        for id in finished.iter().take(written.saturating_sub(ids.len())) {
+            reconciler.request_deleted(id);
+            tracing::info!(request = %id, "request done");
+        }
         for id in ids.iter().take(written) {
             if gone.contains(id) {
                 reconciler.forget(id);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::api::ocf;
 use crate::api::records::{
     AssignedResource, DEFAULT_TIMEOUT_MS, Definition, ExecStatus, FAIL_COUNT_INFINITY, LocalGate, NodeAssignment, NodeState, Notice, NoticePhase, ObservedRole,
-    OperationRecord, ResourceStatus,
+    OperationRecord, RequestKind, RequestRecord, ResourceStatus, split_fail_count_key,
 };
 use crate::api::resource::Role;
 use crate::exec::OperationResult;
@@ -223,7 +223,34 @@ pub struct Reconciler {
     pub unfenced: bool,
     /// This agent's session (its lease id), stamped on the notices it publishes.
     pub incarnation: i64,
+    /// Cleanups and refreshes asked of this node (`requests/<node>/<id>`) and applied,
+    /// by id, until their keys are gone: applied once, deleted once the statuses they
+    /// changed are written.
+    pub requests: BTreeMap<String, AppliedRequest>,
     next_call_id: i64,
+}
+
+/// A request this node has applied to its statuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedRequest {
+    /// The resources whose status it changed (each probed again).
+    pub touched: Vec<String>,
+    /// Its deletion is written; it is kept until the key is gone from the cache, so an
+    /// echo of the request arriving meanwhile does not apply it a second time.
+    pub deleted: bool,
+}
+
+/// What `Reconciler::take_request` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestTaken {
+    /// Applied before: nothing more to do.
+    Known,
+    /// A resource it names is busy, or has an operation recorded as pending: it is
+    /// applied once that has ended (its result would otherwise land on a forgotten
+    /// state).
+    Wait,
+    /// Applied now: these statuses changed and are probed again.
+    Applied(Vec<String>),
 }
 
 impl Reconciler {
@@ -251,6 +278,7 @@ impl Reconciler {
             stopping_all: false,
             unfenced: false,
             incarnation: 0,
+            requests: BTreeMap::new(),
             next_call_id,
         }
     }
@@ -815,7 +843,7 @@ impl Reconciler {
         let failed = outcome.is_none();
         // As Pacemaker keeps it: the last one-shot operation, the last result of each
         // recurring monitor, and the last failure of any kind (until a newer one).
-        let last_failure = if failed { None } else { history.iter().filter(|record| is_failure(record)).max_by_key(|record| record.call_id).cloned() };
+        let last_failure = if failed { None } else { history.iter().filter(|record| record.is_failure()).max_by_key(|record| record.call_id).cloned() };
         if step.action.interval_ms() == 0 {
             history.retain(|record| record.interval_ms != 0);
         } else {
@@ -879,7 +907,7 @@ impl Reconciler {
             // A stop cancels the recurring monitors: their results go, but not the
             // last failure.
             if role == ObservedRole::Stopped {
-                let keep = local.status.history.iter().filter(|record| is_failure(record)).map(|record| record.call_id).max();
+                let keep = local.status.history.iter().filter(|record| record.is_failure()).map(|record| record.call_id).max();
                 local.status.history.retain(|record| record.interval_ms == 0 || Some(record.call_id) == keep);
             }
             if role.is_active() {
@@ -918,6 +946,76 @@ impl Reconciler {
         false
     }
 
+    /// Applies a cleanup or refresh asked of this node, once. Cleanup (Pacemaker's
+    /// `crm_resource --cleanup`) touches only the resources with a failure it covers:
+    /// their fail counts and failed results go (one operation's, or all), and with
+    /// them the last failure once no fail count is left. Refresh (`--refresh`)
+    /// forgets the whole history and every fail count. Either way each touched
+    /// resource is probed again — the stored status keeps its old, true content until
+    /// the probe's result replaces it (a status is not written while unknown), so the
+    /// scheduler never sees a resource that may run with no history.
+    ///
+    /// The `failures` counter is not reset: it is the number a decision echoes in
+    /// `failures_seen` (the agent never recovers on its own). Reset, a later failure
+    /// would count 1 while the assignment still said it had seen more, and the agent
+    /// would act on that failure before any decision saw it; kept, every failure after
+    /// the cleanup is still newer than what the decision saw, and nothing waits on a
+    /// count that cannot be reached.
+    pub fn take_request(&mut self, id: &str, request: &RequestRecord) -> RequestTaken {
+        if self.requests.contains_key(id) {
+            return RequestTaken::Known;
+        }
+        let occupied =
+            request.resources.iter().filter_map(|resource| self.local.get(resource)).any(|local| local.busy.is_some() || local.status.pending.is_some());
+        if occupied {
+            return RequestTaken::Wait;
+        }
+        let mut touched = Vec::new();
+        for resource in &request.resources {
+            let Some(local) = self.local.get_mut(resource) else { continue };
+            let changed = match request.kind {
+                RequestKind::Cleanup => clear_failures(&mut local.status, request),
+                RequestKind::Refresh => {
+                    forget_history(&mut local.status);
+                    true
+                }
+            };
+            if changed && !touched.contains(resource) {
+                local.status.role = ObservedRole::Unknown;
+                local.monitors.clear();
+                local.spread.clear();
+                local.dirty = true;
+                touched.push(resource.clone());
+            }
+        }
+        self.requests.insert(id.to_string(), AppliedRequest { touched: touched.clone(), deleted: false });
+        RequestTaken::Applied(touched)
+    }
+
+    /// Applied requests whose touched resources have all been probed again: their
+    /// deletion goes with the next write of statuses (after them, in the same
+    /// transaction when it fits).
+    pub fn finished_requests(&self) -> Vec<String> {
+        self.requests
+            .iter()
+            .filter(|(_, applied)| !applied.deleted)
+            .filter(|(_, applied)| applied.touched.iter().all(|id| self.local.get(id).is_none_or(|local| local.status.role != ObservedRole::Unknown)))
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Marks a request's deletion as written.
+    pub fn request_deleted(&mut self, id: &str) {
+        if let Some(applied) = self.requests.get_mut(id) {
+            applied.deleted = true;
+        }
+    }
+
+    /// Forgets applied requests whose keys are gone (`stored` says which still exist).
+    pub fn keep_requests(&mut self, stored: impl Fn(&str) -> bool) {
+        self.requests.retain(|id, _| stored(id));
+    }
+
     /// Forgets what runs here (after the lease was lost and everything was stopped or
     /// killed): every resource is probed again before anything else.
     pub fn forget_roles(&mut self) {
@@ -934,17 +1032,31 @@ fn notifying(local: &Local) -> bool {
     local.status.clone.is_some() && local.status.definition.meta.get("notify").is_some_and(|value| value == "true")
 }
 
+/// Clears the failures `request` covers from `status`; whether there were any.
+fn clear_failures(status: &mut ResourceStatus, request: &RequestRecord) -> bool {
+    if !request.finds_failures(status) {
+        return false;
+    }
+    status.fail_counts.retain(|key, _| !split_fail_count_key(key).is_some_and(|(operation, interval)| request.covers(operation, interval)));
+    status.history.retain(|record| !(record.is_failure() && request.covers(&record.operation, record.interval_ms)));
+    if status.fail_counts.is_empty() {
+        status.last_failure = None;
+        status.failure_reason = None;
+    }
+    true
+}
+
+/// Forgets everything recorded of a resource but how to run it (a refresh).
+fn forget_history(status: &mut ResourceStatus) {
+    status.history.clear();
+    status.fail_counts.clear();
+    status.last_failure = None;
+    status.failure_reason = None;
+}
+
 /// The "running, but degraded" answer that goes with an expected exit code.
 fn degraded(expected_rc: i32) -> i32 {
     if expected_rc == ocf::RUNNING_PROMOTED { ocf::DEGRADED_PROMOTED } else { ocf::DEGRADED }
-}
-
-/// Whether a recorded result is a failure: it did not run to its end, or answered
-/// other than expected — except a probe finding the resource running (in any role,
-/// degraded or not), which is news, not a failure.
-fn is_failure(record: &OperationRecord) -> bool {
-    let found_running = record.expected_rc == ocf::NOT_RUNNING && matches!(record.rc, ocf::OK | ocf::RUNNING_PROMOTED | ocf::DEGRADED | ocf::DEGRADED_PROMOTED);
-    record.status != ExecStatus::Done || (record.rc != record.expected_rc && !found_running)
 }
 
 #[cfg(test)]
@@ -1829,5 +1941,152 @@ mod tests {
         // A hundred resources fall into many different seconds of the 30 s window.
         assert!(offsets.len() > 20, "{offsets:?}");
         assert!(offsets.iter().all(|second| (30..60).contains(second)), "{offsets:?}");
+    }
+
+    fn request(kind: RequestKind, resources: &[&str], operation: Option<&str>) -> RequestRecord {
+        RequestRecord {
+            kind,
+            resources: resources.iter().map(|id| id.to_string()).collect(),
+            operation: operation.map(str::to_string),
+            interval_ms: None,
+            requested: EPOCH,
+            by: "test".into(),
+        }
+    }
+
+    /// `a` started, its monitor failed, the decision saw it and recovered it in place:
+    /// running, with one failure counted and recorded.
+    fn recovered_after_a_monitor_failure(now: Instant) -> Reconciler {
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)])), target("b", definition(vec![]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started), entry("b", Role::Started)]));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        assert!(run(&mut r, now, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, now, "b", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::NOT_RUNNING)));
+        r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 1;
+        assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
+        assert!(run(&mut r, now, "a", Action::Start, done(ocf::OK)));
+        assert_eq!(local(&r, "a").fail_counts.get("monitor_10000"), Some(&1));
+        assert!(local(&r, "a").history.iter().any(OperationRecord::is_failure));
+        r
+    }
+
+    #[test]
+    fn a_cleanup_clears_the_failures_of_the_failed_only_and_probes_them_again() {
+        let now = Instant::now();
+        let mut r = recovered_after_a_monitor_failure(now);
+        let b_before = local(&r, "b").clone();
+        assert_eq!(r.take_request("1", &request(RequestKind::Cleanup, &["a", "b", "gone"], None)), RequestTaken::Applied(vec!["a".into()]));
+        let a = local(&r, "a");
+        assert_eq!(a.role, ObservedRole::Unknown, "probed again");
+        assert!(a.fail_counts.is_empty() && a.last_failure.is_none() && a.failure_reason.is_none());
+        assert!(!a.history.iter().any(OperationRecord::is_failure), "{:?}", a.history);
+        assert_eq!(a.failures, 1, "the counter decisions echo is never reset");
+        assert_eq!(local(&r, "b"), &b_before, "nothing to clean on b: untouched");
+        // Applied once: the same request seen again changes nothing.
+        assert_eq!(r.take_request("1", &request(RequestKind::Cleanup, &["a"], None)), RequestTaken::Known);
+        // Not finished (not deleted) before the probe's result replaces the stored status.
+        assert!(r.finished_requests().is_empty());
+        assert_eq!(decided(&mut r, now), one("a", Action::Probe));
+        probe(&mut r, now, "a", ocf::OK);
+        assert_eq!(role(&r, "a"), ObservedRole::Started);
+        assert!(!local(&r, "a").history.iter().any(OperationRecord::is_failure));
+        assert_eq!(r.finished_requests(), ["1"]);
+        r.request_deleted("1");
+        assert!(r.finished_requests().is_empty());
+        r.keep_requests(|_| false);
+        assert!(r.requests.is_empty());
+    }
+
+    #[test]
+    fn a_request_waits_for_a_resource_that_is_busy_or_has_an_operation_pending() {
+        let now = Instant::now();
+        let mut r = recovered_after_a_monitor_failure(now);
+        let step = settled_steps(&mut r, now).into_iter().find(|step| step.id == "a").expect("a monitor of a");
+        r.begin(&step);
+        let cleanup = request(RequestKind::Cleanup, &["a"], None);
+        assert_eq!(r.take_request("1", &cleanup), RequestTaken::Wait);
+        assert!(r.requests.is_empty());
+        r.record(&step, &done(ocf::OK), now, EPOCH);
+        r.local.get_mut("a").expect("a").status.pending = Some("start".into());
+        assert_eq!(r.take_request("1", &cleanup), RequestTaken::Wait);
+        r.local.get_mut("a").expect("a").status.pending = None;
+        assert_eq!(r.take_request("1", &cleanup), RequestTaken::Applied(vec!["a".into()]));
+    }
+
+    #[test]
+    fn a_cleanup_of_one_operation_keeps_the_other_failures() {
+        let now = Instant::now();
+        let mut r = recovered_after_a_monitor_failure(now);
+        r.local.get_mut("a").expect("a").status.fail_counts.insert("start_0".into(), 2);
+        assert_eq!(r.take_request("1", &request(RequestKind::Cleanup, &["a"], Some("start"))), RequestTaken::Applied(vec!["a".into()]));
+        let a = local(&r, "a");
+        assert_eq!(a.fail_counts.keys().collect::<Vec<_>>(), ["monitor_10000"]);
+        assert!(a.last_failure.is_some(), "a failure is left: its time stays");
+        assert!(a.history.iter().any(OperationRecord::is_failure), "the monitor's failure stays");
+        // Nothing of that operation left: nothing to clean, nothing touched.
+        assert_eq!(r.take_request("2", &request(RequestKind::Cleanup, &["a"], Some("start"))), RequestTaken::Applied(vec![]));
+        assert_eq!(r.finished_requests(), ["2"], "a request that touched nothing is done at once");
+    }
+
+    #[test]
+    fn a_refresh_forgets_every_history_it_names_and_probes_again() {
+        let now = Instant::now();
+        let mut r = recovered_after_a_monitor_failure(now);
+        assert_eq!(r.take_request("1", &request(RequestKind::Refresh, &["a", "b"], None)), RequestTaken::Applied(vec!["a".into(), "b".into()]));
+        for id in ["a", "b"] {
+            let status = local(&r, id);
+            assert_eq!(status.role, ObservedRole::Unknown);
+            assert!(status.history.is_empty() && status.fail_counts.is_empty() && status.last_failure.is_none());
+        }
+        assert_eq!(local(&r, "a").failures, 1);
+        // Probes first, nothing else on the node until both answered.
+        let mut probes = decided(&mut r, now);
+        probes.sort();
+        assert_eq!(probes, [("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        probe(&mut r, now, "a", ocf::OK);
+        assert!(r.finished_requests().is_empty(), "b is not probed yet");
+        probe(&mut r, now, "b", ocf::NOT_RUNNING);
+        assert_eq!(r.finished_requests(), ["1"]);
+        // b is assigned and found stopped: started again; a, found running, is monitored.
+        assert_eq!(decided(&mut r, now), [("a".to_string(), Action::Monitor(10_000)), ("b".to_string(), Action::Start)]);
+    }
+
+    #[test]
+    fn a_failure_after_a_cleanup_is_still_recovered_only_once_a_decision_has_seen_it() {
+        let t0 = Instant::now();
+        let mut r = recovered_after_a_monitor_failure(t0);
+        r.take_request("1", &request(RequestKind::Cleanup, &["a"], None));
+        probe(&mut r, t0, "a", ocf::OK);
+        // The assignment still says it has seen one failure: the counter did not go
+        // back to 0, so the next failure is the second, not a first one it covers.
+        let t1 = t0 + Duration::from_secs(10);
+        assert!(run(&mut r, t1, "a", Action::Monitor(10_000), done(ocf::OK)));
+        let t2 = t1 + Duration::from_secs(10);
+        assert!(run(&mut r, t2, "a", Action::Monitor(10_000), done(ocf::NOT_RUNNING)));
+        assert_eq!(local(&r, "a").failures, 2);
+        assert!(decided(&mut r, t2 + Duration::from_secs(60)).is_empty(), "not touched before a decision sees it");
+        // Nor wedged: the decision that sees it lets the agent recover.
+        r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 2;
+        assert_eq!(decided(&mut r, t2), one("a", Action::Stop));
+    }
+
+    #[test]
+    fn a_cleaned_up_failed_resource_is_probed_not_stopped_or_recovered_blindly() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        assert!(run(&mut r, now, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::ERR_GENERIC)));
+        assert_eq!(role(&r, "a"), ObservedRole::Failed);
+        assert!(decided(&mut r, now).is_empty(), "the decision has not seen the failure");
+        r.take_request("1", &request(RequestKind::Cleanup, &["a"], None));
+        // What runs is asked again, and nothing else happens until it answers.
+        assert_eq!(decided(&mut r, now), one("a", Action::Probe));
+        probe(&mut r, now, "a", ocf::OK);
+        assert_eq!(role(&r, "a"), ObservedRole::Started);
+        assert!(decided(&mut r, now).iter().all(|(_, action)| matches!(action, Action::Monitor(_))));
     }
 }

@@ -97,7 +97,7 @@ fn parse_capacity(text: &str) -> Result<(String, u64), String> {
 }
 
 /// Completes on SIGTERM or SIGINT.
-fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+pub(super) fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
     Ok(async move {

@@ -5,9 +5,11 @@ mod check;
 mod complete;
 mod daemons;
 mod fence;
+mod flags;
 mod inspect;
 mod objects;
 mod output;
+mod requests;
 mod simulate;
 mod sources;
 mod status;
@@ -18,6 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::ops::OpsError;
+use crate::ops::flags::ResourceFlag;
 use crate::store::{Store, StoreError};
 
 /// Exit code of a refused change or a command that found differences.
@@ -92,6 +95,36 @@ enum Command {
     /// ports, a scheduler and N node agents (n1..nN), in the foreground until
     /// interrupted. Writes DIR/endpoint and DIR/pids/<component>.
     Up(daemons::UpArgs),
+    /// Clear failures and fail counts (of a resource, or of all; on a node, or on all;
+    /// of one operation, or of all), so the scheduler may use the node again; the
+    /// instances are probed again. Only what has failures is touched. The nodes'
+    /// agents apply it (a node that is down, when it returns). Exit 1 when nothing
+    /// has failures.
+    Cleanup(requests::CleanupArgs),
+    /// Forget everything recorded of a resource (or all) and probe it again, on every
+    /// node or one.
+    Refresh(requests::RefreshArgs),
+    /// Set node flags: standby (runs no resources), maintenance (resources left alone).
+    Node {
+        #[command(subcommand)]
+        command: flags::NodeCommand,
+    },
+    /// Put a node in standby and wait until nothing runs there (exit 1 at the timeout,
+    /// naming what still runs there; the node stays in standby).
+    Drain(flags::DrainArgs),
+    /// The cluster's maintenance mode: on, every resource is left as it is.
+    Maintenance(flags::MaintenanceArgs),
+    /// Let a resource run again (removes its target role).
+    Enable(flags::ResourceArgs),
+    /// Stop a resource and keep it stopped (target role Stopped).
+    Disable(flags::ResourceArgs),
+    /// Let the cluster manage a resource again (removes isManaged).
+    Manage(flags::ResourceArgs),
+    /// Leave a resource as it is: no starts, stops or recovery (isManaged false).
+    Unmanage(flags::ResourceArgs),
+    /// Stop a resource, wait until it is stopped, start it again and wait until it
+    /// runs (everywhere, or only on --node); the stop is undone whatever happens.
+    Restart(flags::RestartArgs),
     /// Wait until a resource is started, stopped or promoted (anywhere, or on a node).
     /// Exit 0 once it is, 1 at the timeout.
     Wait(inspect::WaitArgs),
@@ -244,6 +277,16 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Fence { command: fence::FenceCommand::Confirm { node } } => fence::confirm(global, node).await,
         Command::Scheduler(args) => daemons::scheduler(global, args).await,
         Command::Up(args) => daemons::up(global, args).await,
+        Command::Cleanup(args) => requests::cleanup(global, args).await,
+        Command::Refresh(args) => requests::refresh(global, args).await,
+        Command::Node { command } => flags::node(global, command).await,
+        Command::Drain(args) => flags::drain(global, args).await,
+        Command::Maintenance(args) => flags::maintenance(global, args).await,
+        Command::Enable(args) => flags::resource(global, args, ResourceFlag::Enable).await,
+        Command::Disable(args) => flags::resource(global, args, ResourceFlag::Disable).await,
+        Command::Manage(args) => flags::resource(global, args, ResourceFlag::Manage).await,
+        Command::Unmanage(args) => flags::resource(global, args, ResourceFlag::Unmanage).await,
+        Command::Restart(args) => flags::restart(global, args).await,
         Command::Wait(args) => inspect::wait(global, args).await,
         Command::Completion(args) => inspect::completion(args),
         Command::Check(args) => check::check(global, args).await,

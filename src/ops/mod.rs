@@ -10,7 +10,10 @@
 
 pub mod check;
 pub mod edit;
+pub mod flags;
 pub mod live;
+pub mod requests;
+pub mod restart;
 pub mod settle;
 pub mod wait;
 

@@ -13,7 +13,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use crate::api::records::{
-    FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, ResourceStatus,
+    FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord, ResourceStatus,
 };
 use crate::api::{Object, ObjectKey};
 use crate::store::keys::Section;
@@ -83,6 +83,8 @@ pub struct ClusterCache {
     history: BTreeSet<i64>,
     fence_requests: BTreeMap<String, FenceRequestRecord>,
     fence_results: BTreeMap<String, FenceResultRecord>,
+    /// Cleanups and refreshes asked of the nodes' agents, by (node, id).
+    requests: BTreeMap<(String, String), RequestRecord>,
     /// Keys whose value did not decode, with the reason.
     undecodable: BTreeMap<String, String>,
 }
@@ -107,6 +109,7 @@ impl ClusterCache {
             history: BTreeSet::new(),
             fence_requests: BTreeMap::new(),
             fence_results: BTreeMap::new(),
+            requests: BTreeMap::new(),
             undecodable: BTreeMap::new(),
         }
     }
@@ -274,6 +277,9 @@ impl ClusterCache {
             Section::FenceResult(node) => decode::<FenceResultRecord>(&entry.value).map(|result| {
                 self.fence_results.insert(node.clone(), result);
             }),
+            Section::Request { node, id } => decode::<RequestRecord>(&entry.value).map(|request| {
+                self.requests.insert((node.clone(), id.clone()), request);
+            }),
         };
         // Reported by the follower (`Changes::undecodable`), not here: `pacer status`
         // names it on stderr, where a log line would say it twice.
@@ -325,6 +331,9 @@ impl ClusterCache {
             }
             Section::FenceResult(node) => {
                 self.fence_results.remove(node);
+            }
+            Section::Request { node, id } => {
+                self.requests.remove(&(node.clone(), id.clone()));
             }
         }
         Some(section)
@@ -407,6 +416,11 @@ impl ClusterCache {
         &self.fence_results
     }
 
+    /// Cleanups and refreshes not yet consumed by their node's agent, by (node, id).
+    pub fn requests(&self) -> &BTreeMap<(String, String), RequestRecord> {
+        &self.requests
+    }
+
     /// Keys skipped because their value does not decode, with the reason.
     pub fn undecodable(&self) -> &BTreeMap<String, String> {
         &self.undecodable
@@ -477,6 +491,18 @@ mod tests {
         assert_eq!(changes.sections, [Section::Status { node: "n1".into(), id: "web".into() }]);
         assert!(cache.statuses().is_empty());
         assert_eq!(cache.revision(), 11);
+    }
+
+    #[test]
+    fn keeps_requests_by_node_and_id_until_deleted() {
+        let mut cache = ClusterCache::new(keys());
+        let request = r#"{"kind":"cleanup","resources":["web"],"requested":1,"by":"me"}"#;
+        let changes = cache.apply_event(&WatchEvent::Put(entry("/pacer/requests/n1/5-x", request, 4)));
+        assert_eq!(changes.sections, [Section::Request { node: "n1".into(), id: "5-x".into() }]);
+        let key = ("n1".to_string(), "5-x".to_string());
+        assert_eq!(cache.requests()[&key].resources, ["web"]);
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/requests/n1/5-x".into(), revision: 5 });
+        assert!(cache.requests().is_empty());
     }
 
     #[test]

@@ -15,6 +15,8 @@
 //! - `history/<revision>`: one record per new decision, by input revision.
 //! - `fencing/<node>/request` (the leader), `fencing/<node>/result` (the executing
 //!   agent, or `pacer fence confirm`).
+//! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
+//!   cleanup`, `pacer refresh` create it; that agent deletes it once applied).
 
 use crate::api::{Kind, Name, ObjectKey};
 
@@ -53,6 +55,8 @@ pub enum Section {
     FenceRequest(String),
     /// `fencing/<node>/result`.
     FenceResult(String),
+    /// `requests/<node>/<id>`.
+    Request { node: String, id: String },
 }
 
 impl Keys {
@@ -170,6 +174,19 @@ impl Keys {
         format!("{}/fencing/{node}/result", self.prefix)
     }
 
+    pub fn requests_prefix(&self) -> String {
+        format!("{}/requests/", self.prefix)
+    }
+
+    /// What one node's agent follows: the requests addressed to it.
+    pub fn node_requests_prefix(&self, node: &str) -> String {
+        format!("{}/requests/{node}/", self.prefix)
+    }
+
+    pub fn request(&self, node: &str, id: &str) -> String {
+        format!("{}/requests/{node}/{id}", self.prefix)
+    }
+
     /// The node and the last segment of a `<section>/<node>/<name>` key
     /// (`status/n1/web`, `attributes/n1/master-db`).
     pub fn node_and_name<'a>(section_prefix: &str, key: &'a str) -> Option<(&'a str, &'a str)> {
@@ -206,6 +223,7 @@ impl Keys {
             ["history", revision] => Section::History(revision.parse().ok()?),
             ["fencing", node, "request"] if !node.is_empty() => Section::FenceRequest((*node).to_string()),
             ["fencing", node, "result"] if !node.is_empty() => Section::FenceResult((*node).to_string()),
+            ["requests", node, id] if !node.is_empty() && !id.is_empty() => Section::Request { node: (*node).to_string(), id: (*id).to_string() },
             _ => return None,
         };
         Some(section)
@@ -251,6 +269,9 @@ mod tests {
         assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
         assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));
         assert_eq!(keys.section(&keys.fence_result("n1")), Some(Section::FenceResult("n1".into())));
+        assert_eq!(keys.section(&keys.request("n1", "17-cleanup")), Some(Section::Request { node: "n1".into(), id: "17-cleanup".into() }));
+        assert!(keys.request("n1", "x").starts_with(&keys.node_requests_prefix("n1")));
+        assert!(!keys.request("n10", "x").starts_with(&keys.node_requests_prefix("n1")));
         assert_eq!(keys.section(&keys.intent_commit("7-x")), Some(Section::IntentCommit("7-x".into())));
         assert_eq!(keys.section(&keys.intent_chunk("7-x", 3)), Some(Section::IntentChunk));
         assert_eq!(keys.section(&keys.spec_version()), Some(Section::SpecVersion));

@@ -6,6 +6,7 @@ pub mod election;
 pub mod keys;
 pub mod lease;
 pub mod node;
+pub mod requests;
 pub mod watch;
 
 use std::collections::BTreeMap;

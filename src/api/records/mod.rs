@@ -8,12 +8,14 @@ mod assignment;
 mod fencing;
 mod leader;
 mod operation;
+mod request;
 mod status;
 
 pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
 pub use fencing::{FenceRequestRecord, FenceResultRecord};
 pub use leader::{HistoryRecord, Leader};
 pub use operation::{ExecStatus, OperationRecord};
+pub use request::{RequestKind, RequestRecord, split_fail_count_key};
 pub use status::{
     FAIL_COUNT_INFINITY, NodeActivity, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus, SELF_FENCINGS_KEPT,
     SelfFencing,

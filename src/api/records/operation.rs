@@ -34,6 +34,17 @@ pub struct OperationRecord {
     pub digest: Option<String>,
 }
 
+impl OperationRecord {
+    /// Whether this result is a failure: it did not run to its end, or answered other
+    /// than expected — except a probe finding the resource running (in any role,
+    /// degraded or not), which is news, not a failure.
+    pub fn is_failure(&self) -> bool {
+        use crate::api::ocf;
+        let found_running = self.expected_rc == ocf::NOT_RUNNING && matches!(self.rc, ocf::OK | ocf::RUNNING_PROMOTED | ocf::DEGRADED | ocf::DEGRADED_PROMOTED);
+        self.status != ExecStatus::Done || (self.rc != self.expected_rc && !found_running)
+    }
+}
+
 /// Whether the executor managed to run an operation (Pacemaker's `op-status`). The
 /// executor (`exec`) only ever reports `Done`, `Timeout`, `Cancelled`,
 /// `NotInstalled`, `Error`, `ErrorHard` and `ErrorFatal`; the others come from
