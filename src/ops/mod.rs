@@ -8,6 +8,7 @@
 //! (`live::Follower`), writing edited objects (`edit`), and waiting for the cluster to
 //! settle (`settle`).
 
+pub mod constraints;
 pub mod edit;
 pub mod live;
 pub mod settle;
