@@ -22,6 +22,7 @@ use crate::api::{Name, Object, ObjectMeta, Score, Spec, Timestamp};
 use crate::scheduler::plan::{Placement, Plan, ResourcePlan};
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::Snapshot;
+use crate::state::view::ConstraintView;
 
 use super::edit::annotations::{CREATED_BY, OWNER};
 
@@ -283,6 +284,35 @@ fn verdict(snapshot: &Snapshot, plan: &Plan, constraint: &VerbConstraint) -> Ver
     let subject = if wish.promoted { format!("{} (promoted)", wish.resource) } else { wish.resource.clone() };
     let whither = if elsewhere.is_empty() { "stop".to_string() } else { format!("move to {}", elsewhere.join(", ")) };
     Verdict::Kept(format!("{subject} would {whither} without it; set resourceStickiness (or ClusterPolicy defaultResourceStickiness) to keep it where it is"))
+}
+
+/// What `pacer status` shows of them: `review` as views.
+pub fn constraint_views(snapshot: &Snapshot, plan: &Plan) -> Vec<ConstraintView> {
+    review(snapshot, plan)
+        .into_iter()
+        .map(|(constraint, verdict)| {
+            let (state, note) = match verdict {
+                Verdict::InForce => ("inForce", None),
+                Verdict::Expired => ("expired", None),
+                Verdict::Done => ("done", None),
+                Verdict::Kept(why) => ("kept", Some(why)),
+            };
+            ConstraintView {
+                name: constraint.name.0,
+                owner: constraint.owner.as_str().to_string(),
+                resource: constraint.resource,
+                node: constraint.node,
+                role: constraint.role.map(|role| role.as_str().to_string()),
+                score: constraint.score.to_string(),
+                created_by: constraint.created_by,
+                created: constraint.created,
+                expires: constraint.expires.map(|expires| expires.to_string()),
+                keep: constraint.keep,
+                state,
+                note,
+            }
+        })
+        .collect()
 }
 
 /// The earliest expiry of any Location still in force at `now` (a user's as much as

@@ -11,6 +11,7 @@
 pub mod constraints;
 pub mod edit;
 pub mod live;
+pub mod placement;
 pub mod settle;
 
 use crate::api::manifest::Diagnostic;
