@@ -59,7 +59,8 @@ fn main() {
     let rounds: usize = std::env::var("PACER_BENCH_ROUNDS").ok().and_then(|text| text.parse().ok()).unwrap_or(10).max(1);
     let up = support::up(5, Duration::from_secs(60)).expect("pacer up");
     let endpoint = up.endpoint.clone();
-    let manifests = support::dummies(resources, "10s").replace("  agent: ocf:heartbeat:Dummy\n", "  agent: ocf:heartbeat:Dummy\n  meta: {resourceStickiness: 100}\n");
+    let manifests =
+        support::dummies(resources, "10s").replace("  agent: ocf:heartbeat:Dummy\n", "  agent: ocf:heartbeat:Dummy\n  meta: {resourceStickiness: 100}\n");
     let output = support::pacer(&endpoint, &["apply", "-f", "-"], Some(&manifests), Duration::from_secs(300));
     assert!(output.success(), "apply: {}", output.failure());
     let converged = wait(&endpoint, "every resource Started", Duration::from_secs(300), |view| started(view) >= resources);

@@ -97,7 +97,7 @@ impl Up {
     fn spec(&self) -> (i64, Vec<(String, i64)>) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let store = Store::connect(&[self.endpoint.clone()], PREFIX).await.expect("connect");
+            let store = Store::connect(std::slice::from_ref(&self.endpoint), PREFIX).await.expect("connect");
             let listing = store.list_objects().await.expect("list");
             (listing.spec_version, listing.objects.iter().map(|(key, stored)| (key.to_string(), stored.mod_revision)).collect())
         })
@@ -177,7 +177,13 @@ fn move_ban_and_clear_on_a_live_cluster() {
     up.apply(&format!(
         "apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-never-{blocked}}}\nspec: {{resource: web, node: {blocked}, score: -INFINITY}}\n"
     ));
-    assert_refused(&up, &["move", "web", &blocked], &format!("cannot move web to {blocked}: it would run on {target} (web scores -INFINITY there; Location web-never-{blocked} scores -INFINITY on {blocked})"));
+    assert_refused(
+        &up,
+        &["move", "web", &blocked],
+        &format!(
+            "cannot move web to {blocked}: it would run on {target} (web scores -INFINITY there; Location web-never-{blocked} scores -INFINITY on {blocked})"
+        ),
+    );
     up.apply(&format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-never-{blocked}}}\nspec: {{resource: web, node: {blocked}, score: 0}}\n---\napiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {blocked}}}\nspec: {{standby: true}}\n"));
     assert_refused(&up, &["move", "web", &blocked], &format!("{blocked} is in standby"));
     up.apply(&format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {blocked}}}\nspec: {{standby: false}}\n"));
@@ -214,8 +220,8 @@ fn move_ban_and_clear_on_a_live_cluster() {
     let name = format!("cli-ban-web-on-{banned}");
     let view = up.status();
     let shown = view["constraints"].as_array().and_then(|all| all.iter().find(|entry| entry["name"] == name.as_str())).cloned().unwrap_or_default();
-    assert_eq!((shown["owner"].as_str(), shown["score"].as_str(), shown["state"].as_str()), (Some("ban"), Some("-INFINITY"), Some("inForce")), "{view}");
-    assert!(shown["expires"].is_string() && shown["createdBy"].is_string(), "{shown}");
+    assert_eq!((shown["owner"].as_str(), shown["score"].as_str(), shown["state"].as_str()), (Some("ban"), Some("-INFINITY"), Some("in_force")), "{view}");
+    assert!(shown["expires"].is_string() && shown["created_by"].is_string(), "{shown}");
     let table = text(&up.pacer(&["status"]).stdout);
     assert!(table.contains("Constraints made by commands") && table.contains(&name), "{table}");
     let gone = loop {
@@ -258,7 +264,12 @@ fn move_ban_and_clear_on_a_live_cluster() {
     std::thread::sleep(Duration::from_secs(1));
     assert!(up.locations().contains(&"cli-prefer-web".to_string()), "--keep kept it: {:?}", up.locations());
     let promoted_on = |view: &Value| {
-        view["resources"].as_array().into_iter().flatten().find(|entry| entry["role"] == "Promoted").and_then(|entry| entry["node"].as_str().map(str::to_string))
+        view["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|entry| entry["role"] == "Promoted")
+            .and_then(|entry| entry["node"].as_str().map(str::to_string))
     };
     let promoted = promoted_on(&up.status()).expect("db is promoted somewhere");
     let output = up.pacer(&["move", "db", "--promoted", "--wait=30s"]);

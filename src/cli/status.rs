@@ -6,8 +6,8 @@ use anyhow::Context;
 
 use crate::api::records::HistoryRecord;
 use crate::api::yaml::to_yaml_string;
-use crate::runtime::{BuildOptions, build, load};
 use crate::ops::constraints::constraint_views;
+use crate::runtime::{BuildOptions, build, load};
 use crate::scheduler::schedule;
 use crate::state::view::{DecisionView, StatusView, Surroundings, fencing_view, status_view};
 use crate::store::Store;

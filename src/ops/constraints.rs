@@ -166,7 +166,9 @@ impl Wish {
     pub fn entries<'a>(&self, plan: &'a Plan) -> Vec<&'a ResourcePlan> {
         plan.resources
             .iter()
-            .filter(|entry| entry.name == self.resource || entry.group.as_deref() == Some(self.resource.as_str()) || entry.clone.as_deref() == Some(self.resource.as_str()))
+            .filter(|entry| {
+                entry.name == self.resource || entry.group.as_deref() == Some(self.resource.as_str()) || entry.clone.as_deref() == Some(self.resource.as_str())
+            })
             .collect()
     }
 
@@ -183,17 +185,9 @@ impl Wish {
             placements_of(entry).iter().filter(|placement| placement.role != Role::Stopped).cloned().collect::<Vec<_>>()
         };
         if self.promoted {
-            let promoted: Vec<String> = entries
-                .iter()
-                .flat_map(|entry| active(entry))
-                .filter(|placement| placement.role == Role::Promoted)
-                .map(|placement| placement.node)
-                .collect();
-            return if self.prefer {
-                promoted.contains(&self.node)
-            } else {
-                !promoted.is_empty() && !promoted.contains(&self.node)
-            };
+            let promoted: Vec<String> =
+                entries.iter().flat_map(|entry| active(entry)).filter(|placement| placement.role == Role::Promoted).map(|placement| placement.node).collect();
+            return if self.prefer { promoted.contains(&self.node) } else { !promoted.is_empty() && !promoted.contains(&self.node) };
         }
         entries.iter().all(|entry| {
             let placements = active(entry);
@@ -292,7 +286,7 @@ pub fn constraint_views(snapshot: &Snapshot, plan: &Plan) -> Vec<ConstraintView>
         .into_iter()
         .map(|(constraint, verdict)| {
             let (state, note) = match verdict {
-                Verdict::InForce => ("inForce", None),
+                Verdict::InForce => ("in_force", None),
                 Verdict::Expired => ("expired", None),
                 Verdict::Done => ("done", None),
                 Verdict::Kept(why) => ("kept", Some(why)),
@@ -361,7 +355,9 @@ mod tests {
     }
 
     fn web(stickiness: u32) -> String {
-        format!("---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: web}}\nspec: {{agent: 'ocf:heartbeat:Dummy', meta: {{resourceStickiness: {stickiness}}}}}\n")
+        format!(
+            "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: web}}\nspec: {{agent: 'ocf:heartbeat:Dummy', meta: {{resourceStickiness: {stickiness}}}}}\n"
+        )
     }
 
     fn verb_location(name: &str, owner: &str, node: &str, score: &str, extra: &str) -> String {

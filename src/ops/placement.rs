@@ -417,7 +417,11 @@ fn expiry_after(lifetime: Duration) -> Timestamp {
 /// The stored object `constraint` would replace, if one of that name exists: only a
 /// verb-made one that `replaceable` allows; a Location someone wrote by hand is never
 /// overwritten.
-fn replaced_constraint(snapshot: &Snapshot, constraint: &VerbConstraint, replaceable: impl Fn(&VerbConstraint) -> bool) -> Result<Option<VerbConstraint>, OpsError> {
+fn replaced_constraint(
+    snapshot: &Snapshot,
+    constraint: &VerbConstraint,
+    replaceable: impl Fn(&VerbConstraint) -> bool,
+) -> Result<Option<VerbConstraint>, OpsError> {
     let Some(existing) = snapshot.objects.iter().find(|object| is_location(object, &constraint.name)) else { return Ok(None) };
     match VerbConstraint::of(existing) {
         Some(old) if replaceable(&old) => Ok(Some(old)),
@@ -461,11 +465,7 @@ fn why_not(snapshot: &Snapshot, plan: &Plan, wish: &Wish) -> String {
         return format!("cannot move {subject} away from {}: {instead}", wish.node);
     }
     let mut causes = Vec::new();
-    let score = wish
-        .entries(plan)
-        .iter()
-        .filter_map(|entry| plan.scores_of(entry).find(|(node, _)| *node == wish.node).map(|(_, score)| score))
-        .min();
+    let score = wish.entries(plan).iter().filter_map(|entry| plan.scores_of(entry).find(|(node, _)| *node == wish.node).map(|(_, score)| score)).min();
     if let Some(score) = score.filter(|score| *score < Score::ZERO) {
         causes.push(format!("{} scores {score} there", wish.resource));
     }
@@ -484,6 +484,20 @@ fn why_not(snapshot: &Snapshot, plan: &Plan, wish: &Wish) -> String {
                     && location.resource.iter().chain(&location.resources).any(|name| name.as_str() == wish.resource) =>
             {
                 causes.push(format!("Location {} scores {} on {}", object.name(), location.score.unwrap_or(Score::ZERO), wish.node));
+            }
+            // A mandatory colocation with something that will run elsewhere.
+            Spec::Colocation(colocation)
+                if colocation.score == Score::INFINITY && colocation.resource.as_ref().is_some_and(|name| name.as_str() == wish.resource) =>
+            {
+                let Some(primary) = &colocation.with_resource else { continue };
+                let promoted = colocation.with_role == Some(Role::Promoted);
+                let with = Wish { resource: primary.as_str().to_string(), node: wish.node.clone(), prefer: true, promoted };
+                let runs_on = with.destination(plan);
+                if !runs_on.contains(&wish.node) {
+                    let role = if promoted { " (promoted)" } else { "" };
+                    let place = if runs_on.is_empty() { "runs nowhere".to_string() } else { format!("runs on {}", runs_on.join(", ")) };
+                    causes.push(format!("it must run with {primary}{role} (Colocation {}), which {place}", object.name()));
+                }
             }
             _ => {}
         }

@@ -34,7 +34,6 @@ pub struct StatusView {
 
 /// A constraint a command made (a Location with the `pacer.io/owner` annotation).
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct ConstraintView {
     pub name: String,
     /// The verb that made it: `move` or `ban`.
@@ -53,7 +52,7 @@ pub struct ConstraintView {
     pub expires: Option<String>,
     /// `move --keep`: stays once the resource has moved.
     pub keep: bool,
-    /// `inForce`, `expired` or `done` (both about to be deleted by the leader), or
+    /// `in_force`, `expired` or `done` (both about to be deleted by the leader), or
     /// `kept` (a move done that the cluster keeps: `note` says why).
     pub state: &'static str,
     pub note: Option<String>,
