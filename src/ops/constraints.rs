@@ -322,16 +322,16 @@ pub fn next_expiry(objects: &[Object], now: i64) -> Option<i64> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::manifest::{Source, load};
     use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode};
 
     const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
-    /// A cluster of three online nodes without fencing, `objects` (YAML documents), and
-    /// `running` (resource, node) started.
-    fn snapshot(objects: &str, running: &[(&str, &str)], now: i64) -> Snapshot {
+    /// A cluster of three online nodes (`n1`..`n3`) without fencing, `objects` (YAML
+    /// documents, each starting with `---`), and `running` (resource, node) started.
+    pub(crate) fn snapshot(objects: &str, running: &[(&str, &str)], now: i64) -> Snapshot {
         let mut text = String::from("apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false}\n");
         for node in NODES {
             text.push_str(&format!("---\napiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\n"));

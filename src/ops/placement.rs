@@ -559,6 +559,79 @@ async fn write_change(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::constraints::tests::snapshot;
+    use crate::scheduler::snapshot::ObservedNode;
+
+    const CLONES: &str = "\
+---
+apiVersion: pacer.io/v1alpha1
+kind: Resource
+metadata: {name: web}
+spec: {agent: 'ocf:heartbeat:Dummy'}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Resource
+metadata: {name: everywhere}
+spec: {agent: 'ocf:heartbeat:Dummy', clone: {}}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Resource
+metadata: {name: db}
+spec: {agent: 'ocf:pacemaker:Stateful', clone: {promotable: {}}}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Resource
+metadata: {name: member}
+spec: {agent: 'ocf:heartbeat:Dummy'}
+---
+apiVersion: pacer.io/v1alpha1
+kind: Group
+metadata: {name: stack}
+spec: {members: [member], clone: {}}
+";
+
+    #[test]
+    fn subjects_are_told_apart_by_clone_kind_and_unknown_ones_refused() {
+        let snapshot = snapshot(CLONES, &[], 0);
+        let kind = |name: &str| Subject::find(&snapshot, name).map(|subject| subject.clone);
+        assert_eq!(kind("web").ok(), Some(CloneKind::None));
+        assert_eq!(kind("everywhere").ok(), Some(CloneKind::Plain));
+        assert_eq!(kind("db").ok(), Some(CloneKind::Promotable));
+        // A member of a cloned group is cloned with it.
+        assert_eq!(kind("member").ok(), Some(CloneKind::Plain));
+        assert!(matches!(kind("ghost"), Err(OpsError::NotFound(message)) if message == "resource ghost not found"));
+        let promoted = Subject::find(&snapshot, "web").and_then(|web| web.check_promoted_flag(true));
+        assert!(matches!(promoted, Err(OpsError::Refused(message)) if message == "--promoted applies to a promotable clone, and web is not one"));
+    }
+
+    #[test]
+    fn only_a_node_with_a_node_object_is_a_member() {
+        let mut snapshot = snapshot(CLONES, &[], 0);
+        snapshot.observed.nodes.insert("stray".into(), ObservedNode { liveness: NodeLiveness::Online, shutdown: false, attributes: Default::default() });
+        assert!(check_member(&snapshot, "n1").is_ok());
+        assert!(
+            matches!(check_member(&snapshot, "stray"), Err(OpsError::Refused(message)) if message == "node stray is not a member of the cluster (it has no Node object)")
+        );
+        assert!(matches!(check_member(&snapshot, "n9"), Err(OpsError::NotFound(message)) if message == "node n9 not found"));
+    }
+
+    #[test]
+    fn a_move_that_cannot_happen_says_what_stands_in_the_way() {
+        let objects = format!(
+            "{CLONES}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-never-n2}}\nspec: {{resource: web, node: n2, score: -INFINITY}}\n"
+        );
+        let live = snapshot(&objects, &[("web", "n1")], 0);
+        let constraint = new_constraint(Owner::Move, prefer_name("web"), "web", "n2", Score::INFINITY, None, None, false).expect("constraint");
+        let proposed = with_change(&live, &constraint, &[]);
+        let plan = schedule(&proposed);
+        assert!(!constraint.wish().holds_next(&plan));
+        assert_eq!(
+            why_not(&proposed, &plan, &constraint.wish()),
+            "cannot move web to n2: it would run on n1 (web scores -INFINITY there; Location web-never-n2 scores -INFINITY on n2)"
+        );
+        let to_n3 = new_constraint(Owner::Move, prefer_name("web"), "web", "n3", Score::INFINITY, None, None, false).expect("constraint");
+        assert!(to_n3.wish().holds_next(&schedule(&with_change(&live, &to_n3, &[]))));
+    }
 
     #[test]
     fn an_expiry_is_never_sooner_than_the_lifetime() {
