@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-decision bench-load bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-decision bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -64,6 +64,7 @@ bench: deps
 	$(CARGO) bench --bench cluster
 	$(CARGO) bench --bench decision
 	$(CARGO) bench --bench load
+	$(CARGO) bench --bench move
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -92,6 +93,13 @@ bench-decision: deps
 # lease renewal p99/max per node. Figures only: target/bench-load.txt.
 bench-load: deps
 	$(CARGO) bench --bench load
+
+# Move benchmark (issue 14): pacer up --nodes 3 with PACER_BENCH_RESOURCES (10) Dummy
+# resources; PACER_BENCH_ROUNDS (10) times `pacer move r0 NODE --wait`, the time until
+# it returns, and until the cluster removed the move's constraint. Figures only:
+# target/bench-move.txt.
+bench-move: deps
+	$(CARGO) bench --bench move
 
 # End-to-end benchmarks in the fault campaign's harness: failover per lease TTL (a
 # node's agent killed -> its resource Started elsewhere), leader takeover (new term; a

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::names::{Name, ParamValue};
 use super::resource::Role;
 use super::score::Score;
+use super::timestamp::Timestamp;
 
 /// Where a resource may or prefers to run: a node with a score, or rules.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -33,6 +34,19 @@ pub struct LocationSpec {
     /// Whether probes run on the nodes this constraint names.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resource_discovery: Option<ResourceDiscovery>,
+    /// When the constraint stops counting (RFC 3339): from this instant on the
+    /// scheduler ignores it, as Pacemaker does a constraint whose rule has a lifetime
+    /// (`date lt`); the leader deletes an expired one that `pacer move` or `ban` made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<Timestamp>,
+}
+
+impl LocationSpec {
+    /// Whether the constraint no longer counts at `now` (seconds since the epoch): its
+    /// expiry is at or before `now`.
+    pub fn expired_at(&self, now: i64) -> bool {
+        self.expires.is_some_and(|expires| expires.epoch_secs() <= now)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]

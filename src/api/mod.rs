@@ -15,6 +15,7 @@ pub mod records;
 pub mod resource;
 pub mod schema;
 pub mod score;
+pub mod timestamp;
 pub mod validate;
 pub mod yaml;
 
@@ -23,4 +24,5 @@ pub use names::{Name, ParamValue};
 pub use object::{API_VERSION, Kind, Object, ObjectKey, ObjectMeta, Spec};
 pub use path::FieldPath;
 pub use score::Score;
+pub use timestamp::Timestamp;
 pub use validate::ObjectSet;

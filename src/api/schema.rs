@@ -13,6 +13,7 @@ use super::names::NAME_PATTERN;
 use super::object::{API_VERSION, Kind};
 use super::path::FieldPath;
 use super::score::SCORE_PATTERN;
+use super::timestamp::TIMESTAMP_PATTERN;
 
 /// The API group of the CRD-style documents.
 pub const API_GROUP: &str = "pacer.io";
@@ -173,6 +174,7 @@ pub fn check_schema(kind: Kind, value: &Value) -> Vec<SchemaViolation> {
                 let message = match pattern.as_str() {
                     SCORE_PATTERN => format!("invalid score {shown}: expected an integer, INFINITY, +INFINITY or -INFINITY"),
                     DURATION_PATTERN => format!("invalid duration {shown}: expected seconds or a number with ms, s, min or h"),
+                    TIMESTAMP_PATTERN => format!("invalid timestamp {shown}: expected RFC 3339 such as 2025-06-01T12:00:00Z"),
                     NAME_PATTERN => format!("invalid name {shown}: use letters, digits, '_', '.' and '-', starting with a letter, digit or '_'"),
                     _ => error.to_string(),
                 };

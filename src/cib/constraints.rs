@@ -85,7 +85,7 @@ impl Importer {
             Some("exclusive") => Some(ResourceDiscovery::Exclusive),
             Some(other) => return Err(format!("resource-discovery={other} is not valid")),
         };
-        let mut spec = LocationSpec { resource, resources, role, node: None, score: None, rules: Vec::new(), resource_discovery };
+        let mut spec = LocationSpec { resource, resources, role, node: None, score: None, rules: Vec::new(), resource_discovery, expires: None };
         let rules: Vec<&Element> = element.children_named("rule").collect();
         match (element.attr("node"), element.attr("score")) {
             (Some(node), Some(score)) => {
@@ -161,6 +161,7 @@ impl Importer {
                         score: None,
                         rules: vec![rule],
                         resource_discovery: None,
+                        expires: None,
                     }));
                 }
                 (Err(reason), _) => return Err(reason),

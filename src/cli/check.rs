@@ -65,7 +65,13 @@ async fn judge(global: &Global, args: &CheckArgs) -> anyhow::Result<CheckResult>
     let requests: Vec<_> = live.cache.fence_requests().values().cloned().collect();
     let results: Vec<_> = live.cache.fence_results().values().cloned().collect();
     let leader = live.cache.election().map(|holder| holder.leader.identity.clone());
-    let around = Surroundings { leader, decisions: Vec::new(), fencing: fencing_view(&requests, &results), activities: live.cache.activities() };
+    let around = Surroundings {
+        leader,
+        decisions: Vec::new(),
+        fencing: fencing_view(&requests, &results),
+        activities: live.cache.activities(),
+        constraints: Vec::new(),
+    };
     let view = status_view(&snapshot.objects, &snapshot.observed, &live.live.reports.statuses, &plan, around);
     let options = CheckOptions {
         resource: args.resource.clone(),

@@ -9,6 +9,7 @@ mod flags;
 mod inspect;
 mod objects;
 mod output;
+mod placement;
 mod requests;
 mod simulate;
 mod sources;
@@ -87,6 +88,18 @@ enum Command {
         #[command(subcommand)]
         command: fence::FenceCommand,
     },
+    /// Move a resource: prefer NODE (or, without NODE, avoid the node it runs on now).
+    /// Checked first against the live cluster: if the decision would not run it there,
+    /// says why, exits 1 and writes nothing. The constraint (`cli-prefer-RSC` or
+    /// `cli-ban-RSC-on-NODE`) is removed by the cluster once the resource runs where
+    /// asked, unless --keep.
+    Move(placement::MoveArgs),
+    /// Keep a resource off NODE (or the node it runs on now) with a -INFINITY
+    /// constraint `cli-ban-RSC-on-NODE`, until `pacer clear` or its --lifetime ends.
+    Ban(placement::BanArgs),
+    /// Remove the constraints `pacer move` and `pacer ban` made for a resource (only
+    /// those: Locations written by hand are never touched).
+    Clear(placement::ClearArgs),
     /// Run a scheduler: campaigns for leadership; the leader turns every change of the
     /// spec, node heartbeats, statuses and attributes into per-node assignments.
     /// Runs in the foreground until SIGTERM or SIGINT.
@@ -275,6 +288,9 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Agent(args) => daemons::agent(global, args).await,
         Command::Status(args) => status::status(global, args).await,
         Command::Fence { command: fence::FenceCommand::Confirm { node } } => fence::confirm(global, node).await,
+        Command::Move(args) => placement::move_command(global, args).await,
+        Command::Ban(args) => placement::ban_command(global, args).await,
+        Command::Clear(args) => placement::clear_command(global, args).await,
         Command::Scheduler(args) => daemons::scheduler(global, args).await,
         Command::Up(args) => daemons::up(global, args).await,
         Command::Cleanup(args) => requests::cleanup(global, args).await,

@@ -218,7 +218,13 @@ fn live_statuses(live: &Live, selected: &[&Object]) -> BTreeMap<ObjectKey, LiveS
     let snapshot = &live.live.snapshot;
     let requests: Vec<_> = live.cache.fence_requests().values().cloned().collect();
     let results: Vec<_> = live.cache.fence_results().values().cloned().collect();
-    let around = Surroundings { leader: None, decisions: Vec::new(), fencing: fencing_view(&requests, &results), activities: live.cache.activities() };
+    let around = Surroundings {
+        leader: None,
+        decisions: Vec::new(),
+        fencing: fencing_view(&requests, &results),
+        activities: live.cache.activities(),
+        constraints: Vec::new(),
+    };
     let view = status_view(&snapshot.objects, &snapshot.observed, &live.live.reports.statuses, &plan, around);
     let started: BTreeMap<String, i64> = live.live.reports.heartbeats.iter().map(|(node, heartbeat)| (node.clone(), heartbeat.started)).collect();
     selected

@@ -6,6 +6,7 @@ use anyhow::Context;
 
 use crate::api::records::HistoryRecord;
 use crate::api::yaml::to_yaml_string;
+use crate::ops::constraints::constraint_views;
 use crate::ops::live::Follower;
 use crate::runtime::{BuildOptions, ClusterCache, LiveSnapshot, build, load};
 use crate::scheduler::schedule;
@@ -113,7 +114,8 @@ async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, decis
     let requests: Vec<_> = cache.fence_requests().values().cloned().collect();
     let results: Vec<_> = cache.fence_results().values().cloned().collect();
     let fencing = fencing_view(&requests, &results);
-    let around = Surroundings { leader, decisions, fencing, activities: cache.activities() };
+    let constraints = constraint_views(&live.snapshot, &plan);
+    let around = Surroundings { leader, decisions, fencing, activities: cache.activities(), constraints };
     Ok(status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around))
 }
 
@@ -186,6 +188,53 @@ pub fn render(view: &StatusView) -> String {
             }
         }
     }
+    if !view.constraints.is_empty() {
+        out.push_str("\nConstraints made by commands (pacer clear removes them):\n");
+        let now = SystemTime::now();
+        let rows: Vec<Vec<String>> = view
+            .constraints
+            .iter()
+            .map(|constraint| {
+                let age = constraint
+                    .created
+                    .as_deref()
+                    .and_then(|created| humantime::parse_rfc3339(created).ok())
+                    .and_then(|created| now.duration_since(created).ok())
+                    .map_or("-".to_string(), |age| short_duration(age.as_secs()));
+                let expires = constraint.expires.as_deref().map_or("never".to_string(), |expires| {
+                    match humantime::parse_rfc3339(expires).ok().and_then(|at| at.duration_since(now).ok()) {
+                        Some(left) => format!("in {}", short_duration(left.as_secs().max(1))),
+                        None => format!("{expires} (expired)"),
+                    }
+                });
+                let mut notes = Vec::new();
+                if constraint.keep {
+                    notes.push("kept by --keep".to_string());
+                }
+                match constraint.state {
+                    "done" => notes.push(format!("done: {} runs where asked; being removed", constraint.resource)),
+                    "expired" => notes.push("expired; being removed".to_string()),
+                    _ => {}
+                }
+                if let Some(note) = &constraint.note {
+                    notes.push(format!("kept: {note}"));
+                }
+                let role = constraint.role.as_ref().map(|role| format!(" ({role})")).unwrap_or_default();
+                vec![
+                    constraint.name.clone(),
+                    constraint.owner.clone(),
+                    format!("{}{role}", constraint.resource),
+                    constraint.node.clone(),
+                    constraint.score.clone(),
+                    constraint.created_by.clone().unwrap_or_else(|| "-".into()),
+                    age,
+                    expires,
+                    notes.join("; "),
+                ]
+            })
+            .collect();
+        out.push_str(&indent(&table(&["NAME", "BY VERB", "RESOURCE", "NODE", "SCORE", "WHO", "AGE", "EXPIRES", "NOTES"], &rows)));
+    }
     if !view.decisions.is_empty() {
         out.push_str("\nLast decisions:\n");
         for decision in &view.decisions {
@@ -195,6 +244,16 @@ pub fn render(view: &StatusView) -> String {
         }
     }
     out
+}
+
+/// `45s`, `12m`, `3h`, `2d`: an age or a time left, to the largest whole unit.
+fn short_duration(seconds: u64) -> String {
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m", seconds / 60),
+        3600..86_400 => format!("{}h", seconds / 3600),
+        _ => format!("{}d", seconds / 86_400),
+    }
 }
 
 fn epoch_text(seconds: i64) -> String {

@@ -11,14 +11,16 @@
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::Spec;
 use crate::api::records::{FenceRequestRecord, HistoryRecord, Leader, NodeAssignment};
+use crate::api::{Kind, ObjectKey, Spec};
+use crate::ops::constraints::{VerbConstraint, next_expiry, review};
 use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
 use crate::state::fencing::choose_executor;
 use crate::state::{failures_seen, node_assignments};
+use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use crate::store::keys::Section;
 use crate::store::lease;
 use crate::store::watch::WatchEvent;
@@ -33,7 +35,8 @@ pub struct Decision {
     /// Assignment keys written or deleted (0 when the decision did not change).
     pub written: usize,
     /// How long until a decision is due even without a change
-    /// (`ClusterPolicy.clusterRecheckInterval`: time-based rules, failure timeouts).
+    /// (`ClusterPolicy.clusterRecheckInterval`: time-based rules, failure timeouts;
+    /// sooner when a Location expires before that, or fencing is pending).
     pub recheck: Duration,
 }
 
@@ -150,10 +153,80 @@ async fn decide(store: &Store, cache: &mut ClusterCache, guard: &LeaderGuard, ho
         writes.extend(kept.iter().take(excess).map(|revision| (keys.history(*revision), None)));
         write(store, cache, "write history", writes, guard).await?;
     }
+    let tidied = tidy_constraints(store, &snapshot, &plan, guard).await;
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
     // executor replaced) even if nothing else changes.
-    let recheck = if plan.fencing.is_empty() { recheck } else { recheck.min(Duration::from_secs(2)) };
+    let recheck = recheck.max(Duration::from_secs(1));
+    let mut recheck = if plan.fencing.is_empty() { recheck } else { recheck.min(Duration::from_secs(2)) };
+    // A Location expiring: decide again at the expiry itself, not at the next recheck
+    // (Pacemaker checks lifetimes only every recheck interval).
+    if let Some(expires) = next_expiry(&snapshot.objects, now) {
+        recheck = recheck.min(until_epoch(expires));
+    }
+    if !tidied {
+        recheck = recheck.min(Duration::from_secs(1));
+    }
     Ok(Decision { plan, input_revision, written, recheck })
+}
+
+/// How long until `secs` since the epoch has passed on the system clock (a few
+/// milliseconds over, so a decision then sees it as past).
+fn until_epoch(secs: i64) -> Duration {
+    let at = UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap_or(0));
+    at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO) + Duration::from_millis(20)
+}
+
+/// Deletes the Locations `pacer move` and `pacer ban` made that have expired, or whose
+/// move is done (the resource runs where asked and would stay without it): through
+/// `store::apply` like any spec change, each only while it is still the object the
+/// snapshot holds (its revision) and this leader still leads, so two leaders racing
+/// delete it once and a constraint made again meanwhile stays. Locations without the
+/// owner annotation are never touched. Costs nothing without such constraints.
+/// Returns false when the deletion failed and should be tried again soon (a conflict
+/// needs no retry: the change that caused it brings a new turn).
+async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, guard: &LeaderGuard) -> bool {
+    if !snapshot.objects.iter().any(|object| VerbConstraint::of(object).is_some()) {
+        return true;
+    }
+    let removable: Vec<(VerbConstraint, String)> = review(snapshot, plan)
+        .into_iter()
+        .filter(|(_, verdict)| verdict.removable())
+        .map(|(constraint, verdict)| {
+            let why = if verdict == crate::ops::constraints::Verdict::Expired { "expired" } else { "done" };
+            (constraint, why.to_string())
+        })
+        .collect();
+    if removable.is_empty() {
+        return true;
+    }
+    let key = |constraint: &VerbConstraint| ObjectKey { kind: Kind::Location, name: constraint.name.clone() };
+    let request = ApplyRequest {
+        delete: removable.iter().map(|(constraint, _)| key(constraint)).collect(),
+        expect_revisions: removable.iter().map(|(constraint, _)| (key(constraint), constraint.revision)).collect(),
+        leader: Some(guard.clone()),
+        ..ApplyRequest::default()
+    };
+    match apply(store, &request).await {
+        Ok(ApplyOutcome::Planned(report)) => {
+            for (constraint, why) in &removable {
+                tracing::info!(constraint = %constraint.name, resource = %constraint.resource, node = %constraint.node, owner = constraint.owner.as_str(), why = %why, revision = report.revision.unwrap_or_default(), "deleted a constraint a command made");
+            }
+            true
+        }
+        Ok(ApplyOutcome::Invalid(diagnostics)) => {
+            let problems: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            tracing::warn!(problems = %problems.join("; "), "cannot delete the constraints commands made that are done or expired; retrying");
+            false
+        }
+        Err(StoreError::Conflict { objects }) => {
+            tracing::debug!(objects = %objects.join(", "), "constraints changed meanwhile (or leadership moved); the next turn looks again");
+            true
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot delete the constraints commands made that are done or expired; retrying");
+            false
+        }
+    }
 }
 
 /// Writes as the leader and puts what was written into the cache at once.
@@ -411,7 +484,8 @@ async fn lead(
             Ok(decision) => {
                 failures = 0;
                 dirty_since = None;
-                next_recheck = Instant::now() + decision.recheck.max(Duration::from_secs(1));
+                // `decide` floors the policy's interval at a second; an expiry may be sooner.
+                next_recheck = Instant::now() + decision.recheck.max(Duration::from_millis(20));
                 if hold_unseen {
                     // Decide again once the grace is over, for nodes still unseen.
                     next_recheck = next_recheck.min(elected_at + STARTUP_GRACE);

@@ -9,9 +9,11 @@
 //! settle (`settle`).
 
 pub mod check;
+pub mod constraints;
 pub mod edit;
 pub mod flags;
 pub mod live;
+pub mod placement;
 pub mod requests;
 pub mod restart;
 pub mod settle;

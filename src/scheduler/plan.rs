@@ -237,6 +237,7 @@ impl Plan {
             snapshot.objects.iter().any(|object| match &object.spec {
                 Spec::Location(location) => {
                     location.role.is_none()
+                        && !location.expired_at(snapshot.now)
                         && location.node.as_ref().is_some_and(|banned| banned.as_str() == node)
                         && location.score == Some(Score::NEG_INFINITY)
                         && location.resource.iter().chain(location.resources.iter()).any(|name| names.contains(&name.as_str()))

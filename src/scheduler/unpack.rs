@@ -792,6 +792,9 @@ fn unpack_constraints(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, 
     let mut any_of_group = 0;
     for object in objects {
         match &object.spec {
+            // An expired location no longer counts (Pacemaker: a rule whose lifetime
+            // date has passed).
+            Spec::Location(spec) if spec.expired_at(cluster.settings.now) => {}
             Spec::Location(spec) => unpack_location(cluster, by_name, spec),
             Spec::Colocation(spec) => unpack_colocation(cluster, by_name, spec),
             Spec::Order(spec) => unpack_order(cluster, by_name, spec, &mut any_of_group),

@@ -237,6 +237,7 @@ mod tests {
             leader: None,
             decisions: vec![],
             fencing: vec![FencingView { node: "n3".into(), action: "reboot".into(), state: "pending", by: "n1".into(), time: 0, attempts: vec![] }],
+            constraints: vec![],
         }
     }
 

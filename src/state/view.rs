@@ -27,6 +27,35 @@ pub struct StatusView {
     pub decisions: Vec<DecisionView>,
     /// Fencing in progress and the last outcome per node.
     pub fencing: Vec<FencingView>,
+    /// The constraints `pacer move` and `pacer ban` made, and what the cluster does
+    /// with each.
+    pub constraints: Vec<ConstraintView>,
+}
+
+/// A constraint a command made (a Location with the `pacer.io/owner` annotation).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ConstraintView {
+    pub name: String,
+    /// The verb that made it: `move` or `ban`.
+    pub owner: String,
+    pub resource: String,
+    pub node: String,
+    /// `Promoted` when it is about the promoted role only.
+    pub role: Option<String>,
+    /// `INFINITY` (prefer the node) or `-INFINITY` (never the node).
+    pub score: String,
+    /// Who ran the command (`user@host`).
+    pub created_by: Option<String>,
+    /// When it was made (RFC 3339).
+    pub created: Option<String>,
+    /// When it stops counting (RFC 3339), if ever.
+    pub expires: Option<String>,
+    /// `move --keep`: stays once the resource has moved.
+    pub keep: bool,
+    /// `in_force`, `expired` or `done` (both about to be deleted by the leader), or
+    /// `kept` (a move done that the cluster keeps: `note` says why).
+    pub state: &'static str,
+    pub note: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -142,12 +171,14 @@ pub struct Surroundings<'a> {
     pub fencing: Vec<FencingView>,
     /// Each node agent's activity record, by node.
     pub activities: &'a BTreeMap<String, NodeActivity>,
+    /// The constraints commands made (`ops::constraints::review` of the same snapshot).
+    pub constraints: Vec<ConstraintView>,
 }
 
 /// Builds the view. `plan` is a decision made from the same snapshot (for the list
 /// of instances and where each is believed to run).
 pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[ResourceStatus], plan: &Plan, around: Surroundings<'_>) -> StatusView {
-    let Surroundings { leader, decisions, fencing, activities } = around;
+    let Surroundings { leader, decisions, fencing, activities, constraints } = around;
     let mut standby = BTreeMap::new();
     for object in objects {
         if let Spec::Node(node) = &object.spec {
@@ -223,5 +254,5 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             reason: status.failure_reason.clone(),
         })
         .collect();
-    StatusView { nodes, resources, failures, leader, decisions, fencing }
+    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints }
 }

@@ -25,7 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use etcd_client::{Compare, CompareOp, DeleteOptions, GetOptions, Txn, TxnOp};
 use serde::{Deserialize, Serialize};
 
-use super::{Listing, MAX_SPEC_BYTES, Store, StoreError, Undecodable};
+use super::{LeaderGuard, Listing, MAX_SPEC_BYTES, Store, StoreError, Undecodable};
 use crate::api::manifest::{Diagnostic, Loaded, Manifest, check_change};
 use crate::api::path::FieldPath;
 use crate::api::validate::cascade;
@@ -93,6 +93,14 @@ pub struct ApplyRequest {
     pub cascade: bool,
     /// Validate against the store and plan, but write nothing.
     pub dry_run: bool,
+    /// Objects that must still have this mod revision (0: must be absent) for the
+    /// change to go ahead, else `Conflict`: what a verb or the leader decided on what
+    /// it read (a deletion included) never lands on an object changed since.
+    pub expect_revisions: BTreeMap<ObjectKey, i64>,
+    /// A change the scheduler leader makes (deleting constraints that expired or did
+    /// their work): its transaction also requires the election key still to be held by
+    /// this guard's lease, so a deposed leader's change fails with `Conflict`.
+    pub leader: Option<LeaderGuard>,
 }
 
 /// The result of an apply.
@@ -215,6 +223,17 @@ fn precondition_failures(listing: &Listing, desired: &[Object]) -> Vec<String> {
         .collect()
 }
 
+/// Objects not at the mod revision `expected` names for them (0: absent).
+fn expected_revision_failures(listing: &Listing, expected: &BTreeMap<ObjectKey, i64>) -> Vec<String> {
+    expected
+        .iter()
+        .filter_map(|(key, wanted)| {
+            let actual = listing.objects.get(key).map_or(0, |stored| stored.mod_revision);
+            (actual != *wanted).then(|| format!("{key} (revision {wanted} read, {actual} stored)"))
+        })
+        .collect()
+}
+
 /// The spec's size after `planned`, if that is more than `limit` and more than
 /// before: a diagnostic on the incoming object that grows it most (at its manifest's
 /// position), or on the change itself when no incoming object grows. Pure. A change
@@ -277,7 +296,8 @@ pub async fn apply_listed(store: &Store, request: &ApplyRequest) -> Result<(Appl
                 return Err(StoreError::Conflict { objects: moved });
             }
         }
-        let failures = precondition_failures(&listing, &request.loaded.manifests.iter().map(|m| m.object.clone()).collect::<Vec<_>>());
+        let mut failures = precondition_failures(&listing, &request.loaded.manifests.iter().map(|m| m.object.clone()).collect::<Vec<_>>());
+        failures.extend(expected_revision_failures(&listing, &request.expect_revisions));
         if !failures.is_empty() {
             return Err(StoreError::Conflict { objects: failures });
         }
@@ -312,12 +332,19 @@ pub async fn apply_listed(store: &Store, request: &ApplyRequest) -> Result<(Appl
         if request.dry_run || writes.is_empty() {
             return Ok((ApplyOutcome::Planned(ApplyReport { objects: planned, revision: None, attempts: attempt }), listing.undecodable));
         }
-        match write(store, listing.spec_version, writes).await? {
+        match write(store, listing.spec_version, writes, request.leader.as_ref()).await? {
             Some(revision) => {
                 let report = ApplyReport { objects: planned, revision: Some(revision), attempts: attempt };
                 return Ok((ApplyOutcome::Planned(report), listing.undecodable));
             }
-            None => tracing::debug!(attempt, "spec changed while applying; re-reading"),
+            None => {
+                if let Some(guard) = &request.leader
+                    && store.leader_term().await? != Some(guard.term())
+                {
+                    return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
+                }
+                tracing::debug!(attempt, "spec changed while applying; re-reading");
+            }
         }
     }
     Err(StoreError::Contended { attempts: MAX_ATTEMPTS })
@@ -399,18 +426,20 @@ pub fn batches(ops: &[WriteOp], max_ops: usize, max_bytes: usize) -> Vec<&[Write
     result
 }
 
-/// Writes `ops` if the spec version is still `spec_version`. `Ok(None)` when it was
-/// not (someone else wrote first).
-async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>) -> Result<Option<i64>, StoreError> {
+/// Writes `ops` if the spec version is still `spec_version` (and, for a leader's
+/// change, the election key still `leader`'s). `Ok(None)` when it was not (someone
+/// else wrote first).
+async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>, leader: Option<&LeaderGuard>) -> Result<Option<i64>, StoreError> {
     let total_bytes: usize = ops.iter().map(WriteOp::bytes).sum();
     let version_key = store.keys.spec_version();
-    let guard = Compare::mod_revision(version_key.as_str(), CompareOp::Equal, spec_version);
+    let mut guard = vec![Compare::mod_revision(version_key.as_str(), CompareOp::Equal, spec_version)];
+    guard.extend(leader.map(LeaderGuard::compare));
     let mut client = store.client();
     // One op of the budget goes to bumping the spec version.
     if ops.len() < store.max_txn_ops && total_bytes <= store.max_txn_bytes {
         let mut txn_ops: Vec<TxnOp> = ops.iter().map(WriteOp::to_txn_op).collect();
         txn_ops.push(TxnOp::put(version_key.as_str(), "direct", None));
-        let response = client.txn(Txn::new().when([guard]).and_then(txn_ops)).await.map_err(StoreError::etcd("write objects"))?;
+        let response = client.txn(Txn::new().when(guard).and_then(txn_ops)).await.map_err(StoreError::etcd("write objects"))?;
         let revision = response.header().map(|header| header.revision());
         return Ok(if response.succeeded() { revision } else { None });
     }
@@ -430,7 +459,7 @@ async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>) -> Result<Op
     let response = client
         .txn(
             Txn::new()
-                .when([guard])
+                .when(guard)
                 .and_then([TxnOp::put(store.keys.intent_commit(&id), commit_value, None), TxnOp::put(version_key.as_str(), format!("commit {id}"), None)]),
         )
         .await;

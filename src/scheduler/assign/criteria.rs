@@ -217,6 +217,25 @@ mod tests {
     }
 
     #[test]
+    fn a_location_counts_until_it_expires_and_not_from_its_expiry_on() {
+        let objects = [
+            NO_FENCING,
+            ("Resource", "web", DUMMY),
+            ("Location", "web-not-node1", "{resource: web, node: node1, score: -INFINITY, expires: '1970-01-01T00:01:40Z'}"),
+            ("Location", "web-likes-node2", "{resource: web, node: node2, score: 30, expires: '1970-01-01T00:01:40+00:00'}"),
+        ];
+        let mut snapshot = crate::scheduler::fixture::snapshot(&["node1", "node2"], &objects, "");
+        let scores_at = |snapshot: &crate::scheduler::snapshot::Snapshot| scores_of(&crate::scheduler::unpack::unpack(snapshot), "web");
+        snapshot.now = 99;
+        assert_eq!(scores_at(&snapshot), vec![Some(Score::NEG_INFINITY), Some(Score::new(30))]);
+        snapshot.now = 100;
+        assert_eq!(scores_at(&snapshot), vec![Some(Score::ZERO), Some(Score::ZERO)]);
+        // The plan's own check no longer counts the expired ban either.
+        let plan = crate::scheduler::schedule(&snapshot);
+        assert_eq!(plan.check(&snapshot), Vec::<String>::new());
+    }
+
+    #[test]
     fn an_opt_in_cluster_allows_only_the_nodes_a_location_names() {
         let cluster = cluster(
             &["node1", "node2"],
