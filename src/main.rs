@@ -17,7 +17,19 @@ fn main() -> ExitCode {
         }
     };
     match pacer::cli::parse() {
-        Ok(cli) => runtime.block_on(pacer::cli::run(cli)),
+        Ok(cli) => {
+            if !cli.is_daemon() {
+                // A command whose reader went away (`pacer get rsc -o json | head`) ends
+                // quietly, as Unix tools do, instead of panicking on the write. Daemons
+                // keep ignoring SIGPIPE: a lost log reader must not kill them.
+                // SAFETY: restoring a signal's default disposition before any thread
+                // of ours writes.
+                unsafe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+                }
+            }
+            runtime.block_on(pacer::cli::run(cli))
+        }
         Err(code) => code,
     }
 }

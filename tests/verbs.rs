@@ -484,7 +484,7 @@ async fn restart_stops_and_starts_again_and_leaves_nothing_behind() {
         let lines = read_witness(&log).len();
         let printed = cluster.ok(&["restart", "pool", "--node", "n1", "--wait=30s", "-o", "json"]);
         let outcome: Value = serde_json::from_str(&printed).expect("JSON");
-        assert_eq!(outcome["runs_on"], serde_json::json!(["n1", "n2"]), "{outcome}");
+        assert_eq!(outcome["runsOn"], serde_json::json!(["n1", "n2"]), "{outcome}");
         let pool = testimony(&log, "pool", lines);
         assert_eq!(ended(&pool, "stop"), ["n1"]);
         assert_eq!(ended(&pool, "start"), ["n1"]);

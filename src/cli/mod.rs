@@ -174,6 +174,13 @@ enum OutputFormat {
     Json,
 }
 
+impl Cli {
+    /// Whether the command runs in the foreground until stopped (agent, scheduler, up).
+    pub fn is_daemon(&self) -> bool {
+        matches!(self.command, Command::Agent(_) | Command::Scheduler(_) | Command::Up(_))
+    }
+}
+
 /// Answers a shell's completion request (`COMPLETE` set by `pacer completion`'s
 /// script) and exits; returns at once otherwise. Call before starting a runtime.
 pub fn complete_if_asked() {

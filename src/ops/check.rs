@@ -52,6 +52,7 @@ pub struct CheckOptions {
 
 /// One performance datum: `label=value;warn;crit;min;max`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Perf {
     pub label: &'static str,
     pub value: u64,
@@ -69,6 +70,7 @@ impl std::fmt::Display for Perf {
 
 /// The outcome.
 #[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct CheckResult {
     pub state: State,
     /// The part after `PACER STATE - `.

@@ -78,6 +78,7 @@ pub fn resolve(cache: &ClusterCache, name: &str) -> Result<Target, OpsError> {
 
 /// One object a flag verb looked at: what it set, and whether that changed anything.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlagChange {
     /// `Node/n1`, `Resource/web`, `ClusterPolicy/cluster`.
     pub object: String,
@@ -92,6 +93,7 @@ pub struct FlagChange {
 
 /// What a flag verb did.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct FlagOutcome {
     pub changes: Vec<FlagChange>,
     pub dry_run: bool,
@@ -270,6 +272,7 @@ pub async fn set_resource_flag(store: &Store, name: &str, flag: ResourceFlag, dr
 
 /// What `pacer drain` did.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct DrainOutcome {
     pub standby: FlagOutcome,
     /// What still ran on the node when the command ended (empty once drained; for a

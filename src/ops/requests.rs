@@ -39,6 +39,7 @@ pub struct RequestSpec {
 
 /// One instance on one node a request acts on.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct Touched {
     pub node: String,
     /// The status id: the primitive, or a clone instance (`name:N`).
@@ -52,6 +53,7 @@ pub struct Touched {
 
 /// What `cleanup` or `refresh` did.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RequestOutcome {
     pub kind: &'static str,
     pub touched: Vec<Touched>,

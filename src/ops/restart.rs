@@ -29,6 +29,7 @@ pub const RESTART_OWNER: &str = "restart";
 
 /// What `restart` did.
 #[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RestartOutcome {
     pub resource: String,
     #[serde(skip_serializing_if = "Option::is_none")]
