@@ -9,6 +9,7 @@ mod simulate;
 mod sources;
 mod status;
 mod up;
+mod why;
 
 use std::process::ExitCode;
 
@@ -89,6 +90,10 @@ enum Command {
     /// ports, a scheduler and N node agents (n1..nN), in the foreground until
     /// interrupted. Writes DIR/endpoint and DIR/pids/<component>.
     Up(daemons::UpArgs),
+    /// Where a resource runs and why there, or why it is stopped: every node's final
+    /// score and the named contributions to it (locations, bans, stickiness,
+    /// colocations, fail counts against migration-threshold, node states).
+    Why(why::WhyArgs),
 }
 
 /// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
@@ -162,5 +167,6 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Fence { command: fence::FenceCommand::Confirm { node } } => fence::confirm(global, node).await,
         Command::Scheduler(args) => daemons::scheduler(global, args).await,
         Command::Up(args) => daemons::up(global, args).await,
+        Command::Why(args) => why::why(global, args).await,
     }
 }
