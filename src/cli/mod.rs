@@ -63,7 +63,8 @@ enum Command {
     /// Print the CRD-style schema of every kind, or write them to a directory.
     Crds(objects::CrdsArgs),
     /// Run the scheduler offline: on a Pacemaker CIB, or on manifests plus an
-    /// observed-state file, with what-if injections. Writes nothing anywhere.
+    /// observed-state file, or on the live cluster (`--live`, with proposed manifests
+    /// as `-f`), with what-if injections. Writes nothing anywhere.
     Simulate(simulate::SimulateArgs),
     /// Turn a Pacemaker CIB into Pacer manifests plus an observed-state file; lists
     /// everything it could not map on stderr.
@@ -160,7 +161,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Get(args) => objects::get(global, args).await,
         Command::Delete(args) => objects::delete(global, args).await,
         Command::Crds(args) => objects::crds(args),
-        Command::Simulate(args) => simulate::simulate(args),
+        Command::Simulate(args) => simulate::simulate(global, args).await,
         Command::ImportCib(args) => simulate::import_cib(args),
         Command::Agent(args) => daemons::agent(global, args).await,
         Command::Status(args) => status::status(global, args).await,

@@ -11,6 +11,7 @@
 pub mod edit;
 pub mod live;
 pub mod settle;
+pub mod simulate;
 pub mod why;
 
 use crate::api::manifest::Diagnostic;
