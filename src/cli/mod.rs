@@ -3,6 +3,7 @@
 
 mod daemons;
 mod fence;
+mod history;
 mod objects;
 mod output;
 mod simulate;
@@ -95,6 +96,10 @@ enum Command {
     /// score and the named contributions to it (locations, bans, stickiness,
     /// colocations, fail counts against migration-threshold, node states).
     Why(why::WhyArgs),
+    /// The scheduler's decisions: list them (`--limit N`), `show REV`, `replay REV`
+    /// (the scheduler run again on the decision's stored input; exit 1 if it decides
+    /// differently), `diff REV1 REV2` (what changed in input and decision).
+    History(history::HistoryArgs),
 }
 
 /// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
@@ -169,5 +174,6 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Scheduler(args) => daemons::scheduler(global, args).await,
         Command::Up(args) => daemons::up(global, args).await,
         Command::Why(args) => why::why(global, args).await,
+        Command::History(args) => history::history(global, args).await,
     }
 }

@@ -9,6 +9,7 @@
 //! settle (`settle`).
 
 pub mod edit;
+pub mod history;
 pub mod live;
 pub mod settle;
 pub mod simulate;

@@ -12,7 +12,7 @@ mod status;
 
 pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
 pub use fencing::{FenceRequestRecord, FenceResultRecord};
-pub use leader::{HistoryRecord, Leader};
+pub use leader::{BlobRef, DecisionInput, HistoryRecord, Leader};
 pub use operation::{ExecStatus, OperationRecord};
 pub use status::{
     FAIL_COUNT_INFINITY, NodeActivity, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus, SELF_FENCINGS_KEPT,
