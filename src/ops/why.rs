@@ -188,7 +188,9 @@ fn verdict(plan: &Plan, planned: &crate::scheduler::plan::ResourcePlan, nodes: &
 /// that sets the score.
 pub fn amount(contribution: &Contribution) -> String {
     let score = contribution.score;
-    if contribution.replaces {
+    if contribution.kind == crate::scheduler::explain::ContributionKind::Initial {
+        score.to_string()
+    } else if contribution.replaces {
         format!("={score}")
     } else if score >= Score::ZERO {
         format!("+{score}")
