@@ -191,7 +191,10 @@ async fn why_simulate_and_history_on_a_live_cluster() {
     let ghost = cluster.pacer(&["simulate", "--live", "--node-fail", "ghost"], None);
     assert_eq!(ghost.status.code(), Some(1));
     assert_eq!(common::text(&ghost.stderr).trim(), "error: --node-fail ghost: no such node");
-    let invalid = cluster.pacer(&["simulate", "--live", "-f", "-"], Some("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {name: x}\nspec: {resource: nope, node: n2, score: 5}\n"));
+    let invalid = cluster.pacer(
+        &["simulate", "--live", "-f", "-"],
+        Some("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {name: x}\nspec: {resource: nope, node: n2, score: 5}\n"),
+    );
     assert_eq!(invalid.status.code(), Some(1), "{}", common::text(&invalid.stderr));
     let unknown = cluster.pacer(&["why", "nope"], None);
     assert_eq!(unknown.status.code(), Some(1));
