@@ -84,27 +84,42 @@ pub struct InputSummary {
 }
 
 pub async fn show(store: &Store, revision: i64) -> Result<Shown, OpsError> {
-    let stored = read(store, revision).await?;
-    let blobs = stored.input.blobs().map(|blob| &blob.0).collect::<BTreeSet<_>>().len();
+    let record = store.read_history(revision).await?.ok_or_else(|| OpsError::NotFound(format!("no decision at revision {revision} (see pacer history)")))?;
+    let Some(input) = store.read_input(revision).await? else {
+        let problem = "not stored (recorded before inputs were kept, or trimmed)".to_string();
+        let input = InputSummary {
+            now: record.time,
+            quorum: true,
+            blobs: 0,
+            stored_bytes: 0,
+            objects: None,
+            nodes: BTreeMap::new(),
+            histories: None,
+            problem: Some(problem),
+        };
+        return Ok(Shown { record, input });
+    };
+    let blobs = store.read_blobs(input.blobs()).await?;
+    let stored_bytes = blobs.values().map(Vec::len).sum();
     let mut summary = InputSummary {
-        now: stored.input.now,
-        quorum: stored.input.quorum,
-        blobs,
-        stored_bytes: stored.blob_bytes,
+        now: input.now,
+        quorum: input.quorum,
+        blobs: input.blobs().map(|blob| &blob.0).collect::<BTreeSet<_>>().len(),
+        stored_bytes,
         objects: None,
         nodes: BTreeMap::new(),
         histories: None,
         problem: None,
     };
-    match &stored.snapshot {
+    match decode_input(&input, &blobs) {
         Ok(snapshot) => {
             summary.objects = Some(snapshot.objects.len());
             summary.nodes = snapshot.observed.nodes.iter().map(|(name, node)| (name.clone(), format!("{:?}", node.liveness))).collect();
             summary.histories = Some(snapshot.observed.history.len());
         }
-        Err(problem) => summary.problem = Some(problem.clone()),
+        Err(problem) => summary.problem = Some(problem.to_string()),
     }
-    Ok(Shown { record: stored.record, input: summary })
+    Ok(Shown { record, input: summary })
 }
 
 /// `pacer history replay REV`: the scheduler on the stored input, against the record.

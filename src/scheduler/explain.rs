@@ -264,11 +264,12 @@ fn effect(before: Option<Score>, after: Option<Score>) -> Effect {
     if delta.abs() < Score::INFINITY.value() { Effect::Add(Score::new(delta)) } else { Effect::Set(after_score) }
 }
 
-/// The primitives a name stands for: itself, a group's members, a clone's instances.
+/// The primitives a name stands for: itself, a group's members, a clone's instances
+/// (or one instance, by its id `name:N`).
 pub(crate) fn primitives_named(cluster: &Cluster, name: &str) -> Vec<RscIdx> {
     let mut out: Vec<RscIdx> = Vec::new();
     for (rsc, resource) in cluster.resources.iter().enumerate() {
-        if resource.name == name {
+        if resource.name == name || resource.id == name {
             out.extend(cluster.primitives_of(rsc));
         }
     }
