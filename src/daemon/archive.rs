@@ -166,3 +166,34 @@ async fn load(store: &Store, guard: &LeaderGuard, kept: &BTreeSet<i64>) -> Resul
     store.write_bytes_as_leader("sweep the decision archive", deletes, guard).await?;
     Ok(references)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(spec: &str, nodes: &[&str]) -> DecisionInput {
+        DecisionInput {
+            now: 0,
+            quorum: true,
+            dc: None,
+            spec: BlobRef(spec.into(), 1),
+            nodes: nodes.iter().map(|digest| BlobRef((*digest).into(), 1)).collect(),
+            history: None,
+        }
+    }
+
+    #[test]
+    fn a_blob_goes_only_when_no_kept_input_names_it() {
+        let mut references = References::default();
+        references.add(1, &input("spec-a", &["n1-a", "n2-a"]));
+        references.add(2, &input("spec-a", &["n1-b", "n2-a"]));
+        references.add(3, &input("spec-b", &["n1-b", "n2-a"]));
+        let names = |blobs: Vec<BlobRef>| blobs.into_iter().map(|blob| blob.0).collect::<Vec<_>>();
+        assert_eq!(names(references.remove(1)), vec!["n1-a".to_string()]);
+        assert_eq!(names(references.remove(2)), vec!["spec-a".to_string()]);
+        let mut last = names(references.remove(3));
+        last.sort();
+        assert_eq!(last, vec!["n1-b".to_string(), "n2-a".to_string(), "spec-b".to_string()]);
+        assert!(references.counts.is_empty() && references.inputs.is_empty());
+    }
+}

@@ -47,6 +47,7 @@ struct Criteria<'a> {
 impl Criteria<'_> {
     /// Tells the recorder, if any, that `step` may have changed `rsc`'s scores (and
     /// those of what is below it).
+    #[inline]
     fn record(&mut self, rsc: RscIdx, step: Step) {
         if let Some(trace) = &mut self.trace {
             trace.record(self.cluster, &self.scores, rsc, step);

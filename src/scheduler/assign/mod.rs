@@ -135,6 +135,7 @@ impl<'a> Work<'a> {
 
     /// Tells the recorder, if any, that `step` may have changed the scores of `rsc`
     /// (and of what is below it).
+    #[inline]
     fn record(&mut self, rsc: RscIdx, step: Step) {
         if let Some(trace) = &mut self.trace {
             trace.record(self.cluster, &self.allowed, rsc, step);
@@ -142,6 +143,7 @@ impl<'a> Work<'a> {
     }
 
     /// As `record`, for one node.
+    #[inline]
     fn record_at(&mut self, rsc: RscIdx, node: NodeIdx, step: Step) {
         if let Some(trace) = &mut self.trace {
             trace.record_at(self.cluster, &self.allowed, rsc, node, step);
