@@ -4,7 +4,8 @@
 //! the changes decisions depend on (the spec, node heartbeats, statuses, run-time
 //! attributes, fencing results), and takes a turn: `decide` — the snapshot at the
 //! cache's revision (`runtime::build`), `schedule`, `node_assignments`, write the
-//! assignments that changed and, for a new decision, a history record. A turn reads
+//! assignments that changed and, for a new decision, its input (`archive`, beside the
+//! prefix) and a history record. A turn reads
 //! nothing from etcd: what the leader writes goes into its cache as etcd acknowledges
 //! it. Every write takes the `LeaderGuard`, so a deposed leader's write fails. An
 //! unchanged decision writes nothing.
