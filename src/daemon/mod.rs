@@ -5,9 +5,9 @@
 //! attributes, fencing results), and takes a turn: `decide` — the snapshot at the
 //! cache's revision (`runtime::build`), `schedule`, `node_assignments`, write the
 //! assignments that changed and, for a new decision, its input (`archive`, beside the
-//! prefix) and a history record. A turn reads
-//! nothing from etcd: what the leader writes goes into its cache as etcd acknowledges
-//! it. Every write takes the `LeaderGuard`, so a deposed leader's write fails. An
+//! prefix) and a history record. A turn reads nothing from etcd (but the archive's
+//! index, once per term): what the leader writes goes into its cache as etcd
+//! acknowledges it. Every write takes the `LeaderGuard`, so a deposed leader's write fails. An
 //! unchanged decision writes nothing.
 
 mod archive;
