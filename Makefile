@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-decision bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-decision bench-history bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -65,6 +65,7 @@ bench: deps
 	$(CARGO) bench --bench decision
 	$(CARGO) bench --bench load
 	$(CARGO) bench --bench move
+	$(CARGO) bench --bench history
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -93,6 +94,13 @@ bench-decision: deps
 # lease renewal p99/max per node. Figures only: target/bench-load.txt.
 bench-load: deps
 	$(CARGO) bench --bench load
+
+# Decision-history benchmark (issue 14): bytes the leader stores per decision to make
+# it replayable, and the time to encode them, at 100 x 1,000 and 1,000 x 10,000 nodes
+# x resources (PACER_BENCH_HISTORY_SIZES, PACER_BENCH_HISTORY_PROBES). Figures only:
+# target/bench-history.txt.
+bench-history: deps
+	$(CARGO) bench --bench history
 
 # Move benchmark (issue 14): pacer up --nodes 3 with PACER_BENCH_RESOURCES (10) Dummy
 # resources; PACER_BENCH_ROUNDS (10) times `pacer move r0 NODE --wait`, the time until

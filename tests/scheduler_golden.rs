@@ -227,3 +227,59 @@ fn every_scheduler_scenario_plans_what_its_expected_txt_says() {
     }
     assert!(failures.is_empty(), "{} of {} cases failed (UPDATE_EXPECT=1 rewrites expected.txt):\n\n{}", failures.len(), cases.len(), failures.join("\n\n"));
 }
+
+/// `explain` on every configured resource of every scenario: the plan it returns is
+/// `schedule`'s, each node's contributions fold to the score the plan reports, and
+/// no change of a score goes unnamed.
+#[test]
+fn every_scenario_explains_every_score_it_plans() {
+    use pacer::api::Spec;
+    use pacer::scheduler::explain::ContributionKind;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/scheduler");
+    let mut failures = Vec::new();
+    let mut explained = 0;
+    for case in case_directories(&root) {
+        let name = case.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_string();
+        let objects = read_objects(&case.join("cluster.yaml")).expect("a valid scenario");
+        let observed_path = case.join("observed.yaml");
+        let observed =
+            if observed_path.exists() { read_observed(&observed_path).expect("observed state") } else { Observed { quorum: true, ..Observed::default() } };
+        let snapshot = Snapshot { objects, observed, now: read_now(&case).expect("now") };
+        let plan = schedule(&snapshot);
+        let resources: Vec<String> = snapshot
+            .objects
+            .iter()
+            .filter(|object| matches!(object.spec, Spec::Resource(_) | Spec::Group(_) | Spec::FenceDevice(_)))
+            .map(|object| object.name().to_string())
+            .collect();
+        for resource in resources {
+            let Some((explained_plan, explanation)) = pacer::scheduler::explain(&snapshot, &resource) else {
+                failures.push(format!("{name}: {resource}: no explanation"));
+                continue;
+            };
+            if explained_plan != plan {
+                failures.push(format!("{name}: {resource}: explaining changed the plan"));
+            }
+            for instance in &explanation.instances {
+                for node in &instance.nodes {
+                    explained += 1;
+                    if node.total() != node.score {
+                        failures.push(format!(
+                            "{name}: {} on {}: contributions fold to {}, the plan says {}: {:?}",
+                            instance.id,
+                            node.node,
+                            node.total(),
+                            node.score,
+                            node.contributions
+                        ));
+                    }
+                    if node.contributions.iter().any(|contribution| contribution.kind == ContributionKind::Other) {
+                        failures.push(format!("{name}: {} on {}: an unnamed change: {:?}", instance.id, node.node, node.contributions));
+                    }
+                }
+            }
+        }
+    }
+    assert!(explained > 0, "nothing was explained");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -540,6 +540,45 @@ proptest! {
             prop_assert!(false, "{}", violation);
         }
     }
+
+    /// `explain` of every resource returns `schedule`'s plan, and each node's
+    /// contributions fold to the score that plan reports, none of them unnamed.
+    #[test]
+    fn every_score_is_the_sum_of_its_named_contributions(case in case()) {
+        if let Err(violation) = check_explanations(&case) {
+            prop_assert!(false, "{}", violation);
+        }
+    }
+}
+
+fn check_explanations(case: &Case) -> Result<(), String> {
+    let plan = schedule(&case.snapshot);
+    let names: BTreeSet<&str> =
+        plan.resources.iter().map(|resource| resource.clone.as_deref().or(resource.group.as_deref()).unwrap_or(&resource.name)).collect();
+    for name in names {
+        let (explained, explanation) = pacer::scheduler::explain(&case.snapshot, name).ok_or_else(|| format!("{name}: no explanation"))?;
+        if explained != plan {
+            return Err(format!("{name}: explaining changed the plan"));
+        }
+        for instance in &explanation.instances {
+            for node in &instance.nodes {
+                if node.total() != node.score {
+                    return Err(format!(
+                        "{} on {}: contributions fold to {}, the plan says {}: {:?}",
+                        instance.id,
+                        node.node,
+                        node.total(),
+                        node.score,
+                        node.contributions
+                    ));
+                }
+                if node.contributions.iter().any(|contribution| contribution.kind == pacer::scheduler::explain::ContributionKind::Other) {
+                    return Err(format!("{} on {}: an unnamed change: {:?}", instance.id, node.node, node.contributions));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Guards the generator: a hand-picked raw case builds the objects it describes

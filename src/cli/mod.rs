@@ -6,6 +6,7 @@ mod complete;
 mod daemons;
 mod fence;
 mod flags;
+mod history;
 mod inspect;
 mod objects;
 mod output;
@@ -15,6 +16,7 @@ mod simulate;
 mod sources;
 mod status;
 mod up;
+mod why;
 
 use std::process::ExitCode;
 
@@ -69,7 +71,8 @@ enum Command {
     /// Print the CRD-style schema of every kind, or write them to a directory.
     Crds(objects::CrdsArgs),
     /// Run the scheduler offline: on a Pacemaker CIB, or on manifests plus an
-    /// observed-state file, with what-if injections. Writes nothing anywhere.
+    /// observed-state file, or on the live cluster (`--live`, with proposed manifests
+    /// as `-f`), with what-if injections. Writes nothing anywhere.
     Simulate(simulate::SimulateArgs),
     /// Turn a Pacemaker CIB into Pacer manifests plus an observed-state file; lists
     /// everything it could not map on stderr.
@@ -148,6 +151,14 @@ enum Command {
     /// Check the cluster's health as a Nagios / Icinga / Opsview plugin: one line with
     /// performance data; exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
     Check(check::CheckArgs),
+    /// Where a resource runs and why there, or why it is stopped: every node's final
+    /// score and the named contributions to it (locations, bans, stickiness,
+    /// colocations, fail counts against migration-threshold, node states).
+    Why(why::WhyArgs),
+    /// The scheduler's decisions: list them (`--limit N`), `show REV`, `replay REV`
+    /// (the scheduler run again on the decision's stored input; exit 1 if it decides
+    /// differently), `diff REV1 REV2` (what changed in input and decision).
+    History(history::HistoryArgs),
 }
 
 /// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
@@ -290,7 +301,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Get(args) => objects::get(global, args).await,
         Command::Delete(args) => objects::delete(global, args).await,
         Command::Crds(args) => objects::crds(args),
-        Command::Simulate(args) => simulate::simulate(args),
+        Command::Simulate(args) => simulate::simulate(global, args).await,
         Command::ImportCib(args) => simulate::import_cib(args),
         Command::Agent(args) => daemons::agent(global, args).await,
         Command::Status(args) => status::status(global, args).await,
@@ -313,5 +324,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Wait(args) => inspect::wait(global, args).await,
         Command::Completion(args) => inspect::completion(args),
         Command::Check(args) => check::check(global, args).await,
+        Command::Why(args) => why::why(global, args).await,
+        Command::History(args) => history::history(global, args).await,
     }
 }

@@ -43,6 +43,10 @@ pub(super) struct DiffArgs {
     applyset: Option<String>,
     #[arg(long, requires = "applyset")]
     prune: bool,
+    /// Also show what would move if the change were applied: the live cluster with
+    /// the change, in memory, through the scheduler (`pacer simulate --live`).
+    #[arg(long)]
+    simulate: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -114,6 +118,11 @@ pub(super) async fn diff(global: &Global, args: &DiffArgs) -> anyhow::Result<u8>
             changed.sort_by(|a, b| a.key.cmp(&b.key));
             for planned in &changed {
                 print!("{}", output::unified_diff(planned));
+            }
+            if args.simulate {
+                let changes = changed.iter().map(|planned| (planned.key.clone(), planned.after.clone())).collect();
+                let simulation = crate::ops::simulate::simulate_changes(&store, changes).await?;
+                super::simulate::print_what_would_move(&simulation);
             }
             Ok(if changed.is_empty() { 0 } else { EXIT_REFUSED })
         }

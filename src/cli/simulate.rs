@@ -1,5 +1,6 @@
 //! `pacer simulate` and `pacer import-cib`: the scheduler run offline on manifests plus
-//! observed state, or directly on a Pacemaker CIB, with what-if injections.
+//! observed state, directly on a Pacemaker CIB, or on the live cluster (`--live`,
+//! optionally with proposed manifests), with what-if injections (`ops::simulate`).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -7,21 +8,28 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 
-use crate::api::records::{ExecStatus, NodeState, OperationRecord};
+use crate::api::records::NodeState;
 use crate::api::yaml::{parse_documents, to_yaml_string};
 use crate::api::{Kind, Object};
 use crate::cib;
-use crate::scheduler::plan::Plan;
-use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
-use crate::scheduler::{Snapshot, schedule, strip_instance};
+use crate::ops::OpsError;
+use crate::ops::simulate::{Injection, Simulation, simulate_live};
+use crate::scheduler::plan::{Action, Plan};
+use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode};
+use crate::scheduler::{Snapshot, schedule};
 
+use super::Global;
 use super::objects::{load_files, print_diagnostics};
 
 #[derive(clap::Args, Debug)]
 pub(super) struct SimulateArgs {
     /// A Pacemaker CIB (configuration and status sections).
-    #[arg(long, conflicts_with_all = ["files", "observed"])]
+    #[arg(long, conflicts_with_all = ["files", "observed", "live"])]
     cib: Option<PathBuf>,
+    /// The live cluster (read once at one revision; nothing is written). With `-f`,
+    /// the manifests are proposed changes, checked as `apply` checks them.
+    #[arg(long, conflicts_with_all = ["observed", "now"])]
+    live: bool,
     /// Manifests (files, directories, - for standard input).
     #[arg(short = 'f', long = "filename")]
     files: Vec<String>,
@@ -53,9 +61,21 @@ pub(super) struct ImportCibArgs {
     out: Option<PathBuf>,
 }
 
-/// `pacer simulate`: runs the scheduler offline and prints the result. Returns the
-/// exit code.
-pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<u8> {
+/// The injections the arguments ask for, in order: lost nodes, then failed operations.
+fn injections(args: &SimulateArgs) -> Result<Vec<Injection>, OpsError> {
+    let mut injections: Vec<Injection> = args.node_fail.iter().map(|node| Injection::NodeFail(node.clone())).collect();
+    for spec in &args.op_fail {
+        injections.push(Injection::op_fail(spec)?);
+    }
+    Ok(injections)
+}
+
+/// `pacer simulate`: runs the scheduler offline, or on the live cluster with
+/// `--live`, and prints the result. Returns the exit code.
+pub(super) async fn simulate(global: &Global, args: &SimulateArgs) -> anyhow::Result<u8> {
+    if args.live {
+        return simulate_on_live(global, args).await;
+    }
     let mut snapshot = match &args.cib {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
@@ -93,11 +113,8 @@ pub(super) fn simulate(args: &SimulateArgs) -> anyhow::Result<u8> {
     if let Some(now) = args.now {
         snapshot.now = now;
     }
-    for node in &args.node_fail {
-        inject_node_failure(&mut snapshot, node)?;
-    }
-    for spec in &args.op_fail {
-        inject_op_failure(&mut snapshot, spec)?;
+    for injection in injections(args)? {
+        injection.apply(&mut snapshot)?;
     }
     let plan = schedule(&snapshot);
     if args.json {
@@ -128,60 +145,54 @@ fn read_observed(path: &Path) -> anyhow::Result<Observed> {
     serde_path_to_error::deserialize(document.value).map_err(|error| anyhow::anyhow!("read {}: {}: {}", path.display(), error.path(), error.inner()))
 }
 
-/// `--node-fail NODE`: the node is lost without a clean shutdown.
-fn inject_node_failure(snapshot: &mut Snapshot, node: &str) -> anyhow::Result<()> {
-    let known =
-        snapshot.observed.nodes.contains_key(node) || snapshot.objects.iter().any(|object| object.kind() == Kind::Node && object.name().as_str() == node);
-    if !known {
-        bail!("--node-fail {node}: no such node");
+/// `pacer simulate --live`: the live snapshot, the proposed manifests and the
+/// injections through `schedule`; prints the transition and the revised status.
+async fn simulate_on_live(global: &Global, args: &SimulateArgs) -> anyhow::Result<u8> {
+    let injections = injections(args)?;
+    let loaded = if args.files.is_empty() { None } else { Some(load_files(&args.files)) };
+    let store = global.connect().await?;
+    let simulation = match simulate_live(&store, loaded.as_ref(), &injections).await {
+        Ok(simulation) => simulation,
+        Err(OpsError::Invalid(diagnostics)) => {
+            print_diagnostics(&diagnostics);
+            return Ok(super::EXIT_REFUSED);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&oracle_json(&simulation.plan)).context("encode the plan")?);
+    } else {
+        println!("Live cluster at revision {} (nothing was written)\n", simulation.revision);
+        print!("{}", summary(&simulation.plan, args.scores));
     }
-    let entry = snapshot.observed.nodes.entry(node.to_string()).or_insert_with(|| ObservedNode {
-        liveness: NodeLiveness::Unclean,
-        shutdown: false,
-        attributes: Default::default(),
-    });
-    entry.liveness = NodeLiveness::Unclean;
-    Ok(())
+    Ok(0)
 }
 
-/// `--op-fail RSC:OP:NODE=RC`: the operation's next result on that node is `RC`.
-fn inject_op_failure(snapshot: &mut Snapshot, spec: &str) -> anyhow::Result<()> {
-    let usage = || anyhow::anyhow!("--op-fail {spec:?}: expected RESOURCE:OPERATION:NODE=RC, for example web:monitor:node1=7");
-    let (target, rc) = spec.rsplit_once('=').ok_or_else(usage)?;
-    let rc: i32 = rc.trim().parse().map_err(|_| usage())?;
-    let mut parts = target.splitn(3, ':');
-    let (Some(resource), Some(operation), Some(node)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(usage());
-    };
-    let interval_ms = snapshot
-        .objects
-        .iter()
-        .find(|object| object.name().as_str() == resource)
-        .and_then(|object| match &object.spec {
-            crate::api::Spec::Resource(spec) => spec.operations.iter().find(|op| op.name.as_str() == operation).map(|op| op.interval.as_millis()),
-            _ => None,
-        })
-        .unwrap_or(0);
-    let call_id = snapshot.observed.history.iter().flat_map(|history| history.operations.iter().map(|op| op.call_id)).max().unwrap_or(0).saturating_add(1);
-    let record = OperationRecord {
-        operation: operation.to_string(),
-        interval_ms,
-        call_id,
-        rc,
-        expected_rc: 0,
-        status: ExecStatus::Done,
-        last_rc_change: Some(snapshot.now),
-        migrate_source: None,
-        migrate_target: None,
-        digest: None,
-    };
-    match snapshot.observed.history.iter_mut().find(|history| strip_instance(&history.resource) == resource && history.node == node) {
-        Some(history) => history.operations.push(record),
-        None => {
-            snapshot.observed.history.push(ResourceHistory { resource: resource.to_string(), node: node.to_string(), agent: None, operations: vec![record] })
+/// What a simulation adds to what the live cluster is doing anyway: the actions of
+/// the simulated plan the live plan does not have.
+fn what_would_move(simulation: &Simulation) -> Vec<&Action> {
+    simulation.plan.actions.iter().filter(|action| !simulation.before.actions.contains(action)).collect()
+}
+
+/// `pacer diff --simulate`: after the object diff, what would move if it were applied.
+pub(super) fn print_what_would_move(simulation: &Simulation) {
+    let moves = what_would_move(simulation);
+    println!("\nIf applied (simulated on the live cluster at revision {}):", simulation.revision);
+    for fencing in simulation.plan.fencing.iter().filter(|fencing| !simulation.before.fencing.contains(fencing)) {
+        println!("  * Fence ({}) {}: {}", fencing.action, fencing.node, fencing.reason);
+    }
+    for action in &moves {
+        println!("  * {:<8} {:<24} ( {} )", action.verb, action.resource, action.detail);
+    }
+    if moves.is_empty() {
+        println!("  (nothing would move)");
+    }
+    for resource in &simulation.plan.resources {
+        let was = simulation.before.resources.iter().find(|before| before.id == resource.id).and_then(|before| before.reason.as_ref());
+        if let Some(reason) = resource.reason.as_ref().filter(|reason| Some(*reason) != was) {
+            println!("  * {} would not run: {reason}", resource.id);
         }
     }
-    Ok(())
 }
 
 /// The name a resource instance is reported under: anonymous clone instances by their

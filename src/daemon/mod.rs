@@ -4,14 +4,20 @@
 //! the changes decisions depend on (the spec, node heartbeats, statuses, run-time
 //! attributes, fencing results), and takes a turn: `decide` — the snapshot at the
 //! cache's revision (`runtime::build`), `schedule`, `node_assignments`, write the
-//! assignments that changed and, for a new decision, a history record. A turn reads
-//! nothing from etcd: what the leader writes goes into its cache as etcd acknowledges
-//! it. Every write takes the `LeaderGuard`, so a deposed leader's write fails. An
+//! assignments that changed and, for a new decision, its input (`archive`, beside the
+//! prefix) and a history record. A turn reads nothing from etcd (but the archive's
+//! index, once per term): what the leader writes goes into its cache as etcd
+//! acknowledges it. Every write takes the `LeaderGuard`, so a deposed leader's write fails. An
 //! unchanged decision writes nothing.
+
+mod archive;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::records::{FenceRequestRecord, HistoryRecord, Leader, NodeAssignment};
+use archive::Archive;
+pub use archive::Archived;
+
+use crate::api::records::{FenceRequestRecord, Leader, NodeAssignment};
 use crate::api::{Kind, ObjectKey, Spec};
 use crate::ops::constraints::{VerbConstraint, next_expiry, review};
 use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
@@ -19,6 +25,7 @@ use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
 use crate::state::fencing::choose_executor;
+use crate::state::history::history_record;
 use crate::state::{failures_seen, node_assignments};
 use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use crate::store::keys::Section;
@@ -38,6 +45,9 @@ pub struct Decision {
     /// (`ClusterPolicy.clusterRecheckInterval`: time-based rules, failure timeouts;
     /// sooner when a Location expires before that, or fencing is pending).
     pub recheck: Duration,
+    /// What keeping the decision's input cost (nothing when the decision did not
+    /// change).
+    pub archived: Archived,
 }
 
 /// Why a turn did not decide.
@@ -60,7 +70,7 @@ fn epoch_now() -> i64 {
 pub async fn decide_once(store: &Store, guard: &LeaderGuard) -> Result<Decision, StoreError> {
     for _ in 0..10 {
         let mut cache = load(store).await?;
-        match decide(store, &mut cache, guard, false).await {
+        match decide(store, &mut cache, &mut Archive::default(), guard, false).await {
             Ok(decision) => return Ok(decision),
             Err(DecideError::Store(error)) => return Err(error),
             // Listing the objects finishes the pending apply.
@@ -88,7 +98,7 @@ fn policy(objects: &[crate::api::Object]) -> (Duration, u32, bool) {
 /// still joining (`Pending`: nothing runs there, nothing fences them) rather than as
 /// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
 /// starting with the scheduler are not fenced for being late.
-async fn decide(store: &Store, cache: &mut ClusterCache, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
+async fn decide(store: &Store, cache: &mut ClusterCache, archive: &mut Archive, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
     let now = epoch_now();
     let options = BuildOptions { now, hold_unseen };
     let mut live = build(cache, options)?;
@@ -135,23 +145,22 @@ async fn decide(store: &Store, cache: &mut ClusterCache, guard: &LeaderGuard, ho
     writes.extend(cache.plans().keys().filter(|node| !assignments.contains_key(*node)).map(|node| (keys.plan(node), None)));
     let written = writes.len();
     write(store, cache, "write assignments", writes, guard).await?;
+    let mut archived = Archived::default();
     if written > 0 {
-        let record = HistoryRecord {
-            input_revision,
-            term: guard.term(),
-            time: now,
-            actions: plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect(),
-            not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
-            fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
-        };
+        // The input first: a record never names an input that is not stored.
+        archived = archive.record(store, guard, input_revision, &snapshot, cache.history()).await?;
+        let record = history_record(&plan, input_revision, guard.term(), now);
         let key = keys.history(input_revision);
         let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
-        // The oldest records beyond the limit go, at most 100 a turn.
+        // The oldest records beyond the limit go, at most 100 a turn, and their inputs
+        // with them.
         let kept: Vec<i64> = cache.history().iter().copied().filter(|revision| *revision != input_revision).collect();
         let excess = (kept.len() + 1).saturating_sub(history_limit.max(1) as usize).min(100);
+        let trimmed: Vec<i64> = kept.iter().take(excess).copied().collect();
         let mut writes = vec![(key, Some(value))];
-        writes.extend(kept.iter().take(excess).map(|revision| (keys.history(*revision), None)));
+        writes.extend(trimmed.iter().map(|revision| (keys.history(*revision), None)));
         write(store, cache, "write history", writes, guard).await?;
+        archive.forget(store, guard, &trimmed).await?;
     }
     let tidied = tidy_constraints(store, &snapshot, &plan, guard).await;
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
@@ -166,7 +175,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, guard: &LeaderGuard, ho
     if !tidied {
         recheck = recheck.min(Duration::from_secs(1));
     }
-    Ok(Decision { plan, input_revision, written, recheck })
+    Ok(Decision { plan, input_revision, written, recheck, archived })
 }
 
 /// How long until `secs` since the epoch has passed on the system clock (a few
@@ -436,6 +445,7 @@ async fn lead(
     let mut last_change = Instant::now();
     let mut next_recheck = Instant::now() + Duration::from_secs(15 * 60);
     let mut failures: u32 = 0;
+    let mut archive = Archive::default();
     let outcome = loop {
         let due = dirty_since.filter(|_| synced).map(|since| (last_change + config.debounce).min(since + config.max_delay));
         let wake = due.unwrap_or(next_recheck).min(next_recheck);
@@ -477,7 +487,7 @@ async fn lead(
         let requests_before = store.requests();
         let hold_unseen = elected_at.elapsed() < STARTUP_GRACE;
         let turn = tokio::select! {
-            turn = decide(store, &mut cache, guard, hold_unseen) => turn,
+            turn = decide(store, &mut cache, &mut archive, guard, hold_unseen) => turn,
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
         };
         match turn {
@@ -492,7 +502,7 @@ async fn lead(
                 }
                 let requests = store.requests().since(requests_before);
                 if decision.written > 0 {
-                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, "new decision");
+                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, input_bytes = decision.archived.bytes, input_blobs = decision.archived.blobs, input_encode = ?decision.archived.encode, "new decision");
                 } else {
                     tracing::debug!(term, revision = decision.input_revision, took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, "decision unchanged");
                 }

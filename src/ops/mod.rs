@@ -12,12 +12,15 @@ pub mod check;
 pub mod constraints;
 pub mod edit;
 pub mod flags;
+pub mod history;
 pub mod live;
 pub mod placement;
 pub mod requests;
 pub mod restart;
 pub mod settle;
+pub mod simulate;
 pub mod wait;
+pub mod why;
 
 use crate::api::manifest::Diagnostic;
 use crate::store::StoreError;

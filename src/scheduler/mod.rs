@@ -16,6 +16,7 @@
 //! definition order and node name.
 
 mod assign;
+pub mod explain;
 #[cfg(test)]
 mod fixture;
 mod model;
@@ -25,6 +26,7 @@ pub mod snapshot;
 mod transition;
 mod unpack;
 
+pub use explain::{Explanation, explain};
 pub use plan::Plan;
 pub use snapshot::Snapshot;
 pub(crate) use unpack::strip_instance;
@@ -34,9 +36,16 @@ use crate::api::cluster::StonithAction;
 
 /// Decides where every resource runs, in which role, and which nodes are fenced first.
 pub fn schedule(snapshot: &Snapshot) -> Plan {
+    run(snapshot, None).0
+}
+
+/// The phases, with the score recorder on for the primitives `traced` names
+/// (`explain`) or off (`schedule`): one code path for both.
+fn run(snapshot: &Snapshot, traced: Option<&str>) -> (Plan, model::Cluster, Option<explain::Trace>) {
     let cluster = unpack::unpack(snapshot);
-    let criteria = assign::criteria::node_criteria(&cluster);
-    let assignment = assign::assign(&cluster, &criteria);
+    let trace = traced.map(|name| explain::Trace::new(&cluster, &explain::primitives_named(&cluster, name)));
+    let (criteria, trace) = assign::criteria::node_criteria_traced(&cluster, trace);
+    let (assignment, trace) = assign::assign_traced(&cluster, &criteria, trace);
     let stonith_action = snapshot
         .objects
         .iter()
@@ -47,5 +56,5 @@ pub fn schedule(snapshot: &Snapshot) -> Plan {
         .unwrap_or(StonithAction::Reboot);
     let plan = transition::transition(&cluster, &assignment, stonith_action);
     debug_assert!(plan.check(snapshot).is_empty(), "plan violates its invariants: {:?}", plan.check(snapshot));
-    plan
+    (plan, cluster, trace)
 }

@@ -188,6 +188,9 @@ pub(crate) struct LocationRule {
     pub scores: Vec<(NodeIdx, Score)>,
     /// `resource-discovery=exclusive`: nodes outside it never run the resource.
     pub exclusive: bool,
+    /// The `Location` object it comes from (its index in the snapshot's objects), so
+    /// an explanation can name it.
+    pub origin: usize,
 }
 
 /// A colocation between two resources ("dependent with primary").
@@ -201,6 +204,9 @@ pub(crate) struct Colocation {
     pub primary_role: Option<Role>,
     pub node_attribute: Option<String>,
     pub influence: bool,
+    /// The `Colocation` object it comes from (its index in the snapshot's objects);
+    /// None for the colocation a group implies between consecutive members.
+    pub origin: Option<usize>,
 }
 
 impl Colocation {

@@ -88,7 +88,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             }
         };
         let group = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).map(|parent| cluster.resources[parent].name.clone());
-        let scores = assignment.scores[rsc].iter().map(|score| score.unwrap_or(Score::NEG_INFINITY)).collect();
+        let scores = assignment.scores[rsc].iter().map(|score| plan_score(*score)).collect();
         let reason = if next.is_empty() {
             assignment.reason[rsc].clone().or_else(|| {
                 Some(if assignment.node[rsc].is_some() {
@@ -130,6 +130,12 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         });
     }
     Plan { nodes, resources, fencing, actions }
+}
+
+/// The score a plan reports for an entry of the assignment's table: a node not
+/// allowed at all (an opt-in cluster without a location) is -INFINITY.
+pub(crate) fn plan_score(score: Option<Score>) -> Score {
+    score.unwrap_or(Score::NEG_INFINITY)
 }
 
 /// Where each primitive ends up, with its role.

@@ -790,13 +790,13 @@ fn severity_rank(policy: OnFail) -> u8 {
 /// Resolves constraint objects to indices, evaluating location rules per node.
 fn unpack_constraints(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, objects: &[Object]) {
     let mut any_of_group = 0;
-    for object in objects {
+    for (origin, object) in objects.iter().enumerate() {
         match &object.spec {
             // An expired location no longer counts (Pacemaker: a rule whose lifetime
             // date has passed).
             Spec::Location(spec) if spec.expired_at(cluster.settings.now) => {}
-            Spec::Location(spec) => unpack_location(cluster, by_name, spec),
-            Spec::Colocation(spec) => unpack_colocation(cluster, by_name, spec),
+            Spec::Location(spec) => unpack_location(cluster, by_name, spec, origin),
+            Spec::Colocation(spec) => unpack_colocation(cluster, by_name, spec, origin),
             Spec::Order(spec) => unpack_order(cluster, by_name, spec, &mut any_of_group),
             _ => {}
         }
@@ -816,6 +816,7 @@ fn unpack_constraints(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, 
                 primary_role: None,
                 node_attribute: None,
                 influence: true,
+                origin: None,
             });
         }
     }
@@ -826,7 +827,7 @@ fn role_filter(role: Option<Role>) -> Option<Role> {
     role.filter(|role| *role != Role::Started)
 }
 
-fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &LocationSpec) {
+fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &LocationSpec, origin: usize) {
     let targets: Vec<RscIdx> = spec.resource.iter().chain(spec.resources.iter()).filter_map(|rsc| by_name.get(rsc.as_str()).copied()).collect();
     let exclusive = spec.resource_discovery == Some(ResourceDiscovery::Exclusive);
     for target in targets {
@@ -837,6 +838,7 @@ fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spe
                 role: role_filter(spec.role),
                 scores: vec![(node, spec.score.unwrap_or(Score::ZERO))],
                 exclusive,
+                origin,
             });
         }
         for rule in &spec.rules {
@@ -854,12 +856,12 @@ fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spe
                 };
                 scores.push((index, score));
             }
-            cluster.locations.push(LocationRule { resource: target, role: role_filter(rule.role.or(spec.role)), scores, exclusive });
+            cluster.locations.push(LocationRule { resource: target, role: role_filter(rule.role.or(spec.role)), scores, exclusive, origin });
         }
     }
 }
 
-fn unpack_colocation(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &ColocationSpec) {
+fn unpack_colocation(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &ColocationSpec, origin: usize) {
     let influence = spec.influence.unwrap_or(true);
     let push = |cluster: &mut Cluster, dependent: RscIdx, primary: RscIdx, dependent_role: Option<Role>, primary_role: Option<Role>| {
         if dependent == primary {
@@ -873,6 +875,7 @@ fn unpack_colocation(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, s
             primary_role: role_filter(primary_role),
             node_attribute: spec.node_attribute.clone(),
             influence,
+            origin: Some(origin),
         });
     };
     if let (Some(dependent), Some(primary)) = (&spec.resource, &spec.with_resource) {

@@ -2,13 +2,15 @@
 //! through etcd (`api::records`) and the scheduler's types: a `Plan` cut into per-node
 //! assignments (`assignments`), reports turned into the scheduler's `Observed`
 //! (`observe`), whether a gate is open given the statuses the agents report (`gates`),
-//! fencing's levels and executor (`fencing`) and what `pacer status` shows (`view`).
+//! fencing's levels and executor (`fencing`), what `pacer status` shows (`view`) and
+//! decision inputs as the history stores them (`history`).
 //! No IO: `store` reads and writes the records, `agent` acts on them.
 
 pub mod assignments;
 pub mod conditions;
 pub mod fencing;
 pub mod gates;
+pub mod history;
 pub mod observe;
 pub mod view;
 

@@ -17,6 +17,12 @@
 //!   agent, or `pacer fence confirm`).
 //! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
 //!   cleanup`, `pacer refresh` create it; that agent deletes it once applied).
+//!
+//! Beside the prefix, not under it, the archive of decision inputs (the leader's):
+//! `<prefix>.archive/inputs/<revision>` (a `DecisionInput`) and
+//! `<prefix>.archive/blobs/<digest>/<n>` (compressed pieces of a blob). Every reader of
+//! the cluster lists and watches the prefix whole; the archive, the bulk of what is
+//! stored, is read only by `pacer history`.
 
 use crate::api::{Kind, Name, ObjectKey};
 
@@ -160,6 +166,43 @@ impl Keys {
     /// A decision's record, under its input revision zero-padded so keys sort in order.
     pub fn history(&self, revision: i64) -> String {
         format!("{}/history/{revision:020}", self.prefix)
+    }
+
+    /// The archive of decision inputs, beside the prefix (see the module comment).
+    pub fn archive_prefix(&self) -> String {
+        format!("{}.archive/", self.prefix)
+    }
+
+    pub fn archive_inputs_prefix(&self) -> String {
+        format!("{}.archive/inputs/", self.prefix)
+    }
+
+    /// A decision's input, under its input revision zero-padded as `history` is.
+    pub fn archive_input(&self, revision: i64) -> String {
+        format!("{}.archive/inputs/{revision:020}", self.prefix)
+    }
+
+    /// The input revision of an `archive_input` key.
+    pub fn revision_of_archive_input(&self, key: &str) -> Option<i64> {
+        key.strip_prefix(&self.archive_inputs_prefix())?.parse().ok()
+    }
+
+    pub fn archive_blobs_prefix(&self) -> String {
+        format!("{}.archive/blobs/", self.prefix)
+    }
+
+    pub fn archive_blob_prefix(&self, digest: &str) -> String {
+        format!("{}.archive/blobs/{digest}/", self.prefix)
+    }
+
+    pub fn archive_blob_chunk(&self, digest: &str, index: u32) -> String {
+        format!("{}.archive/blobs/{digest}/{index:04}", self.prefix)
+    }
+
+    /// The digest of an `archive_blob_chunk` key.
+    pub fn digest_of_archive_blob<'a>(&self, key: &'a str) -> Option<&'a str> {
+        let rest = key.strip_prefix(&self.archive_blobs_prefix())?;
+        rest.split_once('/').map(|(digest, _)| digest)
     }
 
     pub fn fencing_prefix(&self) -> String {

@@ -2,6 +2,7 @@
 //! of any size, and a list+watch helper. The only module that talks to etcd.
 
 pub mod apply;
+pub mod archive;
 pub mod election;
 pub mod keys;
 pub mod lease;

@@ -226,13 +226,19 @@ impl Store {
     /// write in order, the revision it was written at. A failed guard is `Conflict`:
     /// the writer was deposed (the batches before it stay written).
     pub async fn write_as_leader(&self, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<Vec<i64>, StoreError> {
+        let writes = writes.into_iter().map(|(key, value)| (key, value.map(String::into_bytes))).collect();
+        self.write_bytes_as_leader(action, writes, guard).await
+    }
+
+    /// `write_as_leader` with values as bytes (the archive's compressed blobs).
+    pub async fn write_bytes_as_leader(&self, action: &str, writes: Vec<(String, Option<Vec<u8>>)>, guard: &LeaderGuard) -> Result<Vec<i64>, StoreError> {
         let mut revisions = Vec::new();
         // Batches under both of etcd's limits: operations, and bytes (ten nodes' large
         // assignments would pass the first and fail the second on every turn).
         let mut batches: Vec<Vec<TxnOp>> = Vec::new();
         let mut bytes = 0;
         for (key, value) in writes {
-            let size = key.len() + value.as_ref().map_or(0, String::len);
+            let size = key.len() + value.as_ref().map_or(0, Vec::len);
             let full = batches.last().is_none_or(|batch| batch.len() + 1 >= self.max_txn_ops || (!batch.is_empty() && bytes + size > self.max_txn_bytes));
             if full {
                 batches.push(Vec::new());

@@ -1,5 +1,7 @@
-//! What the leading scheduler writes besides assignments: the election key's value and
-//! `history/<revision>`, one record per decision that changed what some node is told.
+//! What the leading scheduler writes besides assignments: the election key's value,
+//! `history/<revision>`, one record per decision that changed what some node is told,
+//! and the input of that decision in the archive beside the prefix (`DecisionInput`
+//! and the content-addressed blobs it names; see `store::keys`).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,4 +29,44 @@ pub struct HistoryRecord {
     /// Nodes to fence, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fencing: Vec<String>,
+    /// The decision's digest (`state::history::decision_digest`: every instance's
+    /// next placements and reason code, fencing, actions), which `pacer history
+    /// replay` compares a new run of the scheduler on the stored input with. Absent
+    /// from records written before inputs were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+}
+
+/// The input of one decision (`<archive>/inputs/<revision>`): the scheduler's
+/// `Snapshot` as references to content-addressed blobs — the spec once per distinct
+/// spec, each node's observed state once per distinct state — so that a decision that
+/// changes one node's state stores one small blob. See `state::history`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionInput {
+    /// The decision time (`Snapshot::now`).
+    pub now: i64,
+    pub quorum: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dc: Option<String>,
+    /// The desired objects in definition order.
+    pub spec: BlobRef,
+    /// One per node, in name order: its liveness, attributes and histories.
+    pub nodes: Vec<BlobRef>,
+    /// Every history in its original order, only when that order is not by node
+    /// (the node blobs then hold none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<BlobRef>,
+}
+
+/// A blob: the digest of its uncompressed content and how many keys
+/// (`<archive>/blobs/<digest>/<n>`) its compressed bytes are cut into.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BlobRef(pub String, pub u32);
+
+impl DecisionInput {
+    /// Every blob it names, the spec first.
+    pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
+        std::iter::once(&self.spec).chain(self.nodes.iter()).chain(self.history.iter())
+    }
 }

@@ -13,7 +13,7 @@ mod status;
 
 pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
 pub use fencing::{FenceRequestRecord, FenceResultRecord};
-pub use leader::{HistoryRecord, Leader};
+pub use leader::{BlobRef, DecisionInput, HistoryRecord, Leader};
 pub use operation::{ExecStatus, OperationRecord};
 pub use request::{RequestKind, RequestRecord, split_fail_count_key};
 pub use status::{

@@ -8,6 +8,7 @@ use crate::api::Score;
 use crate::api::resource::Role;
 
 use super::{Table, Work};
+use crate::scheduler::explain::Step;
 use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
 use crate::scheduler::plan::{Reason, ReasonCode};
 
@@ -137,6 +138,7 @@ impl Work<'_> {
             }
             if allocated >= info.max {
                 self.force_stop(instance, &Reason::new(ReasonCode::CloneInstanceLimit, "clone instance limit reached"));
+                self.record(instance, Step::CloneInstanceLimit);
                 continue;
             }
             if self.assign_instance(clone, instance, None, all_colocated, info.node_max, &mut per_node) {
@@ -201,17 +203,23 @@ impl Work<'_> {
             let blocked = !self.node_available(node) || parent.is_none() || placed >= node_max;
             if blocked {
                 self.ban_recursive(instance, node, Score::NEG_INFINITY);
+                self.record_at(instance, node, if placed >= node_max { Step::CloneNodeMax } else { Step::CloneNode });
             } else if let Some(parent) = parent {
                 if parent < Score::ZERO {
                     self.ban_recursive(instance, node, parent);
+                    self.record_at(instance, node, Step::CloneScore);
                 }
             }
         }
         let backup = self.snapshot_subtree(instance);
+        let mark = self.trace.as_ref().map(|trace| trace.mark());
         let chosen = self.assign_resource_inner(instance, prefer);
         let chosen = match (chosen, prefer) {
             (Some(chosen), Some(prefer)) if chosen != prefer => {
                 self.restore_subtree(backup);
+                if let (Some(trace), Some(mark)) = (&mut self.trace, mark) {
+                    trace.undo(self.cluster, &self.allowed, instance, mark);
+                }
                 None
             }
             (chosen, _) => chosen,

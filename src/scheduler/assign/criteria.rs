@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use crate::api::Score;
 
 use super::Table;
+use crate::scheduler::explain::{Step, Trace};
 use crate::scheduler::model::{Cluster, NodeIdx, RscIdx, RscKind};
 use crate::scheduler::unpack::strip_instance;
 
@@ -21,22 +22,38 @@ pub(crate) struct NodeCriteria {
 /// Applies the node criteria in Pacemaker's order: initial scores, locations (node
 /// health first, then constraints, then failure bans), stickiness, then
 /// migration-threshold. Pure; `cluster` is only read.
+#[cfg(test)]
 pub(crate) fn node_criteria(cluster: &Cluster) -> NodeCriteria {
-    let mut criteria = Criteria { cluster, scores: Vec::new() };
+    node_criteria_traced(cluster, None).0
+}
+
+/// `node_criteria` with the score recorder of `explain` (None: not recording).
+pub(crate) fn node_criteria_traced(cluster: &Cluster, trace: Option<Trace>) -> (NodeCriteria, Option<Trace>) {
+    let mut criteria = Criteria { cluster, scores: Vec::new(), trace };
     criteria.initial_scores();
     criteria.apply_locations();
     criteria.apply_stickiness();
     criteria.apply_failure_thresholds();
-    NodeCriteria { scores: criteria.scores }
+    (NodeCriteria { scores: criteria.scores }, criteria.trace)
 }
 
 /// The table being built.
 struct Criteria<'a> {
     cluster: &'a Cluster,
     scores: Vec<Table>,
+    trace: Option<Trace>,
 }
 
 impl Criteria<'_> {
+    /// Tells the recorder, if any, that `step` may have changed `rsc`'s scores (and
+    /// those of what is below it).
+    #[inline]
+    fn record(&mut self, rsc: RscIdx, step: Step) {
+        if let Some(trace) = &mut self.trace {
+            trace.record(self.cluster, &self.scores, rsc, step);
+        }
+    }
+
     /// Every resource starts with 0 on every node in a symmetric cluster (-INFINITY
     /// where the node is down) and with nothing in an opt-in one.
     fn initial_scores(&mut self) {
@@ -45,6 +62,11 @@ impl Criteria<'_> {
         let empty: Table = vec![None; nodes.len()];
         let initial = if self.cluster.settings.symmetric { base } else { empty };
         self.scores = vec![initial; self.cluster.resources.len()];
+        if self.trace.is_some() {
+            for &top in &self.cluster.top {
+                self.record(top, Step::Initial);
+            }
+        }
     }
 
     /// Adds `score` for `node` to `rsc` and everything below it.
@@ -64,22 +86,25 @@ impl Criteria<'_> {
             if state.health != Score::ZERO {
                 for &top in &cluster.top {
                     self.add_location(top, node, state.health);
+                    self.record(top, Step::NodeHealth);
                 }
             }
         }
-        for location in &cluster.locations {
+        for (index, location) in cluster.locations.iter().enumerate() {
             if location.role.is_some() {
                 continue;
             }
             for &(node, score) in &location.scores {
                 self.add_location(location.resource, node, score);
             }
+            self.record(location.resource, Step::Location(index));
             if location.exclusive {
                 for node in 0..cluster.nodes.len() {
                     if !location.scores.iter().any(|(listed, _)| *listed == node) {
                         self.add_location(location.resource, node, Score::NEG_INFINITY);
                     }
                 }
+                self.record(location.resource, Step::DiscoveryExclusive(index));
             }
         }
         for rsc in 0..cluster.resources.len() {
@@ -92,6 +117,9 @@ impl Criteria<'_> {
                 for node in 0..cluster.nodes.len() {
                     self.add_location(target, node, Score::NEG_INFINITY);
                 }
+            }
+            if !resource.banned_on.is_empty() || resource.banned_everywhere {
+                self.record(target, Step::Failure { rsc, everywhere: resource.banned_everywhere });
             }
         }
     }
@@ -114,6 +142,7 @@ impl Criteria<'_> {
             }
             let entry = &mut self.scores[rsc][node];
             *entry = Some(entry.unwrap_or(Score::ZERO) + resource.stickiness);
+            self.record(rsc, Step::Stickiness);
         }
     }
 
@@ -183,6 +212,9 @@ impl Criteria<'_> {
                 if failures > 0 && cluster.resources[rsc].migration_threshold - failures <= 0 {
                     let target = self.ban_target(rsc);
                     self.add_location(target, node, Score::NEG_INFINITY);
+                    if let Some(trace) = &mut self.trace {
+                        trace.record_at(cluster, &self.scores, target, node, Step::MigrationThreshold { rsc, failures });
+                    }
                 }
             }
         }

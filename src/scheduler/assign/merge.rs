@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use crate::api::Score;
 
 use super::{Table, Work};
+use crate::scheduler::explain::Step;
 use crate::scheduler::model::{RscIdx, RscKind};
 
 /// Flags of a score merge (Pacemaker's `pe_weights_*`).
@@ -118,6 +119,7 @@ impl Work<'_> {
             let table = self.allowed[rsc].clone();
             let flags = Merge { rollback: true, positive: only_positive, ..Merge::default() };
             self.allowed[rsc] = self.merge_scores(colocation.dependent, Some(table), attribute.as_deref(), colocation.factor(), flags);
+            self.record(rsc, Step::Dependents(index));
         }
     }
 

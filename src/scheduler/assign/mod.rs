@@ -30,6 +30,7 @@ use std::collections::BTreeMap;
 use crate::api::Score;
 use crate::api::resource::Role;
 
+use super::explain::{Step, Trace};
 use super::model::{Cluster, NodeIdx, RscIdx};
 use super::plan::Reason;
 use criteria::NodeCriteria;
@@ -75,16 +76,33 @@ struct Work<'a> {
     assigned_count: Vec<usize>,
     /// Promotion priority of promotable instances.
     priority: Vec<Score>,
+    /// The score recorder of `explain`; None when nobody asked (`schedule`).
+    trace: Option<Trace>,
 }
 
 /// Assigns every resource. Pure; `cluster` and `criteria` are only read.
+#[cfg(test)]
 pub(crate) fn assign(cluster: &Cluster, criteria: &NodeCriteria) -> Assignment {
+    assign_traced(cluster, criteria, None).0
+}
+
+/// `assign` with the score recorder of `explain` (None: not recording), which has
+/// seen the criteria.
+pub(crate) fn assign_traced(cluster: &Cluster, criteria: &NodeCriteria, trace: Option<Trace>) -> (Assignment, Option<Trace>) {
     let mut work = Work::new(cluster, criteria);
+    work.trace = trace;
     let order = work.sorted_top();
     for rsc in order {
         work.assign_resource(rsc, None);
     }
-    work.finish()
+    // Anything a step changed without saying so shows as `Other`.
+    if work.trace.is_some() {
+        for &top in &cluster.top {
+            work.record(top, Step::Other);
+        }
+    }
+    let trace = work.trace.take();
+    (work.finish(), trace)
 }
 
 impl<'a> Work<'a> {
@@ -106,12 +124,30 @@ impl<'a> Work<'a> {
             assigned_count: vec![0; cluster.nodes.len()],
             remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
             priority: vec![Score::ZERO; count],
+            trace: None,
         };
         for (index, colocation) in cluster.colocations.iter().enumerate() {
             work.this_with[colocation.dependent].push(index);
             work.with_this[colocation.primary].push(index);
         }
         work
+    }
+
+    /// Tells the recorder, if any, that `step` may have changed the scores of `rsc`
+    /// (and of what is below it).
+    #[inline]
+    fn record(&mut self, rsc: RscIdx, step: Step) {
+        if let Some(trace) = &mut self.trace {
+            trace.record(self.cluster, &self.allowed, rsc, step);
+        }
+    }
+
+    /// As `record`, for one node.
+    #[inline]
+    fn record_at(&mut self, rsc: RscIdx, node: NodeIdx, step: Step) {
+        if let Some(trace) = &mut self.trace {
+            trace.record_at(self.cluster, &self.allowed, rsc, node, step);
+        }
     }
 
     fn node_available(&self, node: NodeIdx) -> bool {

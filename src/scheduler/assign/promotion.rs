@@ -8,6 +8,7 @@ use crate::api::resource::Role;
 
 use super::Work;
 use super::merge::Merge;
+use crate::scheduler::explain::Step;
 use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
 use crate::scheduler::unpack::strip_instance;
 
@@ -94,6 +95,7 @@ impl Work<'_> {
             for index in colocations {
                 let primary = cluster.colocations[index].primary;
                 self.apply_colocation(instance, primary, index);
+                self.record(instance, Step::Colocation(index));
             }
             sort_index.push((instance, self.priority[instance]));
         }

@@ -10,6 +10,7 @@ use crate::api::resource::{MultipleActive, Requires, Role};
 
 use super::merge::Merge;
 use super::{Table, Work};
+use crate::scheduler::explain::Step;
 use crate::scheduler::model::{NodeIdx, RscIdx, RscKind};
 use crate::scheduler::plan::{Reason, ReasonCode};
 
@@ -116,6 +117,7 @@ impl Work<'_> {
                     self.allowed[rsc] = keep;
                 }
             }
+            self.record(rsc, Step::Colocation(index));
         }
         self.merge_dependents(rsc, false);
 
@@ -126,6 +128,7 @@ impl Work<'_> {
             for score in self.allowed[rsc].iter_mut() {
                 *score = Some(Score::NEG_INFINITY);
             }
+            self.record(rsc, Step::TargetRoleStopped);
         }
         // A failure that blocks the resource stops mattering once every node it is
         // active on is fenced: fencing proves it stopped.
@@ -160,6 +163,7 @@ impl Work<'_> {
         } else {
             if settings.placement_strategy != PlacementStrategy::Default {
                 self.ban_insufficient_capacity(rsc);
+                self.record(rsc, Step::Utilization);
             }
             let chosen = self.choose_node(rsc, prefer);
             if chosen.is_none() && self.reason[rsc].is_none() {
