@@ -235,6 +235,10 @@ pub struct Reconciler {
 pub struct AppliedRequest {
     /// The resources whose status it changed (each probed again).
     pub touched: Vec<String>,
+    /// The resources it names that were not ready when it was applied (busy, an
+    /// operation recorded as pending, or a failure no decision has seen yet): applied
+    /// to each as soon as it is.
+    pub waiting: Vec<String>,
     /// Its deletion is written; it is kept until the key is gone from the cache, so an
     /// echo of the request arriving meanwhile does not apply it a second time.
     pub deleted: bool,
@@ -245,11 +249,11 @@ pub struct AppliedRequest {
 pub enum RequestTaken {
     /// Applied before: nothing more to do.
     Known,
-    /// A resource it names is busy, or has an operation recorded as pending: it is
-    /// applied once that has ended (its result would otherwise land on a forgotten
-    /// state).
+    /// No resource it names is ready for it yet (`Reconciler::request_ready`); it is
+    /// applied to each once it is.
     Wait,
-    /// Applied now: these statuses changed and are probed again.
+    /// Applied now to these resources (statuses changed, probed again); others it
+    /// names may still wait.
     Applied(Vec<String>),
 }
 
@@ -962,16 +966,18 @@ impl Reconciler {
     /// the cleanup is still newer than what the decision saw, and nothing waits on a
     /// count that cannot be reached.
     pub fn take_request(&mut self, id: &str, request: &RequestRecord) -> RequestTaken {
-        if self.requests.contains_key(id) {
-            return RequestTaken::Known;
-        }
-        let occupied =
-            request.resources.iter().filter_map(|resource| self.local.get(resource)).any(|local| local.busy.is_some() || local.status.pending.is_some());
-        if occupied {
-            return RequestTaken::Wait;
-        }
+        let names: Vec<String> = match self.requests.get(id) {
+            Some(applied) if applied.waiting.is_empty() => return RequestTaken::Known,
+            Some(applied) => applied.waiting.clone(),
+            None => {
+                let mut names = request.resources.clone();
+                names.dedup();
+                names
+            }
+        };
+        let (ready, waiting): (Vec<String>, Vec<String>) = names.into_iter().partition(|name| self.request_ready(name));
         let mut touched = Vec::new();
-        for resource in &request.resources {
+        for resource in &ready {
             let Some(local) = self.local.get_mut(resource) else { continue };
             let changed = match request.kind {
                 RequestKind::Cleanup => clear_failures(&mut local.status, request),
@@ -988,8 +994,24 @@ impl Reconciler {
                 touched.push(resource.clone());
             }
         }
-        self.requests.insert(id.to_string(), AppliedRequest { touched: touched.clone(), deleted: false });
-        RequestTaken::Applied(touched)
+        let applied = self.requests.entry(id.to_string()).or_insert_with(|| AppliedRequest { touched: Vec::new(), waiting: Vec::new(), deleted: false });
+        applied.touched.extend(touched.iter().cloned());
+        let all_done = waiting.is_empty();
+        applied.waiting = waiting;
+        if touched.is_empty() && !all_done { RequestTaken::Wait } else { RequestTaken::Applied(touched) }
+    }
+
+    /// Whether a request may be applied to a resource now: it is idle, has no
+    /// operation recorded as pending (its result would land on a forgotten state), and
+    /// — while it is assigned here — every failure it recorded has been seen by a
+    /// decision (`failures_seen`). A cleanup erasing a failure no decision has seen
+    /// would let the agent start the resource again on its own, skipping the
+    /// scheduler's recovery (and the restart of what is ordered after it).
+    fn request_ready(&self, id: &str) -> bool {
+        let Some(local) = self.local.get(id) else { return true };
+        local.busy.is_none()
+            && local.status.pending.is_none()
+            && self.assigned(id).is_none_or(|entry| entry.failures_seen >= local.status.failures)
     }
 
     /// Applied requests whose touched resources have all been probed again: their
@@ -998,7 +1020,7 @@ impl Reconciler {
     pub fn finished_requests(&self) -> Vec<String> {
         self.requests
             .iter()
-            .filter(|(_, applied)| !applied.deleted)
+            .filter(|(_, applied)| !applied.deleted && applied.waiting.is_empty())
             .filter(|(_, applied)| applied.touched.iter().all(|id| self.local.get(id).is_none_or(|local| local.status.role != ObservedRole::Unknown)))
             .map(|(id, _)| id.clone())
             .collect()
@@ -2007,7 +2029,8 @@ mod tests {
         r.begin(&step);
         let cleanup = request(RequestKind::Cleanup, &["a"], None);
         assert_eq!(r.take_request("1", &cleanup), RequestTaken::Wait);
-        assert!(r.requests.is_empty());
+        assert_eq!(r.requests.get("1").map(|applied| applied.waiting.clone()), Some(vec!["a".to_string()]));
+        assert!(r.finished_requests().is_empty(), "not done while a waits");
         r.record(&step, &done(ocf::OK), now, EPOCH);
         r.local.get_mut("a").expect("a").status.pending = Some("start".into());
         assert_eq!(r.take_request("1", &cleanup), RequestTaken::Wait);
@@ -2073,7 +2096,7 @@ mod tests {
     }
 
     #[test]
-    fn a_cleaned_up_failed_resource_is_probed_not_stopped_or_recovered_blindly() {
+    fn a_cleanup_waits_until_a_decision_has_seen_the_failure_it_erases() {
         let now = Instant::now();
         let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
         assign(&mut r, assignment(vec![entry("a", Role::Started)]));
@@ -2082,11 +2105,36 @@ mod tests {
         assert!(run(&mut r, now, "a", Action::Monitor(10_000), done(ocf::ERR_GENERIC)));
         assert_eq!(role(&r, "a"), ObservedRole::Failed);
         assert!(decided(&mut r, now).is_empty(), "the decision has not seen the failure");
-        r.take_request("1", &request(RequestKind::Cleanup, &["a"], None));
-        // What runs is asked again, and nothing else happens until it answers.
+        // Erasing the failure now would let the probe find it stopped and the agent
+        // start it on its own: the request waits for the decision.
+        assert_eq!(r.take_request("1", &request(RequestKind::Cleanup, &["a"], None)), RequestTaken::Wait);
+        assert_eq!(role(&r, "a"), ObservedRole::Failed);
+        assert!(decided(&mut r, now).is_empty(), "still the scheduler's call");
+        r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 1;
+        assert_eq!(r.take_request("1", &request(RequestKind::Cleanup, &["a"], None)), RequestTaken::Applied(vec!["a".into()]));
+        // What runs is asked again, and nothing else happens until it answers; found
+        // stopped, it is started as the decision (which has seen the failure) says.
         assert_eq!(decided(&mut r, now), one("a", Action::Probe));
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        assert_eq!(r.finished_requests(), ["1"]);
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
+    }
+
+    #[test]
+    fn a_request_is_applied_to_the_ready_resources_while_the_others_wait() {
+        let now = Instant::now();
+        let mut r = recovered_after_a_monitor_failure(now);
+        // b busy (an operation of its own running, a stop say).
+        r.local.get_mut("b").expect("b").busy = Some(Action::Stop);
+        let refresh = request(RequestKind::Refresh, &["a", "b"], None);
+        assert_eq!(r.take_request("1", &refresh), RequestTaken::Applied(vec!["a".into()]), "b is busy");
         probe(&mut r, now, "a", ocf::OK);
-        assert_eq!(role(&r, "a"), ObservedRole::Started);
-        assert!(decided(&mut r, now).iter().all(|(_, action)| matches!(action, Action::Monitor(_))));
+        assert!(r.finished_requests().is_empty(), "b still waits");
+        assert_eq!(r.take_request("1", &refresh), RequestTaken::Wait);
+        r.local.get_mut("b").expect("b").busy = None;
+        assert_eq!(r.take_request("1", &refresh), RequestTaken::Applied(vec!["b".into()]));
+        assert_eq!(r.take_request("1", &refresh), RequestTaken::Known);
+        probe(&mut r, now, "b", ocf::OK);
+        assert_eq!(r.finished_requests(), ["1"]);
     }
 }
