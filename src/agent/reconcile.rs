@@ -1009,9 +1009,7 @@ impl Reconciler {
     /// scheduler's recovery (and the restart of what is ordered after it).
     fn request_ready(&self, id: &str) -> bool {
         let Some(local) = self.local.get(id) else { return true };
-        local.busy.is_none()
-            && local.status.pending.is_none()
-            && self.assigned(id).is_none_or(|entry| entry.failures_seen >= local.status.failures)
+        local.busy.is_none() && local.status.pending.is_none() && self.assigned(id).is_none_or(|entry| entry.failures_seen >= local.status.failures)
     }
 
     /// Applied requests whose touched resources have all been probed again: their

@@ -135,6 +135,11 @@ impl FromStr for Timestamp {
         if secs < 0 {
             return Err(error("before 1970"));
         }
+        // 9999-12-31T23:59:59Z: later, in UTC, would be written with five digits,
+        // which this parser (RFC 3339) could not read back.
+        if secs > 253_402_300_799 {
+            return Err(error("after 9999-12-31T23:59:59Z"));
+        }
         Ok(Timestamp { secs })
     }
 }
@@ -215,6 +220,8 @@ mod tests {
             "2025-06-01T12:00:00+2:00",
             "1969-12-31T23:59:59Z",
             "2025-06-01T12:00:00.Z",
+            // In UTC it is year 10000, which could not be written back in four digits.
+            "9999-12-31T23:30:00-01:00",
         ] {
             assert!(secs(text).is_err(), "{text:?} was accepted");
         }

@@ -19,7 +19,7 @@ pub use archive::Archived;
 
 use crate::api::records::{FenceRequestRecord, Leader, NodeAssignment};
 use crate::api::{Kind, ObjectKey, Spec};
-use crate::ops::constraints::{VerbConstraint, next_expiry, review};
+use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};
 use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
@@ -70,7 +70,7 @@ fn epoch_now() -> i64 {
 pub async fn decide_once(store: &Store, guard: &LeaderGuard) -> Result<Decision, StoreError> {
     for _ in 0..10 {
         let mut cache = load(store).await?;
-        match decide(store, &mut cache, &mut Archive::default(), guard, false).await {
+        match decide(store, &mut cache, &mut Memory::default(), guard, false).await {
             Ok(decision) => return Ok(decision),
             Err(DecideError::Store(error)) => return Err(error),
             // Listing the objects finishes the pending apply.
@@ -98,7 +98,8 @@ fn policy(objects: &[crate::api::Object]) -> (Duration, u32, bool) {
 /// still joining (`Pending`: nothing runs there, nothing fences them) rather than as
 /// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
 /// starting with the scheduler are not fenced for being late.
-async fn decide(store: &Store, cache: &mut ClusterCache, archive: &mut Archive, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
+async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
+    let Memory { archive, kept } = memory;
     let now = epoch_now();
     let options = BuildOptions { now, hold_unseen };
     let mut live = build(cache, options)?;
@@ -162,7 +163,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, archive: &mut Archive, 
         write(store, cache, "write history", writes, guard).await?;
         archive.forget(store, guard, &trimmed).await?;
     }
-    let tidied = tidy_constraints(store, &snapshot, &plan, guard).await;
+    let tidied = tidy_constraints(store, &snapshot, &plan, cache.spec_version(), kept, guard).await;
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
     // executor replaced) even if nothing else changes.
     let recheck = recheck.max(Duration::from_secs(1));
@@ -178,6 +179,14 @@ async fn decide(store: &Store, cache: &mut ClusterCache, archive: &mut Archive, 
     Ok(Decision { plan, input_revision, written, recheck, archived })
 }
 
+/// What a leader keeps from turn to turn besides its cache: the archive's index of
+/// stored inputs, and the moves it found kept (`ops::constraints::KeptMemo`).
+#[derive(Default)]
+struct Memory {
+    archive: Archive,
+    kept: KeptMemo,
+}
+
 /// How long until `secs` since the epoch has passed on the system clock (a few
 /// milliseconds over, so a decision then sees it as past).
 fn until_epoch(secs: i64) -> Duration {
@@ -191,13 +200,14 @@ fn until_epoch(secs: i64) -> Duration {
 /// snapshot holds (its revision) and this leader still leads, so two leaders racing
 /// delete it once and a constraint made again meanwhile stays. Locations without the
 /// owner annotation are never touched. Costs nothing without such constraints.
-/// Returns false when the deletion failed and should be tried again soon (a conflict
-/// needs no retry: the change that caused it brings a new turn).
-async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, guard: &LeaderGuard) -> bool {
+/// Returns false when the deletion failed and should be tried again soon (etcd did
+/// not answer); a conflict or a refusal needs no quick retry: the change that caused
+/// it, or the one that fixes it, brings a new turn.
+async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, spec_version: i64, kept: &mut KeptMemo, guard: &LeaderGuard) -> bool {
     if !snapshot.objects.iter().any(|object| VerbConstraint::of(object).is_some()) {
         return true;
     }
-    let removable: Vec<(VerbConstraint, String)> = review(snapshot, plan)
+    let removable: Vec<(VerbConstraint, String)> = review_remembered(snapshot, plan, spec_version, kept)
         .into_iter()
         .filter(|(_, verdict)| verdict.removable())
         .map(|(constraint, verdict)| {
@@ -224,8 +234,10 @@ async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, guard
         }
         Ok(ApplyOutcome::Invalid(diagnostics)) => {
             let problems: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
-            tracing::warn!(problems = %problems.join("; "), "cannot delete the constraints commands made that are done or expired; retrying");
-            false
+            // The stored spec does not pass the whole-set checks: retrying will not
+            // help before it changes (which brings a new turn), or the recheck.
+            tracing::warn!(problems = %problems.join("; "), "cannot delete the constraints commands made that are done or expired; trying again when the spec changes");
+            true
         }
         Err(StoreError::Conflict { objects }) => {
             tracing::debug!(objects = %objects.join(", "), "constraints changed meanwhile (or leadership moved); the next turn looks again");
@@ -445,7 +457,7 @@ async fn lead(
     let mut last_change = Instant::now();
     let mut next_recheck = Instant::now() + Duration::from_secs(15 * 60);
     let mut failures: u32 = 0;
-    let mut archive = Archive::default();
+    let mut memory = Memory::default();
     let outcome = loop {
         let due = dirty_since.filter(|_| synced).map(|since| (last_change + config.debounce).min(since + config.max_delay));
         let wake = due.unwrap_or(next_recheck).min(next_recheck);
@@ -487,7 +499,7 @@ async fn lead(
         let requests_before = store.requests();
         let hold_unseen = elected_at.elapsed() < STARTUP_GRACE;
         let turn = tokio::select! {
-            turn = decide(store, &mut cache, &mut archive, guard, hold_unseen) => turn,
+            turn = decide(store, &mut cache, &mut memory, guard, hold_unseen) => turn,
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
         };
         match turn {

@@ -251,10 +251,52 @@ impl Verdict {
 /// `plan` is `schedule(snapshot)`. A move that runs where asked costs one more
 /// schedule (without it), so a cluster without such a move pays nothing.
 pub fn review(snapshot: &Snapshot, plan: &Plan) -> Vec<(VerbConstraint, Verdict)> {
-    verb_constraints(&snapshot.objects)
+    review_remembering(snapshot, plan, None)
+}
+
+/// How long a `Kept` verdict is reused for the same constraint and spec.
+const KEPT_FOR_SECS: i64 = 60;
+
+/// `Kept` verdicts the leader has reached, so a kept move (a resource without
+/// stickiness) does not cost a second `schedule` on every turn: reused while the
+/// constraint and the spec are the same, for at most `KEPT_FOR_SECS` (what else the
+/// cluster observes may change the answer). Only `Kept` is remembered: reusing it
+/// late keeps a constraint a little longer, never removes one early.
+#[derive(Debug, Default)]
+pub struct KeptMemo {
+    /// (constraint name, its revision) → (spec version, when reached, the verdict's sentence).
+    entries: std::collections::HashMap<(String, i64), (i64, i64, String)>,
+}
+
+/// `review` for the leader, reusing the `Kept` verdicts `memo` holds for
+/// `spec_version` (the revision of the spec the snapshot holds).
+pub fn review_remembered(snapshot: &Snapshot, plan: &Plan, spec_version: i64, memo: &mut KeptMemo) -> Vec<(VerbConstraint, Verdict)> {
+    review_remembering(snapshot, plan, Some((spec_version, memo)))
+}
+
+fn review_remembering(snapshot: &Snapshot, plan: &Plan, mut memo: Option<(i64, &mut KeptMemo)>) -> Vec<(VerbConstraint, Verdict)> {
+    let constraints = verb_constraints(&snapshot.objects);
+    if let Some((_, memo)) = memo.as_mut() {
+        memo.entries.retain(|(name, revision), _| constraints.iter().any(|constraint| constraint.name.as_str() == name && constraint.revision == *revision));
+    }
+    constraints
         .into_iter()
         .map(|constraint| {
+            let key = (constraint.name.to_string(), constraint.revision);
+            let remembered = memo.as_ref().and_then(|(spec_version, memo)| {
+                memo.entries.get(&key).filter(|(at_spec, at, _)| at_spec == spec_version && snapshot.now - at < KEPT_FOR_SECS).map(|(_, _, why)| why.clone())
+            });
+            // Still holding where asked (else it is in force again): kept as before.
+            if let Some(why) = remembered
+                && !constraint.expired_at(snapshot.now)
+                && constraint.wish().holds_now(plan)
+            {
+                return (constraint, Verdict::Kept(why));
+            }
             let verdict = verdict(snapshot, plan, &constraint);
+            if let (Verdict::Kept(why), Some((spec_version, memo))) = (&verdict, memo.as_mut()) {
+                memo.entries.insert(key, (*spec_version, snapshot.now, why.clone()));
+            }
             (constraint, verdict)
         })
         .collect()
@@ -368,6 +410,34 @@ pub(crate) mod tests {
 
     fn verdicts(snapshot: &Snapshot) -> Vec<(String, Verdict)> {
         review(snapshot, &schedule(snapshot)).into_iter().map(|(constraint, verdict)| (constraint.name.0, verdict)).collect()
+    }
+
+    #[test]
+    fn the_leader_reuses_a_kept_verdict_for_the_same_spec_for_a_while() {
+        // Without stickiness web prefers n1 (a user's +10) and would go back; with it, it stays.
+        let likes = "---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {name: web-likes-n1}\nspec: {resource: web, node: n1, score: 10}\n";
+        let kept = format!("{}{likes}{}", web(0), verb_location("cli-prefer-web", "move", "n2", "INFINITY", ""));
+        let sticky = format!("{}{likes}{}", web(100), verb_location("cli-prefer-web", "move", "n2", "INFINITY", ""));
+        let remembered = |objects: &str, spec_version: i64, now: i64, memo: &mut KeptMemo| {
+            let snapshot = snapshot(objects, &[("web", "n2")], now);
+            review_remembered(&snapshot, &schedule(&snapshot), spec_version, memo).into_iter().map(|(_, verdict)| verdict).collect::<Vec<_>>()
+        };
+        let mut memo = KeptMemo::default();
+        assert!(matches!(remembered(&kept, 7, 0, &mut memo)[..], [Verdict::Kept(_)]));
+        // Same constraint, same spec version: the verdict is reused, not recomputed
+        // (this snapshot would be Done, which shows it was not looked at again).
+        assert!(matches!(remembered(&sticky, 7, 30, &mut memo)[..], [Verdict::Kept(_)]));
+        // A new spec version, or the memory's age: computed again.
+        assert_eq!(remembered(&sticky, 8, 30, &mut memo), [Verdict::Done]);
+        let mut memo = KeptMemo::default();
+        remembered(&kept, 7, 0, &mut memo);
+        assert_eq!(remembered(&sticky, 7, KEPT_FOR_SECS, &mut memo), [Verdict::Done]);
+        // Not where asked any more: in force, whatever was remembered.
+        let mut memo = KeptMemo::default();
+        remembered(&kept, 7, 0, &mut memo);
+        let elsewhere = snapshot(&kept, &[("web", "n1")], 1);
+        let verdicts: Vec<Verdict> = review_remembered(&elsewhere, &schedule(&elsewhere), 7, &mut memo).into_iter().map(|(_, verdict)| verdict).collect();
+        assert_eq!(verdicts, [Verdict::InForce]);
     }
 
     #[test]
