@@ -12,7 +12,7 @@ use crate::api::schema::{crd, crd_file_name};
 use crate::api::yaml::to_yaml_string;
 use crate::api::{Kind, Name, Object, ObjectKey};
 use crate::ops::live::Live;
-use crate::state::conditions::{NodeLive, ResourceLive, node_live, resource_live};
+use crate::state::conditions::{ByPrimitive, NodeLive, ResourceLive, node_live, resource_live};
 use crate::state::view::{Surroundings, fencing_view, status_view};
 use crate::store::Undecodable;
 use crate::store::apply::{ApplyOutcome, ApplyReport, ApplyRequest, apply_listed};
@@ -235,13 +235,14 @@ fn live_statuses(live: &Live, selected: &[&Object]) -> BTreeMap<ObjectKey, LiveS
         constraints: Vec::new(),
     };
     let view = status_view(&snapshot.objects, &snapshot.observed, &live.live.reports.statuses, &plan, around);
+    let by_primitive = ByPrimitive::new(&view, &plan, &live.live.reports.statuses);
     let started: BTreeMap<String, i64> = live.live.reports.heartbeats.iter().map(|(node, heartbeat)| (node.clone(), heartbeat.started)).collect();
     selected
         .iter()
         .filter_map(|object| {
             let status = match object.kind() {
                 Kind::Node => node_live(object.name().as_str(), object.metadata.generation, &view, &started).map(LiveStatus::Node),
-                _ => resource_live(object, &view, &plan, &live.live.reports.statuses).map(LiveStatus::Resource),
+                _ => resource_live(object, &by_primitive).map(LiveStatus::Resource),
             }?;
             Some((object.key(), status))
         })

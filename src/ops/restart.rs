@@ -138,22 +138,35 @@ pub async fn restart(
     let left = || deadline.saturating_duration_since(Instant::now());
 
     // Stop.
-    let stop_revision = match &stopper {
+    let stop = match &stopper {
         Stopper::TargetRole { .. } => {
             let mut object = target.object.clone();
             if let Some(meta) = meta_mut(&mut object) {
                 meta.target_role = Some(Role::Stopped);
             }
-            let revision = edit::write(store, &[object], Vec::new(), false, "pacer restart").await?.revision;
-            outcome.steps.push(format!("set spec.meta.targetRole: Stopped on {}", target.object.key()));
+            edit::write(store, &[object], Vec::new(), false, "pacer restart")
+                .await
+                .map(|report| (report.revision, format!("set spec.meta.targetRole: Stopped on {}", target.object.key())))
+        }
+        Stopper::Ban { location, node } => match ban(location, name, node) {
+            Ok(object) => edit::write(store, &[object], Vec::new(), false, "pacer restart")
+                .await
+                .map(|report| (report.revision, format!("created Location {location} (-INFINITY for {node})"))),
+            Err(error) => Err(error),
+        },
+    };
+    let stop_revision = match stop {
+        Ok((revision, step)) => {
+            outcome.steps.push(step);
             revision
         }
-        Stopper::Ban { location, node } => {
-            let object = ban(location, name, node)?;
-            let revision = edit::write(store, &[object], Vec::new(), false, "pacer restart").await?.revision;
-            outcome.steps.push(format!("created Location {location} (-INFINITY for {node})"));
-            revision
+        // etcd failed to answer: the stop may have landed all the same. Undo it (the
+        // undo is harmless if it did not) before saying so.
+        Err(error @ OpsError::Store(_)) => {
+            let _ = undo(store, name, &stopper).await;
+            return Err(error);
         }
+        Err(error) => return Err(error),
     };
     let scope = match &stopper {
         Stopper::Ban { node, .. } => Some(node.clone()),
@@ -201,7 +214,11 @@ pub async fn restart(
             return Err(OpsError::NotReached(format!("{}; undo it with {fix}", outcome.steps.join("; "))));
         }
     };
-    waited.map_err(|_| OpsError::NotReached(outcome.steps.join("; ")))?;
+    waited.map_err(|error| match error {
+        // etcd failing during the wait is an error (exit 2), not a refusal.
+        OpsError::Store(store) => OpsError::Store(store),
+        _ => OpsError::NotReached(outcome.steps.join("; ")),
+    })?;
 
     // Start again.
     let wanted: BTreeSet<String> = match &scope {

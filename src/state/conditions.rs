@@ -3,14 +3,14 @@
 //! up. Computed from the one snapshot's view and the decision made from it, never
 //! stored (a second copy would drift). Pure.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
 use crate::api::names::split_instance;
 use crate::api::records::ResourceStatus;
 use crate::api::{Object, Spec};
-use crate::scheduler::plan::Plan;
+use crate::scheduler::plan::{Action, Plan};
 
 use super::view::{FailureView, ResourceView, StatusView};
 
@@ -77,19 +77,51 @@ pub fn is_instance_of(id: &str, primitives: &[String]) -> bool {
     primitives.iter().any(|primitive| primitive == base)
 }
 
+/// The view, the plan's actions and the statuses by primitive, built once so that the
+/// live state of every object is linear in their sizes, not their product.
+pub struct ByPrimitive<'a> {
+    entries: HashMap<&'a str, Vec<&'a ResourceView>>,
+    failures: HashMap<&'a str, Vec<&'a FailureView>>,
+    statuses: HashMap<&'a str, Vec<&'a ResourceStatus>>,
+    actions: HashMap<&'a str, Vec<&'a Action>>,
+}
+
+impl<'a> ByPrimitive<'a> {
+    /// `statuses` are the agents' reports the view was built from (for the times of
+    /// the last changes); `plan` the decision made from the same snapshot.
+    pub fn new(view: &'a StatusView, plan: &'a Plan, statuses: &'a [ResourceStatus]) -> ByPrimitive<'a> {
+        let mut index = ByPrimitive { entries: HashMap::new(), failures: HashMap::new(), statuses: HashMap::new(), actions: HashMap::new() };
+        for entry in &view.resources {
+            index.entries.entry(split_instance(&entry.name).0).or_default().push(entry);
+        }
+        for failure in &view.failures {
+            index.failures.entry(split_instance(&failure.resource).0).or_default().push(failure);
+        }
+        for status in statuses {
+            index.statuses.entry(status.name.as_str()).or_default().push(status);
+        }
+        for action in plan.live_actions() {
+            index.actions.entry(split_instance(&action.resource).0).or_default().push(action);
+        }
+        index
+    }
+
+    fn of<T: Copy>(map: &HashMap<&'a str, Vec<T>>, members: &[String]) -> Vec<T> {
+        members.iter().flat_map(|member| map.get(member.as_str()).into_iter().flatten().copied()).collect()
+    }
+}
+
 /// The live state of a Resource or Group; `None` for other kinds.
-/// `statuses` are the agents' reports the view was built from (for the times of the
-/// last changes).
-pub fn resource_live(object: &Object, view: &StatusView, plan: &Plan, statuses: &[ResourceStatus]) -> Option<ResourceLive> {
+pub fn resource_live(object: &Object, index: &ByPrimitive<'_>) -> Option<ResourceLive> {
     // A fence device runs on demand (its state is the fencing in `pacer status`).
     if !matches!(object.spec, Spec::Resource(_) | Spec::Group(_)) {
         return None;
     }
     let generation = object.metadata.generation;
     let members = primitives(object);
-    let entries: Vec<&ResourceView> = view.resources.iter().filter(|entry| is_instance_of(&entry.name, &members)).collect();
-    let failures: Vec<&FailureView> = view.failures.iter().filter(|failure| is_instance_of(&failure.resource, &members)).collect();
-    let own_statuses: Vec<&ResourceStatus> = statuses.iter().filter(|status| members.contains(&status.name)).collect();
+    let entries: Vec<&ResourceView> = ByPrimitive::of(&index.entries, &members);
+    let failures: Vec<&FailureView> = ByPrimitive::of(&index.failures, &members);
+    let own_statuses: Vec<&ResourceStatus> = ByPrimitive::of(&index.statuses, &members);
 
     let mut nodes: Vec<String> = entries.iter().filter_map(|entry| entry.node.clone()).collect();
     nodes.sort();
@@ -146,9 +178,8 @@ pub fn resource_live(object: &Object, view: &StatusView, plan: &Plan, statuses: 
     } else {
         condition("Managed", "True", "Managed", "the cluster starts, stops and recovers it".to_string(), None)
     });
-    let pending: Vec<String> = plan
-        .live_actions()
-        .filter(|action| is_instance_of(&action.resource, &members))
+    let pending: Vec<String> = ByPrimitive::of(&index.actions, &members)
+        .into_iter()
         .map(|action| format!("{} {} {}", action.verb, action.resource, action.detail).trim().to_string())
         .collect();
     conditions.push(if pending.is_empty() {
@@ -260,13 +291,9 @@ mod tests {
             last_failure: Some(60),
             reason: Some("not running".into()),
         };
-        let live = resource_live(
-            &object(DUMMY),
-            &view(vec![entry("web", Some("n1"), "Started"), entry("db", Some("n2"), "Started")], vec![failure]),
-            &empty_plan(),
-            &[],
-        )
-        .expect("a resource has a live state");
+        let view = view(vec![entry("web", Some("n1"), "Started"), entry("db", Some("n2"), "Started")], vec![failure]);
+        let plan = empty_plan();
+        let live = resource_live(&object(DUMMY), &ByPrimitive::new(&view, &plan, &[])).expect("a resource has a live state");
         assert_eq!(live.nodes, vec!["n1".to_string()]);
         assert_eq!(live.role, "Started");
         assert_eq!(find(&live.conditions, "Available").status, "True");
@@ -280,7 +307,8 @@ mod tests {
     fn a_stopped_resource_says_why_and_a_pending_action_unsettles_it() {
         let mut plan = empty_plan();
         plan.actions.push(crate::scheduler::plan::Action { verb: "Start".into(), resource: "web".into(), detail: "n1".into() });
-        let live = resource_live(&object(DUMMY), &view(vec![entry("web", None, "Stopped")], vec![]), &plan, &[]).expect("live");
+        let view = view(vec![entry("web", None, "Stopped")], vec![]);
+        let live = resource_live(&object(DUMMY), &ByPrimitive::new(&view, &plan, &[])).expect("live");
         assert!(live.nodes.is_empty());
         let available = find(&live.conditions, "Available");
         assert_eq!((available.status, available.message.as_str()), ("False", "no node can run it"));
@@ -292,7 +320,8 @@ mod tests {
     fn clone_instances_and_group_members_belong_to_their_object() {
         let group = object("apiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec: {members: [a, b]}\n");
         let entries = vec![entry("a", Some("n1"), "Started"), entry("b:1", Some("n2"), "Promoted"), entry("c", Some("n3"), "Started")];
-        let live = resource_live(&group, &view(entries, vec![]), &empty_plan(), &[]).expect("live");
+        let (view, plan) = (view(entries, vec![]), empty_plan());
+        let live = resource_live(&group, &ByPrimitive::new(&view, &plan, &[])).expect("live");
         assert_eq!(live.nodes, vec!["n1".to_string(), "n2".to_string()]);
         assert_eq!(live.role, "Promoted/Started");
     }
