@@ -5,6 +5,7 @@ use anyhow::Context;
 
 use crate::ops::OpsError;
 use crate::ops::history::{Entry, diff, list, replay, show};
+use crate::store::Store;
 
 use super::{EXIT_REFUSED, Global, OutputFormat};
 
@@ -25,7 +26,7 @@ pub(super) struct HistoryArgs {
 enum HistoryCommand {
     /// One decision: its record and a summary of its stored input.
     Show {
-        /// The decision's input revision (as `pacer history` lists it).
+        /// The decision's input revision (as `pacer history` lists it), or `latest`.
         revision: String,
         #[arg(short, long, value_enum, default_value = "table")]
         output: OutputFormat,
@@ -33,6 +34,7 @@ enum HistoryCommand {
     /// Run the scheduler again on the stored input of a decision; exit 1 if it
     /// decides differently from the record (or the input was changed or damaged).
     Replay {
+        /// The decision's input revision, or `latest`.
         revision: String,
         #[arg(short, long, value_enum, default_value = "table")]
         output: OutputFormat,
@@ -46,9 +48,18 @@ enum HistoryCommand {
     },
 }
 
-/// A revision as typed: a positive integer, else refused with one line.
-fn revision(text: &str) -> Result<i64, OpsError> {
-    text.trim().parse::<i64>().ok().filter(|revision| *revision > 0).ok_or_else(|| OpsError::Refused(format!("{text:?} is not a revision (see pacer history)")))
+/// A revision as typed: a positive integer, or `latest` (the newest decision), else
+/// refused with one line.
+async fn revision(store: &Store, text: &str) -> Result<i64, OpsError> {
+    if text.trim() == "latest" {
+        let newest = list(store, 1).await?;
+        return newest.first().map(|entry| entry.record.input_revision).ok_or_else(|| OpsError::NotFound("no decision recorded yet".to_string()));
+    }
+    text.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|revision| *revision > 0)
+        .ok_or_else(|| OpsError::Refused(format!("{text:?} is not a revision (see pacer history), nor `latest`")))
 }
 
 fn time(seconds: i64) -> String {
@@ -74,7 +85,7 @@ pub(super) async fn history(global: &Global, args: &HistoryArgs) -> anyhow::Resu
             Ok(0)
         }
         Some(HistoryCommand::Show { revision: text, output }) => {
-            let shown = show(&store, revision(text)?).await?;
+            let shown = show(&store, revision(&store, text).await?).await?;
             if *output == OutputFormat::Json {
                 print_json(&shown)?;
                 return Ok(0);
@@ -98,7 +109,7 @@ pub(super) async fn history(global: &Global, args: &HistoryArgs) -> anyhow::Resu
             Ok(0)
         }
         Some(HistoryCommand::Replay { revision: text, output }) => {
-            let replay = replay(&store, revision(text)?).await?;
+            let replay = replay(&store, revision(&store, text).await?).await?;
             if *output == OutputFormat::Json {
                 print_json(&replay)?;
             } else if replay.matches {
@@ -112,7 +123,7 @@ pub(super) async fn history(global: &Global, args: &HistoryArgs) -> anyhow::Resu
             Ok(if replay.matches { 0 } else { EXIT_REFUSED })
         }
         Some(HistoryCommand::Diff { from, to, output }) => {
-            let diff = diff(&store, revision(from)?, revision(to)?).await?;
+            let diff = diff(&store, revision(&store, from).await?, revision(&store, to).await?).await?;
             if *output == OutputFormat::Json {
                 print_json(&diff)?;
                 return Ok(0);

@@ -160,12 +160,15 @@ pub fn replay_of(stored: &Stored) -> Replay {
     } else if record.digest != replayed.digest {
         differences.push("the decision digest differs".to_string());
     }
-    for (label, recorded, now) in [
-        ("action", &record.actions, &replayed.actions),
-        ("not running", &record.not_running, &replayed.not_running),
-        ("fencing", &record.fencing, &replayed.fencing),
+    // Every action of the plan, fence devices' included: records written before
+    // `Plan::live_actions` left those out still list them.
+    let every_action: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
+    for (label, recorded, now, any) in [
+        ("action", &record.actions, &replayed.actions, &every_action),
+        ("not running", &record.not_running, &replayed.not_running, &replayed.not_running),
+        ("fencing", &record.fencing, &replayed.fencing, &replayed.fencing),
     ] {
-        for line in recorded.iter().filter(|line| !now.contains(line)) {
+        for line in recorded.iter().filter(|line| !any.contains(line)) {
             differences.push(format!("recorded {label} not decided again: {line}"));
         }
         for line in now.iter().filter(|line| !recorded.contains(line)) {

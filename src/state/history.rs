@@ -188,14 +188,16 @@ pub fn decode_input(input: &DecisionInput, blobs: &HashMap<String, Vec<u8>>) -> 
     Ok(Snapshot { objects, observed, now: input.now })
 }
 
-/// The history record of a decision (what `history/<revision>` holds): its actions,
-/// what cannot run and why, fencing, and the decision's digest.
+/// The history record of a decision (what `history/<revision>` holds): its actions
+/// (`Plan::live_actions`: not the fence devices' starts, which the fencer runs on
+/// demand), what cannot run and why, fencing, and the decision's digest (of every
+/// action).
 pub fn history_record(plan: &Plan, input_revision: i64, term: i64, time: i64) -> HistoryRecord {
     HistoryRecord {
         input_revision,
         term,
         time,
-        actions: plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect(),
+        actions: plan.live_actions().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect(),
         not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
         fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
         digest: Some(decision_digest(plan)),
