@@ -22,7 +22,10 @@ pub mod annotations {
 
 /// Who runs this command: `user@host`, for the record in an object's annotations.
 pub fn operator() -> String {
-    let user = std::env::var("SUDO_USER").or_else(|_| std::env::var("USER")).unwrap_or_else(|_| "unknown".to_string());
+    let user = ["SUDO_USER", "USER", "LOGNAME"].iter().find_map(|name| std::env::var(name).ok().filter(|value| !value.is_empty())).unwrap_or_else(|| {
+        // SAFETY: getuid has no preconditions and cannot fail.
+        format!("uid {}", unsafe { libc::getuid() })
+    });
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
     if host.is_empty() { user } else { format!("{user}@{host}") }
 }
