@@ -238,8 +238,21 @@ async fn why_simulate_and_history_on_a_live_cluster() {
     assert!(common::text(&replay.stdout).contains("Start web (n3)"), "{}", common::text(&replay.stdout));
     client.put(record_key, stored, None).await.expect("restore");
 
-    // A tampered input: one node's blob replaced by another's.
+    // A tampered input record: its time moved by a second (a replay would likely
+    // decide the same; the record's digest of the input says it was changed).
     let input_key = format!("{PREFIX}.archive/inputs/{:020}", latest.parse::<i64>().expect("revision"));
+    let stored_input = client.get(input_key.clone(), None).await.expect("read").kvs().first().map(|kv| kv.value().to_vec()).expect("the input");
+    let mut moved: Value = serde_json::from_slice(&stored_input).expect("input JSON");
+    moved["now"] = serde_json::json!(moved["now"].as_i64().expect("now") + 1);
+    client.put(input_key.clone(), serde_json::to_vec(&moved).expect("encode"), None).await.expect("write");
+    let replay = cluster.pacer(&["history", "replay", &latest], None);
+    assert_eq!(replay.status.code(), Some(1), "{}", common::text(&replay.stdout));
+    assert!(common::text(&replay.stdout).contains("it was changed"), "{}", common::text(&replay.stdout));
+    client.put(input_key.clone(), stored_input, None).await.expect("restore");
+    let replay = cluster.pacer(&["history", "replay", &latest], None);
+    assert_eq!(replay.status.code(), Some(0), "restored: {}", common::text(&replay.stdout));
+
+    // A tampered input: one node's blob replaced by another's.
     let input: Value = serde_json::from_slice(client.get(input_key, None).await.expect("read").kvs().first().expect("the input").value()).expect("input JSON");
     let (first, second) = (input["nodes"][0][0].as_str().expect("a blob"), input["nodes"][1][0].as_str().expect("a blob"));
     let chunk = |digest: &str| format!("{PREFIX}.archive/blobs/{digest}/0000");

@@ -236,7 +236,8 @@ pub fn parse() -> Result<Cli, ExitCode> {
 /// Whether the command line runs `pacer check` (its first word that is neither an
 /// option nor a global option's value).
 fn is_check_invocation() -> bool {
-    let mut args = std::env::args().skip(1);
+    // `args_os`: an argument that is not UTF-8 must not panic here.
+    let mut args = std::env::args_os().skip(1).map(|arg| arg.to_string_lossy().into_owned());
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--etcd" | "--prefix" => {

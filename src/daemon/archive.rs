@@ -19,7 +19,7 @@ use crate::state::history::{InputEncoder, chunks};
 use crate::store::{LeaderGuard, Store, StoreError};
 
 /// What recording one input cost.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Archived {
     /// Bytes written: the input record and the blobs not stored before.
     pub bytes: usize,
@@ -27,6 +27,8 @@ pub struct Archived {
     pub blobs: usize,
     /// Time to encode (compare, serialize what changed, hash, compress).
     pub encode: Duration,
+    /// The digest of the input record's bytes, for the history record.
+    pub input_digest: Option<String>,
 }
 
 /// The kept inputs and how many of them name each blob.
@@ -106,16 +108,19 @@ impl Archive {
         }
         let key = keys.archive_input(revision);
         let value = serde_json::to_vec(&input).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
-        // A decision decided again at the same revision replaces its input.
-        let replaced = references.remove(revision);
+        let input_digest = Some(crate::state::history::digest_of(&value));
         writes.push((key, Some(value)));
         let bytes = writes.iter().map(|(key, value)| key.len() + value.as_ref().map_or(0, Vec::len)).sum();
         store.write_bytes_as_leader("write the decision input", writes, guard).await?;
+        // A decision decided again at the same revision has replaced its input: the
+        // old one's references go only now that the new one is stored (a failed write
+        // leaves the old input, whose blobs must stay counted).
+        let replaced = references.remove(revision);
         references.add(revision, &input);
         let orphans: Vec<(String, Option<Vec<u8>>)> =
             replaced.into_iter().filter(|blob| !references.counts.contains_key(&blob.0)).flat_map(|blob| blob_keys(store, &blob)).collect();
         store.write_bytes_as_leader("delete unnamed decision blobs", orphans, guard).await?;
-        Ok(Archived { bytes, blobs, encode })
+        Ok(Archived { bytes, blobs, encode, input_digest })
     }
 
     /// Deletes the inputs of the trimmed decisions and the blobs only they named.

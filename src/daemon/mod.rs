@@ -148,9 +148,16 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     write(store, cache, "write assignments", writes, guard).await?;
     let mut archived = Archived::default();
     if written > 0 {
-        // The input first: a record never names an input that is not stored.
-        archived = archive.record(store, guard, input_revision, &snapshot, cache.history()).await?;
-        let record = history_record(&plan, input_revision, guard.term(), now);
+        // The input first: a record never names an input that is not stored. Keeping
+        // it is best effort: a failure (but being deposed) loses the replay, never the
+        // record, and the turn goes on.
+        match archive.record(store, guard, input_revision, &snapshot, cache.history()).await {
+            Ok(done) => archived = done,
+            Err(error @ StoreError::Conflict { .. }) => return Err(error.into()),
+            Err(error) => tracing::warn!(%error, revision = input_revision, "cannot keep the decision's input; its record is written without it"),
+        }
+        let mut record = history_record(&plan, input_revision, guard.term(), now);
+        record.input_digest = archived.input_digest.clone();
         let key = keys.history(input_revision);
         let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
         // The oldest records beyond the limit go, at most 100 a turn, and their inputs

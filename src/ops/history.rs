@@ -11,7 +11,7 @@ use crate::api::records::{DecisionInput, HistoryRecord};
 use crate::api::{Object, ObjectKey};
 use crate::scheduler::snapshot::ResourceHistory;
 use crate::scheduler::{Plan, Snapshot, schedule};
-use crate::state::history::{decode_input, history_record};
+use crate::state::history::{decode_input, digest_of, history_record};
 use crate::store::Store;
 
 use super::OpsError;
@@ -28,6 +28,10 @@ pub struct Entry {
 
 /// The newest `limit` decisions, newest first.
 pub async fn list(store: &Store, limit: usize) -> Result<Vec<Entry>, OpsError> {
+    // etcd reads a limit of 0 as none at all.
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let records: Vec<HistoryRecord> = store.latest_history(limit).await?;
     let inputs: BTreeSet<i64> = store.input_revisions().await?.into_iter().collect();
     Ok(records.into_iter().map(|record| Entry { input: inputs.contains(&record.input_revision), record }).collect())
@@ -51,7 +55,15 @@ pub async fn read(store: &Store, revision: i64) -> Result<Stored, OpsError> {
     })?;
     let blobs = store.read_blobs(input.blobs()).await?;
     let blob_bytes = blobs.values().map(Vec::len).sum();
-    let snapshot = decode_input(&input, &blobs).map_err(|error| error.to_string());
+    // The input record against the digest the decision's record keeps of it (its
+    // blobs are checked against their names when decoded).
+    let input_changed =
+        record.input_digest.as_ref().is_some_and(|digest| serde_json::to_vec(&input).map(|bytes| digest_of(&bytes)).ok().as_ref() != Some(digest));
+    let snapshot = if input_changed {
+        Err("the stored input record does not match the digest its decision recorded: it was changed".to_string())
+    } else {
+        decode_input(&input, &blobs).map_err(|error| error.to_string())
+    };
     Ok(Stored { record, input, snapshot, blob_bytes })
 }
 

@@ -238,9 +238,6 @@ pub async fn clear(store: &Store, request: &ClearRequest) -> Result<PlacementCha
     let live = Live::read(store).await?;
     let snapshot = &live.live.snapshot;
     let resource = Subject::find(snapshot, &request.resource)?;
-    if let Some(node) = &request.node {
-        check_member(snapshot, node)?;
-    }
     let now = now_secs();
     let cleared: Vec<VerbConstraint> = verb_constraints(&snapshot.objects)
         .into_iter()
@@ -248,6 +245,13 @@ pub async fn clear(store: &Store, request: &ClearRequest) -> Result<PlacementCha
         .filter(|constraint| request.node.as_ref().is_none_or(|node| &constraint.node == node))
         .filter(|constraint| !request.expired || constraint.expired_at(now))
         .collect();
+    // A node that is gone may still have constraints to clear; only when there are
+    // none is an unknown node worth saying so.
+    if cleared.is_empty()
+        && let Some(node) = &request.node
+    {
+        check_member(snapshot, node)?;
+    }
     if cleared.is_empty() {
         let on = request.node.as_ref().map(|node| format!(" on {node}")).unwrap_or_default();
         let which = if request.expired { "expired constraint" } else { "constraint" };

@@ -144,7 +144,7 @@ fn encode_part<T, S: Serialize + ?Sized>(content: T, value: &S) -> Encoded<T> {
 }
 
 /// The first 128 bits of SHA-256, in hex.
-fn digest_of(bytes: &[u8]) -> String {
+pub fn digest_of(bytes: &[u8]) -> String {
     let hash = Sha256::digest(bytes);
     hash.iter().take(16).map(|byte| format!("{byte:02x}")).collect()
 }
@@ -201,11 +201,13 @@ pub fn history_record(plan: &Plan, input_revision: i64, term: i64, time: i64) ->
         not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
         fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
         digest: Some(decision_digest(plan)),
+        input_digest: None,
     }
 }
 
-/// The digest of what a plan decides: every instance's next placements and reason
-/// code, the fencing, the actions. Two runs of the scheduler that decide alike have
+/// The digest of what a plan decides: every instance's next placements, reason
+/// code, whether it is left alone or failed, its start and promote gates, the
+/// fencing, the actions. Two runs of the scheduler that decide alike have
 /// the same digest; scores are left out (they are the reasons, not the decision).
 pub fn decision_digest(plan: &Plan) -> String {
     use std::fmt::Write as _;
@@ -217,6 +219,14 @@ pub fn decision_digest(plan: &Plan) -> String {
         }
         if let Some(reason) = &resource.reason {
             let _ = write!(text, " !{:?}", reason.code);
+        }
+        // What the agents act on besides the placement (`NodeAssignment::same_decision`
+        // compares them too): left alone, failed, and the gates of starts and promotions.
+        let _ = write!(text, " frozen={} failed={}", resource.frozen, resource.failed);
+        for (kind, gates) in [("start", &resource.start_after), ("promote", &resource.promote_after)] {
+            for gate in gates {
+                let _ = write!(text, " {kind}-after={}:{:?}:{}:{}:{:?}", gate.resource, gate.action, gate.same_node, gate.at_least, gate.any_of);
+            }
         }
         text.push('\n');
     }

@@ -35,6 +35,11 @@ pub struct HistoryRecord {
     /// from records written before inputs were kept.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// The digest of the stored input record's bytes (`<archive>/inputs/<revision>`):
+    /// its blobs are checked against their names, and this checks the rest (the time,
+    /// quorum, which blobs). Absent when the input could not be stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_digest: Option<String>,
 }
 
 /// The input of one decision (`<archive>/inputs/<revision>`): the scheduler's
