@@ -96,9 +96,19 @@ pub async fn why(store: &Store, resource: &str) -> Result<Why, OpsError> {
 /// Explains `resource` in `snapshot` (read at `revision`). Pure.
 pub fn why_of(snapshot: &Snapshot, revision: i64, resource: &str) -> Result<Why, OpsError> {
     let (plan, explanation) = explain(snapshot, resource).ok_or_else(|| OpsError::NotFound(format!("resource {resource} not found")))?;
+    // Looked up once each, not per instance or contribution (a clone of a thousand
+    // instances on a thousand nodes has a million contributions).
+    let constraints: std::collections::HashMap<&str, &crate::api::Object> = snapshot
+        .objects
+        .iter()
+        .filter(|object| matches!(object.kind(), Kind::Location | Kind::Colocation))
+        .map(|object| (object.name().as_str(), object))
+        .collect();
+    let planned_by_id: std::collections::HashMap<&str, &crate::scheduler::plan::ResourcePlan> =
+        plan.resources.iter().map(|planned| (planned.id.as_str(), planned)).collect();
     let mut instances = Vec::new();
     for instance in explanation.instances {
-        let Some(planned) = plan.resources.iter().find(|planned| planned.id == instance.id) else { continue };
+        let Some(planned) = planned_by_id.get(instance.id.as_str()).copied() else { continue };
         let nodes: Vec<NodeWhy> = instance
             .nodes
             .into_iter()
@@ -108,7 +118,7 @@ pub fn why_of(snapshot: &Snapshot, revision: i64, resource: &str) -> Result<Why,
                 state: state.state,
                 unclean_reason: state.unclean_reason.clone(),
                 score: node.score,
-                contributions: node.contributions.into_iter().map(|contribution| with_origin(snapshot, contribution)).collect(),
+                contributions: node.contributions.into_iter().map(|contribution| with_origin(&constraints, contribution)).collect(),
             })
             .collect();
         let verdict = verdict(&plan, planned, &nodes);
@@ -126,11 +136,8 @@ pub fn why_of(snapshot: &Snapshot, revision: i64, resource: &str) -> Result<Why,
 }
 
 /// Adds who made the constraint behind a contribution, when a verb made it.
-fn with_origin(snapshot: &Snapshot, contribution: Contribution) -> ContributionWhy {
-    let object = contribution
-        .constraint
-        .as_ref()
-        .and_then(|name| snapshot.objects.iter().find(|object| matches!(object.kind(), Kind::Location | Kind::Colocation) && object.name().as_str() == name));
+fn with_origin(constraints: &std::collections::HashMap<&str, &crate::api::Object>, contribution: Contribution) -> ContributionWhy {
+    let object = contribution.constraint.as_ref().and_then(|name| constraints.get(name.as_str()).copied());
     let metadata = object.map(|object| &object.metadata);
     let annotation = |key: &str| metadata.and_then(|metadata| metadata.annotations.get(key).cloned());
     let owner = annotation(annotations::OWNER);

@@ -211,16 +211,15 @@ impl Trace {
     /// A tentative assignment of `rsc` was undone (its tables restored): its changes
     /// since `mark` never happened.
     pub(crate) fn undo(&mut self, cluster: &Cluster, tables: &[Table], rsc: RscIdx, mark: usize) {
-        let mut undone = vec![false; cluster.resources.len()];
+        // The traced primitives under `rsc` (few), and only the entries since `mark`
+        // looked at: an undo costs what was recorded since, not the whole trace.
+        let mut undone = std::collections::HashSet::new();
         self.visit(cluster, rsc, &mut |trace, primitive| {
-            undone[primitive] = true;
+            undone.insert(primitive);
             trace.last.insert(primitive, tables[primitive].clone());
         });
-        let mut index = 0;
-        self.entries.retain(|entry| {
-            index += 1;
-            index <= mark || !undone[entry.rsc]
-        });
+        let since = self.entries.split_off(mark.min(self.entries.len()));
+        self.entries.extend(since.into_iter().filter(|entry| !undone.contains(&entry.rsc)));
     }
 
     fn visit(&mut self, cluster: &Cluster, rsc: RscIdx, action: &mut impl FnMut(&mut Trace, RscIdx)) {
@@ -242,9 +241,14 @@ impl Trace {
         self.entries.push(Entry { rsc, node, step, effect: effect(before, after) });
     }
 
-    /// The entries of one primitive on one node, in order.
-    fn of(&self, rsc: RscIdx, node: NodeIdx) -> impl Iterator<Item = &Entry> {
-        self.entries.iter().filter(move |entry| entry.rsc == rsc && entry.node == node)
+    /// The entries by primitive and node, each list in order (grouped once: looking
+    /// each (primitive, node) up in the whole trace would be quadratic for a big clone).
+    fn by_primitive_and_node(&self) -> HashMap<(RscIdx, NodeIdx), Vec<&Entry>> {
+        let mut grouped: HashMap<(RscIdx, NodeIdx), Vec<&Entry>> = HashMap::new();
+        for entry in &self.entries {
+            grouped.entry((entry.rsc, entry.node)).or_default().push(entry);
+        }
+        grouped
     }
 }
 
@@ -288,6 +292,7 @@ pub fn explain(snapshot: &Snapshot, resource: &str) -> Option<(Plan, Explanation
     if primitives.is_empty() {
         return None;
     }
+    let grouped = trace.by_primitive_and_node();
     let mut instances = Vec::new();
     // The plan lists primitives in arena order; follow it.
     let mut ordered = primitives;
@@ -299,7 +304,8 @@ pub fn explain(snapshot: &Snapshot, resource: &str) -> Option<(Plan, Explanation
             .scores_of(planned)
             .enumerate()
             .map(|(node, (name, score))| {
-                let mut contributions: Vec<Contribution> = trace.of(rsc, node).map(|entry| describe(snapshot, &cluster, entry)).collect();
+                let mut contributions: Vec<Contribution> =
+                    grouped.get(&(rsc, node)).into_iter().flatten().map(|entry| describe(snapshot, &cluster, entry)).collect();
                 if trace.last.get(&rsc).is_some_and(|table| table[node].is_none()) {
                     contributions.push(Contribution {
                         kind: ContributionKind::NotAllowed,
