@@ -8,56 +8,25 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
+
+use common::LocalCluster;
 
 use serde_json::Value;
 
-const PREFIX: &str = "/pacer";
+const PREFIX: &str = common::LOCAL_PREFIX;
 
-/// `pacer up`, ended by PID when dropped.
-struct Up(Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        pacer::local::child::terminate(&mut self.0, Duration::from_secs(60));
-    }
-}
-
-struct Cluster {
-    endpoint: String,
-    dir: tempfile::TempDir,
-    _up: Up,
-}
+/// `pacer up --nodes 3` (`common::LocalCluster`), with the helpers these tests use.
+struct Cluster(LocalCluster);
 
 impl Cluster {
     fn start() -> Cluster {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let state_dir = dir.path().join("up");
-        let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
-        let mut up = Up(Command::new(env!("CARGO_BIN_EXE_pacer"))
-            .args(["up", "--nodes", "3", "--lease-ttl", "2", "--state-dir"])
-            .arg(&state_dir)
-            .arg("--agents-dir")
-            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
-            .env("PACER_PREFIX", PREFIX)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start pacer up"));
-        let started = Instant::now();
-        while !["etcd", "scheduler", "n1", "n2", "n3"].iter().all(|component| state_dir.join("pids").join(component).exists()) {
-            assert!(started.elapsed() < Duration::from_secs(30), "pacer up did not start its components");
-            assert!(matches!(up.0.try_wait(), Ok(None)), "pacer up exited: {}", std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let endpoint = std::fs::read_to_string(state_dir.join("endpoint")).expect("endpoint").trim().to_string();
-        Cluster { endpoint, dir, _up: up }
+        Cluster(LocalCluster::start(3, &[]))
     }
 
     fn pacer(&self, args: &[&str], stdin: Option<&str>) -> Output {
-        common::pacer(&self.endpoint, PREFIX, args, stdin)
+        self.0.pacer(args, stdin)
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -82,14 +51,14 @@ impl Cluster {
                 started.elapsed() < Duration::from_secs(60),
                 "{resource} did not come to run on {node}: {}\n{}",
                 self.json(&["status", "-o", "json"]),
-                std::fs::read_to_string(self.dir.path().join("up.log")).unwrap_or_default()
+                std::fs::read_to_string(self.0.dir.path().join("up.log")).unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
 
     async fn client(&self) -> etcd_client::Client {
-        etcd_client::Client::connect([self.endpoint.clone()], None).await.expect("connect to etcd")
+        etcd_client::Client::connect([self.0.endpoint.clone()], None).await.expect("connect to etcd")
     }
 
     /// etcd's current revision: it moves with every write.
@@ -150,7 +119,7 @@ fn contributions<'a>(why: &'a Value, node: &str) -> Vec<&'a Value> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn why_simulate_and_history_on_a_live_cluster() {
     let cluster = Cluster::start();
-    let output = cluster.pacer(&["apply", "-f", "-"], Some(&manifests(cluster.dir.path())));
+    let output = cluster.pacer(&["apply", "-f", "-"], Some(&manifests(cluster.0.dir.path())));
     assert!(output.status.success(), "{}", common::text(&output.stderr));
     cluster.wait_until_on("db", "n1");
     cluster.wait_until_on("web", "n2");
@@ -177,7 +146,7 @@ async fn why_simulate_and_history_on_a_live_cluster() {
     let text = common::text(&simulated.stdout);
     assert!(text.contains("nothing was written") && text.contains("db"), "db leaves n1 when n1 is lost: {text}");
     let proposed = "apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {name: db-prefers-n2}\nspec: {resource: db, node: n2, score: 500}\n";
-    let proposed_path = cluster.dir.path().join("proposed.yaml");
+    let proposed_path = cluster.0.dir.path().join("proposed.yaml");
     std::fs::write(&proposed_path, proposed).expect("write");
     let simulated = cluster.pacer(&["simulate", "--live", "-f", &proposed_path.display().to_string()], None);
     assert!(simulated.status.success(), "{}", common::text(&simulated.stderr));

@@ -7,65 +7,33 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{TestEtcd, text};
+use common::{LocalCluster, TestEtcd, text};
 use pacer::api::manifest::{Source, load};
 use pacer::api::{Kind, Name, ObjectKey};
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use pacer::store::{Store, StoreError};
 use serde_json::Value;
 
-const PREFIX: &str = "/pacer";
+const PREFIX: &str = common::LOCAL_PREFIX;
 
-/// `pacer up`, ended by PID when dropped.
-struct Up {
-    child: Child,
-    endpoint: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        pacer::local::child::terminate(&mut self.child, Duration::from_secs(60));
-    }
-}
+/// `pacer up --nodes 3 --fencing off` (`common::LocalCluster`), with the helpers
+/// these tests use.
+struct Up(LocalCluster);
 
 fn up() -> Up {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let state_dir = dir.path().join("up");
-    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
-    let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .args(["up", "--nodes", "3", "--lease-ttl", "2", "--fencing", "off", "--state-dir"])
-        .arg(&state_dir)
-        .arg("--agents-dir")
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
-        .env("PACER_PREFIX", PREFIX)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log"))
-        .stderr(log)
-        .spawn()
-        .expect("start pacer up");
-    let mut up = Up { child, endpoint: String::new(), _dir: dir };
-    let started = Instant::now();
-    while !["etcd", "scheduler", "n1", "n2", "n3"].iter().all(|component| state_dir.join("pids").join(component).exists()) {
-        assert!(started.elapsed() < Duration::from_secs(30), "pacer up did not start its components");
-        assert!(matches!(up.child.try_wait(), Ok(None)), "pacer up exited");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    up.endpoint = std::fs::read_to_string(state_dir.join("endpoint")).expect("endpoint").trim().to_string();
-    up
+    Up(LocalCluster::start(3, &["--fencing", "off"]))
 }
 
 impl Up {
     fn pacer(&self, args: &[&str]) -> Output {
-        common::pacer(&self.endpoint, PREFIX, args, None)
+        common::pacer(&self.0.endpoint, PREFIX, args, None)
     }
 
     fn apply(&self, manifests: &str) {
-        let output = common::pacer(&self.endpoint, PREFIX, &["apply", "-f", "-"], Some(manifests));
+        let output = common::pacer(&self.0.endpoint, PREFIX, &["apply", "-f", "-"], Some(manifests));
         assert!(output.status.success(), "{}", text(&output.stderr));
     }
 
@@ -97,7 +65,7 @@ impl Up {
     fn spec(&self) -> (i64, Vec<(String, i64)>) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
         runtime.block_on(async {
-            let store = Store::connect(std::slice::from_ref(&self.endpoint), PREFIX).await.expect("connect");
+            let store = Store::connect(std::slice::from_ref(&self.0.endpoint), PREFIX).await.expect("connect");
             let listing = store.list_objects().await.expect("list");
             (listing.spec_version, listing.objects.iter().map(|(key, stored)| (key.to_string(), stored.mod_revision)).collect())
         })
