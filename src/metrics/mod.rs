@@ -77,6 +77,8 @@ pub struct SchedulerMetrics {
     /// The latest turn's snapshot and plan while this instance leads; `None` otherwise.
     /// Held for a pointer swap only: scrapes render from their own `Arc`.
     state: Mutex<Option<Arc<ClusterState>>>,
+    /// The host this instance runs on: the node of that name is the DC while it leads.
+    host: String,
 }
 
 /// How a scheduler turn ended, for `pacer_scheduler_decisions_total{outcome}`.
@@ -120,11 +122,21 @@ impl Default for SchedulerMetrics {
             actions: Family::default(),
             last_actions: Gauge::default(),
             state: Mutex::new(None),
+            host: String::new(),
         }
     }
 }
 
 impl SchedulerMetrics {
+    /// The metrics of an instance running on `host`.
+    pub fn new(host: String) -> SchedulerMetrics {
+        SchedulerMetrics { host, ..SchedulerMetrics::default() }
+    }
+
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
     /// This instance won the election for `term`.
     pub fn elected(&self, term: i64) {
         self.leader.set(1);
@@ -294,12 +306,6 @@ impl AgentMetrics {
         store.metrics().register(&mut registry);
         registry
     }
-}
-
-/// The operation label: Pacemaker's action name, and `probe` for a one-shot monitor
-/// that asks what runs.
-pub fn operation_label(verb: &str, probe: bool) -> &str {
-    if probe { "probe" } else { verb }
 }
 
 /// The result label of an operation: the OCF exit code's name when the agent ran to

@@ -5,8 +5,6 @@
 //! pairs. Built by the agent's loop when a scrape asks (`node_view`, pure), rendered
 //! off it.
 
-use std::collections::BTreeSet;
-
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
@@ -53,9 +51,8 @@ pub struct NodeFacts<'a> {
     /// SIGTERM received: stopping everything.
     pub shutting_down: bool,
     pub assignment: Option<&'a NodeAssignment>,
+    /// The configuration as the agent last listed it.
     pub objects: &'a [Object],
-    /// Resource ids the node still reports that are no longer configured.
-    pub unconfigured: &'a BTreeSet<String>,
 }
 
 /// The view of the node from the agent's statuses, each with the verb of the operation
@@ -104,7 +101,7 @@ pub fn node_view<'a>(facts: NodeFacts<'_>, statuses: impl Iterator<Item = (&'a R
             id: status.id.clone(),
             role,
             managed,
-            orphaned: facts.unconfigured.contains(&status.id),
+            orphaned: primitive.is_none(),
             failed: status.role == ObservedRole::Failed,
             failure_ignored: fail_count > 0 && primitive.is_some_and(|primitive| primitive.ignores_failures),
             agent: crm_mon_agent(&status.definition.agent),
