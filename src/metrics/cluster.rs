@@ -246,10 +246,16 @@ pub(crate) struct SpecIndex {
 
 impl SpecIndex {
     pub(crate) fn new(objects: &[Object]) -> SpecIndex {
+        SpecIndex::of(objects, |_| true)
+    }
+
+    /// The index with only the primitives `wanted` picks (the agent's few running
+    /// resources out of every configured one: no agent name is formatted for the rest).
+    pub(crate) fn of(objects: &[Object], wanted: impl Fn(&str) -> bool) -> SpecIndex {
         let mut group_of: HashMap<&str, &ResourceMeta> = HashMap::new();
         for object in objects {
             if let Spec::Group(group) = &object.spec {
-                for member in &group.members {
+                for member in group.members.iter().filter(|member| wanted(member.as_str())) {
                     group_of.insert(member.as_str(), &group.meta);
                 }
             }
@@ -259,7 +265,7 @@ impl SpecIndex {
         for object in objects {
             let name = object.name().as_str();
             match &object.spec {
-                Spec::Resource(resource) => {
+                Spec::Resource(resource) if wanted(name) => {
                     let group = group_of.get(name).copied();
                     let threshold = resource.meta.migration_threshold.or_else(|| group.and_then(|meta| meta.migration_threshold));
                     index.primitives.insert(

@@ -58,7 +58,12 @@ pub struct NodeFacts<'a> {
 /// The view of the node from the agent's statuses, each with the verb of the operation
 /// running on it, if any.
 pub fn node_view<'a>(facts: NodeFacts<'_>, statuses: impl Iterator<Item = (&'a ResourceStatus, Option<&'static str>)>) -> NodeView {
-    let spec = SpecIndex::new(facts.objects);
+    // A node keeps a status for every configured resource (all are probed) and runs a
+    // few: only those are looked up.
+    let present: Vec<(&ResourceStatus, Option<&'static str>)> =
+        statuses.filter(|(status, _)| status.role.may_be_active() && status.role != ObservedRole::Unknown).collect();
+    let names: std::collections::HashSet<&str> = present.iter().map(|(status, _)| status.name.as_str()).collect();
+    let spec = SpecIndex::of(facts.objects, |name| names.contains(name));
     let (standby, maintenance) = spec.nodes.get(facts.node).copied().unwrap_or_default();
     let statuses_of_node = NodeStatuses {
         online: facts.probed,
@@ -73,10 +78,7 @@ pub fn node_view<'a>(facts: NodeFacts<'_>, statuses: impl Iterator<Item = (&'a R
     };
     let node_in_maintenance = maintenance || spec.maintenance_mode;
     let mut resources = Vec::new();
-    for (status, busy) in statuses {
-        if !status.role.may_be_active() || status.role == ObservedRole::Unknown {
-            continue;
-        }
+    for (status, busy) in present {
         let role = match busy {
             Some("start") => "starting",
             Some("stop") => "stopping",
@@ -150,5 +152,74 @@ impl Collector for NodeCollector {
         gauges(&mut encoder, "ha_cluster_pacemaker_fail_count", FAIL_COUNT_HELP, fail_counts)?;
         let thresholds = view.resources.iter().map(|resource| (labels(node, resource), resource.migration_threshold));
         gauges(&mut encoder, "ha_cluster_pacemaker_migration_threshold", MIGRATION_THRESHOLD_HELP, thresholds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::server::{Format, render};
+
+    fn status(id: &str, agent: &str, role: &str, more: &str) -> ResourceStatus {
+        let name = crate::api::names::split_instance(id).0;
+        serde_json::from_str(&format!(r#"{{"id": "{id}", "name": "{name}", "node": "n1", "role": "{role}", "definition": {{"agent": "{agent}"}}, "history": []{more}}}"#))
+            .expect("a status")
+    }
+
+    #[test]
+    fn an_agent_shows_what_may_run_on_its_node() {
+        let objects = crate::scheduler::fixture::snapshot(
+            &["n1"],
+            &[
+                ("Resource", "web", "{agent: 'ocf:heartbeat:Dummy', meta: {migrationThreshold: 2}}"),
+                ("Resource", "db", "{agent: 'ocf:pacemaker:Stateful', clone: {promotable: {}}}"),
+                ("Resource", "idle", "{agent: 'ocf:heartbeat:Dummy'}"),
+            ],
+            "",
+        )
+        .objects;
+        let dummy = "ocf:heartbeat:Dummy";
+        let statuses = [
+            (status("web", dummy, "Started", r#", "failCounts": {"monitor_10000": 1}"#), Some("stop")),
+            (status("db", "ocf:pacemaker:Stateful", "Promoted", r#", "clone": "db""#), None),
+            (status("idle", dummy, "Stopped", r#", "failCounts": {"start_0": 1000000}"#), None),
+            (status("gone", dummy, "Failed", ""), None),
+            (status("unprobed", dummy, "Unknown", ""), None),
+        ];
+        let facts = NodeFacts { node: "n1", probed: true, shutting_down: false, assignment: None, objects: &objects };
+        let view = node_view(facts, statuses.iter().map(|(status, busy)| (status, *busy)));
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(NodeCollector(view)));
+        let rendered = render(&registry, None, Format::Text).expect("render");
+        // Stopped and unprobed resources are the leader's to show; the node is online.
+        let shown: Vec<&str> = rendered.lines().filter(|line| !line.starts_with('#') && !line.contains("status=\"blocked\"")).collect();
+        expect_test::expect![[r#"
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="online"} 1
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="standby"} 0
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="standby_onfail"} 0
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="maintenance"} 0
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="pending"} 0
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="unclean"} 0
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="shutdown"} 0
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="expected_up"} 1
+            ha_cluster_pacemaker_nodes{node="n1",type="member",status="dc"} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="web",role="stopping",managed="true",status="active",agent="ocf::heartbeat:Dummy",group="",clone=""} 1
+            ha_cluster_pacemaker_resources{node="n1",resource="web",role="stopping",managed="true",status="orphaned",agent="ocf::heartbeat:Dummy",group="",clone=""} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="web",role="stopping",managed="true",status="failed",agent="ocf::heartbeat:Dummy",group="",clone=""} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="web",role="stopping",managed="true",status="failure_ignored",agent="ocf::heartbeat:Dummy",group="",clone=""} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="db",role="promoted",managed="true",status="active",agent="ocf::pacemaker:Stateful",group="",clone="db"} 1
+            ha_cluster_pacemaker_resources{node="n1",resource="db",role="promoted",managed="true",status="orphaned",agent="ocf::pacemaker:Stateful",group="",clone="db"} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="db",role="promoted",managed="true",status="failed",agent="ocf::pacemaker:Stateful",group="",clone="db"} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="db",role="promoted",managed="true",status="failure_ignored",agent="ocf::pacemaker:Stateful",group="",clone="db"} 0
+            ha_cluster_pacemaker_resources{node="n1",resource="gone",role="started",managed="true",status="active",agent="ocf::heartbeat:Dummy",group="",clone=""} 1
+            ha_cluster_pacemaker_resources{node="n1",resource="gone",role="started",managed="true",status="orphaned",agent="ocf::heartbeat:Dummy",group="",clone=""} 1
+            ha_cluster_pacemaker_resources{node="n1",resource="gone",role="started",managed="true",status="failed",agent="ocf::heartbeat:Dummy",group="",clone=""} 1
+            ha_cluster_pacemaker_resources{node="n1",resource="gone",role="started",managed="true",status="failure_ignored",agent="ocf::heartbeat:Dummy",group="",clone=""} 0
+            ha_cluster_pacemaker_fail_count{node="n1",resource="web"} 1.0
+            ha_cluster_pacemaker_fail_count{node="n1",resource="db"} 0.0
+            ha_cluster_pacemaker_fail_count{node="n1",resource="gone"} 0.0
+            ha_cluster_pacemaker_migration_threshold{node="n1",resource="web"} 2
+            ha_cluster_pacemaker_migration_threshold{node="n1",resource="db"} 1000000
+            ha_cluster_pacemaker_migration_threshold{node="n1",resource="gone"} 1000000"#]].assert_eq(&shown.join("\n"));
     }
 }
