@@ -62,7 +62,9 @@ fn generate(nodes: usize, resources: usize) -> Snapshot {
     let mut objects = vec![object(json!({"apiVersion": "pacer.io/v1alpha1", "kind": "ClusterPolicy", "metadata": {"name": "cluster", "creationSequence": 0},
         "spec": {"stonithEnabled": false, "defaultResourceStickiness": 100}}))];
     for node in 0..nodes {
-        objects.push(object(json!({"apiVersion": "pacer.io/v1alpha1", "kind": "Node", "metadata": {"name": node_name(node), "creationSequence": 1 + node}, "spec": {}})));
+        objects.push(object(
+            json!({"apiVersion": "pacer.io/v1alpha1", "kind": "Node", "metadata": {"name": node_name(node), "creationSequence": 1 + node}, "spec": {}}),
+        ));
     }
     for rsc in 0..resources {
         let name = rsc_name(rsc);
@@ -76,8 +78,10 @@ fn generate(nodes: usize, resources: usize) -> Snapshot {
     // One resource in five is in a group of five (members run together).
     for group in 0..resources / 25 {
         let members: Vec<String> = (0..5).map(|member| rsc_name(group * 25 + member)).collect();
-        objects.push(object(json!({"apiVersion": "pacer.io/v1alpha1", "kind": "Group", "metadata": {"name": format!("grp{group:04}"), "creationSequence": 200_000 + group},
-            "spec": {"members": members}})));
+        objects.push(object(
+            json!({"apiVersion": "pacer.io/v1alpha1", "kind": "Group", "metadata": {"name": format!("grp{group:04}"), "creationSequence": 200_000 + group},
+            "spec": {"members": members}}),
+        ));
     }
     objects.push(object(json!({"apiVersion": "pacer.io/v1alpha1", "kind": "Resource", "metadata": {"name": "everywhere", "creationSequence": 300_000},
         "spec": {"agent": "ocf:heartbeat:Dummy", "clone": {}}})));
@@ -88,7 +92,12 @@ fn generate(nodes: usize, resources: usize) -> Snapshot {
     for rsc in 0..resources {
         // A group's members run where its first member does.
         let home = if rsc % 25 < 5 { (rsc - rsc % 25) % nodes } else { rsc % nodes };
-        observed.history.push(ResourceHistory { resource: rsc_name(rsc), node: node_name(home), agent: Some("ocf:heartbeat:Dummy".into()), operations: started(1) });
+        observed.history.push(ResourceHistory {
+            resource: rsc_name(rsc),
+            node: node_name(home),
+            agent: Some("ocf:heartbeat:Dummy".into()),
+            operations: started(1),
+        });
         if rsc % 100 == 7
             && let Some(node) = observed.nodes.get_mut(&node_name(home))
         {
@@ -96,7 +105,12 @@ fn generate(nodes: usize, resources: usize) -> Snapshot {
         }
     }
     for node in 0..nodes {
-        observed.history.push(ResourceHistory { resource: "everywhere".into(), node: node_name(node), agent: Some("ocf:heartbeat:Dummy".into()), operations: started(1) });
+        observed.history.push(ResourceHistory {
+            resource: "everywhere".into(),
+            node: node_name(node),
+            agent: Some("ocf:heartbeat:Dummy".into()),
+            operations: started(1),
+        });
     }
     Snapshot { objects, observed, now: NOW }
 }
@@ -133,7 +147,8 @@ fn main() {
     let started = Instant::now();
     let plan = schedule(&snapshot);
     let schedule_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let running = plan.resources.iter().filter(|resource| resource.current.iter().any(|placement| placement.role != pacer::api::resource::Role::Stopped)).count();
+    let running =
+        plan.resources.iter().filter(|resource| resource.current.iter().any(|placement| placement.role != pacer::api::resource::Role::Stopped)).count();
     assert!(running > resources, "the generated cluster runs: {running}");
     let statuses = node_statuses(&snapshot, &node_name(0));
     let objects = snapshot.objects.clone();
@@ -143,7 +158,8 @@ fn main() {
     let state_ms = started.elapsed().as_secs_f64() * 1000.0;
     let registry = Registry::default();
     let mut report = String::new();
-    let _ = writeln!(report, "scrape cost at {nodes} nodes x {resources} resources (+ a clone on every node); median of {rounds}; schedule {schedule_ms:.0} ms\n");
+    let _ =
+        writeln!(report, "scrape cost at {nodes} nodes x {resources} resources (+ a clone on every node); median of {rounds}; schedule {schedule_ms:.0} ms\n");
     let _ = writeln!(report, "{:<44} {:>10} {:>12} {:>10}", "what", "ms", "bytes", "series");
     let _ = writeln!(report, "{:<44} {:>10.2} {:>12} {:>10}", "leader: ClusterState::new (on its loop)", state_ms, "", "");
     for (format, name) in [(Format::Text, "text 0.0.4"), (Format::OpenMetrics, "OpenMetrics")] {
@@ -167,7 +183,14 @@ fn main() {
         view = Some(node_view(facts, statuses.iter().map(|status| (status, None))));
         view_samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }
-    let _ = writeln!(report, "{:<44} {:>10.2} {:>12} {:>10}", format!("agent: node_view, {} statuses (on its loop)", statuses.len()), median_ms(view_samples), "", "");
+    let _ = writeln!(
+        report,
+        "{:<44} {:>10.2} {:>12} {:>10}",
+        format!("agent: node_view, {} statuses (on its loop)", statuses.len()),
+        median_ms(view_samples),
+        "",
+        ""
+    );
     let view = view.expect("a view");
     let mut samples = Vec::new();
     let mut bytes = 0;

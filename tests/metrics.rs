@@ -201,7 +201,10 @@ fn promtool_passes_every_endpoint_and_prometheus_scrapes_the_cluster() {
             assert!(exposition.contains("ha_cluster_pacemaker_config_last_change "), "{exposition}");
         } else {
             assert!(exposition.contains(&format!("ha_cluster_pacemaker_nodes{{node=\"{component}\",type=\"member\",status=\"online\"}} 1\n")), "{exposition}");
-            assert!(exposition.contains("pacer_agent_operation_duration_seconds_count{agent=\"ocf:heartbeat:Dummy\",operation=\"start\",result=\"ok\"}"), "{exposition}");
+            assert!(
+                exposition.contains("pacer_agent_operation_duration_seconds_count{agent=\"ocf:heartbeat:Dummy\",operation=\"start\",result=\"ok\"}"),
+                "{exposition}"
+            );
             assert!(!exposition.contains("node=\"\""), "an agent reports only what runs on its node: {exposition}");
         }
     }
@@ -277,7 +280,10 @@ fn promtool_passes_every_endpoint_and_prometheus_scrapes_the_cluster() {
     assert!(web.iter().all(|series| series["metric"]["agent"] == "ocf::heartbeat:Dummy" && series["metric"]["managed"] == "true"), "{web:?}");
     let ban = query(&listen, "ha_cluster_pacemaker_location_constraints{constraint=\"web-avoids-n3\"}");
     assert_eq!(ban.len(), 1, "{ban:?}");
-    assert_eq!((&ban[0]["metric"]["node"], &ban[0]["metric"]["resource"], &ban[0]["value"][1]), (&Value::from("n3"), &Value::from("web"), &Value::from("-Inf")));
+    assert_eq!(
+        (&ban[0]["metric"]["node"], &ban[0]["metric"]["resource"], &ban[0]["value"][1]),
+        (&Value::from("n3"), &Value::from("web"), &Value::from("-Inf"))
+    );
     let online = query(&listen, "count(count by (node) (ha_cluster_pacemaker_nodes{status=\"online\"} == 1))");
     assert_eq!(online.first().map(|series| series["value"][1].clone()), Some(Value::from("3")), "{online:?}");
     let claimed = query(&listen, "pacer_agent_node_claimed == 1");

@@ -47,6 +47,12 @@ pub use server::{Format, bind, render, serve};
 /// A label set of one label whose value is fixed text.
 type One = [(&'static str, &'static str); 1];
 
+/// A label set of three labels with values from the data.
+type Three = [(&'static str, String); 3];
+
+/// Histograms by label set, each with the buckets its constructor gives.
+type Histograms<S> = Family<S, Histogram, fn() -> Histogram>;
+
 /// Buckets for how long a scheduler turn takes, in seconds: a millisecond for a small
 /// cluster to tens of seconds for 10,000 resources on 1,000 nodes.
 fn decision_buckets() -> Histogram {
@@ -191,7 +197,11 @@ impl SchedulerMetrics {
         let mut registry = Registry::default();
         register_build(&mut registry);
         registry.register("pacer_scheduler_leader", "Whether this scheduler instance leads (1) or stands by (0)", self.leader.clone());
-        registry.register("pacer_scheduler_term", "The election term this instance leads in (the election key's create revision); 0 when standing by", self.term.clone());
+        registry.register(
+            "pacer_scheduler_term",
+            "The election term this instance leads in (the election key's create revision); 0 when standing by",
+            self.term.clone(),
+        );
         registry.register(
             "pacer_scheduler_leadership_changes",
             "Times this instance became leader (elected) or stopped leading (deposed: its lease ran out or a guarded write failed; resigned: shut down)",
@@ -226,8 +236,8 @@ const VIEW_WAIT: Duration = Duration::from_secs(2);
 /// What a node agent measures.
 #[derive(Debug)]
 pub struct AgentMetrics {
-    operations: Family<[(&'static str, String); 3], Histogram, fn() -> Histogram>,
-    fencing: Family<[(&'static str, String); 3], Counter>,
+    operations: Histograms<Three>,
+    fencing: Family<Three, Counter>,
     self_fencings: Counter,
     claimed: Gauge,
     views: mpsc::Sender<ViewRequest>,

@@ -162,8 +162,10 @@ mod tests {
 
     fn status(id: &str, agent: &str, role: &str, more: &str) -> ResourceStatus {
         let name = crate::api::names::split_instance(id).0;
-        serde_json::from_str(&format!(r#"{{"id": "{id}", "name": "{name}", "node": "n1", "role": "{role}", "definition": {{"agent": "{agent}"}}, "history": []{more}}}"#))
-            .expect("a status")
+        serde_json::from_str(&format!(
+            r#"{{"id": "{id}", "name": "{name}", "node": "n1", "role": "{role}", "definition": {{"agent": "{agent}"}}, "history": []{more}}}"#
+        ))
+        .expect("a status")
     }
 
     #[test]

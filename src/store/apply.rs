@@ -473,11 +473,10 @@ async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>, leader: Opti
     let commit = IntentCommit { chunks: chunks.len(), operations: ops.len() };
     let commit_value = serde_json::to_string(&commit).unwrap_or_default();
     let response = client
-        .txn(
-            Txn::new()
-                .when(guard)
-                .and_then([TxnOp::put(store.keys.intent_commit(&id), commit_value, None), TxnOp::put(version_key.as_str(), spec_version_value(&format!("commit {id}")), None)]),
-        )
+        .txn(Txn::new().when(guard).and_then([
+            TxnOp::put(store.keys.intent_commit(&id), commit_value, None),
+            TxnOp::put(version_key.as_str(), spec_version_value(&format!("commit {id}")), None),
+        ]))
         .await;
     match response {
         Ok(response) if response.succeeded() => {}

@@ -37,7 +37,8 @@ impl Store {
         for batch in digests.chunks(BLOBS_PER_TXN) {
             let reads: Vec<TxnOp> =
                 batch.iter().map(|digest| TxnOp::get(self.keys().archive_blob_prefix(digest), Some(GetOptions::new().with_prefix()))).collect();
-            let response = self.metrics.read(self.kv().txn(Txn::new().and_then(reads))).await.map_err(StoreError::etcd("read the decision input".to_string()))?;
+            let response =
+                self.metrics.read(self.kv().txn(Txn::new().and_then(reads))).await.map_err(StoreError::etcd("read the decision input".to_string()))?;
             for (digest, result) in batch.iter().zip(response.op_responses()) {
                 let TxnOpResponse::Get(get) = result else { continue };
                 let mut pieces: Vec<(&[u8], &[u8])> = get.kvs().iter().map(|kv| (kv.key(), kv.value())).collect();

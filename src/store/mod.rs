@@ -193,9 +193,12 @@ pub struct StoreMetrics {
     reads: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
     /// `pacer_etcd_request_duration_seconds{kind="read"|"write"}`.
-    request_duration: Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>,
+    request_duration: RequestDurations,
     pub(crate) lease: LeaseMetrics,
 }
+
+/// Request round trips by kind, each histogram with `etcd_buckets`.
+type RequestDurations = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
 
 /// How the lease renewals of this process went (its agent's or its leader's lease).
 #[derive(Debug)]
@@ -390,7 +393,11 @@ impl Store {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            let response = self.metrics.read(self.kv().get(start.clone(), Some(options))).await.map_err(StoreError::etcd(format!("list {}", String::from_utf8_lossy(&start))))?;
+            let response = self
+                .metrics
+                .read(self.kv().get(start.clone(), Some(options)))
+                .await
+                .map_err(StoreError::etcd(format!("list {}", String::from_utf8_lossy(&start))))?;
             if revision <= 0 {
                 revision = response.header().map(|header| header.revision()).unwrap_or_default();
             }
