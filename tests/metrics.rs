@@ -3,7 +3,9 @@
 //! loopback with its own configuration and data directory, scrapes the cluster — every
 //! target up, and its query API returns the resources this test applied, where they
 //! run, in ha_cluster_exporter's names. A standby scheduler exports only its own
-//! metrics. A metrics address already in use is refused at start in one line.
+//! metrics. A node powered off is fenced, the fencing counted by the agent that ran
+//! it, and the leader shows the node offline. A metrics address already in use is
+//! refused at start in one line.
 
 mod common;
 
@@ -288,6 +290,26 @@ fn promtool_passes_every_endpoint_and_prometheus_scrapes_the_cluster() {
     assert_eq!(online.first().map(|series| series["value"][1].clone()), Some(Value::from("3")), "{online:?}");
     let claimed = query(&listen, "pacer_agent_node_claimed == 1");
     assert_eq!(claimed.len(), 3, "{claimed:?}");
+
+    // n3 powered off (the local fence agent, as the demo does): a survivor fences it
+    // and counts the outcome; the leader shows it offline.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut fence = Command::new(root.join("agents/fence/fence_pacer_local")).stdin(Stdio::piped()).spawn().expect("fence agent");
+    let request = format!("action=off\nport=n3\nstate_dir={}\n", cluster.state_dir.display());
+    fence.stdin.take().expect("stdin").write_all(request.as_bytes()).expect("ask the fence agent");
+    assert!(fence.wait().expect("fence agent").success());
+    until("a survivor to count n3's fencing", Duration::from_secs(60), || {
+        let counted = addresses[1..3].iter().any(|address| {
+            scrape(address).lines().any(|line| line.starts_with("pacer_agent_fencing_total{target=\"n3\",") && line.contains("result=\"succeeded\"} 1"))
+        });
+        if counted { Ok(()) } else { Err(format!("n1: {}\nn2: {}", scrape(&addresses[1]), scrape(&addresses[2]))) }
+    });
+    until("the leader to show n3 offline", Duration::from_secs(30), || {
+        let leader = scrape(&addresses[0]);
+        let offline = leader.contains("ha_cluster_pacemaker_nodes{node=\"n3\",type=\"member\",status=\"online\"} 0\n")
+            && leader.contains("ha_cluster_pacemaker_nodes{node=\"n3\",type=\"member\",status=\"expected_up\"} 0\n");
+        if offline { Ok(()) } else { Err(leader) }
+    });
 }
 
 #[test]
