@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-decision bench-history bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-decision bench-history bench-metrics bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -66,6 +66,7 @@ bench: deps
 	$(CARGO) bench --bench load
 	$(CARGO) bench --bench move
 	$(CARGO) bench --bench history
+	$(CARGO) bench --bench metrics
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -101,6 +102,13 @@ bench-load: deps
 # target/bench-history.txt.
 bench-history: deps
 	$(CARGO) bench --bench history
+
+# Scrape-cost benchmark (issue 15): one /metrics scrape at 1,000 nodes x 10,000
+# resources — the leader's ha_cluster families rendered from a turn's snapshot and plan
+# (both formats), an agent's node view from its 10,000 statuses. No etcd, no HTTP.
+# Figures only: target/bench-metrics.txt (PACER_BENCH_METRICS_SIZE, default 1000x10000).
+bench-metrics: deps
+	$(CARGO) bench --bench metrics
 
 # Move benchmark (issue 14): pacer up --nodes 3 with PACER_BENCH_RESOURCES (10) Dummy
 # resources; PACER_BENCH_ROUNDS (10) times `pacer move r0 NODE --wait`, the time until

@@ -8,6 +8,7 @@ pub mod cli;
 pub mod daemon;
 pub mod exec;
 pub mod local;
+pub mod metrics;
 pub mod ops;
 pub mod runtime;
 pub mod scheduler;

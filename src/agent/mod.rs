@@ -27,6 +27,8 @@ use crate::api::records::{
     SelfFencing,
 };
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
+use crate::metrics::node::{NodeFacts, node_view};
+use crate::metrics::{AgentMetrics, NodeView, ViewRequest};
 use crate::runtime::cache::in_definition_order;
 use crate::runtime::{ClusterCache, Informer};
 use crate::state::probe_targets;
@@ -53,6 +55,9 @@ pub struct AgentConfig {
     /// Attributes and capacity of the `Node` object created when none exists.
     pub attributes: BTreeMap<String, String>,
     pub capacity: BTreeMap<String, u64>,
+    /// Where operations, fencing and self-fencings are counted, and scrapes ask for
+    /// the node's view (`/metrics`).
+    pub metrics: Arc<AgentMetrics>,
 }
 
 /// Why the agent stopped.
@@ -189,8 +194,13 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     }
     let mut resumable = in_flight.is_empty();
     let mut reconciler = Reconciler::new(&config.node, previous);
+    // Scrapes ask the session's loop for the node's view; none is answered between
+    // sessions.
+    let mut views = config.metrics.take_view_requests();
     loop {
+        config.metrics.set_claimed(false);
         let Some((session, granted_at)) = claim(&store, &config, resumable, &mut shutdown).await else { return Ok(()) };
+        config.metrics.set_claimed(true);
         // After a self-fencing everything here is stopped: a lease that still holds
         // the node may be resumed.
         resumable = true;
@@ -198,7 +208,7 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
         reconciler.incarnation = fresh_incarnation();
         tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
         let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at);
-        match run.run(&mut reconciler, &mut shutdown).await {
+        match run.run(&mut reconciler, &mut shutdown, &mut views).await {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::LeaseLost => {
                 tracing::error!(node = %config.node, "lease lost: every resource was stopped; probing again once the node is claimed anew");
@@ -447,7 +457,12 @@ impl<'a> Session<'a> {
         }
     }
 
-    async fn run(&mut self, reconciler: &mut Reconciler, shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>) -> SessionEnd {
+    async fn run(
+        &mut self,
+        reconciler: &mut Reconciler,
+        shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+        views: &mut Option<mpsc::Receiver<ViewRequest>>,
+    ) -> SessionEnd {
         let node = self.config.node.clone();
         // Everything this node reported before is rewritten once probed.
         for local in reconciler.local.values_mut() {
@@ -564,6 +579,11 @@ impl<'a> Session<'a> {
                     }
                 }
                 () = lease::expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+                Some(reply) = next_view_request(views) => {
+                    // A scrape: the node's view, built here (linear in the node's
+                    // resources, no IO), rendered by the scrape off this loop.
+                    let _ = reply.send(self.node_view(reconciler, shutting_down));
+                }
                 () = sleep_until_opt(wake) => {
                     retry_writes = None;
                 }
@@ -618,6 +638,7 @@ impl<'a> Session<'a> {
                     LeaseState::Lost => (Instant::now(), "etcd answered that the lease is gone".to_string()),
                 };
                 record_self_fencing(&self.config.state_dir, &SelfFencing { time: epoch_now(), cause });
+                self.config.metrics.self_fenced();
                 self.self_fence(reconciler, deadline).await;
                 // Asked to shut down meanwhile: everything is stopped; do not claim again.
                 if shutting_down { SessionEnd::Shutdown } else { SessionEnd::LeaseLost }
@@ -670,6 +691,7 @@ impl<'a> Session<'a> {
         while reconciler.local.values().any(|local| local.busy.is_some()) {
             match tokio::time::timeout_at(drain_until.into(), self.results.recv()).await {
                 Ok(Some((step, result))) => {
+                    record_operation(&self.config.metrics, &step, &result);
                     reconciler.record(&step, &result, Instant::now(), epoch_now());
                 }
                 _ => break,
@@ -698,6 +720,7 @@ impl<'a> Session<'a> {
         }
         while let Some(joined) = stops.join_next().await {
             let Ok((step, result)) = joined else { continue };
+            record_operation(&self.config.metrics, &step, &result);
             if result.status != ExecStatus::Done || result.rc != 0 {
                 tracing::error!(resource = %step.id, status = ?result.status, rc = result.rc, "stop failed while self-fencing; its process group was killed");
             } else {
@@ -746,9 +769,11 @@ impl<'a> Session<'a> {
             let executor = self.executor.clone();
             let done = self.fence_done_sender.clone();
             let by = node.clone();
+            let metrics = self.config.metrics.clone();
             tracing::warn!(target = %request.target, action = %request.action, levels = levels.len(), "fencing");
             tokio::spawn(async move {
                 let result = run_fencing(&executor, &request, &levels, &by).await;
+                metrics.fencing(&result.target, &result.action, result.succeeded);
                 let _ = done.send(result);
             });
         }
@@ -1016,8 +1041,21 @@ impl<'a> Session<'a> {
         });
     }
 
+    /// The node as a scrape shows it (`metrics::node`).
+    fn node_view(&self, reconciler: &Reconciler, shutting_down: bool) -> NodeView {
+        let facts = NodeFacts {
+            node: &self.config.node,
+            probed: self.heartbeat_probed,
+            shutting_down,
+            assignment: reconciler.assignment.as_ref(),
+            objects: &self.objects,
+        };
+        node_view(facts, reconciler.local.values().map(|local| (&local.status, local.busy.map(Action::verb))))
+    }
+
     fn finish(&mut self, reconciler: &mut Reconciler, step: Step, result: OperationResult) {
         self.running.remove(&step.id);
+        record_operation(&self.config.metrics, &step, &result);
         if result.status != ExecStatus::Done {
             tracing::warn!(resource = %step.id, action = ?step.action, status = ?result.status, rc = result.rc, reason = ?result.exit_reason, "operation did not complete");
         } else {
@@ -1105,6 +1143,21 @@ fn load_percent() -> Option<f64> {
 /// How long before the lease could expire the agent must be done stopping.
 fn self_fence_margin(ttl: Duration) -> Duration {
     ttl / 4
+}
+
+/// The next scrape asking for the node's view; never, without a channel (or once it
+/// is closed).
+async fn next_view_request(views: &mut Option<mpsc::Receiver<ViewRequest>>) -> Option<ViewRequest> {
+    match views {
+        Some(receiver) => receiver.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Counts an agent operation that ran (`pacer_agent_operation_duration_seconds`).
+fn record_operation(metrics: &AgentMetrics, step: &Step, result: &OperationResult) {
+    let operation = if step.action == Action::Probe { "probe" } else { step.action.verb() };
+    metrics.operation(&step.definition.agent.to_string(), operation, result.status, result.rc, result.duration);
 }
 
 async fn sleep_until_opt(when: Option<Instant>) {

@@ -35,6 +35,38 @@ pub(super) struct AgentArgs {
     /// Capacity of the Node object created when none exists: NAME=NUMBER; repeatable.
     #[arg(long = "capacity", value_parser = parse_capacity)]
     capacity: Vec<(String, u64)>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+}
+
+/// Where a daemon serves `/metrics`.
+#[derive(clap::Args, Debug)]
+pub(super) struct MetricsArgs {
+    /// Serve Prometheus metrics on http://IP:PORT/metrics (port 0: any free port).
+    /// An address that cannot be listened on is refused at start.
+    #[arg(long, value_name = "IP:PORT")]
+    metrics_listen: Option<std::net::SocketAddr>,
+    /// Once listening, write the address (IP:PORT) to this file — with port 0, how
+    /// others learn which (`pacer up` writes `DIR/metrics/<component>` this way).
+    #[arg(long, value_name = "FILE", requires = "metrics_listen")]
+    metrics_address_file: Option<PathBuf>,
+}
+
+impl MetricsArgs {
+    /// Listens on the metrics address, if one is given, and writes the address file:
+    /// before anything else starts, so a busy address is refused at once.
+    async fn listen(&self) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+        let Some(address) = self.metrics_listen else { return Ok(None) };
+        let listener = crate::metrics::bind(address).await.with_context(|| format!("listen for metrics on {address}"))?;
+        if let Some(file) = &self.metrics_address_file {
+            let bound = listener.local_addr().context("read the metrics address")?;
+            let temporary = file.with_extension("new");
+            std::fs::write(&temporary, format!("{bound}\n"))
+                .and_then(|()| std::fs::rename(&temporary, file))
+                .with_context(|| format!("write {}", file.display()))?;
+        }
+        Ok(Some(listener))
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -49,6 +81,8 @@ pub(super) struct SchedulerArgs {
     /// How this instance names itself in the election (default host:pid).
     #[arg(long)]
     identity: Option<String>,
+    #[command(flatten)]
+    metrics: MetricsArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -122,6 +156,8 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
     for dir in &args.agents_dirs {
         exec = exec.with_agents_dir(&std::fs::canonicalize(dir).with_context(|| format!("resolve --agents-dir {}", dir.display()))?);
     }
+    let listener = args.metrics.listen().await?;
+    let metrics = std::sync::Arc::new(crate::metrics::AgentMetrics::default());
     let config = crate::agent::AgentConfig {
         node: node.clone(),
         state_dir,
@@ -133,8 +169,13 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         exec,
         attributes: args.attributes.iter().cloned().collect(),
         capacity: args.capacity.iter().cloned().collect(),
+        metrics: metrics.clone(),
     };
     let store = global.connect().await?;
+    if let Some(listener) = listener {
+        let registry = metrics.registry(&store);
+        crate::metrics::serve(listener, crate::metrics::Exporter::Agent { registry, metrics });
+    }
     crate::agent::run(config, store, termination()?).await?;
     Ok(0)
 }
@@ -142,14 +183,21 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
 /// `pacer scheduler`: one scheduler instance (`daemon::run`), named host:pid unless
 /// given `--identity`.
 pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::Result<u8> {
+    let listener = args.metrics.listen().await?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
+    let metrics = std::sync::Arc::new(crate::metrics::SchedulerMetrics::new(host.clone()));
     let config = crate::daemon::SchedulerConfig {
+        metrics: metrics.clone(),
         identity: args.identity.clone().unwrap_or_else(|| format!("{host}:{}", std::process::id())),
         lease_ttl: Duration::from_secs(args.lease_ttl),
         debounce: Duration::from_millis(args.debounce_ms),
         max_delay: Duration::from_millis(args.debounce_ms.saturating_mul(10).max(1000)),
     };
     let store = global.connect().await?;
+    if let Some(listener) = listener {
+        let registry = metrics.registry(&store);
+        crate::metrics::serve(listener, crate::metrics::Exporter::Scheduler { registry, metrics });
+    }
     crate::daemon::run(config, store, termination()?).await?;
     Ok(0)
 }

@@ -1,7 +1,9 @@
 //! `pacer up`: a whole local cluster in the foreground — a private etcd, one scheduler
 //! and N node agents (`n1`..`nN`), each a process of its own with its state under
-//! `DIR/nodes/<node>` and its log in `DIR/logs/`. Stops everything it started, by PID,
-//! on SIGINT/SIGTERM (agents first, so they stop their resources).
+//! `DIR/nodes/<node>`, its log in `DIR/logs/` and `/metrics` on a free loopback port
+//! it writes to `DIR/metrics/<component>` (`host:port`) once listening. Stops
+//! everything it started, by PID, on SIGINT/SIGTERM (agents first, so they stop their
+//! resources).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -28,6 +30,7 @@ struct Component {
     name: String,
     child: Child,
     pid_file: PathBuf,
+    metrics_file: PathBuf,
 }
 
 impl Component {
@@ -36,6 +39,7 @@ impl Component {
             eprintln!("{} did not stop within {grace:?}; killed it", self.name);
         }
         let _ = std::fs::remove_file(&self.pid_file);
+        let _ = std::fs::remove_file(&self.metrics_file);
     }
 }
 
@@ -72,7 +76,7 @@ async fn register(request: &UpRequest<'_>, endpoint: &str) -> anyhow::Result<()>
 }
 
 pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
-    for dir in ["pids", "logs", "nodes"] {
+    for dir in ["pids", "logs", "nodes", "metrics"] {
         std::fs::create_dir_all(request.state_dir.join(dir)).with_context(|| format!("create {}", request.state_dir.join(dir).display()))?;
     }
     let state_dir = &std::fs::canonicalize(request.state_dir).with_context(|| format!("resolve {}", request.state_dir.display()))?;
@@ -91,8 +95,13 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         Some(dir) => Some(dir.to_path_buf()),
         None => Path::new("agents").is_dir().then(|| PathBuf::from("agents")),
     };
-    let spawn = |name: &str, args: Vec<String>| -> anyhow::Result<Component> {
+    let spawn = |name: &str, mut args: Vec<String>| -> anyhow::Result<Component> {
         let log_path = state_dir.join("logs").join(format!("{name}.log"));
+        // The component writes its address once it listens: a file left by an earlier
+        // run must not name a port nobody serves.
+        let metrics_file = state_dir.join("metrics").join(name);
+        let _ = std::fs::remove_file(&metrics_file);
+        args.extend(["--metrics-listen".to_string(), "127.0.0.1:0".to_string(), "--metrics-address-file".to_string(), metrics_file.display().to_string()]);
         let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let mut command = Command::new(&binary);
         command
@@ -116,7 +125,7 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         let child = command.spawn().with_context(|| format!("start {name}"))?;
         let pid_file = state_dir.join("pids").join(name);
         std::fs::write(&pid_file, format!("{}\n", child.id())).context("write pid file")?;
-        Ok(Component { name: name.to_string(), child, pid_file })
+        Ok(Component { name: name.to_string(), child, pid_file, metrics_file })
     };
     let ttl = request.lease_ttl.to_string();
     let mut components = vec![spawn("scheduler", vec!["scheduler".into(), "--lease-ttl".into(), ttl.clone()])?];
@@ -133,6 +142,7 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     }
     println!("etcd running at {endpoint}; scheduler and {} node agents started (logs in {})", request.nodes, state_dir.join("logs").display());
     println!("use it with: export PACER_ETCD={endpoint}");
+    println!("metrics: http://HOST:PORT/metrics, each component's address in {}/<component>", state_dir.join("metrics").display());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
     tokio::select! {

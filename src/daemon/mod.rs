@@ -12,6 +12,7 @@
 
 mod archive;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use archive::Archive;
@@ -19,6 +20,7 @@ pub use archive::Archived;
 
 use crate::api::records::{FenceRequestRecord, Leader, NodeAssignment};
 use crate::api::{Kind, ObjectKey, Spec};
+use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};
 use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
 use crate::scheduler::plan::Plan;
@@ -48,6 +50,8 @@ pub struct Decision {
     /// What keeping the decision's input cost (nothing when the decision did not
     /// change).
     pub archived: Archived,
+    /// What it was decided on (what `/metrics` shows of the cluster until the next).
+    pub snapshot: Snapshot,
 }
 
 /// Why a turn did not decide.
@@ -183,7 +187,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     if !tidied {
         recheck = recheck.min(Duration::from_secs(1));
     }
-    Ok(Decision { plan, input_revision, written, recheck, archived })
+    Ok(Decision { plan, input_revision, written, recheck, archived, snapshot })
 }
 
 /// What a leader keeps from turn to turn besides its cache: the archive's index of
@@ -366,6 +370,9 @@ const FENCE_RETRY_SECONDS: i64 = 5;
 /// How the daemon runs.
 #[derive(Clone, Debug)]
 pub struct SchedulerConfig {
+    /// Where it records its turns and elections, and publishes the state it decided
+    /// on while it leads (`/metrics`).
+    pub metrics: Arc<SchedulerMetrics>,
     /// Who this instance is, for the election key and logs (`host:pid` by default).
     pub identity: String,
     /// The leader's lease: a standby takes over this long after the leader stops
@@ -399,13 +406,16 @@ pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::futu
         let (guard, granted_at) = elected;
         let term = guard.term();
         tracing::info!(identity = %config.identity, term, "elected scheduler leader");
+        config.metrics.elected(term);
         let outcome = lead(&store, &config, &guard, granted_at, &mut shutdown).await;
         match outcome {
             Term::Shutdown => {
+                config.metrics.stepped_down(Stepped::Resigned);
                 let _ = store.revoke_lease(guard.lease()).await;
                 return Ok(());
             }
             Term::Deposed => {
+                config.metrics.stepped_down(Stepped::Deposed);
                 tracing::warn!(identity = %config.identity, term, "no longer the leader");
                 let _ = store.revoke_lease(guard.lease()).await;
             }
@@ -520,11 +530,17 @@ async fn lead(
                     next_recheck = next_recheck.min(elected_at + STARTUP_GRACE);
                 }
                 let requests = store.requests().since(requests_before);
+                let took = started.elapsed();
                 if decision.written > 0 {
-                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, input_bytes = decision.archived.bytes, input_blobs = decision.archived.blobs, input_encode = ?decision.archived.encode, "new decision");
+                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?took, reads = requests.reads, writes = requests.writes, input_bytes = decision.archived.bytes, input_blobs = decision.archived.blobs, input_encode = ?decision.archived.encode, "new decision");
                 } else {
-                    tracing::debug!(term, revision = decision.input_revision, took = ?started.elapsed(), reads = requests.reads, writes = requests.writes, "decision unchanged");
+                    tracing::debug!(term, revision = decision.input_revision, took = ?took, reads = requests.reads, writes = requests.writes, "decision unchanged");
                 }
+                let outcome = if decision.written > 0 { TurnOutcome::New } else { TurnOutcome::Unchanged };
+                config.metrics.turn(took, outcome, decision.plan.live_actions());
+                // Moved, not copied: scrapes render this turn's snapshot and plan until
+                // the next turn replaces them.
+                config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), config.metrics.host().to_string()));
             }
             Err(DecideError::Store(StoreError::Conflict { .. })) => break Term::Deposed,
             Err(DecideError::NotReady(reason)) => {
@@ -536,6 +552,7 @@ async fn lead(
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             Err(DecideError::Store(error)) => {
+                config.metrics.turn(started.elapsed(), TurnOutcome::Failed, std::iter::empty());
                 failures = failures.saturating_add(1);
                 tracing::warn!(%error, "decision failed; retrying");
                 let backoff = Duration::from_millis(100u64.saturating_mul(1 << failures.min(5)));

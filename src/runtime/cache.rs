@@ -73,6 +73,9 @@ pub struct ClusterCache {
     deleted_prefixes: BTreeMap<String, i64>,
     objects: BTreeMap<ObjectKey, StoredObject>,
     spec_version: i64,
+    /// When the spec last changed (the spec-version key's value says), seconds since
+    /// the epoch.
+    spec_changed_at: Option<i64>,
     committed_intents: BTreeSet<String>,
     heartbeats: BTreeMap<String, HeartbeatEntry>,
     activities: BTreeMap<String, NodeActivity>,
@@ -99,6 +102,7 @@ impl ClusterCache {
             deleted_prefixes: BTreeMap::new(),
             objects: BTreeMap::new(),
             spec_version: 0,
+            spec_changed_at: None,
             committed_intents: BTreeSet::new(),
             heartbeats: BTreeMap::new(),
             activities: BTreeMap::new(),
@@ -242,6 +246,7 @@ impl ClusterCache {
             }),
             Section::SpecVersion => {
                 self.spec_version = entry.mod_revision;
+                self.spec_changed_at = crate::store::apply::spec_changed_at(&entry.value);
                 Ok(())
             }
             Section::IntentCommit(id) => {
@@ -297,7 +302,10 @@ impl ClusterCache {
             Section::Object(object) => {
                 self.objects.remove(object);
             }
-            Section::SpecVersion => self.spec_version = 0,
+            Section::SpecVersion => {
+                self.spec_version = 0;
+                self.spec_changed_at = None;
+            }
             Section::IntentCommit(id) => {
                 self.committed_intents.remove(id);
             }
@@ -362,6 +370,12 @@ impl ClusterCache {
 
     pub fn spec_version(&self) -> i64 {
         self.spec_version
+    }
+
+    /// When the spec last changed, seconds since the epoch by its writer's clock
+    /// (`None` before any change that recorded it).
+    pub fn spec_changed_at(&self) -> Option<i64> {
+        self.spec_changed_at
     }
 
     /// Large applies committed but not yet rolled forward: while there is one, the

@@ -18,7 +18,7 @@
 mod assign;
 pub mod explain;
 #[cfg(test)]
-mod fixture;
+pub(crate) mod fixture;
 mod model;
 pub mod plan;
 mod rules;

@@ -130,6 +130,22 @@ fn rfc3339_now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
+/// The value of `meta/spec-version` written with a spec change: which write it was
+/// (`direct`, or a large apply's `commit`/`finish`) and when, in seconds since the epoch
+/// by the writer's clock — the configuration's last change (Pacemaker's CIB
+/// `cib-last-written`, exported as `ha_cluster_pacemaker_config_last_change`). Readers
+/// compare the key's revision, never this value.
+fn spec_version_value(change: &str) -> String {
+    let time = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+    serde_json::json!({ "change": change, "time": time }).to_string()
+}
+
+/// When the spec last changed, from the value of `meta/spec-version` (`None` for a
+/// value written before it said, or by hand).
+pub fn spec_changed_at(value: &[u8]) -> Option<i64> {
+    serde_json::from_slice::<serde_json::Value>(value).ok()?.get("time")?.as_i64()
+}
+
 fn millis_now() -> u128 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|elapsed| elapsed.as_millis()).unwrap_or(0)
 }
@@ -438,7 +454,7 @@ async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>, leader: Opti
     // One op of the budget goes to bumping the spec version.
     if ops.len() < store.max_txn_ops && total_bytes <= store.max_txn_bytes {
         let mut txn_ops: Vec<TxnOp> = ops.iter().map(WriteOp::to_txn_op).collect();
-        txn_ops.push(TxnOp::put(version_key.as_str(), "direct", None));
+        txn_ops.push(TxnOp::put(version_key.as_str(), spec_version_value("direct"), None));
         let response = client.txn(Txn::new().when(guard).and_then(txn_ops)).await.map_err(StoreError::etcd("write objects"))?;
         let revision = response.header().map(|header| header.revision());
         return Ok(if response.succeeded() { revision } else { None });
@@ -457,11 +473,10 @@ async fn write(store: &Store, spec_version: i64, ops: Vec<WriteOp>, leader: Opti
     let commit = IntentCommit { chunks: chunks.len(), operations: ops.len() };
     let commit_value = serde_json::to_string(&commit).unwrap_or_default();
     let response = client
-        .txn(
-            Txn::new()
-                .when(guard)
-                .and_then([TxnOp::put(store.keys.intent_commit(&id), commit_value, None), TxnOp::put(version_key.as_str(), format!("commit {id}"), None)]),
-        )
+        .txn(Txn::new().when(guard).and_then([
+            TxnOp::put(store.keys.intent_commit(&id), commit_value, None),
+            TxnOp::put(version_key.as_str(), spec_version_value(&format!("commit {id}")), None),
+        ]))
         .await;
     match response {
         Ok(response) if response.succeeded() => {}
@@ -556,7 +571,7 @@ pub(crate) async fn roll_forward(store: &Store, id: &str) -> Result<Option<i64>,
     }
     let finish = Txn::new().when([committed()]).and_then([
         TxnOp::delete(store.keys.intent_prefix(id), Some(DeleteOptions::new().with_prefix())),
-        TxnOp::put(store.keys.spec_version(), format!("finish {id}"), None),
+        TxnOp::put(store.keys.spec_version(), spec_version_value(&format!("finish {id}")), None),
     ]);
     let response = client.txn(finish).await.map_err(StoreError::etcd("finish apply"))?;
     tracing::debug!(intent = %id, operations = commit.operations, "large apply rolled forward");

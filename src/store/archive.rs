@@ -37,8 +37,8 @@ impl Store {
         for batch in digests.chunks(BLOBS_PER_TXN) {
             let reads: Vec<TxnOp> =
                 batch.iter().map(|digest| TxnOp::get(self.keys().archive_blob_prefix(digest), Some(GetOptions::new().with_prefix()))).collect();
-            self.counts.read();
-            let response = self.kv().txn(Txn::new().and_then(reads)).await.map_err(StoreError::etcd("read the decision input".to_string()))?;
+            let response =
+                self.metrics.read(self.kv().txn(Txn::new().and_then(reads))).await.map_err(StoreError::etcd("read the decision input".to_string()))?;
             for (digest, result) in batch.iter().zip(response.op_responses()) {
                 let TxnOpResponse::Get(get) = result else { continue };
                 let mut pieces: Vec<(&[u8], &[u8])> = get.kvs().iter().map(|kv| (kv.key(), kv.value())).collect();
@@ -94,8 +94,7 @@ impl Store {
         let mut keys = Vec::new();
         loop {
             let options = GetOptions::new().with_range(end.clone()).with_limit(PAGE_KEYS * 10).with_keys_only();
-            self.counts.read();
-            let response = self.kv().get(start.clone(), Some(options)).await.map_err(StoreError::etcd(format!("list {prefix}")))?;
+            let response = self.metrics.read(self.kv().get(start.clone(), Some(options))).await.map_err(StoreError::etcd(format!("list {prefix}")))?;
             keys.extend(response.kvs().iter().map(|kv| String::from_utf8_lossy(kv.key()).to_string()));
             match response.kvs().last() {
                 Some(last) if response.more() => {
@@ -108,8 +107,7 @@ impl Store {
     }
 
     async fn get_one(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.counts.read();
-        let response = self.kv().get(key, None).await.map_err(StoreError::etcd(format!("read {key}")))?;
+        let response = self.metrics.read(self.kv().get(key, None)).await.map_err(StoreError::etcd(format!("read {key}")))?;
         Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
     }
 }

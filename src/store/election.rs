@@ -42,8 +42,7 @@ impl Store {
     /// while no one does.
     pub async fn leader_term(&self) -> Result<Option<i64>, StoreError> {
         let mut client = self.kv();
-        self.counts.read();
-        let response = timeout("read the election key", client.get(self.keys().election(), None)).await?;
+        let response = self.metrics.read(timeout("read the election key", client.get(self.keys().election(), None))).await?;
         Ok(response.kvs().first().map(etcd_client::KeyValue::create_revision))
     }
 
@@ -59,9 +58,8 @@ impl Store {
         let txn = Txn::new()
             .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
             .and_then([TxnOp::put(key.as_str(), value, Some(PutOptions::new().with_lease(lease))), TxnOp::get(key.as_str(), None)]);
-        self.counts.write();
         let mut client = self.client();
-        let response = timeout("campaign", client.txn(txn)).await?;
+        let response = self.metrics.write(timeout("campaign", client.txn(txn))).await?;
         if !response.succeeded() {
             let _ = self.revoke_lease(lease).await;
             return Ok(None);

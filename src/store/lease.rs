@@ -87,6 +87,8 @@ async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<Le
     let patience = (ttl / 8).clamp(Duration::from_millis(250), Duration::from_secs(1));
     // Past this an answer cannot help: the holder has self-fenced.
     let useless = ttl;
+    // Recorded in the caller's store (the one `/metrics` exports), not this thread's own.
+    let metrics = store.metrics.clone();
     let own = loop {
         match Store::connect(&store.endpoints, store.keys().prefix()).await {
             Ok(own) => break own,
@@ -127,7 +129,12 @@ async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<Le
                 let Ok((sent, outcome)) = joined else { continue };
                 match outcome {
                     Ok(Ok(Some(response))) if response.ttl() > 0 => {
-                        latencies.push(sent.elapsed());
+                        let round_trip = sent.elapsed();
+                        metrics.lease.renewal_duration.observe(round_trip.as_secs_f64());
+                        if round_trip > patience.min(period) {
+                            metrics.lease.late.inc();
+                        }
+                        latencies.push(round_trip);
                         confirmed = confirmed.max(sent);
                         sender.send_if_modified(|state| match state {
                             LeaseState::Held { renewed_at } if *renewed_at < sent => {
@@ -141,9 +148,18 @@ async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<Le
                         let _ = sender.send(LeaseState::Lost);
                         return;
                     }
-                    Ok(Err(error)) => tracing::warn!(%error, "lease renewal failed; retrying on a fresh stream"),
-                    Ok(Ok(None)) => tracing::warn!("the lease keep-alive stream ended; retrying on a fresh stream"),
-                    Err(_) => tracing::warn!(waited = ?useless, "no answer to a lease renewal"),
+                    Ok(Err(error)) => {
+                        metrics.lease.missed.inc();
+                        tracing::warn!(%error, "lease renewal failed; retrying on a fresh stream");
+                    }
+                    Ok(Ok(None)) => {
+                        metrics.lease.missed.inc();
+                        tracing::warn!("the lease keep-alive stream ended; retrying on a fresh stream");
+                    }
+                    Err(_) => {
+                        metrics.lease.missed.inc();
+                        tracing::warn!(waited = ?useless, "no answer to a lease renewal");
+                    }
                 }
             }
         }

@@ -14,6 +14,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
 
 use crate::api::{Object, ObjectKey, ObjectSet};
 pub use election::LeaderGuard;
@@ -179,15 +183,53 @@ impl Listing {
     }
 }
 
-/// How many requests a `Store` (and its clones) sent to etcd, by kind: what a
-/// scheduler turn or a command costs etcd. Watches and lease renewals are not counted.
-#[derive(Debug, Default)]
-pub struct RequestCounts {
+/// What a `Store` (and its clones) measured of etcd: how many requests it sent, by
+/// kind — what a scheduler turn or a command costs etcd —, how long each took, and how
+/// the lease renewals went (`lease::keep_alive`). Watches are not counted, nor lease
+/// renewals among the requests. Counters and histograms are atomics: recording costs
+/// the request nothing. `/metrics` exports them (`register`).
+#[derive(Debug)]
+pub struct StoreMetrics {
     reads: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
+    /// `pacer_etcd_request_duration_seconds{kind="read"|"write"}`.
+    request_duration: RequestDurations,
+    pub(crate) lease: LeaseMetrics,
 }
 
-/// A reading of `RequestCounts`.
+/// Request round trips by kind, each histogram with `etcd_buckets`.
+type RequestDurations = Family<[(&'static str, &'static str); 1], Histogram, fn() -> Histogram>;
+
+/// How the lease renewals of this process went (its agent's or its leader's lease).
+#[derive(Debug)]
+pub(crate) struct LeaseMetrics {
+    /// Round trips of the renewals etcd confirmed.
+    pub(crate) renewal_duration: Histogram,
+    /// Renewals confirmed, but only after another attempt had been sent alongside
+    /// (`lease::keep_alive`'s patience, an eighth of the TTL, ran out first).
+    pub(crate) late: Counter,
+    /// Renewals that failed, or got no answer while one could still help.
+    pub(crate) missed: Counter,
+}
+
+/// Histogram buckets for etcd round trips, in seconds: half a millisecond on a quiet
+/// loopback to the 2 s agent requests' timeout and beyond.
+fn etcd_buckets() -> Histogram {
+    Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0])
+}
+
+impl Default for StoreMetrics {
+    fn default() -> StoreMetrics {
+        StoreMetrics {
+            reads: Default::default(),
+            writes: Default::default(),
+            request_duration: Family::new_with_constructor(etcd_buckets),
+            lease: LeaseMetrics { renewal_duration: etcd_buckets(), late: Counter::default(), missed: Counter::default() },
+        }
+    }
+}
+
+/// A reading of the request counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Requests {
     pub reads: u64,
@@ -201,13 +243,51 @@ impl Requests {
     }
 }
 
-impl RequestCounts {
-    pub(crate) fn read(&self) {
+impl StoreMetrics {
+    /// Sends a read: counted, and timed until etcd answers (or it fails).
+    pub(crate) async fn read<T>(&self, request: impl std::future::Future<Output = T>) -> T {
         self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.timed("read", request).await
     }
 
-    pub(crate) fn write(&self) {
+    /// Sends a write (any transaction that may write, lease grants and revocations).
+    pub(crate) async fn write<T>(&self, request: impl std::future::Future<Output = T>) -> T {
         self.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.timed("write", request).await
+    }
+
+    async fn timed<T>(&self, kind: &'static str, request: impl std::future::Future<Output = T>) -> T {
+        let started = std::time::Instant::now();
+        let answer = request.await;
+        self.request_duration.get_or_create(&[("kind", kind)]).observe(started.elapsed().as_secs_f64());
+        answer
+    }
+
+    /// Adds what this store measures to `registry` (the metrics share the store's
+    /// counters: registering is not copying).
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register_with_unit(
+            "pacer_etcd_request_duration",
+            "Round trips of the requests this process sent to etcd (watches and lease renewals aside), by kind",
+            Unit::Seconds,
+            self.request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "pacer_lease_renewal_duration",
+            "Round trips of the lease renewals etcd confirmed (the node agent's lease, or the scheduler leader's)",
+            Unit::Seconds,
+            self.lease.renewal_duration.clone(),
+        );
+        registry.register(
+            "pacer_lease_renewals_late",
+            "Lease renewals confirmed only after another attempt was sent alongside (no answer within an eighth of the TTL)",
+            self.lease.late.clone(),
+        );
+        registry.register(
+            "pacer_lease_renewals_missed",
+            "Lease renewals that failed or got no answer; at half the TTL without one the holder stops (self-fencing, or a leader stepping down)",
+            self.lease.missed.clone(),
+        );
     }
 }
 
@@ -218,7 +298,7 @@ pub struct Store {
     keys: Keys,
     max_txn_ops: usize,
     max_txn_bytes: usize,
-    counts: std::sync::Arc<RequestCounts>,
+    metrics: std::sync::Arc<StoreMetrics>,
     /// Where it connected, for a second connection of its own (`lease::keep_alive`).
     endpoints: std::sync::Arc<Vec<String>>,
 }
@@ -240,7 +320,7 @@ impl Store {
             keys: Keys::new(prefix),
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             max_txn_bytes: DEFAULT_MAX_TXN_BYTES,
-            counts: Default::default(),
+            metrics: Default::default(),
             endpoints: std::sync::Arc::new(endpoints.clone()),
         };
         // Connecting is lazy; a first request tells whether anyone answers.
@@ -260,7 +340,15 @@ impl Store {
 
     /// The requests sent so far by this store and its clones.
     pub fn requests(&self) -> Requests {
-        Requests { reads: self.counts.reads.load(std::sync::atomic::Ordering::Relaxed), writes: self.counts.writes.load(std::sync::atomic::Ordering::Relaxed) }
+        Requests {
+            reads: self.metrics.reads.load(std::sync::atomic::Ordering::Relaxed),
+            writes: self.metrics.writes.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// What this store and its clones measured of etcd (for `/metrics`).
+    pub fn metrics(&self) -> &StoreMetrics {
+        &self.metrics
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -271,8 +359,7 @@ impl Store {
     /// an idle cluster's writes with it).
     pub async fn current_revision(&self) -> Result<i64, StoreError> {
         let mut client = self.client.clone();
-        self.counts.read();
-        let response = client.status().await.map_err(StoreError::etcd("read etcd's status"))?;
+        let response = self.metrics.read(client.status()).await.map_err(StoreError::etcd("read etcd's status"))?;
         Ok(response.header().map(|header| header.revision()).unwrap_or_default())
     }
 
@@ -306,8 +393,11 @@ impl Store {
             if revision > 0 {
                 options = options.with_revision(revision);
             }
-            self.counts.read();
-            let response = self.kv().get(start.clone(), Some(options)).await.map_err(StoreError::etcd(format!("list {}", String::from_utf8_lossy(&start))))?;
+            let response = self
+                .metrics
+                .read(self.kv().get(start.clone(), Some(options)))
+                .await
+                .map_err(StoreError::etcd(format!("list {}", String::from_utf8_lossy(&start))))?;
             if revision <= 0 {
                 revision = response.header().map(|header| header.revision()).unwrap_or_default();
             }
@@ -344,13 +434,12 @@ impl Store {
     async fn read_listing(&self) -> Result<(Listing, Vec<String>), StoreError> {
         let spec_prefix = self.keys.spec_prefix();
         let spec_end = prefix_end(spec_prefix.as_bytes());
-        self.counts.read();
         let txn = Txn::new().and_then([
             TxnOp::get(spec_prefix.as_str(), Some(GetOptions::new().with_range(spec_end.clone()).with_limit(PAGE_KEYS))),
             TxnOp::get(self.keys.spec_version(), None),
             TxnOp::get(self.keys.intents_prefix(), Some(GetOptions::new().with_prefix().with_keys_only())),
         ]);
-        let response = self.kv().txn(txn).await.map_err(StoreError::etcd("list objects"))?;
+        let response = self.metrics.read(self.kv().txn(txn)).await.map_err(StoreError::etcd("list objects"))?;
         let revision = response.header().map(|header| header.revision()).unwrap_or_default();
         let mut responses = response.op_responses().into_iter();
         let (Some(TxnOpResponse::Get(specs)), Some(TxnOpResponse::Get(version)), Some(TxnOpResponse::Get(intents))) =

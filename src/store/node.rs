@@ -39,16 +39,14 @@ impl Store {
     pub async fn grant_lease(&self, ttl: Duration) -> Result<i64, StoreError> {
         let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
         let mut client = self.client();
-        self.counts.write();
-        let response = timeout("grant lease", client.lease_grant(seconds, None)).await?;
+        let response = self.metrics.write(timeout("grant lease", client.lease_grant(seconds, None))).await?;
         Ok(response.id())
     }
 
     /// Revokes a lease: every key bound to it is deleted at once.
     pub async fn revoke_lease(&self, lease: i64) -> Result<(), StoreError> {
         let mut client = self.client();
-        self.counts.write();
-        timeout("revoke lease", client.lease_revoke(lease)).await?;
+        self.metrics.write(timeout("revoke lease", client.lease_revoke(lease))).await?;
         Ok(())
     }
 
@@ -80,8 +78,7 @@ impl Store {
     pub async fn node_lease_id(&self, node: &str) -> Result<Option<i64>, StoreError> {
         let mut client = self.client();
         let key = self.keys().node_lease(node);
-        self.counts.read();
-        let response = timeout("read node lease", client.get(key.as_str(), None)).await?;
+        let response = self.metrics.read(timeout("read node lease", client.get(key.as_str(), None))).await?;
         Ok(response.kvs().first().map(etcd_client::KeyValue::lease).filter(|lease| *lease != 0))
     }
 
@@ -102,8 +99,7 @@ impl Store {
             Some(PutOptions::new().with_lease(lease)),
         )]);
         let mut client = self.client();
-        self.counts.write();
-        let response = timeout("claim node", client.txn(txn)).await?;
+        let response = self.metrics.write(timeout("claim node", client.txn(txn))).await?;
         Ok(response.succeeded())
     }
 
@@ -121,8 +117,7 @@ impl Store {
         };
         let txn = Txn::new().when([guard]).and_then([operation]);
         let mut client = self.client();
-        self.counts.write();
-        let response = timeout("write node state", client.txn(txn)).await?;
+        let response = self.metrics.write(timeout("write node state", client.txn(txn))).await?;
         if !response.succeeded() {
             return Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease });
         }
@@ -157,8 +152,7 @@ impl Store {
             let txn = Txn::new().when([guard]).and_then(std::mem::take(&mut batch));
             batch_bytes = 0;
             let mut client = self.client();
-            self.counts.write();
-            match timeout("write node state", client.txn(txn)).await {
+            match self.metrics.write(timeout("write node state", client.txn(txn))).await {
                 Ok(response) if response.succeeded() => done += count,
                 Ok(_) => return (done, Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease })),
                 Err(error) => return (done, Err(error.into())),
@@ -172,8 +166,7 @@ impl Store {
     /// warning naming its key: one bad record must not stop an agent or the scheduler.
     pub async fn read_records<T: DeserializeOwned>(&self, prefix: &str) -> Result<(i64, Vec<(String, T, i64)>), StoreError> {
         let mut client = self.client();
-        self.counts.read();
-        let response = timeout("read records", client.get(prefix, Some(GetOptions::new().with_prefix()))).await?;
+        let response = self.metrics.read(timeout("read records", client.get(prefix, Some(GetOptions::new().with_prefix())))).await?;
         let revision = response.header().map(|header| header.revision()).unwrap_or_default();
         let mut records = Vec::new();
         for kv in response.kvs() {
@@ -216,8 +209,7 @@ impl Store {
         operations.extend(extra);
         let txn = Txn::new().when(conditions).and_then(operations);
         let mut client = self.client();
-        self.counts.write();
-        let response = timeout(action, client.txn(txn)).await?;
+        let response = self.metrics.write(timeout(action, client.txn(txn))).await?;
         Ok(response.succeeded().then(|| response.header().map(|header| header.revision()).unwrap_or_default()))
     }
 
@@ -256,8 +248,7 @@ impl Store {
             let count = batch.len();
             let txn = Txn::new().when([guard.compare()]).and_then(batch);
             let mut client = self.client();
-            self.counts.write();
-            let response = timeout(action, client.txn(txn)).await?;
+            let response = self.metrics.write(timeout(action, client.txn(txn))).await?;
             if !response.succeeded() {
                 return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
             }
@@ -275,8 +266,7 @@ impl Store {
             .with_sort(etcd_client::SortTarget::Key, etcd_client::SortOrder::Descend)
             .with_limit(i64::try_from(limit).unwrap_or(i64::MAX));
         let mut client = self.kv();
-        self.counts.read();
-        let response = timeout("read the decision history", client.get(self.keys().history_prefix(), Some(options))).await?;
+        let response = self.metrics.read(timeout("read the decision history", client.get(self.keys().history_prefix(), Some(options)))).await?;
         Ok(response.kvs().iter().filter_map(|kv| serde_json::from_slice(kv.value()).ok()).collect())
     }
 }

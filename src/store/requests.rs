@@ -48,8 +48,7 @@ impl Store {
             let operations: Vec<TxnOp> = batch.iter().map(|(key, value)| TxnOp::put(key.as_str(), value.as_str(), None)).collect();
             let txn = Txn::new().when(conditions).and_then(operations);
             let mut client = self.client();
-            self.counts.write();
-            let response = timeout("write a request", client.txn(txn)).await?;
+            let response = self.metrics.write(timeout("write a request", client.txn(txn))).await?;
             if !response.succeeded() {
                 return Err(StoreError::Conflict { objects: batch.into_iter().map(|(key, _)| key).collect() });
             }
