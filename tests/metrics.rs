@@ -201,6 +201,14 @@ fn promtool_passes_every_endpoint_and_prometheus_scrapes_the_cluster() {
             assert!(exposition.contains("pacer_scheduler_decisions_total{outcome=\"new\"}"), "{exposition}");
             assert!(exposition.contains("ha_cluster_pacemaker_stonith_enabled 1\n"), "{exposition}");
             assert!(exposition.contains("ha_cluster_pacemaker_config_last_change "), "{exposition}");
+            // ha_cluster_exporter's dashboards select the cluster by its one DC: the
+            // node whose agent shares the leader's host (all of them here: the first).
+            let dcs: Vec<&str> = exposition
+                .lines()
+                .filter(|line| line.starts_with("ha_cluster_pacemaker_nodes{") && line.contains("status=\"dc\"") && line.ends_with(" 1"))
+                .collect();
+            assert_eq!(dcs.len(), 1, "exactly one DC: {dcs:?}");
+            assert!(dcs[0].contains("node=\"n1\""), "{dcs:?}");
         } else {
             assert!(exposition.contains(&format!("ha_cluster_pacemaker_nodes{{node=\"{component}\",type=\"member\",status=\"online\"}} 1\n")), "{exposition}");
             assert!(

@@ -580,9 +580,22 @@ impl<'a> Session<'a> {
                 }
                 () = lease::expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
                 Some(reply) = next_view_request(views) => {
-                    // A scrape: the node's view, built here (linear in the node's
-                    // resources, no IO), rendered by the scrape off this loop.
-                    let _ = reply.send(self.node_view(reconciler, shutting_down));
+                    // Scrapes: the node's view, built here once for every scrape waiting
+                    // (linear in the node's resources, no IO) and rendered by each off
+                    // this loop; a scrape that gave up already gets nothing.
+                    let mut replies = vec![reply];
+                    if let Some(receiver) = views.as_mut() {
+                        while let Ok(more) = receiver.try_recv() {
+                            replies.push(more);
+                        }
+                    }
+                    replies.retain(|reply| !reply.is_closed());
+                    if !replies.is_empty() {
+                        let view = self.node_view(reconciler, shutting_down);
+                        for reply in replies {
+                            let _ = reply.send(view.clone());
+                        }
+                    }
                 }
                 () = sleep_until_opt(wake) => {
                     retry_writes = None;

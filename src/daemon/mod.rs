@@ -190,6 +190,14 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     Ok(Decision { plan, input_revision, written, recheck, archived, snapshot })
 }
 
+/// The node shown as Pacemaker's DC in `/metrics` (ha_cluster_exporter's dashboards
+/// select the cluster by it): the first node, by name, whose agent runs on the
+/// leader's host (heartbeats name their host), else the host name itself. Pacer has
+/// no DC; the leader's node is the nearest thing.
+fn dc_node(cache: &ClusterCache, host: &str) -> String {
+    cache.heartbeats().iter().find(|(_, entry)| entry.heartbeat.host == host).map_or_else(|| host.to_string(), |(node, _)| node.clone())
+}
+
 /// What a leader keeps from turn to turn besides its cache: the archive's index of
 /// stored inputs, and the moves it found kept (`ops::constraints::KeptMemo`).
 #[derive(Default)]
@@ -540,7 +548,8 @@ async fn lead(
                 config.metrics.turn(took, outcome, decision.plan.live_actions());
                 // Moved, not copied: scrapes render this turn's snapshot and plan until
                 // the next turn replaces them.
-                config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), config.metrics.host().to_string()));
+                let dc = dc_node(&cache, config.metrics.host());
+                config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), dc));
             }
             Err(DecideError::Store(StoreError::Conflict { .. })) => break Term::Deposed,
             Err(DecideError::NotReady(reason)) => {

@@ -11,7 +11,7 @@
 //!   `onFail: Standby`), `maintenance`, `pending` (joining, not probed yet), `unclean`
 //!   (the decision's verdict: lost, to be fenced), `shutdown`, `expected_up` (online,
 //!   joining or lost unclean: not known down), `dc` (the node the leading scheduler
-//!   runs on, when its host name is a node's name).
+//!   runs on: the first node whose agent shares its host, `daemon::dc_node`).
 //! - `ha_cluster_pacemaker_resources{node,resource,role,managed,status,agent,group,clone}`:
 //!   one entry per instance and node it runs on, one with `node=""` and
 //!   `role="stopped"` for an instance that runs nowhere (anonymous clone instances

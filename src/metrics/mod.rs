@@ -5,7 +5,8 @@
 //! - Pacer's own (`pacer_*`): counters and histograms recorded where things happen —
 //!   the leader's turns and elections (`SchedulerMetrics`), the agents' operations and
 //!   fencing (`AgentMetrics`), etcd round trips and lease renewals (`store::StoreMetrics`).
-//!   They are atomics: recording costs a decision or an operation nothing measurable.
+//!   Counters are atomics, histograms take a lock held for microseconds: recording
+//!   costs a decision or an operation nothing measurable.
 //! - The cluster's state, under the names and labels of ClusterLabs' ha_cluster_exporter
 //!   (`ha_cluster_pacemaker_*`), so its Grafana dashboards work unchanged: computed at
 //!   scrape time from what the component already holds, never copied into gauges. The
