@@ -352,6 +352,7 @@ fn encode_cluster(state: &ClusterState, encoder: &mut DescriptorEncoder) -> Resu
     let maintenance_nodes: BTreeSet<&str> = spec.nodes.iter().filter(|(_, (_, maintenance))| *maintenance).map(|(name, _)| name.as_str()).collect();
     let mut entries = Vec::with_capacity(plan.resources.len());
     let mut stopped_seen: BTreeSet<&str> = BTreeSet::new();
+    let mut running_seen: BTreeSet<(&str, &str, Role)> = BTreeSet::new();
     // (node, resource id) pairs the node history families cover: active or failed.
     let mut histories: BTreeSet<(&str, &str)> = counts.iter().filter(|(_, count)| **count > 0).map(|(key, _)| *key).collect();
     for resource in &plan.resources {
@@ -390,6 +391,11 @@ fn encode_cluster(state: &ClusterState, encoder: &mut DescriptorEncoder) -> Resu
         }
         for placement in running {
             histories.insert((placement.node.as_str(), id));
+            // Instances of an anonymous clone are one resource to the exporter: two on
+            // one node in one role would be the same series twice.
+            if anonymous && !running_seen.insert((placement.node.as_str(), id, placement.role)) {
+                continue;
+            }
             entries.push(entry(placement.node.as_str(), placement.role));
         }
     }

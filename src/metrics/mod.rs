@@ -219,7 +219,7 @@ impl SchedulerMetrics {
             Unit::Seconds,
             self.decision_duration.clone(),
         );
-        registry.register("pacer_scheduler_actions", "Actions of new decisions, by verb (start, stop, move, recover, promote, ...)", self.actions.clone());
+        registry.register("pacer_scheduler_actions", "Actions of new decisions, by verb (start, stop, move, recover, promote, ...); an action still pending is counted again by each new decision that carries it", self.actions.clone());
         registry.register("pacer_scheduler_last_decision_actions", "Actions in the latest new decision", self.last_actions.clone());
         store.metrics().register(&mut registry);
         registry

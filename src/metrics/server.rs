@@ -53,7 +53,8 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
 /// Serves `/metrics` on `listener` until the process ends. Errors of single
 /// connections are axum's to handle; the task ends only if the listener fails.
 pub fn serve(listener: TcpListener, exporter: Exporter) -> tokio::task::JoinHandle<()> {
-    let router = axum::Router::new().route("/metrics", get(scrape)).with_state(Arc::new(exporter));
+    let served = Served { exporter, renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE) };
+    let router = axum::Router::new().route("/metrics", get(scrape)).with_state(Arc::new(served));
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "the metrics endpoint stopped");
@@ -61,12 +62,27 @@ pub fn serve(listener: TcpListener, exporter: Exporter) -> tokio::task::JoinHand
     })
 }
 
-async fn scrape(State(exporter): State<Arc<Exporter>>, headers: HeaderMap) -> Response {
+/// Renders at once: a whole cluster's families take tens of milliseconds and megabytes
+/// at 10,000 resources; more scrapers than this wait their turn rather than compete
+/// with the decisions for the CPU and memory.
+const RENDERS_AT_ONCE: usize = 2;
+
+/// What the endpoint serves from.
+struct Served {
+    exporter: Exporter,
+    renders: tokio::sync::Semaphore,
+}
+
+async fn scrape(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
     let format = Format::negotiate(headers.get(ACCEPT).and_then(|value| value.to_str().ok()));
+    let Ok(_permit) = served.renders.acquire().await else {
+        return (StatusCode::SERVICE_UNAVAILABLE, "the metrics endpoint is closing\n").into_response();
+    };
     // Gathered here (the leader's published state is a pointer; the agent's view comes
     // from its loop), rendered on the blocking pool.
-    let state = exporter.collector().await;
-    let rendered = tokio::task::spawn_blocking(move || render(exporter.registry(), state, format)).await;
+    let state = served.exporter.collector().await;
+    let exporter = Arc::clone(&served);
+    let rendered = tokio::task::spawn_blocking(move || render(exporter.exporter.registry(), state, format)).await;
     match rendered {
         Ok(Ok(body)) => ([(CONTENT_TYPE, format.content_type())], body).into_response(),
         Ok(Err(_)) | Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot render the metrics\n").into_response(),
