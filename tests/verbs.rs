@@ -324,6 +324,12 @@ async fn cleanup_clears_a_failure_past_the_threshold_and_refresh_probes_again() 
         assert!(printed.contains("the requests for n2 wait until their agents return"), "{printed}");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(cluster.requests().await.len(), 1, "kept until n2's agent returns");
+        // pacer status shows what waits for an agent.
+        let waiting = cluster.status()["requests"].as_array().cloned().unwrap_or_default();
+        assert_eq!(waiting.len(), 1, "{waiting:?}");
+        assert_eq!((&waiting[0]["node"], &waiting[0]["kind"]), (&Value::from("n2"), &Value::from("refresh")), "{waiting:?}");
+        let text = cluster.ok(&["status"]);
+        assert!(text.contains("Cleanups and refreshes waiting for their node's agent:"), "{text}");
         let waited = cluster.pacer(&["refresh", "web", "--node", "n2", "--wait=2s"]);
         assert_eq!(waited.status.code(), Some(1));
         assert!(common::text(&waited.stderr).contains("not yet applied on n2 (n2 down: the request waits for its agent)"), "{}", common::text(&waited.stderr));

@@ -10,7 +10,7 @@ use crate::ops::constraints::constraint_views;
 use crate::ops::live::Follower;
 use crate::runtime::{BuildOptions, ClusterCache, LiveSnapshot, build, load};
 use crate::scheduler::schedule;
-use crate::state::view::{DecisionView, StatusView, Surroundings, fencing_view, status_view};
+use crate::state::view::{DecisionView, StatusView, Surroundings, fencing_view, requests_view, status_view};
 use crate::store::Store;
 
 use super::output::table;
@@ -116,7 +116,9 @@ async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, decis
     let fencing = fencing_view(&requests, &results);
     let constraints = constraint_views(&live.snapshot, &plan);
     let around = Surroundings { leader, decisions, fencing, activities: cache.activities(), constraints };
-    Ok(status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around))
+    let mut view = status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around);
+    view.requests = requests_view(cache.requests());
+    Ok(view)
 }
 
 /// The human form.
@@ -187,6 +189,19 @@ pub fn render(view: &StatusView) -> String {
                 out.push_str(&format!("    {attempt}\n"));
             }
         }
+    }
+    if !view.requests.is_empty() {
+        out.push_str("\nCleanups and refreshes waiting for their node's agent:\n");
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+        let rows: Vec<Vec<String>> = view
+            .requests
+            .iter()
+            .map(|request| {
+                let age = short_duration(now.saturating_sub(u64::try_from(request.requested).unwrap_or(0)));
+                vec![request.node.clone(), request.kind.to_string(), request.resources.join(","), request.by.clone(), age]
+            })
+            .collect();
+        out.push_str(&indent(&table(&["NODE", "KIND", "RESOURCES", "BY", "AGE"], &rows)));
     }
     if !view.constraints.is_empty() {
         out.push_str("\nConstraints made by commands (pacer clear removes them):\n");

@@ -269,6 +269,7 @@ mod tests {
             decisions: vec![],
             fencing: vec![FencingView { node: "n3".into(), action: "reboot".into(), state: "pending", by: "n1".into(), time: 0, attempts: vec![] }],
             constraints: vec![],
+            requests: vec![],
         }
     }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, ResourceStatus, SelfFencing};
+use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, RequestRecord, ResourceStatus, SelfFencing};
 use crate::api::resource::Role;
 use crate::api::{Object, Spec};
 use crate::scheduler::plan::{Plan, ResourceKind};
@@ -30,6 +30,38 @@ pub struct StatusView {
     /// The constraints `pacer move` and `pacer ban` made, and what the cluster does
     /// with each.
     pub constraints: Vec<ConstraintView>,
+    /// Cleanups and refreshes asked of node agents and not yet applied (`requests_view`).
+    pub requests: Vec<RequestView>,
+}
+
+/// A cleanup or refresh a node's agent has not applied yet (its key still exists).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RequestView {
+    pub node: String,
+    pub id: String,
+    /// `cleanup` or `refresh`.
+    pub kind: &'static str,
+    pub resources: Vec<String>,
+    pub by: String,
+    /// Seconds since the epoch.
+    pub requested: i64,
+}
+
+/// The requests still waiting for their node's agent, oldest first.
+pub fn requests_view(requests: &BTreeMap<(String, String), RequestRecord>) -> Vec<RequestView> {
+    let mut views: Vec<RequestView> = requests
+        .iter()
+        .map(|((node, id), request)| RequestView {
+            node: node.clone(),
+            id: id.clone(),
+            kind: request.kind.as_str(),
+            resources: request.resources.clone(),
+            by: request.by.clone(),
+            requested: request.requested,
+        })
+        .collect();
+    views.sort_by(|a, b| (a.requested, &a.node).cmp(&(b.requested, &b.node)));
+    views
 }
 
 /// A constraint a command made (a Location with the `pacer.io/owner` annotation).
@@ -254,5 +286,5 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             reason: status.failure_reason.clone(),
         })
         .collect();
-    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints }
+    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new() }
 }
