@@ -118,14 +118,6 @@ impl Findings {
     }
 }
 
-/// The primitives a resource name stands for (a group's members), or None if no
-/// Resource, Group or FenceDevice has that name.
-fn members_of(objects: &[Object], name: &str) -> Option<Vec<String>> {
-    let object =
-        objects.iter().find(|object| object.name().as_str() == name && matches!(object.spec, Spec::Resource(_) | Spec::Group(_) | Spec::FenceDevice(_)))?;
-    Some(crate::state::conditions::primitives(object))
-}
-
 /// Judges the cluster. `objects` and `plan` come from the snapshot `view` was built
 /// from; `leader` is whether a scheduler holds the election.
 pub fn evaluate(objects: &[Object], view: &StatusView, plan: &Plan, options: &CheckOptions) -> CheckResult {
@@ -136,7 +128,7 @@ pub fn evaluate(objects: &[Object], view: &StatusView, plan: &Plan, options: &Ch
         return CheckResult::without_cluster(State::Unknown, format!("node {node} is not a member of the cluster"));
     }
     let members = match &options.resource {
-        Some(name) => match members_of(objects, name) {
+        Some(name) => match crate::state::conditions::resource_named(objects, name).map(|(_, members)| members) {
             Some(members) => Some(members),
             None => return CheckResult::without_cluster(State::Unknown, format!("resource {name} not found")),
         },

@@ -67,8 +67,8 @@ pub fn resolve(cache: &ClusterCache, name: &str) -> Result<Target, OpsError> {
         let key = ObjectKey { kind, name: Name::from(name) };
         let Some(stored) = cache.objects().get(&key) else { continue };
         let (primitives, cloned) = match &stored.object.spec {
-            Spec::Resource(spec) => (vec![name.to_string()], spec.clone.is_some()),
-            Spec::Group(spec) => (spec.members.iter().map(|member| member.as_str().to_string()).collect(), spec.clone.is_some()),
+            Spec::Resource(spec) => (crate::state::conditions::primitives(&stored.object), spec.clone.is_some()),
+            Spec::Group(spec) => (crate::state::conditions::primitives(&stored.object), spec.clone.is_some()),
             _ => (Vec::new(), false),
         };
         return Ok(Target { kind, name: name.to_string(), primitives, cloned, object: stored.object.clone() });

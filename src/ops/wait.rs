@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::api::resource::Role;
 use crate::api::{Kind, Object, Spec};
 use crate::scheduler::Plan;
-use crate::state::conditions::primitives;
+use crate::state::conditions::resource_named;
 use crate::store::Store;
 
 use super::OpsError;
@@ -70,11 +70,9 @@ fn running_on(plan: &Plan, members: &[String]) -> Vec<String> {
 
 /// The Resource, Group or FenceDevice named `name`, with its primitives.
 pub fn find_resource(objects: &[Object], name: &str) -> Result<(Object, Vec<String>), OpsError> {
-    let object = objects
-        .iter()
-        .find(|object| object.name().as_str() == name && matches!(object.kind(), Kind::Resource | Kind::Group | Kind::FenceDevice))
+    let (object, members) = resource_named(objects, name)
         .ok_or_else(|| OpsError::NotFound(format!("resource {name} not found (no Resource, Group or FenceDevice of that name)")))?;
-    Ok((object.clone(), primitives(object)))
+    Ok((object.clone(), members))
 }
 
 fn is_promotable(object: &Object) -> bool {

@@ -34,6 +34,12 @@ pub struct Condition {
     pub observed_generation: Option<i64>,
 }
 
+impl Condition {
+    fn new(kind: &'static str, status: &'static str, reason: &str, message: String, time: Option<String>, generation: Option<i64>) -> Condition {
+        Condition { kind, status, reason: reason.to_string(), message, last_transition_time: time, observed_generation: generation }
+    }
+}
+
 /// The live state of a Resource, Group or FenceDevice.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -64,17 +70,20 @@ fn rfc3339(seconds: i64) -> Option<String> {
     Some(humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds)).to_string())
 }
 
+/// The Resource, Group or FenceDevice named `name` (the objects a resource name
+/// means to every verb), with its primitives.
+pub fn resource_named<'a>(objects: &'a [Object], name: &str) -> Option<(&'a Object, Vec<String>)> {
+    let object =
+        objects.iter().find(|object| object.name().as_str() == name && matches!(object.spec, Spec::Resource(_) | Spec::Group(_) | Spec::FenceDevice(_)))?;
+    Some((object, primitives(object)))
+}
+
 /// The primitives an object stands for: itself, or a group's members.
 pub fn primitives(object: &Object) -> Vec<String> {
     match &object.spec {
         Spec::Group(group) => group.members.iter().map(ToString::to_string).collect(),
         _ => vec![object.name().to_string()],
     }
-}
-
-pub fn is_instance_of(id: &str, primitives: &[String]) -> bool {
-    let (base, _) = split_instance(id);
-    primitives.iter().any(|primitive| primitive == base)
 }
 
 /// The view, the plan's actions and the statuses by primitive, built once so that the
@@ -140,14 +149,7 @@ pub fn resource_live(object: &Object, index: &ByPrimitive<'_>) -> Option<Resourc
         .filter_map(|record| record.last_rc_change)
         .max()
         .and_then(rfc3339);
-    let condition = |kind, status, reason: &str, message: String, time: Option<String>| Condition {
-        kind,
-        status,
-        reason: reason.to_string(),
-        message,
-        last_transition_time: time,
-        observed_generation: generation,
-    };
+    let condition = |kind, status, reason: &str, message, time| Condition::new(kind, status, reason, message, time, generation);
 
     let mut conditions = Vec::new();
     let stopped_reason = entries.iter().find_map(|entry| entry.reason.clone());
@@ -196,14 +198,7 @@ pub fn node_live(name: &str, generation: Option<i64>, view: &StatusView, started
     let node = view.nodes.iter().find(|node| node.name == name)?;
     let resources = view.resources.iter().filter(|entry| entry.node.as_deref() == Some(name)).count();
     let since = started.get(name).copied().and_then(rfc3339);
-    let condition = |kind, status, reason: &str, message: String, time: Option<String>| Condition {
-        kind,
-        status,
-        reason: reason.to_string(),
-        message,
-        last_transition_time: time,
-        observed_generation: generation,
-    };
+    let condition = |kind, status, reason: &str, message, time| Condition::new(kind, status, reason, message, time, generation);
     let up = matches!(node.state, "online" | "standby" | "maintenance");
     let mut conditions = vec![match node.state {
         "unclean" => condition("Ready", "False", "Unclean", "lost while it may run resources: it is fenced before they are recovered".to_string(), None),
