@@ -169,6 +169,10 @@ pub struct ClusterPolicySpec {
     #[serde(default = "default_history_limit")]
     #[schemars(range(max = 1000000))]
     pub history_limit: u32,
+    /// Events kept (`pacer events`, alert delivery): the oldest beyond it go.
+    #[serde(default = "default_event_limit")]
+    #[schemars(range(min = 100, max = 1000000))]
+    pub event_limit: u32,
     /// Operations each node's agent runs at once (probes and monitors included), unless
     /// its `Node.actionLimit` says otherwise; 0 (the default) is twice the node's cores,
     /// as Pacemaker's `node-action-limit`. More wait their turn, stops and demotes first.
@@ -203,6 +207,10 @@ fn default_history_limit() -> u32 {
     1000
 }
 
+fn default_event_limit() -> u32 {
+    10000
+}
+
 fn default_load_threshold() -> u32 {
     80
 }
@@ -227,6 +235,7 @@ impl Default for ClusterPolicySpec {
             startup_fencing: true,
             cluster_recheck_interval: default_recheck_interval(),
             history_limit: default_history_limit(),
+            event_limit: default_event_limit(),
             node_action_limit: 0,
             load_threshold: default_load_threshold(),
         }

@@ -106,7 +106,7 @@ impl Store {
         }
     }
 
-    async fn get_one(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    pub(crate) async fn get_one(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let response = self.metrics.read(self.kv().get(key, None)).await.map_err(StoreError::etcd(format!("read {key}")))?;
         Ok(response.kvs().first().map(|kv| kv.value().to_vec()))
     }

@@ -18,6 +18,13 @@
 //! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
 //!   cleanup`, `pacer refresh` create it; that agent deletes it once applied).
 //!
+//! Beside the prefix, the events (`<prefix>.events/`): `pending/<node>/<id>` (an
+//! event an agent saw, written with the fact, until the leader sequences it),
+//! `log/<sequence>` (the cluster-wide sequence, the leader's), `cursors/<alert>` (how
+//! far each `Alert` is delivered) and `nodes` (what the leader last said of each
+//! node). Like the archive they are kept out of the prefix so that `pacer status` and
+//! the leader's watch do not read ten thousand events.
+//!
 //! Beside the prefix, not under it, the archive of decision inputs (the leader's):
 //! `<prefix>.archive/inputs/<revision>` (a `DecisionInput`) and
 //! `<prefix>.archive/blobs/<digest>/<n>` (compressed pieces of a blob). Every reader of
@@ -203,6 +210,54 @@ impl Keys {
     pub fn digest_of_archive_blob<'a>(&self, key: &'a str) -> Option<&'a str> {
         let rest = key.strip_prefix(&self.archive_blobs_prefix())?;
         rest.split_once('/').map(|(digest, _)| digest)
+    }
+
+    /// The events, beside the prefix as the archive is (see the module comment).
+    pub fn events_prefix(&self) -> String {
+        format!("{}.events/", self.prefix)
+    }
+
+    /// Events agents (and commands) wrote, not yet sequenced by the leader.
+    pub fn pending_events_prefix(&self) -> String {
+        format!("{}.events/pending/", self.prefix)
+    }
+
+    /// What one node's agent writes of events (its own prefix, for per-node rights).
+    pub fn node_pending_events_prefix(&self, node: &str) -> String {
+        format!("{}.events/pending/{node}/", self.prefix)
+    }
+
+    /// A pending event. `id` is unique to its writer and sorts in the order written.
+    pub fn pending_event(&self, node: &str, id: &str) -> String {
+        format!("{}.events/pending/{node}/{id}", self.prefix)
+    }
+
+    pub fn event_log_prefix(&self) -> String {
+        format!("{}.events/log/", self.prefix)
+    }
+
+    /// A sequenced event, under its sequence zero-padded so keys sort in order.
+    pub fn event(&self, sequence: u64) -> String {
+        format!("{}.events/log/{sequence:020}", self.prefix)
+    }
+
+    /// The sequence of an `event` key.
+    pub fn sequence_of_event(&self, key: &str) -> Option<u64> {
+        key.strip_prefix(&self.event_log_prefix())?.parse().ok()
+    }
+
+    pub fn alert_cursors_prefix(&self) -> String {
+        format!("{}.events/cursors/", self.prefix)
+    }
+
+    /// How far an `Alert` has been delivered.
+    pub fn alert_cursor(&self, alert: &str) -> String {
+        format!("{}.events/cursors/{alert}", self.prefix)
+    }
+
+    /// What the leader last announced of each node (`AnnouncedNodes`).
+    pub fn announced_nodes(&self) -> String {
+        format!("{}.events/nodes", self.prefix)
     }
 
     pub fn fencing_prefix(&self) -> String {

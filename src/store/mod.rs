@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod archive;
 pub mod election;
+pub mod events;
 pub mod keys;
 pub mod lease;
 pub mod node;

@@ -5,6 +5,7 @@
 //! small accessors only: the decisions between records live in `state`.
 
 mod assignment;
+mod event;
 mod fencing;
 mod leader;
 mod operation;
@@ -12,6 +13,7 @@ mod request;
 mod status;
 
 pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
+pub use event::{AlertCursor, AnnouncedNodes, DeliveryFailure, EventKind, EventRecord};
 pub use fencing::{FenceRequestRecord, FenceResultRecord};
 pub use leader::{BlobRef, DecisionInput, HistoryRecord, Leader};
 pub use operation::{ExecStatus, OperationRecord};
