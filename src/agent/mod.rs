@@ -11,6 +11,7 @@
 //! lease cannot be renewed, stop everything before it could expire for the others
 //! (killing what does not stop in time), forget what runs, and start a new session.
 
+pub mod events;
 pub mod reconcile;
 pub mod throttle;
 
@@ -27,6 +28,7 @@ use crate::api::records::{
     SelfFencing,
 };
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
+use events::{PendingEvent, attribute_event, fencing_event};
 use crate::metrics::node::{NodeFacts, node_view};
 use crate::metrics::{AgentMetrics, NodeView, ViewRequest};
 use crate::runtime::cache::in_definition_order;
@@ -351,6 +353,18 @@ fn epoch_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
+/// Microseconds since the epoch: the time of events and of the results they tell.
+fn epoch_usec() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// A pending event as its key (under this node's pending events) and value.
+fn event_write(keys: &Keys, node: &str, pending: &PendingEvent) -> Result<(String, String), StoreError> {
+    let key = keys.pending_event(node, &pending.id);
+    let value = serde_json::to_string(&pending.event).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
+    Ok((key, value))
+}
+
 enum SessionEnd {
     Shutdown,
     LeaseLost,
@@ -559,7 +573,18 @@ impl<'a> Session<'a> {
                         }
                     };
                     let key = self.keys.fence_result(&target);
-                    let Some(written) = within_lease(lease.clone(), self.store.guarded_write(&self.session, &key, Some(value.clone()), false)).await else {
+                    // Its event in the same transaction: the leader asked for it.
+                    let time = epoch_usec();
+                    let event = PendingEvent { id: reconciler.event_ids.next(time, reconciler.incarnation), event: fencing_event(&result, &node, &node, "pacer@scheduler", time) };
+                    let also = match event_write(&self.keys, &node, &event) {
+                        Ok(write) => vec![write],
+                        Err(error) => {
+                            tracing::error!(%error, "cannot encode a fencing event");
+                            Vec::new()
+                        }
+                    };
+                    let write = self.store.guarded_write_with(&self.session, &key, Some(value.clone()), false, also);
+                    let Some(written) = within_lease(lease.clone(), write).await else {
                         break SessionEnd::LeaseLost;
                     };
                     match written {
@@ -705,7 +730,7 @@ impl<'a> Session<'a> {
             match tokio::time::timeout_at(drain_until.into(), self.results.recv()).await {
                 Ok(Some((step, result))) => {
                     record_operation(&self.config.metrics, &step, &result);
-                    reconciler.record(&step, &result, Instant::now(), epoch_now());
+                    reconciler.record(&step, &result, Instant::now(), epoch_usec());
                 }
                 _ => break,
             }
@@ -820,7 +845,14 @@ impl<'a> Session<'a> {
             if update.name.is_empty() || update.name.contains('/') {
                 tracing::warn!(attribute = %update.name, "attribute names may not be empty or contain '/'; ignored");
             } else {
-                let revision = self.store.guarded_write(&self.session, &key, value.clone(), !forever).await?;
+                // Its event, if the value changes, in the same transaction.
+                let before = self.cache.attributes().get(&node).and_then(|attributes| attributes.get(&update.name)).map(|record| record.value.clone());
+                let time = epoch_usec();
+                let mut also = Vec::new();
+                if let Some(event) = attribute_event(&node, &update.name, before.as_deref(), update.value.as_deref(), time) {
+                    also.push(event_write(&self.keys, &node, &PendingEvent { id: reconciler.event_ids.next(time, reconciler.incarnation), event })?);
+                }
+                let revision = self.store.guarded_write_with(&self.session, &key, value.clone(), !forever, also).await?;
                 // Agents read their own update back at once (the next operation may
                 // query it), before its watch event arrives.
                 self.cache.apply_write(&key, value.as_ref().map(String::as_bytes), revision);
@@ -839,21 +871,31 @@ impl<'a> Session<'a> {
             .filter(|(id, local)| local.dirty && local.status.role != ObservedRole::Unknown && !gone.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
-        // Every changed status in as few requests as etcd allows.
-        let mut writes = Vec::new();
-        for id in &dirty {
+        // Every changed status in as few requests as etcd allows, each with the events
+        // its results made in its own transaction.
+        let mut groups = Vec::new();
+        let mut ids = Vec::new();
+        for id in dirty.iter().chain(gone.iter()) {
             let Some(local) = reconciler.local.get(id) else { continue };
-            let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: id.clone(), reason: error.to_string() })?;
-            writes.push((id.clone(), Some(value)));
+            let key = self.keys.status(&node, id);
+            let value = if gone.contains(id) {
+                None
+            } else {
+                Some(serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?)
+            };
+            let mut group = vec![(key, value)];
+            for event in &local.events {
+                let (key, value) = event_write(&self.keys, &node, event)?;
+                group.push((key, Some(value)));
+            }
+            groups.push(group);
+            ids.push(id.clone());
         }
-        writes.extend(gone.iter().map(|id| (id.clone(), None)));
-        let ids: Vec<String> = writes.iter().map(|(id, _)| id.clone()).collect();
-        let mut keyed: Vec<(String, Option<String>)> = writes.into_iter().map(|(id, value)| (self.keys.status(&node, &id), value)).collect();
         // A request is deleted after the statuses it changed, in the same transaction
         // when they fit in one: once it is gone, its effect is in etcd.
         let finished = reconciler.finished_requests();
-        keyed.extend(finished.iter().map(|id| (self.keys.request(&node, id), None)));
-        let (written, result) = self.store.guarded_writes(&self.session, keyed).await;
+        groups.extend(finished.iter().map(|id| vec![(self.keys.request(&node, id), None)]));
+        let (written, result) = self.store.guarded_writes(&self.session, groups).await;
         for id in finished.iter().take(written.saturating_sub(ids.len())) {
             reconciler.request_deleted(id);
             tracing::info!(request = %id, "request done");
@@ -863,6 +905,7 @@ impl<'a> Session<'a> {
                 reconciler.forget(id);
             } else if let Some(local) = reconciler.local.get_mut(id) {
                 local.dirty = false;
+                local.events.clear();
             }
         }
         // A deletion not written is tried again (the retry waits for something dirty).
@@ -1081,7 +1124,7 @@ impl<'a> Session<'a> {
             }
             self.pending_attributes.push(update.clone());
         }
-        reconciler.record(&step, &result, Instant::now(), epoch_now());
+        reconciler.record(&step, &result, Instant::now(), epoch_usec());
     }
 }
 

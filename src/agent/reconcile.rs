@@ -16,6 +16,8 @@ use crate::api::resource::Role;
 use crate::exec::OperationResult;
 use crate::state::{ProbeTarget, gates};
 
+use super::events::{EVENTS_KEPT_PER_RESOURCE, EventIds, OperationOutcome, PendingEvent, operation_event};
+
 /// When the second run of a monitor is due: its first runs right after the start (a
 /// failed start is found at once, as Pacemaker does), the second between half and one
 /// interval later, at a place fixed by the node, the resource and the interval, and
@@ -203,6 +205,24 @@ pub struct Local {
     /// Notices of instances of its clone (its own among them) this instance has been
     /// notified of: (node, id) → the last (seq, phase).
     pub handled: BTreeMap<Announcer, NoticeMark>,
+    /// Events its results made, written with its status (in the same transaction),
+    /// oldest first.
+    pub events: Vec<PendingEvent>,
+}
+
+impl Local {
+    fn new(status: ResourceStatus) -> Local {
+        Local {
+            status,
+            busy: None,
+            monitors: BTreeMap::new(),
+            spread: Default::default(),
+            dirty: false,
+            notice_since: None,
+            handled: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
 }
 
 /// The agent's whole view.
@@ -227,6 +247,8 @@ pub struct Reconciler {
     /// by id, until their keys are gone: applied once, deleted once the statuses they
     /// changed are written.
     pub requests: BTreeMap<String, AppliedRequest>,
+    /// The ids of the events this agent writes (`pending/<node>/<id>`).
+    pub event_ids: EventIds,
     next_call_id: i64,
 }
 
@@ -270,7 +292,7 @@ impl Reconciler {
             status.role = ObservedRole::Unknown;
             local.insert(
                 status.id.clone(),
-                Local { status, busy: None, monitors: BTreeMap::new(), spread: Default::default(), dirty: false, notice_since: None, handled: BTreeMap::new() },
+                Local::new(status),
             );
         }
         Reconciler {
@@ -283,6 +305,7 @@ impl Reconciler {
             unfenced: false,
             incarnation: 0,
             requests: BTreeMap::new(),
+            event_ids: EventIds::default(),
             next_call_id,
         }
     }
@@ -321,7 +344,7 @@ impl Reconciler {
             };
             self.local.insert(
                 target.id.clone(),
-                Local { status, busy: None, monitors: BTreeMap::new(), spread: Default::default(), dirty: false, notice_since: None, handled: BTreeMap::new() },
+                Local::new(status),
             );
         }
     }
@@ -760,9 +783,12 @@ impl Reconciler {
         }
     }
 
-    /// Takes in what an operation did. `epoch` is the time now in seconds since the
-    /// epoch (for the history). Returns whether the status changed and must be written.
-    pub fn record(&mut self, step: &Step, result: &OperationResult, now: Instant, epoch: i64) -> bool {
+    /// Takes in what an operation did. `epoch_usec` is the time now in microseconds
+    /// since the epoch (for the history and the event). Returns whether the status
+    /// changed and must be written; the event it makes, if any (`events`), is written
+    /// with it.
+    pub fn record(&mut self, step: &Step, result: &OperationResult, now: Instant, epoch_usec: i64) -> bool {
+        let epoch = epoch_usec.div_euclid(1_000_000);
         let start_failure_is_fatal = self.assignment.as_ref().is_none_or(|assignment| assignment.start_failure_is_fatal);
         let started_after: Vec<String> =
             self.assigned(&step.id).map(|entry| entry.start_after.iter().flat_map(|gate| gate.members.iter().cloned()).collect()).unwrap_or_default();
@@ -780,6 +806,7 @@ impl Reconciler {
             .collect();
         let call_id = self.next_call_id;
         self.next_call_id += 1;
+        let event_id = self.event_ids.next(epoch_usec, self.incarnation);
         let Some(local) = self.local.get_mut(&step.id) else { return false };
         local.busy = None;
         // Whatever was under way has ended (or, for a probe, what runs is now known).
@@ -830,6 +857,34 @@ impl Reconciler {
                 *due = now + Duration::from_millis(step.action.interval_ms());
             }
             return false;
+        }
+        // This monitor's previous answer since the resource last became what it is (a
+        // start, promotion, probe…): a kept failure from before a restart is not it.
+        let period_start = local.status.history.iter().filter(|record| record.interval_ms == 0).map(|record| record.call_id).max();
+        let previous = local
+            .status
+            .history
+            .iter()
+            .filter(|record| record.operation == step.action.verb() && record.interval_ms == step.action.interval_ms() && record.interval_ms > 0)
+            .filter(|record| period_start.is_none_or(|start| record.call_id > start))
+            .max_by_key(|record| record.call_id)
+            .map(|record| (record.rc, record.status));
+        let outcome_facts = OperationOutcome {
+            node: &self.node,
+            resource: &step.id,
+            action: step.action,
+            rc,
+            expected_rc,
+            status: result.status,
+            exec_time: result.duration,
+            previous,
+            time_usec: epoch_usec,
+        };
+        if let Some(event) = operation_event(&outcome_facts) {
+            if local.events.len() >= EVENTS_KEPT_PER_RESOURCE {
+                local.events.remove(0);
+            }
+            local.events.push(PendingEvent { id: event_id, event });
         }
         let entry = OperationRecord {
             operation: step.action.verb().to_string(),
@@ -1043,6 +1098,8 @@ impl Reconciler {
             local.status.role = ObservedRole::Unknown;
             local.busy = None;
             local.monitors.clear();
+            // Their facts were never written (the lease was gone): neither are they.
+            local.events.clear();
         }
     }
 }
@@ -1083,11 +1140,12 @@ fn degraded(expected_rc: i32) -> i32 {
 mod tests {
     use super::*;
     use crate::api::constraint::OrderAction;
-    use crate::api::records::OperationDef;
+    use crate::api::records::{EventKind, EventRecord, OperationDef};
 
     const NODE: &str = "n1";
     const OTHER: &str = "n2";
     const EPOCH: i64 = 1_700_000_000;
+    const EPOCH_USEC: i64 = EPOCH * 1_000_000;
 
     fn definition(operations: Vec<OperationDef>) -> Definition {
         Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: BTreeMap::new(), meta: BTreeMap::new(), operations }
@@ -1222,7 +1280,7 @@ mod tests {
         let step = settled_steps(reconciler, now).into_iter().find(|step| step.id == id).unwrap_or_else(|| panic!("nothing decided for {id}"));
         assert_eq!(step.action, action, "the step decided for {id}");
         reconciler.begin(&step);
-        reconciler.record(&step, &result, now, EPOCH)
+        reconciler.record(&step, &result, now, EPOCH_USEC)
     }
 
     fn probe(reconciler: &mut Reconciler, now: Instant, id: &str, rc: i32) {
@@ -1248,11 +1306,11 @@ mod tests {
             r.begin(step);
         }
         assert!(decided(&mut r, now).is_empty(), "nothing while probes run");
-        assert!(r.record(&steps[0], &done(ocf::NOT_RUNNING), now, EPOCH));
+        assert!(r.record(&steps[0], &done(ocf::NOT_RUNNING), now, EPOCH_USEC));
         assert_eq!(role(&r, "a"), ObservedRole::Stopped);
         assert!(!r.probed());
         assert!(decided(&mut r, now).is_empty(), "a does not start while b's probe runs");
-        assert!(r.record(&steps[1], &done(ocf::NOT_RUNNING), now, EPOCH));
+        assert!(r.record(&steps[1], &done(ocf::NOT_RUNNING), now, EPOCH_USEC));
         assert!(r.probed());
         assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Start), ("b".to_string(), Action::Start)]);
     }
@@ -1366,7 +1424,7 @@ mod tests {
         let step = settled_steps(&mut r, now).remove(0);
         r.begin(&step);
         assert!(decided(&mut r, now).is_empty());
-        assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
+        assert!(r.record(&step, &done(ocf::OK), now, EPOCH_USEC));
         assert_eq!(role(&r, "b"), ObservedRole::Stopped);
         assert_eq!(decided(&mut r, now), one("a", Action::Stop));
         assert!(run(&mut r, now, "a", Action::Stop, done(ocf::OK)));
@@ -1403,6 +1461,88 @@ mod tests {
         // Counters are kept: only a decision clears them.
         assert_eq!(local(&r, "a").failures, 1);
         assert_eq!(local(&r, "a").fail_counts.get("monitor_10000"), Some(&1));
+    }
+
+    /// The events queued for `id` since last asked, as `task interval rc desc`, and
+    /// forgotten as the status write does once they are written with it.
+    fn take_events(reconciler: &mut Reconciler, id: &str) -> Vec<String> {
+        let local = reconciler.local.get_mut(id).expect("the resource");
+        let events = std::mem::take(&mut local.events);
+        events
+            .into_iter()
+            .map(|pending| {
+                let event = pending.event;
+                format!("{} {} rc={} {}", event.task.unwrap_or_default(), event.interval_ms, event.rc.unwrap_or(-1), event.desc)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_make_events_only_when_they_are_news() {
+        let t0 = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![monitor(10_000, None)]))]);
+        r.incarnation = 3;
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, t0, "a", ocf::NOT_RUNNING);
+        assert_eq!(take_events(&mut r, "a"), Vec::<String>::new(), "a probe finding it stopped is not news");
+        assert!(run(&mut r, t0, "a", Action::Start, done(ocf::OK)));
+        assert!(run(&mut r, t0, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert!(!run(&mut r, t0 + Duration::from_secs(10), "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert_eq!(take_events(&mut r, "a"), ["start 0 rc=0 ok"], "the monitor answering as expected is not news");
+        assert!(run(&mut r, t0 + Duration::from_secs(20), "a", Action::Monitor(10_000), done(ocf::NOT_RUNNING)));
+        r.assignment.as_mut().expect("assignment").resources[0].failures_seen = 1;
+        let t1 = t0 + Duration::from_secs(30);
+        assert!(run(&mut r, t1, "a", Action::Stop, done(ocf::OK)));
+        assert!(run(&mut r, t1, "a", Action::Start, done(ocf::OK)));
+        // The first monitor after the recovery: the failure kept from before the
+        // restart is not its previous answer.
+        assert!(run(&mut r, t1, "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert_eq!(take_events(&mut r, "a"), ["monitor 10000 rc=7 not running", "stop 0 rc=0 ok", "start 0 rc=0 ok"]);
+        // Degraded, then recovered.
+        let t2 = t1 + Duration::from_secs(15);
+        assert!(run(&mut r, t2, "a", Action::Monitor(10_000), done(ocf::DEGRADED)));
+        assert!(!run(&mut r, t2 + Duration::from_secs(10), "a", Action::Monitor(10_000), done(ocf::DEGRADED)));
+        assert!(run(&mut r, t2 + Duration::from_secs(20), "a", Action::Monitor(10_000), done(ocf::OK)));
+        assert_eq!(take_events(&mut r, "a"), ["monitor 10000 rc=190 degraded", "monitor 10000 rc=0 ok"]);
+        // A timed-out stop says how it did not run, as Pacemaker does.
+        assign(&mut r, assignment(vec![]));
+        assert!(run(&mut r, t2 + Duration::from_secs(30), "a", Action::Stop, result(ExecStatus::Timeout, ocf::ERR_GENERIC)));
+        assert_eq!(take_events(&mut r, "a"), ["stop 0 rc=1 Timed Out"]);
+    }
+
+    #[test]
+    fn an_event_carries_the_result_and_a_unique_id() {
+        let t0 = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        r.incarnation = 3;
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        probe(&mut r, t0, "a", ocf::NOT_RUNNING);
+        let mut started = done(ocf::OK);
+        started.duration = Duration::from_millis(1234);
+        assert!(run(&mut r, t0, "a", Action::Start, started));
+        let events = std::mem::take(&mut r.local.get_mut("a").expect("a").events);
+        let [pending] = events.as_slice() else { panic!("one event: {events:?}") };
+        let mut expected = EventRecord::new(EventKind::Resource, NODE, EPOCH_USEC, "ok");
+        expected.node = Some(NODE.into());
+        expected.resource = Some("a".into());
+        expected.task = Some("start".into());
+        expected.rc = Some(ocf::OK);
+        expected.target_rc = Some(ocf::OK);
+        expected.status = Some(ExecStatus::Done);
+        expected.exec_time_ms = Some(1234);
+        assert_eq!(pending.event, expected);
+        // The probe before took an id too (every result does): they differ and sort.
+        assert!(pending.id.ends_with("-00000001-0000000000000003"), "{}", pending.id);
+    }
+
+    #[test]
+    fn a_probe_finding_a_resource_running_is_news_and_a_lost_lease_forgets_unwritten_events() {
+        let t0 = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        probe(&mut r, t0, "a", ocf::OK);
+        assert_eq!(r.local["a"].events.len(), 1);
+        r.forget_roles();
+        assert!(r.local["a"].events.is_empty(), "its fact was never written");
     }
 
     #[test]
@@ -1728,7 +1868,7 @@ mod tests {
         assert_eq!((start.action, &start.definition), (Action::Start, &new));
         // A running resource keeps its definition until stopped.
         r.begin(&start);
-        assert!(r.record(&start, &done(ocf::OK), now, EPOCH));
+        assert!(r.record(&start, &done(ocf::OK), now, EPOCH_USEC));
         r.set_targets(vec![target("a", old.clone())]);
         assign(&mut r, assignment(vec![]));
         let stop = settled_steps(&mut r, now).remove(0);
@@ -1750,7 +1890,7 @@ mod tests {
             (Some(NODE), Some(OTHER))
         );
         r.begin(&step);
-        assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
+        assert!(r.record(&step, &done(ocf::OK), now, EPOCH_USEC));
         assert_eq!(role(&r, "vm"), ObservedRole::Migrating);
         assert_eq!(local(&r, "vm").history.last().and_then(|record| record.migrate_target.as_deref()), Some(OTHER));
         // Nothing more until the target runs it.
@@ -1774,7 +1914,7 @@ mod tests {
         assert_eq!(step.action, Action::MigrateFrom);
         assert_eq!(step.definition.meta.get("migrate_source").map(String::as_str), Some(OTHER));
         r.begin(&step);
-        assert!(r.record(&step, &done(ocf::OK), now, EPOCH));
+        assert!(r.record(&step, &done(ocf::OK), now, EPOCH_USEC));
         assert_eq!(role(&r, "vm"), ObservedRole::Started);
         assert!(!local(&r, "vm").definition.meta.contains_key("migrate_source"), "the migration's ends are not kept for later operations");
         // Had the source stopped it instead, a plain start would do.
@@ -1835,7 +1975,7 @@ mod tests {
         assert_eq!(meta.get("notify_start_uname").map(String::as_str), Some(""));
         assert_eq!(meta.get("notify_active_uname").map(String::as_str), Some("n2 n1"));
         r.begin(&own);
-        assert!(!r.record(&own, &done(ocf::OK), now, EPOCH), "notifying itself writes nothing");
+        assert!(!r.record(&own, &done(ocf::OK), now, EPOCH_USEC), "notifying itself writes nothing");
         // Waits for the other active instance's acknowledgement...
         assert_eq!(decided(&mut r, now), vec![]);
         assert_eq!(r.next_wake(), Some(now + NOTIFY_WAIT));
@@ -1883,7 +2023,7 @@ mod tests {
         assert_eq!(pre.action, Action::Notify);
         assert_eq!(pre.definition.meta.get("notify_promote_uname").map(String::as_str), Some(OTHER));
         r.begin(&pre);
-        assert!(r.record(&pre, &done(ocf::OK), now, EPOCH), "the acknowledgement is written");
+        assert!(r.record(&pre, &done(ocf::OK), now, EPOCH_USEC), "the acknowledgement is written");
         assert_eq!(local(&r, "x").acks.get(&format!("{OTHER}/x")), Some(&(7, 3)));
         assert_eq!(decided(&mut r, now), vec![]);
         announcing.notice = Some(Notice { incarnation: 7, seq: 3, operation: "promote".into(), phase: NoticePhase::Post });
@@ -1893,7 +2033,7 @@ mod tests {
         assert_eq!(post.definition.meta.get("notify_type").map(String::as_str), Some("post"));
         assert_eq!(post.definition.meta.get("notify_promoted_uname").map(String::as_str), Some(OTHER));
         r.begin(&post);
-        assert!(!r.record(&post, &done(ocf::OK), now, EPOCH), "a post notification writes nothing");
+        assert!(!r.record(&post, &done(ocf::OK), now, EPOCH_USEC), "a post notification writes nothing");
         assert_eq!(decided(&mut r, now), vec![]);
     }
 
@@ -1914,7 +2054,7 @@ mod tests {
         let start = r.decide(now).remove(0);
         assert_eq!(start.action, Action::Start);
         r.begin(&start);
-        assert!(r.record(&start, &done(ocf::OK), now, EPOCH));
+        assert!(r.record(&start, &done(ocf::OK), now, EPOCH_USEC));
         assert_eq!(local(&r, "a").pending, None);
     }
 
@@ -2029,7 +2169,7 @@ mod tests {
         assert_eq!(r.take_request("1", &cleanup), RequestTaken::Wait);
         assert_eq!(r.requests.get("1").map(|applied| applied.waiting.clone()), Some(vec!["a".to_string()]));
         assert!(r.finished_requests().is_empty(), "not done while a waits");
-        r.record(&step, &done(ocf::OK), now, EPOCH);
+        r.record(&step, &done(ocf::OK), now, EPOCH_USEC);
         r.local.get_mut("a").expect("a").status.pending = Some("start".into());
         assert_eq!(r.take_request("1", &cleanup), RequestTaken::Wait);
         r.local.get_mut("a").expect("a").status.pending = None;

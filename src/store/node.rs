@@ -107,6 +107,19 @@ impl Store {
     /// node. `bind_to_lease`: the key vanishes with the lease. Returns the revision of
     /// the write.
     pub async fn guarded_write(&self, session: &NodeSession, key: &str, value: Option<String>, bind_to_lease: bool) -> Result<i64, GuardedWriteError> {
+        self.guarded_write_with(session, key, value, bind_to_lease, Vec::new()).await
+    }
+
+    /// `guarded_write`, with `also` (unbound puts: the events the write's fact makes)
+    /// in the same transaction: both happen or neither does.
+    pub async fn guarded_write_with(
+        &self,
+        session: &NodeSession,
+        key: &str,
+        value: Option<String>,
+        bind_to_lease: bool,
+        also: Vec<(String, String)>,
+    ) -> Result<i64, GuardedWriteError> {
         let guard = Compare::lease(self.keys().node_lease(&session.node), CompareOp::Equal, session.lease);
         let operation = match value {
             Some(value) => {
@@ -115,7 +128,8 @@ impl Store {
             }
             None => TxnOp::delete(key, None),
         };
-        let txn = Txn::new().when([guard]).and_then([operation]);
+        let operations: Vec<TxnOp> = std::iter::once(operation).chain(also.into_iter().map(|(key, value)| TxnOp::put(key, value, None))).collect();
+        let txn = Txn::new().when([guard]).and_then(operations);
         let mut client = self.client();
         let response = self.metrics.write(timeout("write node state", client.txn(txn))).await?;
         if !response.succeeded() {
@@ -127,27 +141,33 @@ impl Store {
     /// Writes (or deletes, for `None`) several unbound keys if `session`'s lease still
     /// holds the node, in as few transactions as etcd's limits allow (operations and
     /// bytes): a node reporting a thousand probes writes them in a handful of requests,
-    /// not a thousand. Returns how many were written before any failure, and the
-    /// failure: what was written stays written (each is a whole record). A key must
-    /// appear once: etcd refuses a transaction that writes one key twice, or writes
-    /// and deletes it.
-    pub async fn guarded_writes(&self, session: &NodeSession, writes: Vec<(String, Option<String>)>) -> (usize, Result<(), GuardedWriteError>) {
+    /// not a thousand. The writes come in groups, each written whole in one
+    /// transaction (a status with the events its result made: an event exists exactly
+    /// when its fact was written); a group must fit in one. Returns how many groups
+    /// were written before any failure, and the failure: what was written stays
+    /// written (each group is whole). A key must appear once: etcd refuses a
+    /// transaction that writes one key twice, or writes and deletes it.
+    pub async fn guarded_writes(&self, session: &NodeSession, groups: Vec<Vec<(String, Option<String>)>>) -> (usize, Result<(), GuardedWriteError>) {
+        let size = |group: &[(String, Option<String>)]| group.iter().map(|(key, value)| key.len() + value.as_ref().map_or(0, String::len)).sum::<usize>();
         let mut done = 0;
         let mut batch: Vec<TxnOp> = Vec::new();
+        let mut batch_groups = 0;
         let mut batch_bytes = 0;
-        let mut iter = writes.into_iter().peekable();
-        while let Some((key, value)) = iter.next() {
-            batch_bytes += key.len() + value.as_ref().map_or(0, String::len);
-            batch.push(match value {
-                Some(value) => TxnOp::put(key, value, None),
-                None => TxnOp::delete(key, None),
-            });
-            let full = batch.len() + 1 >= self.max_txn_ops
-                || iter.peek().is_none_or(|(key, value)| batch_bytes + key.len() + value.as_ref().map_or(0, String::len) > self.max_txn_bytes);
+        let mut iter = groups.into_iter().peekable();
+        while let Some(group) = iter.next() {
+            batch_bytes += size(&group);
+            batch_groups += 1;
+            for (key, value) in group {
+                batch.push(match value {
+                    Some(value) => TxnOp::put(key, value, None),
+                    None => TxnOp::delete(key, None),
+                });
+            }
+            let full = iter.peek().is_none_or(|next| batch.len() + next.len() + 1 > self.max_txn_ops || batch_bytes + size(next) > self.max_txn_bytes);
             if !full {
                 continue;
             }
-            let count = batch.len();
+            let count = std::mem::take(&mut batch_groups);
             let guard = Compare::lease(self.keys().node_lease(&session.node), CompareOp::Equal, session.lease);
             let txn = Txn::new().when([guard]).and_then(std::mem::take(&mut batch));
             batch_bytes = 0;
@@ -191,12 +211,14 @@ impl Store {
 
     /// `pacer fence confirm`: a person vouches that `node` is down. In one
     /// transaction, only while the node has no live agent: its reports are forgotten
-    /// and `result` is recorded. Returns whether it happened (`false`: the node is
-    /// alive).
-    pub async fn confirm_fenced<T: Serialize>(&self, node: &str, result: &T) -> Result<bool, StoreError> {
+    /// and `result` is recorded, with `also` (the event it makes, as key and value).
+    /// Returns whether it happened (`false`: the node is alive).
+    pub async fn confirm_fenced<T: Serialize>(&self, node: &str, result: &T, also: Vec<(String, String)>) -> Result<bool, StoreError> {
         let key = self.keys().fence_result(node);
         let value = encode(&key, result)?;
-        Ok(self.forget_node(node, Vec::new(), vec![TxnOp::put(key, value, None)], "confirm a node down").await?.is_some())
+        let mut operations = vec![TxnOp::put(key, value, None)];
+        operations.extend(also.into_iter().map(|(key, value)| TxnOp::put(key, value, None)));
+        Ok(self.forget_node(node, Vec::new(), operations, "confirm a node down").await?.is_some())
     }
 
     async fn forget_node(&self, node: &str, mut conditions: Vec<Compare>, extra: Vec<TxnOp>, action: &str) -> Result<Option<i64>, StoreError> {

@@ -73,3 +73,69 @@ pub enum ExecStatus {
     /// The node's executor connection was lost while it ran.
     Invalid,
 }
+
+impl ExecStatus {
+    /// Pacemaker's text for it (`pcmk_exec_status_str`): the `desc` of a resource
+    /// event (`CRM_alert_desc`) when the operation did not run to its end.
+    pub fn pacemaker_text(self) -> &'static str {
+        match self {
+            ExecStatus::Done => "complete",
+            ExecStatus::Pending => "pending",
+            ExecStatus::Cancelled => "Cancelled",
+            ExecStatus::Timeout => "Timed Out",
+            ExecStatus::NotInstalled => "Not installed",
+            ExecStatus::Error => "Error",
+            ExecStatus::ErrorHard => "Hard error",
+            ExecStatus::ErrorFatal => "Fatal error",
+            ExecStatus::NotSupported => "NOT SUPPORTED",
+            // Pacemaker's PCMK_EXEC_NOT_CONNECTED, which this stands for.
+            ExecStatus::Invalid => "Internal communication failure",
+        }
+    }
+
+    /// What an operation's result says, as Pacemaker's alerts say it: the exit code's
+    /// meaning when it ran to its end (`ok`, `not running`), else how it did not
+    /// (`Timed Out`).
+    pub fn describe_result(self, rc: i32) -> &'static str {
+        match self {
+            ExecStatus::Done => crate::api::ocf::describe(rc),
+            other => other.pacemaker_text(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ocf;
+
+    #[test]
+    fn results_read_as_pacemaker_alerts_say_them() {
+        let statuses = [
+            ExecStatus::Done,
+            ExecStatus::Pending,
+            ExecStatus::Cancelled,
+            ExecStatus::Timeout,
+            ExecStatus::NotInstalled,
+            ExecStatus::Error,
+            ExecStatus::ErrorHard,
+            ExecStatus::ErrorFatal,
+            ExecStatus::NotSupported,
+            ExecStatus::Invalid,
+        ];
+        // A probe's "not running": the code's meaning only when the agent ran to its end.
+        let described: String = statuses.into_iter().map(|status| format!("{status:?}: {}\n", status.describe_result(ocf::NOT_RUNNING))).collect();
+        expect_test::expect![[r#"
+            Done: not running
+            Pending: pending
+            Cancelled: Cancelled
+            Timeout: Timed Out
+            NotInstalled: Not installed
+            Error: Error
+            ErrorHard: Hard error
+            ErrorFatal: Fatal error
+            NotSupported: NOT SUPPORTED
+            Invalid: Internal communication failure
+        "#]].assert_eq(&described);
+    }
+}
