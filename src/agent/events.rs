@@ -44,9 +44,9 @@ impl EventIds {
     pub fn next(&mut self, time_usec: i64, incarnation: i64) -> String {
         let counter = self.next;
         self.next = self.next.wrapping_add(1);
-        // As unsigned: a clock before 1970 or a negative incarnation still sorts and
-        // parses as hex.
-        format!("{:016x}-{counter:08x}-{:016x}", time_usec.max(0), incarnation.cast_unsigned())
+        // Hex of a negative number is its two's complement: every id has the same
+        // length, and a clock before 1970 sorts first.
+        format!("{:016x}-{counter:08x}-{incarnation:016x}", time_usec.max(0))
     }
 }
 
@@ -139,17 +139,7 @@ mod tests {
 
     fn outcome(action: Action, rc: i32, status: ExecStatus) -> OperationOutcome<'static> {
         let expected_rc = if action == Action::Probe { ocf::NOT_RUNNING } else { ocf::OK };
-        OperationOutcome {
-            node: "n1",
-            resource: "web",
-            action,
-            rc,
-            expected_rc,
-            status,
-            exec_time: Duration::from_millis(42),
-            previous: None,
-            time_usec: TIME,
-        }
+        OperationOutcome { node: "n1", resource: "web", action, rc, expected_rc, status, exec_time: Duration::from_millis(42), previous: None, time_usec: TIME }
     }
 
     /// One line per event: what `pacer events` and an alert agent would get.
@@ -193,7 +183,8 @@ mod tests {
             resource n1 node=n1 rsc=web task=start interval=0 rc=Some(1) target=Some(0) status=Some(Done) exec_ms=Some(42) desc="error"
             resource n1 node=n1 rsc=web task=start interval=0 rc=Some(1) target=Some(0) status=Some(Timeout) exec_ms=Some(42) desc="Timed Out"
             resource n1 node=n1 rsc=web task=stop interval=0 rc=Some(1) target=Some(0) status=Some(Cancelled) exec_ms=Some(42) desc="Cancelled"
-            -"#]].assert_eq(&lines.join("\n"));
+            -"#]]
+        .assert_eq(&lines.join("\n"));
     }
 
     #[test]
@@ -215,7 +206,8 @@ mod tests {
             resource n1 node=n1 rsc=web task=monitor interval=0 rc=Some(0) target=Some(7) status=Some(Done) exec_ms=Some(42) desc="ok"
             resource n1 node=n1 rsc=web task=monitor interval=0 rc=Some(8) target=Some(7) status=Some(Done) exec_ms=Some(42) desc="promoted"
             resource n1 node=n1 rsc=web task=monitor interval=0 rc=Some(1) target=Some(7) status=Some(Done) exec_ms=Some(42) desc="error"
-            resource n1 node=n1 rsc=web task=monitor interval=0 rc=Some(1) target=Some(7) status=Some(Timeout) exec_ms=Some(42) desc="Timed Out""#]].assert_eq(&lines.join("\n"));
+            resource n1 node=n1 rsc=web task=monitor interval=0 rc=Some(1) target=Some(7) status=Some(Timeout) exec_ms=Some(42) desc="Timed Out""#]]
+        .assert_eq(&lines.join("\n"));
     }
 
     #[test]
@@ -241,7 +233,8 @@ mod tests {
             resource n1 node=n1 rsc=web task=monitor interval=10000 rc=Some(7) target=Some(0) status=Some(Done) exec_ms=Some(42) desc="not running"
             resource n1 node=n1 rsc=web task=monitor interval=10000 rc=Some(1) target=Some(0) status=Some(Timeout) exec_ms=Some(42) desc="Timed Out"
             resource n1 node=n1 rsc=web task=monitor interval=10000 rc=Some(190) target=Some(0) status=Some(Done) exec_ms=Some(42) desc="degraded"
-            resource n1 node=n1 rsc=web task=monitor interval=10000 rc=Some(0) target=Some(0) status=Some(Done) exec_ms=Some(42) desc="ok""#]].assert_eq(&lines.join("\n"));
+            resource n1 node=n1 rsc=web task=monitor interval=10000 rc=Some(0) target=Some(0) status=Some(Done) exec_ms=Some(42) desc="ok""#]]
+        .assert_eq(&lines.join("\n"));
     }
 
     #[test]
@@ -253,11 +246,14 @@ mod tests {
             attribute_event("n1", "master-db", Some("10"), Some("100"), TIME),
             attribute_event("n1", "master-db", Some("100"), None, TIME),
         ]
-        .map(|event| event.map(|event| format!("{} {:?} {:?} {}", event.kind.as_str(), event.attribute_name, event.attribute_value, event.desc)).unwrap_or_default());
+        .map(|event| {
+            event.map(|event| format!("{} {:?} {:?} {}", event.kind.as_str(), event.attribute_name, event.attribute_value, event.desc)).unwrap_or_default()
+        });
         expect_test::expect![[r#"
             attribute Some("master-db") Some("10") Attribute 'master-db' on node 'n1' was updated to '10'
             attribute Some("master-db") Some("100") Attribute 'master-db' on node 'n1' was updated to '100'
-            attribute Some("master-db") None Attribute 'master-db' on node 'n1' was removed"#]].assert_eq(&lines.join("\n"));
+            attribute Some("master-db") None Attribute 'master-db' on node 'n1' was removed"#]]
+        .assert_eq(&lines.join("\n"));
     }
 
     #[test]
@@ -275,7 +271,8 @@ mod tests {
         result.succeeded = false;
         result.attempts = vec!["level 1 device ipmi attempt 1: failed (Timeout, rc 1) timed out".into()];
         let failed = fencing_event(&result, "n1", "n1", "pacer@scheduler", TIME);
-        let lines = [ok, failed].map(|event| format!("{} {} node={:?} task={:?} rc={:?}: {}", event.kind.as_str(), event.reporter, event.node, event.task, event.rc, event.desc));
+        let lines = [ok, failed]
+            .map(|event| format!("{} {} node={:?} task={:?} rc={:?}: {}", event.kind.as_str(), event.reporter, event.node, event.task, event.rc, event.desc));
         expect_test::expect![[r#"
             fencing n1 node=Some("n2") task=Some("reboot") rc=Some(0): Operation reboot of n2 by n1 for pacer@scheduler: OK
             fencing n1 node=Some("n2") task=Some("reboot") rc=Some(1): Operation reboot of n2 by n1 for pacer@scheduler: Error (level 1 device ipmi attempt 1: failed (Timeout, rc 1) timed out)"#]].assert_eq(&lines.join("\n"));

@@ -28,7 +28,6 @@ use crate::api::records::{
     SelfFencing,
 };
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
-use events::{PendingEvent, attribute_event, fencing_event};
 use crate::metrics::node::{NodeFacts, node_view};
 use crate::metrics::{AgentMetrics, NodeView, ViewRequest};
 use crate::runtime::cache::in_definition_order;
@@ -40,6 +39,7 @@ use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession};
 use crate::store::watch::WatchEvent;
 use crate::store::{Keys, Store, StoreError};
+use events::{PendingEvent, attribute_event, fencing_event};
 pub use reconcile::{Action, OnShutdown, Reconciler, RequestTaken, Step};
 
 /// How an agent runs.

@@ -290,10 +290,7 @@ impl Reconciler {
         for mut status in previous {
             next_call_id = next_call_id.max(status.history.iter().map(|record| record.call_id).max().unwrap_or(0) + 1);
             status.role = ObservedRole::Unknown;
-            local.insert(
-                status.id.clone(),
-                Local::new(status),
-            );
+            local.insert(status.id.clone(), Local::new(status));
         }
         Reconciler {
             node: node.to_string(),
@@ -342,10 +339,7 @@ impl Reconciler {
                 notice: None,
                 acks: BTreeMap::new(),
             };
-            self.local.insert(
-                target.id.clone(),
-                Local::new(status),
-            );
+            self.local.insert(target.id.clone(), Local::new(status));
         }
     }
 

@@ -40,7 +40,21 @@ mod tests {
 
     #[test]
     fn exit_codes_read_as_pacemaker_writes_them() {
-        let codes = [OK, ERR_GENERIC, ERR_ARGS, UNIMPLEMENTED, INSUFFICIENT_PRIV, NOT_INSTALLED, NOT_CONFIGURED, NOT_RUNNING, RUNNING_PROMOTED, FAILED_PROMOTED, DEGRADED, DEGRADED_PROMOTED, 42];
+        let codes = [
+            OK,
+            ERR_GENERIC,
+            ERR_ARGS,
+            UNIMPLEMENTED,
+            INSUFFICIENT_PRIV,
+            NOT_INSTALLED,
+            NOT_CONFIGURED,
+            NOT_RUNNING,
+            RUNNING_PROMOTED,
+            FAILED_PROMOTED,
+            DEGRADED,
+            DEGRADED_PROMOTED,
+            42,
+        ];
         let described: String = codes.into_iter().map(|rc| format!("{rc} {}\n", describe(rc))).collect();
         expect_test::expect![[r#"
             0 ok
@@ -56,6 +70,7 @@ mod tests {
             190 degraded
             191 promoted (degraded)
             42 unknown
-        "#]].assert_eq(&described);
+        "#]]
+        .assert_eq(&described);
     }
 }

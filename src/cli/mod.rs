@@ -4,6 +4,7 @@
 mod check;
 mod complete;
 mod daemons;
+mod events;
 mod fence;
 mod flags;
 mod history;
@@ -155,6 +156,11 @@ enum Command {
     /// score and the named contributions to it (locations, bans, stickiness,
     /// colocations, fail counts against migration-threshold, node states).
     Why(why::WhyArgs),
+    /// The cluster's events, oldest first: resource operations, node joins and losses,
+    /// fencing, attribute changes, decisions. Events not yet numbered by the leader
+    /// show `-` as their sequence. `--for resource/NAME|node/NAME`, `--since DUR`,
+    /// `--watch` to follow new ones until interrupted.
+    Events(events::EventsArgs),
     /// The scheduler's decisions: list them (`--limit N`), `show REV`, `replay REV`
     /// (the scheduler run again on the decision's stored input; exit 1 if it decides
     /// differently), `diff REV1 REV2` (what changed in input and decision).
@@ -327,5 +333,6 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Check(args) => check::check(global, args).await,
         Command::Why(args) => why::why(global, args).await,
         Command::History(args) => history::history(global, args).await,
+        Command::Events(args) => events::events(global, args).await,
     }
 }

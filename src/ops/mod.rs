@@ -11,6 +11,7 @@
 pub mod check;
 pub mod constraints;
 pub mod edit;
+pub mod events;
 pub mod flags;
 pub mod history;
 pub mod live;

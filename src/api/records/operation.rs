@@ -136,6 +136,7 @@ mod tests {
             ErrorFatal: Fatal error
             NotSupported: NOT SUPPORTED
             Invalid: Internal communication failure
-        "#]].assert_eq(&described);
+        "#]]
+        .assert_eq(&described);
     }
 }
