@@ -112,6 +112,14 @@ fn results_and_attribute_changes_are_events_and_pacer_events_filters_them() {
     // One monitor event: the first answer after the restart is as expected.
     assert_eq!(listed.iter().filter(|event| is(event, "web", "monitor")).count(), 1, "{listed:#?}");
 
+    // The leader gives every event its place in one sequence: once none is pending,
+    // sequences start at 1 and increase, the agent's events among the leader's.
+    let listed =
+        events_until(&cluster, "every event sequenced", |events| events.iter().all(|event| event["sequence"].as_u64().is_some_and(|sequence| sequence > 0)));
+    let sequences: Vec<u64> = listed.iter().filter_map(|event| event["sequence"].as_u64()).collect();
+    assert!(sequences.windows(2).all(|pair| pair[0] < pair[1]), "{sequences:?}");
+    assert!(listed.iter().any(|event| event["reporter"] == "n1") && listed.iter().any(|event| event["reporter"] == "scheduler"), "{listed:#?}");
+
     // --for resource/web: web's events only, the same as in the whole listing.
     let web = events(&cluster, &["--for", "resource/web"]);
     let all = events(&cluster, &[]);
@@ -120,8 +128,11 @@ fn results_and_attribute_changes_are_events_and_pacer_events_filters_them() {
     assert!(web.len() >= 4, "start, monitor, stop, start: {web:#?}");
     let score = events(&cluster, &["--for", "resource/score"]);
     assert!(score.iter().all(|event| event["resource"] == "score") && !score.is_empty(), "{score:#?}");
-    // --for node/n1: everything here is n1's; another node has none.
-    assert_eq!(events(&cluster, &["--for", "node/n1"]).len(), events(&cluster, &[]).len());
+    // --for node/n1: the events about n1 (the leader's decisions are about no node);
+    // another node has none.
+    let n1 = events(&cluster, &["--for", "node/n1"]);
+    assert!(!n1.is_empty() && n1.iter().all(|event| event["node"] == "n1"), "{n1:#?}");
+    assert_eq!(n1.len(), events(&cluster, &[]).iter().filter(|event| event["node"] == "n1").count());
     assert!(events(&cluster, &["--for", "node/n9"]).is_empty());
     // --since: everything happened within the last hour, nothing in the future.
     assert_eq!(events(&cluster, &["--since", "1h"]).len(), events(&cluster, &[]).len());
@@ -134,6 +145,43 @@ fn results_and_attribute_changes_are_events_and_pacer_events_filters_them() {
     assert_eq!(header, ["SEQ", "TIME", "KIND", "NODE", "RESOURCE", "TASK", "REPORTER", "DESCRIPTION"], "{table}");
     assert!(table.lines().any(|line| line.contains("monitor/1s") && line.ends_with("not running (expected ok)")), "{table}");
     assert_eq!(table.lines().count(), web.len() + 1, "{table}");
+
+    // --watch -o json: what exists, then each event as the leader sequences it, one
+    // object a line, until ended (by PID).
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["events", "--watch", "-o", "json"])
+        .env("PACER_ETCD", &cluster.endpoint)
+        .env("PACER_PREFIX", common::LOCAL_PREFIX)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pacer events --watch");
+    let stdout = watch.stdout.take().expect("stdout");
+    let (lines, received) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)).map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // Its first line: the listing is done, and it follows the log from there.
+    let first = received.recv_timeout(Duration::from_secs(30)).expect("the events so far");
+    assert!(serde_json::from_str::<Value>(&first).is_ok_and(|event| event["sequence"].as_u64().is_some()), "{first}");
+    let late = "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: late}\nspec: {agent: 'ocf:heartbeat:Dummy'}\n";
+    let applied = cluster.pacer(&["apply", "-f", "-"], Some(late));
+    assert!(applied.status.success(), "{}", text(&applied.stderr));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let started = loop {
+        let line = received.recv_timeout(deadline.saturating_duration_since(Instant::now())).expect("the start of late, as it happened");
+        let event: Value = serde_json::from_str(&line).unwrap_or_else(|error| panic!("{error}: {line}"));
+        if is(&event, "late", "start") {
+            break event;
+        }
+    };
+    pacer::local::child::terminate(&mut watch, Duration::from_secs(5));
+    // It happened after the listing: printed once the leader gave it its number.
+    assert!(started["sequence"].as_u64().is_some_and(|sequence| sequence > 0), "{started}");
 
     // Bad input: one line on stderr, exit 1.
     for args in [vec!["events", "--for", "pod/x"], vec!["events", "--since", "soon"], vec!["events", "--for", "web"]] {
@@ -162,8 +210,9 @@ fn fencing_results_are_events_of_who_fenced_and_of_pacer_fence_confirm() {
     std::io::Write::write_all(fence.stdin.as_mut().expect("stdin"), request.as_bytes()).expect("write");
     drop(fence.stdin.take());
     assert!(fence.wait().expect("fence agent").success());
-    let listed = events_until(&cluster, "the fencing of n2", |events| events.iter().any(|event| event["kind"] == "Fencing"));
-    let fenced = listed.iter().find(|event| event["kind"] == "Fencing").expect("the fencing event");
+    let by_n1 = |event: &&Value| event["kind"] == "Fencing" && event["reporter"] == "n1";
+    let listed = events_until(&cluster, "the fencing of n2", |events| events.iter().any(|event| by_n1(&event)));
+    let fenced = listed.iter().find(by_n1).expect("the fencing event");
     let action = fenced["task"].as_str().unwrap_or_default();
     assert_eq!((&fenced["reporter"], &fenced["node"], &fenced["rc"]), (&Value::from("n1"), &Value::from("n2"), &Value::from(0)), "{fenced}");
     assert_eq!(fenced["desc"], format!("Operation {action} of n2 by n1 for pacer@scheduler: OK"), "{fenced}");
@@ -178,10 +227,9 @@ fn fencing_results_are_events_of_who_fenced_and_of_pacer_fence_confirm() {
     let desc = confirmation["desc"].as_str().unwrap_or_default();
     assert!(desc.starts_with("Operation off of n2 by a human (") && desc.ends_with(": OK"), "{desc}");
     // Refused while the node's agent holds its lease: no event.
-    let before = events(&cluster, &[]).len();
     let refused = cluster.pacer(&["fence", "confirm", "n1"], None);
     assert_eq!(refused.status.code(), Some(1), "{}", text(&refused.stderr));
-    assert_eq!(events(&cluster, &[]).len(), before);
+    assert!(!events(&cluster, &["--for", "node/n1"]).iter().any(|event| event["reporter"] == "pacer"));
 }
 
 #[test]
