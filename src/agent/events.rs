@@ -11,6 +11,14 @@
 //! before; a probe only when it finds something other than "not running" (a thousand
 //! resources probed on every node must not make a million events); never a
 //! notification (Pacemaker does not alert on `notify`).
+//!
+//! Attribute events are the attributes the agent writes (`attributes/<node>/<name>`:
+//! what agents set through `crm_attribute`, `crm_master`, `attrd_updater`), when a
+//! value changes. Pacemaker also alerts on its fail-count and last-failure attributes
+//! and on `#node-unfenced`; here fail counts live in the statuses (the failed
+//! operation's event tells of them) and `#node-unfenced` is derived from a successful
+//! `on` fencing result (whose fencing event tells of it), so neither makes an
+//! attribute event of its own.
 
 use std::time::Duration;
 
