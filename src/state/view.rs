@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, RequestRecord, ResourceStatus, SelfFencing};
+use crate::api::records::{AlertCursor, FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, RequestRecord, ResourceStatus, SelfFencing};
 use crate::api::resource::Role;
 use crate::api::{Object, Spec};
 use crate::scheduler::plan::{Plan, ResourceKind};
@@ -32,6 +32,48 @@ pub struct StatusView {
     pub constraints: Vec<ConstraintView>,
     /// Cleanups and refreshes asked of node agents and not yet applied (`requests_view`).
     pub requests: Vec<RequestView>,
+    /// Alerts whose last delivery failed (`alerts_view`).
+    pub alerts: Vec<AlertView>,
+}
+
+/// An alert whose last delivery failed: its cursor's last failure, kept until a later
+/// delivery succeeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertView {
+    pub name: String,
+    /// Deliveries given up on since the alert was made.
+    pub failures: u64,
+    /// Deliveries that succeeded since the alert was made.
+    pub delivered: u64,
+    /// The sequence of the event last given up on (`pacer events`).
+    pub sequence: u64,
+    pub reason: String,
+    /// When it was given up on, seconds since the epoch.
+    pub time: i64,
+}
+
+/// The alerts of the spec whose last delivery failed, by name. A cursor of an alert
+/// deleted since (no such alert, or another uid) is not shown.
+pub fn alerts_view(objects: &[Object], cursors: &BTreeMap<String, AlertCursor>) -> Vec<AlertView> {
+    objects
+        .iter()
+        .filter(|object| matches!(object.spec, Spec::Alert(_)))
+        .filter_map(|object| {
+            let cursor = cursors.get(object.name().as_str())?;
+            if object.metadata.uid.as_deref() != Some(cursor.alert_uid.as_str()) {
+                return None;
+            }
+            let failure = cursor.last_failure.as_ref()?;
+            Some(AlertView {
+                name: object.name().to_string(),
+                failures: cursor.failed,
+                delivered: cursor.succeeded,
+                sequence: failure.sequence,
+                reason: failure.reason.clone(),
+                time: failure.time_usec.div_euclid(1_000_000),
+            })
+        })
+        .collect()
 }
 
 /// A cleanup or refresh a node's agent has not applied yet (its key still exists).
@@ -286,5 +328,5 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             reason: status.failure_reason.clone(),
         })
         .collect();
-    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new() }
+    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new(), alerts: Vec::new() }
 }
