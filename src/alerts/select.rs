@@ -94,7 +94,7 @@ pub fn node_ids(objects: &[Object]) -> Arc<BTreeMap<String, i64>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::api::manifest::{Source, load};
 
