@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-decision bench-history bench-metrics bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build demo demo-down test lint bench bench-alerts bench-decision bench-history bench-metrics bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -67,6 +67,7 @@ bench: deps
 	$(CARGO) bench --bench move
 	$(CARGO) bench --bench history
 	$(CARGO) bench --bench metrics
+	$(CARGO) bench --bench alerts
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -109,6 +110,12 @@ bench-history: deps
 # Figures only: target/bench-metrics.txt (PACER_BENCH_METRICS_SIZE, default 1000x10000).
 bench-metrics: deps
 	$(CARGO) bench --bench metrics
+
+# Alert benchmark (issue 15): event -> alert latency p50/p99 on pacer up --nodes 3 with
+# an exec receiver, one resource started at a time (PACER_BENCH_ROUNDS, 20) and a burst
+# of PACER_BENCH_RESOURCES (300) applied at once. Figures only: target/bench-alerts.txt.
+bench-alerts: deps
+	$(CARGO) bench --bench alerts
 
 # Move benchmark (issue 14): pacer up --nodes 3 with PACER_BENCH_RESOURCES (10) Dummy
 # resources; PACER_BENCH_ROUNDS (10) times `pacer move r0 NODE --wait`, the time until

@@ -11,6 +11,7 @@
 //! unchanged decision writes nothing.
 
 mod archive;
+pub(crate) mod events;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use archive::Archive;
 pub use archive::Archived;
 
-use crate::api::records::{FenceRequestRecord, Leader, NodeAssignment};
+use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment};
 use crate::api::{Kind, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};
@@ -84,18 +85,29 @@ pub async fn decide_once(store: &Store, guard: &LeaderGuard) -> Result<Decision,
     Err(StoreError::Contended { attempts: 10 })
 }
 
-/// The cluster policy's settings a turn needs: recheck interval, history limit,
-/// whether fencing is enabled.
-fn policy(objects: &[crate::api::Object]) -> (Duration, u32, bool) {
-    objects
+/// The cluster policy's settings a turn needs.
+struct Policy {
+    recheck: Duration,
+    history_limit: u32,
+    event_limit: u32,
+    stonith_enabled: bool,
+}
+
+fn policy(objects: &[crate::api::Object]) -> Policy {
+    let defaults = crate::api::cluster::ClusterPolicySpec::default();
+    let policy = objects
         .iter()
         .find_map(|object| match &object.spec {
-            Spec::ClusterPolicy(policy) => {
-                Some((Duration::from_millis(policy.cluster_recheck_interval.as_millis()), policy.history_limit, policy.stonith_enabled))
-            }
+            Spec::ClusterPolicy(policy) => Some(policy),
             _ => None,
         })
-        .unwrap_or((Duration::from_secs(15 * 60), 1000, true))
+        .unwrap_or(&defaults);
+    Policy {
+        recheck: Duration::from_millis(policy.cluster_recheck_interval.as_millis()),
+        history_limit: policy.history_limit,
+        event_limit: policy.event_limit,
+        stonith_enabled: policy.stonith_enabled,
+    }
 }
 
 /// A turn on the cache. `hold_unseen`: configured nodes never heard of are taken as
@@ -103,11 +115,11 @@ fn policy(objects: &[crate::api::Object]) -> (Duration, u32, bool) {
 /// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
 /// starting with the scheduler are not fenced for being late.
 async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
-    let Memory { archive, kept } = memory;
+    let Memory { archive, kept, events } = memory;
     let now = epoch_now();
     let options = BuildOptions { now, hold_unseen };
     let mut live = build(cache, options)?;
-    let (recheck, history_limit, stonith_enabled) = policy(&live.snapshot.objects);
+    let Policy { recheck, history_limit, stonith_enabled, .. } = policy(&live.snapshot.objects);
     // Without fencing, a lost node is taken as down (Pacemaker's behaviour with
     // stonith-enabled=false): what it reported running is forgotten, so its resources
     // can start elsewhere. With fencing, only a successful fence does that.
@@ -128,7 +140,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     }
     let mut plan = schedule(&live.snapshot);
     if stonith_enabled {
-        let fenced = drive_fencing(store, cache, &plan, &live.snapshot, guard).await?;
+        let fenced = drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?;
         if fenced {
             // A node is down for sure now: decide again without what it reported.
             live = build(cache, options)?;
@@ -173,6 +185,9 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
         writes.extend(trimmed.iter().map(|revision| (keys.history(*revision), None)));
         write(store, cache, "write history", writes, guard).await?;
         archive.forget(store, guard, &trimmed).await?;
+        if !record.actions.is_empty() {
+            events.push(events::decision_event(&record.actions, input_revision, events::now_usec()));
+        }
     }
     let tidied = tidy_constraints(store, &snapshot, &plan, cache.spec_version(), kept, guard).await;
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
@@ -199,11 +214,14 @@ fn dc_node(cache: &ClusterCache, host: &str) -> String {
 }
 
 /// What a leader keeps from turn to turn besides its cache: the archive's index of
-/// stored inputs, and the moves it found kept (`ops::constraints::KeptMemo`).
+/// stored inputs, the moves it found kept (`ops::constraints::KeptMemo`), and the
+/// events a turn saw (fencing asked for, a new decision) until the event log takes
+/// them.
 #[derive(Default)]
 struct Memory {
     archive: Archive,
     kept: KeptMemo,
+    events: Vec<EventRecord>,
 }
 
 /// How long until `secs` since the epoch has passed on the system clock (a few
@@ -285,7 +303,14 @@ async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Ve
 /// there is none (or its executor is gone, or it failed a while ago); once a result
 /// says the node is down, its reports are forgotten and its request removed. Returns
 /// whether some node was declared down.
-async fn drive_fencing(store: &Store, cache: &mut ClusterCache, plan: &Plan, snapshot: &Snapshot, guard: &LeaderGuard) -> Result<bool, StoreError> {
+async fn drive_fencing(
+    store: &Store,
+    cache: &mut ClusterCache,
+    plan: &Plan,
+    snapshot: &Snapshot,
+    guard: &LeaderGuard,
+    events: &mut Vec<EventRecord>,
+) -> Result<bool, StoreError> {
     let keys = cache.keys().clone();
     let revision = cache.revision();
     let mut fenced = false;
@@ -359,6 +384,15 @@ async fn drive_fencing(store: &Store, cache: &mut ClusterCache, plan: &Plan, sna
         let key = keys.fence_request(target);
         let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
         write(store, cache, "request fencing", vec![(key, Some(value))], guard).await?;
+        let mut event = EventRecord::new(
+            EventKind::Fencing,
+            events::REPORTER,
+            events::now_usec(),
+            format!("Operation {} of {} requested from {}: {}", record.action, record.target, record.executor, record.reason),
+        );
+        event.node = Some(record.target.clone());
+        event.task = Some(record.action.clone());
+        events.push(event);
     }
     // A request whose need is gone (the node came back, or was confirmed down) is
     // dropped, so its result can never stand for a later, new need.
@@ -483,6 +517,7 @@ async fn lead(
     let mut next_recheck = Instant::now() + Duration::from_secs(15 * 60);
     let mut failures: u32 = 0;
     let mut memory = Memory::default();
+    let mut event_log = events::spawn(store.clone(), guard.clone());
     let outcome = loop {
         let due = dirty_since.filter(|_| synced).map(|since| (last_change + config.debounce).min(since + config.max_delay));
         let wake = due.unwrap_or(next_recheck).min(next_recheck);
@@ -548,6 +583,23 @@ async fn lead(
                 config.metrics.turn(took, outcome, decision.plan.live_actions());
                 // Moved, not copied: scrapes render this turn's snapshot and plan until
                 // the next turn replaces them.
+                if event_log.handle.is_finished() {
+                    // It stops only when deposed or after etcd failed it for long; a
+                    // leader still leading starts it again.
+                    event_log = events::spawn(store.clone(), guard.clone());
+                }
+                for event in memory.events.drain(..) {
+                    let _ = event_log.events.send(event);
+                }
+                let view = events::TurnView {
+                    nodes: decision.snapshot.observed.nodes.iter().map(|(name, node)| (name.clone(), node.liveness)).collect(),
+                    limit: policy(&decision.snapshot.objects).event_limit,
+                };
+                event_log.turns.send_if_modified(|last| {
+                    let changed = *last != view;
+                    *last = view;
+                    changed
+                });
                 let dc = dc_node(&cache, config.metrics.host());
                 config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), dc));
             }
@@ -570,6 +622,7 @@ async fn lead(
         }
     };
     lease_task.abort();
+    event_log.handle.abort();
     drop(informer);
     outcome
 }

@@ -147,18 +147,21 @@ impl Store {
     /// Moves pending events into the log: each `(sequence, event)` is put under its
     /// sequence and its pending key (if any) deleted in the same transaction, with
     /// `extra` writes in the first, all while `guard` holds; at most `per_txn` events
-    /// a transaction. A pending key already gone (sequenced by a leader before) fails
-    /// the transaction: `Ok(false)`, nothing of that batch written, so an event is
-    /// never sequenced twice. Returns whether every batch was written.
+    /// a transaction. A pending key already gone (sequenced by a leader before, or
+    /// deleted by hand) fails its transaction, so an event is never sequenced twice.
+    /// Returns how many events were written (in order: the batches before the one that
+    /// failed); `extra` is written only with the first batch, or alone when there are
+    /// no events.
     pub async fn append_events(
         &self,
         events: &[(EventRecord, Option<String>)],
         extra: Vec<(String, String)>,
         per_txn: usize,
         guard: &LeaderGuard,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<usize, StoreError> {
         let keys = self.keys();
         let mut extra = Some(extra);
+        let mut written = 0;
         for batch in events.chunks(per_txn.max(1)) {
             let mut conditions = vec![guard.compare()];
             let mut operations = Vec::new();
@@ -183,13 +186,14 @@ impl Store {
                 if !self.metrics.write(timeout("check leadership", client.txn(check))).await?.succeeded() {
                     return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
                 }
-                return Ok(false);
+                return Ok(written);
             }
+            written += batch.len();
         }
         if let Some(extra) = extra.filter(|extra| !extra.is_empty()) {
             let writes = extra.into_iter().map(|(key, value)| (key, Some(value))).collect();
             self.write_as_leader("record events", writes, guard).await?;
         }
-        Ok(true)
+        Ok(written)
     }
 }

@@ -1,0 +1,134 @@
+//! The leader's event log on a real cluster (`pacer up`: private etcd, a scheduler,
+//! agents): nodes joining and lost, fencing asked for and decisions are sequenced by
+//! the leader; pending events agents write are moved into the one sequence in the
+//! order they were written, none twice; the log is capped by `eventLimit`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{LOCAL_PREFIX, LocalCluster};
+use pacer::api::records::{EventKind, EventRecord};
+use pacer::store::Store;
+use pacer::store::events::EventListing;
+
+async fn listing(store: &Store) -> EventListing {
+    store.list_events().await.expect("list events")
+}
+
+/// Waits until the log satisfies `done`, returning it.
+async fn wait_for(store: &Store, what: &str, done: impl Fn(&EventListing) -> bool) -> EventListing {
+    let started = Instant::now();
+    loop {
+        let events = listing(store).await;
+        if done(&events) {
+            return events;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let shown: Vec<String> = events.events.iter().map(|event| format!("{} {:?} {:?} {}", event.sequence, event.kind, event.node, event.desc)).collect();
+            panic!("no {what} within 60 s; log:\n{}", shown.join("\n"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn has(events: &[EventRecord], kind: EventKind, node: &str, desc: &str) -> bool {
+    events.iter().any(|event| event.kind == kind && event.node.as_deref() == Some(node) && event.desc.contains(desc))
+}
+
+/// Sequences are 1, 2, 3… with no gap (nothing trimmed yet) and each stored under its
+/// own number.
+fn assert_consecutive(events: &[EventRecord], from: u64) {
+    let sequences: Vec<u64> = events.iter().map(|event| event.sequence).collect();
+    let expected: Vec<u64> = (from..from + events.len() as u64).collect();
+    assert_eq!(sequences, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_leader_sequences_node_fencing_and_decision_events() {
+    let cluster = LocalCluster::start(2, &[]);
+    let store = Store::connect(std::slice::from_ref(&cluster.endpoint), LOCAL_PREFIX).await.expect("connect");
+    let joined =
+        wait_for(&store, "member events", |log| has(&log.events, EventKind::Node, "n1", "member") && has(&log.events, EventKind::Node, "n2", "member")).await;
+    assert_consecutive(&joined.events, 1);
+    assert!(joined.events.iter().all(|event| event.reporter == "scheduler" || event.kind != EventKind::Node));
+    let announced = store.read_announced_nodes().await.expect("announced");
+    assert_eq!(announced.nodes.get("n1").map(String::as_str), Some("member"));
+
+    // A resource makes a decision.
+    let manifest = "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: web}\nspec: {agent: 'ocf:pacemaker:Dummy'}\n";
+    assert!(cluster.pacer(&["apply", "-f", "-"], Some(manifest)).status.success());
+    let decided =
+        wait_for(&store, "a decision event", |log| log.events.iter().any(|event| event.kind == EventKind::Decision && event.desc.contains("Start web"))).await;
+    let decision = decided.events.iter().find(|event| event.kind == EventKind::Decision && event.desc.contains("Start web")).expect("decision");
+    assert!(decision.detail.as_deref().is_some_and(|detail| detail.starts_with("input revision ")), "{decision:?}");
+
+    // Power n2 off with the local fence agent: the leader says it is lost and asks
+    // for it to be fenced.
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut fence = Command::new(Path::new(root).join("agents/fence/fence_pacer_local")).stdin(Stdio::piped()).spawn().expect("fence agent");
+    let input = format!("action=off\nport=n2\nstate_dir={}\n", cluster.state_dir.display());
+    std::io::Write::write_all(fence.stdin.as_mut().expect("stdin"), input.as_bytes()).expect("write");
+    drop(fence.stdin.take());
+    assert!(fence.wait().expect("fence agent").success());
+    let lost = wait_for(&store, "n2 lost and fenced", |log| {
+        has(&log.events, EventKind::Node, "n2", "lost")
+            && log.events.iter().any(|event| event.kind == EventKind::Fencing && event.node.as_deref() == Some("n2"))
+    })
+    .await;
+    let lost_at = lost.events.iter().position(|event| event.kind == EventKind::Node && event.node.as_deref() == Some("n2") && event.desc == "lost");
+    let fencing = lost.events.iter().find(|event| event.kind == EventKind::Fencing && event.reporter == "scheduler").expect("fencing request");
+    assert!(fencing.desc.starts_with("Operation reboot of n2 requested from n1"), "{fencing:?}");
+    assert_eq!(fencing.task.as_deref(), Some("reboot"));
+    assert!(lost_at.is_some());
+    assert_consecutive(&lost.events, 1);
+    assert_eq!(store.read_announced_nodes().await.expect("announced").nodes.get("n2").map(String::as_str), Some("lost"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_events_are_sequenced_in_order_once_and_the_log_is_capped() {
+    let cluster = LocalCluster::start(1, &["--fencing", "off"]);
+    let store = Store::connect(std::slice::from_ref(&cluster.endpoint), LOCAL_PREFIX).await.expect("connect");
+    let policy = "apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false, eventLimit: 100}\n";
+    assert!(cluster.pacer(&["apply", "-f", "-"], Some(policy)).status.success());
+    wait_for(&store, "the first events", |log| has(&log.events, EventKind::Node, "n1", "member")).await;
+
+    // 250 events as agents write them: pending, under their node, several per
+    // transaction (one node's each), two "nodes" taking turns.
+    let mut client = etcd_client::Client::connect([cluster.endpoint.clone()], None).await.expect("connect");
+    let keys = store.keys().clone();
+    for batch in 0..25 {
+        let mut operations = Vec::new();
+        for index in 0..10 {
+            let number = batch * 10 + index;
+            let node = if batch % 2 == 0 { "n1" } else { "x9" };
+            let mut event = EventRecord::new(EventKind::Attribute, node, 1_000_000 + number, format!("test {number}"));
+            event.node = Some(node.to_string());
+            event.attribute_name = Some("probe".to_string());
+            event.attribute_value = Some(number.to_string());
+            let key = keys.pending_event(node, &format!("{number:08}"));
+            operations.push(etcd_client::TxnOp::put(key, serde_json::to_string(&event).expect("encode"), None));
+        }
+        client.txn(etcd_client::Txn::new().and_then(operations)).await.expect("write pending");
+    }
+    let done = wait_for(&store, "every test event sequenced", |log| {
+        log.pending.is_empty()
+            && log.events.iter().filter(|event| event.desc.starts_with("test ")).map(|event| event.desc.as_str()).any(|desc| desc == "test 249")
+    })
+    .await;
+    // Capped: at most the limit plus one trimming step are kept, the newest ones.
+    assert!(done.events.len() <= 101, "{} events kept", done.events.len());
+    let first = done.events.first().map(|event| event.sequence).expect("events");
+    assert_consecutive(&done.events, first);
+    // In the order written, each once.
+    let tests: Vec<i64> = done.events.iter().filter_map(|event| event.desc.strip_prefix("test ")).filter_map(|number| number.parse().ok()).collect();
+    let mut sorted = tests.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(tests, sorted, "out of order or repeated");
+    assert_eq!(tests.last(), Some(&249));
+    assert!(tests.len() >= 90, "{tests:?}");
+    assert_eq!(store.first_event_sequence().await.expect("first"), Some(first));
+}
