@@ -107,6 +107,9 @@ async fn serve_webhook(received: Arc<Mutex<Received>>) -> String {
     use axum::http::{HeaderMap, StatusCode};
     async fn hook(State(received): State<Arc<Mutex<Received>>>, headers: HeaderMap, body: String) -> StatusCode {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(&body) else { return StatusCode::BAD_REQUEST };
+        // A receiver that takes its time, so the burst is still being delivered when
+        // the leader is killed.
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let mut received = received.lock().expect("lock");
         if let Some(key) = headers.get("x-api-key").and_then(|value| value.to_str().ok()) {
             received.keys.insert(key.to_string());
@@ -183,6 +186,7 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
         kill(pid.trim().parse().expect("pid"));
     }
     let killed_at = count();
+    println!("killed the leader ({leader}) after {killed_at} deliveries");
 
     // Every selected event of the log after the alert's start arrives at least once.
     let objects: Vec<_> = store.list_objects().await.expect("list").objects.into_values().map(|stored| stored.object).collect();
@@ -212,6 +216,7 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
     let received = received.lock().expect("lock");
     assert!(last_missing.is_empty(), "events never delivered: {last_missing:?} ({} received, {killed_at} before the kill)", received.sequences.len());
     let distinct: BTreeSet<u64> = received.sequences.iter().copied().collect();
+    assert!(killed_at < distinct.len(), "every event was delivered before the leader was killed: the takeover was not exercised");
     println!(
         "{} deliveries of {} distinct events ({} repeated after the leader change); {} expected",
         received.sequences.len(),
