@@ -213,7 +213,8 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     };
-    let received = received.lock().expect("lock");
+    let expected_count = expected().await.len();
+    let received = std::mem::take(&mut *received.lock().expect("lock"));
     assert!(last_missing.is_empty(), "events never delivered: {last_missing:?} ({} received, {killed_at} before the kill)", received.sequences.len());
     let distinct: BTreeSet<u64> = received.sequences.iter().copied().collect();
     assert!(killed_at < distinct.len(), "every event was delivered before the leader was killed: the takeover was not exercised");
@@ -222,7 +223,7 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
         received.sequences.len(),
         distinct.len(),
         received.sequences.len() - distinct.len(),
-        expected().await.len()
+        expected_count
     );
     // The header carried the secret; nothing logged it.
     assert_eq!(received.keys.iter().collect::<Vec<_>>(), vec![&secret]);
@@ -319,7 +320,11 @@ async fn bad_alerts_are_refused_at_apply_and_nothing_is_written() {
             "spec.receiver.webhook.headers[0].name",
             "is not an HTTP header name",
         ),
-        (alert(&format!("  receiver:\n    exec: {{path: {SAMPLE}}}\n  parameters: {{'1x': y}}\n")), "spec.parameters.1x", "is not an environment variable name"),
+        (
+            alert(&format!("  receiver:\n    exec: {{path: {SAMPLE}}}\n  parameters: {{'1x': y}}\n")),
+            "spec.parameters.1x",
+            "is not an environment variable name",
+        ),
     ];
     for (manifest, field, reason) in cases {
         let output = pacer(&etcd.endpoint(), "/bad", &["apply", "-f", "-"], Some(&manifest));

@@ -109,16 +109,18 @@ mod tests {
     use crate::alerts::select::tests::parse_objects_for_tests;
 
     fn config(extra: &str) -> AlertConfig {
-        let yaml = format!(
-            "apiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata:\n  name: file\nspec:\n  receiver:\n    exec:\n      path: /bin/true\n{extra}"
-        );
+        let yaml =
+            format!("apiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata:\n  name: file\nspec:\n  receiver:\n    exec:\n      path: /bin/true\n{extra}");
         AlertConfig::enabled(&parse_objects_for_tests(&yaml)).pop_first().map(|(_, alert)| alert).expect("one alert")
     }
 
     fn render(event: &EventRecord, alert: &AlertConfig, recipient: Option<&str>) -> String {
         let time = DateTime::parse_from_rfc3339("2024-06-02T05:04:48+02:00").expect("a time");
         let call = Call { event, alert, recipient, node_id: 7, time };
-        alert_environment(&call).iter().filter(|(name, _)| !name.starts_with("CRM_notify_")).map(|(name, value)| {
+        alert_environment(&call)
+            .iter()
+            .filter(|(name, _)| !name.starts_with("CRM_notify_"))
+            .map(|(name, value)| {
                 let value = if name == "CRM_alert_version" { "VERSION" } else { value.as_str() };
                 format!("{name}={value}\n")
             })

@@ -41,10 +41,7 @@ pub fn client() -> Result<reqwest::Client, String> {
         let provider = rustls::crypto::ring::default_provider();
         let _ = provider.install_default();
     });
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|error| format!("set up the HTTP client: {error}"))
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|error| format!("set up the HTTP client: {error}"))
 }
 
 /// Delivers one event: up to three attempts. `Err` is why the last one failed.
@@ -114,9 +111,8 @@ async fn headers(configured: &[WebhookHeader]) -> Result<HeaderMap, String> {
         let mut value = match (&header.value, &header.value_from) {
             (Some(value), _) => HeaderValue::from_str(value).map_err(|_| format!("the value of header {name} is not a valid header value"))?,
             (None, Some(source)) => {
-                let text = tokio::fs::read_to_string(&source.file)
-                    .await
-                    .map_err(|error| format!("read the value of header {name} from {}: {error}", source.file))?;
+                let text =
+                    tokio::fs::read_to_string(&source.file).await.map_err(|error| format!("read the value of header {name} from {}: {error}", source.file))?;
                 let text = text.strip_suffix('\n').map(|text| text.strip_suffix('\r').unwrap_or(text)).unwrap_or(&text);
                 HeaderValue::from_str(text).map_err(|_| format!("the value of header {name} read from {} is not a valid header value", source.file))?
             }

@@ -19,8 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use archive::Archive;
 pub use archive::Archived;
 
-use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment};
 use crate::alerts::{DeliveryContext, deliver};
+use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment};
 use crate::api::{Kind, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};

@@ -330,3 +330,44 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
         .collect();
     StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new(), alerts: Vec::new() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::manifest::{Source, load};
+    use crate::api::records::DeliveryFailure;
+
+    #[test]
+    fn alerts_show_only_a_last_failure_of_the_alert_as_it_is_now() {
+        let yaml = "apiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {name: mail}\nspec:\n  receiver:\n    exec: {path: /bin/true}\n---\napiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {name: hook}\nspec:\n  receiver:\n    webhook: {url: 'https://example.com'}\n";
+        let objects: Vec<Object> = load(&[Source { name: "t.yaml".into(), text: yaml.into() }])
+            .manifests
+            .into_iter()
+            .map(|manifest| {
+                let mut object = manifest.object;
+                object.metadata.uid = Some(format!("uid-{}", object.name()));
+                object
+            })
+            .collect();
+        let failure = DeliveryFailure { sequence: 9, time_usec: 5_000_000, reason: "exited with 1".into() };
+        let cursor = |uid: &str, last_failure: Option<DeliveryFailure>| AlertCursor {
+            alert_uid: uid.into(),
+            delivered: 9,
+            succeeded: 4,
+            failed: 2,
+            last_success_usec: None,
+            last_failure,
+        };
+        let cursors: BTreeMap<String, AlertCursor> = [
+            ("mail".to_string(), cursor("uid-mail", Some(failure.clone()))),
+            // Of an alert deleted and made again: not this one's.
+            ("hook".to_string(), cursor("old", Some(failure.clone()))),
+            ("gone".to_string(), cursor("uid-gone", Some(failure))),
+        ]
+        .into();
+        let views = alerts_view(&objects, &cursors);
+        assert_eq!(views, vec![AlertView { name: "mail".into(), failures: 2, delivered: 4, sequence: 9, reason: "exited with 1".into(), time: 5 }]);
+        let healthy: BTreeMap<String, AlertCursor> = [("mail".to_string(), cursor("uid-mail", None))].into();
+        assert!(alerts_view(&objects, &healthy).is_empty());
+    }
+}
