@@ -2,6 +2,7 @@
 //! Kubernetes-style. See ARCHITECTURE.md for the map.
 
 pub mod agent;
+pub mod alerts;
 pub mod api;
 pub mod cib;
 pub mod cli;

@@ -286,11 +286,17 @@ pub enum NodeHealthStrategy {
     Custom,
 }
 
-/// Tell someone when something happens.
+/// Tell someone when something happens (Pacemaker's `<alert>`): every event of the
+/// kinds selected is delivered to the receiver, at least once, by the leading
+/// scheduler.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AlertSpec {
     pub receiver: AlertReceiver,
+    /// Whether events are delivered (Pacemaker's `enabled` meta-attribute). A disabled
+    /// alert's position is kept: enabled again, it resumes where it stopped.
+    #[serde(default = "default_true", skip_serializing_if = "is_true")]
+    pub enabled: bool,
     /// Event kinds to send; empty means all.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<AlertEvent>,
@@ -300,11 +306,22 @@ pub struct AlertSpec {
     /// Passed to the receiver (an e-mail address, a channel).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recipients: Vec<String>,
+    /// How long one delivery may take (an exec receiver is killed then; a webhook
+    /// attempt given up); default 30s, as Pacemaker's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
-    /// strftime format of the timestamp given to the receiver.
+    /// strftime format of `CRM_alert_timestamp`, with Pacemaker's `%N` for fractions of
+    /// a second (`%3N` milliseconds, `%6N` microseconds); default `%H:%M:%S.%06N`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp_format: Option<String>,
+    /// Given to an exec receiver as environment variables (Pacemaker's instance
+    /// attributes of an alert, such as `debug_exec_order` for the file sample).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub parameters: BTreeMap<String, ParamValue>,
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// Exactly one of `webhook` or `exec`.
@@ -323,6 +340,32 @@ pub struct WebhookReceiver {
     /// An http:// or https:// URL; the event is POSTed as JSON.
     #[schemars(length(min = 1, max = 2048))]
     pub url: String,
+    /// Headers sent with every request (an API key, a token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<WebhookHeader>,
+}
+
+/// One HTTP header of a webhook: its value given here, or read at each delivery from a
+/// file on the scheduler's host (a secret kept out of etcd, never logged).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookHeader {
+    #[schemars(length(min = 1, max = 256))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<HeaderValueSource>,
+}
+
+/// Where a header's value is read from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HeaderValueSource {
+    /// An absolute path on the scheduler's host; its content, without the trailing
+    /// newline, is the value.
+    #[schemars(length(min = 1, max = 4096))]
+    pub file: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -15,6 +15,7 @@ pub mod records;
 pub mod resource;
 pub mod schema;
 pub mod score;
+pub mod strftime;
 pub mod timestamp;
 pub mod validate;
 pub mod yaml;

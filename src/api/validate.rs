@@ -532,35 +532,102 @@ impl Checker<'_, '_, '_> {
 
     fn check_alert(&mut self, alert: &AlertSpec) {
         let receiver = &alert.receiver;
+        let receiver_path = |part: &str, field: &str| FieldPath::of(&["spec", "receiver", part, field]);
         match (&receiver.webhook, &receiver.exec) {
             (Some(webhook), None) => {
-                let url = webhook.url.as_str();
-                let lower = url.to_ascii_lowercase();
-                let scheme_length = if lower.starts_with("http://") {
-                    Some(7)
-                } else if lower.starts_with("https://") {
-                    Some(8)
-                } else {
-                    None
-                };
-                let rest = scheme_length.map(|length| &url[length..]);
-                let host = rest.map(|rest| rest.split(['/', '?', '#']).next().unwrap_or_default());
-                if host.is_none_or(str::is_empty) || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-                    self.problem(FieldPath::of(&["spec", "receiver", "webhook", "url"]), format!("{url:?} is not an http:// or https:// URL"));
+                if let Err(reason) = check_webhook_url(&webhook.url) {
+                    self.problem(receiver_path("webhook", "url"), reason);
+                }
+                for (index, header) in webhook.headers.iter().enumerate() {
+                    let path = receiver_path("webhook", "headers").index(index);
+                    if let Err(reason) = check_header_name(&header.name) {
+                        self.problem(path.clone().key("name"), reason);
+                    }
+                    match (&header.value, &header.value_from) {
+                        (Some(value), None) => {
+                            if value.chars().any(|c| c.is_control() && c != '\t') {
+                                self.problem(path.key("value"), "a header value may not contain control characters");
+                            }
+                        }
+                        (None, Some(source)) => {
+                            if !is_absolute_file_path(&source.file) {
+                                self.problem(path.key("valueFrom").key("file"), format!("{:?} is not an absolute path to a file, without '..'", source.file));
+                            }
+                        }
+                        _ => self.problem(path, "give exactly one of value or valueFrom"),
+                    }
                 }
             }
             (None, Some(exec)) => {
                 let path = exec.path.as_str();
-                if !path.starts_with('/') || path.ends_with('/') || path.split('/').any(|part| part == "..") || path.chars().any(char::is_control) {
-                    self.problem(FieldPath::of(&["spec", "receiver", "exec", "path"]), format!("{path:?} is not an absolute path to a file, without '..'"));
+                if !is_absolute_file_path(path) {
+                    self.problem(receiver_path("exec", "path"), format!("{path:?} is not an absolute path to a file, without '..'"));
                 }
             }
             _ => self.problem(FieldPath::of(&["spec", "receiver"]), "give exactly one of webhook or exec"),
         }
-        if alert.timestamp_format.as_deref().is_some_and(|format| format.chars().any(char::is_control)) {
-            self.problem(spec_path("timestampFormat"), "contains a control character");
+        if let Some(format) = &alert.timestamp_format {
+            if format.chars().any(char::is_control) {
+                self.problem(spec_path("timestampFormat"), "contains a control character");
+            } else if let Err(reason) = super::strftime::TimestampFormat::parse(format) {
+                self.problem(spec_path("timestampFormat"), format!("does not parse: {reason}"));
+            }
+        }
+        for (name, value) in &alert.parameters {
+            let path = spec_path("parameters").key(name.clone());
+            if let Err(reason) = check_parameter_name(name) {
+                self.problem(path, reason);
+            } else if value.as_str().contains('\0') {
+                self.problem(path, "value contains a NUL character");
+            }
         }
     }
+}
+
+/// An absolute path to a file: it starts with `/`, does not end with one, and has no
+/// `..` nor control characters.
+fn is_absolute_file_path(path: &str) -> bool {
+    path.starts_with('/') && !path.ends_with('/') && !path.split('/').any(|part| part == "..") && !path.chars().any(char::is_control)
+}
+
+/// A webhook URL: absolute, http or https, with a host.
+fn check_webhook_url(text: &str) -> Result<(), String> {
+    let refused = |why: String| Err(format!("{text:?} is not an http:// or https:// URL{why}"));
+    if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return refused(": it contains spaces or control characters".into());
+    }
+    match url::Url::parse(text) {
+        Ok(url) if !matches!(url.scheme(), "http" | "https") => refused(String::new()),
+        Ok(url) if url.host_str().is_none_or(str::is_empty) => refused(": it has no host".into()),
+        Ok(_) => Ok(()),
+        Err(error) => refused(format!(": {error}")),
+    }
+}
+
+/// An HTTP header name (RFC 9110's token), and not one the delivery sets itself.
+fn check_header_name(name: &str) -> Result<(), String> {
+    const TOKEN_SYMBOLS: &str = "!#$%&'*+-.^_`|~";
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || TOKEN_SYMBOLS.contains(c)) {
+        return Err(format!("{name:?} is not an HTTP header name (letters, digits and {TOKEN_SYMBOLS})"));
+    }
+    if ["content-type", "content-length", "host", "transfer-encoding", "connection"].contains(&name.to_ascii_lowercase().as_str()) {
+        return Err(format!("{name} is set by the delivery itself"));
+    }
+    Ok(())
+}
+
+/// An alert parameter becomes an environment variable of the receiver: a portable
+/// name (letters, digits, `_`, not starting with a digit), not one of Pacemaker's
+/// own (`CRM_alert_*`, `CRM_notify_*`).
+fn check_parameter_name(name: &str) -> Result<(), String> {
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!("{name:?} is not an environment variable name (letters, digits and '_', not starting with a digit)"));
+    }
+    if name.starts_with("CRM_alert_") || name.starts_with("CRM_notify_") {
+        return Err(format!("{name} would replace the variable Pacemaker's alert environment gives the receiver"));
+    }
+    Ok(())
 }
 
 fn check_label_name(name: &str) -> Result<(), String> {

@@ -6,7 +6,7 @@ use anyhow::Context;
 use crate::ops::OpsError;
 use crate::ops::check::{CheckOptions, CheckResult, State, evaluate};
 use crate::ops::live::Live;
-use crate::state::view::{Surroundings, fencing_view, status_view};
+use crate::state::view::{Surroundings, alerts_view, fencing_view, status_view};
 
 use super::{Global, OutputFormat, complete};
 
@@ -72,7 +72,8 @@ async fn judge(global: &Global, args: &CheckArgs) -> anyhow::Result<CheckResult>
         activities: live.cache.activities(),
         constraints: Vec::new(),
     };
-    let view = status_view(&snapshot.objects, &snapshot.observed, &live.live.reports.statuses, &plan, around);
+    let mut view = status_view(&snapshot.objects, &snapshot.observed, &live.live.reports.statuses, &plan, around);
+    view.alerts = alerts_view(&snapshot.objects, &store.read_alert_cursors().await?);
     let options = CheckOptions {
         resource: args.resource.clone(),
         node: args.node.clone(),

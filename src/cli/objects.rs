@@ -81,10 +81,42 @@ pub(super) struct CrdsArgs {
 
 /// `pacer apply`: every document checked, then all of it written or nothing.
 pub(super) async fn apply(global: &Global, args: &ApplyArgs) -> anyhow::Result<u8> {
-    let loaded = load_files(&args.files);
+    let mut loaded = load_files(&args.files);
+    let receivers = check_receivers_here(&loaded);
+    loaded.diagnostics.extend(receivers);
     let store = global.connect().await?;
     let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: args.dry_run, ..Default::default() };
     apply_and_report(&store, &request).await
+}
+
+/// The exec receivers of enabled alerts that do not exist or are not executable on
+/// this host, as diagnostics. Only a check: the scheduler that delivers may run on
+/// another host, where a failed run is recorded as a failed delivery.
+fn check_receivers_here(loaded: &Loaded) -> Vec<Diagnostic> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut diagnostics = Vec::new();
+    for manifest in &loaded.manifests {
+        let crate::api::Spec::Alert(alert) = &manifest.object.spec else { continue };
+        // A receiver given twice, or a path that is not an absolute file path, is
+        // refused by the checks already.
+        let Some(exec) = alert.receiver.exec.as_ref().filter(|_| alert.enabled && alert.receiver.webhook.is_none()) else { continue };
+        if !exec.path.starts_with('/') || exec.path.ends_with('/') || exec.path.split('/').any(|part| part == "..") {
+            continue;
+        }
+        let problem = match std::fs::metadata(&exec.path) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some("does not exist on this host".to_string()),
+            Err(error) => Some(format!("cannot be read on this host: {error}")),
+            Ok(metadata) if !metadata.is_file() => Some("is not a file".to_string()),
+            Ok(metadata) if metadata.permissions().mode() & 0o111 == 0 => Some("is not executable".to_string()),
+            Ok(_) => None,
+        };
+        if let Some(problem) = problem {
+            let path = crate::api::FieldPath::of(&["spec", "receiver", "exec", "path"]);
+            let object = Some(manifest.object.key().to_string());
+            diagnostics.push(manifest.origin.diagnostic(object, path, format!("{:?} {problem}", exec.path)));
+        }
+    }
+    diagnostics
 }
 
 /// Runs an apply (or delete) and prints its outcome: the diagnostics and exit 1 when

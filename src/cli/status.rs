@@ -10,7 +10,7 @@ use crate::ops::constraints::constraint_views;
 use crate::ops::live::Follower;
 use crate::runtime::{BuildOptions, ClusterCache, LiveSnapshot, build, load};
 use crate::scheduler::schedule;
-use crate::state::view::{DecisionView, StatusView, Surroundings, fencing_view, requests_view, status_view};
+use crate::state::view::{DecisionView, StatusView, Surroundings, alerts_view, fencing_view, requests_view, status_view};
 use crate::store::Store;
 
 use super::output::table;
@@ -118,6 +118,8 @@ async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, decis
     let around = Surroundings { leader, decisions, fencing, activities: cache.activities(), constraints };
     let mut view = status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around);
     view.requests = requests_view(cache.requests());
+    let cursors = store.read_alert_cursors().await.context("read the alerts' delivery cursors")?;
+    view.alerts = alerts_view(&live.snapshot.objects, &cursors);
     Ok(view)
 }
 
@@ -249,6 +251,15 @@ pub fn render(view: &StatusView) -> String {
             })
             .collect();
         out.push_str(&indent(&table(&["NAME", "BY VERB", "RESOURCE", "NODE", "SCORE", "WHO", "AGE", "EXPIRES", "NOTES"], &rows)));
+    }
+    if !view.alerts.is_empty() {
+        out.push_str("\nAlerts whose last delivery failed:\n");
+        let rows: Vec<Vec<String>> = view
+            .alerts
+            .iter()
+            .map(|alert| vec![alert.name.clone(), alert.failures.to_string(), alert.sequence.to_string(), epoch_text(alert.time), alert.reason.clone()])
+            .collect();
+        out.push_str(&indent(&table(&["ALERT", "FAILURES", "EVENT", "WHEN", "LAST REASON"], &rows)));
     }
     if !view.decisions.is_empty() {
         out.push_str("\nLast decisions:\n");

@@ -48,7 +48,6 @@ pub struct EventTask {
     /// The nodes as each decision saw them.
     pub turns: watch::Sender<TurnView>,
     /// The last sequence written (0: none yet).
-    #[allow(dead_code)] // FIXME: read by alert delivery (being written), remove with it.
     pub sequenced: watch::Receiver<u64>,
     pub handle: tokio::task::JoinHandle<Result<(), StoreError>>,
 }

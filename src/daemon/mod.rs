@@ -19,8 +19,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use archive::Archive;
 pub use archive::Archived;
 
+use crate::alerts::{DeliveryContext, deliver};
 use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment};
-use crate::api::{Kind, ObjectKey, Spec};
+use crate::api::{Kind, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};
 use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
@@ -518,6 +519,27 @@ async fn lead(
     let mut failures: u32 = 0;
     let mut memory = Memory::default();
     let mut event_log = events::spawn(store.clone(), guard.clone());
+    // Alert delivery: its own task (a worker per alert), fed the spec's Alert and Node
+    // objects after each turn; it never holds up a decision.
+    let (alerts_sender, alerts_receiver) = tokio::sync::watch::channel(Arc::new(Vec::new()));
+    let start_delivery = |event_log: &events::EventTask| {
+        let context = DeliveryContext {
+            store: store.clone(),
+            guard: guard.clone(),
+            alerts: alerts_receiver.clone(),
+            sequenced: event_log.sequenced.clone(),
+            record: event_log.events.clone(),
+            metrics: Arc::clone(&config.metrics),
+        };
+        tokio::spawn(async move {
+            match deliver(context).await {
+                Err(StoreError::Conflict { .. }) => tracing::debug!("alert delivery: no longer the leader"),
+                Err(error) => tracing::warn!(%error, "alert delivery stopped"),
+                Ok(()) => {}
+            }
+        })
+    };
+    let mut delivery = start_delivery(&event_log);
     let outcome = loop {
         let due = dirty_since.filter(|_| synced).map(|since| (last_change + config.debounce).min(since + config.max_delay));
         let wake = due.unwrap_or(next_recheck).min(next_recheck);
@@ -587,7 +609,22 @@ async fn lead(
                     // It stops only when deposed or after etcd failed it for long; a
                     // leader still leading starts it again.
                     event_log = events::spawn(store.clone(), guard.clone());
+                    // Delivery follows the new task's sequence and records through it.
+                    delivery.abort();
+                    delivery = start_delivery(&event_log);
                 }
+                if delivery.is_finished() {
+                    delivery = start_delivery(&event_log);
+                }
+                let alerting: Vec<Object> =
+                    decision.snapshot.objects.iter().filter(|object| matches!(object.spec, Spec::Alert(_) | Spec::Node(_))).cloned().collect();
+                alerts_sender.send_if_modified(|last| {
+                    let changed = last.as_slice() != alerting.as_slice();
+                    if changed {
+                        *last = Arc::new(alerting);
+                    }
+                    changed
+                });
                 for event in memory.events.drain(..) {
                     let _ = event_log.events.send(event);
                 }
@@ -622,6 +659,7 @@ async fn lead(
         }
     };
     lease_task.abort();
+    delivery.abort();
     event_log.handle.abort();
     drop(informer);
     outcome

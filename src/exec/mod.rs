@@ -25,6 +25,7 @@
 //! executor does not serialize operations (one operation per resource at a time is
 //! the caller's rule).
 
+pub mod alert;
 mod classes;
 mod environment;
 mod fence;

@@ -20,7 +20,8 @@
 //!   leader's loop or the agent's needs.
 //! - `cluster.rs`, `node.rs`: the ha_cluster families (pure, unit-tested).
 //!
-//! Alert deliveries are not measured: alerts are not delivered yet.
+//! Alert deliveries (`alerts`) are counted and timed by alert and result on the
+//! leading scheduler.
 
 pub mod cluster;
 pub mod node;
@@ -66,6 +67,13 @@ fn operation_buckets() -> Histogram {
     Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0])
 }
 
+/// Buckets for how long one alert delivery takes, in seconds: a webhook on the LAN
+/// answers in milliseconds, a mail agent may take seconds, a receiver that hangs its
+/// whole timeout (30 s by default).
+fn delivery_buckets() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
+}
+
 /// The build, as an info metric (`pacer_build_info{version}`).
 fn register_build(registry: &mut Registry) {
     registry.register("pacer_build", "The Pacer build this process runs", Info::new([("version", env!("CARGO_PKG_VERSION"))]));
@@ -81,6 +89,8 @@ pub struct SchedulerMetrics {
     decision_duration: Histogram,
     actions: Family<[(&'static str, String); 1], Counter>,
     last_actions: Gauge,
+    alert_deliveries: Family<[(&'static str, String); 2], Counter>,
+    alert_delivery_duration: Histograms<[(&'static str, String); 1]>,
     /// The latest turn's snapshot and plan while this instance leads; `None` otherwise.
     /// Held for a pointer swap only: scrapes render from their own `Arc`.
     state: Mutex<Option<Arc<ClusterState>>>,
@@ -128,6 +138,8 @@ impl Default for SchedulerMetrics {
             decision_duration: decision_buckets(),
             actions: Family::default(),
             last_actions: Gauge::default(),
+            alert_deliveries: Family::default(),
+            alert_delivery_duration: Family::new_with_constructor(delivery_buckets),
             state: Mutex::new(None),
             host: String::new(),
         }
@@ -178,6 +190,15 @@ impl SchedulerMetrics {
         }
     }
 
+    /// One alert delivery ended (`delivered` or given up on) after `took`.
+    pub fn alert_delivery(&self, alert: &str, delivered: bool, took: Duration) {
+        let result = if delivered { "success" } else { "failure" };
+        self.alert_deliveries.get_or_create(&[("alert", alert.to_string()), ("result", result.to_string())]).inc();
+        if !took.is_zero() {
+            self.alert_delivery_duration.get_or_create(&[("alert", alert.to_string())]).observe(took.as_secs_f64());
+        }
+    }
+
     /// The state the leader's latest turn decided on, for the next scrapes. The one
     /// it replaces is dropped here, or by the last scrape still rendering it.
     pub fn publish(&self, state: ClusterState) {
@@ -221,6 +242,17 @@ impl SchedulerMetrics {
         );
         registry.register("pacer_scheduler_actions", "Actions of new decisions, by verb (start, stop, move, recover, promote, ...); an action still pending is counted again by each new decision that carries it", self.actions.clone());
         registry.register("pacer_scheduler_last_decision_actions", "Actions in the latest new decision", self.last_actions.clone());
+        registry.register(
+            "pacer_alert_deliveries",
+            "Alert deliveries by alert and result: success, or failure (given up after the receiver's retries and timeout, or events trimmed before delivery)",
+            self.alert_deliveries.clone(),
+        );
+        registry.register_with_unit(
+            "pacer_alert_delivery_duration",
+            "How long one alert delivery took, by alert (all the calls of an exec receiver; all the attempts of a webhook)",
+            Unit::Seconds,
+            self.alert_delivery_duration.clone(),
+        );
         store.metrics().register(&mut registry);
         registry
     }

@@ -256,6 +256,13 @@ pub fn evaluate(objects: &[Object], view: &StatusView, plan: &Plan, options: &Ch
         findings.add(State::Warning, ban);
     }
 
+    // Alerts whose last delivery failed: someone is not being told.
+    if members.is_none() && options.node.is_none() {
+        for alert in &view.alerts {
+            findings.add(State::Warning, format!("alert {}: last delivery failed ({} failure(s)): {}", alert.name, alert.failures, alert.reason));
+        }
+    }
+
     if members.is_none() && options.node.is_none() && view.leader.is_none() {
         findings.add(State::Critical, "no scheduler leader: nothing is decided".to_string());
     }

@@ -265,6 +265,7 @@ mod tests {
             fencing: vec![FencingView { node: "n3".into(), action: "reboot".into(), state: "pending", by: "n1".into(), time: 0, attempts: vec![] }],
             constraints: vec![],
             requests: vec![],
+            alerts: vec![],
         }
     }
 

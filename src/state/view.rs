@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::api::records::{FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, RequestRecord, ResourceStatus, SelfFencing};
+use crate::api::records::{AlertCursor, FAIL_COUNT_INFINITY, FenceRequestRecord, FenceResultRecord, NodeActivity, RequestRecord, ResourceStatus, SelfFencing};
 use crate::api::resource::Role;
 use crate::api::{Object, Spec};
 use crate::scheduler::plan::{Plan, ResourceKind};
@@ -32,6 +32,48 @@ pub struct StatusView {
     pub constraints: Vec<ConstraintView>,
     /// Cleanups and refreshes asked of node agents and not yet applied (`requests_view`).
     pub requests: Vec<RequestView>,
+    /// Alerts whose last delivery failed (`alerts_view`).
+    pub alerts: Vec<AlertView>,
+}
+
+/// An alert whose last delivery failed: its cursor's last failure, kept until a later
+/// delivery succeeds.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertView {
+    pub name: String,
+    /// Deliveries given up on since the alert was made.
+    pub failures: u64,
+    /// Deliveries that succeeded since the alert was made.
+    pub delivered: u64,
+    /// The sequence of the event last given up on (`pacer events`).
+    pub sequence: u64,
+    pub reason: String,
+    /// When it was given up on, seconds since the epoch.
+    pub time: i64,
+}
+
+/// The alerts of the spec whose last delivery failed, by name. A cursor of an alert
+/// deleted since (no such alert, or another uid) is not shown.
+pub fn alerts_view(objects: &[Object], cursors: &BTreeMap<String, AlertCursor>) -> Vec<AlertView> {
+    objects
+        .iter()
+        .filter(|object| matches!(object.spec, Spec::Alert(_)))
+        .filter_map(|object| {
+            let cursor = cursors.get(object.name().as_str())?;
+            if object.metadata.uid.as_deref() != Some(cursor.alert_uid.as_str()) {
+                return None;
+            }
+            let failure = cursor.last_failure.as_ref()?;
+            Some(AlertView {
+                name: object.name().to_string(),
+                failures: cursor.failed,
+                delivered: cursor.succeeded,
+                sequence: failure.sequence,
+                reason: failure.reason.clone(),
+                time: failure.time_usec.div_euclid(1_000_000),
+            })
+        })
+        .collect()
 }
 
 /// A cleanup or refresh a node's agent has not applied yet (its key still exists).
@@ -286,5 +328,46 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             reason: status.failure_reason.clone(),
         })
         .collect();
-    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new() }
+    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new(), alerts: Vec::new() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::manifest::{Source, load};
+    use crate::api::records::DeliveryFailure;
+
+    #[test]
+    fn alerts_show_only_a_last_failure_of_the_alert_as_it_is_now() {
+        let yaml = "apiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {name: mail}\nspec:\n  receiver:\n    exec: {path: /bin/true}\n---\napiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {name: hook}\nspec:\n  receiver:\n    webhook: {url: 'https://example.com'}\n";
+        let objects: Vec<Object> = load(&[Source { name: "t.yaml".into(), text: yaml.into() }])
+            .manifests
+            .into_iter()
+            .map(|manifest| {
+                let mut object = manifest.object;
+                object.metadata.uid = Some(format!("uid-{}", object.name()));
+                object
+            })
+            .collect();
+        let failure = DeliveryFailure { sequence: 9, time_usec: 5_000_000, reason: "exited with 1".into() };
+        let cursor = |uid: &str, last_failure: Option<DeliveryFailure>| AlertCursor {
+            alert_uid: uid.into(),
+            delivered: 9,
+            succeeded: 4,
+            failed: 2,
+            last_success_usec: None,
+            last_failure,
+        };
+        let cursors: BTreeMap<String, AlertCursor> = [
+            ("mail".to_string(), cursor("uid-mail", Some(failure.clone()))),
+            // Of an alert deleted and made again: not this one's.
+            ("hook".to_string(), cursor("old", Some(failure.clone()))),
+            ("gone".to_string(), cursor("uid-gone", Some(failure))),
+        ]
+        .into();
+        let views = alerts_view(&objects, &cursors);
+        assert_eq!(views, vec![AlertView { name: "mail".into(), failures: 2, delivered: 4, sequence: 9, reason: "exited with 1".into(), time: 5 }]);
+        let healthy: BTreeMap<String, AlertCursor> = [("mail".to_string(), cursor("uid-mail", None))].into();
+        assert!(alerts_view(&objects, &healthy).is_empty());
+    }
 }

@@ -124,6 +124,20 @@ impl Store {
         Ok(records.into_iter().filter_map(|(key, cursor, _)| key.strip_prefix(&prefix).map(|name| (name.to_string(), cursor))).collect())
     }
 
+    /// One `Alert`'s delivery cursor; `None` when there is none, or it does not decode
+    /// (delivery starts that alert afresh, with a warning).
+    pub async fn read_alert_cursor(&self, alert: &str) -> Result<Option<AlertCursor>, StoreError> {
+        let key = self.keys().alert_cursor(alert);
+        let Some(value) = self.get_one(&key).await? else { return Ok(None) };
+        match decode::<AlertCursor>(&key, value.as_slice()) {
+            Ok(cursor) => Ok(Some(cursor)),
+            Err(error) => {
+                tracing::warn!(%error, alert, "an alert's cursor does not decode; starting the alert afresh");
+                Ok(None)
+            }
+        }
+    }
+
     /// What the leader last announced of each node (empty when nothing was).
     pub async fn read_announced_nodes(&self) -> Result<AnnouncedNodes, StoreError> {
         let key = self.keys().announced_nodes();

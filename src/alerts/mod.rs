@@ -1,0 +1,341 @@
+//! Alert delivery (the leading scheduler's): every event of the log that an enabled
+//! `Alert` selects is delivered to its receiver — an exec receiver run as Pacemaker
+//! runs alert agents, or a webhook — at least once, across leader changes.
+//!
+//! - `deliver` (IO): one worker per enabled alert, so a slow receiver holds up no
+//!   other alert and nothing of the cluster (decisions never wait for deliveries).
+//!   Each worker resumes from its `AlertCursor` (`<events>/cursors/<alert>`), reads the
+//!   events after it in windows, delivers a window concurrently (bounded), then writes
+//!   the cursor, guarded by the leader's lease: a new leader repeats at most the
+//!   window in flight, never loses one. A failure (after the receiver's retries) is
+//!   recorded as a `Delivery` event, in the cursor (`last_failure`, kept until a later
+//!   success) and in `/metrics`.
+//! - `select.rs` (pure): the alerts that run and Pacemaker's `select` filters.
+//! - `cursor.rs` (pure): where a worker starts, trimmed events, a window's outcomes.
+//! - `environment.rs` (pure): the `CRM_alert_*` environment of an exec receiver.
+//! - `webhook.rs` (IO): the HTTP POST (reqwest, rustls).
+//!
+//! Processes are started by `exec::alert`; etcd is reached through `store`.
+
+pub mod cursor;
+pub mod environment;
+pub mod select;
+pub mod webhook;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use chrono::TimeZone;
+use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::api::Object;
+use crate::api::records::{AlertCursor, DeliveryFailure, EventRecord};
+use crate::exec::alert::run_alert_agent;
+use crate::metrics::SchedulerMetrics;
+use crate::store::{LeaderGuard, Store, StoreError};
+use cursor::{Outcome, failure_event, record_window, skip_trimmed, starting_cursor};
+use environment::{Call, alert_environment};
+use select::{AlertConfig, node_ids};
+
+/// Events read (and delivered) per window; the cursor is written once a window.
+const WINDOW: usize = 64;
+/// Deliveries (events) of one alert at once; each exec delivery runs one agent per
+/// recipient besides.
+const CONCURRENCY: usize = 8;
+/// How long a worker waits for news of the log before it looks anyway.
+const IDLE_LOOK: Duration = Duration::from_secs(5);
+
+/// What the delivery loop runs on.
+pub struct DeliveryContext {
+    pub store: Store,
+    pub guard: LeaderGuard,
+    /// The spec's Alert objects — and its Node objects, whose creation sequence is
+    /// `CRM_alert_nodeid` (objects of other kinds are ignored) — sent anew when the
+    /// spec changes.
+    pub alerts: watch::Receiver<Arc<Vec<Object>>>,
+    /// The last sequence in the log; changes after each append.
+    pub sequenced: watch::Receiver<u64>,
+    /// Where failed deliveries are recorded (`EventKind::Delivery` events; the
+    /// leader's event task sequences them).
+    pub record: mpsc::UnboundedSender<EventRecord>,
+    pub metrics: Arc<SchedulerMetrics>,
+}
+
+/// Delivers until deposed (`Conflict`, from a worker's guarded write) or aborted (the
+/// workers and the receivers they run end with it), or until the sender of `alerts`
+/// is gone (`Ok`).
+pub async fn deliver(mut context: DeliveryContext) -> Result<(), StoreError> {
+    let mut workers: JoinSet<Result<(), StoreError>> = JoinSet::new();
+    let mut running: BTreeMap<String, (AlertConfig, AbortHandle)> = BTreeMap::new();
+    let (node_ids_sender, node_ids_receiver) = watch::channel(Arc::new(BTreeMap::new()));
+    loop {
+        let objects = context.alerts.borrow_and_update().clone();
+        let wanted = AlertConfig::enabled(&objects);
+        node_ids_sender.send_replace(node_ids(&objects));
+        running.retain(|name, (config, handle)| {
+            let keep = wanted.get(name) == Some(config) && !handle.is_finished();
+            if !keep {
+                tracing::info!(alert = %name, "stopping the alert's deliveries");
+                handle.abort();
+            }
+            keep
+        });
+        for (name, config) in wanted {
+            if running.contains_key(&name) {
+                continue;
+            }
+            tracing::info!(alert = %name, "delivering the alert's events");
+            let worker = Worker {
+                store: context.store.clone(),
+                guard: context.guard.clone(),
+                alert: Arc::new(config.clone()),
+                node_ids: node_ids_receiver.clone(),
+                sequenced: context.sequenced.clone(),
+                record: context.record.clone(),
+                metrics: Arc::clone(&context.metrics),
+            };
+            let handle = workers.spawn(worker.run());
+            running.insert(name, (config, handle));
+        }
+        tokio::select! {
+            changed = context.alerts.changed() => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+            Some(joined) = workers.join_next() => match joined {
+                Ok(Err(error @ StoreError::Conflict { .. })) => return Err(error),
+                Ok(Err(error)) => tracing::warn!(%error, "an alert worker stopped; starting it again"),
+                Ok(Ok(())) => {}
+                Err(error) if error.is_cancelled() => {}
+                Err(error) => tracing::error!(%error, "an alert worker panicked; starting it again"),
+            },
+        }
+    }
+}
+
+/// One alert's deliveries.
+struct Worker {
+    store: Store,
+    guard: LeaderGuard,
+    alert: Arc<AlertConfig>,
+    node_ids: watch::Receiver<Arc<BTreeMap<String, i64>>>,
+    sequenced: watch::Receiver<u64>,
+    record: mpsc::UnboundedSender<EventRecord>,
+    metrics: Arc<SchedulerMetrics>,
+}
+
+/// A gap in the log seen once: given up on if it is still there next time.
+struct Hole {
+    after: u64,
+    seen: Instant,
+}
+
+impl Worker {
+    /// Until deposed: etcd failures are retried with a backoff.
+    async fn run(mut self) -> Result<(), StoreError> {
+        let client = match &self.alert.spec.receiver.webhook {
+            Some(_) => match webhook::client() {
+                Ok(client) => Some(client),
+                Err(reason) => {
+                    tracing::error!(alert = %self.alert.name, %reason, "cannot deliver the alert's events");
+                    return Ok(());
+                }
+            },
+            None => None,
+        };
+        let mut cursor: Option<AlertCursor> = None;
+        let mut hole: Option<Hole> = None;
+        let mut failures: u32 = 0;
+        loop {
+            match self.step(&mut cursor, &mut hole, client.as_ref()).await {
+                Ok(()) => failures = 0,
+                Err(error @ StoreError::Conflict { .. }) => return Err(error),
+                Err(error) => {
+                    failures = failures.saturating_add(1);
+                    tracing::warn!(alert = %self.alert.name, %error, "alert delivery: etcd failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(200u64.saturating_mul(1 << failures.min(5)))).await;
+                }
+            }
+        }
+    }
+
+    /// One window: read, deliver, write the cursor; or wait for events.
+    async fn step(&mut self, cursor: &mut Option<AlertCursor>, hole: &mut Option<Hole>, client: Option<&reqwest::Client>) -> Result<(), StoreError> {
+        let name = self.alert.name.clone();
+        let mut next = match cursor {
+            Some(cursor) => cursor.clone(),
+            None => {
+                let stored = self.store.read_alert_cursor(&name).await?;
+                let last = self.store.last_event_sequence().await?;
+                let (start, new) = starting_cursor(stored, &self.alert.uid, last);
+                if new {
+                    tracing::info!(alert = %name, after = start.delivered, "a new alert: delivering the events after the current end of the log");
+                    self.write_cursor(&start).await?;
+                }
+                *cursor = Some(start.clone());
+                start
+            }
+        };
+        let events = self.store.read_events(next.delivered, WINDOW).await?;
+        let Some(first) = events.first() else {
+            self.wait_for_events(next.delivered).await;
+            return Ok(());
+        };
+        if first.sequence > next.delivered + 1 {
+            // Trimmed before we got there, or unreadable (skipped by the read), or —
+            // for a moment — not written yet: given up on only when the log's start
+            // is past it, or when it is still missing a second later.
+            let first_kept = self.store.first_event_sequence().await?;
+            let trimmed = first_kept.is_some_and(|kept| kept > next.delivered + 1);
+            let persistent = hole.as_ref().is_some_and(|hole| hole.after == next.delivered && hole.seen.elapsed() >= Duration::from_secs(1));
+            if !trimmed && !persistent {
+                if hole.as_ref().is_none_or(|hole| hole.after != next.delivered) {
+                    *hole = Some(Hole { after: next.delivered, seen: Instant::now() });
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                return Ok(());
+            }
+            *hole = None;
+            let skip_to = if trimmed { first_kept } else { Some(first.sequence) };
+            if let Some(failure) = skip_trimmed(&mut next, skip_to, now_usec()) {
+                self.metrics.alert_delivery(&name, false, Duration::ZERO);
+                self.report(&failure, None);
+            }
+            self.write_cursor(&next).await?;
+            *cursor = Some(next);
+            return Ok(());
+        }
+        let window_end = events.last().map_or(next.delivered, |event| event.sequence);
+        let outcomes = self.deliver_window(&events, client).await;
+        let failures = record_window(&mut next, window_end, outcomes, now_usec());
+        for failure in &failures {
+            let about = events.iter().find(|event| event.sequence == failure.sequence);
+            self.report(failure, about);
+        }
+        self.write_cursor(&next).await?;
+        *cursor = Some(next);
+        Ok(())
+    }
+
+    /// Delivers the events of a window the alert selects, at most `CONCURRENCY` at
+    /// once; returns each one's outcome.
+    async fn deliver_window(&self, events: &[EventRecord], client: Option<&reqwest::Client>) -> Vec<(u64, Outcome)> {
+        let permits = Arc::new(Semaphore::new(CONCURRENCY));
+        let mut deliveries: JoinSet<(u64, Outcome, Duration)> = JoinSet::new();
+        let node_ids = self.node_ids.borrow().clone();
+        for event in events.iter().filter(|event| self.alert.selects(event)) {
+            let alert = Arc::clone(&self.alert);
+            let event = event.clone();
+            let client = client.cloned();
+            let permits = Arc::clone(&permits);
+            let node_ids = Arc::clone(&node_ids);
+            deliveries.spawn(async move {
+                let _permit = permits.acquire_owned().await;
+                let started = Instant::now();
+                let outcome = match deliver_one(&alert, &event, client.as_ref(), &node_ids).await {
+                    Ok(()) => Outcome::Delivered,
+                    Err(reason) => Outcome::Failed(reason),
+                };
+                (event.sequence, outcome, started.elapsed())
+            });
+        }
+        let mut outcomes = Vec::new();
+        while let Some(joined) = deliveries.join_next().await {
+            match joined {
+                Ok((sequence, outcome, took)) => {
+                    self.metrics.alert_delivery(&self.alert.name, outcome == Outcome::Delivered, took);
+                    match &outcome {
+                        Outcome::Delivered => tracing::debug!(alert = %self.alert.name, sequence, took = ?took, "alert delivered"),
+                        Outcome::Failed(reason) => tracing::warn!(alert = %self.alert.name, sequence, %reason, "alert delivery failed"),
+                    }
+                    outcomes.push((sequence, outcome));
+                }
+                Err(error) => tracing::error!(alert = %self.alert.name, %error, "an alert delivery panicked"),
+            }
+        }
+        outcomes
+    }
+
+    /// Records a failure as a `Delivery` event (the leader's event task sequences it).
+    fn report(&self, failure: &DeliveryFailure, about: Option<&EventRecord>) {
+        if self.record.send(failure_event(&self.alert.name, failure, about)).is_err() {
+            tracing::debug!(alert = %self.alert.name, "the event task is gone; the failure is kept in the cursor only");
+        }
+    }
+
+    async fn write_cursor(&self, cursor: &AlertCursor) -> Result<(), StoreError> {
+        let key = self.store.keys().alert_cursor(&self.alert.name);
+        let value = serde_json::to_string(cursor).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
+        self.store.write_as_leader("write an alert cursor", vec![(key, Some(value))], &self.guard).await?;
+        Ok(())
+    }
+
+    /// Until the log has an event after `delivered` (or a while has passed).
+    async fn wait_for_events(&mut self, delivered: u64) {
+        let deadline = tokio::time::Instant::now() + IDLE_LOOK;
+        while *self.sequenced.borrow_and_update() <= delivered {
+            tokio::select! {
+                changed = self.sequenced.changed() => {
+                    if changed.is_err() {
+                        tokio::time::sleep_until(deadline).await;
+                        return;
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+}
+
+/// One event to one alert's receiver. `Err`: why it was given up on.
+async fn deliver_one(alert: &AlertConfig, event: &EventRecord, client: Option<&reqwest::Client>, node_ids: &BTreeMap<String, i64>) -> Result<(), String> {
+    match (&alert.spec.receiver.exec, &alert.spec.receiver.webhook, client) {
+        (Some(exec), _, _) => run_exec(alert, Path::new(&exec.path), event, node_ids).await,
+        (None, Some(receiver), Some(client)) => webhook::deliver(client, alert, receiver, event).await,
+        _ => Err("the alert has no receiver".to_string()),
+    }
+}
+
+/// Pacemaker's way: one call per recipient (one with an empty recipient when there
+/// are none), all at once, each killed at the alert's timeout. Delivered when every
+/// call exited 0; else the first failure, naming its recipient.
+async fn run_exec(alert: &AlertConfig, path: &Path, event: &EventRecord, node_ids: &BTreeMap<String, i64>) -> Result<(), String> {
+    let time = local_time(event.time_usec);
+    let node_id = event.node.as_ref().and_then(|node| node_ids.get(node)).copied().unwrap_or(0);
+    let recipients: Vec<Option<&str>> =
+        if alert.spec.recipients.is_empty() { vec![None] } else { alert.spec.recipients.iter().map(|recipient| Some(recipient.as_str())).collect() };
+    let mut calls = JoinSet::new();
+    for recipient in recipients {
+        let env = alert_environment(&Call { event, alert, recipient, node_id, time });
+        let path = path.to_path_buf();
+        let timeout = alert.timeout;
+        let recipient = recipient.map(str::to_string);
+        calls.spawn(async move { (recipient, run_alert_agent(&path, env, timeout).await) });
+    }
+    let mut failure = None;
+    while let Some(joined) = calls.join_next().await {
+        let failed = match joined {
+            Ok((_, Ok(()))) => None,
+            Ok((Some(recipient), Err(reason))) => Some(format!("recipient {recipient}: {reason}")),
+            Ok((None, Err(reason))) => Some(reason),
+            Err(error) => Some(format!("the agent's task failed: {error}")),
+        };
+        if failure.is_none() {
+            failure = failed;
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// The event's time in the scheduler's local zone (what Pacemaker's timestamps use).
+fn local_time(time_usec: i64) -> chrono::DateTime<chrono::FixedOffset> {
+    chrono::Local.timestamp_micros(time_usec).single().map_or_else(|| chrono::DateTime::UNIX_EPOCH.fixed_offset(), |time| time.fixed_offset())
+}
+
+fn now_usec() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
+}
