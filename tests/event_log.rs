@@ -113,13 +113,12 @@ async fn pending_events_are_sequenced_in_order_once_and_the_log_is_capped() {
         }
         client.txn(etcd_client::Txn::new().and_then(operations)).await.expect("write pending");
     }
-    let done = wait_for(&store, "every test event sequenced", |log| {
-        log.pending.is_empty()
-            && log.events.iter().filter(|event| event.desc.starts_with("test ")).map(|event| event.desc.as_str()).any(|desc| desc == "test 249")
+    // Capped: at most the limit plus one trimming step are kept, the newest ones
+    // (trimming follows the writes).
+    let done = wait_for(&store, "every test event sequenced, and the log trimmed to its limit", |log| {
+        log.pending.is_empty() && log.events.iter().any(|event| event.desc == "test 249") && log.events.len() <= 101
     })
     .await;
-    // Capped: at most the limit plus one trimming step are kept, the newest ones.
-    assert!(done.events.len() <= 101, "{} events kept", done.events.len());
     let first = done.events.first().map(|event| event.sequence).expect("events");
     assert_consecutive(&done.events, first);
     // In the order written, each once.

@@ -118,6 +118,8 @@ async fn run(
     loop {
         // `changed()` marks the value seen; remember that it came.
         let mut turned = false;
+        // Events left over from a flush that failed keep their place.
+        let left_over = own.len();
         let waiting = !own.is_empty() || (synced && !pending.is_empty());
         if !waiting {
             tokio::select! {
@@ -149,9 +151,13 @@ async fn run(
             log.limit = turn.limit;
             let changes = node_changes(&mut log.announced, &turn.nodes, now_usec());
             log.announced_changed |= !changes.is_empty();
-            own.extend(changes);
+            // Before the events that came with this turn: the leader sends the turn's
+            // view first, and a node is lost before it is fenced.
+            own.splice(left_over..left_over, changes);
         }
         if own.is_empty() && (pending.is_empty() || !synced) {
+            // A new limit may call for trimming with nothing to write.
+            log.trim().await?;
             continue;
         }
         let mut unsynced = BTreeMap::new();

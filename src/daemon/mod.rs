@@ -625,9 +625,6 @@ async fn lead(
                     }
                     changed
                 });
-                for event in memory.events.drain(..) {
-                    let _ = event_log.events.send(event);
-                }
                 let view = events::TurnView {
                     nodes: decision.snapshot.observed.nodes.iter().map(|(name, node)| (name.clone(), node.liveness)).collect(),
                     limit: policy(&decision.snapshot.objects).event_limit,
@@ -637,6 +634,9 @@ async fn lead(
                     *last = view;
                     changed
                 });
+                for event in memory.events.drain(..) {
+                    let _ = event_log.events.send(event);
+                }
                 let dc = dc_node(&cache, config.metrics.host());
                 config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), dc));
             }
