@@ -82,7 +82,8 @@ async fn the_leader_sequences_node_fencing_and_decision_events() {
     let fencing = lost.events.iter().find(|event| event.kind == EventKind::Fencing && event.reporter == "scheduler").expect("fencing request");
     assert!(fencing.desc.starts_with("Operation reboot of n2 requested from n1"), "{fencing:?}");
     assert_eq!(fencing.task.as_deref(), Some("reboot"));
-    assert!(lost_at.is_some());
+    let fencing_at = lost.events.iter().position(|event| event.kind == EventKind::Fencing && event.reporter == "scheduler");
+    assert!(lost_at.is_some() && lost_at < fencing_at, "the loss comes before the fencing it calls for");
     assert_consecutive(&lost.events, 1);
     assert_eq!(store.read_announced_nodes().await.expect("announced").nodes.get("n2").map(String::as_str), Some("lost"));
 }

@@ -113,12 +113,20 @@ fn results_and_attribute_changes_are_events_and_pacer_events_filters_them() {
     assert_eq!(listed.iter().filter(|event| is(event, "web", "monitor")).count(), 1, "{listed:#?}");
 
     // The leader gives every event its place in one sequence: once none is pending,
-    // sequences start at 1 and increase, the agent's events among the leader's.
+    // sequences are 1, 2, 3… without a gap, the agent's events among the leader's, and
+    // the decision to recover web comes after the failure it reacts to.
     let listed =
         events_until(&cluster, "every event sequenced", |events| events.iter().all(|event| event["sequence"].as_u64().is_some_and(|sequence| sequence > 0)));
     let sequences: Vec<u64> = listed.iter().filter_map(|event| event["sequence"].as_u64()).collect();
-    assert!(sequences.windows(2).all(|pair| pair[0] < pair[1]), "{sequences:?}");
+    assert_eq!(sequences, (1..=listed.len() as u64).collect::<Vec<_>>());
     assert!(listed.iter().any(|event| event["reporter"] == "n1") && listed.iter().any(|event| event["reporter"] == "scheduler"), "{listed:#?}");
+    let failed_at = listed.iter().position(|event| is(event, "web", "monitor")).expect("the failed monitor");
+    let recovery = listed.iter().position(|event| {
+        event["kind"] == "Decision"
+            && event["desc"].as_str().is_some_and(|desc| desc.contains("web"))
+            && event["sequence"].as_u64() > listed[failed_at]["sequence"].as_u64()
+    });
+    assert!(recovery.is_some(), "no decision about web after its failure: {listed:#?}");
 
     // --for resource/web: web's events only, the same as in the whole listing.
     let web = events(&cluster, &["--for", "resource/web"]);

@@ -353,11 +353,6 @@ fn epoch_now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))
 }
 
-/// Microseconds since the epoch: the time of events and of the results they tell.
-fn epoch_usec() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// A pending event as its key (under this node's pending events) and value.
 fn event_write(keys: &Keys, node: &str, pending: &PendingEvent) -> Result<(String, String), StoreError> {
     let key = keys.pending_event(node, &pending.id);
@@ -574,7 +569,7 @@ impl<'a> Session<'a> {
                     };
                     let key = self.keys.fence_result(&target);
                     // Its event in the same transaction: the leader asked for it.
-                    let time = epoch_usec();
+                    let time = crate::runtime::now_usec();
                     let event = PendingEvent { id: reconciler.event_ids.next(time, reconciler.incarnation), event: fencing_event(&result, &node, &node, "pacer@scheduler", time) };
                     let also = match event_write(&self.keys, &node, &event) {
                         Ok(write) => vec![write],
@@ -730,7 +725,7 @@ impl<'a> Session<'a> {
             match tokio::time::timeout_at(drain_until.into(), self.results.recv()).await {
                 Ok(Some((step, result))) => {
                     record_operation(&self.config.metrics, &step, &result);
-                    reconciler.record(&step, &result, Instant::now(), epoch_usec());
+                    reconciler.record(&step, &result, Instant::now(), crate::runtime::now_usec());
                 }
                 _ => break,
             }
@@ -847,7 +842,7 @@ impl<'a> Session<'a> {
             } else {
                 // Its event, if the value changes, in the same transaction.
                 let before = self.cache.attributes().get(&node).and_then(|attributes| attributes.get(&update.name)).map(|record| record.value.clone());
-                let time = epoch_usec();
+                let time = crate::runtime::now_usec();
                 let mut also = Vec::new();
                 if let Some(event) = attribute_event(&node, &update.name, before.as_deref(), update.value.as_deref(), time) {
                     also.push(event_write(&self.keys, &node, &PendingEvent { id: reconciler.event_ids.next(time, reconciler.incarnation), event })?);
@@ -1124,7 +1119,7 @@ impl<'a> Session<'a> {
             }
             self.pending_attributes.push(update.clone());
         }
-        reconciler.record(&step, &result, Instant::now(), epoch_usec());
+        reconciler.record(&step, &result, Instant::now(), crate::runtime::now_usec());
     }
 }
 

@@ -22,10 +22,11 @@ pub mod environment;
 pub mod select;
 pub mod webhook;
 
+use crate::runtime::now_usec;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use chrono::TimeZone;
 use tokio::sync::{Semaphore, mpsc, watch};
@@ -33,6 +34,7 @@ use tokio::task::{AbortHandle, JoinSet};
 
 use crate::api::Object;
 use crate::api::records::{AlertCursor, DeliveryFailure, EventRecord};
+use crate::daemon::events::LeaderEvent;
 use crate::exec::alert::run_alert_agent;
 use crate::metrics::SchedulerMetrics;
 use crate::store::{LeaderGuard, Store, StoreError};
@@ -60,7 +62,7 @@ pub struct DeliveryContext {
     pub sequenced: watch::Receiver<u64>,
     /// Where failed deliveries are recorded (`EventKind::Delivery` events; the
     /// leader's event task sequences them).
-    pub record: mpsc::UnboundedSender<EventRecord>,
+    pub record: mpsc::UnboundedSender<LeaderEvent>,
     pub metrics: Arc<SchedulerMetrics>,
 }
 
@@ -124,7 +126,7 @@ struct Worker {
     alert: Arc<AlertConfig>,
     node_ids: watch::Receiver<Arc<BTreeMap<String, i64>>>,
     sequenced: watch::Receiver<u64>,
-    record: mpsc::UnboundedSender<EventRecord>,
+    record: mpsc::UnboundedSender<LeaderEvent>,
     metrics: Arc<SchedulerMetrics>,
 }
 
@@ -262,7 +264,7 @@ impl Worker {
 
     /// Records a failure as a `Delivery` event (the leader's event task sequences it).
     fn report(&self, failure: &DeliveryFailure, about: Option<&EventRecord>) {
-        if self.record.send(failure_event(&self.alert.name, failure, about)).is_err() {
+        if self.record.send(failure_event(&self.alert.name, failure, about).into()).is_err() {
             tracing::debug!(alert = %self.alert.name, "the event task is gone; the failure is kept in the cursor only");
         }
     }
@@ -334,8 +336,4 @@ async fn run_exec(alert: &AlertConfig, path: &Path, event: &EventRecord, node_id
 /// The event's time in the scheduler's local zone (what Pacemaker's timestamps use).
 fn local_time(time_usec: i64) -> chrono::DateTime<chrono::FixedOffset> {
     chrono::Local.timestamp_micros(time_usec).single().map_or_else(|| chrono::DateTime::UNIX_EPOCH.fixed_offset(), |time| time.fixed_offset())
-}
-
-fn now_usec() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
 }

@@ -1,6 +1,7 @@
 //! `pacer events`: the cluster's events, oldest first, as a table (local time) or
 //! JSON; `--watch` follows the log (`ops::events`).
 
+use crate::runtime::now_usec;
 use std::io::Write;
 
 use anyhow::Context;
@@ -116,11 +117,6 @@ async fn follow(
         }
         out.flush()?;
     }
-}
-
-fn now_usec() -> i64 {
-    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
 }
 
 /// An event's time in the local time zone, to the second.

@@ -34,8 +34,7 @@ pub(super) async fn confirm(global: &Global, node: &str) -> anyhow::Result<u8> {
         attempts: Vec::new(),
     };
     // The event, under the target's pending events, in the same transaction.
-    let time_usec =
-        i64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_micros()).unwrap_or(0)).unwrap_or(i64::MAX);
+    let time_usec = crate::runtime::now_usec();
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_else(|_| "localhost".into());
     let event = fencing_event(&result, "pacer", &format!("a human ({user})"), &format!("pacer@{host}"), time_usec);
     let id = EventIds::default().next(time_usec, i64::from(std::process::id()));

@@ -15,36 +15,58 @@
 //! the election, so no earlier leader's write can land after it) and again after a
 //! write whose outcome is unknown.
 
-use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
 use crate::api::records::{AnnouncedNodes, EventKind, EventRecord};
 use crate::runtime::Informer;
 use crate::scheduler::snapshot::NodeLiveness;
+use crate::store::events::pending_order;
 use crate::store::watch::WatchEvent;
 use crate::store::{LeaderGuard, Store, StoreError};
+
+pub use crate::runtime::now_usec;
 
 /// Who the leader's own events are reported by.
 pub const REPORTER: &str = "scheduler";
 
-/// Events per transaction: each takes a put and, for a pending one, a delete and a
-/// condition, under etcd's 128 operations.
-const EVENTS_PER_TXN: usize = 60;
+/// How long the keys of sequenced pending events are remembered: an agent that
+/// retries a write whose first attempt landed (etcd answered too late) puts the same
+/// key again, and it is dropped rather than sequenced twice.
+const REMEMBERED: Duration = Duration::from_secs(600);
 
-/// What a decision saw that the event task needs: the nodes' liveness and the cap.
+/// An event the leader saw, and the etcd revision of what it saw it in: it is
+/// sequenced after the pending events written up to that revision (a decision comes
+/// after the failure it reacts to) and before those written later.
+#[derive(Clone, Debug)]
+pub struct LeaderEvent {
+    pub event: EventRecord,
+    pub after_revision: i64,
+}
+
+impl From<EventRecord> for LeaderEvent {
+    /// An event seen now, after everything written so far (a failed delivery).
+    fn from(event: EventRecord) -> LeaderEvent {
+        LeaderEvent { event, after_revision: i64::MAX }
+    }
+}
+
+/// What a decision saw that the event task needs: the nodes' liveness (an agent's
+/// heartbeat present or not), the cap, and the revision it was taken at.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TurnView {
     pub nodes: BTreeMap<String, NodeLiveness>,
     /// `ClusterPolicy.eventLimit`.
     pub limit: u32,
+    pub revision: i64,
 }
 
 /// The running task, and how the rest of the leader talks to it.
 pub struct EventTask {
-    /// The leader's own events (and failed deliveries), sequenced in the order sent.
-    pub events: mpsc::UnboundedSender<EventRecord>,
+    /// The leader's own events (and failed deliveries).
+    pub events: mpsc::UnboundedSender<LeaderEvent>,
     /// The nodes as each decision saw them.
     pub turns: watch::Sender<TurnView>,
     /// The last sequence written (0: none yet).
@@ -69,67 +91,94 @@ pub fn spawn(store: Store, guard: LeaderGuard) -> EventTask {
     EventTask { events, turns, sequenced, handle }
 }
 
-/// Microseconds since the epoch, by this host's clock.
-pub fn now_usec() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// A pending event as the watch showed it.
 struct Pending {
     revision: i64,
     event: EventRecord,
 }
 
+/// One of the leader's events waiting for its sequence.
+struct Own {
+    /// Unique in this task: what a flush's outcome refers to.
+    id: u64,
+    /// Node changes come before the other events of the same revision: they are what
+    /// a decision reacted to.
+    node_change: bool,
+    event: LeaderEvent,
+}
+
+/// Where an event of a flush came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Source {
+    Own(u64),
+    Pending(String),
+}
+
+/// A flush whose last transaction's outcome is unknown (etcd did not answer in
+/// time): its events from `base` on may or may not be in the log.
+struct InDoubt {
+    base: u64,
+    sources: Vec<Source>,
+}
+
 struct Log {
     store: Store,
     guard: LeaderGuard,
-    /// The next sequence to give; `None` after a write whose outcome is unknown.
+    /// The next sequence to give; `None` until read, and after a refusal.
     next: Option<u64>,
+    in_doubt: Option<InDoubt>,
     /// The lowest sequence that may still be stored (trimming starts from it).
     first: u64,
     announced: AnnouncedNodes,
     /// `announced` changed since it was last written.
     announced_changed: bool,
-    limit: u32,
+    /// `ClusterPolicy.eventLimit`, once a decision has said it (nothing is trimmed
+    /// before: a guess could delete what a larger limit keeps).
+    limit: Option<u32>,
+    /// Pending keys sequenced lately, and when.
+    sequenced_keys: HashMap<String, Instant>,
+    own: Vec<Own>,
+    next_id: u64,
 }
 
 async fn run(
     store: Store,
     guard: LeaderGuard,
-    mut received: mpsc::UnboundedReceiver<EventRecord>,
+    mut received: mpsc::UnboundedReceiver<LeaderEvent>,
     mut turns: watch::Receiver<TurnView>,
     published: watch::Sender<u64>,
 ) -> Result<(), StoreError> {
     let mut log = Log {
         next: None,
-        first: 0,
-        announced: retry("read the announced nodes", || store.read_announced_nodes()).await?,
+        in_doubt: None,
+        first: retry("read the first event", || store.first_event_sequence()).await.unwrap_or(0),
+        announced: retry("read the announced nodes", || store.read_announced_nodes()).await,
         announced_changed: false,
-        limit: 10_000,
+        limit: None,
+        sequenced_keys: HashMap::new(),
+        own: Vec::new(),
+        next_id: 0,
         store: store.clone(),
         guard,
     };
-    log.first = retry("read the first event", || store.first_event_sequence()).await?.unwrap_or(0);
     let mut informer = Informer::start(&store, vec![store.keys().pending_events_prefix()]);
-    let mut pending: BTreeMap<String, Pending> = BTreeMap::new();
-    let mut synced = false;
-    let mut own: Vec<EventRecord> = Vec::new();
+    let mut pending = PendingView::default();
     let mut failures: u32 = 0;
     loop {
         // `changed()` marks the value seen; remember that it came.
         let mut turned = false;
-        // Events left over from a flush that failed keep their place.
-        let left_over = own.len();
-        let waiting = !own.is_empty() || (synced && !pending.is_empty());
+        // Nothing is written before the pending events are listed: the leader's own
+        // take their place among them.
+        let waiting = pending.synced && (!log.own.is_empty() || !pending.events.is_empty() || log.in_doubt.is_some());
         if !waiting {
             tokio::select! {
                 event = informer.events.recv() => {
                     let Some(event) = event else { return Ok(()) };
-                    take_watch_event(&store, &mut pending, &mut synced, event);
+                    pending.take(&store, event);
                 }
                 event = received.recv() => {
                     let Some(event) = event else { return Ok(()) };
-                    own.push(event);
+                    log.push(event, false);
                 }
                 changed = turns.changed() => {
                     if changed.is_err() {
@@ -141,35 +190,34 @@ async fn run(
         }
         // Take in everything queued, so one flush writes a burst in few transactions.
         while let Ok(event) = informer.events.try_recv() {
-            take_watch_event(&store, &mut pending, &mut synced, event);
+            pending.take(&store, event);
         }
         while let Ok(event) = received.try_recv() {
-            own.push(event);
+            log.push(event, false);
         }
         if turned || turns.has_changed().unwrap_or(false) {
             let turn = turns.borrow_and_update().clone();
-            log.limit = turn.limit;
+            log.limit = Some(turn.limit);
             let changes = node_changes(&mut log.announced, &turn.nodes, now_usec());
             log.announced_changed |= !changes.is_empty();
-            // Before the events that came with this turn: the leader sends the turn's
-            // view first, and a node is lost before it is fenced.
-            own.splice(left_over..left_over, changes);
+            for event in changes {
+                log.push(LeaderEvent { event, after_revision: turn.revision }, true);
+            }
         }
-        if own.is_empty() && (pending.is_empty() || !synced) {
-            // A new limit may call for trimming with nothing to write.
-            log.trim().await?;
-            continue;
-        }
-        let mut unsynced = BTreeMap::new();
-        match log.flush(&mut own, if synced { &mut pending } else { &mut unsynced }).await {
+        let outcome = if !pending.synced || (log.own.is_empty() && pending.events.is_empty() && log.in_doubt.is_none()) {
+            Ok(Flushed::All)
+        } else {
+            log.flush(&mut pending).await
+        };
+        match outcome {
             Ok(Flushed::All) => failures = 0,
-            Ok(Flushed::PendingGone) => {
-                // A pending event was gone when its turn came (deleted by hand): list
-                // them again rather than guess which.
-                tracing::warn!("a pending event vanished before it was sequenced; listing them again");
+            Ok(Flushed::Refused) => {
+                // A pending event was gone when its turn came (deleted by hand), or a
+                // log key was taken: list them again, and read the sequence again,
+                // rather than guess.
+                tracing::warn!("recording events was refused (a pending event gone, or a sequence taken); listing them again");
                 informer = Informer::start(&store, vec![store.keys().pending_events_prefix()]);
-                pending.clear();
-                synced = false;
+                pending = PendingView::default();
             }
             Err(error @ StoreError::Conflict { .. }) => return Err(error),
             Err(error) => {
@@ -189,42 +237,158 @@ async fn run(
     }
 }
 
-fn take_watch_event(store: &Store, pending: &mut BTreeMap<String, Pending>, synced: &mut bool, event: Result<WatchEvent, StoreError>) {
-    match event {
-        Ok(WatchEvent::Restarted { entries, .. }) => {
-            *synced = true;
-            pending.clear();
-            for entry in entries {
-                insert_pending(pending, &entry);
-            }
-        }
-        Ok(WatchEvent::Put(entry)) => insert_pending(pending, &entry),
-        Ok(WatchEvent::Deleted { key, .. }) => {
-            pending.remove(&key);
-        }
-        Err(error) => tracing::debug!(%error, prefix = %store.keys().pending_events_prefix(), "watch interrupted; resuming"),
-    }
+/// The pending events as the task's watch shows them.
+#[derive(Default)]
+struct PendingView {
+    events: BTreeMap<String, Pending>,
+    /// Listed: the watch has shown everything up to `revision`.
+    synced: bool,
+    /// The latest revision the watch is known to have shown (a lower bound: an
+    /// idle prefix shows none of the revisions written elsewhere).
+    revision: i64,
 }
 
-fn insert_pending(pending: &mut BTreeMap<String, Pending>, entry: &crate::store::watch::Entry) {
-    match serde_json::from_slice::<EventRecord>(&entry.value) {
-        Ok(event) => {
-            pending.insert(entry.key.clone(), Pending { revision: entry.mod_revision, event });
+impl PendingView {
+    fn take(&mut self, store: &Store, event: Result<WatchEvent, StoreError>) {
+        match event {
+            Ok(WatchEvent::Restarted { entries, revision, .. }) => {
+                self.synced = true;
+                self.events.clear();
+                self.revision = self.revision.max(revision);
+                for entry in entries {
+                    self.insert(&entry);
+                }
+            }
+            Ok(WatchEvent::Put(entry)) => {
+                self.revision = self.revision.max(entry.mod_revision);
+                self.insert(&entry);
+            }
+            Ok(WatchEvent::Deleted { key, revision }) => {
+                self.revision = self.revision.max(revision);
+                self.events.remove(&key);
+            }
+            Err(error) => tracing::debug!(%error, prefix = %store.keys().pending_events_prefix(), "watch interrupted; resuming"),
         }
-        Err(error) => tracing::warn!(key = %entry.key, %error, "skipping a pending event that does not decode"),
+    }
+
+    fn insert(&mut self, entry: &crate::store::watch::Entry) {
+        match serde_json::from_slice::<EventRecord>(&entry.value) {
+            Ok(event) => {
+                self.events.insert(entry.key.clone(), Pending { revision: entry.mod_revision, event });
+            }
+            Err(error) => tracing::warn!(key = %entry.key, %error, "skipping a pending event that does not decode"),
+        }
+    }
+
+    /// Makes sure every pending event written up to `revision` is known: the
+    /// leader's events seen at `revision` must come after them, and this watch may
+    /// lag behind the decision loop's. Reads the prefix when the watch has not shown
+    /// that revision yet (rare: the leader's own events are few).
+    async fn catch_up(&mut self, store: &Store, revision: i64) -> Result<(), StoreError> {
+        if revision <= self.revision {
+            return Ok(());
+        }
+        let (read_at, entries) = store.list_prefix(&store.keys().pending_events_prefix(), None).await?;
+        for entry in &entries {
+            // A key the watch has not shown yet; one it has keeps its entry.
+            if !self.events.contains_key(&entry.key) {
+                self.insert(entry);
+            }
+        }
+        self.revision = self.revision.max(read_at);
+        Ok(())
     }
 }
 
 enum Flushed {
     All,
-    /// A pending key was gone: what came before it is written.
-    PendingGone,
+    /// A transaction was refused (what came before it is written).
+    Refused,
+}
+
+/// Of a flush's events, the order they are sequenced in: by the revision they were
+/// seen at (a pending event's own; a leader's event after everything up to the
+/// revision it saw), pending events before the leader's at the same revision, node
+/// changes before the leader's other events, then the pending events' write order
+/// and the order the leader's were sent in.
+fn merge(own: &[Own], pending: &BTreeMap<String, Pending>) -> Vec<(EventRecord, Source)> {
+    let mut pending: Vec<(&String, &Pending)> = pending.iter().collect();
+    pending.sort_by(|(a_key, a), (b_key, b)| pending_order((a.revision, a_key), (b.revision, b_key)));
+    let mut own: Vec<&Own> = own.iter().collect();
+    own.sort_by_key(|own| (own.event.after_revision, !own.node_change, own.id));
+    let (mut pending, mut own) = (pending.into_iter().peekable(), own.into_iter().peekable());
+    let mut merged = Vec::new();
+    loop {
+        let take_pending = match (pending.peek(), own.peek()) {
+            (Some((_, entry)), Some(next)) => entry.revision <= next.event.after_revision,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => return merged,
+        };
+        if take_pending {
+            if let Some((key, entry)) = pending.next() {
+                merged.push((entry.event.clone(), Source::Pending(key.clone())));
+            }
+        } else if let Some(next) = own.next() {
+            merged.push((next.event.event.clone(), Source::Own(next.id)));
+        }
+    }
 }
 
 impl Log {
-    /// Writes the leader's events, then the pending ones in the order etcd received
-    /// them; what is written leaves `own` and `pending`.
-    async fn flush(&mut self, own: &mut Vec<EventRecord>, pending: &mut BTreeMap<String, Pending>) -> Result<Flushed, StoreError> {
+    fn push(&mut self, event: LeaderEvent, node_change: bool) {
+        self.own.push(Own { id: self.next_id, node_change, event });
+        self.next_id += 1;
+    }
+
+    /// Takes the events of a flush out of what waits: written, they are done.
+    fn written(&mut self, sources: &[Source], pending: &mut PendingView) {
+        let now = Instant::now();
+        for source in sources {
+            match source {
+                Source::Own(id) => self.own.retain(|own| own.id != *id),
+                Source::Pending(key) => {
+                    pending.events.remove(key);
+                    self.sequenced_keys.insert(key.clone(), now);
+                }
+            }
+        }
+    }
+
+    /// Writes what waits in one sequence: the events the leader saw, and the pending
+    /// ones, merged (`merge`).
+    async fn flush(&mut self, pending: &mut PendingView) -> Result<Flushed, StoreError> {
+        // A flush whose outcome was unknown: what of it is in the log is counted from
+        // the last sequence (this task is the log's only writer, and its
+        // transactions land whole and in order).
+        if let Some(doubt) = self.in_doubt.take() {
+            let last = match self.store.last_event_sequence().await {
+                Ok(last) => last,
+                Err(error) => {
+                    self.in_doubt = Some(doubt);
+                    return Err(error);
+                }
+            };
+            let landed = usize::try_from((last + 1).saturating_sub(doubt.base)).unwrap_or(usize::MAX).min(doubt.sources.len());
+            self.written(&doubt.sources[..landed], pending);
+            self.next = Some(last + 1);
+        }
+        // Pending events put again after they were sequenced (an agent retrying a
+        // write that had landed) are dropped, not sequenced twice.
+        let now = Instant::now();
+        self.sequenced_keys.retain(|_, at| now.duration_since(*at) < REMEMBERED);
+        if let Some(seen_at) = self.own.iter().map(|own| own.event.after_revision).filter(|revision| *revision != i64::MAX).max() {
+            pending.catch_up(&self.store, seen_at).await?;
+        }
+        let repeated: Vec<(String, Option<String>)> =
+            pending.events.keys().filter(|key| self.sequenced_keys.contains_key(*key)).map(|key| (key.clone(), None)).collect();
+        if !repeated.is_empty() {
+            tracing::debug!(events = repeated.len(), "dropping pending events already sequenced");
+            self.store.write_as_leader("drop repeated events", repeated.clone(), &self.guard).await?;
+            for (key, _) in &repeated {
+                pending.events.remove(key);
+            }
+        }
         let next = match self.next {
             Some(next) => next,
             None => {
@@ -233,44 +397,59 @@ impl Log {
                 next
             }
         };
-        let mut order: Vec<(&String, &Pending)> = pending.iter().collect();
-        order.sort_by(|(a_key, a), (b_key, b)| a.revision.cmp(&b.revision).then_with(|| a_key.cmp(b_key)));
-        let mut batch: Vec<(EventRecord, Option<String>)> = Vec::with_capacity(own.len() + order.len());
-        batch.extend(own.iter().cloned().map(|event| (event, None)));
-        batch.extend(order.into_iter().map(|(key, entry)| (entry.event.clone(), Some(key.clone()))));
+        let mut batch = merge(&self.own, &pending.events);
         for (offset, (event, _)) in batch.iter_mut().enumerate() {
             event.sequence = next + offset as u64;
         }
-        let announced = self.store.keys().announced_nodes();
+        let key = self.store.keys().announced_nodes();
         let extra = match serde_json::to_string(&self.announced) {
-            Ok(value) if self.announced_changed => vec![(announced, value)],
+            Ok(value) if self.announced_changed => vec![(key, value)],
             Ok(_) => Vec::new(),
-            Err(error) => return Err(StoreError::Corrupt { key: announced, reason: format!("encode: {error}") }),
+            Err(error) => return Err(StoreError::Corrupt { key, reason: format!("encode: {error}") }),
         };
-        // The write's outcome is unknown until it answers.
-        self.next = None;
-        let written = self.store.append_events(&batch, extra, EVENTS_PER_TXN, &self.guard).await?;
-        self.next = Some(next + written as u64);
-        self.announced_changed = false;
-        let own_written = written.min(own.len());
-        own.drain(..own_written);
-        for (_, key) in batch.iter().take(written) {
-            if let Some(key) = key {
-                pending.remove(key);
+        let (events, sources): (Vec<(EventRecord, Option<String>)>, Vec<Source>) = batch
+            .into_iter()
+            .map(|(event, source)| {
+                let key = match &source {
+                    Source::Pending(key) => Some(key.clone()),
+                    Source::Own(_) => None,
+                };
+                ((event, key), source)
+            })
+            .unzip();
+        let (appended, result) = self.store.append_events(&events, extra, &self.guard).await;
+        self.written(&sources[..appended.written], pending);
+        if appended.extra {
+            self.announced_changed = false;
+        }
+        if let Some((last, _)) = events.get(appended.written.wrapping_sub(1)).filter(|_| appended.written > 0) {
+            tracing::debug!(events = appended.written, last = last.sequence, "events recorded");
+        }
+        let next = next + appended.written as u64;
+        match result {
+            Ok(()) if appended.refused => {
+                self.next = None;
+                Ok(Flushed::Refused)
+            }
+            Ok(()) => {
+                self.next = Some(next);
+                Ok(Flushed::All)
+            }
+            Err(error @ StoreError::Conflict { .. }) => Err(error),
+            Err(error) => {
+                self.next = None;
+                self.in_doubt = Some(InDoubt { base: next, sources: sources[appended.written..].to_vec() });
+                Err(error)
             }
         }
-        if let Some((last, _)) = batch.get(written.wrapping_sub(1)).filter(|_| written > 0) {
-            tracing::debug!(events = written, last = last.sequence, "events recorded");
-        }
-        Ok(if written == batch.len() { Flushed::All } else { Flushed::PendingGone })
     }
 
     /// Deletes the oldest events beyond the limit, in steps of a hundredth of it (one
     /// range deletion, not one per event).
     async fn trim(&mut self) -> Result<(), StoreError> {
-        let Some(next) = self.next else { return Ok(()) };
-        let keep_from = next.saturating_sub(u64::from(self.limit.max(1)));
-        let step = u64::from(self.limit / 100).max(1);
+        let (Some(next), Some(limit)) = (self.next, self.limit) else { return Ok(()) };
+        let keep_from = next.saturating_sub(u64::from(limit.max(1)));
+        let step = u64::from(limit / 100).max(1);
         if keep_from < self.first.saturating_add(step) {
             return Ok(());
         }
@@ -314,9 +493,9 @@ pub fn node_changes(announced: &mut AnnouncedNodes, nodes: &BTreeMap<String, Nod
     events
 }
 
-/// Retries a read that the task cannot start without, until it works (a leader that
-/// cannot reach etcd is deposed soon anyway, and the task with it).
-async fn retry<T, F, Fut>(action: &str, mut read: F) -> Result<T, StoreError>
+/// Retries a read the task cannot start without until it works: the task is aborted
+/// when its leader stops leading, so waiting out etcd is all it can do.
+async fn retry<T, F, Fut>(action: &str, mut read: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, StoreError>>,
@@ -324,13 +503,12 @@ where
     let mut failures = 0u32;
     loop {
         match read().await {
-            Ok(value) => return Ok(value),
-            Err(error) if failures < 50 => {
-                failures += 1;
+            Ok(value) => return value,
+            Err(error) => {
+                failures = failures.saturating_add(1);
                 tracing::warn!(%error, "{action}; retrying");
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::time::sleep(Duration::from_millis(200u64.saturating_mul(u64::from(failures.min(10))))).await;
             }
-            Err(error) => return Err(error),
         }
     }
 }
@@ -381,6 +559,29 @@ mod tests {
         assert_eq!(said(&back), ["n1 member"]);
         // A node no longer configured is forgotten.
         assert_eq!(announced.nodes.keys().collect::<Vec<_>>(), ["n1", "n2"]);
+    }
+
+    #[test]
+    fn the_leaders_events_follow_the_pending_events_they_saw() {
+        let event = |desc: &str| EventRecord::new(EventKind::Resource, "n1", 0, desc);
+        let pending: BTreeMap<String, Pending> =
+            [("p/n1/02", 10, "failed at 10"), ("p/n2/01", 12, "started at 12"), ("p/n1/01", 10, "earlier key at 10"), ("p/n1/03", 20, "at 20")]
+                .into_iter()
+                .map(|(key, revision, desc)| (key.to_string(), Pending { revision, event: event(desc) }))
+                .collect();
+        let own =
+            |id: u64, after_revision: i64, node_change: bool, desc: &str| Own { id, node_change, event: LeaderEvent { event: event(desc), after_revision } };
+        let own = vec![
+            own(0, 12, false, "fencing asked at 12"),
+            own(1, i64::MAX, false, "delivery failed"),
+            own(2, 12, true, "node lost at 12"),
+            own(3, 10, false, "decided at 10"),
+        ];
+        let order: Vec<String> = merge(&own, &pending).into_iter().map(|(event, _)| event.desc).collect();
+        assert_eq!(
+            order,
+            ["earlier key at 10", "failed at 10", "decided at 10", "started at 12", "node lost at 12", "fencing asked at 12", "at 20", "delivery failed"]
+        );
     }
 
     #[test]

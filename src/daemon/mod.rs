@@ -185,10 +185,12 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
         let mut writes = vec![(key, Some(value))];
         writes.extend(trimmed.iter().map(|revision| (keys.history(*revision), None)));
         write(store, cache, "write history", writes, guard).await?;
-        archive.forget(store, guard, &trimmed).await?;
+        // The event once the record is written (a later failure must not lose it: the
+        // next turn finds the decision unchanged).
         if !record.actions.is_empty() {
             events.push(events::decision_event(&record.actions, input_revision, events::now_usec()));
         }
+        archive.forget(store, guard, &trimmed).await?;
     }
     let tidied = tidy_constraints(store, &snapshot, &plan, cache.spec_version(), kept, guard).await;
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
@@ -212,6 +214,24 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
 /// no DC; the leader's node is the nearest thing.
 fn dc_node(cache: &ClusterCache, host: &str) -> String {
     cache.heartbeats().iter().find(|(_, entry)| entry.heartbeat.host == host).map_or_else(|| host.to_string(), |(node, _)| node.clone())
+}
+
+/// Each configured node's liveness as the event log should judge membership: a node
+/// is a member while its agent's heartbeat is there, so a node held as Pending in the
+/// start-up grace without one (never heard of) is not announced as joining.
+fn membership(snapshot: &Snapshot, cache: &ClusterCache) -> std::collections::BTreeMap<String, NodeLiveness> {
+    snapshot
+        .observed
+        .nodes
+        .iter()
+        .map(|(name, node)| {
+            let liveness = match node.liveness {
+                NodeLiveness::Pending if !cache.heartbeats().contains_key(name) => NodeLiveness::Unseen,
+                liveness => liveness,
+            };
+            (name.clone(), liveness)
+        })
+        .collect()
 }
 
 /// What a leader keeps from turn to turn besides its cache: the archive's index of
@@ -626,8 +646,9 @@ async fn lead(
                     changed
                 });
                 let view = events::TurnView {
-                    nodes: decision.snapshot.observed.nodes.iter().map(|(name, node)| (name.clone(), node.liveness)).collect(),
+                    nodes: membership(&decision.snapshot, &cache),
                     limit: policy(&decision.snapshot.objects).event_limit,
+                    revision: decision.input_revision,
                 };
                 event_log.turns.send_if_modified(|last| {
                     let changed = *last != view;
@@ -635,7 +656,7 @@ async fn lead(
                     changed
                 });
                 for event in memory.events.drain(..) {
-                    let _ = event_log.events.send(event);
+                    let _ = event_log.events.send(events::LeaderEvent { event, after_revision: decision.input_revision });
                 }
                 let dc = dc_node(&cache, config.metrics.host());
                 config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), dc));

@@ -71,6 +71,9 @@ impl Filter {
 pub struct Events {
     /// The revision of the log's read: a watch follows from the next.
     pub revision: i64,
+    /// The last sequence in the log as read (whatever the filter): a watch delivers
+    /// only later ones.
+    pub last_sequence: u64,
     /// The sequenced events that match, oldest first.
     pub sequenced: Vec<EventRecord>,
     /// The matching events written but not yet sequenced (`sequence` 0), in the order
@@ -105,6 +108,7 @@ pub async fn list(store: &Store, filter: &Filter) -> Result<Events, OpsError> {
     let listing = store.list_events().await?;
     Ok(Events {
         revision: listing.revision,
+        last_sequence: listing.events.last().map_or(0, |event| event.sequence),
         sequenced: listing.events.into_iter().filter(|event| filter.matches(event)).collect(),
         pending: listing.pending.into_iter().filter(|event| filter.matches(event)).collect(),
         undecodable: listing.undecodable,
@@ -168,11 +172,7 @@ impl EventWatch {
 
 impl Delivered {
     fn after(listed: &Events, filter: &Filter) -> Delivered {
-        Delivered {
-            filter: Filter { since_usec: None, ..filter.clone() },
-            last_sequence: listed.sequenced.last().map_or(0, |event| event.sequence),
-            shown_pending: listed.pending.clone(),
-        }
+        Delivered { filter: Filter { since_usec: None, ..filter.clone() }, last_sequence: listed.last_sequence, shown_pending: listed.pending.clone() }
     }
 
     /// Of `events` (sequenced), those not delivered yet that match, in order.
@@ -237,8 +237,13 @@ mod tests {
 
     #[test]
     fn a_watch_delivers_each_new_event_once() {
-        let listed =
-            Events { revision: 10, sequenced: vec![resource_event(4, "n1", "web", 1)], pending: vec![resource_event(0, "n2", "web", 2)], ..Events::default() };
+        let listed = Events {
+            revision: 10,
+            last_sequence: 4,
+            sequenced: vec![resource_event(4, "n1", "web", 1)],
+            pending: vec![resource_event(0, "n2", "web", 2)],
+            ..Events::default()
+        };
         let mut watch = Delivered::after(&listed, &Filter { node: Some("n2".into()), since_usec: Some(1_000), ..Filter::default() });
         let fresh = watch.take_new(vec![
             resource_event(4, "n2", "web", 1),
@@ -250,5 +255,16 @@ mod tests {
         assert_eq!(fresh.iter().map(|event| event.sequence).collect::<Vec<_>>(), [7]);
         // A relisting after a compaction brings nothing already delivered.
         assert!(watch.take_new(vec![resource_event(7, "n2", "db", 4)]).is_empty());
+    }
+
+    #[test]
+    fn a_watch_starts_after_the_whole_log_whatever_the_filter_listed() {
+        // `--since` listed nothing of a log that ends at 9: a relisting of that log
+        // must not deliver it.
+        let listed = Events { revision: 10, last_sequence: 9, ..Events::default() };
+        let mut watch = Delivered::after(&listed, &Filter { since_usec: Some(1_000), ..Filter::default() });
+        let old: Vec<EventRecord> = (1..=9).map(|sequence| resource_event(sequence, "n1", "web", 1)).collect();
+        assert!(watch.take_new(old).is_empty());
+        assert_eq!(watch.take_new(vec![resource_event(10, "n1", "web", 1)]).len(), 1);
     }
 }

@@ -20,6 +20,13 @@ use crate::store::{Store, StoreError};
 pub use cache::{Changes, ClusterCache};
 pub use snapshot::{BuildOptions, LiveSnapshot, NotReady, build};
 
+/// Microseconds since the epoch by this host's clock: the time events are stamped
+/// with (by the agents, the leader and commands alike).
+pub fn now_usec() -> i64 {
+    let elapsed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX)
+}
+
 /// Events of one or more prefix watches, in one channel. The first event of each
 /// prefix is its listing (`WatchEvent::Restarted`); an error is a failed attempt (the
 /// watch resumes by itself). Dropping the informer ends its watches.

@@ -86,7 +86,7 @@ impl Store {
                 }
             })
             .collect();
-        pending.sort_by(|(a_revision, a, _), (b_revision, b, _)| a_revision.cmp(b_revision).then_with(|| a.key.cmp(&b.key)));
+        pending.sort_by(|(a_revision, a, _), (b_revision, b, _)| pending_order((*a_revision, &a.key), (*b_revision, &b.key)));
         listing.pending = pending.into_iter().map(|(_, _, event)| event).collect();
         Ok(listing)
     }
@@ -138,62 +138,110 @@ impl Store {
         }
     }
 
-    /// What the leader last announced of each node (empty when nothing was).
+    /// What the leader last announced of each node: empty when nothing was, or when
+    /// the stored value does not decode (said once in the log: the leader then
+    /// announces every node afresh, rather than stopping the event log).
     pub async fn read_announced_nodes(&self) -> Result<AnnouncedNodes, StoreError> {
         let key = self.keys().announced_nodes();
-        Ok(self.get_one(&key).await?.map(|value| decode(&key, value.as_slice())).transpose()?.unwrap_or_default())
+        let Some(value) = self.get_one(&key).await? else { return Ok(AnnouncedNodes::default()) };
+        Ok(decode(&key, value.as_slice()).unwrap_or_else(|error| {
+            tracing::warn!(%error, "the announced nodes do not decode; announcing every node afresh");
+            AnnouncedNodes::default()
+        }))
     }
 
-    /// Moves pending events into the log: each `(sequence, event)` is put under its
-    /// sequence and its pending key (if any) deleted in the same transaction, with
-    /// `extra` writes in the first, all while `guard` holds; at most `per_txn` events
-    /// a transaction. A pending key already gone (sequenced by a leader before, or
-    /// deleted by hand) fails its transaction, so an event is never sequenced twice.
-    /// Returns how many events were written (in order: the batches before the one that
-    /// failed); `extra` is written only with the first batch, or alone when there are
-    /// no events.
+    /// Events a transaction of `append_events` can hold under the store's operation
+    /// limit: each takes a put and a condition, a pending one a delete and a
+    /// condition more; one operation is kept for `extra`, one condition for the guard.
+    pub fn events_per_txn(&self) -> usize {
+        (self.max_txn_ops.saturating_sub(2) / 2).max(1)
+    }
+
+    /// Appends `events` to the log, each under its `sequence`: a put conditional on
+    /// the log key being absent (a stale sequence never overwrites), its pending key
+    /// (if any) deleted in the same transaction and required to exist (so an event is
+    /// never sequenced twice), `extra` put with the last batch, all while `guard`
+    /// holds; `events_per_txn` events a transaction, in order. Stops at the first
+    /// transaction that fails. Returns what was written for sure, and the error (the
+    /// outcome of the transaction that failed with it is unknown: it may have landed).
     pub async fn append_events(
         &self,
         events: &[(EventRecord, Option<String>)],
         extra: Vec<(String, String)>,
-        per_txn: usize,
         guard: &LeaderGuard,
-    ) -> Result<usize, StoreError> {
+    ) -> (Appended, Result<(), StoreError>) {
+        let mut appended = Appended::default();
+        let result = self.append_batches(events, extra, guard, &mut appended).await;
+        (appended, result)
+    }
+
+    async fn append_batches(
+        &self,
+        events: &[(EventRecord, Option<String>)],
+        extra: Vec<(String, String)>,
+        guard: &LeaderGuard,
+        appended: &mut Appended,
+    ) -> Result<(), StoreError> {
         let keys = self.keys();
+        let batches: Vec<&[(EventRecord, Option<String>)]> = if events.is_empty() { vec![&[]] } else { events.chunks(self.events_per_txn()).collect() };
+        let last = batches.len() - 1;
         let mut extra = Some(extra);
-        let mut written = 0;
-        for batch in events.chunks(per_txn.max(1)) {
+        for (index, batch) in batches.into_iter().enumerate() {
             let mut conditions = vec![guard.compare()];
             let mut operations = Vec::new();
             for (event, pending) in batch {
                 let key = keys.event(event.sequence);
+                conditions.push(Compare::create_revision(key.clone(), CompareOp::Equal, 0));
                 operations.push(TxnOp::put(key.clone(), super::node::encode(&key, event)?, None));
                 if let Some(pending) = pending {
                     conditions.push(Compare::version(pending.clone(), CompareOp::Greater, 0));
                     operations.push(TxnOp::delete(pending.clone(), None));
                 }
             }
-            for (key, value) in extra.take().unwrap_or_default() {
-                operations.push(TxnOp::put(key, value, None));
+            let with_extra = index == last && extra.as_ref().is_some_and(|extra| !extra.is_empty());
+            if with_extra {
+                for (key, value) in extra.take().unwrap_or_default() {
+                    operations.push(TxnOp::put(key, value, None));
+                }
+            }
+            if operations.is_empty() {
+                return Ok(());
             }
             let txn = Txn::new().when(conditions).and_then(operations);
             let mut client = self.client();
             let response = self.metrics.write(timeout("record events", client.txn(txn))).await?;
             if !response.succeeded() {
-                // Which condition failed: the guard (deposed) or a pending key.
+                // Which condition failed: the guard (deposed), or a pending key gone
+                // or a log key taken.
                 let check = Txn::new().when([guard.compare()]);
                 let mut client = self.client();
                 if !self.metrics.write(timeout("check leadership", client.txn(check))).await?.succeeded() {
                     return Err(StoreError::Conflict { objects: vec!["the scheduler's election key".into()] });
                 }
-                return Ok(written);
+                appended.refused = true;
+                return Ok(());
             }
-            written += batch.len();
+            appended.written += batch.len();
+            appended.extra |= with_extra;
         }
-        if let Some(extra) = extra.filter(|extra| !extra.is_empty()) {
-            let writes = extra.into_iter().map(|(key, value)| (key, Some(value))).collect();
-            self.write_as_leader("record events", writes, guard).await?;
-        }
-        Ok(written)
+        Ok(())
     }
+}
+
+/// What `append_events` wrote for sure.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Events written, the first ones of those given.
+    pub written: usize,
+    /// Whether `extra` was written.
+    pub extra: bool,
+    /// A transaction was refused: a pending key was gone, or a log key was taken.
+    pub refused: bool,
+}
+
+/// The order pending events were written in: by etcd revision, then key (an agent's
+/// ids sort in the order it wrote them, several in one transaction sharing a
+/// revision). The one order `list_events` shows and the leader sequences.
+pub fn pending_order(a: (i64, &str), b: (i64, &str)) -> std::cmp::Ordering {
+    a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
 }
