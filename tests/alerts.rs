@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -97,6 +97,8 @@ async fn the_stock_file_agent_writes_a_resource_start_in_its_format() {
 #[derive(Default)]
 struct Received {
     sequences: Vec<u64>,
+    /// When each delivery arrived, with its sequence.
+    arrivals: Vec<(Instant, u64)>,
     keys: BTreeSet<String>,
     bodies: Vec<serde_json::Value>,
 }
@@ -116,6 +118,7 @@ async fn serve_webhook(received: Arc<Mutex<Received>>) -> String {
         }
         if let Some(sequence) = value.pointer("/event/sequence").and_then(serde_json::Value::as_u64) {
             received.sequences.push(sequence);
+            received.arrivals.push((Instant::now(), sequence));
         }
         received.bodies.push(value);
         StatusCode::NO_CONTENT
@@ -150,6 +153,9 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
         Command::new(env!("CARGO_BIN_EXE_pacer"))
             .args(["scheduler", "--lease-ttl", "2", "--identity", "s2"])
             .env("PACER_ETCD", &cluster.endpoint)
+            // Everything the delivery logs, so the check below that the secret is not
+            // in it means something.
+            .env("PACER_LOG", "pacer=debug,reqwest=debug")
             .env("PACER_PREFIX", LOCAL_PREFIX)
             .stdin(Stdio::null())
             .stdout(std::fs::File::create(&scheduler_log).expect("log"))
@@ -186,6 +192,7 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
         kill(pid.trim().parse().expect("pid"));
     }
     let killed_at = count();
+    let killed = Instant::now();
     println!("killed the leader ({leader}) after {killed_at} deliveries");
 
     // Every selected event of the log after the alert's start arrives at least once.
@@ -218,6 +225,13 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
     assert!(last_missing.is_empty(), "events never delivered: {last_missing:?} ({} received, {killed_at} before the kill)", received.sequences.len());
     let distinct: BTreeSet<u64> = received.sequences.iter().copied().collect();
     assert!(killed_at < distinct.len(), "every event was delivered before the leader was killed: the takeover was not exercised");
+    // The new leader delivered: some event arrived for the first time well after the
+    // kill (the old leader's requests in flight land within the receiver's 250 ms).
+    let mut first_seen: BTreeMap<u64, Instant> = BTreeMap::new();
+    for (at, sequence) in &received.arrivals {
+        first_seen.entry(*sequence).or_insert(*at);
+    }
+    assert!(first_seen.values().any(|at| at.duration_since(killed) > Duration::from_secs(1)), "no event was first delivered by the new leader");
     println!(
         "{} deliveries of {} distinct events ({} repeated after the leader change); {} expected",
         received.sequences.len(),
@@ -231,10 +245,13 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
     assert_eq!(body["alert"], "hook");
     assert_eq!(body["recipients"], serde_json::json!(["ops"]));
     assert!(body["event"]["kind"].is_string() && body["event"]["timeUsec"].is_i64(), "{body}");
-    for log in ["up.log", "s2.log", "s2.err"] {
-        let content = std::fs::read_to_string(cluster.dir.path().join(log)).unwrap_or_default();
-        assert!(!content.contains(&secret), "{log} shows the secret");
+    let logs = [cluster.dir.path().join("up.log"), cluster.state_dir.join("logs/scheduler.log"), scheduler_log.clone(), cluster.dir.path().join("s2.err")];
+    for log in &logs {
+        let content = std::fs::read_to_string(log).unwrap_or_else(|error| panic!("read {}: {error}", log.display()));
+        assert!(!content.contains(&secret), "{} shows the secret", log.display());
     }
+    let debug = std::fs::read_to_string(&scheduler_log).expect("s2's log") + &std::fs::read_to_string(cluster.dir.path().join("s2.err")).expect("s2's stderr");
+    assert!(debug.contains("alert delivered"), "s2 logged its deliveries at debug level");
     let deliveries = store.list_events().await.expect("events").events.into_iter().filter(|event| event.kind == EventKind::Delivery).count();
     assert_eq!(deliveries, 0, "no delivery failed");
 }
@@ -298,6 +315,33 @@ async fn a_receiver_that_hangs_is_killed_recorded_and_warned_about() {
     assert_eq!(check.status.code(), Some(1), "{said}");
     assert!(said.starts_with("PACER WARNING"), "{said}");
     assert!(said.contains("alert hang: last delivery failed"), "{said}");
+
+    // Disabled, it gets nothing: its old failure is no longer a warning, and its
+    // cursor follows the log, so enabling it again sends nothing of the pause.
+    let disabled = format!(
+        "apiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {{name: hang}}\nspec:\n  enabled: false\n  receiver:\n    exec: {{path: {}}}\n  events: [Resource]\n  timeout: 1s\n",
+        agent.display()
+    );
+    apply(&cluster, &disabled);
+    let failed_before = store.read_alert_cursor("hang").await.expect("read").expect("cursor").failed;
+    let check = cluster.pacer(&["check"], None);
+    assert_eq!(check.status.code(), Some(0), "{}", text(&check.stdout));
+    apply(&cluster, "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: quiet}\nspec: {agent: 'ocf:pacemaker:Dummy'}\n");
+    let started = async || {
+        store.list_events().await.ok()?.events.into_iter().find(|event| event.resource.as_deref() == Some("quiet") && event.task.as_deref() == Some("start"))
+    };
+    let quiet: EventRecord = wait_until("quiet's start", Duration::from_secs(60), started, String::new).await;
+    wait_until(
+        "the disabled alert's cursor past quiet's start",
+        Duration::from_secs(30),
+        async || (store.read_alert_cursor("hang").await.ok()??.delivered >= quiet.sequence).then_some(()),
+        String::new,
+    )
+    .await;
+    // Delivered to the hanging receiver, quiet's start would have failed, counted in
+    // the same cursor write that passed it.
+    let cursor = store.read_alert_cursor("hang").await.expect("read").expect("cursor");
+    assert_eq!(cursor.failed, failed_before, "a disabled alert delivered: {cursor:?}");
 }
 
 #[tokio::test]
@@ -324,6 +368,16 @@ async fn bad_alerts_are_refused_at_apply_and_nothing_is_written() {
             alert(&format!("  receiver:\n    exec: {{path: {SAMPLE}}}\n  parameters: {{'1x': y}}\n")),
             "spec.parameters.1x",
             "is not an environment variable name",
+        ),
+        (
+            alert(&format!("  receiver:\n    exec: {{path: {SAMPLE}}}\n  parameters: {{LD_PRELOAD: /tmp/x.so}}\n")),
+            "spec.parameters.LD_PRELOAD",
+            "changes how the receiver runs",
+        ),
+        (
+            alert("  receiver:\n    webhook:\n      url: https://example.com/x\n      headers: [{name: X-Name, value: 'caf\u{00e9}'}]\n"),
+            "spec.receiver.webhook.headers[0].value",
+            "printable ASCII",
         ),
     ];
     for (manifest, field, reason) in cases {

@@ -42,8 +42,9 @@ use cursor::{Outcome, failure_event, record_window, skip_trimmed, starting_curso
 use environment::{Call, alert_environment};
 use select::{AlertConfig, node_ids};
 
-/// Events read (and delivered) per window; the cursor is written once a window.
-const WINDOW: usize = 64;
+/// Events read (and delivered) per window; the cursor is written once a window, so a
+/// new leader repeats at most this many.
+const WINDOW: usize = 16;
 /// Deliveries (events) of one alert at once; each exec delivery runs one agent per
 /// recipient besides.
 const CONCURRENCY: usize = 8;
@@ -75,7 +76,10 @@ pub async fn deliver(mut context: DeliveryContext) -> Result<(), StoreError> {
     let (node_ids_sender, node_ids_receiver) = watch::channel(Arc::new(BTreeMap::new()));
     loop {
         let objects = context.alerts.borrow_and_update().clone();
-        let wanted = AlertConfig::enabled(&objects);
+        // Disabled alerts run too: their worker keeps the cursor at the end of the log,
+        // so an alert enabled again is not sent what happened while it was off (a
+        // disabled Pacemaker alert gets nothing).
+        let wanted = AlertConfig::all(&objects);
         node_ids_sender.send_replace(node_ids(&objects));
         running.retain(|name, (config, handle)| {
             let keep = wanted.get(name) == Some(config) && !handle.is_finished();
@@ -89,7 +93,9 @@ pub async fn deliver(mut context: DeliveryContext) -> Result<(), StoreError> {
             if running.contains_key(&name) {
                 continue;
             }
-            tracing::info!(alert = %name, "delivering the alert's events");
+            if config.spec.enabled {
+                tracing::info!(alert = %name, "delivering the alert's events");
+            }
             let worker = Worker {
                 store: context.store.clone(),
                 guard: context.guard.clone(),
@@ -110,10 +116,18 @@ pub async fn deliver(mut context: DeliveryContext) -> Result<(), StoreError> {
             }
             Some(joined) = workers.join_next() => match joined {
                 Ok(Err(error @ StoreError::Conflict { .. })) => return Err(error),
-                Ok(Err(error)) => tracing::warn!(%error, "an alert worker stopped; starting it again"),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "an alert worker stopped; starting it again in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
                 Ok(Ok(())) => {}
                 Err(error) if error.is_cancelled() => {}
-                Err(error) => tracing::error!(%error, "an alert worker panicked; starting it again"),
+                Err(error) => {
+                    // Started again in a second, not at once: a worker that panics
+                    // every time must not spin.
+                    tracing::error!(%error, "an alert worker panicked; starting it again in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
             },
         }
     }
@@ -139,21 +153,18 @@ struct Hole {
 impl Worker {
     /// Until deposed: etcd failures are retried with a backoff.
     async fn run(mut self) -> Result<(), StoreError> {
+        // A client that cannot be set up (no CA certificates on the host) fails each
+        // delivery with the reason, so status and check say it.
         let client = match &self.alert.spec.receiver.webhook {
-            Some(_) => match webhook::client() {
-                Ok(client) => Some(client),
-                Err(reason) => {
-                    tracing::error!(alert = %self.alert.name, %reason, "cannot deliver the alert's events");
-                    return Ok(());
-                }
-            },
-            None => None,
+            Some(_) => webhook::client().inspect_err(|reason| tracing::error!(alert = %self.alert.name, %reason, "cannot deliver the alert's events")),
+            None => Err("the alert has no webhook".to_string()),
         };
         let mut cursor: Option<AlertCursor> = None;
         let mut hole: Option<Hole> = None;
         let mut failures: u32 = 0;
         loop {
-            match self.step(&mut cursor, &mut hole, client.as_ref()).await {
+            let step = if self.alert.spec.enabled { self.step(&mut cursor, &mut hole, client.as_ref()).await } else { self.skip(&mut cursor).await };
+            match step {
                 Ok(()) => failures = 0,
                 Err(error @ StoreError::Conflict { .. }) => return Err(error),
                 Err(error) => {
@@ -165,23 +176,39 @@ impl Worker {
         }
     }
 
+    /// Where the cursor stands: as last written, or read (a new alert's written first).
+    async fn cursor(&self, cursor: &mut Option<AlertCursor>) -> Result<AlertCursor, StoreError> {
+        if let Some(cursor) = cursor {
+            return Ok(cursor.clone());
+        }
+        let stored = self.store.read_alert_cursor(&self.alert.name).await?;
+        let last = self.store.last_event_sequence().await?;
+        let (start, new) = starting_cursor(stored, &self.alert.uid, last);
+        if new {
+            tracing::info!(alert = %self.alert.name, after = start.delivered, "a new alert: delivering the events after the current end of the log");
+            self.write_cursor(&start).await?;
+        }
+        *cursor = Some(start.clone());
+        Ok(start)
+    }
+
+    /// A disabled alert: its cursor follows the end of the log, nothing is delivered.
+    async fn skip(&mut self, cursor: &mut Option<AlertCursor>) -> Result<(), StoreError> {
+        let mut next = self.cursor(cursor).await?;
+        let last = self.store.last_event_sequence().await?;
+        if last > next.delivered {
+            next.delivered = last;
+            self.write_cursor(&next).await?;
+            *cursor = Some(next.clone());
+        }
+        self.wait_for_events(next.delivered).await;
+        Ok(())
+    }
+
     /// One window: read, deliver, write the cursor; or wait for events.
-    async fn step(&mut self, cursor: &mut Option<AlertCursor>, hole: &mut Option<Hole>, client: Option<&reqwest::Client>) -> Result<(), StoreError> {
+    async fn step(&mut self, cursor: &mut Option<AlertCursor>, hole: &mut Option<Hole>, client: Result<&reqwest::Client, &String>) -> Result<(), StoreError> {
         let name = self.alert.name.clone();
-        let mut next = match cursor {
-            Some(cursor) => cursor.clone(),
-            None => {
-                let stored = self.store.read_alert_cursor(&name).await?;
-                let last = self.store.last_event_sequence().await?;
-                let (start, new) = starting_cursor(stored, &self.alert.uid, last);
-                if new {
-                    tracing::info!(alert = %name, after = start.delivered, "a new alert: delivering the events after the current end of the log");
-                    self.write_cursor(&start).await?;
-                }
-                *cursor = Some(start.clone());
-                start
-            }
-        };
+        let mut next = self.cursor(cursor).await?;
         let events = self.store.read_events(next.delivered, WINDOW).await?;
         let Some(first) = events.first() else {
             self.wait_for_events(next.delivered).await;
@@ -214,33 +241,46 @@ impl Worker {
         let window_end = events.last().map_or(next.delivered, |event| event.sequence);
         let outcomes = self.deliver_window(&events, client).await;
         let failures = record_window(&mut next, window_end, outcomes, now_usec());
-        for failure in &failures {
-            let about = events.iter().find(|event| event.sequence == failure.sequence);
-            self.report(failure, about);
+        // One `Delivery` event a window however many failed (a receiver down must
+        // not fill the log with its failures), naming the first.
+        if let Some(first) = failures.first() {
+            let about = events.iter().find(|event| event.sequence == first.sequence);
+            if failures.len() > 1 {
+                let last = failures.last().map_or(first.sequence, |failure| failure.sequence);
+                let summary = DeliveryFailure { reason: format!("{} (and {} more up to event {last})", first.reason, failures.len() - 1), ..first.clone() };
+                self.report(&summary, about);
+            } else {
+                self.report(first, about);
+            }
         }
-        self.write_cursor(&next).await?;
-        *cursor = Some(next);
-        Ok(())
+        // Kept even if writing it fails: the write is retried, not the deliveries.
+        *cursor = Some(next.clone());
+        self.write_cursor(&next).await
     }
 
     /// Delivers the events of a window the alert selects, at most `CONCURRENCY` at
     /// once; returns each one's outcome.
-    async fn deliver_window(&self, events: &[EventRecord], client: Option<&reqwest::Client>) -> Vec<(u64, Outcome)> {
+    async fn deliver_window(&self, events: &[EventRecord], client: Result<&reqwest::Client, &String>) -> Vec<(u64, Outcome)> {
         let permits = Arc::new(Semaphore::new(CONCURRENCY));
         let mut deliveries: JoinSet<(u64, Outcome, Duration)> = JoinSet::new();
         let node_ids = self.node_ids.borrow().clone();
+        let selected: Vec<u64> = events.iter().filter(|event| self.alert.selects(event)).map(|event| event.sequence).collect();
         for event in events.iter().filter(|event| self.alert.selects(event)) {
             let alert = Arc::clone(&self.alert);
             let event = event.clone();
-            let client = client.cloned();
+            let client = client.cloned().map_err(Clone::clone);
             let permits = Arc::clone(&permits);
             let node_ids = Arc::clone(&node_ids);
             deliveries.spawn(async move {
                 let _permit = permits.acquire_owned().await;
                 let started = Instant::now();
-                let outcome = match deliver_one(&alert, &event, client.as_ref(), &node_ids).await {
-                    Ok(()) => Outcome::Delivered,
-                    Err(reason) => Outcome::Failed(reason),
+                // Everything a delivery may do is bounded (a header file on a hung
+                // mount, a webhook's retries): the window always ends.
+                let limit = delivery_limit(&alert);
+                let outcome = match tokio::time::timeout(limit, deliver_one(&alert, &event, client.as_ref(), &node_ids)).await {
+                    Ok(Ok(())) => Outcome::Delivered,
+                    Ok(Err(reason)) => Outcome::Failed(reason),
+                    Err(_) => Outcome::Failed(format!("gave up after {}", humantime::format_duration(limit))),
                 };
                 (event.sequence, outcome, started.elapsed())
             });
@@ -257,6 +297,12 @@ impl Worker {
                     outcomes.push((sequence, outcome));
                 }
                 Err(error) => tracing::error!(alert = %self.alert.name, %error, "an alert delivery panicked"),
+            }
+        }
+        // A delivery that panicked is a failure, not a success the cursor skips.
+        for sequence in selected {
+            if !outcomes.iter().any(|(done, _)| *done == sequence) {
+                outcomes.push((sequence, Outcome::Failed("the delivery failed unexpectedly (see the scheduler's log)".to_string())));
             }
         }
         outcomes
@@ -293,12 +339,24 @@ impl Worker {
     }
 }
 
+/// The longest one event's delivery may take: every attempt's timeout and the pauses
+/// between (a webhook), plus a few seconds for the rest.
+fn delivery_limit(alert: &AlertConfig) -> Duration {
+    let attempts = if alert.spec.receiver.webhook.is_some() { webhook::ATTEMPTS } else { 1 };
+    alert.timeout.saturating_mul(attempts) + webhook::BACKOFF.iter().sum::<Duration>() + Duration::from_secs(5)
+}
+
 /// One event to one alert's receiver. `Err`: why it was given up on.
-async fn deliver_one(alert: &AlertConfig, event: &EventRecord, client: Option<&reqwest::Client>, node_ids: &BTreeMap<String, i64>) -> Result<(), String> {
-    match (&alert.spec.receiver.exec, &alert.spec.receiver.webhook, client) {
-        (Some(exec), _, _) => run_exec(alert, Path::new(&exec.path), event, node_ids).await,
-        (None, Some(receiver), Some(client)) => webhook::deliver(client, alert, receiver, event).await,
-        _ => Err("the alert has no receiver".to_string()),
+async fn deliver_one(
+    alert: &AlertConfig,
+    event: &EventRecord,
+    client: Result<&reqwest::Client, &String>,
+    node_ids: &BTreeMap<String, i64>,
+) -> Result<(), String> {
+    match (&alert.spec.receiver.exec, &alert.spec.receiver.webhook) {
+        (Some(exec), _) => run_exec(alert, Path::new(&exec.path), event, node_ids).await,
+        (None, Some(receiver)) => webhook::deliver(client.map_err(Clone::clone)?, alert, receiver, event).await,
+        (None, None) => Err("the alert has no receiver".to_string()),
     }
 }
 

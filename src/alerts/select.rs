@@ -13,7 +13,8 @@ use crate::api::{Object, Spec};
 /// Pacemaker's default alert timeout (`PCMK__ALERT_DEFAULT_TIMEOUT_MS`).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// An enabled alert as its worker runs it.
+/// An alert as its worker runs it (a disabled one's worker only keeps its cursor at
+/// the end of the log).
 #[derive(Clone, Debug, PartialEq)]
 pub struct AlertConfig {
     pub name: String,
@@ -25,16 +26,20 @@ pub struct AlertConfig {
 }
 
 impl AlertConfig {
-    /// The enabled alerts among `objects`, by name. An alert without a uid (never
-    /// stored) or whose format does not parse (refused by apply, so only from an older
-    /// version) is left out with a warning.
+    /// The enabled alerts among `objects`, by name.
     pub fn enabled(objects: &[Object]) -> BTreeMap<String, AlertConfig> {
+        let mut alerts = AlertConfig::all(objects);
+        alerts.retain(|_, alert| alert.spec.enabled);
+        alerts
+    }
+
+    /// Every alert among `objects`, enabled or not, by name. An alert without a uid
+    /// (never stored) or whose format does not parse (refused by apply, so only from
+    /// an older version) is left out with a warning.
+    pub fn all(objects: &[Object]) -> BTreeMap<String, AlertConfig> {
         let mut alerts = BTreeMap::new();
         for object in objects {
             let Spec::Alert(spec) = &object.spec else { continue };
-            if !spec.enabled {
-                continue;
-            }
             let name = object.name().to_string();
             let Some(uid) = object.metadata.uid.clone() else {
                 tracing::warn!(alert = %name, "skipping an alert without a uid");

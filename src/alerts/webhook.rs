@@ -15,8 +15,12 @@ use super::select::AlertConfig;
 use crate::api::cluster::{WebhookHeader, WebhookReceiver};
 use crate::api::records::EventRecord;
 
-/// Attempts per event, and the pause before each retry.
-const BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+/// The pause before each retry: three attempts per event.
+pub const BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
+pub const ATTEMPTS: u32 = BACKOFF.len() as u32 + 1;
+
+/// The most read of a header value's file.
+const HEADER_FILE_BYTES: u64 = 64 * 1024;
 
 /// The JSON body: the event (with its sequence), the alert's name, its recipients.
 #[derive(Serialize)]
@@ -41,7 +45,7 @@ pub fn client() -> Result<reqwest::Client, String> {
         let provider = rustls::crypto::ring::default_provider();
         let _ = provider.install_default();
     });
-    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|error| format!("set up the HTTP client: {error}"))
+    reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|error| format!("set up the HTTP client: {}", describe(&error)))
 }
 
 /// Delivers one event: up to three attempts. `Err` is why the last one failed.
@@ -111,8 +115,7 @@ async fn headers(configured: &[WebhookHeader]) -> Result<HeaderMap, String> {
         let mut value = match (&header.value, &header.value_from) {
             (Some(value), _) => HeaderValue::from_str(value).map_err(|_| format!("the value of header {name} is not a valid header value"))?,
             (None, Some(source)) => {
-                let text =
-                    tokio::fs::read_to_string(&source.file).await.map_err(|error| format!("read the value of header {name} from {}: {error}", source.file))?;
+                let text = read_header_file(&source.file).await.map_err(|error| format!("read the value of header {name} from {}: {error}", source.file))?;
                 let text = text.strip_suffix('\n').map(|text| text.strip_suffix('\r').unwrap_or(text)).unwrap_or(&text);
                 HeaderValue::from_str(text).map_err(|_| format!("the value of header {name} read from {} is not a valid header value", source.file))?
             }
@@ -123,4 +126,18 @@ async fn headers(configured: &[WebhookHeader]) -> Result<HeaderMap, String> {
         headers.append(name, value);
     }
     Ok(headers)
+}
+
+/// A header value's file: a regular file (never a FIFO or a device, which could block
+/// the delivery), at most `HEADER_FILE_BYTES`.
+async fn read_header_file(path: &str) -> Result<String, String> {
+    use tokio::io::AsyncReadExt;
+    let metadata = tokio::fs::metadata(path).await.map_err(|error| error.to_string())?;
+    if !metadata.is_file() {
+        return Err("not a regular file".to_string());
+    }
+    let file = tokio::fs::File::open(path).await.map_err(|error| error.to_string())?;
+    let mut text = String::new();
+    file.take(HEADER_FILE_BYTES).read_to_string(&mut text).await.map_err(|error| error.to_string())?;
+    Ok(text)
 }

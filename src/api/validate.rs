@@ -545,8 +545,8 @@ impl Checker<'_, '_, '_> {
                     }
                     match (&header.value, &header.value_from) {
                         (Some(value), None) => {
-                            if value.chars().any(|c| c.is_control() && c != '\t') {
-                                self.problem(path.key("value"), "a header value may not contain control characters");
+                            if !value.chars().all(|c| c == '\t' || (' '..='~').contains(&c)) {
+                                self.problem(path.key("value"), "a header value is printable ASCII (no control characters, no letters beyond ASCII)");
                             }
                         }
                         (None, Some(source)) => {
@@ -626,6 +626,11 @@ fn check_parameter_name(name: &str) -> Result<(), String> {
     }
     if name.starts_with("CRM_alert_") || name.starts_with("CRM_notify_") {
         return Err(format!("{name} would replace the variable Pacemaker's alert environment gives the receiver"));
+    }
+    // Variables that change what runs, or how a shell starts: not an alert's to set.
+    const RESERVED: [&str; 9] = ["PATH", "IFS", "ENV", "BASH_ENV", "SHELLOPTS", "BASHOPTS", "PS4", "HOME", "CDPATH"];
+    if RESERVED.contains(&name) || name.starts_with("LD_") || name.starts_with("BASH_FUNC_") {
+        return Err(format!("{name} changes how the receiver runs; alert parameters may not set it"));
     }
     Ok(())
 }

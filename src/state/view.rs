@@ -57,7 +57,8 @@ pub struct AlertView {
 pub fn alerts_view(objects: &[Object], cursors: &BTreeMap<String, AlertCursor>) -> Vec<AlertView> {
     objects
         .iter()
-        .filter(|object| matches!(object.spec, Spec::Alert(_)))
+        // A disabled alert's old failure is not news (it gets nothing now).
+        .filter(|object| matches!(&object.spec, Spec::Alert(alert) if alert.enabled))
         .filter_map(|object| {
             let cursor = cursors.get(object.name().as_str())?;
             if object.metadata.uid.as_deref() != Some(cursor.alert_uid.as_str()) {
