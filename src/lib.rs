@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod exec;
 pub mod local;
 pub mod metrics;
+pub mod notify;
 pub mod ops;
 pub mod runtime;
 pub mod scheduler;

@@ -60,6 +60,10 @@ pub struct AgentConfig {
     /// Where operations, fencing and self-fencings are counted, and scrapes ask for
     /// the node's view (`/metrics`).
     pub metrics: Arc<AgentMetrics>,
+    /// systemd's notifications (`READY=1` once claimed and probed, `WATCHDOG=1` from
+    /// the session's loop while the lease is healthy, `STOPPING=1`); disabled when
+    /// not run by systemd.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// Why the agent stopped.
@@ -201,6 +205,7 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     let mut views = config.metrics.take_view_requests();
     loop {
         config.metrics.set_claimed(false);
+        config.notifier.status(&format!("claiming node {}", config.node));
         let Some((session, granted_at)) = claim(&store, &config, resumable, &mut shutdown).await else { return Ok(()) };
         config.metrics.set_claimed(true);
         // After a self-fencing everything here is stopped: a lease that still holds
@@ -209,11 +214,13 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
         remember_lease(&config.state_dir, Some(session.lease));
         reconciler.incarnation = fresh_incarnation();
         tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
+        config.notifier.status(&format!("node {} claimed, probing", config.node));
         let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at);
         match run.run(&mut reconciler, &mut shutdown, &mut views).await {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::LeaseLost => {
                 tracing::error!(node = %config.node, "lease lost: every resource was stopped; probing again once the node is claimed anew");
+                config.notifier.status("lease lost: every resource was stopped; claiming the node anew");
                 reconciler.forget_roles();
             }
         }
@@ -480,6 +487,9 @@ impl<'a> Session<'a> {
         let ttl = self.config.lease_ttl;
         let mut shutting_down = false;
         let mut retry_writes: Option<Instant> = None;
+        // systemd's watchdog is pinged from this loop only, and only while the lease
+        // is healthy: a loop stuck, or a node cut off from etcd, stops the pings.
+        let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone());
         let end = loop {
             let lease = (self.lease_state.clone(), ttl);
             // Nothing is decided before every watch has delivered its first listing: an
@@ -620,8 +630,15 @@ impl<'a> Session<'a> {
                 () = sleep_until_opt(wake) => {
                     retry_writes = None;
                 }
+                () = watchdog.due() => {
+                    watchdog.ping(self.lease_state.borrow().healthy(ttl));
+                }
                 () = shutdown.as_mut(), if !shutting_down => {
                     shutting_down = true;
+                    self.config.notifier.status(match self.config.on_shutdown {
+                        OnShutdown::Stop => "shutting down: stopping every resource",
+                        OnShutdown::Leave => "shutting down: leaving resources running",
+                    });
                     match self.config.on_shutdown {
                         OnShutdown::Stop => {
                             tracing::info!(%node, "shutting down: stopping every resource");
@@ -917,6 +934,9 @@ impl<'a> Session<'a> {
             self.write_heartbeat(&heartbeat).await?;
             self.heartbeat_probed = true;
             tracing::info!(%node, resources = reconciler.local.len(), "every resource probed");
+            // Start-up is complete (systemd's watchdog starts counting now); after a
+            // self-fencing, the status says the node is back.
+            self.config.notifier.ready(&format!("node {node} claimed, {} resources probed", reconciler.local.len()));
         }
         Ok(())
     }

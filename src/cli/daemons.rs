@@ -130,6 +130,20 @@ fn parse_capacity(text: &str) -> Result<(String, u64), String> {
     Ok((key, number))
 }
 
+/// systemd's notifications when run by systemd (`NOTIFY_SOCKET`), else none.
+fn notifier() -> anyhow::Result<std::sync::Arc<crate::notify::Notifier>> {
+    Ok(std::sync::Arc::new(crate::notify::Notifier::from_environment()?))
+}
+
+/// Completes on SIGTERM or SIGINT, having told systemd `STOPPING=1`.
+fn termination_notified(notifier: std::sync::Arc<crate::notify::Notifier>) -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let signalled = termination()?;
+    Ok(async move {
+        signalled.await;
+        notifier.stopping("shutting down");
+    })
+}
+
 /// Completes on SIGTERM or SIGINT.
 pub(super) fn termination() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
@@ -156,6 +170,7 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
     for dir in &args.agents_dirs {
         exec = exec.with_agents_dir(&std::fs::canonicalize(dir).with_context(|| format!("resolve --agents-dir {}", dir.display()))?);
     }
+    let notifier = notifier()?;
     let listener = args.metrics.listen().await?;
     let metrics = std::sync::Arc::new(crate::metrics::AgentMetrics::default());
     let config = crate::agent::AgentConfig {
@@ -170,19 +185,21 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         attributes: args.attributes.iter().cloned().collect(),
         capacity: args.capacity.iter().cloned().collect(),
         metrics: metrics.clone(),
+        notifier: notifier.clone(),
     };
     let store = global.connect().await?;
     if let Some(listener) = listener {
         let registry = metrics.registry(&store);
         crate::metrics::serve(listener, crate::metrics::Exporter::Agent { registry, metrics });
     }
-    crate::agent::run(config, store, termination()?).await?;
+    crate::agent::run(config, store, termination_notified(notifier)?).await?;
     Ok(0)
 }
 
 /// `pacer scheduler`: one scheduler instance (`daemon::run`), named host:pid unless
 /// given `--identity`.
 pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::Result<u8> {
+    let notifier = notifier()?;
     let listener = args.metrics.listen().await?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").map(|name| name.trim().to_string()).unwrap_or_default();
     let metrics = std::sync::Arc::new(crate::metrics::SchedulerMetrics::new(host.clone()));
@@ -192,13 +209,14 @@ pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::
         lease_ttl: Duration::from_secs(args.lease_ttl),
         debounce: Duration::from_millis(args.debounce_ms),
         max_delay: Duration::from_millis(args.debounce_ms.saturating_mul(10).max(1000)),
+        notifier: notifier.clone(),
     };
     let store = global.connect().await?;
     if let Some(listener) = listener {
         let registry = metrics.registry(&store);
         crate::metrics::serve(listener, crate::metrics::Exporter::Scheduler { registry, metrics });
     }
-    crate::daemon::run(config, store, termination()?).await?;
+    crate::daemon::run(config, store, termination_notified(notifier)?).await?;
     Ok(0)
 }
 

@@ -23,6 +23,7 @@ use crate::alerts::{DeliveryContext, deliver};
 use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment};
 use crate::api::{Kind, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
+use crate::notify::Watchdog;
 use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};
 use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
 use crate::scheduler::plan::Plan;
@@ -445,6 +446,9 @@ pub struct SchedulerConfig {
     pub debounce: Duration,
     /// Longest a decision waits while changes keep coming.
     pub max_delay: Duration,
+    /// systemd's notifications: `READY=1` once the loop runs, `WATCHDOG=1` from the
+    /// campaign's loop and from the leader's while its lease is healthy.
+    pub notifier: Arc<crate::notify::Notifier>,
 }
 
 /// How long a new leader takes configured nodes it has never heard of as joining
@@ -460,8 +464,10 @@ enum Term {
 /// steps down (giving up the lease) on shutdown.
 pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StoreError> {
     tokio::pin!(shutdown);
+    let mut watchdog = Watchdog::new(config.notifier.clone());
+    config.notifier.ready("campaigning");
     loop {
-        let campaign = campaign(&store, &config);
+        let campaign = campaign(&store, &config, &mut watchdog);
         let elected = tokio::select! {
             elected = campaign => elected,
             () = &mut shutdown => return Ok(()),
@@ -470,7 +476,8 @@ pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::futu
         let term = guard.term();
         tracing::info!(identity = %config.identity, term, "elected scheduler leader");
         config.metrics.elected(term);
-        let outcome = lead(&store, &config, &guard, granted_at, &mut shutdown).await;
+        config.notifier.status(&format!("leading, term {term}"));
+        let outcome = lead(&store, &config, &guard, granted_at, &mut watchdog, &mut shutdown).await;
         match outcome {
             Term::Shutdown => {
                 config.metrics.stepped_down(Stepped::Resigned);
@@ -486,8 +493,9 @@ pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::futu
     }
 }
 
-/// Waits until this instance holds the election key.
-async fn campaign(store: &Store, config: &SchedulerConfig) -> (LeaderGuard, Instant) {
+/// Waits until this instance holds the election key. Each attempt etcd answered
+/// (either way) is the loop turning: systemd's watchdog is pinged.
+async fn campaign(store: &Store, config: &SchedulerConfig, watchdog: &mut Watchdog) -> (LeaderGuard, Instant) {
     let mut announced = false;
     loop {
         let leader = Leader { identity: config.identity.clone(), since: epoch_now() };
@@ -495,11 +503,13 @@ async fn campaign(store: &Store, config: &SchedulerConfig) -> (LeaderGuard, Inst
             Ok(Some(elected)) => return elected,
             Ok(None) if !announced => {
                 tracing::info!(identity = %config.identity, "standing by: another scheduler leads");
+                config.notifier.status("standing by: another scheduler leads");
                 announced = true;
             }
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "cannot campaign; retrying"),
         }
+        watchdog.ping_if_due(true);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -525,6 +535,7 @@ async fn lead(
     config: &SchedulerConfig,
     guard: &LeaderGuard,
     granted_at: Instant,
+    watchdog: &mut Watchdog,
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Term {
     let term = guard.term();
@@ -588,6 +599,12 @@ async fn lead(
                 continue;
             }
             () = tokio::time::sleep_until(wake.into()) => {}
+            () = watchdog.due() => {
+                // Only while the leader's lease is healthy: a leader cut off from etcd
+                // is deposed here anyway, a stuck one restarted by systemd.
+                watchdog.ping(lease_state.borrow().healthy(config.lease_ttl));
+                continue;
+            }
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
             () = shutdown.as_mut() => break Term::Shutdown,
         }

@@ -24,6 +24,18 @@ pub enum LeaseState {
     Lost,
 }
 
+impl LeaseState {
+    /// Whether the holder can count on the lease now: etcd confirmed a renewal less
+    /// than half the TTL ago (past that, `expiring` has completed and the holder acts
+    /// as if it had lost it). What the systemd watchdog's pings require.
+    pub fn healthy(&self, ttl: Duration) -> bool {
+        match self {
+            LeaseState::Held { renewed_at } => renewed_at.elapsed() < ttl / 2,
+            LeaseState::Lost => false,
+        }
+    }
+}
+
 /// The renewal thread; dropping it (or `abort`) ends the renewals. The lease then
 /// lapses unless revoked.
 pub struct LeaseKeeper {

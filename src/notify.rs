@@ -1,0 +1,263 @@
+//! systemd's service notifications (sd_notify(3)) for `pacer agent` and `pacer
+//! scheduler` run as `Type=notify` units with a watchdog (deploy/systemd/).
+//!
+//! The protocol is one datagram of `KEY=VALUE` lines to the socket `NOTIFY_SOCKET`
+//! names (a path, or `@name` in the abstract namespace); `WATCHDOG_USEC` asks for
+//! `WATCHDOG=1` at least that often. systemd documents it as stable, and it is these
+//! few lines over `std`'s `UnixDatagram` rather than a crate. Without `NOTIFY_SOCKET`
+//! (not under systemd) every call does nothing.
+//!
+//! Who sends what: `READY=1` once the agent has claimed its node and probed every
+//! resource, once the scheduler runs its loop (standing by or leading); `WATCHDOG=1`
+//! from inside those loops, and only while their lease is healthy (`Watchdog`), so a
+//! hung loop or a lease that cannot be renewed stops the pings and systemd restarts
+//! the process; `STOPPING=1` on shutdown; `STATUS=` says what it is doing.
+
+use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// Why the environment's notification settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// `NOTIFY_SOCKET` is neither an absolute path nor `@name`.
+    #[error("read NOTIFY_SOCKET {0:?}: expected an absolute path or @name")]
+    Address(String),
+    /// The sending socket cannot be made, or the address is invalid.
+    #[error("open NOTIFY_SOCKET {address:?}: {source}")]
+    Socket { address: String, source: std::io::Error },
+    /// `WATCHDOG_USEC` is not a positive whole number.
+    #[error("read WATCHDOG_USEC {0:?}: expected a positive number of microseconds")]
+    WatchdogUsec(String),
+}
+
+struct Target {
+    socket: UnixDatagram,
+    address: SocketAddr,
+    name: String,
+}
+
+/// Where notifications go, if anywhere, and how often the watchdog wants a ping.
+pub struct Notifier {
+    target: Option<Target>,
+    /// Half of `WATCHDOG_USEC` (what sd_watchdog_enabled(3) recommends), when the
+    /// watchdog is on for this process.
+    watchdog_interval: Option<Duration>,
+    ready: AtomicBool,
+    /// A failed send is logged once, not at every ping.
+    warned: AtomicBool,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Notifier")
+            .field("socket", &self.target.as_ref().map(|target| target.name.as_str()))
+            .field("watchdog_interval", &self.watchdog_interval)
+            .finish()
+    }
+}
+
+impl Notifier {
+    /// Notifies nobody.
+    pub fn disabled() -> Notifier {
+        Notifier { target: None, watchdog_interval: None, ready: AtomicBool::new(false), warned: AtomicBool::new(false) }
+    }
+
+    /// From `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (the watchdog is this
+    /// process's only when `WATCHDOG_PID` is absent or names it). The variables are
+    /// left in the environment: resource agents and alert receivers run with a cleared
+    /// one (`exec`), so none of them can speak for this process.
+    pub fn from_environment() -> Result<Notifier, NotifyError> {
+        let variable = |name: &str| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned()).filter(|value| !value.is_empty());
+        Notifier::from_values(variable("NOTIFY_SOCKET"), variable("WATCHDOG_USEC"), variable("WATCHDOG_PID"), std::process::id())
+    }
+
+    fn from_values(socket: Option<String>, watchdog_usec: Option<String>, watchdog_pid: Option<String>, pid: u32) -> Result<Notifier, NotifyError> {
+        let Some(name) = socket else { return Ok(Notifier::disabled()) };
+        let address = if let Some(abstract_name) = name.strip_prefix('@') {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(abstract_name.as_bytes())
+        } else if name.starts_with('/') {
+            SocketAddr::from_pathname(&name)
+        } else {
+            return Err(NotifyError::Address(name));
+        }
+        .map_err(|source| NotifyError::Socket { address: name.clone(), source })?;
+        let socket = UnixDatagram::unbound().map_err(|source| NotifyError::Socket { address: name.clone(), source })?;
+        // A ping that cannot be queued is dropped rather than holding up a loop.
+        socket.set_nonblocking(true).map_err(|source| NotifyError::Socket { address: name.clone(), source })?;
+        let ours = watchdog_pid.is_none_or(|text| text.trim() == pid.to_string());
+        let watchdog_interval = match watchdog_usec {
+            Some(text) if ours => {
+                let usec: u64 = text.trim().parse().ok().filter(|usec| *usec > 0).ok_or(NotifyError::WatchdogUsec(text))?;
+                Some(Duration::from_micros(usec) / 2)
+            }
+            _ => None,
+        };
+        Ok(Notifier { target: Some(Target { socket, address, name }), watchdog_interval, ready: AtomicBool::new(false), warned: AtomicBool::new(false) })
+    }
+
+    /// How often to send `WATCHDOG=1`, when systemd watches this process.
+    pub fn watchdog_interval(&self) -> Option<Duration> {
+        self.watchdog_interval
+    }
+
+    /// `READY=1` the first time (start-up is complete), with a status line; later
+    /// calls only update the status.
+    pub fn ready(&self, status: &str) {
+        if self.ready.swap(true, Ordering::Relaxed) {
+            self.status(status);
+        } else {
+            self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+        }
+    }
+
+    /// `STATUS=`: what `systemctl status` shows.
+    pub fn status(&self, status: &str) {
+        self.send(&format!("STATUS={}", one_line(status)));
+    }
+
+    /// `WATCHDOG=1`: alive and well.
+    pub fn watchdog(&self) {
+        self.send("WATCHDOG=1");
+    }
+
+    /// `STOPPING=1`: shutting down (stopping resources can take long).
+    pub fn stopping(&self, status: &str) {
+        self.send(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
+    }
+
+    fn send(&self, message: &str) {
+        let Some(target) = &self.target else { return };
+        if let Err(error) = target.socket.send_to_addr(message.as_bytes(), &target.address) {
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                tracing::warn!(%error, socket = %target.name, "cannot notify systemd");
+            }
+        }
+    }
+}
+
+/// A status is one line: a newline would start another assignment.
+fn one_line(text: &str) -> String {
+    text.replace(['\n', '\r'], " ")
+}
+
+/// The watchdog's clock inside a loop: `due` completes when a ping is due (never when
+/// the watchdog is off); `ping(healthy)` sends one only if the loop's caller says its
+/// lease is healthy, and sets the next due time either way.
+pub struct Watchdog {
+    notifier: std::sync::Arc<Notifier>,
+    next: Option<Instant>,
+}
+
+impl Watchdog {
+    pub fn new(notifier: std::sync::Arc<Notifier>) -> Watchdog {
+        let next = notifier.watchdog_interval().map(|_| Instant::now());
+        Watchdog { notifier, next }
+    }
+
+    /// Completes when the next ping is due.
+    pub async fn due(&self) {
+        match self.next {
+            Some(next) => tokio::time::sleep_until(next.into()).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Sends `WATCHDOG=1` when `healthy`; either way the next is due an interval on.
+    pub fn ping(&mut self, healthy: bool) {
+        let Some(interval) = self.notifier.watchdog_interval() else { return };
+        if healthy {
+            self.notifier.watchdog();
+        }
+        self.next = Some(Instant::now() + interval);
+    }
+
+    /// `ping(healthy)` if a ping is due: for loops that turn on their own clock.
+    pub fn ping_if_due(&mut self, healthy: bool) {
+        if self.next.is_some_and(|next| Instant::now() >= next) {
+            self.ping(healthy);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receiver() -> (tempfile::TempDir, UnixDatagram, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("notify");
+        let socket = UnixDatagram::bind(&path).expect("bind");
+        socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        (dir, socket, path.display().to_string())
+    }
+
+    fn received(socket: &UnixDatagram) -> String {
+        let mut buffer = [0u8; 4096];
+        let length = socket.recv(&mut buffer).expect("a notification");
+        String::from_utf8_lossy(&buffer[..length]).into_owned()
+    }
+
+    #[test]
+    fn ready_once_then_status_and_watchdog_at_half_the_interval() {
+        let (_dir, socket, path) = receiver();
+        let notifier = Notifier::from_values(Some(path), Some("4000000".into()), None, 7).expect("notifier");
+        assert_eq!(notifier.watchdog_interval(), Some(Duration::from_secs(2)));
+        notifier.ready("node n1 claimed\nprobed");
+        assert_eq!(received(&socket), "READY=1\nSTATUS=node n1 claimed probed");
+        notifier.ready("again");
+        assert_eq!(received(&socket), "STATUS=again");
+        notifier.watchdog();
+        assert_eq!(received(&socket), "WATCHDOG=1");
+        notifier.stopping("stopping");
+        assert_eq!(received(&socket), "STOPPING=1\nSTATUS=stopping");
+    }
+
+    #[test]
+    fn abstract_socket_names_are_reached() {
+        use std::os::linux::net::SocketAddrExt;
+        let name = format!("pacer-notify-test-{}", std::process::id());
+        let socket = UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).expect("address")).expect("bind");
+        socket.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+        Notifier::from_values(Some(format!("@{name}")), None, None, 1).expect("notifier").status("up");
+        assert_eq!(received(&socket), "STATUS=up");
+    }
+
+    #[test]
+    fn the_watchdog_is_another_process_s_when_its_pid_differs() {
+        let (_dir, _socket, path) = receiver();
+        let notifier = Notifier::from_values(Some(path.clone()), Some("1000000".into()), Some("8".into()), 7).expect("notifier");
+        assert_eq!(notifier.watchdog_interval(), None);
+        let notifier = Notifier::from_values(Some(path), Some("1000000".into()), Some("7".into()), 7).expect("notifier");
+        assert_eq!(notifier.watchdog_interval(), Some(Duration::from_millis(500)));
+    }
+
+    #[test]
+    fn bad_settings_are_refused_and_no_socket_means_nothing_is_sent() {
+        assert!(matches!(Notifier::from_values(Some("relative".into()), None, None, 1), Err(NotifyError::Address(_))));
+        let (_dir, _socket, path) = receiver();
+        let error = Notifier::from_values(Some(path), Some("soon".into()), None, 1).expect_err("refused");
+        assert_eq!(error.to_string(), "read WATCHDOG_USEC \"soon\": expected a positive number of microseconds");
+        let quiet = Notifier::from_values(None, Some("1000000".into()), None, 1).expect("notifier");
+        assert_eq!(quiet.watchdog_interval(), None);
+        quiet.ready("nobody listens");
+    }
+
+    #[tokio::test]
+    async fn an_unhealthy_loop_sends_no_ping() {
+        let (_dir, socket, path) = receiver();
+        socket.set_nonblocking(true).expect("nonblocking");
+        let notifier = std::sync::Arc::new(Notifier::from_values(Some(path), Some("200000".into()), None, 1).expect("notifier"));
+        let mut watchdog = Watchdog::new(notifier);
+        watchdog.due().await;
+        watchdog.ping(false);
+        let mut buffer = [0u8; 64];
+        assert!(socket.recv(&mut buffer).is_err(), "no ping while unhealthy");
+        watchdog.due().await;
+        watchdog.ping(true);
+        let length = socket.recv(&mut buffer).expect("a ping");
+        assert_eq!(&buffer[..length], b"WATCHDOG=1");
+    }
+}
