@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build demo demo-down test lint bench bench-alerts bench-decision bench-history bench-metrics bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-decision bench-history bench-metrics bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -19,6 +19,14 @@ deps:
 
 build: deps
 	$(CARGO) build --bin pacer
+
+# The Debian package target/debian/pacer_<version>_<arch>.deb: the release binary,
+# deploy/systemd/'s units, /etc/pacer/config.yaml.example, /etc/default/pacer and shell
+# completions (scripts/deb: dpkg-deb on a staged tree). tests/deb.rs builds one from
+# the debug binary.
+deb: deps
+	$(CARGO) build --release --bin pacer
+	scripts/deb
 
 # Starts a private etcd, applies manifests/examples/ and shows every kind.
 demo: build
