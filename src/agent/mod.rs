@@ -567,7 +567,9 @@ impl<'a> Session<'a> {
                             continue;
                         }
                     };
-                    let key = self.keys.fence_result(&target);
+                    // Under this node's own prefix: the leader takes a result only from
+                    // the executor its request named.
+                    let key = self.keys.fence_result(&node, &target);
                     // Its event in the same transaction: the leader asked for it.
                     let time = crate::runtime::now_usec();
                     let event = PendingEvent { id: reconciler.event_ids.next(time, reconciler.incarnation), event: fencing_event(&result, &node, &node, "pacer@scheduler", time) };
@@ -779,7 +781,7 @@ impl<'a> Session<'a> {
 
     /// Whether this node's last fencing result is a successful unfencing.
     fn unfenced(&self) -> bool {
-        self.cache.fence_results().get(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
+        self.cache.latest_fence_result(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -790,9 +792,12 @@ impl<'a> Session<'a> {
         let due: Vec<FenceRequestRecord> = self
             .cache
             .fence_requests()
-            .values()
-            .filter(|request| request.executor == node && (request.target != node || request.action == "on"))
-            .filter(|request| self.cache.fence_results().get(&request.target).is_none_or(|result| result.request != request.id))
+            .iter()
+            // Only a request whose key names its target (the cache drops any other) and
+            // that names this node as executor.
+            .filter(|(target, request)| request.target == **target && request.executor == node && (request.target != node || request.action == "on"))
+            .map(|(_, request)| request)
+            .filter(|request| self.cache.fence_answer(request).is_none())
             .filter(|request| !self.fencing_running.contains(&request.target))
             .cloned()
             .collect();
@@ -999,7 +1004,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Section::FenceRequest(_) | Section::FenceResult(_) => fencing = true,
+                Section::FenceRequest(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
                 _ => {}
             }
         }

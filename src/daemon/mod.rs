@@ -339,11 +339,10 @@ async fn drive_fencing(
         let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
         let request = cache.fence_requests().get(target).cloned();
-        let result = cache.fence_results().get(target).cloned();
-        let answered = match (&request, &result) {
-            (Some(request), Some(result)) if result.request == request.id => Some(result),
-            _ => None,
-        };
+        // Only the executor the request named answers it, under its own prefix: a
+        // result any other node wrote (a forged success) is no answer.
+        let answered = request.as_ref().and_then(|request| cache.fence_answer(request)).cloned();
+        let answered = answered.as_ref();
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
             // Fenced: its reports are forgotten once its lease is gone too; the lease
@@ -515,7 +514,8 @@ fn decision_input(section: &Section) -> bool {
             | Section::Heartbeat(_)
             | Section::Status { .. }
             | Section::Attribute { .. }
-            | Section::FenceResult(_)
+            | Section::FenceResult { .. }
+            | Section::FenceConfirmation(_)
     )
 }
 
