@@ -98,7 +98,7 @@ mod tests {
     use crate::api::records::{Definition, NodeAttributeRecord, NodeHeartbeat};
 
     fn heartbeat(node: &str, probed: bool) -> NodeHeartbeat {
-        NodeHeartbeat { node: node.into(), pid: 1, host: "h".into(), started: 0, lease_ttl_ms: 2000, probed, shutdown: false }
+        NodeHeartbeat { node: node.into(), pid: 1, host: "h".into(), started: 0, lease_ttl_ms: 2000, probed, shutdown: false, ..NodeHeartbeat::default() }
     }
 
     fn status(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {
