@@ -262,9 +262,6 @@ async fn probes_then_starts_and_stops_as_the_plan_says() {
         let status = cluster.status("n1", "slow").await.expect("status");
         let operations: Vec<(&str, i32)> = status.history.iter().map(|record| (record.operation.as_str(), record.rc)).collect();
         assert_eq!(operations, [("start", 0)], "the probe's record is replaced by the start's");
-        // The node registered itself.
-        let listing = cluster.store.list_objects().await.expect("list");
-        assert!(listing.objects.keys().any(|key| key.to_string() == "Node/n1"), "the agent creates its Node object");
 
         cluster
             .apply(&dummy("slow", "ocf:pacemaker:Dummy", "op_sleep: 1", "").replace("operations: []", "operations: []\n  meta: {targetRole: Stopped}"))
@@ -272,6 +269,32 @@ async fn probes_then_starts_and_stops_as_the_plan_says() {
         cluster.decide().await;
         cluster.wait_role("n1", "slow", ObservedRole::Stopped).await;
         assert_eq!(cluster.role("n1", "web").await, Some(ObservedRole::Started), "web is left running");
+    })
+    .await;
+}
+
+/// Agents never write the spec (a node's identity may not): the leader creates the
+/// `Node` object of a node whose agent runs and has none, and leaves the
+/// administrator's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_writes_no_spec_and_the_leader_creates_its_node() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let node_object = |listing: &pacer::store::Listing, name: &str| {
+            listing.objects.iter().find(|(key, _)| key.to_string() == format!("Node/{name}")).map(|(_, stored)| stored.object.clone())
+        };
+        cluster.start_agent("n3", 2);
+        cluster.start_agent("n1", 2);
+        cluster.wait_probed("n3").await;
+        cluster.wait_probed("n1").await;
+        let listing = cluster.store.list_objects().await.expect("list");
+        assert!(node_object(&listing, "n3").is_none(), "the agent wrote its own Node object");
+        cluster.decide().await;
+        let listing = cluster.store.list_objects().await.expect("list");
+        let created = node_object(&listing, "n3").expect("the leader creates n3's Node object");
+        assert_eq!(created.metadata.annotations.get("pacer.io/created-by").map(String::as_str), Some("scheduler"));
+        let administrators = node_object(&listing, "n1").expect("n1's Node object");
+        assert!(administrators.metadata.annotations.is_empty(), "the administrator's Node is left alone: {administrators:?}");
     })
     .await;
 }

@@ -503,3 +503,143 @@ async fn a_node_fenced_while_its_agent_renews_loses_its_lease_even_if_resumed() 
     })
     .await;
 }
+
+// The security review's scenarios (issue 16): records are trusted by their keys, not
+// their bodies. Each was reproduced against the code before the fix.
+
+/// Writes `value` under `key` as a node (or anyone with write access) could.
+async fn forge(cluster: &Cluster, key: &str, value: &Value) {
+    let mut client = cluster.etcd.client().await;
+    client.put(key, value.to_string(), None).await.expect("write the forged record");
+}
+
+async fn exists(cluster: &Cluster, key: &str) -> bool {
+    let mut client = cluster.etcd.client().await;
+    !client.get(key, None).await.expect("read").kvs().is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_status_written_under_another_nodes_prefix_does_not_fence_its_node() {
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        cluster.apply(&local_power(cluster.dir.path(), &names)).await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster
+            .apply(&format!(
+                "{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n1}}\nspec: {{resource: web, node: n1, score: 100}}\n",
+                witness("web", &log, "")
+            ))
+            .await;
+        cluster.wait_for("web to run on n1", Duration::from_secs(30), || cluster.running("web") == ["n1"]).await;
+        // n2 writes, under its own prefix, a failed stop of web on n1.
+        let mut client = cluster.etcd.client().await;
+        let response = client.get(format!("{PREFIX}/status/n1/web"), None).await.expect("read n1's status");
+        let mut status: Value = serde_json::from_slice(response.kvs()[0].value()).expect("status JSON");
+        status["role"] = "Failed".into();
+        status["history"].as_array_mut().expect("history").push(serde_json::json!({
+            "operation": "stop", "intervalMs": 0, "callId": 999, "rc": 1, "expectedRc": 0, "status": "Done"
+        }));
+        let forged = format!("{PREFIX}/status/n2/web");
+        forge(&cluster, &forged, &status).await;
+        // Nobody fences n1: no request in 5 s, no power-off, web stays.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(5) {
+            assert!(!exists(&cluster, &format!("{PREFIX}/fencing/n1/request")).await, "n1 fenced on n2's word\n{}", cluster.logs());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(!cluster.path("nodes/n1/powered-off").exists());
+        assert_eq!(cluster.running("web"), ["n1"]);
+        // The record is named, as one that does not decode is.
+        let output = common::pacer(&cluster.etcd.endpoint(), PREFIX, &["status"], None);
+        assert!(common::text(&output.stderr).contains(&forged), "{}", common::text(&output.stderr));
+        assert!(cluster.logs().contains(&forged), "the leader logs the skipped key");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_key_of_one_node_naming_another_shows_neither_online() {
+    bounded(async {
+        let policy = "---\napiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithEnabled: false}\n";
+        let mut cluster = Cluster::new(&format!("{policy}{}", nodes(&["n1", "n2", "n3"]))).await;
+        cluster.start_scheduler("s1", 2);
+        cluster.start_agent("n2", 2);
+        cluster.wait_for("n2 online", Duration::from_secs(30), || cluster.node_state("n2") == "online").await;
+        let heartbeat = serde_json::json!({"node": "n1", "pid": 1, "host": "h", "started": 0, "leaseTtlMs": 2000, "probed": true});
+        forge(&cluster, &format!("{PREFIX}/nodes/n3/lease"), &heartbeat).await;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_ne!(cluster.node_state("n1"), "online", "{}", cluster.status());
+        assert_ne!(cluster.node_state("n3"), "online", "{}", cluster.status());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_fencing_success_from_another_node_moves_nothing() {
+    require_fence_dummy();
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        cluster
+            .apply("---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {name: broken}\nspec: {agent: fence_dummy, hostList: [n1, n2], params: {type: fail}, retries: 1}\n")
+            .await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster.apply(&witness("web", &log, "")).await;
+        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+        let victim = cluster.running("web").remove(0);
+        cluster.processes.get_mut(&victim).expect("victim").kill9();
+        cluster
+            .wait_for("the fencing failure to be reported", Duration::from_secs(30), || {
+                cluster.status()["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "failed")
+            })
+            .await;
+        let mut client = cluster.etcd.client().await;
+        let response = client.get(format!("{PREFIX}/fencing/{victim}/request"), None).await.expect("read the request");
+        let request: Value = serde_json::from_slice(response.kvs()[0].value()).expect("request JSON");
+        let executor = request["executor"].as_str().expect("executor").to_string();
+        assert_ne!(executor, "n3");
+        let success = serde_json::json!({"request": request["id"], "target": victim, "action": "reboot", "succeeded": true, "by": "n3", "finished": 0});
+        // n3, not the executor: under its own prefix, under the executor's, and where
+        // results used to be.
+        forge(&cluster, &format!("{PREFIX}/fence-results/n3/{victim}"), &success).await;
+        forge(&cluster, &format!("{PREFIX}/fence-results/{executor}/{victim}"), &success).await;
+        forge(&cluster, &format!("{PREFIX}/fencing/{victim}/result"), &success).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(cluster.node_state(&victim), "unclean", "{}", cluster.status());
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let starts = text.lines().filter(|line| line.contains("op=start phase=begin")).count();
+        assert_eq!(starts, 1, "web started elsewhere on a forged success:\n{text}");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fencing_request_whose_key_is_not_its_target_fences_nobody() {
+    bounded(async {
+        let names = ["n1", "n2", "n3"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        cluster.apply(&local_power(cluster.dir.path(), &names)).await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster.wait_for("every node online", Duration::from_secs(30), || names.iter().all(|node| cluster.node_state(node) == "online")).await;
+        for executor in ["n1", "n2"] {
+            let request = serde_json::json!({"id": 999_999, "target": "n3", "action": "off", "reason": "forged", "executor": executor, "requested": 0});
+            forge(&cluster, &format!("{PREFIX}/fencing/zz-{executor}/request"), &request).await;
+        }
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        assert!(!cluster.path("nodes/n3/powered-off").exists(), "n3 powered off on a forged request\n{}", cluster.logs());
+        assert_eq!(cluster.node_state("n3"), "online");
+    })
+    .await;
+}

@@ -58,8 +58,16 @@ fn simulated(etcd: &TestEtcd, file: &str) -> BTreeMap<String, String> {
 /// would hold it.
 async fn online(store: &Store, node: &str) {
     let lease = store.grant_lease(Duration::from_secs(60)).await.expect("grant a lease");
-    let heartbeat =
-        NodeHeartbeat { node: node.into(), pid: std::process::id(), host: "test".into(), started: 0, lease_ttl_ms: 60_000, probed: true, shutdown: false };
+    let heartbeat = NodeHeartbeat {
+        node: node.into(),
+        pid: std::process::id(),
+        host: "test".into(),
+        started: 0,
+        lease_ttl_ms: 60_000,
+        probed: true,
+        shutdown: false,
+        ..NodeHeartbeat::default()
+    };
     assert!(store.claim_node(node, lease, &heartbeat).await.expect("claim"), "{node} is free");
 }
 

@@ -22,7 +22,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::manifest::{Source, load};
 use crate::api::records::{
     ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, RequestRecord, ResourceStatus, SELF_FENCINGS_KEPT,
     SelfFencing,
@@ -33,7 +32,6 @@ use crate::metrics::{AgentMetrics, NodeView, ViewRequest};
 use crate::runtime::cache::in_definition_order;
 use crate::runtime::{ClusterCache, Informer};
 use crate::state::probe_targets;
-use crate::store::apply::{ApplyOutcome, ApplyRequest, apply};
 use crate::store::keys::Section;
 use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession};
@@ -71,9 +69,6 @@ pub struct AgentConfig {
 pub enum AgentError {
     #[error(transparent)]
     Exec(#[from] ExecError),
-    /// The `Node` object could not be registered (invalid name or attributes).
-    #[error("register node {node}: {reason}")]
-    Register { node: String, reason: String },
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The state dir cannot be used, or another agent runs with it.
@@ -179,10 +174,6 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     // Daemons the agents start stay this node's descendants, and are reaped.
     crate::exec::reaper::adopt_orphans();
     tokio::pin!(shutdown);
-    tokio::select! {
-        registered = register_node(&store, &config) => registered?,
-        () = &mut shutdown => return Ok(()),
-    }
     let keys = store.keys().clone();
     let own_statuses = keys.node_statuses_prefix(&config.node);
     let (_, previous) = tokio::select! {
@@ -222,60 +213,6 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
                 tracing::error!(node = %config.node, "lease lost: every resource was stopped; probing again once the node is claimed anew");
                 config.notifier.status("lease lost: every resource was stopped; claiming the node anew");
                 reconciler.forget_roles();
-            }
-        }
-    }
-}
-
-/// Creates the node's `Node` object when none exists. An existing one is the
-/// administrator's and is left as it is.
-async fn register_node(store: &Store, config: &AgentConfig) -> Result<(), AgentError> {
-    let mut spec = serde_json::Map::new();
-    if !config.attributes.is_empty() {
-        spec.insert("attributes".into(), serde_json::json!(config.attributes));
-    }
-    if !config.capacity.is_empty() {
-        spec.insert("utilization".into(), serde_json::json!(config.capacity));
-    }
-    let node = serde_json::json!({
-        "apiVersion": "pacer.io/v1alpha1",
-        "kind": "Node",
-        "metadata": { "name": config.node },
-        "spec": spec,
-    });
-    let text = crate::api::yaml::to_yaml_string(&node);
-    let loaded = load(&[Source { name: "--node".into(), text: text.clone() }]);
-    if let Some(problem) = loaded.diagnostics.first() {
-        return Err(AgentError::Register { node: config.node.clone(), reason: problem.to_string() });
-    }
-    let mut delay = Duration::from_millis(200);
-    loop {
-        let listing = match store.list_objects().await {
-            Ok(listing) => listing,
-            Err(error) => {
-                tracing::warn!(%error, "cannot read the configuration; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-                continue;
-            }
-        };
-        if loaded.manifests.iter().all(|manifest| listing.objects.contains_key(&manifest.object.key())) {
-            return Ok(());
-        }
-        let request = ApplyRequest { loaded: load(&[Source { name: "--node".into(), text: text.clone() }]), ..ApplyRequest::default() };
-        match apply(store, &request).await {
-            Ok(ApplyOutcome::Planned(_)) => {
-                tracing::info!(node = %config.node, "registered the Node object");
-                return Ok(());
-            }
-            Ok(ApplyOutcome::Invalid(diagnostics)) => {
-                let reason = diagnostics.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ");
-                return Err(AgentError::Register { node: config.node.clone(), reason });
-            }
-            Err(error) => {
-                tracing::warn!(%error, "cannot register the Node object; retrying");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
     }
@@ -353,6 +290,8 @@ fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbea
         lease_ttl_ms: u64::try_from(config.lease_ttl.as_millis()).unwrap_or(u64::MAX),
         probed,
         shutdown,
+        attributes: config.attributes.clone(),
+        capacity: config.capacity.clone(),
     }
 }
 
@@ -498,14 +437,16 @@ impl<'a> Session<'a> {
             let ready = self.listed.len() >= self.watched;
             let mut recorded = false;
             if ready && self.spec_stale {
-                // The spec watch tells that the spec changed; the spec itself is listed,
-                // which finishes a large apply that is committed but not yet rolled
-                // forward (anyone may): its batches arrive one by one on the watch, and
-                // nothing may be built on half of it.
-                match within_lease(lease.clone(), self.store.list_objects()).await {
+                // The spec watch tells that the spec changed; the spec itself is listed
+                // once no large apply is committed but not yet rolled forward (its
+                // batches arrive one by one on the watch, and nothing may be built on
+                // half of it). An agent never writes the spec, not even to finish an
+                // apply: the leader does (the wake below retries meanwhile).
+                match within_lease(lease.clone(), self.store.list_objects_read_only()).await {
                     None => break SessionEnd::LeaseLost,
                     Some(Err(error)) => tracing::warn!(%error, "cannot read the configuration; retrying"),
-                    Some(Ok(listing)) => {
+                    Some(Ok(None)) => tracing::debug!("a large apply is not rolled forward yet; reading the configuration again soon"),
+                    Some(Ok(Some(listing))) => {
                         for skipped in &listing.undecodable {
                             tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
                         }
@@ -577,7 +518,9 @@ impl<'a> Session<'a> {
                             continue;
                         }
                     };
-                    let key = self.keys.fence_result(&target);
+                    // Under this node's own prefix: the leader takes a result only from
+                    // the executor its request named.
+                    let key = self.keys.fence_result(&node, &target);
                     // Its event in the same transaction: the leader asked for it.
                     let time = crate::runtime::now_usec();
                     let event = PendingEvent { id: reconciler.event_ids.next(time, reconciler.incarnation), event: fencing_event(&result, &node, &node, "pacer@scheduler", time) };
@@ -796,7 +739,7 @@ impl<'a> Session<'a> {
 
     /// Whether this node's last fencing result is a successful unfencing.
     fn unfenced(&self) -> bool {
-        self.cache.fence_results().get(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
+        self.cache.latest_fence_result(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -807,9 +750,12 @@ impl<'a> Session<'a> {
         let due: Vec<FenceRequestRecord> = self
             .cache
             .fence_requests()
-            .values()
-            .filter(|request| request.executor == node && (request.target != node || request.action == "on"))
-            .filter(|request| self.cache.fence_results().get(&request.target).is_none_or(|result| result.request != request.id))
+            .iter()
+            // Only a request whose key names its target (the cache drops any other) and
+            // that names this node as executor.
+            .filter(|(target, request)| request.target == **target && request.executor == node && (request.target != node || request.action == "on"))
+            .map(|(_, request)| request)
+            .filter(|request| self.cache.fence_answer(request).is_none())
             .filter(|request| !self.fencing_running.contains(&request.target))
             .cloned()
             .collect();
@@ -1019,7 +965,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Section::FenceRequest(_) | Section::FenceResult(_) => fencing = true,
+                Section::FenceRequest(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
                 _ => {}
             }
         }

@@ -25,9 +25,34 @@ use crate::runtime::Informer;
 use crate::scheduler::snapshot::NodeLiveness;
 use crate::store::events::pending_order;
 use crate::store::watch::WatchEvent;
-use crate::store::{LeaderGuard, Store, StoreError};
+use crate::store::{Keys, LeaderGuard, Store, StoreError};
 
 pub use crate::runtime::now_usec;
+
+/// Whether a pending event speaks only of what the node of its key may: reported by
+/// that node (or by a command, `pacer`, about that node), and about that node unless
+/// it is a fencing result (about its target, reported by the executor). A node
+/// writes under its own prefix only; this keeps it from speaking for another.
+fn pending_event_agrees(keys: &Keys, key: &str, event: &EventRecord) -> Result<(), String> {
+    let Some((node, _)) = Keys::node_and_name(&keys.pending_events_prefix(), key) else {
+        return Err("not a pending event's key".to_string());
+    };
+    if !crate::api::Name::is_valid(node) {
+        return Err(format!("its key names an invalid node {node:?}"));
+    }
+    let about = event.node.as_deref();
+    let by_command = event.reporter == "pacer" && about == Some(node);
+    if event.reporter != node && !by_command {
+        return Err(format!("its reporter {:?} is not its key's node {node:?}", event.reporter));
+    }
+    if event.kind != EventKind::Fencing && about.is_some_and(|about| about != node) {
+        return Err(format!("it is about node {:?}, not its key's node {node:?}", about.unwrap_or_default()));
+    }
+    if !matches!(event.kind, EventKind::Resource | EventKind::Attribute | EventKind::Fencing) {
+        return Err(format!("a {:?} event is the leader's alone", event.kind));
+    }
+    Ok(())
+}
 
 /// Who the leader's own events are reported by.
 pub const REPORTER: &str = "scheduler";
@@ -256,12 +281,12 @@ impl PendingView {
                 self.events.clear();
                 self.revision = self.revision.max(revision);
                 for entry in entries {
-                    self.insert(&entry);
+                    self.insert(store.keys(), &entry);
                 }
             }
             Ok(WatchEvent::Put(entry)) => {
                 self.revision = self.revision.max(entry.mod_revision);
-                self.insert(&entry);
+                self.insert(store.keys(), &entry);
             }
             Ok(WatchEvent::Deleted { key, revision }) => {
                 self.revision = self.revision.max(revision);
@@ -271,11 +296,14 @@ impl PendingView {
         }
     }
 
-    fn insert(&mut self, entry: &crate::store::watch::Entry) {
+    fn insert(&mut self, keys: &Keys, entry: &crate::store::watch::Entry) {
         match serde_json::from_slice::<EventRecord>(&entry.value) {
-            Ok(event) => {
-                self.events.insert(entry.key.clone(), Pending { revision: entry.mod_revision, event });
-            }
+            Ok(event) => match pending_event_agrees(keys, &entry.key, &event) {
+                Ok(()) => {
+                    self.events.insert(entry.key.clone(), Pending { revision: entry.mod_revision, event });
+                }
+                Err(reason) => tracing::warn!(key = %entry.key, %reason, "skipping a pending event that disagrees with its key"),
+            },
             Err(error) => tracing::warn!(key = %entry.key, %error, "skipping a pending event that does not decode"),
         }
     }
@@ -292,7 +320,7 @@ impl PendingView {
         for entry in &entries {
             // A key the watch has not shown yet; one it has keeps its entry.
             if !self.events.contains_key(&entry.key) {
-                self.insert(entry);
+                self.insert(store.keys(), entry);
             }
         }
         self.revision = self.revision.max(read_at);
@@ -540,6 +568,34 @@ mod tests {
 
     fn said(events: &[EventRecord]) -> Vec<String> {
         events.iter().map(|event| format!("{} {}", event.node.as_deref().unwrap_or("?"), event.desc)).collect()
+    }
+
+    #[test]
+    fn a_pending_event_speaks_only_for_the_node_of_its_key() {
+        let keys = Keys::new("/pacer");
+        let key = |node: &str| keys.pending_event(node, "0001");
+        let resource = |reporter: &str, node: &str| {
+            let mut event = EventRecord::new(EventKind::Resource, reporter, 0, "ok");
+            event.node = Some(node.to_string());
+            event
+        };
+        assert!(pending_event_agrees(&keys, &key("n1"), &resource("n1", "n1")).is_ok());
+        // n2 writes, under its own prefix, an event of n1's; or under n1's.
+        assert!(pending_event_agrees(&keys, &key("n2"), &resource("n1", "n1")).is_err());
+        assert!(pending_event_agrees(&keys, &key("n2"), &resource("n2", "n1")).is_err());
+        // A fencing result is about its target, reported by its executor.
+        let mut fencing = EventRecord::new(EventKind::Fencing, "n2", 0, "Operation reboot of n1 by n2: OK");
+        fencing.node = Some("n1".into());
+        assert!(pending_event_agrees(&keys, &key("n2"), &fencing).is_ok());
+        // `pacer fence confirm`'s event, under the target's key.
+        fencing.reporter = "pacer".into();
+        assert!(pending_event_agrees(&keys, &key("n1"), &fencing).is_ok());
+        assert!(pending_event_agrees(&keys, &key("n2"), &fencing).is_err());
+        // The leader's kinds are never a node's.
+        let mut lost = EventRecord::new(EventKind::Node, "n2", 0, "lost");
+        lost.node = Some("n2".into());
+        assert!(pending_event_agrees(&keys, &key("n2"), &lost).is_err());
+        assert!(pending_event_agrees(&keys, &keys.pending_event("-x", "1"), &resource("-x", "-x")).is_err());
     }
 
     #[test]

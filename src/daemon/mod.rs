@@ -20,8 +20,9 @@ use archive::Archive;
 pub use archive::Archived;
 
 use crate::alerts::{DeliveryContext, deliver};
-use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment};
-use crate::api::{Kind, Object, ObjectKey, Spec};
+use crate::api::manifest::{Source, load as load_manifests};
+use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
+use crate::api::{Kind, Name, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::notify::Watchdog;
 use crate::ops::constraints::{KeptMemo, VerbConstraint, next_expiry, review_remembered};
@@ -194,6 +195,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
         archive.forget(store, guard, &trimmed).await?;
     }
     let tidied = tidy_constraints(store, &snapshot, &plan, cache.spec_version(), kept, guard).await;
+    let registered = register_nodes(store, cache, guard).await;
     // Fencing in progress: look again soon (a failed attempt is retried, a dead
     // executor replaced) even if nothing else changes.
     let recheck = recheck.max(Duration::from_secs(1));
@@ -203,7 +205,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     if let Some(expires) = next_expiry(&snapshot.objects, now) {
         recheck = recheck.min(until_epoch(expires));
     }
-    if !tidied {
+    if !tidied || !registered {
         recheck = recheck.min(Duration::from_secs(1));
     }
     Ok(Decision { plan, input_revision, written, recheck, archived, snapshot })
@@ -309,6 +311,74 @@ async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, spec_
     }
 }
 
+/// Creates the `Node` object of every node whose agent holds its lease and that has
+/// none, from what its agent's heartbeat proposes (`--attribute`, `--capacity`),
+/// annotated `pacer.io/created-by: scheduler`. Agents never write the spec: this is
+/// the one place a node's object is made for it, through `store::apply` like any spec
+/// change, only while the object is still absent and this leader still leads. An
+/// existing `Node` is the administrator's and is never changed here. A node is usable
+/// before its object exists (the scheduler takes a node it has a heartbeat of with a
+/// default spec). Returns false when the write failed and should be tried again soon.
+async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard) -> bool {
+    let node_key = |name: &str| ObjectKey { kind: Kind::Node, name: Name::from(name) };
+    let missing: Vec<(&String, &NodeHeartbeat)> = cache
+        .heartbeats()
+        .iter()
+        .filter(|(name, entry)| entry.lease != 0 && !cache.objects().contains_key(&node_key(name)))
+        .map(|(name, entry)| (name, &entry.heartbeat))
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    let text: String = missing.iter().map(|(name, heartbeat)| node_manifest(name, heartbeat)).collect();
+    let loaded = load_manifests(&[Source { name: "heartbeats".into(), text }]);
+    if let Some(problem) = loaded.diagnostics.first() {
+        tracing::warn!(%problem, "cannot create the Node objects of nodes whose agents run; their agents' attributes or capacity are invalid");
+        return true;
+    }
+    let request = ApplyRequest {
+        expect_revisions: missing.iter().map(|(name, _)| (node_key(name), 0)).collect(),
+        loaded,
+        leader: Some(guard.clone()),
+        ..ApplyRequest::default()
+    };
+    let names: Vec<&str> = missing.iter().map(|(name, _)| name.as_str()).collect();
+    match apply(store, &request).await {
+        Ok(ApplyOutcome::Planned(_)) => {
+            tracing::info!(nodes = %names.join(", "), "created the Node objects of nodes whose agents run");
+            true
+        }
+        Ok(ApplyOutcome::Invalid(diagnostics)) => {
+            let problems: Vec<String> = diagnostics.iter().map(ToString::to_string).collect();
+            tracing::warn!(nodes = %names.join(", "), problems = %problems.join("; "), "cannot create the Node objects of nodes whose agents run; trying again when the spec changes");
+            true
+        }
+        Err(StoreError::Conflict { .. }) => true,
+        Err(error) => {
+            tracing::warn!(%error, nodes = %names.join(", "), "cannot create the Node objects of nodes whose agents run; retrying");
+            false
+        }
+    }
+}
+
+/// The `Node` object the leader creates for `name` from its agent's heartbeat.
+fn node_manifest(name: &str, heartbeat: &NodeHeartbeat) -> String {
+    let mut spec = serde_json::Map::new();
+    if !heartbeat.attributes.is_empty() {
+        spec.insert("attributes".into(), serde_json::json!(heartbeat.attributes));
+    }
+    if !heartbeat.capacity.is_empty() {
+        spec.insert("utilization".into(), serde_json::json!(heartbeat.capacity));
+    }
+    let node = serde_json::json!({
+        "apiVersion": crate::api::API_VERSION,
+        "kind": "Node",
+        "metadata": { "name": name, "annotations": { crate::ops::edit::annotations::CREATED_BY: "scheduler" } },
+        "spec": spec,
+    });
+    format!("---\n{}", crate::api::yaml::to_yaml_string(&node))
+}
+
 /// Writes as the leader and puts what was written into the cache at once.
 async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Vec<(String, Option<String>)>, guard: &LeaderGuard) -> Result<(), StoreError> {
     if writes.is_empty() {
@@ -340,11 +410,10 @@ async fn drive_fencing(
         let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
         let request = cache.fence_requests().get(target).cloned();
-        let result = cache.fence_results().get(target).cloned();
-        let answered = match (&request, &result) {
-            (Some(request), Some(result)) if result.request == request.id => Some(result),
-            _ => None,
-        };
+        // Only the executor the request named answers it, under its own prefix: a
+        // result any other node wrote (a forged success) is no answer.
+        let answered = request.as_ref().and_then(|request| cache.fence_answer(request)).cloned();
+        let answered = answered.as_ref();
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
             // Fenced: its reports are forgotten once its lease is gone too; the lease
@@ -525,7 +594,8 @@ fn decision_input(section: &Section) -> bool {
             | Section::Heartbeat(_)
             | Section::Status { .. }
             | Section::Attribute { .. }
-            | Section::FenceResult(_)
+            | Section::FenceResult { .. }
+            | Section::FenceConfirmation(_)
     )
 }
 
@@ -701,4 +771,25 @@ async fn lead(
     event_log.handle.abort();
     drop(informer);
     outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_node_object_made_for_a_running_agent_is_valid_and_marked() {
+        let heartbeat = NodeHeartbeat {
+            node: "n1".into(),
+            attributes: [("rack".to_string(), "r1".to_string())].into(),
+            capacity: [("cpu".to_string(), 4)].into(),
+            ..NodeHeartbeat::default()
+        };
+        let loaded = load_manifests(&[Source { name: "heartbeats".into(), text: node_manifest("n1", &heartbeat) }]);
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        let object = &loaded.manifests[0].object;
+        assert_eq!(object.metadata.annotations.get("pacer.io/created-by").map(String::as_str), Some("scheduler"));
+        let Spec::Node(spec) = &object.spec else { panic!("not a Node: {object:?}") };
+        assert_eq!(spec.attributes.get("rack").map(|value| value.as_str()), Some("r1"));
+    }
 }

@@ -1,12 +1,20 @@
 //! `ClusterCache`: the typed reflector of everything under the prefix. Watch events
 //! (`store::watch`) go in through a synchronous `apply_event`; decoded records come
 //! out, by section of the key layout. One bad value is skipped and remembered
-//! (`undecodable`), never fatal. The daemon, `pacer status` and the node agent all
+//! (`undecodable`), never fatal: a value that does not decode, and a record whose
+//! body disagrees with its key (a status of n1 under n2's prefix, a heartbeat of n1
+//! under n3's lease key, a fencing result under another node than the one that ran
+//! it) or whose key names an invalid node. The daemon, `pacer status` and the node agent all
 //! read the cluster through it, and `runtime::snapshot` turns it into the scheduler's
 //! input.
 //!
 //! Architecture invariant: no IO. What a key means is `store::keys::Section`'s;
 //! what a record means is `state`'s and the scheduler's.
+//!
+//! Architecture invariant: the key decides, never the body. Every record a reader
+//! gets from here agrees with the key it is stored under (node, id, target,
+//! executor): with per-node write rights in etcd, a node can then only speak of
+//! itself, whatever it writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -15,7 +23,7 @@ use serde::de::DeserializeOwned;
 use crate::api::records::{
     FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord, ResourceStatus,
 };
-use crate::api::{Object, ObjectKey};
+use crate::api::{Name, Object, ObjectKey};
 use crate::store::keys::Section;
 use crate::store::watch::{Entry, WatchEvent};
 use crate::store::{Keys, StoredObject, decode_object};
@@ -34,6 +42,14 @@ pub struct ElectionHolder {
 pub struct HeartbeatEntry {
     pub heartbeat: NodeHeartbeat,
     pub lease: i64,
+}
+
+/// A fencing result with the revision it was written at: of a target's results (from
+/// several executors, and a confirmation), the latest by revision stands.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFenceResult {
+    pub result: FenceResultRecord,
+    pub revision: i64,
 }
 
 /// What an event changed, so a follower can tell whether it matters to it.
@@ -85,7 +101,10 @@ pub struct ClusterCache {
     election: Option<ElectionHolder>,
     history: BTreeSet<i64>,
     fence_requests: BTreeMap<String, FenceRequestRecord>,
-    fence_results: BTreeMap<String, FenceResultRecord>,
+    /// By (executor, target): `fence-results/<executor>/<target>`.
+    fence_results: BTreeMap<(String, String), StoredFenceResult>,
+    /// By target: `fence-confirmations/<target>`.
+    fence_confirmations: BTreeMap<String, StoredFenceResult>,
     /// Cleanups and refreshes asked of the nodes' agents, by (node, id).
     requests: BTreeMap<(String, String), RequestRecord>,
     /// Keys whose value did not decode, with the reason.
@@ -113,6 +132,7 @@ impl ClusterCache {
             history: BTreeSet::new(),
             fence_requests: BTreeMap::new(),
             fence_results: BTreeMap::new(),
+            fence_confirmations: BTreeMap::new(),
             requests: BTreeMap::new(),
             undecodable: BTreeMap::new(),
         }
@@ -240,7 +260,47 @@ impl ClusterCache {
         // value the writer has replaced would be acting on a lie.
         self.remove(&entry.key);
         self.known.insert(entry.key.clone(), entry.mod_revision);
-        let decoded = match &section {
+        let decoded = match Self::trusted_key(&section) {
+            Err(reason) => Err(reason),
+            Ok(()) => self.insert_record(&section, entry),
+        };
+        // Reported by the follower (`Changes::undecodable`), not here: `pacer status`
+        // names it on stderr, where a log line would say it twice.
+        if let Err(reason) = decoded {
+            tracing::debug!(key = %entry.key, %reason, "skipping a stored value that does not decode or disagrees with its key");
+            self.undecodable.insert(entry.key.clone(), reason);
+        }
+        Some(section)
+    }
+
+    /// Whether the names a key carries are valid (a node's, a status id's): a key
+    /// with another shape is no record of Pacer's to act on.
+    fn trusted_key(section: &Section) -> Result<(), String> {
+        let nodes: Vec<&str> = match section {
+            Section::Heartbeat(node) | Section::Activity(node) | Section::Plan(node) | Section::FenceRequest(node) | Section::FenceConfirmation(node) => {
+                vec![node]
+            }
+            Section::Attribute { node, .. } | Section::Request { node, .. } => vec![node],
+            Section::Status { node, id } => {
+                let (name, _) = crate::api::names::split_instance(id);
+                if !Name::is_valid(name) {
+                    return Err(format!("its key names an invalid resource id {id:?}"));
+                }
+                vec![node]
+            }
+            Section::FenceResult { executor, target } => vec![executor, target],
+            _ => Vec::new(),
+        };
+        match nodes.into_iter().find(|node| !Name::is_valid(node)) {
+            Some(node) => Err(format!("its key names an invalid node {node:?}")),
+            None => Ok(()),
+        }
+    }
+
+    /// Decodes and keeps one record; `Err` with the reason when its value does not
+    /// decode or its body disagrees with its key.
+    fn insert_record(&mut self, section: &Section, entry: &Entry) -> Result<(), String> {
+        match section {
             Section::Object(_) => decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision).map_err(|error| error.reason()).map(|object| {
                 self.objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
             }),
@@ -254,21 +314,34 @@ impl ClusterCache {
                 Ok(())
             }
             Section::IntentChunk => Ok(()),
-            Section::Heartbeat(node) => decode::<NodeHeartbeat>(&entry.value).map(|heartbeat| {
+            Section::Heartbeat(node) => {
+                let heartbeat = decode::<NodeHeartbeat>(&entry.value)?;
+                agree("node", &heartbeat.node, node)?;
                 self.heartbeats.insert(node.clone(), HeartbeatEntry { heartbeat, lease: entry.lease });
-            }),
-            Section::Activity(node) => decode::<NodeActivity>(&entry.value).map(|activity| {
+                Ok(())
+            }
+            Section::Activity(node) => {
+                let activity = decode::<NodeActivity>(&entry.value)?;
+                agree("node", &activity.node, node)?;
                 self.activities.insert(node.clone(), activity);
-            }),
-            Section::Status { node, id } => decode::<ResourceStatus>(&entry.value).map(|status| {
+                Ok(())
+            }
+            Section::Status { node, id } => {
+                let status = decode::<ResourceStatus>(&entry.value)?;
+                agree("node", &status.node, node)?;
+                agree("id", &status.id, id)?;
                 self.statuses.insert((node.clone(), id.clone()), status);
-            }),
+                Ok(())
+            }
             Section::Attribute { node, name } => decode::<NodeAttributeRecord>(&entry.value).map(|record| {
                 self.attributes.entry(node.clone()).or_default().insert(name.clone(), record);
             }),
-            Section::Plan(node) => decode::<NodeAssignment>(&entry.value).map(|assignment| {
+            Section::Plan(node) => {
+                let assignment = decode::<NodeAssignment>(&entry.value)?;
+                agree("node", &assignment.node, node)?;
                 self.plans.insert(node.clone(), assignment);
-            }),
+                Ok(())
+            }
             Section::Election => decode::<Leader>(&entry.value).map(|leader| {
                 self.election = Some(ElectionHolder { leader, term: entry.create_revision, lease: entry.lease });
             }),
@@ -276,23 +349,35 @@ impl ClusterCache {
                 self.history.insert(*revision);
                 Ok(())
             }
-            Section::FenceRequest(node) => decode::<FenceRequestRecord>(&entry.value).map(|request| {
-                self.fence_requests.insert(node.clone(), request);
-            }),
-            Section::FenceResult(node) => decode::<FenceResultRecord>(&entry.value).map(|result| {
-                self.fence_results.insert(node.clone(), result);
-            }),
+            Section::FenceRequest(target) => {
+                let request = decode::<FenceRequestRecord>(&entry.value)?;
+                agree("target", &request.target, target)?;
+                if !Name::is_valid(&request.executor) {
+                    return Err(format!("it names an invalid executor {:?}", request.executor));
+                }
+                self.fence_requests.insert(target.clone(), request);
+                Ok(())
+            }
+            Section::FenceResult { executor, target } => {
+                let result = decode::<FenceResultRecord>(&entry.value)?;
+                agree("target", &result.target, target)?;
+                agree("executor", &result.by, executor)?;
+                self.fence_results.insert((executor.clone(), target.clone()), StoredFenceResult { result, revision: entry.mod_revision });
+                Ok(())
+            }
+            Section::FenceConfirmation(target) => {
+                let result = decode::<FenceResultRecord>(&entry.value)?;
+                agree("target", &result.target, target)?;
+                if !result.succeeded {
+                    return Err("a confirmation that is not a success".to_string());
+                }
+                self.fence_confirmations.insert(target.clone(), StoredFenceResult { result, revision: entry.mod_revision });
+                Ok(())
+            }
             Section::Request { node, id } => decode::<RequestRecord>(&entry.value).map(|request| {
                 self.requests.insert((node.clone(), id.clone()), request);
             }),
-        };
-        // Reported by the follower (`Changes::undecodable`), not here: `pacer status`
-        // names it on stderr, where a log line would say it twice.
-        if let Err(reason) = decoded {
-            tracing::debug!(key = %entry.key, %reason, "skipping a stored value that does not decode");
-            self.undecodable.insert(entry.key.clone(), reason);
         }
-        Some(section)
     }
 
     fn remove(&mut self, key: &str) -> Option<Section> {
@@ -337,8 +422,11 @@ impl ClusterCache {
             Section::FenceRequest(node) => {
                 self.fence_requests.remove(node);
             }
-            Section::FenceResult(node) => {
-                self.fence_results.remove(node);
+            Section::FenceResult { executor, target } => {
+                self.fence_results.remove(&(executor.clone(), target.clone()));
+            }
+            Section::FenceConfirmation(target) => {
+                self.fence_confirmations.remove(target);
             }
             Section::Request { node, id } => {
                 self.requests.remove(&(node.clone(), id.clone()));
@@ -426,8 +514,46 @@ impl ClusterCache {
         &self.fence_requests
     }
 
-    pub fn fence_results(&self) -> &BTreeMap<String, FenceResultRecord> {
+    /// Fencing results by (executor, target), each as its executor wrote it.
+    pub fn fence_results(&self) -> &BTreeMap<(String, String), StoredFenceResult> {
         &self.fence_results
+    }
+
+    /// `pacer fence confirm`'s records, by target.
+    pub fn fence_confirmations(&self) -> &BTreeMap<String, StoredFenceResult> {
+        &self.fence_confirmations
+    }
+
+    /// The answer to `request`: the result under the executor it named, for that
+    /// request, or an administrator's confirmation (`pacer fence confirm`) of it. A
+    /// result written by any other node is no answer, whatever it says.
+    pub fn fence_answer(&self, request: &FenceRequestRecord) -> Option<&FenceResultRecord> {
+        let executed = self.fence_results.get(&(request.executor.clone(), request.target.clone()));
+        let confirmed = self.fence_confirmations.get(&request.target);
+        [executed, confirmed]
+            .into_iter()
+            .flatten()
+            .filter(|stored| stored.result.request == request.id)
+            .max_by_key(|stored| stored.revision)
+            .map(|stored| &stored.result)
+    }
+
+    /// The latest of `target`'s fencing results and confirmation, by revision.
+    pub fn latest_fence_result(&self, target: &str) -> Option<&FenceResultRecord> {
+        self.fence_results
+            .iter()
+            .filter(|((_, result_target), _)| result_target == target)
+            .map(|(_, stored)| stored)
+            .chain(self.fence_confirmations.get(target))
+            .max_by_key(|stored| stored.revision)
+            .map(|stored| &stored.result)
+    }
+
+    /// The latest fencing result of every target (`latest_fence_result`), by target.
+    pub fn latest_fence_results(&self) -> Vec<FenceResultRecord> {
+        let targets: BTreeSet<&str> =
+            self.fence_results.keys().map(|(_, target)| target.as_str()).chain(self.fence_confirmations.keys().map(String::as_str)).collect();
+        targets.into_iter().filter_map(|target| self.latest_fence_result(target).cloned()).collect()
     }
 
     /// Cleanups and refreshes not yet consumed by their node's agent, by (node, id).
@@ -443,13 +569,13 @@ impl ClusterCache {
     /// What the agents have written, as `state::observe` reads it.
     pub fn reports(&self) -> Reports {
         let mut reports = Reports::default();
-        for entry in self.heartbeats.values() {
-            reports.heartbeats.insert(entry.heartbeat.node.clone(), entry.heartbeat.clone());
+        for (node, entry) in &self.heartbeats {
+            reports.heartbeats.insert(node.clone(), entry.heartbeat.clone());
         }
         reports.statuses = self.statuses.values().cloned().collect();
         reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
-        for result in self.fence_results.values().filter(|result| result.succeeded) {
+        for result in self.latest_fence_results().into_iter().filter(|result| result.succeeded) {
             if result.action == "on" {
                 reports.unfenced.insert(result.target.clone());
             } else {
@@ -466,6 +592,11 @@ impl ClusterCache {
 pub fn in_definition_order(mut objects: Vec<Object>) -> Vec<Object> {
     objects.sort_by_key(|object| object.metadata.creation_sequence.unwrap_or(0));
     objects
+}
+
+/// `Ok` when a record's body names what its key does; the reason otherwise.
+fn agree(field: &str, body: &str, key: &str) -> Result<(), String> {
+    if body == key { Ok(()) } else { Err(format!("its body's {field} {body:?} is not its key's {key:?}")) }
 }
 
 fn decode<T: DeserializeOwned>(value: &[u8]) -> Result<T, String> {
@@ -632,11 +763,95 @@ mod tests {
             lease: 99,
         }));
         let result = r#"{"request":4,"target":"n2","action":"reboot","succeeded":true,"by":"n1","finished":0,"attempts":[]}"#;
-        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n2/result", result, 10)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n1/n2", result, 10)));
         assert_eq!(cache.node_lease("n1"), Some(7));
         assert_eq!(cache.election().map(|holder| (holder.term, holder.lease)), Some((6, 99)));
         let reports = cache.reports();
         assert!(reports.heartbeats["n1"].probed);
         assert!(reports.fenced.contains("n2"));
+    }
+
+    #[test]
+    fn a_record_whose_body_disagrees_with_its_key_is_dropped_and_named() {
+        let mut cache = ClusterCache::new(keys());
+        // A failed-stop status of web on n1, written under n2's prefix.
+        let mut forged: serde_json::Value = serde_json::from_str(&status("n1", "web")).unwrap();
+        forged["role"] = "Failed".into();
+        let changes = cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &forged.to_string(), 4)));
+        assert_eq!(changes.undecodable, ["/pacer/status/n2/web"]);
+        assert!(cache.statuses().is_empty());
+        assert!(cache.reports().statuses.is_empty());
+        // The id counts too.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/db", &status("n1", "web"), 5)));
+        assert!(cache.statuses().is_empty());
+        // A lease key of n3 whose body says n1 shows neither online.
+        let heartbeat = r#"{"node":"n1","pid":1,"host":"h","started":0,"leaseTtlMs":5000,"probed":true}"#;
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/nodes/n3/lease", heartbeat, 6)));
+        assert!(cache.reports().heartbeats.is_empty());
+        let activity = r#"{"node":"n1","running":0,"queued":0,"limit":1}"#;
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/nodes/n3/activity", activity, 7)));
+        assert!(cache.activities().is_empty());
+        // A fencing request whose key is not its target's.
+        let request = r#"{"id":4,"target":"n3","action":"off","reason":"x","executor":"n2","requested":0}"#;
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/zz/request", request, 8)));
+        assert!(cache.fence_requests().is_empty());
+        // Invalid names in keys.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/attributes/-bad/x", r#"{"value":"1","forever":false}"#, 9)));
+        assert!(cache.attributes().is_empty());
+        let named: Vec<&str> = cache.undecodable().keys().map(String::as_str).collect();
+        assert_eq!(
+            named,
+            [
+                "/pacer/attributes/-bad/x",
+                "/pacer/fencing/zz/request",
+                "/pacer/nodes/n3/activity",
+                "/pacer/nodes/n3/lease",
+                "/pacer/status/n1/db",
+                "/pacer/status/n2/web"
+            ]
+        );
+        assert!(cache.undecodable()["/pacer/status/n2/web"].contains(r#"node "n1" is not its key's "n2""#), "{:?}", cache.undecodable());
+        // A record that agrees is taken, and the key's mark is gone.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &status("n2", "web"), 10)));
+        assert_eq!(cache.reports().statuses.len(), 1);
+        assert!(!cache.undecodable().contains_key("/pacer/status/n2/web"));
+    }
+
+    #[test]
+    fn only_the_requests_executor_answers_it() {
+        let mut cache = ClusterCache::new(keys());
+        let request: FenceRequestRecord =
+            serde_json::from_str(r#"{"id":4,"target":"n1","action":"reboot","reason":"x","executor":"n2","requested":0}"#).unwrap();
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/request", &serde_json::to_string(&request).unwrap(), 5)));
+        let success = |by: &str| format!(r#"{{"request":4,"target":"n1","action":"reboot","succeeded":true,"by":"{by}","finished":0}}"#);
+        // n3 forges a success under its own prefix: kept (it is n3's to say) but no
+        // answer to a request n2 was asked to run.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n3/n1", &success("n3"), 6)));
+        assert!(cache.fence_answer(&request).is_none());
+        // Under n2's prefix with another executor in the body: dropped.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n2/n1", &success("n3"), 7)));
+        assert!(cache.fence_answer(&request).is_none());
+        assert!(cache.undecodable().contains_key("/pacer/fence-results/n2/n1"));
+        // The executor's own answer counts.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n2/n1", &success("n2"), 8)));
+        assert_eq!(cache.fence_answer(&request).map(|result| result.by.as_str()), Some("n2"));
+        // An administrator's confirmation answers it too.
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/request", &serde_json::to_string(&request).unwrap(), 5)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-confirmations/n1", &success("confirmed by root"), 9)));
+        assert_eq!(cache.fence_answer(&request).map(|result| result.by.as_str()), Some("confirmed by root"));
+        assert!(cache.reports().fenced.contains("n1"));
+    }
+
+    #[test]
+    fn the_latest_result_of_a_target_stands() {
+        let mut cache = ClusterCache::new(keys());
+        let result = |action: &str, by: &str| format!(r#"{{"request":4,"target":"n1","action":"{action}","succeeded":true,"by":"{by}","finished":0}}"#);
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n2/n1", &result("reboot", "n2"), 5)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n1/n1", &result("on", "n1"), 6)));
+        assert!(cache.reports().unfenced.contains("n1"));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n3/n1", &result("off", "n3"), 7)));
+        assert!(!cache.reports().unfenced.contains("n1"));
+        assert_eq!(cache.latest_fence_results().len(), 1);
     }
 }

@@ -96,8 +96,14 @@ fn unpack_nodes(snapshot: &Snapshot, startup_fencing: bool) -> Vec<Node> {
             let spec = spec.unwrap_or_default();
             let observed = snapshot.observed.nodes.get(&name);
             let mut attributes: BTreeMap<String, String> = spec.attributes.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect();
+            // The administrator's `Node.spec.attributes` win over what the node's agent
+            // sets at run time: a node cannot make itself match rules written to pick
+            // other nodes ("secure" ones). Run-time attributes only add names the spec
+            // does not set.
             if let Some(observed) = observed {
-                attributes.extend(observed.attributes.iter().map(|(key, value)| (key.clone(), value.clone())));
+                for (key, value) in &observed.attributes {
+                    attributes.entry(key.clone()).or_insert_with(|| value.clone());
+                }
             }
             attributes.insert("#uname".into(), name.clone());
             attributes.insert("#id".into(), name.clone());

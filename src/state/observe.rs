@@ -34,9 +34,12 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
     for name in &reports.fenced {
         nodes.entry(name.clone()).or_insert_with(|| ObservedNode { liveness: NodeLiveness::Offline, shutdown: false, attributes: BTreeMap::new() });
     }
+    // Names starting with `#` are the cluster's (`#uname`, `#node-unfenced`…), not an
+    // agent's to set, except the `#health…` ones health agents set.
     for (name, attributes) in &reports.attributes {
         if let Some(node) = nodes.get_mut(name) {
-            node.attributes.extend(attributes.iter().map(|(key, record)| (key.clone(), record.value.clone())));
+            let settable = attributes.iter().filter(|(key, _)| !key.starts_with('#') || key.starts_with("#health"));
+            node.attributes.extend(settable.map(|(key, record)| (key.clone(), record.value.clone())));
         }
     }
     // A node seen before that reports nothing now is down and runs nothing it has not
@@ -92,10 +95,10 @@ pub fn failures_seen(reports: &Reports) -> super::FailuresSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::records::{Definition, NodeHeartbeat};
+    use crate::api::records::{Definition, NodeAttributeRecord, NodeHeartbeat};
 
     fn heartbeat(node: &str, probed: bool) -> NodeHeartbeat {
-        NodeHeartbeat { node: node.into(), pid: 1, host: "h".into(), started: 0, lease_ttl_ms: 2000, probed, shutdown: false }
+        NodeHeartbeat { node: node.into(), pid: 1, host: "h".into(), started: 0, lease_ttl_ms: 2000, probed, shutdown: false, ..NodeHeartbeat::default() }
     }
 
     fn status(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {
@@ -132,6 +135,17 @@ mod tests {
 
     fn liveness(observed: &Observed, node: &str) -> Option<NodeLiveness> {
         observed.nodes.get(node).map(|node| node.liveness)
+    }
+
+    #[test]
+    fn an_agent_cannot_set_the_clusters_own_attributes() {
+        let mut reports = Reports::default();
+        reports.heartbeats.insert("n1".into(), heartbeat("n1", true));
+        let set = |name: &str| (name.to_string(), NodeAttributeRecord { value: "1".into(), forever: false });
+        reports.attributes.insert("n1".into(), [set("#node-unfenced"), set("#uname"), set("#health-cpu"), set("master-db")].into_iter().collect());
+        let observed = observe(&reports, true);
+        let names: Vec<&str> = observed.nodes["n1"].attributes.keys().map(String::as_str).collect();
+        assert_eq!(names, ["#health-cpu", "master-db"]);
     }
 
     #[test]

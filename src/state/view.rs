@@ -152,7 +152,7 @@ pub struct FencingView {
 pub fn fencing_view(requests: &[FenceRequestRecord], results: &[FenceResultRecord]) -> Vec<FencingView> {
     let mut views = Vec::new();
     for request in requests {
-        let answered = results.iter().find(|result| result.target == request.target && result.request == request.id);
+        let answered = results.iter().find(|result| result.target == request.target && result.by == request.executor && result.request == request.id);
         if answered.is_none() {
             views.push(FencingView {
                 node: request.target.clone(),

@@ -13,8 +13,14 @@
 //! - `plans/<node>`: the leading scheduler's assignment for one node.
 //! - `election/scheduler`: held by the leading scheduler, bound to its lease.
 //! - `history/<revision>`: one record per new decision, by input revision.
-//! - `fencing/<node>/request` (the leader), `fencing/<node>/result` (the executing
-//!   agent, or `pacer fence confirm`).
+//! - `fencing/<node>/request`: the leader's request that `<node>` be fenced (or
+//!   unfenced), naming the executor.
+//! - `fence-results/<executor>/<target>`: what the executing agent got, under the
+//!   executor's own name (an unfencing, run by the target itself, is
+//!   `fence-results/<target>/<target>`). The leader accepts only the result under the
+//!   executor its request named, answering that request's id.
+//! - `fence-confirmations/<target>`: `pacer fence confirm` (an administrator's key,
+//!   never a node's).
 //! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
 //!   cleanup`, `pacer refresh` create it; that agent deletes it once applied).
 //!
@@ -66,8 +72,10 @@ pub enum Section {
     History(i64),
     /// `fencing/<node>/request`.
     FenceRequest(String),
-    /// `fencing/<node>/result`.
-    FenceResult(String),
+    /// `fence-results/<executor>/<target>`.
+    FenceResult { executor: String, target: String },
+    /// `fence-confirmations/<target>`.
+    FenceConfirmation(String),
     /// `requests/<node>/<id>`.
     Request { node: String, id: String },
 }
@@ -268,8 +276,27 @@ impl Keys {
         format!("{}/fencing/{node}/request", self.prefix)
     }
 
-    pub fn fence_result(&self, node: &str) -> String {
-        format!("{}/fencing/{node}/result", self.prefix)
+    /// A fencing result, under the node that ran it (the executor's own prefix).
+    pub fn fence_result(&self, executor: &str, target: &str) -> String {
+        format!("{}/fence-results/{executor}/{target}", self.prefix)
+    }
+
+    pub fn fence_results_prefix(&self) -> String {
+        format!("{}/fence-results/", self.prefix)
+    }
+
+    /// What one node's agent writes of fencing results.
+    pub fn node_fence_results_prefix(&self, executor: &str) -> String {
+        format!("{}/fence-results/{executor}/", self.prefix)
+    }
+
+    /// `pacer fence confirm`: an administrator vouches that `target` is down.
+    pub fn fence_confirmation(&self, target: &str) -> String {
+        format!("{}/fence-confirmations/{target}", self.prefix)
+    }
+
+    pub fn fence_confirmations_prefix(&self) -> String {
+        format!("{}/fence-confirmations/", self.prefix)
     }
 
     pub fn requests_prefix(&self) -> String {
@@ -320,7 +347,10 @@ impl Keys {
             ["election", "scheduler"] => Section::Election,
             ["history", revision] => Section::History(revision.parse().ok()?),
             ["fencing", node, "request"] if !node.is_empty() => Section::FenceRequest((*node).to_string()),
-            ["fencing", node, "result"] if !node.is_empty() => Section::FenceResult((*node).to_string()),
+            ["fence-results", executor, target] if !executor.is_empty() && !target.is_empty() => {
+                Section::FenceResult { executor: (*executor).to_string(), target: (*target).to_string() }
+            }
+            ["fence-confirmations", target] if !target.is_empty() => Section::FenceConfirmation((*target).to_string()),
             ["requests", node, id] if !node.is_empty() && !id.is_empty() => Section::Request { node: (*node).to_string(), id: (*id).to_string() },
             _ => return None,
         };
@@ -366,7 +396,11 @@ mod tests {
         assert_eq!(keys.section(&keys.plan("n10")), Some(Section::Plan("n10".into())));
         assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
         assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));
-        assert_eq!(keys.section(&keys.fence_result("n1")), Some(Section::FenceResult("n1".into())));
+        assert_eq!(keys.section(&keys.fence_result("n3", "n1")), Some(Section::FenceResult { executor: "n3".into(), target: "n1".into() }));
+        assert!(keys.fence_result("n3", "n1").starts_with(&keys.node_fence_results_prefix("n3")));
+        assert_eq!(keys.section(&keys.fence_confirmation("n1")), Some(Section::FenceConfirmation("n1".into())));
+        // The old place of results is no longer read.
+        assert_eq!(keys.section("/pacer/fencing/n1/result"), None);
         assert_eq!(keys.section(&keys.request("n1", "17-cleanup")), Some(Section::Request { node: "n1".into(), id: "17-cleanup".into() }));
         assert!(keys.request("n1", "x").starts_with(&keys.node_requests_prefix("n1")));
         assert!(!keys.request("n10", "x").starts_with(&keys.node_requests_prefix("n1")));

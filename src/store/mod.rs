@@ -429,6 +429,15 @@ impl Store {
         Err(StoreError::Contended { attempts: 10 })
     }
 
+    /// Reads every desired object at one revision without writing anything: `None`
+    /// while an apply is committed but not rolled forward (the listing would show half
+    /// of it). For readers that may not write the spec (node agents): the leader, or
+    /// any command that lists, finishes the apply.
+    pub async fn list_objects_read_only(&self) -> Result<Option<Listing>, StoreError> {
+        let (listing, pending) = self.read_listing().await?;
+        Ok(pending.is_empty().then_some(listing))
+    }
+
     /// One consistent read of the spec objects, the spec version and committed intents:
     /// one transaction with the first page of objects, then the other pages at its
     /// revision. A value that does not decode is left out and named in `undecodable`.

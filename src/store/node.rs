@@ -211,10 +211,11 @@ impl Store {
 
     /// `pacer fence confirm`: a person vouches that `node` is down. In one
     /// transaction, only while the node has no live agent: its reports are forgotten
-    /// and `result` is recorded, with `also` (the event it makes, as key and value).
+    /// and `result` is recorded under `fence-confirmations/<node>` (a key only an
+    /// administrator may write), with `also` (the event it makes, as key and value).
     /// Returns whether it happened (`false`: the node is alive).
     pub async fn confirm_fenced<T: Serialize>(&self, node: &str, result: &T, also: Vec<(String, String)>) -> Result<bool, StoreError> {
-        let key = self.keys().fence_result(node);
+        let key = self.keys().fence_confirmation(node);
         let value = encode(&key, result)?;
         let mut operations = vec![TxnOp::put(key, value, None)];
         operations.extend(also.into_iter().map(|(key, value)| TxnOp::put(key, value, None)));

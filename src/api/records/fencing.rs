@@ -1,5 +1,6 @@
-//! `fencing/<node>/request` (the leader's) and `fencing/<node>/result` (the executing
-//! agent's, or a person's through `pacer fence confirm`).
+//! `fencing/<node>/request` (the leader's), `fence-results/<executor>/<target>` (the
+//! executing agent's, under its own prefix) and `fence-confirmations/<target>` (an
+//! administrator's, through `pacer fence confirm`).
 
 use serde::{Deserialize, Serialize};
 
@@ -25,8 +26,11 @@ pub struct FenceRequestRecord {
     pub lease: Option<i64>,
 }
 
-/// `fencing/<node>/result`: written by the executing agent (lease-guarded), or by
-/// `pacer fence confirm` (a person vouching that the node is down).
+/// `fence-results/<executor>/<target>`: written by the executing agent
+/// (lease-guarded; `by` is its node, as the key says), or
+/// `fence-confirmations/<target>`: written by `pacer fence confirm` (a person vouching
+/// that the node is down). The leader takes as an answer only the result under the
+/// executor its request named, for that request's id, or a confirmation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FenceResultRecord {

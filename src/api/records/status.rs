@@ -173,7 +173,7 @@ impl ResourceStatus {
 }
 
 /// `nodes/<node>/lease`: present while the node's agent holds its lease.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NodeHeartbeat {
     pub node: String,
@@ -188,6 +188,13 @@ pub struct NodeHeartbeat {
     /// The agent is shutting down: resources should move away.
     #[serde(default)]
     pub shutdown: bool,
+    /// The agent's `--attribute`s and `--capacity`: what the leader puts into the
+    /// `Node` object it creates for a node that has none. An existing `Node` is the
+    /// administrator's and is never changed from here.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub capacity: BTreeMap<String, u64>,
 }
 
 /// `nodes/<node>/activity`: how busy a node's agent is and when it last had to

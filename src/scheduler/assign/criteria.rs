@@ -282,6 +282,26 @@ mod tests {
     }
 
     #[test]
+    fn run_time_attributes_never_override_the_administrators() {
+        // web runs only on secure nodes; node2's agent says it is secure, its Node
+        // object says it is not. An agent also cannot claim what only the cluster says.
+        let objects = [
+            NO_FENCING,
+            ("Node", "node1", "{attributes: {secure: 'true'}}"),
+            ("Node", "node2", "{attributes: {secure: 'false'}}"),
+            ("Resource", "web", DUMMY),
+            ("Location", "web-on-secure", "{resource: web, rules: [{score: -INFINITY, expression: {attribute: secure, operation: Ne, value: 'true'}}]}"),
+        ];
+        let observed = "nodes:\n  node1: {liveness: Online}\n  node2: {liveness: Online, attributes: {secure: 'true', rack: r2}}\n";
+        let cluster = crate::scheduler::unpack::unpack(&crate::scheduler::fixture::snapshot(&[], &objects, observed));
+        assert_eq!(scores_of(&cluster, "web"), vec![Some(Score::ZERO), Some(Score::NEG_INFINITY)]);
+        let node2 = &cluster.nodes[crate::scheduler::fixture::node(&cluster, "node2")];
+        assert_eq!(node2.attribute("secure"), Some("false"));
+        // Names the administrator does not set are the agent's to set.
+        assert_eq!(node2.attribute("rack"), Some("r2"));
+    }
+
+    #[test]
     fn a_node_that_is_down_starts_at_minus_infinity() {
         let cluster = cluster(&["node1", "node2"], &[NO_FENCING, ("Resource", "web", DUMMY)], "nodes:\n  node2: {liveness: Offline}\n");
         assert_eq!(scores_of(&cluster, "web"), vec![Some(Score::ZERO), Some(Score::NEG_INFINITY)]);
