@@ -11,6 +11,7 @@ pub mod exec;
 pub mod local;
 pub mod metrics;
 pub mod ops;
+pub mod pki;
 pub mod runtime;
 pub mod scheduler;
 pub mod state;

@@ -204,12 +204,13 @@ pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::
 
 /// `pacer up`: a whole local cluster (`up::run`), under the global `--prefix`.
 pub(super) async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
+    let prefix = global.prefix()?;
     let request = up::UpRequest {
         state_dir: &args.state_dir,
         nodes: args.nodes,
         lease_ttl: args.lease_ttl,
         agents_dir: args.agents_dir.as_deref(),
-        prefix: &global.prefix,
+        prefix: &prefix,
         fencing: args.fencing == Switch::On,
     };
     up::run(&request).await
