@@ -114,6 +114,16 @@ impl StoreError {
         matches!(self, StoreError::Connect { .. })
     }
 
+    /// Whether etcd refused for lack of rights (auth on, the identity's role does not
+    /// cover the key). Not retryable by the same identity.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            // etcd's `ErrPermissionDenied`, as its gRPC status says it.
+            StoreError::Etcd { source: etcd_client::Error::GRpcStatus(status), .. } => status.message().contains("permission denied"),
+            _ => false,
+        }
+    }
+
     /// The cause without the key, for a caller that shows the key beside it: a
     /// `Corrupt` value's reason, else the whole message.
     pub fn reason(&self) -> String {
@@ -455,13 +465,27 @@ impl Store {
     /// yet been rolled forward (its writer died half-way) is finished first, so the
     /// listing never shows half of an apply.
     pub async fn list_objects(&self) -> Result<Listing, StoreError> {
-        for _ in 0..10 {
+        // An identity that may not write the spec (a node, a reader) waits, up to a
+        // minute, for one that may (the writer itself, the scheduler) to finish it.
+        let mut denied_waits = 0;
+        let mut attempts = 0;
+        while attempts < 10 {
             let (listing, pending) = self.read_listing().await?;
             if pending.is_empty() {
                 return Ok(listing);
             }
+            attempts += 1;
             for intent in pending {
-                apply::roll_forward(self, &intent).await?;
+                match apply::roll_forward(self, &intent).await {
+                    Ok(_) => {}
+                    Err(error) if error.is_permission_denied() && denied_waits < 120 => {
+                        denied_waits += 1;
+                        attempts -= 1;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
         Err(StoreError::Contended { attempts: 10 })
