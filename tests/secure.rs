@@ -165,13 +165,25 @@ async fn a_secure_cluster_refuses_strangers_and_foreign_writes_and_still_fails_o
     let mut n1 = as_identity(&endpoint, &pki, "n1").await;
     n1.delete("/pacer/status/n1/nothing-here", None).await.expect("n1 may write its own statuses");
     n1.get("/pacer/spec/", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("n1 reads the spec");
-    for key in ["/pacer/status/n2/web", "/pacer/nodes/n2/lease", "/pacer/attributes/n2/x", "/pacer/plans/n1", "/pacer/plans/n2", "/pacer/spec/nodes/n2", "/pacer/meta/spec-version", "/pacer/election/scheduler", "/pacer.events/pending/n2/x"] {
+    for key in [
+        "/pacer/status/n2/web",
+        "/pacer/nodes/n2/lease",
+        "/pacer/attributes/n2/x",
+        "/pacer/plans/n1",
+        "/pacer/plans/n2",
+        "/pacer/spec/nodes/n2",
+        "/pacer/meta/spec-version",
+        "/pacer/election/scheduler",
+        "/pacer.events/pending/n2/x",
+    ] {
         permission_denied(n1.put(key, "{}", None).await, &format!("n1 writes {key}"));
     }
     // The reader reads and writes nothing.
     let mut reader = as_identity(&endpoint, &pki, "reader").await;
     reader.get("/pacer/", Some(etcd_client::GetOptions::new().with_prefix())).await.expect("the reader reads");
-    for key in ["/pacer/status/n1/web", "/pacer/plans/n1", "/pacer/spec/nodes/n9", "/pacer/election/scheduler", "/pacer.events/log/1", "/pacer.archive/inputs/1"] {
+    for key in
+        ["/pacer/status/n1/web", "/pacer/plans/n1", "/pacer/spec/nodes/n9", "/pacer/election/scheduler", "/pacer.events/log/1", "/pacer.archive/inputs/1"]
+    {
         permission_denied(reader.put(key, "{}", None).await, &format!("the reader writes {key}"));
     }
     let output = Command::new(env!("CARGO_BIN_EXE_pacer"))
@@ -210,5 +222,44 @@ async fn a_secure_cluster_refuses_strangers_and_foreign_writes_and_still_fails_o
     for component in ["scheduler", "n1", "n2", "n3"] {
         let log = std::fs::read_to_string(state_dir.join("logs").join(format!("{component}.log"))).unwrap_or_default();
         assert!(!log.contains("permission denied"), "{component} was refused a write it needs:\n{log}");
+    }
+}
+
+/// Bad TLS input and bad config files: one line naming the file, exit 1, before
+/// anything connects (the endpoint here has no server at all).
+#[test]
+fn bad_tls_files_and_config_files_are_refused_naming_the_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    pacer::pki::init(&pki).expect("CA");
+    let issue = |name: &str, validity| {
+        pacer::pki::issue(&pki, &pacer::pki::IssueRequest { name, role: pacer::pki::Role::Node, hosts: &[], validity }).expect("issue");
+    };
+    issue("n1", pacer::pki::Validity::Years(1));
+    issue("n2", pacer::pki::Validity::Years(1));
+    issue("old", pacer::pki::Validity::Between((2001, 1, 1), (2002, 1, 1)));
+    issue("future", pacer::pki::Validity::Between((2100, 1, 1), (2101, 1, 1)));
+    let config = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).expect("write config");
+        path
+    };
+    let unknown = config("unknown.yaml", "endpoints: https://127.0.0.1:9\nca: pki/ca.crt\ncacert: pki/ca.crt\n");
+    let good = |cert: &str, key: &str| format!("endpoints: https://127.0.0.1:9\nca: pki/ca.crt\ncert: pki/{cert}.crt\nkey: pki/{key}.key\n");
+    let cases: Vec<(PathBuf, &str)> = vec![
+        (unknown, "unknown.yaml:3:1: unknown field \"cacert\""),
+        (config("mismatch.yaml", &good("n1", "n2")), "n2.key: key does not match certificate"),
+        (config("expired.yaml", &good("old", "old")), "old.crt: certificate CN=old"),
+        (config("future.yaml", &good("future", "future")), "future.crt: certificate CN=future"),
+        (config("missing.yaml", &good("absent", "n1")), "absent.crt"),
+        (dir.path().join("no-such-config.yaml"), "no-such-config.yaml"),
+    ];
+    for (path, expected) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_pacer")).arg("--config").arg(&path).arg("status").env_remove("PACER_ETCD").output().expect("pacer");
+        let stderr = common::text(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{}: {stderr}", path.display());
+        assert!(stderr.contains(expected), "{}: expected {expected:?} in {stderr}", path.display());
+        assert!(!stderr.contains("reach etcd"), "{}: refused before connecting: {stderr}", path.display());
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
 }

@@ -6,8 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-
 use crate::store::Store;
 use crate::store::tls::{ConnectConfig, TlsFiles};
 
@@ -17,6 +15,12 @@ pub(crate) const DEFAULT_CONFIG: &str = "/etc/pacer/config.yaml";
 const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:2379";
 /// The key prefix when neither a flag nor the config file says.
 const DEFAULT_PREFIX: &str = "/pacer";
+
+/// A config file or a combination of options that cannot be used: refused input (exit
+/// 1), found before anything connects.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub(crate) struct ConfigError(String);
 
 /// The options every command takes: where the cluster is, and as whom.
 #[derive(clap::Args, Debug, Default)]
@@ -76,8 +80,8 @@ impl ConfigFile {
     /// Reads and checks a config file; relative paths in it become relative to its
     /// directory. An empty file is an empty config.
     pub(crate) fn read(path: &Path) -> anyhow::Result<ConfigFile> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-        let mut config = ConfigFile::parse(&text).map_err(|reason| anyhow::anyhow!("read {}:{reason}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|error| ConfigError(format!("read {}: {error}", path.display())))?;
+        let mut config = ConfigFile::parse(&text).map_err(|reason| ConfigError(format!("read {}:{reason}", path.display())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for file in [&mut config.ca, &mut config.cert, &mut config.key].into_iter().flatten() {
             if file.is_relative() {
@@ -126,17 +130,9 @@ impl Global {
             None => vec![DEFAULT_ENDPOINT.to_string()],
         };
         let prefix = self.prefix.clone().or(file.prefix).unwrap_or_else(|| DEFAULT_PREFIX.to_string());
-        let tls = TlsFiles {
-            ca: self.etcd_ca.clone().or(file.ca),
-            cert: self.etcd_cert.clone().or(file.cert),
-            key: self.etcd_key.clone().or(file.key),
-        };
+        let tls = TlsFiles { ca: self.etcd_ca.clone().or(file.ca), cert: self.etcd_cert.clone().or(file.cert), key: self.etcd_key.clone().or(file.key) };
         let uses_https = endpoints.iter().flat_map(|list| list.split(',')).any(|endpoint| endpoint.trim().starts_with("https://"));
-        anyhow::ensure!(
-            tls.is_empty() || uses_https,
-            "--etcd-ca, --etcd-cert and --etcd-key need https:// endpoints (got {})",
-            endpoints.join(",")
-        );
+        anyhow::ensure!(tls.is_empty() || uses_https, "--etcd-ca, --etcd-cert and --etcd-key need https:// endpoints (got {})", endpoints.join(","));
         anyhow::ensure!(!uses_https || tls.ca.is_some(), "an https:// endpoint needs the CA of etcd's certificate (--etcd-ca or ca: in the config file)");
         Ok(ConnectConfig { endpoints, prefix, tls: (!tls.is_empty()).then_some(tls) })
     }

@@ -292,7 +292,14 @@ fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a S
 }
 
 /// 1 for a verb that was refused or did not reach its goal, 2 for everything else.
+/// Bad TLS files and bad config files are refused input too: 1.
 fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let bad_input = error.chain().any(|cause| {
+        cause.is::<config::ConfigError>() || cause.is::<crate::store::tls::TlsError>() || matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Tls(_)))
+    });
+    if bad_input {
+        return EXIT_REFUSED;
+    }
     error.chain().find_map(|cause| cause.downcast_ref::<OpsError>()).map_or(EXIT_ERROR, OpsError::exit_code)
 }
 

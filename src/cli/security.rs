@@ -13,9 +13,7 @@ use crate::store::rights::Identity;
 #[derive(clap::Subcommand, Debug)]
 pub(super) enum PkiCommand {
     /// Create a CA in DIR (ca.key, mode 0600, and ca.crt); refuses to overwrite.
-    Init {
-        dir: PathBuf,
-    },
+    Init { dir: PathBuf },
     /// Issue DIR/NAME.crt and DIR/NAME.key (0600), signed by DIR's CA, with common name
     /// NAME (the etcd user). With --host: a server certificate (etcd's) for those IP
     /// addresses and DNS names.

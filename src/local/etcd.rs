@@ -197,15 +197,18 @@ impl Member {
             .arg("--auto-compaction-mode=periodic")
             .arg("--auto-compaction-retention=5m")
             .args(extra_args)
-            .args(tls.map(|tls| {
-                vec![
-                    format!("--cert-file={}", tls.cert.display()),
-                    format!("--key-file={}", tls.key.display()),
-                    format!("--trusted-ca-file={}", tls.ca.display()),
-                    "--client-cert-auth".to_string(),
-                    format!("--listen-metrics-urls={}", url(self.health_port)),
-                ]
-            }).unwrap_or_default())
+            .args(
+                tls.map(|tls| {
+                    vec![
+                        format!("--cert-file={}", tls.cert.display()),
+                        format!("--key-file={}", tls.key.display()),
+                        format!("--trusted-ca-file={}", tls.ca.display()),
+                        "--client-cert-auth".to_string(),
+                        format!("--listen-metrics-urls={}", url(self.health_port)),
+                    ]
+                })
+                .unwrap_or_default(),
+            )
             .env_remove("ETCD_NAME")
             .stdin(Stdio::null())
             .stdout(log)
@@ -291,6 +294,14 @@ impl EtcdCluster {
             }
         }
         EtcdCluster::start_members(dirs, extra_args, None)
+    }
+
+    /// Like `start`, every member with client TLS and client-certificate auth
+    /// (`EtcdServer::start_secure`); peers talk plaintext on loopback.
+    pub fn start_secure(dir: &Path, members: usize, extra_args: &[&str], tls: ServerTls) -> Result<EtcdCluster, EtcdServerError> {
+        assert!(members > 0, "an etcd cluster has at least one member");
+        let dirs: Vec<(String, PathBuf)> = (1..=members).map(|index| (format!("m{index}"), dir.join(format!("m{index}")))).collect();
+        EtcdCluster::start_members(dirs, extra_args, Some(tls))
     }
 
     /// Starts the members named in `dirs`, each with its data in its dir, as a new

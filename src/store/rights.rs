@@ -106,14 +106,12 @@ pub fn rights(keys: &Keys, identity: &Identity) -> Vec<Right> {
 /// Whether `identity` may write `key` by `rights` (what etcd will answer, for tests
 /// and for the CLI to explain a refusal).
 pub fn may_write(keys: &Keys, identity: &Identity, key: &str) -> bool {
-    *identity == Identity::Admin
-        || rights(keys, identity).iter().any(|right| right.access != Access::Read && key.starts_with(&right.prefix))
+    *identity == Identity::Admin || rights(keys, identity).iter().any(|right| right.access != Access::Read && key.starts_with(&right.prefix))
 }
 
 /// Whether `identity` may read `key` by `rights`.
 pub fn may_read(keys: &Keys, identity: &Identity, key: &str) -> bool {
-    *identity == Identity::Admin
-        || rights(keys, identity).iter().any(|right| right.access != Access::Write && key.starts_with(&right.prefix))
+    *identity == Identity::Admin || rights(keys, identity).iter().any(|right| right.access != Access::Write && key.starts_with(&right.prefix))
 }
 
 impl Store {

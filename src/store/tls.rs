@@ -71,9 +71,8 @@ impl TlsFiles {
     /// parses, no certificate is expired or not yet valid, the key matches the
     /// certificate.
     pub fn load(&self, now: i64) -> Result<TlsMaterial, TlsError> {
-        let ca = self.ca.as_ref().ok_or_else(|| {
-            TlsError::Incomplete("a client certificate needs the CA that signed etcd's certificate (--etcd-ca)".to_string())
-        })?;
+        let ca =
+            self.ca.as_ref().ok_or_else(|| TlsError::Incomplete("a client certificate needs the CA that signed etcd's certificate (--etcd-ca)".to_string()))?;
         let ca_pem = read(ca)?;
         for certificate in certificates(ca, &ca_pem)? {
             check_validity(ca, &certificate, now)?;
