@@ -118,7 +118,7 @@ pub fn issue(dir: &Path, request: &IssueRequest<'_>) -> Result<(PathBuf, PathBuf
     if request.hosts.is_empty() {
         match request.role.fixed_name() {
             Some(fixed) if fixed != name => return Err(name_error(&format!("a {:?} certificate is named {fixed}", request.role).to_lowercase())),
-            None if ["scheduler", "admin", "reader", "root", "ca"].contains(&name) => {
+            None if crate::store::rights::RESERVED_NAMES.contains(&name) || name == "ca" => {
                 return Err(name_error("reserved for another role (--role scheduler|admin|reader)"));
             }
             None if !crate::api::Name::is_valid(name) => {

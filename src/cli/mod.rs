@@ -272,7 +272,7 @@ pub(crate) fn describe(error: &anyhow::Error) -> String {
     if let Some(store) = error.chain().find_map(store_error)
         && store.is_unreachable()
     {
-        return format!("{store} (set --etcd or PACER_ETCD, or endpoints in the config file)");
+        return format!("{store} (set --etcd or PACER_ETCD)");
     }
     let mut parts = Vec::new();
     for cause in error.chain() {

@@ -65,6 +65,7 @@ pub(super) async fn auth(global: &Global, command: &AuthCommand) -> anyhow::Resu
     let AuthCommand::Bootstrap { nodes } = command;
     for node in nodes {
         anyhow::ensure!(crate::api::Name::is_valid(node), "--node {node:?}: not a node name");
+        anyhow::ensure!(!crate::store::rights::RESERVED_NAMES.contains(&node.as_str()), "--node {node}: the name is another identity's");
     }
     let store = global.connect().await?;
     let identities = identities(&store, nodes).await?;

@@ -41,6 +41,10 @@ pub struct Right {
     pub access: Access,
 }
 
+/// User names that are not nodes': a node so named would share a role or a user with
+/// another identity (a node `reader` would give the reader its writes).
+pub const RESERVED_NAMES: [&str; 4] = ["scheduler", "admin", "reader", ROOT];
+
 /// The name of etcd's all-powerful role (and of the user auth needs before it can be
 /// enabled).
 pub const ROOT: &str = "root";
@@ -120,6 +124,11 @@ impl Store {
     /// what exists is kept, missing rights are granted, and run again once auth is on
     /// it needs the administrator's identity (etcd's root role).
     pub async fn bootstrap_auth(&self, identities: &[Identity]) -> Result<(), StoreError> {
+        if let Some(Identity::Node(node)) =
+            identities.iter().find(|identity| matches!(identity, Identity::Node(node) if RESERVED_NAMES.contains(&node.as_str())))
+        {
+            return Err(StoreError::Corrupt { key: format!("node {node}"), reason: format!("a node may not be named {node}: the name is another identity's") });
+        }
         let mut auth = self.client().auth_client();
         let mut all: Vec<Identity> = identities.to_vec();
         all.push(Identity::Admin);
