@@ -628,6 +628,30 @@ impl Cluster {
     }
 }
 
+/// The CA, etcd's server certificate (loopback and every namespace's host address) and
+/// a certificate per identity: the nodes, `scheduler`, `admin`, `reader`.
+fn make_pki(dir: &Path, nodes: &[String], network: Option<&Network>) -> anyhow::Result<()> {
+    use pacer::pki::{IssueRequest, Role, Validity};
+    pacer::pki::init(dir)?;
+    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    if let Some(network) = network {
+        hosts.extend(nodes.iter().filter_map(|node| network.host_address(node)).map(|address| address.to_string()));
+    }
+    let validity = Validity::Years(1);
+    pacer::pki::issue(dir, &IssueRequest { name: "etcd-server", role: Role::Node, hosts: &hosts, validity })?;
+    for node in nodes {
+        pacer::pki::issue(dir, &IssueRequest { name: node, role: Role::Node, hosts: &[], validity })?;
+    }
+    for (name, role) in [("scheduler", Role::Scheduler), ("admin", Role::Admin), ("reader", Role::Reader)] {
+        pacer::pki::issue(dir, &IssueRequest { name, role, hosts: &[], validity })?;
+    }
+    Ok(())
+}
+
+fn identity_files(pki: &Path, name: &str) -> pacer::store::tls::TlsFiles {
+    pacer::store::tls::TlsFiles { ca: Some(pki.join("ca.crt")), cert: Some(pki.join(format!("{name}.crt"))), key: Some(pki.join(format!("{name}.key"))) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -666,28 +690,4 @@ mod tests {
         // A log that shrank (cannot happen: logs are appended) is no self-fencing.
         assert!(unexpected_self_fencings(&before, &counts(&[("n2", 1)]), &BTreeSet::new()).is_empty());
     }
-}
-
-/// The CA, etcd's server certificate (loopback and every namespace's host address) and
-/// a certificate per identity: the nodes, `scheduler`, `admin`, `reader`.
-fn make_pki(dir: &Path, nodes: &[String], network: Option<&Network>) -> anyhow::Result<()> {
-    use pacer::pki::{IssueRequest, Role, Validity};
-    pacer::pki::init(dir)?;
-    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
-    if let Some(network) = network {
-        hosts.extend(nodes.iter().filter_map(|node| network.host_address(node)).map(|address| address.to_string()));
-    }
-    let validity = Validity::Years(1);
-    pacer::pki::issue(dir, &IssueRequest { name: "etcd-server", role: Role::Node, hosts: &hosts, validity })?;
-    for node in nodes {
-        pacer::pki::issue(dir, &IssueRequest { name: node, role: Role::Node, hosts: &[], validity })?;
-    }
-    for (name, role) in [("scheduler", Role::Scheduler), ("admin", Role::Admin), ("reader", Role::Reader)] {
-        pacer::pki::issue(dir, &IssueRequest { name, role, hosts: &[], validity })?;
-    }
-    Ok(())
-}
-
-fn identity_files(pki: &Path, name: &str) -> pacer::store::tls::TlsFiles {
-    pacer::store::tls::TlsFiles { ca: Some(pki.join("ca.crt")), cert: Some(pki.join(format!("{name}.crt"))), key: Some(pki.join(format!("{name}.key"))) }
 }
