@@ -126,7 +126,7 @@ impl Row {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut out = format!("{:<40} {:>4} {:>6} {:>7} {:>7} {:>7} {:>8}\n", "measure", "TTL", "rounds", "min", "p50", "max", "p50/TTL");
+    let mut out = format!("{:<48} {:>4} {:>6} {:>7} {:>7} {:>7} {:>8}\n", "measure", "TTL", "rounds", "min", "p50", "max", "p50/TTL");
     for row in rows {
         let mut samples = row.samples.clone();
         samples.sort();
@@ -139,7 +139,7 @@ fn table(rows: &[Row]) -> String {
         let rounds = if row.lost == 0 { samples.len().to_string() } else { format!("{}/{}", samples.len(), samples.len() + row.lost) };
         let _ = writeln!(
             out,
-            "{:<40} {:>3}s {:>6} {:>7} {:>7} {:>7} {:>8}",
+            "{:<48} {:>3}s {:>6} {:>7} {:>7} {:>7} {:>8}",
             row.measure,
             row.ttl,
             rounds,
