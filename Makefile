@@ -5,11 +5,11 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-decision bench-history bench-metrics bench-load bench-move bench-e2e crds conformance chaos chaos-regressions
+.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-decision bench-history bench-metrics bench-load bench-move bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
-# Extra chaos options: --namespaces, --etcd-members 3, --lease-ttl S, --burst N.
+# Extra chaos options: --namespaces, --etcd-members 3, --lease-ttl S, --burst N, --secure.
 CHAOS ?=
 ROUNDS ?= 5
 TTLS ?= 2,5,10
@@ -138,6 +138,11 @@ bench-move: deps
 # (detection, recovery). Figures only: target/bench-e2e.txt.
 bench-e2e: build
 	$(CARGO) run --quiet -p pacer-e2e --bin bench -- --rounds $(ROUNDS) --ttls $(TTLS)
+
+# Failover and leader takeover in a plaintext cluster and in one with etcd over mutual
+# TLS and per-identity rights, side by side in one run (target/bench-e2e.txt).
+bench-e2e-secure: build
+	$(CARGO) run --quiet -p pacer-e2e --bin bench -- --rounds $(ROUNDS) --ttls 2 --compare-secure
 
 # Regenerate crds/ from the Rust types (a test fails when they are stale).
 crds:

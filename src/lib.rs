@@ -12,6 +12,7 @@ pub mod local;
 pub mod metrics;
 pub mod notify;
 pub mod ops;
+pub mod pki;
 pub mod runtime;
 pub mod scheduler;
 pub mod state;

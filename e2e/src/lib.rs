@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use pacer::local::etcd::EtcdCluster;
 use pacer::local::link::Link;
+use pacer::store::rights::Identity;
 use serde_json::Value;
 
 use crate::netns::Network;
@@ -115,12 +116,16 @@ pub struct ClusterConfig {
     pub namespaces: bool,
     /// Members of the etcd cluster: 1, or 3 to lose one without losing quorum.
     pub etcd_members: usize,
+    /// etcd with mutual TLS, client-certificate auth and the roles of
+    /// `pacer::store::rights`: each node's agent, the schedulers and the harness (the
+    /// administrator) as their own identities, as `pacer up --secure` runs them.
+    pub secure: bool,
 }
 
 impl ClusterConfig {
     /// `nodes` nodes with `lease_ttl` seconds, sharing the loopback.
     pub fn new(nodes: usize, lease_ttl: u64, pacer: PathBuf, agents: PathBuf) -> ClusterConfig {
-        ClusterConfig { nodes, lease_ttl, pacer, agents, namespaces: false, etcd_members: 1 }
+        ClusterConfig { nodes, lease_ttl, pacer, agents, namespaces: false, etcd_members: 1, secure: false }
     }
 }
 
@@ -135,6 +140,8 @@ pub struct Cluster {
     /// The harness's own client, for what `pacer status` does not show.
     store: pacer::store::Store,
     etcd: EtcdCluster,
+    /// With `secure`: the CA and every identity's certificate and key.
+    pki: Option<PathBuf>,
     dir: tempfile::TempDir,
     config: ClusterConfig,
 }
@@ -164,9 +171,28 @@ impl Cluster {
         // tuned as for a LAN (etcd's defaults are 100 ms and 1 s, for wider networks).
         // An election must end well within the half lease after which agents self-fence.
         let tuning: &[&str] = if config.etcd_members > 1 { &["--heartbeat-interval=50", "--election-timeout=500"] } else { &[] };
-        let etcd = EtcdCluster::start(&dir.path().join("etcd"), config.etcd_members.max(1), tuning).context("start etcd (scripts/install-deps)")?;
-        let store = pacer::store::Store::connect(&etcd.endpoints(), PREFIX).await.context("connect to etcd")?;
-        let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), network, store, etcd, dir, config };
+        let pki = if config.secure {
+            let pki = dir.path().join("pki");
+            make_pki(&pki, &names, network.as_ref())?;
+            Some(pki)
+        } else {
+            None
+        };
+        let etcd = match &pki {
+            Some(pki) => {
+                let tls = pacer::local::etcd::ServerTls { cert: pki.join("etcd-server.crt"), key: pki.join("etcd-server.key"), ca: pki.join("ca.crt") };
+                EtcdCluster::start_secure(&dir.path().join("etcd"), config.etcd_members.max(1), tuning, tls)
+            }
+            None => EtcdCluster::start(&dir.path().join("etcd"), config.etcd_members.max(1), tuning),
+        }
+        .context("start etcd (scripts/install-deps)")?;
+        let connect = pacer::store::tls::ConnectConfig {
+            endpoints: etcd.endpoints(),
+            prefix: PREFIX.to_string(),
+            tls: pki.as_ref().map(|pki| identity_files(pki, "admin")),
+        };
+        let store = pacer::store::Store::connect_with(&connect).await.context("connect to etcd")?;
+        let mut cluster = Cluster { agents: BTreeMap::new(), schedulers: BTreeMap::new(), links: BTreeMap::new(), network, store, etcd, pki, dir, config };
         let mut objects: Vec<String> =
             names.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
         // One fence device per node, as the brief's clusters have (a UPS, a BMC), never
@@ -180,6 +206,13 @@ impl Cluster {
             objects.push(format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: power-{node}-not-on-{node}}}\nspec: {{resource: power-{node}, node: {node}, score: -INFINITY}}\n"));
         }
         cluster.apply(&objects.join("---\n"))?;
+        if cluster.pki.is_some() {
+            // The Node objects exist (applied above, as the administrator): agents may
+            // not write the spec.
+            let mut identities: Vec<Identity> = names.iter().map(|node| Identity::Node(node.clone())).collect();
+            identities.extend([Identity::Scheduler, Identity::Reader]);
+            cluster.store.bootstrap_auth(&identities).await.context("bootstrap etcd auth")?;
+        }
         for scheduler in ["s1", "s2"] {
             cluster.start_scheduler(scheduler)?;
         }
@@ -251,6 +284,33 @@ impl Cluster {
         Duration::from_secs(self.config.lease_ttl)
     }
 
+    /// The environment that makes `pacer` connect as `identity` (`PACER_ETCD_CA`…),
+    /// and no config file.
+    fn identity_env(&self, command: &mut Command, identity: &str) {
+        command.env("PACER_CONFIG", "/dev/null");
+        if let Some(pki) = &self.pki {
+            let files = identity_files(pki, identity);
+            for (variable, path) in [("PACER_ETCD_CA", files.ca), ("PACER_ETCD_CERT", files.cert), ("PACER_ETCD_KEY", files.key)] {
+                command.env(variable, path.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Options for a raw etcd client as the administrator (TLS when secure).
+    fn client_options(&self) -> Option<etcd_client::ConnectOptions> {
+        let pki = self.pki.as_ref()?;
+        let read = |name: &str| std::fs::read(pki.join(name)).unwrap_or_default();
+        let tls = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(read("ca.crt")))
+            .identity(etcd_client::Identity::from_pem(read("admin.crt"), read("admin.key")));
+        Some(etcd_client::ConnectOptions::new().with_tls(tls))
+    }
+
+    /// Whether etcd runs with TLS and auth.
+    pub fn secure(&self) -> bool {
+        self.pki.is_some()
+    }
+
     fn spawn(&self, name: &str, endpoint: &str, args: &[String]) -> anyhow::Result<Process> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join(format!("logs/{name}.log"))).context("log file")?;
         let mut command = Command::new(&self.config.pacer);
@@ -259,6 +319,9 @@ impl Cluster {
         {
             network.command_in(name, &mut command)?;
         }
+        // Schedulers connect as `scheduler`, agents as their node.
+        let identity = if args.first().is_some_and(|command| command == "scheduler") { "scheduler" } else { name };
+        self.identity_env(&mut command, identity);
         let child = command
             .args(args)
             .env("PACER_ETCD", endpoint)
@@ -358,7 +421,7 @@ impl Cluster {
     pub async fn etcd_leader(&self) -> Option<usize> {
         for member in 1..=self.etcd.members() {
             let attempt = async {
-                let mut client = etcd_client::Client::connect([self.etcd.endpoint(member)], None).await.ok()?;
+                let mut client = etcd_client::Client::connect([self.etcd.endpoint(member)], self.client_options()).await.ok()?;
                 client.status().await.ok()
             };
             if let Ok(Some(status)) = tokio::time::timeout(Duration::from_secs(2), attempt).await
@@ -388,7 +451,9 @@ impl Cluster {
     }
 
     fn pacer(&self, args: &[&str], stdin: Option<&str>) -> anyhow::Result<std::process::Output> {
-        let mut child = Command::new(&self.config.pacer)
+        let mut command = Command::new(&self.config.pacer);
+        self.identity_env(&mut command, "admin");
+        let mut child = command
             .args(args)
             .env("PACER_ETCD", self.endpoint())
             .env("PACER_PREFIX", PREFIX)
@@ -561,6 +626,30 @@ impl Cluster {
         }
         Ok(false)
     }
+}
+
+/// The CA, etcd's server certificate (loopback and every namespace's host address) and
+/// a certificate per identity: the nodes, `scheduler`, `admin`, `reader`.
+fn make_pki(dir: &Path, nodes: &[String], network: Option<&Network>) -> anyhow::Result<()> {
+    use pacer::pki::{IssueRequest, Role, Validity};
+    pacer::pki::init(dir)?;
+    let mut hosts = vec!["127.0.0.1".to_string(), "localhost".to_string()];
+    if let Some(network) = network {
+        hosts.extend(nodes.iter().filter_map(|node| network.host_address(node)).map(|address| address.to_string()));
+    }
+    let validity = Validity::Years(1);
+    pacer::pki::issue(dir, &IssueRequest { name: "etcd-server", role: Role::Node, hosts: &hosts, validity })?;
+    for node in nodes {
+        pacer::pki::issue(dir, &IssueRequest { name: node, role: Role::Node, hosts: &[], validity })?;
+    }
+    for (name, role) in [("scheduler", Role::Scheduler), ("admin", Role::Admin), ("reader", Role::Reader)] {
+        pacer::pki::issue(dir, &IssueRequest { name, role, hosts: &[], validity })?;
+    }
+    Ok(())
+}
+
+fn identity_files(pki: &Path, name: &str) -> pacer::store::tls::TlsFiles {
+    pacer::store::tls::TlsFiles { ca: Some(pki.join("ca.crt")), cert: Some(pki.join(format!("{name}.crt"))), key: Some(pki.join(format!("{name}.key"))) }
 }
 
 #[cfg(test)]

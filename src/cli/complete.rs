@@ -7,7 +7,6 @@ use std::time::Duration;
 use clap_complete::engine::{ArgValueCandidates, CompletionCandidate};
 
 use crate::api::Kind;
-use crate::store::Store;
 
 /// The environment variable the shell scripts set when they ask `pacer` to complete.
 pub(super) const VAR: &str = "COMPLETE";
@@ -15,15 +14,23 @@ pub(super) const VAR: &str = "COMPLETE";
 /// How long completion waits for etcd.
 const DEADLINE: Duration = Duration::from_millis(1500);
 
-/// Names of stored objects of these kinds, read from the cluster `PACER_ETCD` and
-/// `PACER_PREFIX` point at (the defaults otherwise); none when it cannot be read.
+/// Names of stored objects of these kinds, read from the cluster the environment
+/// (`PACER_ETCD`, `PACER_PREFIX`, `PACER_ETCD_CA`… and `PACER_CONFIG`) points at (the
+/// defaults otherwise); none when it cannot be read.
 fn names(kinds: &'static [Kind]) -> Vec<CompletionCandidate> {
-    let endpoint = std::env::var("PACER_ETCD").unwrap_or_else(|_| "http://127.0.0.1:2379".to_string());
-    let prefix = std::env::var("PACER_PREFIX").unwrap_or_else(|_| "/pacer".to_string());
+    let variable = |name: &str| std::env::var_os(name).filter(|value| !value.is_empty());
+    let global = super::config::Global {
+        etcd: variable("PACER_ETCD").and_then(|value| value.into_string().ok()),
+        prefix: variable("PACER_PREFIX").and_then(|value| value.into_string().ok()),
+        etcd_ca: variable("PACER_ETCD_CA").map(Into::into),
+        etcd_cert: variable("PACER_ETCD_CERT").map(Into::into),
+        etcd_key: variable("PACER_ETCD_KEY").map(Into::into),
+        config: variable("PACER_CONFIG").map(Into::into),
+    };
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return Vec::new() };
     let listed = runtime.block_on(async {
         tokio::time::timeout(DEADLINE, async {
-            let store = Store::connect(&[endpoint], &prefix).await.ok()?;
+            let store = global.connect().await.ok()?;
             store.list_objects().await.ok()
         })
         .await

@@ -102,6 +102,11 @@ pub(super) struct UpArgs {
     /// node's agent and its resources' processes); `off`: stonithEnabled false.
     #[arg(long, value_enum, default_value = "on")]
     fencing: Switch,
+    /// etcd with mutual TLS, client-certificate auth and a role per identity: writes
+    /// DIR/pki/ (ca.crt, NAME.crt and NAME.key for n1.., scheduler, admin, reader) and
+    /// DIR/config.yaml (the admin's: `pacer --config DIR/config.yaml status`).
+    #[arg(long)]
+    secure: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -222,13 +227,15 @@ pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::
 
 /// `pacer up`: a whole local cluster (`up::run`), under the global `--prefix`.
 pub(super) async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
+    let prefix = global.prefix()?;
     let request = up::UpRequest {
         state_dir: &args.state_dir,
         nodes: args.nodes,
         lease_ttl: args.lease_ttl,
         agents_dir: args.agents_dir.as_deref(),
-        prefix: &global.prefix,
+        prefix: &prefix,
         fencing: args.fencing == Switch::On,
+        secure: args.secure,
     };
     up::run(&request).await
 }

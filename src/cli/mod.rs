@@ -3,6 +3,7 @@
 
 mod check;
 mod complete;
+mod config;
 mod daemons;
 mod events;
 mod fence;
@@ -13,6 +14,7 @@ mod objects;
 mod output;
 mod placement;
 mod requests;
+mod security;
 mod simulate;
 mod sources;
 mod status;
@@ -25,7 +27,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::ops::OpsError;
 use crate::ops::flags::ResourceFlag;
-use crate::store::{Store, StoreError};
+use crate::store::StoreError;
+use config::Global;
 
 /// Exit code of a refused change or a command that found differences.
 const EXIT_REFUSED: u8 = 1;
@@ -39,24 +42,6 @@ pub struct Cli {
     global: Global,
     #[command(subcommand)]
     command: Command,
-}
-
-/// The options every command takes: where the cluster is.
-#[derive(clap::Args, Debug)]
-struct Global {
-    /// etcd endpoints, comma-separated.
-    #[arg(long, global = true, env = "PACER_ETCD", default_value = "http://127.0.0.1:2379")]
-    etcd: String,
-    /// Key prefix of this cluster in etcd.
-    #[arg(long, global = true, env = "PACER_PREFIX", default_value = "/pacer")]
-    prefix: String,
-}
-
-impl Global {
-    async fn connect(&self) -> anyhow::Result<Store> {
-        let endpoints = vec![self.etcd.clone()];
-        Store::connect(&endpoints, &self.prefix).await.map_err(anyhow::Error::from)
-    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -165,6 +150,18 @@ enum Command {
     /// (the scheduler run again on the decision's stored input; exit 1 if it decides
     /// differently), `diff REV1 REV2` (what changed in input and decision).
     History(history::HistoryArgs),
+    /// A small certificate authority for etcd's mutual TLS: `init DIR`, then
+    /// `issue DIR NAME [--role node|scheduler|admin|reader] [--host IP|DNS]`.
+    Pki {
+        #[command(subcommand)]
+        command: security::PkiCommand,
+    },
+    /// etcd's auth: `bootstrap` creates the users and roles (rights by key prefix) and
+    /// turns auth on.
+    Auth {
+        #[command(subcommand)]
+        command: security::AuthCommand,
+    },
 }
 
 /// What every mutating verb takes: `--dry-run`, `--wait[=DUR]` and `-o json`.
@@ -246,7 +243,7 @@ fn is_check_invocation() -> bool {
     let mut args = std::env::args_os().skip(1).map(|arg| arg.to_string_lossy().into_owned());
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--etcd" | "--prefix" => {
+            "--etcd" | "--prefix" | "--etcd-ca" | "--etcd-cert" | "--etcd-key" | "--config" => {
                 args.next();
             }
             option if option.starts_with('-') => {}
@@ -295,7 +292,14 @@ fn store_error<'a>(cause: &'a (dyn std::error::Error + 'static)) -> Option<&'a S
 }
 
 /// 1 for a verb that was refused or did not reach its goal, 2 for everything else.
+/// Bad TLS files and bad config files are refused input too: 1.
 fn exit_code_of(error: &anyhow::Error) -> u8 {
+    let bad_input = error.chain().any(|cause| {
+        cause.is::<config::ConfigError>() || cause.is::<crate::store::tls::TlsError>() || matches!(cause.downcast_ref::<StoreError>(), Some(StoreError::Tls(_)))
+    });
+    if bad_input {
+        return EXIT_REFUSED;
+    }
     error.chain().find_map(|cause| cause.downcast_ref::<OpsError>()).map_or(EXIT_ERROR, OpsError::exit_code)
 }
 
@@ -334,5 +338,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Why(args) => why::why(global, args).await,
         Command::History(args) => history::history(global, args).await,
         Command::Events(args) => events::events(global, args).await,
+        Command::Pki { command } => security::pki(command),
+        Command::Auth { command } => security::auth(global, command).await,
     }
 }

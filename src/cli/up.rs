@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::local::etcd::EtcdServer;
+use crate::local::etcd::{EtcdServer, ServerTls};
+use crate::pki::{IssueRequest, Role, Validity};
+use crate::store::rights::Identity;
+use crate::store::tls::{ConnectConfig, TlsFiles};
 
 /// What `pacer up` starts.
 pub struct UpRequest<'a> {
@@ -23,6 +26,52 @@ pub struct UpRequest<'a> {
     pub prefix: &'a str,
     /// Register `fence_pacer_local` for the nodes (true), or turn fencing off.
     pub fencing: bool,
+    /// etcd with TLS, client-certificate auth and the roles of `store::rights`; each
+    /// component connects as its own identity (`DIR/pki/NAME.{crt,key}`).
+    pub secure: bool,
+}
+
+/// The certificate authority and identities of a secure local cluster: `DIR/pki/`.
+struct LocalPki {
+    dir: PathBuf,
+}
+
+impl LocalPki {
+    /// The CA and every certificate, made once: an earlier run's are kept (its etcd
+    /// data already has these users).
+    fn prepare(state_dir: &Path, nodes: &[String]) -> anyhow::Result<LocalPki> {
+        let dir = state_dir.join("pki");
+        if !dir.join(crate::pki::CA_CERT).exists() {
+            crate::pki::init(&dir)?;
+        }
+        let issue = |name: &str, role: Role, hosts: &[String]| -> anyhow::Result<()> {
+            if !dir.join(format!("{name}.crt")).exists() {
+                crate::pki::issue(&dir, &IssueRequest { name, role, hosts, validity: Validity::Years(crate::pki::CERT_YEARS) })?;
+            }
+            Ok(())
+        };
+        issue("etcd-server", Role::Node, &["127.0.0.1".to_string(), "localhost".to_string()])?;
+        for node in nodes {
+            issue(node, Role::Node, &[])?;
+        }
+        issue("scheduler", Role::Scheduler, &[])?;
+        issue("admin", Role::Admin, &[])?;
+        issue("reader", Role::Reader, &[])?;
+        Ok(LocalPki { dir })
+    }
+
+    fn server(&self) -> ServerTls {
+        ServerTls { cert: self.dir.join("etcd-server.crt"), key: self.dir.join("etcd-server.key"), ca: self.dir.join(crate::pki::CA_CERT) }
+    }
+
+    /// The TLS files of an identity (`NAME.crt`, `NAME.key`).
+    fn files(&self, name: &str) -> TlsFiles {
+        TlsFiles {
+            ca: Some(self.dir.join(crate::pki::CA_CERT)),
+            cert: Some(self.dir.join(format!("{name}.crt"))),
+            key: Some(self.dir.join(format!("{name}.key"))),
+        }
+    }
 }
 
 /// A child process, ended by PID when dropped.
@@ -52,7 +101,7 @@ impl Drop for Component {
 /// The objects `pacer up` starts with: its nodes and, with fencing, the local fence
 /// device that powers them off (`agents/fence/fence_pacer_local`); without, a policy
 /// that turns fencing off.
-async fn register(request: &UpRequest<'_>, endpoint: &str) -> anyhow::Result<()> {
+async fn register(request: &UpRequest<'_>, store: &crate::store::Store) -> anyhow::Result<()> {
     let nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
     let mut documents: Vec<String> =
         nodes.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
@@ -68,8 +117,7 @@ async fn register(request: &UpRequest<'_>, endpoint: &str) -> anyhow::Result<()>
     }
     let loaded = crate::api::manifest::load(&[crate::api::manifest::Source { name: "pacer up".into(), text: documents.join("---\n") }]);
     anyhow::ensure!(loaded.diagnostics.is_empty(), "the objects of pacer up are invalid: {:?}", loaded.diagnostics);
-    let store = crate::store::Store::connect(&[endpoint.to_string()], request.prefix).await?;
-    match crate::store::apply::apply(&store, &crate::store::apply::ApplyRequest { loaded, ..Default::default() }).await? {
+    match crate::store::apply::apply(store, &crate::store::apply::ApplyRequest { loaded, ..Default::default() }).await? {
         crate::store::apply::ApplyOutcome::Planned(_) => Ok(()),
         crate::store::apply::ApplyOutcome::Invalid(diagnostics) => anyhow::bail!("the objects of pacer up were refused: {diagnostics:?}"),
     }
@@ -83,13 +131,29 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     let data_dir = state_dir.join("etcd");
     // On this thread, not a blocking-pool one: etcd dies with the thread that started
     // it (PR_SET_PDEATHSIG), and pool threads end when idle.
-    let server = tokio::task::block_in_place(|| EtcdServer::start(&data_dir, &[])).context("start etcd")?;
+    let nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
+    let pki = if request.secure { Some(LocalPki::prepare(state_dir, &nodes)?) } else { None };
+    let server = tokio::task::block_in_place(|| match &pki {
+        Some(pki) => EtcdServer::start_secure(&data_dir, pki.server(), &[]),
+        None => EtcdServer::start(&data_dir, &[]),
+    })
+    .context("start etcd")?;
     let endpoint = server.endpoint();
     std::fs::write(state_dir.join("endpoint"), format!("{endpoint}\n")).context("write endpoint file")?;
     if let Some(pid) = server.pid() {
         std::fs::write(state_dir.join("pids").join("etcd"), format!("{pid}\n")).context("write pid file")?;
     }
-    register(request, &endpoint).await?;
+    let admin = ConnectConfig { endpoints: vec![endpoint.clone()], prefix: request.prefix.to_string(), tls: pki.as_ref().map(|pki| pki.files("admin")) };
+    let store = crate::store::Store::connect_with(&admin).await?;
+    // The administrator creates the Node objects: agents may not write the spec.
+    register(request, &store).await?;
+    if pki.is_some() {
+        let mut identities: Vec<Identity> = nodes.iter().map(|node| Identity::Node(node.clone())).collect();
+        identities.extend([Identity::Scheduler, Identity::Reader]);
+        store.bootstrap_auth(&identities).await.context("bootstrap etcd auth")?;
+        write_config(&state_dir.join("config.yaml"), &admin)?;
+    }
+    drop(store);
     let binary = std::env::current_exe().context("find the pacer binary")?;
     let agents_dir = match request.agents_dir {
         Some(dir) => Some(dir.to_path_buf()),
@@ -108,6 +172,20 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
             .args(&args)
             .env("PACER_ETCD", &endpoint)
             .env("PACER_PREFIX", request.prefix)
+            // Everything is given: no config file (not even /etc/pacer's) adds to it.
+            .env("PACER_CONFIG", "/dev/null")
+            .env_remove("PACER_ETCD_CA")
+            .env_remove("PACER_ETCD_CERT")
+            .env_remove("PACER_ETCD_KEY");
+        if let Some(pki) = &pki {
+            // Each component connects as itself: a node as its node, the scheduler
+            // as `scheduler`.
+            let files = pki.files(name);
+            for (variable, path) in [("PACER_ETCD_CA", files.ca), ("PACER_ETCD_CERT", files.cert), ("PACER_ETCD_KEY", files.key)] {
+                command.env(variable, path.unwrap_or_default());
+            }
+        }
+        command
             .stdin(Stdio::null())
             .stdout(log.try_clone().context("log file")?)
             .stderr(log)
@@ -141,7 +219,11 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         components.push(spawn(&node, args)?);
     }
     println!("etcd running at {endpoint}; scheduler and {} node agents started (logs in {})", request.nodes, state_dir.join("logs").display());
-    println!("use it with: export PACER_ETCD={endpoint}");
+    if pki.is_some() {
+        println!("use it with: export PACER_CONFIG={} (the admin identity)", state_dir.join("config.yaml").display());
+    } else {
+        println!("use it with: export PACER_ETCD={endpoint}");
+    }
     println!("metrics: http://HOST:PORT/metrics, each component's address in {}/<component>", state_dir.join("metrics").display());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
@@ -172,4 +254,32 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     let _ = std::fs::remove_file(state_dir.join("pids").join("etcd"));
     let _ = std::fs::remove_file(state_dir.join("endpoint"));
     Ok(0)
+}
+
+/// Writes a config file for `config` (`pacer --config FILE`), readable by its owner
+/// only: it names the administrator's key.
+fn write_config(path: &Path, config: &ConnectConfig) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut fields = serde_json::Map::new();
+    fields.insert("endpoints".into(), serde_json::json!(config.endpoints));
+    fields.insert("prefix".into(), serde_json::json!(config.prefix));
+    if let Some(tls) = &config.tls {
+        for (name, file) in [("ca", &tls.ca), ("cert", &tls.cert), ("key", &tls.key)] {
+            if let Some(file) = file {
+                fields.insert(name.into(), serde_json::json!(file.display().to_string()));
+            }
+        }
+    }
+    let text = crate::api::yaml::to_yaml_string(&serde_json::Value::Object(fields));
+    let temporary = path.with_extension("new");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temporary)
+        .with_context(|| format!("write {}", temporary.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("write {}", temporary.display()))?;
+    std::fs::rename(&temporary, path).with_context(|| format!("write {}", path.display()))
 }

@@ -69,6 +69,17 @@ pub struct EtcdCluster {
     /// started on one machine (two campaigns, a port reused) never join each other.
     token: String,
     extra_args: Vec<String>,
+    /// Client TLS with client-certificate auth (`EtcdServer::start_secure`), if any.
+    tls: Option<ServerTls>,
+}
+
+/// etcd's client TLS: its server certificate and key, and the CA client certificates
+/// must come from (`--client-cert-auth`: the certificate's CN is the user).
+#[derive(Clone, Debug)]
+pub struct ServerTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// One etcd process of a cluster: where it listens, where its data is, and the process
@@ -81,6 +92,9 @@ struct Member {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Plaintext `/health` and `/metrics` (`--listen-metrics-urls`) when the client
+    /// port speaks TLS; the client port otherwise.
+    health_port: u16,
     child: Option<Child>,
 }
 
@@ -97,6 +111,10 @@ fn etcd_binary() -> String {
 
 fn url(port: u16) -> String {
     format!("http://127.0.0.1:{port}")
+}
+
+fn client_url(port: u16, tls: bool) -> String {
+    if tls { format!("https://127.0.0.1:{port}") } else { url(port) }
 }
 
 /// The response to `GET path` from the etcd listening for clients on `port`, if it
@@ -153,9 +171,9 @@ impl Member {
     /// `state` is `new` for a cluster being formed, `existing` for a member joining a
     /// running one; etcd reads neither, nor the cluster and token, once its data dir
     /// holds a write-ahead log: it then restarts as the member it was.
-    fn spawn(&mut self, initial_cluster: &str, state: &str, token: &str, extra_args: &[String]) -> Result<(), EtcdServerError> {
+    fn spawn(&mut self, initial_cluster: &str, state: &str, token: &str, extra_args: &[String], tls: Option<&ServerTls>) -> Result<(), EtcdServerError> {
         let binary = etcd_binary();
-        let client_url = url(self.client_port);
+        let client_url = client_url(self.client_port, tls.is_some());
         let peer_url = url(self.peer_port);
         let log_path = self.log_path();
         let log = File::options().create(true).append(true).open(&log_path).map_err(data_dir_error(&log_path))?;
@@ -179,6 +197,18 @@ impl Member {
             .arg("--auto-compaction-mode=periodic")
             .arg("--auto-compaction-retention=5m")
             .args(extra_args)
+            .args(
+                tls.map(|tls| {
+                    vec![
+                        format!("--cert-file={}", tls.cert.display()),
+                        format!("--key-file={}", tls.key.display()),
+                        format!("--trusted-ca-file={}", tls.ca.display()),
+                        "--client-cert-auth".to_string(),
+                        format!("--listen-metrics-urls={}", url(self.health_port)),
+                    ]
+                })
+                .unwrap_or_default(),
+            )
             .env_remove("ETCD_NAME")
             .stdin(Stdio::null())
             .stdout(log)
@@ -230,7 +260,7 @@ fn wait_healthy(members: &mut [Member]) -> Result<(), EtcdServerError> {
     let started = Instant::now();
     let mut pending: Vec<usize> = (0..members.len()).collect();
     loop {
-        pending.retain(|&index| !healthy(members[index].client_port));
+        pending.retain(|&index| !healthy(members[index].health_port));
         let Some(&first) = pending.first() else { return Ok(()) };
         let exited = pending.iter().copied().find(|&index| !members[index].running());
         if exited.is_some() || started.elapsed() >= HEALTHY_WITHIN {
@@ -263,29 +293,40 @@ impl EtcdCluster {
                 }
             }
         }
-        EtcdCluster::start_members(dirs, extra_args)
+        EtcdCluster::start_members(dirs, extra_args, None)
+    }
+
+    /// Like `start`, every member with client TLS and client-certificate auth
+    /// (`EtcdServer::start_secure`); peers talk plaintext on loopback.
+    pub fn start_secure(dir: &Path, members: usize, extra_args: &[&str], tls: ServerTls) -> Result<EtcdCluster, EtcdServerError> {
+        assert!(members > 0, "an etcd cluster has at least one member");
+        let dirs: Vec<(String, PathBuf)> = (1..=members).map(|index| (format!("m{index}"), dir.join(format!("m{index}")))).collect();
+        EtcdCluster::start_members(dirs, extra_args, Some(tls))
     }
 
     /// Starts the members named in `dirs`, each with its data in its dir, as a new
     /// cluster, trying fresh ports when a start fails for any reason but a missing
     /// binary. A member's data made by a failed start is removed (it names the ports
     /// that failed); data that was there before is not.
-    fn start_members(dirs: Vec<(String, PathBuf)>, extra_args: &[&str]) -> Result<EtcdCluster, EtcdServerError> {
+    fn start_members(dirs: Vec<(String, PathBuf)>, extra_args: &[&str], tls: Option<ServerTls>) -> Result<EtcdCluster, EtcdServerError> {
         for (_, member_dir) in &dirs {
             fs::create_dir_all(member_dir).map_err(data_dir_error(member_dir))?;
         }
         let mut cluster = EtcdCluster {
-            members: dirs.into_iter().map(|(name, dir)| Member { name, dir, client_port: 0, peer_port: 0, child: None }).collect(),
+            members: dirs.into_iter().map(|(name, dir)| Member { name, dir, client_port: 0, peer_port: 0, health_port: 0, child: None }).collect(),
             token: format!("pacer-{}", uuid::Uuid::new_v4()),
             extra_args: extra_args.iter().map(|arg| arg.to_string()).collect(),
+            tls,
         };
         let had_data: Vec<bool> = cluster.members.iter().map(|member| member.data_dir().exists()).collect();
         let mut last_error = None;
         for _attempt in 0..START_ATTEMPTS {
-            let ports = free_ports(2 * cluster.members.len()).map_err(EtcdServerError::Ports)?;
-            for (member, ports) in cluster.members.iter_mut().zip(ports.chunks(2)) {
+            let ports = free_ports(3 * cluster.members.len()).map_err(EtcdServerError::Ports)?;
+            let secure = cluster.tls.is_some();
+            for (member, ports) in cluster.members.iter_mut().zip(ports.chunks(3)) {
                 member.client_port = ports[0];
                 member.peer_port = ports[1];
+                member.health_port = if secure { ports[2] } else { ports[0] };
             }
             match cluster.spawn_all().and_then(|()| wait_healthy(&mut cluster.members)) {
                 Ok(()) => return Ok(cluster),
@@ -314,7 +355,7 @@ impl EtcdCluster {
     fn spawn_all(&mut self) -> Result<(), EtcdServerError> {
         let initial_cluster = self.initial_cluster();
         for member in &mut self.members {
-            member.spawn(&initial_cluster, "new", &self.token, &self.extra_args)?;
+            member.spawn(&initial_cluster, "new", &self.token, &self.extra_args, self.tls.as_ref())?;
         }
         Ok(())
     }
@@ -331,7 +372,7 @@ impl EtcdCluster {
     fn stop_member(&mut self, index: usize) {
         if self.members.len() > 1 && self.members[index].running() {
             let running_peers = (0..self.members.len()).filter(|&other| other != index && self.members[other].running()).count();
-            let port = self.members[index].client_port;
+            let port = self.members[index].health_port;
             let started = Instant::now();
             while started.elapsed() < Duration::from_secs(1) && active_peers(port).is_some_and(|active| active > running_peers) {
                 sleep(Duration::from_millis(20));
@@ -372,12 +413,12 @@ impl EtcdCluster {
     /// The client URLs of all members, `http://127.0.0.1:PORT`, in member order: what
     /// a client given the whole cluster connects to.
     pub fn endpoints(&self) -> Vec<String> {
-        self.members.iter().map(|member| url(member.client_port)).collect()
+        self.members.iter().map(|member| client_url(member.client_port, self.tls.is_some())).collect()
     }
 
     /// The client URL of one member (numbered from 1), `http://127.0.0.1:PORT`.
     pub fn endpoint(&self, member: usize) -> String {
-        url(self.member(member).client_port)
+        client_url(self.member(member).client_port, self.tls.is_some())
     }
 
     /// The member's name in the cluster, `m1`, ... (etcd's `--name`).
@@ -435,7 +476,7 @@ impl EtcdCluster {
         let initial_cluster = self.initial_cluster();
         self.stop_member(index);
         let target = &mut self.members[index];
-        target.spawn(&initial_cluster, state, &self.token, &self.extra_args)?;
+        target.spawn(&initial_cluster, state, &self.token, &self.extra_args, self.tls.as_ref())?;
         let result = wait_healthy(std::slice::from_mut(target));
         if result.is_err() {
             self.members[index].stop();
@@ -454,7 +495,15 @@ impl EtcdServer {
     /// Starts etcd with its data in `data_dir` (created if missing) and waits until it
     /// is healthy. `extra_args` go to etcd as they are (`--max-txn-ops=64`, ...).
     pub fn start(data_dir: &Path, extra_args: &[&str]) -> Result<EtcdServer, EtcdServerError> {
-        let cluster = EtcdCluster::start_members(vec![("pacer".to_string(), data_dir.to_path_buf())], extra_args)?;
+        let cluster = EtcdCluster::start_members(vec![("pacer".to_string(), data_dir.to_path_buf())], extra_args, None)?;
+        Ok(EtcdServer { cluster })
+    }
+
+    /// Like `start`, with client TLS and client-certificate auth: the endpoint is
+    /// `https://127.0.0.1:PORT`, and only clients with a certificate from `tls.ca` are
+    /// served (health is probed on a plaintext metrics port).
+    pub fn start_secure(data_dir: &Path, tls: ServerTls, extra_args: &[&str]) -> Result<EtcdServer, EtcdServerError> {
+        let cluster = EtcdCluster::start_members(vec![("pacer".to_string(), data_dir.to_path_buf())], extra_args, Some(tls))?;
         Ok(EtcdServer { cluster })
     }
 

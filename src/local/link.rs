@@ -25,8 +25,11 @@ impl Link {
     /// host over a network of its own (the e2e harness's network namespaces).
     pub async fn open_on(address: std::net::Ipv4Addr, target: &str) -> std::io::Result<Link> {
         let listener = tokio::net::TcpListener::bind((address, 0)).await?;
-        let endpoint = format!("http://{}", listener.local_addr()?);
-        let target = target.trim_start_matches("http://").to_string();
+        // A TCP relay: TLS passes through it end to end, so the link speaks the
+        // target's scheme.
+        let scheme = if target.starts_with("https://") { "https" } else { "http" };
+        let endpoint = format!("{scheme}://{}", listener.local_addr()?);
+        let target = target.trim_start_matches("http://").trim_start_matches("https://").to_string();
         let cut = Arc::new(AtomicBool::new(false));
         let flag = cut.clone();
         let task = tokio::spawn(async move {

@@ -102,7 +102,7 @@ async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<Le
     // Recorded in the caller's store (the one `/metrics` exports), not this thread's own.
     let metrics = store.metrics.clone();
     let own = loop {
-        match Store::connect(&store.endpoints, store.keys().prefix()).await {
+        match store.reconnect().await {
             Ok(own) => break own,
             Err(error) => {
                 tracing::warn!(%error, "cannot connect the lease renewal; retrying");

@@ -9,6 +9,8 @@ pub mod keys;
 pub mod lease;
 pub mod node;
 pub mod requests;
+pub mod rights;
+pub mod tls;
 pub mod watch;
 
 use std::collections::BTreeMap;
@@ -65,6 +67,10 @@ pub enum StoreError {
     /// newer Pacer did. Not retryable; fix or delete the key.
     #[error("read {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// The TLS files cannot be used (missing, unreadable, expired, a key that does
+    /// not match). Not retryable: found before connecting.
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
     /// Objects this change touches were changed by another writer between read and
     /// write. Not retried automatically: the other writer's change would be lost.
     #[error("conflict: {} changed by another writer since it was read; re-run to apply on top of it", objects.join(", "))]
@@ -106,6 +112,16 @@ impl StoreError {
     /// Whether etcd could not be reached at all (no endpoint answered).
     pub fn is_unreachable(&self) -> bool {
         matches!(self, StoreError::Connect { .. })
+    }
+
+    /// Whether etcd refused for lack of rights (auth on, the identity's role does not
+    /// cover the key). Not retryable by the same identity.
+    pub fn is_permission_denied(&self) -> bool {
+        match self {
+            // etcd's `ErrPermissionDenied`, as its gRPC status says it.
+            StoreError::Etcd { source: etcd_client::Error::GRpcStatus(status), .. } => status.message().contains("permission denied"),
+            _ => false,
+        }
     }
 
     /// The cause without the key, for a caller that shows the key beside it: a
@@ -300,33 +316,65 @@ pub struct Store {
     max_txn_ops: usize,
     max_txn_bytes: usize,
     metrics: std::sync::Arc<StoreMetrics>,
-    /// Where it connected, for a second connection of its own (`lease::keep_alive`).
-    endpoints: std::sync::Arc<Vec<String>>,
+    /// Where and as whom it connected, for a second connection of its own
+    /// (`lease::keep_alive`).
+    config: std::sync::Arc<tls::ConnectConfig>,
+    /// The TLS material read at connect (so a second connection does not re-read).
+    tls: Option<std::sync::Arc<tls::TlsMaterial>>,
 }
 
 impl Store {
-    /// Connects to the first reachable endpoint (`http://host:port`, comma-separated
-    /// lists accepted).
+    /// Connects in plaintext to the first reachable endpoint (`http://host:port`,
+    /// comma-separated lists accepted).
     pub async fn connect(endpoints: &[String], prefix: &str) -> Result<Store, StoreError> {
-        let endpoints: Vec<String> = endpoints
+        Store::connect_with(&tls::ConnectConfig { endpoints: endpoints.to_vec(), prefix: prefix.to_string(), tls: None }).await
+    }
+
+    /// Connects as `config` says: its TLS files are read and checked first (bad ones
+    /// are `StoreError::Tls`, before any connection is tried).
+    pub async fn connect_with(config: &tls::ConnectConfig) -> Result<Store, StoreError> {
+        let material = match &config.tls {
+            Some(files) if !files.is_empty() => Some(std::sync::Arc::new(files.load(unix_now())?)),
+            _ => None,
+        };
+        Store::connect_loaded(config, material).await
+    }
+
+    async fn connect_loaded(config: &tls::ConnectConfig, material: Option<std::sync::Arc<tls::TlsMaterial>>) -> Result<Store, StoreError> {
+        let endpoints: Vec<String> = config
+            .endpoints
             .iter()
             .flat_map(|endpoint| endpoint.split(','))
             .map(|endpoint| endpoint.trim().to_string())
             .filter(|endpoint| !endpoint.is_empty())
             .collect();
-        let options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(30));
+        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(30));
+        if let Some(material) = &material {
+            options = options.with_tls(material.options());
+        }
         let client = Client::connect(&endpoints, Some(options)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         let mut store = Store {
             client,
-            keys: Keys::new(prefix),
+            keys: Keys::new(&config.prefix),
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
             max_txn_bytes: DEFAULT_MAX_TXN_BYTES,
             metrics: Default::default(),
-            endpoints: std::sync::Arc::new(endpoints.clone()),
+            config: std::sync::Arc::new(tls::ConnectConfig { endpoints: endpoints.clone(), prefix: config.prefix.clone(), tls: config.tls.clone() }),
+            tls: material,
         };
         // Connecting is lazy; a first request tells whether anyone answers.
         store.client.status().await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         Ok(store)
+    }
+
+    /// A second connection like this one (same endpoints, prefix and identity).
+    pub(crate) async fn reconnect(&self) -> Result<Store, StoreError> {
+        Store::connect_loaded(&self.config, self.tls.clone()).await
+    }
+
+    /// The etcd user this store acts as: its certificate's common name, if any.
+    pub fn identity(&self) -> Option<&str> {
+        self.tls.as_ref().and_then(|material| material.common_name.as_deref())
     }
 
     /// Use when etcd runs with a non-default `--max-txn-ops`.
@@ -417,13 +465,27 @@ impl Store {
     /// yet been rolled forward (its writer died half-way) is finished first, so the
     /// listing never shows half of an apply.
     pub async fn list_objects(&self) -> Result<Listing, StoreError> {
-        for _ in 0..10 {
+        // An identity that may not write the spec (a node, a reader) waits, up to a
+        // minute, for one that may (the writer itself, the scheduler) to finish it.
+        let mut denied_waits = 0;
+        let mut attempts = 0;
+        while attempts < 10 {
             let (listing, pending) = self.read_listing().await?;
             if pending.is_empty() {
                 return Ok(listing);
             }
+            attempts += 1;
             for intent in pending {
-                apply::roll_forward(self, &intent).await?;
+                match apply::roll_forward(self, &intent).await {
+                    Ok(_) => {}
+                    Err(error) if error.is_permission_denied() && denied_waits < 120 => {
+                        denied_waits += 1;
+                        attempts -= 1;
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        break;
+                    }
+                    Err(error) => return Err(error),
+                }
             }
         }
         Err(StoreError::Contended { attempts: 10 })
@@ -498,4 +560,9 @@ impl Store {
         stored.metadata.resource_version = None;
         stored.to_value().to_string()
     }
+}
+
+/// Seconds since the epoch, for certificate validity.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|elapsed| elapsed.as_secs() as i64).unwrap_or_default()
 }

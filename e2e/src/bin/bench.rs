@@ -12,6 +12,10 @@
 //!   injection → the failure in `pacer status` (detection), and → Started again
 //!   (recovery).
 //!
+//! With `--compare-secure`, each TTL's failover and takeover rounds run twice, in a
+//! plaintext cluster and in one with etcd over mutual TLS and per-identity rights
+//! (`[mTLS]` rows, each under its plaintext twin): one run, side by side.
+//!
 //! After every round the fault is healed (the killed agent restarted) and the cluster
 //! left to settle; the rounds' faults are spread evenly over the period of what they
 //! race with (lease renewals, monitor intervals), not injected in step with it. Figures only, never asserted: a table on stdout and in
@@ -43,12 +47,21 @@ struct Options {
     pacer: PathBuf,
     agents: PathBuf,
     root: PathBuf,
+    /// Also measure failover and takeover with etcd over mutual TLS and auth.
+    compare_secure: bool,
 }
 
 fn options() -> anyhow::Result<Options> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let mut options =
-        Options { rounds: 5, ttls: vec![2, 5, 10], bound: Duration::from_secs(60), pacer: root.join("target/debug/pacer"), agents: root.join("agents"), root };
+    let mut options = Options {
+        rounds: 5,
+        ttls: vec![2, 5, 10],
+        bound: Duration::from_secs(60),
+        pacer: root.join("target/debug/pacer"),
+        agents: root.join("agents"),
+        root,
+        compare_secure: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
@@ -61,7 +74,8 @@ fn options() -> anyhow::Result<Options> {
             "--bound" => options.bound = Duration::from_secs(value()?.parse().context("--bound")?),
             "--pacer" => options.pacer = PathBuf::from(value()?),
             "--agents" => options.agents = PathBuf::from(value()?),
-            other => anyhow::bail!("unknown argument {other}; use [--rounds N] [--ttls 2,5,10] [--bound S] [--pacer PATH] [--agents DIR]"),
+            "--compare-secure" => options.compare_secure = true,
+            other => anyhow::bail!("unknown argument {other}; use [--rounds N] [--ttls 2,5,10] [--bound S] [--pacer PATH] [--agents DIR] [--compare-secure]"),
         }
     }
     // etcd grants no lease under 2 s (1.5 × its election timeout, rounded up) and pacer
@@ -112,7 +126,7 @@ impl Row {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut out = format!("{:<40} {:>4} {:>6} {:>7} {:>7} {:>7} {:>8}\n", "measure", "TTL", "rounds", "min", "p50", "max", "p50/TTL");
+    let mut out = format!("{:<48} {:>4} {:>6} {:>7} {:>7} {:>7} {:>8}\n", "measure", "TTL", "rounds", "min", "p50", "max", "p50/TTL");
     for row in rows {
         let mut samples = row.samples.clone();
         samples.sort();
@@ -125,7 +139,7 @@ fn table(rows: &[Row]) -> String {
         let rounds = if row.lost == 0 { samples.len().to_string() } else { format!("{}/{}", samples.len(), samples.len() + row.lost) };
         let _ = writeln!(
             out,
-            "{:<40} {:>3}s {:>6} {:>7} {:>7} {:>7} {:>8}",
+            "{:<48} {:>3}s {:>6} {:>7} {:>7} {:>7} {:>8}",
             row.measure,
             row.ttl,
             rounds,
@@ -268,8 +282,8 @@ async fn monitor_failures(cluster: &mut Cluster, resources: &[String], options: 
     Ok(())
 }
 
-async fn measure(ttl: u64, monitors: bool, options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-    let config = ClusterConfig::new(3, ttl, options.pacer.clone(), options.agents.clone());
+async fn measure(ttl: u64, monitors: bool, secure: bool, options: &Options, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+    let config = ClusterConfig { secure, ..ClusterConfig::new(3, ttl, options.pacer.clone(), options.agents.clone()) };
     let mut cluster = Cluster::start(config).await?;
     let mut documents: Vec<String> = WITNESSES.iter().map(|name| witness(&cluster, name, 1)).collect();
     documents.extend(MONITORED.iter().map(|(name, interval)| witness(&cluster, name, *interval)));
@@ -285,7 +299,7 @@ async fn measure(ttl: u64, monitors: bool, options: &Options, rows: &mut Vec<Row
         anyhow::Ok(())
     }
     .await;
-    let logs = options.root.join(format!("target/bench-e2e-logs/ttl-{ttl}"));
+    let logs = options.root.join(format!("target/bench-e2e-logs/ttl-{ttl}{}", if secure { "-secure" } else { "" }));
     let _ = std::fs::remove_dir_all(&logs);
     if let Err(error) = cluster.save_logs(&logs) {
         eprintln!("logs of TTL {ttl} s not kept: {error:#}");
@@ -309,11 +323,12 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(options.pacer.exists(), "{} is missing: build it first (cargo build --bin pacer)", options.pacer.display());
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let header = format!(
-        "pacer e2e bench: commit {}, {cores} cores, 3 nodes, 2 schedulers, {} rounds, lease TTLs {:?} s, monitor rounds at TTL {} s\n",
+        "pacer e2e bench: commit {}, {cores} cores, 3 nodes, 2 schedulers, {} rounds, lease TTLs {:?} s, monitor rounds at TTL {} s{}\n",
         git_commit(&options.root),
         options.rounds,
         options.ttls,
-        if options.ttls.contains(&MONITOR_TTL) { MONITOR_TTL } else { options.ttls[0] }
+        if options.ttls.contains(&MONITOR_TTL) { MONITOR_TTL } else { options.ttls[0] },
+        if options.compare_secure { "; [mTLS]: etcd over mutual TLS, client-certificate auth, per-identity rights" } else { "" }
     );
     print!("{header}");
     let started = Instant::now();
@@ -322,9 +337,28 @@ async fn main() -> anyhow::Result<()> {
     for (index, &ttl) in options.ttls.iter().enumerate() {
         let monitors = if options.ttls.contains(&MONITOR_TTL) { ttl == MONITOR_TTL } else { index == 0 };
         println!("TTL {ttl} s ...");
-        if let Err(error) = measure(ttl, monitors, &options, &mut rows).await {
+        let mut plain = Vec::new();
+        if let Err(error) = measure(ttl, monitors, false, &options, &mut plain).await {
             println!("TTL {ttl} s: stopped early: {error:#}");
             errors.push(format!("TTL {ttl} s: stopped early: {error:#}"));
+        }
+        let mut secure = Vec::new();
+        if options.compare_secure {
+            println!("TTL {ttl} s, mTLS ...");
+            if let Err(error) = measure(ttl, false, true, &options, &mut secure).await {
+                println!("TTL {ttl} s, mTLS: stopped early: {error:#}");
+                errors.push(format!("TTL {ttl} s, mTLS: stopped early: {error:#}"));
+            }
+        }
+        // Each mTLS row under its plaintext twin (the secure run has no monitor rows).
+        let mut secure = secure.into_iter();
+        for row in plain {
+            let twin = secure.next();
+            rows.push(row);
+            if let Some(mut twin) = twin {
+                twin.measure = format!("{} [mTLS]", twin.measure);
+                rows.push(twin);
+            }
         }
     }
     let mut report = format!("{header}\n{}", table(&rows));

@@ -126,6 +126,8 @@ struct Options {
     agents: PathBuf,
     namespaces: bool,
     etcd_members: usize,
+    /// etcd with mutual TLS and per-identity rights (`pacer up --secure`'s set-up).
+    secure: bool,
     /// Resources in a `Burst`.
     burst: usize,
 }
@@ -151,6 +153,7 @@ fn options() -> anyhow::Result<Options> {
         agents: root.join("agents"),
         namespaces: false,
         etcd_members: 1,
+        secure: false,
         burst: 150,
     };
     let mut args = std::env::args().skip(1);
@@ -170,10 +173,11 @@ fn options() -> anyhow::Result<Options> {
             "--pacer" => options.pacer = PathBuf::from(value()?),
             "--agents" => options.agents = PathBuf::from(value()?),
             "--namespaces" => options.namespaces = true,
+            "--secure" => options.secure = true,
             "--etcd-members" => options.etcd_members = value()?.parse().context("--etcd-members")?,
             "--burst" => options.burst = value()?.parse().context("--burst")?,
             other => bail!(
-                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--etcd-members 1|3] [--burst N]"
+                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--etcd-members 1|3] [--secure] [--burst N]"
             ),
         }
     }
@@ -576,6 +580,7 @@ async fn main() -> anyhow::Result<()> {
     let config = ClusterConfig {
         namespaces: options.namespaces,
         etcd_members: options.etcd_members,
+        secure: options.secure,
         ..ClusterConfig::new(3, options.lease_ttl, options.pacer.clone(), options.agents.clone())
     };
     let mut cluster = Cluster::start(config).await?;
@@ -689,6 +694,7 @@ async fn main() -> anyhow::Result<()> {
     }
     let source = if options.sequence.is_some() { "a given sequence".to_string() } else { format!("seed {}", options.seed) };
     let network = if cluster.namespaces() { "nodes in network namespaces" } else { "nodes on the loopback" };
+    let network = if cluster.secure() { format!("{network}, etcd over mutual TLS with per-identity rights") } else { network.to_string() };
     println!("\n{source}, {} runs, lease TTL {} s, {network} (logs kept in {} while running)", steps.len(), options.lease_ttl, cluster.dir().display());
     println!("{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9}", "fault", "runs", "violations", "self-fenced", "unrecovered", "p50", "p99", "max");
     let mut failed = false;
