@@ -86,6 +86,8 @@ pub struct TurnView {
     /// `ClusterPolicy.eventLimit`.
     pub limit: u32,
     pub revision: i64,
+    /// When the decision began: the time of the node changes it found.
+    pub time_usec: i64,
 }
 
 /// The running task, and how the rest of the leader talks to it.
@@ -223,7 +225,7 @@ async fn run(
         if turned || turns.has_changed().unwrap_or(false) {
             let turn = turns.borrow_and_update().clone();
             log.limit = Some(turn.limit);
-            let changes = node_changes(&mut log.announced, &turn.nodes, now_usec());
+            let changes = node_changes(&mut log.announced, &turn.nodes, turn.time_usec);
             log.announced_changed |= !changes.is_empty();
             for event in changes {
                 log.push(LeaderEvent { event, after_revision: turn.revision }, true);

@@ -687,6 +687,8 @@ async fn lead(
         let started = Instant::now();
         let requests_before = store.requests();
         let hold_unseen = elected_at.elapsed() < STARTUP_GRACE;
+        // What the turn finds of the nodes happened by now (before what it does).
+        let turn_time_usec = events::now_usec();
         let turn = tokio::select! {
             turn = decide(store, &mut cache, &mut memory, guard, hold_unseen) => turn,
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
@@ -736,6 +738,7 @@ async fn lead(
                     nodes: membership(&decision.snapshot, &cache),
                     limit: policy(&decision.snapshot.objects).event_limit,
                     revision: decision.input_revision,
+                    time_usec: turn_time_usec,
                 };
                 event_log.turns.send_if_modified(|last| {
                     let changed = *last != view;
