@@ -236,7 +236,10 @@ fn units_carry_the_required_directives() {
         "TimeoutStopSec=30min",
         "Restart=on-failure",
         "After=network-online.target time-sync.target resource-agents-deps.target",
-        "Wants=network-online.target time-sync.target resource-agents-deps.target",
+        // time-sync.target is passive: ordered after, never pulled in.
+        "Wants=network-online.target resource-agents-deps.target",
+        // Back within the lease, so a crashed agent resumes it.
+        "RestartSec=1s",
     ] {
         assert!(has(&agent, line), "pacer-agent.service lacks {line}");
     }
@@ -251,6 +254,9 @@ fn units_carry_the_required_directives() {
         "NoNewPrivileges=yes",
         "PrivateTmp=yes",
         "CapabilityBoundingSet=",
+        "Environment=PACER_CONFIG=/etc/pacer/scheduler.yaml",
+        "LogsDirectory=pacer",
+        "SystemCallErrorNumber=EPERM",
     ] {
         assert!(has(&scheduler, line), "pacer-scheduler.service lacks {line}");
     }

@@ -376,6 +376,10 @@ impl<'a> Session<'a> {
             keys.statuses_prefix(),
             keys.node_attributes_prefix(&config.node),
             keys.fencing_prefix(),
+            // The answers to the requests it runs (its own results: a request already
+            // answered is not run again after a restart) and the administrators'.
+            keys.node_fence_results_prefix(&config.node),
+            keys.fence_confirmations_prefix(),
             keys.node_requests_prefix(&config.node),
         ];
         let watched = prefixes.len();

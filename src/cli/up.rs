@@ -273,13 +273,14 @@ fn write_config(path: &Path, config: &ConnectConfig) -> anyhow::Result<()> {
     }
     let text = crate::api::yaml::to_yaml_string(&serde_json::Value::Object(fields));
     let temporary = path.with_extension("new");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("write {}", temporary.display()))?;
+    // A leftover file would keep its old mode: made anew, it is 0600.
+    if let Err(error) = std::fs::remove_file(&temporary)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        return Err(error).with_context(|| format!("remove {}", temporary.display()));
+    }
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).with_context(|| format!("write {}", temporary.display()))?;
     file.write_all(text.as_bytes()).with_context(|| format!("write {}", temporary.display()))?;
     std::fs::rename(&temporary, path).with_context(|| format!("write {}", path.display()))
 }

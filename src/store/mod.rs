@@ -353,7 +353,7 @@ impl Store {
             options = options.with_tls(material.options());
         }
         let client = Client::connect(&endpoints, Some(options)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
-        let mut store = Store {
+        let store = Store {
             client,
             keys: Keys::new(&config.prefix),
             max_txn_ops: DEFAULT_MAX_TXN_OPS,
@@ -362,8 +362,10 @@ impl Store {
             config: std::sync::Arc::new(tls::ConnectConfig { endpoints: endpoints.clone(), prefix: config.prefix.clone(), tls: config.tls.clone() }),
             tls: material,
         };
-        // Connecting is lazy; a first request tells whether anyone answers.
-        store.client.status().await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
+        // Connecting is lazy; a first request tells whether anyone answers. A read every
+        // identity may make (etcd 3.6 and 3.5.28 reserve the status call for root).
+        let probe = GetOptions::new().with_count_only();
+        store.kv().get(store.keys.spec_version(), Some(probe)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         Ok(store)
     }
 

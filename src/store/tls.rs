@@ -31,13 +31,25 @@ pub struct TlsFiles {
     pub key: Option<PathBuf>,
 }
 
-/// TLS material read and checked: what `Store::connect` hands the client.
-#[derive(Clone, Debug)]
+/// TLS material read and checked: what `Store::connect` hands the client. Its
+/// `Debug` shows no key material.
+#[derive(Clone)]
 pub struct TlsMaterial {
     pub(crate) ca_pem: Vec<u8>,
     pub(crate) identity: Option<(Vec<u8>, Vec<u8>)>,
     /// The client certificate's common name (the etcd user), if any.
     pub common_name: Option<String>,
+}
+
+impl std::fmt::Debug for TlsMaterial {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TlsMaterial")
+            .field("ca_pem", &format_args!("{} bytes", self.ca_pem.len()))
+            .field("identity", &self.identity.as_ref().map(|_| "<certificate and key>"))
+            .field("common_name", &self.common_name)
+            .finish()
+    }
 }
 
 /// TLS material that cannot be used. Never retryable: fix the files or the flags.
