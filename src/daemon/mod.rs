@@ -321,10 +321,27 @@ async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, spec_
 /// default spec). Returns false when the write failed and should be tried again soon.
 async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard) -> bool {
     let node_key = |name: &str| ObjectKey { kind: Kind::Node, name: Name::from(name) };
+    // Each node's manifest on its own: one agent's invalid proposal (attributes,
+    // capacity) holds up no other node's object.
     let missing: Vec<(&String, &NodeHeartbeat)> = cache
         .heartbeats()
         .iter()
         .filter(|(name, entry)| entry.lease != 0 && !cache.objects().contains_key(&node_key(name)))
+        .filter(|(name, entry)| {
+            let loaded = load_manifests(&[Source { name: format!("heartbeat of {name}"), text: node_manifest(name, &entry.heartbeat) }]);
+            // The object's own checks too (a Node refers to nothing else).
+            let alone: crate::api::ObjectSet = loaded.manifests.iter().map(|manifest| (manifest.object.key(), manifest.object.clone())).collect();
+            let problem = loaded.diagnostics.first().map(ToString::to_string).or_else(|| {
+                crate::api::validate::check_objects(&alone).first().map(|problem| format!("{}: {}", problem.path, problem.message))
+            });
+            match problem {
+                Some(problem) => {
+                    tracing::warn!(node = %name, %problem, "cannot create the Node object of a node whose agent runs: its agent's attributes or capacity are invalid");
+                    false
+                }
+                None => true,
+            }
+        })
         .map(|(name, entry)| (name, &entry.heartbeat))
         .collect();
     if missing.is_empty() {
@@ -332,10 +349,6 @@ async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard
     }
     let text: String = missing.iter().map(|(name, heartbeat)| node_manifest(name, heartbeat)).collect();
     let loaded = load_manifests(&[Source { name: "heartbeats".into(), text }]);
-    if let Some(problem) = loaded.diagnostics.first() {
-        tracing::warn!(%problem, "cannot create the Node objects of nodes whose agents run; their agents' attributes or capacity are invalid");
-        return true;
-    }
     let request = ApplyRequest {
         expect_revisions: missing.iter().map(|(name, _)| (node_key(name), 0)).collect(),
         loaded,
