@@ -300,29 +300,37 @@ async fn a_killed_node_is_fenced_and_its_resources_run_elsewhere_with_a_5s_lease
     bounded(fenced_failover(5)).await;
 }
 
+/// Two nodes whose only fence device always fails, `web` (a witness logging to the
+/// returned log) running, and the node running it killed: its fencing has failed
+/// once. Returns the cluster, the witness log and the lost node.
+async fn web_node_lost_and_fencing_failing() -> (Cluster, PathBuf, String) {
+    let names = ["n1", "n2"];
+    let mut cluster = Cluster::new(&nodes(&names)).await;
+    let log = cluster.path("witness.log");
+    cluster
+            .apply("---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {name: broken}\nspec: {agent: fence_dummy, hostList: [n1, n2], params: {type: fail}, retries: 1}\n")
+            .await;
+    cluster.start_scheduler("s1", 2);
+    for node in names {
+        cluster.start_agent(node, 2);
+    }
+    cluster.apply(&witness("web", &log, "")).await;
+    cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+    let victim = cluster.running("web").remove(0);
+    cluster.processes.get_mut(&victim).expect("victim").kill9();
+    cluster
+        .wait_for("the fencing failure to be reported", Duration::from_secs(30), || {
+            cluster.status()["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "failed")
+        })
+        .await;
+    (cluster, log, victim)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_fencing_fails_nothing_moves_until_a_person_confirms() {
     require_fence_dummy();
     bounded(async {
-        let names = ["n1", "n2"];
-        let mut cluster = Cluster::new(&nodes(&names)).await;
-        let log = cluster.path("witness.log");
-        cluster
-            .apply("---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {name: broken}\nspec: {agent: fence_dummy, hostList: [n1, n2], params: {type: fail}, retries: 1}\n")
-            .await;
-        cluster.start_scheduler("s1", 2);
-        for node in names {
-            cluster.start_agent(node, 2);
-        }
-        cluster.apply(&witness("web", &log, "")).await;
-        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
-        let victim = cluster.running("web").remove(0);
-        cluster.processes.get_mut(&victim).expect("victim").kill9();
-        cluster
-            .wait_for("the fencing failure to be reported", Duration::from_secs(30), || {
-                cluster.status()["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "failed")
-            })
-            .await;
+        let (cluster, log, victim) = web_node_lost_and_fencing_failing().await;
         // Retries keep failing; nothing starts elsewhere meanwhile.
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert_eq!(cluster.node_state(&victim), "unclean");
@@ -583,25 +591,7 @@ async fn a_lease_key_of_one_node_naming_another_shows_neither_online() {
 async fn a_forged_fencing_success_from_another_node_moves_nothing() {
     require_fence_dummy();
     bounded(async {
-        let names = ["n1", "n2"];
-        let mut cluster = Cluster::new(&nodes(&names)).await;
-        let log = cluster.path("witness.log");
-        cluster
-            .apply("---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {name: broken}\nspec: {agent: fence_dummy, hostList: [n1, n2], params: {type: fail}, retries: 1}\n")
-            .await;
-        cluster.start_scheduler("s1", 2);
-        for node in names {
-            cluster.start_agent(node, 2);
-        }
-        cluster.apply(&witness("web", &log, "")).await;
-        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
-        let victim = cluster.running("web").remove(0);
-        cluster.processes.get_mut(&victim).expect("victim").kill9();
-        cluster
-            .wait_for("the fencing failure to be reported", Duration::from_secs(30), || {
-                cluster.status()["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "failed")
-            })
-            .await;
+        let (cluster, log, victim) = web_node_lost_and_fencing_failing().await;
         let mut client = cluster.etcd.client().await;
         let response = client.get(format!("{PREFIX}/fencing/{victim}/request"), None).await.expect("read the request");
         let request: Value = serde_json::from_slice(response.kvs()[0].value()).expect("request JSON");

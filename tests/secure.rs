@@ -26,25 +26,12 @@ impl Drop for Up {
 
 /// `pacer --config CONFIG ARGS`, with no other cluster settings in the environment.
 fn pacer_with_config(config: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .arg("--config")
-        .arg(config)
-        .args(args)
-        .env_remove("PACER_ETCD")
-        .env_remove("PACER_PREFIX")
-        .env_remove("PACER_ETCD_CA")
-        .env_remove("PACER_ETCD_CERT")
-        .env_remove("PACER_ETCD_KEY")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pacer");
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all(stdin.unwrap_or_default().as_bytes()).expect("write stdin");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pacer"));
+    command.arg("--config").arg(config).args(args);
+    for variable in ["PACER_ETCD", "PACER_PREFIX", "PACER_ETCD_CA", "PACER_ETCD_CERT", "PACER_ETCD_KEY"] {
+        command.env_remove(variable);
     }
-    child.wait_with_output().expect("wait for pacer")
+    common::run(&mut command, stdin)
 }
 
 fn status(config: &Path) -> Value {

@@ -586,7 +586,7 @@ impl Checker<'_, '_, '_> {
 
 /// An absolute path to a file: it starts with `/`, does not end with one, and has no
 /// `..` nor control characters.
-fn is_absolute_file_path(path: &str) -> bool {
+pub(crate) fn is_absolute_file_path(path: &str) -> bool {
     path.starts_with('/') && !path.ends_with('/') && !path.split('/').any(|part| part == "..") && !path.chars().any(char::is_control)
 }
 

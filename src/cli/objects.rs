@@ -100,7 +100,7 @@ fn check_receivers_here(loaded: &Loaded) -> Vec<Diagnostic> {
         // A receiver given twice, or a path that is not an absolute file path, is
         // refused by the checks already.
         let Some(exec) = alert.receiver.exec.as_ref().filter(|_| alert.enabled && alert.receiver.webhook.is_none()) else { continue };
-        if !exec.path.starts_with('/') || exec.path.ends_with('/') || exec.path.split('/').any(|part| part == "..") {
+        if !crate::api::validate::is_absolute_file_path(&exec.path) {
             continue;
         }
         let problem = match std::fs::metadata(&exec.path) {

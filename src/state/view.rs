@@ -335,21 +335,12 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::manifest::{Source, load};
     use crate::api::records::DeliveryFailure;
 
     #[test]
     fn alerts_show_only_a_last_failure_of_the_alert_as_it_is_now() {
         let yaml = "apiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {name: mail}\nspec:\n  receiver:\n    exec: {path: /bin/true}\n---\napiVersion: pacer.io/v1alpha1\nkind: Alert\nmetadata: {name: hook}\nspec:\n  receiver:\n    webhook: {url: 'https://example.com'}\n";
-        let objects: Vec<Object> = load(&[Source { name: "t.yaml".into(), text: yaml.into() }])
-            .manifests
-            .into_iter()
-            .map(|manifest| {
-                let mut object = manifest.object;
-                object.metadata.uid = Some(format!("uid-{}", object.name()));
-                object
-            })
-            .collect();
+        let objects: Vec<Object> = crate::alerts::select::tests::parse_objects_for_tests(yaml);
         let failure = DeliveryFailure { sequence: 9, time_usec: 5_000_000, reason: "exited with 1".into() };
         let cursor = |uid: &str, last_failure: Option<DeliveryFailure>| AlertCursor {
             alert_uid: uid.into(),

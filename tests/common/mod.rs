@@ -45,16 +45,14 @@ impl TestEtcd {
 
 /// Runs the `pacer` binary against `endpoint` with `prefix`, feeding `stdin`.
 pub fn pacer(endpoint: &str, prefix: &str, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .args(args)
-        .env("PACER_ETCD", endpoint)
-        .env("PACER_PREFIX", prefix)
-        .env_remove("PACER_LOG")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pacer");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pacer"));
+    command.args(args).env("PACER_ETCD", endpoint).env("PACER_PREFIX", prefix).env_remove("PACER_LOG");
+    run(&mut command, stdin)
+}
+
+/// Runs `command` to its end, feeding `stdin`, and returns what it printed.
+pub fn run(command: &mut Command, stdin: Option<&str>) -> Output {
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run pacer");
     if let Some(mut input) = child.stdin.take() {
         input.write_all(stdin.unwrap_or_default().as_bytes()).expect("write stdin");
     }
