@@ -1026,6 +1026,7 @@ impl<'a> Session<'a> {
             interval_ms: step.action.interval_ms(),
             timeout: step.timeout,
             params: step.definition.params.clone(),
+            secret_files: step.definition.secret_files.clone(),
             meta: step.definition.meta.clone(),
             node: self.config.node.clone(),
             node_attributes,
@@ -1112,6 +1113,7 @@ async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: 
                 target: Some(request.target.clone()),
                 plug: Some(step.plug.clone()),
                 params: step.params.clone(),
+                secret_files: step.secret_files.clone(),
                 timeout: step.timeout,
             };
             let mut device_ok = false;

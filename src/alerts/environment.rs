@@ -77,8 +77,11 @@ pub fn alert_environment(call: &Call<'_>) -> Vec<(String, String)> {
         // Never delivered (`AlertConfig::selects`); described all the same.
         EventKind::Decision | EventKind::Delivery => set("desc", event.desc.clone()),
     }
+    // Parameters kept in files are read by the delivery, just before the run.
     for (name, value) in &call.alert.spec.parameters {
-        env.push((name.clone(), value.as_str().to_string()));
+        if let Some(value) = value.plain() {
+            env.push((name.clone(), value.to_string()));
+        }
     }
     env.sort();
     env

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::agent::FenceAgentRef;
 use super::duration::Duration;
 use super::names::{Name, ParamValue};
+use super::params::Param;
 use super::resource::{CloneSpec, Operation, ResourceMeta};
 use super::score::Score;
 
@@ -19,7 +20,7 @@ pub struct FenceDeviceSpec {
     /// Passed to the agent on stdin as `key=value` lines.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_-]*$", "maxLength": 128}))]
-    pub params: BTreeMap<String, ParamValue>,
+    pub params: BTreeMap<String, Param>,
     /// Nodes this device can fence (`pcmk_host_list`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_list: Vec<Name>,
@@ -317,7 +318,7 @@ pub struct AlertSpec {
     /// Given to an exec receiver as environment variables (Pacemaker's instance
     /// attributes of an alert, such as `debug_exec_order` for the file sample).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub parameters: BTreeMap<String, ParamValue>,
+    pub parameters: BTreeMap<String, Param>,
 }
 
 fn is_true(value: &bool) -> bool {

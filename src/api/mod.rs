@@ -10,6 +10,7 @@ pub mod manifest;
 pub mod names;
 pub mod object;
 pub mod ocf;
+pub mod params;
 pub mod path;
 pub mod records;
 pub mod resource;
@@ -22,6 +23,7 @@ pub mod yaml;
 
 pub use duration::Duration;
 pub use names::{Name, ParamValue};
+pub use params::Param;
 pub use object::{API_VERSION, Kind, Object, ObjectKey, ObjectMeta, Spec};
 pub use path::FieldPath;
 pub use score::Score;

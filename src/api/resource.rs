@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::agent::AgentRef;
 use super::duration::Duration;
-use super::names::{Name, ParamValue};
+use super::names::Name;
+use super::params::Param;
 use super::score::Score;
 
 /// A primitive resource: one agent instance, possibly cloned.
@@ -19,7 +20,7 @@ pub struct ResourceSpec {
     /// Instance attributes, passed to OCF agents as `OCF_RESKEY_<name>`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[schemars(extend("propertyNames" = {"pattern": "^[A-Za-z_][A-Za-z0-9_]*$", "maxLength": 128}))]
-    pub params: BTreeMap<String, ParamValue>,
+    pub params: BTreeMap<String, Param>,
     /// Operation definitions: timeouts of start/stop, recurring monitors.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 64))]

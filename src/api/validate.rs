@@ -7,7 +7,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::cluster::{AlertSpec, FenceDeviceSpec, FencingTopologySpec, HostCheck, NodeSpec};
 use super::constraint::{ColocationSpec, Expression, ExpressionOperation, ExpressionType, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceSet};
-use super::names::{Name, ParamValue};
+use super::names::Name;
+use super::params::Param;
 use super::object::{Kind, Object, ObjectKey, Spec};
 use super::path::FieldPath;
 use super::resource::{CloneSpec, GroupSpec, OnFail, OperationName, ResourceMeta, ResourceSpec, Role};
@@ -164,10 +165,10 @@ impl Checker<'_, '_, '_> {
         }
     }
 
-    fn check_params(&mut self, params: &BTreeMap<String, ParamValue>) {
+    fn check_params(&mut self, params: &BTreeMap<String, Param>) {
         for (name, value) in params {
-            if value.as_str().contains('\0') {
-                self.problem(spec_path("params").key(name.clone()), "value contains a NUL character");
+            if let Err(reason) = check_param_value(value) {
+                self.problem(spec_path("params").key(name.clone()), reason);
             }
         }
     }
@@ -577,10 +578,20 @@ impl Checker<'_, '_, '_> {
             let path = spec_path("parameters").key(name.clone());
             if let Err(reason) = check_parameter_name(name) {
                 self.problem(path, reason);
-            } else if value.as_str().contains('\0') {
-                self.problem(path, "value contains a NUL character");
+            } else if let Err(reason) = check_param_value(value) {
+                self.problem(path, reason);
             }
         }
+    }
+}
+
+/// A parameter's value: no NUL character (an environment or a stdin line could not
+/// carry it); a secret file's path absolute, without `..`. Never quotes the value.
+fn check_param_value(value: &Param) -> Result<(), String> {
+    match value {
+        Param::Value(value) if value.as_str().contains('\0') => Err("value contains a NUL character".into()),
+        Param::Value(_) => Ok(()),
+        Param::SecretFile(path) => super::params::check_secret_path(path),
     }
 }
 

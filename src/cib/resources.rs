@@ -12,12 +12,18 @@ use crate::api::cluster::{FenceDeviceSpec, HostCheck};
 use crate::api::resource::{
     CloneSpec, GroupSpec, MultipleActive, OnFail, Operation, OperationName, PromotableSpec, Requires, ResourceMeta, ResourceSpec, Role,
 };
-use crate::api::{Duration, Name, Object, ObjectMeta, ParamValue, Spec};
+use crate::api::{Duration, Name, Object, ObjectMeta, Param, ParamValue, Spec};
 
 use super::config::{ClusterSettings, NodeTable};
 use super::values::{parse_bool, parse_duration, parse_role, parse_score};
 use super::xml::Element;
 use super::{Importer, Namespace};
+
+/// The value cibsecret leaves in the CIB for a parameter it moved to a local file.
+const CIBSECRET_MARKER: &str = "lrm://";
+/// Where cibsecret keeps those files on each node (`LRM_CIBSECRETS_DIR`), one per
+/// resource and parameter: `<dir>/<resource id>/<parameter>` (and `<parameter>.sign`).
+const CIBSECRETS_DIR: &str = "/var/lib/pacemaker/lrm/secrets";
 
 /// The placeable objects of a CIB and how constraints find them.
 pub(crate) struct Placed {
@@ -339,7 +345,8 @@ impl Importer {
         let mut resource_params = BTreeMap::new();
         for (param, value) in params {
             if is_identifier(&param, false) {
-                resource_params.insert(param, ParamValue(value));
+                let imported = self.import_param(id, &param, value);
+                resource_params.insert(param, imported);
             } else {
                 self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer"));
             }
@@ -358,6 +365,26 @@ impl Importer {
         }
         placed.objects.push(Object { metadata: ObjectMeta { name: name.clone(), ..ObjectMeta::default() }, spec: Spec::Resource(spec) });
         Some(name)
+    }
+
+    /// One instance attribute of primitive `id` as a Pacer parameter. cibsecret's
+    /// marker (`lrm://`: the value is in a file on each node) becomes a reference to
+    /// that file, `/var/lib/pacemaker/lrm/secrets/<id>/<param>`; so does a plain
+    /// value whose name is taken for a secret (`params::is_secret_name`), which is
+    /// not copied into the output. Both with a note.
+    fn import_param(&mut self, id: &str, param: &str, value: String) -> Param {
+        let cibsecret = value.trim() == CIBSECRET_MARKER;
+        if !cibsecret && !crate::api::params::is_secret_name(param) {
+            return Param::Value(ParamValue(value));
+        }
+        let path = format!("{CIBSECRETS_DIR}/{id}/{param}");
+        let reason = if cibsecret {
+            format!("{param} is a cibsecret (lrm://): read from {path} on each node, where `cibsecret set` keeps it (its .sign checksum is not checked)")
+        } else {
+            format!("{param} looks like a secret: its value is not copied; write it to {path} (mode 0600) on each node, or change the secretFile path")
+        };
+        self.unmapped("nvpair", id, reason);
+        Param::SecretFile(path)
     }
 
     fn fence_params(&mut self, id: &str, params: &[(String, String)], nodes: &NodeTable, spec: &mut FenceDeviceSpec) {
@@ -399,7 +426,8 @@ impl Importer {
                 }
                 "action" | "nodename" => self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out")),
                 _ if is_identifier(param, true) => {
-                    spec.params.insert(param.clone(), ParamValue(value.clone()));
+                    let imported = self.import_param(id, param, value.clone());
+                    spec.params.insert(param.clone(), imported);
                 }
                 _ => self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer")),
             }

@@ -32,6 +32,7 @@ mod fence;
 mod process;
 pub mod reaper;
 mod resolve;
+pub mod secret;
 mod shims;
 
 use std::collections::BTreeMap;
@@ -128,6 +129,10 @@ pub struct OperationRequest {
     pub timeout: Duration,
     /// Instance parameters: `OCF_RESKEY_<name>` (`OCF_CHECK_LEVEL` as itself).
     pub params: BTreeMap<String, String>,
+    /// Parameters whose values are read from files on this host just before the run
+    /// (`secret.rs`): name to path. Passed like `params`; a stop runs without those
+    /// it cannot read (as Pacemaker's executor does), any other action fails.
+    pub secret_files: BTreeMap<String, String>,
     /// `OCF_RESKEY_CRM_meta_<key>` with `-` turned into `_` (clone, notify variables).
     /// `timeout`, `interval`, `name` and `on_node` are set from the request unless
     /// given here.
@@ -209,6 +214,8 @@ pub struct FenceRequest {
     pub plug: Option<String>,
     /// The device's parameters, one `key=value` line each (`pcmk_*` are not passed).
     pub params: BTreeMap<String, String>,
+    /// Parameters read from files on this host just before the run: name to path.
+    pub secret_files: BTreeMap<String, String>,
     pub timeout: Duration,
 }
 
@@ -418,6 +425,26 @@ impl Executor {
         cancel: impl Future<Output = ()>,
         map_rc: impl Fn(i32) -> i32,
     ) -> OperationResult {
+        // Only OCF agents get parameters; the secrets are read now, just before the run.
+        let mut secrets = secret::Secrets::default();
+        let mut with_secrets = None;
+        if ocf.is_some() && !request.secret_files.is_empty() {
+            match secret::read_secret_files(&request.secret_files) {
+                Ok(read) => {
+                    let mut full = request.clone();
+                    full.params.extend(read.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+                    with_secrets = Some(full);
+                    secrets = read;
+                }
+                // A stop must not fail for a secret (a failed stop fences the node): it
+                // runs without them, as Pacemaker's executor does.
+                Err(reason) if request.action == "stop" => {
+                    tracing::warn!(resource = %request.resource, "stop without its secret parameters: {reason}");
+                }
+                Err(reason) => return OperationResult::refused(ExecStatus::ErrorHard, rc::NOT_CONFIGURED, reason),
+            }
+        }
+        let request = with_secrets.as_ref().unwrap_or(request);
         let operation_dir = self.work_dir.join("operations").join(self.next_operation.fetch_add(1, Ordering::Relaxed).to_string());
         let node_attributes_file = operation_dir.join("node-attributes");
         let updates_file = operation_dir.join("attribute-updates");
@@ -463,7 +490,7 @@ impl Executor {
         let attributes = shims::parse_updates(&std::fs::read_to_string(&updates_file).unwrap_or_default());
         let _ = std::fs::remove_dir_all(&operation_dir);
         let (status, rc, reason) = interpret(&finished, request.timeout, map_rc);
-        OperationResult {
+        let mut result = OperationResult {
             status,
             rc,
             exit_reason: finished.exit_reason.or(reason),
@@ -471,7 +498,14 @@ impl Executor {
             stderr: finished.stderr,
             duration: finished.duration,
             attributes,
+        };
+        // What the agent says becomes a failure reason, a log line, an event.
+        secrets.scrub(&mut result.stdout);
+        secrets.scrub(&mut result.stderr);
+        if let Some(reason) = result.exit_reason.as_mut() {
+            secrets.scrub(reason);
         }
+        result
     }
 
     /// Gets an agent's metadata (OCF `meta-data`; synthesized for LSB and systemd).
@@ -484,6 +518,7 @@ impl Executor {
             interval_ms: 0,
             timeout,
             params: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::new(),
             node: String::new(),
             node_attributes: BTreeMap::new(),
@@ -529,7 +564,18 @@ impl Executor {
             }
             Err(other) => return refused(ExecStatus::ErrorHard, rc::NOT_INSTALLED, format!("{program_name}: {other:?}")),
         };
-        let stdin = match fence::render_stdin(request, plugin) {
+        // The secrets are read now, just before the run, and passed as parameters.
+        let secrets = match secret::read_secret_files(&request.secret_files) {
+            Ok(secrets) => secrets,
+            Err(reason) => return refused(ExecStatus::ErrorHard, rc::NOT_CONFIGURED, reason),
+        };
+        let mut with_secrets = None;
+        if !request.secret_files.is_empty() {
+            let mut full = request.clone();
+            full.params.extend(secrets.iter().map(|(name, value)| (name.to_string(), value.to_string())));
+            with_secrets = Some(full);
+        }
+        let stdin = match fence::render_stdin(with_secrets.as_ref().unwrap_or(request), plugin) {
             Ok(stdin) => stdin,
             Err(reason) => return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, reason),
         };
@@ -548,7 +594,10 @@ impl Executor {
         if let Some(reason) = reason {
             stderr.push_str(&format!("\n[pacer: {reason}]"));
         }
-        FenceResult { status, rc, output: finished.stdout, stderr, duration: finished.duration }
+        let mut output = finished.stdout;
+        secrets.scrub(&mut output);
+        secrets.scrub(&mut stderr);
+        FenceResult { status, rc, output, stderr, duration: finished.duration }
     }
 }
 

@@ -17,6 +17,8 @@ pub struct DeviceStep {
     pub device: String,
     pub agent: FenceAgentRef,
     pub params: BTreeMap<String, String>,
+    /// Parameters read from files on the executing node: name to path.
+    pub secret_files: BTreeMap<String, String>,
     /// The port/plug for the target (the device's host map, else the node's name).
     pub plug: String,
     pub timeout: Duration,
@@ -48,7 +50,8 @@ pub fn fence_levels(target: &str, objects: &[Object]) -> Vec<Vec<DeviceStep>> {
     let step = |name: &str, device: &FenceDeviceSpec| DeviceStep {
         device: name.to_string(),
         agent: device.agent.clone(),
-        params: device.params.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect(),
+        params: super::assignments::plain_params(&device.params),
+        secret_files: super::assignments::secret_files(&device.params),
         plug: device.host_map.get(target).cloned().unwrap_or_else(|| target.to_string()),
         timeout: device.timeout.map_or(timeout, |limit| Duration::from_millis(limit.as_millis())),
         attempts: device.retries.unwrap_or(2).max(1),

@@ -150,8 +150,14 @@ pub struct AssignedResource {
 #[serde(rename_all = "camelCase")]
 pub struct Definition {
     pub agent: AgentRef,
+    /// The parameters written in the configuration, by name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub params: BTreeMap<String, String>,
+    /// Parameters whose values are secrets kept in files on the node: name to the
+    /// file's absolute path. Only the path travels (plans, statuses, decision inputs);
+    /// the executor reads the file just before each run. No name is in both maps.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_files: BTreeMap<String, String>,
     /// `OCF_RESKEY_CRM_meta_<key>` values: the clone's options and the instance number.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
