@@ -368,13 +368,25 @@ async fn run_exec(alert: &AlertConfig, path: &Path, event: &EventRecord, node_id
     let node_id = event.node.as_ref().and_then(|node| node_ids.get(node)).copied().unwrap_or(0);
     let recipients: Vec<Option<&str>> =
         if alert.spec.recipients.is_empty() { vec![None] } else { alert.spec.recipients.iter().map(|recipient| Some(recipient.as_str())).collect() };
+    // Parameters kept in files on this host, read now, just before the runs.
+    let secret_files = crate::api::params::secret_files(&alert.spec.parameters);
+    let secrets = std::sync::Arc::new(crate::exec::secret::read_secret_files(&secret_files)?);
     let mut calls = JoinSet::new();
     for recipient in recipients {
-        let env = alert_environment(&Call { event, alert, recipient, node_id, time });
+        let mut env = alert_environment(&Call { event, alert, recipient, node_id, time });
+        env.extend(secrets.iter().map(|(name, value)| (name.to_string(), value.to_string())));
         let path = path.to_path_buf();
         let timeout = alert.timeout;
         let recipient = recipient.map(str::to_string);
-        calls.spawn(async move { (recipient, run_alert_agent(&path, env, timeout).await) });
+        let secrets = secrets.clone();
+        calls.spawn(async move {
+            let mut outcome = run_alert_agent(&path, env, timeout).await;
+            // The reason quotes the agent's output: never a secret it printed.
+            if let Err(reason) = outcome.as_mut() {
+                secrets.scrub(reason);
+            }
+            (recipient, outcome)
+        });
     }
     let mut failure = None;
     while let Some(joined) = calls.join_next().await {

@@ -171,7 +171,9 @@ fn load_document(origin: Origin, loaded: &mut Loaded, first_seen: &mut HashMap<O
             loaded.broken.insert(name.clone());
         }
         for violation in violations {
-            report(loaded, Some(label.clone()), violation.path, violation.message);
+            // Schema errors quote the value they refuse: not a secret's.
+            let message = super::params::redact_message(&violation.path, violation.message);
+            report(loaded, Some(label.clone()), violation.path, message);
         }
         return;
     }
@@ -182,7 +184,8 @@ fn load_document(origin: Origin, loaded: &mut Loaded, first_seen: &mut HashMap<O
             if let Some(name) = &name {
                 loaded.broken.insert(name.clone());
             }
-            report(loaded, Some(label), error.path, error.message);
+            let message = super::params::redact_message(&error.path, error.message);
+            report(loaded, Some(label), error.path, message);
             return;
         }
     };

@@ -10,6 +10,7 @@
 //! `redact_message`), and `pacer apply` warns about them (`plain_secret_warnings`).
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -144,6 +145,16 @@ impl JsonSchema for Param {
     }
 }
 
+/// The parameters written in the configuration, as agents receive them.
+pub fn plain_values(params: &BTreeMap<String, Param>) -> BTreeMap<String, String> {
+    params.iter().filter_map(|(key, value)| Some((key.clone(), value.plain()?.to_string()))).collect()
+}
+
+/// The parameters kept in files on the running host: name to path, never the value.
+pub fn secret_files(params: &BTreeMap<String, Param>) -> BTreeMap<String, String> {
+    params.iter().filter_map(|(key, value)| Some((key.clone(), value.secret_file()?.to_string()))).collect()
+}
+
 /// Whether a parameter name is taken for a secret: its plain value is never shown and
 /// `pacer apply` suggests `secretFile`. The name, lower-cased with `-` read as `_`,
 /// ends in a word for a password or key: `passwd`, `password`, `passphrase`,
@@ -204,8 +215,42 @@ pub fn redact_object(object: &mut Value) {
     }
 }
 
+/// `redact_object` on both sides of a change, where a plain secret whose value
+/// changed reads `(redacted, changed)` on the new side: a diff shows that it changed,
+/// never what it was or became.
+pub fn redact_change(before: Option<&mut Value>, after: Option<&mut Value>) {
+    let secrets = |object: &Value| -> Vec<(&'static str, String, Value)> {
+        let mut found = Vec::new();
+        for (_, field) in PARAM_MAPS {
+            if let Some(Value::Object(params)) = object.get("spec").and_then(|spec| spec.get(field)) {
+                found.extend(params.iter().filter(|(name, value)| is_secret_name(name) && !value.is_object()).map(|(name, value)| (field, name.clone(), value.clone())));
+            }
+        }
+        found
+    };
+    let old = before.as_deref().map(secrets).unwrap_or_default();
+    if let Some(before) = before {
+        redact_object(before);
+    }
+    let Some(after) = after else { return };
+    let changed: Vec<(&str, String)> = secrets(after)
+        .into_iter()
+        .filter(|(field, name, value)| old.iter().any(|(old_field, old_name, old_value)| old_field == field && old_name == name && old_value != value))
+        .map(|(field, name, _)| (field, name))
+        .collect();
+    redact_object(after);
+    for (field, name) in changed {
+        if let Some(value) = after.get_mut("spec").and_then(|spec| spec.get_mut(field)).and_then(|params| params.get_mut(&name)) {
+            *value = Value::String(REDACTED_CHANGED.to_string());
+        }
+    }
+}
+
+/// What a diff shows for a plain secret whose value changed.
+pub const REDACTED_CHANGED: &str = "(redacted, changed)";
+
 /// The parameters of one object's spec, by the field path of their map.
-pub fn parameters_of(spec: &super::Spec) -> Option<(FieldPath, &std::collections::BTreeMap<String, Param>)> {
+pub fn parameters_of(spec: &super::Spec) -> Option<(FieldPath, &BTreeMap<String, Param>)> {
     match spec {
         super::Spec::Resource(resource) => Some((FieldPath::of(&["spec", "params"]), &resource.params)),
         super::Spec::FenceDevice(device) => Some((FieldPath::of(&["spec", "params"]), &device.params)),
@@ -287,6 +332,15 @@ mod tests {
         let mut alert = serde_json::json!({"kind": "Alert", "spec": {"parameters": {"api_token": "t0k"}}});
         redact_object(&mut alert);
         assert_eq!(alert["spec"]["parameters"]["api_token"], REDACTED);
+    }
+
+    #[test]
+    fn a_diff_says_a_secret_changed_without_its_values() {
+        let mut before = serde_json::json!({"kind": "Resource", "spec": {"params": {"password": "old-pw", "db_token": "same", "ip": "10.0.0.1"}}});
+        let mut after = serde_json::json!({"kind": "Resource", "spec": {"params": {"password": "new-pw", "db_token": "same", "ip": "10.0.0.2"}}});
+        redact_change(Some(&mut before), Some(&mut after));
+        assert_eq!(before["spec"]["params"], serde_json::json!({"password": REDACTED, "db_token": REDACTED, "ip": "10.0.0.1"}));
+        assert_eq!(after["spec"]["params"], serde_json::json!({"password": REDACTED_CHANGED, "db_token": REDACTED, "ip": "10.0.0.2"}));
     }
 
     #[test]

@@ -84,9 +84,21 @@ pub(super) async fn apply(global: &Global, args: &ApplyArgs) -> anyhow::Result<u
     let mut loaded = load_files(&args.files);
     let receivers = check_receivers_here(&loaded);
     loaded.diagnostics.extend(receivers);
+    warn_plain_secrets(&loaded);
     let store = global.connect().await?;
     let request = ApplyRequest { loaded, applyset: args.applyset.clone(), prune: args.prune, dry_run: args.dry_run, ..Default::default() };
     apply_and_report(&store, &request).await
+}
+
+/// A warning line on stderr for each plain parameter whose name is taken for a
+/// secret (`api::params::is_secret_name`): it would be stored in etcd as written.
+fn warn_plain_secrets(loaded: &Loaded) {
+    for manifest in &loaded.manifests {
+        for (path, message) in crate::api::params::plain_secret_warnings(&manifest.object.spec) {
+            let diagnostic = manifest.origin.diagnostic(Some(manifest.object.key().to_string()), path, message);
+            eprintln!("warning: {diagnostic}");
+        }
+    }
 }
 
 /// The exec receivers of enabled alerts that do not exist or are not executable on
@@ -205,6 +217,7 @@ pub(super) async fn get(global: &Global, args: &GetArgs) -> anyhow::Result<u8> {
                 .iter()
                 .map(|object| {
                     let mut value = object.to_value();
+                    crate::api::params::redact_object(&mut value);
                     if let (Some(status), serde_json::Value::Object(map)) = (statuses.get(&object.key()), &mut value) {
                         map.insert("status".into(), status.to_value());
                     }

@@ -227,17 +227,19 @@ pub fn objects_json(objects: &[Value], single: bool) -> String {
     serde_json::to_string_pretty(&value).unwrap_or_default() + "\n"
 }
 
-fn diffable(object: Option<&Object>) -> String {
-    let Some(object) = object else { return String::new() };
-    let mut shown = object.clone();
+fn diffable(object: Option<&Object>) -> Option<serde_json::Value> {
+    let mut shown = object?.clone();
     shown.metadata.resource_version = None;
-    to_yaml_string(&shown.to_value())
+    Some(shown.to_value())
 }
 
 /// A unified diff of one planned change, stored form against applied form.
 pub fn unified_diff(planned: &PlannedObject) -> String {
-    let before = diffable(planned.before.as_ref());
-    let after = diffable(planned.after.as_ref());
+    let (mut before, mut after) = (diffable(planned.before.as_ref()), diffable(planned.after.as_ref()));
+    // A diff shows that a password changed, never its values.
+    crate::api::params::redact_change(before.as_mut(), after.as_mut());
+    let before = before.as_ref().map(to_yaml_string).unwrap_or_default();
+    let after = after.as_ref().map(to_yaml_string).unwrap_or_default();
     let old_label = if planned.before.is_some() { format!("{} (stored)", planned.key) } else { "/dev/null".to_string() };
     let new_label = if planned.after.is_some() { format!("{} (applied)", planned.key) } else { "/dev/null".to_string() };
     similar::TextDiff::from_lines(&before, &after).unified_diff().context_radius(3).header(&old_label, &new_label).to_string()

@@ -103,6 +103,7 @@ mod tests {
             interval_ms: 10_000,
             timeout: Duration::from_secs(20),
             params: BTreeMap::from([("state".to_string(), "/x y;$(rm -rf /)".to_string()), ("OCF_CHECK_LEVEL".to_string(), "10".to_string())]),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::from([("clone-max".to_string(), "2".to_string()), ("notify_type".to_string(), "pre".to_string())]),
             node: "n1".into(),
             node_attributes: BTreeMap::new(),

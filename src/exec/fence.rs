@@ -62,6 +62,7 @@ mod tests {
             target: Some("node-b".into()),
             plug: Some("vm-b".into()),
             params: BTreeMap::from([("type".to_string(), "file".to_string()), ("pcmk_host_list".to_string(), "node-b".to_string())]),
+            secret_files: BTreeMap::new(),
             timeout: Duration::from_secs(5),
         };
         assert_eq!(render_stdin(&request, None).expect("stdin"), "action=off\nport=vm-b\nnodename=node-b\ntype=file\n");

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::resource::{CloneSpec, ResourceSpec, Role};
-use crate::api::{Object, Param, Spec};
+use crate::api::{Object, Spec, params};
 use crate::scheduler::plan::{Gate, Plan, ResourceKind, ResourcePlan};
 
 use crate::api::records::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
@@ -148,21 +148,11 @@ fn definition(spec: &ResourceSpec, instance: &str, clone: Option<&CloneSpec>) ->
     }
     Definition {
         agent: spec.agent.clone(),
-        params: plain_params(&spec.params),
-        secret_files: secret_files(&spec.params),
+        params: params::plain_values(&spec.params),
+        secret_files: params::secret_files(&spec.params),
         meta,
         operations,
     }
-}
-
-/// The parameters written in the configuration, as agents receive them.
-pub fn plain_params(params: &BTreeMap<String, Param>) -> BTreeMap<String, String> {
-    params.iter().filter_map(|(key, value)| Some((key.clone(), value.plain()?.to_string()))).collect()
-}
-
-/// The parameters kept in files on the node: name to path, never the value.
-pub fn secret_files(params: &BTreeMap<String, Param>) -> BTreeMap<String, String> {
-    params.iter().filter_map(|(key, value)| Some((key.clone(), value.secret_file()?.to_string()))).collect()
 }
 
 /// A resource a node probes: every configured primitive is probed on every node, so

@@ -50,8 +50,8 @@ pub fn fence_levels(target: &str, objects: &[Object]) -> Vec<Vec<DeviceStep>> {
     let step = |name: &str, device: &FenceDeviceSpec| DeviceStep {
         device: name.to_string(),
         agent: device.agent.clone(),
-        params: super::assignments::plain_params(&device.params),
-        secret_files: super::assignments::secret_files(&device.params),
+        params: crate::api::params::plain_values(&device.params),
+        secret_files: crate::api::params::secret_files(&device.params),
         plug: device.host_map.get(target).cloned().unwrap_or_else(|| target.to_string()),
         timeout: device.timeout.map_or(timeout, |limit| Duration::from_millis(limit.as_millis())),
         attempts: device.retries.unwrap_or(2).max(1),

@@ -70,6 +70,7 @@ mod tests {
             definition: Definition {
                 agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
                 params: Default::default(),
+                secret_files: Default::default(),
                 meta: Default::default(),
                 operations: vec![],
             },

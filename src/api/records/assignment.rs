@@ -232,6 +232,7 @@ mod tests {
         let definition = Definition {
             agent: "ocf:heartbeat:Dummy".parse().expect("agent name"),
             params: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::new(),
             operations: vec![OperationDef { name: "monitor".into(), interval_ms: 10_000, timeout_ms: 20_000, role: None }],
         };
