@@ -191,7 +191,7 @@ pub fn parameter_at(path: &FieldPath) -> Option<&str> {
 pub fn redact_message(path: &FieldPath, message: String) -> String {
     match parameter_at(path) {
         Some(name) if is_secret_name(name) => {
-            format!("invalid value ({REDACTED}: {name} is taken for a secret): expected a string, number, boolean or {{secretFile: /absolute/path}}")
+            format!("invalid value (not shown: {name} is taken for a secret): expected a string, number, boolean or {{secretFile: /absolute/path}}")
         }
         _ => message,
     }

@@ -196,6 +196,11 @@ pub fn check_schema(kind: Kind, value: &Value) -> Vec<SchemaViolation> {
                 let message = format!("must be {expected_value}, not {}", error.instance());
                 violations.push(SchemaViolation { path, message });
             }
+            ValidationErrorKind::AnyOf { .. } if super::params::parameter_at(&path).is_some() => {
+                let shown: String = error.instance().to_string().chars().take(80).collect();
+                let message = format!("invalid value {shown}: expected a string, number, boolean or {{secretFile: /absolute/path}}");
+                violations.push(SchemaViolation { path, message });
+            }
             _ => violations.push(SchemaViolation { path, message: error.to_string() }),
         }
     }
