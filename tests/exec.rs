@@ -55,6 +55,7 @@ impl Setup {
             interval_ms: 0,
             timeout: Duration::from_secs(20),
             params: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::new(),
             node: node.into(),
             node_attributes: BTreeMap::new(),
@@ -411,6 +412,7 @@ fn fence_request(agent: &str, action: &str, extra: &[(&str, &str)]) -> FenceRequ
         target: None,
         plug: None,
         params: params(extra),
+        secret_files: BTreeMap::new(),
         timeout: Duration::from_secs(20),
     }
 }
@@ -505,6 +507,7 @@ exit 0
             interval_ms: 0,
             timeout: Duration::from_secs(10),
             params: params(&[("envfile", envfile.to_str().expect("utf-8"))]),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::new(),
             node: "node-a".into(),
             node_attributes: params(&[("color", "blue")]),
@@ -579,6 +582,7 @@ async fn an_agent_that_ignores_sigterm_is_killed_with_its_children() {
             interval_ms: 0,
             timeout: Duration::from_millis(500),
             params: params(&[("marker", &marker)]),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::new(),
             node: "node-a".into(),
             node_attributes: BTreeMap::new(),

@@ -88,7 +88,9 @@ async fn a_secret_file_reaches_the_agent_and_nothing_else() {
     // The plain one is stored as written, with a warning naming where it is.
     let warnings = text(&applied.stderr);
     assert!(
-        warnings.lines().any(|line| line.starts_with("warning: -:") && line.contains("Resource/vault: spec.params.admin_password") && line.contains("secretFile")),
+        warnings
+            .lines()
+            .any(|line| line.starts_with("warning: -:") && line.contains("Resource/vault: spec.params.admin_password") && line.contains("secretFile")),
         "{warnings}"
     );
     assert!(!warnings.contains(PLAIN), "{warnings}");

@@ -1142,7 +1142,13 @@ mod tests {
     const EPOCH_USEC: i64 = EPOCH * 1_000_000;
 
     fn definition(operations: Vec<OperationDef>) -> Definition {
-        Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: BTreeMap::new(), secret_files: BTreeMap::new(), meta: BTreeMap::new(), operations }
+        Definition {
+            agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
+            params: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            operations,
+        }
     }
 
     fn promotable(mut definition: Definition) -> Definition {

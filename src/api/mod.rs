@@ -23,8 +23,8 @@ pub mod yaml;
 
 pub use duration::Duration;
 pub use names::{Name, ParamValue};
-pub use params::Param;
 pub use object::{API_VERSION, Kind, Object, ObjectKey, ObjectMeta, Spec};
+pub use params::Param;
 pub use path::FieldPath;
 pub use score::Score;
 pub use timestamp::Timestamp;

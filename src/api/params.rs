@@ -223,7 +223,9 @@ pub fn redact_change(before: Option<&mut Value>, after: Option<&mut Value>) {
         let mut found = Vec::new();
         for (_, field) in PARAM_MAPS {
             if let Some(Value::Object(params)) = object.get("spec").and_then(|spec| spec.get(field)) {
-                found.extend(params.iter().filter(|(name, value)| is_secret_name(name) && !value.is_object()).map(|(name, value)| (field, name.clone(), value.clone())));
+                found.extend(
+                    params.iter().filter(|(name, value)| is_secret_name(name) && !value.is_object()).map(|(name, value)| (field, name.clone(), value.clone())),
+                );
             }
         }
         found
@@ -305,10 +307,14 @@ mod tests {
 
     #[test]
     fn secret_names_are_the_fence_agents_passwords_and_keys() {
-        for secret in ["passwd", "password", "Password", "snmp_priv_passwd", "db-password", "community", "secret_key", "apikey", "api_key", "token", "client_secret"] {
+        for secret in
+            ["passwd", "password", "Password", "snmp_priv_passwd", "db-password", "community", "secret_key", "apikey", "api_key", "token", "client_secret"]
+        {
             assert!(is_secret_name(secret), "{secret}");
         }
-        for plain in ["passwd_script", "password_script", "snmp_priv_passwd_script", "token_file", "identity_file", "login", "access_key", "key", "ip", "passwordless"] {
+        for plain in
+            ["passwd_script", "password_script", "snmp_priv_passwd_script", "token_file", "identity_file", "login", "access_key", "key", "ip", "passwordless"]
+        {
             assert!(!is_secret_name(plain), "{plain}");
         }
     }

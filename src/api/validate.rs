@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::cluster::{AlertSpec, FenceDeviceSpec, FencingTopologySpec, HostCheck, NodeSpec};
 use super::constraint::{ColocationSpec, Expression, ExpressionOperation, ExpressionType, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceSet};
 use super::names::Name;
-use super::params::Param;
 use super::object::{Kind, Object, ObjectKey, Spec};
+use super::params::Param;
 use super::path::FieldPath;
 use super::resource::{CloneSpec, GroupSpec, OnFail, OperationName, ResourceMeta, ResourceSpec, Role};
 

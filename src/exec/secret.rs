@@ -60,13 +60,12 @@ pub fn read_secret_files(files: &BTreeMap<String, String>) -> Result<Secrets, St
 /// `MAX_SECRET_BYTES` of UTF-8 without NUL. One trailing newline (`\n` or `\r\n`)
 /// is not part of the value. The error says why, never what the file holds.
 pub fn read_secret_file(path: &str) -> Result<String, String> {
-    let file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|error| {
-        match error.raw_os_error() {
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(path).map_err(|error| match error.raw_os_error() {
             Some(libc::ENOENT) => "it does not exist on this host".to_string(),
             Some(libc::ELOOP) => "it is a symbolic link; give the file's own path".to_string(),
             _ => error.to_string(),
-        }
-    })?;
+        })?;
     let metadata = file.metadata().map_err(|error| error.to_string())?;
     if !metadata.file_type().is_file() {
         return Err("it is not a regular file".to_string());

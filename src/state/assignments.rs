@@ -146,13 +146,7 @@ fn definition(spec: &ResourceSpec, instance: &str, clone: Option<&CloneSpec>) ->
             meta.insert("promoted_node_max".to_string(), promoted_node_max);
         }
     }
-    Definition {
-        agent: spec.agent.clone(),
-        params: params::plain_values(&spec.params),
-        secret_files: params::secret_files(&spec.params),
-        meta,
-        operations,
-    }
+    Definition { agent: spec.agent.clone(), params: params::plain_values(&spec.params), secret_files: params::secret_files(&spec.params), meta, operations }
 }
 
 /// A resource a node probes: every configured primitive is probed on every node, so

@@ -109,7 +109,13 @@ mod tests {
             clone: None,
             node: node.into(),
             role,
-            definition: Definition { agent: "ocf:heartbeat:Dummy".parse().expect("agent"), params: BTreeMap::new(), secret_files: BTreeMap::new(), meta: BTreeMap::new(), operations: vec![] },
+            definition: Definition {
+                agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
+                params: BTreeMap::new(),
+                secret_files: BTreeMap::new(),
+                meta: BTreeMap::new(),
+                operations: vec![],
+            },
             history: vec![crate::api::records::OperationRecord {
                 operation: "start".into(),
                 interval_ms: 0,
