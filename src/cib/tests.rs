@@ -230,3 +230,23 @@ fn liveness_tables() {
     assert_eq!(liveness(&membership(Some("false"), Some("offline"), Some("down"), Some("member")), &shot), NodeLiveness::Offline);
     assert_eq!(liveness(&up, &shot), NodeLiveness::Unclean, "termination requested of a running node");
 }
+
+#[test]
+fn cibsecrets_and_plain_secrets_become_references_to_cibsecrets_files() {
+    let resources = r#"<resources>
+        <primitive id="fence-ipmi" class="stonith" type="fence_ipmilan"><instance_attributes id="fi-a">
+            <nvpair id="fi-ip" name="ip" value="10.0.0.9"/><nvpair id="fi-pw" name="passwd" value="lrm://"/></instance_attributes></primitive>
+        <primitive id="db" class="ocf" provider="heartbeat" type="pgsql"><instance_attributes id="db-a">
+            <nvpair id="db-pw" name="replication_password" value="hunter2"/></instance_attributes></primitive>
+    </resources>"#;
+    let imported = imported(&format!("{NODES}{resources}"), "");
+    let Spec::FenceDevice(device) = spec(&imported, Kind::FenceDevice, "fence-ipmi") else { panic!("a fence device") };
+    assert_eq!(device.params["passwd"], crate::api::Param::SecretFile("/var/lib/pacemaker/lrm/secrets/fence-ipmi/passwd".into()));
+    assert_eq!(device.params["ip"], crate::api::Param::from("10.0.0.9"));
+    assert!(has_unmapped(&imported, "nvpair", "passwd is a cibsecret (lrm://): read from /var/lib/pacemaker/lrm/secrets/fence-ipmi/passwd"));
+    // A plain secret is not copied into the manifests.
+    let Spec::Resource(db) = spec(&imported, Kind::Resource, "db") else { panic!("a resource") };
+    assert_eq!(db.params["replication_password"], crate::api::Param::SecretFile("/var/lib/pacemaker/lrm/secrets/db/replication_password".into()));
+    assert!(has_unmapped(&imported, "nvpair", "replication_password looks like a secret: its value is not copied"));
+    assert!(!format!("{:?}{:?}", imported.objects, imported.unmapped).contains("hunter2"));
+}
