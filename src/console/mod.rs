@@ -122,6 +122,7 @@ pub async fn serve(
         .route("/api/action", post(action))
         .route("/assets/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("assets/console.js")) }))
         .route("/assets/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("assets/console.css")) }))
+        .route("/assets/icon.svg", get(|| async { asset("image/svg+xml", include_str!("assets/icon.svg")) }))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(app);
     let stop = async move {

@@ -49,6 +49,7 @@ fn layout(title: &str, read_only: bool, body: Markup) -> Markup {
                 meta name="viewport" content="width=device-width, initial-scale=1";
                 title { "Pacer — " (title) }
                 link rel="stylesheet" href="/assets/console.css";
+                link rel="icon" href="/assets/icon.svg" type="image/svg+xml";
                 script src="/assets/console.js" defer {}
             }
             body data-read-only=(read_only) {
