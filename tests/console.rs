@@ -210,6 +210,113 @@ fn actions_need_the_token_and_a_read_only_console_refuses_them() {
     assert_eq!(states, ["standby", "online", "online"]);
 }
 
+/// The key every spec write bumps: unchanged means nothing was applied.
+async fn spec_version(cluster: &LocalCluster) -> i64 {
+    let mut client = etcd_client::Client::connect([cluster.endpoint.clone()], None).await.expect("connect");
+    let response = client.get(format!("{LOCAL_PREFIX}/meta/spec-version"), None).await.expect("read");
+    response.kvs().first().map(|kv| kv.mod_revision()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn history_why_sandbox_and_configuration_pages() {
+    let cluster = LocalCluster::start(3, &["--fencing", "off"]);
+    let applied = cluster.pacer(&["apply", "-f", "-"], Some(MANIFESTS));
+    assert!(applied.status.success(), "apply: {}", text(&applied.stderr));
+    let waited = cluster.pacer(&["wait", "web", "--for", "started", "--timeout", "60s"], None);
+    assert!(waited.status.success(), "wait: {}", text(&waited.stderr));
+    let token = token_file(cluster.dir.path(), 0o600);
+    let console = Console::start(&cluster, &["--token-file", token.to_str().expect("path")]);
+    let read_only = Console::start(&cluster, &["--read-only"]);
+    let address = console.address.clone();
+    let get = move |path: &str| {
+        let (code, _, body) = http(&address, "GET", path, &[], "");
+        assert_eq!(code, 200, "GET {path}: {body}");
+        body
+    };
+
+    // History: the decisions pacer history lists, each replayable; a replay decides the same.
+    let listed = cluster.pacer(&["history", "-o", "json"], None);
+    let decisions: Value = serde_json::from_slice(&listed.stdout).expect("history JSON");
+    let newest = decisions[0]["inputRevision"].as_i64().expect("a decision");
+    let page = get("/history");
+    assert!(page.contains(&format!(r#"<tr data-revision="{newest}">"#)), "{page}");
+    let page = get(&format!("/history/{newest}/replay"));
+    assert!(page.contains(r#"data-matches="true""#), "the replay decides the same: {page}");
+    let page = get(&format!("/history/{newest}"));
+    assert!(page.contains(&format!("Decision at input revision {newest}")), "{page}");
+    let (code, _, page) = http(&console.address, "GET", "/history/1", &[], "");
+    assert_eq!(code, 404, "an unknown decision: {page}");
+
+    // Why: every node's score for web.
+    let page = get("/why/web");
+    for node in ["n1", "n2", "n3"] {
+        assert!(page.contains(&format!(r#"<tr data-node="{node}">"#)), "{page}");
+    }
+    assert!(page.contains("starting score"), "{page}");
+
+    // The sandbox: n1 fails; web (if on n1) and n1's clone instance move or stop in the
+    // simulation, and nothing is written — on a read-only console too.
+    let before = spec_version(&cluster).await;
+    let placed = cluster.pacer(&["status", "-o", "json"], None);
+    let view: Value = serde_json::from_slice(&placed.stdout).expect("status");
+    let web_node = view["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .find(|resource| resource["name"] == "web")
+        .and_then(|web| web["node"].as_str())
+        .expect("web runs")
+        .to_string();
+    let body = format!(r#"{{"nodeFail":["{web_node}"]}}"#);
+    let (code, _, fragment) = http(&read_only.address, "POST", "/api/simulate", &[("Content-Type", "application/json")], &body);
+    assert_eq!(code, 200, "{fragment}");
+    assert!(!fragment.contains(&format!(r#"<tr data-node="{web_node}" data-state="online">"#)), "{web_node} is lost: {fragment}");
+    // Fencing is off here: the lost node's resources are started elsewhere.
+    assert!(fragment.contains(r#"data-resource="web"><strong>Start</strong>"#), "web starts elsewhere in the simulation: {fragment}");
+    assert!(!fragment.contains(&format!(r#"<tr data-instance="web" data-node="{web_node}">"#)), "{fragment}");
+    assert_eq!(spec_version(&cluster).await, before, "the sandbox wrote nothing");
+    let status = cluster.pacer(&["status", "-o", "json"], None);
+    let view: Value = serde_json::from_slice(&status.stdout).expect("status");
+    assert!(view["nodes"].as_array().expect("nodes").iter().all(|node| node["state"] == "online"), "every node still online: {view}");
+    let (code, _, fragment) = http(&console.address, "POST", "/api/simulate", &[], r#"{"opFail":"web:monitor"}"#);
+    assert_eq!(code, 400);
+    assert!(fragment.contains("expected RESOURCE:OPERATION:NODE=RC"), "{fragment}");
+
+    // Configuration: every object, the picture, a diff that names file, line and field.
+    let page = get("/config");
+    assert!(page.contains(r#"data-key="Resource/web""#) && page.contains(r#"data-key="Resource/everywhere""#), "{page}");
+    let svg = get("/config/graph.svg");
+    assert!(svg.contains(r#"data-box="web""#) && svg.contains(r#"data-box="everywhere""#), "{svg}");
+    let body = |manifests: &str| serde_json::json!({ "manifests": manifests }).to_string();
+    let bad = body("apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: web}\nspec:\n  agent: ocf:heartbeat:Dummy\n  stickiness: lots\n");
+    let bad = bad.as_str();
+    let (code, _, fragment) = http(&console.address, "POST", "/api/diff", &[], bad);
+    assert_eq!(code, 422, "{fragment}");
+    assert!(fragment.contains("manifests:") && fragment.contains("Resource/web") && fragment.contains("nothing was written"), "{fragment}");
+    let change = body("apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: extra}\nspec:\n  agent: ocf:heartbeat:Dummy\n");
+    let change = change.as_str();
+    let (code, _, fragment) = http(&console.address, "POST", "/api/diff", &[], change);
+    assert_eq!(code, 200, "{fragment}");
+    assert!(fragment.contains("+kind: Resource") && fragment.contains(r#"data-verb="Start" data-resource="extra""#), "{fragment}");
+    assert_eq!(spec_version(&cluster).await, before, "a diff writes nothing");
+
+    // Apply: the token, never on a read-only console, then the same checks as pacer apply.
+    let bearer = format!("Bearer {TOKEN}");
+    let (code, _, _) = http(&console.address, "POST", "/api/apply", &[], change);
+    assert_eq!(code, 401);
+    let (code, _, _) = http(&read_only.address, "POST", "/api/apply", &[("Authorization", bearer.as_str())], change);
+    assert_eq!(code, 403);
+    let (code, _, answer) = http(&console.address, "POST", "/api/apply", &[("Authorization", bearer.as_str())], bad);
+    assert_eq!(code, 422, "{answer}");
+    assert_eq!(spec_version(&cluster).await, before, "refused applies wrote nothing");
+    let (code, _, answer) = http(&console.address, "POST", "/api/apply", &[("Authorization", bearer.as_str())], change);
+    assert_eq!(code, 200, "{answer}");
+    let answer: Value = serde_json::from_str(&answer).expect("apply answer");
+    assert_eq!(answer["message"], "Resource/extra created\n");
+    let shown = cluster.pacer(&["get", "resource", "extra"], None);
+    assert!(shown.status.success(), "the console's apply stored it: {}", text(&shown.stderr));
+}
+
 #[test]
 fn bad_start_up_input_is_refused_before_anything_connects() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -7,6 +7,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use maud::{DOCTYPE, Markup, html};
 
+use crate::api::names::split_instance;
 use crate::state::view::StatusView;
 
 use super::Frame;
@@ -25,22 +26,42 @@ pub const RESOURCE_VERBS: &[(&str, &str)] = &[
     ("unmanage", "Unmanage"),
 ];
 
+/// The console's pages, for the navigation bar.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Status,
+    History,
+    Sandbox,
+    Configuration,
+    /// A resource's scores (reached from the status page).
+    Why,
+}
+
+const NAV: &[(Nav, &str, &str)] = &[
+    (Nav::Status, "/", "Status"),
+    (Nav::History, "/history", "History"),
+    (Nav::Sandbox, "/sandbox", "Sandbox"),
+    (Nav::Configuration, "/config", "Configuration"),
+];
+
 /// The whole status page: the layout around the latest fragment.
 pub fn status_page(frame: &Frame, read_only: bool) -> Markup {
     layout(
         "Status",
+        Nav::Status,
         read_only,
         html! {
             main #status aria-live="polite" data-version=(frame.version) { (maud::PreEscaped(&frame.html)) }
             @if !read_only {
-                (command_log())
                 (resource_dialog())
             }
         },
     )
 }
 
-fn layout(title: &str, read_only: bool, body: Markup) -> Markup {
+/// A page: the header (navigation, connection state, the token field unless
+/// read-only) and `body`.
+pub fn layout(title: &str, active: Nav, read_only: bool, body: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -55,8 +76,12 @@ fn layout(title: &str, read_only: bool, body: Markup) -> Markup {
             body data-read-only=(read_only) {
                 header .top {
                     h1 { "Pacer" }
-                    nav aria-label="Pages" { a href="/" aria-current="page" { "Status" } }
-                    span #connection role="status" { "connecting…" }
+                    nav aria-label="Pages" {
+                        @for (page, href, text) in NAV {
+                            @if *page == active { a href=(href) aria-current="page" { (text) } } @else { a href=(href) { (text) } }
+                        }
+                    }
+                    @if active == Nav::Status { span #connection role="status" { "connecting…" } }
                     @if read_only {
                         span .badge { "read-only" }
                     } @else {
@@ -68,6 +93,7 @@ fn layout(title: &str, read_only: bool, body: Markup) -> Markup {
                     }
                 }
                 (body)
+                @if !read_only { (command_log()) }
             }
         }
     }
@@ -160,9 +186,9 @@ pub fn status_fragment(view: &StatusView, revision: i64, error: Option<&str>, re
                     thead { tr { th { "Resource" } th { "Kind" } th { "Group" } th { "Node" } th { "Role" } th { "Notes" } @if actions { th { "Actions" } } } }
                     tbody {
                         @for resource in &view.resources {
-                            @let base = resource.name.split(':').next().unwrap_or(&resource.name);
+                            @let base = split_instance(&resource.name).0;
                             tr data-resource=(base) data-instance=(resource.name) data-node=[resource.node.as_deref()] data-role=(resource.role) {
-                                th scope="row" { (resource.name) }
+                                th scope="row" { a href={ "/why/" (base) } title={ "Why " (base) " runs where it runs" } { (resource.name) } }
                                 td { (resource.kind) }
                                 td { (resource.group.as_deref().unwrap_or("-")) }
                                 td { (resource.node.as_deref().unwrap_or("-")) }
@@ -275,6 +301,6 @@ pub fn status_fragment(view: &StatusView, revision: i64, error: Option<&str>, re
 }
 
 /// Seconds since the epoch as RFC 3339 (UTC).
-fn epoch(seconds: i64) -> String {
+pub fn epoch(seconds: i64) -> String {
     humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::try_from(seconds).unwrap_or(0))).to_string()
 }

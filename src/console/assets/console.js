@@ -30,7 +30,60 @@
     });
   }
 
+  // The sandbox and the configuration's diff: they write nothing, so a read-only
+  // console offers them too. The server answers with a fragment to show.
+  async function showFragment(url, body, target) {
+    target.setAttribute("aria-busy", "true");
+    try {
+      const response = await fetch(url, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+      target.innerHTML = await response.text();
+      target.dataset.status = String(response.status);
+    } catch (error) {
+      target.textContent = String(error);
+      target.dataset.status = "error";
+    } finally {
+      target.removeAttribute("aria-busy");
+    }
+  }
+
+  const sandboxForm = document.getElementById("sandbox-form");
+  const manifestsInput = document.getElementById("manifests");
+  const manifestFile = document.getElementById("manifest-file");
+  if (manifestFile && manifestsInput) {
+    manifestFile.addEventListener("change", async () => {
+      const file = manifestFile.files && manifestFile.files[0];
+      if (file) manifestsInput.value = await file.text();
+    });
+  }
+  if (sandboxForm) {
+    sandboxForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const nodeFail = [...sandboxForm.querySelectorAll("input[name=nodeFail]:checked")].map((input) => input.value);
+      const body = { nodeFail, opFail: document.getElementById("op-fail").value, manifests: manifestsInput.value };
+      showFragment("/api/simulate", body, document.getElementById("sandbox-result"));
+    });
+  }
+
+  const changeForm = document.getElementById("change-form");
+  if (changeForm) {
+    changeForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      showFragment("/api/diff", { manifests: document.getElementById("change-manifests").value }, document.getElementById("change-result"));
+    });
+  }
+
   if (readOnly) return;
+
+  // Apply pasted manifests (sandbox or configuration page) with the token.
+  async function applyManifests(text, target, button) {
+    const answer = await post("/api/apply", { manifests: text }, button);
+    if (answer && answer.html) target.innerHTML = answer.html;
+    else if (answer) target.textContent = answer.message || "";
+  }
+  const sandboxApply = document.getElementById("apply-manifests");
+  if (sandboxApply) sandboxApply.addEventListener("click", () => applyManifests(manifestsInput.value, document.getElementById("sandbox-result"), sandboxApply));
+  const changeApply = document.getElementById("apply-button");
+  if (changeApply) changeApply.addEventListener("click", () => applyManifests(document.getElementById("change-manifests").value, document.getElementById("change-result"), changeApply));
 
   const tokenForm = document.getElementById("token-form");
   const tokenInput = document.getElementById("token");
@@ -69,10 +122,14 @@
   }
   for (const entry of JSON.parse(sessionStorage.getItem(logKey) || "[]")) logLine(entry, false);
 
-  async function act(body, button) {
+  function act(body, button) {
+    return post("/api/action", body, button);
+  }
+
+  async function post(url, body, button) {
     if (button) button.disabled = true;
     try {
-      const response = await fetch("/api/action", {
+      const response = await fetch(url, {
         method: "POST",
         headers: { "Content-Type": "application/json", Authorization: "Bearer " + token() },
         body: JSON.stringify(body),
@@ -83,10 +140,10 @@
       } catch (_) {
         answer = { ok: false, message: "HTTP " + response.status };
       }
-      logLine({ ok: answer.ok, command: answer.command || body.verb, message: answer.message });
+      logLine({ ok: answer.ok, command: answer.command || body.verb || url, message: answer.message });
       return answer;
     } catch (error) {
-      logLine({ ok: false, command: body.verb, message: String(error) });
+      logLine({ ok: false, command: body.verb || url, message: String(error) });
     } finally {
       if (button) button.disabled = false;
     }
