@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod api;
 pub mod cib;
 pub mod cli;
+pub mod console;
 pub mod daemon;
 pub mod exec;
 pub mod local;

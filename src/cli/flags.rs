@@ -114,7 +114,7 @@ async fn report(store: &Store, outcome: &FlagOutcome, change: &ChangeArgs) -> an
     if change.output == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(outcome)?);
     } else {
-        print!("{}", describe(outcome));
+        print!("{}", outcome.describe());
     }
     if let (Some(limit), Some(revision)) = (wait_limit(change), outcome.revision.filter(|_| !change.dry_run)) {
         let waited = settle(store, revision, limit).await?;
@@ -125,22 +125,6 @@ async fn report(store: &Store, outcome: &FlagOutcome, change: &ChangeArgs) -> an
     Ok(0)
 }
 
-fn describe(outcome: &FlagOutcome) -> String {
-    let prefix = if outcome.dry_run { "(dry run) " } else { "" };
-    outcome
-        .changes
-        .iter()
-        .map(|change| {
-            let what = match (change.changed, change.created) {
-                (_, true) => "created with",
-                (true, false) => "set",
-                (false, false) => "unchanged, already",
-            };
-            format!("{prefix}{}: {what} {}\n", change.object, change.setting)
-        })
-        .collect()
-}
-
 pub(super) async fn drain(global: &Global, args: &DrainArgs) -> anyhow::Result<u8> {
     let timeout = parse_duration("timeout", &args.timeout)?;
     let store = global.connect().await?;
@@ -148,7 +132,7 @@ pub(super) async fn drain(global: &Global, args: &DrainArgs) -> anyhow::Result<u
     if args.change.output == OutputFormat::Json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
-        print!("{}", describe(&outcome.standby));
+        print!("{}", outcome.standby.describe());
         if args.change.dry_run {
             let running = if outcome.running.is_empty() { "nothing".to_string() } else { outcome.running.join(", ") };
             println!("(dry run) would wait until nothing runs on {}; runs there now: {running}", args.node);

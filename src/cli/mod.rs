@@ -4,14 +4,15 @@
 mod check;
 mod complete;
 mod config;
+mod console;
 mod daemons;
 mod events;
 mod fence;
 mod flags;
 mod history;
 mod inspect;
-mod objects;
-mod output;
+pub(crate) mod objects;
+pub(crate) mod output;
 mod placement;
 mod requests;
 mod security;
@@ -141,6 +142,9 @@ enum Command {
     /// score and the named contributions to it (locations, bans, stickiness,
     /// colocations, fail counts against migration-threshold, node states).
     Why(why::WhyArgs),
+    /// Serve the web console: live status, actions (with the token), from a browser.
+    /// `--read-only` shows the cluster without any action.
+    Console(console::ConsoleArgs),
     /// The cluster's events, oldest first: resource operations, node joins and losses,
     /// fencing, attribute changes, decisions. Events not yet numbered by the leader
     /// show `-` as their sequence. `--for resource/NAME|node/NAME`, `--since DUR`,
@@ -336,6 +340,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Completion(args) => inspect::completion(args),
         Command::Check(args) => check::check(global, args).await,
         Command::Why(args) => why::why(global, args).await,
+        Command::Console(args) => console::console(global, args).await,
         Command::History(args) => history::history(global, args).await,
         Command::Events(args) => events::events(global, args).await,
         Command::Pki { command } => security::pki(command),

@@ -104,7 +104,7 @@ fn warn_plain_secrets(loaded: &Loaded) {
 /// The exec receivers of enabled alerts that do not exist or are not executable on
 /// this host, as diagnostics. Only a check: the scheduler that delivers may run on
 /// another host, where a failed run is recorded as a failed delivery.
-fn check_receivers_here(loaded: &Loaded) -> Vec<Diagnostic> {
+pub(crate) fn check_receivers_here(loaded: &Loaded) -> Vec<Diagnostic> {
     use std::os::unix::fs::PermissionsExt;
     let mut diagnostics = Vec::new();
     for manifest in &loaded.manifests {

@@ -105,7 +105,7 @@ pub(super) async fn clear_command(global: &Global, args: &ClearArgs) -> anyhow::
 async fn finish(store: &crate::store::Store, mut change: PlacementChange, args: &ChangeArgs) -> anyhow::Result<u8> {
     let json = args.output == OutputFormat::Json;
     if !json {
-        print!("{}", render(&change));
+        print!("{}", change.describe());
     }
     for notice in &change.notices {
         eprintln!("notice: {notice}");
@@ -134,30 +134,4 @@ async fn finish(store: &crate::store::Store, mut change: PlacementChange, args: 
         println!("{}", serde_json::to_string_pretty(&change).context("encode the change")?);
     }
     Ok(code)
-}
-
-/// The human form: one line per constraint written or deleted, then what follows.
-fn render(change: &PlacementChange) -> String {
-    let mut out = String::new();
-    let dry = if change.dry_run { " (dry run: nothing written)" } else { "" };
-    for written in &change.written {
-        let role = if written.role.is_some() { " (promoted)" } else { "" };
-        let relation = if written.score.starts_with('-') { "banned from" } else { "prefers" };
-        let expiry = written.expires.as_ref().map(|expires| format!(", expires {expires}")).unwrap_or_default();
-        let lasts = match (written.owner, written.keep) {
-            ("move", false) => format!("; removed by the cluster once {} runs where asked", written.resource),
-            _ => String::new(),
-        };
-        out.push_str(&format!(
-            "Location/{} written: {}{role} {relation} {} ({}){expiry}{lasts}{dry}\n",
-            written.name, written.resource, written.node, written.score
-        ));
-    }
-    for removed in &change.removed {
-        out.push_str(&format!("Location/{} deleted: made by pacer {} for {} on {}{dry}\n", removed.name, removed.owner, removed.resource, removed.node));
-    }
-    if let Some(outcome) = &change.outcome {
-        out.push_str(&format!("{outcome}\n"));
-    }
-    out
 }

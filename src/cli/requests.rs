@@ -3,7 +3,7 @@
 
 use crate::api::records::RequestKind;
 use crate::ops::OpsError;
-use crate::ops::requests::{RequestOutcome, RequestSpec, request, wait_consumed};
+use crate::ops::requests::{RequestSpec, request, wait_consumed};
 
 use super::{ChangeArgs, EXIT_REFUSED, Global, OutputFormat};
 
@@ -76,7 +76,7 @@ async fn run(global: &Global, spec: &RequestSpec, change: &ChangeArgs) -> anyhow
     if json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
-        print!("{}", describe(&outcome));
+        print!("{}", outcome.describe());
     }
     if let Some(limit) = wait_limit(change).filter(|_| !change.dry_run) {
         let started = std::time::Instant::now();
@@ -86,25 +86,4 @@ async fn run(global: &Global, spec: &RequestSpec, change: &ChangeArgs) -> anyhow
         }
     }
     Ok(0)
-}
-
-/// The outcome in words: each instance and node touched, and nodes whose agent is
-/// down.
-fn describe(outcome: &RequestOutcome) -> String {
-    let verb = match (outcome.kind, outcome.dry_run) {
-        ("cleanup", true) => "would clean up",
-        ("cleanup", false) => "cleanup requested for",
-        (_, true) => "would refresh",
-        (_, false) => "refresh requested for",
-    };
-    let mut text = format!("{verb}:\n");
-    for touched in &outcome.touched {
-        let counts = if touched.fail_counts.is_empty() { String::new() } else { format!(" ({})", touched.fail_counts.join(", ")) };
-        let down = if touched.online { "" } else { " — node down: applied when its agent returns" };
-        text.push_str(&format!("  {} on {}{counts}{down}\n", touched.id, touched.node));
-    }
-    if !outcome.waiting_for.is_empty() && !outcome.dry_run {
-        text.push_str(&format!("the requests for {} wait until their agents return\n", outcome.waiting_for.join(", ")));
-    }
-    text
 }

@@ -4,13 +4,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 
-use crate::api::records::HistoryRecord;
 use crate::api::yaml::to_yaml_string;
-use crate::ops::constraints::constraint_views;
+use crate::ops;
 use crate::ops::live::Follower;
-use crate::runtime::{BuildOptions, ClusterCache, LiveSnapshot, build, load};
-use crate::scheduler::schedule;
-use crate::state::view::{DecisionView, StatusView, Surroundings, alerts_view, fencing_view, requests_view, status_view};
+use crate::state::view::StatusView;
 use crate::store::Store;
 
 use super::output::table;
@@ -60,7 +57,7 @@ async fn watch(store: &Store, args: &StatusArgs) -> anyhow::Result<u8> {
     let mut shown: Option<StatusView> = None;
     loop {
         if let Some(live) = follower.snapshot() {
-            let view = view_of(store, follower.cache(), &live, args.decisions).await?;
+            let view = ops::status::view_of(store, follower.cache(), &live, args.decisions).await.context("read the cluster")?;
             if shown.as_ref() != Some(&view) {
                 if terminal {
                     print!("\x1b[2J\x1b[H");
@@ -78,49 +75,12 @@ async fn watch(store: &Store, args: &StatusArgs) -> anyhow::Result<u8> {
     }
 }
 
-/// Reads the cluster at one revision, builds the snapshot the scheduler would, and
-/// the view. Keys that do not decode are skipped and named on stderr.
+/// Reads the cluster at one revision and its view. Keys that do not decode are
+/// skipped and named on stderr.
 pub async fn read(store: &Store, decisions: usize) -> anyhow::Result<StatusView> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO).as_secs();
-    let options = BuildOptions { now: i64::try_from(now).unwrap_or(i64::MAX), hold_unseen: false };
-    let mut cache = load(store).await.context("read the cluster")?;
-    let mut live = build(&cache, options);
-    // A large apply committed but not rolled forward (its writer died, say): listing
-    // the objects finishes it, then the cluster is read again.
-    for _ in 0..10 {
-        if live.is_ok() {
-            break;
-        }
-        store.list_objects().await.context("finish a pending apply")?;
-        cache = load(store).await.context("read the cluster")?;
-        live = build(&cache, options);
-    }
-    let live = live.context("build the cluster's snapshot")?;
-    output::warn_skipped(cache.undecodable().iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
-    view_of(store, &cache, &live, decisions).await
-}
-
-/// The view of a cache and the snapshot built from it, with the latest decisions.
-async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, decisions: usize) -> anyhow::Result<StatusView> {
-    let plan = schedule(&live.snapshot);
-    let leader = cache.election().map(|holder| holder.leader.identity.clone());
-    let decisions = store
-        .latest_history::<HistoryRecord>(decisions)
-        .await
-        .context("read the decision history")?
-        .into_iter()
-        .map(|record| DecisionView { time: record.time, input_revision: record.input_revision, actions: record.actions })
-        .collect();
-    let requests: Vec<_> = cache.fence_requests().values().cloned().collect();
-    let results: Vec<_> = cache.latest_fence_results();
-    let fencing = fencing_view(&requests, &results);
-    let constraints = constraint_views(&live.snapshot, &plan);
-    let around = Surroundings { leader, decisions, fencing, activities: cache.activities(), constraints };
-    let mut view = status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around);
-    view.requests = requests_view(cache.requests());
-    let cursors = store.read_alert_cursors().await.context("read the alerts' delivery cursors")?;
-    view.alerts = alerts_view(&live.snapshot.objects, &cursors);
-    Ok(view)
+    let read = ops::status::read(store, decisions).await.context("read the cluster")?;
+    output::warn_skipped(read.skipped.iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
+    Ok(read.view)
 }
 
 /// The human form.

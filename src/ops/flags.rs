@@ -101,6 +101,24 @@ pub struct FlagOutcome {
     pub revision: Option<i64>,
 }
 
+impl FlagOutcome {
+    /// What was changed, a line per object (what the CLI prints and the console shows).
+    pub fn describe(&self) -> String {
+        let prefix = if self.dry_run { "(dry run) " } else { "" };
+        self.changes
+            .iter()
+            .map(|change| {
+                let what = match (change.changed, change.created) {
+                    (_, true) => "created with",
+                    (true, false) => "set",
+                    (false, false) => "unchanged, already",
+                };
+                format!("{prefix}{}: {what} {}\n", change.object, change.setting)
+            })
+            .collect()
+    }
+}
+
 /// An edited object and what the edit was, before writing.
 struct Edit {
     object: Object,

@@ -20,6 +20,7 @@ pub mod requests;
 pub mod restart;
 pub mod settle;
 pub mod simulate;
+pub mod status;
 pub mod wait;
 pub mod why;
 

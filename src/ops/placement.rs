@@ -124,6 +124,34 @@ pub struct PlacementChange {
     pub wish: Option<Wish>,
 }
 
+impl PlacementChange {
+    /// The change in words: one line per constraint written or deleted, then what follows.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let dry = if self.dry_run { " (dry run: nothing written)" } else { "" };
+        for written in &self.written {
+            let role = if written.role.is_some() { " (promoted)" } else { "" };
+            let relation = if written.score.starts_with('-') { "banned from" } else { "prefers" };
+            let expiry = written.expires.as_ref().map(|expires| format!(", expires {expires}")).unwrap_or_default();
+            let lasts = match (written.owner, written.keep) {
+                ("move", false) => format!("; removed by the cluster once {} runs where asked", written.resource),
+                _ => String::new(),
+            };
+            out.push_str(&format!(
+                "Location/{} written: {}{role} {relation} {} ({}){expiry}{lasts}{dry}\n",
+                written.name, written.resource, written.node, written.score
+            ));
+        }
+        for removed in &self.removed {
+            out.push_str(&format!("Location/{} deleted: made by pacer {} for {} on {}{dry}\n", removed.name, removed.owner, removed.resource, removed.node));
+        }
+        if let Some(outcome) = &self.outcome {
+            out.push_str(&format!("{outcome}\n"));
+        }
+        out
+    }
+}
+
 /// `pacer move`: prefer `node` (or avoid the node it runs on now) for a resource,
 /// only if the decision with that constraint would run it there.
 pub async fn move_resource(store: &Store, request: &MoveRequest) -> Result<PlacementChange, OpsError> {

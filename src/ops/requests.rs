@@ -69,6 +69,28 @@ pub struct RequestOutcome {
     pub nothing: Option<String>,
 }
 
+impl RequestOutcome {
+    /// The outcome in words: each instance and node touched, and nodes whose agent is down.
+    pub fn describe(&self) -> String {
+        let verb = match (self.kind, self.dry_run) {
+            ("cleanup", true) => "would clean up",
+            ("cleanup", false) => "cleanup requested for",
+            (_, true) => "would refresh",
+            (_, false) => "refresh requested for",
+        };
+        let mut text = format!("{verb}:\n");
+        for touched in &self.touched {
+            let counts = if touched.fail_counts.is_empty() { String::new() } else { format!(" ({})", touched.fail_counts.join(", ")) };
+            let down = if touched.online { "" } else { " — node down: applied when its agent returns" };
+            text.push_str(&format!("  {} on {}{counts}{down}\n", touched.id, touched.node));
+        }
+        if !self.waiting_for.is_empty() && !self.dry_run {
+            text.push_str(&format!("the requests for {} wait until their agents return\n", self.waiting_for.join(", ")));
+        }
+        text
+    }
+}
+
 /// The operations a cleanup may name.
 fn operation_names() -> Vec<String> {
     let names = [

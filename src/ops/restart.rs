@@ -177,10 +177,10 @@ pub async fn restart(
         scope.as_ref().map_or(nodes.is_empty(), |node| !nodes.contains(node))
     };
     // What the last look at the cluster found missing, for the account of a timeout.
-    let missing = std::cell::RefCell::new(String::new());
+    let missing = std::sync::Mutex::new(String::new());
     let still = |live: &LiveSnapshot, _: &Plan| {
         let nodes: Vec<String> = possibly_active_nodes(live, &target).into_iter().collect();
-        missing.replace(format!("{name} still runs on {}", nodes.join(", ")));
+        note(&missing, format!("{name} still runs on {}", nodes.join(", ")));
         String::new()
     };
     let waited = tokio::select! {
@@ -192,8 +192,8 @@ pub async fn restart(
             Some(node) => format!("{name} stopped on {node}"),
             None => format!("{name} stopped"),
         }),
-        Err(OpsError::NotReached(reason)) if !missing.borrow().is_empty() && reason != "interrupted" => {
-            outcome.steps.push(format!("not stopped within {}: {}", humantime::format_duration(timeout), missing.borrow()));
+        Err(OpsError::NotReached(reason)) if !noted(&missing).is_empty() && reason != "interrupted" => {
+            outcome.steps.push(format!("not stopped within {}: {}", humantime::format_duration(timeout), noted(&missing)));
         }
         Err(error) => outcome.steps.push(format!("not stopped: {error}")),
     }
@@ -226,7 +226,7 @@ pub async fn restart(
         None => outcome.ran_on.iter().cloned().collect(),
     };
     let mut runs_on = BTreeSet::new();
-    missing.replace(String::new());
+    note(&missing, String::new());
     let restarted = tokio::select! {
         waited = until(
             store,
@@ -238,7 +238,7 @@ pub async fn restart(
             },
             |live, _| {
                 let nodes: Vec<String> = active_nodes(live, &target).into_iter().collect();
-                missing.replace(if nodes.is_empty() { format!("{name} is not running yet") } else { format!("{name} runs on {} only", nodes.join(", ")) });
+                note(&missing, if nodes.is_empty() { format!("{name} is not running yet") } else { format!("{name} runs on {} only", nodes.join(", ")) });
                 String::new()
             },
         ) => waited.map(|_| ()),
@@ -250,8 +250,8 @@ pub async fn restart(
             outcome.steps.push(format!("{name} runs again on {}", outcome.runs_on.join(", ")));
             Ok(outcome)
         }
-        Err(OpsError::NotReached(reason)) if !missing.borrow().is_empty() && reason != "interrupted" => {
-            outcome.steps.push(format!("not started again within {}: {}", humantime::format_duration(timeout), missing.borrow()));
+        Err(OpsError::NotReached(reason)) if !noted(&missing).is_empty() && reason != "interrupted" => {
+            outcome.steps.push(format!("not started again within {}: {}", humantime::format_duration(timeout), noted(&missing)));
             Err(OpsError::NotReached(outcome.steps.join("; ")))
         }
         Err(error) => {
@@ -325,4 +325,16 @@ async fn undo_once(store: &Store, name: &str, stopper: &Stopper) -> Result<(Opti
             Ok((revision, format!("deleted Location {location}")))
         }
     }
+}
+
+/// Keeps what a wait found missing (a `Mutex`, so the verb's future is `Send` and the
+/// console can run it on any worker).
+fn note(missing: &std::sync::Mutex<String>, text: String) {
+    if let Ok(mut kept) = missing.lock() {
+        *kept = text;
+    }
+}
+
+fn noted(missing: &std::sync::Mutex<String>) -> String {
+    missing.lock().map(|kept| kept.clone()).unwrap_or_default()
 }
