@@ -282,8 +282,14 @@ async fn history_why_sandbox_and_configuration_pages() {
     assert_eq!(code, 400);
     assert!(fragment.contains("expected RESOURCE:OPERATION:NODE=RC"), "{fragment}");
 
-    // Configuration: every object, the picture, a diff that names file, line and field.
+    // Configuration: every object (a plain secret-named parameter redacted, as pacer
+    // get shows it), the picture, a diff that names file, line and field.
+    let vault = "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: vault}\nspec:\n  agent: ocf:heartbeat:Dummy\n  params: {passwd: console-plain-secret}\n";
+    let applied = cluster.pacer(&["apply", "-f", "-"], Some(vault));
+    assert!(applied.status.success(), "apply: {}", text(&applied.stderr));
+    let before = spec_version(&cluster).await;
     let page = get("/config");
+    assert!(page.contains(r#"data-key="Resource/vault""#) && !page.contains("console-plain-secret"), "the secret is redacted: {page}");
     assert!(page.contains(r#"data-key="Resource/web""#) && page.contains(r#"data-key="Resource/everywhere""#), "{page}");
     let svg = get("/config/graph.svg");
     assert!(svg.contains(r#"data-box="web""#) && svg.contains(r#"data-box="everywhere""#), "{svg}");

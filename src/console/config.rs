@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use maud::{Markup, html};
 
 use crate::api::constraint::OrderAction;
+use crate::api::params::redact_object;
 use crate::api::{Object, Spec};
 use crate::cli::output::objects_yaml;
 
@@ -39,7 +40,7 @@ pub fn config_page(objects: &[Object], revision: i64, read_only: bool) -> Markup
                         @for object in objects {
                             details .object data-key=(object.key().to_string()) {
                                 summary { (object.key().to_string()) }
-                                pre { (objects_yaml(&[object.to_value()])) }
+                                pre { (objects_yaml(&[shown(object)])) }
                             }
                         }
                     }
@@ -62,6 +63,14 @@ pub fn config_page(objects: &[Object], revision: i64, read_only: bool) -> Markup
             }
         },
     )
+}
+
+/// An object as `pacer get -o yaml` shows it: plain values of secret-named
+/// parameters redacted.
+fn shown(object: &Object) -> serde_json::Value {
+    let mut value = object.to_value();
+    redact_object(&mut value);
+    value
 }
 
 /// The picture: every configured resource and group as a box (a group lists its
