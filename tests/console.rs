@@ -402,7 +402,17 @@ fn console_in_headless_chromium() {
     println!("{printed}");
     assert!(output.status.success(), "the browser test failed:\n{printed}");
     assert!(printed.contains("all checks passed"), "{printed}");
-    for shot in ["status-1280.png", "standby-1280.png", "after-fencing-1280.png", "status-390.png", "read-only-1280.png"] {
+    for shot in [
+        "status-1280.png",
+        "standby-1280.png",
+        "after-fencing-1280.png",
+        "status-390.png",
+        "read-only-1280.png",
+        "sandbox-1280.png",
+        "history-1280.png",
+        "why-1280.png",
+        "config-1280.png",
+    ] {
         assert!(screenshots.join(shot).is_file(), "screenshot {shot}");
     }
 }

@@ -140,6 +140,46 @@ try {
   assert.equal(forged, 403, "a read-only console refuses an action with 403");
   await readOnly.screenshot({ path: join(screenshots, "read-only-1280.png"), fullPage: true });
 
+  // 6. The other pages, in a page of their own (the status page above is never left).
+  const pages = await context.newPage();
+  pages.on("pageerror", (error) => failures.push(`page error: ${error.message}`));
+
+  step("sandbox: a node failure, simulated");
+  await pages.goto(`${consoleUrl}sandbox`);
+  await pages.check("input[name=nodeFail][value=n3]");
+  await pages.click("#simulate");
+  await pages.waitForSelector("#simulation");
+  assert.notEqual(await pages.getAttribute("#revised-nodes tr[data-node=n3]", "data-state"), "online", "n3 is lost in the simulation");
+  assert.ok(await pages.locator("#transition li").count() > 0, "the simulation shows what would move");
+  await pages.screenshot({ path: join(screenshots, "sandbox-1280.png"), fullPage: true });
+  const live = await (await fetch(`${consoleUrl}api/status`)).json();
+  assert.equal(live.status.nodes.find((node) => node.name === "n3").state, "online", "the sandbox changed nothing: n3 is online");
+
+  step("history: a decision replayed");
+  await pages.goto(`${consoleUrl}history`);
+  await pages.click("#decisions tbody tr:first-child a[href$=replay]");
+  await pages.waitForSelector("#replay-verdict");
+  assert.equal(await pages.getAttribute("#replay-verdict", "data-matches"), "true", "the replay decides the same");
+  await pages.goto(`${consoleUrl}history`);
+  await pages.screenshot({ path: join(screenshots, "history-1280.png"), fullPage: true });
+
+  step("why: a resource's scores");
+  await pages.goto(consoleUrl);
+  await pages.click(`#resources a[href="/why/${expected.movable[0]}"]`);
+  await pages.waitForSelector("#why section.instance");
+  await pages.screenshot({ path: join(screenshots, "why-1280.png"), fullPage: true });
+
+  step("configuration: the picture, and a bad manifest's problems in the page");
+  await pages.goto(`${consoleUrl}config`);
+  assert.ok(await pages.evaluate(() => document.getElementById("graph").naturalWidth > 0), "the picture is drawn");
+  await pages.fill("#change-manifests", "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: broken}\nspec:\n  agent: ocf:heartbeat:Dummy\n  stickiness: lots\n");
+  await pages.click("#diff-button");
+  await pages.waitForSelector("#change-result .diagnostics");
+  const problem = await pages.textContent("#change-result .diagnostics");
+  assert.match(problem, /manifests:\d+/, `the problem names the line: ${problem}`);
+  assert.match(problem, /Resource\/broken/, `the problem names the object: ${problem}`);
+  await pages.screenshot({ path: join(screenshots, "config-1280.png"), fullPage: true });
+
   assert.deepEqual(failures, [], "no script errors in the pages");
   step("all checks passed");
 } finally {
