@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-decision bench-history bench-metrics bench-load bench-move bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions
+.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-console bench-decision bench-history bench-metrics bench-load bench-move bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions
 
 RUNS ?= 20
 SEED ?= 1
@@ -76,6 +76,7 @@ bench: deps
 	$(CARGO) bench --bench history
 	$(CARGO) bench --bench metrics
 	$(CARGO) bench --bench alerts
+	$(CARGO) bench --bench console
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -124,6 +125,13 @@ bench-metrics: deps
 # of PACER_BENCH_RESOURCES (300) applied at once. Figures only: target/bench-alerts.txt.
 bench-alerts: deps
 	$(CARGO) bench --bench alerts
+
+# Console benchmark (issue 17): the status page in headless Chromium with
+# PACER_BENCH_CONSOLE (10,10000) resources: time to first render, JS heap and DOM
+# nodes, event-to-screen latency of a node's standby, the console's RSS. Figures only:
+# target/bench-console.txt.
+bench-console: deps
+	$(CARGO) bench --bench console
 
 # Move benchmark (issue 14): pacer up --nodes 3 with PACER_BENCH_RESOURCES (10) Dummy
 # resources; PACER_BENCH_ROUNDS (10) times `pacer move r0 NODE --wait`, the time until
