@@ -741,9 +741,10 @@ impl<'a> Session<'a> {
         throttle::effective(self.limits, load).saturating_sub(self.running.len())
     }
 
-    /// Whether this node's last fencing result is a successful unfencing.
+    /// Whether this node's last fencing outcome (the answer the leader accepted) is a
+    /// successful unfencing.
     fn unfenced(&self) -> bool {
-        self.cache.latest_fence_result(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
+        self.cache.fence_outcome(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -969,7 +970,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Section::FenceRequest(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
+                Section::FenceRequest(_) | Section::FenceAnswer(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
                 _ => {}
             }
         }

@@ -21,7 +21,7 @@ pub use archive::Archived;
 
 use crate::alerts::{DeliveryContext, deliver};
 use crate::api::manifest::{Source, load as load_manifests};
-use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
+use crate::api::records::{EventKind, EventRecord, FenceAnswerRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
 use crate::api::{Kind, Name, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::notify::Watchdog;
@@ -143,9 +143,10 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     }
     let mut plan = schedule(&live.snapshot);
     if stonith_enabled {
-        let fenced = drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?;
-        if fenced {
-            // A node is down for sure now: decide again without what it reported.
+        let changed = drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?;
+        if changed {
+            // A node is down for sure now, or unfenced: decide again without what it
+            // reported, or with it let in.
             live = build(cache, options)?;
             plan = schedule(&live.snapshot);
         }
@@ -406,8 +407,9 @@ async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Ve
 
 /// Moves every fencing the plan asks for one step on: a request to an executor when
 /// there is none (or its executor is gone, or it failed a while ago); once a result
-/// says the node is down, its reports are forgotten and its request removed. Returns
-/// whether some node was declared down.
+/// says the node is down, its reports are forgotten and its request removed. The
+/// answer it accepts is recorded (`fencing/<target>/answer`). Returns whether some
+/// node's fencing state changed (an answer recorded, a node declared down).
 async fn drive_fencing(
     store: &Store,
     cache: &mut ClusterCache,
@@ -418,7 +420,7 @@ async fn drive_fencing(
 ) -> Result<bool, StoreError> {
     let keys = cache.keys().clone();
     let revision = cache.revision();
-    let mut fenced = false;
+    let mut changed = false;
     for fencing in &plan.fencing {
         let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
@@ -427,6 +429,19 @@ async fn drive_fencing(
         // result any other node wrote (a forged success) is no answer.
         let answered = request.as_ref().and_then(|request| cache.fence_answer(request)).cloned();
         let answered = answered.as_ref();
+        // What it accepted is recorded under a key only the scheduler writes: the
+        // target's fenced or unfenced state, its `#node-unfenced` and what `pacer
+        // status` shows are read from that record, never from a result.
+        if let Some(result) = answered
+            && cache.fence_answers().get(target).is_none_or(|stored| stored.answer.result != *result)
+        {
+            let key = keys.fence_answer(target);
+            let answer = FenceAnswerRecord { result: result.clone(), accepted: snapshot.now };
+            let value = serde_json::to_string(&answer).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
+            tracing::info!(node = %target, by = %result.by, action = %result.action, succeeded = result.succeeded, "accepting the fencing's answer");
+            write(store, cache, "record a fencing answer", vec![(key, Some(value))], guard).await?;
+            changed = true;
+        }
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
             // Fenced: its reports are forgotten once its lease is gone too; the lease
@@ -454,7 +469,7 @@ async fn drive_fencing(
             if settled {
                 if !unfencing {
                     tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
-                    fenced = true;
+                    changed = true;
                 }
                 write(store, cache, "delete a fencing request", vec![(keys.fence_request(target), None)], guard).await?;
             }
@@ -507,7 +522,7 @@ async fn drive_fencing(
         .map(|(node, _)| (keys.fence_request(node), None))
         .collect();
     write(store, cache, "drop fencing requests", stale, guard).await?;
-    Ok(fenced)
+    Ok(changed)
 }
 
 /// Seconds after a failed fencing before it is requested again.
@@ -608,6 +623,7 @@ fn decision_input(section: &Section) -> bool {
             | Section::Status { .. }
             | Section::Attribute { .. }
             | Section::FenceResult { .. }
+            | Section::FenceAnswer(_)
             | Section::FenceConfirmation(_)
     )
 }
