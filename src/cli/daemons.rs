@@ -29,7 +29,8 @@ pub(super) struct AgentArgs {
     /// `fence/`) searched after the system's; repeatable.
     #[arg(long = "agents-dir")]
     agents_dirs: Vec<PathBuf>,
-    /// Attribute of the Node object created when none exists: NAME=VALUE; repeatable.
+    /// A run-time attribute of the node (the Node object's `attributes` outrank it):
+    /// NAME=VALUE; repeatable.
     #[arg(long = "attribute", value_parser = parse_key_value)]
     attributes: Vec<(String, String)>,
     /// Capacity of the Node object created when none exists: NAME=NUMBER; repeatable.

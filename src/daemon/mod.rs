@@ -322,8 +322,8 @@ async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, spec_
 /// default spec). Returns false when the write failed and should be tried again soon.
 async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard) -> bool {
     let node_key = |name: &str| ObjectKey { kind: Kind::Node, name: Name::from(name) };
-    // Each node's manifest on its own: one agent's invalid proposal (attributes,
-    // capacity) holds up no other node's object.
+    // Each node's manifest on its own: one agent's invalid proposal (capacity) holds
+    // up no other node's object.
     let missing: Vec<(&String, &NodeHeartbeat)> = cache
         .heartbeats()
         .iter()
@@ -337,7 +337,7 @@ async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard
             });
             match problem {
                 Some(problem) => {
-                    tracing::warn!(node = %name, %problem, "cannot create the Node object of a node whose agent runs: its agent's attributes or capacity are invalid");
+                    tracing::warn!(node = %name, %problem, "cannot create the Node object of a node whose agent runs: its agent's capacity is invalid");
                     false
                 }
                 None => true,
@@ -375,12 +375,12 @@ async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard
     }
 }
 
-/// The `Node` object the leader creates for `name` from its agent's heartbeat.
+/// The `Node` object the leader creates for `name` from its agent's heartbeat: its
+/// capacity, never its attributes. What an agent proposes of its node's attributes
+/// stays run-time (its agent writes them under its own prefix), below the
+/// administrator's `Node.spec.attributes`; copied here they would outrank them.
 fn node_manifest(name: &str, heartbeat: &NodeHeartbeat) -> String {
     let mut spec = serde_json::Map::new();
-    if !heartbeat.attributes.is_empty() {
-        spec.insert("attributes".into(), serde_json::json!(heartbeat.attributes));
-    }
     if !heartbeat.capacity.is_empty() {
         spec.insert("utilization".into(), serde_json::json!(heartbeat.capacity));
     }
