@@ -194,12 +194,23 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         notifier: notifier.clone(),
     };
     let store = global.connect().await?;
+    warn_of_old_etcd(&store).await;
     if let Some(listener) = listener {
         let registry = metrics.registry(&store);
         crate::metrics::serve(listener, crate::metrics::Exporter::Agent { registry, metrics });
     }
     crate::agent::run(config, store, termination_notified(notifier)?).await?;
     Ok(0)
+}
+
+/// With identities (TLS), logs a warning when etcd lets any user renew any lease
+/// (`Store::lease_renewal_warning`): per-node rights do not hold there.
+async fn warn_of_old_etcd(store: &crate::store::Store) {
+    if store.identity().is_some()
+        && let Some(warning) = store.lease_renewal_warning().await
+    {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// `pacer scheduler`: one scheduler instance (`daemon::run`), named host:pid unless
@@ -218,6 +229,7 @@ pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::
         notifier: notifier.clone(),
     };
     let store = global.connect().await?;
+    warn_of_old_etcd(&store).await;
     if let Some(listener) = listener {
         let registry = metrics.registry(&store);
         crate::metrics::serve(listener, crate::metrics::Exporter::Scheduler { registry, metrics });
