@@ -335,7 +335,9 @@ async fn proposed_attributes_stay_run_time_and_an_invalid_one_holds_up_nobody() 
         // The proposals are run-time attributes under each node's own prefix; `#x` is
         // not the agent's to set.
         let written = cluster.etcd.dump(&format!("{PREFIX}/attributes/")).await;
-        let value = |key: &str| written.iter().find(|(found, _)| found == key).map(|(_, value)| serde_json::from_str::<serde_json::Value>(value).expect("JSON")["value"].clone());
+        let value = |key: &str| {
+            written.iter().find(|(found, _)| found == key).map(|(_, value)| serde_json::from_str::<serde_json::Value>(value).expect("JSON")["value"].clone())
+        };
         assert_eq!(value("/pacer/attributes/n5/rack"), Some("r5".into()), "{written:?}");
         assert_eq!(value("/pacer/attributes/n4/disk"), Some("hdd".into()), "{written:?}");
         assert_eq!(value("/pacer/attributes/n4/#x"), None, "{written:?}");

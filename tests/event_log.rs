@@ -167,7 +167,9 @@ async fn a_fencing_event_a_node_was_not_asked_to_run_is_dropped() {
     ];
     let mut client = etcd_client::Client::connect([cluster.endpoint.clone()], None).await.expect("connect");
     client.txn(etcd_client::Txn::new().and_then(operations)).await.expect("write the forged event");
-    let done = wait_for(&store, "the marker sequenced and nothing pending", |log| has(&log.events, EventKind::Attribute, "n1", "marker") && log.pending.is_empty()).await;
+    let done =
+        wait_for(&store, "the marker sequenced and nothing pending", |log| has(&log.events, EventKind::Attribute, "n1", "marker") && log.pending.is_empty())
+            .await;
     assert!(!done.events.iter().any(|event| event.kind == EventKind::Fencing && event.reporter == "n1"), "n1's word on n2's fencing reached the log");
     let scheduler = std::fs::read_to_string(cluster.state_dir.join("logs/scheduler.log")).unwrap_or_default();
     assert!(

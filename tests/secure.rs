@@ -306,7 +306,9 @@ async fn auth_bootstrap_converges_and_keeps_two_prefixes_apart() {
     n1.put("/a/fencing/n2/request", "{}", None).await.expect("the stale grant works before bootstrap");
 
     let (converged, _) = bootstrap("/a", &["n1"]);
-    for change in ["revoked from role pacer:/a:node:n1: write on /a/fencing/*", "revoked from user n1: role pacer:/a:scheduler", "revoked from user n1: role root"] {
+    for change in
+        ["revoked from role pacer:/a:node:n1: write on /a/fencing/*", "revoked from user n1: role pacer:/a:scheduler", "revoked from user n1: role root"]
+    {
         assert!(converged.contains(change), "{change:?} not in:\n{converged}");
     }
     assert!(!converged.contains("pacer:/b"), "bootstrapping /a touched /b:\n{converged}");

@@ -80,11 +80,7 @@ fn fencing_event_vouched(
     }
     let asked = request.is_some_and(|request| request.target == target && request.executor == node && request.id == result.request);
     let accepted = answer.is_some_and(|answer| answer.result.target == target && answer.result.by == node && answer.result.request == result.request);
-    if asked || accepted {
-        Ok(())
-    } else {
-        Err(format!("{node} was not the executor of a request to fence {target}"))
-    }
+    if asked || accepted { Ok(()) } else { Err(format!("{node} was not the executor of a request to fence {target}")) }
 }
 
 /// Who the leader's own events are reported by.

@@ -332,9 +332,11 @@ async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard
             let loaded = load_manifests(&[Source { name: format!("heartbeat of {name}"), text: node_manifest(name, &entry.heartbeat) }]);
             // The object's own checks too (a Node refers to nothing else).
             let alone: crate::api::ObjectSet = loaded.manifests.iter().map(|manifest| (manifest.object.key(), manifest.object.clone())).collect();
-            let problem = loaded.diagnostics.first().map(ToString::to_string).or_else(|| {
-                crate::api::validate::check_objects(&alone).first().map(|problem| format!("{}: {}", problem.path, problem.message))
-            });
+            let problem = loaded
+                .diagnostics
+                .first()
+                .map(ToString::to_string)
+                .or_else(|| crate::api::validate::check_objects(&alone).first().map(|problem| format!("{}: {}", problem.path, problem.message)));
             match problem {
                 Some(problem) => {
                     tracing::warn!(node = %name, %problem, "cannot create the Node object of a node whose agent runs: its agent's capacity is invalid");
@@ -810,7 +812,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_node_object_made_for_a_running_agent_is_valid_and_marked() {
+    fn the_node_object_made_for_a_running_agent_is_valid_marked_and_without_its_attributes() {
         let heartbeat = NodeHeartbeat {
             node: "n1".into(),
             attributes: [("rack".to_string(), "r1".to_string())].into(),
@@ -822,6 +824,8 @@ mod tests {
         let object = &loaded.manifests[0].object;
         assert_eq!(object.metadata.annotations.get("pacer.io/created-by").map(String::as_str), Some("scheduler"));
         let Spec::Node(spec) = &object.spec else { panic!("not a Node: {object:?}") };
-        assert_eq!(spec.attributes.get("rack").map(|value| value.as_str()), Some("r1"));
+        // The agent's proposed attributes stay run-time: here they would outrank them.
+        assert!(spec.attributes.is_empty(), "{spec:?}");
+        assert_eq!(spec.utilization.get("cpu"), Some(&4));
     }
 }

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use crate::api::records::{
-    FenceAnswerRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord, ResourceStatus,
+    FenceAnswerRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord,
+    ResourceStatus,
 };
 use crate::api::{Name, Object, ObjectKey};
 use crate::store::keys::Section;
@@ -287,7 +288,10 @@ impl ClusterCache {
     /// with another shape is no record of Pacer's to act on.
     fn trusted_key(section: &Section) -> Result<(), String> {
         let nodes: Vec<&str> = match section {
-            Section::Heartbeat(node) | Section::Activity(node) | Section::Plan(node) | Section::FenceRequest(node)
+            Section::Heartbeat(node)
+            | Section::Activity(node)
+            | Section::Plan(node)
+            | Section::FenceRequest(node)
             | Section::FenceAnswer(node)
             | Section::FenceConfirmation(node) => {
                 vec![node]
