@@ -605,6 +605,11 @@ async fn a_forged_fencing_success_from_another_node_moves_nothing() {
         forge(&cluster, &format!("{PREFIX}/fencing/{victim}/result"), &success).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(cluster.node_state(&victim), "unclean", "{}", cluster.status());
+        // `pacer status` does not show it fenced either: only the answer the leader
+        // accepted says so.
+        let status = cluster.status();
+        let shown_fenced = status["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "succeeded");
+        assert!(!shown_fenced, "{victim} shown fenced on n3's word: {status}");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let starts = text.lines().filter(|line| line.contains("op=start phase=begin")).count();
         assert_eq!(starts, 1, "web started elsewhere on a forged success:\n{text}");
