@@ -687,12 +687,16 @@ async fn a_forged_unfencing_success_from_another_node_unfences_nobody() {
         let finished = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
         let success = serde_json::json!({"request": id, "target": "n2", "action": "on", "succeeded": true, "by": "n1", "finished": finished});
         forge(&cluster, &format!("{PREFIX}/fence-results/n1/n2"), &success).await;
+        // And n2 writes, under its own prefix, a successful reboot of n1, asked by nobody.
+        let fenced = serde_json::json!({"request": id, "target": "n1", "action": "reboot", "succeeded": true, "by": "n2", "finished": finished});
+        forge(&cluster, &format!("{PREFIX}/fence-results/n2/n1"), &fenced).await;
         // For 4 s: n2 is never shown unfenced, its plan still asks it to be unfenced
         // first (the scheduler's view), and web never starts there.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(4) {
             let status = cluster.status();
             assert!(!unfenced(&status, "n2"), "n2 shown unfenced on n1's word: {status}");
+            assert!(unfenced(&status, "n1"), "n1 shown fenced on n2's word: {status}");
             let plan = plan_of_n2(&mut client).await;
             assert_eq!(plan["unfenceFirst"], true, "the scheduler takes n2 as unfenced on n1's word: {plan}");
             tokio::time::sleep(Duration::from_millis(200)).await;
