@@ -115,19 +115,18 @@ pub struct IssueRequest<'a> {
 pub fn issue(dir: &Path, request: &IssueRequest<'_>) -> Result<(PathBuf, PathBuf), PkiError> {
     let name = request.name;
     let name_error = |reason: &str| PkiError::Name { name: name.to_string(), reason: reason.to_string() };
-    if request.hosts.is_empty() {
-        match request.role.fixed_name() {
-            Some(fixed) if fixed != name => return Err(name_error(&format!("a {:?} certificate is named {fixed}", request.role).to_lowercase())),
-            None if crate::store::rights::RESERVED_NAMES.contains(&name) || name == "ca" => {
-                return Err(name_error("reserved for another role (--role scheduler|admin|reader)"));
-            }
-            None if !crate::api::Name::is_valid(name) => {
-                return Err(name_error("a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"));
-            }
-            _ => {}
+    // A server certificate (`--host`) is a client certificate too, and its common name
+    // an etcd user: it is named by the same rules, or `etcd1 --host …` named
+    // `scheduler` or `root` would be that identity.
+    match request.role.fixed_name() {
+        Some(fixed) if fixed != name => return Err(name_error(&format!("a {:?} certificate is named {fixed}", request.role).to_lowercase())),
+        None if crate::store::rights::RESERVED_NAMES.contains(&name) || name == "ca" => {
+            return Err(name_error("reserved for another role (--role scheduler|admin|reader)"));
         }
-    } else if name.is_empty() || name.contains('/') || name == "ca" {
-        return Err(name_error("not a file name"));
+        None if !crate::api::Name::is_valid(name) => {
+            return Err(name_error("a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"));
+        }
+        _ => {}
     }
     let (cert_path, key_path) = (dir.join(format!("{name}.crt")), dir.join(format!("{name}.key")));
     for path in [&cert_path, &key_path] {
@@ -237,6 +236,14 @@ mod tests {
         assert!(refused("scheduler", Role::Node));
         assert!(refused("../x", Role::Node));
         assert!(!refused("reader", Role::Reader));
+        // A server certificate (`--host`) is named by the same rules: it is a client
+        // certificate too, whose common name is an etcd user.
+        let hosts = ["127.0.0.1".to_string()];
+        let refused_server = |name: &str| issue(dir.path(), &IssueRequest { name, role: Role::Node, hosts: &hosts, validity: Validity::Years(1) }).is_err();
+        for reserved in ["scheduler", "admin", "reader", "root", "ca", "../x", "-x"] {
+            assert!(refused_server(reserved), "{reserved}");
+        }
+        assert!(!refused_server("etcd-server"));
     }
 
     #[test]

@@ -132,13 +132,19 @@ impl Cluster {
     }
 
     fn start_agent(&mut self, node: &str, lease_ttl: u64) {
-        let agent = self.spawn_agent(node, lease_ttl, "");
+        let agent = self.spawn_agent(node, lease_ttl, "", &[]);
+        self.agents.insert(node.to_string(), agent);
+    }
+
+    /// `start_agent` with more arguments.
+    fn start_agent_with(&mut self, node: &str, lease_ttl: u64, extra: &[&str]) {
+        let agent = self.spawn_agent(node, lease_ttl, "", extra);
         self.agents.insert(node.to_string(), agent);
     }
 
     /// A `pacer agent` for `node` with its state in `<dir>/<node>`, logging to
-    /// `<dir>/<node><log_suffix>.log`.
-    fn spawn_agent(&self, node: &str, lease_ttl: u64, log_suffix: &str) -> AgentProcess {
+    /// `<dir>/<node><log_suffix>.log`, with `extra` arguments.
+    fn spawn_agent(&self, node: &str, lease_ttl: u64, log_suffix: &str, extra: &[&str]) -> AgentProcess {
         let state_dir = self.path(node);
         std::fs::create_dir_all(&state_dir).expect("state dir");
         let log = self.path(&format!("{node}{log_suffix}.log"));
@@ -148,6 +154,7 @@ impl Cluster {
             .arg(&state_dir)
             .arg("--agents-dir")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
+            .args(extra)
             .env("PACER_ETCD", self.etcd.endpoint())
             .env("PACER_PREFIX", PREFIX)
             .env("PACER_LOG", "pacer=debug")
@@ -295,6 +302,45 @@ async fn an_agent_writes_no_spec_and_the_leader_creates_its_node() {
         assert_eq!(created.metadata.annotations.get("pacer.io/created-by").map(String::as_str), Some("scheduler"));
         let administrators = node_object(&listing, "n1").expect("n1's Node object");
         assert!(administrators.metadata.annotations.is_empty(), "the administrator's Node is left alone: {administrators:?}");
+    })
+    .await;
+}
+
+/// What an agent proposes of its node's attributes stays run-time: the `Node` object
+/// the leader creates has none of them (there they would outrank the run-time ones,
+/// as the administrator's do), and one agent's invalid proposal (a `#` name, the
+/// cluster's) holds up no other node's object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proposed_attributes_stay_run_time_and_an_invalid_one_holds_up_nobody() {
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        cluster.start_agent_with("n4", 2, &["--attribute", "#x=1", "--attribute", "disk=hdd"]);
+        cluster.start_agent_with("n5", 2, &["--attribute", "rack=r5", "--capacity", "cpu=4"]);
+        cluster.wait_probed("n4").await;
+        cluster.wait_probed("n5").await;
+        cluster.decide().await;
+        let listing = cluster.store.list_objects().await.expect("list");
+        let spec_of = |name: &str| {
+            let object = listing.objects.iter().find(|(key, _)| key.to_string() == format!("Node/{name}")).map(|(_, stored)| stored.object.clone());
+            match object.unwrap_or_else(|| panic!("the leader creates {name}'s Node object")).spec {
+                pacer::api::Spec::Node(spec) => spec,
+                other => panic!("not a Node: {other:?}"),
+            }
+        };
+        for node in ["n4", "n5"] {
+            let spec = spec_of(node);
+            assert!(spec.attributes.is_empty(), "{node}'s proposed attributes became the administrator's: {spec:?}");
+        }
+        assert_eq!(spec_of("n5").utilization.get("cpu"), Some(&4));
+        // The proposals are run-time attributes under each node's own prefix; `#x` is
+        // not the agent's to set.
+        let written = cluster.etcd.dump(&format!("{PREFIX}/attributes/")).await;
+        let value = |key: &str| {
+            written.iter().find(|(found, _)| found == key).map(|(_, value)| serde_json::from_str::<serde_json::Value>(value).expect("JSON")["value"].clone())
+        };
+        assert_eq!(value("/pacer/attributes/n5/rack"), Some("r5".into()), "{written:?}");
+        assert_eq!(value("/pacer/attributes/n4/disk"), Some("hdd".into()), "{written:?}");
+        assert_eq!(value("/pacer/attributes/n4/#x"), None, "{written:?}");
     })
     .await;
 }
@@ -767,7 +813,7 @@ async fn an_agent_restarted_within_its_lease_resumes_it_and_leaves_its_resources
         let lease = cluster.node_lease("n1").await.expect("n1 is claimed");
 
         // A second agent on the same state dir is refused: both would act on a.
-        let mut second = cluster.spawn_agent("n1", 5, "-second");
+        let mut second = cluster.spawn_agent("n1", 5, "-second", &[]);
         let status = second.wait_exit(Duration::from_secs(20)).expect("the second agent exits");
         assert!(!status.success(), "{status:?}");
         assert!(second.log_text().contains("another pacer agent holds"), "{}", second.log_text());

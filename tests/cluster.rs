@@ -605,6 +605,11 @@ async fn a_forged_fencing_success_from_another_node_moves_nothing() {
         forge(&cluster, &format!("{PREFIX}/fencing/{victim}/result"), &success).await;
         tokio::time::sleep(Duration::from_secs(5)).await;
         assert_eq!(cluster.node_state(&victim), "unclean", "{}", cluster.status());
+        // `pacer status` does not show it fenced either: only the answer the leader
+        // accepted says so.
+        let status = cluster.status();
+        let shown_fenced = status["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "succeeded");
+        assert!(!shown_fenced, "{victim} shown fenced on n3's word: {status}");
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         let starts = text.lines().filter(|line| line.contains("op=start phase=begin")).count();
         assert_eq!(starts, 1, "web started elsewhere on a forged success:\n{text}");
@@ -630,6 +635,75 @@ async fn a_fencing_request_whose_key_is_not_its_target_fences_nobody() {
         tokio::time::sleep(Duration::from_secs(4)).await;
         assert!(!cluster.path("nodes/n3/powered-off").exists(), "n3 powered off on a forged request\n{}", cluster.logs());
         assert_eq!(cluster.node_state("n3"), "online");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_unfencing_success_from_another_node_unfences_nobody() {
+    require_fence_dummy();
+    bounded(async {
+        let names = ["n1", "n2"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        let status_file = cluster.path("fence_dummy.status");
+        // n1 is unfenced through a device that works; n2's unfencing always fails.
+        cluster
+            .apply(&format!(
+                "---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: good}}\nspec: {{agent: fence_dummy, hostList: [n1], unfencing: true, params: {{status_file: {}}}}}\n\
+                 ---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: broken}}\nspec: {{agent: fence_dummy, hostList: [n2], unfencing: true, params: {{type: fail}}, retries: 1}}\n",
+                status_file.display()
+            ))
+            .await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster
+            .apply(&format!(
+                "{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n2}}\nspec: {{resource: web, node: n2, score: 100}}\n",
+                witness("web", &log, "")
+            ))
+            .await;
+        let unfenced = |status: &Value, node: &str| {
+            status["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == node && entry["action"] == "on" && entry["state"] == "succeeded")
+        };
+        cluster.wait_for("n1 shown unfenced", Duration::from_secs(30), || unfenced(&cluster.status(), "n1")).await;
+        // web is placed on n2, whose agent waits for n2 to be unfenced before it starts it.
+        let mut client = cluster.etcd.client().await;
+        let plan_of_n2 = async |client: &mut etcd_client::Client| -> Value {
+            let response = client.get(format!("{PREFIX}/plans/n2"), None).await.expect("read n2's plan");
+            response.kvs().first().and_then(|kv| serde_json::from_slice(kv.value()).ok()).unwrap_or(Value::Null)
+        };
+        let started = Instant::now();
+        while plan_of_n2(&mut client).await["resources"].as_array().is_none_or(|resources| resources.is_empty()) {
+            assert!(started.elapsed() < Duration::from_secs(30), "web never placed on n2: {}", cluster.status());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // n1 writes, under its own prefix, a successful unfencing of n2 answering n2's
+        // request (which names n2 as its executor).
+        let response = client.get(format!("{PREFIX}/fencing/n2/request"), None).await.expect("read the request");
+        let id = response.kvs().first().and_then(|kv| serde_json::from_slice::<Value>(kv.value()).ok()).map_or(Value::from(0), |request| request["id"].clone());
+        let finished = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+        let success = serde_json::json!({"request": id, "target": "n2", "action": "on", "succeeded": true, "by": "n1", "finished": finished});
+        forge(&cluster, &format!("{PREFIX}/fence-results/n1/n2"), &success).await;
+        // And n2 writes, under its own prefix, a successful reboot of n1, asked by nobody.
+        let fenced = serde_json::json!({"request": id, "target": "n1", "action": "reboot", "succeeded": true, "by": "n2", "finished": finished});
+        forge(&cluster, &format!("{PREFIX}/fence-results/n2/n1"), &fenced).await;
+        // For 4 s: n2 is never shown unfenced, its plan still asks it to be unfenced
+        // first (the scheduler's view), and web never starts there.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(4) {
+            let status = cluster.status();
+            assert!(!unfenced(&status, "n2"), "n2 shown unfenced on n1's word: {status}");
+            assert!(unfenced(&status, "n1"), "n1 shown fenced on n2's word: {status}");
+            let plan = plan_of_n2(&mut client).await;
+            assert_eq!(plan["unfenceFirst"], true, "the scheduler takes n2 as unfenced on n1's word: {plan}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(cluster.running("web").is_empty(), "{text}");
+        assert!(!text.lines().any(|line| line.contains("node=n2 rsc=web op=start")), "web started on n2:\n{text}");
     })
     .await;
 }

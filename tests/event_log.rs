@@ -86,6 +86,12 @@ async fn the_leader_sequences_node_fencing_and_decision_events() {
     assert!(lost_at.is_some() && lost_at < fencing_at, "the loss comes before the fencing it calls for");
     assert_consecutive(&lost.events, 1);
     assert_eq!(store.read_announced_nodes().await.expect("announced").nodes.get("n2").map(String::as_str), Some("lost"));
+    // The executor's own event of the fencing it was asked to run passes the leader's
+    // check (`a_fencing_event_a_node_was_not_asked_to_run_is_dropped`).
+    wait_for(&store, "the executor's fencing event", |log| {
+        log.events.iter().any(|event| event.kind == EventKind::Fencing && event.reporter == "n1" && event.desc.starts_with("Operation reboot of n2 by n1"))
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -131,4 +137,43 @@ async fn pending_events_are_sequenced_in_order_once_and_the_log_is_capped() {
     assert_eq!(tests.last(), Some(&249));
     assert!(tests.len() >= 90, "{tests:?}");
     assert_eq!(store.first_event_sequence().await.expect("first"), Some(first));
+}
+
+/// A node may tell of a fencing of another node only when it ran it as the executor
+/// the request named: n1 writing, under its own prefix, a fencing of n2 it was never
+/// asked to run has its event dropped (the leader's log names n1), so it reaches
+/// neither the log nor an alert; its own events still pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fencing_event_a_node_was_not_asked_to_run_is_dropped() {
+    let cluster = LocalCluster::start(2, &[]);
+    let store = Store::connect(std::slice::from_ref(&cluster.endpoint), LOCAL_PREFIX).await.expect("connect");
+    wait_for(&store, "member events", |log| has(&log.events, EventKind::Node, "n1", "member") && has(&log.events, EventKind::Node, "n2", "member")).await;
+    let keys = store.keys().clone();
+    let mut forged = EventRecord::new(EventKind::Fencing, "n1", 1_000_000, "Operation reboot of n2 by n1 for pacer@scheduler: OK");
+    forged.node = Some("n2".into());
+    forged.task = Some("reboot".into());
+    forged.rc = Some(0);
+    // With a result of its own under its prefix, as the agent writes them together.
+    let result = serde_json::json!({"request": 1, "target": "n2", "action": "reboot", "succeeded": true, "by": "n1", "finished": 0});
+    let mut marker = EventRecord::new(EventKind::Attribute, "n1", 1_000_001, "marker");
+    marker.node = Some("n1".into());
+    marker.attribute_name = Some("marker".into());
+    marker.attribute_value = Some("1".into());
+    let forged_key = keys.pending_event("n1", "00000001");
+    let operations = vec![
+        etcd_client::TxnOp::put(keys.fence_result("n1", "n2"), result.to_string(), None),
+        etcd_client::TxnOp::put(forged_key.clone(), serde_json::to_string(&forged).expect("encode"), None),
+        etcd_client::TxnOp::put(keys.pending_event("n1", "00000002"), serde_json::to_string(&marker).expect("encode"), None),
+    ];
+    let mut client = etcd_client::Client::connect([cluster.endpoint.clone()], None).await.expect("connect");
+    client.txn(etcd_client::Txn::new().and_then(operations)).await.expect("write the forged event");
+    let done =
+        wait_for(&store, "the marker sequenced and nothing pending", |log| has(&log.events, EventKind::Attribute, "n1", "marker") && log.pending.is_empty())
+            .await;
+    assert!(!done.events.iter().any(|event| event.kind == EventKind::Fencing && event.reporter == "n1"), "n1's word on n2's fencing reached the log");
+    let scheduler = std::fs::read_to_string(cluster.state_dir.join("logs/scheduler.log")).unwrap_or_default();
+    assert!(
+        scheduler.lines().any(|line| line.contains("dropping a Fencing event") && line.contains("node=n1") && line.contains(&forged_key)),
+        "the leader does not say it dropped n1's event:\n{scheduler}"
+    );
 }

@@ -253,3 +253,76 @@ fn bad_tls_files_and_config_files_are_refused_naming_the_file() {
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
 }
+
+/// `pacer auth bootstrap` against one etcd with client-certificate auth, for two
+/// clusters (`/a` and `/b`) sharing it: each has roles of its own
+/// (`pacer:<prefix>:…`); run again it converges — a permission granted by hand on a
+/// Pacer role and roles granted by hand to a node's user are revoked, and it says so
+/// — without taking anything from the other cluster; a third run changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_bootstrap_converges_and_keeps_two_prefixes_apart() {
+    use pacer::pki::{IssueRequest, Role, Validity};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = dir.path().join("pki");
+    pacer::pki::init(&pki).expect("init the CA");
+    let issue = |name: &str, role: Role, hosts: &[String]| {
+        pacer::pki::issue(&pki, &IssueRequest { name, role, hosts, validity: Validity::Years(1) }).expect("issue");
+    };
+    issue("etcd-server", Role::Node, &["127.0.0.1".to_string()]);
+    issue("admin", Role::Admin, &[]);
+    issue("n1", Role::Node, &[]);
+    issue("n2", Role::Node, &[]);
+    let tls = pacer::local::etcd::ServerTls { cert: pki.join("etcd-server.crt"), key: pki.join("etcd-server.key"), ca: pki.join("ca.crt") };
+    let etcd = pacer::local::etcd::EtcdServer::start_secure(&dir.path().join("etcd"), tls, &[]).expect("start etcd with TLS");
+    let endpoint = etcd.endpoint();
+    let bootstrap = |prefix: &str, nodes: &[&str]| -> (String, String) {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_pacer"));
+        command.args(["auth", "bootstrap", "--etcd", &endpoint, "--prefix", prefix, "--etcd-ca"]).arg(pki.join("ca.crt"));
+        command.arg("--etcd-cert").arg(pki.join("admin.crt")).arg("--etcd-key").arg(pki.join("admin.key")).env("PACER_CONFIG", "/dev/null");
+        for node in nodes {
+            command.args(["--node", node]);
+        }
+        let output = common::run(&mut command, None);
+        assert!(output.status.success(), "auth bootstrap {prefix}: {}", common::text(&output.stderr));
+        (common::text(&output.stdout), common::text(&output.stderr))
+    };
+    let (first, warnings) = bootstrap("/a", &["n1"]);
+    // An etcd that lets any user renew any lease is named, with the fixed version.
+    let version = Command::new(std::env::var("PACER_ETCD_BIN").unwrap_or_else(|_| "etcd".into())).arg("--version").output().expect("etcd --version");
+    let version = common::text(&version.stdout).lines().next().and_then(|line| line.strip_prefix("etcd Version: ")).unwrap_or_default().to_string();
+    if pacer::store::rights::renews_any_lease(&version) == Some(true) {
+        assert!(warnings.contains(&format!("etcd {version} lets any user renew any lease")) && warnings.contains("3.5.28 or later"), "{warnings}");
+    }
+    assert!(first.contains("added role pacer:/a:node:n1"), "{first}");
+    let (other, _) = bootstrap("/b", &["n1", "n2"]);
+    assert!(other.contains("added role pacer:/b:node:n1"), "{other}");
+
+    // By hand, as the administrator: a stale grant on a Pacer role, and roles on n1's user.
+    let mut admin = as_identity(&endpoint, &pki, "admin").await;
+    admin.role_grant_permission("pacer:/a:node:n1", etcd_client::Permission::write("/a/fencing/").with_prefix()).await.expect("grant by hand");
+    admin.user_grant_role("n1", "pacer:/a:scheduler").await.expect("grant by hand");
+    admin.user_grant_role("n1", "root").await.expect("grant by hand");
+    let mut n1 = as_identity(&endpoint, &pki, "n1").await;
+    n1.put("/a/fencing/n2/request", "{}", None).await.expect("the stale grant works before bootstrap");
+
+    let (converged, _) = bootstrap("/a", &["n1"]);
+    for change in
+        ["revoked from role pacer:/a:node:n1: write on /a/fencing/*", "revoked from user n1: role pacer:/a:scheduler", "revoked from user n1: role root"]
+    {
+        assert!(converged.contains(change), "{change:?} not in:\n{converged}");
+    }
+    assert!(!converged.contains("pacer:/b"), "bootstrapping /a touched /b:\n{converged}");
+    let mut n1 = as_identity(&endpoint, &pki, "n1").await;
+    for key in ["/a/fencing/n2/request", "/a/plans/n1", "/a/spec/nodes/n1", "/b/status/n2/web"] {
+        permission_denied(n1.put(key, "{}", None).await, &format!("n1 writes {key}"));
+    }
+    // n1 keeps its rights in both clusters; n2, a node of /b only, has none in /a.
+    n1.put("/a/status/n1/web", "{}", None).await.expect("n1 writes its statuses in /a");
+    n1.put("/b/status/n1/web", "{}", None).await.expect("n1 writes its statuses in /b");
+    let mut n2 = as_identity(&endpoint, &pki, "n2").await;
+    n2.put("/b/status/n2/web", "{}", None).await.expect("n2 writes its statuses in /b");
+    permission_denied(n2.put("/a/status/n2/web", "{}", None).await, "n2 writes in /a");
+
+    let (again, _) = bootstrap("/a", &["n1"]);
+    assert!(again.contains("nothing changed"), "not idempotent:\n{again}");
+}

@@ -52,7 +52,10 @@ pub struct AgentConfig {
     pub lease_ttl: Duration,
     pub on_shutdown: OnShutdown,
     pub exec: ExecConfig,
-    /// Attributes and capacity of the `Node` object created when none exists.
+    /// Attributes the agent proposes for its node (`--attribute`): written as run-time
+    /// attributes under its own prefix, where the administrator's `Node.spec.attributes`
+    /// outrank them; never copied into the `Node` object. The capacity is what the
+    /// `Node` object created when none exists gets.
     pub attributes: BTreeMap<String, String>,
     pub capacity: BTreeMap<String, u64>,
     /// Where operations, fencing and self-fencings are counted, and scrapes ask for
@@ -401,7 +404,7 @@ impl<'a> Session<'a> {
             results,
             result_sender,
             running: HashMap::new(),
-            pending_attributes: Vec::new(),
+            pending_attributes: proposed_attributes(config),
             objects: Vec::new(),
             fencing_running: Default::default(),
             fence_done,
@@ -741,9 +744,10 @@ impl<'a> Session<'a> {
         throttle::effective(self.limits, load).saturating_sub(self.running.len())
     }
 
-    /// Whether this node's last fencing result is a successful unfencing.
+    /// Whether this node's last fencing outcome (the answer the leader accepted) is a
+    /// successful unfencing.
     fn unfenced(&self) -> bool {
-        self.cache.latest_fence_result(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
+        self.cache.fence_outcome(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -969,7 +973,7 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Section::FenceRequest(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
+                Section::FenceRequest(_) | Section::FenceAnswer(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
                 _ => {}
             }
         }
@@ -1095,6 +1099,24 @@ impl<'a> Session<'a> {
 }
 
 /// Runs one fencing request through its levels.
+/// The agent's `--attribute`s as run-time attributes of its node, bound to its lease:
+/// proposals, below the administrator's. A `#` name (the cluster's) other than
+/// `#health…` is left out with a warning: the scheduler would ignore it.
+fn proposed_attributes(config: &AgentConfig) -> Vec<AttributeUpdate> {
+    config
+        .attributes
+        .iter()
+        .filter(|(name, _)| {
+            let reserved = name.starts_with('#') && !name.starts_with("#health");
+            if reserved {
+                tracing::warn!(attribute = %name, "the cluster's attribute names (starting with '#') are not an agent's to set; ignored");
+            }
+            !reserved
+        })
+        .map(|(name, value)| AttributeUpdate { name: name.clone(), node: config.node.clone(), lifetime: AttributeLifetime::Reboot, value: Some(value.clone()) })
+        .collect()
+}
+
 async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: &[Vec<crate::state::fencing::DeviceStep>], by: &str) -> FenceResultRecord {
     let mut attempts = Vec::new();
     let mut succeeded = false;

@@ -63,7 +63,7 @@ async fn judge(global: &Global, args: &CheckArgs) -> anyhow::Result<CheckResult>
     let plan = live.plan();
     let snapshot = &live.live.snapshot;
     let requests: Vec<_> = live.cache.fence_requests().values().cloned().collect();
-    let results: Vec<_> = live.cache.latest_fence_results();
+    let results: Vec<_> = live.cache.fence_outcomes();
     let leader = live.cache.election().map(|holder| holder.leader.identity.clone());
     let around = Surroundings {
         leader,

@@ -29,7 +29,8 @@ pub(super) struct AgentArgs {
     /// `fence/`) searched after the system's; repeatable.
     #[arg(long = "agents-dir")]
     agents_dirs: Vec<PathBuf>,
-    /// Attribute of the Node object created when none exists: NAME=VALUE; repeatable.
+    /// A run-time attribute of the node (the Node object's `attributes` outrank it):
+    /// NAME=VALUE; repeatable.
     #[arg(long = "attribute", value_parser = parse_key_value)]
     attributes: Vec<(String, String)>,
     /// Capacity of the Node object created when none exists: NAME=NUMBER; repeatable.
@@ -193,12 +194,23 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         notifier: notifier.clone(),
     };
     let store = global.connect().await?;
+    warn_of_old_etcd(&store).await;
     if let Some(listener) = listener {
         let registry = metrics.registry(&store);
         crate::metrics::serve(listener, crate::metrics::Exporter::Agent { registry, metrics });
     }
     crate::agent::run(config, store, termination_notified(notifier)?).await?;
     Ok(0)
+}
+
+/// With identities (TLS), logs a warning when etcd lets any user renew any lease
+/// (`Store::lease_renewal_warning`): per-node rights do not hold there.
+async fn warn_of_old_etcd(store: &crate::store::Store) {
+    if store.identity().is_some()
+        && let Some(warning) = store.lease_renewal_warning().await
+    {
+        tracing::warn!("{warning}");
+    }
 }
 
 /// `pacer scheduler`: one scheduler instance (`daemon::run`), named host:pid unless
@@ -217,6 +229,7 @@ pub(super) async fn scheduler(global: &Global, args: &SchedulerArgs) -> anyhow::
         notifier: notifier.clone(),
     };
     let store = global.connect().await?;
+    warn_of_old_etcd(&store).await;
     if let Some(listener) = listener {
         let registry = metrics.registry(&store);
         crate::metrics::serve(listener, crate::metrics::Exporter::Scheduler { registry, metrics });

@@ -271,7 +271,7 @@ fn live_statuses(live: &Live, selected: &[&Object]) -> BTreeMap<ObjectKey, LiveS
     let plan = live.plan();
     let snapshot = &live.live.snapshot;
     let requests: Vec<_> = live.cache.fence_requests().values().cloned().collect();
-    let results: Vec<_> = live.cache.latest_fence_results();
+    let results: Vec<_> = live.cache.fence_outcomes();
     let around = Surroundings {
         leader: None,
         decisions: Vec::new(),

@@ -69,7 +69,16 @@ pub(super) async fn auth(global: &Global, command: &AuthCommand) -> anyhow::Resu
     }
     let store = global.connect().await?;
     let identities = identities(&store, nodes).await?;
-    store.bootstrap_auth(&identities).await.context("bootstrap etcd auth")?;
+    if let Some(warning) = store.lease_renewal_warning().await {
+        eprintln!("warning: {warning}");
+    }
+    let changes = store.bootstrap_auth(&identities).await.context("bootstrap etcd auth")?;
+    for change in &changes {
+        println!("{change}");
+    }
+    if changes.is_empty() {
+        println!("users and roles already as the table says; nothing changed");
+    }
     let names: Vec<String> = identities.iter().map(Identity::user).collect();
     println!("auth enabled; users: {}", names.join(", "));
     Ok(0)

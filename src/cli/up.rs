@@ -150,6 +150,9 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     if pki.is_some() {
         let mut identities: Vec<Identity> = nodes.iter().map(|node| Identity::Node(node.clone())).collect();
         identities.extend([Identity::Scheduler, Identity::Reader]);
+        if let Some(warning) = store.lease_renewal_warning().await {
+            eprintln!("warning: {warning}");
+        }
         store.bootstrap_auth(&identities).await.context("bootstrap etcd auth")?;
         write_config(&state_dir.join("config.yaml"), &admin)?;
     }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, watch};
 
-use crate::api::records::{AnnouncedNodes, EventKind, EventRecord};
+use crate::api::records::{AnnouncedNodes, EventKind, EventRecord, FenceAnswerRecord, FenceRequestRecord, FenceResultRecord};
 use crate::runtime::Informer;
 use crate::scheduler::snapshot::NodeLiveness;
 use crate::store::events::pending_order;
@@ -31,8 +31,9 @@ pub use crate::runtime::now_usec;
 
 /// Whether a pending event speaks only of what the node of its key may: reported by
 /// that node (or by a command, `pacer`, about that node), and about that node unless
-/// it is a fencing result (about its target, reported by the executor). A node
-/// writes under its own prefix only; this keeps it from speaking for another.
+/// it is a fencing result (about its target, reported by the executor — which
+/// `fencing_event_vouched` then checks against the request). A node writes under its
+/// own prefix only; this keeps it from speaking for another.
 fn pending_event_agrees(keys: &Keys, key: &str, event: &EventRecord) -> Result<(), String> {
     let Some((node, _)) = Keys::node_and_name(&keys.pending_events_prefix(), key) else {
         return Err("not a pending event's key".to_string());
@@ -52,6 +53,34 @@ fn pending_event_agrees(keys: &Keys, key: &str, event: &EventRecord) -> Result<(
         return Err(format!("a {:?} event is the leader's alone", event.kind));
     }
     Ok(())
+}
+
+/// Whether a Fencing event node `node` wrote about another node (`event.node`) is one
+/// it may write: `node` ran that fencing as the executor its request named. Its
+/// result, `fence-results/<node>/<target>` (`result`, written in the same transaction
+/// as the event), must be for the event's action and answer, by id, the target's
+/// current request naming `node` as executor (`request`) or the answer the leader
+/// accepted from `node` (`answer`, once the request is gone). Anything else — a node
+/// telling of a fencing it was not asked to run, or a Resource, Attribute or Node
+/// event about another node, refused before (`pending_event_agrees`) — is dropped, so
+/// it never reaches the log or an alert.
+fn fencing_event_vouched(
+    node: &str,
+    event: &EventRecord,
+    result: Option<&FenceResultRecord>,
+    request: Option<&FenceRequestRecord>,
+    answer: Option<&FenceAnswerRecord>,
+) -> Result<(), String> {
+    let target = event.node.as_deref().unwrap_or_default();
+    let Some(result) = result.filter(|result| result.by == node && result.target == target) else {
+        return Err(format!("{node} has no fencing result for {target}"));
+    };
+    if event.task.as_deref() != Some(result.action.as_str()) {
+        return Err(format!("its action {:?} is not that of {node}'s result for {target} ({:?})", event.task, result.action));
+    }
+    let asked = request.is_some_and(|request| request.target == target && request.executor == node && request.id == result.request);
+    let accepted = answer.is_some_and(|answer| answer.result.target == target && answer.result.by == node && answer.result.request == result.request);
+    if asked || accepted { Ok(()) } else { Err(format!("{node} was not the executor of a request to fence {target}")) }
 }
 
 /// Who the leader's own events are reported by.
@@ -385,6 +414,41 @@ impl Log {
         }
     }
 
+    /// Drops (deletes, with a warning naming the node) every pending Fencing event a
+    /// node wrote about another that `fencing_event_vouched` does not vouch for, reading
+    /// the fencing records it checks against (such events are few: one per fencing).
+    async fn drop_unvouched_fencing(&mut self, pending: &mut PendingView) -> Result<(), StoreError> {
+        let keys = self.store.keys().clone();
+        let mut dropped = Vec::new();
+        for (key, entry) in &pending.events {
+            let Some((node, _)) = Keys::node_and_name(&keys.pending_events_prefix(), key) else { continue };
+            let event = &entry.event;
+            let Some(target) = event.node.as_deref().filter(|target| event.kind == EventKind::Fencing && *target != node && event.reporter == node) else {
+                continue;
+            };
+            let result = self.read_one::<FenceResultRecord>(&keys.fence_result(node, target)).await?;
+            let request = self.read_one::<FenceRequestRecord>(&keys.fence_request(target)).await?;
+            let answer = self.read_one::<FenceAnswerRecord>(&keys.fence_answer(target)).await?;
+            if let Err(reason) = fencing_event_vouched(node, event, result.as_ref(), request.as_ref(), answer.as_ref()) {
+                tracing::warn!(%node, %key, %reason, desc = %event.desc, "dropping a Fencing event a node wrote about another node");
+                dropped.push((key.clone(), None));
+            }
+        }
+        if !dropped.is_empty() {
+            self.store.write_as_leader("drop unvouched fencing events", dropped.clone(), &self.guard).await?;
+            for (key, _) in &dropped {
+                pending.events.remove(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// The record stored under exactly `key`, if any that decodes.
+    async fn read_one<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>, StoreError> {
+        let (_, records) = self.store.read_records::<T>(key).await?;
+        Ok(records.into_iter().find(|(found, _, _)| found == key).map(|(_, record, _)| record))
+    }
+
     /// Writes what waits in one sequence: the events the leader saw, and the pending
     /// ones, merged (`merge`).
     async fn flush(&mut self, pending: &mut PendingView) -> Result<Flushed, StoreError> {
@@ -419,6 +483,7 @@ impl Log {
                 pending.events.remove(key);
             }
         }
+        self.drop_unvouched_fencing(pending).await?;
         let next = match self.next {
             Some(next) => next,
             None => {
@@ -598,6 +663,45 @@ mod tests {
         lost.node = Some("n2".into());
         assert!(pending_event_agrees(&keys, &key("n2"), &lost).is_err());
         assert!(pending_event_agrees(&keys, &keys.pending_event("-x", "1"), &resource("-x", "-x")).is_err());
+    }
+
+    #[test]
+    fn a_fencing_event_about_another_node_needs_its_writer_to_be_the_executor() {
+        let mut event = EventRecord::new(EventKind::Fencing, "n2", 0, "Operation reboot of n1 by n2: OK");
+        event.node = Some("n1".into());
+        event.task = Some("reboot".into());
+        let result = |by: &str, request: i64| FenceResultRecord {
+            request,
+            target: "n1".into(),
+            action: "reboot".into(),
+            succeeded: true,
+            by: by.into(),
+            finished: 0,
+            attempts: Vec::new(),
+        };
+        let request = |executor: &str| FenceRequestRecord {
+            id: 7,
+            target: "n1".into(),
+            action: "reboot".into(),
+            reason: "lost".into(),
+            executor: executor.into(),
+            requested: 0,
+            lease: None,
+        };
+        let answer = |by: &str| FenceAnswerRecord { result: result(by, 7), accepted: 1 };
+        // The executor the request named, with its result for that request.
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None).is_ok());
+        // Once the request is gone, the answer the leader accepted from it.
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, Some(&answer("n2"))).is_ok());
+        // A node that was not asked, with or without a result of its own.
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n3")), Some(&answer("n3"))).is_err());
+        assert!(fencing_event_vouched("n2", &event, None, Some(&request("n2")), None).is_err());
+        // A result for another request, or nothing asked at all.
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 6)), Some(&request("n2")), None).is_err());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, None).is_err());
+        // Another action than its result's.
+        event.task = Some("off".into());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None).is_err());
     }
 
     #[test]

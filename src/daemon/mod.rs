@@ -21,7 +21,7 @@ pub use archive::Archived;
 
 use crate::alerts::{DeliveryContext, deliver};
 use crate::api::manifest::{Source, load as load_manifests};
-use crate::api::records::{EventKind, EventRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
+use crate::api::records::{EventKind, EventRecord, FenceAnswerRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
 use crate::api::{Kind, Name, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::notify::Watchdog;
@@ -143,9 +143,10 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     }
     let mut plan = schedule(&live.snapshot);
     if stonith_enabled {
-        let fenced = drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?;
-        if fenced {
-            // A node is down for sure now: decide again without what it reported.
+        let changed = drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?;
+        if changed {
+            // A node is down for sure now, or unfenced: decide again without what it
+            // reported, or with it let in.
             live = build(cache, options)?;
             plan = schedule(&live.snapshot);
         }
@@ -321,8 +322,8 @@ async fn tidy_constraints(store: &Store, snapshot: &Snapshot, plan: &Plan, spec_
 /// default spec). Returns false when the write failed and should be tried again soon.
 async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard) -> bool {
     let node_key = |name: &str| ObjectKey { kind: Kind::Node, name: Name::from(name) };
-    // Each node's manifest on its own: one agent's invalid proposal (attributes,
-    // capacity) holds up no other node's object.
+    // Each node's manifest on its own: one agent's invalid proposal (capacity) holds
+    // up no other node's object.
     let missing: Vec<(&String, &NodeHeartbeat)> = cache
         .heartbeats()
         .iter()
@@ -331,12 +332,14 @@ async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard
             let loaded = load_manifests(&[Source { name: format!("heartbeat of {name}"), text: node_manifest(name, &entry.heartbeat) }]);
             // The object's own checks too (a Node refers to nothing else).
             let alone: crate::api::ObjectSet = loaded.manifests.iter().map(|manifest| (manifest.object.key(), manifest.object.clone())).collect();
-            let problem = loaded.diagnostics.first().map(ToString::to_string).or_else(|| {
-                crate::api::validate::check_objects(&alone).first().map(|problem| format!("{}: {}", problem.path, problem.message))
-            });
+            let problem = loaded
+                .diagnostics
+                .first()
+                .map(ToString::to_string)
+                .or_else(|| crate::api::validate::check_objects(&alone).first().map(|problem| format!("{}: {}", problem.path, problem.message)));
             match problem {
                 Some(problem) => {
-                    tracing::warn!(node = %name, %problem, "cannot create the Node object of a node whose agent runs: its agent's attributes or capacity are invalid");
+                    tracing::warn!(node = %name, %problem, "cannot create the Node object of a node whose agent runs: its agent's capacity is invalid");
                     false
                 }
                 None => true,
@@ -374,12 +377,12 @@ async fn register_nodes(store: &Store, cache: &ClusterCache, guard: &LeaderGuard
     }
 }
 
-/// The `Node` object the leader creates for `name` from its agent's heartbeat.
+/// The `Node` object the leader creates for `name` from its agent's heartbeat: its
+/// capacity, never its attributes. What an agent proposes of its node's attributes
+/// stays run-time (its agent writes them under its own prefix), below the
+/// administrator's `Node.spec.attributes`; copied here they would outrank them.
 fn node_manifest(name: &str, heartbeat: &NodeHeartbeat) -> String {
     let mut spec = serde_json::Map::new();
-    if !heartbeat.attributes.is_empty() {
-        spec.insert("attributes".into(), serde_json::json!(heartbeat.attributes));
-    }
     if !heartbeat.capacity.is_empty() {
         spec.insert("utilization".into(), serde_json::json!(heartbeat.capacity));
     }
@@ -406,8 +409,9 @@ async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Ve
 
 /// Moves every fencing the plan asks for one step on: a request to an executor when
 /// there is none (or its executor is gone, or it failed a while ago); once a result
-/// says the node is down, its reports are forgotten and its request removed. Returns
-/// whether some node was declared down.
+/// says the node is down, its reports are forgotten and its request removed. The
+/// answer it accepts is recorded (`fencing/<target>/answer`). Returns whether some
+/// node's fencing state changed (an answer recorded, a node declared down).
 async fn drive_fencing(
     store: &Store,
     cache: &mut ClusterCache,
@@ -418,7 +422,7 @@ async fn drive_fencing(
 ) -> Result<bool, StoreError> {
     let keys = cache.keys().clone();
     let revision = cache.revision();
-    let mut fenced = false;
+    let mut changed = false;
     for fencing in &plan.fencing {
         let unfencing = fencing.action == "on";
         let target = fencing.node.as_str();
@@ -427,6 +431,19 @@ async fn drive_fencing(
         // result any other node wrote (a forged success) is no answer.
         let answered = request.as_ref().and_then(|request| cache.fence_answer(request)).cloned();
         let answered = answered.as_ref();
+        // What it accepted is recorded under a key only the scheduler writes: the
+        // target's fenced or unfenced state, its `#node-unfenced` and what `pacer
+        // status` shows are read from that record, never from a result.
+        if let Some(result) = answered
+            && cache.fence_answers().get(target).is_none_or(|stored| stored.answer.result != *result)
+        {
+            let key = keys.fence_answer(target);
+            let answer = FenceAnswerRecord { result: result.clone(), accepted: snapshot.now };
+            let value = serde_json::to_string(&answer).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
+            tracing::info!(node = %target, by = %result.by, action = %result.action, succeeded = result.succeeded, "accepting the fencing's answer");
+            write(store, cache, "record a fencing answer", vec![(key, Some(value))], guard).await?;
+            changed = true;
+        }
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
             // Fenced: its reports are forgotten once its lease is gone too; the lease
@@ -454,7 +471,7 @@ async fn drive_fencing(
             if settled {
                 if !unfencing {
                     tracing::warn!(node = %target, by = %result.by, "node fenced: its resources may run elsewhere");
-                    fenced = true;
+                    changed = true;
                 }
                 write(store, cache, "delete a fencing request", vec![(keys.fence_request(target), None)], guard).await?;
             }
@@ -507,7 +524,7 @@ async fn drive_fencing(
         .map(|(node, _)| (keys.fence_request(node), None))
         .collect();
     write(store, cache, "drop fencing requests", stale, guard).await?;
-    Ok(fenced)
+    Ok(changed)
 }
 
 /// Seconds after a failed fencing before it is requested again.
@@ -608,6 +625,7 @@ fn decision_input(section: &Section) -> bool {
             | Section::Status { .. }
             | Section::Attribute { .. }
             | Section::FenceResult { .. }
+            | Section::FenceAnswer(_)
             | Section::FenceConfirmation(_)
     )
 }
@@ -794,7 +812,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_node_object_made_for_a_running_agent_is_valid_and_marked() {
+    fn the_node_object_made_for_a_running_agent_is_valid_marked_and_without_its_attributes() {
         let heartbeat = NodeHeartbeat {
             node: "n1".into(),
             attributes: [("rack".to_string(), "r1".to_string())].into(),
@@ -806,6 +824,8 @@ mod tests {
         let object = &loaded.manifests[0].object;
         assert_eq!(object.metadata.annotations.get("pacer.io/created-by").map(String::as_str), Some("scheduler"));
         let Spec::Node(spec) = &object.spec else { panic!("not a Node: {object:?}") };
-        assert_eq!(spec.attributes.get("rack").map(|value| value.as_str()), Some("r1"));
+        // The agent's proposed attributes stay run-time: here they would outrank them.
+        assert!(spec.attributes.is_empty(), "{spec:?}");
+        assert_eq!(spec.utilization.get("cpu"), Some(&4));
     }
 }

@@ -43,7 +43,7 @@ pub async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, d
         .map(|record| DecisionView { time: record.time, input_revision: record.input_revision, actions: record.actions })
         .collect();
     let requests: Vec<_> = cache.fence_requests().values().cloned().collect();
-    let results: Vec<_> = cache.latest_fence_results();
+    let results: Vec<_> = cache.fence_outcomes();
     let fencing = fencing_view(&requests, &results);
     let constraints = constraint_views(&live.snapshot, &plan);
     let around = Surroundings { leader, decisions, fencing, activities: cache.activities(), constraints };

@@ -21,7 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use crate::api::records::{
-    FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord, ResourceStatus,
+    FenceAnswerRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord,
+    ResourceStatus,
 };
 use crate::api::{Name, Object, ObjectKey};
 use crate::store::keys::Section;
@@ -49,6 +50,13 @@ pub struct HeartbeatEntry {
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredFenceResult {
     pub result: FenceResultRecord,
+    pub revision: i64,
+}
+
+/// The answer the leader accepted for a target, with the revision it was written at.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredFenceAnswer {
+    pub answer: FenceAnswerRecord,
     pub revision: i64,
 }
 
@@ -101,6 +109,8 @@ pub struct ClusterCache {
     election: Option<ElectionHolder>,
     history: BTreeSet<i64>,
     fence_requests: BTreeMap<String, FenceRequestRecord>,
+    /// By target: `fencing/<target>/answer`, the leader's.
+    fence_answers: BTreeMap<String, StoredFenceAnswer>,
     /// By (executor, target): `fence-results/<executor>/<target>`.
     fence_results: BTreeMap<(String, String), StoredFenceResult>,
     /// By target: `fence-confirmations/<target>`.
@@ -131,6 +141,7 @@ impl ClusterCache {
             election: None,
             history: BTreeSet::new(),
             fence_requests: BTreeMap::new(),
+            fence_answers: BTreeMap::new(),
             fence_results: BTreeMap::new(),
             fence_confirmations: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -277,7 +288,12 @@ impl ClusterCache {
     /// with another shape is no record of Pacer's to act on.
     fn trusted_key(section: &Section) -> Result<(), String> {
         let nodes: Vec<&str> = match section {
-            Section::Heartbeat(node) | Section::Activity(node) | Section::Plan(node) | Section::FenceRequest(node) | Section::FenceConfirmation(node) => {
+            Section::Heartbeat(node)
+            | Section::Activity(node)
+            | Section::Plan(node)
+            | Section::FenceRequest(node)
+            | Section::FenceAnswer(node)
+            | Section::FenceConfirmation(node) => {
                 vec![node]
             }
             Section::Attribute { node, .. } | Section::Request { node, .. } => vec![node],
@@ -358,6 +374,12 @@ impl ClusterCache {
                 self.fence_requests.insert(target.clone(), request);
                 Ok(())
             }
+            Section::FenceAnswer(target) => {
+                let answer = decode::<FenceAnswerRecord>(&entry.value)?;
+                agree("target", &answer.result.target, target)?;
+                self.fence_answers.insert(target.clone(), StoredFenceAnswer { answer, revision: entry.mod_revision });
+                Ok(())
+            }
             Section::FenceResult { executor, target } => {
                 let result = decode::<FenceResultRecord>(&entry.value)?;
                 agree("target", &result.target, target)?;
@@ -421,6 +443,9 @@ impl ClusterCache {
             }
             Section::FenceRequest(node) => {
                 self.fence_requests.remove(node);
+            }
+            Section::FenceAnswer(target) => {
+                self.fence_answers.remove(target);
             }
             Section::FenceResult { executor, target } => {
                 self.fence_results.remove(&(executor.clone(), target.clone()));
@@ -514,7 +539,9 @@ impl ClusterCache {
         &self.fence_requests
     }
 
-    /// Fencing results by (executor, target), each as its executor wrote it.
+    /// Fencing results by (executor, target), each as its executor wrote it: proposals
+    /// to the leader, which says nothing of a target's state until the leader accepted
+    /// one (`fence_outcome`).
     pub fn fence_results(&self) -> &BTreeMap<(String, String), StoredFenceResult> {
         &self.fence_results
     }
@@ -524,9 +551,15 @@ impl ClusterCache {
         &self.fence_confirmations
     }
 
-    /// The answer to `request`: the result under the executor it named, for that
-    /// request, or an administrator's confirmation (`pacer fence confirm`) of it. A
-    /// result written by any other node is no answer, whatever it says.
+    /// The answers the leader accepted, by target (`fencing/<target>/answer`).
+    pub fn fence_answers(&self) -> &BTreeMap<String, StoredFenceAnswer> {
+        &self.fence_answers
+    }
+
+    /// What answers `request`, for the leader to accept: the result under the executor
+    /// it named, for that request, or an administrator's confirmation (`pacer fence
+    /// confirm`) of it. A result written by any other node is no answer, whatever it
+    /// says. The agents use it too, so as not to run a request again.
     pub fn fence_answer(&self, request: &FenceRequestRecord) -> Option<&FenceResultRecord> {
         let executed = self.fence_results.get(&(request.executor.clone(), request.target.clone()));
         let confirmed = self.fence_confirmations.get(&request.target);
@@ -538,22 +571,20 @@ impl ClusterCache {
             .map(|stored| &stored.result)
     }
 
-    /// The latest of `target`'s fencing results and confirmation, by revision.
-    pub fn latest_fence_result(&self, target: &str) -> Option<&FenceResultRecord> {
-        self.fence_results
-            .iter()
-            .filter(|((_, result_target), _)| result_target == target)
-            .map(|(_, stored)| stored)
-            .chain(self.fence_confirmations.get(target))
-            .max_by_key(|stored| stored.revision)
-            .map(|stored| &stored.result)
+    /// `target`'s last fencing outcome: the later, by revision, of the answer the
+    /// leader accepted and an administrator's confirmation. Only these two are trusted
+    /// (keys only the scheduler and the administrator may write); a result a node
+    /// wrote under `fence-results/` counts only once the leader accepted it.
+    pub fn fence_outcome(&self, target: &str) -> Option<&FenceResultRecord> {
+        let accepted = self.fence_answers.get(target).map(|stored| (&stored.answer.result, stored.revision));
+        let confirmed = self.fence_confirmations.get(target).map(|stored| (&stored.result, stored.revision));
+        [accepted, confirmed].into_iter().flatten().max_by_key(|(_, revision)| *revision).map(|(result, _)| result)
     }
 
-    /// The latest fencing result of every target (`latest_fence_result`), by target.
-    pub fn latest_fence_results(&self) -> Vec<FenceResultRecord> {
-        let targets: BTreeSet<&str> =
-            self.fence_results.keys().map(|(_, target)| target.as_str()).chain(self.fence_confirmations.keys().map(String::as_str)).collect();
-        targets.into_iter().filter_map(|target| self.latest_fence_result(target).cloned()).collect()
+    /// The last fencing outcome of every target (`fence_outcome`), by target.
+    pub fn fence_outcomes(&self) -> Vec<FenceResultRecord> {
+        let targets: BTreeSet<&str> = self.fence_answers.keys().chain(self.fence_confirmations.keys()).map(String::as_str).collect();
+        targets.into_iter().filter_map(|target| self.fence_outcome(target).cloned()).collect()
     }
 
     /// Cleanups and refreshes not yet consumed by their node's agent, by (node, id).
@@ -575,7 +606,7 @@ impl ClusterCache {
         reports.statuses = self.statuses.values().cloned().collect();
         reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
-        for result in self.latest_fence_results().into_iter().filter(|result| result.succeeded) {
+        for result in self.fence_outcomes().into_iter().filter(|result| result.succeeded) {
             if result.action == "on" {
                 reports.unfenced.insert(result.target.clone());
             } else {
@@ -764,6 +795,8 @@ mod tests {
         }));
         let result = r#"{"request":4,"target":"n2","action":"reboot","succeeded":true,"by":"n1","finished":0,"attempts":[]}"#;
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n1/n2", result, 10)));
+        assert!(!cache.reports().fenced.contains("n2"), "a result is only a proposal");
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n2/answer", &format!(r#"{{"result":{result},"accepted":1}}"#), 11)));
         assert_eq!(cache.node_lease("n1"), Some(7));
         assert_eq!(cache.election().map(|holder| (holder.term, holder.lease)), Some((6, 99)));
         let reports = cache.reports();
@@ -844,14 +877,29 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_result_of_a_target_stands() {
+    fn only_the_accepted_answer_sets_a_targets_state() {
         let mut cache = ClusterCache::new(keys());
         let result = |action: &str, by: &str| format!(r#"{{"request":4,"target":"n1","action":"{action}","succeeded":true,"by":"{by}","finished":0}}"#);
+        let answer = |action: &str, by: &str| format!(r#"{{"result":{},"accepted":1}}"#, result(action, by));
+        // Results under any executor's prefix, the target's own unfencing included,
+        // are proposals: nothing is fenced or unfenced by them.
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n2/n1", &result("reboot", "n2"), 5)));
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n1/n1", &result("on", "n1"), 6)));
+        assert!(cache.reports().fenced.is_empty() && cache.reports().unfenced.is_empty());
+        assert!(cache.fence_outcomes().is_empty());
+        // The leader's record of what it accepted decides; the latest of it and a
+        // confirmation stands.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("on", "n1"), 7)));
         assert!(cache.reports().unfenced.contains("n1"));
-        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n3/n1", &result("off", "n3"), 7)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-confirmations/n1", &result("off", "confirmed by root"), 8)));
         assert!(!cache.reports().unfenced.contains("n1"));
-        assert_eq!(cache.latest_fence_results().len(), 1);
+        assert!(cache.reports().fenced.contains("n1"));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("on", "n1"), 9)));
+        assert!(cache.reports().unfenced.contains("n1"));
+        assert_eq!(cache.fence_outcomes().len(), 1);
+        // An answer whose body names another target is dropped.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n2/answer", &answer("off", "n3"), 10)));
+        assert!(cache.fence_answers().get("n2").is_none());
+        assert!(cache.undecodable().contains_key("/pacer/fencing/n2/answer"));
     }
 }

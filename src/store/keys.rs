@@ -17,8 +17,10 @@
 //!   unfenced), naming the executor.
 //! - `fence-results/<executor>/<target>`: what the executing agent got, under the
 //!   executor's own name (an unfencing, run by the target itself, is
-//!   `fence-results/<target>/<target>`). The leader accepts only the result under the
-//!   executor its request named, answering that request's id.
+//!   `fence-results/<target>/<target>`). Only a proposal: the leader accepts only the
+//!   result under the executor its request named, answering that request's id.
+//! - `fencing/<node>/answer`: the answer the leader accepted (the leader's only);
+//!   the node's fenced or unfenced state is read from it, never from a result.
 //! - `fence-confirmations/<target>`: `pacer fence confirm` (an administrator's key,
 //!   never a node's).
 //! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
@@ -72,6 +74,8 @@ pub enum Section {
     History(i64),
     /// `fencing/<node>/request`.
     FenceRequest(String),
+    /// `fencing/<node>/answer`.
+    FenceAnswer(String),
     /// `fence-results/<executor>/<target>`.
     FenceResult { executor: String, target: String },
     /// `fence-confirmations/<target>`.
@@ -276,6 +280,11 @@ impl Keys {
         format!("{}/fencing/{node}/request", self.prefix)
     }
 
+    /// The answer the leader accepted for its request of `node` (the leader's only).
+    pub fn fence_answer(&self, node: &str) -> String {
+        format!("{}/fencing/{node}/answer", self.prefix)
+    }
+
     /// A fencing result, under the node that ran it (the executor's own prefix).
     pub fn fence_result(&self, executor: &str, target: &str) -> String {
         format!("{}/fence-results/{executor}/{target}", self.prefix)
@@ -347,6 +356,7 @@ impl Keys {
             ["election", "scheduler"] => Section::Election,
             ["history", revision] => Section::History(revision.parse().ok()?),
             ["fencing", node, "request"] if !node.is_empty() => Section::FenceRequest((*node).to_string()),
+            ["fencing", node, "answer"] if !node.is_empty() => Section::FenceAnswer((*node).to_string()),
             ["fence-results", executor, target] if !executor.is_empty() && !target.is_empty() => {
                 Section::FenceResult { executor: (*executor).to_string(), target: (*target).to_string() }
             }
@@ -396,6 +406,7 @@ mod tests {
         assert_eq!(keys.section(&keys.plan("n10")), Some(Section::Plan("n10".into())));
         assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
         assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));
+        assert_eq!(keys.section(&keys.fence_answer("n1")), Some(Section::FenceAnswer("n1".into())));
         assert_eq!(keys.section(&keys.fence_result("n3", "n1")), Some(Section::FenceResult { executor: "n3".into(), target: "n1".into() }));
         assert!(keys.fence_result("n3", "n1").starts_with(&keys.node_fence_results_prefix("n3")));
         assert_eq!(keys.section(&keys.fence_confirmation("n1")), Some(Section::FenceConfirmation("n1".into())));

@@ -60,15 +60,43 @@ impl Identity {
         }
     }
 
-    /// The etcd role granted to the user: `root` for the administrator, else one of
-    /// its own (`pacer-<user>`), so that Pacer's roles never clash with others'.
-    pub fn role(&self) -> String {
+    /// The etcd role granted to the user for the cluster under `keys`: `root` for the
+    /// administrator, else one of its own named after Pacer, the prefix and the
+    /// identity (`pacer:/pacer:node:n1`, `pacer:/pacer:scheduler`), so that Pacer's
+    /// roles never clash with others', nor two clusters' sharing one etcd (their users,
+    /// named by certificates, may be shared: each holds a role per cluster). etcd
+    /// refuses only empty role names; node names hold no `:`, and a node cannot be
+    /// named `scheduler` or `reader`, so no two identities' roles are named alike.
+    pub fn role(&self, keys: &Keys) -> String {
         match self {
             Identity::Admin => ROOT.to_string(),
-            other => format!("pacer-{}", other.user()),
+            Identity::Node(node) => format!("{}node:{node}", role_prefix(keys)),
+            Identity::Scheduler => format!("{}scheduler", role_prefix(keys)),
+            Identity::Reader => format!("{}reader", role_prefix(keys)),
+        }
+    }
+
+    /// The identity whose role (of the cluster under `keys`) is named `role`.
+    pub fn of_role(keys: &Keys, role: &str) -> Option<Identity> {
+        match role.strip_prefix(&role_prefix(keys))? {
+            "scheduler" => Some(Identity::Scheduler),
+            "reader" => Some(Identity::Reader),
+            other => other.strip_prefix("node:").filter(|node| crate::api::Name::is_valid(node)).map(|node| Identity::Node(node.to_string())),
         }
     }
 }
+
+/// What every role of Pacer's for the cluster under `keys` is named with.
+fn role_prefix(keys: &Keys) -> String {
+    format!("{PACER_ROLES}{}:", keys.prefix())
+}
+
+/// What every role of Pacer's is named with (`pacer:<prefix>:…`).
+const PACER_ROLES: &str = "pacer:";
+
+/// How roles were named before they carried the prefix (`pacer-<user>`): revoked from
+/// users by `bootstrap_auth`, which no longer grants them.
+const LEGACY_ROLES: &str = "pacer-";
 
 /// The rights of an identity on the cluster under `keys` (the administrator's are
 /// etcd's root role, not listed: none).
@@ -112,42 +140,191 @@ pub fn may_read(keys: &Keys, identity: &Identity, key: &str) -> bool {
     *identity == Identity::Admin || rights(keys, identity).iter().any(|right| right.access != Access::Write && key.starts_with(&right.prefix))
 }
 
+/// A permission as etcd holds it: type, key and range end (for a prefix, the prefix
+/// with its last byte increased).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Held {
+    access: Access,
+    key: Vec<u8>,
+    range_end: Vec<u8>,
+}
+
+impl Held {
+    fn of(right: &Right) -> Held {
+        Held { access: right.access, key: right.prefix.clone().into_bytes(), range_end: prefix_end(right.prefix.as_bytes()) }
+    }
+
+    fn describe(&self) -> String {
+        let key = String::from_utf8_lossy(&self.key);
+        let whole = if self.range_end == prefix_end(&self.key) { format!("{key}*") } else { format!("{key}..{}", String::from_utf8_lossy(&self.range_end)) };
+        format!("{:?} on {whole}", self.access).to_lowercase()
+    }
+}
+
+/// etcd's range end for every key starting with `prefix`.
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// The permissions of `role` to revoke (held, not wanted) and to grant (wanted, not
+/// held as they are), given what it holds and what the table gives it. Pure.
+fn permission_changes(held: &[Held], wanted: &[Held]) -> (Vec<Held>, Vec<Held>) {
+    let same_range = |a: &Held, b: &Held| a.key == b.key && a.range_end == b.range_end;
+    let revoke = held.iter().filter(|held| !wanted.iter().any(|wanted| same_range(held, wanted))).cloned().collect();
+    let grant = wanted.iter().filter(|wanted| !held.contains(wanted)).cloned().collect();
+    (revoke, grant)
+}
+
+/// Whether `user` (a user of etcd, holding `role`) should not hold it for the cluster
+/// under `keys`, whose identities are `identities`: a role of this cluster's Pacer or
+/// Pacer's old unprefixed roles that the table does not give the user, or any role
+/// but this table's and other clusters' Pacer roles on a user that is one of this
+/// cluster's identities (a node user granted `root` by hand is a node no longer).
+fn role_to_revoke(keys: &Keys, identities: &[Identity], user: &str, role: &str) -> bool {
+    let given = identities.iter().any(|identity| identity.user() == user && identity.role(keys) == role);
+    if given {
+        return false;
+    }
+    let ours = role.starts_with(&role_prefix(keys)) || role.starts_with(LEGACY_ROLES);
+    let identity_of_ours = identities.iter().any(|identity| identity.user() == user);
+    let another_clusters = role.starts_with(PACER_ROLES);
+    ours || (identity_of_ours && !another_clusters)
+}
+
 impl Store {
-    /// Creates the roles and users of `identities` (the administrator's `root` user
-    /// and role always) with the rights of `rights`, then turns auth on. Idempotent:
-    /// what exists is kept, missing rights are granted, and run again once auth is on
-    /// it needs the administrator's identity (etcd's root role).
-    pub async fn bootstrap_auth(&self, identities: &[Identity]) -> Result<(), StoreError> {
+    /// Makes etcd's users and roles for the cluster under this store's prefix what the
+    /// table says, then turns auth on, and returns what it changed (one line each).
+    /// For every identity of `identities` (and the administrator's `root` user and
+    /// role, always): its role exists with exactly the table's permissions — one
+    /// granted that is not in the table is revoked —, its user exists (without a
+    /// password: etcd takes the certificate's CN) and holds its role. A role of this
+    /// prefix for a node not listed keeps exactly that node's rights. Every user keeps,
+    /// of this cluster's roles (and of Pacer's old `pacer-<user>` ones), only those the
+    /// table gives it, and a user that is one of this cluster's identities keeps no
+    /// other role but other clusters' Pacer roles (`pacer:<other prefix>:…`), so two
+    /// clusters sharing one etcd keep theirs. Idempotent: run again, it changes
+    /// nothing. Once auth is on it needs the administrator's identity (etcd's root
+    /// role).
+    pub async fn bootstrap_auth(&self, identities: &[Identity]) -> Result<Vec<String>, StoreError> {
         if let Some(Identity::Node(node)) =
             identities.iter().find(|identity| matches!(identity, Identity::Node(node) if RESERVED_NAMES.contains(&node.as_str())))
         {
             return Err(StoreError::Corrupt { key: format!("node {node}"), reason: format!("a node may not be named {node}: the name is another identity's") });
         }
         let mut auth = self.client().auth_client();
+        let mut changes = Vec::new();
         let mut all: Vec<Identity> = identities.to_vec();
         all.push(Identity::Admin);
         all.sort();
         all.dedup();
-        ensure_role(&mut auth, ROOT).await?;
-        ensure_user(&mut auth, ROOT, ROOT).await?;
-        for identity in &all {
-            let role = identity.role();
-            ensure_role(&mut auth, &role).await?;
-            for right in rights(&self.keys, identity) {
-                let permission = match right.access {
-                    Access::Read => Permission::read(right.prefix.clone()),
-                    Access::Write => Permission::write(right.prefix.clone()),
-                    Access::ReadWrite => Permission::read_write(right.prefix.clone()),
-                }
-                .with_prefix();
-                auth.role_grant_permission(role.clone(), permission)
-                    .await
-                    .map_err(StoreError::etcd(format!("grant role {role} {:?} on {}", right.access, right.prefix)))?;
+        ensure_role(&mut auth, ROOT, &mut changes).await?;
+        ensure_user(&mut auth, ROOT, ROOT, &mut changes).await?;
+        // Roles of this cluster that exist for nodes not listed keep their node's
+        // rights, nothing more.
+        let roles = auth.role_list().await.map_err(StoreError::etcd("list roles"))?;
+        let mut with_roles: Vec<Identity> = roles.roles().iter().filter_map(|role| Identity::of_role(&self.keys, role)).collect();
+        with_roles.extend(all.iter().cloned());
+        with_roles.sort();
+        with_roles.dedup();
+        for identity in &with_roles {
+            if *identity == Identity::Admin {
+                continue;
             }
-            ensure_user(&mut auth, &identity.user(), &role).await?;
+            let role = identity.role(&self.keys);
+            ensure_role(&mut auth, &role, &mut changes).await?;
+            let held: Vec<Held> = auth
+                .role_get(role.clone())
+                .await
+                .map_err(StoreError::etcd(format!("read role {role}")))?
+                .permissions()
+                .iter()
+                .map(|permission| Held {
+                    access: match etcd_client::PermissionType::try_from(permission.get_type()) {
+                        Ok(etcd_client::PermissionType::Read) => Access::Read,
+                        Ok(etcd_client::PermissionType::Write) => Access::Write,
+                        _ => Access::ReadWrite,
+                    },
+                    key: permission.key().to_vec(),
+                    range_end: permission.range_end().to_vec(),
+                })
+                .collect();
+            let wanted: Vec<Held> = rights(&self.keys, identity).iter().map(Held::of).collect();
+            let (revoke, grant) = permission_changes(&held, &wanted);
+            for held in revoke {
+                let options = etcd_client::RoleRevokePermissionOptions::new().with_range_end(held.range_end.clone());
+                let options = if held.range_end.is_empty() { None } else { Some(options) };
+                auth.role_revoke_permission(role.clone(), held.key.clone(), options)
+                    .await
+                    .map_err(StoreError::etcd(format!("revoke role {role} {}", held.describe())))?;
+                changes.push(format!("revoked from role {role}: {}", held.describe()));
+            }
+            for held in grant {
+                let permission = match held.access {
+                    Access::Read => Permission::read(held.key.clone()),
+                    Access::Write => Permission::write(held.key.clone()),
+                    Access::ReadWrite => Permission::read_write(held.key.clone()),
+                }
+                .with_range_end(held.range_end.clone());
+                auth.role_grant_permission(role.clone(), permission).await.map_err(StoreError::etcd(format!("grant role {role} {}", held.describe())))?;
+                changes.push(format!("granted role {role}: {}", held.describe()));
+            }
+        }
+        for identity in &all {
+            ensure_user(&mut auth, &identity.user(), &identity.role(&self.keys), &mut changes).await?;
+        }
+        // Every user keeps only what the table gives it of this cluster's roles.
+        let users = auth.user_list().await.map_err(StoreError::etcd("list users"))?;
+        for user in users.users().iter().filter(|user| user.as_str() != ROOT) {
+            let held = auth.user_get(user.clone()).await.map_err(StoreError::etcd(format!("read user {user}")))?;
+            for role in held.roles().iter().filter(|role| role_to_revoke(&self.keys, &all, user, role)) {
+                auth.user_revoke_role(user.clone(), role.clone()).await.map_err(StoreError::etcd(format!("revoke user {user} role {role}")))?;
+                changes.push(format!("revoked from user {user}: role {role}"));
+            }
         }
         auth.auth_enable().await.map_err(StoreError::etcd("enable auth"))?;
-        Ok(())
+        Ok(changes)
+    }
+}
+
+/// The first etcd release that no longer lets any user renew any lease (before it, a
+/// node could keep another node's lease, or a dead leader's, alive).
+pub const LEASE_RENEWAL_FIXED: &str = "3.5.28";
+
+/// Whether etcd `version` (`3.4.30`) lets any user renew any lease: older than
+/// `LEASE_RENEWAL_FIXED`. A version that does not parse is not judged. Pure.
+pub fn renews_any_lease(version: &str) -> Option<bool> {
+    let parse = |text: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = text.trim().trim_start_matches('v').split(['.', '-', '+']).map(str::parse::<u64>);
+        Some((parts.next()?.ok()?, parts.next()?.ok()?, parts.next()?.ok()?))
+    };
+    Some(parse(version)? < parse(LEASE_RENEWAL_FIXED)?)
+}
+
+impl Store {
+    /// A warning to show when etcd lets any user renew any lease (older than
+    /// `LEASE_RENEWAL_FIXED`), read from etcd's status. An identity refused the status
+    /// call is talking to a release that reserves it for root, which is fixed; any
+    /// other failure is a note that the version is unknown.
+    pub async fn lease_renewal_warning(&self) -> Option<String> {
+        match self.client().maintenance_client().status().await {
+            Ok(status) => match renews_any_lease(status.version()) {
+                Some(true) => Some(format!(
+                    "etcd {} lets any user renew any lease (a node could keep another node's lease, or a dead leader's, alive): run etcd {LEASE_RENEWAL_FIXED} or later",
+                    status.version()
+                )),
+                Some(false) => None,
+                None => Some(format!("cannot judge etcd's version {:?}: etcd before {LEASE_RENEWAL_FIXED} lets any user renew any lease", status.version())),
+            },
+            Err(etcd_client::Error::GRpcStatus(status)) if status.message().contains("permission denied") => None,
+            Err(error) => Some(format!("cannot read etcd's version ({error}): etcd before {LEASE_RENEWAL_FIXED} lets any user renew any lease")),
+        }
     }
 }
 
@@ -156,22 +333,28 @@ fn already_exists(error: &etcd_client::Error) -> bool {
     matches!(error, etcd_client::Error::GRpcStatus(status) if status.message().contains("already exists"))
 }
 
-async fn ensure_role(auth: &mut etcd_client::AuthClient, role: &str) -> Result<(), StoreError> {
+async fn ensure_role(auth: &mut etcd_client::AuthClient, role: &str, changes: &mut Vec<String>) -> Result<(), StoreError> {
     match auth.role_add(role).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            changes.push(format!("added role {role}"));
+            Ok(())
+        }
         Err(error) if already_exists(&error) => Ok(()),
         Err(source) => Err(StoreError::Etcd { action: format!("add role {role}"), source }),
     }
 }
 
-async fn ensure_user(auth: &mut etcd_client::AuthClient, user: &str, role: &str) -> Result<(), StoreError> {
+async fn ensure_user(auth: &mut etcd_client::AuthClient, user: &str, role: &str, changes: &mut Vec<String>) -> Result<(), StoreError> {
     match auth.user_add(user, "", Some(UserAddOptions::new().with_no_pwd())).await {
-        Ok(_) => {}
+        Ok(_) => changes.push(format!("added user {user}")),
         Err(error) if already_exists(&error) => {}
         Err(source) => return Err(StoreError::Etcd { action: format!("add user {user}"), source }),
     }
-    // Granting a role the user already has is accepted by etcd.
-    auth.user_grant_role(user, role).await.map_err(StoreError::etcd(format!("grant user {user} role {role}")))?;
+    let held = auth.user_get(user).await.map_err(StoreError::etcd(format!("read user {user}")))?;
+    if !held.roles().iter().any(|held| held == role) {
+        auth.user_grant_role(user, role).await.map_err(StoreError::etcd(format!("grant user {user} role {role}")))?;
+        changes.push(format!("granted user {user}: role {role}"));
+    }
     Ok(())
 }
 
@@ -249,9 +432,54 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_named_apart_from_etcds() {
-        assert_eq!(Identity::Admin.role(), ROOT);
-        assert_eq!(Identity::Node("n1".into()).role(), "pacer-n1");
+    fn roles_are_named_apart_from_etcds_and_by_prefix() {
+        let keys = keys();
+        assert_eq!(Identity::Admin.role(&keys), ROOT);
+        assert_eq!(Identity::Node("n1".into()).role(&keys), "pacer:/pacer:node:n1");
+        assert_eq!(Identity::Scheduler.role(&keys), "pacer:/pacer:scheduler");
+        assert_eq!(Identity::Node("n1".into()).role(&Keys::new("/other")), "pacer:/other:node:n1");
         assert_eq!(Identity::Scheduler.user(), "scheduler");
+        for identity in [Identity::Node("n1".into()), Identity::Scheduler, Identity::Reader] {
+            assert_eq!(Identity::of_role(&keys, &identity.role(&keys)), Some(identity.clone()));
+            assert_eq!(Identity::of_role(&Keys::new("/other"), &identity.role(&keys)), None);
+        }
+        assert_eq!(Identity::of_role(&keys, "pacer:/pacer:node:-x"), None);
+    }
+
+    #[test]
+    fn etcd_versions_before_the_fix_are_named() {
+        assert_eq!(renews_any_lease("3.4.30"), Some(true));
+        assert_eq!(renews_any_lease("3.5.27"), Some(true));
+        assert_eq!(renews_any_lease("3.5.28"), Some(false));
+        assert_eq!(renews_any_lease("3.6.0"), Some(false));
+        assert_eq!(renews_any_lease("v3.5.9-rc.0"), Some(true));
+        assert_eq!(renews_any_lease("garbage"), None);
+    }
+
+    #[test]
+    fn bootstrap_revokes_what_the_table_does_not_give() {
+        let keys = keys();
+        let n1 = Identity::Node("n1".into());
+        let wanted: Vec<Held> = rights(&keys, &n1).iter().map(Held::of).collect();
+        // A stale grant on fencing/, a right whose type changed, the rest as wanted.
+        let mut held = wanted.clone();
+        held[0].access = Access::ReadWrite;
+        held.push(Held::of(&Right { prefix: keys.fencing_prefix(), access: Access::Write }));
+        let (revoke, grant) = permission_changes(&held, &wanted);
+        assert_eq!(revoke, [Held::of(&Right { prefix: keys.fencing_prefix(), access: Access::Write })]);
+        assert_eq!(grant, [wanted[0].clone()]);
+        assert_eq!(permission_changes(&wanted, &wanted), (Vec::new(), Vec::new()));
+        assert_eq!(prefix_end(b"/pacer/"), b"/pacer0");
+        // Users: this cluster's roles only as the table gives them; a node's user keeps
+        // other clusters' Pacer roles, not others.
+        let identities = [n1.clone(), Identity::Scheduler, Identity::Admin];
+        assert!(!role_to_revoke(&keys, &identities, "n1", "pacer:/pacer:node:n1"));
+        assert!(role_to_revoke(&keys, &identities, "n1", "pacer:/pacer:scheduler"));
+        assert!(role_to_revoke(&keys, &identities, "n1", ROOT));
+        assert!(role_to_revoke(&keys, &identities, "n1", "pacer-n1"));
+        assert!(!role_to_revoke(&keys, &identities, "n1", "pacer:/other:node:n1"));
+        assert!(role_to_revoke(&keys, &identities, "mallory", "pacer:/pacer:scheduler"));
+        assert!(!role_to_revoke(&keys, &identities, "mallory", "someone-elses"));
+        assert!(!role_to_revoke(&keys, &identities, "admin", ROOT));
     }
 }

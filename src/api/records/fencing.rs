@@ -1,6 +1,7 @@
 //! `fencing/<node>/request` (the leader's), `fence-results/<executor>/<target>` (the
 //! executing agent's, under its own prefix) and `fence-confirmations/<target>` (an
-//! administrator's, through `pacer fence confirm`).
+//! administrator's, through `pacer fence confirm`), and `fencing/<node>/answer` (the
+//! leader's record of the answer it accepted: what the fenced state is read from).
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +49,24 @@ pub struct FenceResultRecord {
     /// One line per device attempt: level, device, outcome.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attempts: Vec<String>,
+}
+
+/// `fencing/<target>/answer`: the answer the leader accepted for its request of
+/// `<target>` (the result under the executor the request named, for its id, or an
+/// administrator's confirmation), with when it accepted it. Written by the leader
+/// only, in its guarded transaction; a target's fenced or unfenced state, its
+/// `#node-unfenced`, and what `pacer status`, `pacer check` and the metrics show of
+/// its fencing come from this record (and from `fence-confirmations/<target>`, an
+/// administrator's), never from a result under `fence-results/`, which is only a
+/// proposal to the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FenceAnswerRecord {
+    /// The result accepted, as its executor (or the confirming person) wrote it: the
+    /// request's id, target, action, outcome, executor (`by`) and when it finished.
+    pub result: FenceResultRecord,
+    /// Seconds since the epoch: when the leader accepted it.
+    pub accepted: i64,
 }
 
 fn default_action() -> String {

@@ -188,9 +188,10 @@ pub struct NodeHeartbeat {
     /// The agent is shutting down: resources should move away.
     #[serde(default)]
     pub shutdown: bool,
-    /// The agent's `--attribute`s and `--capacity`: what the leader puts into the
-    /// `Node` object it creates for a node that has none. An existing `Node` is the
-    /// administrator's and is never changed from here.
+    /// The agent's `--attribute`s (shown only: the agent writes them as run-time
+    /// attributes, never copied into a `Node`) and `--capacity` (what the leader puts
+    /// into the `Node` object it creates for a node that has none). An existing `Node`
+    /// is the administrator's and is never changed from here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
