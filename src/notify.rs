@@ -108,7 +108,13 @@ impl Notifier {
             _ => None,
         };
         let watchdog_interval = watchdog_timeout.map(|timeout| timeout / 2);
-        Ok(Notifier { target: Some(Target { socket, address, name }), watchdog_interval, watchdog_timeout, ready: AtomicBool::new(false), warned: AtomicBool::new(false) })
+        Ok(Notifier {
+            target: Some(Target { socket, address, name }),
+            watchdog_interval,
+            watchdog_timeout,
+            ready: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
+        })
     }
 
     /// How often to send `WATCHDOG=1`, when systemd watches this process.
