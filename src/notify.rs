@@ -210,18 +210,90 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// A loop's last sign of health: when it last turned with its lease healthy (what
+/// `WATCHDOG=1` says to systemd), for `/healthz` (Kubernetes' probes). Written by the
+/// loop's `Watchdog`, read by the metrics endpoint.
+#[derive(Debug)]
+pub struct Progress {
+    since: Instant,
+    /// Milliseconds from `since` to the last healthy turn, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress { since: Instant::now(), last: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+/// What `/healthz` says of a loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Health {
+    /// It turned with a healthy lease this long ago, within the limit.
+    Healthy(Duration),
+    /// Its last healthy turn is older than the limit: hung, or cut off from etcd.
+    Stale(Duration),
+    /// It has not turned yet (still connecting, claiming or probing).
+    Starting,
+}
+
+impl Progress {
+    /// The loop turned with its lease healthy.
+    pub fn mark(&self) {
+        self.mark_at(Instant::now());
+    }
+
+    fn mark_at(&self, now: Instant) {
+        let millis = u64::try_from(now.saturating_duration_since(self.since).as_millis()).unwrap_or(u64::MAX - 1);
+        self.last.store(millis + 1, Ordering::Relaxed);
+    }
+
+    /// Healthy if the last healthy turn is at most `limit` before `now`.
+    pub fn health(&self, now: Instant, limit: Duration) -> Health {
+        match self.last.load(Ordering::Relaxed) {
+            0 => Health::Starting,
+            millis => {
+                let age = now.saturating_duration_since(self.since + Duration::from_millis(millis - 1));
+                if age <= limit { Health::Healthy(age) } else { Health::Stale(age) }
+            }
+        }
+    }
+}
+
+/// How often a loop marks its progress when systemd's watchdog is off (with it on, at
+/// every ping).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The watchdog's clock inside a loop: `due` completes when a ping is due (never when
-/// the watchdog is off); `ping(healthy)` sends one only if the loop's caller says its
-/// lease is healthy, and sets the next due time either way.
+/// neither systemd's watchdog nor a `Progress` is watching); `ping(healthy)` sends one
+/// (and marks the progress) only if the loop's caller says its lease is healthy, and
+/// sets the next due time either way.
 pub struct Watchdog {
     notifier: std::sync::Arc<Notifier>,
+    progress: Option<std::sync::Arc<Progress>>,
     next: Option<Instant>,
 }
 
 impl Watchdog {
     pub fn new(notifier: std::sync::Arc<Notifier>) -> Watchdog {
         let next = notifier.watchdog_interval().map(|_| Instant::now());
-        Watchdog { notifier, next }
+        Watchdog { notifier, progress: None, next }
+    }
+
+    /// Also marks `progress` at each healthy ping (every `PROGRESS_INTERVAL` at least).
+    pub fn with_progress(mut self, progress: std::sync::Arc<Progress>) -> Watchdog {
+        self.progress = Some(progress);
+        self.next = Some(Instant::now());
+        self
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        match (self.notifier.watchdog_interval(), &self.progress) {
+            (Some(interval), Some(_)) => Some(interval.min(PROGRESS_INTERVAL)),
+            (Some(interval), None) => Some(interval),
+            (None, Some(_)) => Some(PROGRESS_INTERVAL),
+            (None, None) => None,
+        }
     }
 
     /// Completes when the next ping is due.
@@ -234,9 +306,14 @@ impl Watchdog {
 
     /// Sends `WATCHDOG=1` when `healthy`; either way the next is due an interval on.
     pub fn ping(&mut self, healthy: bool) {
-        let Some(interval) = self.notifier.watchdog_interval() else { return };
+        let Some(interval) = self.interval() else { return };
         if healthy {
-            self.notifier.watchdog();
+            if self.notifier.watchdog_interval().is_some() {
+                self.notifier.watchdog();
+            }
+            if let Some(progress) = &self.progress {
+                progress.mark();
+            }
         }
         self.next = Some(Instant::now() + interval);
     }
@@ -354,6 +431,28 @@ mod tests {
         unwatched.extend_watchdog(Duration::from_secs(45));
         unwatched.status("only this");
         assert_eq!(received(&socket), "STATUS=only this");
+    }
+
+    #[test]
+    fn progress_is_healthy_within_its_limit_and_stale_after() {
+        let progress = Progress::default();
+        let limit = Duration::from_secs(30);
+        assert_eq!(progress.health(Instant::now(), limit), Health::Starting);
+        let marked = progress.since + Duration::from_secs(100);
+        progress.mark_at(marked);
+        assert_eq!(progress.health(marked + Duration::from_secs(30), limit), Health::Healthy(Duration::from_secs(30)));
+        assert_eq!(progress.health(marked + Duration::from_secs(31), limit), Health::Stale(Duration::from_secs(31)));
+    }
+
+    #[tokio::test]
+    async fn progress_is_marked_only_while_healthy_even_without_systemd() {
+        let progress = std::sync::Arc::new(Progress::default());
+        let mut watchdog = Watchdog::new(std::sync::Arc::new(Notifier::disabled())).with_progress(progress.clone());
+        watchdog.due().await;
+        watchdog.ping(false);
+        assert_eq!(progress.health(Instant::now(), Duration::from_secs(30)), Health::Starting);
+        watchdog.ping(true);
+        assert!(matches!(progress.health(Instant::now(), Duration::from_secs(30)), Health::Healthy(_)));
     }
 
     #[tokio::test]

@@ -432,7 +432,7 @@ impl<'a> Session<'a> {
         let mut retry_writes: Option<Instant> = None;
         // systemd's watchdog is pinged from this loop only, and only while the lease
         // is healthy: a loop stuck, or a node cut off from etcd, stops the pings.
-        let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone());
+        let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone()).with_progress(self.config.metrics.progress());
         let end = loop {
             let lease = (self.lease_state.clone(), ttl);
             // Nothing is decided before every watch has delivered its first listing: an
