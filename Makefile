@@ -20,7 +20,8 @@ deps:
 build: deps
 	$(CARGO) build --bin pacer
 
-# The Debian package target/debian/pacer_<version>_<arch>.deb: the release binary,
+# The Debian package target/debian/pacer_<version>_<arch>.deb (native: changelog.gz,
+# md5sums, copyright, maintainer scripts that enable and start nothing): the release binary,
 # deploy/systemd/'s units, /etc/pacer/config.yaml.example, /etc/default/pacer and shell
 # completions (scripts/deb: dpkg-deb on a staged tree). tests/deb.rs builds one from
 # the debug binary.

@@ -12,6 +12,16 @@
 //! from inside those loops, and only while their lease is healthy (`Watchdog`), so a
 //! hung loop or a lease that cannot be renewed stops the pings and systemd restarts
 //! the process; `STOPPING=1` on shutdown; `STATUS=` says what it is doing.
+//!
+//! A self-fencing (the agent stopping everything because its lease lapsed) runs off
+//! the loop for a time known when it begins: the agent extends the watchdog for that
+//! long (`WATCHDOG_USEC=`, systemd 236 and later) and puts it back once done
+//! (`Notifier::extend_watchdog`, `restore_watchdog`), so a long lease's self-fencing
+//! is not cut short by systemd, and a hung one still is.
+//!
+//! A datagram is dropped when systemd's socket is full (EAGAIN). Pings and status
+//! lines may be: the next one follows. `READY=1`, `STOPPING=1` and the watchdog's
+//! changes are retried for at most `RELIABLE_SEND_LIMIT`.
 
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -43,6 +53,8 @@ pub struct Notifier {
     /// Half of `WATCHDOG_USEC` (what sd_watchdog_enabled(3) recommends), when the
     /// watchdog is on for this process.
     watchdog_interval: Option<Duration>,
+    /// `WATCHDOG_USEC` itself: what `restore_watchdog` puts back.
+    watchdog_timeout: Option<Duration>,
     ready: AtomicBool,
     /// A failed send is logged once, not at every ping.
     warned: AtomicBool,
@@ -61,7 +73,7 @@ impl std::fmt::Debug for Notifier {
 impl Notifier {
     /// Notifies nobody.
     pub fn disabled() -> Notifier {
-        Notifier { target: None, watchdog_interval: None, ready: AtomicBool::new(false), warned: AtomicBool::new(false) }
+        Notifier { target: None, watchdog_interval: None, watchdog_timeout: None, ready: AtomicBool::new(false), warned: AtomicBool::new(false) }
     }
 
     /// From `NOTIFY_SOCKET`, `WATCHDOG_USEC` and `WATCHDOG_PID` (the watchdog is this
@@ -88,14 +100,21 @@ impl Notifier {
         // A ping that cannot be queued is dropped rather than holding up a loop.
         socket.set_nonblocking(true).map_err(|source| NotifyError::Socket { address: name.clone(), source })?;
         let ours = watchdog_pid.is_none_or(|text| text.trim() == pid.to_string());
-        let watchdog_interval = match watchdog_usec {
+        let watchdog_timeout = match watchdog_usec {
             Some(text) if ours => {
                 let usec: u64 = text.trim().parse().ok().filter(|usec| *usec > 0).ok_or(NotifyError::WatchdogUsec(text))?;
-                Some(Duration::from_micros(usec) / 2)
+                Some(Duration::from_micros(usec))
             }
             _ => None,
         };
-        Ok(Notifier { target: Some(Target { socket, address, name }), watchdog_interval, ready: AtomicBool::new(false), warned: AtomicBool::new(false) })
+        let watchdog_interval = watchdog_timeout.map(|timeout| timeout / 2);
+        Ok(Notifier {
+            target: Some(Target { socket, address, name }),
+            watchdog_interval,
+            watchdog_timeout,
+            ready: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
+        })
     }
 
     /// How often to send `WATCHDOG=1`, when systemd watches this process.
@@ -109,7 +128,7 @@ impl Notifier {
         if self.ready.swap(true, Ordering::Relaxed) {
             self.status(status);
         } else {
-            self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
+            self.send_reliably(&format!("READY=1\nSTATUS={}", one_line(status)));
         }
     }
 
@@ -125,17 +144,65 @@ impl Notifier {
 
     /// `STOPPING=1`: shutting down (stopping resources can take long).
     pub fn stopping(&self, status: &str) {
-        self.send(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
+        self.send_reliably(&format!("STOPPING=1\nSTATUS={}", one_line(status)));
     }
 
+    /// For work that runs off the watched loop for a bounded time (a self-fencing):
+    /// `WATCHDOG=1` now, and the watchdog's timeout raised to `duration` plus the
+    /// usual timeout, so systemd waits that long for the next ping. Nothing when the
+    /// watchdog is off.
+    pub fn extend_watchdog(&self, duration: Duration) {
+        let Some(timeout) = self.watchdog_timeout else { return };
+        let extended = duration.saturating_add(timeout);
+        self.send_reliably(&format!("WATCHDOG=1\nWATCHDOG_USEC={}", extended.as_micros()));
+    }
+
+    /// Puts the watchdog's timeout back after `extend_watchdog`, with a ping: the
+    /// bounded work is over, so the caller is not hung.
+    pub fn restore_watchdog(&self) {
+        let Some(timeout) = self.watchdog_timeout else { return };
+        self.send_reliably(&format!("WATCHDOG=1\nWATCHDOG_USEC={}", timeout.as_micros()));
+    }
+
+    /// Best effort: a ping or status line that cannot be queued is dropped.
     fn send(&self, message: &str) {
         let Some(target) = &self.target else { return };
         if let Err(error) = target.socket.send_to_addr(message.as_bytes(), &target.address) {
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                tracing::warn!(%error, socket = %target.name, "cannot notify systemd");
+            self.warn_once(&error, &target.name);
+        }
+    }
+
+    /// For messages that must arrive: retried while systemd's socket is full (EAGAIN,
+    /// ENOBUFS) for at most `RELIABLE_SEND_LIMIT`. This blocks the calling thread for
+    /// that long at worst, and only while systemd reads nothing (it is then busy, and
+    /// a start-up or shutdown waiting on it loses nothing).
+    fn send_reliably(&self, message: &str) {
+        let Some(target) = &self.target else { return };
+        let deadline = Instant::now() + RELIABLE_SEND_LIMIT;
+        loop {
+            match target.socket.send_to_addr(message.as_bytes(), &target.address) {
+                Ok(_) => return,
+                Err(error) if is_full(&error) && Instant::now() < deadline => std::thread::sleep(RELIABLE_SEND_PAUSE),
+                Err(error) => return self.warn_once(&error, &target.name),
             }
         }
     }
+
+    fn warn_once(&self, error: &std::io::Error, socket: &str) {
+        if !self.warned.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, %socket, "cannot notify systemd");
+        }
+    }
+}
+
+/// How long `READY=1`, `STOPPING=1` and the watchdog's changes are retried on a full
+/// socket, and the pause between attempts.
+const RELIABLE_SEND_LIMIT: Duration = Duration::from_secs(1);
+const RELIABLE_SEND_PAUSE: Duration = Duration::from_millis(10);
+
+/// Whether a send failed only because the receiving socket's queue is full.
+fn is_full(error: &std::io::Error) -> bool {
+    error.kind() == std::io::ErrorKind::WouldBlock || error.raw_os_error() == Some(libc::ENOBUFS)
 }
 
 /// A status is one line: a newline would start another assignment.
@@ -143,18 +210,90 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ")
 }
 
+/// A loop's last sign of health: when it last turned with its lease healthy (what
+/// `WATCHDOG=1` says to systemd), for `/healthz` (Kubernetes' probes). Written by the
+/// loop's `Watchdog`, read by the metrics endpoint.
+#[derive(Debug)]
+pub struct Progress {
+    since: Instant,
+    /// Milliseconds from `since` to the last healthy turn, plus one (0: none yet).
+    last: std::sync::atomic::AtomicU64,
+}
+
+impl Default for Progress {
+    fn default() -> Progress {
+        Progress { since: Instant::now(), last: std::sync::atomic::AtomicU64::new(0) }
+    }
+}
+
+/// What `/healthz` says of a loop.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Health {
+    /// It turned with a healthy lease this long ago, within the limit.
+    Healthy(Duration),
+    /// Its last healthy turn is older than the limit: hung, or cut off from etcd.
+    Stale(Duration),
+    /// It has not turned yet (still connecting, claiming or probing).
+    Starting,
+}
+
+impl Progress {
+    /// The loop turned with its lease healthy.
+    pub fn mark(&self) {
+        self.mark_at(Instant::now());
+    }
+
+    fn mark_at(&self, now: Instant) {
+        let millis = u64::try_from(now.saturating_duration_since(self.since).as_millis()).unwrap_or(u64::MAX - 1);
+        self.last.store(millis + 1, Ordering::Relaxed);
+    }
+
+    /// Healthy if the last healthy turn is at most `limit` before `now`.
+    pub fn health(&self, now: Instant, limit: Duration) -> Health {
+        match self.last.load(Ordering::Relaxed) {
+            0 => Health::Starting,
+            millis => {
+                let age = now.saturating_duration_since(self.since + Duration::from_millis(millis - 1));
+                if age <= limit { Health::Healthy(age) } else { Health::Stale(age) }
+            }
+        }
+    }
+}
+
+/// How often a loop marks its progress when systemd's watchdog is off (with it on, at
+/// every ping).
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(5);
+
 /// The watchdog's clock inside a loop: `due` completes when a ping is due (never when
-/// the watchdog is off); `ping(healthy)` sends one only if the loop's caller says its
-/// lease is healthy, and sets the next due time either way.
+/// neither systemd's watchdog nor a `Progress` is watching); `ping(healthy)` sends one
+/// (and marks the progress) only if the loop's caller says its lease is healthy, and
+/// sets the next due time either way.
 pub struct Watchdog {
     notifier: std::sync::Arc<Notifier>,
+    progress: Option<std::sync::Arc<Progress>>,
     next: Option<Instant>,
 }
 
 impl Watchdog {
     pub fn new(notifier: std::sync::Arc<Notifier>) -> Watchdog {
         let next = notifier.watchdog_interval().map(|_| Instant::now());
-        Watchdog { notifier, next }
+        Watchdog { notifier, progress: None, next }
+    }
+
+    /// Also marks `progress` at each healthy ping (every `PROGRESS_INTERVAL` at least).
+    pub fn with_progress(mut self, progress: std::sync::Arc<Progress>) -> Watchdog {
+        self.progress = Some(progress);
+        self.next = Some(Instant::now());
+        self
+    }
+
+    fn interval(&self) -> Option<Duration> {
+        match (self.notifier.watchdog_interval(), &self.progress) {
+            (Some(interval), Some(_)) => Some(interval.min(PROGRESS_INTERVAL)),
+            (Some(interval), None) => Some(interval),
+            (None, Some(_)) => Some(PROGRESS_INTERVAL),
+            (None, None) => None,
+        }
     }
 
     /// Completes when the next ping is due.
@@ -167,9 +306,14 @@ impl Watchdog {
 
     /// Sends `WATCHDOG=1` when `healthy`; either way the next is due an interval on.
     pub fn ping(&mut self, healthy: bool) {
-        let Some(interval) = self.notifier.watchdog_interval() else { return };
+        let Some(interval) = self.interval() else { return };
         if healthy {
-            self.notifier.watchdog();
+            if self.notifier.watchdog_interval().is_some() {
+                self.notifier.watchdog();
+            }
+            if let Some(progress) = &self.progress {
+                progress.mark();
+            }
         }
         self.next = Some(Instant::now() + interval);
     }
@@ -243,6 +387,72 @@ mod tests {
         let quiet = Notifier::from_values(None, Some("1000000".into()), None, 1).expect("notifier");
         assert_eq!(quiet.watchdog_interval(), None);
         quiet.ready("nobody listens");
+    }
+
+    /// The receiving socket's queue filled (as when systemd is busy): READY=1 waits
+    /// for room instead of being dropped, and STOPPING=1 too.
+    #[test]
+    fn ready_and_stopping_wait_for_room_on_a_full_socket() {
+        let (_dir, socket, path) = receiver();
+        let filler = UnixDatagram::unbound().expect("filler");
+        filler.set_nonblocking(true).expect("nonblocking");
+        let mut queued = 0;
+        while filler.send_to(b"WATCHDOG=1", &path).is_ok() {
+            queued += 1;
+            assert!(queued < 100_000, "the socket never fills");
+        }
+        let notifier = Notifier::from_values(Some(path.clone()), None, None, 1).expect("notifier");
+        notifier.status("dropped: the queue is full");
+        let drain = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            let mut messages = Vec::new();
+            while messages.len() < queued + 2 {
+                messages.push(received(&socket));
+            }
+            messages
+        });
+        notifier.ready("claimed");
+        notifier.stopping("bye");
+        let messages = drain.join().expect("drain");
+        assert_eq!(messages.iter().filter(|message| message.starts_with("WATCHDOG=1")).count(), queued);
+        assert_eq!(&messages[queued..], ["READY=1\nSTATUS=claimed", "STOPPING=1\nSTATUS=bye"]);
+    }
+
+    #[test]
+    fn the_watchdog_is_extended_for_bounded_work_and_put_back() {
+        let (_dir, socket, path) = receiver();
+        let notifier = Notifier::from_values(Some(path.clone()), Some("30000000".into()), None, 1).expect("notifier");
+        notifier.extend_watchdog(Duration::from_secs(45));
+        assert_eq!(received(&socket), "WATCHDOG=1\nWATCHDOG_USEC=75000000");
+        notifier.restore_watchdog();
+        assert_eq!(received(&socket), "WATCHDOG=1\nWATCHDOG_USEC=30000000");
+        // Without a watchdog there is nothing to extend.
+        let unwatched = Notifier::from_values(Some(path), None, None, 1).expect("notifier");
+        unwatched.extend_watchdog(Duration::from_secs(45));
+        unwatched.status("only this");
+        assert_eq!(received(&socket), "STATUS=only this");
+    }
+
+    #[test]
+    fn progress_is_healthy_within_its_limit_and_stale_after() {
+        let progress = Progress::default();
+        let limit = Duration::from_secs(30);
+        assert_eq!(progress.health(Instant::now(), limit), Health::Starting);
+        let marked = progress.since + Duration::from_secs(100);
+        progress.mark_at(marked);
+        assert_eq!(progress.health(marked + Duration::from_secs(30), limit), Health::Healthy(Duration::from_secs(30)));
+        assert_eq!(progress.health(marked + Duration::from_secs(31), limit), Health::Stale(Duration::from_secs(31)));
+    }
+
+    #[tokio::test]
+    async fn progress_is_marked_only_while_healthy_even_without_systemd() {
+        let progress = std::sync::Arc::new(Progress::default());
+        let mut watchdog = Watchdog::new(std::sync::Arc::new(Notifier::disabled())).with_progress(progress.clone());
+        watchdog.due().await;
+        watchdog.ping(false);
+        assert_eq!(progress.health(Instant::now(), Duration::from_secs(30)), Health::Starting);
+        watchdog.ping(true);
+        assert!(matches!(progress.health(Instant::now(), Duration::from_secs(30)), Health::Healthy(_)));
     }
 
     #[tokio::test]

@@ -84,6 +84,11 @@ fn unknown_and_mistyped_values_are_refused() {
     refused(&|values| values["tls"]["enabled"] = serde_json::json!("yes"), "/tls/enabled");
     refused(&|values| values["tls"]["schedulerSecret"] = serde_json::json!("Not A Secret Name"), "/tls/schedulerSecret");
     refused(&|values| values["agents"]["onShutdown"] = serde_json::json!("kill"), "/agents/onShutdown");
+    refused(&|values| values["agents"]["tlsSource"] = serde_json::json!("configMap"), "/agents/tlsSource");
+    refused(&|values| values["agents"]["hostBinDir"] = serde_json::json!("relative/bin"), "/agents/hostBinDir");
+    refused(&|values| values["agents"]["etcdEndpoints"] = serde_json::json!(["etcd:2379"]), "/agents/etcdEndpoints");
+    // The old overlay of the host's /usr is gone from the values.
+    refused(&|values| values["agents"]["hostPaths"] = serde_json::json!(["/usr/bin"]), "hostPaths");
     refused(&|values| values["metrics"]["schedulerPort"] = serde_json::json!(70000), "/metrics/schedulerPort");
     refused(&|values| values["console"]["enabled"] = serde_json::json!(true), "/console/enabled");
     refused(&|values| values["scheduler"]["tolerations"] = serde_json::json!([{"key": "a", "operatr": "Exists"}]), "operatr");

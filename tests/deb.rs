@@ -1,6 +1,7 @@
 //! The Debian package (`make deb`, `scripts/deb`): built here from the test's own
 //! (debug) binary with fast compression, its contents listed with `dpkg-deb -c`, its
-//! control files read, and installed into a scratch directory with `dpkg -x` (the
+//! control files read (maintainer scripts parsed, md5sums checked against the
+//! extracted files), and installed into a scratch directory with `dpkg -x` (the
 //! machine's dpkg database untouched), where the installed binary runs and the
 //! installed units pass `systemd-analyze verify`.
 
@@ -46,6 +47,7 @@ fn package_holds_the_binary_units_config_and_completions_and_installs_into_a_scr
         "./usr/share/fish/vendor_completions.d/pacer.fish",
         "./usr/share/doc/pacer/README.md",
         "./usr/share/doc/pacer/copyright",
+        "./usr/share/doc/pacer/changelog.gz",
     ] {
         assert!(files.contains(&expected), "{expected} missing from the package:\n{listing}");
     }
@@ -60,12 +62,32 @@ fn package_holds_the_binary_units_config_and_completions_and_installs_into_a_scr
     assert_eq!(conffiles.lines().collect::<Vec<_>>(), ["/etc/default/pacer", "/etc/pacer/config.yaml.example"]);
     let postinst = std::fs::read_to_string(control.path().join("postinst")).expect("postinst");
     assert!(postinst.contains("adduser --system --group") && postinst.contains("systemctl daemon-reload"), "{postinst}");
-    run("sh", &["-n", &control.path().join("postinst").display().to_string()]);
-    run("sh", &["-n", &control.path().join("postrm").display().to_string()]);
+    // Nothing is enabled or started by the package; the agent is never stopped by it.
+    assert!(!postinst.contains(" enable ") && !postinst.contains(" start "), "{postinst}");
+    let prerm = std::fs::read_to_string(control.path().join("prerm")).expect("prerm");
+    assert!(prerm.contains("deb-systemd-invoke stop pacer-scheduler.service"), "prerm stops the scheduler on removal: {prerm}");
+    assert!(prerm.contains("systemctl is-active --quiet pacer-agent.service") && prerm.contains("exit 1"), "prerm refuses while the agent runs: {prerm}");
+    assert!(!prerm.contains("stop pacer-agent.service"), "prerm never stops the agent: {prerm}");
+    for script in ["postinst", "prerm", "postrm"] {
+        run("sh", &["-n", &control.path().join(script).display().to_string()]);
+    }
 
     let root = tempfile::tempdir().expect("tempdir");
     let root_dir = root.path().display().to_string();
     run("dpkg", &["-x", &deb, &root_dir]);
+    // md5sums lists every file but the conffiles, with the right sums.
+    let md5sums = std::fs::read_to_string(control.path().join("md5sums")).expect("md5sums");
+    let summed: Vec<&str> = md5sums.lines().filter_map(|line| line.split_once("  ").map(|(_, path)| path)).collect();
+    let shipped: Vec<&str> = files.iter().filter(|path| !path.ends_with('/') && !path.starts_with("./etc/")).map(|path| &path[2..]).collect();
+    assert_eq!(summed.len(), shipped.len(), "md5sums:\n{md5sums}\nfiles: {shipped:?}");
+    assert!(shipped.iter().all(|path| summed.contains(path)), "md5sums:\n{md5sums}\nfiles: {shipped:?}");
+    let check = Command::new("md5sum").args(["--check", "--quiet", &control.path().join("md5sums").display().to_string()]).current_dir(root.path()).output();
+    let check = check.expect("run md5sum");
+    assert!(check.status.success(), "md5sum --check: {}{}", common::text(&check.stdout), common::text(&check.stderr));
+    // The changelog's latest entry is this version.
+    let changelog = Command::new("gzip").args(["-dc", &root.path().join("usr/share/doc/pacer/changelog.gz").display().to_string()]).output().expect("gunzip");
+    assert!(common::text(&changelog.stdout).starts_with(&format!("pacer ({}) ", env!("CARGO_PKG_VERSION"))), "{}", common::text(&changelog.stdout));
+
     let installed = root.path().join("usr/bin/pacer");
     let version = run(&installed.display().to_string(), &["--version"]);
     assert_eq!(version.trim(), format!("pacer {}", env!("CARGO_PKG_VERSION")));

@@ -597,3 +597,75 @@ async fn an_agent_that_ignores_sigterm_is_killed_with_its_children() {
     })
     .await;
 }
+
+/// A systemd-class resource's unit is ordered before the agent's own unit while it
+/// runs: a runtime drop-in written and systemd reloaded before `systemctl start`,
+/// removed and reloaded after a successful stop. systemd is not run: `systemctl` is a
+/// script logging what it was asked (and whether the drop-in was there at each
+/// reload), and the runtime unit directory is a temporary one.
+#[tokio::test]
+async fn systemd_units_are_ordered_before_the_agent_while_they_run() {
+    use std::os::unix::fs::PermissionsExt;
+    bounded(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let run_dir = dir.path().join("run-systemd-system");
+        std::fs::create_dir_all(&run_dir).expect("mkdir");
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        let log = dir.path().join("systemctl.log");
+        let drop_in = run_dir.join("web.service.d/50-pacer.conf");
+        let systemctl = bin.join("systemctl");
+        std::fs::write(
+            &systemctl,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = daemon-reload ]; then if [ -f '{drop_in}' ]; then echo 'daemon-reload (drop-in present)'; else echo 'daemon-reload (no drop-in)'; fi >> '{log}'; exit 0; fi\necho \"$*\" >> '{log}'\n",
+                drop_in = drop_in.display(),
+                log = log.display()
+            ),
+        )
+        .expect("write systemctl");
+        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let config = ExecConfig {
+            work_dir: Some(dir.path().join("work")),
+            system_path: format!("{}:/usr/bin:/bin", bin.display()),
+            systemd_run_dir: run_dir.clone(),
+            ..ExecConfig::default()
+        };
+        let executor = Executor::new(config).expect("executor");
+        let request = OperationRequest {
+            resource: "web".into(),
+            agent: "systemd:web".parse().expect("agent"),
+            action: "start".into(),
+            interval_ms: 0,
+            timeout: Duration::from_secs(20),
+            params: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            node: "node-a".into(),
+            node_attributes: BTreeMap::new(),
+            state_dir: dir.path().join("state"),
+        };
+        let logged = || std::fs::read_to_string(&log).unwrap_or_default();
+
+        assert_rc(&executor.run(&request).await, 0, "start");
+        assert_eq!(logged(), "daemon-reload (drop-in present)\nstart web.service\n");
+        let text = std::fs::read_to_string(&drop_in).expect("the drop-in is written");
+        assert!(text.contains("[Unit]\nDescription=Cluster controlled web.service\nBefore=pacer-agent.service\n"), "{text}");
+        assert!(text.contains("[Service]\nRestart=no\n"), "{text}");
+
+        let monitor = OperationRequest { action: "monitor".into(), ..request.clone() };
+        assert_rc(&executor.run(&monitor).await, 0, "monitor");
+        assert!(drop_in.exists(), "a monitor leaves the drop-in");
+
+        let stop = OperationRequest { action: "stop".into(), ..request.clone() };
+        assert_rc(&executor.run(&stop).await, 0, "stop");
+        assert!(!drop_in.exists() && !run_dir.join("web.service.d").exists(), "the drop-in and its directory are removed");
+        assert_eq!(
+            logged(),
+            "daemon-reload (drop-in present)\nstart web.service\nis-active --quiet web.service\nstop web.service\ndaemon-reload (no drop-in)\n"
+        );
+        // Stopping what is stopped needs no reload.
+        assert_rc(&executor.run(&stop).await, 0, "stop again");
+        assert!(logged().ends_with("stop web.service\ndaemon-reload (no drop-in)\nstop web.service\n"), "{}", logged());
+    })
+    .await;
+}

@@ -344,3 +344,66 @@ fn a_metrics_address_in_use_is_refused_at_start() {
     assert_eq!((output.status.code(), stderr.lines().count()), (Some(1), 1), "{stderr}");
     assert!(stderr.contains("--metrics-listen"), "{stderr}");
 }
+
+/// `/healthz` (Kubernetes' liveness and readiness probes) says whether the loop turns
+/// with a healthy lease, the signal systemd's watchdog gets: 200 on a scheduler and an
+/// agent that run; 503 once the agent has been cut off from etcd (frozen) for longer
+/// than the limit (30 s, the units' WatchdogSec); 200 again once etcd answers.
+#[test]
+fn healthz_follows_the_loop_s_progress() {
+    let etcd = common::TestEtcd::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let component = |args: &[&str], name: &str| {
+        let file = dir.path().join(format!("{name}-metrics"));
+        let process = start(
+            Command::new(env!("CARGO_BIN_EXE_pacer"))
+                .args(args)
+                .args(["--lease-ttl", "2", "--metrics-listen", "127.0.0.1:0", "--metrics-address-file"])
+                .arg(&file)
+                .env("PACER_ETCD", etcd.endpoint())
+                .env("PACER_PREFIX", common::LOCAL_PREFIX),
+            &dir.path().join(format!("{name}.log")),
+        );
+        (process, metrics_address(&file))
+    };
+    let state = dir.path().join("state").display().to_string();
+    let (_scheduler, scheduler) = component(&["scheduler"], "scheduler");
+    let (_agent, agent) = component(&["agent", "--node", "n1", "--state-dir", &state], "agent");
+    for address in [&scheduler, &agent] {
+        until("the loop to report progress", Duration::from_secs(30), || {
+            let (code, body) = get(address, "/healthz", "*/*");
+            if code == 200 && body.starts_with("ok: the loop turned ") { Ok(()) } else { Err(format!("{code} {body}")) }
+        });
+    }
+
+    let etcd_pid = i32::try_from(etcd.server.pid().expect("etcd pid")).expect("pid");
+    // SAFETY: SIGSTOP to the etcd this test started; SIGCONT below and in the guard.
+    unsafe {
+        libc::kill(etcd_pid, libc::SIGSTOP);
+    }
+    struct Resume(i32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            // SAFETY: SIGCONT to the etcd this test stopped.
+            unsafe {
+                libc::kill(self.0, libc::SIGCONT);
+            }
+        }
+    }
+    let resume = Resume(etcd_pid);
+    let frozen = Instant::now();
+    let stale = until("the agent's /healthz to go stale", Duration::from_secs(60), || {
+        let (code, body) = get(&agent, "/healthz", "*/*");
+        if code == 503 { Ok(body) } else { Err(format!("{code} {body}")) }
+    });
+    println!("stale after {:?}: {stale}", frozen.elapsed());
+    assert!(stale.starts_with("stale: the loop last turned with a healthy lease "), "{stale}");
+    // The limit runs from the last healthy turn, marked at least every 5 s before the
+    // freeze.
+    assert!(frozen.elapsed() >= Duration::from_secs(25), "stale before the limit: {:?}", frozen.elapsed());
+    drop(resume);
+    until("the agent's /healthz to recover", Duration::from_secs(60), || {
+        let (code, body) = get(&agent, "/healthz", "*/*");
+        if code == 200 { Ok(()) } else { Err(format!("{code} {body}")) }
+    });
+}

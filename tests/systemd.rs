@@ -69,8 +69,20 @@ impl NotifySocket {
     }
 }
 
+/// The loop's pings: `WATCHDOG=1` alone, not the self-fencing's extension of the
+/// watchdog and its restoration (which carry `WATCHDOG_USEC=`).
 fn pings(messages: &[(Instant, String)]) -> usize {
-    messages.iter().filter(|(_, message)| message.lines().any(|line| line == "WATCHDOG=1")).count()
+    messages.iter().filter(|(_, message)| message.lines().any(|line| line == "WATCHDOG=1") && !message.contains("WATCHDOG_USEC=")).count()
+}
+
+/// The values of `WATCHDOG_USEC=` sent, in order.
+fn watchdog_changes(messages: &[(Instant, String)]) -> Vec<u64> {
+    messages
+        .iter()
+        .flat_map(|(_, message)| message.lines())
+        .filter_map(|line| line.strip_prefix("WATCHDOG_USEC="))
+        .map(|value| value.parse().expect("WATCHDOG_USEC is a number"))
+        .collect()
 }
 
 /// A process this test started, ended by PID when dropped.
@@ -172,6 +184,15 @@ fn agent_is_ready_once_probed_and_pings_the_watchdog_only_while_its_lease_holds(
     println!("etcd frozen: {} pings while the lease ran out, {} in the 3 s after", pings(&settling), pings(&cut));
     assert_eq!(pings(&cut), 0, "pings while the lease cannot be renewed: {cut:?}\n{}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(cut.iter().chain(&settling).any(|(_, message)| message.contains("STATUS=lease lost")), "the status says the lease was lost: {settling:?} {cut:?}");
+    // The self-fencing ran off the loop with the watchdog extended for its known
+    // length (at least the usual timeout more), then put back.
+    let both: Vec<(Instant, String)> = settling.iter().chain(&cut).cloned().collect();
+    let changes = watchdog_changes(&both);
+    println!("self-fencing: WATCHDOG_USEC {changes:?}");
+    let usual = u64::try_from(watchdog.as_micros()).expect("usec");
+    assert_eq!(changes.len(), 2, "one extension, one restoration: {both:?}");
+    assert!(changes[0] > usual, "the self-fencing extends the watchdog: {changes:?}");
+    assert_eq!(changes[1], usual, "and puts it back: {changes:?}");
     drop(frozen);
 
     let back = Instant::now();
@@ -240,6 +261,8 @@ fn units_carry_the_required_directives() {
         "Wants=network-online.target resource-agents-deps.target",
         // Back within the lease, so a crashed agent resumes it.
         "RestartSec=1s",
+        // Bounded: an unreachable etcd never holds up boot.
+        "TimeoutStartSec=10min",
     ] {
         assert!(has(&agent, line), "pacer-agent.service lacks {line}");
     }

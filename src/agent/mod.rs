@@ -435,7 +435,7 @@ impl<'a> Session<'a> {
         let mut retry_writes: Option<Instant> = None;
         // systemd's watchdog is pinged from this loop only, and only while the lease
         // is healthy: a loop stuck, or a node cut off from etcd, stops the pings.
-        let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone());
+        let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone()).with_progress(self.config.metrics.progress());
         let end = loop {
             let lease = (self.lease_state.clone(), ttl);
             // Nothing is decided before every watch has delivered its first listing: an
@@ -639,7 +639,13 @@ impl<'a> Session<'a> {
                 };
                 record_self_fencing(&self.config.state_dir, &SelfFencing { time: epoch_now(), cause });
                 self.config.metrics.self_fenced();
+                // The self-fencing runs off this loop, so no ping comes meanwhile: with a
+                // long lease it outlasts systemd's watchdog, which would kill the agent
+                // halfway (its resources left running). Its length is known now; the
+                // watchdog is extended for it, and still fires if it hangs beyond.
+                self.config.notifier.extend_watchdog(self.self_fence_budget(deadline));
                 self.self_fence(reconciler, deadline).await;
+                self.config.notifier.restore_watchdog();
                 // Asked to shut down meanwhile: everything is stopped; do not claim again.
                 if shutting_down { SessionEnd::Shutdown } else { SessionEnd::LeaseLost }
             }
@@ -929,6 +935,14 @@ impl<'a> Session<'a> {
         let value = serde_json::to_string(heartbeat)
             .map_err(|error| StoreError::Corrupt { key: self.keys.node_lease(&self.config.node), reason: error.to_string() })?;
         self.store.guarded_write(&self.session, &self.keys.node_lease(&self.config.node), Some(value), true).await
+    }
+
+    /// The longest `self_fence` takes when nothing hangs: cancelled operations drain
+    /// within the kill grace, the stops run until `deadline` (at least 100 ms) and are
+    /// killed within the grace, and the lease's revocation is one etcd request.
+    fn self_fence_budget(&self, deadline: Instant) -> Duration {
+        let stops = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
+        self.executor_grace() + stops + self.executor_grace() + crate::store::node::AGENT_REQUEST_TIMEOUT
     }
 
     fn executor_grace(&self) -> Duration {

@@ -563,7 +563,7 @@ enum Term {
 /// steps down (giving up the lease) on shutdown.
 pub async fn run(config: SchedulerConfig, store: Store, shutdown: impl std::future::Future<Output = ()>) -> Result<(), StoreError> {
     tokio::pin!(shutdown);
-    let mut watchdog = Watchdog::new(config.notifier.clone());
+    let mut watchdog = Watchdog::new(config.notifier.clone()).with_progress(config.metrics.progress());
     config.notifier.ready("campaigning");
     loop {
         let campaign = campaign(&store, &config, &mut watchdog);

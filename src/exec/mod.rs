@@ -27,6 +27,7 @@
 
 pub mod alert;
 mod classes;
+mod drop_in;
 mod environment;
 mod fence;
 mod process;
@@ -77,6 +78,12 @@ pub struct ExecConfig {
     pub kill_grace: Duration,
     /// The PATH after the shims.
     pub system_path: String,
+    /// systemd's runtime unit directory: that it exists says systemd runs here, and a
+    /// systemd-class resource's unit gets its drop-in there while it runs
+    /// (`drop_in.rs`). Tests point it elsewhere.
+    pub systemd_run_dir: PathBuf,
+    /// The unit systemd-class resources are ordered before: the agent's own.
+    pub agent_unit: String,
 }
 
 impl Default for ExecConfig {
@@ -90,6 +97,8 @@ impl Default for ExecConfig {
             output_limit: 256 * 1024,
             kill_grace: Duration::from_secs(2),
             system_path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+            systemd_run_dir: PathBuf::from("/run/systemd/system"),
+            agent_unit: "pacer-agent.service".to_string(),
         }
     }
 }
@@ -339,7 +348,7 @@ impl Executor {
         let Some(systemctl) = process::find_in_path("systemctl", &self.config.system_path) else {
             return OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, "systemctl not found".into());
         };
-        if !Path::new("/run/systemd/system").exists() {
+        if !self.config.systemd_run_dir.exists() {
             return OperationResult::refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, "systemd is not running on this node".into());
         }
         let args: Vec<String> = match request.action.as_str() {
@@ -357,7 +366,30 @@ impl Executor {
             "monitor" | "status" => vec!["is-active".into(), "--quiet".into(), unit.clone()],
             other => return OperationResult::refused(ExecStatus::Done, rc::UNIMPLEMENTED, format!("systemd units have no {other} action")),
         };
+        if request.action == "start" {
+            // Ordered before the agent from now on (see drop_in.rs); a unit that
+            // cannot be ordered is not started.
+            if let Err(error) = drop_in::write(&self.config.systemd_run_dir, &unit, &self.config.agent_unit) {
+                let file = drop_in::path(&self.config.systemd_run_dir, &unit);
+                return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, format!("write {}: {error}", file.display()));
+            }
+            if let Err(reason) = self.daemon_reload(&systemctl, request.timeout).await {
+                return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, reason);
+            }
+        }
         let mut result = self.run_resource_agent(request, &systemctl, args, None, cancel, |code| code).await;
+        if request.action == "stop" && result.status == ExecStatus::Done && result.rc == 0 {
+            match drop_in::remove(&self.config.systemd_run_dir, &unit) {
+                Ok(true) => {
+                    if let Err(reason) = self.daemon_reload(&systemctl, request.timeout.saturating_sub(result.duration)).await {
+                        // Stopped all the same; the stale ordering is harmless.
+                        tracing::warn!(%unit, "{reason}");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => tracing::warn!(%unit, %error, "cannot remove the unit's drop-in; it goes at reboot"),
+            }
+        }
         if result.status == ExecStatus::Done && result.rc != 0 {
             // systemctl's codes are not OCF's: ask whether the unit exists at all,
             // within what is left of the operation's timeout (systemd may hang).
@@ -385,6 +417,18 @@ impl Executor {
             };
         }
         result
+    }
+
+    /// `systemctl daemon-reload`, so that a drop-in written or removed takes effect;
+    /// bounded by `timeout` (at least a second: systemd may be busy).
+    async fn daemon_reload(&self, systemctl: &Path, timeout: Duration) -> Result<(), String> {
+        let reload = tokio::process::Command::new(systemctl).arg("daemon-reload").env_clear().env("PATH", &self.config.system_path).kill_on_drop(true).output();
+        match tokio::time::timeout(timeout.max(Duration::from_secs(1)), reload).await {
+            Ok(Ok(output)) if output.status.success() => Ok(()),
+            Ok(Ok(output)) => Err(format!("reload systemd: systemctl daemon-reload: {}", String::from_utf8_lossy(&output.stderr).trim())),
+            Ok(Err(error)) => Err(format!("reload systemd: {error}")),
+            Err(_) => Err(format!("reload systemd: no answer within {timeout:?}")),
+        }
     }
 
     fn synthesized(&self, metadata: String) -> OperationResult {

@@ -96,6 +96,8 @@ pub struct SchedulerMetrics {
     state: Mutex<Option<Arc<ClusterState>>>,
     /// The host this instance runs on: the node of that name is the DC while it leads.
     host: String,
+    /// The decision loop's last healthy turn (`/healthz`).
+    progress: Arc<crate::notify::Progress>,
 }
 
 /// How a scheduler turn ended, for `pacer_scheduler_decisions_total{outcome}`.
@@ -142,6 +144,7 @@ impl Default for SchedulerMetrics {
             alert_delivery_duration: Family::new_with_constructor(delivery_buckets),
             state: Mutex::new(None),
             host: String::new(),
+            progress: Arc::default(),
         }
     }
 }
@@ -154,6 +157,11 @@ impl SchedulerMetrics {
 
     pub fn host(&self) -> &str {
         &self.host
+    }
+
+    /// The loop's progress, which its `Watchdog` marks and `/healthz` reads.
+    pub fn progress(&self) -> Arc<crate::notify::Progress> {
+        self.progress.clone()
     }
 
     /// This instance won the election for `term`.
@@ -276,6 +284,8 @@ pub struct AgentMetrics {
     views: mpsc::Sender<ViewRequest>,
     /// Taken once by the agent (`take_view_requests`).
     view_requests: Mutex<Option<mpsc::Receiver<ViewRequest>>>,
+    /// The agent loop's last healthy turn (`/healthz`).
+    progress: Arc<crate::notify::Progress>,
 }
 
 impl Default for AgentMetrics {
@@ -288,11 +298,17 @@ impl Default for AgentMetrics {
             claimed: Gauge::default(),
             views,
             view_requests: Mutex::new(Some(view_requests)),
+            progress: Arc::default(),
         }
     }
 }
 
 impl AgentMetrics {
+    /// The loop's progress, which its `Watchdog` marks and `/healthz` reads.
+    pub fn progress(&self) -> Arc<crate::notify::Progress> {
+        self.progress.clone()
+    }
+
     /// An agent operation ended: its duration by agent (`ocf:heartbeat:Dummy`),
     /// operation (`probe`, `monitor`, `start`, ...) and result (`result_label`).
     pub fn operation(&self, agent: &str, operation: &str, status: ExecStatus, rc: i32, took: Duration) {
@@ -390,6 +406,13 @@ impl Exporter {
     fn registry(&self) -> &Registry {
         match self {
             Exporter::Scheduler { registry, .. } | Exporter::Agent { registry, .. } => registry,
+        }
+    }
+
+    fn progress(&self) -> Arc<crate::notify::Progress> {
+        match self {
+            Exporter::Scheduler { metrics, .. } => metrics.progress(),
+            Exporter::Agent { metrics, .. } => metrics.progress(),
         }
     }
 

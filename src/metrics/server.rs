@@ -1,9 +1,11 @@
-//! The `/metrics` endpoint: axum on a listener bound at start (a bad or busy address
+//! The `/metrics` endpoint, and `/healthz` (the loop's progress, for Kubernetes'
+//! probes): axum on a listener bound at start (a bad or busy address
 //! is refused before the component does anything), rendered by prometheus-client in
 //! the format the scraper asks for.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::header::{ACCEPT, CONTENT_TYPE};
@@ -16,6 +18,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 
 use super::Exporter;
+use crate::notify::Health;
 
 /// The exposition format of a scrape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -50,11 +53,16 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
-/// Serves `/metrics` on `listener` until the process ends. Errors of single
+/// How long a loop may go without a healthy turn before `/healthz` says it is not:
+/// the units' `WatchdogSec`, so Kubernetes' liveness probe and systemd's watchdog judge
+/// alike.
+pub const HEALTH_LIMIT: Duration = Duration::from_secs(30);
+
+/// Serves `/metrics` and `/healthz` on `listener` until the process ends. Errors of single
 /// connections are axum's to handle; the task ends only if the listener fails.
 pub fn serve(listener: TcpListener, exporter: Exporter) -> tokio::task::JoinHandle<()> {
     let served = Served { exporter, renders: tokio::sync::Semaphore::new(RENDERS_AT_ONCE) };
-    let router = axum::Router::new().route("/metrics", get(scrape)).with_state(Arc::new(served));
+    let router = axum::Router::new().route("/metrics", get(scrape)).route("/healthz", get(healthz)).with_state(Arc::new(served));
     tokio::spawn(async move {
         if let Err(error) = axum::serve(listener, router).await {
             tracing::error!(%error, "the metrics endpoint stopped");
@@ -71,6 +79,21 @@ const RENDERS_AT_ONCE: usize = 2;
 struct Served {
     exporter: Exporter,
     renders: tokio::sync::Semaphore,
+}
+
+/// 200 while the component's loop turns with a healthy lease (within `HEALTH_LIMIT`),
+/// 503 when it has not for longer (hung, or cut off from etcd) or has not turned yet.
+/// The same signal as systemd's watchdog; no etcd request is made here.
+async fn healthz(State(served): State<Arc<Served>>) -> Response {
+    match served.exporter.progress().health(Instant::now(), HEALTH_LIMIT) {
+        Health::Healthy(age) => (StatusCode::OK, format!("ok: the loop turned {} ms ago\n", age.as_millis())).into_response(),
+        Health::Stale(age) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("stale: the loop last turned with a healthy lease {} s ago (limit {} s)\n", age.as_secs(), HEALTH_LIMIT.as_secs()),
+        )
+            .into_response(),
+        Health::Starting => (StatusCode::SERVICE_UNAVAILABLE, "starting: the loop has not turned yet\n").into_response(),
+    }
 }
 
 async fn scrape(State(served): State<Arc<Served>>, headers: HeaderMap) -> Response {
