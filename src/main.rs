@@ -7,7 +7,7 @@ fn main() -> ExitCode {
     // before any runtime exists (completers read the cluster on one of their own).
     pacer::cli::complete_if_asked();
     let filter = tracing_subscriber::EnvFilter::try_from_env("PACER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,pacer::agent=info,pacer::daemon=info,pacer::store::lease=info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,pacer::agent=info,pacer::daemon=info,pacer::store::lease=info,pacer::console=info"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,

@@ -80,7 +80,10 @@ impl Drop for Console {
 fn http(address: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, Vec<(String, String)>, String) {
     let mut stream = TcpStream::connect(address).unwrap_or_else(|error| panic!("connect to {address}: {error}"));
     stream.set_read_timeout(Some(Duration::from_secs(90))).expect("read timeout");
-    let mut request = format!("{method} {path} HTTP/1.0\r\nHost: {address}\r\nContent-Length: {}\r\n", body.len());
+    let mut request = format!("{method} {path} HTTP/1.0\r\nContent-Length: {}\r\n", body.len());
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        request.push_str(&format!("Host: {address}\r\n"));
+    }
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -106,15 +109,16 @@ fn action(console: &Console, token: Option<&str>, body: &str) -> (u16, Value) {
     (code, serde_json::from_str(&body).unwrap_or_else(|error| panic!("action answer {body:?}: {error}")))
 }
 
-/// The status fragments the event stream sends, read until `done` holds of one (or
-/// the time is up: None).
+/// What the event stream shows, read until `done` holds of it (or the time is up:
+/// None): the whole fragment of a `status` event, or for a `patch` event the HTML it
+/// brings (the head, the tail, the rows set), so the test sees what the page would.
 fn stream_until(address: &str, limit: Duration, done: impl Fn(&str) -> bool) -> Option<String> {
     let mut stream = TcpStream::connect(address).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(1))).expect("read timeout");
     write!(stream, "GET /status/stream HTTP/1.0\r\nHost: {address}\r\nAccept: text/event-stream\r\n\r\n").expect("send");
     let mut reader = BufReader::new(stream);
     let started = Instant::now();
-    let mut data = String::new();
+    let (mut kind, mut data) = (String::new(), String::new());
     while started.elapsed() < limit {
         let mut line = String::new();
         match reader.read_line(&mut line) {
@@ -123,13 +127,23 @@ fn stream_until(address: &str, limit: Duration, done: impl Fn(&str) -> bool) -> 
             Err(_) => continue,
         }
         let line = line.trim_end_matches(['\r', '\n']);
-        if let Some(chunk) = line.strip_prefix("data:") {
+        if let Some(name) = line.strip_prefix("event:") {
+            kind = name.trim().to_string();
+        } else if let Some(chunk) = line.strip_prefix("data:") {
             data.push_str(chunk.strip_prefix(' ').unwrap_or(chunk));
             data.push('\n');
-        } else if line.is_empty() && !data.is_empty() {
-            if done(&data) {
-                return Some(data);
+        } else if line.is_empty() && !kind.is_empty() {
+            let shown = if kind == "patch" {
+                let patch: Value = serde_json::from_str(&data).expect("a patch is JSON");
+                let rows: Vec<&str> = patch["set"].as_array().into_iter().flatten().filter_map(|pair| pair[1].as_str()).collect();
+                format!("{}{}{}", patch["head"]["html"].as_str().unwrap_or_default(), patch["tail"].as_str().unwrap_or_default(), rows.join(""))
+            } else {
+                data.clone()
+            };
+            if done(&shown) {
+                return Some(shown);
             }
+            kind.clear();
             data.clear();
         }
     }
@@ -191,10 +205,18 @@ fn actions_need_the_token_and_a_read_only_console_refuses_them() {
     assert_eq!(code, 200, "{answer}");
     assert_eq!(answer["command"], "pacer node standby n1");
     assert_eq!(answer["message"], "Node/n1: set spec.standby: true\n");
+    // What the stream has shown so far: n1 in standby, and the node of web's latest row.
+    let standby = std::cell::Cell::new(false);
+    let web_on = std::cell::RefCell::new(String::new());
     let shown = stream_until(&read_only.address, Duration::from_secs(30), |fragment| {
-        fragment.contains(r#"data-node="n1" data-state="standby""#) && !fragment.contains(r#"data-instance="web" data-node="n1""#)
+        standby.set(standby.get() || fragment.contains(r#"data-node="n1" data-state="standby""#));
+        if let Some(at) = fragment.find(r#"data-instance="web" data-node=""#) {
+            let rest = &fragment[at + r#"data-instance="web" data-node=""#.len()..];
+            *web_on.borrow_mut() = rest.split('"').next().unwrap_or_default().to_string();
+        }
+        standby.get() && !web_on.borrow().is_empty() && *web_on.borrow() != "n1"
     });
-    assert!(shown.is_some(), "the stream shows n1 in standby with web moved away");
+    assert!(shown.is_some(), "the stream shows n1 in standby with web moved away (web last on {:?})", web_on.borrow());
 
     let (code, answer) = action(&console, Some(TOKEN), r#"{"verb":"ban","resource":"web","node":"n2","lifetime":"10min"}"#);
     assert_eq!(code, 200, "{answer}");
@@ -323,6 +345,72 @@ async fn history_why_sandbox_and_configuration_pages() {
     assert!(shown.status.success(), "the console's apply stored it: {}", text(&shown.stderr));
 }
 
+/// A slow resource (the witness agent waits 2 s in each start and stop) for a restart
+/// whose browser goes away.
+const SLOW: &str = "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: slow}\nspec:\n  agent: ocf:pacer:witness\n  params: {delay: '2'}\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_a_browser_should_not_be_able_to_make() {
+    let cluster = LocalCluster::start(3, &["--fencing", "off"]);
+    let applied = cluster.pacer(&["apply", "-f", "-"], Some(SLOW));
+    assert!(applied.status.success(), "apply: {}", text(&applied.stderr));
+    let waited = cluster.pacer(&["wait", "slow", "--for", "started", "--timeout", "60s"], None);
+    assert!(waited.status.success(), "wait: {}", text(&waited.stderr));
+    let token = token_file(cluster.dir.path(), 0o600);
+    let console = Console::start(&cluster, &["--token-file", token.to_str().expect("path")]);
+
+    // A page that rebinds its own name to 127.0.0.1 sends its own Host: refused.
+    let (code, _, body) = http(&console.address, "GET", "/api/status", &[("Host", "attacker.example")], "");
+    assert_eq!(code, 421, "{body}");
+    let (code, _, _) = http(&console.address, "GET", "/api/status", &[("Host", "localhost:7070")], "");
+    assert_eq!(code, 200);
+
+    // Comparing a guessed password with the stored one, without the token: refused.
+    let before = spec_version(&cluster).await;
+    let guess = serde_json::json!({ "manifests": "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {name: slow}\nspec:\n  agent: ocf:pacer:witness\n  params: {delay: '2', passwd: hunter2-value}\n" }).to_string();
+    let (code, _, fragment) = http(&console.address, "POST", "/api/diff", &[], &guess);
+    assert_eq!(code, 403, "{fragment}");
+    assert!(fragment.contains("spec.params.passwd") && !fragment.contains("hunter2-value"), "{fragment}");
+    let (code, _, _) = http(&console.address, "POST", "/api/simulate", &[], &guess);
+    assert_eq!(code, 403);
+    let bearer = format!("Bearer {TOKEN}");
+    let (code, _, fragment) = http(&console.address, "POST", "/api/diff", &[("Authorization", bearer.as_str())], &guess);
+    assert_eq!(code, 200, "with the token: {fragment}");
+    assert_eq!(spec_version(&cluster).await, before);
+
+    // A restart whose browser goes away before the answer: it still ends with the
+    // resource running again (the verb runs on, and undoes its stop).
+    let mut stream = TcpStream::connect(&console.address).expect("connect");
+    let body = r#"{"verb":"restart","resource":"slow"}"#;
+    write!(stream, "POST /api/action HTTP/1.0\r\nHost: {}\r\nAuthorization: {bearer}\r\nContent-Length: {}\r\n\r\n{body}", console.address, body.len())
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(500));
+    drop(stream);
+    let started = Instant::now();
+    let mut stopped_seen = false;
+    loop {
+        let status = cluster.pacer(&["status", "-o", "json"], None);
+        let view: Value = serde_json::from_slice(&status.stdout).unwrap_or(Value::Null);
+        let slow = view["resources"].as_array().into_iter().flatten().find(|resource| resource["name"] == "slow").cloned().unwrap_or(Value::Null);
+        stopped_seen |= slow["role"] == "Stopped";
+        let shown = cluster.pacer(&["get", "resource", "slow", "-o", "yaml"], None);
+        if stopped_seen && slow["role"] == "Started" && !text(&shown.stdout).contains("targetRole") {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "slow was not started again after the browser went away: {slow}\n{}", text(&shown.stdout));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // A node in standby and in maintenance: the page offers to end both.
+    for flag in ["standby", "maintenance"] {
+        let (code, answer) = action(&console, Some(TOKEN), &format!(r#"{{"verb":"{flag}","node":"n2"}}"#));
+        assert_eq!(code, 200, "{answer}");
+    }
+    let shown = stream_until(&console.address, Duration::from_secs(30), |fragment| fragment.contains(r#"data-action="unmaintenance" data-node="n2""#));
+    let shown = shown.expect("n2's maintenance shown");
+    assert!(shown.contains(r#"data-action="unstandby" data-node="n2""#), "{shown}");
+}
+
 #[test]
 fn bad_start_up_input_is_refused_before_anything_connects() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -333,13 +421,14 @@ fn bad_start_up_input_is_refused_before_anything_connects() {
     assert!(!refused.status.success());
     let message = text(&refused.stderr);
     assert!(message.contains(&open.display().to_string()) && message.contains("mode 0644"), "{message}");
-    assert!(!message.contains(TOKEN), "the token is not echoed: {message}");
 
+    // A token one character short: refused, and not echoed.
     let short = dir.path().join("short");
-    std::fs::write(&short, "abc\n").expect("write");
+    std::fs::write(&short, "fifteen-chars-x\n").expect("write");
     std::fs::set_permissions(&short, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let refused = console(&["--token-file", short.to_str().expect("path")]);
-    assert!(text(&refused.stderr).contains("at least 16 characters"), "{}", text(&refused.stderr));
+    let message = text(&refused.stderr);
+    assert!(message.contains("at least 16 characters") && !message.contains("fifteen-chars-x"), "{message}");
 
     let missing = console(&["--token-file", "/nonexistent/token"]);
     assert!(text(&missing.stderr).contains("/nonexistent/token"), "{}", text(&missing.stderr));

@@ -639,6 +639,7 @@ async fn systemd_units_are_ordered_before_the_agent_while_they_run() {
             interval_ms: 0,
             timeout: Duration::from_secs(20),
             params: BTreeMap::new(),
+            secret_files: BTreeMap::new(),
             meta: BTreeMap::new(),
             node: "node-a".into(),
             node_attributes: BTreeMap::new(),

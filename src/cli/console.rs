@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 
-use crate::console::{Options, Token, serve};
+use crate::console::{Options, Token, prepare};
 
 use super::Global;
 
@@ -24,9 +24,15 @@ pub(super) struct ConsoleArgs {
     /// file must be 0600). Required unless --read-only.
     #[arg(long, value_name = "FILE", required_unless_present = "read_only")]
     token_file: Option<PathBuf>,
-    /// Once listening, write the address (IP:PORT) to this file.
+    /// Once serving, write the address (IP:PORT) to this file.
     #[arg(long, value_name = "FILE")]
     address_file: Option<PathBuf>,
+    /// A host name browsers reach the console by (the `Host` they send), besides its
+    /// address; repeatable. On loopback only loopback names are answered otherwise
+    /// (so no web page can reach the console by rebinding its own name to
+    /// 127.0.0.1); elsewhere, once one is given, only those and IP addresses.
+    #[arg(long = "allowed-host", value_name = "NAME")]
+    allowed_hosts: Vec<String>,
 }
 
 pub(super) async fn console(global: &Global, args: &ConsoleArgs) -> anyhow::Result<u8> {
@@ -36,8 +42,9 @@ pub(super) async fn console(global: &Global, args: &ConsoleArgs) -> anyhow::Resu
     let store = global.connect().await?;
     let bound = listener.local_addr().context("read the console's address")?;
     let shutdown = super::daemons::termination()?;
-    let options = Options { read_only: args.read_only, token };
-    let serving = serve(store, listener, options, shutdown);
+    let options = Options { read_only: args.read_only, token, allowed_hosts: args.allowed_hosts.clone() };
+    // The first view of the cluster before the address is told to anyone.
+    let prepared = prepare(store, options).await?;
     if let Some(file) = &args.address_file {
         let temporary = file.with_extension("new");
         std::fs::write(&temporary, format!("{bound}\n"))
@@ -45,6 +52,6 @@ pub(super) async fn console(global: &Global, args: &ConsoleArgs) -> anyhow::Resu
             .with_context(|| format!("write {}", file.display()))?;
     }
     eprintln!("pacer console: serving http://{bound}/{}", if args.read_only { " (read-only)" } else { "" });
-    serving.await?;
+    prepared.serve(listener, shutdown).await?;
     Ok(0)
 }

@@ -93,12 +93,21 @@ pub(super) async fn apply(global: &Global, args: &ApplyArgs) -> anyhow::Result<u
 /// A warning line on stderr for each plain parameter whose name is taken for a
 /// secret (`api::params::is_secret_name`): it would be stored in etcd as written.
 fn warn_plain_secrets(loaded: &Loaded) {
+    for diagnostic in plain_secrets(loaded) {
+        eprintln!("warning: {diagnostic}");
+    }
+}
+
+/// The plain parameters of the manifests whose names are taken for secrets, as
+/// diagnostics (file, line, object, field): `apply` warns of each, the console too.
+pub(crate) fn plain_secrets(loaded: &Loaded) -> Vec<Diagnostic> {
+    let mut found = Vec::new();
     for manifest in &loaded.manifests {
         for (path, message) in crate::api::params::plain_secret_warnings(&manifest.object.spec) {
-            let diagnostic = manifest.origin.diagnostic(Some(manifest.object.key().to_string()), path, message);
-            eprintln!("warning: {diagnostic}");
+            found.push(manifest.origin.diagnostic(Some(manifest.object.key().to_string()), path, message));
         }
     }
+    found
 }
 
 /// The exec receivers of enabled alerts that do not exist or are not executable on

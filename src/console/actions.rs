@@ -2,6 +2,7 @@
 //! command that does the same, and run through the very `ops` function that command
 //! calls (never a second implementation).
 
+use std::future::Future;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -63,7 +64,10 @@ impl Action {
         let lifetime = || -> Result<Option<String>, String> {
             match request.lifetime.as_deref().map(str::trim).filter(|text| !text.is_empty()) {
                 None => Ok(None),
-                Some(text) => text.parse::<Lifetime>().map(|_| Some(text.to_string())).map_err(|error| format!("{}: `lifetime`: {error}", request.verb)),
+                // The parsed duration's own form, so the command shown is one the CLI takes.
+                Some(text) => {
+                    text.parse::<Lifetime>().map(|lifetime| Some(lifetime.to_string())).map_err(|error| format!("{}: `lifetime`: {error}", request.verb))
+                }
             }
         };
         let node_flag = |flag, on| -> Result<Action, String> { Ok(Action::Node { flag, on, node: name("node", &request.node)? }) };
@@ -122,8 +126,10 @@ impl Action {
         }
     }
 
-    /// Runs the action; the text is what the command prints.
-    pub async fn run(&self, store: &Store) -> Result<String, OpsError> {
+    /// Runs the action; the text is what the command prints (its notices too).
+    /// `interrupted` ending cuts a restart's waits short (its stop is undone all the
+    /// same), as Ctrl-C does the command's.
+    pub async fn run(&self, store: &Store, interrupted: impl Future<Output = ()> + Send) -> Result<String, OpsError> {
         let parse_lifetime = |lifetime: &Option<String>| -> Result<Option<Lifetime>, OpsError> {
             lifetime.as_deref().map(|text| text.parse::<Lifetime>().map_err(|error| OpsError::Refused(format!("--lifetime: {error}")))).transpose()
         };
@@ -142,16 +148,19 @@ impl Action {
                     keep: false,
                     dry_run: false,
                 };
-                Ok(move_resource(store, &request).await?.describe())
+                let change = move_resource(store, &request).await?;
+                Ok(with_notices(change.describe(), &change.notices))
             }
             Action::Ban { resource, node, lifetime } => {
                 let request =
                     BanRequest { resource: resource.clone(), node: Some(node.clone()), lifetime: parse_lifetime(lifetime)?, promoted: false, dry_run: false };
-                Ok(ban(store, &request).await?.describe())
+                let change = ban(store, &request).await?;
+                Ok(with_notices(change.describe(), &change.notices))
             }
             Action::Clear { resource } => {
                 let request = ClearRequest { resource: resource.clone(), node: None, expired: false, dry_run: false };
-                Ok(clear(store, &request).await?.describe())
+                let change = clear(store, &request).await?;
+                Ok(with_notices(change.describe(), &change.notices))
             }
             Action::Request { kind, resource, node } => {
                 let spec = RequestSpec { kind: *kind, resource: Some(resource.clone()), node: node.clone(), operation: None, interval_ms: None };
@@ -162,12 +171,17 @@ impl Action {
                 }
             }
             Action::Restart { resource } => {
-                let outcome = restart(store, resource, None, RESTART_TIMEOUT, false, std::future::pending()).await?;
+                let outcome = restart(store, resource, None, RESTART_TIMEOUT, false, interrupted).await?;
                 Ok(outcome.steps.iter().map(|step| format!("{step}\n")).collect())
             }
             Action::Resource { flag, resource } => Ok(set_resource_flag(store, resource, *flag, false).await?.describe()),
         }
     }
+}
+
+/// A verb's text followed by its notices, as the CLI prints them (`notice: …`).
+fn with_notices(text: String, notices: &[String]) -> String {
+    notices.iter().fold(text, |text, notice| format!("{text}notice: {notice}\n"))
 }
 
 #[cfg(test)]
@@ -185,6 +199,7 @@ mod tests {
             (request("unmaintenance", None, Some("n2"), None), "pacer node unmaintenance n2"),
             (request("drain", None, Some("n3"), None), "pacer drain n3"),
             (request("move", Some("web"), Some("n2"), Some("10min")), "pacer move web n2 --lifetime 10min"),
+            (request("move", Some("web"), Some("n2"), Some("1h 30min")), "pacer move web n2 --lifetime 90min"),
             (request("ban", Some("web"), Some("n1"), Some("")), "pacer ban web n1"),
             (request("clear", Some("web"), None, None), "pacer clear web"),
             (request("cleanup", Some("db"), Some("n1"), None), "pacer cleanup db --node n1"),

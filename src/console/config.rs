@@ -47,11 +47,11 @@ pub fn config_page(objects: &[Object], revision: i64, read_only: bool) -> Markup
                 }
                 section aria-labelledby="change-title" {
                     h3 #change-title { "Change the configuration" }
-                    form #change-form {
+                    form #change-form method="post" action="/config" {
                         p {
                             label for="change-manifests" { "Manifests (YAML): the diff shows what would change and what would move; nothing is written until you apply" }
                             br;
-                            textarea #change-manifests name="manifests" rows="14" cols="80" spellcheck="false" {}
+                            textarea #change-manifests rows="14" cols="80" spellcheck="false" {}
                         }
                         p {
                             button type="submit" #diff-button { "Diff" }

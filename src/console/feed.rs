@@ -20,8 +20,10 @@ use super::page;
 /// status writes is one frame, and a single change shows within this delay.
 const COALESCE: Duration = Duration::from_millis(100);
 /// Time alone changes the view (failure timeouts, a constraint's expiry): without a
-/// change it is built again this often, and published only if it differs.
-const RECHECK: Duration = Duration::from_secs(2);
+/// change it is built again this often, and published only if it differs. Each build
+/// runs the scheduler on the snapshot: at 10,000 resources that is the cost of a
+/// decision, so not too often.
+const RECHECK: Duration = Duration::from_secs(5);
 /// How many of the latest decisions the status shows.
 const DECISIONS: usize = 5;
 
@@ -36,6 +38,11 @@ pub struct Frame {
     pub error: Option<String>,
     /// The status fragment the pages show.
     pub html: String,
+    /// Its parts (to make the next frame's patch).
+    pub parts: page::Parts,
+    /// What changed since the frame before (`version - 1`), as the JSON of a `patch`
+    /// event: a page showing that frame applies it instead of redrawing everything.
+    pub patch: Option<String>,
 }
 
 /// Starts following the cluster; returns once the first frame is built.
@@ -48,7 +55,7 @@ pub async fn start(store: Store, read_only: bool) -> Result<(JoinHandle<()>, wat
         }
         follower.changed(RECHECK).await?;
     };
-    let first = frame(1, revision, view, None, read_only);
+    let first = frame(1, revision, view, None, read_only, None);
     let (sender, receiver) = watch::channel(Arc::new(first));
     let task = tokio::spawn(async move {
         loop {
@@ -83,7 +90,7 @@ async fn follow(store: &Store, follower: &mut Follower, sender: &watch::Sender<A
         let Some((revision, view)) = build(store, follower).await? else { continue };
         let last = sender.borrow().clone();
         if last.view != view || last.error.is_some() {
-            sender.send_replace(Arc::new(frame(last.version + 1, revision, view, None, read_only)));
+            sender.send_replace(Arc::new(frame(last.version + 1, revision, view, None, read_only, Some(&last))));
         }
     }
 }
@@ -95,14 +102,20 @@ async fn build(store: &Store, follower: &Follower) -> Result<Option<(i64, Status
     Ok(Some((live.revision, view)))
 }
 
-fn frame(version: u64, revision: i64, view: StatusView, error: Option<String>, read_only: bool) -> Frame {
-    let html = page::status_fragment(&view, revision, error.as_deref(), read_only).into_string();
-    Frame { version, revision, view, error, html }
+fn frame(version: u64, revision: i64, view: StatusView, error: Option<String>, read_only: bool, previous: Option<&Frame>) -> Frame {
+    let parts = page::status_parts(&view, revision, error.as_deref(), read_only);
+    let html = parts.html();
+    let patch = previous.map(|previous| parts.patch(&previous.parts).to_string());
+    Frame { version, revision, view, error, html, parts, patch }
 }
 
-/// The last view again, marked as out of date with `error`.
+/// The last view again, marked as out of date with `error` (not again for the same
+/// error: every page would redraw its whole status each time).
 fn publish_error(sender: &watch::Sender<Arc<Frame>>, error: &str, read_only: bool) {
     let last = sender.borrow().clone();
-    let next = frame(last.version + 1, last.revision, last.view.clone(), Some(error.to_string()), read_only);
+    if last.error.as_deref() == Some(error) {
+        return;
+    }
+    let next = frame(last.version + 1, last.revision, last.view.clone(), Some(error.to_string()), read_only, Some(&last));
     sender.send_replace(Arc::new(next));
 }

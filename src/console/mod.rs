@@ -19,12 +19,13 @@ mod page;
 mod pages;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{ConnectInfo, Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
@@ -42,6 +43,8 @@ pub struct Options {
     pub read_only: bool,
     /// The secret an action request must present; None only with `read_only`.
     pub token: Option<Token>,
+    /// Host names the console answers to besides its address (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
 }
 
 /// The action token, read from its file. Its `Debug` shows no secret.
@@ -102,49 +105,103 @@ struct App {
     read_only: bool,
     token: Option<Arc<Token>>,
     frames: watch::Receiver<Arc<Frame>>,
-    /// Becomes true when the console stops: open event streams end.
+    /// Becomes true when the console stops: open event streams end, a restart under
+    /// way undoes its stop.
     closing: watch::Receiver<bool>,
+    /// The host names a request may name (`Host`), besides the listen address's.
+    allowed_hosts: Arc<Vec<String>>,
+    /// The console listens on loopback: only loopback names are taken.
+    loopback: bool,
 }
 
-/// Serves the console on `listener` until `shutdown` completes. Returns once the
-/// first view of the cluster is built and the server has stopped.
-pub async fn serve(
+/// A console whose first view of the cluster is built, ready to serve.
+pub struct Prepared {
     store: Store,
-    listener: tokio::net::TcpListener,
     options: Options,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ConsoleError> {
+    feed: tokio::task::JoinHandle<()>,
+    frames: watch::Receiver<Arc<Frame>>,
+}
+
+/// Follows the cluster and builds the first view: a console that cannot show the
+/// cluster fails here, before it listens for anyone.
+pub async fn prepare(store: Store, options: Options) -> Result<Prepared, ConsoleError> {
     let (feed, frames) = feed::start(store.clone(), options.read_only).await?;
-    let (close, closing) = watch::channel(false);
-    let app = App { store, read_only: options.read_only, token: options.token.map(Arc::new), frames, closing };
-    let router = Router::new()
-        .route("/", get(status_page))
-        .route("/status/stream", get(status_stream))
-        .route("/api/status", get(status_json))
-        .route("/api/action", post(action))
-        .route("/history", get(history))
-        .route("/history/diff", get(history_diff))
-        .route("/history/{revision}", get(decision))
-        .route("/history/{revision}/replay", get(replay))
-        .route("/why/{resource}", get(why))
-        .route("/sandbox", get(sandbox))
-        .route("/api/simulate", post(simulate))
-        .route("/config", get(configuration))
-        .route("/config/graph.svg", get(graph))
-        .route("/api/diff", post(diff))
-        .route("/api/apply", post(apply))
-        .route("/assets/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("assets/console.js")) }))
-        .route("/assets/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("assets/console.css")) }))
-        .route("/assets/icon.svg", get(|| async { asset("image/svg+xml", include_str!("assets/icon.svg")) }))
-        .layer(axum::middleware::map_response(security_headers))
-        .with_state(app);
-    let stop = async move {
-        shutdown.await;
-        let _ = close.send(true);
+    Ok(Prepared { store, options, feed, frames })
+}
+
+impl Prepared {
+    /// Serves the console on `listener` until `shutdown` completes.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ConsoleError> {
+        let Prepared { store, options, feed, frames } = self;
+        let loopback = listener.local_addr().map(|address| address.ip().is_loopback()).map_err(ConsoleError::Serve)?;
+        let (close, closing) = watch::channel(false);
+        let app = App {
+            store,
+            read_only: options.read_only,
+            token: options.token.map(Arc::new),
+            frames,
+            closing,
+            allowed_hosts: Arc::new(options.allowed_hosts),
+            loopback,
+        };
+        let router = Router::new()
+            .route("/", get(status_page))
+            .route("/status/stream", get(status_stream))
+            .route("/api/status", get(status_json))
+            .route("/api/action", post(action))
+            .route("/history", get(history))
+            .route("/history/diff", get(history_diff))
+            .route("/history/{revision}", get(decision))
+            .route("/history/{revision}/replay", get(replay))
+            .route("/why/{resource}", get(why))
+            .route("/sandbox", get(sandbox))
+            .route("/api/simulate", post(simulate))
+            .route("/config", get(configuration))
+            .route("/config/graph.svg", get(graph))
+            .route("/api/diff", post(diff))
+            .route("/api/apply", post(apply))
+            .route("/assets/console.js", get(|| async { asset("text/javascript; charset=utf-8", include_str!("assets/console.js")) }))
+            .route("/assets/console.css", get(|| async { asset("text/css; charset=utf-8", include_str!("assets/console.css")) }))
+            .route("/assets/icon.svg", get(|| async { asset("image/svg+xml", include_str!("assets/icon.svg")) }))
+            .layer(axum::middleware::from_fn_with_state(app.clone(), check_host))
+            .layer(axum::middleware::map_response(security_headers))
+            .with_state(app);
+        let stop = async move {
+            shutdown.await;
+            let _ = close.send(true);
+        };
+        let served = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(stop).await;
+        feed.abort();
+        served.map_err(ConsoleError::Serve)
+    }
+}
+
+/// Refuses a request whose `Host` the console does not answer to (421): on a
+/// loopback console only loopback names and `--allowed-host`s, so a web page that
+/// rebinds its own name to 127.0.0.1 cannot read the console; elsewhere, when
+/// `--allowed-host` is given, only those (and the address itself).
+async fn check_host(State(app): State<App>, request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    if host_allowed(host, app.loopback, &app.allowed_hosts) {
+        next.run(request).await
+    } else {
+        (StatusCode::MISDIRECTED_REQUEST, "this console does not answer to that host name (see --allowed-host)\n").into_response()
+    }
+}
+
+/// Whether `host` (a `Host` header: a name or address, maybe with a port) may be served.
+fn host_allowed(host: &str, loopback: bool, allowed: &[String]) -> bool {
+    // `[::1]:7070`, `127.0.0.1:7070`, `localhost`, `name:7070`.
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or_default(),
+        None => host.rsplit_once(':').map_or(host, |(name, port)| if port.bytes().all(|byte| byte.is_ascii_digit()) { name } else { host }),
     };
-    let served = axum::serve(listener, router).with_graceful_shutdown(stop).await;
-    feed.abort();
-    served.map_err(ConsoleError::Serve)
+    let name = name.to_ascii_lowercase();
+    if allowed.iter().any(|allowed| allowed.eq_ignore_ascii_case(&name)) {
+        return true;
+    }
+    let is_address = name.parse::<std::net::IpAddr>();
+    if loopback { name == "localhost" || is_address.is_ok_and(|address| address.is_loopback()) } else { allowed.is_empty() || is_address.is_ok() }
 }
 
 /// Headers on every answer: no script, style or connection but the console's own, no
@@ -170,20 +227,44 @@ async fn status_page(State(app): State<App>) -> Html<String> {
     Html(page::status_page(&frame, app.read_only).into_string())
 }
 
-/// The status view as JSON: what `pacer status -o json` prints.
+/// The status view as JSON: `{revision, error, status}`, `status` being what `pacer
+/// status -o json` prints.
 async fn status_json(State(app): State<App>) -> Response {
     let frame = app.frames.borrow().clone();
     axum::Json(serde_json::json!({ "revision": frame.revision, "error": frame.error, "status": frame.view })).into_response()
 }
 
-/// Server-sent events: a `status` event with the status fragment now, then again each
-/// time it changes. A slow browser skips frames (a watch channel keeps only the
-/// latest), so it never holds up the feed or another browser.
-async fn status_stream(State(app): State<App>) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
+#[derive(serde::Deserialize)]
+struct StreamQuery {
+    /// The frame the page was rendered with: not sent again.
+    since: Option<u64>,
+}
+
+/// Server-sent events: a `status` event with the status fragment (unless the page
+/// already shows that frame: then a `current` event says so), then again each time
+/// it changes. A slow browser skips frames (a watch channel keeps only the latest), so
+/// it never holds up the feed or another browser.
+async fn status_stream(
+    State(app): State<App>,
+    Query(query): Query<StreamQuery>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>> {
     let mut frames = app.frames.clone();
-    frames.mark_changed();
+    let version = frames.borrow_and_update().version;
+    // (An event with empty data is never dispatched by a browser: it carries the version.)
+    let first = if query.since == Some(version) {
+        Some(Event::default().event("current").id(version.to_string()).data(version.to_string()))
+    } else {
+        frames.mark_changed();
+        None
+    };
     let closing = app.closing.clone();
-    let stream = futures_util::stream::unfold((frames, closing), |(mut frames, mut closing)| async move {
+    // What the page shows: a frame it has (its version) is followed by a patch when
+    // the next frame is the one after it, else by the whole fragment.
+    let shown = if first.is_some() { version } else { 0 };
+    let stream = futures_util::stream::unfold((frames, closing, first, shown), |(mut frames, mut closing, first, shown)| async move {
+        if let Some(first) = first {
+            return Some((Ok(first), (frames, closing, None, shown)));
+        }
         let changed = tokio::select! {
             changed = frames.changed() => changed.is_ok(),
             _ = closing.wait_for(|closed| *closed) => false,
@@ -192,8 +273,11 @@ async fn status_stream(State(app): State<App>) -> Sse<impl futures_util::Stream<
             return None;
         }
         let frame = frames.borrow_and_update().clone();
-        let event = Event::default().event("status").id(frame.version.to_string()).data(frame.html.as_str());
-        Some((Ok(event), (frames, closing)))
+        let event = match &frame.patch {
+            Some(patch) if shown != 0 && shown + 1 == frame.version => Event::default().event("patch").data(patch.as_str()),
+            _ => Event::default().event("status").data(frame.html.as_str()),
+        };
+        Some((Ok(event.id(frame.version.to_string())), (frames, closing, None, frame.version)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }
@@ -204,13 +288,40 @@ fn unauthorized(app: &App, headers: &HeaderMap) -> Option<Response> {
     if app.read_only {
         return Some(refusal(StatusCode::FORBIDDEN, "this console is read-only: it takes no action", None));
     }
-    let presented = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "));
-    let authorized = matches!((&app.token, presented), (Some(token), Some(presented)) if token.matches(presented));
-    (!authorized).then(|| refusal(StatusCode::UNAUTHORIZED, "an action needs the console's token", None))
+    (!token_presented(app, headers)).then(|| refusal(StatusCode::UNAUTHORIZED, "an action needs the console's token", None))
 }
 
-/// `POST /api/action`: one verb, as JSON (`actions::ActionRequest`).
-async fn action(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+/// Whether the request carries the console's token (never on a read-only console,
+/// which has none).
+fn token_presented(app: &App, headers: &HeaderMap) -> bool {
+    let presented = headers.get(header::AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| value.strip_prefix("Bearer "));
+    matches!((&app.token, presented), (Some(token), Some(presented)) if token.matches(presented))
+}
+
+/// Pasted manifests with plain values of secret-named parameters are compared with
+/// the cluster (diff, sandbox) only for a request with the token: whether a diff or a
+/// simulation shows a change would tell whether a guessed password is the stored one.
+fn secret_guess_refused(app: &App, headers: &HeaderMap, loaded: &crate::api::manifest::Loaded) -> Option<Response> {
+    let found = crate::cli::objects::plain_secrets(loaded);
+    if found.is_empty() || token_presented(app, headers) {
+        return None;
+    }
+    Some(fragment(
+        StatusCode::FORBIDDEN,
+        maud::html! {
+            div .diagnostics role="alert" {
+                p .error { "These manifests hold plain values of secret-named parameters: they are compared with the cluster only with the action token (the answer would tell whether a guessed value is the stored one). Use secretFile references, or set the token." }
+                ul { @for diagnostic in &found { li { code { (diagnostic.file) @if let Some(object) = &diagnostic.object { ": " (object) } @if let Some(path) = &diagnostic.path { ": " (path.to_string()) } } } } }
+            }
+        },
+    ))
+}
+
+/// `POST /api/action`: one verb, as JSON (`actions::ActionRequest`). The verb runs in
+/// a task of its own, so a browser that goes away mid-request does not cut it short
+/// (a restart would stay stopped); only the console's stopping interrupts a restart,
+/// which then undoes its stop.
+async fn action(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Some(refused) = unauthorized(&app, &headers) {
         return refused;
     }
@@ -223,10 +334,17 @@ async fn action(State(app): State<App>, headers: HeaderMap, body: axum::body::By
         Err(reason) => return refusal(StatusCode::BAD_REQUEST, &reason, None),
     };
     let command = action.command();
-    tracing::info!(command = %command, "console action");
-    match assert_send(action.run(&app.store)).await {
-        Ok(message) => axum::Json(serde_json::json!({ "ok": true, "command": command, "message": message })).into_response(),
-        Err(error) => refusal(status_of(&error), &error.to_string(), Some(&command)),
+    tracing::info!(command = %command, %peer, "console action");
+    let store = app.store.clone();
+    let mut closing = app.closing.clone();
+    let interrupted = async move {
+        let _ = closing.wait_for(|closed| *closed).await;
+    };
+    let task = tokio::spawn(async move { action.run(&store, interrupted).await });
+    match task.await {
+        Ok(Ok(message)) => axum::Json(serde_json::json!({ "ok": true, "command": command, "message": message })).into_response(),
+        Ok(Err(error)) => refusal(status_of(&error), &error.to_string(), Some(&command)),
+        Err(error) => refusal(StatusCode::INTERNAL_SERVER_ERROR, &format!("the action's task failed: {error}"), Some(&command)),
     }
 }
 
@@ -324,7 +442,7 @@ fn fragment(status: StatusCode, markup: maud::Markup) -> Response {
 
 /// `POST /api/simulate`: the sandbox's what-if, as an HTML fragment. Writes nothing,
 /// so a read-only console offers it too.
-async fn simulate(State(app): State<App>, body: axum::body::Bytes) -> Response {
+async fn simulate(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let request: SimulateRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => return fragment(StatusCode::BAD_REQUEST, maud::html! { p .error { "the sandbox request: " (error.to_string()) } }),
@@ -338,6 +456,9 @@ async fn simulate(State(app): State<App>, body: axum::body::Bytes) -> Response {
         }
     }
     let loaded = (!request.manifests.trim().is_empty()).then(|| load_manifests(&request.manifests));
+    if let Some(refused) = loaded.as_ref().and_then(|loaded| secret_guess_refused(&app, &headers, loaded)) {
+        return refused;
+    }
     match crate::ops::simulate::simulate_live(&app.store, loaded.as_ref(), &injections).await {
         Ok(simulation) => fragment(StatusCode::OK, pages::simulation_fragment(&simulation)),
         Err(OpsError::Invalid(diagnostics)) => fragment(StatusCode::UNPROCESSABLE_ENTITY, pages::diagnostics_fragment(&diagnostics)),
@@ -375,12 +496,16 @@ struct ManifestsRequest {
 /// `POST /api/diff`: `pacer diff --simulate` of pasted manifests, as a fragment: the
 /// problems (file, line, object, field), or each change as a unified diff and what
 /// would move. Writes nothing.
-async fn diff(State(app): State<App>, body: axum::body::Bytes) -> Response {
+async fn diff(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     let request: ManifestsRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(error) => return fragment(StatusCode::BAD_REQUEST, maud::html! { p .error { "the diff request: " (error.to_string()) } }),
     };
-    let apply = crate::store::apply::ApplyRequest { loaded: load_manifests(&request.manifests), dry_run: true, ..Default::default() };
+    let loaded = load_manifests(&request.manifests);
+    if let Some(refused) = secret_guess_refused(&app, &headers, &loaded) {
+        return refused;
+    }
+    let apply = crate::store::apply::ApplyRequest { loaded, dry_run: true, ..Default::default() };
     let report = match crate::store::apply::apply_listed(&app.store, &apply).await {
         Ok((crate::store::apply::ApplyOutcome::Invalid(diagnostics), _)) => {
             return fragment(StatusCode::UNPROCESSABLE_ENTITY, pages::diagnostics_fragment(&diagnostics));
@@ -410,7 +535,7 @@ async fn diff(State(app): State<App>, body: axum::body::Bytes) -> Response {
 
 /// `POST /api/apply`: `pacer apply -f` of pasted manifests (the same checks), with the
 /// token. The answer is JSON like an action's, with the problems as a fragment.
-async fn apply(State(app): State<App>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
+async fn apply(State(app): State<App>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
     if let Some(refused) = unauthorized(&app, &headers) {
         return refused;
     }
@@ -420,6 +545,8 @@ async fn apply(State(app): State<App>, headers: HeaderMap, body: axum::body::Byt
     };
     let command = format!("pacer apply -f {MANIFESTS_NAME}.yaml");
     let mut loaded = load_manifests(&request.manifests);
+    // What `pacer apply` warns of on stderr comes first in the answer.
+    let warnings: String = crate::cli::objects::plain_secrets(&loaded).iter().map(|diagnostic| format!("warning: {diagnostic}\n")).collect();
     let receivers = crate::cli::objects::check_receivers_here(&loaded);
     loaded.diagnostics.extend(receivers);
     let apply = crate::store::apply::ApplyRequest { loaded, ..Default::default() };
@@ -433,8 +560,8 @@ async fn apply(State(app): State<App>, headers: HeaderMap, body: axum::body::Byt
         Ok((crate::store::apply::ApplyOutcome::Planned(report), _)) => {
             let mut objects: Vec<_> = report.objects.iter().collect();
             objects.sort_by(|a, b| a.key.cmp(&b.key));
-            let message: String = objects.iter().map(|planned| format!("{} {}\n", planned.key, planned.change.as_str())).collect();
-            tracing::info!(command = %command, "console apply");
+            let message: String = warnings + &objects.iter().map(|planned| format!("{} {}\n", planned.key, planned.change.as_str())).collect::<String>();
+            tracing::info!(command = %command, %peer, "console apply");
             axum::Json(serde_json::json!({ "ok": true, "command": command, "message": message })).into_response()
         }
         Err(error) => refusal(StatusCode::BAD_GATEWAY, &error.to_string(), Some(&command)),
@@ -443,8 +570,4 @@ async fn apply(State(app): State<App>, headers: HeaderMap, body: axum::body::Byt
 
 fn refusal(status: StatusCode, message: &str, command: Option<&str>) -> Response {
     (status, axum::Json(serde_json::json!({ "ok": false, "command": command, "message": message }))).into_response()
-}
-
-fn assert_send<T: Send>(value: T) -> T {
-    value
 }

@@ -51,7 +51,7 @@ pub fn status_page(frame: &Frame, read_only: bool) -> Markup {
         Nav::Status,
         read_only,
         html! {
-            main #status aria-live="polite" data-version=(frame.version) { (maud::PreEscaped(&frame.html)) }
+            main #status data-version=(frame.version) { (maud::PreEscaped(&frame.html)) }
             @if !read_only {
                 (resource_dialog())
             }
@@ -85,9 +85,11 @@ pub fn layout(title: &str, active: Nav, read_only: bool, body: Markup) -> Markup
                     @if read_only {
                         span .badge { "read-only" }
                     } @else {
-                        form #token-form {
+                        // No `name`, and POST: submitted before the script runs, the token
+                        // goes nowhere (never into a URL).
+                        form #token-form method="post" action="/" {
                             label for="token" { "Action token" }
-                            input #token type="password" autocomplete="off" name="token";
+                            input #token type="password" autocomplete="off";
                             button type="submit" { "Use" }
                         }
                     }
@@ -128,16 +130,13 @@ fn resource_dialog() -> Markup {
     }
 }
 
-/// The status fragment: what `pacer status` shows, as tables, with actions unless
-/// read-only.
-pub fn status_fragment(view: &StatusView, revision: i64, error: Option<&str>, read_only: bool) -> Markup {
+/// The head: the summary, warnings and the nodes with their actions.
+fn status_head(view: &StatusView, revision: i64, error: Option<&str>, actions: bool) -> Markup {
     let online = view.nodes.iter().filter(|node| node.state == "online").count();
     let running = view.resources.iter().filter(|resource| resource.node.is_some()).count();
-    let node_names: Vec<&str> = view.nodes.iter().map(|node| node.name.as_str()).collect();
-    let actions = !read_only;
     html! {
-        div #cluster data-revision=(revision) data-nodes=(node_names.join(" ")) {
-            p .summary {
+        {
+            p .summary aria-live="polite" {
                 "Scheduler leader: " strong { (view.leader.as_deref().unwrap_or("none")) }
                 " · nodes online: " (online) "/" (view.nodes.len())
                 " · instances placed: " (running) "/" (view.resources.len())
@@ -162,17 +161,17 @@ pub fn status_fragment(view: &StatusView, revision: i64, error: Option<&str>, re
                                 td { @match node.self_fencings.last() { Some(last) => { (node.self_fencings.len()) "×, last " (epoch(last.time)) ": " (last.cause) }, None => { "-" } } }
                                 @if actions {
                                     td .actions {
-                                        @if node.state == "standby" {
-                                            button type="button" data-action="unstandby" data-node=(node.name) { "Unstandby" }
+                                        @if node.standby {
+                                            button type="button" data-action="unstandby" data-node=(node.name) aria-label={ "Unstandby " (node.name) } { "Unstandby" }
                                         } @else {
-                                            button type="button" data-action="standby" data-node=(node.name) { "Standby" }
+                                            button type="button" data-action="standby" data-node=(node.name) aria-label={ "Standby " (node.name) } { "Standby" }
                                         }
-                                        @if node.state == "maintenance" {
-                                            button type="button" data-action="unmaintenance" data-node=(node.name) { "End maintenance" }
+                                        @if node.maintenance {
+                                            button type="button" data-action="unmaintenance" data-node=(node.name) aria-label={ "End maintenance of " (node.name) } { "End maintenance" }
                                         } @else {
-                                            button type="button" data-action="maintenance" data-node=(node.name) { "Maintenance" }
+                                            button type="button" data-action="maintenance" data-node=(node.name) aria-label={ "Maintenance of " (node.name) } { "Maintenance" }
                                         }
-                                        button type="button" data-action="drain" data-node=(node.name) { "Drain" }
+                                        button type="button" data-action="drain" data-node=(node.name) aria-label={ "Drain " (node.name) } { "Drain" }
                                     }
                                 }
                             }
@@ -180,37 +179,128 @@ pub fn status_fragment(view: &StatusView, revision: i64, error: Option<&str>, re
                     }
                 }
             }
-            section aria-labelledby="resources-title" {
-                h2 #resources-title { "Resources" }
-                table #resources {
-                    thead { tr { th { "Resource" } th { "Kind" } th { "Group" } th { "Node" } th { "Role" } th { "Notes" } @if actions { th { "Actions" } } } }
-                    tbody {
-                        @for resource in &view.resources {
-                            @let base = split_instance(&resource.name).0;
-                            tr data-resource=(base) data-instance=(resource.name) data-node=[resource.node.as_deref()] data-role=(resource.role) {
-                                th scope="row" { a href={ "/why/" (base) } title={ "Why " (base) " runs where it runs" } { (resource.name) } }
-                                td { (resource.kind) }
-                                td { (resource.group.as_deref().unwrap_or("-")) }
-                                td { (resource.node.as_deref().unwrap_or("-")) }
-                                td { span class={ "role " (resource.role) } { (resource.role) } }
-                                td {
-                                    @if resource.failed { span .failed { "FAILED" } " " }
-                                    @if resource.unmanaged { span .unmanaged { "unmanaged" } " " }
-                                    @if let Some(reason) = &resource.reason { (reason) }
-                                }
-                                @if actions {
-                                    td .actions {
-                                        button type="button" data-open-actions=(base) aria-label={ "Actions for " (base) } { "Actions" }
-                                        @if let Some(group) = &resource.group {
-                                            " " button type="button" data-open-actions=(group) aria-label={ "Actions for group " (group) } { "Group" }
-                                        }
-                                    }
-                                }
-                            }
-                        }
+        }
+    }
+}
+
+/// The status fragment in three parts, so a change is sent as a patch: the head
+/// (summary, nodes), one row per resource instance (keyed), and the tail (failures,
+/// fencing, constraints, requests, alerts, decisions).
+pub struct Parts {
+    /// The head's inner HTML.
+    pub head: String,
+    /// The head's `data-revision` and `data-nodes`.
+    pub revision: i64,
+    pub nodes: String,
+    /// Each instance's `<tr>`, keyed (its `id` is `row-KEY`), in display order.
+    pub rows: Vec<(String, String)>,
+    pub tail: String,
+    pub actions: bool,
+}
+
+impl Parts {
+    /// The whole fragment: what a page starts from.
+    pub fn html(&self) -> String {
+        let mut out = String::with_capacity(self.head.len() + self.tail.len() + self.rows.iter().map(|(_, row)| row.len()).sum::<usize>() + 512);
+        out.push_str(&html! { div #part-head data-revision=(self.revision) data-nodes=(self.nodes) { (maud::PreEscaped(&self.head)) } }.into_string());
+        out.push_str(&resources_table_open(self.actions).into_string());
+        for (_, row) in &self.rows {
+            out.push_str(row);
+        }
+        out.push_str("</tbody></table></section>");
+        out.push_str(&html! { div #part-tail { (maud::PreEscaped(&self.tail)) } }.into_string());
+        format!("<div id=\"cluster\">{out}</div>")
+    }
+
+    /// What changed from `previous` to this, as the JSON a page applies (`patch`
+    /// events): the head and tail when they changed, rows set or removed, the order
+    /// when it changed.
+    pub fn patch(&self, previous: &Parts) -> serde_json::Value {
+        use std::collections::HashMap;
+        let before: HashMap<&str, &str> = previous.rows.iter().map(|(key, row)| (key.as_str(), row.as_str())).collect();
+        let now: HashMap<&str, &str> = self.rows.iter().map(|(key, row)| (key.as_str(), row.as_str())).collect();
+        let set: Vec<(&str, &str)> =
+            self.rows.iter().filter(|(key, row)| before.get(key.as_str()) != Some(&row.as_str())).map(|(key, row)| (key.as_str(), row.as_str())).collect();
+        let remove: Vec<&str> = previous.rows.iter().map(|(key, _)| key.as_str()).filter(|key| !now.contains_key(key)).collect();
+        let same_order = self.rows.len() == previous.rows.len() && self.rows.iter().zip(&previous.rows).all(|((a, _), (b, _))| a == b);
+        serde_json::json!({
+            "head": (self.head != previous.head || self.revision != previous.revision || self.nodes != previous.nodes)
+                .then(|| serde_json::json!({ "html": self.head, "revision": self.revision, "nodes": self.nodes })),
+            "tail": (self.tail != previous.tail).then_some(&self.tail),
+            "set": set,
+            "remove": remove,
+            "order": (!same_order).then(|| self.rows.iter().map(|(key, _)| key.as_str()).collect::<Vec<_>>()),
+        })
+    }
+}
+
+fn resources_table_open(actions: bool) -> Markup {
+    html! {
+        (maud::PreEscaped("<section aria-labelledby=\"resources-title\">"))
+        h2 #resources-title { "Resources" }
+        (maud::PreEscaped("<table id=\"resources\">"))
+        thead { tr { th { "Resource" } th { "Kind" } th { "Group" } th { "Node" } th { "Role" } th { "Notes" } @if actions { th { "Actions" } } } }
+        (maud::PreEscaped("<tbody id=\"resource-rows\">"))
+    }
+}
+
+/// The status fragment's parts: what `pacer status` shows, as tables, with actions
+/// unless read-only.
+pub fn status_parts(view: &StatusView, revision: i64, error: Option<&str>, read_only: bool) -> Parts {
+    let actions = !read_only;
+    let node_names: Vec<&str> = view.nodes.iter().map(|node| node.name.as_str()).collect();
+    let mut seen = std::collections::HashMap::new();
+    let rows = view
+        .resources
+        .iter()
+        .map(|resource| {
+            // An instance active on several nodes has a row per node.
+            let key = format!("{}@{}", resource.name, resource.node.as_deref().unwrap_or(""));
+            let count = seen.entry(key.clone()).or_insert(0);
+            *count += 1;
+            let key = if *count == 1 { key } else { format!("{key}#{count}") };
+            let row = resource_row(&key, resource, actions).into_string();
+            (key, row)
+        })
+        .collect();
+    Parts {
+        head: status_head(view, revision, error, actions).into_string(),
+        revision,
+        nodes: node_names.join(" "),
+        rows,
+        tail: status_tail(view).into_string(),
+        actions,
+    }
+}
+
+fn resource_row(key: &str, resource: &crate::state::view::ResourceView, actions: bool) -> Markup {
+    let base = split_instance(&resource.name).0;
+    html! {
+        tr id={ "row-" (key) } data-resource=(base) data-instance=(resource.name) data-node=[resource.node.as_deref()] data-role=(resource.role) {
+            th scope="row" { a href={ "/why/" (base) } title={ "Why " (base) " runs where it runs" } { (resource.name) } }
+            td { (resource.kind) }
+            td { (resource.group.as_deref().unwrap_or("-")) }
+            td { (resource.node.as_deref().unwrap_or("-")) }
+            td { span class={ "role " (resource.role) } { (resource.role) } }
+            td {
+                @if resource.failed { span .failed { "FAILED" } " " }
+                @if resource.unmanaged { span .unmanaged { "unmanaged" } " " }
+                @if let Some(reason) = &resource.reason { (reason) }
+            }
+            @if actions {
+                td .actions {
+                    button type="button" data-open-actions=(base) aria-label={ "Actions for " (base) } { "Actions" }
+                    @if let Some(group) = &resource.group {
+                        " " button type="button" data-open-actions=(group) aria-label={ "Actions for group " (group) } { "Group" }
                     }
                 }
             }
+        }
+    }
+}
+
+fn status_tail(view: &StatusView) -> Markup {
+    html! {
             @if !view.failures.is_empty() {
                 section aria-labelledby="failures-title" {
                     h2 #failures-title { "Failures" }
@@ -296,7 +386,6 @@ pub fn status_fragment(view: &StatusView, revision: i64, error: Option<&str>, re
                     }
                 }
             }
-        }
     }
 }
 

@@ -183,7 +183,7 @@ pub fn sandbox_page(nodes: &[String], read_only: bool) -> Markup {
             main #sandbox {
                 h2 { "Sandbox" }
                 p .hint { "What would the cluster do if…? Nothing here is written: the live cluster is read once and the scheduler runs on a changed copy (pacer simulate --live)." }
-                form #sandbox-form {
+                form #sandbox-form method="post" action="/sandbox" {
                     fieldset {
                         legend { "Nodes that fail" }
                         @for node in nodes {
@@ -193,12 +193,12 @@ pub fn sandbox_page(nodes: &[String], read_only: bool) -> Markup {
                     p {
                         label for="op-fail" { "Operation failures, one per line: RESOURCE:OPERATION:NODE=RC (e.g. web:monitor:n1=7)" }
                         br;
-                        textarea #op-fail name="opFail" rows="3" cols="60" {}
+                        textarea #op-fail rows="3" cols="60" {}
                     }
                     p {
                         label for="manifests" { "Changed manifests (YAML), checked as pacer apply checks them" }
                         br;
-                        textarea #manifests name="manifests" rows="12" cols="80" spellcheck="false" {}
+                        textarea #manifests rows="12" cols="80" spellcheck="false" {}
                         br;
                         label for="manifest-file" { "or load a file" } " "
                         input #manifest-file type="file" accept=".yaml,.yml,.json";

@@ -254,9 +254,9 @@ mod tests {
     fn view(resources: Vec<ResourceView>, failures: Vec<FailureView>) -> StatusView {
         StatusView {
             nodes: vec![
-                NodeView { name: "n1".into(), state: "online", operations: None, self_fencings: vec![] },
-                NodeView { name: "n2".into(), state: "standby", operations: None, self_fencings: vec![] },
-                NodeView { name: "n3".into(), state: "unclean", operations: None, self_fencings: vec![] },
+                NodeView { name: "n1".into(), state: "online", standby: false, maintenance: false, operations: None, self_fencings: vec![] },
+                NodeView { name: "n2".into(), state: "standby", standby: true, maintenance: false, operations: None, self_fencings: vec![] },
+                NodeView { name: "n3".into(), state: "unclean", standby: false, maintenance: false, operations: None, self_fencings: vec![] },
             ],
             resources,
             failures,

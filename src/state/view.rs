@@ -186,6 +186,10 @@ pub struct NodeView {
     pub name: String,
     /// `online`, `standby`, `maintenance`, `offline` or `unclean`.
     pub state: &'static str,
+    /// `Node.spec.standby`, whatever the node's state (a node down may be in standby).
+    pub standby: bool,
+    /// `Node.spec.maintenance`, whatever the node's state.
+    pub maintenance: bool,
     /// Operations its agent runs now, has waiting, and allows at once (as it last
     /// reported; absent before its first report and while the node is down).
     pub operations: Option<OperationsView>,
@@ -285,7 +289,7 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             let operations =
                 activity.filter(|_| running).map(|activity| OperationsView { running: activity.running, queued: activity.queued, limit: activity.limit });
             let self_fencings = activity.map(|activity| activity.self_fencings.clone()).unwrap_or_default();
-            NodeView { name, state, operations, self_fencings }
+            NodeView { name, state, standby: is_standby, maintenance, operations, self_fencings }
         })
         .collect();
     let mut resources = Vec::new();

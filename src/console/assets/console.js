@@ -17,13 +17,63 @@
   }
 
   // Live status: the server sends the whole fragment when it changes (coalesced);
-  // EventSource reconnects by itself after a break.
+  // EventSource reconnects by itself after a break (and asks from the frame it has,
+  // by Last-Event-ID). "live" means the page shows the latest frame: the stream's
+  // first event says so (`current`) or brings it (`status`).
   if (status && window.EventSource) {
-    const source = new EventSource("/status/stream");
-    source.addEventListener("open", () => setConnection("live", "live"));
+    const source = new EventSource("/status/stream?since=" + encodeURIComponent(status.dataset.version || ""));
     source.addEventListener("error", () => setConnection("reconnecting…", "down"));
+    source.addEventListener("current", () => setConnection("live", "live"));
+    // Keep the keyboard where it was: the same button in what replaced it.
+    const keepFocus = (change) => {
+      const focused = document.activeElement;
+      const again = focused && status.contains(focused) && focused.matches("button")
+        ? `button[data-action="${focused.dataset.action || ""}"][data-node="${focused.dataset.node || ""}"], button[data-open-actions="${focused.dataset.openActions || ""}"]`
+        : null;
+      change();
+      if (again && !status.contains(focused)) {
+        const target = status.querySelector(again);
+        if (target) target.focus();
+      }
+    };
     source.addEventListener("status", (event) => {
-      status.innerHTML = event.data;
+      keepFocus(() => { status.innerHTML = event.data; });
+      status.dataset.version = event.lastEventId;
+      setConnection("live", "live");
+      refreshDialogNodes();
+    });
+    // A patch from the frame the page shows: the head and tail when they changed, the
+    // rows that changed, the order when it changed (a 10,000-row table is not redrawn
+    // for one node's standby).
+    const template = document.createElement("template");
+    const parseRow = (html) => { template.innerHTML = html; return template.content.firstElementChild; };
+    source.addEventListener("patch", (event) => {
+      const patch = JSON.parse(event.data);
+      keepFocus(() => {
+        const head = document.getElementById("part-head");
+        if (patch.head && head) {
+          head.innerHTML = patch.head.html;
+          head.dataset.revision = patch.head.revision;
+          head.dataset.nodes = patch.head.nodes;
+        }
+        const tail = document.getElementById("part-tail");
+        if (patch.tail !== null && patch.tail !== undefined && tail) tail.innerHTML = patch.tail;
+        const rows = document.getElementById("resource-rows");
+        for (const key of patch.remove) document.getElementById("row-" + key)?.remove();
+        for (const [key, html] of patch.set) {
+          const row = parseRow(html);
+          const existing = document.getElementById("row-" + key);
+          if (existing) existing.replaceWith(row); else rows.append(row);
+        }
+        if (patch.order) {
+          const fragment = document.createDocumentFragment();
+          for (const key of patch.order) {
+            const row = document.getElementById("row-" + key);
+            if (row) fragment.append(row);
+          }
+          rows.append(fragment);
+        }
+      });
       status.dataset.version = event.lastEventId;
       setConnection("live", "live");
       refreshDialogNodes();
@@ -171,7 +221,7 @@
   const dialog = document.getElementById("resource-dialog");
   function refreshDialogNodes() {
     const select = document.getElementById("action-node");
-    const cluster = document.getElementById("cluster");
+    const cluster = document.getElementById("part-head");
     if (!select || !cluster) return;
     const chosen = select.value;
     const nodes = (cluster.dataset.nodes || "").split(" ").filter(Boolean);
