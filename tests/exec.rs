@@ -593,3 +593,44 @@ async fn an_agent_that_ignores_sigterm_is_killed_with_its_children() {
     })
     .await;
 }
+
+/// A script that records it ran by creating `marker`.
+fn marker_script(dir: &Path, name: &str, marker: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\ntouch '{}'\nexit 0\n", marker.display())).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[tokio::test]
+async fn fence_options_that_name_programs_are_refused_before_anything_runs() {
+    require("/usr/sbin/fence_ipmilan");
+    require("/usr/sbin/fence_legacy");
+    bounded(async {
+        let s = setup();
+        let marker = s.path("ran");
+        let script = marker_script(s.dir.path(), "evil", &marker);
+        let script = script.to_str().expect("utf-8 path");
+        let cases = [
+            // fence-agents run `ipmitool_path` as root (fencing.py's run_command).
+            fence_request("fence_ipmilan", "monitor", &[("ip", "127.0.0.1"), ("username", "u"), ("password", "p"), ("ipmitool_path", script)]),
+            fence_request("fence_ipmilan", "monitor", &[("ip", "127.0.0.1"), ("username", "u"), ("password-script", script)]),
+            // fence_legacy runs whatever `stonith=` names, whether named itself or
+            // run for a plugin.
+            fence_request("fence_legacy", "monitor", &[("plugin", "external/ssh"), ("stonith", script)]),
+            fence_request("external/ssh", "monitor", &[("hostlist", "n1"), ("stonith", script)]),
+        ];
+        for request in &cases {
+            let result = s.executor.fence(request).await;
+            assert_eq!(result.status, ExecStatus::ErrorFatal, "{request:?}: {result:#?}");
+            assert!(result.stderr.starts_with("refuse fence"), "{result:#?}");
+        }
+        assert!(!marker.exists(), "a refused option's program ran");
+        // A plugin that is not installed is not passed to fence_legacy at all.
+        let missing = s.executor.fence(&fence_request("external/no_such_plugin", "monitor", &[])).await;
+        assert_eq!(missing.status, ExecStatus::NotInstalled, "{missing:#?}");
+        assert!(missing.stderr.contains("/usr/lib/stonith/plugins/external"), "{missing:#?}");
+    })
+    .await;
+}

@@ -67,6 +67,10 @@ pub struct ExecConfig {
     pub lsb_dirs: Vec<PathBuf>,
     /// Directories of fence agents (`fence_*`, and `fence_legacy` for `external/*`).
     pub fence_dirs: Vec<PathBuf>,
+    /// Directories of cluster-glue stonith plugins (Debian's cluster-glue:
+    /// `/usr/lib/stonith/plugins`); `external/<plugin>` runs only a plugin found in
+    /// one's `external/`.
+    pub stonith_plugin_dirs: Vec<PathBuf>,
     /// Where the shims and per-operation files live. `None`: a fresh directory under
     /// the system temp dir, removed when the executor is dropped.
     pub work_dir: Option<PathBuf>,
@@ -85,6 +89,7 @@ impl Default for ExecConfig {
             ocf_agent_dirs: Vec::new(),
             lsb_dirs: vec![PathBuf::from("/etc/init.d")],
             fence_dirs: vec![PathBuf::from("/usr/sbin")],
+            stonith_plugin_dirs: vec![PathBuf::from("/usr/lib/stonith/plugins")],
             work_dir: None,
             output_limit: 256 * 1024,
             kill_grace: Duration::from_secs(2),
@@ -507,12 +512,28 @@ impl Executor {
     async fn fence_inner(&self, request: &FenceRequest) -> FenceResult {
         let refused = |status, rc, output: String| FenceResult { status, rc, output: String::new(), stderr: output, duration: Duration::ZERO };
         let name = request.agent.as_str();
+        // The definition may not have come through apply: its agent and options are
+        // checked again (`api::fence_options`).
+        if let Err(reason) = crate::api::fence_options::check_agent(&request.agent) {
+            return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence agent {name}: {reason}"));
+        }
+        for option in request.params.keys() {
+            if let Err(reason) = crate::api::fence_options::check_option(&request.agent, option) {
+                return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence option {option} of {name}: {reason}"));
+            }
+        }
         let (program_name, plugin) = match name.strip_prefix("external/") {
             Some(plugin) => {
-                if resolve::check_part(plugin).is_err() {
-                    return refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("bad plugin name {plugin:?}"));
+                let plugin_dirs: Vec<PathBuf> = self.config.stonith_plugin_dirs.iter().map(|dir| dir.join("external")).collect();
+                match resolve::resolve(&plugin_dirs, &[plugin]) {
+                    Ok(_) => {}
+                    Err(Unresolved::Missing) => {
+                        let reason = format!("stonith plugin {name} not found in {}", resolve::describe(&plugin_dirs));
+                        return refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, reason);
+                    }
+                    Err(other) => return refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("stonith plugin {name}: {other:?}")),
                 }
-                ("fence_legacy", Some(name))
+                (crate::api::fence_options::LEGACY_RUNNER, Some(name))
             }
             // Fence directories hold other programs (/usr/sbin/reboot): only fence_*.
             None if name.starts_with("fence_") => (name, None),
