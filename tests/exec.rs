@@ -634,3 +634,57 @@ async fn fence_options_that_name_programs_are_refused_before_anything_runs() {
     })
     .await;
 }
+
+/// Whether this test runs as root (it must, to hand a directory to another user).
+fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The uid of `nobody` on Debian: the "another user" of these tests.
+const NOBODY: u32 = 65534;
+
+#[test]
+fn a_work_dir_another_user_made_first_is_refused_and_shims_are_not_written_through_symlinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A symlink planted where a shim goes: the file it points to must not change.
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("bin")).expect("mkdir");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched").expect("write");
+    std::os::unix::fs::symlink(&victim, work.join("bin/crm_node")).expect("symlink");
+    let executor = Executor::new(ExecConfig { work_dir: Some(work.clone()), ..ExecConfig::default() }).expect("executor");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched", "a shim was written through a symlink");
+    assert!(!std::fs::symlink_metadata(work.join("bin/crm_node")).expect("stat").file_type().is_symlink());
+    drop(executor);
+    // A symlink in place of the work dir itself is refused.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&work, &link).expect("symlink");
+    assert!(Executor::new(ExecConfig { work_dir: Some(link), ..ExecConfig::default() }).is_err(), "a symlinked work dir was used");
+    if !running_as_root() {
+        eprintln!("skipping the other-user cases: only root can hand a directory to another user");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    // A work dir another user made is refused.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::os::unix::fs::chown(&foreign, Some(NOBODY), Some(NOBODY)).expect("chown");
+    let refused = Executor::new(ExecConfig { work_dir: Some(foreign.clone()), ..ExecConfig::default() });
+    assert!(format!("{:?}", refused.as_ref().err()).contains("owned by uid 65534"), "{refused:?}");
+    // The default work dir under /tmp: names another user took first are skipped.
+    let taken: Vec<PathBuf> = (0..8).map(|instance| std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id()))).collect();
+    for path in &taken {
+        std::fs::create_dir(path).expect("pre-create");
+        std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).expect("chown");
+    }
+    let executor = Executor::new(ExecConfig::default());
+    for path in &taken {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let executor = executor.expect("executor");
+    let work_dir = executor.shim_dir().parent().expect("work dir").to_path_buf();
+    assert!(!taken.contains(&work_dir), "the executor used {} which another user made", work_dir.display());
+    let metadata = std::fs::symlink_metadata(&work_dir).expect("stat");
+    assert_eq!((metadata.uid(), metadata.mode() & 0o777), (0, 0o700), "{}", work_dir.display());
+}

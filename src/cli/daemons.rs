@@ -168,7 +168,7 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         crate::api::Name::is_valid(node),
         "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
     );
-    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("create {}", args.state_dir.display()))?;
+    crate::agent::prepare_state_dir(&args.state_dir)?;
     // Agents run with / as their working directory: every path they get is absolute.
     let state_dir = std::fs::canonicalize(&args.state_dir).with_context(|| format!("resolve {}", args.state_dir.display()))?;
     let mut exec = crate::exec::ExecConfig::default();

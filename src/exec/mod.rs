@@ -29,6 +29,7 @@ pub mod alert;
 mod classes;
 mod environment;
 mod fence;
+pub mod private_dir;
 mod process;
 pub mod reaper;
 mod resolve;
@@ -45,6 +46,7 @@ use tracing::Instrument;
 
 use crate::api::agent::{AgentClass, AgentRef, FenceAgentRef};
 use crate::api::records::ExecStatus;
+use private_dir::{Loose, PrivateDirError};
 use process::{Ending, Finished, Spawn};
 use resolve::Unresolved;
 
@@ -117,6 +119,10 @@ pub enum ExecError {
     /// disk). Retrying helps only once that is fixed.
     #[error("write agent shims in {dir}: {source}")]
     Shims { dir: PathBuf, source: io::Error },
+    /// The work directory is not this user's alone (another user's, a symlink,
+    /// writable by others), or could not be made so.
+    #[error(transparent)]
+    WorkDir(#[from] PrivateDirError),
 }
 
 /// One resource operation to run.
@@ -251,17 +257,19 @@ impl Executor {
     /// Prepares the work directory and writes the shims into `<work_dir>/bin`.
     pub fn new(config: ExecConfig) -> Result<Executor, ExecError> {
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        // The shims run as root: the work dir, and each directory in it, must be this
+        // user's alone (a directory another user made first, or a symlink, is refused).
         let (work_dir, remove_work_dir) = match &config.work_dir {
-            Some(dir) => (dir.clone(), false),
-            None => {
-                let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
-                (std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id())), true)
+            Some(dir) => {
+                private_dir::ensure_private_dir(dir, Loose::Tighten)?;
+                (dir.clone(), false)
             }
+            None => (fresh_temp_dir(&INSTANCE)?, true),
         };
         let shim_dir = work_dir.join("bin");
+        private_dir::ensure_private_dir(&shim_dir, Loose::Tighten)?;
+        private_dir::ensure_private_dir(&work_dir.join("operations"), Loose::Tighten)?;
         let error = |source| ExecError::Shims { dir: shim_dir.clone(), source };
-        std::fs::create_dir_all(&shim_dir).map_err(error)?;
-        std::fs::create_dir_all(work_dir.join("operations")).map_err(error)?;
         let real_uname = process::find_in_path("uname", &config.system_path);
         shims::write_shims(&shim_dir, real_uname.as_deref()).map_err(error)?;
         Ok(Executor { config, work_dir, shim_dir, remove_work_dir, next_operation: AtomicU64::new(0) })
@@ -579,6 +587,30 @@ impl Drop for Executor {
             let _ = std::fs::remove_dir_all(&self.work_dir);
         }
     }
+}
+
+/// A new directory under the system temp dir, made by us with mode 0700: a name
+/// another user took first is skipped, never used.
+fn fresh_temp_dir(instances: &AtomicU64) -> Result<PathBuf, ExecError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = None;
+    for _ in 0..64 {
+        let instance = instances.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                private_dir::ensure_private_dir(&dir, Loose::Tighten)?;
+                return Ok(dir);
+            }
+            Err(source) if source.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(dir = %dir.display(), "executor work dir already exists (made by someone else?); trying another name");
+                last = Some(source);
+            }
+            Err(source) => return Err(ExecError::Shims { dir, source }),
+        }
+    }
+    let source = last.unwrap_or_else(|| io::Error::other("no name left"));
+    Err(ExecError::Shims { dir: std::env::temp_dir(), source })
 }
 
 /// Turns how a process ended into status, rc and the executor's reason.
