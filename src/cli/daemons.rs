@@ -95,7 +95,9 @@ pub(super) struct UpArgs {
     /// Lease TTL of the agents and the scheduler, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
     lease_ttl: u64,
-    /// The project's agent directory (default: ./agents when it exists).
+    /// Pacer's own agents (`ocf/`, `lsb/`, `fence/`). Default: /usr/lib/pacer/agents
+    /// (the package's), else `agents/` of the source tree the binary was built in;
+    /// never the current directory.
     #[arg(long)]
     agents_dir: Option<PathBuf>,
     /// `on`: register fence_pacer_local, which powers the local nodes off (kills a
