@@ -549,7 +549,19 @@ exit 0
         // `sh` adds PWD itself.
         assert_eq!(
             names,
-            ["HA_RSCTMP", "HA_SBIN_DIR", "HA_VARRUN", "LANG", "PACER_ATTR_UPDATES", "PACER_NODE_ATTRIBUTES", "PACER_NODE_NAME", "PATH", "PWD"],
+            [
+                "HA_RSCTMP",
+                "HA_SBIN_DIR",
+                "HA_VARRUN",
+                "LANG",
+                "PACER_ATTR_UPDATES",
+                "PACER_EXECUTOR",
+                "PACER_NODE_ATTRIBUTES",
+                "PACER_NODE_NAME",
+                "PACER_RESOURCE",
+                "PATH",
+                "PWD"
+            ],
             "{env}"
         );
         assert!(env.contains(&format!("PATH={}:", executor.shim_dir().display())), "{env}");
@@ -687,4 +699,61 @@ fn a_work_dir_another_user_made_first_is_refused_and_shims_are_not_written_throu
     assert!(!taken.contains(&work_dir), "the executor used {} which another user made", work_dir.display());
     let metadata = std::fs::symlink_metadata(&work_dir).expect("stat");
     assert_eq!((metadata.uid(), metadata.mode() & 0o777), (0, 0o700), "{}", work_dir.display());
+}
+
+/// An OCF agent whose start leaves a `setsid sleep` behind (recording its pid in
+/// `$OCF_RESKEY_pidfile`), and whose stop reports success without touching it.
+const ESCAPING_AGENT: &str = r#"#!/bin/sh
+case "$1" in
+    start) setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$OCF_RESKEY_pidfile"; exit 0 ;;
+    stop) exit 0 ;;
+    monitor) exit 7 ;;
+    meta-data) echo '<resource-agent name="escaping"/>'; exit 0 ;;
+    *) exit 3 ;;
+esac
+"#;
+
+fn live_pid(pidfile: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+    (state != "Z").then_some(pid)
+}
+
+#[tokio::test]
+async fn a_stop_kills_what_the_agent_started_outside_its_process_group() {
+    require("/usr/bin/setsid");
+    bounded(async {
+        let s = setup();
+        let extra = s.path("extra-ocf");
+        test_agent(&extra, "escaping", ESCAPING_AGENT);
+        let config = ExecConfig { work_dir: Some(s.path("work-escaping")), ocf_agent_dirs: vec![extra], ..ExecConfig::default() };
+        let executor = Executor::new(config).expect("executor");
+        let mut web = s.request("web", "ocf:test:escaping", "start", "node-a");
+        web.params = params(&[("pidfile", s.path("web.pid").to_str().expect("utf-8"))]);
+        // Another resource of the same agent, left running: its process must survive.
+        let mut other = s.request("other", "ocf:test:escaping", "start", "node-a");
+        other.params = params(&[("pidfile", s.path("other.pid").to_str().expect("utf-8"))]);
+        for request in [&web, &other] {
+            assert_rc(&executor.run(request).await, 0, "start");
+        }
+        let escaped = live_pid(&s.path("web.pid")).expect("the setsid sleep runs after start");
+        let bystander = live_pid(&s.path("other.pid")).expect("the other resource's sleep runs");
+        let stop = executor.run(&OperationRequest { action: "stop".into(), ..web.clone() }).await;
+        assert_rc(&stop, 0, "stop");
+        let started = Instant::now();
+        while live_pid(&s.path("web.pid")).is_some() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(live_pid(&s.path("web.pid")), None, "pid {escaped} of the stopped resource still runs");
+        assert_eq!(live_pid(&s.path("other.pid")), Some(bystander), "another resource's process was killed");
+        let stop_other = executor.run(&OperationRequest { action: "stop".into(), ..other.clone() }).await;
+        assert_rc(&stop_other, 0, "stop other");
+        let started = Instant::now();
+        while live_pid(&s.path("other.pid")).is_some() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(live_pid(&s.path("other.pid")), None, "pid {bystander} survived its stop");
+    })
+    .await;
 }

@@ -16,6 +16,9 @@
 //! - Every agent runs in its own process group with a clean environment
 //!   (`environment.rs`), its output read into bounded buffers, and on timeout or
 //!   cancellation its whole group gets SIGTERM, then SIGKILL (`process.rs`).
+//! - After a successful stop, processes of the resource that left its process group
+//!   (`setsid`) are found by the marker in their environment and killed (`sweep.rs`).
+//! - The work dir and the shims in it are this user's alone (`private_dir.rs`).
 //! - Agent names resolve only inside the configured directories (`resolve.rs`).
 //! - `crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `uname -n` are shims
 //!   written at [`Executor::new`] (`shims.rs`): what an agent sets comes back in
@@ -34,6 +37,7 @@ mod process;
 pub mod reaper;
 mod resolve;
 mod shims;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -447,6 +451,8 @@ impl Executor {
             let _ = std::fs::remove_dir_all(&operation_dir);
             return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, format!("prepare operation files: {error}"));
         }
+        let resource_marker = format!("{}/{}", request.node, request.resource);
+        let executor_marker = self.work_dir.display().to_string();
         let common = environment::Common {
             shim_dir: &self.shim_dir,
             system_path: &self.config.system_path,
@@ -455,6 +461,8 @@ impl Executor {
             varrun: &varrun,
             node_attributes_file: &node_attributes_file,
             updates_file: &updates_file,
+            resource_marker: &resource_marker,
+            executor_marker: &executor_marker,
         };
         let mut env = environment::common(&common);
         if let Some((ocf_root, provider)) = ocf {
@@ -476,6 +484,11 @@ impl Executor {
         let attributes = shims::parse_updates(&std::fs::read_to_string(&updates_file).unwrap_or_default());
         let _ = std::fs::remove_dir_all(&operation_dir);
         let (status, rc, reason) = interpret(&finished, request.timeout, map_rc);
+        if request.action == "stop" && status == ExecStatus::Done && rc == rc::OK {
+            // Stopped means nothing of it runs: what left the agent's process group
+            // (setsid) is found by its marker and killed before the stop is reported.
+            sweep::kill_leftovers(&resource_marker, &executor_marker, self.config.kill_grace).await;
+        }
         OperationResult {
             status,
             rc,
