@@ -618,7 +618,6 @@ fn marker_script(dir: &Path, name: &str, marker: &Path) -> PathBuf {
 #[tokio::test]
 async fn fence_options_that_name_programs_are_refused_before_anything_runs() {
     require("/usr/sbin/fence_ipmilan");
-    require("/usr/sbin/fence_legacy");
     bounded(async {
         let s = setup();
         let marker = s.path("ran");
