@@ -894,15 +894,32 @@ async fn a_burst_larger_than_the_node_limit_is_held_to_it_and_the_lease_is_kept(
 async fn a_state_dir_others_could_change_is_refused() {
     bounded(async {
         let cluster = Cluster::new().await;
+        // The agent must exit at once; one that accepted the dir runs on, and is
+        // ended by its PID after a while (the test then fails).
         let start = |state_dir: &Path| {
-            Command::new(env!("CARGO_BIN_EXE_pacer"))
+            let log = cluster.path("refused.log");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
                 .args(["agent", "--node", "n1", "--lease-ttl", "5", "--state-dir"])
                 .arg(state_dir)
                 .env("PACER_ETCD", cluster.etcd.endpoint())
                 .env("PACER_PREFIX", PREFIX)
                 .stdin(Stdio::null())
-                .output()
-                .expect("run pacer agent")
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("run pacer agent");
+            let started = Instant::now();
+            let status = loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    pacer::local::child::terminate(&mut child, Duration::from_secs(20));
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            (status, std::fs::read_to_string(&log).unwrap_or_default())
         };
         use std::os::unix::fs::PermissionsExt;
         let writable = cluster.path("writable");
@@ -921,9 +938,8 @@ async fn a_state_dir_others_could_change_is_refused() {
             eprintln!("skipping the other-user case: only root can hand a directory to another user");
         }
         for (state_dir, reason) in cases {
-            let output = start(&state_dir);
-            let stderr = common::text(&output.stderr);
-            assert!(!output.status.success(), "{} was accepted: {stderr}", state_dir.display());
+            let (status, stderr) = start(&state_dir);
+            assert!(status.is_some_and(|status| !status.success()), "{} was accepted: {stderr}", state_dir.display());
             assert!(stderr.contains(&state_dir.display().to_string()) && stderr.contains(reason), "{stderr}");
             assert!(!state_dir.join("exec").exists(), "{} was used", state_dir.display());
         }
