@@ -935,3 +935,78 @@ async fn a_burst_larger_than_the_node_limit_is_held_to_it_and_the_lease_is_kept(
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_state_dir_others_could_change_is_refused() {
+    bounded(async {
+        let cluster = Cluster::new().await;
+        // The agent must exit at once; one that accepted the dir runs on, and is
+        // ended by its PID after a while (the test then fails).
+        let start = |state_dir: &Path| {
+            let log = cluster.path("refused.log");
+            let mut child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+                .args(["agent", "--node", "n1", "--lease-ttl", "5", "--state-dir"])
+                .arg(state_dir)
+                .env("PACER_ETCD", cluster.etcd.endpoint())
+                .env("PACER_PREFIX", PREFIX)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log).expect("log"))
+                .spawn()
+                .expect("run pacer agent");
+            let started = Instant::now();
+            let status = loop {
+                if let Ok(Some(status)) = child.try_wait() {
+                    break Some(status);
+                }
+                if started.elapsed() > Duration::from_secs(10) {
+                    pacer::local::child::terminate(&mut child, Duration::from_secs(20));
+                    break None;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            (status, std::fs::read_to_string(&log).unwrap_or_default())
+        };
+        use std::os::unix::fs::PermissionsExt;
+        let writable = cluster.path("writable");
+        std::fs::create_dir(&writable).expect("mkdir");
+        std::fs::set_permissions(&writable, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        let link = cluster.path("link");
+        std::os::unix::fs::symlink(&writable, &link).expect("symlink");
+        let mut cases = vec![(writable.clone(), "group or others may write it"), (link.clone(), "it is a symlink")];
+        // SAFETY: geteuid(2) takes nothing and cannot fail.
+        if unsafe { libc::geteuid() } == 0 {
+            let foreign = cluster.path("foreign");
+            std::fs::create_dir(&foreign).expect("mkdir");
+            std::os::unix::fs::chown(&foreign, Some(65534), Some(65534)).expect("chown");
+            cases.push((foreign, "owned by uid 65534"));
+        } else {
+            eprintln!("skipping the other-user case: only root can hand a directory to another user");
+        }
+        for (state_dir, reason) in cases {
+            let (status, stderr) = start(&state_dir);
+            assert!(status.is_some_and(|status| !status.success()), "{} was accepted: {stderr}", state_dir.display());
+            assert!(stderr.contains(&state_dir.display().to_string()) && stderr.contains(reason), "{stderr}");
+            assert!(!state_dir.join("exec").exists(), "{} was used", state_dir.display());
+        }
+        // A missing state dir is made, 0700.
+        let fresh = cluster.path("fresh/n1");
+        let mut agent = Command::new(env!("CARGO_BIN_EXE_pacer"))
+            .args(["agent", "--node", "n1", "--lease-ttl", "5", "--state-dir"])
+            .arg(&fresh)
+            .env("PACER_ETCD", cluster.etcd.endpoint())
+            .env("PACER_PREFIX", PREFIX)
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pacer agent");
+        let started = Instant::now();
+        while !fresh.join("exec/bin/crm_node").exists() && started.elapsed() < Duration::from_secs(20) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        pacer::local::child::terminate(&mut agent, Duration::from_secs(20));
+        let mode = std::fs::metadata(&fresh).expect("the state dir was made").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o700);
+    })
+    .await;
+}

@@ -48,6 +48,8 @@ fn package_holds_the_binary_units_config_and_completions_and_installs_into_a_scr
         "./usr/share/doc/pacer/README.md",
         "./usr/share/doc/pacer/copyright",
         "./usr/share/doc/pacer/changelog.gz",
+        "./usr/lib/pacer/agents/ocf/pacer/witness",
+        "./usr/lib/pacer/agents/fence/fence_pacer_local",
     ] {
         assert!(files.contains(&expected), "{expected} missing from the package:\n{listing}");
     }

@@ -552,7 +552,19 @@ exit 0
         // `sh` adds PWD itself.
         assert_eq!(
             names,
-            ["HA_RSCTMP", "HA_SBIN_DIR", "HA_VARRUN", "LANG", "PACER_ATTR_UPDATES", "PACER_NODE_ATTRIBUTES", "PACER_NODE_NAME", "PATH", "PWD"],
+            [
+                "HA_RSCTMP",
+                "HA_SBIN_DIR",
+                "HA_VARRUN",
+                "LANG",
+                "PACER_ATTR_UPDATES",
+                "PACER_EXECUTOR",
+                "PACER_NODE_ATTRIBUTES",
+                "PACER_NODE_NAME",
+                "PACER_RESOURCE",
+                "PATH",
+                "PWD"
+            ],
             "{env}"
         );
         assert!(env.contains(&format!("PATH={}:", executor.shim_dir().display())), "{env}");
@@ -667,6 +679,157 @@ async fn systemd_units_are_ordered_before_the_agent_while_they_run() {
         // Stopping what is stopped needs no reload.
         assert_rc(&executor.run(&stop).await, 0, "stop again");
         assert!(logged().ends_with("stop web.service\ndaemon-reload (no drop-in)\nstop web.service\n"), "{}", logged());
+    })
+    .await;
+}
+
+/// A script that records it ran by creating `marker`.
+fn marker_script(dir: &Path, name: &str, marker: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, format!("#!/bin/sh\ntouch '{}'\nexit 0\n", marker.display())).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[tokio::test]
+async fn fence_options_that_name_programs_are_refused_before_anything_runs() {
+    require("/usr/sbin/fence_ipmilan");
+    bounded(async {
+        let s = setup();
+        let marker = s.path("ran");
+        let script = marker_script(s.dir.path(), "evil", &marker);
+        let script = script.to_str().expect("utf-8 path");
+        let cases = [
+            // fence-agents run `ipmitool_path` as root (fencing.py's run_command).
+            fence_request("fence_ipmilan", "monitor", &[("ip", "127.0.0.1"), ("username", "u"), ("password", "p"), ("ipmitool_path", script)]),
+            fence_request("fence_ipmilan", "monitor", &[("ip", "127.0.0.1"), ("username", "u"), ("password-script", script)]),
+            // fence_legacy runs whatever `stonith=` names, whether named itself or
+            // run for a plugin.
+            fence_request("fence_legacy", "monitor", &[("plugin", "external/ssh"), ("stonith", script)]),
+            fence_request("external/ssh", "monitor", &[("hostlist", "n1"), ("stonith", script)]),
+        ];
+        for request in &cases {
+            let result = s.executor.fence(request).await;
+            assert_eq!(result.status, ExecStatus::ErrorFatal, "{request:?}: {result:#?}");
+            assert!(result.stderr.starts_with("refuse fence"), "{result:#?}");
+        }
+        assert!(!marker.exists(), "a refused option's program ran");
+        // A plugin that is not installed is not passed to fence_legacy at all.
+        let missing = s.executor.fence(&fence_request("external/no_such_plugin", "monitor", &[])).await;
+        assert_eq!(missing.status, ExecStatus::NotInstalled, "{missing:#?}");
+        assert!(missing.stderr.contains("/usr/lib/stonith/plugins/external"), "{missing:#?}");
+    })
+    .await;
+}
+
+/// Whether this test runs as root (it must, to hand a directory to another user).
+fn running_as_root() -> bool {
+    // SAFETY: geteuid(2) takes nothing and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The uid of `nobody` on Debian: the "another user" of these tests.
+const NOBODY: u32 = 65534;
+
+#[test]
+fn a_work_dir_another_user_made_first_is_refused_and_shims_are_not_written_through_symlinks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A symlink planted where a shim goes: the file it points to must not change.
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(work.join("bin")).expect("mkdir");
+    let victim = dir.path().join("victim");
+    std::fs::write(&victim, "untouched").expect("write");
+    std::os::unix::fs::symlink(&victim, work.join("bin/crm_node")).expect("symlink");
+    let executor = Executor::new(ExecConfig { work_dir: Some(work.clone()), ..ExecConfig::default() }).expect("executor");
+    assert_eq!(std::fs::read_to_string(&victim).expect("read"), "untouched", "a shim was written through a symlink");
+    assert!(!std::fs::symlink_metadata(work.join("bin/crm_node")).expect("stat").file_type().is_symlink());
+    drop(executor);
+    // A symlink in place of the work dir itself is refused.
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&work, &link).expect("symlink");
+    assert!(Executor::new(ExecConfig { work_dir: Some(link), ..ExecConfig::default() }).is_err(), "a symlinked work dir was used");
+    if !running_as_root() {
+        eprintln!("skipping the other-user cases: only root can hand a directory to another user");
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    // A work dir another user made is refused.
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir(&foreign).expect("mkdir");
+    std::os::unix::fs::chown(&foreign, Some(NOBODY), Some(NOBODY)).expect("chown");
+    let refused = Executor::new(ExecConfig { work_dir: Some(foreign.clone()), ..ExecConfig::default() });
+    assert!(format!("{:?}", refused.as_ref().err()).contains("owned by uid 65534"), "{refused:?}");
+    // The default work dir under /tmp: names another user took first are skipped.
+    let taken: Vec<PathBuf> = (0..8).map(|instance| std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id()))).collect();
+    for path in &taken {
+        std::fs::create_dir(path).expect("pre-create");
+        std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).expect("chown");
+    }
+    let executor = Executor::new(ExecConfig::default());
+    for path in &taken {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let executor = executor.expect("executor");
+    let work_dir = executor.shim_dir().parent().expect("work dir").to_path_buf();
+    assert!(!taken.contains(&work_dir), "the executor used {} which another user made", work_dir.display());
+    let metadata = std::fs::symlink_metadata(&work_dir).expect("stat");
+    assert_eq!((metadata.uid(), metadata.mode() & 0o777), (0, 0o700), "{}", work_dir.display());
+}
+
+/// An OCF agent whose start leaves a `setsid sleep` behind (recording its pid in
+/// `$OCF_RESKEY_pidfile`), and whose stop reports success without touching it.
+const ESCAPING_AGENT: &str = r#"#!/bin/sh
+case "$1" in
+    start) setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo $! > "$OCF_RESKEY_pidfile"; exit 0 ;;
+    stop) exit 0 ;;
+    monitor) exit 7 ;;
+    meta-data) echo '<resource-agent name="escaping"/>'; exit 0 ;;
+    *) exit 3 ;;
+esac
+"#;
+
+fn live_pid(pidfile: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(pidfile).ok()?.trim().parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let state = stat.rsplit_once(')')?.1.split_whitespace().next()?.to_string();
+    (state != "Z").then_some(pid)
+}
+
+#[tokio::test]
+async fn a_stop_kills_what_the_agent_started_outside_its_process_group() {
+    require("/usr/bin/setsid");
+    bounded(async {
+        let s = setup();
+        let extra = s.path("extra-ocf");
+        test_agent(&extra, "escaping", ESCAPING_AGENT);
+        let config = ExecConfig { work_dir: Some(s.path("work-escaping")), ocf_agent_dirs: vec![extra], ..ExecConfig::default() };
+        let executor = Executor::new(config).expect("executor");
+        let mut web = s.request("web", "ocf:test:escaping", "start", "node-a");
+        web.params = params(&[("pidfile", s.path("web.pid").to_str().expect("utf-8"))]);
+        // Another resource of the same agent, left running: its process must survive.
+        let mut other = s.request("other", "ocf:test:escaping", "start", "node-a");
+        other.params = params(&[("pidfile", s.path("other.pid").to_str().expect("utf-8"))]);
+        for request in [&web, &other] {
+            assert_rc(&executor.run(request).await, 0, "start");
+        }
+        let escaped = live_pid(&s.path("web.pid")).expect("the setsid sleep runs after start");
+        let bystander = live_pid(&s.path("other.pid")).expect("the other resource's sleep runs");
+        let stop = executor.run(&OperationRequest { action: "stop".into(), ..web.clone() }).await;
+        assert_rc(&stop, 0, "stop");
+        let started = Instant::now();
+        while live_pid(&s.path("web.pid")).is_some() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(live_pid(&s.path("web.pid")), None, "pid {escaped} of the stopped resource still runs");
+        assert_eq!(live_pid(&s.path("other.pid")), Some(bystander), "another resource's process was killed");
+        let stop_other = executor.run(&OperationRequest { action: "stop".into(), ..other.clone() }).await;
+        assert_rc(&stop_other, 0, "stop other");
+        let started = Instant::now();
+        while live_pid(&s.path("other.pid")).is_some() && started.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(live_pid(&s.path("other.pid")), None, "pid {bystander} survived its stop");
     })
     .await;
 }

@@ -142,3 +142,54 @@ fn pacer_up_runs_the_demo_and_survives_a_node_powered_off() {
         assert!(!alive(&pid), "pid {} outlived pacer up", pid.trim());
     }
 }
+
+/// The `--agents-dir` an agent process was started with.
+fn agents_dir_of(pid_file: &Path) -> Option<String> {
+    let pid = std::fs::read_to_string(pid_file).ok()?;
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pid.trim())).ok()?;
+    let args: Vec<String> = cmdline.split(|byte| *byte == 0).map(|arg| String::from_utf8_lossy(arg).into_owned()).collect();
+    args.iter().position(|arg| arg == "--agents-dir").and_then(|index| args.get(index + 1).cloned())
+}
+
+#[test]
+fn pacer_up_does_not_take_agents_from_the_current_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Whoever controls the directory pacer up starts in puts agents there.
+    let planted = dir.path().join("agents");
+    for sub in ["ocf/pacer", "lsb", "fence"] {
+        std::fs::create_dir_all(planted.join(sub)).expect("mkdir");
+    }
+    let state_dir = dir.path().join("up");
+    let log = std::fs::File::create(dir.path().join("up.log")).expect("log");
+    let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(["up", "--nodes", "1", "--fencing", "off", "--lease-ttl", "2", "--state-dir"])
+        .arg(&state_dir)
+        .current_dir(dir.path())
+        .env("PACER_PREFIX", PREFIX)
+        .env_remove("PACER_ETCD")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start pacer up");
+    let up = Up(child);
+    let pid_file = state_dir.join("pids/n1");
+    let started = Instant::now();
+    while !pid_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "pacer up did not start: {}",
+            std::fs::read_to_string(dir.path().join("up.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let used = agents_dir_of(&pid_file);
+    drop(up);
+    let planted = std::fs::canonicalize(&planted).expect("canonical").display().to_string();
+    assert_ne!(used.as_deref(), Some(planted.as_str()), "pacer up ran the agents of its current directory");
+    // Built in this tree and without the package, it uses the tree's agents/.
+    let repo_agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
+    if !Path::new("/usr/lib/pacer/agents").is_dir() {
+        assert_eq!(used.map(std::path::PathBuf::from), Some(std::fs::canonicalize(repo_agents).expect("canonical")));
+    }
+}

@@ -125,10 +125,23 @@ fn record_self_fencing(dir: &std::path::Path, fencing: &SelfFencing) {
     }
 }
 
+/// Makes the state dir 0700 when it is missing, and refuses one that is a symlink,
+/// another user's, or writable by group or others: what is in it (the shims' work
+/// dir, agents' HA_RSCTMP) runs as root. `pacer agent` calls it before resolving the
+/// path (so a symlink is seen), `run` again.
+pub fn prepare_state_dir(dir: &std::path::Path) -> Result<(), AgentError> {
+    use crate::exec::private_dir::{Loose, PrivateDirError, ensure_private_dir};
+    let failed = |reason: String| AgentError::StateDir { path: dir.display().to_string(), reason };
+    ensure_private_dir(dir, Loose::RefuseWritable).map_err(|error| match error {
+        PrivateDirError::NotPrivate { reason, .. } => failed(format!("refused: {reason}")),
+        other => failed(other.to_string()),
+    })
+}
+
 /// Takes the state dir's lock; the open file holds it until the process ends.
 fn lock_state_dir(dir: &std::path::Path) -> Result<std::fs::File, AgentError> {
     let failed = |reason: String| AgentError::StateDir { path: dir.display().to_string(), reason };
-    std::fs::create_dir_all(dir).map_err(|error| failed(error.to_string()))?;
+    prepare_state_dir(dir)?;
     let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join(LOCK_FILE)).map_err(|error| failed(error.to_string()))?;
     // SAFETY: flock(2) on a descriptor owned by `file`, which outlives the call.
     let locked = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&file), libc::LOCK_EX | libc::LOCK_NB) } == 0;

@@ -6,6 +6,7 @@ pub mod agent;
 pub mod cluster;
 pub mod constraint;
 pub mod duration;
+pub mod fence_options;
 pub mod manifest;
 pub mod names;
 pub mod object;

@@ -471,6 +471,19 @@ impl Checker<'_, '_, '_> {
                 self.problem(spec_path("params").key(reserved), "set by the fencer for each request; do not configure it");
             }
         }
+        if let Err(reason) = super::fence_options::check_agent(&device.agent) {
+            self.problem(spec_path("agent"), reason);
+        }
+        for name in device.params.keys() {
+            if let Err(reason) = super::fence_options::check_option(&device.agent, name) {
+                self.problem(spec_path("params").key(name.clone()), format!("option {name} is refused: {reason}"));
+            }
+        }
+        if let Some(argument) = &device.host_argument
+            && let Err(reason) = super::fence_options::check_option(&device.agent, argument)
+        {
+            self.problem(spec_path("hostArgument"), format!("option {argument} is refused: {reason}"));
+        }
         for (position, node) in device.host_list.iter().enumerate() {
             self.check_node_ref(spec_path("hostList").index(position), node.as_str());
         }

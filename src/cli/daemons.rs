@@ -96,7 +96,9 @@ pub(super) struct UpArgs {
     /// Lease TTL of the agents and the scheduler, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
     lease_ttl: u64,
-    /// The project's agent directory (default: ./agents when it exists).
+    /// Pacer's own agents (`ocf/`, `lsb/`, `fence/`). Default: /usr/lib/pacer/agents
+    /// (the package's), else `agents/` of the source tree the binary was built in;
+    /// never the current directory.
     #[arg(long)]
     agents_dir: Option<PathBuf>,
     /// `on`: register fence_pacer_local, which powers the local nodes off (kills a
@@ -169,7 +171,7 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         crate::api::Name::is_valid(node),
         "--node {node:?}: a node name is letters, digits, '_', '-' and '.', starting with a letter, digit or '_'"
     );
-    std::fs::create_dir_all(&args.state_dir).with_context(|| format!("create {}", args.state_dir.display()))?;
+    crate::agent::prepare_state_dir(&args.state_dir)?;
     // Agents run with / as their working directory: every path they get is absolute.
     let state_dir = std::fs::canonicalize(&args.state_dir).with_context(|| format!("resolve {}", args.state_dir.display()))?;
     let mut exec = crate::exec::ExecConfig::default();

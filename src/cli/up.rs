@@ -98,6 +98,27 @@ impl Drop for Component {
     }
 }
 
+/// Where the Debian package installs Pacer's own agents (`scripts/deb`).
+const PACKAGED_AGENTS_DIR: &str = "/usr/lib/pacer/agents";
+
+/// Pacer's own agents when `--agents-dir` is not given: the package's directory, else
+/// the `agents/` of the source tree the binary was built in (`<repo>/target/<profile>/pacer`
+/// → `<repo>/agents`). Never the current directory: agents run as root, and whoever
+/// controls the directory `pacer up` is started from would choose them.
+pub(crate) fn default_agents_dir(binary: &Path, packaged: &Path) -> Option<PathBuf> {
+    if packaged.is_dir() {
+        return Some(packaged.to_path_buf());
+    }
+    let binary = std::fs::canonicalize(binary).ok()?;
+    let profile_dir = binary.parent()?;
+    let target_dir = profile_dir.parent()?;
+    if target_dir.file_name()? != "target" {
+        return None;
+    }
+    let agents = target_dir.parent()?.join("agents");
+    agents.is_dir().then_some(agents)
+}
+
 /// The objects `pacer up` starts with: its nodes and, with fencing, the local fence
 /// device that powers them off (`agents/fence/fence_pacer_local`); without, a policy
 /// that turns fencing off.
@@ -160,8 +181,14 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     let binary = std::env::current_exe().context("find the pacer binary")?;
     let agents_dir = match request.agents_dir {
         Some(dir) => Some(dir.to_path_buf()),
-        None => Path::new("agents").is_dir().then(|| PathBuf::from("agents")),
+        None => default_agents_dir(&binary, Path::new(PACKAGED_AGENTS_DIR)),
     };
+    match &agents_dir {
+        Some(dir) => println!("Pacer's own agents from {}", dir.display()),
+        None => println!(
+            "no --agents-dir, {PACKAGED_AGENTS_DIR} or agents/ beside a build tree: Pacer's own agents (ocf:pacer:witness, fence_pacer_local) are unavailable"
+        ),
+    }
     let spawn = |name: &str, mut args: Vec<String>| -> anyhow::Result<Component> {
         let log_path = state_dir.join("logs").join(format!("{name}.log"));
         // The component writes its address once it listens: a file left by an earlier

@@ -21,6 +21,10 @@ pub(crate) struct Common<'a> {
     pub varrun: &'a Path,
     pub node_attributes_file: &'a Path,
     pub updates_file: &'a Path,
+    /// `PACER_RESOURCE` and `PACER_EXECUTOR`: the marker every process the agent
+    /// starts inherits, by which its leftovers are found after a stop (`sweep.rs`).
+    pub resource_marker: &'a str,
+    pub executor_marker: &'a str,
 }
 
 /// The environment of any resource agent (LSB and systemd get only this).
@@ -39,6 +43,8 @@ pub(crate) fn common(common: &Common<'_>) -> BTreeMap<String, String> {
     put("PACER_NODE_NAME", common.node.to_string());
     put("PACER_NODE_ATTRIBUTES", common.node_attributes_file.display().to_string());
     put("PACER_ATTR_UPDATES", common.updates_file.display().to_string());
+    put(super::sweep::RESOURCE_VARIABLE, common.resource_marker.to_string());
+    put(super::sweep::EXECUTOR_VARIABLE, common.executor_marker.to_string());
     env
 }
 

@@ -16,6 +16,9 @@
 //! - Every agent runs in its own process group with a clean environment
 //!   (`environment.rs`), its output read into bounded buffers, and on timeout or
 //!   cancellation its whole group gets SIGTERM, then SIGKILL (`process.rs`).
+//! - After a successful stop, processes of the resource that left its process group
+//!   (`setsid`) are found by the marker in their environment and killed (`sweep.rs`).
+//! - The work dir and the shims in it are this user's alone (`private_dir.rs`).
 //! - Agent names resolve only inside the configured directories (`resolve.rs`).
 //! - `crm_attribute`, `crm_master`, `attrd_updater`, `crm_node`, `uname -n` are shims
 //!   written at [`Executor::new`] (`shims.rs`): what an agent sets comes back in
@@ -30,11 +33,13 @@ mod classes;
 mod drop_in;
 mod environment;
 mod fence;
+pub mod private_dir;
 mod process;
 pub mod reaper;
 mod resolve;
 pub mod secret;
 mod shims;
+mod sweep;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -47,6 +52,7 @@ use tracing::Instrument;
 
 use crate::api::agent::{AgentClass, AgentRef, FenceAgentRef};
 use crate::api::records::ExecStatus;
+use private_dir::{Loose, PrivateDirError};
 use process::{Ending, Finished, Spawn};
 use resolve::Unresolved;
 
@@ -69,6 +75,10 @@ pub struct ExecConfig {
     pub lsb_dirs: Vec<PathBuf>,
     /// Directories of fence agents (`fence_*`, and `fence_legacy` for `external/*`).
     pub fence_dirs: Vec<PathBuf>,
+    /// Directories of cluster-glue stonith plugins (Debian's cluster-glue:
+    /// `/usr/lib/stonith/plugins`); `external/<plugin>` runs only a plugin found in
+    /// one's `external/`.
+    pub stonith_plugin_dirs: Vec<PathBuf>,
     /// Where the shims and per-operation files live. `None`: a fresh directory under
     /// the system temp dir, removed when the executor is dropped.
     pub work_dir: Option<PathBuf>,
@@ -93,6 +103,7 @@ impl Default for ExecConfig {
             ocf_agent_dirs: Vec::new(),
             lsb_dirs: vec![PathBuf::from("/etc/init.d")],
             fence_dirs: vec![PathBuf::from("/usr/sbin")],
+            stonith_plugin_dirs: vec![PathBuf::from("/usr/lib/stonith/plugins")],
             work_dir: None,
             output_limit: 256 * 1024,
             kill_grace: Duration::from_secs(2),
@@ -122,6 +133,10 @@ pub enum ExecError {
     /// disk). Retrying helps only once that is fixed.
     #[error("write agent shims in {dir}: {source}")]
     Shims { dir: PathBuf, source: io::Error },
+    /// The work directory is not this user's alone (another user's, a symlink,
+    /// writable by others), or could not be made so.
+    #[error(transparent)]
+    WorkDir(#[from] PrivateDirError),
 }
 
 /// One resource operation to run.
@@ -262,17 +277,19 @@ impl Executor {
     /// Prepares the work directory and writes the shims into `<work_dir>/bin`.
     pub fn new(config: ExecConfig) -> Result<Executor, ExecError> {
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        // The shims run as root: the work dir, and each directory in it, must be this
+        // user's alone (a directory another user made first, or a symlink, is refused).
         let (work_dir, remove_work_dir) = match &config.work_dir {
-            Some(dir) => (dir.clone(), false),
-            None => {
-                let instance = INSTANCE.fetch_add(1, Ordering::Relaxed);
-                (std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id())), true)
+            Some(dir) => {
+                private_dir::ensure_private_dir(dir, Loose::Tighten)?;
+                (dir.clone(), false)
             }
+            None => (fresh_temp_dir(&INSTANCE)?, true),
         };
         let shim_dir = work_dir.join("bin");
+        private_dir::ensure_private_dir(&shim_dir, Loose::Tighten)?;
+        private_dir::ensure_private_dir(&work_dir.join("operations"), Loose::Tighten)?;
         let error = |source| ExecError::Shims { dir: shim_dir.clone(), source };
-        std::fs::create_dir_all(&shim_dir).map_err(error)?;
-        std::fs::create_dir_all(work_dir.join("operations")).map_err(error)?;
         let real_uname = process::find_in_path("uname", &config.system_path);
         shims::write_shims(&shim_dir, real_uname.as_deref()).map_err(error)?;
         Ok(Executor { config, work_dir, shim_dir, remove_work_dir, next_operation: AtomicU64::new(0) })
@@ -505,6 +522,8 @@ impl Executor {
             let _ = std::fs::remove_dir_all(&operation_dir);
             return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, format!("prepare operation files: {error}"));
         }
+        let resource_marker = format!("{}/{}", request.node, request.resource);
+        let executor_marker = self.work_dir.display().to_string();
         let common = environment::Common {
             shim_dir: &self.shim_dir,
             system_path: &self.config.system_path,
@@ -513,6 +532,8 @@ impl Executor {
             varrun: &varrun,
             node_attributes_file: &node_attributes_file,
             updates_file: &updates_file,
+            resource_marker: &resource_marker,
+            executor_marker: &executor_marker,
         };
         let mut env = environment::common(&common);
         if let Some((ocf_root, provider)) = ocf {
@@ -534,6 +555,11 @@ impl Executor {
         let attributes = shims::parse_updates(&std::fs::read_to_string(&updates_file).unwrap_or_default());
         let _ = std::fs::remove_dir_all(&operation_dir);
         let (status, rc, reason) = interpret(&finished, request.timeout, map_rc);
+        if request.action == "stop" && status == ExecStatus::Done && rc == rc::OK {
+            // Stopped means nothing of it runs: what left the agent's process group
+            // (setsid) is found by its marker and killed before the stop is reported.
+            sweep::kill_leftovers(&resource_marker, &executor_marker, self.config.kill_grace).await;
+        }
         let mut result = OperationResult {
             status,
             rc,
@@ -586,12 +612,28 @@ impl Executor {
     async fn fence_inner(&self, request: &FenceRequest) -> FenceResult {
         let refused = |status, rc, output: String| FenceResult { status, rc, output: String::new(), stderr: output, duration: Duration::ZERO };
         let name = request.agent.as_str();
+        // The definition may not have come through apply: its agent and options are
+        // checked again (`api::fence_options`).
+        if let Err(reason) = crate::api::fence_options::check_agent(&request.agent) {
+            return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence agent {name}: {reason}"));
+        }
+        for option in request.params.keys() {
+            if let Err(reason) = crate::api::fence_options::check_option(&request.agent, option) {
+                return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence option {option} of {name}: {reason}"));
+            }
+        }
         let (program_name, plugin) = match name.strip_prefix("external/") {
             Some(plugin) => {
-                if resolve::check_part(plugin).is_err() {
-                    return refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("bad plugin name {plugin:?}"));
+                let plugin_dirs: Vec<PathBuf> = self.config.stonith_plugin_dirs.iter().map(|dir| dir.join("external")).collect();
+                match resolve::resolve(&plugin_dirs, &[plugin]) {
+                    Ok(_) => {}
+                    Err(Unresolved::Missing) => {
+                        let reason = format!("stonith plugin {name} not found in {}", resolve::describe(&plugin_dirs));
+                        return refused(ExecStatus::NotInstalled, rc::NOT_INSTALLED, reason);
+                    }
+                    Err(other) => return refused(ExecStatus::ErrorFatal, rc::NOT_INSTALLED, format!("stonith plugin {name}: {other:?}")),
                 }
-                ("fence_legacy", Some(name))
+                (crate::api::fence_options::LEGACY_RUNNER, Some(name))
             }
             // Fence directories hold other programs (/usr/sbin/reboot): only fence_*.
             None if name.starts_with("fence_") => (name, None),
@@ -651,6 +693,30 @@ impl Drop for Executor {
             let _ = std::fs::remove_dir_all(&self.work_dir);
         }
     }
+}
+
+/// A new directory under the system temp dir, made by us with mode 0700: a name
+/// another user took first is skipped, never used.
+fn fresh_temp_dir(instances: &AtomicU64) -> Result<PathBuf, ExecError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let mut last = None;
+    for _ in 0..64 {
+        let instance = instances.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("pacer-exec-{}-{instance}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {
+                private_dir::ensure_private_dir(&dir, Loose::Tighten)?;
+                return Ok(dir);
+            }
+            Err(source) if source.kind() == io::ErrorKind::AlreadyExists => {
+                tracing::warn!(dir = %dir.display(), "executor work dir already exists (made by someone else?); trying another name");
+                last = Some(source);
+            }
+            Err(source) => return Err(ExecError::Shims { dir, source }),
+        }
+    }
+    let source = last.unwrap_or_else(|| io::Error::other("no name left"));
+    Err(ExecError::Shims { dir: std::env::temp_dir(), source })
 }
 
 /// Turns how a process ended into status, rc and the executor's reason.

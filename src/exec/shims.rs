@@ -272,10 +272,9 @@ pub(crate) fn write_shims(dir: &Path, real_uname: Option<&Path>) -> io::Result<(
     Ok(())
 }
 
+/// Replaces the file by a rename, so a symlink at `path` is never written through.
 fn write_executable(path: &Path, text: &str) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, text)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+    super::private_dir::replace_file(path, text, 0o755)
 }
 
 /// Quotes a word for sh.
