@@ -18,7 +18,9 @@
 //!   agents, and its `stonith=` names the program it runs, `plugin=` the plugin (set
 //!   by Pacer from the agent name), `agent` is fenced's. Every other option becomes
 //!   an environment variable of `stonith` and the plugin, so only lower-case names
-//!   (`[a-z][a-z0-9_]*`) are passed — no `PATH`, `LD_PRELOAD`, `PERL5OPT` —, plus
+//!   (`[a-z][a-z0-9_-]*`: the variables that change what a program runs or loads are
+//!   upper-case, and Pacemaker's own CIBs carry `stonith-timeout`) are passed — no
+//!   `PATH`, `LD_PRELOAD`, `PERL5OPT` —, plus
 //!   the upper-case names external/vcenter declares; the plugins' own binary options
 //!   (external/ipmi's `ipmitool`, external/nut's `upsc` and `upscmd`) are refused.
 //!
@@ -60,10 +62,10 @@ pub fn check_option(agent: &FenceAgentRef, name: &str) -> Result<(), String> {
         if LEGACY_RESERVED.contains(&normalized.as_str()) {
             return Err(format!("{LEGACY_RUNNER} and its plugins would run a program this names, or Pacer sets it itself"));
         }
-        let lower_case =
-            name.chars().next().is_some_and(|c| c.is_ascii_lowercase()) && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let lower_case = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+            && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
         if !lower_case && !LEGACY_UPPER_CASE.contains(&name) {
-            return Err(format!("{LEGACY_RUNNER} puts options into the plugin's environment: only lower-case names ([a-z][a-z0-9_]*) are passed"));
+            return Err(format!("{LEGACY_RUNNER} puts options into the plugin's environment: only lower-case names ([a-z][a-z0-9_-]*) are passed"));
         }
     }
     Ok(())
@@ -92,8 +94,10 @@ mod tests {
     fn legacy_plugins_get_only_plain_environment_names() {
         let ssh = agent("external/ssh");
         assert_eq!(check_option(&ssh, "hostlist"), Ok(()));
+        // Pacemaker's own CIBs (bug-lf-2508) give plugins a `stonith-timeout`.
+        assert_eq!(check_option(&ssh, "stonith-timeout"), Ok(()));
         assert_eq!(check_option(&agent("external/vcenter"), "VI_SERVER"), Ok(()));
-        for name in ["stonith", "plugin", "PATH", "LD_PRELOAD", "ipmitool", "upscmd", "Hostlist", "a-b"] {
+        for name in ["stonith", "plugin", "PATH", "LD_PRELOAD", "ipmitool", "upscmd", "Hostlist", "-a"] {
             assert!(check_option(&ssh, name).is_err(), "{name} accepted");
         }
         assert!(check_agent(&agent("fence_legacy")).is_err());
