@@ -218,11 +218,15 @@ pub struct Progress {
     since: Instant,
     /// Milliseconds from `since` to the last healthy turn, plus one (0: none yet).
     last: std::sync::atomic::AtomicU64,
+    /// Milliseconds from `since` until which the loop is excused (0: not excused): a
+    /// self-fencing under way, whose length is known, as systemd's watchdog is
+    /// extended for it (`Notifier::extend_watchdog`).
+    excused_until: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Progress {
     fn default() -> Progress {
-        Progress { since: Instant::now(), last: std::sync::atomic::AtomicU64::new(0) }
+        Progress { since: Instant::now(), last: std::sync::atomic::AtomicU64::new(0), excused_until: std::sync::atomic::AtomicU64::new(0) }
     }
 }
 
@@ -248,13 +252,30 @@ impl Progress {
         self.last.store(millis + 1, Ordering::Relaxed);
     }
 
-    /// Healthy if the last healthy turn is at most `limit` before `now`.
+    /// The loop will not turn until `deadline`, by design (a self-fencing of known
+    /// length): it is healthy until then, as long as `excuse_until` is not ended.
+    pub fn excuse_until(&self, deadline: Instant) {
+        let millis = u64::try_from(deadline.saturating_duration_since(self.since).as_millis()).unwrap_or(u64::MAX - 1);
+        self.excused_until.store(millis + 1, Ordering::Relaxed);
+    }
+
+    /// The excuse is over (the self-fencing ended).
+    pub fn end_excuse(&self) {
+        self.excused_until.store(0, Ordering::Relaxed);
+    }
+
+    /// Healthy if the last healthy turn is at most `limit` before `now`, or while the
+    /// loop is excused.
     pub fn health(&self, now: Instant, limit: Duration) -> Health {
+        let excused = match self.excused_until.load(Ordering::Relaxed) {
+            0 => false,
+            millis => now <= self.since + Duration::from_millis(millis - 1),
+        };
         match self.last.load(Ordering::Relaxed) {
             0 => Health::Starting,
             millis => {
                 let age = now.saturating_duration_since(self.since + Duration::from_millis(millis - 1));
-                if age <= limit { Health::Healthy(age) } else { Health::Stale(age) }
+                if age <= limit || excused { Health::Healthy(age) } else { Health::Stale(age) }
             }
         }
     }
@@ -442,6 +463,12 @@ mod tests {
         progress.mark_at(marked);
         assert_eq!(progress.health(marked + Duration::from_secs(30), limit), Health::Healthy(Duration::from_secs(30)));
         assert_eq!(progress.health(marked + Duration::from_secs(31), limit), Health::Stale(Duration::from_secs(31)));
+        // A self-fencing of known length excuses the loop until its end, no longer.
+        progress.excuse_until(marked + Duration::from_secs(90));
+        assert_eq!(progress.health(marked + Duration::from_secs(60), limit), Health::Healthy(Duration::from_secs(60)));
+        assert_eq!(progress.health(marked + Duration::from_secs(91), limit), Health::Stale(Duration::from_secs(91)));
+        progress.end_excuse();
+        assert_eq!(progress.health(marked + Duration::from_secs(60), limit), Health::Stale(Duration::from_secs(60)));
     }
 
     #[tokio::test]

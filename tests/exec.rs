@@ -708,6 +708,12 @@ async fn fence_options_that_name_programs_are_refused_before_anything_runs() {
             // run for a plugin.
             fence_request("fence_legacy", "monitor", &[("plugin", "external/ssh"), ("stonith", script)]),
             fence_request("external/ssh", "monitor", &[("hostlist", "n1"), ("stonith", script)]),
+            // A secret parameter is an option too: `{secretFile: …}` under a refused name.
+            {
+                let mut request = fence_request("fence_ipmilan", "monitor", &[("ip", "127.0.0.1"), ("username", "u"), ("password", "p")]);
+                request.secret_files.insert("passwd_script".into(), s.path("secret").display().to_string());
+                request
+            },
         ];
         for request in &cases {
             let result = s.executor.fence(request).await;

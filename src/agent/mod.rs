@@ -656,9 +656,13 @@ impl<'a> Session<'a> {
                 // long lease it outlasts systemd's watchdog, which would kill the agent
                 // halfway (its resources left running). Its length is known now; the
                 // watchdog is extended for it, and still fires if it hangs beyond.
-                self.config.notifier.extend_watchdog(self.self_fence_budget(deadline));
+                let budget = self.self_fence_budget(deadline);
+                self.config.notifier.extend_watchdog(budget);
+                // `/healthz` (a Kubernetes liveness probe) is told the same.
+                self.config.metrics.progress().excuse_until(std::time::Instant::now() + budget);
                 self.self_fence(reconciler, deadline).await;
                 self.config.notifier.restore_watchdog();
+                self.config.metrics.progress().end_excuse();
                 // Asked to shut down meanwhile: everything is stopped; do not claim again.
                 if shutting_down { SessionEnd::Shutdown } else { SessionEnd::LeaseLost }
             }
@@ -1125,7 +1129,6 @@ impl<'a> Session<'a> {
     }
 }
 
-/// Runs one fencing request through its levels.
 /// The agent's `--attribute`s as run-time attributes of its node, bound to its lease:
 /// proposals, below the administrator's. A `#` name (the cluster's) other than
 /// `#health…` is left out with a warning: the scheduler would ignore it.
@@ -1144,6 +1147,7 @@ fn proposed_attributes(config: &AgentConfig) -> Vec<AttributeUpdate> {
         .collect()
 }
 
+/// Runs one fencing request through its levels.
 async fn run_fencing(executor: &Executor, request: &FenceRequestRecord, levels: &[Vec<crate::state::fencing::DeviceStep>], by: &str) -> FenceResultRecord {
     let mut attempts = Vec::new();
     let mut succeeded = false;

@@ -14,6 +14,8 @@
 //! - `*_script` is a command whose output is the password (`passwd_script`,
 //!   `password_script`, `snmp_priv_passwd_script`), run through a shell;
 //! - `exec` is fence_vmware's command to execute;
+//! - `debug` / `debug_file` (every agent's `--debug-file`, fencing.py) and
+//!   fence_scsi's `logfile` name a file root would write;
 //! - `fence_legacy` is never named directly: it is run for `external/<plugin>`
 //!   agents, and its `stonith=` names the program it runs, `plugin=` the plugin (set
 //!   by Pacer from the agent name), `agent` is fenced's. Every other option becomes
@@ -58,6 +60,11 @@ pub fn check_option(agent: &FenceAgentRef, name: &str) -> Result<(), String> {
     if normalized == "exec" {
         return Err("names a command the agent would run as root".into());
     }
+    // fencing.py's `debug` (its --debug-file) and fence_scsi's `logfile`: a file root
+    // would write, anywhere.
+    if matches!(normalized.as_str(), "debug" | "debug_file" | "logfile") {
+        return Err("names a file the agent would write as root; the agent's log goes to the node agent's log".into());
+    }
     if agent.as_str().starts_with("external/") {
         if LEGACY_RESERVED.contains(&normalized.as_str()) {
             return Err(format!("{LEGACY_RUNNER} and its plugins would run a program this names, or Pacer sets it itself"));
@@ -96,6 +103,8 @@ mod tests {
         assert_eq!(check_option(&ssh, "hostlist"), Ok(()));
         // Pacemaker's own CIBs (bug-lf-2508) give plugins a `stonith-timeout`.
         assert_eq!(check_option(&ssh, "stonith-timeout"), Ok(()));
+        assert!(check_option(&agent("fence_ipmilan"), "debug_file").is_err());
+        assert!(check_option(&agent("fence_scsi"), "logfile").is_err());
         assert_eq!(check_option(&agent("external/vcenter"), "VI_SERVER"), Ok(()));
         for name in ["stonith", "plugin", "PATH", "LD_PRELOAD", "ipmitool", "upscmd", "Hostlist", "-a"] {
             assert!(check_option(&ssh, name).is_err(), "{name} accepted");

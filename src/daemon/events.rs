@@ -70,6 +70,7 @@ fn fencing_event_vouched(
     result: Option<&FenceResultRecord>,
     request: Option<&FenceRequestRecord>,
     answer: Option<&FenceAnswerRecord>,
+    now: i64,
 ) -> Result<(), String> {
     let target = event.node.as_deref().unwrap_or_default();
     let Some(result) = result.filter(|result| result.by == node && result.target == target) else {
@@ -79,9 +80,17 @@ fn fencing_event_vouched(
         return Err(format!("its action {:?} is not that of {node}'s result for {target} ({:?})", event.task, result.action));
     }
     let asked = request.is_some_and(|request| request.target == target && request.executor == node && request.id == result.request);
-    let accepted = answer.is_some_and(|answer| answer.result.target == target && answer.result.by == node && answer.result.request == result.request);
+    // Once the request is gone, only for a while after the leader accepted the answer:
+    // an old result does not vouch for an event written long after.
+    let accepted = answer.is_some_and(|answer| {
+        answer.result.target == target && answer.result.by == node && answer.result.request == result.request && now - answer.accepted <= ANSWER_VOUCHES_SECS
+    });
     if asked || accepted { Ok(()) } else { Err(format!("{node} was not the executor of a request to fence {target}")) }
 }
+
+/// How long after the leader accepted an executor's answer that executor's Fencing
+/// event about it is still taken (the event may be sequenced after the request is gone).
+const ANSWER_VOUCHES_SECS: i64 = 600;
 
 /// Who the leader's own events are reported by.
 pub const REPORTER: &str = "scheduler";
@@ -193,6 +202,9 @@ struct Log {
     limit: Option<u32>,
     /// Pending keys sequenced lately, and when.
     sequenced_keys: HashMap<String, Instant>,
+    /// The fencings (executor, target, request id) a node's Fencing event was taken
+    /// for: a second event for the same one is a replay, and dropped.
+    vouched: std::collections::HashSet<(String, String, i64)>,
     own: Vec<Own>,
     next_id: u64,
 }
@@ -212,6 +224,7 @@ async fn run(
         announced_changed: false,
         limit: None,
         sequenced_keys: HashMap::new(),
+        vouched: std::collections::HashSet::new(),
         own: Vec::new(),
         next_id: 0,
         store: store.clone(),
@@ -423,13 +436,26 @@ impl Log {
         for (key, entry) in &pending.events {
             let Some((node, _)) = Keys::node_and_name(&keys.pending_events_prefix(), key) else { continue };
             let event = &entry.event;
-            let Some(target) = event.node.as_deref().filter(|target| event.kind == EventKind::Fencing && *target != node && event.reporter == node) else {
+            if event.kind != EventKind::Fencing {
+                continue;
+            }
+            // A node's Fencing event names the node fenced.
+            let Some(target) = event.node.as_deref() else {
+                tracing::warn!(%node, %key, desc = %event.desc, "dropping a Fencing event that names no node");
+                dropped.push((key.clone(), None));
                 continue;
             };
+            if target == node || event.reporter != node {
+                continue;
+            }
             let result = self.read_one::<FenceResultRecord>(&keys.fence_result(node, target)).await?;
             let request = self.read_one::<FenceRequestRecord>(&keys.fence_request(target)).await?;
             let answer = self.read_one::<FenceAnswerRecord>(&keys.fence_answer(target)).await?;
-            if let Err(reason) = fencing_event_vouched(node, event, result.as_ref(), request.as_ref(), answer.as_ref()) {
+            let vouched = fencing_event_vouched(node, event, result.as_ref(), request.as_ref(), answer.as_ref(), crate::ops::now_secs()).and_then(|()| {
+                let fencing = (node.to_string(), target.to_string(), result.as_ref().map_or(0, |result| result.request));
+                if self.vouched.insert(fencing) { Ok(()) } else { Err(format!("{node} told of this fencing of {target} already")) }
+            });
+            if let Err(reason) = vouched {
                 tracing::warn!(%node, %key, %reason, desc = %event.desc, "dropping a Fencing event a node wrote about another node");
                 dropped.push((key.clone(), None));
             }
@@ -690,18 +716,20 @@ mod tests {
         };
         let answer = |by: &str| FenceAnswerRecord { result: result(by, 7), accepted: 1 };
         // The executor the request named, with its result for that request.
-        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None).is_ok());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None, 100).is_ok());
         // Once the request is gone, the answer the leader accepted from it.
-        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, Some(&answer("n2"))).is_ok());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, Some(&answer("n2")), 100).is_ok());
         // A node that was not asked, with or without a result of its own.
-        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n3")), Some(&answer("n3"))).is_err());
-        assert!(fencing_event_vouched("n2", &event, None, Some(&request("n2")), None).is_err());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n3")), Some(&answer("n3")), 100).is_err());
+        assert!(fencing_event_vouched("n2", &event, None, Some(&request("n2")), None, 100).is_err());
         // A result for another request, or nothing asked at all.
-        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 6)), Some(&request("n2")), None).is_err());
-        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, None).is_err());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 6)), Some(&request("n2")), None, 100).is_err());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, None, 100).is_err());
+        // An answer accepted long ago vouches for no new event.
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), None, Some(&answer("n2")), 1 + 601).is_err());
         // Another action than its result's.
         event.task = Some("off".into());
-        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None).is_err());
+        assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None, 100).is_err());
     }
 
     #[test]

@@ -36,17 +36,18 @@ pub(crate) fn render(unit: &str, agent_unit: &str) -> String {
 
 /// Writes `unit`'s drop-in (whole or not at all: a temporary file renamed into place).
 /// Unchanged when it already says the same.
-pub(crate) fn write(run_dir: &Path, unit: &str, agent_unit: &str) -> io::Result<()> {
+pub(crate) fn write(run_dir: &Path, unit: &str, agent_unit: &str) -> io::Result<bool> {
     let file = path(run_dir, unit);
     let text = render(unit, agent_unit);
     if std::fs::read_to_string(&file).is_ok_and(|existing| existing == text) {
-        return Ok(());
+        return Ok(false);
     }
     let dir = file.parent().unwrap_or(run_dir);
     std::fs::create_dir_all(dir)?;
     let temporary = dir.join(format!(".{FILE_NAME}.{}", std::process::id()));
     std::fs::write(&temporary, text)?;
-    std::fs::rename(&temporary, &file)
+    std::fs::rename(&temporary, &file)?;
+    Ok(true)
 }
 
 /// Removes `unit`'s drop-in, and its directory when nothing else is in it. `false`

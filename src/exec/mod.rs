@@ -386,12 +386,18 @@ impl Executor {
         if request.action == "start" {
             // Ordered before the agent from now on (see drop_in.rs); a unit that
             // cannot be ordered is not started.
-            if let Err(error) = drop_in::write(&self.config.systemd_run_dir, &unit, &self.config.agent_unit) {
-                let file = drop_in::path(&self.config.systemd_run_dir, &unit);
-                return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, format!("write {}: {error}", file.display()));
-            }
-            if let Err(reason) = self.daemon_reload(&systemctl, request.timeout).await {
-                return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, reason);
+            match drop_in::write(&self.config.systemd_run_dir, &unit, &self.config.agent_unit) {
+                Err(error) => {
+                    let file = drop_in::path(&self.config.systemd_run_dir, &unit);
+                    return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, format!("write {}: {error}", file.display()));
+                }
+                // Reloaded only when the drop-in is new or changed.
+                Ok(true) => {
+                    if let Err(reason) = self.daemon_reload(&systemctl, request.timeout).await {
+                        return OperationResult::refused(ExecStatus::Error, rc::ERR_GENERIC, reason);
+                    }
+                }
+                Ok(false) => {}
             }
         }
         let mut result = self.run_resource_agent(request, &systemctl, args, None, cancel, |code| code).await;
@@ -617,7 +623,8 @@ impl Executor {
         if let Err(reason) = crate::api::fence_options::check_agent(&request.agent) {
             return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence agent {name}: {reason}"));
         }
-        for option in request.params.keys() {
+        // Secret parameters are options too (merged into the agent's stdin below).
+        for option in request.params.keys().chain(request.secret_files.keys()) {
             if let Err(reason) = crate::api::fence_options::check_option(&request.agent, option) {
                 return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence option {option} of {name}: {reason}"));
             }

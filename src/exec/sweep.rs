@@ -67,7 +67,10 @@ pub(crate) async fn kill_leftovers(resource: &str, executor: &str, grace: Durati
         reap(&leftovers);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    for leftover in leftovers.iter().filter(|leftover| is_alive(leftover.pid)) {
+    // Only those still carrying the markers: a pid that went away during the grace
+    // may have been given to another process since.
+    let still = find(resource, executor);
+    for leftover in leftovers.iter().filter(|leftover| still.iter().any(|again| again.pid == leftover.pid)) {
         tracing::warn!(resource, pid = leftover.pid, "process ignored SIGTERM; sending SIGKILL");
         signal(leftover.pid, libc::SIGKILL);
     }

@@ -90,6 +90,9 @@ fn unpack_nodes(snapshot: &Snapshot, startup_fencing: bool) -> Vec<Node> {
     for name in snapshot.observed.nodes.keys() {
         specs.entry(name.clone()).or_insert(None);
     }
+    // Names the administrator sets on any node are the administrator's on every node.
+    let administered: BTreeSet<String> =
+        specs.values().flatten().flat_map(|spec| spec.attributes.keys().cloned()).collect();
     specs
         .into_iter()
         .map(|(name, spec)| {
@@ -97,11 +100,13 @@ fn unpack_nodes(snapshot: &Snapshot, startup_fencing: bool) -> Vec<Node> {
             let observed = snapshot.observed.nodes.get(&name);
             let mut attributes: BTreeMap<String, String> = spec.attributes.iter().map(|(key, value)| (key.clone(), value.as_str().to_string())).collect();
             // The administrator's `Node.spec.attributes` win over what the node's agent
-            // sets at run time: a node cannot make itself match rules written to pick
-            // other nodes ("secure" ones). Run-time attributes only add names the spec
-            // does not set.
+            // sets at run time, and a name the administrator sets on any node is theirs
+            // on every node: a node cannot make itself match rules written to pick other
+            // nodes ("secure" ones), neither by overriding its own value nor by adding
+            // a name only the secure nodes carry. Run-time attributes only add names no
+            // Node object sets.
             if let Some(observed) = observed {
-                for (key, value) in &observed.attributes {
+                for (key, value) in observed.attributes.iter().filter(|(key, _)| !administered.contains(*key)) {
                     attributes.entry(key.clone()).or_insert_with(|| value.clone());
                 }
             }

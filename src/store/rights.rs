@@ -192,8 +192,11 @@ fn role_to_revoke(keys: &Keys, identities: &[Identity], user: &str, role: &str) 
     if given {
         return false;
     }
-    let ours = role.starts_with(&role_prefix(keys)) || role.starts_with(LEGACY_ROLES);
     let identity_of_ours = identities.iter().any(|identity| identity.user() == user);
+    // Pacer's old role of this very user (`pacer-<user>`), not any role that happens
+    // to start with `pacer-` (another application's).
+    let legacy = identity_of_ours && role.strip_prefix(LEGACY_ROLES) == Some(user);
+    let ours = role.starts_with(&role_prefix(keys)) || legacy;
     let another_clusters = role.starts_with(PACER_ROLES);
     ours || (identity_of_ours && !another_clusters)
 }
@@ -279,11 +282,13 @@ impl Store {
         for identity in &all {
             ensure_user(&mut auth, &identity.user(), &identity.role(&self.keys), &mut changes).await?;
         }
-        // Every user keeps only what the table gives it of this cluster's roles.
+        // Every user keeps only what the table gives it of this cluster's roles: the
+        // identities listed now and those whose role exists already (a node whose
+        // Node object is not there yet keeps its role).
         let users = auth.user_list().await.map_err(StoreError::etcd("list users"))?;
         for user in users.users().iter().filter(|user| user.as_str() != ROOT) {
             let held = auth.user_get(user.clone()).await.map_err(StoreError::etcd(format!("read user {user}")))?;
-            for role in held.roles().iter().filter(|role| role_to_revoke(&self.keys, &all, user, role)) {
+            for role in held.roles().iter().filter(|role| role_to_revoke(&self.keys, &with_roles, user, role)) {
                 auth.user_revoke_role(user.clone(), role.clone()).await.map_err(StoreError::etcd(format!("revoke user {user} role {role}")))?;
                 changes.push(format!("revoked from user {user}: role {role}"));
             }
@@ -480,6 +485,8 @@ mod tests {
         assert!(!role_to_revoke(&keys, &identities, "n1", "pacer:/other:node:n1"));
         assert!(role_to_revoke(&keys, &identities, "mallory", "pacer:/pacer:scheduler"));
         assert!(!role_to_revoke(&keys, &identities, "mallory", "someone-elses"));
+        // Another application's role that starts like Pacer's old ones stays.
+        assert!(!role_to_revoke(&keys, &identities, "app", "pacer-app"));
         assert!(!role_to_revoke(&keys, &identities, "admin", ROOT));
     }
 }
