@@ -91,8 +91,7 @@ fn unpack_nodes(snapshot: &Snapshot, startup_fencing: bool) -> Vec<Node> {
         specs.entry(name.clone()).or_insert(None);
     }
     // Names the administrator sets on any node are the administrator's on every node.
-    let administered: BTreeSet<String> =
-        specs.values().flatten().flat_map(|spec| spec.attributes.keys().cloned()).collect();
+    let administered: BTreeSet<String> = specs.values().flatten().flat_map(|spec| spec.attributes.keys().cloned()).collect();
     specs
         .into_iter()
         .map(|(name, spec)| {
