@@ -71,6 +71,30 @@ impl MetricsArgs {
 }
 
 #[derive(clap::Args, Debug)]
+pub(super) struct HollowArgs {
+    /// The nodes: a range (`h1..h50`) or a comma-separated list.
+    #[arg(long, value_parser = crate::agent::hollow::parse_nodes)]
+    nodes: std::vec::Vec<String>,
+    /// The directory of the nodes' state dirs (`DIR/<node>`).
+    #[arg(long)]
+    nodes_dir: PathBuf,
+    /// Seconds each node's lease lasts without renewal.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
+    lease_ttl: u64,
+    /// How long every simulated operation takes (`50ms`, `1s`).
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    latency: Duration,
+    /// On SIGTERM: stop every (simulated) resource and give up the leases, or leave
+    /// them and the leases to lapse.
+    #[arg(long, value_enum, default_value = "stop")]
+    on_shutdown: ShutdownMode,
+    /// Where fence agents are found besides the system's (fencing runs for real);
+    /// repeatable.
+    #[arg(long = "agents-dir")]
+    agents_dirs: Vec<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
 pub(super) struct SchedulerArgs {
     /// Seconds the leader's lease lasts without renewal: a standby takes over
     /// after about this long.
@@ -93,6 +117,13 @@ pub(super) struct UpArgs {
     /// Node agents to start (0: etcd only).
     #[arg(long, default_value_t = 3)]
     nodes: usize,
+    /// Hollow nodes to start beside them (`h1`..): the real agent with a simulated
+    /// executor, all in one process (`pacer hollow`), for scale tests.
+    #[arg(long, default_value_t = 0)]
+    hollow_nodes: usize,
+    /// How long a hollow node's operations take (`50ms`, `1s`).
+    #[arg(long, default_value = "50ms", value_parser = humantime::parse_duration)]
+    hollow_latency: Duration,
     /// Lease TTL of the agents and the scheduler, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
     lease_ttl: u64,
@@ -194,6 +225,7 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         capacity: args.capacity.iter().cloned().collect(),
         metrics: metrics.clone(),
         notifier: notifier.clone(),
+        renewals: None,
     };
     let store = global.connect().await?;
     warn_of_old_etcd(&store).await;
@@ -202,6 +234,30 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         crate::metrics::serve(listener, crate::metrics::Exporter::Agent { registry, metrics });
     }
     crate::agent::run(config, store, termination_notified(notifier)?).await?;
+    Ok(0)
+}
+
+/// `pacer hollow`: many hollow nodes in this process (`agent::hollow::run`).
+pub(super) async fn hollow(global: &Global, args: &HollowArgs) -> anyhow::Result<u8> {
+    std::fs::create_dir_all(&args.nodes_dir).with_context(|| format!("create {}", args.nodes_dir.display()))?;
+    let nodes_dir = std::fs::canonicalize(&args.nodes_dir).with_context(|| format!("resolve {}", args.nodes_dir.display()))?;
+    let mut exec = crate::exec::ExecConfig::default();
+    for dir in &args.agents_dirs {
+        exec = exec.with_agents_dir(&std::fs::canonicalize(dir).with_context(|| format!("resolve --agents-dir {}", dir.display()))?);
+    }
+    let config = crate::agent::hollow::HollowConfig {
+        nodes: args.nodes.clone(),
+        nodes_dir,
+        lease_ttl: Duration::from_secs(args.lease_ttl),
+        on_shutdown: match args.on_shutdown {
+            ShutdownMode::Stop => crate::agent::OnShutdown::Stop,
+            ShutdownMode::Leave => crate::agent::OnShutdown::Leave,
+        },
+        exec,
+        latency: args.latency,
+    };
+    let store = global.connect().await?;
+    crate::agent::hollow::run(config, store, termination()?).await?;
     Ok(0)
 }
 
@@ -246,6 +302,8 @@ pub(super) async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
     let request = up::UpRequest {
         state_dir: &args.state_dir,
         nodes: args.nodes,
+        hollow_nodes: args.hollow_nodes,
+        hollow_latency: args.hollow_latency,
         lease_ttl: args.lease_ttl,
         agents_dir: args.agents_dir.as_deref(),
         prefix: &prefix,

@@ -98,6 +98,11 @@ enum Command {
     /// ports, a scheduler and N node agents (n1..nN), in the foreground until
     /// interrupted. Writes DIR/endpoint and DIR/pids/<component>.
     Up(daemons::UpArgs),
+    /// Run hollow nodes (what `pacer up --hollow-nodes` starts): many nodes in one
+    /// process, each the real node agent with a simulated executor (operations succeed
+    /// after --latency; failures injected through DIR/<node>/hollow-fail), powered off
+    /// through DIR/<node>/powered-off (fence_pacer_local). For scale tests.
+    Hollow(daemons::HollowArgs),
     /// Clear failures and fail counts (of a resource, or of all; on a node, or on all;
     /// of one operation, or of all), so the scheduler may use the node again; the
     /// instances are probed again. Only what has failures is touched. The nodes'
@@ -195,7 +200,7 @@ enum OutputFormat {
 impl Cli {
     /// Whether the command runs in the foreground until stopped (agent, scheduler, up).
     pub fn is_daemon(&self) -> bool {
-        matches!(self.command, Command::Agent(_) | Command::Scheduler(_) | Command::Up(_))
+        matches!(self.command, Command::Agent(_) | Command::Scheduler(_) | Command::Up(_) | Command::Hollow(_))
     }
 }
 
@@ -326,6 +331,7 @@ async fn dispatch(cli: &Cli) -> anyhow::Result<u8> {
         Command::Clear(args) => placement::clear_command(global, args).await,
         Command::Scheduler(args) => daemons::scheduler(global, args).await,
         Command::Up(args) => daemons::up(global, args).await,
+        Command::Hollow(args) => daemons::hollow(global, args).await,
         Command::Cleanup(args) => requests::cleanup(global, args).await,
         Command::Refresh(args) => requests::refresh(global, args).await,
         Command::Node { command } => flags::node(global, command).await,

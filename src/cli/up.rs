@@ -3,7 +3,8 @@
 //! `DIR/nodes/<node>`, its log in `DIR/logs/` and `/metrics` on a free loopback port
 //! it writes to `DIR/metrics/<component>` (`host:port`) once listening. Stops
 //! everything it started, by PID, on SIGINT/SIGTERM (agents first, so they stop their
-//! resources).
+//! resources). With `--hollow-nodes M`, also M hollow nodes (`h1`..`hM`, state under
+//! `DIR/nodes/<node>` too) in one more process, `pacer hollow` (`DIR/pids/hollow`).
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -21,6 +22,10 @@ use crate::store::tls::{ConnectConfig, TlsFiles};
 pub struct UpRequest<'a> {
     pub state_dir: &'a Path,
     pub nodes: usize,
+    /// Hollow nodes (`h1`..) in one `pacer hollow` process, and their operations'
+    /// latency.
+    pub hollow_nodes: usize,
+    pub hollow_latency: Duration,
     pub lease_ttl: u64,
     pub agents_dir: Option<&'a Path>,
     pub prefix: &'a str,
@@ -123,7 +128,8 @@ pub(crate) fn default_agents_dir(binary: &Path, packaged: &Path) -> Option<PathB
 /// device that powers them off (`agents/fence/fence_pacer_local`); without, a policy
 /// that turns fencing off.
 async fn register(request: &UpRequest<'_>, store: &crate::store::Store) -> anyhow::Result<()> {
-    let nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
+    let mut nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
+    nodes.extend(hollow_names(request.hollow_nodes));
     let mut documents: Vec<String> =
         nodes.iter().map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")).collect();
     if request.fencing && !nodes.is_empty() {
@@ -144,7 +150,15 @@ async fn register(request: &UpRequest<'_>, store: &crate::store::Store) -> anyho
     }
 }
 
+/// The hollow nodes' names.
+fn hollow_names(count: usize) -> impl Iterator<Item = String> {
+    (1..=count).map(|index| format!("h{index}"))
+}
+
 pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
+    // One process holds every hollow node, so it cannot connect as each node's
+    // identity: per-node rights and hollow nodes do not mix.
+    anyhow::ensure!(!(request.secure && request.hollow_nodes > 0), "--secure and --hollow-nodes cannot be combined: one process runs every hollow node");
     for dir in ["pids", "logs", "nodes", "metrics"] {
         std::fs::create_dir_all(request.state_dir.join(dir)).with_context(|| format!("create {}", request.state_dir.join(dir).display()))?;
     }
@@ -195,7 +209,10 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         // run must not name a port nobody serves.
         let metrics_file = state_dir.join("metrics").join(name);
         let _ = std::fs::remove_file(&metrics_file);
-        args.extend(["--metrics-listen".to_string(), "127.0.0.1:0".to_string(), "--metrics-address-file".to_string(), metrics_file.display().to_string()]);
+        // The hollow process serves no /metrics (its nodes' families would collide).
+        if args.first().is_none_or(|command| command != "hollow") {
+            args.extend(["--metrics-listen".to_string(), "127.0.0.1:0".to_string(), "--metrics-address-file".to_string(), metrics_file.display().to_string()]);
+        }
         let log = std::fs::File::create(&log_path).with_context(|| format!("create {}", log_path.display()))?;
         let mut command = Command::new(&binary);
         command
@@ -248,7 +265,30 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         }
         components.push(spawn(&node, args)?);
     }
-    println!("etcd running at {endpoint}; scheduler and {} node agents started (logs in {})", request.nodes, state_dir.join("logs").display());
+    if request.hollow_nodes > 0 {
+        let mut args = vec![
+            "hollow".into(),
+            "--nodes".into(),
+            format!("h1..h{}", request.hollow_nodes),
+            "--nodes-dir".into(),
+            state_dir.join("nodes").display().to_string(),
+            "--lease-ttl".into(),
+            ttl.clone(),
+            "--latency".into(),
+            humantime::format_duration(request.hollow_latency).to_string(),
+        ];
+        if let Some(dir) = &agents_dir {
+            args.push("--agents-dir".into());
+            args.push(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()).display().to_string());
+        }
+        components.push(spawn("hollow", args)?);
+    }
+    println!(
+        "etcd running at {endpoint}; scheduler, {} node agents and {} hollow nodes started (logs in {})",
+        request.nodes,
+        request.hollow_nodes,
+        state_dir.join("logs").display()
+    );
     if pki.is_some() {
         println!("use it with: export PACER_CONFIG={} (the admin identity)", state_dir.join("config.yaml").display());
     } else {

@@ -24,6 +24,10 @@
 //!   written at [`Executor::new`] (`shims.rs`): what an agent sets comes back in
 //!   [`OperationResult::attributes`].
 //!
+//! - A hollow node's executor ([`ExecConfig::simulate`], `hollow.rs`) runs no resource
+//!   agent: operations change a simulated state after a latency; fence actions still
+//!   run the real fence agents.
+//!
 //! Architecture invariant: nothing here knows etcd, scheduling or other nodes; the
 //! executor does not serialize operations (one operation per resource at a time is
 //! the caller's rule).
@@ -33,6 +37,7 @@ mod classes;
 mod drop_in;
 mod environment;
 mod fence;
+pub mod hollow;
 pub mod private_dir;
 mod process;
 pub mod reaper;
@@ -94,6 +99,9 @@ pub struct ExecConfig {
     pub systemd_run_dir: PathBuf,
     /// The unit systemd-class resources are ordered before: the agent's own.
     pub agent_unit: String,
+    /// A hollow node's executor (`hollow.rs`): resource operations are simulated and
+    /// nothing is written to `work_dir`; fence actions run for real.
+    pub simulate: Option<hollow::Simulation>,
 }
 
 impl Default for ExecConfig {
@@ -110,6 +118,7 @@ impl Default for ExecConfig {
             system_path: "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
             systemd_run_dir: PathBuf::from("/run/systemd/system"),
             agent_unit: "pacer-agent.service".to_string(),
+            simulate: None,
         }
     }
 }
@@ -271,12 +280,20 @@ pub struct Executor {
     shim_dir: PathBuf,
     remove_work_dir: bool,
     next_operation: AtomicU64,
+    /// A hollow node's simulated machine: resource operations go there.
+    simulator: Option<hollow::Simulator>,
 }
 
 impl Executor {
     /// Prepares the work directory and writes the shims into `<work_dir>/bin`.
     pub fn new(config: ExecConfig) -> Result<Executor, ExecError> {
         static INSTANCE: AtomicU64 = AtomicU64::new(0);
+        if let Some(simulation) = config.simulate.clone() {
+            // Nothing is written: a thousand hollow nodes share one machine.
+            let work_dir = config.work_dir.clone().unwrap_or_else(std::env::temp_dir);
+            let simulator = Some(hollow::Simulator::new(simulation));
+            return Ok(Executor { shim_dir: work_dir.join("bin"), config, work_dir, remove_work_dir: false, next_operation: AtomicU64::new(0), simulator });
+        }
         // The shims run as root: the work dir, and each directory in it, must be this
         // user's alone (a directory another user made first, or a symlink, is refused).
         let (work_dir, remove_work_dir) = match &config.work_dir {
@@ -292,7 +309,7 @@ impl Executor {
         let error = |source| ExecError::Shims { dir: shim_dir.clone(), source };
         let real_uname = process::find_in_path("uname", &config.system_path);
         shims::write_shims(&shim_dir, real_uname.as_deref()).map_err(error)?;
-        Ok(Executor { config, work_dir, shim_dir, remove_work_dir, next_operation: AtomicU64::new(0) })
+        Ok(Executor { config, work_dir, shim_dir, remove_work_dir, next_operation: AtomicU64::new(0), simulator: None })
     }
 
     /// The directory holding the shims (first on every agent's PATH).
@@ -320,6 +337,9 @@ impl Executor {
     }
 
     async fn run_inner(&self, request: &OperationRequest, cancel: impl Future<Output = ()>) -> OperationResult {
+        if let Some(simulator) = &self.simulator {
+            return simulator.run(request, cancel).await;
+        }
         match request.agent.class {
             AgentClass::Ocf => self.run_ocf(request, cancel).await,
             AgentClass::Lsb => self.run_lsb(request, cancel).await,

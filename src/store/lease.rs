@@ -6,6 +6,10 @@
 //! taken by process output, status writes and watch events; its connection's streams
 //! queued behind large reads) must not look dead because a renewal waited behind that
 //! work. sbd keeps its watchdog away from the busy daemon for the same reason.
+//!
+//! Many leases in one process (the hollow nodes of `pacer hollow`) share one such
+//! thread and one connection (`Renewals`): a thread and a connection per lease would
+//! be a thousand of each.
 
 use std::time::{Duration, Instant};
 
@@ -70,8 +74,25 @@ const REPORT_EVERY: Duration = Duration::from_secs(10);
 /// lease is gone, when the holder self-fences. The holder watches the published state
 /// and acts on the deadline itself (`expiring`).
 pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) -> (LeaseKeeper, watch::Receiver<LeaseState>) {
+    keep_alive_on(None, store, lease, ttl, granted_at)
+}
+
+/// `keep_alive`, on the shared thread of `renewals` when given (one thread and one
+/// connection for every lease of the process), else on a thread of its own.
+pub fn keep_alive_on(renewals: Option<&Renewals>, store: Store, lease: i64, ttl: Duration, granted_at: Instant) -> (LeaseKeeper, watch::Receiver<LeaseState>) {
     let (sender, receiver) = watch::channel(LeaseState::Held { renewed_at: granted_at });
     let (stop, stopped) = oneshot::channel();
+    if let Some(renewals) = renewals {
+        let connection = renewals.connection.clone();
+        renewals.runtime.spawn(async move {
+            let own = connection.get_or_init(|| own_connection(&store)).await.clone();
+            tokio::select! {
+                () = renew(own, &store, lease, ttl, sender) => {}
+                _ = stopped => {}
+            }
+        });
+        return (LeaseKeeper { stop: Some(stop) }, receiver);
+    }
     let spawned = std::thread::Builder::new().name(format!("lease-{lease:x}")).spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(runtime) => runtime,
@@ -82,7 +103,7 @@ pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) 
         };
         runtime.block_on(async move {
             tokio::select! {
-                () = renew(store, lease, ttl, sender) => {}
+                () = async { renew(own_connection(&store).await, &store, lease, ttl, sender).await } => {}
                 _ = stopped => {}
             }
         });
@@ -93,7 +114,57 @@ pub fn keep_alive(store: Store, lease: i64, ttl: Duration, granted_at: Instant) 
     (LeaseKeeper { stop: Some(stop) }, receiver)
 }
 
-async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<LeaseState>) {
+/// One renewal thread (its own runtime) and one connection for many leases. Dropping
+/// it ends the thread and every renewal on it.
+pub struct Renewals {
+    runtime: tokio::runtime::Handle,
+    connection: std::sync::Arc<tokio::sync::OnceCell<Store>>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl std::fmt::Debug for Renewals {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Renewals")
+    }
+}
+
+impl Renewals {
+    pub fn start() -> std::io::Result<Renewals> {
+        let (handle_sender, handle) = std::sync::mpsc::channel();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new().name("lease-renewals".into()).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = handle_sender.send(Err(error));
+                    return;
+                }
+            };
+            let _ = handle_sender.send(Ok(runtime.handle().clone()));
+            runtime.block_on(async move {
+                let _ = stopped.await;
+            });
+        })?;
+        let runtime = handle.recv().map_err(std::io::Error::other)??;
+        Ok(Renewals { runtime, connection: Default::default(), _stop: stop })
+    }
+}
+
+/// A connection of the renewals' own, retried until made.
+async fn own_connection(store: &Store) -> Store {
+    loop {
+        match store.reconnect().await {
+            Ok(own) => return own,
+            Err(error) => {
+                tracing::warn!(%error, "cannot connect the lease renewal; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// `own` is the renewals' connection; `store` the caller's, whose metrics count them.
+async fn renew(own: Store, store: &Store, lease: i64, ttl: Duration, sender: watch::Sender<LeaseState>) {
     let period = (ttl / 6).max(Duration::from_millis(50));
     // A fresh attempt joins one still unanswered after this long.
     let patience = (ttl / 8).clamp(Duration::from_millis(250), Duration::from_secs(1));
@@ -101,15 +172,6 @@ async fn renew(store: Store, lease: i64, ttl: Duration, sender: watch::Sender<Le
     let useless = ttl;
     // Recorded in the caller's store (the one `/metrics` exports), not this thread's own.
     let metrics = store.metrics.clone();
-    let own = loop {
-        match store.reconnect().await {
-            Ok(own) => break own,
-            Err(error) => {
-                tracing::warn!(%error, "cannot connect the lease renewal; retrying");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
     let mut attempts = tokio::task::JoinSet::new();
     let mut last_sent: Option<Instant> = None;
     // The send time of the newest attempt answered.
