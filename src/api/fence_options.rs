@@ -15,7 +15,9 @@
 //!   `password_script`, `snmp_priv_passwd_script`), run through a shell;
 //! - `exec` is fence_vmware's command to execute;
 //! - `debug` / `debug_file` (every agent's `--debug-file`, fencing.py) and
-//!   fence_scsi's `logfile` name a file root would write;
+//!   fence_scsi's `logfile` name a file root would write: refused with a path (a
+//!   value with `/`, or one not known: a secret file's) — fence_virt's `debug=1`, a
+//!   level, is not;
 //! - `fence_legacy` is never named directly: it is run for `external/<plugin>`
 //!   agents, and its `stonith=` names the program it runs, `plugin=` the plugin (set
 //!   by Pacer from the agent name), `agent` is fenced's. Every other option becomes
@@ -48,8 +50,10 @@ pub fn check_agent(agent: &FenceAgentRef) -> Result<(), String> {
     Ok(())
 }
 
-/// Whether the option `name` may be passed to `agent`; the reason when not.
-pub fn check_option(agent: &FenceAgentRef, name: &str) -> Result<(), String> {
+/// Whether the option `name`, with `value` (None: not known here — a secret file's
+/// content, or a name the fencer fills in), may be passed to `agent`; the reason when
+/// not.
+pub fn check_option(agent: &FenceAgentRef, name: &str, value: Option<&str>) -> Result<(), String> {
     let normalized = name.trim().to_ascii_lowercase().replace('-', "_");
     if normalized != "api_path" && normalized.ends_with("_path") {
         return Err("names a program or directory the agent would use as root; the agent's default is used".into());
@@ -60,9 +64,10 @@ pub fn check_option(agent: &FenceAgentRef, name: &str) -> Result<(), String> {
     if normalized == "exec" {
         return Err("names a command the agent would run as root".into());
     }
-    // fencing.py's `debug` (its --debug-file) and fence_scsi's `logfile`: a file root
-    // would write, anywhere.
-    if matches!(normalized.as_str(), "debug" | "debug_file" | "logfile") {
+    // fencing.py's `debug` (its --debug-file) and fence_scsi's `logfile` name a file
+    // root would write, anywhere; a value without `/` (fence_virt's debug level `1`,
+    // `true`) is at most a file in the operation's private directory.
+    if matches!(normalized.as_str(), "debug" | "debug_file" | "logfile") && value.is_none_or(|value| value.contains('/')) {
         return Err("names a file the agent would write as root; the agent's log goes to the node agent's log".into());
     }
     if agent.as_str().starts_with("external/") {
@@ -90,24 +95,25 @@ mod tests {
     fn options_naming_programs_are_refused_in_every_spelling() {
         let ipmi = agent("fence_ipmilan");
         for name in ["ipmitool_path", "ssh_path", "sudo_path", "ssh-path", " SSH_PATH", "openstack-path", "passwd_script", "password-script", "exec"] {
-            assert!(check_option(&ipmi, name).is_err(), "{name} accepted");
+            assert!(check_option(&ipmi, name, Some("x")).is_err(), "{name} accepted");
         }
         for name in ["ip", "username", "password", "api_path", "lanplus", "ssh_options", "identity_file"] {
-            assert_eq!(check_option(&ipmi, name), Ok(()), "{name} refused");
+            assert_eq!(check_option(&ipmi, name, Some("x")), Ok(()), "{name} refused");
         }
     }
 
     #[test]
     fn legacy_plugins_get_only_plain_environment_names() {
         let ssh = agent("external/ssh");
-        assert_eq!(check_option(&ssh, "hostlist"), Ok(()));
+        assert_eq!(check_option(&ssh, "hostlist", Some("x")), Ok(()));
         // Pacemaker's own CIBs (bug-lf-2508) give plugins a `stonith-timeout`.
-        assert_eq!(check_option(&ssh, "stonith-timeout"), Ok(()));
-        assert!(check_option(&agent("fence_ipmilan"), "debug_file").is_err());
-        assert!(check_option(&agent("fence_scsi"), "logfile").is_err());
-        assert_eq!(check_option(&agent("external/vcenter"), "VI_SERVER"), Ok(()));
+        assert_eq!(check_option(&ssh, "stonith-timeout", Some("x")), Ok(()));
+        assert!(check_option(&agent("fence_ipmilan"), "debug_file", Some("/etc/passwd")).is_err());
+        assert!(check_option(&agent("fence_scsi"), "logfile", None).is_err());
+        assert_eq!(check_option(&agent("fence_virt"), "debug", Some("1")), Ok(()));
+        assert_eq!(check_option(&agent("external/vcenter"), "VI_SERVER", Some("x")), Ok(()));
         for name in ["stonith", "plugin", "PATH", "LD_PRELOAD", "ipmitool", "upscmd", "Hostlist", "-a"] {
-            assert!(check_option(&ssh, name).is_err(), "{name} accepted");
+            assert!(check_option(&ssh, name, Some("x")).is_err(), "{name} accepted");
         }
         assert!(check_agent(&agent("fence_legacy")).is_err());
         assert_eq!(check_agent(&ssh), Ok(()));

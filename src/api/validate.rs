@@ -474,13 +474,13 @@ impl Checker<'_, '_, '_> {
         if let Err(reason) = super::fence_options::check_agent(&device.agent) {
             self.problem(spec_path("agent"), reason);
         }
-        for name in device.params.keys() {
-            if let Err(reason) = super::fence_options::check_option(&device.agent, name) {
+        for (name, param) in &device.params {
+            if let Err(reason) = super::fence_options::check_option(&device.agent, name, param.plain()) {
                 self.problem(spec_path("params").key(name.clone()), format!("option {name} is refused: {reason}"));
             }
         }
         if let Some(argument) = &device.host_argument
-            && let Err(reason) = super::fence_options::check_option(&device.agent, argument)
+            && let Err(reason) = super::fence_options::check_option(&device.agent, argument, None)
         {
             self.problem(spec_path("hostArgument"), format!("option {argument} is refused: {reason}"));
         }

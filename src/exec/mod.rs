@@ -643,9 +643,11 @@ impl Executor {
         if let Err(reason) = crate::api::fence_options::check_agent(&request.agent) {
             return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence agent {name}: {reason}"));
         }
-        // Secret parameters are options too (merged into the agent's stdin below).
-        for option in request.params.keys().chain(request.secret_files.keys()) {
-            if let Err(reason) = crate::api::fence_options::check_option(&request.agent, option) {
+        // Secret parameters are options too (merged into the agent's stdin below), of
+        // a value not known here.
+        let options = request.params.iter().map(|(name, value)| (name, Some(value.as_str()))).chain(request.secret_files.keys().map(|name| (name, None)));
+        for (option, value) in options {
+            if let Err(reason) = crate::api::fence_options::check_option(&request.agent, option, value) {
                 return refused(ExecStatus::ErrorFatal, rc::ERR_ARGS, format!("refuse fence option {option} of {name}: {reason}"));
             }
         }
