@@ -1,16 +1,21 @@
 //! `pacer console`: the cluster in a browser.
 //!
-//! One process serves pages rendered on the server (`page`) from the same status
-//! view `pacer status` prints (`ops::status`), kept current by one watch of etcd
-//! (`feed`) and pushed to every open page as server-sent events, coalesced, so a
-//! thousand changes a second cost each browser a few frames, and no page polls.
-//! Actions (`actions`) call the `ops` functions the CLI verbs call and answer with
-//! the equivalent `pacer` command. Assets are compiled into the binary.
+//! One process serves pages rendered on the server (`page`, `pages`, `config`) from
+//! the same status view `pacer status` prints (`ops::status`), kept current by one
+//! watch of etcd (`feed`) and pushed to every open page as server-sent events —
+//! the whole fragment once, then patches of what changed — coalesced, so a thousand
+//! changes a second cost each browser a few frames, and no page polls. Actions
+//! (`actions`) call the `ops` functions the CLI verbs call, each in a task of its
+//! own, and answer with the equivalent `pacer` command. Assets are compiled into the
+//! binary.
 //!
-//! Access: actions need the token of `--token-file` (an `Authorization: Bearer`
-//! header, which a page from another origin cannot send without a CORS preflight
-//! this server never grants); `--read-only` renders no action and refuses every
-//! action with 403. Nothing secret is rendered: the token is never echoed or logged.
+//! Access: actions and apply need the token of `--token-file` (an `Authorization:
+//! Bearer` header, which a page from another origin cannot send without a CORS
+//! preflight this server never grants); `--read-only` renders no action and refuses
+//! every writing route with 403; pasted manifests holding plain secret-named values
+//! are compared with the cluster only with the token; a loopback console answers
+//! only loopback host names (DNS rebinding). Nothing secret is rendered: the token is
+//! never echoed or logged.
 
 pub mod actions;
 mod config;
