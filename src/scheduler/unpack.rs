@@ -1015,3 +1015,26 @@ fn action_of_role(role: Role) -> Option<OrderAction> {
         Role::Stopped => Some(OrderAction::Stop),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::fixture;
+
+    #[test]
+    fn a_name_the_administrator_sets_on_any_node_is_theirs_on_every_node() {
+        // The administrator labels n1 secure; n2's agent claims the label (and its own
+        // rack, which no Node object sets) at run time, n1's agent contradicts it.
+        let objects = [("Node", "n1", "{attributes: {secure: 'true'}}"), ("Node", "n2", "{}")];
+        let observed =
+            "quorum: true\nnodes:\n  n1: {liveness: Online, attributes: {secure: 'false'}}\n  n2: {liveness: Online, attributes: {secure: 'true', rack: r2}}\n";
+        let cluster = unpack(&fixture::snapshot(&[], &objects, observed));
+        let attribute = |node: &str, name: &str| {
+            let node = cluster.nodes.iter().find(|candidate| candidate.name == node).expect("node");
+            node.attributes.get(name).cloned()
+        };
+        assert_eq!(attribute("n1", "secure").as_deref(), Some("true"));
+        assert_eq!(attribute("n2", "secure"), None, "a node cannot label itself with the administrator's name");
+        assert_eq!(attribute("n2", "rack").as_deref(), Some("r2"), "a name no Node object sets stays run-time");
+    }
+}
