@@ -10,7 +10,7 @@
 use etcd_client::{Permission, UserAddOptions};
 
 use super::keys::Keys;
-use super::{Store, StoreError};
+use super::{Store, StoreError, prefix_end};
 
 /// An identity: an etcd user, named like the certificate's common name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -159,18 +159,6 @@ impl Held {
         let whole = if self.range_end == prefix_end(&self.key) { format!("{key}*") } else { format!("{key}..{}", String::from_utf8_lossy(&self.range_end)) };
         format!("{:?} on {whole}", self.access).to_lowercase()
     }
-}
-
-/// etcd's range end for every key starting with `prefix`.
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
 }
 
 /// The permissions of `role` to revoke (held, not wanted) and to grant (wanted, not
