@@ -16,6 +16,7 @@
 pub mod events;
 pub mod hollow;
 pub mod reconcile;
+pub mod statuses;
 pub mod throttle;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -321,6 +322,25 @@ fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbea
         attributes: config.attributes.clone(),
         capacity: config.capacity.clone(),
     }
+}
+
+/// A status that says no more than "probed here and not running": nothing failed,
+/// nothing counted, pending or announced, and no operation but probes finding it
+/// stopped in its history.
+fn says_only_not_running(status: &ResourceStatus) -> bool {
+    status.role == ObservedRole::Stopped
+        && status.failures == 0
+        && status.fail_counts.is_empty()
+        && status.last_failure.is_none()
+        && status.pending.is_none()
+        && status.notice.is_none()
+        && status.acks.is_empty()
+        && status.history.iter().all(|record| {
+            record.operation == "monitor"
+                && record.interval_ms == 0
+                && record.rc == crate::api::ocf::NOT_RUNNING
+                && record.status == crate::api::records::ExecStatus::Done
+        })
 }
 
 fn epoch_now() -> i64 {
@@ -870,12 +890,25 @@ impl<'a> Session<'a> {
         // Not while the spec is being read again: a resource just added back is not in
         // the targets yet.
         let gone: BTreeSet<String> = if self.spec_stale { BTreeSet::new() } else { reconciler.unconfigured().into_iter().collect() };
-        let dirty: Vec<String> = reconciler
+        let mut dirty: Vec<String> = reconciler
             .local
             .iter()
             .filter(|(id, local)| local.dirty && local.status.role != ObservedRole::Unknown && !gone.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
+        // A probe that found nothing, where nothing was ever reported, is not written:
+        // no status means "not running here" to every reader, and a thousand nodes each
+        // writing a thousand such statuses were most of the store (issue 18).
+        dirty.retain(|id| {
+            let stored = self.cache.statuses().contains_key(&(node.clone(), id.clone())) || self.cache.undecodable().contains_key(&self.keys.status(&node, id));
+            match reconciler.local.get_mut(id) {
+                Some(local) if !stored && local.events.is_empty() && says_only_not_running(&local.status) => {
+                    local.dirty = false;
+                    false
+                }
+                _ => true,
+            }
+        });
         // Every changed status in as few requests as etcd allows, each with the events
         // its results made in its own transaction.
         let mut groups = Vec::new();
@@ -1033,8 +1066,8 @@ impl<'a> Session<'a> {
                 .filter(|((node, id), _)| self.cache.undecodable().contains_key(&self.keys.status(node, id)))
                 .map(|(key, status)| (key.clone(), status.clone()))
                 .collect();
-            reconciler.cluster = self.cache.statuses().clone();
-            reconciler.cluster.extend(unreadable);
+            let readable = self.cache.statuses().iter().map(|(key, status)| (key.clone(), status.clone()));
+            reconciler.cluster.replace_all(readable.chain(unreadable));
         }
         if plan {
             let key = self.keys.plan(&own);

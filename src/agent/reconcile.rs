@@ -17,6 +17,7 @@ use crate::exec::OperationResult;
 use crate::state::{ProbeTarget, gates};
 
 use super::events::{EVENTS_KEPT_PER_RESOURCE, EventIds, OperationOutcome, PendingEvent, operation_event};
+use super::statuses::ClusterStatuses;
 
 /// When the second run of a monitor is due: its first runs right after the start (a
 /// failed start is found at once, as Pacemaker does), the second between half and one
@@ -52,33 +53,32 @@ fn admission_class(action: Action) -> u8 {
     }
 }
 
-/// Lookups for one decision (`Reconciler::index`).
-#[derive(Default)]
+/// Lookups for one decision (`Reconciler::index`): what the node runs, indexed once
+/// per decision (linear in this node's resources); what the other nodes report is
+/// looked up in `ClusterStatuses`, indexed as each status arrives.
 struct Index<'a> {
     /// This node's assignment, by id.
     assigned: HashMap<&'a str, &'a AssignedResource>,
-    /// Ids another node reports possibly active.
-    active_elsewhere: HashSet<&'a str>,
-    /// Copies another node reports possibly promoted, by (clone, primitive name).
-    promoted_elsewhere: HashMap<(&'a str, &'a str), usize>,
-    /// Every status in the cluster (this node's from `local`), by primitive name: built
-    /// from `statuses` the first time a gate is evaluated (many nodes have none).
-    by_name: std::cell::OnceCell<HashMap<&'a str, Vec<&'a ResourceStatus>>>,
-    statuses: Option<&'a Reconciler>,
+    /// The other nodes' statuses, with their counts.
+    cluster: &'a ClusterStatuses,
+    /// This node's statuses by primitive name: built the first time a gate is
+    /// evaluated (many nodes have none).
+    local_by_name: std::cell::OnceCell<HashMap<&'a str, Vec<&'a ResourceStatus>>>,
+    local: &'a BTreeMap<String, Local>,
     /// For a name, the local resources possibly active that were started after it.
     needed_by: HashMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> Index<'a> {
-    /// The statuses gates can depend on: those of their members.
+    /// The statuses gates can depend on: those of their members, on every node.
     fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
         if gates.is_empty() {
             return Vec::new();
         }
-        let by_name = self.by_name.get_or_init(|| {
+        let local_by_name = self.local_by_name.get_or_init(|| {
             let mut by_name: HashMap<&'a str, Vec<&'a ResourceStatus>> = HashMap::new();
-            for status in self.statuses.into_iter().flat_map(|reconciler| reconciler.statuses()) {
-                by_name.entry(status.name.as_str()).or_default().push(status);
+            for local in self.local.values() {
+                by_name.entry(local.status.name.as_str()).or_default().push(&local.status);
             }
             by_name
         });
@@ -86,7 +86,8 @@ impl<'a> Index<'a> {
         let mut seen: HashSet<&str> = HashSet::new();
         for member in gates.iter().flat_map(|gate| gate.members.iter()) {
             if seen.insert(member.as_str()) {
-                statuses.extend(by_name.get(member.as_str()).into_iter().flatten().copied());
+                statuses.extend(self.cluster.of_name(member));
+                statuses.extend(local_by_name.get(member.as_str()).into_iter().flatten().copied());
             }
         }
         statuses
@@ -235,7 +236,7 @@ pub struct Reconciler {
     pub targets: BTreeMap<String, ProbeTarget>,
     /// What every node reports, by (node, id); this node's entries are superseded by
     /// `local`, which is fresher.
-    pub cluster: BTreeMap<(String, String), ResourceStatus>,
+    pub cluster: ClusterStatuses,
     pub local: BTreeMap<String, Local>,
     /// Set once shutting down with `OnShutdown::Stop`: everything is to be stopped.
     pub stopping_all: bool,
@@ -296,7 +297,7 @@ impl Reconciler {
             node: node.to_string(),
             assignment: None,
             targets: BTreeMap::new(),
-            cluster: BTreeMap::new(),
+            cluster: ClusterStatuses::new(node),
             local,
             stopping_all: false,
             unfenced: false,
@@ -375,38 +376,26 @@ impl Reconciler {
         self.assignment.as_ref()?.resources.iter().find(|resource| resource.id == id)
     }
 
-    /// Every status in the cluster, this node's from `local`.
-    fn statuses(&self) -> impl Iterator<Item = &ResourceStatus> + Clone {
-        let node = self.node.as_str();
-        self.cluster
-            .iter()
-            .filter(move |((status_node, _), _)| status_node != node)
-            .map(|(_, status)| status)
-            .chain(self.local.values().map(|local| &local.status))
+    /// Every status of an instance of `clone` in the cluster, this node's from
+    /// `local`: the other nodes' looked up in their index, not scanned.
+    fn clone_statuses<'a>(&'a self, clone: &'a str) -> impl Iterator<Item = &'a ResourceStatus> + Clone + 'a {
+        self.cluster.of_clone(clone).chain(self.local.values().map(|local| &local.status).filter(move |status| status.clone.as_deref() == Some(clone)))
     }
 
     /// What a decision looks up per resource, built once per decision: looked up by
     /// scanning, a decision over n resources would cost n², and a burst of a thousand
     /// would stall the agent between operations.
     fn index(&self) -> Index<'_> {
-        let mut index = Index::default();
+        let mut index = Index {
+            assigned: HashMap::new(),
+            cluster: &self.cluster,
+            local_by_name: std::cell::OnceCell::new(),
+            local: &self.local,
+            needed_by: HashMap::new(),
+        };
         if let Some(assignment) = &self.assignment {
             index.assigned = assignment.resources.iter().map(|entry| (entry.id.as_str(), entry)).collect();
         }
-        for ((node, id), status) in &self.cluster {
-            if node == &self.node {
-                continue;
-            }
-            if status.may_be_active() {
-                index.active_elsewhere.insert(id.as_str());
-            }
-            if let Some(clone) = &status.clone
-                && status.may_be_promoted()
-            {
-                *index.promoted_elsewhere.entry((clone.as_str(), status.name.as_str())).or_default() += 1;
-            }
-        }
-        index.statuses = Some(self);
         for (id, local) in &self.local {
             if local.status.role.may_be_active() {
                 for after in &local.status.started_after {
@@ -582,7 +571,7 @@ impl Reconciler {
                         Some(_) => return None,
                     }
                 }
-                let alone = !entry.exclusive || !index.active_elsewhere.contains(id);
+                let alone = !entry.exclusive || !index.cluster.active_elsewhere(id);
                 (open && alone).then_some(Action::Start)
             }
             _ => None,
@@ -596,8 +585,7 @@ impl Reconciler {
             return None;
         }
         let clone = local.status.clone.as_deref()?;
-        self.statuses()
-            .filter(|status| status.clone.as_deref() == Some(clone))
+        self.clone_statuses(clone)
             .filter_map(|status| status.notice.as_ref().map(|notice| (status, notice)))
             .find(|(status, notice)| {
                 // Each notice is notified once: any change of it is a new one.
@@ -623,8 +611,8 @@ impl Reconciler {
             Some(notice) if notice.phase == NoticePhase::Pre && notice.operation == verb => {
                 let key = format!("{}/{id}", self.node);
                 let acknowledged = self
-                    .statuses()
-                    .filter(|status| status.clone.as_deref() == Some(clone) && !(status.node == self.node && status.id == id) && status.role.is_active())
+                    .clone_statuses(clone)
+                    .filter(|status| !(status.node == self.node && status.id == id) && status.role.is_active())
                     .all(|status| status.acks.get(&key) == Some(&(notice.incarnation, notice.seq)));
                 let waited = local.notice_since.is_none_or(|since| now >= since + NOTIFY_WAIT);
                 (acknowledged || waited).then_some(action)
@@ -663,7 +651,7 @@ impl Reconciler {
     /// them: the type and operation, the instance acting (and its node), and the
     /// instances active, promoted, unpromoted and inactive by the reports.
     fn notify_meta(&self, clone: &str, event: &NotifyEvent) -> BTreeMap<String, String> {
-        let instances: Vec<&ResourceStatus> = self.statuses().filter(|status| status.clone.as_deref() == Some(clone)).collect();
+        let instances: Vec<&ResourceStatus> = self.clone_statuses(clone).collect();
         let list = |keep: &dyn Fn(&ResourceStatus) -> bool, field: &dyn Fn(&ResourceStatus) -> String| -> String {
             instances.iter().filter(|status| keep(status)).map(|status| field(status)).collect::<Vec<_>>().join(" ")
         };
@@ -728,7 +716,7 @@ impl Reconciler {
         let Some(clone) = &entry.clone else { return true };
         let most = entry.definition.meta.get("promoted_max").and_then(|max| max.parse::<usize>().ok()).unwrap_or(1);
         // Counted per primitive: the members of a cloned group each count their own.
-        let promoted = index.promoted_elsewhere.get(&(clone.as_str(), entry.name.as_str())).copied().unwrap_or(0);
+        let promoted = index.cluster.promoted_elsewhere(clone, &entry.name);
         promoted < most
     }
 
@@ -791,9 +779,11 @@ impl Reconciler {
         }
         // Notices of the other instances of this one's clone, as they stand now.
         let clone = self.local.get(&step.id).and_then(|local| local.status.clone.clone());
-        let notices_now: Vec<(Announcer, NoticeMark)> = self
-            .statuses()
-            .filter(|status| clone.is_some() && status.clone == clone && !(status.node == self.node && status.id == step.id))
+        let notices_now: Vec<(Announcer, NoticeMark)> = clone
+            .as_deref()
+            .into_iter()
+            .flat_map(|clone| self.clone_statuses(clone))
+            .filter(|status| !(status.node == self.node && status.id == step.id))
             .filter_map(|status| {
                 status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.incarnation, notice.seq, notice.phase)))
             })
