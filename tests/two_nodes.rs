@@ -17,7 +17,9 @@ use pacer::local::witness::{Rules, Testimony, audit, read_witness};
 use serde_json::Value;
 
 const PREFIX: &str = "/pacer";
-const TTL: Duration = Duration::from_secs(2);
+/// With three members, half the lease must outlast an etcd election (README: a 5 s
+/// lease with the LAN's raft timing).
+const TTL: Duration = Duration::from_secs(5);
 const RESOURCES: [&str; 4] = ["a", "b", "c", "d"];
 
 /// `pacer up`, ended by PID when dropped.
@@ -170,7 +172,7 @@ fn two_nodes_and_a_witness_lose_the_witness_restart_etcd_and_lose_a_node() {
     let lines = read_witness(&witness).len();
     let fencings = self_fencings(&state_dir);
     signal(pid_of(&state_dir, "etcd-m3").expect("m3"), libc::SIGKILL);
-    std::thread::sleep(TTL * 3);
+    std::thread::sleep(TTL * 2);
     let view = status(&endpoint);
     assert_eq!(placement(&view), before, "the witness lost moved resources: {view}");
     assert_eq!(changes(&witness, lines), Vec::<String>::new(), "the witness lost stopped or started resources");
@@ -194,7 +196,7 @@ fn two_nodes_and_a_witness_lose_the_witness_restart_etcd_and_lose_a_node() {
     let new_pids: Vec<Option<i32>> = ["etcd-m1", "etcd-m2"].iter().map(|member| pid_of(&state_dir, member)).collect();
     assert!(old_pids.iter().zip(&new_pids).all(|(old, new)| new.is_some() && old != new), "members not restarted: {old_pids:?} -> {new_pids:?}");
     assert!(pid_of(&state_dir, "etcd-m3").is_some(), "the witness was started again");
-    std::thread::sleep(TTL * 2);
+    std::thread::sleep(TTL);
     let view = status(&endpoint);
     assert_eq!(placement(&view), before, "the rolling restart moved resources: {view}");
     assert_eq!(changes(&witness, lines), Vec::<String>::new(), "the rolling restart stopped or started resources");

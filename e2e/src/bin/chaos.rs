@@ -389,6 +389,9 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
     };
     let term = cluster.leader_term().await?;
     let mut fault_at = Instant::now();
+    if etcd_down(step.fault) && !options.expect_failsafe {
+        outcome.excused_by_outage = cluster.node_names().into_iter().collect();
+    }
     let recovered = match step.fault {
         Fault::KillAgent => {
             cluster.kill_agent(&node);
@@ -544,9 +547,6 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             false
         }
         Fault::KillEtcd | Fault::FreezeEtcd | Fault::KillEtcdCutLink => {
-            if !options.expect_failsafe {
-                outcome.excused_by_outage = cluster.node_names().into_iter().collect();
-            }
             if step.fault == Fault::FreezeEtcd {
                 cluster.freeze_etcd(true);
             } else {
@@ -573,7 +573,11 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
                 }
                 back
             } else {
-                resources_back(cluster, None, options.bound).await?
+                // Statuses written before the outage still say Started: back once the
+                // cluster has settled (converged for `QUIET`, not counted).
+                let back = settled(cluster, options.bound).await?;
+                outcome.recovered = back.then(|| fault_at.elapsed().saturating_sub(pacer_e2e::QUIET));
+                false
             }
         }
         Fault::KillNode => {
