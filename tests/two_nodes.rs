@@ -209,9 +209,8 @@ fn two_nodes_and_a_witness_lose_the_witness_restart_etcd_and_lose_a_node() {
     let lost = Instant::now();
     signal(pid_of(&state_dir, &victim).expect("victim agent"), libc::SIGKILL);
     signal(pid_of(&state_dir, member).expect("victim member"), libc::SIGKILL);
-    let view = wait(&endpoint, "every resource on the survivor", Duration::from_secs(60), |view| {
-        placement(view).iter().all(|node| node.as_deref() == Some(survivor))
-    });
+    let view =
+        wait(&endpoint, "every resource on the survivor", Duration::from_secs(60), |view| placement(view).iter().all(|node| node.as_deref() == Some(survivor)));
     let failover = lost.elapsed();
     let fenced = view["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "succeeded");
     assert!(fenced, "{victim} was not fenced: {view}");

@@ -524,7 +524,8 @@ impl EtcdCluster {
             }
         }
         let count = started.len();
-        let mut members: Vec<&mut Member> = self.members.iter_mut().enumerate().filter(|(index, _)| started.contains(index)).map(|(_, member)| member).collect();
+        let mut members: Vec<&mut Member> =
+            self.members.iter_mut().enumerate().filter(|(index, _)| started.contains(index)).map(|(_, member)| member).collect();
         let result = wait_healthy_each(&mut members);
         if result.is_err() {
             for member in members {

@@ -717,7 +717,10 @@ async fn main() -> anyhow::Result<()> {
                     || nodes.contains(&step.target)
                     || RESOURCES.contains(&step.target.as_str())
                     || ["leader", "follower", "witness"].contains(&step.target.as_str());
-                anyhow::ensure!(!matches!(step.fault, Fault::KillEtcdMember | Fault::KillNode) || cluster.etcd_members() >= 3, "{step}: needs --etcd-members 3");
+                anyhow::ensure!(
+                    !matches!(step.fault, Fault::KillEtcdMember | Fault::KillNode) || cluster.etcd_members() >= 3,
+                    "{step}: needs --etcd-members 3"
+                );
                 anyhow::ensure!(step.fault != Fault::KillNode || cluster.etcd_member_of(&step.target).is_some(), "{step}: {} has no etcd member", step.target);
                 anyhow::ensure!(step.target != "witness" || cluster.etcd_witness().is_some(), "{step}: no witness (more etcd members than nodes)");
                 anyhow::ensure!(known, "{step}: no node or resource {}", step.target);
@@ -839,7 +842,12 @@ async fn main() -> anyhow::Result<()> {
     let network = if cluster.namespaces() { "nodes in network namespaces" } else { "nodes on the loopback" };
     let network = if cluster.secure() { format!("{network}, etcd over mutual TLS with per-identity rights") } else { network.to_string() };
     println!("\n{source}, {} runs, lease TTL {} s, {network} (logs kept in {} while running)", steps.len(), options.lease_ttl, cluster.dir().display());
-    let topology = format!("{} nodes, {} etcd member(s){}", options.nodes, cluster.etcd_members(), if cluster.etcd_witness().is_some() { " (the last a witness)" } else { "" });
+    let topology = format!(
+        "{} nodes, {} etcd member(s){}",
+        options.nodes,
+        cluster.etcd_members(),
+        if cluster.etcd_witness().is_some() { " (the last a witness)" } else { "" }
+    );
     println!("{topology}");
     println!(
         "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>14}",
