@@ -5,11 +5,12 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-console bench-decision bench-history bench-metrics bench-load bench-move bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions
+.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-console bench-decision bench-history bench-metrics bench-load bench-move bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions chaos-witness chaos-etcd-outage
 
 RUNS ?= 20
 SEED ?= 1
-# Extra chaos options: --namespaces, --etcd-members 3, --lease-ttl S, --burst N, --secure.
+# Extra chaos options: --namespaces, --etcd-members 3, --nodes 2, --lease-ttl S, --burst N, --secure,
+# --expect-failsafe (an etcd outage that stops or starts anything is a violation).
 CHAOS ?=
 ROUNDS ?= 5
 TTLS ?= 2,5,10
@@ -95,6 +96,17 @@ chaos: build
 chaos-regressions: build
 	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --sequence-file e2e/regressions/loopback
 	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --etcd-members 3 --lease-ttl 5 --sequence-file e2e/regressions/etcd3
+
+# Two nodes and a witness (three etcd members, the third on no node): a node lost with
+# its etcd member, the witness lost, etcd's leader lost; failover times per fault.
+chaos-witness: build
+	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --nodes 2 --etcd-members 3 --lease-ttl 5 --sequence-file e2e/regressions/two-nodes-witness $(CHAOS)
+
+# etcd down for everyone (killed, frozen; with a node cut off meanwhile): prints the
+# stops and starts the outage alone caused. CHAOS=--expect-failsafe makes them
+# violations (issue 20's failsafe brings them to zero).
+chaos-etcd-outage: build
+	$(CARGO) run --quiet -p pacer-e2e --bin chaos -- --sequence-file e2e/regressions/etcd-outage $(CHAOS)
 
 bench-decision: deps
 	$(CARGO) bench --bench decision

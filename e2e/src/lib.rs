@@ -168,9 +168,9 @@ impl Cluster {
             None
         };
         // Members on one machine answer each other within a millisecond: elections are
-        // tuned as for a LAN (etcd's defaults are 100 ms and 1 s, for wider networks).
-        // An election must end well within the half lease after which agents self-fence.
-        let tuning: &[&str] = if config.etcd_members > 1 { &["--heartbeat-interval=50", "--election-timeout=500"] } else { &[] };
+        // tuned as for a LAN (`LAN_TUNING`), to end well within the half lease after
+        // which agents self-fence.
+        let tuning: &[&str] = if config.etcd_members > 1 { &pacer::local::etcd::LAN_TUNING } else { &[] };
         let pki = if config.secure {
             let pki = dir.path().join("pki");
             make_pki(&pki, &names, network.as_ref())?;
@@ -415,6 +415,38 @@ impl Cluster {
 
     pub fn etcd_members(&self) -> usize {
         self.etcd.members()
+    }
+
+    /// kill -9 every etcd member at once: etcd is gone for everyone.
+    pub fn kill_etcd(&mut self) {
+        self.etcd.kill_all();
+    }
+
+    /// Starts every etcd member that does not run again, with its data; waits until
+    /// all are healthy.
+    pub fn restart_etcd(&mut self) -> anyhow::Result<()> {
+        self.etcd.start_stopped().map(drop).context("restart etcd")
+    }
+
+    /// SIGSTOP (true) or SIGCONT (false) every etcd member: etcd hangs for everyone,
+    /// connections open and silent.
+    pub fn freeze_etcd(&mut self, frozen: bool) {
+        for member in 1..=self.etcd.members() {
+            if frozen { self.etcd.freeze(member) } else { self.etcd.thaw(member) }
+        }
+    }
+
+    /// The etcd member that stands for `node`'s own (`nK` → member K, as `pacer up
+    /// --etcd-members` pairs them), if there is one.
+    pub fn etcd_member_of(&self, node: &str) -> Option<usize> {
+        let index: usize = node.strip_prefix('n')?.parse().ok()?;
+        (self.etcd.members() > 1 && (1..=self.etcd.members()).contains(&index)).then_some(index)
+    }
+
+    /// The witness: the last etcd member, when there are more members than nodes
+    /// (two nodes and a witness).
+    pub fn etcd_witness(&self) -> Option<usize> {
+        (self.etcd.members() > self.config.nodes).then_some(self.etcd.members())
     }
 
     /// The etcd member that says it leads (numbered from 1), asked one by one.

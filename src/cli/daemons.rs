@@ -127,6 +127,11 @@ pub(super) struct UpArgs {
     /// Lease TTL of the agents and the scheduler, in seconds.
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(2..=3600))]
     lease_ttl: u64,
+    /// etcd members (odd): 1, or 3 for two nodes and a witness (`--nodes 2`: m1 and m2
+    /// stand for the nodes' members, m3 for the witness's), each component given them
+    /// all. SIGUSR1 to pacer up restarts them one at a time.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=7))]
+    etcd_members: u64,
     /// Pacer's own agents (`ocf/`, `lsb/`, `fence/`). Default: /usr/lib/pacer/agents
     /// (the package's), else `agents/` of the source tree the binary was built in;
     /// never the current directory.
@@ -304,6 +309,7 @@ pub(super) async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
         nodes: args.nodes,
         hollow_nodes: args.hollow_nodes,
         hollow_latency: args.hollow_latency,
+        etcd_members: usize::try_from(args.etcd_members).unwrap_or(1),
         lease_ttl: args.lease_ttl,
         agents_dir: args.agents_dir.as_deref(),
         prefix: &prefix,

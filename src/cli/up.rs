@@ -1,10 +1,14 @@
-//! `pacer up`: a whole local cluster in the foreground — a private etcd, one scheduler
+//! `pacer up`: a whole local cluster in the foreground — a private etcd (one member,
+//! or `--etcd-members N`: `m1..mN`, `mK` standing for the etcd of node `nK` and the
+//! members beyond the nodes for witnesses on other machines), one scheduler
 //! and N node agents (`n1`..`nN`), each a process of its own with its state under
 //! `DIR/nodes/<node>`, its log in `DIR/logs/` and `/metrics` on a free loopback port
 //! it writes to `DIR/metrics/<component>` (`host:port`) once listening. Stops
 //! everything it started, by PID, on SIGINT/SIGTERM (agents first, so they stop their
 //! resources). With `--hollow-nodes M`, also M hollow nodes (`h1`..`hM`, state under
 //! `DIR/nodes/<node>` too) in one more process, `pacer hollow` (`DIR/pids/hollow`).
+//! SIGUSR1 restarts etcd, one member at a time (`EtcdCluster::rolling_restart`): an
+//! upgrade of the embedded etcd under a running cluster.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -13,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::local::etcd::{EtcdServer, ServerTls};
+use crate::local::etcd::{EtcdCluster, EtcdServer, ServerTls};
 use crate::pki::{IssueRequest, Role, Validity};
 use crate::store::rights::Identity;
 use crate::store::tls::{ConnectConfig, TlsFiles};
@@ -26,6 +30,9 @@ pub struct UpRequest<'a> {
     /// latency.
     pub hollow_nodes: usize,
     pub hollow_latency: Duration,
+    /// etcd members: 1 (one private etcd, as always), or an odd number, `m1..mN` with
+    /// their data under `DIR/etcd-cluster/` and every component given every member.
+    pub etcd_members: usize,
     pub lease_ttl: u64,
     pub agents_dir: Option<&'a Path>,
     pub prefix: &'a str,
@@ -163,22 +170,16 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         std::fs::create_dir_all(request.state_dir.join(dir)).with_context(|| format!("create {}", request.state_dir.join(dir).display()))?;
     }
     let state_dir = &std::fs::canonicalize(request.state_dir).with_context(|| format!("resolve {}", request.state_dir.display()))?;
-    let data_dir = state_dir.join("etcd");
-    // On this thread, not a blocking-pool one: etcd dies with the thread that started
-    // it (PR_SET_PDEATHSIG), and pool threads end when idle.
     let nodes: Vec<String> = (1..=request.nodes).map(|index| format!("n{index}")).collect();
     let pki = if request.secure { Some(LocalPki::prepare(state_dir, &nodes)?) } else { None };
-    let server = tokio::task::block_in_place(|| match &pki {
-        Some(pki) => EtcdServer::start_secure(&data_dir, pki.server(), &[]),
-        None => EtcdServer::start(&data_dir, &[]),
-    })
-    .context("start etcd")?;
-    let endpoint = server.endpoint();
+    // On this thread, not a blocking-pool one: etcd dies with the thread that started
+    // it (PR_SET_PDEATHSIG), and pool threads end when idle.
+    let mut etcd = tokio::task::block_in_place(|| start_etcd(state_dir, request.etcd_members, pki.as_ref()))?;
+    let endpoint = etcd.endpoints().join(",");
     std::fs::write(state_dir.join("endpoint"), format!("{endpoint}\n")).context("write endpoint file")?;
-    if let Some(pid) = server.pid() {
-        std::fs::write(state_dir.join("pids").join("etcd"), format!("{pid}\n")).context("write pid file")?;
-    }
-    let admin = ConnectConfig { endpoints: vec![endpoint.clone()], prefix: request.prefix.to_string(), tls: pki.as_ref().map(|pki| pki.files("admin")) };
+    write_etcd_pids(state_dir, &mut etcd)?;
+    std::fs::write(state_dir.join("pids").join("up"), format!("{}\n", std::process::id())).context("write pid file")?;
+    let admin = ConnectConfig { endpoints: etcd.endpoints(), prefix: request.prefix.to_string(), tls: pki.as_ref().map(|pki| pki.files("admin")) };
     let store = crate::store::Store::connect_with(&admin).await?;
     // The administrator creates the Node objects: agents may not write the spec.
     register(request, &store).await?;
@@ -283,6 +284,15 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         }
         components.push(spawn("hollow", args)?);
     }
+    if etcd.members() > 1 {
+        let roles: Vec<String> = (1..=etcd.members())
+            .map(|member| match member <= request.nodes {
+                true => format!("{} (n{member}'s)", etcd.name(member)),
+                false => format!("{} (a witness)", etcd.name(member)),
+            })
+            .collect();
+        println!("etcd members {}; SIGUSR1 to pacer up (DIR/pids/up) restarts them one at a time", roles.join(", "));
+    }
     println!(
         "etcd running at {endpoint}; scheduler, {} node agents and {} hollow nodes started (logs in {})",
         request.nodes,
@@ -297,9 +307,22 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     println!("metrics: http://HOST:PORT/metrics, each component's address in {}/<component>", state_dir.join("metrics").display());
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
-    tokio::select! {
-        _ = interrupt.recv() => {}
-        _ = terminate.recv() => {}
+    let mut restart = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("listen for SIGUSR1")?;
+    loop {
+        tokio::select! {
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = restart.recv() => {
+                // On this thread, which owns the members (PR_SET_PDEATHSIG).
+                println!("restarting etcd, one member at a time");
+                let restarted = tokio::task::block_in_place(|| etcd.rolling_restart(|_, name| println!("restarting etcd member {name}")));
+                match restarted {
+                    Ok(()) => println!("etcd restarted"),
+                    Err(error) => eprintln!("restart etcd: {error}"),
+                }
+                write_etcd_pids(state_dir, &mut etcd)?;
+            }
+        }
     }
     println!("stopping");
     // Agents first (they stop their resources), then the scheduler, then etcd.
@@ -320,10 +343,66 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     })
     .await
     .context("stop the cluster")?;
-    drop(server);
-    let _ = std::fs::remove_file(state_dir.join("pids").join("etcd"));
+    tokio::task::block_in_place(|| drop(etcd));
+    for name in etcd_pid_names(state_dir) {
+        let _ = std::fs::remove_file(state_dir.join("pids").join(name));
+    }
+    let _ = std::fs::remove_file(state_dir.join("pids").join("up"));
     let _ = std::fs::remove_file(state_dir.join("endpoint"));
     Ok(0)
+}
+
+/// Starts etcd: one member with its data in `DIR/etcd` (kept from run to run), or
+/// `members` members `m1..mN` in `DIR/etcd-cluster/` with the LAN's raft timing.
+fn start_etcd(state_dir: &Path, members: usize, pki: Option<&LocalPki>) -> anyhow::Result<EtcdCluster> {
+    anyhow::ensure!(members % 2 == 1, "--etcd-members {members}: use an odd number (an even one tolerates no more lost members than one fewer)");
+    if members == 1 {
+        let data_dir = state_dir.join("etcd");
+        let server = match pki {
+            Some(pki) => EtcdServer::start_secure(&data_dir, pki.server(), &[]),
+            None => EtcdServer::start(&data_dir, &[]),
+        };
+        return Ok(server.context("start etcd")?.into_cluster());
+    }
+    let dir = state_dir.join("etcd-cluster");
+    // The members' data names the ports they listened on, which are gone: a cluster of
+    // several members cannot be restarted from an earlier run's.
+    anyhow::ensure!(
+        !dir.join("m1").join("member-data").exists(),
+        "{} holds the etcd members of an earlier run, which cannot be started on new ports: remove it, or use another --state-dir",
+        dir.display()
+    );
+    let cluster = match pki {
+        Some(pki) => EtcdCluster::start_secure(&dir, members, &crate::local::etcd::LAN_TUNING, pki.server()),
+        None => EtcdCluster::start(&dir, members, &crate::local::etcd::LAN_TUNING),
+    };
+    cluster.with_context(|| format!("start {members} etcd members"))
+}
+
+/// The PID files of etcd's members: `etcd` for a single one, else `etcd-m1`, ...
+fn etcd_pid_name(etcd: &EtcdCluster, member: usize) -> String {
+    if etcd.members() == 1 { "etcd".to_string() } else { format!("etcd-{}", etcd.name(member)) }
+}
+
+/// Every etcd PID file in `DIR/pids/`.
+fn etcd_pid_names(state_dir: &Path) -> Vec<String> {
+    let entries = std::fs::read_dir(state_dir.join("pids")).into_iter().flatten().flatten();
+    entries.filter_map(|entry| entry.file_name().into_string().ok()).filter(|name| name == "etcd" || name.starts_with("etcd-")).collect()
+}
+
+/// Writes each running member's PID file (`DIR/pids/etcd`, or `etcd-m1`...) and
+/// removes those of members that do not run.
+fn write_etcd_pids(state_dir: &Path, etcd: &mut EtcdCluster) -> anyhow::Result<()> {
+    for member in 1..=etcd.members() {
+        let path = state_dir.join("pids").join(etcd_pid_name(etcd, member));
+        match etcd.running(member).then(|| etcd.pid(member)).flatten() {
+            Some(pid) => std::fs::write(&path, format!("{pid}\n")).with_context(|| format!("write {}", path.display()))?,
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Writes a config file for `config` (`pacer --config FILE`), readable by its owner

@@ -45,6 +45,13 @@ const HEALTHY_WITHIN: Duration = Duration::from_secs(20);
 /// How long a stopped member may take to exit after SIGTERM before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
+/// Raft timing for members on one machine or one LAN, which answer each other within a
+/// millisecond (etcd's defaults, 100 ms and 1 s, are for wider networks): a new leader
+/// is elected well within half the shortest lease TTL (2 s), after which agents stop
+/// their resources. `pacer up --etcd-members 3` and the e2e harness run their members
+/// with it.
+pub const LAN_TUNING: [&str; 2] = ["--heartbeat-interval=50", "--election-timeout=500"];
+
 /// How often a (re)start is tried with fresh ports: a port found free can be taken
 /// before etcd binds it.
 const START_ATTEMPTS: usize = 3;
@@ -237,8 +244,22 @@ impl Member {
         self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
-    /// SIGTERM, then SIGKILL after `STOP_GRACE`; reaped either way.
+    /// Sends `signal` to the process, if it runs.
+    fn signal(&mut self, signal: i32) {
+        if self.running()
+            && let Some(pid) = self.pid().and_then(|pid| i32::try_from(pid).ok())
+        {
+            // SAFETY: kill(2) on the PID of our own child, which has not been reaped.
+            unsafe {
+                libc::kill(pid, signal);
+            }
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after `STOP_GRACE`; reaped either way. A frozen member is
+    /// woken first, so that it can act on the SIGTERM.
     fn stop(&mut self) {
+        self.signal(libc::SIGCONT);
         if let Some(mut child) = self.child.take() {
             terminate(&mut child, STOP_GRACE);
         }
@@ -257,10 +278,15 @@ impl Member {
 /// port was taken, its data is bad), or after `HEALTHY_WITHIN`, naming the log of the
 /// first member not healthy.
 fn wait_healthy(members: &mut [Member]) -> Result<(), EtcdServerError> {
+    let mut members: Vec<&mut Member> = members.iter_mut().collect();
+    wait_healthy_each(&mut members)
+}
+
+/// `wait_healthy` of members that need not be neighbours in one slice.
+fn wait_healthy_each(members: &mut [&mut Member]) -> Result<(), EtcdServerError> {
     let started = Instant::now();
-    let mut pending: Vec<usize> = (0..members.len()).collect();
     loop {
-        pending.retain(|&index| !healthy(members[index].health_port));
+        let pending: Vec<usize> = (0..members.len()).filter(|&index| !healthy(members[index].health_port)).collect();
         let Some(&first) = pending.first() else { return Ok(()) };
         let exited = pending.iter().copied().find(|&index| !members[index].running());
         if exited.is_some() || started.elapsed() >= HEALTHY_WITHIN {
@@ -455,6 +481,87 @@ impl EtcdCluster {
         self.stop_member(index);
     }
 
+    /// Freezes the member (SIGSTOP): it holds its connections and answers nothing, as
+    /// a machine that hangs or a process stalled on its disk.
+    pub fn freeze(&mut self, member: usize) {
+        self.member_mut(member).signal(libc::SIGSTOP);
+    }
+
+    /// Wakes a frozen member (SIGCONT).
+    pub fn thaw(&mut self, member: usize) {
+        self.member_mut(member).signal(libc::SIGCONT);
+    }
+
+    /// Whether the member answers `/health` now: it has a leader and can serve a quorum
+    /// read.
+    pub fn healthy(&self, member: usize) -> bool {
+        healthy(self.member(member).health_port)
+    }
+
+    /// Kills every member at once (SIGKILL, reaped): etcd lost whole. Their data stays
+    /// for `start_stopped`.
+    pub fn kill_all(&mut self) {
+        for member in &mut self.members {
+            member.kill();
+        }
+    }
+
+    /// Starts every member that does not run (killed, stopped or exited) again on its
+    /// ports with its data, all together — a member waits for a quorum before it is
+    /// healthy, so members of a cluster that lost its quorum cannot be restarted one
+    /// by one — and waits until each is healthy. Returns how many were started.
+    ///
+    /// Call it from the thread that should own them (see the module's note).
+    pub fn start_stopped(&mut self) -> Result<usize, EtcdServerError> {
+        let state = if self.members.len() == 1 { "new" } else { "existing" };
+        let initial_cluster = self.initial_cluster();
+        let mut started = Vec::new();
+        for (index, member) in self.members.iter_mut().enumerate() {
+            if !member.running() {
+                member.child = None;
+                member.spawn(&initial_cluster, state, &self.token, &self.extra_args, self.tls.as_ref())?;
+                started.push(index);
+            }
+        }
+        let count = started.len();
+        let mut members: Vec<&mut Member> =
+            self.members.iter_mut().enumerate().filter(|(index, _)| started.contains(index)).map(|(_, member)| member).collect();
+        let result = wait_healthy_each(&mut members);
+        if result.is_err() {
+            for member in members {
+                member.stop();
+            }
+        }
+        result.map(|()| count)
+    }
+
+    /// Restarts every member, one at a time, as an upgrade of etcd does: members that
+    /// do not run are started first (`start_stopped`); then each member in turn is
+    /// stopped (SIGTERM: a leader hands its leadership over first) and started again
+    /// with its data, and the next one only once it is healthy again — never while
+    /// another member is unhealthy, so a quorum is never lost by the restart itself
+    /// (with one member, the cluster is down while it restarts). `report` is told of
+    /// each member as it is restarted (its number and name).
+    ///
+    /// Call it from the thread that should own the members (see the module's note).
+    pub fn rolling_restart(&mut self, mut report: impl FnMut(usize, &str)) -> Result<(), EtcdServerError> {
+        self.start_stopped()?;
+        for member in 1..=self.members.len() {
+            let others: Vec<usize> = (1..=self.members.len()).filter(|&other| other != member).collect();
+            let waiting = Instant::now();
+            while !others.iter().all(|&other| self.healthy(other)) {
+                if waiting.elapsed() >= HEALTHY_WITHIN {
+                    let other = others.iter().copied().find(|&other| !self.healthy(other)).unwrap_or(member);
+                    return Err(EtcdServerError::NotHealthy { waited: waiting.elapsed(), log: self.member(other).log_path().display().to_string() });
+                }
+                sleep(Duration::from_millis(25));
+            }
+            report(member, &self.member(member).name);
+            self.restart(member)?;
+        }
+        Ok(())
+    }
+
     /// Starts the member again on the same ports with the same data, after `kill` or
     /// `stop` (stopping it first if it runs), and waits until it is healthy: it has
     /// rejoined, found the leader and can serve a quorum read.
@@ -510,6 +617,12 @@ impl EtcdServer {
     /// The client URL, `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> String {
         self.cluster.endpoint(1)
+    }
+
+    /// The cluster of one member underneath (named `pacer`), for code that runs one
+    /// member or several alike (`pacer up`).
+    pub fn into_cluster(self) -> EtcdCluster {
+        self.cluster
     }
 
     pub fn pid(&self) -> Option<u32> {

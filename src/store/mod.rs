@@ -5,6 +5,7 @@ pub mod apply;
 pub mod archive;
 pub mod election;
 pub mod events;
+mod failover;
 pub mod keys;
 pub mod lease;
 pub mod node;
@@ -352,7 +353,9 @@ impl Store {
         if let Some(material) = &material {
             options = options.with_tls(material.options());
         }
-        let client = Client::connect(&endpoints, Some(options)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
+        let client = Client::connect_with_balanced_channel(&endpoints, Some(options), failover::Failover)
+            .await
+            .map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
         let store = Store {
             client,
             keys: Keys::new(&config.prefix),
@@ -364,9 +367,17 @@ impl Store {
         };
         // Connecting is lazy; a first request tells whether anyone answers. A read every
         // identity may make (etcd 3.6 and 3.5.28 reserve the status call for root).
-        let probe = GetOptions::new().with_count_only();
-        store.kv().get(store.keys.spec_version(), Some(probe)).await.map_err(|source| StoreError::Connect { endpoints: endpoints.join(","), source })?;
-        Ok(store)
+        // A member that fails it hands the next request to the next member
+        // (`failover`): each is tried once.
+        let mut tries = endpoints.len().max(1);
+        loop {
+            let probe = GetOptions::new().with_count_only();
+            match store.kv().get(store.keys.spec_version(), Some(probe)).await {
+                Ok(_) => return Ok(store),
+                Err(_) if tries > 1 => tries -= 1,
+                Err(source) => return Err(StoreError::Connect { endpoints: endpoints.join(","), source }),
+            }
+        }
     }
 
     /// A second connection like this one (same endpoints, prefix and identity).

@@ -23,8 +23,18 @@
 //! violation is kept as a regression test (`e2e/regressions`). Every run prints its
 //! fault in that form.
 //!
-//! Prints, per fault kind, runs, violations, unexpected self-fencings, unrecovered and
-//! recovery p50/p99/max; exits 1 on any of the three.
+//! etcd itself fails too: `KillEtcd` (every member killed for two lease TTLs) and
+//! `FreezeEtcd` (every member stopped) take it from everyone while every node can reach
+//! every other, so whatever they stop, start or fence, the outage alone caused: counted
+//! and printed (`outage-caused`; the goal is zero — issue 20's failsafe — and
+//! `--expect-failsafe` makes any a violation and no node excused for self-fencing).
+//! `KillEtcdCutLink:nK` cuts nK off as etcd goes and keeps it cut once etcd is back:
+//! nK must stop its resources itself, and nothing may run twice. `--nodes 2
+//! --etcd-members 3` is two nodes and a witness (`make chaos-witness`): `KillNode:nK`
+//! kills nK's agent and its etcd member (member K), `KillEtcdMember:witness` the third.
+//!
+//! Prints, per fault kind, runs, violations, unexpected self-fencings, unrecovered,
+//! recovery p50/p99/max and the outage-caused count; exits 1 on any of the first three.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -63,9 +73,25 @@ enum Fault {
     /// node at once); the next fault of the sequence strikes while it starts. Deleted
     /// once all Started; no node may self-fence meanwhile.
     Burst,
+    /// kill -9 every etcd member for two lease TTLs, then start them again: etcd is
+    /// down for everyone, every node can still reach every other. What it stops or
+    /// starts is counted (outage-caused; the goal is zero, `--expect-failsafe` makes
+    /// any a violation).
+    KillEtcd,
+    /// SIGSTOP every etcd member for two lease TTLs, then SIGCONT: etcd hangs for
+    /// everyone (connections open and silent). Counted like `KillEtcd`.
+    FreezeEtcd,
+    /// `KillEtcd`, and the target node's links cut as etcd goes, kept cut once etcd is
+    /// back: that node must stop its resources (it self-fences), is fenced, and its
+    /// resources start elsewhere; nothing may run twice.
+    KillEtcdCutLink,
+    /// kill -9 a node's agent and its own etcd member (`nK`'s is member K), as a
+    /// machine of two nodes and a witness lost whole: the survivor and the witness keep
+    /// etcd's quorum, fence the node and take its resources.
+    KillNode,
 }
 
-const FAULTS: [Fault; 10] = [
+const FAULTS: [Fault; 14] = [
     Fault::KillAgent,
     Fault::FreezeAgent,
     Fault::FreezeMidStart,
@@ -76,7 +102,23 @@ const FAULTS: [Fault; 10] = [
     Fault::RestartAll,
     Fault::KillEtcdMember,
     Fault::Burst,
+    Fault::KillEtcd,
+    Fault::FreezeEtcd,
+    Fault::KillEtcdCutLink,
+    Fault::KillNode,
 ];
+
+/// The faults that take etcd away from every node while every node can reach every
+/// other: what they stop or start is outage-caused.
+fn outage(fault: Fault) -> bool {
+    matches!(fault, Fault::KillEtcd | Fault::FreezeEtcd)
+}
+
+/// The faults during which etcd is down for everyone: without the failsafe (issue
+/// 20), every node self-fences, as it had reason to.
+fn etcd_down(fault: Fault) -> bool {
+    matches!(fault, Fault::KillEtcd | Fault::FreezeEtcd | Fault::KillEtcdCutLink)
+}
 
 impl FromStr for Fault {
     type Err = anyhow::Error;
@@ -125,7 +167,11 @@ struct Options {
     pacer: PathBuf,
     agents: PathBuf,
     namespaces: bool,
+    nodes: usize,
     etcd_members: usize,
+    /// Outage-caused stops and starts are violations, and no node may self-fence for an
+    /// etcd down for everyone (turn on once the failsafe is in).
+    expect_failsafe: bool,
     /// etcd with mutual TLS and per-identity rights (`pacer up --secure`'s set-up).
     secure: bool,
     /// Resources in a `Burst`.
@@ -152,7 +198,9 @@ fn options() -> anyhow::Result<Options> {
         pacer: root.join("target/debug/pacer"),
         agents: root.join("agents"),
         namespaces: false,
+        nodes: 3,
         etcd_members: 1,
+        expect_failsafe: false,
         secure: false,
         burst: 150,
     };
@@ -175,9 +223,11 @@ fn options() -> anyhow::Result<Options> {
             "--namespaces" => options.namespaces = true,
             "--secure" => options.secure = true,
             "--etcd-members" => options.etcd_members = value()?.parse().context("--etcd-members")?,
+            "--nodes" => options.nodes = value()?.parse().context("--nodes")?,
+            "--expect-failsafe" => options.expect_failsafe = true,
             "--burst" => options.burst = value()?.parse().context("--burst")?,
             other => bail!(
-                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--etcd-members 1|3] [--secure] [--burst N]"
+                "unknown argument {other}; use --runs N --seed S | --sequence FAULT[:TARGET],... | --sequence-file F, and [--lease-ttl S] [--bound S] [--pacer PATH] [--agents DIR] [--namespaces] [--nodes N] [--etcd-members 1|3] [--expect-failsafe] [--secure] [--burst N]"
             ),
         }
     }
@@ -287,17 +337,20 @@ async fn start_begun(cluster: &Cluster, resource: &str, node: &str, since: u128,
     false
 }
 
-/// Draws the run's step from the seed (an etcd member is killed only if there are
-/// three).
-fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize) -> Step {
-    let faults: Vec<Fault> = FAULTS.into_iter().filter(|fault| *fault != Fault::KillEtcdMember || etcd_members >= 3).collect();
+/// Draws the run's step from the seed (an etcd member, or a node with its member, is
+/// killed only if there are three).
+fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize, witness: bool) -> Step {
+    let faults: Vec<Fault> = FAULTS.into_iter().filter(|fault| !matches!(fault, Fault::KillEtcdMember | Fault::KillNode) || etcd_members >= 3).collect();
     let fault = faults[rng.random_range(0..faults.len())];
     let node = nodes[rng.random_range(0..nodes.len())].clone();
     let resource = RESOURCES[rng.random_range(0..RESOURCES.len())].to_string();
     let target = match fault {
         Fault::FailMonitor => resource,
-        Fault::KillLeader | Fault::RestartAll | Fault::Burst => String::new(),
-        Fault::KillEtcdMember => if rng.random_bool(0.5) { "leader" } else { "follower" }.to_string(),
+        Fault::KillLeader | Fault::RestartAll | Fault::Burst | Fault::KillEtcd | Fault::FreezeEtcd => String::new(),
+        Fault::KillEtcdMember => {
+            let targets: &[&str] = if witness { &["leader", "follower", "witness"] } else { &["leader", "follower"] };
+            targets[rng.random_range(0..targets.len())].to_string()
+        }
         _ => node,
     };
     Step { fault, target }
@@ -315,15 +368,30 @@ struct Outcome {
     /// Nodes that had reason to self-fence: cut off from etcd, or frozen past their
     /// lease. Any other node's self-fencing is a problem.
     excused: BTreeSet<String>,
+    /// Nodes that self-fenced for an etcd down for everyone (not a problem until the
+    /// failsafe is expected).
+    excused_by_outage: BTreeSet<String>,
+    /// The target node's self-fencings before the fault (`KillEtcdCutLink`).
+    self_fencings_of_target: usize,
+    /// The etcd member a `KillNode` killed, restarted when healing.
+    member_killed: Option<usize>,
 }
 
 /// Injects one fault, measures recovery, heals. Problems found here (besides the
 /// observer's) are disturbances a fault must not cause.
 async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow::Result<Outcome> {
-    let mut outcome = Outcome { witness_before: read_witness(&cluster.witness_log()).len(), power_offs_before: power_offs(cluster), ..Outcome::default() };
     let node = step.target.clone();
+    let mut outcome = Outcome {
+        witness_before: read_witness(&cluster.witness_log()).len(),
+        power_offs_before: power_offs(cluster),
+        self_fencings_of_target: cluster.self_fencings().get(&node).copied().unwrap_or(0),
+        ..Outcome::default()
+    };
     let term = cluster.leader_term().await?;
     let mut fault_at = Instant::now();
+    if etcd_down(step.fault) && !options.expect_failsafe {
+        outcome.excused_by_outage = cluster.node_names().into_iter().collect();
+    }
     let recovered = match step.fault {
         Fault::KillAgent => {
             cluster.kill_agent(&node);
@@ -458,6 +526,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
                 (_, Some(leader)) => leader % cluster.etcd_members() + 1,
                 (_, None) => 1,
             };
+            let member = if node == "witness" { cluster.etcd_witness().unwrap_or(member) } else { member };
             cluster.kill_etcd_member(member);
             fault_at = Instant::now();
             // Back when a linearizable read succeeds again (a leader serves).
@@ -477,6 +546,50 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             }
             false
         }
+        Fault::KillEtcd | Fault::FreezeEtcd | Fault::KillEtcdCutLink => {
+            if step.fault == Fault::FreezeEtcd {
+                cluster.freeze_etcd(true);
+            } else {
+                cluster.kill_etcd();
+            }
+            if step.fault == Fault::KillEtcdCutLink {
+                cluster.cut_link(&node, true)?;
+                outcome.excused.insert(node.clone());
+            }
+            // Longer than any lease, then back.
+            tokio::time::sleep(cluster.lease_ttl() * 2).await;
+            if step.fault == Fault::FreezeEtcd {
+                cluster.freeze_etcd(false);
+            } else {
+                tokio::task::block_in_place(|| cluster.restart_etcd())?;
+            }
+            fault_at = Instant::now();
+            if step.fault == Fault::KillEtcdCutLink {
+                // The cut node is fenced and its resources run elsewhere; it must have
+                // stopped them itself first.
+                let back = resources_back(cluster, Some(&node), options.bound).await?;
+                if cluster.self_fencings().get(&node).copied().unwrap_or(0) <= outcome.self_fencings_of_target {
+                    outcome.problems.push(format!("{node}, cut off from etcd, never stopped its resources itself ({})", pacer_e2e::SELF_FENCING));
+                }
+                back
+            } else {
+                // Statuses written before the outage still say Started: back once the
+                // cluster has settled (converged for `QUIET`, not counted).
+                let back = settled(cluster, options.bound).await?;
+                outcome.recovered = back.then(|| fault_at.elapsed().saturating_sub(pacer_e2e::QUIET));
+                false
+            }
+        }
+        Fault::KillNode => {
+            let Some(member) = cluster.etcd_member_of(&node) else {
+                outcome.problems.push(format!("{step}: {node} has no etcd member of its own"));
+                return Ok(outcome);
+            };
+            cluster.kill_agent(&node);
+            cluster.kill_etcd_member(member);
+            outcome.member_killed = Some(member);
+            resources_back(cluster, Some(&node), options.bound).await?
+        }
         Fault::Burst => {
             let burst = apply_burst(cluster, options.burst)?;
             outcome.recovered = finish_burst(cluster, burst, options.bound).await?;
@@ -489,8 +602,11 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
     // Heal: wake or reconnect, and restart what the fault or the fencing killed.
     match step.fault {
         Fault::FreezeAgent => cluster.signal_agent(&node, libc::SIGCONT),
-        Fault::CutLink => cluster.cut_link(&node, false)?,
+        Fault::CutLink | Fault::KillEtcdCutLink => cluster.cut_link(&node, false)?,
         _ => {}
+    }
+    if let Some(member) = outcome.member_killed {
+        tokio::task::block_in_place(|| cluster.restart_etcd_member(member))?;
     }
     for name in cluster.node_names() {
         if !cluster.agent_running(&name) {
@@ -559,17 +675,24 @@ fn power_offs(cluster: &Cluster) -> usize {
     cluster.power_offs().values().map(Vec::len).sum()
 }
 
-/// For a fault that must touch no resource (a restart of the control plane, an etcd
-/// member lost): what was stopped, started or fenced since it, judged once settled.
-fn disturbances(cluster: &Cluster, step: &Step, outcome: &Outcome) -> Option<String> {
-    let disturbed: Vec<String> = read_witness(&cluster.witness_log())
+/// What was stopped, started (promoted, demoted, migrated) or fenced since the fault:
+/// each operation the witnesses began but monitors and notifications, and the number
+/// of power-offs.
+fn disturbed(cluster: &Cluster, outcome: &Outcome) -> (Vec<String>, usize) {
+    let operations = read_witness(&cluster.witness_log())
         .get(outcome.witness_before..)
         .unwrap_or_default()
         .iter()
         .filter(|line| line.phase == "begin" && line.operation != "monitor" && line.operation != "notify")
         .map(|line| format!("{} {} on {}", line.operation, line.resource, line.node))
         .collect();
-    let fenced = power_offs(cluster).saturating_sub(outcome.power_offs_before);
+    (operations, power_offs(cluster).saturating_sub(outcome.power_offs_before))
+}
+
+/// For a fault that must touch no resource (a restart of the control plane, an etcd
+/// member lost): what was stopped, started or fenced since it, judged once settled.
+fn disturbances(cluster: &Cluster, step: &Step, outcome: &Outcome) -> Option<String> {
+    let (disturbed, fenced) = disturbed(cluster, outcome);
     (!disturbed.is_empty() || fenced > 0).then(|| format!("{step} disturbed resources: {disturbed:?}, {fenced} power-offs"))
 }
 
@@ -581,7 +704,7 @@ async fn main() -> anyhow::Result<()> {
         namespaces: options.namespaces,
         etcd_members: options.etcd_members,
         secure: options.secure,
-        ..ClusterConfig::new(3, options.lease_ttl, options.pacer.clone(), options.agents.clone())
+        ..ClusterConfig::new(options.nodes, options.lease_ttl, options.pacer.clone(), options.agents.clone())
     };
     let mut cluster = Cluster::start(config).await?;
     cluster.apply(&manifests(&cluster))?;
@@ -593,15 +716,21 @@ async fn main() -> anyhow::Result<()> {
                 let known = step.target.is_empty()
                     || nodes.contains(&step.target)
                     || RESOURCES.contains(&step.target.as_str())
-                    || ["leader", "follower"].contains(&step.target.as_str());
-                anyhow::ensure!(step.fault != Fault::KillEtcdMember || cluster.etcd_members() >= 3, "{step}: needs --etcd-members 3");
+                    || ["leader", "follower", "witness"].contains(&step.target.as_str());
+                anyhow::ensure!(
+                    !matches!(step.fault, Fault::KillEtcdMember | Fault::KillNode) || cluster.etcd_members() >= 3,
+                    "{step}: needs --etcd-members 3"
+                );
+                anyhow::ensure!(step.fault != Fault::KillNode || cluster.etcd_member_of(&step.target).is_some(), "{step}: {} has no etcd member", step.target);
+                anyhow::ensure!(step.target != "witness" || cluster.etcd_witness().is_some(), "{step}: no witness (more etcd members than nodes)");
                 anyhow::ensure!(known, "{step}: no node or resource {}", step.target);
             }
             sequence.clone()
         }
         None => {
             let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
-            (0..options.runs).map(|_| draw(&mut rng, &nodes, cluster.etcd_members())).collect()
+            let witness = cluster.etcd_witness().is_some();
+            (0..options.runs).map(|_| draw(&mut rng, &nodes, cluster.etcd_members(), witness)).collect()
         }
     };
     let rules = rules();
@@ -609,6 +738,9 @@ async fn main() -> anyhow::Result<()> {
     let mut violations: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut unrecovered: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut self_fenced: BTreeMap<Fault, usize> = BTreeMap::new();
+    // Stops, starts and power-offs an etcd outage alone caused (every node could
+    // reach every other).
+    let mut outage_caused: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut known_problems = 0;
     let mut violating: Vec<String> = Vec::new();
     // A burst still starting while the next fault strikes, with the self-fencings
@@ -648,6 +780,17 @@ async fn main() -> anyhow::Result<()> {
         if matches!(step.fault, Fault::RestartAll | Fault::KillEtcdMember) {
             outcome.problems.extend(disturbances(&cluster, step, &outcome));
         }
+        if outage(step.fault) {
+            let (operations, fenced) = disturbed(&cluster, &outcome);
+            let count = operations.len() + fenced;
+            *outage_caused.entry(step.fault).or_default() += count;
+            if count > 0 {
+                println!("  OUTAGE-CAUSED: {} operation(s) {operations:?}, {fenced} power-off(s)", operations.len());
+            }
+            if count > 0 && options.expect_failsafe {
+                outcome.problems.push(format!("{step}: the etcd outage alone stopped or started resources: {operations:?}, {fenced} power-offs"));
+            }
+        }
         let testimony = read_witness(&cluster.witness_log());
         let power_offs = cluster.power_offs();
         let mut problems = outcome.problems;
@@ -662,11 +805,14 @@ async fn main() -> anyhow::Result<()> {
         // A node that could reach etcd had no reason to self-fence (during a combined
         // burst, the window spans the burst too).
         let fencings = cluster.self_fencings();
-        let unexpected = unexpected_self_fencings(&fencings_before, &fencings, &outcome.excused);
+        let excused: BTreeSet<String> = outcome.excused.union(&outcome.excused_by_outage).cloned().collect();
+        let unexpected = unexpected_self_fencings(&fencings_before, &fencings, &excused);
         for (node, count) in &fencings {
             let before = fencings_before.get(node).copied().unwrap_or(0);
             if *count > before && outcome.excused.contains(node) {
                 println!("  {node} self-fenced {} time(s), as it had reason to", count - before);
+            } else if *count > before && outcome.excused_by_outage.contains(node) {
+                println!("  {node} self-fenced {} time(s) while etcd was down for everyone (the failsafe would ride it out)", count - before);
             } else if *count > before {
                 println!("  SELF-FENCING of {node}, with the lines of its log before it:");
                 for line in cluster.self_fencing_excerpt(node, before, 8) {
@@ -696,7 +842,17 @@ async fn main() -> anyhow::Result<()> {
     let network = if cluster.namespaces() { "nodes in network namespaces" } else { "nodes on the loopback" };
     let network = if cluster.secure() { format!("{network}, etcd over mutual TLS with per-identity rights") } else { network.to_string() };
     println!("\n{source}, {} runs, lease TTL {} s, {network} (logs kept in {} while running)", steps.len(), options.lease_ttl, cluster.dir().display());
-    println!("{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9}", "fault", "runs", "violations", "self-fenced", "unrecovered", "p50", "p99", "max");
+    let topology = format!(
+        "{} nodes, {} etcd member(s){}",
+        options.nodes,
+        cluster.etcd_members(),
+        if cluster.etcd_witness().is_some() { " (the last a witness)" } else { "" }
+    );
+    println!("{topology}");
+    println!(
+        "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>14}",
+        "fault", "runs", "violations", "self-fenced", "unrecovered", "p50", "p99", "max", "outage-caused"
+    );
     let mut failed = false;
     for fault in FAULTS {
         let mut samples = recoveries.get(&fault).cloned().unwrap_or_default();
@@ -710,8 +866,9 @@ async fn main() -> anyhow::Result<()> {
         let lost = unrecovered.get(&fault).copied().unwrap_or(0);
         let fenced = self_fenced.get(&fault).copied().unwrap_or(0);
         failed |= bad > 0 || lost > 0 || fenced > 0;
+        let caused = if outage(fault) { outage_caused.get(&fault).copied().unwrap_or(0).to_string() } else { "-".to_string() };
         println!(
-            "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9}",
+            "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>14}",
             format!("{fault:?}"),
             runs,
             bad,
@@ -719,8 +876,14 @@ async fn main() -> anyhow::Result<()> {
             lost,
             seconds(percentile(&samples, 0.5)),
             seconds(percentile(&samples, 0.99)),
-            seconds(samples.last().copied().unwrap_or_default())
+            seconds(samples.last().copied().unwrap_or_default()),
+            caused
         );
+    }
+    if steps.iter().any(|step| outage(step.fault)) {
+        let total: usize = outage_caused.values().sum();
+        let verdict = if options.expect_failsafe { "violations (--expect-failsafe)" } else { "reported, not violations (--expect-failsafe makes them so)" };
+        println!("outage-caused stops, starts and power-offs (etcd down for everyone, every node reaching every other): {total}, goal 0; {verdict}");
     }
     for sequence in &violating {
         println!("to replay: --sequence \"{sequence}\"");
