@@ -241,6 +241,14 @@ pub struct Reconciler {
     pub stopping_all: bool,
     /// This node's last unfencing succeeded (the fencing records say so).
     pub unfenced: bool,
+    /// A device unfences and fencing is on: nothing starts here before this node is
+    /// unfenced under its current lease, whatever an assignment written before its
+    /// restart says (`state::fencing::unfencing_required`).
+    pub must_unfence: bool,
+    /// This node's statuses as an earlier agent left them, with the revision each was
+    /// read at, until the node's fencing is known: those older than its last
+    /// successful fencing are void (`void_inherited`).
+    pub inherited: BTreeMap<String, (i64, ResourceStatus)>,
     /// This agent's session (its lease id), stamped on the notices it publishes.
     pub incarnation: i64,
     /// Cleanups and refreshes asked of this node (`requests/<node>/<id>`) and applied,
@@ -300,6 +308,8 @@ impl Reconciler {
             local,
             stopping_all: false,
             unfenced: false,
+            must_unfence: false,
+            inherited: BTreeMap::new(),
             incarnation: 0,
             requests: BTreeMap::new(),
             event_ids: EventIds::default(),
@@ -569,7 +579,7 @@ impl Reconciler {
             (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
                 let entry = entry?;
                 // Nothing starts on a node still to be unfenced.
-                if self.assignment.as_ref().is_some_and(|assignment| assignment.unfence_first) && !self.unfenced {
+                if (self.must_unfence || self.assignment.as_ref().is_some_and(|assignment| assignment.unfence_first)) && !self.unfenced {
                     return None;
                 }
                 let open = gates::all_open(&entry.start_after, &self.node, index.gate_statuses(&entry.start_after).into_iter());
@@ -1083,6 +1093,34 @@ impl Reconciler {
     /// Forgets applied requests whose keys are gone (`stored` says which still exist).
     pub fn keep_requests(&mut self, stored: impl Fn(&str) -> bool) {
         self.requests.retain(|id, _| stored(id));
+    }
+
+    /// Forgets what an earlier agent recorded of the resources here before this
+    /// node's last successful fencing (`fenced`, a revision): the inherited statuses
+    /// read at an older revision lose their history, fail counts and last failure, as
+    /// Pacemaker wipes a fenced node's history — written back, they would fence the
+    /// node again. What this agent recorded itself stays, and so does the failure
+    /// counter (it only grows: `failures_seen`). Returns the resources changed.
+    pub fn void_inherited(&mut self, fenced: i64) -> Vec<String> {
+        let void: Vec<String> = self.inherited.iter().filter(|(_, (read, _))| *read < fenced).map(|(id, _)| id.clone()).collect();
+        for id in &void {
+            let Some((_, old)) = self.inherited.remove(id) else { continue };
+            let Some(local) = self.local.get_mut(id) else { continue };
+            let status = &mut local.status;
+            status.history.retain(|record| !old.history.contains(record));
+            for (operation, count) in &old.fail_counts {
+                if let Some(now) = status.fail_counts.get_mut(operation) {
+                    *now = now.saturating_sub(*count);
+                }
+            }
+            status.fail_counts.retain(|_, count| *count > 0);
+            if status.last_failure == old.last_failure {
+                status.last_failure = None;
+                status.failure_reason = None;
+            }
+            local.dirty = true;
+        }
+        void
     }
 
     /// Forgets what runs here (after the lease was lost and everything was stopped or

@@ -581,6 +581,38 @@ impl ClusterCache {
         [accepted, confirmed].into_iter().flatten().max_by_key(|(_, revision)| *revision).map(|(result, _)| result)
     }
 
+    /// The revision of `target`'s last successful fencing (`off` or `reboot`) the
+    /// leader accepted, or of an administrator's confirmation: what the node reported
+    /// before it is void (Pacemaker wipes a fenced node's history). An answer that
+    /// replaced it (an unfencing, a failed attempt) carries it forward.
+    pub fn fenced_revision(&self, target: &str) -> Option<i64> {
+        let answered = self.fence_answers.get(target).and_then(|stored| {
+            let result = &stored.answer.result;
+            if result.succeeded && result.action != "on" { Some(stored.revision) } else { stored.answer.fenced_revision }
+        });
+        let confirmed = self.fence_confirmations.get(target).map(|stored| stored.revision);
+        answered.max(confirmed)
+    }
+
+    /// Whether `node`'s status of `id` was written before the node's last successful
+    /// fencing (`fenced_revision`): void, whatever it says. A restarted agent that
+    /// wrote back what it had read before the fencing, or a node fenced while an
+    /// agent held it again, leaves such statuses; nobody reads them (`reports`, the
+    /// agents' view of the cluster).
+    pub fn is_void_status(&self, node: &str, id: &str) -> bool {
+        let Some(fenced) = self.fenced_revision(node) else { return false };
+        self.known.get(&self.keys.status(node, id)).is_some_and(|written| *written < fenced)
+    }
+
+    /// Whether `target` is unfenced under `lease`: its last fencing outcome is a
+    /// successful unfencing asked for while it held that lease. A node that lost its
+    /// lease since (its agent restarted without resuming it, the lease lapsed) must
+    /// be unfenced again before anything that requires it starts there.
+    pub fn unfenced_under(&self, target: &str, lease: i64) -> bool {
+        let unfenced = self.fence_outcome(target).is_some_and(|result| result.succeeded && result.action == "on");
+        unfenced && self.fence_answers.get(target).is_some_and(|stored| stored.answer.lease == Some(lease))
+    }
+
     /// The last fencing outcome of every target (`fence_outcome`), by target.
     pub fn fence_outcomes(&self) -> Vec<FenceResultRecord> {
         let targets: BTreeSet<&str> = self.fence_answers.keys().chain(self.fence_confirmations.keys()).map(String::as_str).collect();
@@ -603,12 +635,14 @@ impl ClusterCache {
         for (node, entry) in &self.heartbeats {
             reports.heartbeats.insert(node.clone(), entry.heartbeat.clone());
         }
-        reports.statuses = self.statuses.values().cloned().collect();
+        reports.statuses = self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| status.clone()).collect();
         reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
         for result in self.fence_outcomes().into_iter().filter(|result| result.succeeded) {
             if result.action == "on" {
-                reports.unfenced.insert(result.target.clone());
+                if self.node_lease(&result.target).is_some_and(|lease| self.unfenced_under(&result.target, lease)) {
+                    reports.unfenced.insert(result.target.clone());
+                }
             } else {
                 reports.fenced.insert(result.target.clone());
             }

@@ -71,6 +71,13 @@ pub fn fence_levels(target: &str, objects: &[Object]) -> Vec<Vec<DeviceStep>> {
     }
 }
 
+/// Whether nodes must be unfenced before they run anything: fencing is on and some
+/// device unfences (the scheduler's `have_unfencing_device`, with `stonithEnabled`).
+pub fn unfencing_required(objects: &[Object]) -> bool {
+    let enabled = objects.iter().all(|object| !matches!(&object.spec, Spec::ClusterPolicy(policy) if !policy.stonith_enabled));
+    enabled && objects.iter().any(|object| matches!(&object.spec, Spec::FenceDevice(device) if device.unfencing))
+}
+
 /// Whether a device can fence `target` by its static configuration.
 fn can_fence(device: &FenceDeviceSpec, target: &str) -> bool {
     if device.host_list.iter().any(|host| host.as_str() == target) || device.host_map.contains_key(target) {
