@@ -211,7 +211,8 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     // Kept with the revision each was read at: what predates the node's last
     // successful fencing is void (`Reconciler::void_inherited`) once the fencing
     // records are known.
-    let inherited: BTreeMap<String, (i64, ResourceStatus)> = previous.iter().map(|(_, status, revision)| (status.id.clone(), (*revision, status.clone()))).collect();
+    let inherited: BTreeMap<String, (i64, ResourceStatus)> =
+        previous.iter().map(|(_, status, revision)| (status.id.clone(), (*revision, status.clone()))).collect();
     let previous: Vec<ResourceStatus> = previous.into_iter().map(|(_, status, _)| status).collect();
     // An operation the previous agent had under way (recorded as pending) may still
     // be running, orphaned, and its probe cannot tell: a start whose agent has not yet

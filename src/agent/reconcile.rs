@@ -1978,6 +1978,57 @@ mod tests {
         assert_eq!(decided(&mut r, now), one("a", Action::Start));
     }
 
+    #[test]
+    fn a_node_that_must_be_unfenced_starts_nothing_on_an_assignment_from_before_its_restart() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        // Written while the node was unfenced under its previous lease.
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        r.must_unfence = true;
+        assert_eq!(decided(&mut r, now), vec![]);
+        r.unfenced = true;
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
+    }
+
+    #[test]
+    fn what_an_earlier_agent_recorded_before_the_nodes_fencing_is_forgotten() {
+        let now = Instant::now();
+        let mut old = status("a", NODE, ObservedRole::Failed);
+        old.history.push(OperationRecord {
+            operation: "stop".into(),
+            interval_ms: 0,
+            call_id: 3,
+            rc: ocf::ERR_GENERIC,
+            expected_rc: ocf::OK,
+            status: ExecStatus::Done,
+            last_rc_change: Some(100),
+            migrate_source: None,
+            migrate_target: None,
+            digest: None,
+        });
+        old.fail_counts.insert("stop_0".into(), FAIL_COUNT_INFINITY);
+        old.last_failure = Some(100);
+        old.failure_reason = Some("stop failed".into());
+        old.failures = 1;
+        let mut kept = status("b", NODE, ObservedRole::Stopped);
+        kept.fail_counts.insert("start_0".into(), 1);
+        let mut r = Reconciler::new(NODE, vec![old.clone(), kept.clone()]);
+        r.inherited = [("a".to_string(), (5, old)), ("b".to_string(), (12, kept))].into_iter().collect();
+        r.set_targets(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        // The node was fenced at revision 10: "a" was read from before, "b" after.
+        assert_eq!(r.void_inherited(10), ["a"]);
+        let a = local(&r, "a");
+        assert!(a.history.iter().all(|record| record.operation != "stop"), "{:?}", a.history);
+        assert_eq!(a.history.len(), 1, "the probe this agent ran stays");
+        assert!(a.fail_counts.is_empty() && a.last_failure.is_none() && a.failure_reason.is_none());
+        assert_eq!(a.failures, 1, "the failure counter only grows");
+        assert!(r.local["a"].dirty, "written again, without the failed stop");
+        assert_eq!(local(&r, "b").fail_counts.get("start_0"), Some(&1));
+        assert!(r.void_inherited(10).is_empty(), "once");
+    }
+
     /// A notifying instance of clone `c` and its probe target.
     fn notifying_target(id: &str) -> ProbeTarget {
         let mut definition = definition(vec![]);
