@@ -829,7 +829,8 @@ impl<'a> Session<'a> {
             .cloned()
             .collect();
         for request in due {
-            let levels = crate::state::fencing::fence_levels(&request.target, &self.objects);
+            // Only the levels whose devices the leader allowed here (their location rules).
+            let levels = crate::state::fencing::usable_levels(crate::state::fencing::fence_levels(&request.target, &self.objects), &request.devices);
             self.fencing_running.insert(request.target.clone());
             let executor = self.executor.clone();
             let done = self.fence_done_sender.clone();

@@ -713,6 +713,7 @@ mod tests {
             executor: executor.into(),
             requested: 0,
             lease: None,
+            devices: Vec::new(),
         };
         let answer = |by: &str| FenceAnswerRecord { result: result(by, 7), accepted: 1, lease: None, fenced_revision: None };
         // The executor the request named, with its result for that request.

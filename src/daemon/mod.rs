@@ -495,8 +495,10 @@ async fn drive_fencing(
         if waiting || (answered.is_some() && !retry_due) {
             continue;
         }
-        let Some(executor) = choose_executor(target, &fencing.action, &snapshot.observed) else {
-            tracing::error!(node = %target, "no online node can run the fencing");
+        // After a failure, another node that may run it is asked first.
+        let last = request.as_ref().filter(|_| answered.is_some()).map(|request| request.executor.as_str());
+        let Some(executor) = choose_executor(target, &fencing.action, &snapshot.observed, plan, &snapshot.objects, last) else {
+            tracing::error!(node = %target, "no online node may run the fencing (none online, or its devices are banned from every one)");
             continue;
         };
         // For an unfencing, the lease the node is unfenced under.
@@ -506,9 +508,10 @@ async fn drive_fencing(
             target: target.to_string(),
             action: fencing.action.clone(),
             reason: fencing.reason.clone(),
-            executor,
+            executor: executor.node,
             requested: snapshot.now,
             lease,
+            devices: executor.devices,
         };
         if request.as_ref().is_some_and(|previous| previous.id == record.id) {
             continue;

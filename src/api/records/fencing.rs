@@ -26,6 +26,11 @@ pub struct FenceRequestRecord {
     /// lease the node is unfenced under (`FenceAnswerRecord::lease`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<i64>,
+    /// The devices the executor may use (allowed on it by their location rules,
+    /// `state::fencing::choose_executor`): it tries only the levels made of them.
+    /// Empty in a request from before this was recorded: every level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// `fence-results/<executor>/<target>`: written by the executing agent
