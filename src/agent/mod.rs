@@ -206,9 +206,14 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     let keys = store.keys().clone();
     let own_statuses = keys.node_statuses_prefix(&config.node);
     let (_, previous) = tokio::select! {
-        read = read_with_retry(&store, &own_statuses) => read,
+        read = read_with_retry::<ResourceStatus>(&store, &own_statuses) => read,
         () = &mut shutdown => return Ok(()),
     };
+    // Kept with the revision each was read at: what predates the node's last
+    // successful fencing is void (`Reconciler::void_inherited`) once the fencing
+    // records are known.
+    let inherited: BTreeMap<String, (i64, ResourceStatus)> =
+        previous.iter().map(|(_, status, revision)| (status.id.clone(), (*revision, status.clone()))).collect();
     let previous: Vec<ResourceStatus> = previous.into_iter().map(|(_, status, _)| status).collect();
     // An operation the previous agent had under way (recorded as pending) may still
     // be running, orphaned, and its probe cannot tell: a start whose agent has not yet
@@ -220,6 +225,7 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     }
     let mut resumable = in_flight.is_empty();
     let mut reconciler = Reconciler::new(&config.node, previous);
+    reconciler.inherited = inherited;
     // Scrapes ask the session's loop for the node's view; none is answered between
     // sessions.
     let mut views = config.metrics.take_view_requests();
@@ -504,6 +510,7 @@ impl<'a> Session<'a> {
                         }
                         let objects = in_definition_order(listing.objects.into_values().map(|stored| stored.object).collect());
                         reconciler.set_targets(probe_targets(&objects));
+                        reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
                         self.limits = throttle::limits(&objects, &self.config.node, cores());
                         self.objects = objects;
                         self.spec_stale = false;
@@ -804,9 +811,24 @@ impl<'a> Session<'a> {
     }
 
     /// Whether this node's last fencing outcome (the answer the leader accepted) is a
-    /// successful unfencing.
+    /// successful unfencing asked for while this session's lease held the node: after
+    /// a restart that did not resume the lease, the node is unfenced again.
     fn unfenced(&self) -> bool {
-        self.cache.fence_outcome(&self.config.node).is_some_and(|result| result.succeeded && result.action == "on")
+        self.cache.unfenced_under(&self.config.node, self.session.lease)
+    }
+
+    /// Takes in this node's fencing: what an earlier agent recorded before the node's
+    /// last successful fencing is void — forgotten, not written back — and so are the
+    /// statuses of any node written before its own.
+    fn take_fencing(&self, reconciler: &mut Reconciler) {
+        if let Some(fenced) = self.cache.fenced_revision(&self.config.node) {
+            let void = reconciler.void_inherited(fenced);
+            if !void.is_empty() {
+                tracing::warn!(node = %self.config.node, resources = ?void, "forgetting what was recorded here before this node was fenced");
+            }
+        }
+        reconciler.cluster.retain(|(node, id), _| !self.cache.is_void_status(node, id));
+        reconciler.unfenced = self.unfenced();
     }
 
     /// Starts the fencing requests addressed to this node that have no answer yet and
@@ -827,7 +849,8 @@ impl<'a> Session<'a> {
             .cloned()
             .collect();
         for request in due {
-            let levels = crate::state::fencing::fence_levels(&request.target, &self.objects);
+            // Only the levels whose devices the leader allowed here (their location rules).
+            let levels = crate::state::fencing::usable_levels(crate::state::fencing::fence_levels(&request.target, &self.objects), &request.devices);
             self.fencing_running.insert(request.target.clone());
             let executor = self.executor.clone();
             let done = self.fence_done_sender.clone();
@@ -1040,6 +1063,10 @@ impl<'a> Session<'a> {
                 Section::Status { node, id } => {
                     let key = (node.clone(), id.clone());
                     match self.cache.statuses().get(&key) {
+                        // Written before its node's last fencing: void.
+                        Some(_) if self.cache.is_void_status(node, id) => {
+                            reconciler.cluster.remove(&key);
+                        }
                         Some(status) => {
                             reconciler.cluster.insert(key, status.clone());
                         }
@@ -1080,8 +1107,8 @@ impl<'a> Session<'a> {
                 None => reconciler.assignment = None,
             }
         }
-        if fencing {
-            reconciler.unfenced = self.unfenced();
+        if fencing || everything {
+            self.take_fencing(reconciler);
         }
     }
 

@@ -242,6 +242,14 @@ pub struct Reconciler {
     pub stopping_all: bool,
     /// This node's last unfencing succeeded (the fencing records say so).
     pub unfenced: bool,
+    /// A device unfences and fencing is on: nothing starts here before this node is
+    /// unfenced under its current lease, whatever an assignment written before its
+    /// restart says (`state::fencing::unfencing_required`).
+    pub must_unfence: bool,
+    /// This node's statuses as an earlier agent left them, with the revision each was
+    /// read at, until the node's fencing is known: those older than its last
+    /// successful fencing are void (`void_inherited`).
+    pub inherited: BTreeMap<String, (i64, ResourceStatus)>,
     /// This agent's session (its lease id), stamped on the notices it publishes.
     pub incarnation: i64,
     /// Cleanups and refreshes asked of this node (`requests/<node>/<id>`) and applied,
@@ -301,6 +309,8 @@ impl Reconciler {
             local,
             stopping_all: false,
             unfenced: false,
+            must_unfence: false,
+            inherited: BTreeMap::new(),
             incarnation: 0,
             requests: BTreeMap::new(),
             event_ids: EventIds::default(),
@@ -558,7 +568,7 @@ impl Reconciler {
             (ObservedRole::Stopped, Role::Started | Role::Unpromoted | Role::Promoted) => {
                 let entry = entry?;
                 // Nothing starts on a node still to be unfenced.
-                if self.assignment.as_ref().is_some_and(|assignment| assignment.unfence_first) && !self.unfenced {
+                if (self.must_unfence || self.assignment.as_ref().is_some_and(|assignment| assignment.unfence_first)) && !self.unfenced {
                     return None;
                 }
                 let open = gates::all_open(&entry.start_after, &self.node, index.gate_statuses(&entry.start_after).into_iter());
@@ -1073,6 +1083,34 @@ impl Reconciler {
     /// Forgets applied requests whose keys are gone (`stored` says which still exist).
     pub fn keep_requests(&mut self, stored: impl Fn(&str) -> bool) {
         self.requests.retain(|id, _| stored(id));
+    }
+
+    /// Forgets what an earlier agent recorded of the resources here before this
+    /// node's last successful fencing (`fenced`, a revision): the inherited statuses
+    /// read at an older revision lose their history, fail counts and last failure, as
+    /// Pacemaker wipes a fenced node's history — written back, they would fence the
+    /// node again. What this agent recorded itself stays, and so does the failure
+    /// counter (it only grows: `failures_seen`). Returns the resources changed.
+    pub fn void_inherited(&mut self, fenced: i64) -> Vec<String> {
+        let void: Vec<String> = self.inherited.iter().filter(|(_, (read, _))| *read < fenced).map(|(id, _)| id.clone()).collect();
+        for id in &void {
+            let Some((_, old)) = self.inherited.remove(id) else { continue };
+            let Some(local) = self.local.get_mut(id) else { continue };
+            let status = &mut local.status;
+            status.history.retain(|record| !old.history.contains(record));
+            for (operation, count) in &old.fail_counts {
+                if let Some(now) = status.fail_counts.get_mut(operation) {
+                    *now = now.saturating_sub(*count);
+                }
+            }
+            status.fail_counts.retain(|_, count| *count > 0);
+            if status.last_failure == old.last_failure {
+                status.last_failure = None;
+                status.failure_reason = None;
+            }
+            local.dirty = true;
+        }
+        void
     }
 
     /// Forgets what runs here (after the lease was lost and everything was stopped or
@@ -1928,6 +1966,57 @@ mod tests {
         assert_eq!(decided(&mut r, now), vec![]);
         r.unfenced = true;
         assert_eq!(decided(&mut r, now), one("a", Action::Start));
+    }
+
+    #[test]
+    fn a_node_that_must_be_unfenced_starts_nothing_on_an_assignment_from_before_its_restart() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        // Written while the node was unfenced under its previous lease.
+        assign(&mut r, assignment(vec![entry("a", Role::Started)]));
+        r.must_unfence = true;
+        assert_eq!(decided(&mut r, now), vec![]);
+        r.unfenced = true;
+        assert_eq!(decided(&mut r, now), one("a", Action::Start));
+    }
+
+    #[test]
+    fn what_an_earlier_agent_recorded_before_the_nodes_fencing_is_forgotten() {
+        let now = Instant::now();
+        let mut old = status("a", NODE, ObservedRole::Failed);
+        old.history.push(OperationRecord {
+            operation: "stop".into(),
+            interval_ms: 0,
+            call_id: 3,
+            rc: ocf::ERR_GENERIC,
+            expected_rc: ocf::OK,
+            status: ExecStatus::Done,
+            last_rc_change: Some(100),
+            migrate_source: None,
+            migrate_target: None,
+            digest: None,
+        });
+        old.fail_counts.insert("stop_0".into(), FAIL_COUNT_INFINITY);
+        old.last_failure = Some(100);
+        old.failure_reason = Some("stop failed".into());
+        old.failures = 1;
+        let mut kept = status("b", NODE, ObservedRole::Stopped);
+        kept.fail_counts.insert("start_0".into(), 1);
+        let mut r = Reconciler::new(NODE, vec![old.clone(), kept.clone()]);
+        r.inherited = [("a".to_string(), (5, old)), ("b".to_string(), (12, kept))].into_iter().collect();
+        r.set_targets(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::NOT_RUNNING);
+        // The node was fenced at revision 10: "a" was read from before, "b" after.
+        assert_eq!(r.void_inherited(10), ["a"]);
+        let a = local(&r, "a");
+        assert!(a.history.iter().all(|record| record.operation != "stop"), "{:?}", a.history);
+        assert_eq!(a.history.len(), 1, "the probe this agent ran stays");
+        assert!(a.fail_counts.is_empty() && a.last_failure.is_none() && a.failure_reason.is_none());
+        assert_eq!(a.failures, 1, "the failure counter only grows");
+        assert!(r.local["a"].dirty, "written again, without the failed stop");
+        assert_eq!(local(&r, "b").fail_counts.get("start_0"), Some(&1));
+        assert!(r.void_inherited(10).is_empty(), "once");
     }
 
     /// A notifying instance of clone `c` and its probe target.

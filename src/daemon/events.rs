@@ -713,8 +713,9 @@ mod tests {
             executor: executor.into(),
             requested: 0,
             lease: None,
+            devices: Vec::new(),
         };
-        let answer = |by: &str| FenceAnswerRecord { result: result(by, 7), accepted: 1 };
+        let answer = |by: &str| FenceAnswerRecord { result: result(by, 7), accepted: 1, lease: None, fenced_revision: None };
         // The executor the request named, with its result for that request.
         assert!(fencing_event_vouched("n2", &event, Some(&result("n2", 7)), Some(&request("n2")), None, 100).is_ok());
         // Once the request is gone, the answer the leader accepted from it.

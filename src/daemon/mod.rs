@@ -434,11 +434,33 @@ async fn drive_fencing(
         // What it accepted is recorded under a key only the scheduler writes: the
         // target's fenced or unfenced state, its `#node-unfenced` and what `pacer
         // status` shows are read from that record, never from a result.
+        let fenced = answered.is_some_and(|result| result.succeeded && !unfencing);
+        // The lease that held the node when its fencing was asked for is void once the
+        // fencing succeeded, and revoked before the answer is recorded: whatever that
+        // lease's holder wrote is then older than the answer, so it is void with the
+        // rest of the node's history (`ClusterCache::fenced_revision`) — an agent
+        // restarted after the fence could otherwise resume it and write its old
+        // failures again.
+        if fenced
+            && let Some(lease) = request.as_ref().and_then(|request| request.lease)
+            && cache.node_lease(target) == Some(lease)
+        {
+            tracing::warn!(node = %target, lease = format!("{lease:x}"), "revoking the fenced node's lease");
+            if let Err(error) = store.revoke_lease(lease).await {
+                tracing::warn!(%error, node = %target, "cannot revoke the fenced node's lease; it lapses by itself");
+            }
+        }
         if let Some(result) = answered
             && cache.fence_answers().get(target).is_none_or(|stored| stored.answer.result != *result)
         {
             let key = keys.fence_answer(target);
-            let answer = FenceAnswerRecord { result: result.clone(), accepted: snapshot.now };
+            let answer = FenceAnswerRecord {
+                result: result.clone(),
+                accepted: snapshot.now,
+                lease: request.as_ref().and_then(|request| request.lease),
+                // A successful fencing is its own mark; anything else carries the last one.
+                fenced_revision: if fenced { None } else { cache.fenced_revision(target) },
+            };
             let value = serde_json::to_string(&answer).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
             tracing::info!(node = %target, by = %result.by, action = %result.action, succeeded = result.succeeded, "accepting the fencing's answer");
             write(store, cache, "record a fencing answer", vec![(key, Some(value))], guard).await?;
@@ -446,20 +468,9 @@ async fn drive_fencing(
         }
         if let Some(result) = answered.filter(|result| result.succeeded) {
             // Unfenced: the node may run resources (observe marks it `#node-unfenced`).
-            // Fenced: its reports are forgotten once its lease is gone too; the lease
-            // that held it when fencing was asked for is void and revoked (an agent
-            // restarted after the fence could otherwise resume it and keep the node's
-            // old reports forever). Until then the answered request stays, so no
-            // second fencing is asked for.
-            if !unfencing
-                && let Some(lease) = request.as_ref().and_then(|request| request.lease)
-                && cache.node_lease(target) == Some(lease)
-            {
-                tracing::warn!(node = %target, lease = format!("{lease:x}"), "revoking the fenced node's lease");
-                if let Err(error) = store.revoke_lease(lease).await {
-                    tracing::warn!(%error, node = %target, "cannot revoke the fenced node's lease; it lapses by itself");
-                }
-            }
+            // Fenced: its reports are forgotten once its lease is gone too (revoked
+            // above when it is the one that held it). Until then the answered request
+            // stays, so no second fencing is asked for.
             let settled = unfencing
                 || match store.forget_node_reports(target, guard).await? {
                     Some(revision) => {
@@ -484,19 +495,23 @@ async fn drive_fencing(
         if waiting || (answered.is_some() && !retry_due) {
             continue;
         }
-        let Some(executor) = choose_executor(target, &fencing.action, &snapshot.observed) else {
-            tracing::error!(node = %target, "no online node can run the fencing");
+        // After a failure, another node that may run it is asked first.
+        let last = request.as_ref().filter(|_| answered.is_some()).map(|request| request.executor.as_str());
+        let Some(executor) = choose_executor(target, &fencing.action, &snapshot.observed, plan, &snapshot.objects, last) else {
+            tracing::error!(node = %target, "no online node may run the fencing (none online, or its devices are banned from every one)");
             continue;
         };
-        let lease = if unfencing { None } else { cache.node_lease(target) };
+        // For an unfencing, the lease the node is unfenced under.
+        let lease = cache.node_lease(target);
         let record = FenceRequestRecord {
             id: revision,
             target: target.to_string(),
             action: fencing.action.clone(),
             reason: fencing.reason.clone(),
-            executor,
+            executor: executor.node,
             requested: snapshot.now,
             lease,
+            devices: executor.devices,
         };
         if request.as_ref().is_some_and(|previous| previous.id == record.id) {
             continue;

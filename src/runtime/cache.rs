@@ -581,6 +581,38 @@ impl ClusterCache {
         [accepted, confirmed].into_iter().flatten().max_by_key(|(_, revision)| *revision).map(|(result, _)| result)
     }
 
+    /// The revision of `target`'s last successful fencing (`off` or `reboot`) the
+    /// leader accepted, or of an administrator's confirmation: what the node reported
+    /// before it is void (Pacemaker wipes a fenced node's history). An answer that
+    /// replaced it (an unfencing, a failed attempt) carries it forward.
+    pub fn fenced_revision(&self, target: &str) -> Option<i64> {
+        let answered = self.fence_answers.get(target).and_then(|stored| {
+            let result = &stored.answer.result;
+            if result.succeeded && result.action != "on" { Some(stored.revision) } else { stored.answer.fenced_revision }
+        });
+        let confirmed = self.fence_confirmations.get(target).map(|stored| stored.revision);
+        answered.max(confirmed)
+    }
+
+    /// Whether `node`'s status of `id` was written before the node's last successful
+    /// fencing (`fenced_revision`): void, whatever it says. A restarted agent that
+    /// wrote back what it had read before the fencing, or a node fenced while an
+    /// agent held it again, leaves such statuses; nobody reads them (`reports`, the
+    /// agents' view of the cluster).
+    pub fn is_void_status(&self, node: &str, id: &str) -> bool {
+        let Some(fenced) = self.fenced_revision(node) else { return false };
+        self.known.get(&self.keys.status(node, id)).is_some_and(|written| *written < fenced)
+    }
+
+    /// Whether `target` is unfenced under `lease`: its last fencing outcome is a
+    /// successful unfencing asked for while it held that lease. A node that lost its
+    /// lease since (its agent restarted without resuming it, the lease lapsed) must
+    /// be unfenced again before anything that requires it starts there.
+    pub fn unfenced_under(&self, target: &str, lease: i64) -> bool {
+        let unfenced = self.fence_outcome(target).is_some_and(|result| result.succeeded && result.action == "on");
+        unfenced && self.fence_answers.get(target).is_some_and(|stored| stored.answer.lease == Some(lease))
+    }
+
     /// The last fencing outcome of every target (`fence_outcome`), by target.
     pub fn fence_outcomes(&self) -> Vec<FenceResultRecord> {
         let targets: BTreeSet<&str> = self.fence_answers.keys().chain(self.fence_confirmations.keys()).map(String::as_str).collect();
@@ -603,12 +635,14 @@ impl ClusterCache {
         for (node, entry) in &self.heartbeats {
             reports.heartbeats.insert(node.clone(), entry.heartbeat.clone());
         }
-        reports.statuses = self.statuses.values().cloned().collect();
+        reports.statuses = self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| status.clone()).collect();
         reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
         for result in self.fence_outcomes().into_iter().filter(|result| result.succeeded) {
             if result.action == "on" {
-                reports.unfenced.insert(result.target.clone());
+                if self.node_lease(&result.target).is_some_and(|lease| self.unfenced_under(&result.target, lease)) {
+                    reports.unfenced.insert(result.target.clone());
+                }
             } else {
                 reports.fenced.insert(result.target.clone());
             }
@@ -880,7 +914,12 @@ mod tests {
     fn only_the_accepted_answer_sets_a_targets_state() {
         let mut cache = ClusterCache::new(keys());
         let result = |action: &str, by: &str| format!(r#"{{"request":4,"target":"n1","action":"{action}","succeeded":true,"by":"{by}","finished":0}}"#);
-        let answer = |action: &str, by: &str| format!(r#"{{"result":{},"accepted":1}}"#, result(action, by));
+        let answer = |action: &str, by: &str| format!(r#"{{"result":{},"accepted":1,"lease":7}}"#, result(action, by));
+        cache.apply_event(&WatchEvent::Put(entry(
+            "/pacer/nodes/n1/lease",
+            r#"{"node":"n1","pid":1,"host":"h","started":0,"leaseTtlMs":2000,"probed":true}"#,
+            3,
+        )));
         // Results under any executor's prefix, the target's own unfencing included,
         // are proposals: nothing is fenced or unfenced by them.
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fence-results/n2/n1", &result("reboot", "n2"), 5)));
@@ -901,5 +940,69 @@ mod tests {
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n2/answer", &answer("off", "n3"), 10)));
         assert!(cache.fence_answers().get("n2").is_none());
         assert!(cache.undecodable().contains_key("/pacer/fencing/n2/answer"));
+    }
+
+    fn heartbeat(node: &str, lease: i64, revision: i64) -> WatchEvent {
+        let value = format!(r#"{{"node":"{node}","pid":1,"host":"h","started":0,"leaseTtlMs":2000,"probed":true}}"#);
+        WatchEvent::Put(Entry {
+            key: format!("/pacer/nodes/{node}/lease"),
+            value: value.into_bytes(),
+            mod_revision: revision,
+            create_revision: revision,
+            lease,
+        })
+    }
+
+    #[test]
+    fn an_unfencing_holds_only_under_the_lease_it_was_asked_for() {
+        let mut cache = ClusterCache::new(keys());
+        let answer = r#"{"result":{"request":4,"target":"n1","action":"on","succeeded":true,"by":"n1","finished":0},"accepted":1,"lease":7}"#;
+        cache.apply_event(&heartbeat("n1", 7, 3));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", answer, 5)));
+        assert!(cache.reports().unfenced.contains("n1"));
+        assert!(cache.unfenced_under("n1", 7));
+        // The node restarted without resuming its lease: it is unfenced again.
+        cache.apply_event(&heartbeat("n1", 8, 6));
+        assert!(!cache.reports().unfenced.contains("n1"));
+        assert!(!cache.unfenced_under("n1", 8));
+        // An answer of a version that did not record the lease unfences nobody.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer.replace(r#","lease":7"#, ""), 9)));
+        assert!(!cache.unfenced_under("n1", 8));
+    }
+
+    #[test]
+    fn statuses_written_before_a_nodes_last_fencing_are_void() {
+        let mut cache = ClusterCache::new(keys());
+        let answer = |action: &str, succeeded: bool, fenced: Option<i64>| {
+            let carried = fenced.map(|revision| format!(r#","fencedRevision":{revision}"#)).unwrap_or_default();
+            format!(r#"{{"result":{{"request":4,"target":"n1","action":"{action}","succeeded":{succeeded},"by":"n2","finished":0}},"accepted":1{carried}}}"#)
+        };
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 5)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &status("n2", "web"), 6)));
+        // A failed fencing voids nothing.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("reboot", false, None), 7)));
+        assert_eq!(cache.fenced_revision("n1"), None);
+        assert_eq!(cache.reports().statuses.len(), 2);
+        // A successful one voids what n1 wrote before it, and only that.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("reboot", true, None), 8)));
+        assert_eq!(cache.fenced_revision("n1"), Some(8));
+        assert!(cache.is_void_status("n1", "web") && !cache.is_void_status("n2", "web"));
+        let nodes: Vec<String> = cache.reports().statuses.into_iter().map(|status| status.node).collect();
+        assert_eq!(nodes, ["n2"]);
+        // Written after it (the node's agent back): read again.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/web", &status("n1", "web"), 9)));
+        assert!(!cache.is_void_status("n1", "web"));
+        // An unfencing that replaces the answer carries the mark forward.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/db", &status("n1", "db"), 10)));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("on", true, Some(8)), 11)));
+        assert_eq!(cache.fenced_revision("n1"), Some(8));
+        assert!(!cache.is_void_status("n1", "db"));
+        // A confirmation is a fencing too.
+        cache.apply_event(&WatchEvent::Put(entry(
+            "/pacer/fence-confirmations/n1",
+            r#"{"request":0,"target":"n1","action":"off","succeeded":true,"by":"confirmed by root","finished":0}"#,
+            12,
+        )));
+        assert!(cache.is_void_status("n1", "db"));
     }
 }

@@ -22,9 +22,15 @@ pub struct FenceRequestRecord {
     /// The lease that held the target's key when fencing was requested (a node
     /// fenced while its agent still renews: a failed stop, `onFail: fence`). The
     /// leader revokes it once the fencing succeeded, so the node's reports can be
-    /// forgotten even if a restarted agent resumed that lease.
+    /// forgotten even if a restarted agent resumed that lease. For an unfencing, the
+    /// lease the node is unfenced under (`FenceAnswerRecord::lease`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lease: Option<i64>,
+    /// The devices the executor may use (allowed on it by their location rules,
+    /// `state::fencing::choose_executor`): it tries only the levels made of them.
+    /// Empty in a request from before this was recorded: every level.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
 }
 
 /// `fence-results/<executor>/<target>`: written by the executing agent
@@ -67,6 +73,19 @@ pub struct FenceAnswerRecord {
     pub result: FenceResultRecord,
     /// Seconds since the epoch: when the leader accepted it.
     pub accepted: i64,
+    /// The target's lease when the request was made (`FenceRequestRecord::lease`). An
+    /// unfencing counts only while the node holds that lease: a node that lost it
+    /// (restarted, lapsed) is unfenced again, as Pacemaker's `#node-unfenced` goes
+    /// with the node's transient attributes when it leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease: Option<i64>,
+    /// For an answer that is not a successful fencing (an unfencing, a failure): the
+    /// revision of the target's last successful fencing answer it replaces, carried
+    /// forward, so what was recorded before that fencing stays void
+    /// (`ClusterCache::fenced_revision`). A successful fencing's own revision is its
+    /// mark.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fenced_revision: Option<i64>,
 }
 
 fn default_action() -> String {
