@@ -73,6 +73,14 @@ impl ClusterStatuses {
         self.by_clone.clear();
     }
 
+    /// Keeps only the statuses `keep` accepts.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Key, &ResourceStatus) -> bool) {
+        let dropped: Vec<Key> = self.by_key.iter().filter(|(key, status)| !keep(key, status)).map(|(key, _)| key.clone()).collect();
+        for key in dropped {
+            self.remove(&key);
+        }
+    }
+
     /// Everything replaced by `statuses` (a relist).
     pub fn replace_all(&mut self, statuses: impl IntoIterator<Item = (Key, ResourceStatus)>) {
         self.clear();
