@@ -5,7 +5,7 @@ CARGO ?= cargo
 PACER := target/debug/pacer
 DEMO_DIR := .demo
 
-.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-console bench-decision bench-history bench-metrics bench-load bench-move bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions chaos-witness chaos-etcd-outage
+.PHONY: deps build deb demo demo-down test lint bench bench-alerts bench-console bench-decision bench-history bench-metrics bench-load bench-move bench-scale bench-e2e bench-e2e-secure crds conformance chaos chaos-regressions chaos-witness chaos-etcd-outage
 
 RUNS ?= 20
 SEED ?= 1
@@ -79,6 +79,7 @@ bench: deps
 	$(CARGO) bench --bench metrics
 	$(CARGO) bench --bench alerts
 	$(CARGO) bench --bench console
+	$(CARGO) bench --bench scale
 
 # The fault campaign (e2e/): a 3-node cluster with two schedulers running the brief's
 # workloads, RUNS faults drawn from SEED (agent killed, frozen, frozen mid-start, cut
@@ -118,6 +119,17 @@ bench-decision: deps
 # lease renewal p99/max per node. Figures only: target/bench-load.txt.
 bench-load: deps
 	$(CARGO) bench --bench load
+
+# Scale benchmark (issue 18): for each HxR in PACER_BENCH_SCALE (default
+# 100x1000,300x1000) a fresh `pacer up --nodes 0 --hollow-nodes H`, R resources in one
+# apply: time to all Started, one resource moved by a Location (p50/p99 over
+# PACER_BENCH_SCALE_MOVES, default 20), a node lost to its resources Started elsewhere,
+# etcd writes/s converging and idle, watch events/s, database size, scheduler CPU and
+# RSS, RSS per hollow node, `pacer status` time; then on the first size a churn of
+# PACER_BENCH_SCALE_CHURN s (default 360) with the database size every 30 s. Figures
+# only: target/bench-scale.txt, target/bench-scale-churn.txt.
+bench-scale: deps
+	$(CARGO) bench --bench scale
 
 # Decision-history benchmark (issue 14): bytes the leader stores per decision to make
 # it replayable, and the time to encode them, at 100 x 1,000 and 1,000 x 10,000 nodes

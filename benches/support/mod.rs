@@ -58,12 +58,20 @@ pub const COMPONENTS: [&str; 4] = ["scheduler", "n1", "n2", "n3"];
 /// component has written its PID. `grace`: how long `pacer up` may take to stop
 /// everything on SIGTERM before it is killed.
 pub fn up(ttl: u64, grace: Duration) -> Result<Up, String> {
+    up_with(&["--nodes", "3", "--lease-ttl", &ttl.to_string()], &COMPONENTS, grace)
+}
+
+/// Starts `pacer up` with `args` and waits (30 s at most) until each of `components`
+/// has written its PID.
+pub fn up_with(args: &[&str], components: &[&str], grace: Duration) -> Result<Up, String> {
     let dir = tempfile::tempdir().map_err(|error| format!("tempdir: {error}"))?;
     let state_dir = dir.path().join("up");
     let log = std::fs::File::create(dir.path().join("up.log")).map_err(|error| format!("up.log: {error}"))?;
     let stderr = log.try_clone().map_err(|error| format!("up.log: {error}"))?;
     let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-        .args(["up", "--nodes", "3", "--lease-ttl", &ttl.to_string(), "--state-dir"])
+        .arg("up")
+        .args(args)
+        .arg("--state-dir")
         .arg(&state_dir)
         .arg("--agents-dir")
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("agents"))
@@ -75,7 +83,7 @@ pub fn up(ttl: u64, grace: Duration) -> Result<Up, String> {
         .map_err(|error| format!("pacer up: {error}"))?;
     let mut up = Up { process: Proc::with_grace(child, grace), dir, state_dir, endpoint: String::new() };
     let begun = Instant::now();
-    while !COMPONENTS.iter().all(|name| up.state_dir.join("pids").join(name).exists()) {
+    while !components.iter().all(|name| up.state_dir.join("pids").join(name).exists()) {
         if begun.elapsed() > Duration::from_secs(30) {
             return Err(format!("pacer up did not start within 30 s: {}", std::fs::read_to_string(up.dir.path().join("up.log")).unwrap_or_default()));
         }
@@ -102,7 +110,7 @@ impl Drop for Up {
         // signal if it had to be killed); one that is still there after 10 s is killed
         // by PID before its state dir goes.
         self.process.stop();
-        let strays: Vec<i32> = ["n1", "n2", "n3", "scheduler", "etcd"].iter().filter_map(|name| self.pid(name)).collect();
+        let strays: Vec<i32> = ["n1", "n2", "n3", "scheduler", "hollow", "etcd"].iter().filter_map(|name| self.pid(name)).collect();
         let deadline = Instant::now() + Duration::from_secs(10);
         while strays.iter().any(|pid| ours(*pid)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(100));
