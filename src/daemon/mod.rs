@@ -143,7 +143,20 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     }
     let mut plan = schedule(&live.snapshot);
     if stonith_enabled {
-        let changed = drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?;
+        let changed = if hold_unseen {
+            // A new leader's grace covers nodes whose heartbeat is missing too: after an
+            // etcd outage every lease may have expired while the agents rode it out in
+            // failsafe (`agent::failsafe`), and they claim their nodes again within a
+            // few renewals. Their resources stay where they are meanwhile (Unclean);
+            // only asking for their fencing waits for the grace to end.
+            let mut held = plan.clone();
+            held.fencing.retain(|fencing| {
+                fencing.action == "on" || cache.heartbeats().contains_key(&fencing.node) || cache.fence_requests().contains_key(&fencing.node)
+            });
+            drive_fencing(store, cache, &held, &live.snapshot, guard, events).await?
+        } else {
+            drive_fencing(store, cache, &plan, &live.snapshot, guard, events).await?
+        };
         if changed {
             // A node is down for sure now, or unfenced: decide again without what it
             // reported, or with it let in.
