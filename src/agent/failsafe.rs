@@ -140,10 +140,10 @@ pub struct PeerState {
 #[derive(Debug, Default)]
 struct Inner {
     lease: Option<watch::Receiver<LeaseState>>,
+    /// Counts `set_lease` calls: a gap watcher of an older lease stops.
+    generation: u64,
     failsafe: bool,
     returning_until: Option<Instant>,
-    /// The latest renewal seen, to find the end of a gap in renewals.
-    last_renewed: Option<Instant>,
 }
 
 impl PeerState {
@@ -155,11 +155,37 @@ impl PeerState {
         self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The session's lease (`None` between sessions).
-    pub fn set_lease(&self, lease: Option<watch::Receiver<LeaseState>>) {
-        let mut inner = self.lock();
-        inner.last_renewed = None;
-        inner.lease = lease;
+    /// The session's lease (`None` between sessions). A task follows its renewals: a
+    /// renewal confirmed when the one before was sent `unconfirmed_after` ago or more
+    /// (this node could have answered `Holding` meanwhile) starts a returning time.
+    pub fn set_lease(self: &Arc<Self>, lease: Option<watch::Receiver<LeaseState>>) {
+        let generation = {
+            let mut inner = self.lock();
+            inner.generation += 1;
+            inner.lease = lease.clone();
+            inner.generation
+        };
+        let Some(mut receiver) = lease else { return };
+        let state = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let renewed = |lease: LeaseState| match lease {
+                LeaseState::Held { renewed_at } => Some(renewed_at),
+                LeaseState::Lost => None,
+            };
+            let mut previous = renewed(*receiver.borrow_and_update());
+            while receiver.changed().await.is_ok() {
+                let Some(state) = state.upgrade() else { return };
+                let current = renewed(*receiver.borrow_and_update());
+                let mut inner = state.lock();
+                if inner.generation != generation {
+                    return;
+                }
+                if previous.is_some_and(|previous| previous.elapsed() >= state.timing.unconfirmed_after) && current.is_some() {
+                    inner.returning_until = Some(Instant::now() + state.timing.returning_for);
+                }
+                previous = current;
+            }
+        });
     }
 
     pub fn set_failsafe(&self, failsafe: bool) {
@@ -170,25 +196,11 @@ impl PeerState {
         inner.failsafe = failsafe;
     }
 
-    /// This agent's answer now. A renewal confirmed after a gap of `unconfirmed_after`
-    /// (this node could have answered `Holding` meanwhile) starts a returning time.
+    /// This agent's answer now.
     pub fn answer(&self) -> bool {
-        let now = Instant::now();
-        let mut inner = self.lock();
+        let inner = self.lock();
         let lease = inner.lease.as_ref().map(|lease| *lease.borrow());
-        if let Some(LeaseState::Held { renewed_at }) = lease {
-            if inner.last_renewed.is_some_and(|last| renewed_at > last && now.saturating_duration_since(last) >= self.timing.unconfirmed_after) {
-                inner.returning_until = Some(now + self.timing.returning_for);
-            }
-            inner.last_renewed = Some(renewed_at);
-        }
-        holding(inner.failsafe, inner.returning_until, lease, &self.timing, now)
-    }
-
-    /// Called from the session's loop at least every renewal period, so a gap ends
-    /// in a returning time even when no peer asked during it.
-    pub fn observe(&self) {
-        let _ = self.answer();
+        holding(inner.failsafe, inner.returning_until, lease, &self.timing, Instant::now())
     }
 }
 

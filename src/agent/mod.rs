@@ -444,6 +444,8 @@ struct Session<'a> {
 /// the lease meanwhile.
 struct FailsafeRun {
     since: Instant,
+    /// When etcd was last asked whether the lease still holds the node.
+    checked: Option<Instant>,
     membership: failsafe::Membership,
     attributes: Vec<AttributeUpdate>,
 }
@@ -468,7 +470,7 @@ impl<'a> Session<'a> {
         }
         let (round_sender, rounds) = mpsc::unbounded_channel();
         let keys = store.keys().clone();
-        let prefixes = vec![
+        let mut prefixes = vec![
             keys.spec_prefix(),
             keys.plan(&config.node),
             keys.statuses_prefix(),
@@ -480,6 +482,10 @@ impl<'a> Session<'a> {
             keys.fence_confirmations_prefix(),
             keys.node_requests_prefix(&config.node),
         ];
+        if peers.is_some() {
+            // The heartbeats: the last known membership and its peer endpoints.
+            prefixes.push(keys.nodes_prefix());
+        }
         let watched = prefixes.len();
         let informer = Informer::start(&store, prefixes);
         let (result_sender, results) = mpsc::unbounded_channel();
@@ -540,10 +546,6 @@ impl<'a> Session<'a> {
         // is healthy: a loop stuck, or a node cut off from etcd, stops the pings.
         let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone()).with_progress(self.config.metrics.progress());
         let end = loop {
-            let lease = (self.lease_state.clone(), ttl);
-            if let Some(peers) = self.peers {
-                peers.state.observe();
-            }
             if self.round_due().is_some_and(|due| due <= Instant::now()) {
                 self.start_round();
             }
@@ -563,6 +565,8 @@ impl<'a> Session<'a> {
                     Ok(true) => {}
                 }
             }
+            // After `failsafe_over`, which may have claimed the node with a new lease.
+            let lease = (self.lease_state.clone(), ttl);
             // Nothing is decided before every watch has delivered its first listing: an
             // empty spec would look like nothing to probe, an empty status map like
             // nothing running elsewhere. Nothing but monitors in failsafe.
@@ -1027,7 +1031,7 @@ impl<'a> Session<'a> {
         if let Some(peers) = self.peers {
             peers.state.set_failsafe(true);
         }
-        self.failsafe = Some(FailsafeRun { since: Instant::now(), membership, attributes });
+        self.failsafe = Some(FailsafeRun { since: Instant::now(), checked: None, membership, attributes });
         true
     }
 
@@ -1036,7 +1040,18 @@ impl<'a> Session<'a> {
     /// claimed again (another lease holds it: self-fence).
     async fn failsafe_over(&mut self, reconciler: &mut Reconciler) -> Result<bool, String> {
         let ttl = self.config.lease_ttl;
-        let state = *self.lease_state.borrow();
+        let mut state = *self.lease_state.borrow();
+        if !state.healthy(ttl) && self.failsafe.as_ref().is_some_and(|run| run.checked.is_none_or(|checked| checked.elapsed() >= ttl / 8)) {
+            // etcd answers a renewal of a lease it let expire with an error the renewals
+            // retry: ask whether the lease still holds the node.
+            if let Some(run) = self.failsafe.as_mut() {
+                run.checked = Some(Instant::now());
+            }
+            let check = self.store.renew_if_holding(&self.config.node, self.session.lease, ttl);
+            if let Ok(Ok(None)) = tokio::time::timeout((ttl / 8).max(Duration::from_millis(100)), check).await {
+                state = LeaseState::Lost;
+            }
+        }
         match state {
             LeaseState::Held { .. } if !state.healthy(ttl) => return Ok(false),
             LeaseState::Held { .. } => {}

@@ -1,0 +1,183 @@
+//! Failsafe (issue 20): a `pacer up` cluster (3 nodes, lease TTL 2 s, fencing with
+//! fence_pacer_local) rides out its etcd frozen (SIGSTOP by PID) for twice the lease
+//! TTL: nothing is stopped, started or fenced, and the cluster settles after; and a
+//! node that cannot reach a member of its last known membership during the outage
+//! stops its resources as before, nothing running twice (the witness log's audit).
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{LOCAL_PREFIX, LocalCluster};
+use pacer::local::witness::{Rules, audit, read_witness};
+use serde_json::Value;
+
+fn status(cluster: &LocalCluster) -> Value {
+    let output = cluster.pacer(&["status", "-o", "json"], None);
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    serde_json::from_slice(&output.stdout).expect("status JSON")
+}
+
+/// Every resource runs somewhere and nothing is pending.
+fn running(view: &Value, resources: &[String]) -> bool {
+    let entries = view["resources"].as_array().cloned().unwrap_or_default();
+    resources.iter().all(|name| entries.iter().any(|entry| entry["name"] == name.as_str() && entry["role"] == "Started"))
+}
+
+fn wait(cluster: &LocalCluster, what: &str, limit: Duration, condition: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        let view = status(cluster);
+        if condition(&view) {
+            return view;
+        }
+        assert!(started.elapsed() < limit, "timed out waiting for {what}: {view}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Witness resources, each with a monitor every second.
+fn apply_witnesses(cluster: &LocalCluster, witness: &Path, count: usize) -> Vec<String> {
+    let names: Vec<String> = (1..=count).map(|index| format!("w{index}")).collect();
+    let manifests: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s}}\n",
+                witness.display()
+            )
+        })
+        .collect();
+    let output = cluster.pacer(&["apply", "-f", "-"], Some(&manifests.join("---\n")));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    names
+}
+
+/// The witness log's starts, stops, promotions and demotions.
+fn actions(witness: &Path) -> Vec<String> {
+    read_witness(witness)
+        .into_iter()
+        .filter(|line| matches!(line.operation.as_str(), "start" | "stop" | "promote" | "demote"))
+        .map(|line| format!("{} {} {} {}", line.node, line.resource, line.operation, line.phase))
+        .collect()
+}
+
+fn node_log(cluster: &LocalCluster, node: &str) -> String {
+    pacer::local::logs::strip_ansi(&std::fs::read_to_string(cluster.state_dir.join("logs").join(format!("{node}.log"))).unwrap_or_default())
+}
+
+fn signal(pid: i32, signal: i32) {
+    // SAFETY: a signal to the etcd process the cluster this test started runs.
+    assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal} to {pid}");
+}
+
+fn etcd_pid(cluster: &LocalCluster) -> i32 {
+    std::fs::read_to_string(cluster.state_dir.join("pids").join("etcd")).expect("etcd pid").trim().parse().expect("pid")
+}
+
+/// Freezes the cluster's etcd for `outage`.
+fn freeze_etcd(cluster: &LocalCluster, outage: Duration) {
+    let pid = etcd_pid(cluster);
+    signal(pid, libc::SIGSTOP);
+    std::thread::sleep(outage);
+    signal(pid, libc::SIGCONT);
+}
+
+fn exclusive(resources: &[String]) -> Rules {
+    Rules { exclusive: resources.iter().cloned().collect::<BTreeSet<_>>(), promoted_max: BTreeMap::new() }
+}
+
+#[test]
+fn etcd_frozen_for_twice_the_lease_stops_and_fences_nothing() {
+    let cluster = LocalCluster::start(3, &[]);
+    let witness = cluster.dir.path().join("witness.log");
+    let resources = apply_witnesses(&cluster, &witness, 6);
+    wait(&cluster, "every resource to run", Duration::from_secs(60), |view| running(view, &resources));
+    // Let the first monitors pass.
+    std::thread::sleep(Duration::from_secs(2));
+    let before = actions(&witness);
+
+    freeze_etcd(&cluster, Duration::from_secs(4));
+    let back = Instant::now();
+    wait(&cluster, "the cluster to settle", Duration::from_secs(60), |view| running(view, &resources));
+    // Past the new leader's grace (10 s), when a node not claimed again would be fenced.
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(back.elapsed()));
+    let view = wait(&cluster, "the cluster to settle", Duration::from_secs(30), |view| running(view, &resources));
+
+    let after = actions(&witness);
+    let logs = || {
+        ["n1", "n2", "n3", "scheduler"]
+            .map(|node| {
+                format!("--- {node}\n{}", node_log(&cluster, node).lines().filter(|line| !line.contains("lease renewal failed")).collect::<Vec<_>>().join("\n"))
+            })
+            .join("\n")
+    };
+    assert_eq!(after, before, "the outage stopped or started something:\n{}", logs());
+    for node in ["n1", "n2", "n3"] {
+        let log = node_log(&cluster, node);
+        assert!(log.contains(pacer::agent::FAILSAFE_LOG), "{node} did not enter failsafe:\n{log}");
+        assert!(log.contains(pacer::agent::FAILSAFE_OVER_LOG), "{node} did not leave failsafe:\n{log}");
+        assert!(!log.contains(pacer::agent::SELF_FENCING_LOG), "{node} self-fenced:\n{log}");
+    }
+    let fencing = view["fencing"].as_array().cloned().unwrap_or_default();
+    assert!(fencing.is_empty(), "the outage fenced a node: {view}");
+    assert!(audit(&read_witness(&witness), &BTreeMap::new(), &exclusive(&resources)).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_reach_a_member_stops_its_resources() {
+    let cluster = LocalCluster::start(3, &[]);
+    let witness = cluster.dir.path().join("witness.log");
+    let resources = apply_witnesses(&cluster, &witness, 6);
+    let view = wait(&cluster, "every resource to run", Duration::from_secs(60), |view| running(view, &resources));
+    std::thread::sleep(Duration::from_secs(2));
+    let on = |node: &str| -> BTreeSet<String> {
+        view["resources"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|entry| entry["node"] == node && entry["role"] == "Started")
+            .filter_map(|entry| entry["name"].as_str().map(str::to_string))
+            .collect()
+    };
+    // n1's peer endpoint, as the others know it, refuses: its heartbeat names a port
+    // nothing listens on (written under its lease, as the agent would).
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let refused = closed.local_addr().expect("address").to_string();
+    drop(closed);
+    let mut client = etcd_client::Client::connect([cluster.endpoint.clone()], None).await.expect("connect");
+    let key = format!("{LOCAL_PREFIX}/nodes/n1/lease");
+    let stored = client.get(key.as_str(), None).await.expect("read");
+    let kv = stored.kvs().first().expect("n1's heartbeat");
+    let mut heartbeat: Value = serde_json::from_slice(kv.value()).expect("heartbeat");
+    heartbeat["peer"] = Value::String(refused);
+    client.put(key.as_str(), heartbeat.to_string(), Some(etcd_client::PutOptions::new().with_lease(kv.lease()))).await.expect("write");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = actions(&witness);
+
+    freeze_etcd(&cluster, Duration::from_secs(4));
+
+    // n2 and n3 cannot confirm the outage with n1: they stopped everything before their
+    // leases could expire. n1 heard both and kept its resources.
+    for node in ["n2", "n3"] {
+        let log = node_log(&cluster, node);
+        assert!(log.contains(pacer::agent::SELF_FENCING_LOG), "{node} did not self-fence:\n{log}");
+        assert!(log.contains("n1 did not answer"), "{node}:\n{log}");
+    }
+    let n1 = node_log(&cluster, "n1");
+    assert!(n1.contains(pacer::agent::FAILSAFE_LOG) && !n1.contains(pacer::agent::SELF_FENCING_LOG), "{n1}");
+    let during = actions(&witness);
+    let new: Vec<&String> = during[before.len()..].iter().collect();
+    for resource in on("n1") {
+        assert!(!new.iter().any(|line| line.contains(&format!(" {resource} "))), "{resource} on n1 was touched: {new:?}");
+    }
+    for resource in on("n2").into_iter().chain(on("n3")) {
+        assert!(new.iter().any(|line| line.contains(&format!(" {resource} stop end"))), "{resource} was not stopped: {new:?}");
+    }
+
+    wait(&cluster, "the cluster to settle", Duration::from_secs(60), |view| running(view, &resources));
+    let problems = audit(&read_witness(&witness), &BTreeMap::new(), &exclusive(&resources));
+    assert!(problems.is_empty(), "{problems:?}");
+}
