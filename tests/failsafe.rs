@@ -181,3 +181,98 @@ async fn a_node_that_cannot_reach_a_member_stops_its_resources() {
     let problems = audit(&read_witness(&witness), &BTreeMap::new(), &exclusive(&resources));
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+/// Processes this test started, ended by PID when dropped.
+struct Processes(Vec<std::process::Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            pacer::local::child::terminate(child, Duration::from_secs(30));
+        }
+    }
+}
+
+#[test]
+fn etcd_killed_and_restarted_stops_nothing() {
+    let mut etcd = common::TestEtcd::start();
+    let endpoint = etcd.endpoint();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let witness = dir.path().join("witness.log");
+    let spawn = |name: &str, args: &[String]| {
+        let log = std::fs::File::create(dir.path().join(format!("{name}.log"))).expect("log");
+        std::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+            .args(args)
+            .env("PACER_ETCD", &endpoint)
+            .env("PACER_PREFIX", LOCAL_PREFIX)
+            .env_remove("PACER_LOG")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start pacer")
+    };
+    let mut processes = Processes(vec![spawn("scheduler", &["scheduler".into(), "--lease-ttl".into(), "2".into()])]);
+    for node in ["n1", "n2", "n3"] {
+        let args: Vec<String> = ["agent", "--node", node, "--lease-ttl", "2", "--peer-listen", "127.0.0.1:0", "--state-dir"]
+            .into_iter()
+            .map(str::to_string)
+            .chain([dir.path().join(node).display().to_string(), "--agents-dir".into(), root.join("agents").display().to_string()])
+            .collect();
+        processes.0.push(spawn(node, &args));
+    }
+    let names: Vec<String> = (1..=6).map(|index| format!("w{index}")).collect();
+    let manifests: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s}}\n",
+                witness.display()
+            )
+        })
+        .collect();
+    // Fencing enabled (failsafe needs it) with the local power device `pacer up` uses;
+    // nothing is fenced here.
+    let mut manifests = manifests;
+    manifests.extend(["n1", "n2", "n3"].map(|node| format!("apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: {node}}}\nspec: {{}}\n")));
+    manifests.push(format!(
+        "apiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: local-power}}\nspec:\n  agent: fence_pacer_local\n  hostList: [n1, n2, n3]\n  params: {{state_dir: {}}}\n",
+        dir.path().display()
+    ));
+    let output = common::pacer(&endpoint, LOCAL_PREFIX, &["apply", "-f", "-"], Some(&manifests.join("---\n")));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    let status = || -> Value {
+        let output = common::pacer(&endpoint, LOCAL_PREFIX, &["status", "-o", "json"], None);
+        serde_json::from_slice(&output.stdout).unwrap_or(Value::Null)
+    };
+    let wait_running = |limit: Duration| {
+        let started = Instant::now();
+        while !running(&status(), &names) {
+            assert!(started.elapsed() < limit, "not every resource runs: {}", status());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_running(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(3));
+    let before = actions(&witness);
+
+    etcd.server.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    etcd.server.restart().expect("restart etcd");
+    let back = Instant::now();
+    wait_running(Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(12).saturating_sub(back.elapsed()));
+    wait_running(Duration::from_secs(30));
+
+    let log = |name: &str| pacer::local::logs::strip_ansi(&std::fs::read_to_string(dir.path().join(format!("{name}.log"))).unwrap_or_default());
+    let after = actions(&witness);
+    assert_eq!(after, before, "the outage stopped or started something:\n{}", ["n1", "n2", "n3", "scheduler"].map(log).join("\n"));
+    for node in ["n1", "n2", "n3"] {
+        let log = log(node);
+        assert!(log.contains(pacer::agent::FAILSAFE_LOG), "{node} did not enter failsafe:\n{log}");
+        assert!(log.contains(pacer::agent::FAILSAFE_OVER_LOG), "{node} did not leave failsafe:\n{log}");
+        assert!(!log.contains(pacer::agent::SELF_FENCING_LOG), "{node} self-fenced:\n{log}");
+    }
+    drop(processes);
+}
