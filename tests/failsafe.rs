@@ -276,3 +276,93 @@ fn etcd_killed_and_restarted_stops_nothing() {
     }
     drop(processes);
 }
+
+/// Starts `pacer ARGS` against `endpoint`, its log in `dir/logs/NAME.log` and its PID in
+/// `dir/pids/NAME` (where fence_pacer_local finds it).
+fn spawn_in(dir: &Path, name: &str, endpoint: &str, args: &[String]) -> std::process::Child {
+    for sub in ["logs", "pids", "nodes"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("dir");
+    }
+    let log = std::fs::File::create(dir.join("logs").join(format!("{name}.log"))).expect("log");
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_pacer"))
+        .args(args)
+        .env("PACER_ETCD", endpoint)
+        .env("PACER_PREFIX", LOCAL_PREFIX)
+        .env_remove("PACER_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("start pacer");
+    std::fs::write(dir.join("pids").join(name), format!("{}\n", child.id())).expect("pid file");
+    child
+}
+
+fn agent_args(dir: &Path, node: &str) -> Vec<String> {
+    let agents = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents");
+    ["agent", "--node", node, "--lease-ttl", "2", "--peer-listen", "127.0.0.1:0", "--state-dir"]
+        .into_iter()
+        .map(str::to_string)
+        .chain([dir.join("nodes").join(node).display().to_string(), "--agents-dir".into(), agents.display().to_string()])
+        .collect()
+}
+
+/// The node that reaches etcd answers "active": a node cut off from etcd alone (its
+/// peers still reach it) gets no confirmation and stops its resources as before,
+/// before they run elsewhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_etcd_alone_stops_its_resources() {
+    let etcd = common::TestEtcd::start();
+    let endpoint = etcd.endpoint();
+    let temporary = tempfile::tempdir().expect("tempdir");
+    let dir = temporary.path();
+    let witness = dir.join("witness.log");
+    let link = pacer::local::link::Link::open(&endpoint).await.expect("link");
+    let manifest = format!(
+        "apiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: n1}}\nspec: {{}}\n---\napiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: n2}}\nspec: {{}}\n---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: local-power}}\nspec:\n  agent: fence_pacer_local\n  hostList: [n1, n2]\n  params: {{state_dir: {}}}\n---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: web}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s}}\n---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: web-on-n1}}\nspec: {{resource: web, node: n1, score: 100}}\n",
+        dir.display(),
+        witness.display()
+    );
+    let output = common::pacer(&endpoint, LOCAL_PREFIX, &["apply", "-f", "-"], Some(&manifest));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    let _processes = Processes(vec![
+        spawn_in(dir, "scheduler", &endpoint, &["scheduler".into(), "--lease-ttl".into(), "2".into()]),
+        spawn_in(dir, "n1", link.endpoint(), &agent_args(dir, "n1")),
+        spawn_in(dir, "n2", &endpoint, &agent_args(dir, "n2")),
+    ]);
+    let running_on = |node: &'static str| {
+        let endpoint = endpoint.clone();
+        move || {
+            let output = common::pacer(&endpoint, LOCAL_PREFIX, &["status", "-o", "json"], None);
+            let view: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+            view["resources"].as_array().into_iter().flatten().any(|entry| entry["name"] == "web" && entry["role"] == "Started" && entry["node"] == node)
+        }
+    };
+    let until = |what: &str, condition: &dyn Fn() -> bool| {
+        let started = Instant::now();
+        while !condition() {
+            assert!(started.elapsed() < Duration::from_secs(60), "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    until("web to run on n1", &running_on("n1"));
+    std::thread::sleep(Duration::from_secs(2));
+    let order = || -> Vec<String> {
+        read_witness(&witness)
+            .into_iter()
+            .filter(|line| line.phase == "end" && matches!(line.operation.as_str(), "start" | "stop"))
+            .map(|line| format!("{} {}", line.operation, line.node))
+            .collect()
+    };
+    let before = order().len();
+    link.set_cut(true);
+    until("web to run on n2", &running_on("n2"));
+
+    let log = |name: &str| pacer::local::logs::strip_ansi(&std::fs::read_to_string(dir.join("logs").join(format!("{name}.log"))).unwrap_or_default());
+    let n1 = log("n1");
+    assert!(n1.contains(pacer::agent::SELF_FENCING_LOG), "n1 did not self-fence:\n{n1}");
+    assert!(!n1.contains(pacer::agent::FAILSAFE_LOG), "n1 entered failsafe although n2 reaches etcd:\n{n1}");
+    assert!(n1.contains("n2 reaches etcd"), "{n1}");
+    assert_eq!(order()[before..], ["stop n1", "start n2"], "the cut-off node stops web itself before n2 starts it");
+    assert!(audit(&read_witness(&witness), &BTreeMap::new(), &exclusive(&["web".to_string()])).is_empty());
+}
