@@ -126,6 +126,71 @@ fn etcd_frozen_for_twice_the_lease_stops_and_fences_nothing() {
     assert!(audit(&read_witness(&witness), &BTreeMap::new(), &exclusive(&resources)).is_empty());
 }
 
+/// `pacer up --secure`: the peer endpoint speaks mutual TLS with the nodes'
+/// certificates, refuses a peer without one, and failsafe works through it.
+#[test]
+fn a_secure_cluster_rides_out_etcd_frozen_over_mutual_tls() {
+    let cluster = LocalCluster::start(3, &["--secure"]);
+    let config = cluster.state_dir.join("config.yaml");
+    let pacer = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["--config", config.to_str().expect("path")];
+        all.extend_from_slice(args);
+        common::pacer(&cluster.endpoint, LOCAL_PREFIX, &all, stdin)
+    };
+    let witness = cluster.dir.path().join("witness.log");
+    let names: Vec<String> = (1..=3).map(|index| format!("w{index}")).collect();
+    let manifests: Vec<String> = names
+        .iter()
+        .map(|name| {
+            format!(
+                "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s}}\n",
+                witness.display()
+            )
+        })
+        .collect();
+    let output = pacer(&["apply", "-f", "-"], Some(&manifests.join("---\n")));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    let wait_running = || {
+        let started = Instant::now();
+        loop {
+            let output = pacer(&["status", "-o", "json"], None);
+            let view: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+            if running(&view, &names) {
+                return;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "not every resource runs: {view}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_running();
+    std::thread::sleep(Duration::from_secs(2));
+    // A peer without a certificate gets no answer.
+    let n1 = node_log(&cluster, "n1");
+    let address = n1
+        .lines()
+        .find(|line| line.contains("peer endpoint listening"))
+        .and_then(|line| line.split_whitespace().find_map(|word| word.strip_prefix("address=")))
+        .expect("n1's peer endpoint")
+        .to_string();
+    assert!(n1.contains("tls=true"), "{n1}");
+    let mut plain = std::net::TcpStream::connect(&address).expect("connect");
+    plain.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    std::io::Write::write_all(&mut plain, b"{\"from\":\"intruder\"}\n").expect("write");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut plain, &mut answer);
+    assert!(!answer.contains("holding"), "answered in plaintext: {answer}");
+
+    let before = actions(&witness);
+    freeze_etcd(&cluster, Duration::from_secs(4));
+    std::thread::sleep(Duration::from_secs(3));
+    wait_running();
+    assert_eq!(actions(&witness), before, "the outage stopped or started something");
+    for node in ["n1", "n2", "n3"] {
+        let log = node_log(&cluster, node);
+        assert!(log.contains(pacer::agent::FAILSAFE_LOG) && !log.contains(pacer::agent::SELF_FENCING_LOG), "{node}:\n{log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_cannot_reach_a_member_stops_its_resources() {
     let cluster = LocalCluster::start(3, &[]);

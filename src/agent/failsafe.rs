@@ -221,9 +221,126 @@ struct PeerReply {
 /// Longest question accepted, in bytes.
 const MAX_QUESTION: u64 = 4096;
 
+/// The peer endpoint's mutual TLS, where the cluster is secure: the agent's own
+/// certificate and key (the one it connects to etcd with) on both sides, and the
+/// cluster's CA as the only root. A peer must present a certificate the CA signed,
+/// and an answer counts only from the certificate whose common name is the member
+/// asked. Node certificates are client certificates (no server EKU, no host names):
+/// the asker checks the answering side's chain as a client chain, and its name by the
+/// common name.
+pub struct PeerTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("PeerTls")
+    }
+}
+
+/// Why the peer endpoint's TLS cannot be set up.
+#[derive(Debug, thiserror::Error)]
+#[error("set up the peer endpoint's TLS: {0}")]
+pub struct PeerTlsError(String);
+
+impl PeerTls {
+    /// From the store's TLS material; `None` for a plaintext store.
+    pub fn from_store(store: &crate::store::Store) -> Result<Option<Arc<PeerTls>>, PeerTlsError> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        let Some(material) = store.tls_material() else { return Ok(None) };
+        let failed = |what: &str, error: &dyn std::fmt::Display| PeerTlsError(format!("{what}: {error}"));
+        let Some((cert_pem, key_pem)) = material.identity.as_ref() else {
+            return Err(PeerTlsError("the agent connects to etcd without a client certificate".into()));
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        for ca in CertificateDer::pem_slice_iter(&material.ca_pem) {
+            roots.add(ca.map_err(|error| failed("read the CA", &error))?).map_err(|error| failed("add the CA", &error))?;
+        }
+        let chain: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem).collect::<Result<_, _>>().map_err(|error| failed("read the certificate", &error))?;
+        let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(|error| failed("read the key", &error))?;
+        // rustls deprecates ring's provider only for lacking post-quantum key exchange;
+        // etcd's client (tonic's tls-ring) uses the same.
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|error| failed("build the verifier", &error))?;
+        let server = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| failed("choose the versions", &error))?
+            .with_client_cert_verifier(verifier.clone())
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(|error| failed("use the certificate", &error))?;
+        let client = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|error| failed("choose the versions", &error))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PeerVerifier { chain: verifier, provider }))
+            .with_client_auth_cert(chain, key)
+            .map_err(|error| failed("use the certificate", &error))?;
+        Ok(Some(Arc::new(PeerTls {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(server)),
+            connector: tokio_rustls::TlsConnector::from(Arc::new(client)),
+        })))
+    }
+}
+
+/// Checks the answering peer's chain against the cluster's CA as a client chain (node
+/// certificates are client certificates); its name is checked after the handshake.
+#[derive(Debug)]
+struct PeerVerifier {
+    chain: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &rustls_pki_types::CertificateDer<'_>,
+        intermediates: &[rustls_pki_types::CertificateDer<'_>],
+        _server_name: &rustls_pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.chain.verify_client_cert(end_entity, intermediates, now)?;
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, signature, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls_pki_types::CertificateDer<'_>,
+        signature: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, signature, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The common name of the certificate the other side presented.
+fn peer_name(certificates: Option<&[rustls_pki_types::CertificateDer<'static>]>) -> Option<String> {
+    crate::store::tls::common_name_of(certificates?.first()?)
+}
+
 /// Answers peers on `listener` until the process ends: each connection gets one
-/// answer and is closed.
-pub fn serve(listener: TcpListener, state: Arc<PeerState>) {
+/// answer and is closed; with `tls`, only over mutual TLS with a certificate the
+/// cluster's CA signed.
+pub fn serve(listener: TcpListener, state: Arc<PeerState>, tls: Option<Arc<PeerTls>>) {
     tokio::spawn(async move {
         loop {
             let (stream, from) = match listener.accept().await {
@@ -235,8 +352,15 @@ pub fn serve(listener: TcpListener, state: Arc<PeerState>) {
                 }
             };
             let state = state.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                let answered = tokio::time::timeout(Duration::from_secs(2), answer_one(stream, &state)).await;
+                let answer = async {
+                    match &tls {
+                        Some(tls) => answer_one(tls.acceptor.accept(stream).await?, &state).await,
+                        None => answer_one(stream, &state).await,
+                    }
+                };
+                let answered = tokio::time::timeout(Duration::from_secs(2), answer).await;
                 if let Ok(Err(error)) = answered {
                     tracing::debug!(%error, %from, "peer endpoint: cannot answer");
                 }
@@ -245,8 +369,8 @@ pub fn serve(listener: TcpListener, state: Arc<PeerState>) {
     });
 }
 
-async fn answer_one(stream: TcpStream, state: &PeerState) -> std::io::Result<()> {
-    let (read, mut write) = stream.into_split();
+async fn answer_one(stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin, state: &PeerState) -> std::io::Result<()> {
+    let (read, mut write) = tokio::io::split(stream);
     let mut line = String::new();
     BufReader::new(tokio::io::AsyncReadExt::take(read, MAX_QUESTION)).read_line(&mut line).await?;
     let question: PeerQuestion = serde_json::from_str(&line).map_err(std::io::Error::other)?;
@@ -258,10 +382,30 @@ async fn answer_one(stream: TcpStream, state: &PeerState) -> std::io::Result<()>
     write.shutdown().await
 }
 
-/// Asks one member at `address`, expecting the answer to name `member`.
-async fn ask(from: &str, member: &str, address: &str) -> PeerAnswer {
+/// Asks one member at `address`, expecting the answer to name `member` (and, over
+/// TLS, its certificate too).
+async fn ask(from: &str, member: &str, address: &str, tls: Option<&PeerTls>) -> PeerAnswer {
+    let tcp = match TcpStream::connect(address).await {
+        Ok(tcp) => tcp,
+        Err(error) => return PeerAnswer::Unanswered(format!("connect to {address}: {error}")),
+    };
+    match tls {
+        None => exchange(from, member, address, tcp).await,
+        Some(tls) => {
+            let name = rustls_pki_types::ServerName::try_from("pacer-peer").expect("a valid DNS name");
+            match tls.connector.connect(name, tcp).await {
+                Err(error) => PeerAnswer::Unanswered(format!("TLS with {address}: {error}")),
+                Ok(stream) => match peer_name(stream.get_ref().1.peer_certificates()) {
+                    Some(name) if name == member => exchange(from, member, address, stream).await,
+                    name => PeerAnswer::Unanswered(format!("{address} presented the certificate of {}", name.unwrap_or_else(|| "nobody".into()))),
+                },
+            }
+        }
+    }
+}
+
+async fn exchange(from: &str, member: &str, address: &str, mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin) -> PeerAnswer {
     let exchange = async {
-        let mut stream = TcpStream::connect(address).await?;
         let mut question = serde_json::to_string(&PeerQuestion { from: from.to_string() }).map_err(std::io::Error::other)?;
         question.push('\n');
         stream.write_all(question.as_bytes()).await?;
@@ -278,13 +422,13 @@ async fn ask(from: &str, member: &str, address: &str) -> PeerAnswer {
 }
 
 /// Asks every member with an endpoint at once, each within `timeout`.
-pub async fn ask_all(from: &str, membership: &Membership, timeout: Duration) -> BTreeMap<String, PeerAnswer> {
+pub async fn ask_all(from: &str, membership: &Membership, timeout: Duration, tls: Option<Arc<PeerTls>>) -> BTreeMap<String, PeerAnswer> {
     let mut asks = tokio::task::JoinSet::new();
     for (member, address) in membership {
         let Some(address) = address.clone() else { continue };
-        let (from, member) = (from.to_string(), member.clone());
+        let (from, member, tls) = (from.to_string(), member.clone(), tls.clone());
         asks.spawn(async move {
-            let answer = tokio::time::timeout(timeout, ask(&from, &member, &address))
+            let answer = tokio::time::timeout(timeout, ask(&from, &member, &address, tls.as_deref()))
                 .await
                 .unwrap_or_else(|_| PeerAnswer::Unanswered(format!("no answer from {address} within {timeout:?}")));
             (member, answer)
@@ -375,23 +519,23 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address").to_string();
         let state = PeerState::new("n2", Duration::from_secs(4));
-        serve(listener, state.clone());
+        serve(listener, state.clone(), None);
         let members = membership(&[("n2", Some(&address))]);
         let timeout = Duration::from_secs(2);
-        assert_eq!(ask_all("n1", &members, timeout).await["n2"], PeerAnswer::Holding, "no lease yet");
+        assert_eq!(ask_all("n1", &members, timeout, None).await["n2"], PeerAnswer::Holding, "no lease yet");
         let (sender, receiver) = watch::channel(LeaseState::Held { renewed_at: Instant::now() });
         state.set_lease(Some(receiver));
-        assert_eq!(ask_all("n1", &members, timeout).await["n2"], PeerAnswer::Active);
+        assert_eq!(ask_all("n1", &members, timeout, None).await["n2"], PeerAnswer::Active);
         state.set_failsafe(true);
-        assert_eq!(ask_all("n1", &members, timeout).await["n2"], PeerAnswer::Holding);
+        assert_eq!(ask_all("n1", &members, timeout, None).await["n2"], PeerAnswer::Holding);
         drop(sender);
         // Asked under another name, the answer is not the member's.
         let wrong = membership(&[("n3", Some(&address))]);
-        assert!(matches!(&ask_all("n1", &wrong, timeout).await["n3"], PeerAnswer::Unanswered(why) if why.contains("answered as n2")));
+        assert!(matches!(&ask_all("n1", &wrong, timeout, None).await["n3"], PeerAnswer::Unanswered(why) if why.contains("answered as n2")));
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let refused = closed.local_addr().expect("address").to_string();
         drop(closed);
         let gone = membership(&[("n4", Some(&refused))]);
-        assert!(matches!(ask_all("n1", &gone, timeout).await["n4"], PeerAnswer::Unanswered(_)));
+        assert!(matches!(ask_all("n1", &gone, timeout, None).await["n4"], PeerAnswer::Unanswered(_)));
     }
 }

@@ -94,6 +94,8 @@ pub enum AgentError {
     /// The peer endpoint cannot listen (`--peer-listen`).
     #[error("listen for peers on {address}: {error}")]
     PeerEndpoint { address: std::net::SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    PeerTls(#[from] failsafe::PeerTlsError),
 }
 
 /// The agent's peer endpoint: what it answers from, and where it listens (published
@@ -101,6 +103,7 @@ pub enum AgentError {
 struct Peers {
     state: Arc<failsafe::PeerState>,
     address: String,
+    tls: Option<Arc<failsafe::PeerTls>>,
 }
 
 /// The file in the state dir naming the lease the agent holds: a restarted agent
@@ -239,9 +242,11 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
             let listener = tokio::net::TcpListener::bind(address).await.map_err(|error| AgentError::PeerEndpoint { address, error })?;
             let bound = listener.local_addr().map_err(|error| AgentError::PeerEndpoint { address, error })?;
             let state = failsafe::PeerState::new(&config.node, config.lease_ttl);
-            failsafe::serve(listener, state.clone());
-            tracing::info!(node = %config.node, address = %bound, "peer endpoint listening");
-            Some(Peers { state, address: bound.to_string() })
+            // Mutual TLS with the agent's own certificate where it reaches etcd so.
+            let tls = failsafe::PeerTls::from_store(&store)?;
+            failsafe::serve(listener, state.clone(), tls.clone());
+            tracing::info!(node = %config.node, address = %bound, tls = tls.is_some(), "peer endpoint listening");
+            Some(Peers { state, address: bound.to_string(), tls })
         }
         None => None,
     };
@@ -973,8 +978,9 @@ impl<'a> Session<'a> {
         self.last_round = Some(started);
         let from = self.config.node.clone();
         let sender = self.round_sender.clone();
+        let tls = self.peers.and_then(|peers| peers.tls.clone());
         tokio::spawn(async move {
-            let answers = failsafe::ask_all(&from, &membership, timeout).await;
+            let answers = failsafe::ask_all(&from, &membership, timeout, tls).await;
             let _ = sender.send(Round { started, membership, answers });
         });
     }
