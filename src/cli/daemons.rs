@@ -38,8 +38,9 @@ pub(super) struct AgentArgs {
     capacity: Vec<(String, u64)>,
     /// Serve the peer endpoint here (port 0: any), published in the heartbeat: while
     /// etcd cannot be reached, the agents ask each other whether they can, and keep
-    /// their resources running if none can (failsafe; needs fencing). Plain TCP: use
-    /// an address only the cluster's nodes reach. Without it: no failsafe.
+    /// their resources running if none can (failsafe; needs fencing). Mutual TLS with
+    /// the agent's certificate where it reaches etcd with one; else plain TCP: use an
+    /// address only the cluster's nodes reach. Without it: no failsafe.
     #[arg(long, value_name = "IP:PORT")]
     peer_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
