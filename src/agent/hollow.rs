@@ -130,6 +130,7 @@ fn agent_config(config: &HollowConfig, node: &str, renewals: Arc<Renewals>) -> A
         metrics: Arc::new(AgentMetrics::default()),
         notifier: Arc::new(crate::notify::Notifier::disabled()),
         renewals: Some(renewals),
+        peer_listen: None,
     }
 }
 

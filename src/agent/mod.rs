@@ -14,6 +14,7 @@
 //! (killing what does not stop in time), forget what runs, and start a new session.
 
 pub mod events;
+pub mod failsafe;
 pub mod hollow;
 pub mod reconcile;
 pub mod statuses;
@@ -72,6 +73,10 @@ pub struct AgentConfig {
     /// The lease renewal thread shared by the agents of one process (hollow nodes);
     /// `None`: a thread and a connection of this agent's own.
     pub renewals: Option<Arc<lease::Renewals>>,
+    /// Where the peer endpoint listens (`--peer-listen`): the other agents ask it,
+    /// while etcd cannot be reached, whether this one can (`failsafe`). `None`: no
+    /// endpoint, and no failsafe — the lease's old rule alone.
+    pub peer_listen: Option<std::net::SocketAddr>,
 }
 
 /// Why the agent stopped.
@@ -87,6 +92,19 @@ pub enum AgentError {
     /// The shared lease renewal thread of hollow nodes could not be started.
     #[error("start the lease renewal thread: {0}")]
     Renewals(std::io::Error),
+    /// The peer endpoint cannot listen (`--peer-listen`).
+    #[error("listen for peers on {address}: {error}")]
+    PeerEndpoint { address: std::net::SocketAddr, error: std::io::Error },
+    #[error(transparent)]
+    PeerTls(#[from] failsafe::PeerTlsError),
+}
+
+/// The agent's peer endpoint: what it answers from, and where it listens (published
+/// in the heartbeat).
+struct Peers {
+    state: Arc<failsafe::PeerState>,
+    address: String,
+    tls: Option<Arc<failsafe::PeerTls>>,
 }
 
 /// The file in the state dir naming the lease the agent holds: a restarted agent
@@ -226,13 +244,30 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
     let mut resumable = in_flight.is_empty();
     let mut reconciler = Reconciler::new(&config.node, previous);
     reconciler.inherited = inherited;
+    let peers = match config.peer_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|error| AgentError::PeerEndpoint { address, error })?;
+            let bound = listener.local_addr().map_err(|error| AgentError::PeerEndpoint { address, error })?;
+            let state = failsafe::PeerState::new(&config.node, config.lease_ttl);
+            // Mutual TLS with the agent's own certificate where it reaches etcd so.
+            let tls = failsafe::PeerTls::from_store(&store)?;
+            failsafe::serve(listener, state.clone(), tls.clone());
+            tracing::info!(node = %config.node, address = %bound, tls = tls.is_some(), "peer endpoint listening");
+            Some(Peers { state, address: bound.to_string(), tls })
+        }
+        None => None,
+    };
     // Scrapes ask the session's loop for the node's view; none is answered between
     // sessions.
     let mut views = config.metrics.take_view_requests();
     loop {
         config.metrics.set_claimed(false);
         config.notifier.status(&format!("claiming node {}", config.node));
-        let Some((session, granted_at)) = claim(&store, &config, resumable, &mut shutdown).await else { return Ok(()) };
+        if let Some(peers) = &peers {
+            peers.state.set_lease(None);
+        }
+        let peer_address = peers.as_ref().map(|peers| peers.address.clone());
+        let Some((session, granted_at)) = claim(&store, &config, peer_address.as_deref(), resumable, &mut shutdown).await else { return Ok(()) };
         config.metrics.set_claimed(true);
         // After a self-fencing everything here is stopped: a lease that still holds
         // the node may be resumed.
@@ -241,7 +276,7 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
         reconciler.incarnation = fresh_incarnation();
         tracing::info!(node = %config.node, lease = format!("{:x}", session.lease), "node claimed");
         config.notifier.status(&format!("node {} claimed, probing", config.node));
-        let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at);
+        let mut run = Session::new(&config, store.clone(), executor.clone(), session, granted_at, peers.as_ref());
         match run.run(&mut reconciler, &mut shutdown, &mut views).await {
             SessionEnd::Shutdown => return Ok(()),
             SessionEnd::LeaseLost => {
@@ -274,6 +309,7 @@ async fn read_with_retry<T: serde::de::DeserializeOwned>(store: &Store, prefix: 
 async fn claim(
     store: &Store,
     config: &AgentConfig,
+    peer: Option<&str>,
     resumable: bool,
     shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
 ) -> Option<(NodeSession, Instant)> {
@@ -290,7 +326,7 @@ async fn claim(
             }
             let granted_at = Instant::now();
             let lease = store.grant_lease(config.lease_ttl).await?;
-            let heartbeat = heartbeat(config, false, false);
+            let heartbeat = NodeHeartbeat { peer: peer.map(str::to_string), ..heartbeat(config, false, false) };
             if store.claim_node(&config.node, lease, &heartbeat).await? {
                 return Ok::<_, StoreError>(Some((NodeSession { node: config.node.clone(), lease }, granted_at)));
             }
@@ -327,6 +363,7 @@ fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbea
         shutdown,
         attributes: config.attributes.clone(),
         capacity: config.capacity.clone(),
+        peer: None,
     }
 }
 
@@ -418,13 +455,53 @@ struct Session<'a> {
     self_fencings: Vec<SelfFencing>,
     /// Whether the heartbeat says the node has probed everything.
     heartbeat_probed: bool,
+    /// The peer endpoint, when there is one (else no failsafe).
+    peers: Option<&'a Peers>,
+    /// In failsafe: etcd cannot be reached, every member said it cannot either.
+    failsafe: Option<FailsafeRun>,
+    /// Rounds of questions to the peers: their answers come back here.
+    rounds: mpsc::UnboundedReceiver<Round>,
+    round_sender: mpsc::UnboundedSender<Round>,
+    round_running: bool,
+    last_round: Option<Instant>,
+    /// The latest round's verdict before failsafe: (when it started, whom it asked, what).
+    verdict: Option<(Instant, failsafe::Membership, failsafe::Verdict)>,
+    /// Why a round in failsafe failed (the self-fencing's cause).
+    failsafe_failed: Option<String>,
 }
 
+/// A session in failsafe (`failsafe`): since when, the membership every round asks,
+/// and the node's run-time attributes bound to its lease, written again if etcd lost
+/// the lease meanwhile.
+struct FailsafeRun {
+    since: Instant,
+    /// When etcd was last asked whether the lease still holds the node.
+    checked: Option<Instant>,
+    membership: failsafe::Membership,
+    attributes: Vec<AttributeUpdate>,
+}
+
+/// One round's answers.
+struct Round {
+    started: Instant,
+    membership: failsafe::Membership,
+    answers: BTreeMap<String, failsafe::PeerAnswer>,
+}
+
+/// The agent's log message when it enters failsafe (tests count them).
+pub const FAILSAFE_LOG: &str = "etcd cannot be reached and every member confirms it: failsafe, keeping every resource running";
+/// The agent's log message when it leaves failsafe.
+pub const FAILSAFE_OVER_LOG: &str = "etcd reached again: leaving failsafe";
+
 impl<'a> Session<'a> {
-    fn new(config: &'a AgentConfig, store: Store, executor: Arc<Executor>, session: NodeSession, granted_at: Instant) -> Session<'a> {
+    fn new(config: &'a AgentConfig, store: Store, executor: Arc<Executor>, session: NodeSession, granted_at: Instant, peers: Option<&'a Peers>) -> Session<'a> {
         let (lease_task, lease_state) = lease::keep_alive_on(config.renewals.as_deref(), store.clone(), session.lease, config.lease_ttl, granted_at);
+        if let Some(peers) = peers {
+            peers.state.set_lease(Some(lease_state.clone()));
+        }
+        let (round_sender, rounds) = mpsc::unbounded_channel();
         let keys = store.keys().clone();
-        let prefixes = vec![
+        let mut prefixes = vec![
             keys.spec_prefix(),
             keys.plan(&config.node),
             keys.statuses_prefix(),
@@ -436,6 +513,10 @@ impl<'a> Session<'a> {
             keys.fence_confirmations_prefix(),
             keys.node_requests_prefix(&config.node),
         ];
+        if peers.is_some() {
+            // The heartbeats: the last known membership and its peer endpoints.
+            prefixes.push(keys.nodes_prefix());
+        }
         let watched = prefixes.len();
         let informer = Informer::start(&store, prefixes);
         let (result_sender, results) = mpsc::unbounded_channel();
@@ -467,6 +548,14 @@ impl<'a> Session<'a> {
             activity_written: None,
             self_fencings: recorded_self_fencings(&config.state_dir),
             heartbeat_probed: false,
+            peers,
+            failsafe: None,
+            rounds,
+            round_sender,
+            round_running: false,
+            last_round: None,
+            verdict: None,
+            failsafe_failed: None,
         }
     }
 
@@ -488,11 +577,31 @@ impl<'a> Session<'a> {
         // is healthy: a loop stuck, or a node cut off from etcd, stops the pings.
         let mut watchdog = crate::notify::Watchdog::new(self.config.notifier.clone()).with_progress(self.config.metrics.progress());
         let end = loop {
+            if self.round_due().is_some_and(|due| due <= Instant::now()) {
+                self.start_round();
+            }
+            if self.failsafe.is_some() {
+                match self.failsafe_over(reconciler).await {
+                    Err(cause) => {
+                        self.failsafe_failed = Some(cause);
+                        break SessionEnd::LeaseLost;
+                    }
+                    Ok(false) => {
+                        // Still without etcd: monitors only, their results kept here.
+                        let (steps, _) = reconciler.decide_within(Instant::now(), self.capacity());
+                        for step in steps.into_iter().filter(|step| matches!(step.action, Action::Monitor(_))) {
+                            self.spawn(reconciler, step);
+                        }
+                    }
+                    Ok(true) => {}
+                }
+            }
+            // After `failsafe_over`, which may have claimed the node with a new lease.
             let lease = (self.lease_state.clone(), ttl);
             // Nothing is decided before every watch has delivered its first listing: an
             // empty spec would look like nothing to probe, an empty status map like
-            // nothing running elsewhere.
-            let ready = self.listed.len() >= self.watched;
+            // nothing running elsewhere. Nothing but monitors in failsafe.
+            let ready = self.listed.len() >= self.watched && self.failsafe.is_none();
             let mut recorded = false;
             if ready && self.spec_stale {
                 // The spec watch tells that the spec changed; the spec itself is listed
@@ -501,6 +610,7 @@ impl<'a> Session<'a> {
                 // half of it). An agent never writes the spec, not even to finish an
                 // apply: the leader does (the wake below retries meanwhile).
                 match within_lease(lease.clone(), self.store.list_objects_read_only()).await {
+                    None if self.enter_failsafe().await => continue,
                     None => break SessionEnd::LeaseLost,
                     Some(Err(error)) => tracing::warn!(%error, "cannot read the configuration; retrying"),
                     Some(Ok(None)) => tracing::debug!("a large apply is not rolled forward yet; reading the configuration again soon"),
@@ -522,6 +632,7 @@ impl<'a> Session<'a> {
             }
             if ready {
                 match within_lease(lease.clone(), self.flush(reconciler)).await {
+                    None if self.enter_failsafe().await => continue,
                     None | Some(Err(GuardedWriteError::LeaseLost { .. })) => break SessionEnd::LeaseLost,
                     // What was not written stays dirty and is tried again.
                     Some(Err(error)) => tracing::warn!(%error, "cannot write this node's statuses; retrying"),
@@ -554,7 +665,12 @@ impl<'a> Session<'a> {
             // At the limit, a due monitor waits for an operation to end (which wakes the
             // loop), not for its time.
             let next_monitor = if self.capacity() == 0 { None } else { reconciler.next_wake() };
-            let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500))].into_iter().flatten().min();
+            // In failsafe, the lease is looked at every sixteenth of the TTL: etcd back?
+            let failsafe_wake = self.failsafe.as_ref().map(|_| now + ttl / 16);
+            let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500)), self.round_due(), failsafe_wake]
+                .into_iter()
+                .flatten()
+                .min();
             tokio::select! {
                 Some(event) = self.informer.events.recv() => {
                     // Take in whatever else is queued before deciding again.
@@ -570,6 +686,11 @@ impl<'a> Session<'a> {
                 Some(result) = self.fence_done.recv() => {
                     let target = result.target.clone();
                     self.fencing_running.remove(&target);
+                    if self.failsafe.is_some() {
+                        // Nothing can be written: the request stays unanswered and runs again.
+                        tracing::warn!(node = %target, "a fencing ended in failsafe: its result cannot be written");
+                        continue;
+                    }
                     let value = match serde_json::to_string(&result) {
                         Ok(value) => value,
                         Err(error) => {
@@ -592,6 +713,9 @@ impl<'a> Session<'a> {
                     };
                     let write = self.store.guarded_write_with(&self.session, &key, Some(value.clone()), false, also);
                     let Some(written) = within_lease(lease.clone(), write).await else {
+                        if self.enter_failsafe().await {
+                            continue;
+                        }
                         break SessionEnd::LeaseLost;
                     };
                     match written {
@@ -610,7 +734,23 @@ impl<'a> Session<'a> {
                         self.finish(reconciler, step, result);
                     }
                 }
-                () = lease::expiring(self.lease_state.clone(), ttl) => break SessionEnd::LeaseLost,
+                () = lease::expiring(self.lease_state.clone(), ttl), if self.failsafe.is_none() => {
+                    if !self.enter_failsafe().await {
+                        break SessionEnd::LeaseLost;
+                    }
+                }
+                Some(round) = self.rounds.recv() => {
+                    self.round_running = false;
+                    let verdict = failsafe::judge(self.fencing_enabled(), &round.membership, &round.answers);
+                    if self.failsafe.is_some() {
+                        if let failsafe::Verdict::SelfFence(cause) = verdict {
+                            self.failsafe_failed = Some(cause);
+                            break SessionEnd::LeaseLost;
+                        }
+                    } else {
+                        self.verdict = Some((round.started, round.membership, verdict));
+                    }
+                }
                 Some(reply) = next_view_request(views) => {
                     // Scrapes: the node's view, built here once for every scrape waiting
                     // (linear in the node's resources, no IO) and rendered by each off
@@ -633,7 +773,7 @@ impl<'a> Session<'a> {
                     retry_writes = None;
                 }
                 () = watchdog.due() => {
-                    watchdog.ping(self.lease_state.borrow().healthy(ttl));
+                    watchdog.ping(self.lease_state.borrow().healthy(ttl) || self.failsafe.is_some());
                 }
                 () = shutdown.as_mut(), if !shutting_down => {
                     shutting_down = true;
@@ -645,7 +785,7 @@ impl<'a> Session<'a> {
                         OnShutdown::Stop => {
                             tracing::info!(%node, "shutting down: stopping every resource");
                             reconciler.stopping_all = true;
-                            let heartbeat = heartbeat(self.config, reconciler.probed(), true);
+                            let heartbeat = self.heartbeat(reconciler.probed(), true);
                             if within_lease(lease.clone(), self.write_heartbeat(&heartbeat)).await.is_none() {
                                 break SessionEnd::LeaseLost;
                             }
@@ -681,14 +821,24 @@ impl<'a> Session<'a> {
         match end {
             SessionEnd::LeaseLost => {
                 self.lease_task.abort();
+                if let Some(peers) = self.peers {
+                    peers.state.set_failsafe(false);
+                    peers.state.set_lease(None);
+                }
                 let state = *self.lease_state.borrow();
-                let (deadline, cause) = match state {
-                    LeaseState::Held { renewed_at } => (
+                let (deadline, cause) = match (state, self.failsafe_failed.take()) {
+                    // Failsafe ends: the stops get the old rule's time from now.
+                    (_, Some(why)) => (
+                        Instant::now() + failsafe::Timing::for_ttl(ttl).stop_within,
+                        format!("failsafe ended ({why}) after {} ms without etcd", self.failsafe.as_ref().map_or(0, |run| run.since.elapsed().as_millis())),
+                    ),
+                    (LeaseState::Held { renewed_at }, None) => (
                         renewed_at + ttl - self_fence_margin(ttl),
                         format!("no lease renewal confirmed for {} ms (half the lease is {} ms)", renewed_at.elapsed().as_millis(), (ttl / 2).as_millis()),
                     ),
-                    LeaseState::Lost => (Instant::now(), "etcd answered that the lease is gone".to_string()),
+                    (LeaseState::Lost, None) => (Instant::now(), "etcd answered that the lease is gone".to_string()),
                 };
+                self.failsafe = None;
                 record_self_fencing(&self.config.state_dir, &SelfFencing { time: epoch_now(), cause });
                 self.config.metrics.self_fenced();
                 // The self-fencing runs off this loop, so no ping comes meanwhile: with a
@@ -794,6 +944,202 @@ impl<'a> Session<'a> {
         if self.store.revoke_lease(self.session.lease).await.is_ok() {
             remember_lease(&self.config.state_dir, None);
         }
+    }
+
+    /// The heartbeat, with the peer endpoint's address.
+    fn heartbeat(&self, probed: bool, shutdown: bool) -> NodeHeartbeat {
+        NodeHeartbeat { peer: self.peers.map(|peers| peers.address.clone()), ..heartbeat(self.config, probed, shutdown) }
+    }
+
+    /// Whether the cluster fences (`ClusterPolicy.stonithEnabled`, on by default):
+    /// failsafe needs it.
+    fn fencing_enabled(&self) -> bool {
+        self.objects
+            .iter()
+            .find_map(|object| match &object.spec {
+                crate::api::Spec::ClusterPolicy(policy) => Some(policy.stonith_enabled),
+                _ => None,
+            })
+            .unwrap_or(true)
+    }
+
+    /// The last known membership: every other node with a heartbeat in the cache (as
+    /// of the last store access), with its peer endpoint.
+    fn membership(&self) -> failsafe::Membership {
+        self.cache
+            .heartbeats()
+            .iter()
+            .filter(|(node, _)| **node != self.config.node)
+            .map(|(node, entry)| (node.clone(), entry.heartbeat.peer.clone()))
+            .collect()
+    }
+
+    /// When the next round of questions is due: in failsafe every `round_every`;
+    /// before, from `first_round_after` without a confirmed renewal on; never without
+    /// a peer endpoint or while a round runs.
+    fn round_due(&self) -> Option<Instant> {
+        self.peers?;
+        if self.round_running {
+            return None;
+        }
+        let timing = failsafe::Timing::for_ttl(self.config.lease_ttl);
+        if self.failsafe.is_some() {
+            return Some(self.last_round.map_or_else(Instant::now, |last| last + timing.round_every));
+        }
+        match *self.lease_state.borrow() {
+            LeaseState::Held { renewed_at } => {
+                let first = renewed_at + timing.first_round_after;
+                Some(self.last_round.map_or(first, |last| first.max(last + timing.retry_every)))
+            }
+            LeaseState::Lost => None,
+        }
+    }
+
+    /// Asks every member (the failsafe's membership, else the last known one) in a
+    /// task of its own; the answers come back on `rounds`.
+    fn start_round(&mut self) {
+        let membership = self.failsafe.as_ref().map_or_else(|| self.membership(), |run| run.membership.clone());
+        let timeout = failsafe::Timing::for_ttl(self.config.lease_ttl).round_timeout;
+        let started = Instant::now();
+        self.round_running = true;
+        self.last_round = Some(started);
+        let from = self.config.node.clone();
+        let sender = self.round_sender.clone();
+        let tls = self.peers.and_then(|peers| peers.tls.clone());
+        tokio::spawn(async move {
+            let answers = failsafe::ask_all(&from, &membership, timeout, tls).await;
+            let _ = sender.send(Round { started, membership, answers });
+        });
+    }
+
+    /// At the self-fencing point: enters failsafe if the latest round, started since
+    /// the last confirmed renewal, found every member holding (a round under way is
+    /// waited for, one not begun is run now); else `false`, and the old rule holds.
+    async fn enter_failsafe(&mut self) -> bool {
+        if self.peers.is_none() || self.failsafe.is_some() {
+            return self.failsafe.is_some();
+        }
+        let LeaseState::Held { renewed_at } = *self.lease_state.borrow() else { return false };
+        let fresh =
+            |verdict: &Option<(Instant, failsafe::Membership, failsafe::Verdict)>| verdict.as_ref().is_some_and(|(started, _, _)| *started > renewed_at);
+        if !fresh(&self.verdict) {
+            if !self.round_running {
+                self.start_round();
+            }
+            let timeout = failsafe::Timing::for_ttl(self.config.lease_ttl).round_timeout + Duration::from_millis(50);
+            if let Ok(Some(round)) = tokio::time::timeout(timeout, self.rounds.recv()).await {
+                self.round_running = false;
+                let verdict = failsafe::judge(self.fencing_enabled(), &round.membership, &round.answers);
+                self.verdict = Some((round.started, round.membership, verdict));
+            }
+        }
+        let Some((started, membership, verdict)) = self.verdict.clone() else { return false };
+        if started <= renewed_at {
+            return false;
+        }
+        if let failsafe::Verdict::SelfFence(why) = verdict {
+            tracing::warn!(%why, "etcd cannot be reached and failsafe does not hold");
+            return false;
+        }
+        let node = self.config.node.clone();
+        let attributes = self
+            .cache
+            .attributes()
+            .get(&node)
+            .map(|attributes| {
+                attributes
+                    .iter()
+                    .filter(|(_, record)| !record.forever)
+                    .map(|(name, record)| AttributeUpdate {
+                        name: name.clone(),
+                        node: node.clone(),
+                        lifetime: AttributeLifetime::Reboot,
+                        value: Some(record.value.clone()),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        tracing::warn!(%node, members = ?membership.keys().collect::<Vec<_>>(), unconfirmed_ms = renewed_at.elapsed().as_millis(), "{FAILSAFE_LOG}");
+        self.config.notifier.status("failsafe: etcd cannot be reached by any member; keeping every resource running");
+        if let Some(peers) = self.peers {
+            peers.state.set_failsafe(true);
+        }
+        self.failsafe = Some(FailsafeRun { since: Instant::now(), checked: None, membership, attributes });
+        true
+    }
+
+    /// In failsafe: whether etcd is reached again (`true`, failsafe left: the lease
+    /// renewed, or re-claimed if etcd let it expire); `Err` when the node cannot be
+    /// claimed again (another lease holds it: self-fence).
+    async fn failsafe_over(&mut self, reconciler: &mut Reconciler) -> Result<bool, String> {
+        let ttl = self.config.lease_ttl;
+        let mut state = *self.lease_state.borrow();
+        if !state.healthy(ttl) && self.failsafe.as_ref().is_some_and(|run| run.checked.is_none_or(|checked| checked.elapsed() >= ttl / 8)) {
+            // etcd answers a renewal of a lease it let expire with an error the renewals
+            // retry: ask whether the lease still holds the node.
+            if let Some(run) = self.failsafe.as_mut() {
+                run.checked = Some(Instant::now());
+            }
+            let check = self.store.renew_if_holding(&self.config.node, self.session.lease, ttl);
+            if let Ok(Ok(None)) = tokio::time::timeout((ttl / 8).max(Duration::from_millis(100)), check).await {
+                state = LeaseState::Lost;
+            }
+        }
+        match state {
+            LeaseState::Held { .. } if !state.healthy(ttl) => return Ok(false),
+            LeaseState::Held { .. } => {}
+            LeaseState::Lost => match tokio::time::timeout(crate::store::node::AGENT_REQUEST_TIMEOUT * 2, self.reclaim(reconciler)).await {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => return Err("etcd let the lease expire and another lease holds the node".into()),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "cannot claim the node again after failsafe; retrying");
+                    return Ok(false);
+                }
+                Err(_) => return Ok(false),
+            },
+        }
+        let Some(run) = self.failsafe.take() else { return Ok(true) };
+        if let Some(peers) = self.peers {
+            peers.state.set_failsafe(false);
+        }
+        // What the monitors found meanwhile is written now; the plan is read again.
+        for local in reconciler.local.values_mut() {
+            local.dirty = true;
+        }
+        self.spec_stale = true;
+        self.verdict = None;
+        tracing::warn!(node = %self.config.node, lease = format!("{:x}", self.session.lease), failsafe_ms = run.since.elapsed().as_millis(), "{FAILSAFE_OVER_LOG}");
+        self.config.notifier.status(&format!("node {} claimed", self.config.node));
+        Ok(true)
+    }
+
+    /// etcd let the lease expire during failsafe: a new lease claims the node again
+    /// (only if no other lease holds it), with the heartbeat as it was, and every
+    /// status and lease-bound attribute is written again under it — the node is not
+    /// lost, nothing stops or starts.
+    async fn reclaim(&mut self, reconciler: &Reconciler) -> Result<bool, StoreError> {
+        let ttl = self.config.lease_ttl;
+        let granted_at = Instant::now();
+        let lease = self.store.grant_lease(ttl).await?;
+        let heartbeat = self.heartbeat(reconciler.probed(), false);
+        if !self.store.claim_node(&self.config.node, lease, &heartbeat).await? {
+            let _ = self.store.revoke_lease(lease).await;
+            return Ok(false);
+        }
+        let (task, state) = lease::keep_alive_on(self.config.renewals.as_deref(), self.store.clone(), lease, ttl, granted_at);
+        self.lease_task = task;
+        self.lease_state = state;
+        self.session.lease = lease;
+        remember_lease(&self.config.state_dir, Some(lease));
+        if let Some(peers) = self.peers {
+            peers.state.set_lease(Some(self.lease_state.clone()));
+        }
+        self.heartbeat_probed = reconciler.probed();
+        if let Some(run) = &self.failsafe {
+            self.pending_attributes.extend(run.attributes.iter().cloned());
+        }
+        tracing::info!(node = %self.config.node, lease = format!("{lease:x}"), "etcd let the lease expire during failsafe: node claimed again");
+        Ok(true)
     }
 
     /// How many more operations may start now.
@@ -979,7 +1325,7 @@ impl<'a> Session<'a> {
         let probed = reconciler.probed() && !self.spec_stale;
         self.write_activity(probed).await?;
         if probed && !self.heartbeat_probed {
-            let heartbeat = heartbeat(self.config, true, reconciler.stopping_all);
+            let heartbeat = self.heartbeat(true, reconciler.stopping_all);
             self.write_heartbeat(&heartbeat).await?;
             self.heartbeat_probed = true;
             tracing::info!(%node, resources = reconciler.local.len(), "every resource probed");

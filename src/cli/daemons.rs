@@ -36,6 +36,13 @@ pub(super) struct AgentArgs {
     /// Capacity of the Node object created when none exists: NAME=NUMBER; repeatable.
     #[arg(long = "capacity", value_parser = parse_capacity)]
     capacity: Vec<(String, u64)>,
+    /// Serve the peer endpoint here (port 0: any), published in the heartbeat: while
+    /// etcd cannot be reached, the agents ask each other whether they can, and keep
+    /// their resources running if none can (failsafe; needs fencing). Mutual TLS with
+    /// the agent's certificate where it reaches etcd with one; else plain TCP: use an
+    /// address only the cluster's nodes reach. Without it: no failsafe.
+    #[arg(long, value_name = "IP:PORT")]
+    peer_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     metrics: MetricsArgs,
 }
@@ -231,6 +238,7 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         metrics: metrics.clone(),
         notifier: notifier.clone(),
         renewals: None,
+        peer_listen: args.peer_listen,
     };
     let store = global.connect().await?;
     warn_of_old_etcd(&store).await;

@@ -260,6 +260,8 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
         let node_dir = state_dir.join("nodes").join(&node);
         let mut args =
             vec!["agent".into(), "--node".into(), node.clone(), "--lease-ttl".into(), ttl.clone(), "--state-dir".into(), node_dir.display().to_string()];
+        // The agents ask each other, while etcd is down, whether it is down for all.
+        args.extend(["--peer-listen".into(), "127.0.0.1:0".into()]);
         if let Some(dir) = &agents_dir {
             args.push("--agents-dir".into());
             args.push(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()).display().to_string());

@@ -113,6 +113,13 @@ fn policy(objects: &[crate::api::Object]) -> Policy {
     }
 }
 
+/// A node without a heartbeat whose statuses say something may run there (Unclean),
+/// if any.
+fn missing_node(cache: &ClusterCache) -> Option<String> {
+    let observed = crate::state::observe(&cache.reports(), true);
+    observed.nodes.into_iter().find(|(_, node)| node.liveness == NodeLiveness::Unclean).map(|(name, _)| name)
+}
+
 /// A turn on the cache. `hold_unseen`: configured nodes never heard of are taken as
 /// still joining (`Pending`: nothing runs there, nothing fences them) rather than as
 /// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
@@ -733,6 +740,16 @@ async fn lead(
         let started = Instant::now();
         let requests_before = store.requests();
         let hold_unseen = elected_at.elapsed() < STARTUP_GRACE;
+        if hold_unseen && let Some(node) = missing_node(&cache) {
+            // A node whose heartbeat is missing while its statuses say something may run
+            // there: after an etcd outage its agent rode out in failsafe it claims the
+            // node again within a few renewals. A decision now would move what it runs
+            // (and fence it); none is made until it is back or the grace is over.
+            tracing::info!(%node, "a node's heartbeat is missing at the start of the term: deciding once it is back or the grace is over");
+            dirty_since = None;
+            next_recheck = next_recheck.min(elected_at + STARTUP_GRACE);
+            continue;
+        }
         // What the turn finds of the nodes happened by now (before what it does).
         let turn_time_usec = events::now_usec();
         let turn = tokio::select! {

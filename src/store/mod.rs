@@ -385,6 +385,12 @@ impl Store {
         Store::connect_loaded(&self.config, self.tls.clone()).await
     }
 
+    /// The TLS material this store connects with, if any (the agents' peer endpoint
+    /// uses the same CA and certificate).
+    pub(crate) fn tls_material(&self) -> Option<std::sync::Arc<tls::TlsMaterial>> {
+        self.tls.clone()
+    }
+
     /// The etcd user this store acts as: its certificate's common name, if any.
     pub fn identity(&self) -> Option<&str> {
         self.tls.as_ref().and_then(|material| material.common_name.as_deref())

@@ -150,7 +150,7 @@ fn check_validity(path: &Path, der: &CertificateDer<'_>, now: i64) -> Result<(),
     Ok(())
 }
 
-fn common_name_of(der: &CertificateDer<'_>) -> Option<String> {
+pub(crate) fn common_name_of(der: &CertificateDer<'_>) -> Option<String> {
     let (_, certificate) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
     let common_name = certificate.subject().iter_common_name().next()?.as_str().ok()?.to_string();
     Some(common_name)

@@ -196,6 +196,12 @@ pub struct NodeHeartbeat {
     pub attributes: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub capacity: BTreeMap<String, u64>,
+    /// Where the agent's peer endpoint listens (`host:port`), when it has one: the
+    /// other agents ask it, while etcd cannot be reached, whether it can
+    /// (`agent::failsafe`). Written while etcd is up, so every agent knows its peers'
+    /// addresses as of its last store access.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<String>,
 }
 
 /// `nodes/<node>/activity`: how busy a node's agent is and when it last had to
