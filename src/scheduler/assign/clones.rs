@@ -18,15 +18,18 @@ type Saved = (RscIdx, Table, Option<NodeIdx>, bool, Option<Role>);
 
 impl Work<'_> {
     /// A clone: instances placed where they run now when they may stay, the rest on
-    /// the best nodes, at most `node_max` per node and `max` in all. Promotion scores
-    /// do not steer where instances go (Pacemaker 2.1.5 applies them only when choosing
-    /// which instances to promote).
+    /// the best nodes, at most `node_max` per node and `max` in all. A promotable
+    /// clone's promotion scores steer where its instances go and in which order they
+    /// are placed (`add_promotion_scores`).
     pub(super) fn assign_clone(&mut self, rsc: RscIdx) {
         let cluster = self.cluster;
         if !self.provisional[rsc] || self.allocating[rsc] {
             return;
         }
         let Some(info) = cluster.resources[rsc].clone.clone() else { return };
+        if info.promotable {
+            self.add_promotion_scores(rsc);
+        }
         self.allocating[rsc] = true;
         for index in self.this_with[rsc].clone() {
             let primary = cluster.colocations[index].primary;
@@ -84,7 +87,7 @@ impl Work<'_> {
         if stay_a != stay_b {
             return stay_b.cmp(&stay_a);
         }
-        let priority = cluster.resources[b].priority.cmp(&cluster.resources[a].priority);
+        let priority = self.instance_priority[b].cmp(&self.instance_priority[a]);
         if priority != Ordering::Equal {
             return priority;
         }
