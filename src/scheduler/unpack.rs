@@ -381,8 +381,9 @@ impl Builder {
             let Some(&node) = node_index.get(history.node.as_str()) else { continue };
             // Without fencing, a node that is not online is taken to run nothing: its
             // history is not read (Pacemaker does the same; with fencing disabled
-            // nothing could ever prove it otherwise).
-            if !self.nodes[node].online && !self.settings.stonith_enabled {
+            // nothing could ever prove it otherwise). A joining (pending) node is up:
+            // what it recorded counts.
+            if !self.nodes[node].online && !self.nodes[node].pending && !self.settings.stonith_enabled {
                 continue;
             }
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
@@ -396,7 +397,7 @@ impl Builder {
             }
             for active in &rsc.active {
                 let node = &mut self.nodes[active.node];
-                if !node.online && !node.maintenance && !node.unclean {
+                if !node.online && !node.pending && !node.maintenance && !node.unclean {
                     node.unclean = true;
                     node.unclean_reason = Some(format!("{} is active there", rsc.id));
                 }
