@@ -124,6 +124,9 @@ pub enum ContributionKind {
     CloneScore,
     /// A clone instance beyond clone-max.
     CloneInstanceLimit,
+    /// A promotable clone instance: its promotion score on the node (`master-<name>`),
+    /// which draws it where it is to be promoted.
+    PromotionScore,
     /// An opt-in cluster (symmetricCluster false) and no location allows the node.
     NotAllowed,
     /// A change no named step claimed (a gap in the recorder's coverage: a bug).
@@ -149,6 +152,7 @@ pub(crate) enum Step {
     CloneNodeMax,
     CloneScore,
     CloneInstanceLimit,
+    PromotionScore,
     Other,
 }
 
@@ -385,6 +389,7 @@ fn describe(snapshot: &Snapshot, cluster: &Cluster, entry: &Entry) -> Contributi
         Step::CloneNodeMax => (ContributionKind::CloneNodeMax, "clone-node-max instances already placed here".to_string(), None),
         Step::CloneScore => (ContributionKind::CloneScore, "the clone's own score here is negative".to_string(), None),
         Step::CloneInstanceLimit => (ContributionKind::CloneInstanceLimit, "beyond clone-max".to_string(), None),
+        Step::PromotionScore => (ContributionKind::PromotionScore, "its promotion score here (master-<name>)".to_string(), None),
         Step::Other => (ContributionKind::Other, "changed by an unnamed step".to_string(), None),
     };
     Contribution { kind, text, constraint, score, replaces }

@@ -91,7 +91,9 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         let scores = assignment.scores[rsc].iter().map(|score| plan_score(*score)).collect();
         let reason = if next.is_empty() {
             assignment.reason[rsc].clone().or_else(|| {
-                Some(if assignment.node[rsc].is_some() {
+                Some(if assignment.node[rsc].is_some() && awaits_unrunnable_probe(cluster, rsc) {
+                    Reason::new(ReasonCode::DependencyCannotRun, "its start waits for its probe on a node that is joining")
+                } else if assignment.node[rsc].is_some() {
                     Reason::new(ReasonCode::DependencyCannotRun, "a mandatory order or colocation blocks its start")
                 } else {
                     Reason::new(ReasonCode::NoAllowedNode, "no node can run it")
@@ -335,7 +337,38 @@ fn placement_allows(cluster: &Cluster, rsc: RscIdx, node: NodeIdx, fenced: &[boo
     }
     // A non-clone moving away from a node that cannot stop it cannot start elsewhere.
     let resource = &cluster.resources[rsc];
-    !resource.active.iter().any(|active| active.node != node && cluster.nodes[active.node].unclean && !fenced[active.node])
+    if resource.active.iter().any(|active| active.node != node && cluster.nodes[active.node].unclean && !fenced[active.node]) {
+        return false;
+    }
+    !awaits_unrunnable_probe(cluster, rsc)
+}
+
+/// Whether a resource that runs nowhere must first be probed on a node that cannot
+/// run the probe yet: a pending node (joining) where its state is not known. Pacemaker
+/// orders a start after the resource's probes on every node, and a probe on a pending
+/// node is unrunnable, so the start waits (`pcmk__probe_rsc_on_node`). Clone
+/// instances are left out: their probes stand for the clone, which may already run.
+fn awaits_unrunnable_probe(cluster: &Cluster, rsc: RscIdx) -> bool {
+    let resource = &cluster.resources[rsc];
+    if !resource.active.is_empty() || cluster.clone_of(rsc).is_some() {
+        return false;
+    }
+    cluster.nodes.iter().enumerate().any(|(node, state)| state.pending && !resource.known_on.contains(&node) && discovers(cluster, rsc, node))
+}
+
+/// Whether the cluster looks for `rsc` on `node` at all: not where a location with
+/// `resource-discovery: exclusive` of it (or of its group) leaves the node out.
+fn discovers(cluster: &Cluster, rsc: RscIdx, node: NodeIdx) -> bool {
+    let mut lineage = vec![rsc];
+    let mut cursor = rsc;
+    while let Some(parent) = cluster.resources[cursor].parent {
+        lineage.push(parent);
+        cursor = parent;
+    }
+    !cluster
+        .locations
+        .iter()
+        .any(|location| location.exclusive && lineage.contains(&location.resource) && !location.scores.iter().any(|&(located, _)| located == node))
 }
 
 /// Whether every mandatory order `rsc` depends on can happen, its group predecessor
@@ -599,5 +632,20 @@ mod tests {
         // FIXME(scheduler): no order or colocation is involved; kept so renderings do
         // not change.
         assert_eq!(reason_of(&snapshot, "web"), Some(Reason::new(ReasonCode::DependencyCannotRun, "a mandatory order or colocation blocks its start")));
+    }
+
+    #[test]
+    fn a_resource_running_nowhere_waits_for_its_probe_on_a_joining_node() {
+        let objects = [("ClusterPolicy", "cluster", "{stonithEnabled: false}"), ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy"}"#)];
+        let probed_on_node2 = "  - {resource: web, node: node2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done}]}\n";
+        // node2 is joining and web's state there is unknown: its start waits.
+        let waiting = snapshot(&["node1", "node2"], &objects, "nodes:\n  node2: {liveness: Pending}\n");
+        assert_eq!(reason_of(&waiting, "web"), Some(Reason::new(ReasonCode::DependencyCannotRun, "its start waits for its probe on a node that is joining")));
+        // Once node2 has probed it, it starts.
+        let probed = snapshot(&["node1", "node2"], &objects, &format!("nodes:\n  node2: {{liveness: Pending}}\nhistory:\n{probed_on_node2}"));
+        assert_eq!(reason_of(&probed, "web"), None);
+        // A resource that already runs is not stopped or held back.
+        let running = snapshot(&["node1", "node2"], &objects, &format!("nodes:\n  node2: {{liveness: Pending}}\nhistory:\n{}", started("web", "node1")));
+        assert_eq!(reason_of(&running, "web"), None);
     }
 }

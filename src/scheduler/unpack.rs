@@ -381,8 +381,9 @@ impl Builder {
             let Some(&node) = node_index.get(history.node.as_str()) else { continue };
             // Without fencing, a node that is not online is taken to run nothing: its
             // history is not read (Pacemaker does the same; with fencing disabled
-            // nothing could ever prove it otherwise).
-            if !self.nodes[node].online && !self.settings.stonith_enabled {
+            // nothing could ever prove it otherwise). A joining (pending) node is up:
+            // what it recorded counts.
+            if !self.nodes[node].online && !self.nodes[node].pending && !self.settings.stonith_enabled {
                 continue;
             }
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
@@ -396,7 +397,7 @@ impl Builder {
             }
             for active in &rsc.active {
                 let node = &mut self.nodes[active.node];
-                if !node.online && !node.maintenance && !node.unclean {
+                if !node.online && !node.pending && !node.maintenance && !node.unclean {
                     node.unclean = true;
                     node.unclean_reason = Some(format!("{} is active there", rsc.id));
                 }
@@ -739,10 +740,12 @@ enum Outcome {
 }
 
 /// Reads one operation's two axes (execution status, exit code against the expected
-/// one) into success or failure.
+/// one) into success or failure. An execution status of Error is judged by the exit
+/// code, as Done is (Pacemaker's `remap_operation`): older Pacemaker versions recorded
+/// every unexpected result that way, an expected "not running" of a probe included.
 fn classify(op: &OperationRecord, is_probe: bool) -> Outcome {
     match op.status {
-        ExecStatus::Done => {}
+        ExecStatus::Done | ExecStatus::Error => {}
         ExecStatus::NotInstalled | ExecStatus::ErrorHard => return Outcome::Failure { severity: Severity::Hard, found: Found::Nothing },
         ExecStatus::ErrorFatal => return Outcome::Failure { severity: Severity::Fatal, found: Found::Nothing },
         _ => return Outcome::Failure { severity: Severity::Soft, found: Found::Nothing },
@@ -1036,5 +1039,27 @@ mod tests {
         assert_eq!(attribute("n1", "secure").as_deref(), Some("true"));
         assert_eq!(attribute("n2", "secure"), None, "a node cannot label itself with the administrator's name");
         assert_eq!(attribute("n2", "rack").as_deref(), Some("r2"), "a name no Node object sets stays run-time");
+    }
+
+    /// db's history on n1: one probe with exit code `rc`, expected `expected`, recorded
+    /// with execution status `status`; the unpacked resource.
+    fn probed(rc: i32, expected: i32, status: &str) -> Rsc {
+        let objects = [("ClusterPolicy", "cluster", "{stonithEnabled: false}"), ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#)];
+        let observed = format!(
+            "history:\n  - {{resource: db, node: n1, operations: [{{operation: monitor, callId: 1, rc: {rc}, expectedRc: {expected}, status: {status}}}]}}\n"
+        );
+        let cluster = unpack(&fixture::snapshot(&["n1"], &objects, &observed));
+        cluster.resources[fixture::resource(&cluster, "db")].clone()
+    }
+
+    #[test]
+    fn an_execution_error_is_judged_by_its_exit_code_against_the_expected_one() {
+        // Older Pacemaker versions recorded a probe's expected "not running" with the
+        // execution status Error: it is a success, the resource is stopped there.
+        let stopped = probed(7, 7, "Error");
+        assert!(stopped.active.is_empty() && !stopped.failed, "{stopped:?}");
+        // An unexpected exit code is a failure under either status.
+        assert!(probed(1, 7, "Error").failed);
+        assert!(probed(1, 7, "Done").failed);
     }
 }

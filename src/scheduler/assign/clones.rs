@@ -18,15 +18,18 @@ type Saved = (RscIdx, Table, Option<NodeIdx>, bool, Option<Role>);
 
 impl Work<'_> {
     /// A clone: instances placed where they run now when they may stay, the rest on
-    /// the best nodes, at most `node_max` per node and `max` in all. Promotion scores
-    /// do not steer where instances go (Pacemaker 2.1.5 applies them only when choosing
-    /// which instances to promote).
+    /// the best nodes, at most `node_max` per node and `max` in all. A promotable
+    /// clone's promotion scores steer where its instances go and in which order they
+    /// are placed (`add_promotion_scores`).
     pub(super) fn assign_clone(&mut self, rsc: RscIdx) {
         let cluster = self.cluster;
         if !self.provisional[rsc] || self.allocating[rsc] {
             return;
         }
         let Some(info) = cluster.resources[rsc].clone.clone() else { return };
+        if info.promotable {
+            self.add_promotion_scores(rsc);
+        }
         self.allocating[rsc] = true;
         for index in self.this_with[rsc].clone() {
             let primary = cluster.colocations[index].primary;
@@ -75,6 +78,7 @@ impl Work<'_> {
         }
         let can_stay = |rsc: RscIdx, nodes: &[NodeIdx]| -> bool {
             match nodes.first() {
+                Some(&node) if !cluster.nodes[node].online => self.allowed_ignoring_liveness(rsc, node),
                 Some(&node) => self.allowed[rsc][node].is_some_and(|score| score >= Score::ZERO),
                 None => true,
             }
@@ -84,7 +88,7 @@ impl Work<'_> {
         if stay_a != stay_b {
             return stay_b.cmp(&stay_a);
         }
-        let priority = cluster.resources[b].priority.cmp(&cluster.resources[a].priority);
+        let priority = self.instance_priority[b].cmp(&self.instance_priority[a]);
         if priority != Ordering::Equal {
             return priority;
         }
@@ -103,6 +107,43 @@ impl Work<'_> {
             return fail;
         }
         a.cmp(&b)
+    }
+
+    /// Whether the constraints allow `rsc` on a node that is down, as if it were up:
+    /// an instance active on a lost node still counts as active where it may run
+    /// (Pacemaker gives a node that is down no score of its own; whether it can run
+    /// anything is a later tie-break). The criteria's -INFINITY for the node being down
+    /// is left aside: what counts are locations of the instance and of what it belongs
+    /// to, and failure bans.
+    fn allowed_ignoring_liveness(&self, rsc: RscIdx, node: NodeIdx) -> bool {
+        let cluster = self.cluster;
+        let mut lineage = vec![rsc];
+        let mut current = rsc;
+        while let Some(parent) = cluster.resources[current].parent {
+            lineage.push(parent);
+            current = parent;
+        }
+        let mut score = if cluster.settings.symmetric { Some(Score::ZERO) } else { None };
+        for location in &cluster.locations {
+            if location.role.is_some() || !lineage.contains(&location.resource) {
+                continue;
+            }
+            for &(located, value) in &location.scores {
+                if located == node {
+                    score = Some(score.unwrap_or(Score::ZERO) + value);
+                }
+            }
+            if location.exclusive && !location.scores.iter().any(|&(located, _)| located == node) {
+                return false;
+            }
+        }
+        // A failure of an anonymous instance bans the whole clone from the node.
+        let banned_scope = if cluster.is_unique_instance(rsc) { rsc } else { cluster.top_of(rsc) };
+        let banned = cluster.primitives_of(banned_scope).iter().any(|&primitive| {
+            let resource = &cluster.resources[primitive];
+            resource.banned_everywhere || resource.banned_on.contains(&node)
+        });
+        !banned && score.is_some_and(|score| score >= Score::ZERO)
     }
 
     fn distribute(&mut self, clone: RscIdx, instances: &[RscIdx], info: &CloneInfo) {
@@ -300,5 +341,30 @@ mod tests {
             cluster.resources[clone].children.iter().filter_map(|&instance| assignment.node[instance]).map(|node| cluster.nodes[node].name.as_str()).collect();
         nodes.sort_unstable();
         assert_eq!(nodes, vec!["node1", "node3"]);
+    }
+
+    #[test]
+    fn instances_active_on_a_lost_node_are_placed_before_inactive_ones() {
+        // db:2 and db:3 ran on node3, which was lost; two other nodes take one each.
+        // The instances that ran are placed first (the node being down is a later
+        // tie-break than having run), so db:2 and db:3 move and db:0, db:1 stay stopped.
+        let cluster = cluster(
+            &["node1", "node2", "node3"],
+            &[
+                ("FenceDevice", "fence-all", r#"{agent: fence_ipmilan, params: {ip: 10.0.0.100}, hostList: [node1, node2, node3], hostCheck: StaticList}"#),
+                ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy", clone: {max: 4, nodeMax: 1, globallyUnique: true}}"#),
+            ],
+            &format!("nodes:\n  node3: {{liveness: Unclean}}\nhistory:\n{}{}", started("db:2", "node3"), started("db:3", "node3")),
+        );
+        let assignment = assign(&cluster, &node_criteria(&cluster));
+        let mut placed: Vec<&str> = cluster
+            .resources
+            .iter()
+            .enumerate()
+            .filter(|(rsc, resource)| resource.kind == RscKind::Primitive && !resource.is_fence_device && assignment.node[*rsc].is_some())
+            .map(|(_, resource)| resource.id.as_str())
+            .collect();
+        placed.sort_unstable();
+        assert_eq!(placed, vec!["db:2", "db:3"]);
     }
 }

@@ -76,6 +76,9 @@ struct Work<'a> {
     assigned_count: Vec<usize>,
     /// Promotion priority of promotable instances.
     priority: Vec<Score>,
+    /// The priority clone instances are placed by: the configured one, raised to the
+    /// best promotion score of a promotable instance (`add_promotion_scores`).
+    instance_priority: Vec<i64>,
     /// The score recorder of `explain`; None when nobody asked (`schedule`).
     trace: Option<Trace>,
 }
@@ -124,6 +127,7 @@ impl<'a> Work<'a> {
             assigned_count: vec![0; cluster.nodes.len()],
             remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
             priority: vec![Score::ZERO; count],
+            instance_priority: cluster.resources.iter().map(|resource| resource.priority).collect(),
             trace: None,
         };
         for (index, colocation) in cluster.colocations.iter().enumerate() {

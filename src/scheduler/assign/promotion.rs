@@ -26,18 +26,10 @@ impl Work<'_> {
             }
             return score;
         }
+        if !self.promotion_score_applies(rsc, node) {
+            return missing;
+        }
         let unique = cluster.is_unique_instance(rsc);
-        if unique && (!resource.active.is_empty() || !resource.known_on.is_empty()) {
-            let active_here = resource.active.iter().any(|active| active.node == node);
-            if !active_here && !resource.known_on.contains(&node) {
-                return missing;
-            }
-        }
-        match self.allowed[rsc][node] {
-            None => return missing,
-            Some(score) if score < Score::ZERO => return missing,
-            _ => {}
-        }
         let attributes = &cluster.nodes[node].attributes;
         // The name the node recorded the instance under, its own id, then (anonymous
         // clones) the primitive's name: an agent sets the score under whichever name
@@ -56,6 +48,64 @@ impl Work<'_> {
             }
         }
         missing
+    }
+
+    /// Whether a promotable primitive's promotion score counts on a node (Pacemaker's
+    /// `promotion_score_applies`): only where the node may run it, and then for an
+    /// anonymous instance where it is the copy active there, or where no copy is
+    /// active and the resource has been probed; for any instance when it is unknown
+    /// everywhere (cluster start-up: permanent scores count); otherwise where its own
+    /// status is known.
+    fn promotion_score_applies(&self, rsc: RscIdx, node: NodeIdx) -> bool {
+        let cluster = self.cluster;
+        let resource = &cluster.resources[rsc];
+        let allowed = self.allowed[rsc][node].is_some_and(|score| score >= Score::ZERO);
+        let known_here = |copy: RscIdx| {
+            let copy = &cluster.resources[copy];
+            copy.known_on.contains(&node) || copy.active.iter().any(|active| active.node == node)
+        };
+        if !cluster.is_unique_instance(rsc) {
+            // The same primitive in every instance of the clone.
+            let copies: Vec<RscIdx> = cluster
+                .clone_of(rsc)
+                .map(|clone| cluster.primitives_of(clone).into_iter().filter(|&copy| cluster.resources[copy].name == resource.name).collect())
+                .unwrap_or_default();
+            let active_here = copies.iter().copied().find(|&copy| cluster.resources[copy].active.iter().any(|active| active.node == node));
+            match active_here {
+                Some(copy) if copy == rsc => return allowed,
+                None if copies.iter().any(|&copy| cluster.resources[copy].known_on.contains(&node)) => return allowed,
+                _ => {}
+            }
+        }
+        if resource.active.is_empty() && resource.known_on.is_empty() {
+            return allowed;
+        }
+        known_here(rsc) && allowed
+    }
+
+    /// Before a promotable clone's instances are placed, each instance's positive
+    /// promotion score on a node that can run resources is added to its score there,
+    /// and its placement priority is raised to its best promotion score (Pacemaker's
+    /// `pcmk__add_promotion_scores`): instances go where they are to be promoted, the
+    /// most promotable placed first.
+    pub(super) fn add_promotion_scores(&mut self, clone: RscIdx) {
+        let cluster = self.cluster;
+        for &instance in &cluster.resources[clone].children {
+            for node in 0..cluster.nodes.len() {
+                if !self.node_available(node) {
+                    continue;
+                }
+                let Some(current) = self.allowed[instance][node] else { continue };
+                let score = self.promotion_score(instance, node, 0);
+                if score > 0 {
+                    self.allowed[instance][node] = Some(current + Score::new(score));
+                }
+                if score > self.instance_priority[instance] {
+                    self.instance_priority[instance] = score;
+                }
+            }
+            self.record(instance, Step::PromotionScore);
+        }
     }
 
     /// Chooses which assigned instances are promoted: by promotion score plus role
@@ -279,5 +329,72 @@ mod tests {
         let instance = cluster.resources[the_clone(&cluster)].children[0];
         assert_eq!(work.promotion_score(instance, node(&cluster, "node2"), -1), 10);
         assert_eq!(work.promotion_score(instance, node(&cluster, "node1"), -1), -1);
+    }
+
+    /// A unique promotable clone of 4 on two nodes, two per node, one promoted per
+    /// node; each instance has its own promotion score on one node, as an agent sets
+    /// it (`master-db:N`), and a Promoted location prefers node1.
+    fn unique_with_instance_scores() -> (Cluster, crate::scheduler::assign::Assignment) {
+        let spec = r#"{agent: "ocf:pacemaker:Stateful", clone: {max: 4, nodeMax: 2, globallyUnique: true, promotable: {promotedMax: 2, promotedNodeMax: 1}}}"#;
+        let location = ("Location", "db-promoted-on-node1", "{resource: db, role: Promoted, node: node1, score: 100}");
+        let observed = "nodes:
+  node1: {liveness: Online, attributes: {\"master-db:0\": \"20\", \"master-db:2\": \"10\"}}
+  node2: {liveness: Online, attributes: {\"master-db:1\": \"10\", \"master-db:3\": \"20\"}}
+";
+        let cluster = cluster(&["node1", "node2"], &[NO_FENCING, ("Resource", "db", spec), location], observed);
+        let assignment = assign(&cluster, &node_criteria(&cluster));
+        (cluster, assignment)
+    }
+
+    #[test]
+    fn promotion_scores_draw_instances_to_their_nodes_and_the_best_is_promoted() {
+        let (cluster, assignment) = unique_with_instance_scores();
+        let placed = |id: &str| {
+            let rsc = crate::scheduler::fixture::resource(&cluster, id);
+            (assignment.node[rsc].map(|node| cluster.nodes[node].name.clone()), assignment.role[rsc])
+        };
+        // Each instance goes where its score is; on node2 the instance scored 20 is
+        // promoted, not the one scored 10 that a lower number would have chosen.
+        assert_eq!(placed("db:0"), (Some("node1".into()), Role::Promoted));
+        assert_eq!(placed("db:1"), (Some("node2".into()), Role::Unpromoted));
+        assert_eq!(placed("db:2"), (Some("node1".into()), Role::Unpromoted));
+        assert_eq!(placed("db:3"), (Some("node2".into()), Role::Promoted));
+    }
+
+    #[test]
+    fn promotion_scores_are_added_to_the_instances_placement_scores() {
+        let (cluster, assignment) = unique_with_instance_scores();
+        let db3 = crate::scheduler::fixture::resource(&cluster, "db:3");
+        assert_eq!(assignment.scores[db3][node(&cluster, "node2")], Some(Score::new(20)));
+    }
+
+    /// The promotion score on `node` of the instance of db that runs on node1, when db
+    /// runs on node1 and node2 and `node3_history` is what node3 recorded of it.
+    fn score_of_the_instance_on_node1(on: &str, node3_history: &str) -> i64 {
+        let (kind, name, spec) = promotable("{promotable: {}}");
+        let observed = format!(
+            "{SCORES}history:\n{}{}{node3_history}",
+            crate::scheduler::fixture::started("db", "node1"),
+            crate::scheduler::fixture::started("db", "node2")
+        );
+        let cluster = cluster(&["node1", "node2", "node3"], &[NO_FENCING, (kind, name, &spec)], &observed);
+        let work = Work::new(&cluster, &node_criteria(&cluster));
+        let node1 = node(&cluster, "node1");
+        let instance = cluster.resources[the_clone(&cluster)]
+            .children
+            .iter()
+            .copied()
+            .find(|&instance| cluster.resources[instance].active.iter().any(|active| active.node == node1))
+            .expect("an instance runs on node1");
+        work.promotion_score(instance, node(&cluster, on), -1)
+    }
+
+    #[test]
+    fn an_anonymous_instance_counts_its_promotion_score_where_it_runs_or_where_no_copy_runs_but_one_was_probed() {
+        let probed = "  - {resource: db, node: node3, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done}]}\n";
+        assert_eq!(score_of_the_instance_on_node1("node1", ""), 5);
+        assert_eq!(score_of_the_instance_on_node1("node2", ""), -1, "another copy runs there");
+        assert_eq!(score_of_the_instance_on_node1("node3", ""), -1, "nothing is known there");
+        assert_eq!(score_of_the_instance_on_node1("node3", probed), 1, "no copy runs there and one was probed");
     }
 }
