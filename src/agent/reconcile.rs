@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::api::ocf;
 use crate::api::records::{
     AssignedResource, DEFAULT_TIMEOUT_MS, Definition, ExecStatus, FAIL_COUNT_INFINITY, LocalGate, NodeAssignment, NodeState, Notice, NoticePhase, ObservedRole,
-    OperationRecord, RequestKind, RequestRecord, ResourceStatus, split_fail_count_key,
+    OperationRecord, RequestKind, RequestRecord, ResourceStatus, split_fail_count_key, start_call,
 };
 use crate::api::resource::Role;
 use crate::exec::OperationResult;
@@ -70,18 +70,28 @@ struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    /// The statuses gates can depend on: those of their members.
-    fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
-        if gates.is_empty() {
-            return Vec::new();
-        }
-        let by_name = self.by_name.get_or_init(|| {
+    /// Every status in the cluster (this node's from `local`), by primitive name.
+    fn by_name(&self) -> &HashMap<&'a str, Vec<&'a ResourceStatus>> {
+        self.by_name.get_or_init(|| {
             let mut by_name: HashMap<&'a str, Vec<&'a ResourceStatus>> = HashMap::new();
             for status in self.statuses.into_iter().flat_map(|reconciler| reconciler.statuses()) {
                 by_name.entry(status.name.as_str()).or_default().push(status);
             }
             by_name
-        });
+        })
+    }
+
+    /// The statuses of every copy of the primitive `name`.
+    fn statuses_named(&self, name: &str) -> impl Iterator<Item = &'a ResourceStatus> + '_ {
+        self.by_name().get(name).into_iter().flatten().copied()
+    }
+
+    /// The statuses gates can depend on: those of their members.
+    fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
+        if gates.is_empty() {
+            return Vec::new();
+        }
+        let by_name = self.by_name();
         let mut statuses = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
         for member in gates.iter().flat_map(|gate| gate.members.iter()) {
@@ -546,7 +556,7 @@ impl Reconciler {
             // touched once a decision has seen its latest failure.
             return match entry {
                 Some(entry) if entry.failures_seen < local.status.failures => None,
-                _ => Some(Action::Stop),
+                _ => self.may_stop(id, index).then_some(Action::Stop),
             };
         }
         if role == ObservedRole::Migrating {
@@ -556,6 +566,18 @@ impl Reconciler {
             return (!waiting).then_some(Action::Stop);
         }
         let desired = entry.map_or(Role::Stopped, |entry| entry.role);
+        // A restart the decision asks for (the `first` of an order this one is the
+        // `then` of moves or recovers): the copy it names goes, before that first
+        // stops; it starts again once its gates open.
+        if let Some(call) = entry.and_then(|entry| entry.restart)
+            && role.is_active()
+            && start_call(&local.status.history) == Some(call)
+        {
+            return match role {
+                ObservedRole::Promoted => Some(Action::Demote),
+                _ => self.may_stop(id, index).then_some(Action::Stop),
+            };
+        }
         match (role, desired) {
             (ObservedRole::Promoted, Role::Stopped) => Some(Action::Demote),
             (ObservedRole::Started, Role::Stopped) if self.migration_target(id).is_some() => Some(Action::MigrateTo),
@@ -703,9 +725,23 @@ impl Reconciler {
 
     /// A resource stops after those started after it on this node have stopped
     /// (stops run in the reverse order of starts).
+    ///
+    /// Across nodes, the decision's stop gates (`NodeAssignment::stop_after`): a copy of
+    /// a `then` that started after this resource and may still run, wherever it is,
+    /// must be seen stopped first (Pacemaker stops the then before the first). Not when
+    /// shutting down with everything stopping: no decision may come to stop the then.
     fn may_stop(&self, id: &str, index: &Index<'_>) -> bool {
         let Some(name) = self.local.get(id).map(|local| local.status.name.as_str()) else { return true };
-        !index.needed_by.get(name).is_some_and(|others| others.iter().any(|other| *other != id))
+        if index.needed_by.get(name).is_some_and(|others| others.iter().any(|other| *other != id)) {
+            return false;
+        }
+        if self.stopping_all {
+            return true;
+        }
+        let Some(thens) = self.assignment.as_ref().and_then(|assignment| assignment.stop_after.get(name)) else { return true };
+        !thens.iter().flat_map(|then| index.statuses_named(then)).any(|status| {
+            !(status.node == self.node && status.id == id) && status.may_be_active() && status.started_after.iter().any(|after| after == name)
+        })
     }
 
     /// Where the assignment migrates this resource to, if it does.
@@ -1179,6 +1215,7 @@ mod tests {
             migrate_from: None,
             start_after: vec![],
             promote_after: vec![],
+            restart: None,
         }
     }
 
@@ -1193,6 +1230,7 @@ mod tests {
             attributes: BTreeMap::new(),
             resources,
             migrations: Vec::new(),
+            stop_after: BTreeMap::new(),
         }
     }
 
@@ -1381,6 +1419,63 @@ mod tests {
         r.local.get_mut("a").expect("a").status.role = ObservedRole::Started;
         let b_steps: Vec<Action> = decided(&mut r, now).into_iter().filter(|(id, _)| id == "b").map(|(_, action)| action).collect();
         assert_eq!(b_steps, vec![Action::Start]);
+    }
+
+    #[test]
+    fn a_restart_stops_the_copy_it_names_once_then_starts_when_the_gate_opens() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("web", definition(vec![]))]);
+        probe(&mut r, now, "web", ocf::NOT_RUNNING);
+        // web runs here after db (on OTHER).
+        r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Started));
+        let mut web = entry("web", Role::Started);
+        web.start_after = vec![gate("db", OrderAction::Start)];
+        assign(&mut r, assignment(vec![web.clone()]));
+        assert!(run(&mut r, now, "web", Action::Start, done(ocf::OK)));
+        let started = start_call(&local(&r, "web").history).expect("a start call");
+        assert!(decided(&mut r, now).is_empty(), "running as assigned");
+        // db moves to a third node: the decision restarts this copy of web, whose gate
+        // only db there opens.
+        web.restart = Some(started);
+        web.start_after[0].on_nodes = Some(vec!["n3".into()]);
+        assign(&mut r, assignment(vec![web.clone()]));
+        assert!(run(&mut r, now, "web", Action::Stop, done(ocf::OK)));
+        assert!(decided(&mut r, now).is_empty(), "db does not run on n3 yet");
+        r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Stopped));
+        r.cluster.insert(("n3".into(), "db".into()), status("db", "n3", ObservedRole::Started));
+        assert!(run(&mut r, now, "web", Action::Start, done(ocf::OK)));
+        // The same decision, written again, restarts nothing more: another copy runs.
+        assign(&mut r, assignment(vec![web]));
+        assert!(decided(&mut r, now).is_empty());
+    }
+
+    #[test]
+    fn a_stop_waits_for_the_thens_started_after_it_on_other_nodes() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("db", definition(vec![]))]);
+        probe(&mut r, now, "db", ocf::OK);
+        // db leaves this node; web runs on OTHER, started after db.
+        let mut leaving = assignment(vec![]);
+        leaving.stop_after = BTreeMap::from([("db".to_string(), vec!["web".to_string()])]);
+        assign(&mut r, leaving.clone());
+        let mut web = status("web", OTHER, ObservedRole::Started);
+        web.started_after = vec!["db".into()];
+        r.cluster.insert((OTHER.into(), "web".into()), web.clone());
+        assert!(decided(&mut r, now).is_empty(), "web must be seen stopped first");
+        // A copy that did not start after db does not hold it, nor does one stopped.
+        web.started_after.clear();
+        r.cluster.insert((OTHER.into(), "web".into()), web.clone());
+        assert_eq!(decided(&mut r, now), one("db", Action::Stop));
+        web.started_after = vec!["db".into()];
+        web.role = ObservedRole::Stopped;
+        r.cluster.insert((OTHER.into(), "web".into()), web.clone());
+        assert_eq!(decided(&mut r, now), one("db", Action::Stop));
+        // Without the decision's stop gate (an asymmetric order), nothing is waited for.
+        web.role = ObservedRole::Started;
+        r.cluster.insert((OTHER.into(), "web".into()), web);
+        leaving.stop_after.clear();
+        assign(&mut r, leaving);
+        assert_eq!(decided(&mut r, now), one("db", Action::Stop));
     }
 
     #[test]
