@@ -218,7 +218,17 @@ pub struct Local {
     /// Events its results made, written with its status (in the same transaction),
     /// oldest first.
     pub events: Vec<PendingEvent>,
+    /// For a promotion's intent not yet written: the other nodes' statuses of its clone
+    /// (`Reconciler::promotion_basis`) the decision to promote was made on. The intent
+    /// is written only if none changed meanwhile.
+    pub promote_basis: Option<PromotionBasis>,
+    /// The basis of the last promotion intent refused: not tried again on the same
+    /// view (the change that refused it has not arrived yet).
+    pub refused_basis: Option<PromotionBasis>,
 }
+
+/// Statuses a promotion was decided on: (node, id) and the mod revision of each.
+pub type PromotionBasis = Vec<((String, String), i64)>;
 
 impl Local {
     fn new(status: ResourceStatus) -> Local {
@@ -231,6 +241,8 @@ impl Local {
             notice_since: None,
             handled: BTreeMap::new(),
             events: Vec::new(),
+            promote_basis: None,
+            refused_basis: None,
         }
     }
 }
@@ -246,6 +258,9 @@ pub struct Reconciler {
     /// What every node reports, by (node, id); this node's entries are superseded by
     /// `local`, which is fresher.
     pub cluster: BTreeMap<(String, String), ResourceStatus>,
+    /// The mod revision of each status in `cluster`, as etcd gave it: what a
+    /// promotion's intent is guarded by (`PromotionBasis`).
+    pub revisions: BTreeMap<(String, String), i64>,
     pub local: BTreeMap<String, Local>,
     /// Set once shutting down with `OnShutdown::Stop`: everything is to be stopped.
     pub stopping_all: bool,
@@ -307,6 +322,7 @@ impl Reconciler {
             assignment: None,
             targets: BTreeMap::new(),
             cluster: BTreeMap::new(),
+            revisions: BTreeMap::new(),
             local,
             stopping_all: false,
             unfenced: false,
@@ -470,8 +486,10 @@ impl Reconciler {
             let action = match action {
                 Some(action @ (Action::Start | Action::Promote | Action::MigrateFrom)) => {
                     if local.status.pending.as_deref() != Some(action.verb()) {
-                        intent = Some(action);
-                        Some(Action::Intend)
+                        // A promotion refused on this very view waits for news.
+                        let refused = action == Action::Promote && local.refused_basis.as_ref().is_some_and(|refused| *refused == self.promotion_basis(local));
+                        intent = (!refused).then_some(action);
+                        intent.map(|_| Action::Intend)
                     } else if local.dirty {
                         None
                     } else {
@@ -666,11 +684,56 @@ impl Reconciler {
         }
     }
 
-    /// Records an `Intend` step's operation as pending (written before it runs).
+    /// Records an `Intend` step's operation as pending (written before it runs). A
+    /// promotion's keeps the view it was decided on (`promote_basis`): the intent is
+    /// written only if that view still holds (`promotion_guard`), so two nodes that
+    /// each saw room under promotedMax cannot both promote.
     pub fn intend(&mut self, step: &Step) {
+        let basis = match (step.intent, self.local.get(&step.id)) {
+            (Some(Action::Promote), Some(local)) => Some(self.promotion_basis(local)),
+            _ => None,
+        };
         let (Some(local), Some(intent)) = (self.local.get_mut(&step.id), step.intent) else { return };
         local.status.pending = Some(intent.verb().to_string());
+        local.promote_basis = basis;
         local.dirty = true;
+    }
+
+    /// The other nodes' statuses of the primitive's clone (same clone, same primitive:
+    /// what `room_to_promote` counts), with their mod revisions.
+    pub fn promotion_basis(&self, local: &Local) -> PromotionBasis {
+        let Some(clone) = local.status.clone.as_deref() else { return Vec::new() };
+        self.cluster
+            .iter()
+            .filter(|((node, _), status)| *node != self.node && status.clone.as_deref() == Some(clone) && status.name == local.status.name)
+            .map(|(key, _)| (key.clone(), self.revisions.get(key).copied().unwrap_or(0)))
+            .collect()
+    }
+
+    /// For a status about to be written with a promotion's intent: the statuses (by
+    /// node and id) and revisions the write must find unchanged.
+    pub fn promotion_guard(&self, id: &str) -> Option<&PromotionBasis> {
+        let local = self.local.get(id)?;
+        local.promote_basis.as_ref().filter(|_| local.dirty && local.status.pending.as_deref() == Some("promote"))
+    }
+
+    /// A promotion's intent was not written: a status it was decided on changed. The
+    /// intent is dropped (the status is written without it) and decided again once
+    /// the change is seen.
+    pub fn intent_refused(&mut self, id: &str) {
+        let Some(local) = self.local.get_mut(id) else { return };
+        local.status.pending = None;
+        local.refused_basis = local.promote_basis.take();
+    }
+
+    /// A promotion's intent was written.
+    pub fn intent_written(&mut self, id: &str) {
+        if let Some(local) = self.local.get_mut(id) {
+            local.promote_basis = None;
+            local.refused_basis = None;
+            local.dirty = false;
+            local.events.clear();
+        }
     }
 
     /// Publishes an `Announce` step's pre notice.
