@@ -102,16 +102,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         } else {
             None
         };
-        // A healthy move between two usable nodes of a resource that allows it is a
-        // live migration.
-        let migrates = resource.allow_migrate
-            && cluster.clone_of(rsc).is_none()
-            && !resource.failed
-            && resource.active.len() == 1
-            && finals[rsc].len() == 1
-            && resource.active[0].node != finals[rsc][0].0
-            && resource.active[0].role == Role::Started
-            && cluster.nodes[resource.active[0].node].available();
+        let migrates = migrates(cluster, rsc, &finals);
         summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions);
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
@@ -134,6 +125,20 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         });
     }
     Plan { nodes, resources, fencing, actions }
+}
+
+/// A healthy move between two usable nodes of a resource that allows it is a live
+/// migration.
+fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> bool {
+    let resource = &cluster.resources[rsc];
+    resource.allow_migrate
+        && cluster.clone_of(rsc).is_none()
+        && !resource.failed
+        && resource.active.len() == 1
+        && finals[rsc].len() == 1
+        && resource.active[0].node != finals[rsc][0].0
+        && resource.active[0].role == Role::Started
+        && cluster.nodes[resource.active[0].node].available()
 }
 
 /// The score a plan reports for an entry of the assignment's table: a node not
@@ -293,17 +298,22 @@ fn restarts_its_then(cluster: &Cluster, ordering: &super::model::Ordering) -> bo
 
 /// The primitives that stay where they run but are restarted there, with the call id
 /// of the start that made the copy now running (`Active::started_call`): Pacemaker
-/// restarts a `then` whose `first` moves or is recovered (its stop comes before the
-/// first's stop, its start after the first's start), and a group member after a
-/// member that is. Restarts propagate along orders until nothing changes.
+/// restarts a `then` whose `first` starts — anew, on another node, or recovered in
+/// place — (its stop comes before the first's stop, its start after the first's
+/// start), and a group member after a member that does. Restarts propagate along
+/// orders until nothing changes.
 fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>]) -> Vec<Option<i64>> {
     let count = cluster.resources.len();
-    // Stops and starts again somewhere, or recovers in place.
+    // Starts: anew, again somewhere else, or again in place (recovery). A live
+    // migration does not: Pacemaker orders the then after it and leaves it running.
     let mut disturbed: Vec<bool> = (0..count)
         .map(|rsc| {
             let resource = &cluster.resources[rsc];
-            if resource.kind != RscKind::Primitive || resource.active.is_empty() || finals[rsc].is_empty() || assignment.frozen[rsc] {
+            if resource.kind != RscKind::Primitive || finals[rsc].is_empty() || assignment.frozen[rsc] || migrates(cluster, rsc, finals) {
                 return false;
+            }
+            if resource.active.is_empty() {
+                return true;
             }
             resource.failed || resource.active.iter().any(|active| !finals[rsc].iter().any(|(node, _)| *node == active.node))
         })
