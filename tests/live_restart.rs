@@ -84,9 +84,7 @@ async fn a_then_that_stays_is_restarted_around_its_first_moving() {
     let log = cluster.dir.path().join("witness.log");
     let log_text = log.display().to_string();
     apply(&cluster, &manifests(&log_text, "n1"));
-    let ready = |testimony: &[Testimony]| {
-        find(testimony, 0, "db", "n1", "start", "end").is_some() && find(testimony, 0, "web", "n3", "start", "end").is_some()
-    };
+    let ready = |testimony: &[Testimony]| find(testimony, 0, "db", "n1", "start", "end").is_some() && find(testimony, 0, "web", "n3", "start", "end").is_some();
     let before = wait_until("db on n1 and web on n3", &log, ready).await;
     let db_started = find(&before, 0, "db", "n1", "start", "end").expect("db started");
     let web_started = find(&before, 0, "web", "n3", "start", "begin").expect("web started");

@@ -154,6 +154,7 @@ async fn two_concurrent_intents_to_promote_cannot_both_be_written() {
     let steps = second.decide(Instant::now());
     assert!(!steps.iter().any(|step| step.id == "db" && matches!(step.action, Action::Intend | Action::Promote)), "{steps:?}");
     let (_, statuses) = store.read_records::<ResourceStatus>(&format!("{PREFIX}/status/")).await.expect("read the statuses");
-    let pending: Vec<&str> = statuses.iter().filter(|(_, status, _)| status.pending.as_deref() == Some("promote")).map(|(_, status, _)| status.node.as_str()).collect();
+    let pending: Vec<&str> =
+        statuses.iter().filter(|(_, status, _)| status.pending.as_deref() == Some("promote")).map(|(_, status, _)| status.node.as_str()).collect();
     assert_eq!(pending, vec!["n1"], "one promotion recorded");
 }

@@ -1070,8 +1070,11 @@ impl<'a> Session<'a> {
                 .collect();
             reconciler.cluster = self.cache.statuses().clone();
             reconciler.cluster.extend(unreadable);
-            reconciler.revisions =
-                reconciler.cluster.keys().filter_map(|(node, id)| Some(((node.clone(), id.clone()), self.cache.mod_revision(&self.keys.status(node, id))?))).collect();
+            reconciler.revisions = reconciler
+                .cluster
+                .keys()
+                .filter_map(|(node, id)| Some(((node.clone(), id.clone()), self.cache.mod_revision(&self.keys.status(node, id))?)))
+                .collect();
         }
         if plan {
             let key = self.keys.plan(&own);

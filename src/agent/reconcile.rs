@@ -802,9 +802,10 @@ impl Reconciler {
             return true;
         }
         let Some(thens) = self.assignment.as_ref().and_then(|assignment| assignment.stop_after.get(name)) else { return true };
-        !thens.iter().flat_map(|then| index.statuses_named(then)).any(|status| {
-            !(status.node == self.node && status.id == id) && status.may_be_active() && status.started_after.iter().any(|after| after == name)
-        })
+        !thens
+            .iter()
+            .flat_map(|then| index.statuses_named(then))
+            .any(|status| !(status.node == self.node && status.id == id) && status.may_be_active() && status.started_after.iter().any(|after| after == name))
     }
 
     /// Where the assignment migrates this resource to, if it does.

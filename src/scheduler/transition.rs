@@ -739,7 +739,8 @@ mod tests {
         assert_eq!(entry("web").restart, Some(4), "web's copy started by call 4 is restarted");
         assert_eq!(entry("db").stop_after, vec!["web".to_string()]);
         assert!(entry("web").stop_after.is_empty());
-        let actions: Vec<(String, String, String)> = plan.actions.iter().map(|action| (action.verb.clone(), action.resource.clone(), action.detail.clone())).collect();
+        let actions: Vec<(String, String, String)> =
+            plan.actions.iter().map(|action| (action.verb.clone(), action.resource.clone(), action.detail.clone())).collect();
         assert!(actions.contains(&("Restart".into(), "web".into(), "node3".into())), "{actions:?}");
 
         let objects = moving_first("Mandatory", true).objects;
