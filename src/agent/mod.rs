@@ -43,7 +43,7 @@ use crate::store::node::{GuardedWriteError, NodeSession};
 use crate::store::watch::WatchEvent;
 use crate::store::{Keys, Store, StoreError};
 use events::{PendingEvent, attribute_event, fencing_event};
-pub use reconcile::{Action, OnShutdown, Reconciler, RequestTaken, Step};
+pub use reconcile::{Action, OnShutdown, PromotionBasis, Reconciler, RequestTaken, Step};
 
 /// How an agent runs.
 #[derive(Clone, Debug)]
@@ -1259,6 +1259,7 @@ impl<'a> Session<'a> {
         // Not while the spec is being read again: a resource just added back is not in
         // the targets yet.
         let gone: BTreeSet<String> = if self.spec_stale { BTreeSet::new() } else { reconciler.unconfigured().into_iter().collect() };
+        self.write_promotion_intents(reconciler, &gone).await?;
         let mut dirty: Vec<String> = reconciler
             .local
             .iter()
@@ -1332,6 +1333,36 @@ impl<'a> Session<'a> {
             // Start-up is complete (systemd's watchdog starts counting now); after a
             // self-fencing, the status says the node is back.
             self.config.notifier.ready(&format!("node {node} claimed, {} resources probed", reconciler.local.len()));
+        }
+        Ok(())
+    }
+
+    /// Writes each status carrying a promotion's intent on its own, guarded by the
+    /// mod revisions of the other nodes' statuses of its clone that the promotion was
+    /// decided on: if one changed (another node may have promoted meanwhile), the
+    /// intent is dropped and decided again on the fresher view. Promotion is thus a
+    /// compare-and-set across nodes, not a check-then-act.
+    async fn write_promotion_intents(&mut self, reconciler: &mut Reconciler, gone: &BTreeSet<String>) -> Result<(), GuardedWriteError> {
+        let node = self.config.node.clone();
+        let guarded: Vec<(String, PromotionBasis)> = reconciler
+            .local
+            .keys()
+            .filter(|id| !gone.contains(*id))
+            .filter_map(|id| reconciler.promotion_guard(id).map(|basis| (id.clone(), basis.clone())))
+            .collect();
+        for (id, basis) in guarded {
+            let Some(local) = reconciler.local.get(&id) else { continue };
+            let key = self.keys.status(&node, &id);
+            let value = serde_json::to_string(&local.status).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: error.to_string() })?;
+            let also = local.events.iter().map(|event| event_write(&self.keys, &node, event)).collect::<Result<Vec<_>, _>>()?;
+            let unchanged: Vec<(String, i64)> = basis.iter().map(|((other, other_id), revision)| (self.keys.status(other, other_id), *revision)).collect();
+            match self.store.guarded_write_unless_changed(&self.session, &key, value, also, &unchanged).await? {
+                Some(_) => reconciler.intent_written(&id),
+                None => {
+                    tracing::info!(resource = %id, "promotion not recorded: another node's status of the clone changed; deciding again");
+                    reconciler.intent_refused(&id);
+                }
+            }
         }
         Ok(())
     }
@@ -1414,6 +1445,9 @@ impl<'a> Session<'a> {
                             reconciler.cluster.remove(&key);
                         }
                         Some(status) => {
+                            if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)) {
+                                reconciler.revisions.insert(key.clone(), revision);
+                            }
                             reconciler.cluster.insert(key, status.clone());
                         }
                         // A status replaced by one this agent cannot read (a newer
@@ -1422,6 +1456,7 @@ impl<'a> Session<'a> {
                         // promotedMax, beside a copy that may still run.
                         None if self.cache.undecodable().contains_key(&self.keys.status(node, id)) => {}
                         None => {
+                            reconciler.revisions.remove(&key);
                             reconciler.cluster.remove(&key);
                         }
                     }
@@ -1441,6 +1476,12 @@ impl<'a> Session<'a> {
                 .collect();
             let readable = self.cache.statuses().iter().map(|(key, status)| (key.clone(), status.clone()));
             reconciler.cluster.replace_all(readable.chain(unreadable));
+            reconciler.revisions = reconciler
+                .cluster
+                .iter()
+                .map(|(key, _)| key)
+                .filter_map(|(node, id)| Some(((node.clone(), id.clone()), self.cache.mod_revision(&self.keys.status(node, id))?)))
+                .collect();
         }
         if plan {
             let key = self.keys.plan(&own);

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use crate::api::ocf;
 use crate::api::records::{
     AssignedResource, DEFAULT_TIMEOUT_MS, Definition, ExecStatus, FAIL_COUNT_INFINITY, LocalGate, NodeAssignment, NodeState, Notice, NoticePhase, ObservedRole,
-    OperationRecord, RequestKind, RequestRecord, ResourceStatus, split_fail_count_key,
+    OperationRecord, RequestKind, RequestRecord, ResourceStatus, split_fail_count_key, start_call,
 };
 use crate::api::resource::Role;
 use crate::exec::OperationResult;
@@ -70,24 +70,32 @@ struct Index<'a> {
 }
 
 impl<'a> Index<'a> {
-    /// The statuses gates can depend on: those of their members, on every node.
-    fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
-        if gates.is_empty() {
-            return Vec::new();
-        }
-        let local_by_name = self.local_by_name.get_or_init(|| {
+    /// This node's statuses by primitive name.
+    fn local_by_name(&self) -> &HashMap<&'a str, Vec<&'a ResourceStatus>> {
+        self.local_by_name.get_or_init(|| {
             let mut by_name: HashMap<&'a str, Vec<&'a ResourceStatus>> = HashMap::new();
             for local in self.local.values() {
                 by_name.entry(local.status.name.as_str()).or_default().push(&local.status);
             }
             by_name
-        });
+        })
+    }
+
+    /// The statuses of every copy of the primitive `name`, on every node.
+    fn statuses_named(&self, name: &str) -> impl Iterator<Item = &'a ResourceStatus> + '_ {
+        self.cluster.of_name(name).chain(self.local_by_name().get(name).into_iter().flatten().copied())
+    }
+
+    /// The statuses gates can depend on: those of their members, on every node.
+    fn gate_statuses(&self, gates: &[LocalGate]) -> Vec<&'a ResourceStatus> {
+        if gates.is_empty() {
+            return Vec::new();
+        }
         let mut statuses = Vec::new();
         let mut seen: HashSet<&str> = HashSet::new();
         for member in gates.iter().flat_map(|gate| gate.members.iter()) {
             if seen.insert(member.as_str()) {
-                statuses.extend(self.cluster.of_name(member));
-                statuses.extend(local_by_name.get(member.as_str()).into_iter().flatten().copied());
+                statuses.extend(self.statuses_named(member));
             }
         }
         statuses
@@ -209,7 +217,17 @@ pub struct Local {
     /// Events its results made, written with its status (in the same transaction),
     /// oldest first.
     pub events: Vec<PendingEvent>,
+    /// For a promotion's intent not yet written: the other nodes' statuses of its clone
+    /// (`Reconciler::promotion_basis`) the decision to promote was made on. The intent
+    /// is written only if none changed meanwhile.
+    pub promote_basis: Option<PromotionBasis>,
+    /// The basis of the last promotion intent refused: not tried again on the same
+    /// view (the change that refused it has not arrived yet).
+    pub refused_basis: Option<PromotionBasis>,
 }
+
+/// Statuses a promotion was decided on: (node, id) and the mod revision of each.
+pub type PromotionBasis = Vec<((String, String), i64)>;
 
 impl Local {
     fn new(status: ResourceStatus) -> Local {
@@ -222,6 +240,8 @@ impl Local {
             notice_since: None,
             handled: BTreeMap::new(),
             events: Vec::new(),
+            promote_basis: None,
+            refused_basis: None,
         }
     }
 }
@@ -237,6 +257,9 @@ pub struct Reconciler {
     /// What every node reports, by (node, id); this node's entries are superseded by
     /// `local`, which is fresher.
     pub cluster: ClusterStatuses,
+    /// The mod revision of each status in `cluster`, as etcd gave it: what a
+    /// promotion's intent is guarded by (`PromotionBasis`).
+    pub revisions: BTreeMap<(String, String), i64>,
     pub local: BTreeMap<String, Local>,
     /// Set once shutting down with `OnShutdown::Stop`: everything is to be stopped.
     pub stopping_all: bool,
@@ -306,6 +329,7 @@ impl Reconciler {
             assignment: None,
             targets: BTreeMap::new(),
             cluster: ClusterStatuses::new(node),
+            revisions: BTreeMap::new(),
             local,
             stopping_all: false,
             unfenced: false,
@@ -459,8 +483,10 @@ impl Reconciler {
             let action = match action {
                 Some(action @ (Action::Start | Action::Promote | Action::MigrateFrom)) => {
                     if local.status.pending.as_deref() != Some(action.verb()) {
-                        intent = Some(action);
-                        Some(Action::Intend)
+                        // A promotion refused on this very view waits for news.
+                        let refused = action == Action::Promote && local.refused_basis.as_ref().is_some_and(|refused| *refused == self.promotion_basis(local));
+                        intent = (!refused).then_some(action);
+                        intent.map(|_| Action::Intend)
                     } else if local.dirty {
                         None
                     } else {
@@ -545,7 +571,7 @@ impl Reconciler {
             // touched once a decision has seen its latest failure.
             return match entry {
                 Some(entry) if entry.failures_seen < local.status.failures => None,
-                _ => Some(Action::Stop),
+                _ => self.may_stop(id, index).then_some(Action::Stop),
             };
         }
         if role == ObservedRole::Migrating {
@@ -555,6 +581,18 @@ impl Reconciler {
             return (!waiting).then_some(Action::Stop);
         }
         let desired = entry.map_or(Role::Stopped, |entry| entry.role);
+        // A restart the decision asks for (the `first` of an order this one is the
+        // `then` of moves or recovers): the copy it names goes, before that first
+        // stops; it starts again once its gates open.
+        if let Some(call) = entry.and_then(|entry| entry.restart)
+            && role.is_active()
+            && start_call(&local.status.history) == Some(call)
+        {
+            return match role {
+                ObservedRole::Promoted => Some(Action::Demote),
+                _ => self.may_stop(id, index).then_some(Action::Stop),
+            };
+        }
         match (role, desired) {
             (ObservedRole::Promoted, Role::Stopped) => Some(Action::Demote),
             (ObservedRole::Started, Role::Stopped) if self.migration_target(id).is_some() => Some(Action::MigrateTo),
@@ -642,11 +680,60 @@ impl Reconciler {
         }
     }
 
-    /// Records an `Intend` step's operation as pending (written before it runs).
+    /// Records an `Intend` step's operation as pending (written before it runs). A
+    /// promotion's keeps the view it was decided on (`promote_basis`): the intent is
+    /// written only if that view still holds (`promotion_guard`), so two nodes that
+    /// each saw room under promotedMax cannot both promote.
     pub fn intend(&mut self, step: &Step) {
+        let basis = match (step.intent, self.local.get(&step.id)) {
+            (Some(Action::Promote), Some(local)) => Some(self.promotion_basis(local)),
+            _ => None,
+        };
         let (Some(local), Some(intent)) = (self.local.get_mut(&step.id), step.intent) else { return };
         local.status.pending = Some(intent.verb().to_string());
+        local.promote_basis = basis;
         local.dirty = true;
+    }
+
+    /// The other nodes' statuses of the primitive's clone (same clone, same primitive:
+    /// what `room_to_promote` counts), with their mod revisions.
+    pub fn promotion_basis(&self, local: &Local) -> PromotionBasis {
+        let Some(clone) = local.status.clone.as_deref() else { return Vec::new() };
+        self.cluster
+            .of_clone(clone)
+            .filter(|status| status.name == local.status.name)
+            .map(|status| {
+                let key = (status.node.clone(), status.id.clone());
+                let revision = self.revisions.get(&key).copied().unwrap_or(0);
+                (key, revision)
+            })
+            .collect()
+    }
+
+    /// For a status about to be written with a promotion's intent: the statuses (by
+    /// node and id) and revisions the write must find unchanged.
+    pub fn promotion_guard(&self, id: &str) -> Option<&PromotionBasis> {
+        let local = self.local.get(id)?;
+        local.promote_basis.as_ref().filter(|_| local.dirty && local.status.pending.as_deref() == Some("promote"))
+    }
+
+    /// A promotion's intent was not written: a status it was decided on changed. The
+    /// intent is dropped (the status is written without it) and decided again once
+    /// the change is seen.
+    pub fn intent_refused(&mut self, id: &str) {
+        let Some(local) = self.local.get_mut(id) else { return };
+        local.status.pending = None;
+        local.refused_basis = local.promote_basis.take();
+    }
+
+    /// A promotion's intent was written.
+    pub fn intent_written(&mut self, id: &str) {
+        if let Some(local) = self.local.get_mut(id) {
+            local.promote_basis = None;
+            local.refused_basis = None;
+            local.dirty = false;
+            local.events.clear();
+        }
     }
 
     /// Publishes an `Announce` step's pre notice.
@@ -701,9 +788,24 @@ impl Reconciler {
 
     /// A resource stops after those started after it on this node have stopped
     /// (stops run in the reverse order of starts).
+    ///
+    /// Across nodes, the decision's stop gates (`NodeAssignment::stop_after`): a copy of
+    /// a `then` that started after this resource and may still run, wherever it is,
+    /// must be seen stopped first (Pacemaker stops the then before the first). Not when
+    /// shutting down with everything stopping: no decision may come to stop the then.
     fn may_stop(&self, id: &str, index: &Index<'_>) -> bool {
         let Some(name) = self.local.get(id).map(|local| local.status.name.as_str()) else { return true };
-        !index.needed_by.get(name).is_some_and(|others| others.iter().any(|other| *other != id))
+        if index.needed_by.get(name).is_some_and(|others| others.iter().any(|other| *other != id)) {
+            return false;
+        }
+        if self.stopping_all {
+            return true;
+        }
+        let Some(thens) = self.assignment.as_ref().and_then(|assignment| assignment.stop_after.get(name)) else { return true };
+        !thens
+            .iter()
+            .flat_map(|then| index.statuses_named(then))
+            .any(|status| !(status.node == self.node && status.id == id) && status.may_be_active() && status.started_after.iter().any(|after| after == name))
     }
 
     /// Where the assignment migrates this resource to, if it does.
@@ -1207,6 +1309,7 @@ mod tests {
             migrate_from: None,
             start_after: vec![],
             promote_after: vec![],
+            restart: None,
         }
     }
 
@@ -1221,6 +1324,7 @@ mod tests {
             attributes: BTreeMap::new(),
             resources,
             migrations: Vec::new(),
+            stop_after: BTreeMap::new(),
         }
     }
 
@@ -1409,6 +1513,63 @@ mod tests {
         r.local.get_mut("a").expect("a").status.role = ObservedRole::Started;
         let b_steps: Vec<Action> = decided(&mut r, now).into_iter().filter(|(id, _)| id == "b").map(|(_, action)| action).collect();
         assert_eq!(b_steps, vec![Action::Start]);
+    }
+
+    #[test]
+    fn a_restart_stops_the_copy_it_names_once_then_starts_when_the_gate_opens() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("web", definition(vec![]))]);
+        probe(&mut r, now, "web", ocf::NOT_RUNNING);
+        // web runs here after db (on OTHER).
+        r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Started));
+        let mut web = entry("web", Role::Started);
+        web.start_after = vec![gate("db", OrderAction::Start)];
+        assign(&mut r, assignment(vec![web.clone()]));
+        assert!(run(&mut r, now, "web", Action::Start, done(ocf::OK)));
+        let started = start_call(&local(&r, "web").history).expect("a start call");
+        assert!(decided(&mut r, now).is_empty(), "running as assigned");
+        // db moves to a third node: the decision restarts this copy of web, whose gate
+        // only db there opens.
+        web.restart = Some(started);
+        web.start_after[0].on_nodes = Some(vec!["n3".into()]);
+        assign(&mut r, assignment(vec![web.clone()]));
+        assert!(run(&mut r, now, "web", Action::Stop, done(ocf::OK)));
+        assert!(decided(&mut r, now).is_empty(), "db does not run on n3 yet");
+        r.cluster.insert((OTHER.into(), "db".into()), status("db", OTHER, ObservedRole::Stopped));
+        r.cluster.insert(("n3".into(), "db".into()), status("db", "n3", ObservedRole::Started));
+        assert!(run(&mut r, now, "web", Action::Start, done(ocf::OK)));
+        // The same decision, written again, restarts nothing more: another copy runs.
+        assign(&mut r, assignment(vec![web]));
+        assert!(decided(&mut r, now).is_empty());
+    }
+
+    #[test]
+    fn a_stop_waits_for_the_thens_started_after_it_on_other_nodes() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("db", definition(vec![]))]);
+        probe(&mut r, now, "db", ocf::OK);
+        // db leaves this node; web runs on OTHER, started after db.
+        let mut leaving = assignment(vec![]);
+        leaving.stop_after = BTreeMap::from([("db".to_string(), vec!["web".to_string()])]);
+        assign(&mut r, leaving.clone());
+        let mut web = status("web", OTHER, ObservedRole::Started);
+        web.started_after = vec!["db".into()];
+        r.cluster.insert((OTHER.into(), "web".into()), web.clone());
+        assert!(decided(&mut r, now).is_empty(), "web must be seen stopped first");
+        // A copy that did not start after db does not hold it, nor does one stopped.
+        web.started_after.clear();
+        r.cluster.insert((OTHER.into(), "web".into()), web.clone());
+        assert_eq!(decided(&mut r, now), one("db", Action::Stop));
+        web.started_after = vec!["db".into()];
+        web.role = ObservedRole::Stopped;
+        r.cluster.insert((OTHER.into(), "web".into()), web.clone());
+        assert_eq!(decided(&mut r, now), one("db", Action::Stop));
+        // Without the decision's stop gate (an asymmetric order), nothing is waited for.
+        web.role = ObservedRole::Started;
+        r.cluster.insert((OTHER.into(), "web".into()), web);
+        leaving.stop_after.clear();
+        assign(&mut r, leaving);
+        assert_eq!(decided(&mut r, now), one("db", Action::Stop));
     }
 
     #[test]

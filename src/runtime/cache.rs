@@ -511,6 +511,11 @@ impl ClusterCache {
         self.heartbeats.get(node).map(|entry| entry.lease).filter(|lease| *lease != 0)
     }
 
+    /// The mod revision of `key` as this copy holds it (`None`: not held).
+    pub fn mod_revision(&self, key: &str) -> Option<i64> {
+        self.known.get(key).copied()
+    }
+
     /// Statuses by (node, id).
     pub fn statuses(&self) -> &BTreeMap<(String, String), ResourceStatus> {
         &self.statuses

@@ -98,6 +98,9 @@ pub(crate) struct OpDef {
 pub(crate) struct Active {
     pub node: NodeIdx,
     pub role: Role,
+    /// The call id of the operation that found or left it running there
+    /// (`records::start_call`): the copy a restart stops.
+    pub started_call: Option<i64>,
 }
 
 /// A resource: primitive, group, clone, or a clone's instance (a primitive or group

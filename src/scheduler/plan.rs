@@ -86,6 +86,16 @@ pub struct ResourcePlan {
     /// What must be seen before this instance is promoted.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub promote_after: Vec<Gate>,
+    /// It stays where it runs but is restarted there (Pacemaker's `Restart`): the
+    /// `first` of a mandatory symmetric order it is the `then` of moves or is recovered.
+    /// The call id of the start that made the copy now running: the agent stops that
+    /// copy (before the first stops), and starts it again once its gates open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restart: Option<i64>,
+    /// Primitives (by name) whose copies started after this one must be seen stopped,
+    /// on any node, before it stops: the `then`s of its mandatory symmetric orders.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stop_after: Vec<String>,
 }
 
 /// Why a resource does not run: a code for programs, a sentence for people. Text

@@ -69,6 +69,8 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         }
     }
 
+    let restart = restarts(cluster, assignment, &finals);
+    let stop_after = stop_gates(cluster);
     let mut resources = Vec::new();
     let mut actions = Vec::new();
     for (rsc, resource) in cluster.resources.iter().enumerate() {
@@ -102,17 +104,8 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         } else {
             None
         };
-        // A healthy move between two usable nodes of a resource that allows it is a
-        // live migration.
-        let migrates = resource.allow_migrate
-            && cluster.clone_of(rsc).is_none()
-            && !resource.failed
-            && resource.active.len() == 1
-            && finals[rsc].len() == 1
-            && resource.active[0].node != finals[rsc][0].0
-            && resource.active[0].role == Role::Started
-            && cluster.nodes[resource.active[0].node].available();
-        summarize(&resource.id, resource.failed, migrates, &current, &next, &mut actions);
+        let migrates = migrates(cluster, rsc, &finals);
+        summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions);
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
             id: resource.id.clone(),
@@ -129,9 +122,25 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             frozen: assignment.frozen[rsc],
             start_after,
             promote_after,
+            restart: restart[rsc],
+            stop_after: stop_after[rsc].clone(),
         });
     }
     Plan { nodes, resources, fencing, actions }
+}
+
+/// A healthy move between two usable nodes of a resource that allows it is a live
+/// migration.
+fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> bool {
+    let resource = &cluster.resources[rsc];
+    resource.allow_migrate
+        && cluster.clone_of(rsc).is_none()
+        && !resource.failed
+        && resource.active.len() == 1
+        && finals[rsc].len() == 1
+        && resource.active[0].node != finals[rsc][0].0
+        && resource.active[0].role == Role::Started
+        && cluster.nodes[resource.active[0].node].available()
 }
 
 /// The score a plan reports for an entry of the assignment's table: a node not
@@ -275,6 +284,100 @@ fn stops_blocked(cluster: &Cluster, assignment: &Assignment, runs: &[bool], fenc
             return kept;
         }
     }
+}
+
+/// Whether a mandatory order makes `then` stop before its `first` stops and start
+/// after it starts again (Pacemaker's symmetrical start-then-start order), in a form the
+/// node agents carry out: a `first` that is not cloned. A cloned `first` (one
+/// instance stopping restarts every `then` unless interleaved) is not planned yet.
+fn restarts_its_then(cluster: &Cluster, ordering: &super::model::Ordering) -> bool {
+    ordering.kind == OrderKind::Mandatory
+        && ordering.symmetrical
+        && ordering.first_action == OrderAction::Start
+        && ordering.then_action == OrderAction::Start
+        && cluster.clone_of(ordering.first).is_none()
+}
+
+/// The primitives that stay where they run but are restarted there, with the call id
+/// of the start that made the copy now running (`Active::started_call`): Pacemaker
+/// restarts a `then` whose `first` starts — anew, on another node, or recovered in
+/// place — (its stop comes before the first's stop, its start after the first's
+/// start), and a group member after a member that does. Restarts propagate along
+/// orders until nothing changes.
+fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>]) -> Vec<Option<i64>> {
+    let count = cluster.resources.len();
+    // Starts: anew, again somewhere else, or again in place (recovery). A live
+    // migration does not: Pacemaker orders the then after it and leaves it running.
+    let mut disturbed: Vec<bool> = (0..count)
+        .map(|rsc| {
+            let resource = &cluster.resources[rsc];
+            if resource.kind != RscKind::Primitive || finals[rsc].is_empty() || assignment.frozen[rsc] || migrates(cluster, rsc, finals) {
+                return false;
+            }
+            if resource.active.is_empty() {
+                return true;
+            }
+            resource.failed || resource.active.iter().any(|active| !finals[rsc].iter().any(|(node, _)| *node == active.node))
+        })
+        .collect();
+    let mut restart: Vec<Option<i64>> = vec![None; count];
+    loop {
+        let mut changed = false;
+        for rsc in 0..count {
+            let resource = &cluster.resources[rsc];
+            if resource.kind != RscKind::Primitive || restart[rsc].is_some() || disturbed[rsc] || assignment.frozen[rsc] {
+                continue;
+            }
+            let stays = match (resource.active.as_slice(), finals[rsc].as_slice()) {
+                ([active], [(node, _)]) => active.node == *node,
+                _ => false,
+            };
+            let Some(started_call) = resource.active.first().and_then(|active| active.started_call).filter(|_| stays) else { continue };
+            let mut chain = vec![rsc];
+            let mut cursor = rsc;
+            while let Some(parent) = cluster.resources[cursor].parent {
+                chain.push(parent);
+                cursor = parent;
+            }
+            let after_ordered = chain
+                .iter()
+                .flat_map(|&owner| &cluster.orderings_by_then[owner])
+                .map(|&index| &cluster.orderings[index])
+                .filter(|ordering| restarts_its_then(cluster, ordering))
+                .any(|ordering| cluster.primitives_of(ordering.first).iter().any(|&first| disturbed[first]));
+            let after_member = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).is_some_and(|group| {
+                let members = &cluster.resources[group].children;
+                members.iter().take_while(|&&member| member != rsc).any(|&member| cluster.primitives_of(member).iter().any(|&p| disturbed[p]))
+            });
+            if after_ordered || after_member {
+                restart[rsc] = Some(started_call);
+                disturbed[rsc] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return restart;
+        }
+    }
+}
+
+/// Per primitive, the primitives (by name) whose copies started after it must be seen
+/// stopped, on any node, before it stops: the `then`s of the orders it is (in) the
+/// `first` of that restart their `then` (`restarts_its_then`). Group members stop in
+/// reverse order on their node without it (`started_after`).
+fn stop_gates(cluster: &Cluster) -> Vec<Vec<String>> {
+    let mut stop_after: Vec<Vec<String>> = vec![Vec::new(); cluster.resources.len()];
+    for ordering in cluster.orderings.iter().filter(|ordering| restarts_its_then(cluster, ordering)) {
+        let thens: Vec<String> = cluster.primitives_of(ordering.then).iter().map(|&then| cluster.resources[then].name.clone()).collect();
+        for first in cluster.primitives_of(ordering.first) {
+            for name in &thens {
+                if !stop_after[first].contains(name) && *name != cluster.resources[first].name {
+                    stop_after[first].push(name.clone());
+                }
+            }
+        }
+    }
+    stop_after
 }
 
 /// Pacemaker demotes before it promotes: when an instance that stays promoted (left
@@ -532,7 +635,7 @@ fn gates(cluster: &Cluster, rsc: RscIdx) -> (Vec<Gate>, Vec<Gate>) {
 }
 
 /// Pacemaker's transition-summary verbs for one resource.
-fn summarize(id: &str, failed: bool, migrates: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
     let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });
     match (current, next) {
         ([], []) => {}
@@ -554,6 +657,8 @@ fn summarize(id: &str, failed: bool, migrates: bool, current: &[Placement], next
                 push(actions, "Demote", to.node.clone());
             } else if from.role != Role::Promoted && to.role == Role::Promoted {
                 push(actions, "Promote", to.node.clone());
+            } else if restart {
+                push(actions, "Restart", to.node.clone());
             }
         }
         ([from], [to]) => {
@@ -647,5 +752,89 @@ mod tests {
         // A resource that already runs is not stopped or held back.
         let running = snapshot(&["node1", "node2"], &objects, &format!("nodes:\n  node2: {{liveness: Pending}}\nhistory:\n{}", started("web", "node1")));
         assert_eq!(reason_of(&running, "web"), None);
+    }
+
+    /// `db` moves from node1 to node2 (its location now prefers node2), `web` runs on
+    /// node3 and stays: with a mandatory symmetric order db → web, Pacemaker restarts web
+    /// ("Restart web (node3) due to required db start"): web stops before db stops,
+    /// starts after db starts. The plan says so: web's restart names the copy running
+    /// (the call id of its start), db's stop waits for web (`stop_after`), and node1,
+    /// where db runs now, is told.
+    fn moving_first(kind: &str, symmetrical: bool) -> crate::scheduler::Snapshot {
+        snapshot(
+            &["node1", "node2", "node3"],
+            &[
+                ("ClusterPolicy", "cluster", "{stonithEnabled: false}"),
+                ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+                ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+                ("Location", "db-on-node2", "{resource: db, node: node2, score: 100}"),
+                ("Location", "web-on-node3", "{resource: web, node: node3, score: INFINITY}"),
+                ("Order", "db-before-web", &format!("{{first: db, then: web, kind: {kind}, symmetrical: {symmetrical}}}")),
+            ],
+            &format!(
+                "history:\n{}  - {{resource: web, node: node3, operations: [{{operation: start, callId: 4, rc: 0, expectedRc: 0, status: Done}}]}}\n",
+                started("db", "node1")
+            ),
+        )
+    }
+
+    #[test]
+    fn a_then_that_stays_is_restarted_when_its_first_moves() {
+        let plan = schedule(&moving_first("Mandatory", true));
+        let entry = |id: &str| plan.resources.iter().find(|resource| resource.id == id).expect("in the plan").clone();
+        assert_eq!(entry("db").next.first().map(|placement| placement.node.as_str()), Some("node2"));
+        assert_eq!(entry("web").next.first().map(|placement| placement.node.as_str()), Some("node3"));
+        assert_eq!(entry("web").restart, Some(4), "web's copy started by call 4 is restarted");
+        assert_eq!(entry("db").stop_after, vec!["web".to_string()]);
+        assert!(entry("web").stop_after.is_empty());
+        let actions: Vec<(String, String, String)> =
+            plan.actions.iter().map(|action| (action.verb.clone(), action.resource.clone(), action.detail.clone())).collect();
+        assert!(actions.contains(&("Restart".into(), "web".into(), "node3".into())), "{actions:?}");
+
+        let objects = moving_first("Mandatory", true).objects;
+        let assignments = crate::state::node_assignments(&plan, &objects, &Default::default(), 1, 1);
+        assert_eq!(assignments["node1"].stop_after.get("db"), Some(&vec!["web".to_string()]), "node1 stops db only after web");
+        assert!(assignments["node2"].stop_after.is_empty(), "db does not run on node2 yet");
+        let web = assignments["node3"].resources.iter().find(|resource| resource.id == "web").expect("web stays on node3");
+        assert_eq!(web.restart, Some(4));
+        let gate = web.start_after.first().expect("web starts after db");
+        assert_eq!(gate.on_nodes, Some(vec!["node2".to_string()]), "only db on node2 opens web's gate again");
+    }
+
+    #[test]
+    fn only_a_mandatory_symmetric_order_restarts_its_then() {
+        for (kind, symmetrical) in [("Optional", true), ("Serialize", false), ("Mandatory", false)] {
+            let plan = schedule(&moving_first(kind, symmetrical));
+            let web = plan.resources.iter().find(|resource| resource.id == "web").expect("web");
+            assert_eq!(web.restart, None, "{kind}, symmetrical {symmetrical}");
+            assert!(!plan.actions.iter().any(|action| action.verb == "Restart"), "{kind}");
+            let db = plan.resources.iter().find(|resource| resource.id == "db").expect("db");
+            assert!(db.stop_after.is_empty(), "{kind}");
+        }
+    }
+
+    #[test]
+    fn a_restart_propagates_along_orders_and_group_members() {
+        // db moves; app (after db) and the group tail (after app) stay on node3.
+        let snapshot = snapshot(
+            &["node1", "node2", "node3"],
+            &[
+                ("ClusterPolicy", "cluster", "{stonithEnabled: false}"),
+                ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+                ("Resource", "ip", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+                ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+                ("Group", "app", "{members: [ip, web]}"),
+                ("Location", "db-on-node2", "{resource: db, node: node2, score: 100}"),
+                ("Location", "app-on-node3", "{resource: app, node: node3, score: INFINITY}"),
+                ("Order", "db-before-app", "{first: db, then: app, kind: Mandatory}"),
+            ],
+            &format!(
+                "history:\n{}  - {{resource: ip, node: node3, operations: [{{operation: start, callId: 2, rc: 0, expectedRc: 0, status: Done}}]}}\n  - {{resource: web, node: node3, operations: [{{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done}}]}}\n",
+                started("db", "node1")
+            ),
+        );
+        let plan = schedule(&snapshot);
+        let restart = |id: &str| plan.resources.iter().find(|resource| resource.id == id).and_then(|resource| resource.restart);
+        assert_eq!((restart("db"), restart("ip"), restart("web")), (None, Some(2), Some(3)));
     }
 }

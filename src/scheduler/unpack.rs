@@ -17,7 +17,7 @@ use crate::api::{Object, Spec};
 
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
 use super::rules;
-use crate::api::records::{ExecStatus, OperationRecord};
+use crate::api::records::{ExecStatus, OperationRecord, start_call};
 
 use super::snapshot::{NodeLiveness, ResourceHistory, Snapshot};
 
@@ -632,10 +632,11 @@ impl Builder {
             resource.known_on.push(node);
         }
         if role > Role::Stopped {
+            let started_call = start_call(&history.operations);
             // Several histories of one instance on one node: the highest role wins.
             match resource.active.iter_mut().find(|active| active.node == node) {
                 Some(active) => active.role = active.role.max(role),
-                None => resource.active.push(Active { node, role }),
+                None => resource.active.push(Active { node, role, started_call }),
             }
         }
         let Some(policy) = on_fail else { return };

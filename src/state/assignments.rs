@@ -43,6 +43,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 attributes: catalog.node_attributes.get(node.name.as_str()).cloned().unwrap_or_default(),
                 resources: Vec::new(),
                 migrations: Vec::new(),
+                stop_after: BTreeMap::new(),
             };
             (node.name.clone(), assignment)
         })
@@ -63,6 +64,14 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 _ => None,
             })
             .flatten();
+        // Stop gates where it runs now: what it leaves, or restarts, waits for them.
+        if !resource.stop_after.is_empty() {
+            for placement in &resource.current {
+                if let Some(assignment) = assignments.get_mut(&placement.node) {
+                    assignment.stop_after.entry(resource.name.clone()).or_insert_with(|| resource.stop_after.clone());
+                }
+            }
+        }
         if let Some((source, target)) = &migration
             && let Some(assignment) = assignments.get_mut(source)
         {
@@ -89,6 +98,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 migrate_from: migration.as_ref().filter(|(_, target)| *target == placement.node).map(|(source, _)| source.clone()),
                 start_after: resource.start_after.iter().map(|gate| catalog.resolve(gate, &placed)).collect(),
                 promote_after: resource.promote_after.iter().map(|gate| catalog.resolve(gate, &placed)).collect(),
+                restart: resource.restart.filter(|_| resource.current.iter().any(|current| current.node == placement.node)),
             });
         }
     }

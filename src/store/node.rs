@@ -138,6 +138,34 @@ impl Store {
         Ok(response.header().map(|header| header.revision()).unwrap_or_default())
     }
 
+    /// `guarded_write_with` (unbound), and only if every key of `unchanged` still has the
+    /// mod revision given (0: the key does not exist): a write decided on a view of
+    /// other keys fails when any of them changed meanwhile. `Ok(None)` when one did
+    /// (not an error: the caller decides again on a fresher view); `LeaseLost` when the
+    /// lease no longer holds the node. The lease is compared in an outer transaction
+    /// and the revisions in a nested one, so the two refusals are told apart.
+    pub async fn guarded_write_unless_changed(
+        &self,
+        session: &NodeSession,
+        key: &str,
+        value: String,
+        also: Vec<(String, String)>,
+        unchanged: &[(String, i64)],
+    ) -> Result<Option<i64>, GuardedWriteError> {
+        let guard = Compare::lease(self.keys().node_lease(&session.node), CompareOp::Equal, session.lease);
+        let compares: Vec<Compare> = unchanged.iter().map(|(key, revision)| Compare::mod_revision(key.as_str(), CompareOp::Equal, *revision)).collect();
+        let operations: Vec<TxnOp> = std::iter::once((key.to_string(), value)).chain(also).map(|(key, value)| TxnOp::put(key, value, None)).collect();
+        let inner = Txn::new().when(compares).and_then(operations);
+        let txn = Txn::new().when([guard]).and_then([TxnOp::txn(inner)]);
+        let mut client = self.client();
+        let response = self.metrics.write(timeout("write node state", client.txn(txn))).await?;
+        if !response.succeeded() {
+            return Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease });
+        }
+        let written = response.op_responses().into_iter().any(|answer| matches!(answer, etcd_client::TxnOpResponse::Txn(inner) if inner.succeeded()));
+        Ok(written.then(|| response.header().map(|header| header.revision()).unwrap_or_default()))
+    }
+
     /// Writes (or deletes, for `None`) several unbound keys if `session`'s lease still
     /// holds the node, in as few transactions as etcd's limits allow (operations and
     /// bytes): a node reporting a thousand probes writes them in a handful of requests,

@@ -68,6 +68,11 @@ pub struct NodeAssignment {
     /// target reports the resource started.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub migrations: Vec<Migration>,
+    /// Stop gates across nodes, for the primitives running here: primitive name → the
+    /// primitives (by name) whose copies started after it, on any node, must be seen
+    /// stopped before it stops (the `then`s of its mandatory symmetric orders).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub stop_after: BTreeMap<String, Vec<String>>,
 }
 
 impl NodeAssignment {
@@ -76,7 +81,8 @@ impl NodeAssignment {
     /// this is false, so a new input revision alone writes nothing.
     pub fn same_decision(&self, other: &NodeAssignment) -> bool {
         // Destructured so that a new field has to be placed on one side or the other.
-        let NodeAssignment { node, input_revision: _, term: _, state, start_failure_is_fatal, unfence_first, attributes, resources, migrations } = self;
+        let NodeAssignment { node, input_revision: _, term: _, state, start_failure_is_fatal, unfence_first, attributes, resources, migrations, stop_after } =
+            self;
         *node == other.node
             && *state == other.state
             && *start_failure_is_fatal == other.start_failure_is_fatal
@@ -84,6 +90,7 @@ impl NodeAssignment {
             && *attributes == other.attributes
             && *resources == other.resources
             && *migrations == other.migrations
+            && *stop_after == other.stop_after
     }
 }
 
@@ -143,6 +150,13 @@ pub struct AssignedResource {
     pub start_after: Vec<LocalGate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub promote_after: Vec<LocalGate>,
+    /// It runs here and stays, but is restarted: the call id of the start that made the
+    /// copy now running (`records::start_call` of its history). While the copy running
+    /// is that one, the agent stops it (its stop gates allowing); it then starts again
+    /// once its start gates open. A later start has another call id, so the restart is
+    /// done once however often the decision is written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart: Option<i64>,
 }
 
 /// How to run a resource's agent: everything an operation needs.
@@ -258,8 +272,10 @@ mod tests {
                 migrate_from: None,
                 start_after: Vec::new(),
                 promote_after: Vec::new(),
+                restart: None,
             }],
             migrations: Vec::new(),
+            stop_after: BTreeMap::new(),
         }
     }
 
@@ -278,10 +294,14 @@ mod tests {
             ("attributes", NodeAssignment { attributes: BTreeMap::from([("rack".into(), "1".into())]), ..base.clone() }),
             ("resources", NodeAssignment { resources: Vec::new(), ..base.clone() }),
             ("migrations", NodeAssignment { migrations: vec![Migration { id: "a".into(), target: "n2".into() }], ..base.clone() }),
+            ("stopAfter", NodeAssignment { stop_after: BTreeMap::from([("a".into(), vec!["b".into()])]), ..base.clone() }),
         ];
         let mut failures_seen = base.clone();
         failures_seen.resources[0].failures_seen = 1;
         changes.push(("resources[0].failuresSeen", failures_seen));
+        let mut restart = base.clone();
+        restart.resources[0].restart = Some(7);
+        changes.push(("resources[0].restart", restart));
         for (field, changed) in changes {
             assert!(!base.same_decision(&changed), "{field} differs: a new decision");
             assert!(!changed.same_decision(&base), "{field} differs: a new decision");

@@ -45,6 +45,19 @@ impl OperationRecord {
     }
 }
 
+/// The call id of the last one-shot operation that may have found or left a resource
+/// running (a `start`, a `migrate_from`, a probe): which copy runs now. The scheduler
+/// names it when it restarts a resource (`AssignedResource::restart`) and the agent
+/// compares it with its own history, so a restart is done once, however often the
+/// decision that asks for it is written.
+pub fn start_call(records: &[OperationRecord]) -> Option<i64> {
+    records
+        .iter()
+        .filter(|record| record.interval_ms == 0 && record.call_id >= 0 && matches!(record.operation.as_str(), "start" | "migrate_from" | "monitor"))
+        .map(|record| record.call_id)
+        .max()
+}
+
 /// Whether the executor managed to run an operation (Pacemaker's `op-status`). The
 /// executor (`exec`) only ever reports `Done`, `Timeout`, `Cancelled`,
 /// `NotInstalled`, `Error`, `ErrorHard` and `ErrorFatal`; the others come from
