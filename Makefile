@@ -39,12 +39,15 @@ demo-down:
 
 # Lint (fmt, clippy), unit, integration (each starts its own etcd) and bad-input
 # tests, a check that crds/ matches the types, the Pacemaker conformance floor, a
-# small fault campaign and its regressions.
+# small fault campaign and its regressions, an etcd outage ridden out (no stop or
+# start it caused) and the two-node-plus-witness topology.
 test: deps lint
 	$(CARGO) test --workspace
 	$(MAKE) conformance
 	$(MAKE) chaos RUNS=10 SEED=7
 	$(MAKE) chaos-regressions
+	$(MAKE) chaos-etcd-outage CHAOS=--expect-failsafe
+	$(MAKE) chaos-witness
 
 # Formatting (rustfmt.toml) and clippy with every warning an error.
 lint:

@@ -347,7 +347,7 @@ impl Cluster {
         let state_dir = self.dir.path().join(format!("nodes/{node}"));
         std::fs::create_dir_all(&state_dir).context("state dir")?;
         let endpoint = self.links.get(node).map_or_else(|| self.endpoint(), |links| links.iter().map(Link::endpoint).collect::<Vec<_>>().join(","));
-        let args = vec![
+        let mut args = vec![
             "agent".into(),
             "--node".into(),
             node.into(),
@@ -358,6 +358,12 @@ impl Cluster {
             "--agents-dir".into(),
             self.config.agents.display().to_string(),
         ];
+        // The failsafe's peer endpoint (issue 20): on loopback every node reaches every
+        // other. Namespaced nodes have no routes to each other, so they keep the old
+        // rule (self-fence when etcd is gone), which the campaign then shows.
+        if self.network.is_none() {
+            args.extend(["--peer-listen".to_string(), "127.0.0.1:0".to_string()]);
+        }
         let process = self.spawn(node, &endpoint, &args)?;
         self.agents.insert(node.to_string(), process);
         Ok(())
