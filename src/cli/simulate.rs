@@ -3,6 +3,7 @@
 //! optionally with proposed manifests), with what-if injections (`ops::simulate`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -127,7 +128,10 @@ pub(super) async fn simulate(global: &Global, args: &SimulateArgs) -> anyhow::Re
     timings.mark("observed state");
     let plan = schedule_with_phases(&snapshot, &mut |phase| timings.mark(phase));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&oracle_json(&plan)).context("encode the plan")?);
+        // Straight to standard output, buffered: the JSON of a big plan is megabytes.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &oracle_json(&plan)).context("encode the plan")?;
+        writeln!(out).and_then(|()| out.flush()).context("write the plan")?;
     } else {
         print!("{}", summary(&plan, args.scores));
     }
