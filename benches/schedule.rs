@@ -3,7 +3,7 @@
 //! groups, clones, a promotable clone, constraints, fail counts and one failed node
 //! that must be fenced), timed through `pacer::cib::import` and
 //! `pacer::scheduler::schedule` in this process, then as whole processes side by side:
-//! `pacer simulate --cib FILE --json` (wall time and peak RSS, reaped with `wait4`) and
+//! `pacer simulate --cib FILE --json` (wall time, and peak RSS as GNU time's `%M`) and
 //! Pacemaker's `crm_simulate -R -Q -x FILE` on the same file. One more `pacer simulate`
 //! run with `--timings` gives the phase profile (read, XML parse, import, schedule's
 //! phases, output). Prints a table (also written to target/bench-schedule.txt) with the
@@ -30,6 +30,7 @@
 //! failed node not fenced) is reported as a warning line.
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -427,6 +428,9 @@ fn sanity(plan: &Plan, snapshot: &Snapshot, generated: &Generated) -> Vec<String
     problems
 }
 
+/// GNU time (Debian's `time` package), for a command's own peak RSS.
+const GNU_TIME: &str = "/usr/bin/time";
+
 /// How a child process ended: wall seconds and peak resident memory (KiB, as
 /// `/usr/bin/time -f %M` reports it), or why there is no figure.
 enum Outcome {
@@ -446,12 +450,32 @@ fn crm_simulate_binary() -> Option<PathBuf> {
     on_path.or_else(|| Some(PathBuf::from("/usr/sbin/crm_simulate")).filter(|candidate| candidate.is_file()))
 }
 
-/// Runs `command` as a whole process (stdout discarded, stderr kept), killed by PID
-/// after `timeout`; reaps it with `wait4` for its own peak RSS. Returns the outcome and
+/// Runs `command` as a whole process (stdout discarded, stderr kept), killed by
+/// process group after `timeout`, with its wall time and its own peak RSS. Returns the outcome and
 /// what it wrote on stderr.
-fn run_measured(mut command: Command, timeout: Duration) -> (Outcome, String) {
+fn run_measured(command: Command, timeout: Duration) -> (Outcome, String) {
+    // Linux keeps a process's peak RSS across exec, and a child spawned from this
+    // (big) process starts out sharing its pages: wait4 alone would report this
+    // process's peak. GNU time, small itself, reports the command's own (`%M`, the
+    // figure the issue uses); without it wait4's figure is an upper bound.
+    let peak_file = tempfile::NamedTempFile::new().ok();
+    let mut command = match (&peak_file, Path::new(GNU_TIME).is_file()) {
+        (Some(file), true) => {
+            let mut wrapped = Command::new(GNU_TIME);
+            wrapped.args(["-f", "%M", "-o"]).arg(file.path()).arg(command.get_program()).args(command.get_args());
+            for (key, value) in command.get_envs() {
+                match value {
+                    Some(value) => wrapped.env(key, value),
+                    None => wrapped.env_remove(key),
+                };
+            }
+            wrapped
+        }
+        _ => command,
+    };
     let started = Instant::now();
-    let mut child = match command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
+    // Its own process group, so a timeout ends the command under GNU time too.
+    let mut child = match command.process_group(0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
         Ok(child) => child,
         Err(error) => return (Outcome::Failed(format!("cannot start {:?}: {error}", command.get_program())), String::new()),
     };
@@ -473,7 +497,11 @@ fn run_measured(mut command: Command, timeout: Duration) -> (Outcome, String) {
             let seconds = started.elapsed().as_secs_f64();
             let stderr = reader.join().unwrap_or_default();
             if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-                return (Outcome::Finished { seconds, peak_kib: usage.ru_maxrss.max(0) as u64 }, stderr);
+                let measured = peak_file
+                    .as_ref()
+                    .and_then(|file| std::fs::read_to_string(file.path()).ok())
+                    .and_then(|text| text.lines().rev().find_map(|line| line.trim().parse::<u64>().ok()));
+                return (Outcome::Finished { seconds, peak_kib: measured.unwrap_or(usage.ru_maxrss.max(0) as u64) }, stderr);
             }
             let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").to_string();
             return (Outcome::Failed(format!("wait status {status} after {seconds:.2}s: {last}")), stderr);
@@ -484,7 +512,10 @@ fn run_measured(mut command: Command, timeout: Duration) -> (Outcome, String) {
             return (Outcome::Failed(format!("wait4: {error}")), String::new());
         }
         if started.elapsed() >= timeout {
-            let _ = child.kill(); // SIGKILL to this child's PID only
+            // SAFETY: SIGKILL to the process group this child leads (its PID), nothing else.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
             let _ = child.wait();
             let _ = reader.join();
             return (Outcome::Timeout(started.elapsed().as_secs_f64()), String::new());
@@ -643,8 +674,10 @@ fn main() {
         let schedule_seconds = median(schedule_samples);
         let actions = plan.actions.len() + plan.fencing.len();
 
+        let (resource_count, cib_bytes) = (generated.resources, generated.xml.len());
         drop(plan);
         drop(snapshot);
+        drop(generated);
 
         // Both as whole processes: what a user waits for.
         let (pacer_seconds, pacer_peak) = match pacer_whole_process(&path, runs) {
@@ -680,8 +713,8 @@ fn main() {
         };
         let line = format!(
             "{nodes:>6} {:>9} {:>11} {import_seconds:>9.4} {schedule_seconds:>10.4} {actions:>8} {pacer_text:>16} {crm_text:>18} {ratio_schedule:>8} {ratio_process:>9}",
-            generated.resources,
-            generated.xml.len(),
+            resource_count,
+            cib_bytes,
             pacer_text = pacer_peak,
         );
         println!("{line}");
