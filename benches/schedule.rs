@@ -2,10 +2,14 @@
 //! Pacemaker CIBs (10 × 500, 100 × 5,000 and 1,000 × 10,000 nodes × resources, with
 //! groups, clones, a promotable clone, constraints, fail counts and one failed node
 //! that must be fenced), timed through `pacer::cib::import` and
-//! `pacer::scheduler::schedule`, and through Pacemaker's `crm_simulate -R -Q -x` on
-//! the same file. Prints a table (also written to target/bench-schedule.txt) with the
-//! ratio crm_simulate / Pacer. Goal (the issue): 10,000 resources on 1,000 nodes in
-//! under 0.5 s, at least 100× faster than crm_simulate.
+//! `pacer::scheduler::schedule` in this process, then as whole processes side by side:
+//! `pacer simulate --cib FILE --json` (wall time, and peak RSS as GNU time's `%M`) and
+//! Pacemaker's `crm_simulate -R -Q -x FILE` on the same file. One more `pacer simulate`
+//! run with `--timings` gives the phase profile (read, XML parse, import, schedule's
+//! phases, output). Prints a table (also written to target/bench-schedule.txt) with the
+//! ratios crm_simulate / Pacer. Goals (issue 19): 10,000 resources on 1,000
+//! nodes in under 0.25 s and 150 MB as a whole process; at least 300× faster than
+//! crm_simulate on 100 × 5,000, both as whole processes.
 //!
 //! Environment:
 //! - `PACER_BENCH_SIZES`: sizes to run, e.g. `10x500,100x5000` (default: all three);
@@ -26,6 +30,7 @@
 //! failed node not fenced) is reported as a warning line.
 
 use std::fmt::Write as _;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -423,8 +428,13 @@ fn sanity(plan: &Plan, snapshot: &Snapshot, generated: &Generated) -> Vec<String
     problems
 }
 
-enum CrmOutcome {
-    Seconds(f64),
+/// GNU time (Debian's `time` package), for a command's own peak RSS.
+const GNU_TIME: &str = "/usr/bin/time";
+
+/// How a child process ended: wall seconds and peak resident memory (KiB, as
+/// `/usr/bin/time -f %M` reports it), or why there is no figure.
+enum Outcome {
+    Finished { seconds: f64, peak_kib: u64 },
     Timeout(f64),
     Failed(String),
 }
@@ -440,21 +450,34 @@ fn crm_simulate_binary() -> Option<PathBuf> {
     on_path.or_else(|| Some(PathBuf::from("/usr/sbin/crm_simulate")).filter(|candidate| candidate.is_file()))
 }
 
-/// `crm_simulate -R -Q -x FILE`, killed by PID after `timeout`.
-fn run_crm_simulate(binary: &Path, cib: &Path, timeout: Duration) -> CrmOutcome {
+/// Runs `command` as a whole process (stdout discarded, stderr kept), killed by
+/// process group after `timeout`, with its wall time and its own peak RSS. Returns the outcome and
+/// what it wrote on stderr.
+fn run_measured(command: Command, timeout: Duration) -> (Outcome, String) {
+    // Linux keeps a process's peak RSS across exec, and a child spawned from this
+    // (big) process starts out sharing its pages: wait4 alone would report this
+    // process's peak. GNU time, small itself, reports the command's own (`%M`, the
+    // figure the issue uses); without it wait4's figure is an upper bound.
+    let peak_file = tempfile::NamedTempFile::new().ok();
+    let mut command = match (&peak_file, Path::new(GNU_TIME).is_file()) {
+        (Some(file), true) => {
+            let mut wrapped = Command::new(GNU_TIME);
+            wrapped.args(["-f", "%M", "-o"]).arg(file.path()).arg(command.get_program()).args(command.get_args());
+            for (key, value) in command.get_envs() {
+                match value {
+                    Some(value) => wrapped.env(key, value),
+                    None => wrapped.env_remove(key),
+                };
+            }
+            wrapped
+        }
+        _ => command,
+    };
     let started = Instant::now();
-    let mut child = match Command::new(binary)
-        .args(["-R", "-Q", "-x"])
-        .arg(cib)
-        .env_remove("CIB_file")
-        .env_remove("CIB_shadow")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-    {
+    // Its own process group, so a timeout ends the command under GNU time too.
+    let mut child = match command.process_group(0).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn() {
         Ok(child) => child,
-        Err(error) => return CrmOutcome::Failed(format!("cannot start {}: {error}", binary.display())),
+        Err(error) => return (Outcome::Failed(format!("cannot start {:?}: {error}", command.get_program())), String::new()),
     };
     // Drain stderr on a thread so a chatty run cannot block on a full pipe.
     let mut stderr = child.stderr.take().expect("piped stderr");
@@ -463,27 +486,87 @@ fn run_crm_simulate(binary: &Path, cib: &Path, timeout: Duration) -> CrmOutcome 
         let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
         text
     });
+    let pid = child.id() as libc::pid_t;
     loop {
-        match child.try_wait() {
-            Ok(Some(status)) => {
-                let elapsed = started.elapsed().as_secs_f64();
-                let stderr = reader.join().unwrap_or_default();
-                if status.success() {
-                    return CrmOutcome::Seconds(elapsed);
-                }
-                let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").to_string();
-                return CrmOutcome::Failed(format!("{status} after {elapsed:.2}s: {last}"));
+        let mut status: libc::c_int = 0;
+        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for this child's PID only, with pointers to live locals.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            let seconds = started.elapsed().as_secs_f64();
+            let stderr = reader.join().unwrap_or_default();
+            if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+                let measured = peak_file
+                    .as_ref()
+                    .and_then(|file| std::fs::read_to_string(file.path()).ok())
+                    .and_then(|text| text.lines().rev().find_map(|line| line.trim().parse::<u64>().ok()));
+                return (Outcome::Finished { seconds, peak_kib: measured.unwrap_or(usage.ru_maxrss.max(0) as u64) }, stderr);
             }
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill(); // SIGKILL to this child's PID only
-                let _ = child.wait();
-                let _ = reader.join();
-                return CrmOutcome::Timeout(started.elapsed().as_secs_f64());
+            let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").to_string();
+            return (Outcome::Failed(format!("wait status {status} after {seconds:.2}s: {last}")), stderr);
+        }
+        if reaped < 0 {
+            let error = std::io::Error::last_os_error();
+            let _ = reader.join();
+            return (Outcome::Failed(format!("wait4: {error}")), String::new());
+        }
+        if started.elapsed() >= timeout {
+            // SAFETY: SIGKILL to the process group this child leads (its PID), nothing else.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
             }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(error) => return CrmOutcome::Failed(format!("wait: {error}")),
+            let _ = child.wait();
+            let _ = reader.join();
+            return (Outcome::Timeout(started.elapsed().as_secs_f64()), String::new());
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// `crm_simulate -R -Q -x FILE`.
+fn crm_simulate_command(binary: &Path, cib: &Path) -> Command {
+    let mut command = Command::new(binary);
+    command.args(["-R", "-Q", "-x"]).arg(cib).env_remove("CIB_file").env_remove("CIB_shadow");
+    command
+}
+
+/// `pacer simulate --cib FILE --json` (the binary this benchmark was built with), with
+/// `--timings` when asked.
+fn pacer_simulate_command(cib: &Path, timings: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_pacer"));
+    command.args(["simulate", "--cib"]).arg(cib).arg("--json");
+    if timings {
+        command.arg("--timings");
+    }
+    command
+}
+
+/// Pacer as a whole process, `runs` times: the median wall time and the highest peak
+/// RSS, then one more run with `--timings` for the phase profile (its lines).
+fn pacer_whole_process(cib: &Path, runs: usize) -> Result<(f64, u64, Vec<String>), String> {
+    let mut walls = Vec::new();
+    let mut peak = 0;
+    for _ in 0..runs {
+        match run_measured(pacer_simulate_command(cib, false), Duration::from_secs(600)).0 {
+            Outcome::Finished { seconds, peak_kib } => {
+                walls.push(seconds);
+                peak = peak.max(peak_kib);
+            }
+            Outcome::Timeout(seconds) => return Err(format!("pacer simulate timed out after {seconds:.0}s")),
+            Outcome::Failed(reason) => return Err(format!("pacer simulate failed: {reason}")),
         }
     }
+    let (outcome, stderr) = run_measured(pacer_simulate_command(cib, true), Duration::from_secs(600));
+    let profile = match outcome {
+        Outcome::Finished { .. } => stderr.lines().filter(|line| line.starts_with("timings:")).map(str::to_string).collect(),
+        _ => Vec::new(),
+    };
+    Ok((median(walls), peak, profile))
+}
+
+fn mib(kib: u64) -> String {
+    format!("{:.0}", kib as f64 / 1024.0)
 }
 
 fn sizes() -> Vec<(usize, usize)> {
@@ -533,12 +616,13 @@ fn main() {
     }
 
     let header = format!(
-        "{:>6} {:>9} {:>11} {:>10} {:>10} {:>9} {:>13} {:>9} {:>9}",
-        "nodes", "resources", "cib bytes", "import s", "schedule s", "actions", "crm_simulate s", "ratio/s", "ratio/i+s"
+        "{:>6} {:>9} {:>11} {:>9} {:>10} {:>8} {:>16} {:>18} {:>8} {:>9}",
+        "nodes", "resources", "cib bytes", "import s", "schedule s", "actions", "pacer s / MB", "crm_simulate s / MB", "ratio/s", "ratio/proc"
     );
     println!("{header}");
     let mut table = vec![header];
     let mut notes = Vec::new();
+    let mut profiles = Vec::new();
     for (nodes, resources) in sizes() {
         let generated = generate(nodes, resources);
         let path = cib_dir.join(format!("bench-{nodes}x{resources}.xml"));
@@ -590,39 +674,66 @@ fn main() {
         let schedule_seconds = median(schedule_samples);
         let actions = plan.actions.len() + plan.fencing.len();
 
+        let (resource_count, cib_bytes) = (generated.resources, generated.xml.len());
+        drop(plan);
+        drop(snapshot);
+        drop(generated);
+
+        // Both as whole processes: what a user waits for.
+        let (pacer_seconds, pacer_peak) = match pacer_whole_process(&path, runs) {
+            Ok((seconds, peak_kib, profile)) => {
+                profiles.push(format!("profile {nodes}x{resources} (pacer simulate --cib FILE --json --timings):"));
+                profiles.extend(profile.into_iter().map(|line| format!("  {line}")));
+                (Some(seconds), format!("{:.3}", seconds) + " / " + &mib(peak_kib))
+            }
+            Err(reason) => {
+                notes.push(format!("warning: {nodes}x{resources}: {reason}"));
+                (None, "failed".to_string())
+            }
+        };
         // crm_simulate, once.
-        let (crm_text, ratio_schedule, ratio_total) = match &crm {
+        let (crm_text, ratio_schedule, ratio_process) = match &crm {
             None => ("skipped".to_string(), "-".to_string(), "-".to_string()),
-            Some(binary) => match run_crm_simulate(binary, &path, crm_timeout) {
-                CrmOutcome::Seconds(seconds) => {
-                    (format!("{seconds:.3}"), format!("{:.0}×", seconds / schedule_seconds), format!("{:.0}×", seconds / (import_seconds + schedule_seconds)))
-                }
-                CrmOutcome::Timeout(seconds) => (
+            Some(binary) => match run_measured(crm_simulate_command(binary, &path), crm_timeout).0 {
+                Outcome::Finished { seconds, peak_kib } => (
+                    format!("{seconds:.3} / {}", mib(peak_kib)),
+                    format!("{:.0}×", seconds / schedule_seconds),
+                    pacer_seconds.map_or("-".to_string(), |pacer| format!("{:.0}×", seconds / pacer)),
+                ),
+                Outcome::Timeout(seconds) => (
                     format!("> {:.0} (timeout)", seconds),
                     format!("> {:.0}×", seconds / schedule_seconds),
-                    format!("> {:.0}×", seconds / (import_seconds + schedule_seconds)),
+                    pacer_seconds.map_or("-".to_string(), |pacer| format!("> {:.0}×", seconds / pacer)),
                 ),
-                CrmOutcome::Failed(reason) => {
+                Outcome::Failed(reason) => {
                     notes.push(format!("warning: {nodes}x{resources}: crm_simulate failed: {reason}"));
                     ("failed".to_string(), "-".to_string(), "-".to_string())
                 }
             },
         };
         let line = format!(
-            "{nodes:>6} {:>9} {:>11} {import_seconds:>10.4} {schedule_seconds:>10.4} {actions:>9} {crm_text:>13} {ratio_schedule:>9} {ratio_total:>9}",
-            generated.resources,
-            generated.xml.len(),
+            "{nodes:>6} {:>9} {:>11} {import_seconds:>9.4} {schedule_seconds:>10.4} {actions:>8} {pacer_text:>16} {crm_text:>18} {ratio_schedule:>8} {ratio_process:>9}",
+            resource_count,
+            cib_bytes,
+            pacer_text = pacer_peak,
         );
         println!("{line}");
         table.push(line);
     }
+    for line in &profiles {
+        println!("{line}");
+    }
+    table.extend(profiles);
     for note in &notes {
         println!("{note}");
     }
     table.extend(notes);
     table.push(String::new());
     table.push(
-        "ratio/s = crm_simulate / Pacer schedule; ratio/i+s = crm_simulate / (Pacer import + schedule). Goal: 1,000 × 10,000 under 0.5 s, ratio ≥ 100×.".into(),
+        "import s, schedule s: in this process, median of the runs. pacer s / MB: `pacer simulate --cib FILE --json` as a whole process (median wall, highest peak RSS \
+         in MiB); crm_simulate s / MB: `crm_simulate -R -Q -x FILE`, once. ratio/s = crm_simulate / Pacer schedule; ratio/proc = crm_simulate / pacer, both whole \
+         processes. Goals: 1,000 × 10,000 under 0.25 s and 150 MB as a whole process; 100 × 5,000 ratio/proc ≥ 300×."
+            .into(),
     );
 
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));

@@ -28,7 +28,7 @@ impl Importer {
         let Some(constraints) = configuration.child("constraints") else { return objects };
         for element in &constraints.children {
             let id = element.id();
-            let spec = match element.tag.as_str() {
+            let spec = match element.tag {
                 "rsc_location" => self.location(element, placed, nodes).map(Spec::Location),
                 "rsc_colocation" => self.colocation(element, placed),
                 "rsc_order" => self.order(element, placed).map(Spec::Order),
@@ -36,10 +36,10 @@ impl Importer {
             };
             match spec {
                 Ok(spec) => {
-                    let name = self.name(Namespace::Constraint, &element.tag, id);
+                    let name = self.name(Namespace::Constraint, element.tag, id);
                     objects.push(Object { metadata: ObjectMeta { name, ..ObjectMeta::default() }, spec });
                 }
-                Err(reason) => self.unmapped(&element.tag, id, format!("{reason}; constraint skipped")),
+                Err(reason) => self.unmapped(element.tag, id, format!("{reason}; constraint skipped")),
             }
         }
         objects
@@ -416,7 +416,7 @@ fn rule_expression(rule: &Element, depth: usize) -> Result<Expression, Skip> {
     }
     let mut parts = Vec::new();
     for child in &rule.children {
-        match child.tag.as_str() {
+        match child.tag {
             "expression" => parts.push(comparison(child)?),
             "rule" => parts.push(rule_expression(child, depth + 1)?),
             "date_expression" => return Err("date_expression has no Pacer equivalent".into()),

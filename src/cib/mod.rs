@@ -60,7 +60,15 @@ pub enum CibError {
 
 /// Maps a CIB document to Pacer objects, observed state and the decision time.
 pub fn import(xml_text: &str) -> Result<Imported, CibError> {
-    let (root, dangling) = xml::parse(xml_text).map_err(CibError::Xml)?;
+    import_with_phases(xml_text, &mut |_| {})
+}
+
+/// `import`, telling `phase_done` the name of each phase as it ends (`xml parse`, then
+/// `import`): `pacer simulate --timings` reads the clock there.
+pub fn import_with_phases(xml_text: &str, phase_done: &mut dyn FnMut(&'static str)) -> Result<Imported, CibError> {
+    let document = xml::Document::parse(xml_text).map_err(CibError::Xml)?;
+    let (root, dangling) = document.tree().map_err(CibError::Xml)?;
+    phase_done("xml parse");
     if root.tag != "cib" {
         return Err(CibError::NotCib(format!("the root element is <{}>, not <cib>", root.tag)));
     }
@@ -88,6 +96,10 @@ pub fn import(xml_text: &str) -> Result<Imported, CibError> {
     objects.extend(importer.constraints(configuration, &placed, &node_table));
     objects.extend(importer.fencing_topology(configuration, &placed, &node_table));
     let observed = importer.status(&root, &settings, &node_table);
+    // The tree and the document are freed here, so the phase that reads them pays.
+    drop(root);
+    drop(document);
+    phase_done("import");
 
     Ok(Imported { objects, observed, now, unmapped: importer.unmapped, clone_ids: importer.clone_ids })
 }

@@ -73,7 +73,7 @@ impl Importer {
         let mut placed = Placed { objects: Vec::new(), refs: BTreeMap::new(), fence_devices: BTreeSet::new(), promotable: BTreeSet::new() };
         let Some(resources) = configuration.child("resources") else { return placed };
         for element in &resources.children {
-            match element.tag.as_str() {
+            match element.tag {
                 "primitive" => {
                     let inherited = Inherited { meta: settings.resource_defaults.clone(), ..Inherited::default() };
                     self.primitive(element, &inherited, None, settings, nodes, &mut placed);
@@ -99,15 +99,15 @@ impl Importer {
                 inherited.meta.push(default.clone());
             }
         }
-        let children: Vec<&Element> = clone.children.iter().filter(|child| matches!(child.tag.as_str(), "primitive" | "group")).collect();
+        let children: Vec<&Element> = clone.children.iter().filter(|child| matches!(child.tag, "primitive" | "group")).collect();
         let [child] = children.as_slice() else {
-            self.unmapped(&clone.tag, id, format!("a clone wraps exactly one primitive or group, this one {}; skipped", children.len()));
+            self.unmapped(clone.tag, id, format!("a clone wraps exactly one primitive or group, this one {}; skipped", children.len()));
             return;
         };
-        for other in clone.children.iter().filter(|child| !matches!(child.tag.as_str(), "primitive" | "group" | "meta_attributes" | "instance_attributes")) {
-            self.unmapped(&other.tag, other.id(), format!("<{}> inside clone {id} has no Pacer equivalent", other.tag));
+        for other in clone.children.iter().filter(|child| !matches!(child.tag, "primitive" | "group" | "meta_attributes" | "instance_attributes")) {
+            self.unmapped(other.tag, other.id(), format!("<{}> inside clone {id} has no Pacer equivalent", other.tag));
         }
-        let name = match child.tag.as_str() {
+        let name = match child.tag {
             "group" => self.group(child, &inherited, Some(spec), settings, nodes, placed),
             _ => self.primitive(child, &inherited, Some(spec), settings, nodes, placed),
         };
@@ -208,7 +208,7 @@ impl Importer {
         let mut members = Vec::new();
         let mut devices = Vec::new();
         for child in &group.children {
-            match child.tag.as_str() {
+            match child.tag {
                 "primitive" if child.attr("class") == Some("stonith") => {
                     self.unmapped("primitive", child.id(), format!("fence device inside group {id} imported on its own; Pacer groups hold Resources only"));
                     if let Some(device) = self.primitive(child, &for_members, None, settings, nodes, placed) {
@@ -520,7 +520,7 @@ impl Importer {
                 }
             }
             for child in &op.children {
-                self.unmapped(&child.tag, op_id, format!("<{}> of an operation has no Pacer equivalent", child.tag));
+                self.unmapped(child.tag, op_id, format!("<{}> of an operation has no Pacer equivalent", child.tag));
             }
             if let Some(first) = operations.iter().position(|existing| existing.name == name && existing.interval == interval) {
                 self.unmapped("op", op_id, format!("same name and interval as operation {first}; left out"));

@@ -1,4 +1,7 @@
-//! Reading the CIB into a small owned tree: the only module that touches the XML crate.
+//! Reading the CIB into a small tree: the only module that touches the XML crate.
+//!
+//! The tree borrows its tags and values from the parsed `Document` (no string of the
+//! document is copied: a 1,000-node CIB holds millions of attributes).
 //!
 //! Pacemaker lets an element stand for another of the same tag with `id-ref` (shared
 //! `<operations>`, `<meta_attributes>`, rules). References are expanded here, so the
@@ -6,13 +9,17 @@
 
 use std::collections::HashMap;
 
-/// One XML element: its tag, attributes in document order and child elements.
-/// Text and comments are dropped: the CIB keeps everything in attributes.
+/// A well-formed XML document, parsed; `tree` reads it as `Element`s.
+pub(crate) struct Document<'input>(roxmltree::Document<'input>);
+
+/// One XML element: its tag, attributes in document order and child elements, all
+/// borrowed from the `Document`. Text and comments are dropped: the CIB keeps
+/// everything in attributes.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Element {
-    pub tag: String,
-    attributes: Vec<(String, String)>,
-    pub children: Vec<Element>,
+pub(crate) struct Element<'a> {
+    pub tag: &'a str,
+    attributes: Vec<(&'a str, &'a str)>,
+    pub children: Vec<Element<'a>>,
 }
 
 /// An `id-ref` that names no element of the same tag.
@@ -38,53 +45,61 @@ struct Budget {
     elements_left: usize,
 }
 
-impl Element {
-    pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attributes.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str())
+impl<'a> Element<'a> {
+    pub fn attr(&self, name: &str) -> Option<&'a str> {
+        self.attributes.iter().find(|(key, _)| *key == name).map(|(_, value)| *value)
     }
 
     /// The element's `id`, or an empty string (the CIB schema requires one almost
     /// everywhere, but an import must not fail for its absence).
-    pub fn id(&self) -> &str {
+    pub fn id(&self) -> &'a str {
         self.attr("id").unwrap_or_default()
     }
 
-    pub fn attributes(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.attributes.iter().map(|(key, value)| (key.as_str(), value.as_str()))
+    pub fn attributes(&self) -> impl Iterator<Item = (&'a str, &'a str)> + '_ {
+        self.attributes.iter().copied()
     }
 
-    pub fn child(&self, tag: &str) -> Option<&Element> {
+    pub fn child(&self, tag: &str) -> Option<&Element<'a>> {
         self.children.iter().find(|child| child.tag == tag)
     }
 
-    pub fn children_named<'a>(&'a self, tag: &'a str) -> impl Iterator<Item = &'a Element> + 'a {
+    pub fn children_named<'s>(&'s self, tag: &'s str) -> impl Iterator<Item = &'s Element<'a>> + 's {
         self.children.iter().filter(move |child| child.tag == tag)
     }
 }
 
-/// Parses `text` and returns the root element with every resolvable `id-ref` expanded.
-pub(crate) fn parse(text: &str) -> Result<(Element, Vec<DanglingRef>), String> {
-    let document = roxmltree::Document::parse(text).map_err(|error| error.to_string())?;
-    let mut by_id: HashMap<(&str, &str), roxmltree::Node<'_, '_>> = HashMap::new();
-    for node in document.descendants().filter(roxmltree::Node::is_element) {
-        if let Some(id) = node.attribute("id") {
-            by_id.entry((node.tag_name().name(), id)).or_insert(node);
-        }
+impl<'input> Document<'input> {
+    /// Parses `text`; an error when it is not well-formed XML.
+    pub fn parse(text: &'input str) -> Result<Document<'input>, String> {
+        roxmltree::Document::parse(text).map(Document).map_err(|error| error.to_string())
     }
-    let mut dangling = Vec::new();
-    let mut budget = Budget { elements_left: MAX_ELEMENTS };
-    let root = convert(document.root_element(), &by_id, &mut dangling, &mut budget, 0, 0)?;
-    Ok((root, dangling))
+
+    /// The root element with every resolvable `id-ref` expanded, and the references
+    /// that name nothing.
+    pub fn tree(&self) -> Result<(Element<'_>, Vec<DanglingRef>), String> {
+        let document = &self.0;
+        let mut by_id: HashMap<(&str, &str), roxmltree::Node<'_, '_>> = HashMap::new();
+        for node in document.descendants().filter(roxmltree::Node::is_element) {
+            if let Some(id) = node.attribute("id") {
+                by_id.entry((node.tag_name().name(), id)).or_insert(node);
+            }
+        }
+        let mut dangling = Vec::new();
+        let mut budget = Budget { elements_left: MAX_ELEMENTS };
+        let root = convert(document.root_element(), &by_id, &mut dangling, &mut budget, 0, 0)?;
+        Ok((root, dangling))
+    }
 }
 
-fn convert<'a, 'input>(
+fn convert<'a, 'input: 'a>(
     node: roxmltree::Node<'a, 'input>,
     by_id: &HashMap<(&str, &str), roxmltree::Node<'a, 'input>>,
     dangling: &mut Vec<DanglingRef>,
     budget: &mut Budget,
     depth: usize,
     nesting: usize,
-) -> Result<Element, String> {
+) -> Result<Element<'a>, String> {
     if nesting > MAX_NESTING {
         return Err(format!("elements are nested more than {MAX_NESTING} deep"));
     }
@@ -100,16 +115,24 @@ fn convert<'a, 'input>(
     for child in node.children().filter(roxmltree::Node::is_element) {
         children.push(convert(child, by_id, dangling, budget, depth, nesting + 1)?);
     }
-    Ok(Element {
-        tag: tag.to_string(),
-        attributes: node.attributes().map(|attribute| (attribute.name().to_string(), attribute.value().to_string())).collect(),
-        children,
-    })
+    Ok(Element { tag, attributes: node.attributes().map(|attribute| (attribute.name(), attribute.value())).collect(), children })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Parses and reads `text` as `import` does, into owned results for the asserts.
+    fn parse_and<T>(text: &str, check: impl FnOnce(Result<(Element<'_>, Vec<DanglingRef>), String>) -> T) -> T {
+        match Document::parse(text) {
+            Ok(document) => check(document.tree()),
+            Err(error) => check(Err(error)),
+        }
+    }
+
+    fn parse(text: &str) -> Result<(), String> {
+        parse_and(text, |result| result.map(|_| ()))
+    }
 
     #[test]
     fn expansion_and_nesting_are_bounded() {
@@ -137,12 +160,14 @@ mod tests {
             <primitive id="b"><operations id-ref="ops"/></primitive>
             <primitive id="c"><operations id-ref="nowhere"/></primitive>
         </resources></configuration></cib>"#;
-        let (root, dangling) = parse(text).expect("well-formed");
-        let resources = root.child("configuration").and_then(|c| c.child("resources")).expect("resources");
-        let b = resources.children.get(1).expect("b");
-        let op = b.child("operations").and_then(|ops| ops.child("op")).expect("expanded op");
-        assert_eq!(op.attr("interval"), Some("10"));
-        assert_eq!(dangling, vec![DanglingRef { tag: "operations".into(), id_ref: "nowhere".into() }]);
+        parse_and(text, |result| {
+            let (root, dangling) = result.expect("well-formed");
+            let resources = root.child("configuration").and_then(|c| c.child("resources")).expect("resources");
+            let b = resources.children.get(1).expect("b");
+            let op = b.child("operations").and_then(|ops| ops.child("op")).expect("expanded op");
+            assert_eq!(op.attr("interval"), Some("10"));
+            assert_eq!(dangling, vec![DanglingRef { tag: "operations".into(), id_ref: "nowhere".into() }]);
+        });
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! optionally with proposed manifests), with what-if injections (`ops::simulate`).
 
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
@@ -16,7 +18,7 @@ use crate::ops::OpsError;
 use crate::ops::simulate::{Injection, Simulation, simulate_live};
 use crate::scheduler::plan::{Action, Plan};
 use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode};
-use crate::scheduler::{Snapshot, schedule};
+use crate::scheduler::{Snapshot, schedule_with_phases};
 
 use super::Global;
 use super::objects::{load_files, print_diagnostics};
@@ -51,6 +53,10 @@ pub(super) struct SimulateArgs {
     /// Print every node's score for every resource.
     #[arg(long)]
     scores: bool,
+    /// Print on stderr how long each phase took (read, XML parse, import or manifest
+    /// checks, the scheduler's phases, output, freeing) and the peak memory after it.
+    #[arg(long, conflicts_with = "live")]
+    timings: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -76,10 +82,12 @@ pub(super) async fn simulate(global: &Global, args: &SimulateArgs) -> anyhow::Re
     if args.live {
         return simulate_on_live(global, args).await;
     }
+    let mut timings = Timings::new(args.timings);
     let mut snapshot = match &args.cib {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-            let imported = cib::import(&text).with_context(|| format!("import {}", path.display()))?;
+            timings.mark("read");
+            let imported = cib::import_with_phases(&text, &mut |phase| timings.mark(phase)).with_context(|| format!("import {}", path.display()))?;
             for unmapped in &imported.unmapped {
                 eprintln!("warning: {}: <{} id={:?}>: {}", path.display(), unmapped.element, unmapped.id, unmapped.reason);
             }
@@ -90,6 +98,7 @@ pub(super) async fn simulate(global: &Global, args: &SimulateArgs) -> anyhow::Re
                 bail!("give --cib FILE.xml, or -f MANIFESTS with --observed FILE");
             }
             let objects = objects_from_files(&args.files)?;
+            timings.mark("load and check manifests");
             let observed = match &args.observed {
                 Some(path) => read_observed(path)?,
                 // No observed state: a fresh cluster, every configured node up and
@@ -116,13 +125,66 @@ pub(super) async fn simulate(global: &Global, args: &SimulateArgs) -> anyhow::Re
     for injection in injections(args)? {
         injection.apply(&mut snapshot)?;
     }
-    let plan = schedule(&snapshot);
+    timings.mark("observed state");
+    let plan = schedule_with_phases(&snapshot, &mut |phase| timings.mark(phase));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&oracle_json(&plan)).context("encode the plan")?);
+        // Straight to standard output, buffered: the JSON of a big plan is megabytes.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        serde_json::to_writer_pretty(&mut out, &oracle_json(&plan)).context("encode the plan")?;
+        writeln!(out).and_then(|()| out.flush()).context("write the plan")?;
     } else {
         print!("{}", summary(&plan, args.scores));
     }
+    timings.mark("output");
+    drop(plan);
+    drop(snapshot);
+    timings.mark("free");
+    timings.print();
     Ok(0)
+}
+
+/// `--timings`: each phase's wall time and the peak resident memory once it ended,
+/// printed on stderr at the end (nothing is measured when not asked).
+struct Timings {
+    enabled: bool,
+    started: Instant,
+    last: Instant,
+    lines: Vec<String>,
+}
+
+impl Timings {
+    fn new(enabled: bool) -> Timings {
+        let now = Instant::now();
+        Timings { enabled, started: now, last: now, lines: Vec::new() }
+    }
+
+    /// `phase` ended now.
+    fn mark(&mut self, phase: &str) {
+        if !self.enabled {
+            return;
+        }
+        let now = Instant::now();
+        let peak = peak_memory_kib().map_or("?".to_string(), |kib| format!("{:.0}", kib as f64 / 1024.0));
+        self.lines.push(format!("timings: {phase:<26} {:>8.4} s   peak {peak:>5} MiB", (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+
+    fn print(&self) {
+        if !self.enabled {
+            return;
+        }
+        for line in &self.lines {
+            eprintln!("{line}");
+        }
+        eprintln!("timings: {:<26} {:>8.4} s   (process start-up and exit not counted)", "total", self.started.elapsed().as_secs_f64());
+    }
+}
+
+/// The process's peak resident memory so far (`VmHWM`), in KiB; None off Linux.
+fn peak_memory_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The objects of the manifests; invalid ones are reported like `apply` does.

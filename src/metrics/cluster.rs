@@ -77,7 +77,7 @@ impl ClusterState {
     pub fn new(mut snapshot: Snapshot, mut plan: Plan, spec_changed_at: Option<i64>, leader_host: String) -> ClusterState {
         snapshot.observed.history = Vec::new();
         for resource in &mut plan.resources {
-            resource.scores = Vec::new();
+            resource.scores = Default::default();
         }
         ClusterState { snapshot, plan, spec_changed_at, leader_host }
     }

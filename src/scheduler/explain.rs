@@ -19,7 +19,7 @@ use serde::Serialize;
 
 use crate::api::Score;
 
-use super::assign::Table;
+use super::assign::{ScoreRow, Table};
 use super::model::{Cluster, NodeIdx, RscIdx};
 use super::plan::Plan;
 use super::snapshot::Snapshot;
@@ -194,7 +194,7 @@ impl Trace {
 
     /// After `step` changed the tables of `rsc` and what is below it: writes down every
     /// change of a traced primitive there.
-    pub(crate) fn record(&mut self, cluster: &Cluster, tables: &[Table], rsc: RscIdx, step: Step) {
+    pub(crate) fn record(&mut self, cluster: &Cluster, tables: &[ScoreRow], rsc: RscIdx, step: Step) {
         self.visit(cluster, rsc, &mut |trace, primitive| {
             for node in 0..cluster.nodes.len() {
                 trace.compare(tables, primitive, node, step);
@@ -203,7 +203,7 @@ impl Trace {
     }
 
     /// As `record`, for one node only (steps that change one node at a time).
-    pub(crate) fn record_at(&mut self, cluster: &Cluster, tables: &[Table], rsc: RscIdx, node: NodeIdx, step: Step) {
+    pub(crate) fn record_at(&mut self, cluster: &Cluster, tables: &[ScoreRow], rsc: RscIdx, node: NodeIdx, step: Step) {
         self.visit(cluster, rsc, &mut |trace, primitive| trace.compare(tables, primitive, node, step));
     }
 
@@ -214,13 +214,13 @@ impl Trace {
 
     /// A tentative assignment of `rsc` was undone (its tables restored): its changes
     /// since `mark` never happened.
-    pub(crate) fn undo(&mut self, cluster: &Cluster, tables: &[Table], rsc: RscIdx, mark: usize) {
+    pub(crate) fn undo(&mut self, cluster: &Cluster, tables: &[ScoreRow], rsc: RscIdx, mark: usize) {
         // The traced primitives under `rsc` (few), and only the entries since `mark`
         // looked at: an undo costs what was recorded since, not the whole trace.
         let mut undone = std::collections::HashSet::new();
         self.visit(cluster, rsc, &mut |trace, primitive| {
             undone.insert(primitive);
-            trace.last.insert(primitive, tables[primitive].clone());
+            trace.last.insert(primitive, tables[primitive].to_vec());
         });
         let since = self.entries.split_off(mark.min(self.entries.len()));
         self.entries.extend(since.into_iter().filter(|entry| !undone.contains(&entry.rsc)));
@@ -235,7 +235,7 @@ impl Trace {
         }
     }
 
-    fn compare(&mut self, tables: &[Table], rsc: RscIdx, node: NodeIdx, step: Step) {
+    fn compare(&mut self, tables: &[ScoreRow], rsc: RscIdx, node: NodeIdx, step: Step) {
         let Some(last) = self.last.get_mut(&rsc) else { return };
         let (before, after) = (last[node], tables[rsc][node]);
         if before == after {
@@ -290,7 +290,7 @@ pub(crate) fn primitives_named(cluster: &Cluster, name: &str) -> Vec<RscIdx> {
 /// group, clone or fence device by name) and returns the plan — the one `schedule`
 /// returns — with the explanation. None when no resource has that name.
 pub fn explain(snapshot: &Snapshot, resource: &str) -> Option<(Plan, Explanation)> {
-    let (plan, cluster, trace) = super::run(snapshot, Some(resource));
+    let (plan, cluster, trace) = super::run(snapshot, Some(resource), &mut |_| {});
     let trace = trace?;
     let primitives: Vec<RscIdx> = trace.last.keys().copied().collect();
     if primitives.is_empty() {

@@ -21,6 +21,7 @@ pub mod explain;
 pub(crate) mod fixture;
 mod model;
 pub mod plan;
+pub mod row;
 mod rules;
 pub mod snapshot;
 mod transition;
@@ -36,16 +37,26 @@ use crate::api::cluster::StonithAction;
 
 /// Decides where every resource runs, in which role, and which nodes are fenced first.
 pub fn schedule(snapshot: &Snapshot) -> Plan {
-    run(snapshot, None).0
+    run(snapshot, None, &mut |_| {}).0
+}
+
+/// `schedule`, telling `phase_done` the name of each phase as it ends (`unpack`,
+/// `criteria`, `assign`, `transition`): `pacer simulate --timings` reads the clock
+/// there. The scheduler itself reads no clock.
+pub fn schedule_with_phases(snapshot: &Snapshot, phase_done: &mut dyn FnMut(&'static str)) -> Plan {
+    run(snapshot, None, phase_done).0
 }
 
 /// The phases, with the score recorder on for the primitives `traced` names
 /// (`explain`) or off (`schedule`): one code path for both.
-fn run(snapshot: &Snapshot, traced: Option<&str>) -> (Plan, model::Cluster, Option<explain::Trace>) {
+fn run(snapshot: &Snapshot, traced: Option<&str>, phase_done: &mut dyn FnMut(&'static str)) -> (Plan, model::Cluster, Option<explain::Trace>) {
     let cluster = unpack::unpack(snapshot);
+    phase_done("unpack");
     let trace = traced.map(|name| explain::Trace::new(&cluster, &explain::primitives_named(&cluster, name)));
     let (criteria, trace) = assign::criteria::node_criteria_traced(&cluster, trace);
+    phase_done("criteria");
     let (assignment, trace) = assign::assign_traced(&cluster, &criteria, trace);
+    phase_done("assign");
     let stonith_action = snapshot
         .objects
         .iter()
@@ -55,6 +66,7 @@ fn run(snapshot: &Snapshot, traced: Option<&str>) -> (Plan, model::Cluster, Opti
         })
         .unwrap_or(StonithAction::Reboot);
     let plan = transition::transition(&cluster, &assignment, stonith_action);
+    phase_done("transition");
     debug_assert!(plan.check(snapshot).is_empty(), "plan violates its invariants: {:?}", plan.check(snapshot));
     (plan, cluster, trace)
 }

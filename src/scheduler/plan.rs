@@ -11,6 +11,7 @@ use crate::api::records::NodeState;
 use crate::api::resource::Role;
 use crate::api::{Score, Spec};
 
+use super::row::Row;
 use super::snapshot::{NodeLiveness, Snapshot};
 
 /// One decision.
@@ -69,9 +70,10 @@ pub struct ResourcePlan {
     /// active on several nodes because it cannot be managed).
     pub next: Vec<Placement>,
     /// The final score of every node for this resource, in the order of `Plan::nodes`
-    /// (names are not repeated: a plan of 10,000 resources on 1,000 nodes holds ten
-    /// million scores). `Plan::scores_of` pairs them with node names.
-    pub scores: Vec<Score>,
+    /// (names are not repeated, and a `Row` keeps the score most nodes share once: a
+    /// plan of 10,000 resources on 1,000 nodes holds ten million scores). Serialized
+    /// as the list of every node's score. `Plan::scores_of` pairs them with node names.
+    pub scores: Row<Score>,
     /// Why it does not run, when it does not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Reason>,
@@ -206,7 +208,7 @@ impl Plan {
 
     /// Every node's name with its score for `resource`.
     pub fn scores_of<'a>(&'a self, resource: &'a ResourcePlan) -> impl Iterator<Item = (&'a str, Score)> + 'a {
-        self.nodes.iter().map(|node| node.name.as_str()).zip(resource.scores.iter().copied())
+        self.nodes.iter().map(|node| node.name.as_str()).zip(resource.scores.iter())
     }
 
     /// Re-verifies the plan's safety invariants, against its own verdicts and, where

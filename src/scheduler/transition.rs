@@ -90,7 +90,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             }
         };
         let group = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).map(|parent| cluster.resources[parent].name.clone());
-        let scores = assignment.scores[rsc].iter().map(|score| plan_score(*score)).collect();
+        let scores = assignment.scores[rsc].convert(plan_score);
         let reason = if next.is_empty() {
             assignment.reason[rsc].clone().or_else(|| {
                 Some(if assignment.node[rsc].is_some() && awaits_unrunnable_probe(cluster, rsc) {

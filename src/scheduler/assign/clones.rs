@@ -7,14 +7,14 @@ use std::cmp::Ordering;
 use crate::api::Score;
 use crate::api::resource::Role;
 
-use super::{Table, Work};
+use super::{ScoreRow, Work};
 use crate::scheduler::explain::Step;
 use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
 use crate::scheduler::plan::{Reason, ReasonCode};
 
 /// A resource's working state saved before a tentative assignment: scores, node,
 /// whether still provisional, planned role.
-type Saved = (RscIdx, Table, Option<NodeIdx>, bool, Option<Role>);
+type Saved = (RscIdx, ScoreRow, Option<NodeIdx>, bool, Option<Role>);
 
 impl Work<'_> {
     /// A clone: instances placed where they run now when they may stay, the rest on
@@ -190,9 +190,7 @@ impl Work<'_> {
 
     /// Stops `rsc` and everything below it for good, with `reason`.
     fn force_stop(&mut self, rsc: RscIdx, reason: &Reason) {
-        for score in self.allowed[rsc].iter_mut() {
-            *score = Some(Score::NEG_INFINITY);
-        }
+        self.allowed[rsc].fill(Some(Score::NEG_INFINITY));
         for child in self.cluster.resources[rsc].children.clone() {
             self.force_stop(child, reason);
         }
@@ -239,18 +237,20 @@ impl Work<'_> {
             }
         }
         // Nodes the clone may not use, or that are full, are out for this instance.
-        for (node, &placed) in per_node.iter().enumerate() {
-            let parent = self.allowed[clone][node];
+        let mut bans: Vec<(NodeIdx, Score, Step)> = Vec::new();
+        for ((node, &placed), parent) in per_node.iter().enumerate().zip(self.allowed[clone].iter()) {
             let blocked = !self.node_available(node) || parent.is_none() || placed >= node_max;
             if blocked {
-                self.ban_recursive(instance, node, Score::NEG_INFINITY);
-                self.record_at(instance, node, if placed >= node_max { Step::CloneNodeMax } else { Step::CloneNode });
+                bans.push((node, Score::NEG_INFINITY, if placed >= node_max { Step::CloneNodeMax } else { Step::CloneNode }));
             } else if let Some(parent) = parent {
                 if parent < Score::ZERO {
-                    self.ban_recursive(instance, node, parent);
-                    self.record_at(instance, node, Step::CloneScore);
+                    bans.push((node, parent, Step::CloneScore));
                 }
             }
+        }
+        self.ban_recursive(instance, &bans);
+        for &(node, _, step) in &bans {
+            self.record_at(instance, node, step);
         }
         let backup = self.snapshot_subtree(instance);
         let mark = self.trace.as_ref().map(|trace| trace.mark());
@@ -273,14 +273,22 @@ impl Work<'_> {
         chosen.is_some()
     }
 
-    /// Sets a node's score on `rsc` and everything below it (Pacemaker's
-    /// `common_update_score`, which replaces rather than adds).
-    fn ban_recursive(&mut self, rsc: RscIdx, node: NodeIdx, score: Score) {
-        if let Some(entry) = self.allowed[rsc].get_mut(node) {
-            *entry = Some(score);
+    /// Sets nodes' scores on `rsc` and everything below it (Pacemaker's
+    /// `common_update_score`, which replaces rather than adds). Each row is rebuilt
+    /// once: an instance is banned from every node already full, and a row changed
+    /// node by node would be recompressed again and again.
+    fn ban_recursive(&mut self, rsc: RscIdx, bans: &[(NodeIdx, Score, Step)]) {
+        if !bans.is_empty() {
+            let mut values = self.allowed[rsc].to_vec();
+            for &(node, score, _) in bans {
+                if let Some(entry) = values.get_mut(node) {
+                    *entry = Some(score);
+                }
+            }
+            self.allowed[rsc] = ScoreRow::from_values(values);
         }
         for child in self.cluster.resources[rsc].children.clone() {
-            self.ban_recursive(child, node, score);
+            self.ban_recursive(child, bans);
         }
     }
 

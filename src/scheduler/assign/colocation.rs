@@ -6,7 +6,7 @@
 use crate::api::Score;
 use crate::api::resource::Role;
 
-use super::Work;
+use super::{ScoreRow, Work};
 use crate::scheduler::model::{NodeIdx, RscIdx, RscKind};
 
 /// What a colocation changes.
@@ -112,7 +112,7 @@ impl Work<'_> {
         if primary_node.is_none() && score < Score::ZERO {
             return;
         }
-        let mut work = self.allowed[dependent].clone();
+        let mut work = self.allowed[dependent].to_vec();
         for (node, entry) in work.iter_mut().enumerate() {
             let Some(current) = *entry else { continue };
             let Some(primary_node) = primary_node else {
@@ -127,8 +127,8 @@ impl Work<'_> {
                 *entry = Some(current + -score);
             }
         }
-        if score.is_infinite() || self.can_run_any(&work) {
-            self.allowed[dependent] = work;
+        if score.is_infinite() || self.can_run_any(work.iter().copied()) {
+            self.allowed[dependent] = ScoreRow::from_values(work);
         }
     }
 
@@ -202,11 +202,7 @@ impl Work<'_> {
         if interleave {
             match self.compatible_instance(dependent, primary, None) {
                 Some(instance) => self.colocate_with_primitive_or_group(dependent, instance, index),
-                None if colocation.score >= Score::INFINITY => {
-                    for score in self.allowed[dependent].iter_mut() {
-                        *score = Some(Score::NEG_INFINITY);
-                    }
-                }
+                None if colocation.score >= Score::INFINITY => self.allowed[dependent].fill(Some(Score::NEG_INFINITY)),
                 None => {}
             }
             return;
@@ -236,7 +232,7 @@ impl Work<'_> {
         if let Some(node) = self.assigned[rsc] {
             return matches(node);
         }
-        let table = &self.allowed[rsc];
+        let table = &self.allowed[rsc].to_vec();
         let mut nodes: Vec<NodeIdx> = (0..self.cluster.nodes.len()).filter(|&node| table[node].is_some()).collect();
         self.sort_nodes(&mut nodes, table, None);
         nodes.into_iter().find_map(matches)
@@ -247,7 +243,7 @@ impl Work<'_> {
         for other in 0..self.cluster.nodes.len() {
             if let Some(current) = self.allowed[rsc][other] {
                 if self.same_attribute(other, node, attribute) {
-                    self.allowed[rsc][other] = Some(current + score);
+                    self.allowed[rsc].set(other, Some(current + score));
                 }
             }
         }
@@ -269,10 +265,6 @@ impl Work<'_> {
 
     /// Bans `rsc` from every node not in `keep`.
     fn exclude_nodes(&mut self, rsc: RscIdx, keep: &[NodeIdx]) {
-        for (node, entry) in self.allowed[rsc].iter_mut().enumerate() {
-            if entry.is_some() && !keep.contains(&node) {
-                *entry = Some(Score::NEG_INFINITY);
-            }
-        }
+        self.allowed[rsc].map(|node, entry| if entry.is_some() && !keep.contains(&node) { Some(Score::NEG_INFINITY) } else { entry });
     }
 }

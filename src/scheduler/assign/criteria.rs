@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::api::Score;
 
-use super::Table;
+use super::ScoreRow;
 use crate::scheduler::explain::{Step, Trace};
 use crate::scheduler::model::{Cluster, NodeIdx, RscIdx, RscKind};
 use crate::scheduler::unpack::strip_instance;
@@ -16,7 +16,7 @@ use crate::scheduler::unpack::strip_instance;
 /// criteria are applied; None where an opt-in cluster allows the node nothing.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct NodeCriteria {
-    pub scores: Vec<Table>,
+    pub scores: Vec<ScoreRow>,
 }
 
 /// Applies the node criteria in Pacemaker's order: initial scores, locations (node
@@ -40,7 +40,7 @@ pub(crate) fn node_criteria_traced(cluster: &Cluster, trace: Option<Trace>) -> (
 /// The table being built.
 struct Criteria<'a> {
     cluster: &'a Cluster,
-    scores: Vec<Table>,
+    scores: Vec<ScoreRow>,
     trace: Option<Trace>,
 }
 
@@ -58,8 +58,8 @@ impl Criteria<'_> {
     /// where the node is down) and with nothing in an opt-in one.
     fn initial_scores(&mut self) {
         let nodes = &self.cluster.nodes;
-        let base: Table = nodes.iter().map(|node| Some(if node.online { Score::ZERO } else { Score::NEG_INFINITY })).collect();
-        let empty: Table = vec![None; nodes.len()];
+        let base: ScoreRow = nodes.iter().map(|node| Some(if node.online { Score::ZERO } else { Score::NEG_INFINITY })).collect();
+        let empty = ScoreRow::uniform(nodes.len(), None);
         let initial = if self.cluster.settings.symmetric { base } else { empty };
         self.scores = vec![initial; self.cluster.resources.len()];
         if self.trace.is_some() {
@@ -72,8 +72,8 @@ impl Criteria<'_> {
     /// Adds `score` for `node` to `rsc` and everything below it.
     fn add_location(&mut self, rsc: RscIdx, node: NodeIdx, score: Score) {
         let base = if self.cluster.nodes[node].online { Score::ZERO } else { Score::NEG_INFINITY };
-        let entry = &mut self.scores[rsc][node];
-        *entry = Some(entry.unwrap_or(base) + score);
+        let entry = self.scores[rsc][node];
+        self.scores[rsc].set(node, Some(entry.unwrap_or(base) + score));
         for child in self.cluster.resources[rsc].children.clone() {
             self.add_location(child, node, score);
         }
@@ -140,8 +140,8 @@ impl Criteria<'_> {
             if !cluster.settings.symmetric && self.scores[rsc][node].is_none() {
                 continue;
             }
-            let entry = &mut self.scores[rsc][node];
-            *entry = Some(entry.unwrap_or(Score::ZERO) + resource.stickiness);
+            let entry = self.scores[rsc][node];
+            self.scores[rsc].set(node, Some(entry.unwrap_or(Score::ZERO) + resource.stickiness));
             self.record(rsc, Step::Stickiness);
         }
     }
@@ -224,13 +224,14 @@ impl Criteria<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::assign::Table;
     use crate::scheduler::fixture::{cluster, resource, started};
 
     const NO_FENCING: (&str, &str, &str) = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
     const DUMMY: &str = r#"{agent: "ocf:heartbeat:Dummy"}"#;
 
     fn scores_of(cluster: &Cluster, id: &str) -> Table {
-        node_criteria(cluster).scores[resource(cluster, id)].clone()
+        node_criteria(cluster).scores[resource(cluster, id)].to_vec()
     }
 
     #[test]

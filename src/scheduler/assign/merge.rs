@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use crate::api::Score;
 
-use super::{Table, Work};
+use super::{ScoreRow, Table, Work};
 use crate::scheduler::explain::Step;
 use crate::scheduler::model::{RscIdx, RscKind};
 
@@ -28,8 +28,10 @@ pub(super) struct Merge {
 pub(super) const UNUSABLE: Score = Score::sentinel(i64::MAX / 2);
 
 impl Work<'_> {
-    pub(super) fn can_run_any(&self, table: &Table) -> bool {
-        table.iter().enumerate().any(|(node, score)| score.is_some_and(|score| score >= Score::ZERO && score != UNUSABLE) && self.node_available(node))
+    /// Whether some available node has a usable score in `scores` (a table's or a
+    /// row's values in node order).
+    pub(super) fn can_run_any(&self, scores: impl Iterator<Item = Option<Score>>) -> bool {
+        scores.enumerate().any(|(node, score)| score.is_some_and(|score| score >= Score::ZERO && score != UNUSABLE) && self.node_available(node))
     }
 
     /// Pacemaker's score merge along colocations: the scores of `rsc` added to `table`
@@ -37,12 +39,12 @@ impl Work<'_> {
     /// A group merges through its first member, then its own dependents.
     pub(super) fn merge_scores(&mut self, rsc: RscIdx, table: Option<Table>, attribute: Option<&str>, factor: f64, flags: Merge) -> Table {
         if self.merging[rsc] {
-            return table.unwrap_or_else(|| self.allowed[rsc].clone());
+            return table.unwrap_or_else(|| self.allowed[rsc].to_vec());
         }
         let resource = &self.cluster.resources[rsc];
         if resource.kind == RscKind::Group {
             let Some(&first) = resource.children.first() else {
-                return table.unwrap_or_else(|| self.allowed[rsc].clone());
+                return table.unwrap_or_else(|| self.allowed[rsc].to_vec());
             };
             self.merging[rsc] = true;
             let mut work = self.merge_scores(first, table, attribute, factor, flags);
@@ -66,14 +68,14 @@ impl Work<'_> {
         self.merging[rsc] = true;
         let original = table.clone();
         let mut work = if flags.init {
-            self.allowed[rsc].clone()
+            self.allowed[rsc].to_vec()
         } else {
             let mut work = table.clone().unwrap_or_else(|| vec![None; self.cluster.nodes.len()]);
             self.add_matching_scores(&mut work, rsc, attribute, factor, flags.positive);
             work
         };
         let flags = Merge { init: false, ..flags };
-        if self.can_run_any(&work) {
+        if self.can_run_any(work.iter().copied()) {
             let list: Vec<usize> = if flags.forward { self.this_with[rsc].clone() } else { self.with_this[rsc].clone() };
             let multiplier = if factor < 0.0 { -1.0 } else { 1.0 };
             for index in list {
@@ -116,9 +118,10 @@ impl Work<'_> {
                 continue;
             }
             let attribute = colocation.node_attribute.clone();
-            let table = self.allowed[rsc].clone();
+            let table = self.allowed[rsc].to_vec();
             let flags = Merge { rollback: true, positive: only_positive, ..Merge::default() };
-            self.allowed[rsc] = self.merge_scores(colocation.dependent, Some(table), attribute.as_deref(), colocation.factor(), flags);
+            let merged = self.merge_scores(colocation.dependent, Some(table), attribute.as_deref(), colocation.factor(), flags);
+            self.allowed[rsc] = ScoreRow::from_values(merged);
             self.record(rsc, Step::Dependents(index));
         }
     }
@@ -134,7 +137,7 @@ impl Work<'_> {
         let by_value: Option<HashMap<String, Score>> = attribute.filter(|name| *name != "#uname").map(|name| {
             let mut best: HashMap<String, Score> = HashMap::new();
             for (node, score) in allowed.iter().enumerate() {
-                let (Some(score), Some(value)) = (*score, nodes[node].attribute(name)) else { continue };
+                let (Some(score), Some(value)) = (score, nodes[node].attribute(name)) else { continue };
                 if nodes[node].available() {
                     let entry = best.entry(value.to_lowercase()).or_insert(Score::NEG_INFINITY);
                     *entry = (*entry).max(score);

@@ -33,6 +33,7 @@ use crate::api::resource::Role;
 use super::explain::{Step, Trace};
 use super::model::{Cluster, NodeIdx, RscIdx};
 use super::plan::Reason;
+use super::row::Row;
 use criteria::NodeCriteria;
 
 /// Where every resource goes and in which role.
@@ -43,7 +44,7 @@ pub(crate) struct Assignment {
     /// Per resource: the role it should have there (Stopped when unassigned).
     pub role: Vec<Role>,
     /// Per resource: the final score of every node (None: not allowed at all).
-    pub scores: Vec<Vec<Option<Score>>>,
+    pub scores: Vec<ScoreRow>,
     /// Per resource: why it was not assigned, when it was not.
     pub reason: Vec<Option<Reason>>,
     /// Per resource: left where it is because it is unmanaged or blocked.
@@ -51,14 +52,20 @@ pub(crate) struct Assignment {
 }
 
 /// The score of every node for one resource, in node order (None: not allowed at
-/// all, as in an opt-in cluster without a location).
+/// all, as in an opt-in cluster without a location): a working copy that a step
+/// changes node by node (merges, colocations).
 pub(crate) type Table = Vec<Option<Score>>;
+
+/// A `Table` as it is kept between steps, for every resource: compressed (most nodes
+/// hold the same score; see `row`). Read it as a table (`row[node]`, `row.iter()`);
+/// change it with `set`, `fill`, `map`, or from a `Table` (`ScoreRow::from_values`).
+pub(crate) type ScoreRow = Row<Option<Score>>;
 
 /// The assignment's working state: per resource its scores so far, its node and
 /// planned role once decided, and the flags that stop recursion along colocations.
 struct Work<'a> {
     cluster: &'a Cluster,
-    allowed: Vec<Table>,
+    allowed: Vec<ScoreRow>,
     assigned: Vec<Option<NodeIdx>>,
     provisional: Vec<bool>,
     allocating: Vec<bool>,

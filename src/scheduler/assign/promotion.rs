@@ -150,7 +150,7 @@ impl Work<'_> {
             sort_index.push((instance, self.priority[instance]));
         }
         // Merge the sort indexes into the clone's scores with its role colocations.
-        let mut clone_scores = self.allowed[clone].clone();
+        let mut clone_scores = self.allowed[clone].to_vec();
         for &(instance, index) in &sort_index {
             if index < Score::ZERO {
                 continue;

@@ -113,7 +113,7 @@ impl Work<'_> {
             self.assign_resource(colocation.primary, None);
             self.apply_colocation(rsc, colocation.primary, index);
             if let Some(keep) = keep {
-                if !self.can_run_any(&self.allowed[rsc]) {
+                if !self.can_run_any(self.allowed[rsc].iter()) {
                     self.allowed[rsc] = keep;
                 }
             }
@@ -125,9 +125,7 @@ impl Work<'_> {
         let settings = &cluster.settings;
         let target_stopped = self.effective_target_role(rsc) == Some(Role::Stopped);
         if target_stopped {
-            for score in self.allowed[rsc].iter_mut() {
-                *score = Some(Score::NEG_INFINITY);
-            }
+            self.allowed[rsc].fill(Some(Score::NEG_INFINITY));
             self.record(rsc, Step::TargetRoleStopped);
         }
         // A failure that blocks the resource stops mattering once every node it is
@@ -215,7 +213,8 @@ impl Work<'_> {
     fn choose_node(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
         let cluster = self.cluster;
         let current = cluster.resources[rsc].current_node();
-        let table = &self.allowed[rsc];
+        // Read node by node many times below: a plain copy, not the compressed row.
+        let table = &self.allowed[rsc].to_vec();
         // The first node in Pacemaker's order; one pass, no sort.
         let best = (0..cluster.nodes.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current))?;
         let score_of = |node: NodeIdx| table[node].unwrap_or(Score::NEG_INFINITY);

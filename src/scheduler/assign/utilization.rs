@@ -54,7 +54,7 @@ impl Work<'_> {
         let required = if any_fits_all { required } else { cluster.resources[rsc].utilization.clone() };
         for node in nodes {
             if !self.has_capacity(node, &required) {
-                self.allowed[rsc][node] = Some(Score::NEG_INFINITY);
+                self.allowed[rsc].set(node, Some(Score::NEG_INFINITY));
             }
         }
     }

@@ -1,0 +1,322 @@
+//! `Row`: one value per node, stored as the value most nodes share plus the nodes that
+//! differ.
+//!
+//! The scheduler keeps a score for every (resource, node) pair; on 1,000 nodes ×
+//! 10,000 resources that is ten million cells, and almost all of them hold the
+//! starting score (0 on a node that is up). A dense table of them took hundreds of
+//! megabytes in the node criteria, again in the assignment's working copy and again in
+//! the plan. A `Row` holds the common value once and the exceptions (a location, the
+//! current node's stickiness, bans) in a short sorted list; a row with no common value
+//! is kept dense. It reads like a slice: `row[node]`, `row.iter()`, `row.len()`.
+//!
+//! The representation is not observable: equality, iteration and serialization
+//! (a sequence of every node's value, as a `Vec` would give) see the values only.
+
+use std::ops::Index;
+
+use serde::{Serialize, Serializer};
+
+/// One value per node (node order), compressed: see the module doc.
+#[derive(Clone, Debug)]
+pub struct Row<T> {
+    len: usize,
+    repr: Repr<T>,
+}
+
+#[derive(Clone, Debug)]
+enum Repr<T> {
+    /// Every node holds `common` but those listed, ascending by node, with their value
+    /// (never `common` itself).
+    Sparse { common: T, exceptions: Vec<(u32, T)> },
+    /// No value is shared by enough nodes to be worth the list.
+    Dense(Vec<T>),
+}
+
+impl<T: Copy + PartialEq> Row<T> {
+    /// `len` nodes, all holding `value`.
+    pub fn uniform(len: usize, value: T) -> Row<T> {
+        Row { len, repr: Repr::Sparse { common: value, exceptions: Vec::new() } }
+    }
+
+    /// The row of these values, compressed.
+    pub fn from_values(values: Vec<T>) -> Row<T> {
+        let len = values.len();
+        let Some(common) = majority(values.iter().copied()) else { return Row { len, repr: Repr::Dense(values) } };
+        let differing = values.iter().filter(|&&value| value != common).count();
+        if !worth_a_list(differing, len) {
+            return Row { len, repr: Repr::Dense(values) };
+        }
+        let exceptions = values.iter().enumerate().filter(|(_, value)| **value != common).map(|(node, value)| (node as u32, *value)).collect();
+        Row { len, repr: Repr::Sparse { common, exceptions } }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Every node's value, in node order.
+    pub fn iter(&self) -> Iter<'_, T> {
+        Iter { row: self, node: 0, next_exception: 0 }
+    }
+
+    /// The values as a plain vector (a working copy to change many nodes of).
+    pub fn to_vec(&self) -> Vec<T> {
+        self.iter().collect()
+    }
+
+    /// Sets one node's value (a node past the end is ignored, as `get_mut` on a slice
+    /// would give nothing to write to).
+    pub fn set(&mut self, node: usize, value: T) {
+        if node >= self.len {
+            return;
+        }
+        match &mut self.repr {
+            Repr::Dense(values) => values[node] = value,
+            Repr::Sparse { common, exceptions } => {
+                let position = exceptions.binary_search_by_key(&(node as u32), |(listed, _)| *listed);
+                // Inserting or removing far from the end of a long list moves all that
+                // follows: a row changed that way node after node (a ban of every node)
+                // is cheaper dense.
+                let moved = match position {
+                    Ok(index) if value == *common => exceptions.len() - index - 1,
+                    Err(index) if value != *common => exceptions.len() - index,
+                    _ => 0,
+                };
+                if moved > MOST_MOVED {
+                    let mut values = self.to_vec();
+                    values[node] = value;
+                    self.repr = Repr::Dense(values);
+                    return;
+                }
+                match position {
+                    Ok(index) if value == *common => {
+                        exceptions.remove(index);
+                    }
+                    Ok(index) => exceptions[index].1 = value,
+                    Err(_) if value == *common => {}
+                    Err(index) => {
+                        exceptions.insert(index, (node as u32, value));
+                        // Past half the row, the common value may have changed (a row
+                        // being banned node by node): compress again.
+                        if exceptions.len() * 2 > self.len {
+                            *self = Row::from_values(self.to_vec());
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every node to `value`.
+    pub fn fill(&mut self, value: T) {
+        *self = Row::uniform(self.len, value);
+    }
+
+    /// Every node's value replaced by `change(node, value)`.
+    pub fn map(&mut self, mut change: impl FnMut(usize, T) -> T) {
+        let values = self.iter().enumerate().map(|(node, value)| change(node, value)).collect();
+        *self = Row::from_values(values);
+    }
+
+    /// The same row with every value converted (nodes that shared a value still do).
+    pub fn convert<U: Copy + PartialEq>(&self, convert: impl Fn(T) -> U) -> Row<U> {
+        match &self.repr {
+            Repr::Dense(values) => Row::from_values(values.iter().map(|value| convert(*value)).collect()),
+            Repr::Sparse { common, exceptions } => {
+                let common = convert(*common);
+                let exceptions = exceptions.iter().map(|(node, value)| (*node, convert(*value))).filter(|(_, value)| *value != common).collect();
+                Row { len: self.len, repr: Repr::Sparse { common, exceptions } }
+            }
+        }
+    }
+}
+
+/// The most exceptions `set` moves to keep a row's list sorted before it makes the row
+/// dense instead.
+const MOST_MOVED: usize = 64;
+
+/// A list of exceptions is kept while it is shorter than two thirds of the row (an
+/// exception takes about one and a half cells).
+fn worth_a_list(exceptions: usize, len: usize) -> bool {
+    exceptions * 3 <= len * 2
+}
+
+/// The value held by more than half of `values` if there is one, else some value
+/// (Boyer and Moore's majority vote: one pass, no allocation). None when empty.
+fn majority<T: Copy + PartialEq>(values: impl Iterator<Item = T>) -> Option<T> {
+    let mut candidate = None;
+    let mut count = 0usize;
+    for value in values {
+        if count == 0 {
+            candidate = Some(value);
+            count = 1;
+        } else if candidate == Some(value) {
+            count += 1;
+        } else {
+            count -= 1;
+        }
+    }
+    candidate
+}
+
+impl<T: Copy + PartialEq> Index<usize> for Row<T> {
+    type Output = T;
+
+    /// The value of `node`; panics past the end, as a slice does.
+    fn index(&self, node: usize) -> &T {
+        assert!(node < self.len, "node {node} out of a row of {}", self.len);
+        match &self.repr {
+            Repr::Dense(values) => &values[node],
+            Repr::Sparse { common, exceptions } => match exceptions.binary_search_by_key(&(node as u32), |(listed, _)| *listed) {
+                Ok(index) => &exceptions[index].1,
+                Err(_) => common,
+            },
+        }
+    }
+}
+
+impl<T: Copy + PartialEq> PartialEq for Row<T> {
+    fn eq(&self, other: &Row<T>) -> bool {
+        self.len == other.len && self.iter().eq(other.iter())
+    }
+}
+
+impl<T: Copy + PartialEq + Default> Default for Row<T> {
+    fn default() -> Row<T> {
+        Row::uniform(0, T::default())
+    }
+}
+
+impl<T: Copy + PartialEq> FromIterator<T> for Row<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(values: I) -> Row<T> {
+        Row::from_values(values.into_iter().collect())
+    }
+}
+
+impl<T: Copy + PartialEq + Serialize> Serialize for Row<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.iter())
+    }
+}
+
+/// Every node's value in node order (`Row::iter`): one pass, no lookups.
+pub struct Iter<'a, T> {
+    row: &'a Row<T>,
+    node: usize,
+    next_exception: usize,
+}
+
+impl<T: Copy> Iterator for Iter<'_, T> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        if self.node >= self.row.len {
+            return None;
+        }
+        let node = self.node;
+        self.node += 1;
+        Some(match &self.row.repr {
+            Repr::Dense(values) => values[node],
+            Repr::Sparse { common, exceptions } => match exceptions.get(self.next_exception) {
+                Some(&(listed, value)) if listed as usize == node => {
+                    self.next_exception += 1;
+                    value
+                }
+                _ => *common,
+            },
+        })
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.row.len - self.node;
+        (left, Some(left))
+    }
+}
+
+impl<T: Copy> ExactSizeIterator for Iter<'_, T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn a_row_reads_like_the_vector_it_was_made_from() {
+        let values = vec![Some(0), Some(0), None, Some(0), Some(-5), Some(0)];
+        let row = Row::from_values(values.clone());
+        assert_eq!(row.len(), 6);
+        assert_eq!(row.to_vec(), values);
+        assert_eq!((0..6).map(|node| row[node]).collect::<Vec<_>>(), values);
+        assert!(matches!(row.repr, Repr::Sparse { common: Some(0), ref exceptions } if exceptions.len() == 2));
+        assert_eq!(serde_json::to_string(&row).ok(), serde_json::to_string(&values).ok());
+    }
+
+    #[test]
+    fn a_row_banned_node_by_node_stays_short() {
+        // A clone instance's row once the nodes already holding an instance are out.
+        let mut row = Row::uniform(100, 0i64);
+        for node in 0..90 {
+            row.set(node, -1);
+            let Repr::Sparse { exceptions, .. } = &row.repr else { panic!("dense after {node} bans") };
+            assert!(exceptions.len() <= 51, "{} exceptions after {node} bans", exceptions.len());
+        }
+        assert_eq!(row.iter().filter(|value| *value == -1).count(), 90);
+        assert_eq!(row[95], 0);
+    }
+
+    #[test]
+    fn rows_with_no_common_value_are_dense_and_equal_by_value() {
+        let row = Row::from_values((0..10).collect::<Vec<i64>>());
+        assert!(matches!(row.repr, Repr::Dense(_)));
+        let mut same = Row::uniform(10, 0i64);
+        for node in 0..10 {
+            same.set(node, node as i64);
+        }
+        assert_eq!(row, same);
+        assert_ne!(row, Row::uniform(10, 0));
+    }
+
+    #[test]
+    fn a_long_list_changed_in_its_middle_becomes_dense() {
+        let mut row = Row::uniform(1000, 0i64);
+        for node in (0..400).rev() {
+            row.set(node, 1);
+        }
+        assert!(matches!(row.repr, Repr::Dense(_)));
+        assert_eq!(row.iter().filter(|value| *value == 1).count(), 400);
+    }
+
+    proptest! {
+        #[test]
+        fn every_operation_matches_a_plain_vector(
+            initial in proptest::collection::vec(0i64..3, 0..40),
+            writes in proptest::collection::vec((0usize..45, 0i64..4), 0..80),
+            fill in proptest::option::of(0i64..3),
+        ) {
+            let mut expected = initial.clone();
+            let mut row = Row::from_values(initial);
+            for (node, value) in writes {
+                row.set(node, value);
+                if let Some(slot) = expected.get_mut(node) {
+                    *slot = value;
+                }
+                prop_assert_eq!(row.to_vec(), expected.clone());
+            }
+            row.map(|node, value| value + node as i64 % 2);
+            for (node, value) in expected.iter_mut().enumerate() {
+                *value += node as i64 % 2;
+            }
+            prop_assert_eq!(row.to_vec(), expected.clone());
+            prop_assert_eq!(row.convert(|value| value / 2).to_vec(), expected.iter().map(|value| value / 2).collect::<Vec<_>>());
+            if let Some(value) = fill {
+                row.fill(value);
+                prop_assert!(row.iter().all(|cell| cell == value));
+                prop_assert_eq!(row.len(), expected.len());
+            }
+        }
+    }
+}
