@@ -151,7 +151,7 @@ fn device_score(plan: &Plan, node: &str, device: &str) -> Option<Score> {
     plan.resources
         .iter()
         .filter(|resource| resource.kind == ResourceKind::FenceDevice && resource.name == device)
-        .filter_map(|resource| resource.scores.get(index).copied())
+        .filter_map(|resource| (index < resource.scores.len()).then(|| resource.scores[index]))
         .max()
 }
 

@@ -98,7 +98,7 @@ impl Work<'_> {
                 let Some(current) = self.allowed[instance][node] else { continue };
                 let score = self.promotion_score(instance, node, 0);
                 if score > 0 {
-                    self.allowed[instance][node] = Some(current + Score::new(score));
+                    self.allowed[instance].set(node, Some(current + Score::new(score)));
                 }
                 if score > self.instance_priority[instance] {
                     self.instance_priority[instance] = score;
