@@ -151,7 +151,8 @@ fn device_score(plan: &Plan, node: &str, device: &str) -> Option<Score> {
     plan.resources
         .iter()
         .filter(|resource| resource.kind == ResourceKind::FenceDevice && resource.name == device)
-        .filter_map(|resource| (index < resource.scores.len()).then(|| resource.scores[index]))
+        .filter(|resource| index < resource.scores.len())
+        .map(|resource| resource.scores[index])
         .max()
 }
 
