@@ -340,7 +340,14 @@ fn peer_name(certificates: Option<&[rustls_pki_types::CertificateDer<'static>]>)
 /// Answers peers on `listener` until the process ends: each connection gets one
 /// answer and is closed; with `tls`, only over mutual TLS with a certificate the
 /// cluster's CA signed.
+/// How many peer questions are answered at once (a cluster's members ask once per
+/// round each).
+const PEER_CONNECTIONS: usize = 64;
+
 pub fn serve(listener: TcpListener, state: Arc<PeerState>, tls: Option<Arc<PeerTls>>) {
+    // At most this many questions at once: a flood of connections (each a TLS
+    // handshake, each held up to 2 s) cannot take the node's file descriptors or CPU.
+    let room = Arc::new(tokio::sync::Semaphore::new(PEER_CONNECTIONS));
     tokio::spawn(async move {
         loop {
             let (stream, from) = match listener.accept().await {
@@ -351,9 +358,14 @@ pub fn serve(listener: TcpListener, state: Arc<PeerState>, tls: Option<Arc<PeerT
                     continue;
                 }
             };
+            let Ok(permit) = room.clone().try_acquire_owned() else {
+                tracing::debug!(%from, "peer endpoint: too many questions at once; connection closed");
+                continue;
+            };
             let state = state.clone();
             let tls = tls.clone();
             tokio::spawn(async move {
+                let _permit = permit;
                 let answer = async {
                     match &tls {
                         Some(tls) => answer_one(tls.acceptor.accept(stream).await?, &state).await,

@@ -248,6 +248,12 @@ pub async fn run(config: AgentConfig, store: Store, shutdown: impl std::future::
         Some(address) => {
             let listener = tokio::net::TcpListener::bind(address).await.map_err(|error| AgentError::PeerEndpoint { address, error })?;
             let bound = listener.local_addr().map_err(|error| AgentError::PeerEndpoint { address, error })?;
+            // The address is published for the other nodes to dial: 0.0.0.0 or [::] would
+            // have each of them ask itself.
+            if bound.ip().is_unspecified() {
+                let error = std::io::Error::other("an unspecified address (0.0.0.0, [::]) cannot be published; give the address the other nodes reach");
+                return Err(AgentError::PeerEndpoint { address, error });
+            }
             let state = failsafe::PeerState::new(&config.node, config.lease_ttl);
             // Mutual TLS with the agent's own certificate where it reaches etcd so.
             let tls = failsafe::PeerTls::from_store(&store)?;
@@ -371,7 +377,11 @@ fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbea
 /// nothing counted, pending or announced, and no operation but probes finding it
 /// stopped in its history.
 fn says_only_not_running(status: &ResourceStatus) -> bool {
-    status.role == ObservedRole::Stopped
+    // A clone instance's status is written anyway: a promotion's intent compares the
+    // statuses of the clone's other instances it has seen (`promotion_basis`), and a
+    // key that exists from the probe on is one it can see before it is promoted.
+    status.clone.is_none()
+        && status.role == ObservedRole::Stopped
         && status.failures == 0
         && status.fail_counts.is_empty()
         && status.last_failure.is_none()
@@ -785,6 +795,14 @@ impl<'a> Session<'a> {
                         OnShutdown::Stop => {
                             tracing::info!(%node, "shutting down: stopping every resource");
                             reconciler.stopping_all = true;
+                            // In failsafe nothing can be written: everything is stopped as
+                            // when the failsafe ends, with the old rule's time from now
+                            // (not from the last renewal, long past: every stop would get
+                            // 100 ms and be killed).
+                            if self.failsafe.is_some() {
+                                self.failsafe_failed = Some("asked to shut down".to_string());
+                                break SessionEnd::LeaseLost;
+                            }
                             let heartbeat = self.heartbeat(reconciler.probed(), true);
                             if within_lease(lease.clone(), self.write_heartbeat(&heartbeat)).await.is_none() {
                                 break SessionEnd::LeaseLost;
@@ -1454,7 +1472,12 @@ impl<'a> Session<'a> {
                         // version's, say) keeps its last readable form: forgetting it
                         // would let an exclusive resource start, or a promotion pass
                         // promotedMax, beside a copy that may still run.
-                        None if self.cache.undecodable().contains_key(&self.keys.status(node, id)) => {}
+                        // Its revision follows (a promotion's intent compares it).
+                        None if self.cache.undecodable().contains_key(&self.keys.status(node, id)) => {
+                            if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)) {
+                                reconciler.revisions.insert(key.clone(), revision);
+                            }
+                        }
                         None => {
                             reconciler.revisions.remove(&key);
                             reconciler.cluster.remove(&key);
@@ -1712,6 +1735,27 @@ mod tests {
 
     fn activity(running: u32, queued: u32) -> NodeActivity {
         NodeActivity { node: "n1".into(), running, queued, limit: 4, self_fencings: Vec::new() }
+    }
+
+    /// Only a probe that found nothing, of a primitive outside any clone, with nothing
+    /// else to tell, goes unwritten.
+    #[test]
+    fn only_an_empty_probe_of_a_plain_primitive_goes_unwritten() {
+        let probe = |rc: i32| serde_json::json!({"operation": "monitor", "intervalMs": 0, "callId": 1, "rc": rc, "expectedRc": 7, "status": "Done"});
+        let status = |clone: Option<&str>, role: &str, history: Vec<serde_json::Value>, failures: u32| -> ResourceStatus {
+            let value = serde_json::json!({
+                "id": "a", "name": "a", "clone": clone, "node": "n1", "role": role,
+                "definition": {"agent": "ocf:heartbeat:Dummy"}, "history": history, "failures": failures,
+            });
+            serde_json::from_value(value).expect("a status")
+        };
+        assert!(says_only_not_running(&status(None, "Stopped", vec![probe(7)], 0)));
+        assert!(!says_only_not_running(&status(Some("a-clone"), "Stopped", vec![probe(7)], 0)), "a clone instance's probe is written");
+        assert!(!says_only_not_running(&status(None, "Stopped", vec![probe(5)], 0)), "not installed is written");
+        assert!(!says_only_not_running(&status(None, "Stopped", vec![probe(7)], 1)), "a failure is written");
+        assert!(!says_only_not_running(&status(None, "Started", vec![probe(0)], 0)), "running is written");
+        let stop = serde_json::json!({"operation": "stop", "intervalMs": 0, "callId": 2, "rc": 0, "expectedRc": 0, "status": "Done"});
+        assert!(!says_only_not_running(&status(None, "Stopped", vec![stop], 0)), "a stop is written");
     }
 
     #[test]

@@ -99,7 +99,13 @@ impl Service<Request> for FailoverChannel {
         let shared = self.shared.clone();
         Box::pin(async move {
             let Some((index, channel)) = shared.pick() else { return Err("no etcd endpoint".into()) };
+            // A caller that gives up before the member answers (its deadline: 2 s for a
+            // write, the lease's patience for a renewal) drops this future: the member
+            // hangs rather than refuses (a machine lost, packets dropped), and the next
+            // requests go elsewhere.
+            let mut pending = GaveUp { shared: Some(shared.clone()), index };
             let result = channel.oneshot(request).await;
+            pending.shared = None;
             let unavailable = match &result {
                 Err(_) => true,
                 Ok(response) => response.headers().get("grpc-status").is_some_and(|status| status.as_bytes() == UNAVAILABLE.as_bytes()),
@@ -109,5 +115,20 @@ impl Service<Request> for FailoverChannel {
             }
             result.map_err(Into::into)
         })
+    }
+}
+
+/// Fails over from `index` when dropped with `shared` still set: the request's caller
+/// gave up waiting for the member's answer.
+struct GaveUp {
+    shared: Option<Arc<Shared>>,
+    index: usize,
+}
+
+impl Drop for GaveUp {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.fail_over(self.index);
+        }
     }
 }

@@ -349,7 +349,15 @@ impl Store {
             .map(|endpoint| endpoint.trim().to_string())
             .filter(|endpoint| !endpoint.is_empty())
             .collect();
-        let mut options = ConnectOptions::new().with_connect_timeout(Duration::from_secs(3)).with_timeout(Duration::from_secs(30));
+        // HTTP/2 keep-alive pings while a stream is open: a member that hangs (a machine
+        // lost, a partition that drops packets) breaks its connection within 15 s, so
+        // watches and lease streams on it end and fail over rather than wait silently.
+        // etcd refuses pings more often than every 5 s (`--grpc-keepalive-min-time`) or
+        // without a stream (it answers GOAWAY), hence 10 s and not while idle.
+        let mut options = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(3))
+            .with_timeout(Duration::from_secs(30))
+            .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5));
         if let Some(material) = &material {
             options = options.with_tls(material.options());
         }
