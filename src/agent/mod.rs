@@ -620,7 +620,7 @@ impl<'a> Session<'a> {
                 // half of it). An agent never writes the spec, not even to finish an
                 // apply: the leader does (the wake below retries meanwhile).
                 match within_lease(lease.clone(), self.store.list_objects_read_only()).await {
-                    None if self.enter_failsafe().await => continue,
+                    None if self.enter_failsafe(reconciler).await => continue,
                     None => break SessionEnd::LeaseLost,
                     Some(Err(error)) => tracing::warn!(%error, "cannot read the configuration; retrying"),
                     Some(Ok(None)) => tracing::debug!("a large apply is not rolled forward yet; reading the configuration again soon"),
@@ -642,7 +642,7 @@ impl<'a> Session<'a> {
             }
             if ready {
                 match within_lease(lease.clone(), self.flush(reconciler)).await {
-                    None if self.enter_failsafe().await => continue,
+                    None if self.enter_failsafe(reconciler).await => continue,
                     None | Some(Err(GuardedWriteError::LeaseLost { .. })) => break SessionEnd::LeaseLost,
                     // What was not written stays dirty and is tried again.
                     Some(Err(error)) => tracing::warn!(%error, "cannot write this node's statuses; retrying"),
@@ -723,7 +723,7 @@ impl<'a> Session<'a> {
                     };
                     let write = self.store.guarded_write_with(&self.session, &key, Some(value.clone()), false, also);
                     let Some(written) = within_lease(lease.clone(), write).await else {
-                        if self.enter_failsafe().await {
+                        if self.enter_failsafe(reconciler).await {
                             continue;
                         }
                         break SessionEnd::LeaseLost;
@@ -745,7 +745,7 @@ impl<'a> Session<'a> {
                     }
                 }
                 () = lease::expiring(self.lease_state.clone(), ttl), if self.failsafe.is_none() => {
-                    if !self.enter_failsafe().await {
+                    if !self.enter_failsafe(reconciler).await {
                         break SessionEnd::LeaseLost;
                     }
                 }
@@ -1033,9 +1033,19 @@ impl<'a> Session<'a> {
     /// At the self-fencing point: enters failsafe if the latest round, started since
     /// the last confirmed renewal, found every member holding (a round under way is
     /// waited for, one not begun is run now); else `false`, and the old rule holds.
-    async fn enter_failsafe(&mut self) -> bool {
+    async fn enter_failsafe(&mut self, reconciler: &Reconciler) -> bool {
         if self.peers.is_none() || self.failsafe.is_some() {
             return self.failsafe.is_some();
+        }
+        // Failsafe keeps what etcd says may run here: a resource found running, or an
+        // operation that may have left it so, whose status was not written before etcd
+        // went away is unknown to the others, and could be started elsewhere while this
+        // node keeps it. Then the old rule holds.
+        let unreported: Vec<&str> =
+            reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.may_be_active()).map(|(id, _)| id.as_str()).collect();
+        if !unreported.is_empty() {
+            tracing::warn!(resources = ?unreported, "etcd cannot be reached and these may run here unreported: no failsafe");
+            return false;
         }
         let LeaseState::Held { renewed_at } = *self.lease_state.borrow() else { return false };
         let fresh =
