@@ -109,7 +109,18 @@ fn can_fence(device: &FenceDeviceSpec, target: &str) -> bool {
 /// may run any level.
 pub fn choose_executor(target: &str, action: &str, observed: &Observed, plan: &Plan, objects: &[Object], last: Option<&str>) -> Option<Executor> {
     let levels = fence_levels(target, objects);
-    let allowed = |node: &str, device: &str| device_score(plan, node, device).is_some_and(|score| score >= Score::ZERO);
+    // Looked up once per call, not per node and device: linear in the nodes and the
+    // plan's resources.
+    let node_index: std::collections::HashMap<&str, usize> = plan.nodes.iter().enumerate().map(|(index, node)| (node.name.as_str(), index)).collect();
+    let mut device_rows: std::collections::HashMap<&str, Vec<&crate::scheduler::row::Row<Score>>> = std::collections::HashMap::new();
+    for resource in plan.resources.iter().filter(|resource| resource.kind == ResourceKind::FenceDevice) {
+        device_rows.entry(resource.name.as_str()).or_default().push(&resource.scores);
+    }
+    let device_score = |node: &str, device: &str| -> Option<Score> {
+        let index = *node_index.get(node)?;
+        device_rows.get(device)?.iter().filter(|scores| index < scores.len()).map(|scores| scores[index]).max()
+    };
+    let allowed = |node: &str, device: &str| device_score(node, device).is_some_and(|score| score >= Score::ZERO);
     let devices_on = |node: &str| -> Vec<String> {
         let mut devices: Vec<String> =
             levels.iter().filter(|level| level.iter().all(|step| allowed(node, &step.device))).flatten().map(|step| step.device.clone()).collect();
@@ -119,7 +130,10 @@ pub fn choose_executor(target: &str, action: &str, observed: &Observed, plan: &P
     };
     let online = |node: &str| observed.nodes.get(node).is_some_and(|state| state.liveness == NodeLiveness::Online);
     if action == "on" {
-        return online(target).then(|| Executor { node: target.to_string(), devices: devices_on(target) });
+        // No device allowed on the target: no unfencing (an empty list would read as
+        // "every level" to the executor).
+        let devices = devices_on(target);
+        return (online(target) && !devices.is_empty()).then(|| Executor { node: target.to_string(), devices });
     }
     let mut candidates: Vec<(usize, bool, Score, u64, &str)> = observed
         .nodes
@@ -128,7 +142,7 @@ pub fn choose_executor(target: &str, action: &str, observed: &Observed, plan: &P
         .filter(|node| *node != target && online(node))
         .filter_map(|node| {
             let first = levels.iter().position(|level| level.iter().all(|step| allowed(node, &step.device)))?;
-            let preference = levels[first].iter().filter_map(|step| device_score(plan, node, &step.device)).fold(Score::ZERO, |sum, score| sum + score);
+            let preference = levels[first].iter().filter_map(|step| device_score(node, &step.device)).fold(Score::ZERO, |sum, score| sum + score);
             Some((first, last == Some(node), preference, rotation(target, node), node))
         })
         .collect();
@@ -142,18 +156,6 @@ pub fn choose_executor(target: &str, action: &str, observed: &Observed, plan: &P
 pub struct Executor {
     pub node: String,
     pub devices: Vec<String>,
-}
-
-/// The plan's score of `device` on `node`: the best of its instances for a cloned
-/// device. `None` when the plan does not know the device or the node.
-fn device_score(plan: &Plan, node: &str, device: &str) -> Option<Score> {
-    let index = plan.nodes.iter().position(|planned| planned.name == node)?;
-    plan.resources
-        .iter()
-        .filter(|resource| resource.kind == ResourceKind::FenceDevice && resource.name == device)
-        .filter(|resource| index < resource.scores.len())
-        .map(|resource| resource.scores[index])
-        .max()
 }
 
 /// A stable pseudo-random order of the nodes, different for each target (FNV-1a of
@@ -301,8 +303,10 @@ spec: {agent: fence_dummy}
         let objects = super::tests::objects(&yaml);
         let plan = self::plan(&objects, &observed);
         assert_eq!(choose_executor("n1", "reboot", &observed, &plan, &objects, None), None);
-        // Unfencing on a node the device is banned from: the node runs no level.
-        assert_eq!(choose_executor("n2", "on", &observed, &plan, &objects, None).map(|executor| executor.devices), Some(vec![]));
+        // Unfencing on a node the device is banned from: no request at all (a request
+        // with no devices would read as "every level" to the executor).
+        assert_eq!(choose_executor("n2", "on", &observed, &plan, &objects, None), None);
+        assert_eq!(usable_levels(vec![vec![]], &[]).len(), 1, "no device list means every level (old requests)");
     }
 
     #[test]
