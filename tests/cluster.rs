@@ -318,8 +318,9 @@ async fn web_node_lost_and_fencing_failing() -> (Cluster, PathBuf, String) {
     cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
     let victim = cluster.running("web").remove(0);
     cluster.processes.get_mut(&victim).expect("victim").kill9();
+    // fence_dummy's failing reboot waits out its 20 s power timeout before it answers.
     cluster
-        .wait_for("the fencing failure to be reported", Duration::from_secs(30), || {
+        .wait_for("the fencing failure to be reported", Duration::from_secs(60), || {
             cluster.status()["fencing"].as_array().into_iter().flatten().any(|entry| entry["node"] == victim.as_str() && entry["state"] == "failed")
         })
         .await;
