@@ -337,13 +337,13 @@ fn peer_name(certificates: Option<&[rustls_pki_types::CertificateDer<'static>]>)
     crate::store::tls::common_name_of(certificates?.first()?)
 }
 
-/// Answers peers on `listener` until the process ends: each connection gets one
-/// answer and is closed; with `tls`, only over mutual TLS with a certificate the
-/// cluster's CA signed.
 /// How many peer questions are answered at once (a cluster's members ask once per
 /// round each).
 const PEER_CONNECTIONS: usize = 64;
 
+/// Answers peers on `listener` until the process ends: each connection gets one
+/// answer and is closed; with `tls`, only over mutual TLS with a certificate the
+/// cluster's CA signed.
 pub fn serve(listener: TcpListener, state: Arc<PeerState>, tls: Option<Arc<PeerTls>>) {
     // At most this many questions at once: a flood of connections (each a TLS
     // handshake, each held up to 2 s) cannot take the node's file descriptors or CPU.
