@@ -38,8 +38,9 @@ fn wait(cluster: &LocalCluster, what: &str, limit: Duration, condition: impl Fn(
     }
 }
 
-/// Witness resources, each with a monitor every second.
-fn apply_witnesses(cluster: &LocalCluster, witness: &Path, count: usize) -> Vec<String> {
+/// `count` witness resources `w1`.., each with a monitor every second: their names and
+/// manifests.
+fn witnesses(witness: &Path, count: usize) -> (Vec<String>, Vec<String>) {
     let names: Vec<String> = (1..=count).map(|index| format!("w{index}")).collect();
     let manifests: Vec<String> = names
         .iter()
@@ -50,6 +51,12 @@ fn apply_witnesses(cluster: &LocalCluster, witness: &Path, count: usize) -> Vec<
             )
         })
         .collect();
+    (names, manifests)
+}
+
+/// Witness resources, each with a monitor every second.
+fn apply_witnesses(cluster: &LocalCluster, witness: &Path, count: usize) -> Vec<String> {
+    let (names, manifests) = witnesses(witness, count);
     let output = cluster.pacer(&["apply", "-f", "-"], Some(&manifests.join("---\n")));
     assert!(output.status.success(), "{}", common::text(&output.stderr));
     names
@@ -138,16 +145,7 @@ fn a_secure_cluster_rides_out_etcd_frozen_over_mutual_tls() {
         common::pacer(&cluster.endpoint, LOCAL_PREFIX, &all, stdin)
     };
     let witness = cluster.dir.path().join("witness.log");
-    let names: Vec<String> = (1..=3).map(|index| format!("w{index}")).collect();
-    let manifests: Vec<String> = names
-        .iter()
-        .map(|name| {
-            format!(
-                "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s}}\n",
-                witness.display()
-            )
-        })
-        .collect();
+    let (names, manifests) = witnesses(&witness, 3);
     let output = pacer(&["apply", "-f", "-"], Some(&manifests.join("---\n")));
     assert!(output.status.success(), "{}", common::text(&output.stderr));
     let wait_running = || {
@@ -287,16 +285,7 @@ fn etcd_killed_and_restarted_stops_nothing() {
             .collect();
         processes.0.push(spawn(node, &args));
     }
-    let names: Vec<String> = (1..=6).map(|index| format!("w{index}")).collect();
-    let manifests: Vec<String> = names
-        .iter()
-        .map(|name| {
-            format!(
-                "apiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations:\n    - {{name: monitor, interval: 1s}}\n",
-                witness.display()
-            )
-        })
-        .collect();
+    let (names, manifests) = witnesses(&witness, 6);
     // Fencing enabled (failsafe needs it) with the local power device `pacer up` uses;
     // nothing is fenced here.
     let mut manifests = manifests;
