@@ -6,7 +6,9 @@ use std::collections::BTreeSet;
 
 use common::{TestEtcd, pacer, text};
 use pacer::api::manifest::{Source, load};
+use pacer::runtime::cache::ClusterCache;
 use pacer::store::apply::{ApplyOutcome, ApplyRequest, Change, apply};
+use pacer::store::watch::{PrefixWatcher, WatchEvent};
 use pacer::store::{Store, StoreError};
 
 fn node(name: &str, extra: &str) -> String {
@@ -83,7 +85,89 @@ async fn a_thousand_objects_land_in_one_apply_beyond_the_txn_limit() {
     let delete = ApplyRequest { delete: keys, ..Default::default() };
     let outcome = applied(apply(&store, &delete).await.expect("delete 1500"));
     assert_eq!(outcome.iter().filter(|(_, change)| *change == Change::Deleted).count(), 1500);
-    assert!(etcd.dump("/big/spec/").await.is_empty());
+    let left: Vec<String> = etcd.dump("/big/spec/").await.into_iter().map(|(key, _)| key).collect();
+    assert_eq!(left, ["/big/spec/version"], "every object is gone; the version key stays");
+}
+
+/// A follower of the `spec/` watch alone (a node agent) can tell when its copy of the
+/// spec is whole: every time `spec_settled` says so, the copy is the state after a
+/// whole apply, small or large (rolled forward in batches), never part of one. The
+/// watch replays the applies' events from before the first.
+#[tokio::test]
+async fn a_follower_of_the_spec_watch_knows_when_its_copy_is_whole() {
+    let etcd = TestEtcd::start();
+    let store = store(&etcd, "/w").await;
+    let before = store.list_objects().await.expect("list").revision;
+    let small: Vec<String> = (0..2).map(|index| resource(&format!("r{index:04}"), "a")).collect();
+    applied(apply(&store, &request(&small.join("---\n"))).await.expect("small apply"));
+    // Beyond one transaction's 128 operations: staged, committed, rolled forward.
+    let large: Vec<String> = (0..300).map(|index| resource(&format!("r{index:04}"), "b")).collect();
+    applied(apply(&store, &request(&large.join("---\n"))).await.expect("large apply"));
+    let keys = store.list_objects().await.expect("list").objects.keys().cloned().collect::<Vec<_>>();
+    applied(apply(&store, &ApplyRequest { delete: keys, ..Default::default() }).await.expect("large delete"));
+    let last = store.list_objects().await.expect("list").revision;
+
+    let mut watcher = PrefixWatcher::from_revision(&store, store.keys().spec_prefix(), before);
+    let mut cache = ClusterCache::new(store.keys().clone());
+    // Each state the copy went through: (objects, their markers when settled, settled).
+    let mut seen: Vec<(usize, BTreeSet<String>, Option<bool>)> = Vec::new();
+    while cache.revision() < last {
+        cache.apply_event(&next_event(&mut watcher).await);
+        let settled = cache.spec_settled();
+        let markers = if settled == Some(true) { markers(&cache) } else { BTreeSet::new() };
+        seen.push((cache.objects().len(), markers, settled));
+    }
+    let whole = [(2, BTreeSet::from(["a".to_string()])), (300, BTreeSet::from(["b".to_string()])), (0, BTreeSet::new())];
+    for (count, markers, _) in seen.iter().filter(|(_, _, settled)| *settled == Some(true)) {
+        assert!(whole.contains(&(*count, markers.clone())), "settled on part of an apply: {count} objects, markers {markers:?}");
+    }
+    // Each whole state was reached and said so, and the copy did pass through halves
+    // (the batches of the large applies), which were not called whole.
+    for state in &whole {
+        assert!(seen.iter().any(|(count, markers, settled)| (*count, markers.clone()) == *state && *settled == Some(true)), "never settled on {state:?}");
+    }
+    assert!(seen.iter().any(|(count, _, settled)| ![0, 2, 300].contains(count) && *settled == Some(false)), "the large applies arrive in batches");
+    assert_eq!(seen.last().map(|(count, _, settled)| (*count, *settled)), Some((0, Some(true))));
+}
+
+/// A listing taken while a large apply is half rolled forward (its writer died after
+/// the first batch) is not whole, though it is one revision; it is once a reader has
+/// finished the apply and the watch has brought the rest.
+#[tokio::test]
+async fn a_listing_of_a_half_rolled_apply_is_not_whole() {
+    let etcd = TestEtcd::start();
+    let store = store(&etcd, "/h").await;
+    let mut client = etcd.client().await;
+    let object = |name: &str| {
+        serde_json::json!({"apiVersion": "pacer.io/v1alpha1", "kind": "Node", "metadata": {"name": name, "generation": 1}, "spec": {}}).to_string()
+    };
+    let ops: Vec<serde_json::Value> =
+        ["n1", "n2", "n3"].iter().map(|name| serde_json::json!({"key": format!("/h/spec/nodes/{name}"), "value": object(name)})).collect();
+    client.put("/h/intents/0000000000001-dead/chunk/000000", serde_json::Value::from(ops).to_string(), None).await.expect("put chunk");
+    client.put("/h/intents/0000000000001-dead/commit", r#"{"chunks":1,"operations":3}"#, None).await.expect("put commit");
+    client.put("/h/spec/version", r#"{"change":"commit 0000000000001-dead","time":1}"#, None).await.expect("put version");
+    // The first batch landed, the second did not.
+    client.put("/h/spec/nodes/n1", object("n1"), None).await.expect("put n1");
+
+    let mut watcher = PrefixWatcher::new(&store, store.keys().spec_prefix());
+    let mut cache = ClusterCache::new(store.keys().clone());
+    cache.apply_event(&next_event(&mut watcher).await);
+    assert_eq!((cache.objects().len(), cache.spec_settled()), (1, Some(false)), "a listing of half an apply");
+    // A reader that may write the spec finishes it.
+    let finished = store.list_objects().await.expect("list").revision;
+    while cache.revision() < finished {
+        cache.apply_event(&next_event(&mut watcher).await);
+    }
+    assert_eq!((cache.objects().len(), cache.spec_settled()), (3, Some(true)));
+}
+
+async fn next_event(watcher: &mut PrefixWatcher) -> WatchEvent {
+    tokio::time::timeout(std::time::Duration::from_secs(30), watcher.next()).await.expect("the watch answers").expect("an event")
+}
+
+/// The `fake` parameter of every resource held.
+fn markers(cache: &ClusterCache) -> BTreeSet<String> {
+    cache.objects().values().filter_map(|stored| stored.object.to_value().pointer("/spec/params/fake")?.as_str().map(str::to_string)).collect()
 }
 
 #[tokio::test]
@@ -199,7 +283,7 @@ async fn dry_run_validates_against_the_store_and_writes_nothing() {
     let both = format!("{}---\n{location}", resource("web", "a"));
     let output = pacer(&endpoint, "/t", &["apply", "-f", "-", "--dry-run"], Some(&both));
     assert!(output.status.success(), "{}", text(&output.stderr));
-    let stored_keys: Vec<String> = etcd.dump("/t/spec/").await.into_iter().map(|(key, _)| key).collect();
+    let stored_keys: Vec<String> = etcd.objects("/t").await.into_iter().map(|(key, _)| key).collect();
     assert_eq!(stored_keys, ["/t/spec/nodes/n1"]);
 }
 
@@ -234,7 +318,7 @@ async fn prune_deletes_members_of_the_apply_set_that_are_gone() {
     let output = pacer(&endpoint, "/t", &["apply", "-f", "-", "--applyset", "demo", "--prune"], Some(&resource("a", "1")));
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "Resource/a unchanged\nResource/b pruned\n");
-    let keys: BTreeSet<String> = etcd.dump("/t/spec/").await.into_iter().map(|(key, _)| key).collect();
+    let keys: BTreeSet<String> = etcd.objects("/t").await.into_iter().map(|(key, _)| key).collect();
     assert_eq!(keys, ["/t/spec/resources/a", "/t/spec/resources/other"].iter().map(|key| key.to_string()).collect());
     let output = pacer(&endpoint, "/t", &["apply", "-f", "-", "--prune"], Some(&resource("a", "1")));
     assert_eq!(output.status.code(), Some(2), "--prune without --applyset is a usage error");
@@ -257,7 +341,7 @@ async fn delete_refuses_referenced_resources_unless_cascading() {
     let stderr = text(&output.stderr);
     assert!(stderr.contains("etcd: Location/l: spec.resource: still refers to Resource/web, which this change deletes"), "{stderr}");
     assert!(stderr.contains("etcd: Group/g: spec.members[0]: still refers to Resource/web"), "{stderr}");
-    assert_eq!(etcd.dump("/t/spec/").await.len(), 5, "nothing deleted");
+    assert_eq!(etcd.objects("/t").await.len(), 5, "nothing deleted");
     let output = pacer(&endpoint, "/t", &["delete", "resource", "web", "--cascade"], None);
     assert!(output.status.success(), "{}", text(&output.stderr));
     assert_eq!(text(&output.stdout), "Resource/web deleted\nGroup/g configured\nLocation/l deleted\n");

@@ -235,7 +235,7 @@ fn actions_need_the_token_and_a_read_only_console_refuses_them() {
 /// The key every spec write bumps: unchanged means nothing was applied.
 async fn spec_version(cluster: &LocalCluster) -> i64 {
     let mut client = etcd_client::Client::connect([cluster.endpoint.clone()], None).await.expect("connect");
-    let response = client.get(format!("{LOCAL_PREFIX}/meta/spec-version"), None).await.expect("read");
+    let response = client.get(format!("{LOCAL_PREFIX}/spec/version"), None).await.expect("read");
     response.kvs().first().map(|kv| kv.mod_revision()).unwrap_or_default()
 }
 

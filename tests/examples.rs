@@ -19,7 +19,7 @@ async fn examples_apply_and_reapply_unchanged() {
     for needed in ["ClusterPolicy/cluster created", "FenceDevice/", "FencingTopology/", "Colocation/", "Order/", "Alert/"] {
         assert!(created.contains(needed), "the examples include {needed}:\n{created}");
     }
-    let stored = etcd.dump("/examples/spec/").await;
+    let stored = etcd.objects("/examples").await;
     assert_eq!(stored.len(), count, "every object is stored");
     let again = pacer(&etcd.endpoint(), "/examples", &["apply", "-f", &examples, "--applyset", "examples", "--prune"], None);
     assert!(again.status.success(), "{}", text(&again.stderr));

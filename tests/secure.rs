@@ -159,7 +159,7 @@ async fn a_secure_cluster_refuses_strangers_and_foreign_writes_and_still_fails_o
         "/pacer/plans/n1",
         "/pacer/plans/n2",
         "/pacer/spec/nodes/n2",
-        "/pacer/meta/spec-version",
+        "/pacer/spec/version",
         "/pacer/election/scheduler",
         "/pacer.events/pending/n2/x",
         "/pacer/fencing/n2/request",

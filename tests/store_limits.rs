@@ -61,7 +61,7 @@ async fn put_raw(etcd: &TestEtcd, key: &str, value: &str) {
 
 /// etcd's current revision: it moves with every write.
 async fn revision(etcd: &TestEtcd) -> i64 {
-    let response = etcd.client().await.get("/pacer/meta/spec-version", None).await.expect("read etcd");
+    let response = etcd.client().await.get("/pacer/spec/version", None).await.expect("read etcd");
     response.header().map(|header| header.revision()).expect("a header")
 }
 

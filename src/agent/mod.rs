@@ -613,12 +613,21 @@ impl<'a> Session<'a> {
             // nothing running elsewhere. Nothing but monitors in failsafe.
             let ready = self.listed.len() >= self.watched && self.failsafe.is_none();
             let mut recorded = false;
-            if ready && self.spec_stale {
-                // The spec watch tells that the spec changed; the spec itself is listed
-                // once no large apply is committed but not yet rolled forward (its
-                // batches arrive one by one on the watch, and nothing may be built on
-                // half of it). An agent never writes the spec, not even to finish an
-                // apply: the leader does (the wake below retries meanwhile).
+            if ready && self.spec_stale && self.cache.spec_settled().is_some() {
+                // The spec watch brings a change's objects, then its version key: the
+                // copy is taken in once that has arrived and is no large apply's commit
+                // (whose batches arrive one by one; nothing may be built on half of
+                // it). Until then the rest is on its way, or the leader is rolling the
+                // apply forward. Nothing is read from etcd: a change costs each agent
+                // the change, not a listing of the whole spec.
+                if self.cache.spec_settled() == Some(true) {
+                    self.take_spec(reconciler, self.cache.objects_in_order());
+                }
+            } else if ready && self.spec_stale {
+                // No version key on the watch (an empty store, or one written only by
+                // earlier builds): the spec is listed once no large apply is committed
+                // but not yet rolled forward. An agent never writes the spec, not even
+                // to finish an apply: the leader does (the wake below retries meanwhile).
                 match within_lease(lease.clone(), self.store.list_objects_read_only()).await {
                     None if self.enter_failsafe(reconciler).await => continue,
                     None => break SessionEnd::LeaseLost,
@@ -628,12 +637,7 @@ impl<'a> Session<'a> {
                         for skipped in &listing.undecodable {
                             tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
                         }
-                        let objects = in_definition_order(listing.objects.into_values().map(|stored| stored.object).collect());
-                        reconciler.set_targets(probe_targets(&objects));
-                        reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
-                        self.limits = throttle::limits(&objects, &self.config.node, cores());
-                        self.objects = objects;
-                        self.spec_stale = false;
+                        self.take_spec(reconciler, in_definition_order(listing.objects.into_values().map(|stored| stored.object).collect()));
                     }
                 }
             }
@@ -1437,6 +1441,16 @@ impl<'a> Session<'a> {
     fn self_fence_budget(&self, deadline: Instant) -> Duration {
         let stops = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
         self.executor_grace() + stops + self.executor_grace() + crate::store::node::AGENT_REQUEST_TIMEOUT
+    }
+
+    /// Takes in a whole spec: what to probe, whether to unfence, the operation limit,
+    /// and the fence devices and topology.
+    fn take_spec(&mut self, reconciler: &mut Reconciler, objects: Vec<crate::api::Object>) {
+        reconciler.set_targets(probe_targets(&objects));
+        reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
+        self.limits = throttle::limits(&objects, &self.config.node, cores());
+        self.objects = objects;
+        self.spec_stale = false;
     }
 
     fn executor_grace(&self) -> Duration {

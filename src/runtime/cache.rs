@@ -101,6 +101,13 @@ pub struct ClusterCache {
     /// the epoch.
     spec_changed_at: Option<i64>,
     committed_intents: BTreeSet<String>,
+    /// Whether the version key held says the change it closes is whole (`direct`, or
+    /// a large apply's `finish`; not its `commit`). `None`: no version key held.
+    version_settled: Option<bool>,
+    /// Whether an object changed after the version key last did: a change's objects
+    /// come before its version on the watch, so the spec held is half of one until
+    /// the version arrives.
+    objects_after_version: bool,
     heartbeats: BTreeMap<String, HeartbeatEntry>,
     activities: BTreeMap<String, NodeActivity>,
     statuses: BTreeMap<(String, String), ResourceStatus>,
@@ -133,6 +140,8 @@ impl ClusterCache {
             spec_version: 0,
             spec_changed_at: None,
             committed_intents: BTreeSet::new(),
+            version_settled: None,
+            objects_after_version: false,
             heartbeats: BTreeMap::new(),
             activities: BTreeMap::new(),
             statuses: BTreeMap::new(),
@@ -182,6 +191,10 @@ impl ClusterCache {
                         changes.undecodable.push(entry.key.clone());
                     }
                 }
+                // A listing is one revision: whatever of the spec it holds is whole.
+                if self.keys.spec_prefix().starts_with(prefix.as_str()) {
+                    self.objects_after_version = false;
+                }
                 self.revision = self.revision.max(*revision);
                 changes.restarted = true;
             }
@@ -189,6 +202,7 @@ impl ClusterCache {
                 if self.is_newer(&entry.key, entry.mod_revision)
                     && let Some(section) = self.insert(entry)
                 {
+                    self.objects_after_version |= matches!(section, Section::Object(_));
                     changes.sections.push(section);
                     if self.undecodable.contains_key(&entry.key) {
                         changes.undecodable.push(entry.key.clone());
@@ -204,6 +218,7 @@ impl ClusterCache {
                 let held = self.known.get(key).is_some_and(|known| *known < *revision);
                 let bad = self.undecodable.remove(key).is_some();
                 if held && let Some(section) = self.remove(key) {
+                    self.objects_after_version |= matches!(section, Section::Object(_));
                     changes.sections.push(section);
                 } else if bad && let Some(section) = self.keys.section(key) {
                     changes.sections.push(section);
@@ -323,6 +338,8 @@ impl ClusterCache {
             Section::SpecVersion => {
                 self.spec_version = entry.mod_revision;
                 self.spec_changed_at = crate::store::apply::spec_changed_at(&entry.value);
+                self.version_settled = Some(!crate::store::apply::spec_version_is_commit(&entry.value));
+                self.objects_after_version = false;
                 Ok(())
             }
             Section::IntentCommit(id) => {
@@ -412,6 +429,7 @@ impl ClusterCache {
             Section::SpecVersion => {
                 self.spec_version = 0;
                 self.spec_changed_at = None;
+                self.version_settled = None;
             }
             Section::IntentCommit(id) => {
                 self.committed_intents.remove(id);
@@ -489,6 +507,15 @@ impl ClusterCache {
     /// (`None` before any change that recorded it).
     pub fn spec_changed_at(&self) -> Option<i64> {
         self.spec_changed_at
+    }
+
+    /// Whether the spec held is whole, for a follower of the `spec/` watch alone (a
+    /// node agent, which does not follow `intents/`): the last change's objects and
+    /// then its version key have arrived, and that version is not a large apply's
+    /// commit (whose objects are still being rolled forward). `None` while no version
+    /// key is held (an empty store, or one written only by earlier builds): ask etcd.
+    pub fn spec_settled(&self) -> Option<bool> {
+        self.version_settled.map(|settled| settled && !self.objects_after_version)
     }
 
     /// Large applies committed but not yet rolled forward: while there is one, the

@@ -5,7 +5,7 @@
 //! see half of it. Two paths, one guard:
 //!
 //! - **Small** (fits in one txn): one transaction that compares the revision of
-//!   `meta/spec-version` with the listing's, writes the objects and bumps it.
+//!   `spec/version` with the listing's, writes the objects and bumps it.
 //! - **Large**: the operations are staged as chunks under `intents/<id>/` (invisible
 //!   to readers), then one transaction, guarded like the small path, puts
 //!   `intents/<id>/commit`: the point of no return. The operations are then rolled
@@ -130,7 +130,7 @@ fn rfc3339_now() -> String {
     humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
 }
 
-/// The value of `meta/spec-version` written with a spec change: which write it was
+/// The value of `spec/version` written with a spec change: which write it was
 /// (`direct`, or a large apply's `commit`/`finish`) and when, in seconds since the epoch
 /// by the writer's clock — the configuration's last change (Pacemaker's CIB
 /// `cib-last-written`, exported as `ha_cluster_pacemaker_config_last_change`). Readers
@@ -140,7 +140,17 @@ fn spec_version_value(change: &str) -> String {
     serde_json::json!({ "change": change, "time": time }).to_string()
 }
 
-/// When the spec last changed, from the value of `meta/spec-version` (`None` for a
+/// Whether a value of `spec/version` is a large apply's commit: its objects are
+/// being rolled forward, and the spec is whole again at its `finish`. A value that
+/// does not say (written by hand) is taken as whole.
+pub fn spec_version_is_commit(value: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(value)
+        .ok()
+        .and_then(|value| value.get("change")?.as_str().map(|change| change.starts_with("commit ")))
+        .unwrap_or(false)
+}
+
+/// When the spec last changed, from the value of `spec/version` (`None` for a
 /// value written before it said, or by hand).
 pub fn spec_changed_at(value: &[u8]) -> Option<i64> {
     serde_json::from_slice::<serde_json::Value>(value).ok()?.get("time")?.as_i64()

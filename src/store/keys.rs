@@ -1,8 +1,13 @@
 //! The etcd key layout under the prefix (default `/pacer`).
 //!
 //! - `spec/<plural>/<name>`: desired objects as JSON.
-//! - `meta/spec-version`: rewritten by every change of `spec/`; writers compare its
-//!   revision to prove nothing changed since they read.
+//! - `spec/version`: rewritten by every change of `spec/`, last in the change's
+//!   transaction; writers compare its revision to prove nothing changed since they
+//!   read. It lives under `spec/` so that one watch of the prefix sees a change's
+//!   objects and then its version, in that order: a follower of the watch knows when
+//!   its copy of the spec is whole (`ClusterCache::spec_settled`). Stores written
+//!   by earlier builds kept it at `meta/spec-version`, which nothing reads now: their
+//!   next write starts the new key.
 //! - `intents/<id>/chunk/<n>`, `intents/<id>/commit`: a large apply staged in chunks;
 //!   the commit key is its point of no return (see `apply`).
 //! - `nodes/<node>/lease`: a node agent's heartbeat, bound to its lease (present =
@@ -52,7 +57,7 @@ pub struct Keys {
 pub enum Section {
     /// `spec/<plural>/<name>`.
     Object(ObjectKey),
-    /// `meta/spec-version`.
+    /// `spec/version`.
     SpecVersion,
     /// `intents/<id>/commit`: a committed large apply not yet rolled forward.
     IntentCommit(String),
@@ -104,7 +109,7 @@ impl Keys {
     }
 
     pub fn spec_version(&self) -> String {
-        format!("{}/meta/spec-version", self.prefix)
+        format!("{}/spec/version", self.prefix)
     }
 
     pub fn intents_prefix(&self) -> String {
@@ -345,7 +350,7 @@ impl Keys {
             ["spec", plural, name] if !name.is_empty() => {
                 Section::Object(ObjectKey { kind: *Kind::ALL.iter().find(|kind| kind.plural() == *plural)?, name: Name::from(*name) })
             }
-            ["meta", "spec-version"] => Section::SpecVersion,
+            ["spec", "version"] => Section::SpecVersion,
             ["intents", id, "commit"] if !id.is_empty() => Section::IntentCommit((*id).to_string()),
             ["intents", id, "chunk", _] if !id.is_empty() => Section::IntentChunk,
             ["nodes", node, "lease"] if !node.is_empty() => Section::Heartbeat((*node).to_string()),

@@ -556,7 +556,9 @@ impl Store {
         }
         let mut objects = BTreeMap::new();
         let mut undecodable = Vec::new();
-        for entry in entries {
+        let version_key = self.keys.spec_version();
+        // The version key lives under `spec/` too (read on its own above).
+        for entry in entries.into_iter().filter(|entry| entry.key != version_key) {
             match decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision) {
                 Ok(object) => {
                     objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });

@@ -41,6 +41,13 @@ impl TestEtcd {
         let response = client.get(prefix, Some(etcd_client::GetOptions::new().with_prefix())).await.expect("read etcd");
         response.kvs().iter().map(|kv| (String::from_utf8_lossy(kv.key()).to_string(), String::from_utf8_lossy(kv.value()).to_string())).collect()
     }
+
+    /// The stored objects under `prefix` (a store prefix such as `/pacer`): its
+    /// `spec/` without the version key every write bumps.
+    pub async fn objects(&self, prefix: &str) -> Vec<(String, String)> {
+        let version = format!("{prefix}/spec/version");
+        self.dump(&format!("{prefix}/spec/")).await.into_iter().filter(|(key, _)| *key != version).collect()
+    }
 }
 
 /// Runs the `pacer` binary against `endpoint` with `prefix`, feeding `stdin`.
