@@ -27,6 +27,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::Kind;
 use crate::api::records::{
     ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, RequestRecord, ResourceStatus, SELF_FENCINGS_KEPT,
     SelfFencing,
@@ -445,7 +446,8 @@ struct Session<'a> {
     running: HashMap<String, oneshot::Sender<()>>,
     /// Attribute changes agents made, not yet written.
     pending_attributes: Vec<AttributeUpdate>,
-    /// The configuration as last listed (fence devices and topology for fencing).
+    /// The configuration as last taken in, of the kinds the agent reads only
+    /// (`AGENT_READS`): fence devices and topology for fencing, what the scrape shows.
     objects: Vec<crate::api::Object>,
     /// Targets this node is fencing now.
     fencing_running: std::collections::BTreeSet<String>,
@@ -453,6 +455,10 @@ struct Session<'a> {
     fence_done: mpsc::UnboundedReceiver<FenceResultRecord>,
     fence_done_sender: mpsc::UnboundedSender<FenceResultRecord>,
     spec_stale: bool,
+    /// Whether the settled spec must be taken in again (`take_spec`): a kind the agent
+    /// reads changed (`AGENT_READS`), or everything may have. A change of other kinds
+    /// (constraints, alerts) only settles.
+    spec_retake: bool,
     /// How many operations may run at once (`throttle`).
     limits: throttle::Limits,
     /// The load average as last read, and when (read at most once a second).
@@ -497,6 +503,12 @@ struct Round {
     membership: failsafe::Membership,
     answers: BTreeMap<String, failsafe::PeerAnswer>,
 }
+
+/// The kinds of object an agent reads: what to probe and how (`probe_targets`:
+/// resources, groups, nodes, the policy), whether to unfence (fence devices), its
+/// operation limit (its node, the policy), fencing (devices, topology) and its scrape.
+/// A change of any other kind (constraints, alerts, ...) reaches it through its plan.
+const AGENT_READS: &[Kind] = &[Kind::Resource, Kind::Group, Kind::Node, Kind::ClusterPolicy, Kind::FenceDevice, Kind::FencingTopology];
 
 /// The agent's log message when it enters failsafe (tests count them).
 pub const FAILSAFE_LOG: &str = "etcd cannot be reached and every member confirms it: failsafe, keeping every resource running";
@@ -552,6 +564,7 @@ impl<'a> Session<'a> {
             fence_done,
             fence_done_sender,
             spec_stale: true,
+            spec_retake: true,
             limits: throttle::limits(&[], &config.node, cores()),
             load: None,
             queued: 0,
@@ -621,7 +634,12 @@ impl<'a> Session<'a> {
                 // apply forward. Nothing is read from etcd: a change costs each agent
                 // the change, not a listing of the whole spec.
                 if self.cache.spec_settled() == Some(true) {
-                    self.take_spec(reconciler, self.cache.objects_in_order());
+                    if self.spec_retake {
+                        let read =
+                            self.cache.objects().values().filter(|stored| AGENT_READS.contains(&stored.object.kind())).map(|stored| stored.object.clone());
+                        self.take_spec(reconciler, in_definition_order(read.collect()));
+                    }
+                    self.spec_stale = false;
                 }
             } else if ready && self.spec_stale {
                 // No version key on the watch (an empty store, or one written only by
@@ -637,7 +655,9 @@ impl<'a> Session<'a> {
                         for skipped in &listing.undecodable {
                             tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
                         }
-                        self.take_spec(reconciler, in_definition_order(listing.objects.into_values().map(|stored| stored.object).collect()));
+                        let read = listing.objects.into_values().map(|stored| stored.object).filter(|object| AGENT_READS.contains(&object.kind())).collect();
+                        self.take_spec(reconciler, in_definition_order(read));
+                        self.spec_stale = false;
                     }
                 }
             }
@@ -1139,6 +1159,7 @@ impl<'a> Session<'a> {
             local.dirty = true;
         }
         self.spec_stale = true;
+        self.spec_retake = true;
         self.verdict = None;
         tracing::warn!(node = %self.config.node, lease = format!("{:x}", self.session.lease), failsafe_ms = run.since.elapsed().as_millis(), "{FAILSAFE_OVER_LOG}");
         self.config.notifier.status(&format!("node {} claimed", self.config.node));
@@ -1450,7 +1471,7 @@ impl<'a> Session<'a> {
         reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
         self.limits = throttle::limits(&objects, &self.config.node, cores());
         self.objects = objects;
-        self.spec_stale = false;
+        self.spec_retake = false;
     }
 
     fn executor_grace(&self) -> Duration {
@@ -1475,7 +1496,11 @@ impl<'a> Session<'a> {
         let mut fencing = everything;
         for section in &changes.sections {
             match section {
-                Section::Object(_) | Section::SpecVersion | Section::IntentCommit(_) => self.spec_stale = true,
+                Section::Object(key) => {
+                    self.spec_stale = true;
+                    self.spec_retake |= AGENT_READS.contains(&key.kind);
+                }
+                Section::SpecVersion | Section::IntentCommit(_) => self.spec_stale = true,
                 // The watch is on a prefix: `plans/n1` also sees `plans/n10`. Only this
                 // node's own key counts.
                 Section::Plan(node) if *node == own => plan = true,
@@ -1514,6 +1539,7 @@ impl<'a> Session<'a> {
         }
         if everything {
             self.spec_stale = true;
+            self.spec_retake = true;
             // Statuses that do not decode keep their last readable form (as above).
             let unreadable: Vec<((String, String), ResourceStatus)> = reconciler
                 .cluster
