@@ -21,7 +21,9 @@ pub use archive::Archived;
 
 use crate::alerts::{DeliveryContext, deliver};
 use crate::api::manifest::{Source, load as load_manifests};
-use crate::api::records::{EventKind, EventRecord, FenceAnswerRecord, FenceAttemptState, FenceHistoryRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
+use crate::api::records::{
+    EventKind, EventRecord, FenceAnswerRecord, FenceAttemptState, FenceHistoryRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat,
+};
 use crate::api::{Kind, Name, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::notify::Watchdog;

@@ -313,6 +313,18 @@ pub fn decision_changes(first: &Plan, second: &Plan) -> Vec<String> {
     out
 }
 
+/// Every fencing attempt kept (`fencing/<target>/history/<id>`), newest first, of
+/// `node` only when given, with the keys that did not decode (key, reason).
+pub async fn fencing(store: &Store, node: Option<&str>) -> Result<(Vec<FenceAttemptView>, Vec<(String, String)>), OpsError> {
+    let prefix = store.keys().fencing_prefix();
+    let (revision, entries) = store.list_prefix(&prefix, None).await?;
+    // The cache decodes and checks each record against its key, as every reader does.
+    let mut cache = crate::runtime::ClusterCache::new(store.keys().clone());
+    cache.apply_event(&crate::store::watch::WatchEvent::Restarted { prefix, revision, entries });
+    let skipped = cache.undecodable().iter().map(|(key, reason)| (key.to_string(), reason.to_string())).collect();
+    Ok((history_view(cache.fence_history().values(), node), skipped))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,16 +382,4 @@ mod tests {
         assert_eq!(input, vec!["Location/web-n2: created".to_string()]);
         assert_eq!(decision_changes(&schedule(&first), &schedule(&second)), vec!["web: Started n1 -> Started n2".to_string()]);
     }
-}
-
-/// Every fencing attempt kept (`fencing/<target>/history/<id>`), newest first, of
-/// `node` only when given, with the keys that did not decode (key, reason).
-pub async fn fencing(store: &Store, node: Option<&str>) -> Result<(Vec<FenceAttemptView>, Vec<(String, String)>), OpsError> {
-    let prefix = store.keys().fencing_prefix();
-    let (revision, entries) = store.list_prefix(&prefix, None).await?;
-    // The cache decodes and checks each record against its key, as every reader does.
-    let mut cache = crate::runtime::ClusterCache::new(store.keys().clone());
-    cache.apply_event(&crate::store::watch::WatchEvent::Restarted { prefix, revision, entries });
-    let skipped = cache.undecodable().iter().map(|(key, reason)| (key.to_string(), reason.to_string())).collect();
-    Ok((history_view(cache.fence_history().values(), node), skipped))
 }

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use crate::api::records::{
-    FenceAnswerRecord, FenceHistoryRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord,
-    ResourceStatus,
+    FenceAnswerRecord, FenceHistoryRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat,
+    Reports, RequestRecord, ResourceStatus,
 };
 use crate::api::{Name, Object, ObjectKey};
 use crate::store::keys::Section;

@@ -106,7 +106,8 @@ impl FenceAttemptView {
 /// Every attempt kept, newest first, of `node` only when given (`pacer history
 /// fencing [--node N]`).
 pub fn history_view<'a>(history: impl IntoIterator<Item = &'a FenceHistoryRecord>, node: Option<&str>) -> Vec<FenceAttemptView> {
-    let mut views: Vec<FenceAttemptView> = history.into_iter().filter(|record| node.is_none_or(|node| record.target == node)).map(FenceAttemptView::of).collect();
+    let mut views: Vec<FenceAttemptView> =
+        history.into_iter().filter(|record| node.is_none_or(|node| record.target == node)).map(FenceAttemptView::of).collect();
     views.sort_by(|a, b| b.id.cmp(&a.id).then_with(|| a.node.cmp(&b.node)));
     views
 }
