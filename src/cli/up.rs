@@ -345,6 +345,18 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
                         }
                     }
                 }
+                // A hollow node boots when its `powered-off` goes (its process is
+                // still running: the fence agent waited until the node halted).
+                for node in hollow_names(request.hollow_nodes) {
+                    let node_dir = state_dir.join("nodes").join(&node);
+                    let marker = node_dir.join(POWER_ON_MARKER);
+                    let powered_on = std::fs::metadata(&marker).and_then(|metadata| metadata.modified()).ok();
+                    if power_on_due(true, powered_on, std::time::SystemTime::now(), request.reboot_delay) == PowerOn::Now {
+                        let _ = std::fs::remove_file(node_dir.join(crate::agent::hollow::POWERED_OFF_FILE));
+                        let _ = std::fs::remove_file(&marker);
+                        println!("powering {node} on again: its fence device rebooted it");
+                    }
+                }
             }
             _ = restart.recv() => {
                 // On this thread, which owns the members (PR_SET_PDEATHSIG).
