@@ -355,6 +355,85 @@ async fn when_fencing_fails_nothing_moves_until_a_person_confirms() {
     .await;
 }
 
+/// `pacer history fencing -o json` (of `node` only when given).
+fn fencing_history(cluster: &Cluster, node: Option<&str>) -> Vec<Value> {
+    let mut args = vec!["history", "fencing", "-o", "json"];
+    if let Some(node) = node {
+        args.extend(["--node", node]);
+    }
+    let output = common::pacer(&cluster.etcd.endpoint(), PREFIX, &args, None);
+    assert!(output.status.success(), "pacer history fencing: {}", common::text(&output.stderr));
+    serde_json::from_slice::<Value>(&output.stdout).expect("history JSON").as_array().cloned().unwrap_or_default()
+}
+
+fn has_attempt(attempts: &[Value], node: &str, state: &str) -> bool {
+    attempts.iter().any(|attempt| attempt["node"] == node && attempt["action"] == "reboot" && attempt["state"] == state)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_then_successful_fencing_is_in_the_history_and_the_status() {
+    bounded(async {
+        let names = ["n1", "n2", "n3"];
+        let mut cluster = Cluster::new(&nodes(&names)).await;
+        let log = cluster.path("witness.log");
+        // The power switch does not answer while this file exists.
+        let switch_down = cluster.path("switch-down");
+        std::fs::write(&switch_down, "").expect("fail file");
+        cluster
+            .apply(&format!(
+                "---\napiVersion: pacer.io/v1alpha1\nkind: FenceDevice\nmetadata: {{name: local-power}}\nspec:\n  agent: fence_pacer_local\n  hostList: [n1, n2, n3]\n  retries: 1\n  params: {{state_dir: {}, fail_file: {}}}\n",
+                cluster.dir.path().display(),
+                switch_down.display()
+            ))
+            .await;
+        cluster.start_scheduler("s1", 2);
+        for node in names {
+            cluster.start_agent(node, 2);
+        }
+        cluster.apply(&witness("web", &log, "")).await;
+        cluster.wait_for("web to run", Duration::from_secs(30), || cluster.running("web").len() == 1).await;
+        let victim = cluster.running("web").remove(0);
+        cluster.processes.get_mut(&victim).expect("victim").kill9();
+        cluster.wait_for("a failed fencing in the history", Duration::from_secs(60), || has_attempt(&fencing_history(&cluster, None), &victim, "failed")).await;
+        std::fs::remove_file(&switch_down).expect("repair the switch");
+        cluster
+            .wait_for("web to run elsewhere", Duration::from_secs(60), || {
+                let running = cluster.running("web");
+                running.len() == 1 && running[0] != victim
+            })
+            .await;
+        cluster.wait_for("the successful fencing in the history", Duration::from_secs(30), || has_attempt(&fencing_history(&cluster, None), &victim, "succeeded")).await;
+        // Both attempts, each with who ran it, who asked, why, when, and what went wrong.
+        let history = fencing_history(&cluster, Some(&victim));
+        let failed = history.iter().find(|attempt| attempt["state"] == "failed").expect("the failed attempt");
+        let succeeded = history.iter().find(|attempt| attempt["state"] == "succeeded").expect("the successful attempt");
+        for attempt in [failed, succeeded] {
+            assert_eq!(attempt["node"], victim.as_str(), "{attempt}");
+            assert_eq!(attempt["requester"], "s1", "{attempt}");
+            assert!(attempt["executor"].is_string() && attempt["executor"] != victim.as_str(), "{attempt}");
+            assert!(attempt["reason"].as_str().is_some_and(|reason| !reason.is_empty()), "{attempt}");
+            assert!(attempt["requested"].as_i64().is_some() && attempt["finished"].as_i64().is_some(), "{attempt}");
+            assert_eq!(attempt["devices"], serde_json::json!(["local-power"]), "{attempt}");
+        }
+        assert!(failed["error"].as_str().is_some_and(|error| error.contains("failure injected")), "{failed}");
+        assert!(succeeded["attempts"].as_array().is_some_and(|lines| lines.iter().any(|line| line.as_str().is_some_and(|line| line.contains("ok")))), "{succeeded}");
+        // Newest first.
+        assert!(succeeded["id"].as_i64() > failed["id"].as_i64(), "{history:?}");
+        assert_eq!(history.first(), Some(succeeded), "{history:?}");
+        // Filtered by node: the other nodes were never fenced.
+        let survivor = cluster.running("web").remove(0);
+        assert_eq!(fencing_history(&cluster, Some(&survivor)), Vec::<Value>::new());
+        // `pacer status` shows both, in JSON and as text.
+        let status = cluster.status();
+        let shown = status["fencing_history"].as_array().cloned().unwrap_or_default();
+        assert!(has_attempt(&shown, &victim, "failed") && has_attempt(&shown, &victim, "succeeded"), "{status}");
+        let output = common::pacer(&cluster.etcd.endpoint(), PREFIX, &["status"], None);
+        let text = common::text(&output.stdout);
+        assert!(text.contains(&format!("reboot of {victim} failed: ")) && text.contains(&format!("reboot of {victim} succeeded: ")), "{text}");
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_are_unfenced_by_themselves_and_then_run_resources() {
     require_fence_dummy();

@@ -225,6 +225,11 @@ fn a_hollow_cluster_converges_and_survives_a_node_powered_off() {
         stopped.len() <= 1 && stopped.iter().all(|entry| entry["name"].as_str().is_some_and(|name| name.starts_with("db:")))
     });
 
+    // The cluster fenced it with a reboot: pacer up powers it on again and it rejoins.
+    wait(&endpoint, "the rebooted hollow node online again", Duration::from_secs(60), |view| {
+        view["nodes"].as_array().into_iter().flatten().any(|entry| entry["name"] == victim.as_str() && entry["state"] == "online")
+    });
+
     stop.store(true, Ordering::Relaxed);
     let reads = observer.join().expect("observer");
     assert!(reads > 10, "the observer read the statuses only {reads} times");

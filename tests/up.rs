@@ -193,3 +193,90 @@ fn pacer_up_does_not_take_agents_from_the_current_directory() {
         assert_eq!(used.map(std::path::PathBuf::from), Some(std::fs::canonicalize(repo_agents).expect("canonical")));
     }
 }
+
+/// Runs the local fence agent on `node` with `action`, as a person at the power switch.
+fn power(state_dir: &Path, node: &str, action: &str) {
+    let agent = Path::new(env!("CARGO_MANIFEST_DIR")).join("agents/fence/fence_pacer_local");
+    let mut fence = Command::new(agent).stdin(Stdio::piped()).spawn().expect("fence agent");
+    std::io::Write::write_all(fence.stdin.as_mut().expect("stdin"), format!("action={action}\nport={node}\nstate_dir={}\n", state_dir.display()).as_bytes())
+        .expect("write");
+    drop(fence.stdin.take());
+    assert!(fence.wait().expect("fence agent").success());
+}
+
+fn node_state(view: &Value, node: &str) -> String {
+    view["nodes"].as_array().into_iter().flatten().find(|entry| entry["name"] == node).and_then(|entry| entry["state"].as_str()).unwrap_or("absent").to_string()
+}
+
+fn fenced_with(view: &Value, node: &str, action: &str) -> bool {
+    view["fencing_history"].as_array().into_iter().flatten().any(|entry| entry["node"] == node && entry["action"] == action && entry["state"] == "succeeded")
+}
+
+fn pid_of(state_dir: &Path, node: &str) -> String {
+    std::fs::read_to_string(state_dir.join("pids").join(node)).unwrap_or_default().trim().to_string()
+}
+
+/// The lease holding `nodes/<node>/lease`, if any.
+async fn lease_of(endpoint: &str, node: &str) -> Option<i64> {
+    let mut client = etcd_client::Client::connect([endpoint.to_string()], None).await.expect("connect");
+    let response = client.get(format!("{PREFIX}/nodes/{node}/lease"), None).await.expect("read");
+    response.kvs().first().map(etcd_client::KeyValue::lease)
+}
+
+fn witness(name: &str, log: &Path) -> String {
+    format!(
+        "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: {name}}}\nspec:\n  agent: ocf:pacer:witness\n  params: {{log: {}}}\n  operations: [{{name: monitor, interval: 1s}}]\n",
+        log.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_the_fence_device_rebooted_comes_back_and_one_powered_off_does_not() {
+    let cluster = common::LocalCluster::start(3, &["--reboot-delay", "2s"]);
+    let endpoint = cluster.endpoint.clone();
+    let state_dir = cluster.state_dir.clone();
+    let log = cluster.dir.path().join("witness.log");
+    let output = cluster.pacer(&["apply", "-f", "-"], Some(&witness("web", &log)));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    let view = wait(&endpoint, "web to run", Duration::from_secs(60), |view| node_of(view, "web").is_some());
+    let victim = node_of(&view, "web").expect("web runs");
+    let old_pid = pid_of(&state_dir, &victim);
+    let old_lease = lease_of(&endpoint, &victim).await.expect("the victim holds its lease");
+
+    // The node dies (powered off by hand); the cluster fences it with a reboot.
+    power(&state_dir, &victim, "off");
+    wait(&endpoint, "the victim fenced with a reboot", Duration::from_secs(60), |view| {
+        fenced_with(view, &victim, "reboot") && node_of(view, "web").is_some_and(|node| node != victim)
+    });
+    // pacer up starts it again; it rejoins with a new lease and is online.
+    let view = wait(&endpoint, "the rebooted node online again", Duration::from_secs(60), |view| node_state(view, &victim) == "online");
+    let new_pid = pid_of(&state_dir, &victim);
+    assert!(new_pid != old_pid && alive(&new_pid), "the agent of {victim} was not started again (pid {old_pid} -> {new_pid}): {view}");
+    let new_lease = lease_of(&endpoint, &victim).await.expect("the rebooted node holds a lease");
+    assert_ne!(new_lease, old_lease, "the rebooted node resumed its old lease");
+    // A resource allowed there starts there again.
+    let pinned = format!(
+        "{}---\napiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: pinned-on-victim}}\nspec: {{resource: pinned, node: {victim}, score: INFINITY}}\n",
+        witness("pinned", &log)
+    );
+    let output = cluster.pacer(&["apply", "-f", "-"], Some(&pinned));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    wait(&endpoint, "pinned to run on the rebooted node", Duration::from_secs(60), |view| node_of(view, "pinned").as_deref() == Some(victim.as_str()));
+
+    // With stonithAction Off, a lost node is fenced with `off`: it stays off.
+    let policy = "---\napiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {stonithAction: Off}\n";
+    let output = cluster.pacer(&["apply", "-f", "-"], Some(policy));
+    assert!(output.status.success(), "{}", common::text(&output.stderr));
+    // A node running something (one running nothing is lost cleanly, not fenced).
+    let other = node_of(&status(&endpoint), "web").expect("web runs");
+    assert_ne!(other, victim, "web runs where pinned does");
+    let other_pid = pid_of(&state_dir, &other);
+    power(&state_dir, &other, "off");
+    wait(&endpoint, "the other node fenced with off", Duration::from_secs(60), |view| fenced_with(view, &other, "off"));
+    // Well past the reboot delay, it is still down.
+    std::thread::sleep(Duration::from_secs(6));
+    let view = status(&endpoint);
+    assert_eq!(node_state(&view, &other), "offline", "{view}");
+    let pid = pid_of(&state_dir, &other);
+    assert!(pid == other_pid && !alive(&pid), "{other} was started again after being powered off (pid {other_pid} -> {pid})");
+}

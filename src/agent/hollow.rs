@@ -11,8 +11,9 @@
 //!   `POWER_POLL`), the node's agent is stopped dead (its task aborted: no stop, no
 //!   write, its lease left to lapse, its simulated state lost), then the file's
 //!   content is copied to `halted`, which the fence agent waits for before it reports
-//!   the node off. Removed (`fence_pacer_local -o on`, or by hand), the node boots: a
-//!   fresh agent with nothing running.
+//!   the node off. Removed (`fence_pacer_local -o on`, by `pacer up` a while after a
+//!   `reboot` — `<node dir>/power-on` —, or by hand), the node boots: a fresh agent
+//!   with nothing running.
 //!
 //! A stale `powered-off` from an earlier run is removed at start: `pacer up` starts
 //! every node powered on.

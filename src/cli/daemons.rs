@@ -148,6 +148,11 @@ pub(super) struct UpArgs {
     /// node's agent and its resources' processes); `off`: stonithEnabled false.
     #[arg(long, value_enum, default_value = "on")]
     fencing: Switch,
+    /// How long a node stays down after fence_pacer_local rebooted it (`reboot`, or
+    /// `on` of a node that is down) before pacer up starts its agent again; a node
+    /// powered `off` stays off.
+    #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+    reboot_delay: Duration,
     /// etcd with mutual TLS, client-certificate auth and a role per identity: writes
     /// DIR/pki/ (ca.crt, NAME.crt and NAME.key for n1.., scheduler, admin, reader) and
     /// DIR/config.yaml (the admin's: `pacer --config DIR/config.yaml status`).
@@ -317,6 +322,7 @@ pub(super) async fn up(global: &Global, args: &UpArgs) -> anyhow::Result<u8> {
         nodes: args.nodes,
         hollow_nodes: args.hollow_nodes,
         hollow_latency: args.hollow_latency,
+        reboot_delay: args.reboot_delay,
         etcd_members: usize::try_from(args.etcd_members).unwrap_or(1),
         lease_ttl: args.lease_ttl,
         agents_dir: args.agents_dir.as_deref(),

@@ -1,13 +1,13 @@
 //! `pacer history`: the leader's decisions, one shown, replayed on its stored input,
-//! or two compared (`ops::history`).
+//! or two compared (`ops::history`); `pacer history fencing`: every fencing attempt.
 
 use anyhow::Context;
 
 use crate::ops::OpsError;
-use crate::ops::history::{Entry, diff, list, replay, show};
+use crate::ops::history::{Entry, diff, fencing, list, replay, show};
 use crate::store::Store;
 
-use super::{EXIT_REFUSED, Global, OutputFormat};
+use super::{EXIT_REFUSED, Global, OutputFormat, complete, output};
 
 #[derive(clap::Args, Debug)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -43,6 +43,16 @@ enum HistoryCommand {
     Diff {
         from: String,
         to: String,
+        #[arg(short, long, value_enum, default_value = "table")]
+        output: OutputFormat,
+    },
+    /// Every fencing attempt kept (the newest 500 cluster-wide, and each node's last
+    /// success), newest first: target, action, executor, devices, requester, reason,
+    /// times, result and error (`stonith_admin --history`).
+    Fencing {
+        /// Only the attempts on this node.
+        #[arg(long, add = complete::nodes())]
+        node: Option<String>,
         #[arg(short, long, value_enum, default_value = "table")]
         output: OutputFormat,
     },
@@ -121,6 +131,24 @@ pub(super) async fn history(global: &Global, args: &HistoryArgs) -> anyhow::Resu
                 }
             }
             Ok(if replay.matches { 0 } else { EXIT_REFUSED })
+        }
+        Some(HistoryCommand::Fencing { node, output: format }) => {
+            let (attempts, skipped) = fencing(&store, node.as_deref()).await?;
+            output::warn_skipped(skipped.iter().map(|(key, reason)| (key.as_str(), reason.as_str())));
+            if *format == OutputFormat::Json {
+                print_json(&attempts)?;
+                return Ok(0);
+            }
+            if attempts.is_empty() {
+                println!("no fencing attempt recorded{}", node.as_ref().map(|node| format!(" for {node}")).unwrap_or_default());
+            }
+            for attempt in &attempts {
+                println!("{}", super::status::fence_attempt_line(attempt));
+                for line in &attempt.attempts {
+                    println!("    {line}");
+                }
+            }
+            Ok(0)
         }
         Some(HistoryCommand::Diff { from, to, output }) => {
             let diff = diff(&store, revision(&store, from).await?, revision(&store, to).await?).await?;

@@ -142,9 +142,18 @@ pub fn render(view: &StatusView) -> String {
             ));
         }
     }
-    if !view.fencing.is_empty() {
+    if !view.fencing_history.is_empty() {
+        out.push_str("\nFencing history (pacer history fencing lists every attempt):\n");
+        for attempt in &view.fencing_history {
+            out.push_str(&format!("  {}\n", fence_attempt_line(attempt)));
+        }
+    }
+    // The last outcome of a node the history has nothing of (a confirmation without
+    // a request, fencing recorded before the history was kept).
+    let unrecorded: Vec<_> = view.fencing.iter().filter(|fencing| !view.fencing_history.iter().any(|attempt| attempt.node == fencing.node)).collect();
+    if !unrecorded.is_empty() {
         out.push_str("\nFencing:\n");
-        for fencing in &view.fencing {
+        for fencing in unrecorded {
             let when = humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(u64::try_from(fencing.time).unwrap_or(0)));
             out.push_str(&format!("  {} {} {} by {} at {when}\n", fencing.node, fencing.action, fencing.state, fencing.by));
             for attempt in &fencing.attempts {
@@ -230,6 +239,26 @@ pub fn render(view: &StatusView) -> String {
         }
     }
     out
+}
+
+/// One fencing attempt on one line, as crm_mon's fencing history puts it:
+/// `reboot of n2 failed: executor=n1, by=n1, requester=s1, requested=…, finished=…: why`.
+pub(super) fn fence_attempt_line(attempt: &crate::state::fence_history::FenceAttemptView) -> String {
+    let mut fields = vec![format!("executor={}", attempt.executor)];
+    if let Some(by) = attempt.by.as_ref().filter(|by| **by != attempt.executor) {
+        fields.push(format!("by={by}"));
+    }
+    if !attempt.devices.is_empty() {
+        fields.push(format!("devices={}", attempt.devices.join(",")));
+    }
+    fields.push(format!("requester={}", attempt.requester));
+    fields.push(format!("reason={:?}", attempt.reason));
+    fields.push(format!("requested={}", epoch_text(attempt.requested)));
+    if let Some(finished) = attempt.finished {
+        fields.push(format!("finished={}", epoch_text(finished)));
+    }
+    let error = attempt.error.as_ref().map(|error| format!(": {error}")).unwrap_or_default();
+    format!("{} of {} {}: {}{error}", attempt.action, attempt.node, attempt.state, fields.join(", "))
 }
 
 /// `45s`, `12m`, `3h`, `2d`: an age or a time left, to the largest whole unit.

@@ -8,7 +8,10 @@
 //! resources). With `--hollow-nodes M`, also M hollow nodes (`h1`..`hM`, state under
 //! `DIR/nodes/<node>` too) in one more process, `pacer hollow` (`DIR/pids/hollow`).
 //! SIGUSR1 restarts etcd, one member at a time (`EtcdCluster::rolling_restart`): an
-//! upgrade of the embedded etcd under a running cluster.
+//! upgrade of the embedded etcd under a running cluster. A node the local fence
+//! device rebooted (`fence_pacer_local` leaves `DIR/nodes/<node>/power-on`) is started
+//! again once its agent is gone and `--reboot-delay` has passed (`power_on_due`); a
+//! node powered off stays off, as does an agent that died by itself.
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -30,6 +33,9 @@ pub struct UpRequest<'a> {
     /// latency.
     pub hollow_nodes: usize,
     pub hollow_latency: Duration,
+    /// How long a node rebooted by `fence_pacer_local` stays down before its agent is
+    /// started again (`POWER_ON_MARKER`).
+    pub reboot_delay: Duration,
     /// etcd members: 1 (one private etcd, as always), or an odd number, `m1..mN` with
     /// their data under `DIR/etcd-cluster/` and every component given every member.
     pub etcd_members: usize,
@@ -255,6 +261,8 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     };
     let ttl = request.lease_ttl.to_string();
     let mut components = vec![spawn("scheduler", vec!["scheduler".into(), "--lease-ttl".into(), ttl.clone()])?];
+    // Each node agent's arguments, to start it again after a reboot.
+    let mut agent_args: Vec<(String, Vec<String>)> = Vec::new();
     for index in 1..=request.nodes {
         let node = format!("n{index}");
         let node_dir = state_dir.join("nodes").join(&node);
@@ -266,6 +274,7 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
             args.push("--agents-dir".into());
             args.push(std::fs::canonicalize(dir).unwrap_or_else(|_| dir.clone()).display().to_string());
         }
+        agent_args.push((node.clone(), args.clone()));
         components.push(spawn(&node, args)?);
     }
     if request.hollow_nodes > 0 {
@@ -310,10 +319,45 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("listen for SIGTERM")?;
     let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).context("listen for SIGINT")?;
     let mut restart = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).context("listen for SIGUSR1")?;
+    let mut power = tokio::time::interval(Duration::from_millis(500));
+    power.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
+            _ = power.tick() => {
+                for (node, args) in &agent_args {
+                    let Some(index) = components.iter().position(|component| component.name == *node) else { continue };
+                    let marker = state_dir.join("nodes").join(node).join(POWER_ON_MARKER);
+                    let exited = !matches!(components[index].child.try_wait(), Ok(None));
+                    let powered_on = std::fs::metadata(&marker).and_then(|metadata| metadata.modified()).ok();
+                    match power_on_due(exited, powered_on, std::time::SystemTime::now(), request.reboot_delay) {
+                        PowerOn::Wait => {}
+                        PowerOn::Stale => {
+                            let _ = std::fs::remove_file(&marker);
+                        }
+                        PowerOn::Now => {
+                            // The old component first: dropping it removes its pid file.
+                            drop(components.remove(index));
+                            let _ = std::fs::remove_file(&marker);
+                            println!("starting {node} again: its fence device rebooted it");
+                            components.insert(index, spawn(node, args.clone())?);
+                        }
+                    }
+                }
+                // A hollow node boots when its `powered-off` goes (its process is
+                // still running: the fence agent waited until the node halted).
+                for node in hollow_names(request.hollow_nodes) {
+                    let node_dir = state_dir.join("nodes").join(&node);
+                    let marker = node_dir.join(POWER_ON_MARKER);
+                    let powered_on = std::fs::metadata(&marker).and_then(|metadata| metadata.modified()).ok();
+                    if power_on_due(true, powered_on, std::time::SystemTime::now(), request.reboot_delay) == PowerOn::Now {
+                        let _ = std::fs::remove_file(node_dir.join(crate::agent::hollow::POWERED_OFF_FILE));
+                        let _ = std::fs::remove_file(&marker);
+                        println!("powering {node} on again: its fence device rebooted it");
+                    }
+                }
+            }
             _ = restart.recv() => {
                 // On this thread, which owns the members (PR_SET_PDEATHSIG).
                 println!("restarting etcd, one member at a time");
@@ -352,6 +396,38 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
     let _ = std::fs::remove_file(state_dir.join("pids").join("up"));
     let _ = std::fs::remove_file(state_dir.join("endpoint"));
     Ok(0)
+}
+
+/// What `fence_pacer_local` leaves in a node's directory when it reboots the node (or
+/// powers on one that is down): the file's time is when. `off` removes it.
+pub(crate) const POWER_ON_MARKER: &str = "power-on";
+
+/// What to do with a node agent's process, `pacer up`'s power switch.
+#[derive(Debug, PartialEq, Eq)]
+enum PowerOn {
+    /// Nothing (no marker, or the delay is not over).
+    Wait,
+    /// Start the node's agent again.
+    Now,
+    /// A marker the running agent outlived (written by an `on` while it ran): removed,
+    /// so that a later crash of its own does not start it again.
+    Stale,
+}
+
+/// Whether a node's agent is started again: only once it is gone (`exited`) and the
+/// fence device asked for power at `powered_on`, `delay` ago or more — a machine takes
+/// a while to boot, and the cluster sees the node lost first, as it would a real one.
+fn power_on_due(exited: bool, powered_on: Option<std::time::SystemTime>, now: std::time::SystemTime, delay: Duration) -> PowerOn {
+    let Some(powered_on) = powered_on else { return PowerOn::Wait };
+    let age = now.duration_since(powered_on).unwrap_or_default();
+    match exited {
+        true if age >= delay => PowerOn::Now,
+        true => PowerOn::Wait,
+        // The fence agent kills the agent before it writes the marker: one still
+        // running long after is not the one powered off.
+        false if age >= Duration::from_secs(30) => PowerOn::Stale,
+        false => PowerOn::Wait,
+    }
 }
 
 /// Starts etcd: one member with its data in `DIR/etcd` (kept from run to run), or
@@ -434,4 +510,25 @@ fn write_config(path: &Path, config: &ConnectConfig) -> anyhow::Result<()> {
         std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&temporary).with_context(|| format!("write {}", temporary.display()))?;
     file.write_all(text.as_bytes()).with_context(|| format!("write {}", temporary.display()))?;
     std::fs::rename(&temporary, path).with_context(|| format!("write {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use super::{PowerOn, power_on_due};
+
+    #[test]
+    fn a_rebooted_node_starts_again_once_gone_and_after_the_delay() {
+        let now = SystemTime::now();
+        let delay = Duration::from_secs(3);
+        // Powered off, or died by itself: no marker, never started again.
+        assert_eq!(power_on_due(true, None, now, delay), PowerOn::Wait);
+        // Rebooted: after the delay, not before.
+        assert_eq!(power_on_due(true, Some(now - Duration::from_secs(1)), now, delay), PowerOn::Wait);
+        assert_eq!(power_on_due(true, Some(now - Duration::from_secs(3)), now, delay), PowerOn::Now);
+        // A marker the running agent outlived is forgotten.
+        assert_eq!(power_on_due(false, Some(now - Duration::from_secs(5)), now, delay), PowerOn::Wait);
+        assert_eq!(power_on_due(false, Some(now - Duration::from_secs(31)), now, delay), PowerOn::Stale);
+    }
 }

@@ -21,7 +21,9 @@ pub use archive::Archived;
 
 use crate::alerts::{DeliveryContext, deliver};
 use crate::api::manifest::{Source, load as load_manifests};
-use crate::api::records::{EventKind, EventRecord, FenceAnswerRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat};
+use crate::api::records::{
+    EventKind, EventRecord, FenceAnswerRecord, FenceAttemptState, FenceHistoryRecord, FenceRequestRecord, Leader, NodeAssignment, NodeHeartbeat,
+};
 use crate::api::{Kind, Name, Object, ObjectKey, Spec};
 use crate::metrics::{ClusterState, SchedulerMetrics, Stepped, TurnOutcome};
 use crate::notify::Watchdog;
@@ -30,6 +32,7 @@ use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotRead
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
+use crate::state::fence_history::{FENCE_HISTORY_LIMIT, history_to_trim};
 use crate::state::fencing::choose_executor;
 use crate::state::history::history_record;
 use crate::state::{failures_seen, node_assignments};
@@ -470,7 +473,13 @@ async fn drive_fencing(
             };
             let value = serde_json::to_string(&answer).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
             tracing::info!(node = %target, by = %result.by, action = %result.action, succeeded = result.succeeded, "accepting the fencing's answer");
-            write(store, cache, "record a fencing answer", vec![(key, Some(value))], guard).await?;
+            let mut writes = vec![(key, Some(value))];
+            // The attempt's history entry is completed in the same transaction.
+            if let Some(request) = &request {
+                let attempt = attempt_of(cache, request).answered(result);
+                writes.push(history_write(&keys, &attempt)?);
+            }
+            write(store, cache, "record a fencing answer", writes, guard).await?;
             changed = true;
         }
         if let Some(result) = answered.filter(|result| result.succeeded) {
@@ -526,7 +535,15 @@ async fn drive_fencing(
         tracing::warn!(node = %target, executor = %record.executor, reason = %record.reason, "requesting fencing");
         let key = keys.fence_request(target);
         let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
-        write(store, cache, "request fencing", vec![(key, Some(value))], guard).await?;
+        // The attempt is in the history from its request on; one it replaces without
+        // an answer (its executor was lost) is given up.
+        let mut writes = vec![(key, Some(value)), history_write(&keys, &FenceHistoryRecord::pending(&record, &requester(cache)))?];
+        if let Some(previous) = request.as_ref().filter(|_| answered.is_none())
+            && let Some(cancelled) = give_up(cache, previous, snapshot.now, &format!("executor {} lost; asked {} instead", previous.executor, record.executor))
+        {
+            writes.push(history_write(&keys, &cancelled)?);
+        }
+        write(store, cache, "request fencing", writes, guard).await?;
         let mut event = EventRecord::new(
             EventKind::Fencing,
             events::REPORTER,
@@ -539,14 +556,49 @@ async fn drive_fencing(
     }
     // A request whose need is gone (the node came back, or was confirmed down) is
     // dropped, so its result can never stand for a later, new need.
-    let stale: Vec<(String, Option<String>)> = cache
+    let stale: Vec<FenceRequestRecord> = cache
         .fence_requests()
         .iter()
         .filter(|(node, request)| request.target == **node && !plan.fencing.iter().any(|fencing| fencing.node == request.target))
-        .map(|(node, _)| (keys.fence_request(node), None))
+        .map(|(_, request)| request.clone())
         .collect();
-    write(store, cache, "drop fencing requests", stale, guard).await?;
+    let mut writes = Vec::new();
+    for request in &stale {
+        writes.push((keys.fence_request(&request.target), None));
+        if let Some(cancelled) = give_up(cache, request, snapshot.now, "no longer needed") {
+            writes.push(history_write(&keys, &cancelled)?);
+        }
+    }
+    write(store, cache, "drop fencing requests", writes, guard).await?;
+    // The history is capped (never a node's last success, never a pending attempt).
+    let trimmed: Vec<(String, Option<String>)> =
+        history_to_trim(cache.fence_history(), FENCE_HISTORY_LIMIT).into_iter().map(|(target, id)| (keys.fence_history(&target, id), None)).collect();
+    write(store, cache, "trim the fencing history", trimmed, guard).await?;
     Ok(changed)
+}
+
+/// Who asks for fencing, as the history records it: the leader's identity.
+fn requester(cache: &ClusterCache) -> String {
+    cache.election().map_or_else(|| "scheduler".to_string(), |holder| holder.leader.identity.clone())
+}
+
+/// The history entry of `request`: as recorded, or pending as of the request (one
+/// made by a leader that kept no history).
+fn attempt_of(cache: &ClusterCache, request: &FenceRequestRecord) -> FenceHistoryRecord {
+    cache.fence_history().get(&(request.target.clone(), request.id)).cloned().unwrap_or_else(|| FenceHistoryRecord::pending(request, &requester(cache)))
+}
+
+/// `request`'s attempt given up without an answer, if it is still pending.
+fn give_up(cache: &ClusterCache, request: &FenceRequestRecord, now: i64, why: &str) -> Option<FenceHistoryRecord> {
+    let attempt = attempt_of(cache, request);
+    (attempt.state == FenceAttemptState::Pending && cache.fence_answer(request).is_none()).then(|| attempt.cancelled(now, why))
+}
+
+/// The put of a history entry.
+fn history_write(keys: &crate::store::keys::Keys, attempt: &FenceHistoryRecord) -> Result<(String, Option<String>), StoreError> {
+    let key = keys.fence_history(&attempt.target, attempt.id);
+    let value = serde_json::to_string(attempt).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
+    Ok((key, Some(value)))
 }
 
 /// Seconds after a failed fencing before it is requested again.

@@ -1,7 +1,8 @@
 //! `pacer history`: the leader's decisions (`history/<revision>`) and their stored
 //! inputs (the archive, `state::history`): list them, show one, replay one — the
 //! scheduler run again on the stored input, compared with the recorded decision —
-//! and diff two (what changed in the input and in the decision).
+//! and diff two (what changed in the input and in the decision) — and the fencing
+//! history (`fencing`: every attempt the leader kept).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +12,7 @@ use crate::api::records::{DecisionInput, HistoryRecord};
 use crate::api::{Object, ObjectKey};
 use crate::scheduler::snapshot::ResourceHistory;
 use crate::scheduler::{Plan, Snapshot, schedule};
+use crate::state::fence_history::{FenceAttemptView, history_view};
 use crate::state::history::{decode_input, digest_of, history_record};
 use crate::store::Store;
 
@@ -309,6 +311,18 @@ pub fn decision_changes(first: &Plan, second: &Plan) -> Vec<String> {
     out.extend(is.difference(&was).map(|fence| format!("fence {fence}: now asked")));
     out.extend(was.difference(&is).map(|fence| format!("fence {fence}: no longer asked")));
     out
+}
+
+/// Every fencing attempt kept (`fencing/<target>/history/<id>`), newest first, of
+/// `node` only when given, with the keys that did not decode (key, reason).
+pub async fn fencing(store: &Store, node: Option<&str>) -> Result<(Vec<FenceAttemptView>, Vec<(String, String)>), OpsError> {
+    let prefix = store.keys().fencing_prefix();
+    let (revision, entries) = store.list_prefix(&prefix, None).await?;
+    // The cache decodes and checks each record against its key, as every reader does.
+    let mut cache = crate::runtime::ClusterCache::new(store.keys().clone());
+    cache.apply_event(&crate::store::watch::WatchEvent::Restarted { prefix, revision, entries });
+    let skipped = cache.undecodable().iter().map(|(key, reason)| (key.to_string(), reason.to_string())).collect();
+    Ok((history_view(cache.fence_history().values(), node), skipped))
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use crate::api::records::HistoryRecord;
 use crate::runtime::{ClusterCache, LiveSnapshot};
 use crate::scheduler::schedule;
+use crate::state::fence_history::status_history_view;
 use crate::state::view::{DecisionView, StatusView, Surroundings, alerts_view, fencing_view, requests_view, status_view};
 use crate::store::Store;
 
@@ -48,6 +49,7 @@ pub async fn view_of(store: &Store, cache: &ClusterCache, live: &LiveSnapshot, d
     let constraints = constraint_views(&live.snapshot, &plan);
     let around = Surroundings { leader, decisions, fencing, activities: cache.activities(), constraints };
     let mut view = status_view(&live.snapshot.objects, &live.snapshot.observed, &live.reports.statuses, &plan, around);
+    view.fencing_history = status_history_view(cache.fence_history().values());
     view.requests = requests_view(cache.requests());
     let cursors = store.read_alert_cursors().await?;
     view.alerts = alerts_view(&live.snapshot.objects, &cursors);

@@ -21,8 +21,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::de::DeserializeOwned;
 
 use crate::api::records::{
-    FenceAnswerRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat, Reports, RequestRecord,
-    ResourceStatus,
+    FenceAnswerRecord, FenceHistoryRecord, FenceRequestRecord, FenceResultRecord, Leader, NodeActivity, NodeAssignment, NodeAttributeRecord, NodeHeartbeat,
+    Reports, RequestRecord, ResourceStatus,
 };
 use crate::api::{Name, Object, ObjectKey};
 use crate::store::keys::Section;
@@ -118,6 +118,8 @@ pub struct ClusterCache {
     fence_requests: BTreeMap<String, FenceRequestRecord>,
     /// By target: `fencing/<target>/answer`, the leader's.
     fence_answers: BTreeMap<String, StoredFenceAnswer>,
+    /// By (target, request id): `fencing/<target>/history/<id>`, the leader's.
+    fence_history: BTreeMap<(String, i64), FenceHistoryRecord>,
     /// By (executor, target): `fence-results/<executor>/<target>`.
     fence_results: BTreeMap<(String, String), StoredFenceResult>,
     /// By target: `fence-confirmations/<target>`.
@@ -151,6 +153,7 @@ impl ClusterCache {
             history: BTreeSet::new(),
             fence_requests: BTreeMap::new(),
             fence_answers: BTreeMap::new(),
+            fence_history: BTreeMap::new(),
             fence_results: BTreeMap::new(),
             fence_confirmations: BTreeMap::new(),
             requests: BTreeMap::new(),
@@ -308,6 +311,7 @@ impl ClusterCache {
             | Section::Plan(node)
             | Section::FenceRequest(node)
             | Section::FenceAnswer(node)
+            | Section::FenceHistory { target: node, .. }
             | Section::FenceConfirmation(node) => {
                 vec![node]
             }
@@ -397,6 +401,15 @@ impl ClusterCache {
                 self.fence_answers.insert(target.clone(), StoredFenceAnswer { answer, revision: entry.mod_revision });
                 Ok(())
             }
+            Section::FenceHistory { target, id } => {
+                let record = decode::<FenceHistoryRecord>(&entry.value)?;
+                agree("target", &record.target, target)?;
+                if record.id != *id {
+                    return Err(format!("it names request {} under the key of request {id}", record.id));
+                }
+                self.fence_history.insert((target.clone(), *id), record);
+                Ok(())
+            }
             Section::FenceResult { executor, target } => {
                 let result = decode::<FenceResultRecord>(&entry.value)?;
                 agree("target", &result.target, target)?;
@@ -464,6 +477,9 @@ impl ClusterCache {
             }
             Section::FenceAnswer(target) => {
                 self.fence_answers.remove(target);
+            }
+            Section::FenceHistory { target, id } => {
+                self.fence_history.remove(&(target.clone(), *id));
             }
             Section::FenceResult { executor, target } => {
                 self.fence_results.remove(&(executor.clone(), target.clone()));
@@ -584,6 +600,11 @@ impl ClusterCache {
     }
 
     /// The answers the leader accepted, by target (`fencing/<target>/answer`).
+    /// Every fencing attempt kept (`fencing/<target>/history/<id>`), by (target, id).
+    pub fn fence_history(&self) -> &BTreeMap<(String, i64), FenceHistoryRecord> {
+        &self.fence_history
+    }
+
     pub fn fence_answers(&self) -> &BTreeMap<String, StoredFenceAnswer> {
         &self.fence_answers
     }

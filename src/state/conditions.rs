@@ -263,6 +263,7 @@ mod tests {
             leader: None,
             decisions: vec![],
             fencing: vec![FencingView { node: "n3".into(), action: "reboot".into(), state: "pending", by: "n1".into(), time: 0, attempts: vec![] }],
+            fencing_history: vec![],
             constraints: vec![],
             requests: vec![],
             alerts: vec![],

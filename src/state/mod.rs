@@ -2,12 +2,14 @@
 //! through etcd (`api::records`) and the scheduler's types: a `Plan` cut into per-node
 //! assignments (`assignments`), reports turned into the scheduler's `Observed`
 //! (`observe`), whether a gate is open given the statuses the agents report (`gates`),
-//! fencing's levels and executor (`fencing`), what `pacer status` shows (`view`) and
+//! fencing's levels and executor (`fencing`), the fencing history's cap and views
+//! (`fence_history`), what `pacer status` shows (`view`) and
 //! decision inputs as the history stores them (`history`).
 //! No IO: `store` reads and writes the records, `agent` acts on them.
 
 pub mod assignments;
 pub mod conditions;
+pub mod fence_history;
 pub mod fencing;
 pub mod gates;
 pub mod history;

@@ -27,6 +27,10 @@ pub struct StatusView {
     pub decisions: Vec<DecisionView>,
     /// Fencing in progress and the last outcome per node.
     pub fencing: Vec<FencingView>,
+    /// crm_mon's "Fencing History", newest first: pending attempts, each node's newest
+    /// failures and its last success of each action (`fence_history::status_history_view`;
+    /// `pacer history fencing` lists every attempt kept).
+    pub fencing_history: Vec<crate::state::fence_history::FenceAttemptView>,
     /// The constraints `pacer move` and `pacer ban` made, and what the cluster does
     /// with each.
     pub constraints: Vec<ConstraintView>,
@@ -333,7 +337,7 @@ pub fn status_view(objects: &[Object], observed: &Observed, statuses: &[Resource
             reason: status.failure_reason.clone(),
         })
         .collect();
-    StatusView { nodes, resources, failures, leader, decisions, fencing, constraints, requests: Vec::new(), alerts: Vec::new() }
+    StatusView { nodes, resources, failures, leader, decisions, fencing, fencing_history: Vec::new(), constraints, requests: Vec::new(), alerts: Vec::new() }
 }
 
 #[cfg(test)]

@@ -26,6 +26,9 @@
 //!   result under the executor its request named, answering that request's id.
 //! - `fencing/<node>/answer`: the answer the leader accepted (the leader's only);
 //!   the node's fenced or unfenced state is read from it, never from a result.
+//! - `fencing/<node>/history/<id>`: every fencing attempt of `<node>` (the leader's
+//!   only), by request id zero-padded; capped cluster-wide, shown, never read for a
+//!   node's state.
 //! - `fence-confirmations/<target>`: `pacer fence confirm` (an administrator's key,
 //!   never a node's).
 //! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
@@ -81,6 +84,8 @@ pub enum Section {
     FenceRequest(String),
     /// `fencing/<node>/answer`.
     FenceAnswer(String),
+    /// `fencing/<node>/history/<id>`.
+    FenceHistory { target: String, id: i64 },
     /// `fence-results/<executor>/<target>`.
     FenceResult { executor: String, target: String },
     /// `fence-confirmations/<target>`.
@@ -290,6 +295,12 @@ impl Keys {
         format!("{}/fencing/{node}/answer", self.prefix)
     }
 
+    /// One fencing attempt of `node`, by its request's id (the leader's only),
+    /// zero-padded so a node's attempts sort in order.
+    pub fn fence_history(&self, node: &str, id: i64) -> String {
+        format!("{}/fencing/{node}/history/{id:020}", self.prefix)
+    }
+
     /// A fencing result, under the node that ran it (the executor's own prefix).
     pub fn fence_result(&self, executor: &str, target: &str) -> String {
         format!("{}/fence-results/{executor}/{target}", self.prefix)
@@ -362,6 +373,7 @@ impl Keys {
             ["history", revision] => Section::History(revision.parse().ok()?),
             ["fencing", node, "request"] if !node.is_empty() => Section::FenceRequest((*node).to_string()),
             ["fencing", node, "answer"] if !node.is_empty() => Section::FenceAnswer((*node).to_string()),
+            ["fencing", node, "history", id] if !node.is_empty() => Section::FenceHistory { target: (*node).to_string(), id: id.parse().ok()? },
             ["fence-results", executor, target] if !executor.is_empty() && !target.is_empty() => {
                 Section::FenceResult { executor: (*executor).to_string(), target: (*target).to_string() }
             }
@@ -412,6 +424,9 @@ mod tests {
         assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
         assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));
         assert_eq!(keys.section(&keys.fence_answer("n1")), Some(Section::FenceAnswer("n1".into())));
+        assert_eq!(keys.fence_history("n1", 42), "/pacer/fencing/n1/history/00000000000000000042");
+        assert_eq!(keys.section(&keys.fence_history("n1", 42)), Some(Section::FenceHistory { target: "n1".into(), id: 42 }));
+        assert_eq!(keys.section("/pacer/fencing/n1/history/x"), None);
         assert_eq!(keys.section(&keys.fence_result("n3", "n1")), Some(Section::FenceResult { executor: "n3".into(), target: "n1".into() }));
         assert!(keys.fence_result("n3", "n1").starts_with(&keys.node_fence_results_prefix("n3")));
         assert_eq!(keys.section(&keys.fence_confirmation("n1")), Some(Section::FenceConfirmation("n1".into())));

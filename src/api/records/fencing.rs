@@ -1,7 +1,8 @@
 //! `fencing/<node>/request` (the leader's), `fence-results/<executor>/<target>` (the
 //! executing agent's, under its own prefix) and `fence-confirmations/<target>` (an
 //! administrator's, through `pacer fence confirm`), and `fencing/<node>/answer` (the
-//! leader's record of the answer it accepted: what the fenced state is read from).
+//! leader's record of the answer it accepted: what the fenced state is read from), and
+//! `fencing/<node>/history/<id>` (the leader's record of every attempt).
 
 use serde::{Deserialize, Serialize};
 
@@ -86,6 +87,117 @@ pub struct FenceAnswerRecord {
     /// mark.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fenced_revision: Option<i64>,
+}
+
+/// Where a fencing attempt stands (`FenceHistoryRecord::state`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FenceAttemptState {
+    /// Requested, no answer accepted yet.
+    Pending,
+    /// The answer accepted says the action succeeded.
+    Succeeded,
+    /// The answer accepted says it failed (`error` says how).
+    Failed,
+    /// Given up without an answer: the need went away, or the executor was lost and
+    /// another one asked (`error` says which).
+    Cancelled,
+}
+
+impl FenceAttemptState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FenceAttemptState::Pending => "pending",
+            FenceAttemptState::Succeeded => "succeeded",
+            FenceAttemptState::Failed => "failed",
+            FenceAttemptState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// `fencing/<target>/history/<id>`: one fencing attempt (a request of the leader, by
+/// its id) and how it ended — Pacemaker's fencer history. Written by the leader only:
+/// pending with its request, completed with the answer it accepts (in the same
+/// transactions), cancelled when it drops or replaces an unanswered request. Capped
+/// cluster-wide (`state::fence_history::FENCE_HISTORY_LIMIT`), never losing a
+/// target's last success. Only shown: a node's fenced state comes from its answer
+/// (`FenceAnswerRecord`), never from here.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FenceHistoryRecord {
+    /// The request's id (`FenceRequestRecord::id`).
+    pub id: i64,
+    pub target: String,
+    /// `reboot`, `off`, or `on` (unfencing).
+    pub action: String,
+    /// The node asked to run the fence agents.
+    pub executor: String,
+    /// The devices the executor was allowed to use (empty: every level).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Who asked (the scheduler leader's identity).
+    pub requester: String,
+    /// Why (the plan's reason).
+    pub reason: String,
+    /// Seconds since the epoch: when requested.
+    pub requested: i64,
+    pub state: FenceAttemptState,
+    /// Seconds since the epoch: when the answer was finished (or the attempt given up).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<i64>,
+    /// Who answered: the executing node, or `confirmed by <user>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
+    /// One line per device attempt: level, device, outcome (as the executor wrote them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attempts: Vec<String>,
+    /// Why it failed or was cancelled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FenceHistoryRecord {
+    /// The pending attempt `request` starts, asked by `requester`.
+    pub fn pending(request: &FenceRequestRecord, requester: &str) -> FenceHistoryRecord {
+        FenceHistoryRecord {
+            id: request.id,
+            target: request.target.clone(),
+            action: request.action.clone(),
+            executor: request.executor.clone(),
+            devices: request.devices.clone(),
+            requester: requester.to_string(),
+            reason: request.reason.clone(),
+            requested: request.requested,
+            state: FenceAttemptState::Pending,
+            finished: None,
+            by: None,
+            attempts: Vec::new(),
+            error: None,
+        }
+    }
+
+    /// This attempt completed by the answer `result`.
+    pub fn answered(mut self, result: &FenceResultRecord) -> FenceHistoryRecord {
+        self.state = if result.succeeded { FenceAttemptState::Succeeded } else { FenceAttemptState::Failed };
+        self.finished = Some(result.finished);
+        self.by = Some(result.by.clone());
+        self.attempts = result.attempts.clone();
+        self.error = (!result.succeeded).then(|| result.attempts.last().cloned().unwrap_or_else(|| "failed".to_string()));
+        self
+    }
+
+    /// This attempt given up at `now`, for `why`.
+    pub fn cancelled(mut self, now: i64, why: &str) -> FenceHistoryRecord {
+        self.state = FenceAttemptState::Cancelled;
+        self.finished = Some(now);
+        self.error = Some(why.to_string());
+        self
+    }
+
+    /// A successful fencing (`off` or `reboot`), not an unfencing.
+    pub fn fenced(&self) -> bool {
+        self.state == FenceAttemptState::Succeeded && self.action != "on"
+    }
 }
 
 fn default_action() -> String {

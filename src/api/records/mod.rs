@@ -14,7 +14,7 @@ mod status;
 
 pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
 pub use event::{AlertCursor, AnnouncedNodes, DeliveryFailure, EventKind, EventRecord};
-pub use fencing::{FenceAnswerRecord, FenceRequestRecord, FenceResultRecord};
+pub use fencing::{FenceAnswerRecord, FenceAttemptState, FenceHistoryRecord, FenceRequestRecord, FenceResultRecord};
 pub use leader::{BlobRef, DecisionInput, HistoryRecord, Leader};
 pub use operation::{ExecStatus, OperationRecord, start_call};
 pub use request::{RequestKind, RequestRecord, split_fail_count_key};
