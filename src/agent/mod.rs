@@ -459,6 +459,8 @@ struct Session<'a> {
     /// reads changed (`AGENT_READS`), or everything may have. A change of other kinds
     /// (constraints, alerts) only settles.
     spec_retake: bool,
+    /// Since when the spec on the watch has not been whole (`spec_settled`).
+    spec_unsettled_since: Option<Instant>,
     /// How many operations may run at once (`throttle`).
     limits: throttle::Limits,
     /// The load average as last read, and when (read at most once a second).
@@ -503,6 +505,10 @@ struct Round {
     membership: failsafe::Membership,
     answers: BTreeMap<String, failsafe::PeerAnswer>,
 }
+
+/// How long the spec on the watch may stay unsettled before the agent lists it from
+/// etcd instead (an object written by hand has no version key after it).
+const SPEC_SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// The kinds of object an agent reads: what to probe and how (`probe_targets`:
 /// resources, groups, nodes, the policy), whether to unfence (fence devices), its
@@ -565,6 +571,7 @@ impl<'a> Session<'a> {
             fence_done_sender,
             spec_stale: true,
             spec_retake: true,
+            spec_unsettled_since: None,
             limits: throttle::limits(&[], &config.node, cores()),
             load: None,
             queued: 0,
@@ -626,14 +633,23 @@ impl<'a> Session<'a> {
             // nothing running elsewhere. Nothing but monitors in failsafe.
             let ready = self.listed.len() >= self.watched && self.failsafe.is_none();
             let mut recorded = false;
-            if ready && self.spec_stale && self.cache.spec_settled().is_some() {
+            let settled = self.cache.spec_settled();
+            if settled != Some(false) {
+                self.spec_unsettled_since = None;
+            } else if self.spec_stale {
+                self.spec_unsettled_since.get_or_insert_with(Instant::now);
+            }
+            // An object written straight into etcd (by hand, not by an apply) never has
+            // its version key follow: after a while, etcd is asked.
+            let unsettled_long = self.spec_unsettled_since.is_some_and(|since| since.elapsed() >= SPEC_SETTLE_WAIT);
+            if ready && self.spec_stale && settled.is_some() && !unsettled_long {
                 // The spec watch brings a change's objects, then its version key: the
                 // copy is taken in once that has arrived and is no large apply's commit
                 // (whose batches arrive one by one; nothing may be built on half of
                 // it). Until then the rest is on its way, or the leader is rolling the
                 // apply forward. Nothing is read from etcd: a change costs each agent
                 // the change, not a listing of the whole spec.
-                if self.cache.spec_settled() == Some(true) {
+                if settled == Some(true) {
                     if self.spec_retake {
                         let read =
                             self.cache.objects().values().filter(|stored| AGENT_READS.contains(&stored.object.kind())).map(|stored| stored.object.clone());
@@ -643,8 +659,8 @@ impl<'a> Session<'a> {
                 }
             } else if ready && self.spec_stale {
                 // No version key on the watch (an empty store, or one written only by
-                // earlier builds): the spec is listed once no large apply is committed
-                // but not yet rolled forward. An agent never writes the spec, not even
+                // earlier builds), or none for a while: the spec is listed once no large
+                // apply is committed but not yet rolled forward. An agent never writes the spec, not even
                 // to finish an apply: the leader does (the wake below retries meanwhile).
                 match within_lease(lease.clone(), self.store.list_objects_read_only()).await {
                     None if self.enter_failsafe(reconciler).await => continue,
@@ -658,6 +674,7 @@ impl<'a> Session<'a> {
                         let read = listing.objects.into_values().map(|stored| stored.object).filter(|object| AGENT_READS.contains(&object.kind())).collect();
                         self.take_spec(reconciler, in_definition_order(read));
                         self.spec_stale = false;
+                        self.spec_unsettled_since = None;
                     }
                 }
             }
