@@ -655,7 +655,10 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             } else {
                 node.clone()
             };
-            cluster.verb(&["move", MIGRATABLE, &target])?;
+            if let Err(error) = cluster.verb(&["move", MIGRATABLE, &target]) {
+                outcome.problems.push(format!("{step}: {error:#}"));
+                return Ok(outcome);
+            }
             let back = moved(cluster, MIGRATABLE, |now| now == Some(target.as_str()), options.bound).await?;
             if back && let Some(source) = source {
                 outcome.problems.extend(not_migrated(cluster, &source, &target, since));
@@ -666,7 +669,10 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             let since = epoch_ns();
             let source = node_of(cluster, MIGRATABLE)?;
             let standby = if node == MIGRATABLE { source.clone().unwrap_or_default() } else { node.clone() };
-            cluster.verb(&["node", "standby", &standby])?;
+            if let Err(error) = cluster.verb(&["node", "standby", &standby]) {
+                outcome.problems.push(format!("{step}: {error:#}"));
+                return Ok(outcome);
+            }
             // Back once nothing runs on the node and everything runs elsewhere.
             let mut back = false;
             while fault_at.elapsed() < options.bound && !back {
