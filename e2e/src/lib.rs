@@ -8,7 +8,7 @@
 
 pub mod netns;
 
-pub use pacer::local::witness::{Replay, Rules, Testimony, audit, disagreements, read_witness};
+pub use pacer::local::witness::{Replay, Rules, Testimony, audit, disagreements, migrations, read_witness};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -510,6 +510,16 @@ impl Cluster {
         let output = self.pacer(&["apply", "-f", "-"], Some(yaml))?;
         if !output.status.success() {
             bail!("apply refused: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(())
+    }
+
+    /// Any other verb as the administrator (`pacer node standby n1`, `pacer move vm n2`):
+    /// an error if it exits other than 0.
+    pub fn verb(&self, args: &[&str]) -> anyhow::Result<()> {
+        let output = self.pacer(args, None)?;
+        if !output.status.success() {
+            bail!("pacer {}: {}", args.join(" "), String::from_utf8_lossy(&output.stderr).trim());
         }
         Ok(())
     }

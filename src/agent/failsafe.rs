@@ -43,9 +43,11 @@ pub struct Timing {
     /// this long: less than `first_round_after` minus a renewal period (`T/6`), so a
     /// peer whose last renewal came a period later than the asker's says so too.
     pub unconfirmed_after: Duration,
-    /// After its lease is confirmed again (or re-claimed), a node still answers that
-    /// it is holding for this long, so the peers that come back later are not made to
-    /// self-fence by the first one back.
+    /// After its lease is confirmed again (or re-claimed) following an outage of
+    /// everyone — it left failsafe, a round of its own found every member holding, or
+    /// it answered a peer's round holding — a node still answers that it is holding for
+    /// this long, so the peers that come back later are not made to self-fence by the
+    /// first one back. A renewal that was merely slow opens nothing.
     pub returning_for: Duration,
     /// A failed round in failsafe stops everything within this (as the old rule
     /// gives its stops from `T/2` to `3T/4`).
@@ -144,6 +146,13 @@ struct Inner {
     generation: u64,
     failsafe: bool,
     returning_until: Option<Instant>,
+    /// Since the last confirmed renewal, this node saw an outage of everyone: it told a
+    /// peer's round it is holding, or its own round found every member holding. Only
+    /// then does the renewal that ends the gap open a returning time: peers may count on
+    /// its answer. A slow renewal alone (renewals come every `T/6`, so a round trip over
+    /// `T/30` passes `unconfirmed_after`) must not make it answer holding for `T`, or a
+    /// peer cut off alone from etcd would ride it out in failsafe instead of stopping.
+    outage_seen: bool,
 }
 
 impl PeerState {
@@ -156,8 +165,9 @@ impl PeerState {
     }
 
     /// The session's lease (`None` between sessions). A task follows its renewals: a
-    /// renewal confirmed when the one before was sent `unconfirmed_after` ago or more
-    /// (this node could have answered `Holding` meanwhile) starts a returning time.
+    /// renewal confirmed when the one before was sent `unconfirmed_after` ago or more,
+    /// after this node saw an outage of everyone meanwhile (`outage_seen`), starts a
+    /// returning time.
     pub fn set_lease(self: &Arc<Self>, lease: Option<watch::Receiver<LeaseState>>) {
         let generation = {
             let mut inner = self.lock();
@@ -180,12 +190,21 @@ impl PeerState {
                 if inner.generation != generation {
                     return;
                 }
-                if previous.is_some_and(|previous| previous.elapsed() >= state.timing.unconfirmed_after) && current.is_some() {
-                    inner.returning_until = Some(Instant::now() + state.timing.returning_for);
+                if current.is_some() {
+                    let gap = previous.is_some_and(|previous| previous.elapsed() >= state.timing.unconfirmed_after);
+                    if gap && inner.outage_seen {
+                        inner.returning_until = Some(Instant::now() + state.timing.returning_for);
+                    }
+                    inner.outage_seen = false;
                 }
                 previous = current;
             }
         });
+    }
+
+    /// A round of this agent's found every member holding: etcd is down for everyone.
+    pub fn saw_outage(&self) {
+        self.lock().outage_seen = true;
     }
 
     pub fn set_failsafe(&self, failsafe: bool) {
@@ -196,11 +215,17 @@ impl PeerState {
         inner.failsafe = failsafe;
     }
 
-    /// This agent's answer now.
+    /// This agent's answer now. Answering a peer holding for want of a confirmed
+    /// renewal is an outage seen: that peer runs rounds, and may count on this answer.
     pub fn answer(&self) -> bool {
-        let inner = self.lock();
+        let mut inner = self.lock();
         let lease = inner.lease.as_ref().map(|lease| *lease.borrow());
-        holding(inner.failsafe, inner.returning_until, lease, &self.timing, Instant::now())
+        let now = Instant::now();
+        let holds = holding(inner.failsafe, inner.returning_until, lease, &self.timing, now);
+        if holds && matches!(lease, Some(LeaseState::Held { .. })) {
+            inner.outage_seen = true;
+        }
+        holds
     }
 }
 
@@ -509,6 +534,52 @@ mod tests {
         assert!(holding(true, None, renewed(100), &timing, now), "in failsafe");
         assert!(holding(false, Some(now + Duration::from_millis(1)), Some(LeaseState::Lost), &timing, now), "returning");
         assert!(!holding(false, Some(now), renewed(100), &timing, now), "returning is over");
+    }
+
+    /// The returning time follows an outage of everyone, not a slow renewal: a renewal
+    /// answered after `unconfirmed_after` with nobody asked and no round of its own
+    /// leaves the node answering that it reaches etcd.
+    #[tokio::test]
+    async fn only_an_outage_seen_opens_a_returning_time() {
+        let ttl = Duration::from_secs(6);
+        let timing = Timing::for_ttl(ttl);
+        let slow = timing.unconfirmed_after + Duration::from_millis(100);
+        // Waits until the watcher has taken in the renewal just sent.
+        async fn settle() {
+            for _ in 0..20 {
+                tokio::task::yield_now().await;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // A slow renewal (the one before sent longer ago than unconfirmed_after).
+        let state = PeerState::new("n1", ttl);
+        let (renewals, receiver) = watch::channel(LeaseState::Held { renewed_at: Instant::now() - slow });
+        state.set_lease(Some(receiver));
+        settle().await;
+        renewals.send_replace(LeaseState::Held { renewed_at: Instant::now() });
+        settle().await;
+        assert!(!state.answer(), "a slow renewal alone opens no returning time");
+
+        // The same gap, during which a peer's round was told this node holds.
+        let state = PeerState::new("n1", ttl);
+        let (renewals, receiver) = watch::channel(LeaseState::Held { renewed_at: Instant::now() - slow });
+        state.set_lease(Some(receiver));
+        settle().await;
+        assert!(state.answer(), "unconfirmed: holding");
+        renewals.send_replace(LeaseState::Held { renewed_at: Instant::now() });
+        settle().await;
+        assert!(state.answer(), "back from an outage a peer counted on: returning");
+
+        // The same gap, during which a round of its own found every member holding.
+        let state = PeerState::new("n1", ttl);
+        let (renewals, receiver) = watch::channel(LeaseState::Held { renewed_at: Instant::now() - slow });
+        state.set_lease(Some(receiver));
+        settle().await;
+        state.saw_outage();
+        renewals.send_replace(LeaseState::Held { renewed_at: Instant::now() });
+        settle().await;
+        assert!(state.answer(), "back from an outage of everyone: returning");
     }
 
     #[test]

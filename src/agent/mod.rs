@@ -40,7 +40,7 @@ use crate::runtime::{ClusterCache, Informer};
 use crate::state::probe_targets;
 use crate::store::keys::Section;
 use crate::store::lease::{self, LeaseState};
-use crate::store::node::{GuardedWriteError, NodeSession};
+use crate::store::node::{GuardedWriteError, NodeSession, Reclaim};
 use crate::store::watch::WatchEvent;
 use crate::store::{Keys, Store, StoreError};
 use events::{PendingEvent, attribute_event, fencing_event};
@@ -334,9 +334,13 @@ async fn claim(
             let granted_at = Instant::now();
             let lease = store.grant_lease(config.lease_ttl).await?;
             let heartbeat = NodeHeartbeat { peer: peer.map(str::to_string), ..heartbeat(config, false, false) };
+            // A claim etcd applied but whose answer was lost left the key bound to this
+            // lease: the next attempt resumes it rather than wait for it to lapse.
+            previous = Some(lease);
             if store.claim_node(&config.node, lease, &heartbeat).await? {
                 return Ok::<_, StoreError>(Some((NodeSession { node: config.node.clone(), lease }, granted_at)));
             }
+            previous = None;
             let _ = store.revoke_lease(lease).await;
             Ok(None)
         };
@@ -486,6 +490,9 @@ struct Session<'a> {
     verdict: Option<(Instant, failsafe::Membership, failsafe::Verdict)>,
     /// Why a round in failsafe failed (the self-fencing's cause).
     failsafe_failed: Option<String>,
+    /// Leases of this agent's that may hold the node's key while a reclaim is under
+    /// way: the session's, and those of claims that got no answer (`reclaim`).
+    own_leases: Vec<i64>,
 }
 
 /// A session in failsafe (`failsafe`): since when, the membership every round asks,
@@ -586,6 +593,7 @@ impl<'a> Session<'a> {
             last_round: None,
             verdict: None,
             failsafe_failed: None,
+            own_leases: Vec::new(),
         }
     }
 
@@ -792,7 +800,7 @@ impl<'a> Session<'a> {
                 }
                 Some(round) = self.rounds.recv() => {
                     self.round_running = false;
-                    let verdict = failsafe::judge(self.fencing_enabled(), &round.membership, &round.answers);
+                    let verdict = self.judge(&round);
                     if self.failsafe.is_some() {
                         if let failsafe::Verdict::SelfFence(cause) = verdict {
                             self.failsafe_failed = Some(cause);
@@ -1054,6 +1062,19 @@ impl<'a> Session<'a> {
         }
     }
 
+    /// A round's verdict (`failsafe::judge`); one that finds every member holding is an
+    /// outage of everyone seen, which the peer endpoint keeps answering for a while
+    /// once this node is back (`PeerState::saw_outage`).
+    fn judge(&self, round: &Round) -> failsafe::Verdict {
+        let verdict = failsafe::judge(self.fencing_enabled(), &round.membership, &round.answers);
+        if verdict == failsafe::Verdict::Failsafe
+            && let Some(peers) = self.peers
+        {
+            peers.state.saw_outage();
+        }
+        verdict
+    }
+
     /// Asks every member (the failsafe's membership, else the last known one) in a
     /// task of its own; the answers come back on `rounds`.
     fn start_round(&mut self) {
@@ -1098,7 +1119,7 @@ impl<'a> Session<'a> {
             let timeout = failsafe::Timing::for_ttl(self.config.lease_ttl).round_timeout + Duration::from_millis(50);
             if let Ok(Some(round)) = tokio::time::timeout(timeout, self.rounds.recv()).await {
                 self.round_running = false;
-                let verdict = failsafe::judge(self.fencing_enabled(), &round.membership, &round.answers);
+                let verdict = self.judge(&round);
                 self.verdict = Some((round.started, round.membership, verdict));
             }
         }
@@ -1149,7 +1170,8 @@ impl<'a> Session<'a> {
             if let Some(run) = self.failsafe.as_mut() {
                 run.checked = Some(Instant::now());
             }
-            let check = self.store.renew_if_holding(&self.config.node, self.session.lease, ttl);
+            // Whatever TTL etcd answers: a lease etcd raised to its minimum still holds.
+            let check = self.store.renew_holding(&self.config.node, self.session.lease);
             if let Ok(Ok(None)) = tokio::time::timeout((ttl / 8).max(Duration::from_millis(100)), check).await {
                 state = LeaseState::Lost;
             }
@@ -1186,16 +1208,18 @@ impl<'a> Session<'a> {
     /// etcd let the lease expire during failsafe: a new lease claims the node again
     /// (only if no other lease holds it), with the heartbeat as it was, and every
     /// status and lease-bound attribute is written again under it — the node is not
-    /// lost, nothing stops or starts.
+    /// lost, nothing stops or starts. Idempotent (`Store::reclaim_node`): a claim whose
+    /// answer was lost is recognised by its lease on the key, as is the session's own.
     async fn reclaim(&mut self, reconciler: &Reconciler) -> Result<bool, StoreError> {
         let ttl = self.config.lease_ttl;
-        let granted_at = Instant::now();
-        let lease = self.store.grant_lease(ttl).await?;
         let heartbeat = self.heartbeat(reconciler.probed(), false);
-        if !self.store.claim_node(&self.config.node, lease, &heartbeat).await? {
-            let _ = self.store.revoke_lease(lease).await;
-            return Ok(false);
+        if !self.own_leases.contains(&self.session.lease) {
+            self.own_leases.push(self.session.lease);
         }
+        let (lease, granted_at) = match self.store.reclaim_node(&self.config.node, ttl, &heartbeat, &mut self.own_leases).await? {
+            Reclaim::Claimed { lease, renewed_at } => (lease, renewed_at),
+            Reclaim::HeldByAnother => return Ok(false),
+        };
         let (task, state) = lease::keep_alive_on(self.config.renewals.as_deref(), self.store.clone(), lease, ttl, granted_at);
         self.lease_task = task;
         self.lease_state = state;

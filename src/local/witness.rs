@@ -59,7 +59,7 @@ pub struct Rules {
 pub struct Replay {
     pub active: BTreeMap<String, BTreeSet<String>>,
     pub promoted: BTreeMap<String, BTreeSet<String>>,
-    /// Copies handing over by live migration (`migrate_to` begun, not yet stopped).
+    /// Copies handing over by live migration (`migrate_to` done, not yet stopped).
     pub migrating: BTreeMap<String, BTreeSet<String>>,
 }
 
@@ -80,7 +80,8 @@ impl Replay {
             ("promote", "begin") => {
                 self.promoted.entry(resource).or_default().insert(node);
             }
-            ("migrate_to", "begin") => {
+            // The target may take over only once the source has handed over.
+            ("migrate_to", "end") if line.rc == Some(0) => {
                 self.migrating.entry(resource).or_default().insert(node);
             }
             ("demote", "end") if line.rc == Some(0) => {
@@ -122,8 +123,17 @@ impl Replay {
     }
 }
 
+/// Live migrations of exclusive resources in the log: each `migrate_from` that began,
+/// the moments the migration rule of `audit` judges (a campaign prints how many, so a
+/// run shows the rule was exercised).
+pub fn migrations(testimony: &[Testimony], rules: &Rules) -> usize {
+    testimony.iter().filter(|line| line.operation == "migrate_from" && line.phase == "begin" && rules.exclusive.contains(&line.resource)).count()
+}
+
 /// The observer's verdict on a whole run: every moment an exclusive resource began to
-/// run while active on another node, and every promotion beyond `promotedMax`.
+/// run while active on another node, and every promotion beyond `promotedMax`. A live
+/// migration's target (`migrate_from`) may overlap only the source, and only once the
+/// source's `migrate_to` succeeded; the window ends with the source's stop.
 pub fn audit(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>, rules: &Rules) -> Vec<String> {
     let mut problems = Vec::new();
     Replay::default().run(testimony, power_offs, |replay, line| {
@@ -132,7 +142,7 @@ pub fn audit(testimony: &[Testimony], power_offs: &BTreeMap<String, Vec<u128>>, 
             ("start" | "migrate_from", "begin") if rules.exclusive.contains(&line.resource) => {
                 let active = others(replay.active.get(&line.resource));
                 // A live migration runs two copies by design: the target's migrate_from
-                // may overlap only copies that began handing over (migrate_to).
+                // may overlap only copies that handed over (migrate_to succeeded).
                 let handing_over = replay.migrating.get(&line.resource);
                 let excused = line.operation == "migrate_from" && active.iter().all(|node| handing_over.is_some_and(|nodes| nodes.contains(node)));
                 if !active.is_empty() && !excused {
@@ -215,11 +225,26 @@ mod tests {
     #[test]
     fn only_a_copy_handing_over_may_overlap_a_migration() {
         let rules = Rules { exclusive: ["web".to_string()].into(), promoted_max: BTreeMap::new() };
-        let migrated =
-            [line(1, "n1", "start", "begin"), line(2, "n1", "migrate_to", "begin"), line(3, "n2", "migrate_from", "begin"), line(4, "n1", "stop", "end")];
+        let migrated = [
+            line(1, "n1", "start", "begin"),
+            line(2, "n1", "migrate_to", "begin"),
+            line(3, "n1", "migrate_to", "end"),
+            line(4, "n2", "migrate_from", "begin"),
+            line(5, "n1", "stop", "end"),
+        ];
         assert!(audit(&migrated, &BTreeMap::new(), &rules).is_empty());
+        assert_eq!(migrations(&migrated, &rules), 1);
         let unannounced = [line(1, "n1", "start", "begin"), line(3, "n2", "migrate_from", "begin")];
         assert_eq!(audit(&unannounced, &BTreeMap::new(), &rules).len(), 1);
+        // Out of order: the target began before the source had handed over.
+        let early = [line(1, "n1", "start", "begin"), line(2, "n1", "migrate_to", "begin"), line(3, "n2", "migrate_from", "begin")];
+        assert_eq!(audit(&early, &BTreeMap::new(), &rules).len(), 1);
+        let mut failed = migrated.clone();
+        failed[2].rc = Some(1);
+        assert_eq!(audit(&failed, &BTreeMap::new(), &rules).len(), 1);
+        // The window closed with the source's stop: a new copy there overlaps the target.
+        let back = [migrated.as_slice(), &[line(6, "n1", "start", "begin")]].concat();
+        assert_eq!(audit(&back, &BTreeMap::new(), &rules).len(), 1);
     }
 
     #[test]

@@ -129,10 +129,13 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
     Plan { nodes, resources, fencing, actions }
 }
 
-/// A healthy move between two usable nodes of a resource that allows it is a live
-/// migration.
+/// A healthy move of a resource that allows it is a live migration, from a source
+/// that is online and clean — in standby or shutting down too, as Pacemaker's
+/// `pcmk__rsc_can_migrate`: the source's agent runs migrate_to — to a clean target.
 fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> bool {
     let resource = &cluster.resources[rsc];
+    let source = resource.active.first().map(|active| &cluster.nodes[active.node]);
+    let target = finals[rsc].first().map(|(node, _)| &cluster.nodes[*node]);
     resource.allow_migrate
         && cluster.clone_of(rsc).is_none()
         && !resource.failed
@@ -140,7 +143,8 @@ fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> 
         && finals[rsc].len() == 1
         && resource.active[0].node != finals[rsc][0].0
         && resource.active[0].role == Role::Started
-        && cluster.nodes[resource.active[0].node].available()
+        && source.is_some_and(|source| source.online && !source.unclean)
+        && target.is_some_and(|target| !target.unclean)
 }
 
 /// The score a plan reports for an entry of the assignment's table: a node not

@@ -27,6 +27,23 @@ pub enum GuardedWriteError {
     Store(#[from] StoreError),
 }
 
+/// A renewal etcd confirmed: when it was sent (the lease lasts its TTL from then) and
+/// the TTL etcd answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Renewal {
+    pub sent: std::time::Instant,
+    pub ttl_seconds: i64,
+}
+
+/// How claiming a node's key again ended (`Store::reclaim_node`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reclaim {
+    /// `lease` holds the key, renewed (or granted) at `renewed_at`.
+    Claimed { lease: i64, renewed_at: std::time::Instant },
+    /// Another lease holds the key: another agent has the node.
+    HeldByAnother,
+}
+
 /// A node agent's handle for its writes: the node and the lease that holds its key.
 #[derive(Clone, Debug)]
 pub struct NodeSession {
@@ -58,6 +75,15 @@ impl Store {
     /// fenced. A lease of another TTL is not resumed: the agent's self-fencing
     /// deadline is reckoned from its own.
     pub async fn renew_if_holding(&self, node: &str, lease: i64, ttl: Duration) -> Result<Option<std::time::Instant>, StoreError> {
+        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
+        Ok(self.renew_holding(node, lease).await?.filter(|renewal| renewal.ttl_seconds == seconds).map(|renewal| renewal.sent))
+    }
+
+    /// Renews `lease` once if it still holds `node`'s key, whatever its TTL: `None` when
+    /// the key is absent or bound to another lease, or etcd answers that the lease is
+    /// gone. The TTL etcd answers may differ from the one asked for (etcd raises a TTL
+    /// below its minimum): that says nothing about whether the lease holds the node.
+    pub async fn renew_holding(&self, node: &str, lease: i64) -> Result<Option<Renewal>, StoreError> {
         if self.node_lease_id(node).await? != Some(lease) {
             return Ok(None);
         }
@@ -69,9 +95,51 @@ impl Store {
             keeper.keep_alive().await?;
             responses.message().await
         };
-        let answer = timeout("renew lease", renewal).await?;
-        let seconds = i64::try_from(ttl.as_secs().max(1)).unwrap_or(i64::MAX);
-        Ok(answer.filter(|answer| answer.ttl() == seconds).map(|_| sent))
+        match timeout("renew lease", renewal).await? {
+            Some(answer) if answer.ttl() > 0 => Ok(Some(Renewal { sent, ttl_seconds: answer.ttl() })),
+            Some(_) => Ok(None),
+            None => {
+                Err(StoreError::Etcd { action: "renew lease".into(), source: etcd_client::Error::InvalidArgs("the keep-alive stream ended unanswered".into()) })
+            }
+        }
+    }
+
+    /// Claims `node`'s key again with a new lease if it is absent (after etcd let the
+    /// session's lease expire), idempotently: `own` are this agent's leases that may hold
+    /// the key — the session's, and every lease granted by an earlier attempt whose
+    /// claim got no answer (a lost answer, a timeout: etcd may have applied it). A key
+    /// found bound to one of them is this agent's: that lease is renewed and taken, not
+    /// mistaken for another agent's (which would make the node self-fence, and leave
+    /// its key to a lease nobody renews). The lease granted here is added to `own`
+    /// before its claim is sent, so a caller that gives up waiting keeps it; `own` is
+    /// emptied once the key is known.
+    pub async fn reclaim_node<T: Serialize>(&self, node: &str, ttl: Duration, heartbeat: &T, own: &mut Vec<i64>) -> Result<Reclaim, StoreError> {
+        if let Some(taken) = self.take_own(node, own).await? {
+            return Ok(taken);
+        }
+        let granted_at = std::time::Instant::now();
+        let lease = self.grant_lease(ttl).await?;
+        own.push(lease);
+        if self.claim_node(node, lease, heartbeat).await? {
+            own.clear();
+            return Ok(Reclaim::Claimed { lease, renewed_at: granted_at });
+        }
+        own.retain(|other| *other != lease);
+        let _ = self.revoke_lease(lease).await;
+        // The key exists: perhaps an earlier attempt's claim landed since the check.
+        if let Some(taken) = self.take_own(node, own).await? {
+            return Ok(taken);
+        }
+        own.clear();
+        Ok(Reclaim::HeldByAnother)
+    }
+
+    /// The key of `node`, if bound to one of `own` and that lease renewed: taken.
+    async fn take_own(&self, node: &str, own: &mut Vec<i64>) -> Result<Option<Reclaim>, StoreError> {
+        let Some(holder) = self.node_lease_id(node).await?.filter(|holder| own.contains(holder)) else { return Ok(None) };
+        let Some(renewal) = self.renew_holding(node, holder).await? else { return Ok(None) };
+        own.clear();
+        Ok(Some(Reclaim::Claimed { lease: holder, renewed_at: renewal.sent }))
     }
 
     /// The lease holding `node`'s key, if the key exists.

@@ -33,8 +33,15 @@
 //! --etcd-members 3` is two nodes and a witness (`make chaos-witness`): `KillNode:nK`
 //! kills nK's agent and its etcd member (member K), `KillEtcdMember:witness` the third.
 //!
+//! Live migration: the `migratable` resource allows it (`allowMigrate`). `Migrate:nK`
+//! moves it to nK (`pacer move`) and `Standby:nK` puts nK in standby until nothing runs
+//! there: a healthy move must be a live migration, and the observer's migration rule
+//! (the target's `migrate_from` may overlap only a source whose `migrate_to` succeeded)
+//! judges each; a node lost with it on recovers it by fencing and a start.
+//!
 //! Prints, per fault kind, runs, violations, unexpected self-fencings, unrecovered,
-//! recovery p50/p99/max and the outage-caused count; exits 1 on any of the first three.
+//! recovery p50/p99/max, the live migrations the observer saw and the outage-caused
+//! count; exits 1 on any of the first three.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -42,7 +49,7 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, epoch_ns, percentile, read_witness, unexpected_self_fencings};
+use pacer_e2e::{Cluster, ClusterConfig, Replay, Rules, audit, disagreements, epoch_ns, migrations, percentile, read_witness, unexpected_self_fencings};
 use rand::{Rng, SeedableRng};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -89,9 +96,16 @@ enum Fault {
     /// machine of two nodes and a witness lost whole: the survivor and the witness keep
     /// etcd's quorum, fence the node and take its resources.
     KillNode,
+    /// `pacer move` the migratable resource to the target node (elsewhere if it runs
+    /// there): it must move by live migration (migrate_to, then migrate_from).
+    Migrate,
+    /// Put the target node (`Standby:migratable`: the node the migratable resource
+    /// runs on) in standby until nothing runs there, then take it out: the migratable
+    /// resource, if it ran there, leaves by live migration; the others move.
+    Standby,
 }
 
-const FAULTS: [Fault; 14] = [
+const FAULTS: [Fault; 16] = [
     Fault::KillAgent,
     Fault::FreezeAgent,
     Fault::FreezeMidStart,
@@ -106,6 +120,8 @@ const FAULTS: [Fault; 14] = [
     Fault::FreezeEtcd,
     Fault::KillEtcdCutLink,
     Fault::KillNode,
+    Fault::Migrate,
+    Fault::Standby,
 ];
 
 /// The faults that take etcd away from every node while every node can reach every
@@ -129,7 +145,11 @@ impl FromStr for Fault {
 }
 
 /// Exclusive resources (not clones), all witnesses.
-const RESOURCES: [&str; 10] = ["w1", "w2", "w3", "g1", "g2", "slow", "vm", "ip-dns", "ip-gw", "named"];
+const RESOURCES: [&str; 11] = ["w1", "w2", "w3", "g1", "g2", "slow", "vm", "ip-dns", "ip-gw", "named", MIGRATABLE];
+/// The resource that moves by live migration (`allowMigrate`): a healthy move between
+/// two usable nodes is migrate_to on the source, then migrate_from on the target; a
+/// node loss recovers it as any other (fencing, then a start).
+const MIGRATABLE: &str = "migratable";
 /// The promotable storage the VM runs on, and how many may be promoted.
 const STORAGE: &str = "db";
 const STORAGE_PROMOTED_MAX: usize = 1;
@@ -245,6 +265,7 @@ fn manifests(cluster: &Cluster) -> String {
     };
     let mut documents: Vec<String> = ["w1", "w2", "w3", "g1", "g2", "vm", "ip-dns", "ip-gw", "named"].iter().map(|name| resource(name, "")).collect();
     documents.push(resource("slow", &format!(", delay: {SLOW_DELAY}")));
+    documents.push(resource(MIGRATABLE, "").replace("  operations:", "  meta: {allowMigrate: true}\n  operations:"));
     documents.push("apiVersion: pacer.io/v1alpha1\nkind: Group\nmetadata: {name: g}\nspec: {members: [g1, g2]}\n".into());
     // The VM on promotable storage (the brief's first cluster).
     documents.push(format!(
@@ -337,6 +358,34 @@ async fn start_begun(cluster: &Cluster, resource: &str, node: &str, since: u128,
     false
 }
 
+/// Waits until `resource` is Started where `wanted` says and everything runs.
+async fn moved(cluster: &Cluster, resource: &str, wanted: impl Fn(Option<&str>) -> bool, bound: Duration) -> anyhow::Result<bool> {
+    let started = Instant::now();
+    while started.elapsed() < bound {
+        let view = cluster.status()?;
+        let now = view["resources"].as_array().into_iter().flatten().find(|entry| entry["name"] == resource && entry["role"] == "Started");
+        if wanted(now.and_then(|entry| entry["node"].as_str())) && all_running(&view) {
+            return Ok(true);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(false)
+}
+
+/// A healthy move of the migratable resource from `source` to `target` since `since`
+/// (ns) that was not a live migration — migrate_to on the source, then migrate_from on
+/// the target, and no start there — as a problem.
+fn not_migrated(cluster: &Cluster, source: &str, target: &str, since: u128) -> Option<String> {
+    let testimony = read_witness(&cluster.witness_log());
+    let lines: Vec<_> = testimony.iter().filter(|line| line.ns >= since && line.resource == MIGRATABLE && line.phase == "begin").collect();
+    let handed_over = lines.iter().position(|line| line.node == source && line.operation == "migrate_to");
+    let taken_over = lines.iter().position(|line| line.node == target && line.operation == "migrate_from");
+    let started = lines.iter().any(|line| line.node == target && line.operation == "start");
+    let migrated = matches!((handed_over, taken_over), (Some(to), Some(from)) if to < from) && !started;
+    let operations: Vec<String> = lines.iter().map(|line| format!("{} on {}", line.operation, line.node)).collect();
+    (!migrated).then(|| format!("{MIGRATABLE} moved from {source} to {target} without a live migration: {operations:?}"))
+}
+
 /// Draws the run's step from the seed (an etcd member, or a node with its member, is
 /// killed only if there are three).
 fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize, witness: bool) -> Step {
@@ -346,6 +395,9 @@ fn draw(rng: &mut rand::rngs::StdRng, nodes: &[String], etcd_members: usize, wit
     let resource = RESOURCES[rng.random_range(0..RESOURCES.len())].to_string();
     let target = match fault {
         Fault::FailMonitor => resource,
+        // Half the time the node the migratable resource runs on, so that it leaves by
+        // live migration.
+        Fault::Standby if rng.random_bool(0.5) => MIGRATABLE.to_string(),
         Fault::KillLeader | Fault::RestartAll | Fault::Burst | Fault::KillEtcd | Fault::FreezeEtcd => String::new(),
         Fault::KillEtcdMember => {
             let targets: &[&str] = if witness { &["leader", "follower", "witness"] } else { &["leader", "follower"] };
@@ -595,6 +647,50 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             outcome.recovered = finish_burst(cluster, burst, options.bound).await?;
             false
         }
+        Fault::Migrate => {
+            let since = epoch_ns();
+            let source = node_of(cluster, MIGRATABLE)?;
+            let target = if source.as_deref() == Some(node.as_str()) {
+                cluster.node_names().into_iter().find(|other| *other != node).unwrap_or_default()
+            } else {
+                node.clone()
+            };
+            if let Err(error) = cluster.verb(&["move", MIGRATABLE, &target]) {
+                outcome.problems.push(format!("{step}: {error:#}"));
+                return Ok(outcome);
+            }
+            let back = moved(cluster, MIGRATABLE, |now| now == Some(target.as_str()), options.bound).await?;
+            if back && let Some(source) = source {
+                outcome.problems.extend(not_migrated(cluster, &source, &target, since));
+            }
+            back
+        }
+        Fault::Standby => {
+            let since = epoch_ns();
+            let source = node_of(cluster, MIGRATABLE)?;
+            let standby = if node == MIGRATABLE { source.clone().unwrap_or_default() } else { node.clone() };
+            if let Err(error) = cluster.verb(&["node", "standby", &standby]) {
+                outcome.problems.push(format!("{step}: {error:#}"));
+                return Ok(outcome);
+            }
+            // Back once nothing runs on the node and everything runs elsewhere.
+            let mut back = false;
+            while fault_at.elapsed() < options.bound && !back {
+                let view = cluster.status()?;
+                back = all_running(&view) && !view["resources"].as_array().into_iter().flatten().any(|entry| entry["node"] == standby.as_str());
+                if !back {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+            if back
+                && source.as_deref() == Some(standby.as_str())
+                && let Some(target) = node_of(cluster, MIGRATABLE)?
+            {
+                outcome.problems.extend(not_migrated(cluster, &standby, &target, since));
+            }
+            cluster.verb(&["node", "unstandby", &standby])?;
+            back
+        }
     };
     if recovered {
         outcome.recovered = Some(fault_at.elapsed());
@@ -741,6 +837,9 @@ async fn main() -> anyhow::Result<()> {
     // Stops, starts and power-offs an etcd outage alone caused (every node could
     // reach every other).
     let mut outage_caused: BTreeMap<Fault, usize> = BTreeMap::new();
+    // Live migrations the observer judged (each a migrate_from), by the fault whose run
+    // saw them (the move itself, or the settling after it).
+    let mut migrated: BTreeMap<Fault, usize> = BTreeMap::new();
     let mut known_problems = 0;
     let mut violating: Vec<String> = Vec::new();
     // A burst still starting while the next fault strikes, with the self-fencings
@@ -795,6 +894,11 @@ async fn main() -> anyhow::Result<()> {
         let power_offs = cluster.power_offs();
         let mut problems = outcome.problems;
         let audited = audit(&testimony, &power_offs, &rules);
+        let seen = migrations(testimony.get(outcome.witness_before..).unwrap_or_default(), &rules);
+        *migrated.entry(step.fault).or_default() += seen;
+        if seen > 0 {
+            println!("  {seen} live migration(s) observed");
+        }
         problems.extend(audited.iter().skip(known_problems).cloned());
         known_problems = audited.len();
         // Once settled, the status must say what the witnesses say runs (a cluster
@@ -850,8 +954,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("{topology}");
     println!(
-        "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>14}",
-        "fault", "runs", "violations", "self-fenced", "unrecovered", "p50", "p99", "max", "outage-caused"
+        "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>10} {:>14}",
+        "fault", "runs", "violations", "self-fenced", "unrecovered", "p50", "p99", "max", "migrations", "outage-caused"
     );
     let mut failed = false;
     for fault in FAULTS {
@@ -868,7 +972,7 @@ async fn main() -> anyhow::Result<()> {
         failed |= bad > 0 || lost > 0 || fenced > 0;
         let caused = if outage(fault) { outage_caused.get(&fault).copied().unwrap_or(0).to_string() } else { "-".to_string() };
         println!(
-            "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>14}",
+            "{:<15} {:>5} {:>10} {:>11} {:>11} {:>9} {:>9} {:>9} {:>10} {:>14}",
             format!("{fault:?}"),
             runs,
             bad,
@@ -877,9 +981,11 @@ async fn main() -> anyhow::Result<()> {
             seconds(percentile(&samples, 0.5)),
             seconds(percentile(&samples, 0.99)),
             seconds(samples.last().copied().unwrap_or_default()),
+            migrated.get(&fault).copied().unwrap_or(0),
             caused
         );
     }
+    println!("migrations observed: {} (live migrations of {MIGRATABLE}, each judged by the observer's migration rule)", migrated.values().sum::<usize>());
     if steps.iter().any(|step| outage(step.fault)) {
         let total: usize = outage_caused.values().sum();
         let verdict = if options.expect_failsafe { "violations (--expect-failsafe)" } else { "reported, not violations (--expect-failsafe makes them so)" };
