@@ -243,7 +243,11 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     });
     cells.push(seconds(recovered));
 
-    // Idle: 30 s after everything settled.
+    // Idle: 30 s after everything settled. The lost node was fenced with a reboot, so
+    // `pacer up` starts it again: idle begins once it is back and has probed.
+    if wait_for(&endpoint, Duration::from_secs(300), |view| view.online >= nodes).is_none() {
+        eprintln!("{nodes}x{resources}: the fenced node did not come back online in 300 s");
+    }
     std::thread::sleep(Duration::from_secs(10));
     let idle_from = etcd_metrics(&endpoint);
     std::thread::sleep(Duration::from_secs(30));
