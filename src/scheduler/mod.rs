@@ -19,6 +19,7 @@ mod assign;
 pub mod explain;
 #[cfg(test)]
 pub(crate) mod fixture;
+mod migration;
 mod model;
 pub mod plan;
 pub mod row;

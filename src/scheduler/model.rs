@@ -153,6 +153,11 @@ pub(crate) struct Rsc {
     /// The history names this resource was found under (`rsc:0` for an anonymous
     /// instance); promotion scores and fail counts are looked up by it.
     pub history_name: Option<String>,
+    /// A live migration the history shows half done — `migrate_to` on the source
+    /// succeeded, no `migrate_from` on the target yet —: (source, target). The
+    /// resource counts as active on both; the migration goes on if it stays on the
+    /// target.
+    pub partial_migration: Option<(NodeIdx, NodeIdx)>,
 }
 
 impl Rsc {

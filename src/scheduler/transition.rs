@@ -130,9 +130,23 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
 }
 
 /// A healthy move between two usable nodes of a resource that allows it is a live
-/// migration.
+/// migration; so is a partial migration (`Rsc::partial_migration`) that stays on its
+/// target with its source still up (Pacemaker continues it: migrate_from on the
+/// target, then the stop on the source).
 fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> bool {
     let resource = &cluster.resources[rsc];
+    let continues_partial = resource.partial_migration.is_some_and(|(source, target)| {
+        resource.allow_migrate
+            && !resource.failed
+            && resource.active.len() == 2
+            && resource.active.iter().any(|active| active.node == source)
+            && finals[rsc].len() == 1
+            && finals[rsc][0].0 == target
+            && cluster.nodes[source].available()
+    });
+    if continues_partial {
+        return true;
+    }
     resource.allow_migrate
         && cluster.clone_of(rsc).is_none()
         && !resource.failed
@@ -670,6 +684,12 @@ fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[P
                 "Move"
             };
             push(actions, verb, format!("{} -> {}", from.node, to.node));
+        }
+        // A partial migration continued: from the source to the target it already
+        // half runs on.
+        ([first, second], [to]) if migrates && !failed && (first.node == to.node || second.node == to.node) => {
+            let from = if first.node == to.node { second } else { first };
+            push(actions, "Migrate", format!("{} -> {}", from.node, to.node));
         }
         (_, [to]) => {
             for from in current.iter().filter(|from| from.node != to.node) {

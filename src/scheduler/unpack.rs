@@ -15,6 +15,7 @@ use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKin
 use crate::api::resource::{CloneSpec, MultipleActive, OnFail, Operation, Requires, ResourceMeta, Role};
 use crate::api::{Object, Spec};
 
+use super::migration::{self, Histories};
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
 use super::rules;
 use crate::api::records::{ExecStatus, OperationRecord, start_call};
@@ -292,6 +293,7 @@ impl Builder {
             banned_everywhere: false,
             blocked: false,
             history_name: None,
+            partial_migration: None,
         };
         self.resources.push(rsc);
         let index = self.resources.len() - 1;
@@ -377,6 +379,7 @@ impl Builder {
     /// Reads every history into current roles and failures (see the module comment).
     fn unpack_history(&mut self, histories: &[ResourceHistory]) {
         let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
+        let index = Histories::new(histories);
         for history in histories {
             let Some(&node) = node_index.get(history.node.as_str()) else { continue };
             // Without fencing, a node that is not online is taken to run nothing: its
@@ -387,7 +390,7 @@ impl Builder {
                 continue;
             }
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
-            self.unpack_resource_history(rsc, node, history);
+            self.unpack_resource_history(rsc, node, history, &index, &node_index);
         }
         // A managed resource active on a node that is down means the node may still run
         // it: the node must be fenced before the resource runs elsewhere.
@@ -498,7 +501,7 @@ impl Builder {
         self.clone_above(rsc).and_then(|clone| self.resources[clone].clone.as_ref()).is_some_and(|info| info.promotable)
     }
 
-    fn unpack_resource_history(&mut self, rsc: RscIdx, node: NodeIdx, history: &ResourceHistory) {
+    fn unpack_resource_history(&mut self, rsc: RscIdx, node: NodeIdx, history: &ResourceHistory, index: &Histories, node_index: &HashMap<String, NodeIdx>) {
         let mut operations: Vec<&OperationRecord> = history.operations.iter().collect();
         operations.sort_by_key(|op| if op.call_id < 0 { i64::MAX } else { op.call_id });
         let promotable = self.in_promotable(rsc);
@@ -508,6 +511,10 @@ impl Builder {
         let mut last_failure: Option<(String, u64)> = None;
         let mut known = false;
         let mut stop_failed = false;
+        // What migration records say about the node at the other end.
+        let mut migrations: Vec<migration::Verdict> = Vec::new();
+        let nodes = &self.nodes;
+        let online = |name: &str| node_index.get(name).is_some_and(|&other| nodes[other].online);
         for op in operations {
             let is_probe = op.operation == "monitor" && op.interval_ms == 0;
             match op.status {
@@ -544,6 +551,16 @@ impl Builder {
                         ("start" | "migrate_from", _) => {
                             role = active_role;
                             true
+                        }
+                        ("migrate_to", _) => {
+                            let verdict = migration::migrate_to_succeeded(index, &history.resource, &history.node, op, &online);
+                            match verdict.here_active {
+                                Some(true) => role = active_role,
+                                Some(false) => role = Role::Stopped,
+                                None => {}
+                            }
+                            migrations.push(verdict);
+                            false
                         }
                         ("promote", _) => {
                             role = Role::Promoted;
@@ -595,6 +612,8 @@ impl Builder {
                         Severity::Fatal => self.resources[rsc].banned_everywhere = true,
                     }
                     match op.operation.as_str() {
+                        "migrate_to" => migrations.push(migration::migrate_to_failed(index, &history.resource, &history.node, op, &online)),
+                        "migrate_from" => migrations.push(migration::migrate_from_failed(index, &history.resource, &history.node, op, &online)),
                         "stop" => {
                             stop_failed = true;
                             self.resources[rsc].banned_on.push(node);
@@ -627,6 +646,7 @@ impl Builder {
                 }
             }
         }
+        self.apply_migrations(rsc, active_role, migrations, node_index);
         let resource = &mut self.resources[rsc];
         if known && !resource.known_on.contains(&node) {
             resource.known_on.push(node);
@@ -672,6 +692,29 @@ impl Builder {
         if stop_failed && policy != OnFail::Fence {
             // A stop that failed and cannot be fenced leaves the resource where it is.
             self.resources[rsc].blocked = true;
+        }
+    }
+
+    /// What migration records said about the other end: active there too, a partial
+    /// migration to continue, or a migration that cannot be trusted (recovered, not
+    /// migrated again).
+    fn apply_migrations(&mut self, rsc: RscIdx, active_role: Role, migrations: Vec<migration::Verdict>, node_index: &HashMap<String, NodeIdx>) {
+        for verdict in migrations {
+            let resource = &mut self.resources[rsc];
+            if let Some(&other) = verdict.also_active_on.as_ref().and_then(|name| node_index.get(name.as_str())) {
+                if !resource.active.iter().any(|active| active.node == other) {
+                    resource.active.push(Active { node: other, role: active_role, started_call: None });
+                }
+            }
+            if let Some((source, target)) = &verdict.partial {
+                if let (Some(&source), Some(&target)) = (node_index.get(source.as_str()), node_index.get(target.as_str())) {
+                    resource.partial_migration = Some((source, target));
+                }
+            }
+            if verdict.failed {
+                resource.failed = true;
+                resource.allow_migrate = false;
+            }
         }
     }
 
