@@ -158,6 +158,11 @@ pub(crate) struct Rsc {
     /// resource counts as active on both; the migration goes on if it stays on the
     /// target.
     pub partial_migration: Option<(NodeIdx, NodeIdx)>,
+    /// Nodes whose history of it was recorded with another agent (class, provider or
+    /// type) than the configured one: a definition change (Pacemaker's
+    /// `pcmk__rsc_agent_changed`); for a fence device that unfences, the node is
+    /// unfenced again.
+    pub agent_changed_on: Vec<NodeIdx>,
 }
 
 impl Rsc {

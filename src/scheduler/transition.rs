@@ -67,6 +67,14 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
                 fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "unfencing before it runs resources".into() });
             }
         }
+        // A node a fence device's history shows run with another agent is unfenced
+        // again (Pacemaker's "Device definition changed").
+        for (index, node) in cluster.nodes.iter().enumerate() {
+            let changed = cluster.resources.iter().any(|resource| resource.is_fence_device && resource.agent_changed_on.contains(&index));
+            if changed && node.online && !node.unclean && !node.shutdown && !fencing.iter().any(|fencing| fencing.node == node.name) {
+                fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "fence device definition changed".into() });
+            }
+        }
     }
 
     let restart = restarts(cluster, assignment, &finals);

@@ -55,7 +55,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
     }
     let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new(), cloned_members: HashMap::new() };
     builder.unpack_resources(&snapshot.objects);
-    builder.unpack_history(&snapshot.observed.history);
+    builder.unpack_history(&snapshot.observed.history, &configured_agents(&snapshot.objects));
     let Builder { settings, nodes, resources, top, by_name, .. } = builder;
     let mut cluster = Cluster {
         settings,
@@ -294,6 +294,7 @@ impl Builder {
             blocked: false,
             history_name: None,
             partial_migration: None,
+            agent_changed_on: Vec::new(),
         };
         self.resources.push(rsc);
         let index = self.resources.len() - 1;
@@ -377,7 +378,7 @@ impl Builder {
     }
 
     /// Reads every history into current roles and failures (see the module comment).
-    fn unpack_history(&mut self, histories: &[ResourceHistory]) {
+    fn unpack_history(&mut self, histories: &[ResourceHistory], agents: &HashMap<&str, String>) {
         let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
         let index = Histories::new(histories);
         for history in histories {
@@ -390,6 +391,12 @@ impl Builder {
                 continue;
             }
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
+            let resource = &mut self.resources[rsc];
+            if let (Some(recorded), Some(configured)) = (history.agent.as_deref(), agents.get(resource.name.as_str())) {
+                if normalized_agent(recorded) != configured && !resource.agent_changed_on.contains(&node) {
+                    resource.agent_changed_on.push(node);
+                }
+            }
             self.unpack_resource_history(rsc, node, history, &index, &node_index);
         }
         // A managed resource active on a node that is down means the node may still run
@@ -736,6 +743,24 @@ impl Builder {
             None => OnFail::Restart,
         }
     }
+}
+
+/// The agent each primitive and fence device is configured with, as histories record
+/// agents (`class:provider:type`, a fence agent without its `stonith:` class).
+fn configured_agents(objects: &[Object]) -> HashMap<&str, String> {
+    objects
+        .iter()
+        .filter_map(|object| match &object.spec {
+            Spec::Resource(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
+            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A recorded agent in the form `configured_agents` gives.
+fn normalized_agent(recorded: &str) -> &str {
+    recorded.strip_prefix("stonith:").unwrap_or(recorded)
 }
 
 /// A member inherits what its group sets and it does not.
