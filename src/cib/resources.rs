@@ -234,7 +234,11 @@ impl Importer {
                 // A group of fence devices only: what a group means, spelled out — each
                 // device with the one before it and started after it —, and constraints
                 // on the group apply to its first device, which the others follow.
-                self.unmapped("group", id, format!("group of fence devices only; imported as colocations and orders of its devices, constraints on the group apply to {first}"));
+                self.unmapped(
+                    "group",
+                    id,
+                    format!("group of fence devices only; imported as colocations and orders of its devices, constraints on the group apply to {first}"),
+                );
                 for (index, pair) in devices.windows(2).enumerate() {
                     let colocation = ColocationSpec {
                         resource: Some(pair[1].clone()),

@@ -152,13 +152,7 @@ fn unknown_on(histories: &Histories, resource: &str, node: &str) -> bool {
 
 /// A `migrate_to` that succeeded on `source` (Pacemaker's
 /// `unpack_migrate_to_success`). `online` says whether a node is up.
-pub(super) fn migrate_to_succeeded(
-    histories: &Histories,
-    resource: &str,
-    source: &str,
-    op: &OperationRecord,
-    online: &dyn Fn(&str) -> bool,
-) -> Verdict {
+pub(super) fn migrate_to_succeeded(histories: &Histories, resource: &str, source: &str, op: &OperationRecord, online: &dyn Fn(&str) -> bool) -> Verdict {
     let (Some(recorded_source), Some(target)) = (op.migrate_source.as_deref(), op.migrate_target.as_deref()) else {
         return Verdict::default();
     };
@@ -245,4 +239,98 @@ pub(super) fn migrate_from_failed(histories: &Histories, resource: &str, target:
         verdict.also_active_on = Some(source.to_string());
     }
     verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::scheduler::fixture::{cluster, node, resource, snapshot};
+    use crate::scheduler::schedule;
+
+    const POLICY: (&str, &str, &str) = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+    const VM: (&str, &str, &str) = ("Resource", "vm", r#"{agent: "ocf:heartbeat:Dummy", meta: {allowMigrate: true}}"#);
+
+    /// `vm` migrated by `migrate_to` from n1 to n2 at time 100 (call 5 on n1), with
+    /// n2's history given.
+    fn partial(target_history: &str) -> String {
+        format!(
+            "history:\n  - {{resource: vm, node: n1, operations: [{{operation: start, callId: 2, rc: 0, expectedRc: 0, status: Done, lastRcChange: 50}}, \
+             {{operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}}]}}\n{target_history}"
+        )
+    }
+
+    #[test]
+    fn a_migrate_to_without_its_migrate_from_leaves_the_resource_active_on_both_nodes() {
+        let observed =
+            partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
+        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], &observed);
+        let vm = &cluster.resources[resource(&cluster, "vm")];
+        let mut active: Vec<usize> = vm.active.iter().map(|active| active.node).collect();
+        active.sort();
+        assert_eq!(active, vec![node(&cluster, "n1"), node(&cluster, "n2")]);
+        assert_eq!(vm.partial_migration, Some((node(&cluster, "n1"), node(&cluster, "n2"))));
+    }
+
+    #[test]
+    fn a_partial_migration_to_the_node_it_stays_on_is_continued() {
+        // n2 preferred: the resource stays on the target, so the migration goes on.
+        let prefer = ("Location", "prefer-n2", "{resource: vm, node: n2, score: 100}");
+        let observed =
+            partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed));
+        let actions: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
+        assert_eq!(actions, vec!["Migrate vm n1 -> n2".to_string()]);
+        // Moved back to the source instead: the target's half is stopped.
+        let prefer = ("Location", "prefer-n1", "{resource: vm, node: n1, score: 100}");
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed));
+        let actions: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
+        assert_eq!(actions, vec!["Stop vm n2".to_string()]);
+    }
+
+    #[test]
+    fn a_target_that_stopped_the_resource_after_the_migration_does_not_run_it() {
+        // n2 stopped it after the migrate_to (by time): only the source may run it.
+        let observed =
+            partial("  - {resource: vm, node: n2, operations: [{operation: stop, callId: 3, rc: 0, expectedRc: 0, status: Done, lastRcChange: 120}]}\n");
+        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], &observed);
+        let vm = &cluster.resources[resource(&cluster, "vm")];
+        assert_eq!(vm.active.iter().map(|active| active.node).collect::<Vec<_>>(), vec![node(&cluster, "n1")]);
+        assert_eq!(vm.partial_migration, None);
+    }
+
+    #[test]
+    fn a_stop_on_the_source_after_the_migrate_to_leaves_the_target_running_it() {
+        // Pacemaker's partial-live-migration-multiple-active: the source stopped, the
+        // target never ran migrate_from and has nothing newer: it may still run it.
+        let observed = format!(
+            "history:\n  - {{resource: vm, node: n1, operations: [{{operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}}, \
+             {{operation: stop, callId: 6, rc: 0, expectedRc: 0, status: Done, lastRcChange: 110}}]}}\n  - {{resource: vm, node: n2, operations: [{{operation: stop, callId: 9, rc: 0, expectedRc: 0, status: Done, lastRcChange: 40}}]}}\n"
+        );
+        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], &observed);
+        let vm = &cluster.resources[resource(&cluster, "vm")];
+        assert_eq!(vm.active.iter().map(|active| active.node).collect::<Vec<_>>(), vec![node(&cluster, "n2")]);
+    }
+
+    #[test]
+    fn a_failed_migrate_from_leaves_the_resource_active_on_the_source_too() {
+        let observed = "history:\n  - {resource: vm, node: n1, operations: [{operation: start, callId: 2, rc: 0, expectedRc: 0, status: Done, lastRcChange: 50}, \
+             {operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}]}\n  \
+             - {resource: vm, node: n2, operations: [{operation: migrate_from, callId: 4, rc: 1, expectedRc: 0, status: Done, lastRcChange: 101, migrateSource: n1, migrateTarget: n2}]}\n";
+        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], observed);
+        let vm = &cluster.resources[resource(&cluster, "vm")];
+        let mut active: Vec<usize> = vm.active.iter().map(|active| active.node).collect();
+        active.sort();
+        assert_eq!(active, vec![node(&cluster, "n1"), node(&cluster, "n2")]);
+        assert!(vm.failed, "recovered, not migrated again");
+        assert_eq!(vm.partial_migration, None);
+    }
+
+    #[test]
+    fn a_completed_migration_leaves_the_resource_on_the_target_only() {
+        let observed = "history:\n  - {resource: vm, node: n1, operations: [{operation: start, callId: 2, rc: 0, expectedRc: 0, status: Done, lastRcChange: 50}, \
+             {operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}]}\n  \
+             - {resource: vm, node: n2, operations: [{operation: migrate_from, callId: 4, rc: 0, expectedRc: 0, status: Done, lastRcChange: 101, migrateSource: n1, migrateTarget: n2}]}\n";
+        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], observed);
+        let vm = &cluster.resources[resource(&cluster, "vm")];
+        assert_eq!(vm.active.iter().map(|active| active.node).collect::<Vec<_>>(), vec![node(&cluster, "n2")]);
+    }
 }
