@@ -16,6 +16,7 @@
 //! definition order and node name.
 
 mod assign;
+mod digest;
 pub mod explain;
 #[cfg(test)]
 pub(crate) mod fixture;

@@ -159,10 +159,14 @@ pub(crate) struct Rsc {
     /// target.
     pub partial_migration: Option<(NodeIdx, NodeIdx)>,
     /// Nodes whose history of it was recorded with another agent (class, provider or
-    /// type) than the configured one: a definition change (Pacemaker's
-    /// `pcmk__rsc_agent_changed`); for a fence device that unfences, the node is
-    /// unfenced again.
-    pub agent_changed_on: Vec<NodeIdx>,
+    /// type) than the configured one (Pacemaker's `pcmk__rsc_agent_changed`), or where
+    /// it runs with other parameters than the configured ones (the start's parameter
+    /// digest, `digest.rs`): a definition change; for a fence device when unfencing
+    /// is on, the node is unfenced again.
+    pub definition_changed_on: Vec<NodeIdx>,
+    /// Nodes where a failed start or monitor ran with other parameters than the
+    /// configured ones: Pacemaker clears that fail count, so it bans nothing there.
+    pub failcount_cleared_on: Vec<NodeIdx>,
 }
 
 impl Rsc {

@@ -67,10 +67,11 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
                 fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "unfencing before it runs resources".into() });
             }
         }
-        // A node a fence device's history shows run with another agent is unfenced
-        // again (Pacemaker's "Device definition changed").
+        // A node where a fence device ran with another agent, or runs with other
+        // parameters, is unfenced again (Pacemaker's "Device definition changed",
+        // "Device parameters changed").
         for (index, node) in cluster.nodes.iter().enumerate() {
-            let changed = cluster.resources.iter().any(|resource| resource.is_fence_device && resource.agent_changed_on.contains(&index));
+            let changed = cluster.resources.iter().any(|resource| resource.is_fence_device && resource.definition_changed_on.contains(&index));
             if changed && node.online && !node.unclean && !node.shutdown && !fencing.iter().any(|fencing| fencing.node == node.name) {
                 fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "fence device definition changed".into() });
             }

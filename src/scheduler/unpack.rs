@@ -15,6 +15,7 @@ use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKin
 use crate::api::resource::{CloneSpec, MultipleActive, OnFail, Operation, Requires, ResourceMeta, Role};
 use crate::api::{Object, Spec};
 
+use super::digest;
 use super::migration::{self, Histories};
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
 use super::rules;
@@ -55,7 +56,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
     }
     let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new(), cloned_members: HashMap::new() };
     builder.unpack_resources(&snapshot.objects);
-    builder.unpack_history(&snapshot.observed.history, &configured_agents(&snapshot.objects));
+    builder.unpack_history(&snapshot.observed.history, &configured_agents(&snapshot.objects), &configured_digests(&snapshot.objects));
     let Builder { settings, nodes, resources, top, by_name, .. } = builder;
     let mut cluster = Cluster {
         settings,
@@ -294,7 +295,8 @@ impl Builder {
             blocked: false,
             history_name: None,
             partial_migration: None,
-            agent_changed_on: Vec::new(),
+            definition_changed_on: Vec::new(),
+            failcount_cleared_on: Vec::new(),
         };
         self.resources.push(rsc);
         let index = self.resources.len() - 1;
@@ -378,7 +380,7 @@ impl Builder {
     }
 
     /// Reads every history into current roles and failures (see the module comment).
-    fn unpack_history(&mut self, histories: &[ResourceHistory], agents: &HashMap<&str, String>) {
+    fn unpack_history(&mut self, histories: &[ResourceHistory], agents: &HashMap<&str, String>, digests: &HashMap<&str, Option<String>>) {
         let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
         let index = Histories::new(histories);
         for history in histories {
@@ -393,11 +395,12 @@ impl Builder {
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
             let resource = &mut self.resources[rsc];
             if let (Some(recorded), Some(configured)) = (history.agent.as_deref(), agents.get(resource.name.as_str())) {
-                if normalized_agent(recorded) != configured && !resource.agent_changed_on.contains(&node) {
-                    resource.agent_changed_on.push(node);
+                if normalized_agent(recorded) != configured && !resource.definition_changed_on.contains(&node) {
+                    resource.definition_changed_on.push(node);
                 }
             }
-            self.unpack_resource_history(rsc, node, history, &index, &node_index);
+            let configured_digest = digests.get(self.resources[rsc].name.as_str()).and_then(Option::as_deref);
+            self.unpack_resource_history(rsc, node, history, &index, &node_index, configured_digest);
         }
         // A managed resource active on a node that is down means the node may still run
         // it: the node must be fenced before the resource runs elsewhere.
@@ -508,7 +511,18 @@ impl Builder {
         self.clone_above(rsc).and_then(|clone| self.resources[clone].clone.as_ref()).is_some_and(|info| info.promotable)
     }
 
-    fn unpack_resource_history(&mut self, rsc: RscIdx, node: NodeIdx, history: &ResourceHistory, index: &Histories, node_index: &HashMap<String, NodeIdx>) {
+    fn unpack_resource_history(
+        &mut self,
+        rsc: RscIdx,
+        node: NodeIdx,
+        history: &ResourceHistory,
+        index: &Histories,
+        node_index: &HashMap<String, NodeIdx>,
+        configured_digest: Option<&str>,
+    ) {
+        // An operation recorded with a parameter digest other than the configured
+        // parameters' ran with another definition (unknown either side: not changed).
+        let params_changed = |op: &OperationRecord| op.digest.as_deref().zip(configured_digest).is_some_and(|(recorded, configured)| recorded != configured);
         let mut operations: Vec<&OperationRecord> = history.operations.iter().collect();
         operations.sort_by_key(|op| if op.call_id < 0 { i64::MAX } else { op.call_id });
         let promotable = self.in_promotable(rsc);
@@ -645,7 +659,14 @@ impl Builder {
                     } else if role < Role::Started {
                         role = active_role;
                     }
-                    if op.operation == "start" && self.settings.start_failure_is_fatal {
+                    // A failed start or monitor that ran with other parameters:
+                    // Pacemaker clears its fail count ("resource parameters have
+                    // changed"), so it bans nothing.
+                    let cleared = matches!(op.operation.as_str(), "start" | "monitor") && params_changed(op);
+                    if cleared && !self.resources[rsc].failcount_cleared_on.contains(&node) {
+                        self.resources[rsc].failcount_cleared_on.push(node);
+                    }
+                    if op.operation == "start" && self.settings.start_failure_is_fatal && !cleared {
                         // Pacemaker records INFINITY fail counts for failed starts; the
                         // attribute may be missing from an imported history.
                         self.resources[rsc].banned_on.push(node);
@@ -654,6 +675,15 @@ impl Builder {
             }
         }
         self.apply_migrations(rsc, active_role, migrations, node_index);
+        // Running with other parameters than configured: the start (or the
+        // migrate_from) that made the copy running now ran with another definition.
+        let running_call = start_call(&history.operations);
+        if role > Role::Stopped
+            && history.operations.iter().any(|op| Some(op.call_id) == running_call && op.operation != "monitor" && params_changed(op))
+            && !self.resources[rsc].definition_changed_on.contains(&node)
+        {
+            self.resources[rsc].definition_changed_on.push(node);
+        }
         let resource = &mut self.resources[rsc];
         if known && !resource.known_on.contains(&node) {
             resource.known_on.push(node);
@@ -753,6 +783,19 @@ fn configured_agents(objects: &[Object]) -> HashMap<&str, String> {
         .filter_map(|object| match &object.spec {
             Spec::Resource(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
             Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The parameter digest of each primitive and fence device as configured, when every
+/// parameter is known (`digest.rs`).
+fn configured_digests(objects: &[Object]) -> HashMap<&str, Option<String>> {
+    objects
+        .iter()
+        .filter_map(|object| match &object.spec {
+            Spec::Resource(spec) => Some((object.metadata.name.as_str(), digest::resource_digest(&spec.params))),
+            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), digest::fence_device_digest(spec))),
             _ => None,
         })
         .collect()
