@@ -86,3 +86,55 @@ mod tests {
         assert_ne!(operation_digest(&params), operation_digest(&[("text".to_string(), "a<b & c".to_string())].into_iter().collect()));
     }
 }
+
+#[cfg(test)]
+mod scheduling_tests {
+    use crate::scheduler::fixture::snapshot;
+    use crate::scheduler::schedule;
+
+    /// `fencing` (a fence_scsi device that unfences) started on n1 with the given
+    /// agent and digest; both nodes already unfenced.
+    fn fencing_on_n1(agent: &str, digest: &str) -> String {
+        format!(
+            "nodes:\n  n1: {{liveness: Online, attributes: {{\"#node-unfenced\": \"1\"}}}}\n  n2: {{liveness: Online, attributes: {{\"#node-unfenced\": \"1\"}}}}\n\
+             history:\n  - {{resource: fencing, node: n1, agent: \"{agent}\", operations: [{{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done, digest: {digest}}}]}}\n"
+        )
+    }
+
+    fn unfenced(observed: &str) -> Vec<String> {
+        let device = ("FenceDevice", "fencing", r#"{agent: fence_scsi, unfencing: true}"#);
+        let plan = schedule(&snapshot(&["n1", "n2"], &[device], observed));
+        plan.fencing.iter().filter(|fencing| fencing.action == "on").map(|fencing| fencing.node.clone()).collect()
+    }
+
+    #[test]
+    fn a_fence_device_running_with_other_parameters_or_agent_unfences_its_node_again() {
+        // " <parameters/>\n": the digest of no parameters, as configured.
+        let same = "f2317cad3d54cec5d7d7aa7d0bf35cf8";
+        assert_eq!(unfenced(&fencing_on_n1("stonith:fence_scsi", same)), Vec::<String>::new());
+        assert_eq!(unfenced(&fencing_on_n1("stonith:fence_scsi", "0123456789abcdef0123456789abcdef")), vec!["n1".to_string()]);
+        assert_eq!(unfenced(&fencing_on_n1("stonith:fence_virt", same)), vec!["n1".to_string()]);
+    }
+
+    #[test]
+    fn a_failed_start_with_other_parameters_bans_nothing() {
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+        let web = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", params: {port: "80"}}"#);
+        let failed_start = |digest: &str| {
+            format!(
+                "nodes:\n  n1: {{liveness: Online, attributes: {{\"fail-count-web#start_0\": INFINITY}}}}\n\
+                 history:\n  - {{resource: web, node: n1, operations: [{{operation: start, callId: 3, rc: 1, expectedRc: 0, status: Done, digest: {digest}}}, \
+                 {{operation: stop, callId: 4, rc: 0, expectedRc: 0, status: Done}}]}}\n"
+            )
+        };
+        let placed = |observed: &str| {
+            let plan = schedule(&snapshot(&["n1"], &[policy, web], observed));
+            plan.resources.iter().find(|resource| resource.id == "web").map(|resource| resource.next.len())
+        };
+        let configured = super::operation_digest(&[("port".to_string(), "80".to_string())].into_iter().collect());
+        // Failed with the parameters configured now: banned from the only node.
+        assert_eq!(placed(&failed_start(&configured)), Some(0));
+        // Failed with other parameters: its fail count is cleared, it starts again.
+        assert_eq!(placed(&failed_start("0123456789abcdef0123456789abcdef")), Some(1));
+    }
+}
