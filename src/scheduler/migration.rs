@@ -301,11 +301,9 @@ mod tests {
     fn a_stop_on_the_source_after_the_migrate_to_leaves_the_target_running_it() {
         // Pacemaker's partial-live-migration-multiple-active: the source stopped, the
         // target never ran migrate_from and has nothing newer: it may still run it.
-        let observed = format!(
-            "history:\n  - {{resource: vm, node: n1, operations: [{{operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}}, \
-             {{operation: stop, callId: 6, rc: 0, expectedRc: 0, status: Done, lastRcChange: 110}}]}}\n  - {{resource: vm, node: n2, operations: [{{operation: stop, callId: 9, rc: 0, expectedRc: 0, status: Done, lastRcChange: 40}}]}}\n"
-        );
-        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], &observed);
+        let observed = "history:\n  - {resource: vm, node: n1, operations: [{operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}, \
+             {operation: stop, callId: 6, rc: 0, expectedRc: 0, status: Done, lastRcChange: 110}]}\n  - {resource: vm, node: n2, operations: [{operation: stop, callId: 9, rc: 0, expectedRc: 0, status: Done, lastRcChange: 40}]}\n";
+        let cluster = cluster(&["n1", "n2"], &[POLICY, VM], observed);
         let vm = &cluster.resources[resource(&cluster, "vm")];
         assert_eq!(vm.active.iter().map(|active| active.node).collect::<Vec<_>>(), vec![node(&cluster, "n2")]);
     }
