@@ -151,7 +151,7 @@ fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> 
             && resource.active.iter().any(|active| active.node == source)
             && finals[rsc].len() == 1
             && finals[rsc][0].0 == target
-            && cluster.nodes[source].available()
+            && can_migrate_from(&cluster.nodes[source])
     });
     if continues_partial {
         return true;
@@ -163,7 +163,15 @@ fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> 
         && finals[rsc].len() == 1
         && resource.active[0].node != finals[rsc][0].0
         && resource.active[0].role == Role::Started
-        && cluster.nodes[resource.active[0].node].available()
+        && can_migrate_from(&cluster.nodes[resource.active[0].node])
+}
+
+/// Whether a node can run a migrate_to: up and clean (Pacemaker's
+/// `pcmk__rsc_can_migrate`) — a standby node too, since migrating away is how it is
+/// emptied —, and not shutting down, joining or in maintenance, where Pacer's agent
+/// runs no migration.
+fn can_migrate_from(node: &super::model::Node) -> bool {
+    node.online && !node.unclean && !node.shutdown && !node.maintenance && !node.pending
 }
 
 /// The score a plan reports for an entry of the assignment's table: a node not
