@@ -286,6 +286,34 @@ mod tests {
         assert_eq!(actions, vec!["Stop vm n2".to_string()]);
     }
 
+    fn actions(plan: &crate::scheduler::Plan) -> Vec<String> {
+        plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect()
+    }
+
+    #[test]
+    fn a_resource_migrates_away_from_a_standby_node() {
+        let nodes = ("Node", "n1", "{standby: true}");
+        let observed = "nodes:\n  n1: {liveness: Online}\nhistory:\n".to_string() + &crate::scheduler::fixture::started("vm", "n1");
+        let plan = schedule(&snapshot(&["n2"], &[POLICY, nodes, VM], &observed));
+        assert_eq!(actions(&plan), vec!["Migrate vm n1 -> n2".to_string()]);
+    }
+
+    #[test]
+    fn a_then_whose_first_moves_by_stop_and_start_moves_the_same_way() {
+        // db cannot migrate and moves; web, ordered after it, would migrate alone.
+        let db = ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#);
+        let web = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", meta: {allowMigrate: true}}"#);
+        let order = ("Order", "db-then-web", "{first: db, then: web, kind: Mandatory}");
+        let away = ("Location", "away", "{resource: db, node: n1, score: -INFINITY}");
+        let together = ("Colocation", "web-with-db", "{resource: web, withResource: db, score: INFINITY}");
+        let observed = "history:\n".to_string() + &crate::scheduler::fixture::started("db", "n1") + &crate::scheduler::fixture::started("web", "n1");
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, db, web, order, away, together], &observed));
+        assert_eq!(actions(&plan), vec!["Move db n1 -> n2".to_string(), "Move web n1 -> n2".to_string()]);
+        // Without the order, web migrates.
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, db, web, away, together], &observed));
+        assert_eq!(actions(&plan), vec!["Move db n1 -> n2".to_string(), "Migrate web n1 -> n2".to_string()]);
+    }
+
     #[test]
     fn a_target_that_stopped_the_resource_after_the_migration_does_not_run_it() {
         // n2 stopped it after the migrate_to (by time): only the source may run it.

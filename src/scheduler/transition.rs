@@ -78,7 +78,8 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         }
     }
 
-    let restart = restarts(cluster, assignment, &finals);
+    let migrating = migrations(cluster, assignment, &finals);
+    let restart = restarts(cluster, assignment, &finals, &migrating);
     let stop_after = stop_gates(cluster);
     let mut resources = Vec::new();
     let mut actions = Vec::new();
@@ -113,7 +114,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         } else {
             None
         };
-        let migrates = migrates(cluster, rsc, &finals);
+        let migrates = migrating[rsc];
         summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions);
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
@@ -164,6 +165,60 @@ fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> 
         && resource.active[0].node != finals[rsc][0].0
         && resource.active[0].role == Role::Started
         && can_migrate_from(&cluster.nodes[resource.active[0].node])
+}
+
+/// Which primitives move by live migration (`migrates`), less each `then` of a
+/// symmetrical mandatory start order (or group member after another) whose `first`
+/// is stopped and started again elsewhere or in place rather than migrated: its stop
+/// must come after the then's stop, which a migration puts after the first's start —
+/// a loop, so Pacemaker moves the then by a stop and a start too.
+fn migrations(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>]) -> Vec<bool> {
+    let count = cluster.resources.len();
+    let mut migrating: Vec<bool> = (0..count).map(|rsc| cluster.resources[rsc].kind == RscKind::Primitive && migrates(cluster, rsc, finals)).collect();
+    if !migrating.iter().any(|&migrates| migrates) {
+        return migrating;
+    }
+    let mut firsts: Vec<Vec<RscIdx>> = vec![Vec::new(); count];
+    for resource in cluster.resources.iter().filter(|resource| resource.kind == RscKind::Group) {
+        for pair in resource.children.windows(2) {
+            let before = cluster.primitives_of(pair[0]);
+            for then in cluster.primitives_of(pair[1]) {
+                firsts[then].extend(before.iter().copied());
+            }
+        }
+    }
+    for ordering in &cluster.orderings {
+        if ordering.kind == OrderKind::Mandatory
+            && ordering.symmetrical
+            && ordering.first_action == OrderAction::Start
+            && ordering.then_action == OrderAction::Start
+        {
+            let before = cluster.primitives_of(ordering.first);
+            for then in cluster.primitives_of(ordering.then) {
+                firsts[then].extend(before.iter().copied());
+            }
+        }
+    }
+    // Stopped and started again: active now, still placed, but recovered or moved.
+    let restarted = |rsc: RscIdx| {
+        let resource = &cluster.resources[rsc];
+        !assignment.frozen[rsc]
+            && !resource.active.is_empty()
+            && !finals[rsc].is_empty()
+            && (resource.failed || resource.active.iter().any(|active| !finals[rsc].iter().any(|(node, _)| *node == active.node)))
+    };
+    loop {
+        let mut changed = false;
+        for rsc in 0..count {
+            if migrating[rsc] && firsts[rsc].iter().any(|&first| !migrating[first] && restarted(first)) {
+                migrating[rsc] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            return migrating;
+        }
+    }
 }
 
 /// Whether a node can run a migrate_to: up and clean (Pacemaker's
@@ -335,14 +390,14 @@ fn restarts_its_then(cluster: &Cluster, ordering: &super::model::Ordering) -> bo
 /// place — (its stop comes before the first's stop, its start after the first's
 /// start), and a group member after a member that does. Restarts propagate along
 /// orders until nothing changes.
-fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>]) -> Vec<Option<i64>> {
+fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>], migrating: &[bool]) -> Vec<Option<i64>> {
     let count = cluster.resources.len();
     // Starts: anew, again somewhere else, or again in place (recovery). A live
     // migration does not: Pacemaker orders the then after it and leaves it running.
     let mut disturbed: Vec<bool> = (0..count)
         .map(|rsc| {
             let resource = &cluster.resources[rsc];
-            if resource.kind != RscKind::Primitive || finals[rsc].is_empty() || assignment.frozen[rsc] || migrates(cluster, rsc, finals) {
+            if resource.kind != RscKind::Primitive || finals[rsc].is_empty() || assignment.frozen[rsc] || migrating[rsc] {
                 return false;
             }
             if resource.active.is_empty() {
