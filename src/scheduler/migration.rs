@@ -315,6 +315,18 @@ mod tests {
     }
 
     #[test]
+    fn a_partial_migration_is_not_a_resource_active_on_several_nodes() {
+        // multiple-active=block would leave a resource found on two nodes alone; a
+        // partial migration is continued instead.
+        let vm = ("Resource", "vm", r#"{agent: "ocf:heartbeat:Dummy", meta: {allowMigrate: true, multipleActive: Block}}"#);
+        let prefer = ("Location", "prefer-n2", "{resource: vm, node: n2, score: 100}");
+        let observed =
+            partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, vm, prefer], &observed));
+        assert_eq!(actions(&plan), vec!["Migrate vm n1 -> n2".to_string()]);
+    }
+
+    #[test]
     fn a_target_that_stopped_the_resource_after_the_migration_does_not_run_it() {
         // n2 stopped it after the migrate_to (by time): only the source may run it.
         let observed =
