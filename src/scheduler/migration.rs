@@ -276,9 +276,16 @@ mod tests {
         let prefer = ("Location", "prefer-n2", "{resource: vm, node: n2, score: 100}");
         let observed =
             partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
-        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed));
+        let continued = snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed);
+        let plan = schedule(&continued);
         let actions: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
         assert_eq!(actions, vec!["Migrate vm n1 -> n2".to_string()]);
+        // The node agents go on with it: n1 keeps handing over, n2 runs migrate_from
+        // (a decision taken between the two halves must not turn it into a restart).
+        let assignments = crate::state::node_assignments(&plan, &continued.objects, &Default::default(), 1, 1);
+        assert_eq!(assignments["n1"].migrations.iter().map(|migration| migration.target.as_str()).collect::<Vec<_>>(), vec!["n2"]);
+        let vm = assignments["n2"].resources.iter().find(|resource| resource.id == "vm").expect("vm assigned to n2");
+        assert_eq!(vm.migrate_from.as_deref(), Some("n1"));
         // Moved back to the source instead: the target's half is stopped.
         let prefer = ("Location", "prefer-n1", "{resource: vm, node: n1, score: 100}");
         let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed));
