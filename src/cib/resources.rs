@@ -358,6 +358,7 @@ impl Importer {
         let agent_type = match agent_type.rsplit_once('/') {
             Some((_, file)) if !file.is_empty() => {
                 self.unmapped("primitive", id, format!("agent path {agent_type} reduced to its file name {file}"));
+                self.altered_definitions.insert(id.to_string());
                 file
             }
             _ => agent_type,
@@ -369,6 +370,7 @@ impl Importer {
         };
         if class == "service" {
             self.unmapped("primitive", id, format!("service:{agent_type} resolved as lsb:{agent_type}"));
+            self.altered_definitions.insert(id.to_string());
         }
         let agent = match agent_text.parse::<AgentRef>() {
             Ok(agent) => agent,
@@ -385,6 +387,7 @@ impl Importer {
                 resource_params.insert(param, imported);
             } else {
                 self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer"));
+                self.altered_definitions.insert(id.to_string());
             }
         }
         let spec = ResourceSpec {
@@ -460,15 +463,22 @@ impl Importer {
                 "pcmk_reboot_retries" => {
                     spec.retries = value.trim().parse::<u32>().ok().filter(|retries| (1..=100).contains(retries)).or_else(|| mark(&mut invalid))
                 }
-                "action" | "nodename" => self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out")),
+                "action" | "nodename" => {
+                    self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out"));
+                    self.altered_definitions.insert(id.to_string());
+                }
                 _ if is_identifier(param, true) => {
                     let imported = self.import_param(id, param, value.clone());
                     spec.params.insert(param.clone(), imported);
                 }
-                _ => self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer")),
+                _ => {
+                    self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer"));
+                    self.altered_definitions.insert(id.to_string());
+                }
             }
             if invalid {
                 self.unmapped("nvpair", id, format!("{param}={value:?} is not valid; left out"));
+                self.altered_definitions.insert(id.to_string());
             }
         }
         if spec.host_check == Some(HostCheck::StaticList) && spec.host_list.is_empty() && spec.host_map.is_empty() {

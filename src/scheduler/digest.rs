@@ -117,6 +117,24 @@ mod scheduling_tests {
     }
 
     #[test]
+    fn a_resource_running_with_other_parameters_is_restarted_where_it_runs() {
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+        let web = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", params: {port: "80"}}"#);
+        let running = |digest: &str| {
+            format!(
+                "history:\n  - {{resource: web, node: n1, operations: [{{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done, digest: {digest}}}]}}\n"
+            )
+        };
+        let actions = |observed: &str| {
+            let plan = schedule(&snapshot(&["n1"], &[policy, web], observed));
+            plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect::<Vec<_>>()
+        };
+        let configured = super::operation_digest(&[("port".to_string(), "80".to_string())].into_iter().collect());
+        assert_eq!(actions(&running(&configured)), Vec::<String>::new());
+        assert_eq!(actions(&running("0123456789abcdef0123456789abcdef")), vec!["Restart web n1".to_string()]);
+    }
+
+    #[test]
     fn a_failed_start_with_other_parameters_bans_nothing() {
         let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
         let web = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", params: {port: "80"}}"#);

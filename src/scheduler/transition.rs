@@ -407,6 +407,23 @@ fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, 
         })
         .collect();
     let mut restart: Vec<Option<i64>> = vec![None; count];
+    // A copy that stays where it runs with another definition than the configured one
+    // (agent or parameters: `Rsc::definition_changed_on`) is restarted there
+    // (Pacemaker's force_restart), and what is ordered after it with it.
+    for rsc in 0..count {
+        let resource = &cluster.resources[rsc];
+        if resource.kind != RscKind::Primitive || disturbed[rsc] || assignment.frozen[rsc] || migrating[rsc] {
+            continue;
+        }
+        if let ([active], [(node, _)]) = (resource.active.as_slice(), finals[rsc].as_slice())
+            && active.node == *node
+            && resource.definition_changed_on.contains(node)
+            && let Some(started_call) = active.started_call
+        {
+            restart[rsc] = Some(started_call);
+            disturbed[rsc] = true;
+        }
+    }
     loop {
         let mut changed = false;
         for rsc in 0..count {
