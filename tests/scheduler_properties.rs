@@ -176,7 +176,10 @@ fn started(resource: &str, node: &str, promoted: bool, call_id: &mut i64) -> Res
         *call_id += 1;
         operations.push(operation("promote", *call_id, 0));
     }
-    ResourceHistory { resource: resource.into(), node: node.into(), agent: Some("ocf:heartbeat:Dummy".into()), operations }
+    // The agent each one is configured with: a history recorded with another agent
+    // is a definition change, and the copy is restarted.
+    let agent = if resource == "fence-all" { "stonith:fence_ipmilan" } else { "ocf:heartbeat:Dummy" };
+    ResourceHistory { resource: resource.into(), node: node.into(), agent: Some(agent.into()), operations }
 }
 
 fn build(raw: &RawCase) -> Case {

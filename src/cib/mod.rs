@@ -113,6 +113,11 @@ struct Importer {
     names: BTreeMap<(Namespace, String), Name>,
     /// Names handed out per namespace, so two ids never end up with one name.
     taken: BTreeSet<(Namespace, Name)>,
+    /// Primitives (Pacemaker ids) whose agent or parameters the import changed (an
+    /// agent path cut to its file name, a parameter left out): their histories'
+    /// agent and parameter digests no longer describe what Pacer runs, so they are
+    /// not kept (the scheduler would take them for a definition change).
+    altered_definitions: BTreeSet<String>,
 }
 
 /// Pacer names are unique per kind; resources, groups and fence devices share one

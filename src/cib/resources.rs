@@ -9,10 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::api::agent::{AgentRef, FenceAgentRef};
 use crate::api::cluster::{FenceDeviceSpec, HostCheck};
+use crate::api::constraint::{ColocationSpec, OrderKind, OrderSpec};
 use crate::api::resource::{
     CloneSpec, GroupSpec, MultipleActive, OnFail, Operation, OperationName, PromotableSpec, Requires, ResourceMeta, ResourceSpec, Role,
 };
-use crate::api::{Duration, Name, Object, ObjectMeta, Param, ParamValue, Spec};
+use crate::api::{Duration, Name, Object, ObjectMeta, Param, ParamValue, Score, Spec};
 
 use super::config::{ClusterSettings, NodeTable};
 use super::values::{parse_bool, parse_duration, parse_role, parse_score};
@@ -229,6 +230,41 @@ impl Importer {
             if let [device] = devices.as_slice() {
                 self.unmapped("group", id, format!("group of fence device {device} only; constraints on the group apply to the device"));
                 placed.refs.insert(id.to_string(), device.clone());
+            } else if let Some(first) = devices.first().filter(|_| clone.is_none()) {
+                // A group of fence devices only: what a group means, spelled out — each
+                // device with the one before it and started after it —, and constraints
+                // on the group apply to its first device, which the others follow.
+                self.unmapped(
+                    "group",
+                    id,
+                    format!("group of fence devices only; imported as colocations and orders of its devices, constraints on the group apply to {first}"),
+                );
+                for (index, pair) in devices.windows(2).enumerate() {
+                    let colocation = ColocationSpec {
+                        resource: Some(pair[1].clone()),
+                        role: None,
+                        with_resource: Some(pair[0].clone()),
+                        with_role: None,
+                        score: Score::INFINITY,
+                        node_attribute: None,
+                        influence: None,
+                        sets: Vec::new(),
+                    };
+                    let name = self.name(Namespace::Constraint, "group", &format!("{id}-colocation-{}", index + 1));
+                    placed.objects.push(Object { metadata: ObjectMeta { name, ..ObjectMeta::default() }, spec: Spec::Colocation(colocation) });
+                    let order = OrderSpec {
+                        first: Some(pair[0].clone()),
+                        first_action: None,
+                        then: Some(pair[1].clone()),
+                        then_action: None,
+                        kind: OrderKind::Mandatory,
+                        symmetrical: None,
+                        sets: Vec::new(),
+                    };
+                    let name = self.name(Namespace::Constraint, "group", &format!("{id}-order-{}", index + 1));
+                    placed.objects.push(Object { metadata: ObjectMeta { name, ..ObjectMeta::default() }, spec: Spec::Order(order) });
+                }
+                placed.refs.insert(id.to_string(), first.clone());
             } else {
                 self.unmapped("group", id, "no Resource member could be mapped; group skipped".into());
             }
@@ -322,6 +358,7 @@ impl Importer {
         let agent_type = match agent_type.rsplit_once('/') {
             Some((_, file)) if !file.is_empty() => {
                 self.unmapped("primitive", id, format!("agent path {agent_type} reduced to its file name {file}"));
+                self.altered_definitions.insert(id.to_string());
                 file
             }
             _ => agent_type,
@@ -333,6 +370,7 @@ impl Importer {
         };
         if class == "service" {
             self.unmapped("primitive", id, format!("service:{agent_type} resolved as lsb:{agent_type}"));
+            self.altered_definitions.insert(id.to_string());
         }
         let agent = match agent_text.parse::<AgentRef>() {
             Ok(agent) => agent,
@@ -349,6 +387,7 @@ impl Importer {
                 resource_params.insert(param, imported);
             } else {
                 self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer"));
+                self.altered_definitions.insert(id.to_string());
             }
         }
         let spec = ResourceSpec {
@@ -424,15 +463,22 @@ impl Importer {
                 "pcmk_reboot_retries" => {
                     spec.retries = value.trim().parse::<u32>().ok().filter(|retries| (1..=100).contains(retries)).or_else(|| mark(&mut invalid))
                 }
-                "action" | "nodename" => self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out")),
+                "action" | "nodename" => {
+                    self.unmapped("nvpair", id, format!("fence parameter {param} is set by the fencer for each request; left out"));
+                    self.altered_definitions.insert(id.to_string());
+                }
                 _ if is_identifier(param, true) => {
                     let imported = self.import_param(id, param, value.clone());
                     spec.params.insert(param.clone(), imported);
                 }
-                _ => self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer")),
+                _ => {
+                    self.unmapped("nvpair", id, format!("parameter name {param:?} is not allowed in Pacer"));
+                    self.altered_definitions.insert(id.to_string());
+                }
             }
             if invalid {
                 self.unmapped("nvpair", id, format!("{param}={value:?} is not valid; left out"));
+                self.altered_definitions.insert(id.to_string());
             }
         }
         if spec.host_check == Some(HostCheck::StaticList) && spec.host_list.is_empty() && spec.host_map.is_empty() {

@@ -177,6 +177,17 @@ impl Importer {
             }
             // Oldest first; pending operations (call id -1) are the newest.
             operations.sort_by_key(|record: &OperationRecord| (record.call_id < 0, record.call_id));
+            // A definition the import changed: what the history recorded of it cannot
+            // be compared with what Pacer runs.
+            let (base, _) = crate::api::names::split_instance(id);
+            let agent = if self.altered_definitions.contains(base) {
+                for record in &mut operations {
+                    record.digest = None;
+                }
+                None
+            } else {
+                agent
+            };
             history.push(ResourceHistory { resource: self.history_name(id), node: node.to_string(), agent, operations });
         }
     }

@@ -250,3 +250,25 @@ fn cibsecrets_and_plain_secrets_become_references_to_cibsecrets_files() {
     assert!(has_unmapped(&imported, "nvpair", "replication_password looks like a secret: its value is not copied"));
     assert!(!format!("{:?}{:?}", imported.objects, imported.unmapped).contains("hunter2"));
 }
+
+#[test]
+fn a_definition_the_import_changed_keeps_no_recorded_agent_or_digest() {
+    // "1" cannot be a Pacer parameter, so `a` runs without it: its history's digest
+    // (of the parameters with it) and agent say nothing of what Pacer runs. `b` is
+    // imported as written and keeps both.
+    let configuration = r#"<nodes><node id="1" uname="n1"/></nodes><resources>
+        <primitive id="a" class="ocf" provider="heartbeat" type="IPaddr"><instance_attributes id="a-i">
+          <nvpair id="a-1" name="1" value="192.0.2.1"/></instance_attributes></primitive>
+        <primitive id="b" class="ocf" provider="heartbeat" type="IPaddr"><instance_attributes id="b-i">
+          <nvpair id="b-ip" name="ip" value="192.0.2.2"/></instance_attributes></primitive></resources>"#;
+    let status = r#"<node_state id="1" uname="n1" in_ccm="true" crmd="online" join="member" expected="member"><lrm id="1"><lrm_resources>
+        <lrm_resource id="a" class="ocf" provider="heartbeat" type="IPaddr">
+          <lrm_rsc_op id="a1" operation="start" call-id="3" rc-code="0" op-status="0" interval="0" transition-key="3:2:0:u" op-digest="0123"/></lrm_resource>
+        <lrm_resource id="b" class="ocf" provider="heartbeat" type="IPaddr">
+          <lrm_rsc_op id="b1" operation="start" call-id="4" rc-code="0" op-status="0" interval="0" transition-key="4:2:0:u" op-digest="4567"/></lrm_resource>
+        </lrm_resources></lrm></node_state>"#;
+    let result = imported(configuration, status);
+    let history = |name: &str| result.observed.history.iter().find(|history| history.resource == name).expect("history");
+    assert_eq!((history("a").agent.as_deref(), history("a").operations[0].digest.as_deref()), (None, None));
+    assert_eq!((history("b").agent.as_deref(), history("b").operations[0].digest.as_deref()), (Some("ocf:heartbeat:IPaddr"), Some("4567")));
+}

@@ -271,7 +271,8 @@ pub(crate) fn oracle_json(plan: &Plan) -> Value {
         for placement in &resource.next {
             resources.push(json!([report_name(resource), placement.role.as_str(), placement.node]));
         }
-        if resource.failed {
+        // The revised status: a failure stays only where nothing recovers it.
+        if resource.failed && resource.frozen {
             for placement in &resource.current {
                 flags.push(json!([report_name(resource), placement.node, "failed"]));
             }

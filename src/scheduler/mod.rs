@@ -16,9 +16,11 @@
 //! definition order and node name.
 
 mod assign;
+mod digest;
 pub mod explain;
 #[cfg(test)]
 pub(crate) mod fixture;
+mod migration;
 mod model;
 pub mod plan;
 pub mod row;

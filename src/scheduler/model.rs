@@ -153,6 +153,20 @@ pub(crate) struct Rsc {
     /// The history names this resource was found under (`rsc:0` for an anonymous
     /// instance); promotion scores and fail counts are looked up by it.
     pub history_name: Option<String>,
+    /// A live migration the history shows half done — `migrate_to` on the source
+    /// succeeded, no `migrate_from` on the target yet —: (source, target). The
+    /// resource counts as active on both; the migration goes on if it stays on the
+    /// target.
+    pub partial_migration: Option<(NodeIdx, NodeIdx)>,
+    /// Nodes whose history of it was recorded with another agent (class, provider or
+    /// type) than the configured one (Pacemaker's `pcmk__rsc_agent_changed`), or where
+    /// it runs with other parameters than the configured ones (the start's parameter
+    /// digest, `digest.rs`): a definition change; for a fence device when unfencing
+    /// is on, the node is unfenced again.
+    pub definition_changed_on: Vec<NodeIdx>,
+    /// Nodes where a failed start or monitor ran with other parameters than the
+    /// configured ones: Pacemaker clears that fail count, so it bans nothing there.
+    pub failcount_cleared_on: Vec<NodeIdx>,
 }
 
 impl Rsc {

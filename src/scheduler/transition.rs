@@ -67,9 +67,19 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
                 fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "unfencing before it runs resources".into() });
             }
         }
+        // A node where a fence device ran with another agent, or runs with other
+        // parameters, is unfenced again (Pacemaker's "Device definition changed",
+        // "Device parameters changed").
+        for (index, node) in cluster.nodes.iter().enumerate() {
+            let changed = cluster.resources.iter().any(|resource| resource.is_fence_device && resource.definition_changed_on.contains(&index));
+            if changed && node.online && !node.unclean && !node.shutdown && !fencing.iter().any(|fencing| fencing.node == node.name) {
+                fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "fence device definition changed".into() });
+            }
+        }
     }
 
-    let restart = restarts(cluster, assignment, &finals);
+    let migrating = migrations(cluster, assignment, &finals);
+    let restart = restarts(cluster, assignment, &finals, &migrating);
     let stop_after = stop_gates(cluster);
     let mut resources = Vec::new();
     let mut actions = Vec::new();
@@ -104,7 +114,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         } else {
             None
         };
-        let migrates = migrates(cluster, rsc, &finals);
+        let migrates = migrating[rsc];
         summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions);
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
@@ -129,13 +139,24 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
     Plan { nodes, resources, fencing, actions }
 }
 
-/// A healthy move of a resource that allows it is a live migration, from a source
-/// that is online and clean — in standby or shutting down too, as Pacemaker's
-/// `pcmk__rsc_can_migrate`: the source's agent runs migrate_to — to a clean target.
+/// A healthy move between two usable nodes of a resource that allows it is a live
+/// migration; so is a partial migration (`Rsc::partial_migration`) that stays on its
+/// target with its source still up (Pacemaker continues it: migrate_from on the
+/// target, then the stop on the source).
 fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> bool {
     let resource = &cluster.resources[rsc];
-    let source = resource.active.first().map(|active| &cluster.nodes[active.node]);
-    let target = finals[rsc].first().map(|(node, _)| &cluster.nodes[*node]);
+    let continues_partial = resource.partial_migration.is_some_and(|(source, target)| {
+        resource.allow_migrate
+            && !resource.failed
+            && resource.active.len() == 2
+            && resource.active.iter().any(|active| active.node == source)
+            && finals[rsc].len() == 1
+            && finals[rsc][0].0 == target
+            && can_migrate_from(&cluster.nodes[source])
+    });
+    if continues_partial {
+        return true;
+    }
     resource.allow_migrate
         && cluster.clone_of(rsc).is_none()
         && !resource.failed
@@ -143,8 +164,70 @@ fn migrates(cluster: &Cluster, rsc: RscIdx, finals: &[Vec<(NodeIdx, Role)>]) -> 
         && finals[rsc].len() == 1
         && resource.active[0].node != finals[rsc][0].0
         && resource.active[0].role == Role::Started
-        && source.is_some_and(|source| source.online && !source.unclean)
-        && target.is_some_and(|target| !target.unclean)
+        && can_migrate_from(&cluster.nodes[resource.active[0].node])
+        && !cluster.nodes[finals[rsc][0].0].unclean
+}
+
+/// Which primitives move by live migration (`migrates`), less each `then` of a
+/// symmetrical mandatory start order (or group member after another) whose `first`
+/// is stopped and started again elsewhere or in place rather than migrated: its stop
+/// must come after the then's stop, which a migration puts after the first's start —
+/// a loop, so Pacemaker moves the then by a stop and a start too.
+fn migrations(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>]) -> Vec<bool> {
+    let count = cluster.resources.len();
+    let mut migrating: Vec<bool> = (0..count).map(|rsc| cluster.resources[rsc].kind == RscKind::Primitive && migrates(cluster, rsc, finals)).collect();
+    if !migrating.iter().any(|&migrates| migrates) {
+        return migrating;
+    }
+    let mut firsts: Vec<Vec<RscIdx>> = vec![Vec::new(); count];
+    for resource in cluster.resources.iter().filter(|resource| resource.kind == RscKind::Group) {
+        for pair in resource.children.windows(2) {
+            let before = cluster.primitives_of(pair[0]);
+            for then in cluster.primitives_of(pair[1]) {
+                firsts[then].extend(before.iter().copied());
+            }
+        }
+    }
+    for ordering in &cluster.orderings {
+        if ordering.kind == OrderKind::Mandatory
+            && ordering.symmetrical
+            && ordering.first_action == OrderAction::Start
+            && ordering.then_action == OrderAction::Start
+        {
+            let before = cluster.primitives_of(ordering.first);
+            for then in cluster.primitives_of(ordering.then) {
+                firsts[then].extend(before.iter().copied());
+            }
+        }
+    }
+    // Stopped and started again: active now, still placed, but recovered or moved.
+    let restarted = |rsc: RscIdx| {
+        let resource = &cluster.resources[rsc];
+        !assignment.frozen[rsc]
+            && !resource.active.is_empty()
+            && !finals[rsc].is_empty()
+            && (resource.failed || resource.active.iter().any(|active| !finals[rsc].iter().any(|(node, _)| *node == active.node)))
+    };
+    loop {
+        let mut changed = false;
+        for rsc in 0..count {
+            if migrating[rsc] && firsts[rsc].iter().any(|&first| !migrating[first] && restarted(first)) {
+                migrating[rsc] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            return migrating;
+        }
+    }
+}
+
+/// Whether a node can run a migrate_to: up and clean (Pacemaker's
+/// `pcmk__rsc_can_migrate`) — a standby node too, since migrating away is how it is
+/// emptied —, and not shutting down, joining or in maintenance, where Pacer's agent
+/// runs no migration.
+fn can_migrate_from(node: &super::model::Node) -> bool {
+    node.online && !node.unclean && !node.shutdown && !node.maintenance && !node.pending
 }
 
 /// The score a plan reports for an entry of the assignment's table: a node not
@@ -308,14 +391,14 @@ fn restarts_its_then(cluster: &Cluster, ordering: &super::model::Ordering) -> bo
 /// place — (its stop comes before the first's stop, its start after the first's
 /// start), and a group member after a member that does. Restarts propagate along
 /// orders until nothing changes.
-fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>]) -> Vec<Option<i64>> {
+fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>], migrating: &[bool]) -> Vec<Option<i64>> {
     let count = cluster.resources.len();
     // Starts: anew, again somewhere else, or again in place (recovery). A live
     // migration does not: Pacemaker orders the then after it and leaves it running.
     let mut disturbed: Vec<bool> = (0..count)
         .map(|rsc| {
             let resource = &cluster.resources[rsc];
-            if resource.kind != RscKind::Primitive || finals[rsc].is_empty() || assignment.frozen[rsc] || migrates(cluster, rsc, finals) {
+            if resource.kind != RscKind::Primitive || finals[rsc].is_empty() || assignment.frozen[rsc] || migrating[rsc] {
                 return false;
             }
             if resource.active.is_empty() {
@@ -325,6 +408,23 @@ fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, 
         })
         .collect();
     let mut restart: Vec<Option<i64>> = vec![None; count];
+    // A copy that stays where it runs with another definition than the configured one
+    // (agent or parameters: `Rsc::definition_changed_on`) is restarted there
+    // (Pacemaker's force_restart), and what is ordered after it with it.
+    for rsc in 0..count {
+        let resource = &cluster.resources[rsc];
+        if resource.kind != RscKind::Primitive || disturbed[rsc] || assignment.frozen[rsc] || migrating[rsc] {
+            continue;
+        }
+        if let ([active], [(node, _)]) = (resource.active.as_slice(), finals[rsc].as_slice())
+            && active.node == *node
+            && resource.definition_changed_on.contains(node)
+            && let Some(started_call) = active.started_call
+        {
+            restart[rsc] = Some(started_call);
+            disturbed[rsc] = true;
+        }
+    }
     loop {
         let mut changed = false;
         for rsc in 0..count {
@@ -674,6 +774,12 @@ fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[P
                 "Move"
             };
             push(actions, verb, format!("{} -> {}", from.node, to.node));
+        }
+        // A partial migration continued: from the source to the target it already
+        // half runs on.
+        ([first, second], [to]) if migrates && !failed && (first.node == to.node || second.node == to.node) => {
+            let from = if first.node == to.node { second } else { first };
+            push(actions, "Migrate", format!("{} -> {}", from.node, to.node));
         }
         (_, [to]) => {
             for from in current.iter().filter(|from| from.node != to.node) {

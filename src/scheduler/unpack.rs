@@ -15,6 +15,8 @@ use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKin
 use crate::api::resource::{CloneSpec, MultipleActive, OnFail, Operation, Requires, ResourceMeta, Role};
 use crate::api::{Object, Spec};
 
+use super::digest;
+use super::migration::{self, Histories};
 use super::model::{Active, CloneInfo, Cluster, Colocation, LocationRule, Node, NodeIdx, OpDef, Ordering, Rsc, RscIdx, RscKind, Settings};
 use super::rules;
 use crate::api::records::{ExecStatus, OperationRecord, start_call};
@@ -54,7 +56,7 @@ pub(crate) fn unpack(snapshot: &Snapshot) -> Cluster {
     }
     let mut builder = Builder { settings, policy, nodes, resources: Vec::new(), top: Vec::new(), by_name: HashMap::new(), cloned_members: HashMap::new() };
     builder.unpack_resources(&snapshot.objects);
-    builder.unpack_history(&snapshot.observed.history);
+    builder.unpack_history(&snapshot.observed.history, &configured_agents(&snapshot.objects), &configured_digests(&snapshot.objects));
     let Builder { settings, nodes, resources, top, by_name, .. } = builder;
     let mut cluster = Cluster {
         settings,
@@ -292,6 +294,9 @@ impl Builder {
             banned_everywhere: false,
             blocked: false,
             history_name: None,
+            partial_migration: None,
+            definition_changed_on: Vec::new(),
+            failcount_cleared_on: Vec::new(),
         };
         self.resources.push(rsc);
         let index = self.resources.len() - 1;
@@ -375,8 +380,9 @@ impl Builder {
     }
 
     /// Reads every history into current roles and failures (see the module comment).
-    fn unpack_history(&mut self, histories: &[ResourceHistory]) {
+    fn unpack_history(&mut self, histories: &[ResourceHistory], agents: &HashMap<&str, String>, digests: &HashMap<&str, Option<String>>) {
         let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
+        let index = Histories::new(histories);
         for history in histories {
             let Some(&node) = node_index.get(history.node.as_str()) else { continue };
             // Without fencing, a node that is not online is taken to run nothing: its
@@ -387,7 +393,14 @@ impl Builder {
                 continue;
             }
             let Some(rsc) = self.find_history_resource(&history.resource, node) else { continue };
-            self.unpack_resource_history(rsc, node, history);
+            let resource = &mut self.resources[rsc];
+            if let (Some(recorded), Some(configured)) = (history.agent.as_deref(), agents.get(resource.name.as_str())) {
+                if normalized_agent(recorded) != configured && !resource.definition_changed_on.contains(&node) {
+                    resource.definition_changed_on.push(node);
+                }
+            }
+            let configured_digest = digests.get(self.resources[rsc].name.as_str()).and_then(Option::as_deref);
+            self.unpack_resource_history(rsc, node, history, &index, &node_index, configured_digest);
         }
         // A managed resource active on a node that is down means the node may still run
         // it: the node must be fenced before the resource runs elsewhere.
@@ -498,7 +511,18 @@ impl Builder {
         self.clone_above(rsc).and_then(|clone| self.resources[clone].clone.as_ref()).is_some_and(|info| info.promotable)
     }
 
-    fn unpack_resource_history(&mut self, rsc: RscIdx, node: NodeIdx, history: &ResourceHistory) {
+    fn unpack_resource_history(
+        &mut self,
+        rsc: RscIdx,
+        node: NodeIdx,
+        history: &ResourceHistory,
+        index: &Histories,
+        node_index: &HashMap<String, NodeIdx>,
+        configured_digest: Option<&str>,
+    ) {
+        // An operation recorded with a parameter digest other than the configured
+        // parameters' ran with another definition (unknown either side: not changed).
+        let params_changed = |op: &OperationRecord| op.digest.as_deref().zip(configured_digest).is_some_and(|(recorded, configured)| recorded != configured);
         let mut operations: Vec<&OperationRecord> = history.operations.iter().collect();
         operations.sort_by_key(|op| if op.call_id < 0 { i64::MAX } else { op.call_id });
         let promotable = self.in_promotable(rsc);
@@ -508,6 +532,10 @@ impl Builder {
         let mut last_failure: Option<(String, u64)> = None;
         let mut known = false;
         let mut stop_failed = false;
+        // What migration records say about the node at the other end.
+        let mut migrations: Vec<migration::Verdict> = Vec::new();
+        let nodes = &self.nodes;
+        let online = |name: &str| node_index.get(name).is_some_and(|&other| nodes[other].online);
         for op in operations {
             let is_probe = op.operation == "monitor" && op.interval_ms == 0;
             match op.status {
@@ -544,6 +572,16 @@ impl Builder {
                         ("start" | "migrate_from", _) => {
                             role = active_role;
                             true
+                        }
+                        ("migrate_to", _) => {
+                            let verdict = migration::migrate_to_succeeded(index, &history.resource, &history.node, op, &online);
+                            match verdict.here_active {
+                                Some(true) => role = active_role,
+                                Some(false) => role = Role::Stopped,
+                                None => {}
+                            }
+                            migrations.push(verdict);
+                            false
                         }
                         ("promote", _) => {
                             role = Role::Promoted;
@@ -595,6 +633,8 @@ impl Builder {
                         Severity::Fatal => self.resources[rsc].banned_everywhere = true,
                     }
                     match op.operation.as_str() {
+                        "migrate_to" => migrations.push(migration::migrate_to_failed(index, &history.resource, &history.node, op, &online)),
+                        "migrate_from" => migrations.push(migration::migrate_from_failed(index, &history.resource, &history.node, op, &online)),
                         "stop" => {
                             stop_failed = true;
                             self.resources[rsc].banned_on.push(node);
@@ -619,13 +659,30 @@ impl Builder {
                     } else if role < Role::Started {
                         role = active_role;
                     }
-                    if op.operation == "start" && self.settings.start_failure_is_fatal {
+                    // A failed start or monitor that ran with other parameters:
+                    // Pacemaker clears its fail count ("resource parameters have
+                    // changed"), so it bans nothing.
+                    let cleared = matches!(op.operation.as_str(), "start" | "monitor") && params_changed(op);
+                    if cleared && !self.resources[rsc].failcount_cleared_on.contains(&node) {
+                        self.resources[rsc].failcount_cleared_on.push(node);
+                    }
+                    if op.operation == "start" && self.settings.start_failure_is_fatal && !cleared {
                         // Pacemaker records INFINITY fail counts for failed starts; the
                         // attribute may be missing from an imported history.
                         self.resources[rsc].banned_on.push(node);
                     }
                 }
             }
+        }
+        self.apply_migrations(rsc, active_role, migrations, node_index);
+        // Running with other parameters than configured: the start (or the
+        // migrate_from) that made the copy running now ran with another definition.
+        let running_call = start_call(&history.operations);
+        if role > Role::Stopped
+            && history.operations.iter().any(|op| Some(op.call_id) == running_call && op.operation != "monitor" && params_changed(op))
+            && !self.resources[rsc].definition_changed_on.contains(&node)
+        {
+            self.resources[rsc].definition_changed_on.push(node);
         }
         let resource = &mut self.resources[rsc];
         if known && !resource.known_on.contains(&node) {
@@ -675,6 +732,29 @@ impl Builder {
         }
     }
 
+    /// What migration records said about the other end: active there too, a partial
+    /// migration to continue, or a migration that cannot be trusted (recovered, not
+    /// migrated again).
+    fn apply_migrations(&mut self, rsc: RscIdx, active_role: Role, migrations: Vec<migration::Verdict>, node_index: &HashMap<String, NodeIdx>) {
+        for verdict in migrations {
+            let resource = &mut self.resources[rsc];
+            if let Some(&other) = verdict.also_active_on.as_ref().and_then(|name| node_index.get(name.as_str())) {
+                if !resource.active.iter().any(|active| active.node == other) {
+                    resource.active.push(Active { node: other, role: active_role, started_call: None });
+                }
+            }
+            if let Some((source, target)) = &verdict.partial {
+                if let (Some(&source), Some(&target)) = (node_index.get(source.as_str()), node_index.get(target.as_str())) {
+                    resource.partial_migration = Some((source, target));
+                }
+            }
+            if verdict.failed {
+                resource.failed = true;
+                resource.allow_migrate = false;
+            }
+        }
+    }
+
     /// The configured `on-fail` of the operation, or Pacemaker's default: a failed stop
     /// fences the node when fencing is enabled (blocks otherwise), anything else restarts.
     fn failure_policy(&self, rsc: RscIdx, op: &OperationRecord) -> OnFail {
@@ -693,6 +773,37 @@ impl Builder {
             None => OnFail::Restart,
         }
     }
+}
+
+/// The agent each primitive and fence device is configured with, as histories record
+/// agents (`class:provider:type`, a fence agent without its `stonith:` class).
+fn configured_agents(objects: &[Object]) -> HashMap<&str, String> {
+    objects
+        .iter()
+        .filter_map(|object| match &object.spec {
+            Spec::Resource(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
+            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The parameter digest of each primitive and fence device as configured, when every
+/// parameter is known (`digest.rs`).
+fn configured_digests(objects: &[Object]) -> HashMap<&str, Option<String>> {
+    objects
+        .iter()
+        .filter_map(|object| match &object.spec {
+            Spec::Resource(spec) => Some((object.metadata.name.as_str(), digest::resource_digest(&spec.params))),
+            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), digest::fence_device_digest(spec))),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A recorded agent in the form `configured_agents` gives.
+fn normalized_agent(recorded: &str) -> &str {
+    recorded.strip_prefix("stonith:").unwrap_or(recorded)
 }
 
 /// A member inherits what its group sets and it does not.

@@ -61,6 +61,9 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
             .any(|action| action.verb == "Migrate" && action.resource == resource.id)
             .then(|| match (resource.current.as_slice(), resource.next.as_slice()) {
                 ([from], [to]) if from.node != to.node => Some((from.node.clone(), to.node.clone())),
+                // A partial migration continued: it half runs on the target already.
+                ([first, second], [to]) if first.node == to.node => Some((second.node.clone(), to.node.clone())),
+                ([first, second], [to]) if second.node == to.node => Some((first.node.clone(), to.node.clone())),
                 _ => None,
             })
             .flatten();

@@ -208,6 +208,11 @@ impl Criteria<'_> {
                 }
             }
             for (rsc, failures) in totals {
+                // A fail count about to be cleared (its failure ran with other
+                // parameters) forces nothing away (Pacemaker's check_failure_threshold).
+                if cluster.resources[rsc].failcount_cleared_on.contains(&node) {
+                    continue;
+                }
                 let failures = failures.value();
                 if failures > 0 && cluster.resources[rsc].migration_threshold - failures <= 0 {
                     let target = self.ban_target(rsc);

@@ -132,8 +132,9 @@ impl Work<'_> {
         // active on is fenced: fencing proves it stopped.
         let blocked =
             resource.blocked && resource.active.iter().any(|active| !(cluster.nodes[active.node].unclean && settings.can_fence(&cluster.nodes[active.node])));
-        // Found active on several nodes: multiple-active says what happens.
-        let multiply_active = resource.active.len() > 1 && cluster.clone_of(rsc).is_none();
+        // Found active on several nodes: multiple-active says what happens — not for a
+        // partial migration, which is continued or recovered (Pacemaker).
+        let multiply_active = resource.active.len() > 1 && cluster.clone_of(rsc).is_none() && resource.partial_migration.is_none();
         let multiple_active_blocks = multiply_active && resource.multiple_active == MultipleActive::Block;
         let multiple_active_stops = multiply_active && resource.multiple_active == MultipleActive::StopOnly;
         let unmanaged = !resource.managed
