@@ -465,6 +465,9 @@ struct Session<'a> {
     spec_retake: bool,
     /// Since when the spec on the watch has not been whole (`spec_settled`).
     spec_unsettled_since: Option<Instant>,
+    /// The spec version of the last listing from etcd: the watch's copy, until it has
+    /// caught up with it, is older and not taken in.
+    spec_listed_version: i64,
     /// How many operations may run at once (`throttle`).
     limits: throttle::Limits,
     /// The load average as last read, and when (read at most once a second).
@@ -579,6 +582,7 @@ impl<'a> Session<'a> {
             spec_stale: true,
             spec_retake: true,
             spec_unsettled_since: None,
+            spec_listed_version: 0,
             limits: throttle::limits(&[], &config.node, cores()),
             load: None,
             queued: 0,
@@ -658,7 +662,8 @@ impl<'a> Session<'a> {
                 // apply forward. Nothing is read from etcd: a change costs each agent
                 // the change, not a listing of the whole spec.
                 if settled == Some(true) {
-                    if self.spec_retake {
+                    // Behind a listing taken meanwhile: nothing newer to take in yet.
+                    if self.spec_retake && self.cache.spec_version() >= self.spec_listed_version {
                         let read =
                             self.cache.objects().values().filter(|stored| AGENT_READS.contains(&stored.object.kind())).map(|stored| stored.object.clone());
                         self.take_spec(reconciler, in_definition_order(read.collect()));
@@ -683,6 +688,7 @@ impl<'a> Session<'a> {
                         self.take_spec(reconciler, in_definition_order(read));
                         self.spec_stale = false;
                         self.spec_unsettled_since = None;
+                        self.spec_listed_version = listing.spec_version;
                     }
                 }
             }

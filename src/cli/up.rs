@@ -327,9 +327,11 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
             _ = terminate.recv() => break,
             _ = power.tick() => {
                 for (node, args) in &agent_args {
-                    let Some(index) = components.iter().position(|component| component.name == *node) else { continue };
+                    // A node whose restart failed has no component: it is tried again
+                    // while its marker stays.
+                    let index = components.iter().position(|component| component.name == *node);
                     let marker = state_dir.join("nodes").join(node).join(POWER_ON_MARKER);
-                    let exited = !matches!(components[index].child.try_wait(), Ok(None));
+                    let exited = index.is_none_or(|index| !matches!(components[index].child.try_wait(), Ok(None)));
                     let powered_on = std::fs::metadata(&marker).and_then(|metadata| metadata.modified()).ok();
                     match power_on_due(exited, powered_on, std::time::SystemTime::now(), request.reboot_delay) {
                         PowerOn::Wait => {}
@@ -338,10 +340,19 @@ pub async fn run(request: &UpRequest<'_>) -> anyhow::Result<u8> {
                         }
                         PowerOn::Now => {
                             // The old component first: dropping it removes its pid file.
-                            drop(components.remove(index));
-                            let _ = std::fs::remove_file(&marker);
+                            let at = index.map_or(components.len(), |index| {
+                                drop(components.remove(index));
+                                index
+                            });
                             println!("starting {node} again: its fence device rebooted it");
-                            components.insert(index, spawn(node, args.clone())?);
+                            match spawn(node, args.clone()) {
+                                Ok(component) => {
+                                    let _ = std::fs::remove_file(&marker);
+                                    components.insert(at, component);
+                                }
+                                // Not the end of the cluster: the next tick tries again.
+                                Err(error) => eprintln!("cannot start {node} again: {error:#}; trying again"),
+                            }
                         }
                     }
                 }

@@ -32,7 +32,7 @@ use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotRead
 use crate::scheduler::plan::Plan;
 use crate::scheduler::schedule;
 use crate::scheduler::snapshot::{NodeLiveness, Snapshot};
-use crate::state::fence_history::{FENCE_HISTORY_LIMIT, history_to_trim};
+use crate::state::fence_history::{FENCE_HISTORY_LIMIT, Kept, history_to_trim};
 use crate::state::fencing::choose_executor;
 use crate::state::history::history_record;
 use crate::state::{failures_seen, node_assignments};
@@ -571,8 +571,12 @@ async fn drive_fencing(
     }
     write(store, cache, "drop fencing requests", writes, guard).await?;
     // The history is capped (never a node's last success, never a pending attempt).
+    let kept = Kept {
+        open: cache.fence_requests().values().map(|request| (request.target.as_str(), request.id)).collect(),
+        nodes: snapshot.objects.iter().filter(|object| matches!(object.spec, crate::api::Spec::Node(_))).map(|object| object.name().as_str()).collect(),
+    };
     let trimmed: Vec<(String, Option<String>)> =
-        history_to_trim(cache.fence_history(), FENCE_HISTORY_LIMIT).into_iter().map(|(target, id)| (keys.fence_history(&target, id), None)).collect();
+        history_to_trim(cache.fence_history(), FENCE_HISTORY_LIMIT, &kept).into_iter().map(|(target, id)| (keys.fence_history(&target, id), None)).collect();
     write(store, cache, "trim the fencing history", trimmed, guard).await?;
     Ok(changed)
 }

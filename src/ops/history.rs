@@ -313,10 +313,10 @@ pub fn decision_changes(first: &Plan, second: &Plan) -> Vec<String> {
     out
 }
 
-/// Every fencing attempt kept (`fencing/<target>/history/<id>`), newest first, of
+/// Every fencing attempt kept (`fence-history/<target>/<id>`), newest first, of
 /// `node` only when given, with the keys that did not decode (key, reason).
 pub async fn fencing(store: &Store, node: Option<&str>) -> Result<(Vec<FenceAttemptView>, Vec<(String, String)>), OpsError> {
-    let prefix = store.keys().fencing_prefix();
+    let prefix = store.keys().fence_history_prefix();
     let (revision, entries) = store.list_prefix(&prefix, None).await?;
     // The cache decodes and checks each record against its key, as every reader does.
     let mut cache = crate::runtime::ClusterCache::new(store.keys().clone());

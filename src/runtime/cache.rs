@@ -118,7 +118,7 @@ pub struct ClusterCache {
     fence_requests: BTreeMap<String, FenceRequestRecord>,
     /// By target: `fencing/<target>/answer`, the leader's.
     fence_answers: BTreeMap<String, StoredFenceAnswer>,
-    /// By (target, request id): `fencing/<target>/history/<id>`, the leader's.
+    /// By (target, request id): `fence-history/<target>/<id>`, the leader's.
     fence_history: BTreeMap<(String, i64), FenceHistoryRecord>,
     /// By (executor, target): `fence-results/<executor>/<target>`.
     fence_results: BTreeMap<(String, String), StoredFenceResult>,
@@ -599,12 +599,12 @@ impl ClusterCache {
         &self.fence_confirmations
     }
 
-    /// The answers the leader accepted, by target (`fencing/<target>/answer`).
-    /// Every fencing attempt kept (`fencing/<target>/history/<id>`), by (target, id).
+    /// Every fencing attempt kept (`fence-history/<target>/<id>`), by (target, id).
     pub fn fence_history(&self) -> &BTreeMap<(String, i64), FenceHistoryRecord> {
         &self.fence_history
     }
 
+    /// The answers the leader accepted, by target (`fencing/<target>/answer`).
     pub fn fence_answers(&self) -> &BTreeMap<String, StoredFenceAnswer> {
         &self.fence_answers
     }

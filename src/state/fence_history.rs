@@ -1,7 +1,7 @@
 //! The fencing history (Pacemaker's fencer history, `stonith_admin --history`): which
 //! attempts the leader keeps (`history_to_trim`, the cap) and how `pacer status` and
 //! `pacer history fencing` show them. The records (`FenceHistoryRecord`, one per
-//! request, `fencing/<target>/history/<id>`) are in `api::records`; the leader writes
+//! request, `fence-history/<target>/<id>`) are in `api::records`; the leader writes
 //! them with its requests and the answers it accepts. Pure.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -21,17 +21,28 @@ pub const FENCE_HISTORY_LIMIT: usize = 500;
 /// fencing` shows them all).
 pub const STATUS_FAILURES_PER_NODE: usize = 5;
 
+/// What the cap keeps beyond `limit`: the attempts whose request is still open, and the
+/// configured nodes (whose last successes stay).
+pub struct Kept<'a> {
+    /// (target, request id) of every fencing request still stored.
+    pub open: BTreeSet<(&'a str, i64)>,
+    /// The nodes configured (`Node` objects).
+    pub nodes: BTreeSet<&'a str>,
+}
+
 /// The attempts to delete so that at most `limit` are kept, oldest first (by request
 /// id: the etcd revision the request was decided at, which only grows). Never a
-/// pending attempt, and never a node's last success of an action (`reboot`/`off`/`on`):
-/// a node's last fencing stays visible however many failures come after it.
-pub fn history_to_trim(history: &BTreeMap<(String, i64), FenceHistoryRecord>, limit: usize) -> Vec<(String, i64)> {
+/// pending attempt whose request is still open, and never a configured node's last
+/// success of an action (`reboot`/`off`/`on`): a node's last fencing stays visible
+/// however many failures come after it. A removed node's, and an attempt left pending
+/// by a request deleted otherwise (by hand, by another build's leader), go in turn.
+pub fn history_to_trim(history: &BTreeMap<(String, i64), FenceHistoryRecord>, limit: usize, kept: &Kept<'_>) -> Vec<(String, i64)> {
     if history.len() <= limit {
         return Vec::new();
     }
     let mut last_success: BTreeMap<(&str, &str), i64> = BTreeMap::new();
     for ((target, id), record) in history {
-        if record.state == FenceAttemptState::Succeeded {
+        if record.state == FenceAttemptState::Succeeded && kept.nodes.contains(target.as_str()) {
             let newest = last_success.entry((target.as_str(), record.action.as_str())).or_insert(*id);
             *newest = (*newest).max(*id);
         }
@@ -45,7 +56,8 @@ pub fn history_to_trim(history: &BTreeMap<(String, i64), FenceHistoryRecord>, li
         if excess == 0 {
             break;
         }
-        let pending = history.get(&(target.clone(), id)).is_some_and(|record| record.state == FenceAttemptState::Pending);
+        let pending =
+            kept.open.contains(&(target.as_str(), id)) && history.get(&(target.clone(), id)).is_some_and(|record| record.state == FenceAttemptState::Pending);
         if pending || protected.contains(&(target.as_str(), id)) {
             continue;
         }
@@ -168,8 +180,9 @@ mod tests {
     fn keeps_the_newest_attempts_up_to_the_limit() {
         let records = (1..=12).map(|id| attempt(if id % 2 == 0 { "n1" } else { "n2" }, id, "reboot", FenceAttemptState::Failed)).collect();
         let history = history(records);
-        assert_eq!(history_to_trim(&history, 12), Vec::<(String, i64)>::new());
-        let trimmed = history_to_trim(&history, 10);
+        let kept = Kept { open: BTreeSet::new(), nodes: BTreeSet::from(["n1", "n2", "n3"]) };
+        assert_eq!(history_to_trim(&history, 12, &kept), Vec::<(String, i64)>::new());
+        let trimmed = history_to_trim(&history, 10, &kept);
         assert_eq!(trimmed, vec![("n2".to_string(), 1), ("n1".to_string(), 2)]);
     }
 
@@ -185,7 +198,8 @@ mod tests {
         ];
         records.extend((10..20).map(|id| attempt("n2", id, "reboot", FenceAttemptState::Failed)));
         let history = history(records);
-        let trimmed = history_to_trim(&history, 5);
+        let kept = Kept { open: BTreeSet::from([("n3", 4)]), nodes: BTreeSet::from(["n1", "n2", "n3"]) };
+        let trimmed = history_to_trim(&history, 5, &kept);
         assert_eq!(trimmed.len(), history.len() - 5);
         // n1's older reboot goes; its last one, its unfencing and n3's pending stay.
         assert!(trimmed.contains(&("n1".to_string(), 2)));
@@ -195,7 +209,11 @@ mod tests {
         // The rest are n2's oldest failures.
         assert!(trimmed.iter().filter(|(target, _)| target == "n2").all(|(_, id)| *id < 18));
         // When only protected attempts are left, fewer are trimmed than asked.
-        assert_eq!(history_to_trim(&history, 0).len(), history.len() - 3);
+        assert_eq!(history_to_trim(&history, 0, &kept).len(), history.len() - 3);
+        // A node no longer configured keeps no last success, and a pending attempt
+        // whose request is gone is no longer protected.
+        let gone = Kept { open: BTreeSet::new(), nodes: BTreeSet::from(["n2", "n3"]) };
+        assert_eq!(history_to_trim(&history, 0, &gone).len(), history.len());
     }
 
     #[test]

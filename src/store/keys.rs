@@ -7,7 +7,8 @@
 //!   objects and then its version, in that order: a follower of the watch knows when
 //!   its copy of the spec is whole (`ClusterCache::spec_settled`). Stores written
 //!   by earlier builds kept it at `meta/spec-version`, which nothing reads now: their
-//!   next write starts the new key.
+//!   next write starts the new key. Writers of the two builds (the CLI that applies,
+//!   schedulers) must not run side by side: neither sees the other's key.
 //! - `intents/<id>/chunk/<n>`, `intents/<id>/commit`: a large apply staged in chunks;
 //!   the commit key is its point of no return (see `apply`).
 //! - `nodes/<node>/lease`: a node agent's heartbeat, bound to its lease (present =
@@ -26,9 +27,9 @@
 //!   result under the executor its request named, answering that request's id.
 //! - `fencing/<node>/answer`: the answer the leader accepted (the leader's only);
 //!   the node's fenced or unfenced state is read from it, never from a result.
-//! - `fencing/<node>/history/<id>`: every fencing attempt of `<node>` (the leader's
+//! - `fence-history/<node>/<id>`: every fencing attempt of `<node>` (the leader's
 //!   only), by request id zero-padded; capped cluster-wide, shown, never read for a
-//!   node's state.
+//!   node's state. Outside `fencing/`, which every agent watches: no agent reads it.
 //! - `fence-confirmations/<target>`: `pacer fence confirm` (an administrator's key,
 //!   never a node's).
 //! - `requests/<node>/<id>`: a cleanup or refresh asked of a node's agent (`pacer
@@ -84,7 +85,7 @@ pub enum Section {
     FenceRequest(String),
     /// `fencing/<node>/answer`.
     FenceAnswer(String),
-    /// `fencing/<node>/history/<id>`.
+    /// `fence-history/<node>/<id>`.
     FenceHistory { target: String, id: i64 },
     /// `fence-results/<executor>/<target>`.
     FenceResult { executor: String, target: String },
@@ -297,8 +298,12 @@ impl Keys {
 
     /// One fencing attempt of `node`, by its request's id (the leader's only),
     /// zero-padded so a node's attempts sort in order.
+    pub fn fence_history_prefix(&self) -> String {
+        format!("{}/fence-history/", self.prefix)
+    }
+
     pub fn fence_history(&self, node: &str, id: i64) -> String {
-        format!("{}/fencing/{node}/history/{id:020}", self.prefix)
+        format!("{}/fence-history/{node}/{id:020}", self.prefix)
     }
 
     /// A fencing result, under the node that ran it (the executor's own prefix).
@@ -373,7 +378,7 @@ impl Keys {
             ["history", revision] => Section::History(revision.parse().ok()?),
             ["fencing", node, "request"] if !node.is_empty() => Section::FenceRequest((*node).to_string()),
             ["fencing", node, "answer"] if !node.is_empty() => Section::FenceAnswer((*node).to_string()),
-            ["fencing", node, "history", id] if !node.is_empty() => Section::FenceHistory { target: (*node).to_string(), id: id.parse().ok()? },
+            ["fence-history", node, id] if !node.is_empty() => Section::FenceHistory { target: (*node).to_string(), id: id.parse().ok()? },
             ["fence-results", executor, target] if !executor.is_empty() && !target.is_empty() => {
                 Section::FenceResult { executor: (*executor).to_string(), target: (*target).to_string() }
             }
@@ -424,9 +429,9 @@ mod tests {
         assert_eq!(keys.section(&keys.history(42)), Some(Section::History(42)));
         assert_eq!(keys.section(&keys.fence_request("n1")), Some(Section::FenceRequest("n1".into())));
         assert_eq!(keys.section(&keys.fence_answer("n1")), Some(Section::FenceAnswer("n1".into())));
-        assert_eq!(keys.fence_history("n1", 42), "/pacer/fencing/n1/history/00000000000000000042");
+        assert_eq!(keys.fence_history("n1", 42), "/pacer/fence-history/n1/00000000000000000042");
         assert_eq!(keys.section(&keys.fence_history("n1", 42)), Some(Section::FenceHistory { target: "n1".into(), id: 42 }));
-        assert_eq!(keys.section("/pacer/fencing/n1/history/x"), None);
+        assert_eq!(keys.section("/pacer/fence-history/n1/x"), None);
         assert_eq!(keys.section(&keys.fence_result("n3", "n1")), Some(Section::FenceResult { executor: "n3".into(), target: "n1".into() }));
         assert!(keys.fence_result("n3", "n1").starts_with(&keys.node_fence_results_prefix("n3")));
         assert_eq!(keys.section(&keys.fence_confirmation("n1")), Some(Section::FenceConfirmation("n1".into())));

@@ -688,7 +688,10 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             {
                 outcome.problems.extend(not_migrated(cluster, &standby, &target, since));
             }
-            cluster.verb(&["node", "unstandby", &standby])?;
+            // A refused unstandby is this run's problem, as a refused standby is.
+            if let Err(error) = cluster.verb(&["node", "unstandby", &standby]) {
+                outcome.problems.push(format!("{step}: {error:#}"));
+            }
             back
         }
     };

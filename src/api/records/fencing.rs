@@ -2,7 +2,7 @@
 //! executing agent's, under its own prefix) and `fence-confirmations/<target>` (an
 //! administrator's, through `pacer fence confirm`), and `fencing/<node>/answer` (the
 //! leader's record of the answer it accepted: what the fenced state is read from), and
-//! `fencing/<node>/history/<id>` (the leader's record of every attempt).
+//! `fence-history/<node>/<id>` (the leader's record of every attempt).
 
 use serde::{Deserialize, Serialize};
 
@@ -115,7 +115,7 @@ impl FenceAttemptState {
     }
 }
 
-/// `fencing/<target>/history/<id>`: one fencing attempt (a request of the leader, by
+/// `fence-history/<target>/<id>`: one fencing attempt (a request of the leader, by
 /// its id) and how it ended — Pacemaker's fencer history. Written by the leader only:
 /// pending with its request, completed with the answer it accepts (in the same
 /// transactions), cancelled when it drops or replaces an unanswered request. Capped
