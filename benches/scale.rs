@@ -236,10 +236,22 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     let recovered = lost.and_then(|(node, ran)| {
         let off = cluster.state_dir.join("nodes").join(&node).join("powered-off");
         let started = Instant::now();
+        let off_usec = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_micros() as i64);
         std::fs::write(&off, "bench").ok()?;
         eprintln!("{nodes}x{resources}: {node} powered off with {} resources", ran.len());
         wait_for(&endpoint, Duration::from_secs(300), |view| ran.iter().all(|resource| view.placed.get(resource).is_some_and(|on| *on != node)))?;
-        Some(started.elapsed())
+        let took = started.elapsed();
+        // Where the time went: the node's and its fencing's events, from the power-off.
+        let events = support::pacer(&endpoint, &["events", "--for", &format!("node/{node}"), "-o", "json"], None, Duration::from_secs(60));
+        let text = String::from_utf8_lossy(&events.stdout).to_string();
+        let listed: Vec<serde_json::Value> =
+            serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap_or_else(|_| text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect());
+        for event in listed.iter().filter(|event| event["timeUsec"].as_i64().is_some_and(|time| time >= off_usec)) {
+            let at = (event["timeUsec"].as_i64().unwrap_or_default() - off_usec) as f64 / 1e6;
+            eprintln!("{nodes}x{resources}:   +{at:.2} s {} {} {}", event["kind"], event["task"], event["message"]);
+        }
+        eprintln!("{nodes}x{resources}:   +{:.2} s its resources all Started elsewhere", took.as_secs_f64());
+        Some(took)
     });
     cells.push(seconds(recovered));
 
