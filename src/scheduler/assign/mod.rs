@@ -25,13 +25,13 @@ mod promotion;
 mod resources;
 mod utilization;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::api::Score;
 use crate::api::resource::Role;
 
 use super::explain::{Step, Trace};
-use super::model::{Cluster, NodeIdx, RscIdx};
+use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
 use super::plan::Reason;
 use super::row::Row;
 use criteria::NodeCriteria;
@@ -88,6 +88,38 @@ struct Work<'a> {
     instance_priority: Vec<i64>,
     /// The score recorder of `explain`; None when nobody asked (`schedule`).
     trace: Option<Trace>,
+    /// Per anonymous clone and primitive name, where its copies (the same primitive
+    /// in every instance) are active and known: read for every instance on every node
+    /// when promotion scores are added.
+    anonymous_copies: HashMap<(RscIdx, &'a str), AnonymousCopies>,
+}
+
+/// Where the copies of one primitive of an anonymous clone are, by node.
+#[derive(Default)]
+struct AnonymousCopies {
+    /// The first copy (in instance order) active on each node.
+    active_on: HashMap<NodeIdx, RscIdx>,
+    /// The nodes some copy has been probed or run on.
+    known_on: HashSet<NodeIdx>,
+}
+
+/// Indexes the copies of every anonymous clone's primitives by node.
+fn anonymous_copies(cluster: &Cluster) -> HashMap<(RscIdx, &str), AnonymousCopies> {
+    let mut index: HashMap<(RscIdx, &str), AnonymousCopies> = HashMap::new();
+    for (clone, resource) in cluster.resources.iter().enumerate() {
+        if resource.kind != RscKind::Clone || resource.clone.as_ref().is_some_and(|info| info.unique) {
+            continue;
+        }
+        for copy in cluster.primitives_of(clone) {
+            let primitive = &cluster.resources[copy];
+            let entry = index.entry((clone, primitive.name.as_str())).or_default();
+            for active in &primitive.active {
+                entry.active_on.entry(active.node).or_insert(copy);
+            }
+            entry.known_on.extend(primitive.known_on.iter().copied());
+        }
+    }
+    index
 }
 
 /// Assigns every resource. Pure; `cluster` and `criteria` are only read.
@@ -136,6 +168,7 @@ impl<'a> Work<'a> {
             priority: vec![Score::ZERO; count],
             instance_priority: cluster.resources.iter().map(|resource| resource.priority).collect(),
             trace: None,
+            anonymous_copies: anonymous_copies(cluster),
         };
         for (index, colocation) in cluster.colocations.iter().enumerate() {
             work.this_with[colocation.dependent].push(index);

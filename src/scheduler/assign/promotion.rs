@@ -65,15 +65,13 @@ impl Work<'_> {
             copy.known_on.contains(&node) || copy.active.iter().any(|active| active.node == node)
         };
         if !cluster.is_unique_instance(rsc) {
-            // The same primitive in every instance of the clone.
-            let copies: Vec<RscIdx> = cluster
-                .clone_of(rsc)
-                .map(|clone| cluster.primitives_of(clone).into_iter().filter(|&copy| cluster.resources[copy].name == resource.name).collect())
-                .unwrap_or_default();
-            let active_here = copies.iter().copied().find(|&copy| cluster.resources[copy].active.iter().any(|active| active.node == node));
+            // The same primitive in every instance of the clone, indexed by node once
+            // (`Work::anonymous_copies`): asked for every instance on every node.
+            let copies = cluster.clone_of(rsc).and_then(|clone| self.anonymous_copies.get(&(clone, resource.name.as_str())));
+            let active_here = copies.and_then(|copies| copies.active_on.get(&node).copied());
             match active_here {
                 Some(copy) if copy == rsc => return allowed,
-                None if copies.iter().any(|&copy| cluster.resources[copy].known_on.contains(&node)) => return allowed,
+                None if copies.is_some_and(|copies| copies.known_on.contains(&node)) => return allowed,
                 _ => {}
             }
         }
