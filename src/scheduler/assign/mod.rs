@@ -25,7 +25,7 @@ mod promotion;
 mod resources;
 mod utilization;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::api::Score;
 use crate::api::resource::Role;
@@ -80,7 +80,13 @@ struct Work<'a> {
     /// Capacity left on each node (utilization-aware placement strategies).
     remaining: Vec<BTreeMap<String, i64>>,
     /// Resources assigned to each node so far (Pacemaker prefers emptier nodes).
+    /// Changed only through `count_assignment`, which keeps `by_count` in step.
     assigned_count: Vec<usize>,
+    /// The available nodes by (resources assigned, index): the order in which nodes
+    /// sharing a score are chosen, kept sorted as resources are assigned, so that
+    /// choosing a node for a row whose nodes mostly share one score needs no pass
+    /// over every node.
+    by_count: BTreeSet<(usize, NodeIdx)>,
     /// Promotion priority of promotable instances.
     priority: Vec<Score>,
     /// The priority clone instances are placed by: the configured one, raised to the
@@ -164,6 +170,7 @@ impl<'a> Work<'a> {
             this_with: vec![Vec::new(); count],
             with_this: vec![Vec::new(); count],
             assigned_count: vec![0; cluster.nodes.len()],
+            by_count: (0..cluster.nodes.len()).filter(|&node| cluster.nodes[node].available()).map(|node| (0, node)).collect(),
             remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
             priority: vec![Score::ZERO; count],
             instance_priority: cluster.resources.iter().map(|resource| resource.priority).collect(),
@@ -220,11 +227,21 @@ impl<'a> Work<'a> {
         self.provisional[rsc] = false;
         self.assigned[rsc] = node;
         if let Some(node) = node {
-            self.assigned_count[node] += 1;
+            self.count_assignment(node, true);
             for (key, amount) in &self.cluster.resources[rsc].utilization {
                 let left = self.remaining[node].entry(key.clone()).or_insert(0);
                 *left = left.saturating_sub(*amount);
             }
+        }
+    }
+
+    /// One resource more (`added`) or less on `node`.
+    fn count_assignment(&mut self, node: NodeIdx, added: bool) {
+        let count = self.assigned_count[node];
+        let new = if added { count + 1 } else { count.saturating_sub(1) };
+        self.assigned_count[node] = new;
+        if self.by_count.remove(&(count, node)) {
+            self.by_count.insert((new, node));
         }
     }
 

@@ -213,10 +213,8 @@ impl Work<'_> {
     fn choose_node(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
         let cluster = self.cluster;
         let current = cluster.resources[rsc].current_node();
-        // Read node by node many times below: a plain copy, not the compressed row.
-        let table = &self.allowed[rsc].to_vec();
-        // The first node in Pacemaker's order; one pass, no sort.
-        let best = (0..cluster.nodes.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current))?;
+        let best = self.best_node(rsc, current)?;
+        let table = &self.allowed[rsc];
         let score_of = |node: NodeIdx| table[node].unwrap_or(Score::NEG_INFINITY);
         let mut chosen = None;
         if let Some(prefer) = prefer {
@@ -244,6 +242,41 @@ impl Work<'_> {
         Some(chosen)
     }
 
+    /// The first node in Pacemaker's order (`compare_nodes`) among those `rsc` has a
+    /// score on, or None when there is none. Under the default strategy, for a row
+    /// whose nodes mostly share one score, the nodes holding it are one candidate —
+    /// the first of them by resources assigned, the current node, name (`by_count`) —
+    /// weighed against the few that differ. Otherwise one pass over every node, no
+    /// sort. Either way, when the best node's score (as `compare_nodes` sees it) is
+    /// below zero, the node returned may be another such node: no node is chosen then.
+    fn best_node(&self, rsc: RscIdx, current: Option<NodeIdx>) -> Option<NodeIdx> {
+        let row = &self.allowed[rsc];
+        let sparse = row.sparse_parts().filter(|_| self.cluster.settings.placement_strategy == PlacementStrategy::Default);
+        let Some((common, exceptions)) = sparse else {
+            // Read node by node many times: a plain copy, not the compressed row.
+            let table = &row.to_vec();
+            return (0..table.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current));
+        };
+        let differs = |node: NodeIdx| exceptions.binary_search_by_key(&(node as u32), |(listed, _)| *listed).is_ok();
+        // The available nodes holding the common score tie on score: the first by
+        // count, then the current node among those with that count, then name. The
+        // unavailable ones score -INFINITY (see the doc above).
+        let shared = common.and_then(|_| {
+            let &(count, first) = self.by_count.iter().find(|&&(_, node)| !differs(node))?;
+            Some(match current {
+                Some(current) if self.assigned_count[current] == count && self.node_available(current) && !differs(current) => current,
+                _ => first,
+            })
+        });
+        let score = |node: NodeIdx| row[node];
+        exceptions
+            .iter()
+            .filter(|(_, value)| value.is_some())
+            .map(|&(node, _)| node as NodeIdx)
+            .chain(shared)
+            .min_by(|&a, &b| self.compare_nodes_by(a, b, &score, current))
+    }
+
     pub(super) fn sort_nodes(&self, nodes: &mut [NodeIdx], table: &Table, current: Option<NodeIdx>) {
         nodes.sort_by(|&a, &b| self.compare_nodes(a, b, table, current));
     }
@@ -252,8 +285,13 @@ impl Work<'_> {
     /// capacity left; then fewer resources assigned; then the node it runs on; then
     /// name (nodes are indexed in name order).
     fn compare_nodes(&self, a: NodeIdx, b: NodeIdx, table: &Table, current: Option<NodeIdx>) -> Ordering {
+        self.compare_nodes_by(a, b, &|node| table[node], current)
+    }
+
+    /// `compare_nodes` with the scores read through `table`.
+    fn compare_nodes_by(&self, a: NodeIdx, b: NodeIdx, table: &dyn Fn(NodeIdx) -> Option<Score>, current: Option<NodeIdx>) -> Ordering {
         let strategy = self.cluster.settings.placement_strategy;
-        let score = |node: NodeIdx| if self.node_available(node) { table[node].unwrap_or(Score::NEG_INFINITY) } else { Score::NEG_INFINITY };
+        let score = |node: NodeIdx| if self.node_available(node) { table(node).unwrap_or(Score::NEG_INFINITY) } else { Score::NEG_INFINITY };
         score(b)
             .cmp(&score(a))
             .then_with(|| if strategy == PlacementStrategy::Balanced { self.compare_capacities(a, b) } else { Ordering::Equal })
@@ -287,7 +325,11 @@ mod tests {
     /// per node (in node order).
     fn chosen(cluster: &Cluster, counts: &[usize]) -> Option<String> {
         let mut work = Work::new(cluster, &node_criteria(cluster));
-        work.assigned_count = counts.to_vec();
+        for (node, &count) in counts.iter().enumerate() {
+            for _ in 0..count {
+                work.count_assignment(node, true);
+            }
+        }
         work.choose_node(resource(cluster, "web"), None).map(|index| cluster.nodes[index].name.clone())
     }
 
