@@ -94,38 +94,58 @@ struct Work<'a> {
     instance_priority: Vec<i64>,
     /// The score recorder of `explain`; None when nobody asked (`schedule`).
     trace: Option<Trace>,
-    /// Per anonymous clone and primitive name, where its copies (the same primitive
-    /// in every instance) are active and known: read for every instance on every node
+    /// Per primitive of an anonymous clone, where its copies (the same primitive in
+    /// every instance) are active and known: read for every instance on every node
     /// when promotion scores are added.
-    anonymous_copies: HashMap<(RscIdx, &'a str), AnonymousCopies>,
+    anonymous_copies: AnonymousCopies,
+}
+
+/// The copies of the primitives of anonymous clones, indexed by node once.
+#[derive(Default)]
+struct AnonymousCopies {
+    /// Per resource: its entry in `sets`, for a primitive of an anonymous clone.
+    set_of: Vec<Option<usize>>,
+    sets: Vec<CopySet>,
 }
 
 /// Where the copies of one primitive of an anonymous clone are, by node.
 #[derive(Default)]
-struct AnonymousCopies {
+struct CopySet {
     /// The first copy (in instance order) active on each node.
     active_on: HashMap<NodeIdx, RscIdx>,
     /// The nodes some copy has been probed or run on.
     known_on: HashSet<NodeIdx>,
 }
 
-/// Indexes the copies of every anonymous clone's primitives by node.
-fn anonymous_copies(cluster: &Cluster) -> HashMap<(RscIdx, &str), AnonymousCopies> {
-    let mut index: HashMap<(RscIdx, &str), AnonymousCopies> = HashMap::new();
-    for (clone, resource) in cluster.resources.iter().enumerate() {
-        if resource.kind != RscKind::Clone || resource.clone.as_ref().is_some_and(|info| info.unique) {
-            continue;
-        }
-        for copy in cluster.primitives_of(clone) {
-            let primitive = &cluster.resources[copy];
-            let entry = index.entry((clone, primitive.name.as_str())).or_default();
-            for active in &primitive.active {
-                entry.active_on.entry(active.node).or_insert(copy);
+impl AnonymousCopies {
+    fn new(cluster: &Cluster) -> AnonymousCopies {
+        let mut index = AnonymousCopies { set_of: vec![None; cluster.resources.len()], sets: Vec::new() };
+        for (clone, resource) in cluster.resources.iter().enumerate() {
+            if resource.kind != RscKind::Clone || resource.clone.as_ref().is_some_and(|info| info.unique) {
+                continue;
             }
-            entry.known_on.extend(primitive.known_on.iter().copied());
+            let mut by_name: HashMap<&str, usize> = HashMap::new();
+            for copy in cluster.primitives_of(clone) {
+                let primitive = &cluster.resources[copy];
+                let set = *by_name.entry(primitive.name.as_str()).or_insert_with(|| {
+                    index.sets.push(CopySet::default());
+                    index.sets.len() - 1
+                });
+                index.set_of[copy] = Some(set);
+                let entry = &mut index.sets[set];
+                for active in &primitive.active {
+                    entry.active_on.entry(active.node).or_insert(copy);
+                }
+                entry.known_on.extend(primitive.known_on.iter().copied());
+            }
         }
+        index
     }
-    index
+
+    /// The copies of `rsc` (itself among them), when it is a primitive of an anonymous clone.
+    fn of(&self, rsc: RscIdx) -> Option<&CopySet> {
+        self.set_of.get(rsc).copied().flatten().map(|set| &self.sets[set])
+    }
 }
 
 /// Assigns every resource. Pure; `cluster` and `criteria` are only read.
@@ -175,7 +195,7 @@ impl<'a> Work<'a> {
             priority: vec![Score::ZERO; count],
             instance_priority: cluster.resources.iter().map(|resource| resource.priority).collect(),
             trace: None,
-            anonymous_copies: anonymous_copies(cluster),
+            anonymous_copies: AnonymousCopies::new(cluster),
         };
         for (index, colocation) in cluster.colocations.iter().enumerate() {
             work.this_with[colocation.dependent].push(index);

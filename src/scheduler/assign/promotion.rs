@@ -67,7 +67,7 @@ impl Work<'_> {
         if !cluster.is_unique_instance(rsc) {
             // The same primitive in every instance of the clone, indexed by node once
             // (`Work::anonymous_copies`): asked for every instance on every node.
-            let copies = cluster.clone_of(rsc).and_then(|clone| self.anonymous_copies.get(&(clone, resource.name.as_str())));
+            let copies = self.anonymous_copies.of(rsc);
             let active_here = copies.and_then(|copies| copies.active_on.get(&node).copied());
             match active_here {
                 Some(copy) if copy == rsc => return allowed,
