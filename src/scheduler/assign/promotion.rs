@@ -89,11 +89,14 @@ impl Work<'_> {
     pub(super) fn add_promotion_scores(&mut self, clone: RscIdx) {
         let cluster = self.cluster;
         for &instance in &cluster.resources[clone].children {
-            for node in 0..cluster.nodes.len() {
+            // The scores as they were, read in node order (the row changes below only
+            // at the node being read).
+            let before = self.allowed[instance].to_vec();
+            for (node, &before) in before.iter().enumerate() {
                 if !self.node_available(node) {
                     continue;
                 }
-                let Some(current) = self.allowed[instance][node] else { continue };
+                let Some(current) = before else { continue };
                 let score = self.promotion_score(instance, node, 0);
                 if score > 0 {
                     self.allowed[instance].set(node, Some(current + Score::new(score)));
