@@ -21,6 +21,8 @@ pub(crate) struct Unescaped {
     values: Vec<Box<str>>,
     /// Where each such value sits in `values`, by the address of the parser's copy.
     index: HashMap<*const u8, usize>,
+    /// Whether some element has an `id-ref` (`tree` indexes elements by id only then).
+    has_id_refs: bool,
 }
 
 /// One XML element: its tag, attributes in document order and child elements, all
@@ -88,9 +90,10 @@ impl<'input> Document<'input> {
 
     /// The attribute values that are not slices of the text, for `tree`.
     pub fn unescaped(&self) -> Unescaped {
-        let mut unescaped = Unescaped { values: Vec::new(), index: HashMap::new() };
+        let mut unescaped = Unescaped { values: Vec::new(), index: HashMap::new(), has_id_refs: false };
         for node in self.0.descendants().filter(roxmltree::Node::is_element) {
             for attribute in node.attributes() {
+                unescaped.has_id_refs |= attribute.name() == "id-ref";
                 if let roxmltree::StringStorage::Owned(value) = attribute.value_storage() {
                     unescaped.index.entry(value.as_ptr()).or_insert_with(|| {
                         unescaped.values.push(Box::from(&**value));
@@ -111,7 +114,8 @@ impl<'input> Document<'input> {
     {
         let document = &self.0;
         let mut by_id: HashMap<(&str, &str), roxmltree::Node<'_, '_>> = HashMap::new();
-        for node in document.descendants().filter(roxmltree::Node::is_element) {
+        // Elements by id only for a document that refers to some (most refer to none).
+        for node in document.descendants().filter(roxmltree::Node::is_element).take(if unescaped.has_id_refs { usize::MAX } else { 0 }) {
             if let Some(id) = node.attribute("id") {
                 by_id.entry((node.tag_name().name(), id)).or_insert(node);
             }

@@ -66,7 +66,8 @@ impl Work<'_> {
             return work;
         }
         self.merging[rsc] = true;
-        let original = table.clone();
+        // Kept only to be given back by a rollback.
+        let original = if flags.rollback { table.clone() } else { None };
         let mut work = if flags.init {
             self.allowed[rsc].to_vec()
         } else {

@@ -257,23 +257,33 @@ impl Work<'_> {
             let table = &row.to_vec();
             return (0..table.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current));
         };
+        // The best score among the nodes that differ, as `compare_nodes` sees it.
+        let effective = |node: NodeIdx, value: Option<Score>| value.map(|score| if self.node_available(node) { score } else { Score::NEG_INFINITY });
+        let differing_top = exceptions.iter().filter_map(|&(node, value)| effective(node as NodeIdx, value)).max();
         let differs = |node: NodeIdx| exceptions.binary_search_by_key(&(node as u32), |(listed, _)| *listed).is_ok();
         // The available nodes holding the common score tie on score: the first by
         // count, then the current node among those with that count, then name. The
-        // unavailable ones score -INFINITY (see the doc above).
-        let shared = common.and_then(|_| {
+        // unavailable ones score -INFINITY (see the doc above). Not looked for when
+        // a differing node scores higher.
+        let shared = common.filter(|&common| differing_top.is_none_or(|top| common >= top)).and_then(|_| {
             let &(count, first) = self.by_count.iter().find(|&&(_, node)| !differs(node))?;
             Some(match current {
                 Some(current) if self.assigned_count[current] == count && self.node_available(current) && !differs(current) => current,
                 _ => first,
             })
         });
+        let top = match (shared.and(common), differing_top) {
+            (Some(common), Some(top)) => common.max(top),
+            (Some(common), None) => common,
+            (None, top) => top?,
+        };
+        // Only the nodes at the top score compete, on count, current node and name.
         let score = |node: NodeIdx| row[node];
         exceptions
             .iter()
-            .filter(|(_, value)| value.is_some())
+            .filter(|&&(node, value)| effective(node as NodeIdx, value) == Some(top))
             .map(|&(node, _)| node as NodeIdx)
-            .chain(shared)
+            .chain(shared.filter(|_| common == Some(top)))
             .min_by(|&a, &b| self.compare_nodes_by(a, b, &score, current))
     }
 
