@@ -323,6 +323,7 @@ impl Work<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::assign::ScoreRow;
     use crate::scheduler::assign::assign;
     use crate::scheduler::assign::criteria::node_criteria;
     use crate::scheduler::fixture::{cluster, node, resource, started};
@@ -373,6 +374,46 @@ mod tests {
             &history,
         );
         assert_eq!(chosen(&preferred, &[0, 1]).as_deref(), Some("node2"));
+    }
+
+    #[test]
+    fn the_node_chosen_by_the_common_score_is_the_one_a_pass_over_every_node_finds() {
+        // Rows of few distinct scores (mostly one), counts of resources assigned and a
+        // current node drawn at random; node3 is in standby (not available).
+        let names: Vec<String> = (0..12).map(|index| format!("node{index:02}")).collect();
+        let nodes: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut cluster = cluster(&nodes, &[NO_FENCING, WEB], &format!("history:\n{}", started("web", "node05")));
+        let standby = node(&cluster, "node03");
+        cluster.nodes[standby].standby = true;
+        let web = resource(&cluster, "web");
+        let current = cluster.resources[web].current_node();
+        let scores = [None, Some(Score::NEG_INFINITY), Some(Score::new(-5)), Some(Score::ZERO), Some(Score::new(10)), Some(Score::INFINITY)];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut work = Work::new(&cluster, &node_criteria(&cluster));
+            let common = scores[draw(scores.len())];
+            let table: Table = (0..nodes.len()).map(|_| if draw(4) == 0 { scores[draw(scores.len())] } else { common }).collect();
+            work.allowed[web] = ScoreRow::from_values(table.clone());
+            for node in 0..nodes.len() {
+                for _ in 0..draw(3) {
+                    work.count_assignment(node, true);
+                }
+            }
+            let everywhere = (0..nodes.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| work.compare_nodes(a, b, &table, current));
+            let usable = |node: Option<NodeIdx>| node.filter(|&node| work.node_available(node) && table[node].is_some_and(|score| score >= Score::ZERO));
+            let best = work.best_node(web, current);
+            if usable(everywhere).is_some() {
+                assert_eq!(best, everywhere, "{table:?}");
+            } else {
+                assert_eq!(usable(best), None, "{table:?}");
+            }
+        }
     }
 
     #[test]
