@@ -67,7 +67,11 @@ pub fn import(xml_text: &str) -> Result<Imported, CibError> {
 /// `import`): `pacer simulate --timings` reads the clock there.
 pub fn import_with_phases(xml_text: &str, phase_done: &mut dyn FnMut(&'static str)) -> Result<Imported, CibError> {
     let document = xml::Document::parse(xml_text).map_err(CibError::Xml)?;
-    let (root, dangling) = document.tree().map_err(CibError::Xml)?;
+    let unescaped = document.unescaped();
+    let (root, dangling) = document.tree(&unescaped).map_err(CibError::Xml)?;
+    // The tree borrows the text and `unescaped` only: the parsed document, most of the
+    // memory so far, is freed before the objects are built.
+    drop(document);
     phase_done("xml parse");
     if root.tag != "cib" {
         return Err(CibError::NotCib(format!("the root element is <{}>, not <cib>", root.tag)));
@@ -96,9 +100,9 @@ pub fn import_with_phases(xml_text: &str, phase_done: &mut dyn FnMut(&'static st
     objects.extend(importer.constraints(configuration, &placed, &node_table));
     objects.extend(importer.fencing_topology(configuration, &placed, &node_table));
     let observed = importer.status(&root, &settings, &node_table);
-    // The tree and the document are freed here, so the phase that reads them pays.
+    // The tree is freed here, so the phase that reads it pays.
     drop(root);
-    drop(document);
+    drop(unescaped);
     phase_done("import");
 
     Ok(Imported { objects, observed, now, unmapped: importer.unmapped, clone_ids: importer.clone_ids })

@@ -1,7 +1,10 @@
 //! Reading the CIB into a small tree: the only module that touches the XML crate.
 //!
-//! The tree borrows its tags and values from the parsed `Document` (no string of the
-//! document is copied: a 1,000-node CIB holds millions of attributes).
+//! The tree borrows its tags and values from the text (no string of the document is
+//! copied: a 1,000-node CIB holds millions of attributes), and the few values the
+//! parser had to rewrite (entities, normalized whitespace) from `Unescaped`, so the
+//! parsed `Document` can be freed before the tree is mapped (it is most of the peak
+//! memory of an import).
 //!
 //! Pacemaker lets an element stand for another of the same tag with `id-ref` (shared
 //! `<operations>`, `<meta_attributes>`, rules). References are expanded here, so the
@@ -11,6 +14,16 @@ use std::collections::HashMap;
 
 /// A well-formed XML document, parsed; `tree` reads it as `Element`s.
 pub(crate) struct Document<'input>(roxmltree::Document<'input>);
+
+/// The attribute values of a `Document` that are not slices of its text, copied out
+/// so the tree outlives the `Document`.
+pub(crate) struct Unescaped {
+    values: Vec<Box<str>>,
+    /// Where each such value sits in `values`, by the address of the parser's copy.
+    index: HashMap<*const u8, usize>,
+    /// Whether some element has an `id-ref` (`tree` indexes elements by id only then).
+    has_id_refs: bool,
+}
 
 /// One XML element: its tag, attributes in document order and child elements, all
 /// borrowed from the `Document`. Text and comments are dropped: the CIB keeps
@@ -75,26 +88,49 @@ impl<'input> Document<'input> {
         roxmltree::Document::parse(text).map(Document).map_err(|error| error.to_string())
     }
 
+    /// The attribute values that are not slices of the text, for `tree`.
+    pub fn unescaped(&self) -> Unescaped {
+        let mut unescaped = Unescaped { values: Vec::new(), index: HashMap::new(), has_id_refs: false };
+        for node in self.0.descendants().filter(roxmltree::Node::is_element) {
+            for attribute in node.attributes() {
+                unescaped.has_id_refs |= attribute.name() == "id-ref";
+                if let roxmltree::StringStorage::Owned(value) = attribute.value_storage() {
+                    unescaped.index.entry(value.as_ptr()).or_insert_with(|| {
+                        unescaped.values.push(Box::from(&**value));
+                        unescaped.values.len() - 1
+                    });
+                }
+            }
+        }
+        unescaped
+    }
+
     /// The root element with every resolvable `id-ref` expanded, and the references
-    /// that name nothing.
-    pub fn tree(&self) -> Result<(Element<'_>, Vec<DanglingRef>), String> {
+    /// that name nothing; it borrows the text and `unescaped` (made by `unescaped`),
+    /// not the `Document`.
+    pub fn tree<'a>(&self, unescaped: &'a Unescaped) -> Result<(Element<'a>, Vec<DanglingRef>), String>
+    where
+        'input: 'a,
+    {
         let document = &self.0;
         let mut by_id: HashMap<(&str, &str), roxmltree::Node<'_, '_>> = HashMap::new();
-        for node in document.descendants().filter(roxmltree::Node::is_element) {
+        // Elements by id only for a document that refers to some (most refer to none).
+        for node in document.descendants().filter(roxmltree::Node::is_element).take(if unescaped.has_id_refs { usize::MAX } else { 0 }) {
             if let Some(id) = node.attribute("id") {
                 by_id.entry((node.tag_name().name(), id)).or_insert(node);
             }
         }
         let mut dangling = Vec::new();
         let mut budget = Budget { elements_left: MAX_ELEMENTS };
-        let root = convert(document.root_element(), &by_id, &mut dangling, &mut budget, 0, 0)?;
+        let root = convert(document.root_element(), &by_id, unescaped, &mut dangling, &mut budget, 0, 0)?;
         Ok((root, dangling))
     }
 }
 
-fn convert<'a, 'input: 'a>(
-    node: roxmltree::Node<'a, 'input>,
-    by_id: &HashMap<(&str, &str), roxmltree::Node<'a, 'input>>,
+fn convert<'a, 'd, 'input: 'a + 'd>(
+    node: roxmltree::Node<'d, 'input>,
+    by_id: &HashMap<(&str, &str), roxmltree::Node<'d, 'input>>,
+    unescaped: &'a Unescaped,
     dangling: &mut Vec<DanglingRef>,
     budget: &mut Budget,
     depth: usize,
@@ -107,15 +143,25 @@ fn convert<'a, 'input: 'a>(
     let tag = node.tag_name().name();
     if let Some(id_ref) = node.attribute("id-ref") {
         match by_id.get(&(tag, id_ref)) {
-            Some(target) if depth < MAX_REF_DEPTH => return convert(*target, by_id, dangling, budget, depth + 1, nesting),
+            Some(target) if depth < MAX_REF_DEPTH => return convert(*target, by_id, unescaped, dangling, budget, depth + 1, nesting),
             _ => dangling.push(DanglingRef { tag: tag.to_string(), id_ref: id_ref.to_string() }),
         }
     }
     let mut children = Vec::new();
     for child in node.children().filter(roxmltree::Node::is_element) {
-        children.push(convert(child, by_id, dangling, budget, depth, nesting + 1)?);
+        children.push(convert(child, by_id, unescaped, dangling, budget, depth, nesting + 1)?);
     }
-    Ok(Element { tag, attributes: node.attributes().map(|attribute| (attribute.name(), attribute.value())).collect(), children })
+    let attributes = node.attributes().map(|attribute| (attribute.name(), value_of(&attribute, unescaped))).collect();
+    Ok(Element { tag, attributes, children })
+}
+
+/// An attribute's value as a slice of the text, or of `unescaped` when the parser
+/// rewrote it.
+fn value_of<'a, 'input: 'a>(attribute: &roxmltree::Attribute<'_, 'input>, unescaped: &'a Unescaped) -> &'a str {
+    match attribute.value_storage() {
+        roxmltree::StringStorage::Borrowed(value) => value,
+        roxmltree::StringStorage::Owned(value) => unescaped.index.get(&value.as_ptr()).and_then(|&at| unescaped.values.get(at)).map_or("", |value| &**value),
+    }
 }
 
 #[cfg(test)]
@@ -125,7 +171,7 @@ mod tests {
     /// Parses and reads `text` as `import` does, into owned results for the asserts.
     fn parse_and<T>(text: &str, check: impl FnOnce(Result<(Element<'_>, Vec<DanglingRef>), String>) -> T) -> T {
         match Document::parse(text) {
-            Ok(document) => check(document.tree()),
+            Ok(document) => check(document.tree(&document.unescaped())),
             Err(error) => check(Err(error)),
         }
     }

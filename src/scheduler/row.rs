@@ -58,6 +58,16 @@ impl<T: Copy + PartialEq> Row<T> {
         self.len == 0
     }
 
+    /// The value most nodes share and the nodes that hold another (ascending, with
+    /// their value), or None when the row is kept dense: for a reader that can treat
+    /// the nodes holding the common value as one (the assignment's node choice).
+    pub fn sparse_parts(&self) -> Option<(T, &[(u32, T)])> {
+        match &self.repr {
+            Repr::Sparse { common, exceptions } => Some((*common, exceptions)),
+            Repr::Dense(_) => None,
+        }
+    }
+
     /// Every node's value, in node order.
     pub fn iter(&self) -> Iter<'_, T> {
         Iter { row: self, node: 0, next_exception: 0 }

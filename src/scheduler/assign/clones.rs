@@ -314,7 +314,7 @@ impl Work<'_> {
             // Undo a tentative assignment: the node's count and capacity come back.
             if let Some(node) = self.assigned[index] {
                 if assigned != Some(node) {
-                    self.assigned_count[node] = self.assigned_count[node].saturating_sub(1);
+                    self.count_assignment(node, false);
                     for (key, amount) in &self.cluster.resources[index].utilization {
                         let left = self.remaining[node].entry(key.clone()).or_insert(0);
                         *left = left.saturating_add(*amount);

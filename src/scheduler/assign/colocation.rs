@@ -240,6 +240,13 @@ impl Work<'_> {
 
     /// Adds `score` to every node sharing `attribute` with `node`.
     fn update_one(&mut self, rsc: RscIdx, node: NodeIdx, attribute: Option<&str>, score: Score) {
+        if matches!(attribute, None | Some("#uname") | Some("#id")) {
+            // Only the node itself shares its name (`same_attribute`).
+            if let Some(current) = self.allowed[rsc][node] {
+                self.allowed[rsc].set(node, Some(current + score));
+            }
+            return;
+        }
         for other in 0..self.cluster.nodes.len() {
             if let Some(current) = self.allowed[rsc][other] {
                 if self.same_attribute(other, node, attribute) {

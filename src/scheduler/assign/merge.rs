@@ -66,7 +66,8 @@ impl Work<'_> {
             return work;
         }
         self.merging[rsc] = true;
-        let original = table.clone();
+        // Kept only to be given back by a rollback.
+        let original = if flags.rollback { table.clone() } else { None };
         let mut work = if flags.init {
             self.allowed[rsc].to_vec()
         } else {
@@ -145,13 +146,14 @@ impl Work<'_> {
             }
             best
         });
-        for node in 0..nodes.len() {
+        // `allowed` read in node order alongside (a row's lookups cost a search each).
+        for (node, own) in allowed.iter().enumerate() {
             let Some(current) = table[node] else { continue };
             let best = match (&by_value, attribute) {
                 (Some(by_value), Some(name)) => {
                     nodes[node].attribute(name).and_then(|value| by_value.get(&value.to_lowercase()).copied()).unwrap_or(Score::NEG_INFINITY)
                 }
-                _ => match allowed[node] {
+                _ => match own {
                     Some(score) if nodes[node].available() => score,
                     _ => Score::NEG_INFINITY,
                 },

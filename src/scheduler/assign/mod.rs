@@ -25,13 +25,13 @@ mod promotion;
 mod resources;
 mod utilization;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::api::Score;
 use crate::api::resource::Role;
 
 use super::explain::{Step, Trace};
-use super::model::{Cluster, NodeIdx, RscIdx};
+use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
 use super::plan::Reason;
 use super::row::Row;
 use criteria::NodeCriteria;
@@ -80,7 +80,13 @@ struct Work<'a> {
     /// Capacity left on each node (utilization-aware placement strategies).
     remaining: Vec<BTreeMap<String, i64>>,
     /// Resources assigned to each node so far (Pacemaker prefers emptier nodes).
+    /// Changed only through `count_assignment`, which keeps `by_count` in step.
     assigned_count: Vec<usize>,
+    /// The available nodes by (resources assigned, index): the order in which nodes
+    /// sharing a score are chosen, kept sorted as resources are assigned, so that
+    /// choosing a node for a row whose nodes mostly share one score needs no pass
+    /// over every node.
+    by_count: BTreeSet<(usize, NodeIdx)>,
     /// Promotion priority of promotable instances.
     priority: Vec<Score>,
     /// The priority clone instances are placed by: the configured one, raised to the
@@ -88,6 +94,58 @@ struct Work<'a> {
     instance_priority: Vec<i64>,
     /// The score recorder of `explain`; None when nobody asked (`schedule`).
     trace: Option<Trace>,
+    /// Per primitive of an anonymous clone, where its copies (the same primitive in
+    /// every instance) are active and known: read for every instance on every node
+    /// when promotion scores are added.
+    anonymous_copies: AnonymousCopies,
+}
+
+/// The copies of the primitives of anonymous clones, indexed by node once.
+#[derive(Default)]
+struct AnonymousCopies {
+    /// Per resource: its entry in `sets`, for a primitive of an anonymous clone.
+    set_of: Vec<Option<usize>>,
+    sets: Vec<CopySet>,
+}
+
+/// Where the copies of one primitive of an anonymous clone are, by node.
+#[derive(Default)]
+struct CopySet {
+    /// The first copy (in instance order) active on each node.
+    active_on: HashMap<NodeIdx, RscIdx>,
+    /// The nodes some copy has been probed or run on.
+    known_on: HashSet<NodeIdx>,
+}
+
+impl AnonymousCopies {
+    fn new(cluster: &Cluster) -> AnonymousCopies {
+        let mut index = AnonymousCopies { set_of: vec![None; cluster.resources.len()], sets: Vec::new() };
+        for (clone, resource) in cluster.resources.iter().enumerate() {
+            if resource.kind != RscKind::Clone || resource.clone.as_ref().is_some_and(|info| info.unique) {
+                continue;
+            }
+            let mut by_name: HashMap<&str, usize> = HashMap::new();
+            for copy in cluster.primitives_of(clone) {
+                let primitive = &cluster.resources[copy];
+                let set = *by_name.entry(primitive.name.as_str()).or_insert_with(|| {
+                    index.sets.push(CopySet::default());
+                    index.sets.len() - 1
+                });
+                index.set_of[copy] = Some(set);
+                let entry = &mut index.sets[set];
+                for active in &primitive.active {
+                    entry.active_on.entry(active.node).or_insert(copy);
+                }
+                entry.known_on.extend(primitive.known_on.iter().copied());
+            }
+        }
+        index
+    }
+
+    /// The copies of `rsc` (itself among them), when it is a primitive of an anonymous clone.
+    fn of(&self, rsc: RscIdx) -> Option<&CopySet> {
+        self.set_of.get(rsc).copied().flatten().map(|set| &self.sets[set])
+    }
 }
 
 /// Assigns every resource. Pure; `cluster` and `criteria` are only read.
@@ -132,10 +190,12 @@ impl<'a> Work<'a> {
             this_with: vec![Vec::new(); count],
             with_this: vec![Vec::new(); count],
             assigned_count: vec![0; cluster.nodes.len()],
+            by_count: (0..cluster.nodes.len()).filter(|&node| cluster.nodes[node].available()).map(|node| (0, node)).collect(),
             remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
             priority: vec![Score::ZERO; count],
             instance_priority: cluster.resources.iter().map(|resource| resource.priority).collect(),
             trace: None,
+            anonymous_copies: AnonymousCopies::new(cluster),
         };
         for (index, colocation) in cluster.colocations.iter().enumerate() {
             work.this_with[colocation.dependent].push(index);
@@ -187,11 +247,21 @@ impl<'a> Work<'a> {
         self.provisional[rsc] = false;
         self.assigned[rsc] = node;
         if let Some(node) = node {
-            self.assigned_count[node] += 1;
+            self.count_assignment(node, true);
             for (key, amount) in &self.cluster.resources[rsc].utilization {
                 let left = self.remaining[node].entry(key.clone()).or_insert(0);
                 *left = left.saturating_sub(*amount);
             }
+        }
+    }
+
+    /// One resource more (`added`) or less on `node`.
+    fn count_assignment(&mut self, node: NodeIdx, added: bool) {
+        let count = self.assigned_count[node];
+        let new = if added { count + 1 } else { count.saturating_sub(1) };
+        self.assigned_count[node] = new;
+        if self.by_count.remove(&(count, node)) {
+            self.by_count.insert((new, node));
         }
     }
 

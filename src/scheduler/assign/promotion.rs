@@ -65,15 +65,13 @@ impl Work<'_> {
             copy.known_on.contains(&node) || copy.active.iter().any(|active| active.node == node)
         };
         if !cluster.is_unique_instance(rsc) {
-            // The same primitive in every instance of the clone.
-            let copies: Vec<RscIdx> = cluster
-                .clone_of(rsc)
-                .map(|clone| cluster.primitives_of(clone).into_iter().filter(|&copy| cluster.resources[copy].name == resource.name).collect())
-                .unwrap_or_default();
-            let active_here = copies.iter().copied().find(|&copy| cluster.resources[copy].active.iter().any(|active| active.node == node));
+            // The same primitive in every instance of the clone, indexed by node once
+            // (`Work::anonymous_copies`): asked for every instance on every node.
+            let copies = self.anonymous_copies.of(rsc);
+            let active_here = copies.and_then(|copies| copies.active_on.get(&node).copied());
             match active_here {
                 Some(copy) if copy == rsc => return allowed,
-                None if copies.iter().any(|&copy| cluster.resources[copy].known_on.contains(&node)) => return allowed,
+                None if copies.is_some_and(|copies| copies.known_on.contains(&node)) => return allowed,
                 _ => {}
             }
         }
@@ -91,11 +89,14 @@ impl Work<'_> {
     pub(super) fn add_promotion_scores(&mut self, clone: RscIdx) {
         let cluster = self.cluster;
         for &instance in &cluster.resources[clone].children {
-            for node in 0..cluster.nodes.len() {
+            // The scores as they were, read in node order (the row changes below only
+            // at the node being read).
+            let before = self.allowed[instance].to_vec();
+            for (node, &before) in before.iter().enumerate() {
                 if !self.node_available(node) {
                     continue;
                 }
-                let Some(current) = self.allowed[instance][node] else { continue };
+                let Some(current) = before else { continue };
                 let score = self.promotion_score(instance, node, 0);
                 if score > 0 {
                     self.allowed[instance].set(node, Some(current + Score::new(score)));

@@ -214,10 +214,8 @@ impl Work<'_> {
     fn choose_node(&mut self, rsc: RscIdx, prefer: Option<NodeIdx>) -> Option<NodeIdx> {
         let cluster = self.cluster;
         let current = cluster.resources[rsc].current_node();
-        // Read node by node many times below: a plain copy, not the compressed row.
-        let table = &self.allowed[rsc].to_vec();
-        // The first node in Pacemaker's order; one pass, no sort.
-        let best = (0..cluster.nodes.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current))?;
+        let best = self.best_node(rsc, current)?;
+        let table = &self.allowed[rsc];
         let score_of = |node: NodeIdx| table[node].unwrap_or(Score::NEG_INFINITY);
         let mut chosen = None;
         if let Some(prefer) = prefer {
@@ -245,6 +243,51 @@ impl Work<'_> {
         Some(chosen)
     }
 
+    /// The first node in Pacemaker's order (`compare_nodes`) among those `rsc` has a
+    /// score on, or None when there is none. Under the default strategy, for a row
+    /// whose nodes mostly share one score, the nodes holding it are one candidate —
+    /// the first of them by resources assigned, the current node, name (`by_count`) —
+    /// weighed against the few that differ. Otherwise one pass over every node, no
+    /// sort. Either way, when the best node's score (as `compare_nodes` sees it) is
+    /// below zero, the node returned may be another such node: no node is chosen then.
+    fn best_node(&self, rsc: RscIdx, current: Option<NodeIdx>) -> Option<NodeIdx> {
+        let row = &self.allowed[rsc];
+        let sparse = row.sparse_parts().filter(|_| self.cluster.settings.placement_strategy == PlacementStrategy::Default);
+        let Some((common, exceptions)) = sparse else {
+            // Read node by node many times: a plain copy, not the compressed row.
+            let table = &row.to_vec();
+            return (0..table.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| self.compare_nodes(a, b, table, current));
+        };
+        // The best score among the nodes that differ, as `compare_nodes` sees it.
+        let effective = |node: NodeIdx, value: Option<Score>| value.map(|score| if self.node_available(node) { score } else { Score::NEG_INFINITY });
+        let differing_top = exceptions.iter().filter_map(|&(node, value)| effective(node as NodeIdx, value)).max();
+        let differs = |node: NodeIdx| exceptions.binary_search_by_key(&(node as u32), |(listed, _)| *listed).is_ok();
+        // The available nodes holding the common score tie on score: the first by
+        // count, then the current node among those with that count, then name. The
+        // unavailable ones score -INFINITY (see the doc above). Not looked for when
+        // a differing node scores higher.
+        let shared = common.filter(|&common| differing_top.is_none_or(|top| common >= top)).and_then(|_| {
+            let &(count, first) = self.by_count.iter().find(|&&(_, node)| !differs(node))?;
+            Some(match current {
+                Some(current) if self.assigned_count[current] == count && self.node_available(current) && !differs(current) => current,
+                _ => first,
+            })
+        });
+        let top = match (shared.and(common), differing_top) {
+            (Some(common), Some(top)) => common.max(top),
+            (Some(common), None) => common,
+            (None, top) => top?,
+        };
+        // Only the nodes at the top score compete, on count, current node and name.
+        let score = |node: NodeIdx| row[node];
+        exceptions
+            .iter()
+            .filter(|&&(node, value)| effective(node as NodeIdx, value) == Some(top))
+            .map(|&(node, _)| node as NodeIdx)
+            .chain(shared.filter(|_| common == Some(top)))
+            .min_by(|&a, &b| self.compare_nodes_by(a, b, &score, current))
+    }
+
     pub(super) fn sort_nodes(&self, nodes: &mut [NodeIdx], table: &Table, current: Option<NodeIdx>) {
         nodes.sort_by(|&a, &b| self.compare_nodes(a, b, table, current));
     }
@@ -253,8 +296,13 @@ impl Work<'_> {
     /// capacity left; then fewer resources assigned; then the node it runs on; then
     /// name (nodes are indexed in name order).
     fn compare_nodes(&self, a: NodeIdx, b: NodeIdx, table: &Table, current: Option<NodeIdx>) -> Ordering {
+        self.compare_nodes_by(a, b, &|node| table[node], current)
+    }
+
+    /// `compare_nodes` with the scores read through `table`.
+    fn compare_nodes_by(&self, a: NodeIdx, b: NodeIdx, table: &dyn Fn(NodeIdx) -> Option<Score>, current: Option<NodeIdx>) -> Ordering {
         let strategy = self.cluster.settings.placement_strategy;
-        let score = |node: NodeIdx| if self.node_available(node) { table[node].unwrap_or(Score::NEG_INFINITY) } else { Score::NEG_INFINITY };
+        let score = |node: NodeIdx| if self.node_available(node) { table(node).unwrap_or(Score::NEG_INFINITY) } else { Score::NEG_INFINITY };
         score(b)
             .cmp(&score(a))
             .then_with(|| if strategy == PlacementStrategy::Balanced { self.compare_capacities(a, b) } else { Ordering::Equal })
@@ -276,6 +324,7 @@ impl Work<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scheduler::assign::ScoreRow;
     use crate::scheduler::assign::assign;
     use crate::scheduler::assign::criteria::node_criteria;
     use crate::scheduler::fixture::{cluster, node, resource, started};
@@ -288,7 +337,11 @@ mod tests {
     /// per node (in node order).
     fn chosen(cluster: &Cluster, counts: &[usize]) -> Option<String> {
         let mut work = Work::new(cluster, &node_criteria(cluster));
-        work.assigned_count = counts.to_vec();
+        for (node, &count) in counts.iter().enumerate() {
+            for _ in 0..count {
+                work.count_assignment(node, true);
+            }
+        }
         work.choose_node(resource(cluster, "web"), None).map(|index| cluster.nodes[index].name.clone())
     }
 
@@ -322,6 +375,46 @@ mod tests {
             &history,
         );
         assert_eq!(chosen(&preferred, &[0, 1]).as_deref(), Some("node2"));
+    }
+
+    #[test]
+    fn the_node_chosen_by_the_common_score_is_the_one_a_pass_over_every_node_finds() {
+        // Rows of few distinct scores (mostly one), counts of resources assigned and a
+        // current node drawn at random; node3 is in standby (not available).
+        let names: Vec<String> = (0..12).map(|index| format!("node{index:02}")).collect();
+        let nodes: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut cluster = cluster(&nodes, &[NO_FENCING, WEB], &format!("history:\n{}", started("web", "node05")));
+        let standby = node(&cluster, "node03");
+        cluster.nodes[standby].standby = true;
+        let web = resource(&cluster, "web");
+        let current = cluster.resources[web].current_node();
+        let scores = [None, Some(Score::NEG_INFINITY), Some(Score::new(-5)), Some(Score::ZERO), Some(Score::new(10)), Some(Score::INFINITY)];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut draw = |below: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % below as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut work = Work::new(&cluster, &node_criteria(&cluster));
+            let common = scores[draw(scores.len())];
+            let table: Table = (0..nodes.len()).map(|_| if draw(4) == 0 { scores[draw(scores.len())] } else { common }).collect();
+            work.allowed[web] = ScoreRow::from_values(table.clone());
+            for node in 0..nodes.len() {
+                for _ in 0..draw(3) {
+                    work.count_assignment(node, true);
+                }
+            }
+            let everywhere = (0..nodes.len()).filter(|&node| table[node].is_some()).min_by(|&a, &b| work.compare_nodes(a, b, &table, current));
+            let usable = |node: Option<NodeIdx>| node.filter(|&node| work.node_available(node) && table[node].is_some_and(|score| score >= Score::ZERO));
+            let best = work.best_node(web, current);
+            if usable(everywhere).is_some() {
+                assert_eq!(best, everywhere, "{table:?}");
+            } else {
+                assert_eq!(usable(best), None, "{table:?}");
+            }
+        }
     }
 
     #[test]
