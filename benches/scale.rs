@@ -237,7 +237,9 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
         let off = cluster.state_dir.join("nodes").join(&node).join("powered-off");
         let started = Instant::now();
         let off_usec = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_micros() as i64);
-        std::fs::write(&off, "bench").ok()?;
+        // A line of its own: the fence agent appends its own line and waits for the
+        // hollow process to copy it to `halted`.
+        std::fs::write(&off, "bench\n").ok()?;
         eprintln!("{nodes}x{resources}: {node} powered off with {} resources", ran.len());
         wait_for(&endpoint, Duration::from_secs(300), |view| ran.iter().all(|resource| view.placed.get(resource).is_some_and(|on| *on != node)))?;
         let took = started.elapsed();
