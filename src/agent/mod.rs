@@ -322,6 +322,8 @@ async fn claim(
 ) -> Option<(NodeSession, Instant)> {
     let mut warned = false;
     let mut previous = remembered_lease(&config.state_dir).filter(|_| resumable);
+    // A lease this agent granted for a claim whose answer was lost.
+    let mut own: Option<i64> = None;
     loop {
         let attempt = async {
             if let Some(lease) = previous {
@@ -331,16 +333,24 @@ async fn claim(
                 }
                 previous = None;
             }
+            // A claim etcd applied but whose answer was lost left the key bound to this
+            // agent's own lease: it is taken back (whatever TTL etcd answers) rather
+            // than waited out.
+            if let Some(lease) = own {
+                if let Some(renewal) = store.renew_holding(&config.node, lease).await? {
+                    return Ok(Some((NodeSession { node: config.node.clone(), lease }, renewal.sent)));
+                }
+                own = None;
+                let _ = store.revoke_lease(lease).await;
+            }
             let granted_at = Instant::now();
             let lease = store.grant_lease(config.lease_ttl).await?;
             let heartbeat = NodeHeartbeat { peer: peer.map(str::to_string), ..heartbeat(config, false, false) };
-            // A claim etcd applied but whose answer was lost left the key bound to this
-            // lease: the next attempt resumes it rather than wait for it to lapse.
-            previous = Some(lease);
+            own = Some(lease);
             if store.claim_node(&config.node, lease, &heartbeat).await? {
                 return Ok::<_, StoreError>(Some((NodeSession { node: config.node.clone(), lease }, granted_at)));
             }
-            previous = None;
+            own = None;
             let _ = store.revoke_lease(lease).await;
             Ok(None)
         };
