@@ -214,7 +214,8 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
             continue;
         }
         // As a user sees it: `pacer wait` (a watch) until it runs on the target.
-        if support::pacer(&endpoint, &["wait", &resource, "--for", "started", "--node", &target, "--timeout", "120s"], None, Duration::from_secs(130)).success() {
+        if support::pacer(&endpoint, &["wait", &resource, "--for", "started", "--node", &target, "--timeout", "120s"], None, Duration::from_secs(130)).success()
+        {
             took.push(started.elapsed().as_secs_f64());
         }
     }

@@ -155,4 +155,24 @@ mod scheduling_tests {
         // Failed with other parameters: its fail count is cleared, it starts again.
         assert_eq!(placed(&failed_start("0123456789abcdef0123456789abcdef")), Some(1));
     }
+
+    /// A recurring monitor's recorded digest covers its own timeout too, so it never
+    /// equals the resource's: its failure still counts, and only a cleared operation's
+    /// fail count is skipped, not the resource's others on the node.
+    #[test]
+    fn a_failed_recurring_monitor_keeps_its_fail_count() {
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+        let web = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", meta: {migrationThreshold: 1}}"#);
+        let prefer = ("Location", "prefer", "{resource: web, node: n1, score: 100}");
+        let observed = "nodes:\n  n1: {liveness: Online, attributes: {\"fail-count-web#monitor_10000\": \"1\"}}\n  n2: {liveness: Online}\n\
+             history:\n  - {resource: web, node: n1, operations: [{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done}, \
+             {operation: monitor, intervalMs: 10000, callId: 4, rc: 1, expectedRc: 0, status: Done, digest: 0123456789abcdef0123456789abcdef}]}\n";
+        let plan = schedule(&snapshot(&["n1", "n2"], &[policy, web, prefer], observed));
+        let next = plan
+            .resources
+            .iter()
+            .find(|resource| resource.id == "web")
+            .map(|resource| resource.next.iter().map(|placed| placed.node.clone()).collect::<Vec<_>>());
+        assert_eq!(next, Some(vec!["n2".to_string()]), "migration-threshold 1 moves it off n1");
+    }
 }

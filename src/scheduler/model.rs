@@ -164,9 +164,12 @@ pub(crate) struct Rsc {
     /// digest, `digest.rs`): a definition change; for a fence device when unfencing
     /// is on, the node is unfenced again.
     pub definition_changed_on: Vec<NodeIdx>,
-    /// Nodes where a failed start or monitor ran with other parameters than the
-    /// configured ones: Pacemaker clears that fail count, so it bans nothing there.
-    pub failcount_cleared_on: Vec<NodeIdx>,
+    /// (node, operation key `<task>_<interval ms>`) of a failed start or probe that ran
+    /// with other parameters than the configured ones: Pacemaker clears that
+    /// operation's fail count, so it bans nothing there. Recurring monitors are not
+    /// judged: their recorded digest covers their own meta (timeout), which the
+    /// resource's digest does not.
+    pub failcount_cleared_on: Vec<(NodeIdx, String)>,
 }
 
 impl Rsc {

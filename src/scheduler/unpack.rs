@@ -662,9 +662,12 @@ impl Builder {
                     // A failed start or monitor that ran with other parameters:
                     // Pacemaker clears its fail count ("resource parameters have
                     // changed"), so it bans nothing.
-                    let cleared = matches!(op.operation.as_str(), "start" | "monitor") && params_changed(op);
-                    if cleared && !self.resources[rsc].failcount_cleared_on.contains(&node) {
-                        self.resources[rsc].failcount_cleared_on.push(node);
+                    // Only a start or a probe: a recurring monitor's digest also covers
+                    // its own timeout, so it would always look changed.
+                    let cleared = op.interval_ms == 0 && matches!(op.operation.as_str(), "start" | "monitor") && params_changed(op);
+                    let key = (node, format!("{}_{}", op.operation, op.interval_ms));
+                    if cleared && !self.resources[rsc].failcount_cleared_on.contains(&key) {
+                        self.resources[rsc].failcount_cleared_on.push(key);
                     }
                     if op.operation == "start" && self.settings.start_failure_is_fatal && !cleared {
                         // Pacemaker records INFINITY fail counts for failed starts; the

@@ -189,6 +189,12 @@ impl Criteria<'_> {
                 owners.sort_unstable();
                 owners.dedup();
                 for rsc in owners {
+                    // A fail count about to be cleared (its failure ran with other
+                    // parameters) forces nothing away (Pacemaker's
+                    // check_failure_threshold); only that operation's.
+                    if suffix.is_some_and(|suffix| cluster.resources[rsc].failcount_cleared_on.iter().any(|(on, key)| *on == node && key == suffix)) {
+                        continue;
+                    }
                     // Failures older than failure-timeout have expired.
                     let timeout = cluster.resources[rsc].failure_timeout_s;
                     if timeout > 0 {
@@ -208,11 +214,6 @@ impl Criteria<'_> {
                 }
             }
             for (rsc, failures) in totals {
-                // A fail count about to be cleared (its failure ran with other
-                // parameters) forces nothing away (Pacemaker's check_failure_threshold).
-                if cluster.resources[rsc].failcount_cleared_on.contains(&node) {
-                    continue;
-                }
                 let failures = failures.value();
                 if failures > 0 && cluster.resources[rsc].migration_threshold - failures <= 0 {
                     let target = self.ban_target(rsc);
