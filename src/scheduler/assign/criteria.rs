@@ -191,8 +191,11 @@ impl Criteria<'_> {
                 for rsc in owners {
                     // A fail count about to be cleared (its failure ran with other
                     // parameters) forces nothing away (Pacemaker's
-                    // check_failure_threshold); only that operation's.
-                    if suffix.is_some_and(|suffix| cluster.resources[rsc].failcount_cleared_on.iter().any(|(on, key)| *on == node && key == suffix)) {
+                    // check_failure_threshold): that operation's, or the resource's
+                    // whole count where it is kept without an operation (older
+                    // Pacemaker's `fail-count-<rsc>`).
+                    let cleared = |key: &String| suffix.is_none_or(|suffix| key == suffix);
+                    if cluster.resources[rsc].failcount_cleared_on.iter().any(|(on, key)| *on == node && cleared(key)) {
                         continue;
                     }
                     // Failures older than failure-timeout have expired.
