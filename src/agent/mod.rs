@@ -16,6 +16,7 @@
 pub mod events;
 pub mod failsafe;
 pub mod hollow;
+pub mod locals;
 pub mod reconcile;
 pub mod statuses;
 pub mod throttle;
@@ -619,9 +620,7 @@ impl<'a> Session<'a> {
     ) -> SessionEnd {
         let node = self.config.node.clone();
         // Everything this node reported before is rewritten once probed.
-        for local in reconciler.local.values_mut() {
-            local.dirty = true;
-        }
+        reconciler.local.for_each_mut(|_, local| local.dirty = true);
         let ttl = self.config.lease_ttl;
         let mut shutting_down = false;
         let mut retry_writes: Option<Instant> = None;
@@ -891,7 +890,7 @@ impl<'a> Session<'a> {
                 };
                 activity_worth_writing(written, &now)
             });
-            let unwritten = reconciler.local.values().any(|local| local.dirty)
+            let unwritten = !reconciler.local.dirty().is_empty()
                 || !self.pending_attributes.is_empty()
                 || !reconciler.finished_requests().is_empty()
                 || (reconciler.probed() && !self.heartbeat_probed)
@@ -983,7 +982,7 @@ impl<'a> Session<'a> {
         }
         // Cancelled operations end within the kill grace.
         let drain_until = Instant::now() + self.executor_grace();
-        while reconciler.local.values().any(|local| local.busy.is_some()) {
+        while !reconciler.local.busy().is_empty() {
             match tokio::time::timeout_at(drain_until.into(), self.results.recv()).await {
                 Ok(Some((step, result))) => {
                     record_operation(&self.config.metrics, &step, &result);
@@ -1120,7 +1119,7 @@ impl<'a> Session<'a> {
         // went away is unknown to the others, and could be started elsewhere while this
         // node keeps it. Then the old rule holds.
         let unreported: Vec<&str> =
-            reconciler.local.iter().filter(|(_, local)| local.dirty && local.status.may_be_active()).map(|(id, _)| id.as_str()).collect();
+            reconciler.local.dirty().iter().filter(|id| reconciler.local.get(id).is_some_and(|local| local.status.may_be_active())).map(String::as_str).collect();
         if !unreported.is_empty() {
             tracing::warn!(resources = ?unreported, "etcd cannot be reached and these may run here unreported: no failsafe");
             return false;
@@ -1210,9 +1209,7 @@ impl<'a> Session<'a> {
             peers.state.set_failsafe(false);
         }
         // What the monitors found meanwhile is written now; the plan is read again.
-        for local in reconciler.local.values_mut() {
-            local.dirty = true;
-        }
+        reconciler.local.for_each_mut(|_, local| local.dirty = true);
         self.spec_stale = true;
         self.spec_retake = true;
         self.verdict = None;
@@ -1370,10 +1367,13 @@ impl<'a> Session<'a> {
         // the targets yet.
         let gone: BTreeSet<String> = if self.spec_stale { BTreeSet::new() } else { reconciler.unconfigured().into_iter().collect() };
         self.write_promotion_intents(reconciler, &gone).await?;
+        // The dirty ones only: a write costs the node what changed, not its every resource.
         let mut dirty: Vec<String> = reconciler
             .local
+            .dirty()
             .iter()
-            .filter(|(id, local)| local.dirty && local.status.role != ObservedRole::Unknown && !gone.contains(*id))
+            .filter_map(|id| reconciler.local.get_key_value(id))
+            .filter(|(id, local)| local.status.role != ObservedRole::Unknown && !gone.contains(*id))
             .map(|(id, _)| id.clone())
             .collect();
         // A probe that found nothing, where nothing was ever reported, is not written:
@@ -1382,7 +1382,7 @@ impl<'a> Session<'a> {
         dirty.retain(|id| {
             let stored = self.cache.statuses().contains_key(&(node.clone(), id.clone())) || self.cache.undecodable().contains_key(&self.keys.status(&node, id));
             match reconciler.local.get_mut(id) {
-                Some(local) if !stored && local.events.is_empty() && says_only_not_running(&local.status) => {
+                Some(mut local) if !stored && local.events.is_empty() && says_only_not_running(&local.status) => {
                     local.dirty = false;
                     false
                 }
@@ -1421,14 +1421,14 @@ impl<'a> Session<'a> {
         for id in ids.iter().take(written) {
             if gone.contains(id) {
                 reconciler.forget(id);
-            } else if let Some(local) = reconciler.local.get_mut(id) {
+            } else if let Some(mut local) = reconciler.local.get_mut(id) {
                 local.dirty = false;
                 local.events.clear();
             }
         }
         // A deletion not written is tried again (the retry waits for something dirty).
         for id in ids.iter().skip(written).filter(|id| gone.contains(*id)) {
-            if let Some(local) = reconciler.local.get_mut(id) {
+            if let Some(mut local) = reconciler.local.get_mut(id) {
                 local.dirty = true;
             }
         }
@@ -1454,9 +1454,11 @@ impl<'a> Session<'a> {
     /// compare-and-set across nodes, not a check-then-act.
     async fn write_promotion_intents(&mut self, reconciler: &mut Reconciler, gone: &BTreeSet<String>) -> Result<(), GuardedWriteError> {
         let node = self.config.node.clone();
+        // An intent to write is dirty.
         let guarded: Vec<(String, PromotionBasis)> = reconciler
             .local
-            .keys()
+            .dirty()
+            .iter()
             .filter(|id| !gone.contains(*id))
             .filter_map(|id| reconciler.promotion_guard(id).map(|basis| (id.clone(), basis.clone())))
             .collect();

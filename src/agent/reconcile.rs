@@ -17,6 +17,7 @@ use crate::exec::OperationResult;
 use crate::state::{ProbeTarget, gates};
 
 use super::events::{EVENTS_KEPT_PER_RESOURCE, EventIds, OperationOutcome, PendingEvent, operation_event};
+use super::locals::Locals;
 use super::statuses::ClusterStatuses;
 
 /// When the second run of a monitor is due: its first runs right after the start (a
@@ -64,7 +65,7 @@ struct Index<'a> {
     /// This node's statuses by primitive name: built the first time a gate is
     /// evaluated (many nodes have none).
     local_by_name: std::cell::OnceCell<HashMap<&'a str, Vec<&'a ResourceStatus>>>,
-    local: &'a BTreeMap<String, Local>,
+    local: &'a Locals,
     /// For a name, the local resources possibly active that were started after it.
     needed_by: HashMap<&'a str, Vec<&'a str>>,
 }
@@ -74,7 +75,9 @@ impl<'a> Index<'a> {
     fn local_by_name(&self) -> &HashMap<&'a str, Vec<&'a ResourceStatus>> {
         self.local_by_name.get_or_init(|| {
             let mut by_name: HashMap<&'a str, Vec<&'a ResourceStatus>> = HashMap::new();
-            for local in self.local.values() {
+            // A quiet entry (stopped, nothing pending) opens no gate and holds no stop:
+            // only the awake ones are looked up.
+            for (_, local) in self.local.awake_entries() {
                 by_name.entry(local.status.name.as_str()).or_default().push(&local.status);
             }
             by_name
@@ -230,7 +233,7 @@ pub struct Local {
 pub type PromotionBasis = Vec<((String, String), i64)>;
 
 impl Local {
-    fn new(status: ResourceStatus) -> Local {
+    pub(crate) fn new(status: ResourceStatus) -> Local {
         Local {
             status,
             busy: None,
@@ -260,7 +263,10 @@ pub struct Reconciler {
     /// The mod revision of each status in `cluster`, as etcd gave it: what a
     /// promotion's intent is guarded by (`PromotionBasis`).
     pub revisions: BTreeMap<(String, String), i64>,
-    pub local: BTreeMap<String, Local>,
+    /// This node's resources, with the sets a decision walks (`locals::Locals`).
+    pub local: Locals,
+    /// Entries no longer configured (not in `targets`): what `unconfigured` looks at.
+    orphans: BTreeSet<String>,
     /// Set once shutting down with `OnShutdown::Stop`: everything is to be stopped.
     pub stopping_all: bool,
     /// This node's last unfencing succeeded (the fencing records say so).
@@ -318,10 +324,12 @@ impl Reconciler {
     /// restart is unknown until probed.
     pub fn new(node: &str, previous: Vec<ResourceStatus>) -> Reconciler {
         let mut next_call_id = 1;
-        let mut local = BTreeMap::new();
+        let mut local = Locals::default();
+        let mut orphans = BTreeSet::new();
         for mut status in previous {
             next_call_id = next_call_id.max(status.history.iter().map(|record| record.call_id).max().unwrap_or(0) + 1);
             status.role = ObservedRole::Unknown;
+            orphans.insert(status.id.clone());
             local.insert(status.id.clone(), Local::new(status));
         }
         Reconciler {
@@ -331,6 +339,7 @@ impl Reconciler {
             cluster: ClusterStatuses::new(node),
             revisions: BTreeMap::new(),
             local,
+            orphans,
             stopping_all: false,
             unfenced: false,
             must_unfence: false,
@@ -347,7 +356,7 @@ impl Reconciler {
     pub fn set_targets(&mut self, targets: Vec<ProbeTarget>) {
         self.targets = targets.into_iter().map(|target| (target.id.clone(), target)).collect();
         for target in self.targets.values() {
-            if let Some(local) = self.local.get_mut(&target.id) {
+            if let Some(mut local) = self.local.get_mut(&target.id) {
                 local.status.name.clone_from(&target.name);
                 local.status.group.clone_from(&target.group);
                 local.status.clone.clone_from(&target.clone);
@@ -376,34 +385,36 @@ impl Reconciler {
             };
             self.local.insert(target.id.clone(), Local::new(status));
         }
+        self.orphans = self.local.keys().filter(|id| !self.targets.contains_key(*id)).cloned().collect();
     }
 
     /// Ids of resources no longer configured and known stopped: their statuses are to
     /// be deleted, and then `forget`ed.
     pub fn unconfigured(&self) -> Vec<String> {
         let assigned: BTreeSet<&str> = self.assignment.iter().flat_map(|assignment| assignment.resources.iter().map(|resource| resource.id.as_str())).collect();
-        self.local
+        self.orphans
             .iter()
-            .filter(|(id, local)| {
-                !self.targets.contains_key(*id) && !assigned.contains(id.as_str()) && local.busy.is_none() && local.status.role == ObservedRole::Stopped
-            })
+            .filter_map(|id| self.local.get_key_value(id))
+            .filter(|(id, local)| !assigned.contains(id.as_str()) && local.busy.is_none() && local.status.role == ObservedRole::Stopped)
             .map(|(id, _)| id.clone())
             .collect()
     }
 
     /// Drops a resource from the view, once its status is deleted.
     pub fn forget(&mut self, id: &str) {
+        self.orphans.remove(id);
         self.local.remove(id);
     }
 
     /// Whether every resource this node knows of has been probed.
     pub fn probed(&self) -> bool {
-        self.local.values().all(|local| local.status.role != ObservedRole::Unknown)
+        self.local.unknown().is_empty()
     }
 
     /// Whether nothing may be running here any more.
     pub fn all_stopped(&self) -> bool {
-        self.local.values().all(|local| local.busy.is_none() && !local.status.role.may_be_active())
+        // A quiet entry is stopped and idle.
+        self.local.awake_entries().all(|(_, local)| local.busy.is_none() && !local.status.role.may_be_active())
     }
 
     fn assigned(&self, id: &str) -> Option<&AssignedResource> {
@@ -430,7 +441,8 @@ impl Reconciler {
         if let Some(assignment) = &self.assignment {
             index.assigned = assignment.resources.iter().map(|entry| (entry.id.as_str(), entry)).collect();
         }
-        for (id, local) in &self.local {
+        // A stopped, idle entry is quiet: only awake ones may be active.
+        for (id, local) in self.local.awake_entries() {
             if local.status.role.may_be_active() {
                 for after in &local.status.started_after {
                     index.needed_by.entry(after.as_str()).or_default().push(id.as_str());
@@ -451,19 +463,30 @@ impl Reconciler {
     /// steps that will run: with a thousand resources waiting and room for four,
     /// copying a thousand definitions per decision would be most of the agent's work.
     /// Also returns how many operations were held back.
+    ///
+    /// Only the entries that may act are walked (`Locals`): until every resource is
+    /// probed, the first `capacity` not probed and the awake ones (a monitor may be
+    /// due); then the awake ones and those the assignment names. A quiet entry the
+    /// assignment does not name converges to nothing (`locals::is_quiet`).
     pub fn decide_within(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
+        if !self.probed() {
+            return self.decide_probing(now, capacity);
+        }
         let index = self.index();
         let mut chosen: Vec<Chosen<'_>> = Vec::new();
-        let probed = self.probed();
         let maintenance = self.assignment.as_ref().is_some_and(|assignment| assignment.state == NodeState::Maintenance);
-        for (id, local) in &self.local {
+        let mut walk: BTreeSet<&str> = self.local.awake().iter().map(String::as_str).collect();
+        if let Some(assignment) = &self.assignment {
+            walk.extend(assignment.resources.iter().map(|entry| entry.id.as_str()));
+        }
+        for (id, local) in walk.into_iter().filter_map(|id| self.local.get_key_value(id)) {
             if local.busy.is_some() {
                 continue;
             }
             let mut notify = None;
             let action = if local.status.role == ObservedRole::Unknown {
                 Some(Action::Probe)
-            } else if !probed || maintenance || (self.assignment.is_none() && !self.stopping_all) {
+            } else if maintenance || (self.assignment.is_none() && !self.stopping_all) {
                 None
             } else if let Some(event) = self.pending_notification(local) {
                 // Notifications first: other instances may be waiting for them.
@@ -508,6 +531,42 @@ impl Reconciler {
         let held = limited.len().saturating_sub(capacity);
         limited.truncate(capacity);
         let steps = limited.into_iter().chain(free).map(|(id, local, action, notify, intent)| self.step(id, local, action, notify, intent, &index)).collect();
+        (steps, held)
+    }
+
+    /// `decide_within` before every resource is probed: probes in id order, then due
+    /// monitors (of resources found running by an earlier agent), nothing else. Walks
+    /// only the first `capacity` entries not probed, so probing R resources costs the
+    /// node R steps, not R².
+    fn decide_probing(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
+        // A probe or a monitor runs as the resource last ran: nothing from the
+        // assignment or the stop order is needed.
+        let index = &Index {
+            assigned: HashMap::new(),
+            cluster: &self.cluster,
+            local_by_name: std::cell::OnceCell::new(),
+            local: &self.local,
+            needed_by: HashMap::new(),
+        };
+        let unknown = self.local.unknown();
+        let busy = self.local.busy().iter().filter(|id| unknown.contains(*id)).count();
+        let probes = unknown.len() - busy;
+        let mut steps: Vec<Step> = unknown
+            .iter()
+            .filter_map(|id| self.local.get_key_value(id))
+            .filter(|(_, local)| local.busy.is_none())
+            .take(capacity)
+            .map(|(id, local)| self.step(id, local, Action::Probe, None, None, index))
+            .collect();
+        let monitors: Vec<(&String, &Local, Action)> = self
+            .local
+            .awake_known_entries()
+            .filter(|(_, local)| local.busy.is_none())
+            .filter_map(|(id, local)| self.due_monitor(local, now).map(|action| (id, local, action)))
+            .collect();
+        let held = (probes + monitors.len()).saturating_sub(capacity);
+        let room = capacity.saturating_sub(steps.len());
+        steps.extend(monitors.into_iter().take(room).map(|(id, local, action)| self.step(id, local, action, None, None, index)));
         (steps, held)
     }
 
@@ -689,7 +748,7 @@ impl Reconciler {
             (Some(Action::Promote), Some(local)) => Some(self.promotion_basis(local)),
             _ => None,
         };
-        let (Some(local), Some(intent)) = (self.local.get_mut(&step.id), step.intent) else { return };
+        let (Some(mut local), Some(intent)) = (self.local.get_mut(&step.id), step.intent) else { return };
         local.status.pending = Some(intent.verb().to_string());
         local.promote_basis = basis;
         local.dirty = true;
@@ -721,14 +780,14 @@ impl Reconciler {
     /// intent is dropped (the status is written without it) and decided again once
     /// the change is seen.
     pub fn intent_refused(&mut self, id: &str) {
-        let Some(local) = self.local.get_mut(id) else { return };
+        let Some(mut local) = self.local.get_mut(id) else { return };
         local.status.pending = None;
         local.refused_basis = local.promote_basis.take();
     }
 
     /// A promotion's intent was written.
     pub fn intent_written(&mut self, id: &str) {
-        if let Some(local) = self.local.get_mut(id) {
+        if let Some(mut local) = self.local.get_mut(id) {
             local.promote_basis = None;
             local.refused_basis = None;
             local.dirty = false;
@@ -738,7 +797,7 @@ impl Reconciler {
 
     /// Publishes an `Announce` step's pre notice.
     pub fn announce(&mut self, step: &Step, now: Instant) {
-        let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return };
+        let (Some(mut local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return };
         local.status.notice = Some(Notice { incarnation: event.incarnation, seq: event.seq, operation: event.operation.clone(), phase: NoticePhase::Pre });
         local.notice_since = Some(now);
         local.dirty = true;
@@ -841,7 +900,11 @@ impl Reconciler {
 
     /// When the next recurring monitor is due, if any is scheduled.
     pub fn next_monitor_due(&self) -> Option<Instant> {
-        self.local.values().filter(|local| local.busy.is_none() && local.status.role.is_active()).flat_map(|local| local.monitors.values().copied()).min()
+        self.local
+            .awake_known_entries()
+            .filter(|(_, local)| local.busy.is_none() && local.status.role.is_active())
+            .flat_map(|(_, local)| local.monitors.values().copied())
+            .min()
     }
 
     /// When something is due without any event: a recurring monitor, or the end of an
@@ -849,7 +912,8 @@ impl Reconciler {
     pub fn next_wake(&self) -> Option<Instant> {
         let notices = self
             .local
-            .values()
+            .awake_known_entries()
+            .map(|(_, local)| local)
             .filter(|local| local.busy.is_none() && local.status.notice.as_ref().is_some_and(|notice| notice.phase == NoticePhase::Pre))
             .filter_map(|local| local.notice_since.map(|since| since + NOTIFY_WAIT));
         self.next_monitor_due().into_iter().chain(notices).min()
@@ -872,7 +936,7 @@ impl Reconciler {
 
     /// Marks a step as running.
     pub fn begin(&mut self, step: &Step) {
-        if let Some(local) = self.local.get_mut(&step.id) {
+        if let Some(mut local) = self.local.get_mut(&step.id) {
             local.busy = Some(step.action);
         }
     }
@@ -903,7 +967,8 @@ impl Reconciler {
         let call_id = self.next_call_id;
         self.next_call_id += 1;
         let event_id = self.event_ids.next(epoch_usec, self.incarnation);
-        let Some(local) = self.local.get_mut(&step.id) else { return false };
+        let Some(mut guard) = self.local.get_mut(&step.id) else { return false };
+        let local: &mut Local = &mut guard;
         local.busy = None;
         // Whatever was under way has ended (or, for a probe, what runs is now known).
         if local.status.pending.take().is_some() {
@@ -1089,7 +1154,7 @@ impl Reconciler {
     /// logged by the caller and otherwise ignored, as Pacemaker does.
     fn record_notification(&mut self, step: &Step, result: &OperationResult) -> bool {
         let node = self.node.clone();
-        let (Some(local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return false };
+        let (Some(mut local), Some(event)) = (self.local.get_mut(&step.id), &step.notify) else { return false };
         local.busy = None;
         let _ = result;
         local.handled.insert((event.node.clone(), event.id.clone()), (event.incarnation, event.seq, event.phase));
@@ -1129,7 +1194,7 @@ impl Reconciler {
         let (ready, waiting): (Vec<String>, Vec<String>) = names.into_iter().partition(|name| self.request_ready(name));
         let mut touched = Vec::new();
         for resource in &ready {
-            let Some(local) = self.local.get_mut(resource) else { continue };
+            let Some(mut local) = self.local.get_mut(resource) else { continue };
             let changed = match request.kind {
                 RequestKind::Cleanup => clear_failures(&mut local.status, request),
                 RequestKind::Refresh => {
@@ -1197,7 +1262,7 @@ impl Reconciler {
         let void: Vec<String> = self.inherited.iter().filter(|(_, (read, _))| *read < fenced).map(|(id, _)| id.clone()).collect();
         for id in &void {
             let Some((_, old)) = self.inherited.remove(id) else { continue };
-            let Some(local) = self.local.get_mut(id) else { continue };
+            let Some(mut local) = self.local.get_mut(id) else { continue };
             let status = &mut local.status;
             status.history.retain(|record| !old.history.contains(record));
             for (operation, count) in &old.fail_counts {
@@ -1218,13 +1283,13 @@ impl Reconciler {
     /// Forgets what runs here (after the lease was lost and everything was stopped or
     /// killed): every resource is probed again before anything else.
     pub fn forget_roles(&mut self) {
-        for local in self.local.values_mut() {
+        self.local.for_each_mut(|_, local| {
             local.status.role = ObservedRole::Unknown;
             local.busy = None;
             local.monitors.clear();
             // Their facts were never written (the lease was gone): neither are they.
             local.events.clear();
-        }
+        });
     }
 }
 
@@ -1386,9 +1451,7 @@ mod tests {
     /// What `decide` wants once the agent loop has done its part: statuses written,
     /// and the pending operations it records before running them recorded and written.
     fn settled_steps(reconciler: &mut Reconciler, now: Instant) -> Vec<Step> {
-        for local in reconciler.local.values_mut() {
-            local.dirty = false;
-        }
+        reconciler.local.for_each_mut(|_, local| local.dirty = false);
         let steps = reconciler.decide(now);
         if !steps.iter().any(|step| step.action == Action::Intend) {
             return steps;
@@ -1396,9 +1459,7 @@ mod tests {
         for step in steps.iter().filter(|step| step.action == Action::Intend) {
             reconciler.intend(step);
         }
-        for local in reconciler.local.values_mut() {
-            local.dirty = false;
-        }
+        reconciler.local.for_each_mut(|_, local| local.dirty = false);
         reconciler.decide(now)
     }
 
@@ -1655,7 +1716,7 @@ mod tests {
     /// The events queued for `id` since last asked, as `task interval rc desc`, and
     /// forgotten as the status write does once they are written with it.
     fn take_events(reconciler: &mut Reconciler, id: &str) -> Vec<String> {
-        let local = reconciler.local.get_mut(id).expect("the resource");
+        let mut local = reconciler.local.get_mut(id).expect("the resource");
         let events = std::mem::take(&mut local.events);
         events
             .into_iter()
