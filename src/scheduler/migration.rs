@@ -286,11 +286,51 @@ mod tests {
         assert_eq!(assignments["n1"].migrations.iter().map(|migration| migration.target.as_str()).collect::<Vec<_>>(), vec!["n2"]);
         let vm = assignments["n2"].resources.iter().find(|resource| resource.id == "vm").expect("vm assigned to n2");
         assert_eq!(vm.migrate_from.as_deref(), Some("n1"));
-        // Moved back to the source instead: the target's half is stopped.
+    }
+
+    #[test]
+    fn a_partial_migration_placed_elsewhere_than_its_target_is_stopped_on_both_nodes() {
+        // Moved back to the source: Pacemaker aborts the migration, stops both halves
+        // and starts it on the source again; its summary names the first copy (the
+        // target's, found first) as the current node.
         let prefer = ("Location", "prefer-n1", "{resource: vm, node: n1, score: 100}");
-        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed));
-        let actions: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
-        assert_eq!(actions, vec!["Stop vm n2".to_string()]);
+        let observed =
+            partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
+        let back = snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed);
+        let plan = schedule(&back);
+        assert_eq!(actions(&plan), vec!["Move vm n2 -> n1".to_string()]);
+        let vm = plan.resources.iter().find(|resource| resource.id == "vm").expect("vm planned");
+        assert_eq!(vm.restart, Some(2), "the source's copy, started by call 2, is stopped and started again");
+        // The node agents: n1 restarts the copy its start made (an agent still
+        // handing over stops first anyway), n2 runs nothing.
+        let assignments = crate::state::node_assignments(&plan, &back.objects, &Default::default(), 1, 1);
+        let on_n1 = assignments["n1"].resources.iter().find(|resource| resource.id == "vm").expect("vm assigned to n1");
+        assert_eq!((on_n1.restart, on_n1.migrate_from.as_deref()), (Some(2), None));
+        assert!(assignments["n1"].migrations.is_empty());
+        assert!(assignments["n2"].resources.is_empty());
+        // Placed on a third node: both halves stop, one move is shown.
+        let elsewhere = ("Location", "prefer-n3", "{resource: vm, node: n3, score: 100}");
+        let plan = schedule(&snapshot(&["n1", "n2", "n3"], &[POLICY, VM, elsewhere], &observed));
+        assert_eq!(actions(&plan), vec!["Move vm n2 -> n3".to_string()]);
+        let vm = plan.resources.iter().find(|resource| resource.id == "vm").expect("vm planned");
+        assert_eq!((vm.current.len(), vm.next.len(), vm.restart), (2, 1, None));
+    }
+
+    #[test]
+    fn a_resource_active_on_several_nodes_is_stopped_everywhere_then_started_once() {
+        // multiple-active=StopStart (the default): every copy stops, the chosen node's
+        // too (Pacemaker's rec-rsc-6: "Restart rsc1 node1"); StopUnexpected keeps it.
+        let observed = "history:\n".to_string() + &crate::scheduler::fixture::started("db", "n1") + &crate::scheduler::fixture::started("db", "n2");
+        let db = ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#);
+        let prefer = ("Location", "prefer-n1", "{resource: db, node: n1, score: 100}");
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, db, prefer], &observed));
+        assert_eq!(actions(&plan), vec!["Restart db n1".to_string()]);
+        let entry = plan.resources.iter().find(|resource| resource.id == "db").expect("db planned");
+        assert!(entry.restart.is_some());
+        let db = ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy", meta: {multipleActive: StopUnexpected}}"#);
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, db, prefer], &observed));
+        assert_eq!(actions(&plan), vec!["Stop db n2".to_string()]);
+        assert_eq!(plan.resources.iter().find(|resource| resource.id == "db").and_then(|entry| entry.restart), None);
     }
 
     fn actions(plan: &crate::scheduler::Plan) -> Vec<String> {
