@@ -57,6 +57,10 @@ pub(super) struct Verdict {
     /// The migration cannot be trusted: recover the resource (stop, start) rather
     /// than migrate it again.
     pub failed: bool,
+    /// A stop is due on the record's own node, the source, whatever its role there
+    /// (Pacemaker's dangling migration): both halves succeeded and no stop followed,
+    /// or a failed `migrate_to` is the source's last word while the target moved on.
+    pub dangling: bool,
 }
 
 /// Pacemaker's `pe__is_newer_op`: on one node by call id, across nodes by the time
@@ -174,7 +178,10 @@ pub(super) fn migrate_to_succeeded(histories: &Histories, resource: &str, source
     match migrate_from {
         // Both halves done: the resource runs on the target, the source is left to
         // stop (a dangling migration).
-        Some(from) if from.rc == rc::OK && from.status == ExecStatus::Done => verdict.here_active = Some(false),
+        Some(from) if from.rc == rc::OK && from.status == ExecStatus::Done => {
+            verdict.here_active = Some(false);
+            verdict.dangling = true;
+        }
         // The migrate_from failed: active on the target too, unless the target has
         // moved on since.
         Some(from) if from.status != ExecStatus::Pending => {
@@ -213,9 +220,14 @@ pub(super) fn migrate_to_failed(histories: &Histories, resource: &str, source: &
     let migrate_from = find(histories.on(resource, target), "migrate_from", Some(source), Some(rc::OK));
     if !unknown_on(histories, resource, target)
         && !newer_state_after_migrate(histories, resource, target, Some((op, source)), migrate_from.map(|from| (from, target)))
-        && online(target)
     {
-        verdict.also_active_on = Some(target.to_string());
+        if online(target) {
+            verdict.also_active_on = Some(target.to_string());
+        }
+    } else if !non_monitor_after(histories.on(resource, source), source, op, source) {
+        // The target is unknown or moved on, but this migrate_to is still the
+        // source's last word: a stop is due there.
+        verdict.dangling = true;
     }
     verdict
 }
@@ -417,5 +429,41 @@ mod tests {
         let cluster = cluster(&["n1", "n2"], &[POLICY, VM], observed);
         let vm = &cluster.resources[resource(&cluster, "vm")];
         assert_eq!(vm.active.iter().map(|active| active.node).collect::<Vec<_>>(), vec![node(&cluster, "n2")]);
+    }
+
+    #[test]
+    fn the_source_of_a_finished_migration_without_a_stop_is_stopped() {
+        // Pacemaker's dangling migration (migrate-partial-1): both halves done, no stop
+        // on n1 — a stop is planned there, not shown in the summary; once n1 records a
+        // stop, nothing is left to do.
+        let completed = |source_after: &str| {
+            format!(
+                "history:\n  - {{resource: vm, node: n1, operations: [{{operation: start, callId: 2, rc: 0, expectedRc: 0, status: Done, lastRcChange: 50}}, \
+                 {{operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}}{source_after}]}}\n  \
+                 - {{resource: vm, node: n2, operations: [{{operation: migrate_from, callId: 4, rc: 0, expectedRc: 0, status: Done, lastRcChange: 101, migrateSource: n1, migrateTarget: n2}}]}}\n"
+            )
+        };
+        let dangling = snapshot(&["n1", "n2"], &[POLICY, VM], &completed(""));
+        let plan = schedule(&dangling);
+        assert!(plan.actions.is_empty(), "{:?}", actions(&plan));
+        let vm = plan.resources.iter().find(|resource| resource.id == "vm").expect("vm planned");
+        assert_eq!((vm.dangling.clone(), vm.current.len()), (vec!["n1".to_string()], 1));
+        // n1's agent, still handing over, stops what is left: the decision assigns it
+        // nothing there and migrates nothing from there.
+        let assignments = crate::state::node_assignments(&plan, &dangling.objects, &Default::default(), 1, 1);
+        assert!(assignments["n1"].resources.is_empty() && assignments["n1"].migrations.is_empty());
+        assert!(assignments["n2"].resources.iter().any(|resource| resource.id == "vm" && resource.migrate_from.is_none()));
+        // A probe since (an agent restarted) does not settle it; a stop does.
+        let probed = ", {operation: monitor, callId: 6, rc: 7, expectedRc: 7, status: Done, lastRcChange: 110}";
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM], &completed(probed)));
+        assert_eq!(plan.resources.iter().find(|resource| resource.id == "vm").map(|vm| vm.dangling.clone()), Some(vec!["n1".to_string()]));
+        let stopped = ", {operation: stop, callId: 6, rc: 0, expectedRc: 0, status: Done, lastRcChange: 110}";
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM], &completed(stopped)));
+        assert!(plan.resources.iter().all(|resource| resource.dangling.is_empty()));
+        // Its node down: nothing can be stopped there.
+        let down = ("Node", "n1", "{}");
+        let observed = "nodes:\n  n1: {liveness: Offline}\n".to_string() + &completed("");
+        let plan = schedule(&snapshot(&["n2"], &[POLICY, down, VM], &observed));
+        assert!(plan.resources.iter().all(|resource| resource.dangling.is_empty()));
     }
 }

@@ -158,6 +158,10 @@ pub(crate) struct Rsc {
     /// resource counts as active on both; the migration goes on if it stays on the
     /// target.
     pub partial_migration: Option<(NodeIdx, NodeIdx)>,
+    /// Nodes where a live migration's source is to be stopped whatever it is taken
+    /// to run there (Pacemaker's `dangling_migrations`): both halves done without a
+    /// stop on the source, or a failed `migrate_to` left as the source's last word.
+    pub dangling_on: Vec<NodeIdx>,
     /// Nodes whose history of it was recorded with another agent (class, provider or
     /// type) than the configured one (Pacemaker's `pcmk__rsc_agent_changed`), or where
     /// it runs with other parameters than the configured ones (the start's parameter

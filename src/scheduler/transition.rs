@@ -149,6 +149,15 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             promote_after,
             restart: restart[rsc],
             stop_after: stop_after[rsc].clone(),
+            dangling: resource
+                .dangling_on
+                .iter()
+                .filter(|&&node| {
+                    let state = &cluster.nodes[node];
+                    !assignment.frozen[rsc] && state.online && !state.unclean && !resource.active.iter().any(|active| active.node == node)
+                })
+                .map(|&node| cluster.nodes[node].name.clone())
+                .collect(),
         });
     }
     Plan { nodes, resources, fencing, actions }

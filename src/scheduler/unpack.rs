@@ -295,6 +295,7 @@ impl Builder {
             blocked: false,
             history_name: None,
             partial_migration: None,
+            dangling_on: Vec::new(),
             definition_changed_on: Vec::new(),
             failcount_cleared_on: Vec::new(),
         };
@@ -677,7 +678,7 @@ impl Builder {
                 }
             }
         }
-        self.apply_migrations(rsc, active_role, migrations, node_index);
+        self.apply_migrations(rsc, node, active_role, migrations, node_index);
         // Running with other parameters than configured: the start (or the
         // migrate_from) that made the copy running now ran with another definition.
         let running_call = start_call(&history.operations);
@@ -738,9 +739,12 @@ impl Builder {
     /// What migration records said about the other end: active there too, a partial
     /// migration to continue, or a migration that cannot be trusted (recovered, not
     /// migrated again).
-    fn apply_migrations(&mut self, rsc: RscIdx, active_role: Role, migrations: Vec<migration::Verdict>, node_index: &HashMap<String, NodeIdx>) {
+    fn apply_migrations(&mut self, rsc: RscIdx, node: NodeIdx, active_role: Role, migrations: Vec<migration::Verdict>, node_index: &HashMap<String, NodeIdx>) {
         for verdict in migrations {
             let resource = &mut self.resources[rsc];
+            if verdict.dangling && !resource.dangling_on.contains(&node) {
+                resource.dangling_on.push(node);
+            }
             if let Some(&other) = verdict.also_active_on.as_ref().and_then(|name| node_index.get(name.as_str())) {
                 if !resource.active.iter().any(|active| active.node == other) {
                     resource.active.push(Active { node: other, role: active_role, started_call: None });
