@@ -129,6 +129,20 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
                 let detail = if from.node == to.node { to.node.clone() } else { format!("{} -> {}", from.node, to.node) };
                 actions.push(Action { verb: verb.into(), resource: resource.id.clone(), detail });
             }
+            // Left on one of several nodes (the others stop, or are fenced): Pacemaker
+            // names one current node, and nothing when it stays there.
+            (false, [to]) if current.len() > 1 && !migrates && !assignment.frozen[rsc] => {
+                let from = &current[shown_current(cluster, rsc)];
+                let verb = match (resource.failed, from.node == to.node) {
+                    (true, _) => Some("Recover"),
+                    (false, true) => restart[rsc].map(|_| "Restart"),
+                    (false, false) => Some("Move"),
+                };
+                let detail = if from.node == to.node { to.node.clone() } else { format!("{} -> {}", from.node, to.node) };
+                if let Some(verb) = verb {
+                    actions.push(Action { verb: verb.into(), resource: resource.id.clone(), detail });
+                }
+            }
             _ => summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions),
         }
         let (start_after, promote_after) = gates(cluster, rsc);
@@ -247,9 +261,11 @@ fn migrations(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx
 }
 
 /// Whether a resource's copies need fencing to be known stopped (Pacemaker's
-/// `pe_rsc_needs_fencing`: requires fencing or unfencing, with fencing enabled).
+/// `pe_rsc_needs_fencing`: requires fencing or unfencing, with fencing enabled; never
+/// a fence device, which requires quorum only).
 fn needs_fencing(cluster: &Cluster, rsc: RscIdx) -> bool {
-    cluster.settings.stonith_enabled && matches!(cluster.resources[rsc].requires, Requires::Fencing | Requires::Unfencing)
+    let resource = &cluster.resources[rsc];
+    cluster.settings.stonith_enabled && !resource.is_fence_device && matches!(resource.requires, Requires::Fencing | Requires::Unfencing)
 }
 
 /// The primitives stopped on every node they may be active on, then started on the
