@@ -993,6 +993,7 @@ impl Reconciler {
             migrate_source: step.definition.meta.get("migrate_source").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
             migrate_target: step.definition.meta.get("migrate_target").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
             digest: None,
+            restart_digest: None,
         };
         let history = &mut local.status.history;
         let failed = outcome.is_none();
@@ -1911,6 +1912,7 @@ mod tests {
             migrate_source: None,
             migrate_target: None,
             digest: None,
+            restart_digest: None,
         }
     }
 
@@ -2189,6 +2191,7 @@ mod tests {
             migrate_source: None,
             migrate_target: None,
             digest: None,
+            restart_digest: None,
         });
         old.fail_counts.insert("stop_0".into(), FAIL_COUNT_INFINITY);
         old.last_failure = Some(100);

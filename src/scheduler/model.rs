@@ -168,6 +168,10 @@ pub(crate) struct Rsc {
     /// digest, `digest.rs`): a definition change; for a fence device when unfencing
     /// is on, the node is unfenced again.
     pub definition_changed_on: Vec<NodeIdx>,
+    /// Nodes where it runs with other parameters than configured, all of them ones its
+    /// agent can reload (the history's restart digest still matches, `digest.rs`): it
+    /// is reloaded there rather than restarted (Pacemaker's `Reload`).
+    pub reload_on: Vec<NodeIdx>,
     /// (node, operation key `<task>_<interval ms>`) of a failed start or probe that ran
     /// with other parameters than the configured ones: Pacemaker clears that
     /// operation's fail count, so it bans nothing there. Recurring monitors are not

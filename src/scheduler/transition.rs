@@ -143,7 +143,13 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
                     actions.push(Action { verb: verb.into(), resource: resource.id.clone(), detail });
                 }
             }
-            _ => summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions),
+            _ => {
+                // Only reloadable parameters changed where it stays (`Rsc::reload_on`).
+                let reload = !migrates
+                    && matches!((resource.active.as_slice(), finals[rsc].as_slice()), ([active], [(node, _)]) if active.node == *node && resource.reload_on.contains(node));
+                let verbs = Verbs { failed: resource.failed, migrates, restart: restart[rsc].is_some(), reload };
+                summarize(&resource.id, verbs, &current, &next, &mut actions)
+            }
         }
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
@@ -829,8 +835,17 @@ fn gates(cluster: &Cluster, rsc: RscIdx) -> (Vec<Gate>, Vec<Gate>) {
     (start_after, promote_after)
 }
 
+/// What decides a resource's summary verb besides its placements.
+struct Verbs {
+    failed: bool,
+    migrates: bool,
+    restart: bool,
+    reload: bool,
+}
+
 /// Pacemaker's transition-summary verbs for one resource.
-fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+fn summarize(id: &str, verbs: Verbs, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+    let Verbs { failed, migrates, restart, reload } = verbs;
     let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });
     match (current, next) {
         ([], []) => {}
@@ -848,6 +863,9 @@ fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[P
         ([from], [to]) if from.node == to.node => {
             if failed {
                 push(actions, "Recover", to.node.clone());
+            } else if reload && !restart {
+                // A required stop (a restart) cancels the reload, as in Pacemaker.
+                push(actions, "Reload", to.node.clone());
             } else if from.role == Role::Promoted && to.role != Role::Promoted {
                 push(actions, "Demote", to.node.clone());
             } else if from.role != Role::Promoted && to.role == Role::Promoted {
