@@ -389,6 +389,30 @@ mod tests {
     }
 
     #[test]
+    fn a_copy_on_an_unclean_node_counts_only_for_a_resource_that_needs_fencing() {
+        // n2 is lost with a copy and is fenced. A resource that requires fencing is
+        // multiply active: its copy on n1 is restarted too; one that requires quorum
+        // only (as every fence device) is not, and stays on n1 untouched
+        // (multiply-active-stonith).
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: true}");
+        let device = ("FenceDevice", "fencer", "{agent: fence_dummy}");
+        let observed = "nodes:\n  n2: {liveness: Unclean}\nhistory:\n".to_string()
+            + &crate::scheduler::fixture::started("db", "n1")
+            + &crate::scheduler::fixture::started("db", "n2");
+        let prefer = ("Location", "prefer-n1", "{resource: db, node: n1, score: 100}");
+        let plan_with = |meta: &str| {
+            let db = ("Resource", "db", format!(r#"{{agent: "ocf:heartbeat:Dummy", meta: {{{meta}}}}}"#));
+            schedule(&snapshot(&["n1", "n2"], &[policy, device, (db.0, db.1, db.2.as_str()), prefer], &observed))
+        };
+        let of_db = |plan: &crate::scheduler::Plan| actions(plan).into_iter().filter(|action| action.contains(" db ")).collect::<Vec<_>>();
+        let plan = plan_with("");
+        assert_eq!(of_db(&plan), vec!["Restart db n1".to_string()]);
+        let plan = plan_with("requires: Quorum");
+        assert_eq!(of_db(&plan), Vec::<String>::new());
+        assert_eq!(plan.resources.iter().find(|resource| resource.id == "db").and_then(|entry| entry.restart), None);
+    }
+
+    #[test]
     fn a_target_that_stopped_the_resource_after_the_migration_does_not_run_it() {
         // n2 stopped it after the migrate_to (by time): only the source may run it.
         let observed =
