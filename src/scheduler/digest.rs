@@ -183,6 +183,14 @@ mod scheduling_tests {
         let all = super::operation_digest(&[("port".to_string(), "80".to_string()), ("motd".to_string(), "new".to_string())].into_iter().collect());
         assert_eq!(actions(&running(&port_only, "")), vec!["Restart web n1".to_string()]);
         assert_eq!(actions(&running(&all, "")), vec!["Reload web n1".to_string()]);
+        // Ordered after a clone that starts an instance: the reload becomes a restart
+        // (Pacemaker's reload-becomes-restart).
+        let base = ("Resource", "base", r#"{agent: "ocf:heartbeat:Dummy", clone: {}}"#);
+        let order = ("Order", "base-then-web", "{first: base, then: web, kind: Mandatory}");
+        let plan = schedule(&snapshot(&["n1"], &[policy, web, base, order], &running(&port_only, ", params: [port]")));
+        let web_actions: Vec<String> =
+            plan.actions.iter().filter(|action| action.resource == "web").map(|action| format!("{} {}", action.verb, action.detail)).collect();
+        assert_eq!(web_actions, vec!["Restart n1".to_string()]);
     }
 
     #[test]

@@ -546,11 +546,23 @@ fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, 
                 .map(|&index| &cluster.orderings[index])
                 .filter(|ordering| restarts_its_then(cluster, ordering))
                 .any(|ordering| cluster.primitives_of(ordering.first).iter().any(|&first| disturbed[first]));
+            // A reload (`Rsc::reload_on`) cannot wait for a start it is ordered after:
+            // it becomes a restart, whatever the first — a clone gaining instances too
+            // (Pacemaker's reload-becomes-restart).
+            let reload_after_start = resource.active.first().is_some_and(|active| resource.reload_on.contains(&active.node))
+                && chain
+                    .iter()
+                    .flat_map(|&owner| &cluster.orderings_by_then[owner])
+                    .map(|&index| &cluster.orderings[index])
+                    .filter(|ordering| {
+                        ordering.kind == OrderKind::Mandatory && ordering.first_action == OrderAction::Start && ordering.then_action == OrderAction::Start
+                    })
+                    .any(|ordering| cluster.primitives_of(ordering.first).iter().any(|&first| disturbed[first]));
             let after_member = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).is_some_and(|group| {
                 let members = &cluster.resources[group].children;
                 members.iter().take_while(|&&member| member != rsc).any(|&member| cluster.primitives_of(member).iter().any(|&p| disturbed[p]))
             });
-            if after_ordered || after_member {
+            if after_ordered || after_member || reload_after_start {
                 restart[rsc] = Some(started_call);
                 disturbed[rsc] = true;
                 changed = true;
