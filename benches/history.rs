@@ -57,6 +57,7 @@ fn operation(name: &str, interval_ms: u64, call_id: i64, rc: i32, expected_rc: i
         migrate_source: None,
         migrate_target: None,
         digest: None,
+        restart_digest: None,
     }
 }
 

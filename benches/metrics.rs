@@ -54,6 +54,7 @@ fn started(call_id: i64) -> Vec<OperationRecord> {
         migrate_source: None,
         migrate_target: None,
         digest: None,
+        restart_digest: None,
     };
     vec![operation("monitor", 0, call_id, 7, 7), operation("start", 0, call_id + 1, 0, 0), operation("monitor", 10_000, call_id + 2, 0, 0)]
 }

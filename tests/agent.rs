@@ -686,6 +686,49 @@ async fn an_allow_migrate_resource_moves_by_live_migration() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_migration_placed_back_on_its_source_is_stopped_there_and_started_again() {
+    // Pacemaker aborts a partial migration whose resource is not placed on the
+    // target: both halves stop, and it starts on the chosen node. Here the target's
+    // agent is frozen (SIGSTOP; its lease outlives the test's steps) after n1's
+    // migrate_to, and the resource is placed back on n1.
+    require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
+    bounded(async {
+        let mut cluster = Cluster::new().await;
+        let vm =
+            dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
+        cluster.apply(&format!("{vm}{}", location("vm", "n1", "100"))).await;
+        cluster.start_agent("n1", 2);
+        cluster.start_agent("n2", 60);
+        cluster.wait_probed("n1").await;
+        cluster.wait_probed("n2").await;
+        cluster.decide().await;
+        cluster.wait_role("n1", "vm", ObservedRole::Started).await;
+        cluster.agents["n2"].signal(libc::SIGSTOP);
+        cluster.apply(&location("vm", "n1", "-100")).await;
+        let decision = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
+        assert!(decision.plan.actions.iter().any(|action| action.verb == "Migrate" && action.resource == "vm"), "{:?}", decision.plan.actions);
+        cluster.wait_role("n1", "vm", ObservedRole::Migrating).await;
+        // Placed back on the source before the target took over.
+        cluster.apply(&location("vm", "n1", "100")).await;
+        let decision = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
+        let actions: Vec<String> = decision.plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
+        assert_eq!(actions, vec!["Move vm n2 -> n1".to_string()], "both halves stop, it starts on n1");
+        cluster.agents["n2"].signal(libc::SIGCONT);
+        cluster.wait_role("n1", "vm", ObservedRole::Started).await;
+        // n1 stopped what migrate_to left and started it again (the history keeps the
+        // last one-shot operation: the start); n2 never ran it.
+        let source = cluster.status("n1", "vm").await.expect("source status");
+        assert!(source.history.iter().any(|record| record.operation == "start" && record.rc == 0), "{:?}", source.history);
+        assert!(cluster.agents["n1"].log_text().contains("action=Stop"), "{}", cluster.agent_logs());
+        let target = cluster.status("n2", "vm").await;
+        assert!(target.iter().all(|status| !status.role.is_active() && !status.history.iter().any(|record| record.operation == "migrate_from")), "{target:?}");
+        let settled = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
+        assert!(settled.plan.actions.is_empty(), "{:?}", settled.plan.actions);
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clone_notifications_reach_every_active_instance() {
     bounded(async {
         let mut cluster = Cluster::new().await;

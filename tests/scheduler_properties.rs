@@ -164,6 +164,7 @@ fn operation(name: &str, call_id: i64, rc: i32) -> OperationRecord {
         migrate_source: None,
         migrate_target: None,
         digest: None,
+        restart_digest: None,
     }
 }
 

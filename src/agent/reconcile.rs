@@ -1058,6 +1058,7 @@ impl Reconciler {
             migrate_source: step.definition.meta.get("migrate_source").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
             migrate_target: step.definition.meta.get("migrate_target").filter(|_| matches!(step.action, Action::MigrateTo | Action::MigrateFrom)).cloned(),
             digest: None,
+            restart_digest: None,
         };
         let history = &mut local.status.history;
         let failed = outcome.is_none();
@@ -1972,6 +1973,7 @@ mod tests {
             migrate_source: None,
             migrate_target: None,
             digest: None,
+            restart_digest: None,
         }
     }
 
@@ -2150,6 +2152,38 @@ mod tests {
     }
 
     #[test]
+    fn a_source_handing_over_stops_and_starts_again_when_the_decision_keeps_it_there() {
+        // A partial migration placed back on its source (Pacemaker aborts it: both
+        // halves stop, then it starts on the source): the decision assigns it here
+        // without the migration; what migrate_to left is stopped, then started again
+        // once the target reports it stopped.
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("vm", definition(vec![]))]);
+        probe(&mut r, now, "vm", ocf::OK);
+        let mut leaving = assignment(vec![]);
+        leaving.migrations.push(crate::api::records::Migration { id: "vm".into(), target: OTHER.into() });
+        assign(&mut r, leaving);
+        assert!(run(&mut r, now, "vm", Action::MigrateTo, done(ocf::OK)));
+        assert_eq!(role(&r, "vm"), ObservedRole::Migrating);
+        assign(&mut r, assignment(vec![entry("vm", Role::Started)]));
+        r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Started));
+        assert!(run(&mut r, now, "vm", Action::Stop, done(ocf::OK)));
+        assert_eq!(decided(&mut r, now), vec![], "not while the target may run it");
+        r.cluster.insert((OTHER.into(), "vm".into()), status("vm", OTHER, ObservedRole::Stopped));
+        assert_eq!(decided(&mut r, now), one("vm", Action::Start));
+        // A finished migration (the target runs it) whose source is left to stop
+        // (Pacemaker's dangling migration): the decision assigns it nowhere here.
+        let mut r = reconciler(vec![target("vm", definition(vec![]))]);
+        probe(&mut r, now, "vm", ocf::OK);
+        let mut leaving = assignment(vec![]);
+        leaving.migrations.push(crate::api::records::Migration { id: "vm".into(), target: OTHER.into() });
+        assign(&mut r, leaving);
+        assert!(run(&mut r, now, "vm", Action::MigrateTo, done(ocf::OK)));
+        assign(&mut r, assignment(vec![]));
+        assert_eq!(decided(&mut r, now), one("vm", Action::Stop));
+    }
+
+    #[test]
     fn the_target_takes_over_by_migrate_from_only_after_the_hand_over() {
         let now = Instant::now();
         let mut r = reconciler(vec![target("vm", definition(vec![]))]);
@@ -2218,6 +2252,7 @@ mod tests {
             migrate_source: None,
             migrate_target: None,
             digest: None,
+            restart_digest: None,
         });
         old.fail_counts.insert("stop_0".into(), FAIL_COUNT_INFINITY);
         old.last_failure = Some(100);

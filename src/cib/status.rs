@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::api::Name;
-use crate::api::records::{ExecStatus, OperationRecord};
+use crate::api::records::{ExecStatus, OperationRecord, RestartDigest};
 use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 
 use super::config::{ClusterSettings, NodeTable};
@@ -183,6 +183,7 @@ impl Importer {
             let agent = if self.altered_definitions.contains(base) {
                 for record in &mut operations {
                     record.digest = None;
+                    record.restart_digest = None;
                 }
                 None
             } else {
@@ -248,5 +249,9 @@ fn operation_record(op: &Element) -> Result<OperationRecord, String> {
         migrate_source: op.attr("migrate_source").map(str::to_string),
         migrate_target: op.attr("migrate_target").map(str::to_string),
         digest: op.attr("op-digest").map(str::to_string),
+        restart_digest: op.attr("op-restart-digest").map(|digest| RestartDigest {
+            digest: digest.to_string(),
+            params: op.attr("op-force-restart").map(|names| names.split_whitespace().map(str::to_string).collect()),
+        }),
     })
 }

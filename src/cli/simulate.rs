@@ -325,7 +325,16 @@ fn summary(plan: &Plan, scores: bool) -> String {
     for action in &plan.actions {
         let _ = writeln!(out, "  * {:<8} {:<24} ( {} )", action.verb, action.resource, action.detail);
     }
-    if plan.fencing.is_empty() && plan.actions.is_empty() {
+    // Not in Pacemaker's summary (its graph has them): the stops of finished
+    // migrations' sources.
+    let mut dangling = 0;
+    for resource in &plan.resources {
+        for node in &resource.dangling {
+            let _ = writeln!(out, "  * {:<8} {:<24} ( {node}, the source of a finished migration )", "Stop", resource.id);
+            dangling += 1;
+        }
+    }
+    if plan.fencing.is_empty() && plan.actions.is_empty() && dangling == 0 {
         let _ = writeln!(out, "  (nothing to do)");
     }
     let _ = writeln!(out, "\nRevised cluster status:");

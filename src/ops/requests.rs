@@ -251,6 +251,7 @@ mod tests {
             migrate_source: None,
             migrate_target: None,
             digest: None,
+            restart_digest: None,
         };
         let history = fail_counts.iter().filter_map(|(key, _)| split_fail_count_key(key)).map(|(operation, interval)| failed(operation, interval)).collect();
         ResourceStatus {

@@ -92,6 +92,7 @@ fn inject_op_failure(snapshot: &mut Snapshot, resource: &str, operation: &str, n
         migrate_source: None,
         migrate_target: None,
         digest: None,
+        restart_digest: None,
     };
     match snapshot.observed.history.iter_mut().find(|history| strip_instance(&history.resource) == resource && history.node == node) {
         Some(history) => history.operations.push(record),

@@ -44,21 +44,46 @@ fn escape_into(text: &mut String, value: &str) {
     }
 }
 
-/// The digest of a resource's configured parameters, when Pacer knows them all: a
-/// parameter kept in a secret file has a value only the node reads.
-pub(super) fn resource_digest(params: &BTreeMap<String, Param>) -> Option<String> {
+/// A resource's configured parameters, when Pacer knows them all: a parameter kept
+/// in a secret file has a value only the node reads.
+fn plain_params(params: &BTreeMap<String, Param>) -> Option<BTreeMap<String, String>> {
     let mut plain = BTreeMap::new();
     for (name, param) in params {
         plain.insert(name.clone(), param.plain()?.to_string());
     }
-    Some(operation_digest(&plain))
+    Some(plain)
+}
+
+/// Pacemaker's restart digest (`calculate_restart_digest`): the digest of the
+/// configured parameters the agent cannot reload, those the history names
+/// (`op-force-restart`; all of them when it names none). It matching the recorded
+/// one while the whole digest does not means only reloadable parameters changed: the
+/// agent reloads.
+pub(super) fn restart_digest(configured: &BTreeMap<String, String>, non_reloadable: Option<&[String]>) -> String {
+    let Some(non_reloadable) = non_reloadable else { return operation_digest(configured) };
+    let kept: BTreeMap<String, String> =
+        configured.iter().filter(|(name, _)| non_reloadable.iter().any(|other| other == *name)).map(|(name, value)| (name.clone(), value.clone())).collect();
+    operation_digest(&kept)
+}
+
+/// What a configured definition is compared with: its parameters' digest, and the
+/// parameters themselves (for a restart digest), when Pacer knows them all.
+pub(super) struct Configured {
+    pub digest: String,
+    pub params: BTreeMap<String, String>,
+}
+
+impl Configured {
+    pub(super) fn of(params: &BTreeMap<String, Param>) -> Option<Configured> {
+        plain_params(params).map(|params| Configured { digest: operation_digest(&params), params })
+    }
 }
 
 /// The digest of a fence device's parameters, when they are all agent parameters: the
 /// fencer's own (`pcmk_host_list`, `pcmk_delay_max`, ...) are fields of a
 /// `FenceDevice`, and how Pacemaker spelled them is not kept, so with any of them set
 /// the digest is unknown.
-pub(super) fn fence_device_digest(device: &FenceDeviceSpec) -> Option<String> {
+pub(super) fn fence_device_configured(device: &FenceDeviceSpec) -> Option<Configured> {
     let fencer_options = !device.host_list.is_empty()
         || !device.host_map.is_empty()
         || device.host_check.is_some()
@@ -67,7 +92,7 @@ pub(super) fn fence_device_digest(device: &FenceDeviceSpec) -> Option<String> {
         || device.delay_max.is_some()
         || device.timeout.is_some()
         || device.retries.is_some();
-    if fencer_options { None } else { resource_digest(&device.params) }
+    if fencer_options { None } else { Configured::of(&device.params) }
 }
 
 #[cfg(test)]
@@ -132,6 +157,40 @@ mod scheduling_tests {
         let configured = super::operation_digest(&[("port".to_string(), "80".to_string())].into_iter().collect());
         assert_eq!(actions(&running(&configured)), Vec::<String>::new());
         assert_eq!(actions(&running("0123456789abcdef0123456789abcdef")), vec!["Restart web n1".to_string()]);
+    }
+
+    #[test]
+    fn a_change_of_reloadable_parameters_only_is_a_reload() {
+        // Pacemaker's params-4: the history's restart digest covers the parameters the
+        // agent cannot reload (`op-force-restart`); it still matching means a reload.
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+        let web = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", params: {port: "80", motd: "new"}}"#);
+        let running = |restart_digest: &str, params: &str| {
+            format!(
+                "history:\n  - {{resource: web, node: n1, operations: [{{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done, \
+                 digest: 0123456789abcdef0123456789abcdef, restartDigest: {{digest: {restart_digest}{params}}}}}]}}\n"
+            )
+        };
+        let actions = |observed: &str| {
+            let plan = schedule(&snapshot(&["n1"], &[policy, web], observed));
+            plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect::<Vec<_>>()
+        };
+        let port_only = super::operation_digest(&[("port".to_string(), "80".to_string())].into_iter().collect());
+        assert_eq!(actions(&running(&port_only, ", params: [port]")), vec!["Reload web n1".to_string()]);
+        // The port changed too: a restart.
+        assert_eq!(actions(&running("fedcba9876543210fedcba9876543210", ", params: [port]")), vec!["Restart web n1".to_string()]);
+        // No list of non-reloadable parameters: the restart digest covers them all.
+        let all = super::operation_digest(&[("port".to_string(), "80".to_string()), ("motd".to_string(), "new".to_string())].into_iter().collect());
+        assert_eq!(actions(&running(&port_only, "")), vec!["Restart web n1".to_string()]);
+        assert_eq!(actions(&running(&all, "")), vec!["Reload web n1".to_string()]);
+        // Ordered after a clone that starts an instance: the reload becomes a restart
+        // (Pacemaker's reload-becomes-restart).
+        let base = ("Resource", "base", r#"{agent: "ocf:heartbeat:Dummy", clone: {}}"#);
+        let order = ("Order", "base-then-web", "{first: base, then: web, kind: Mandatory}");
+        let plan = schedule(&snapshot(&["n1"], &[policy, web, base, order], &running(&port_only, ", params: [port]")));
+        let web_actions: Vec<String> =
+            plan.actions.iter().filter(|action| action.resource == "web").map(|action| format!("{} {}", action.verb, action.detail)).collect();
+        assert_eq!(web_actions, vec!["Restart n1".to_string()]);
     }
 
     #[test]

@@ -57,6 +57,10 @@ pub(super) struct Verdict {
     /// The migration cannot be trusted: recover the resource (stop, start) rather
     /// than migrate it again.
     pub failed: bool,
+    /// A stop is due on the record's own node, the source, whatever its role there
+    /// (Pacemaker's dangling migration): both halves succeeded and no stop followed,
+    /// or a failed `migrate_to` is the source's last word while the target moved on.
+    pub dangling: bool,
 }
 
 /// Pacemaker's `pe__is_newer_op`: on one node by call id, across nodes by the time
@@ -174,7 +178,10 @@ pub(super) fn migrate_to_succeeded(histories: &Histories, resource: &str, source
     match migrate_from {
         // Both halves done: the resource runs on the target, the source is left to
         // stop (a dangling migration).
-        Some(from) if from.rc == rc::OK && from.status == ExecStatus::Done => verdict.here_active = Some(false),
+        Some(from) if from.rc == rc::OK && from.status == ExecStatus::Done => {
+            verdict.here_active = Some(false);
+            verdict.dangling = true;
+        }
         // The migrate_from failed: active on the target too, unless the target has
         // moved on since.
         Some(from) if from.status != ExecStatus::Pending => {
@@ -213,9 +220,14 @@ pub(super) fn migrate_to_failed(histories: &Histories, resource: &str, source: &
     let migrate_from = find(histories.on(resource, target), "migrate_from", Some(source), Some(rc::OK));
     if !unknown_on(histories, resource, target)
         && !newer_state_after_migrate(histories, resource, target, Some((op, source)), migrate_from.map(|from| (from, target)))
-        && online(target)
     {
-        verdict.also_active_on = Some(target.to_string());
+        if online(target) {
+            verdict.also_active_on = Some(target.to_string());
+        }
+    } else if !non_monitor_after(histories.on(resource, source), source, op, source) {
+        // The target is unknown or moved on, but this migrate_to is still the
+        // source's last word: a stop is due there.
+        verdict.dangling = true;
     }
     verdict
 }
@@ -286,11 +298,54 @@ mod tests {
         assert_eq!(assignments["n1"].migrations.iter().map(|migration| migration.target.as_str()).collect::<Vec<_>>(), vec!["n2"]);
         let vm = assignments["n2"].resources.iter().find(|resource| resource.id == "vm").expect("vm assigned to n2");
         assert_eq!(vm.migrate_from.as_deref(), Some("n1"));
-        // Moved back to the source instead: the target's half is stopped.
+    }
+
+    #[test]
+    fn a_partial_migration_placed_elsewhere_than_its_target_is_stopped_on_both_nodes() {
+        // Moved back to the source: Pacemaker aborts the migration, stops both halves
+        // and starts it on the source again; its summary names the first copy (the
+        // target's, found first) as the current node.
         let prefer = ("Location", "prefer-n1", "{resource: vm, node: n1, score: 100}");
-        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed));
-        let actions: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
-        assert_eq!(actions, vec!["Stop vm n2".to_string()]);
+        let observed =
+            partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
+        let back = snapshot(&["n1", "n2"], &[POLICY, VM, prefer], &observed);
+        let plan = schedule(&back);
+        assert_eq!(actions(&plan), vec!["Move vm n2 -> n1".to_string()]);
+        let vm = plan.resources.iter().find(|resource| resource.id == "vm").expect("vm planned");
+        assert_eq!(vm.restart, Some(2), "the source's copy, started by call 2, is stopped and started again");
+        // The node agents: n1 restarts the copy its start made (an agent still
+        // handing over stops first anyway), n2 runs nothing.
+        let assignments = crate::state::node_assignments(&plan, &back.objects, &Default::default(), 1, 1);
+        let on_n1 = assignments["n1"].resources.iter().find(|resource| resource.id == "vm").expect("vm assigned to n1");
+        assert_eq!((on_n1.restart, on_n1.migrate_from.as_deref()), (Some(2), None));
+        assert!(assignments["n1"].migrations.is_empty());
+        assert!(assignments["n2"].resources.is_empty());
+        // Placed on a third node: both halves stop, one move is shown.
+        let elsewhere = ("Location", "prefer-n3", "{resource: vm, node: n3, score: 100}");
+        let plan = schedule(&snapshot(&["n1", "n2", "n3"], &[POLICY, VM, elsewhere], &observed));
+        assert_eq!(actions(&plan), vec!["Move vm n2 -> n3".to_string()]);
+        let vm = plan.resources.iter().find(|resource| resource.id == "vm").expect("vm planned");
+        assert_eq!((vm.current.len(), vm.next.len(), vm.restart), (2, 1, None));
+    }
+
+    #[test]
+    fn a_resource_active_on_several_nodes_is_stopped_everywhere_then_started_once() {
+        // multiple-active=StopStart (the default): every copy stops, the chosen node's
+        // too (Pacemaker's rec-rsc-6: "Restart rsc1 node1"); StopUnexpected keeps it,
+        // and the summary, naming one current node as Pacemaker's does, shows nothing
+        // (stop-unexpected).
+        let observed = "history:\n".to_string() + &crate::scheduler::fixture::started("db", "n1") + &crate::scheduler::fixture::started("db", "n2");
+        let db = ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#);
+        let prefer = ("Location", "prefer-n1", "{resource: db, node: n1, score: 100}");
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, db, prefer], &observed));
+        assert_eq!(actions(&plan), vec!["Restart db n1".to_string()]);
+        let entry = plan.resources.iter().find(|resource| resource.id == "db").expect("db planned");
+        assert!(entry.restart.is_some());
+        let db = ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy", meta: {multipleActive: StopUnexpected}}"#);
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, db, prefer], &observed));
+        assert_eq!(actions(&plan), Vec::<String>::new());
+        let entry = plan.resources.iter().find(|resource| resource.id == "db").expect("db planned");
+        assert_eq!((entry.current.len(), entry.next.len(), entry.next[0].node.as_str(), entry.restart), (2, 1, "n1", None));
     }
 
     fn actions(plan: &crate::scheduler::Plan) -> Vec<String> {
@@ -331,6 +386,30 @@ mod tests {
             partial("  - {resource: vm, node: n2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done, lastRcChange: 10}]}\n");
         let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, vm, prefer], &observed));
         assert_eq!(actions(&plan), vec!["Migrate vm n1 -> n2".to_string()]);
+    }
+
+    #[test]
+    fn a_copy_on_an_unclean_node_counts_only_for_a_resource_that_needs_fencing() {
+        // n2 is lost with a copy and is fenced. A resource that requires fencing is
+        // multiply active: its copy on n1 is restarted too; one that requires quorum
+        // only (as every fence device) is not, and stays on n1 untouched
+        // (multiply-active-stonith).
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: true}");
+        let device = ("FenceDevice", "fencer", "{agent: fence_dummy}");
+        let observed = "nodes:\n  n2: {liveness: Unclean}\nhistory:\n".to_string()
+            + &crate::scheduler::fixture::started("db", "n1")
+            + &crate::scheduler::fixture::started("db", "n2");
+        let prefer = ("Location", "prefer-n1", "{resource: db, node: n1, score: 100}");
+        let plan_with = |meta: &str| {
+            let db = ("Resource", "db", format!(r#"{{agent: "ocf:heartbeat:Dummy", meta: {{{meta}}}}}"#));
+            schedule(&snapshot(&["n1", "n2"], &[policy, device, (db.0, db.1, db.2.as_str()), prefer], &observed))
+        };
+        let of_db = |plan: &crate::scheduler::Plan| actions(plan).into_iter().filter(|action| action.contains(" db ")).collect::<Vec<_>>();
+        let plan = plan_with("");
+        assert_eq!(of_db(&plan), vec!["Restart db n1".to_string()]);
+        let plan = plan_with("requires: Quorum");
+        assert_eq!(of_db(&plan), Vec::<String>::new());
+        assert_eq!(plan.resources.iter().find(|resource| resource.id == "db").and_then(|entry| entry.restart), None);
     }
 
     #[test]
@@ -377,5 +456,41 @@ mod tests {
         let cluster = cluster(&["n1", "n2"], &[POLICY, VM], observed);
         let vm = &cluster.resources[resource(&cluster, "vm")];
         assert_eq!(vm.active.iter().map(|active| active.node).collect::<Vec<_>>(), vec![node(&cluster, "n2")]);
+    }
+
+    #[test]
+    fn the_source_of_a_finished_migration_without_a_stop_is_stopped() {
+        // Pacemaker's dangling migration (migrate-partial-1): both halves done, no stop
+        // on n1 — a stop is planned there, not shown in the summary; once n1 records a
+        // stop, nothing is left to do.
+        let completed = |source_after: &str| {
+            format!(
+                "history:\n  - {{resource: vm, node: n1, operations: [{{operation: start, callId: 2, rc: 0, expectedRc: 0, status: Done, lastRcChange: 50}}, \
+                 {{operation: migrate_to, callId: 5, rc: 0, expectedRc: 0, status: Done, lastRcChange: 100, migrateSource: n1, migrateTarget: n2}}{source_after}]}}\n  \
+                 - {{resource: vm, node: n2, operations: [{{operation: migrate_from, callId: 4, rc: 0, expectedRc: 0, status: Done, lastRcChange: 101, migrateSource: n1, migrateTarget: n2}}]}}\n"
+            )
+        };
+        let dangling = snapshot(&["n1", "n2"], &[POLICY, VM], &completed(""));
+        let plan = schedule(&dangling);
+        assert!(plan.actions.is_empty(), "{:?}", actions(&plan));
+        let vm = plan.resources.iter().find(|resource| resource.id == "vm").expect("vm planned");
+        assert_eq!((vm.dangling.clone(), vm.current.len()), (vec!["n1".to_string()], 1));
+        // n1's agent, still handing over, stops what is left: the decision assigns it
+        // nothing there and migrates nothing from there.
+        let assignments = crate::state::node_assignments(&plan, &dangling.objects, &Default::default(), 1, 1);
+        assert!(assignments["n1"].resources.is_empty() && assignments["n1"].migrations.is_empty());
+        assert!(assignments["n2"].resources.iter().any(|resource| resource.id == "vm" && resource.migrate_from.is_none()));
+        // A probe since (an agent restarted) does not settle it; a stop does.
+        let probed = ", {operation: monitor, callId: 6, rc: 7, expectedRc: 7, status: Done, lastRcChange: 110}";
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM], &completed(probed)));
+        assert_eq!(plan.resources.iter().find(|resource| resource.id == "vm").map(|vm| vm.dangling.clone()), Some(vec!["n1".to_string()]));
+        let stopped = ", {operation: stop, callId: 6, rc: 0, expectedRc: 0, status: Done, lastRcChange: 110}";
+        let plan = schedule(&snapshot(&["n1", "n2"], &[POLICY, VM], &completed(stopped)));
+        assert!(plan.resources.iter().all(|resource| resource.dangling.is_empty()));
+        // Its node down: nothing can be stopped there.
+        let down = ("Node", "n1", "{}");
+        let observed = "nodes:\n  n1: {liveness: Offline}\n".to_string() + &completed("");
+        let plan = schedule(&snapshot(&["n2"], &[POLICY, down, VM], &observed));
+        assert!(plan.resources.iter().all(|resource| resource.dangling.is_empty()));
     }
 }

@@ -158,12 +158,20 @@ pub(crate) struct Rsc {
     /// resource counts as active on both; the migration goes on if it stays on the
     /// target.
     pub partial_migration: Option<(NodeIdx, NodeIdx)>,
+    /// Nodes where a live migration's source is to be stopped whatever it is taken
+    /// to run there (Pacemaker's `dangling_migrations`): both halves done without a
+    /// stop on the source, or a failed `migrate_to` left as the source's last word.
+    pub dangling_on: Vec<NodeIdx>,
     /// Nodes whose history of it was recorded with another agent (class, provider or
     /// type) than the configured one (Pacemaker's `pcmk__rsc_agent_changed`), or where
     /// it runs with other parameters than the configured ones (the start's parameter
     /// digest, `digest.rs`): a definition change; for a fence device when unfencing
     /// is on, the node is unfenced again.
     pub definition_changed_on: Vec<NodeIdx>,
+    /// Nodes where it runs with other parameters than configured, all of them ones its
+    /// agent can reload (the history's restart digest still matches, `digest.rs`): it
+    /// is reloaded there rather than restarted (Pacemaker's `Reload`).
+    pub reload_on: Vec<NodeIdx>,
     /// (node, operation key `<task>_<interval ms>`) of a failed start or probe that ran
     /// with other parameters than the configured ones: Pacemaker clears that
     /// operation's fail count, so it bans nothing there. Recurring monitors are not

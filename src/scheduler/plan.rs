@@ -98,6 +98,11 @@ pub struct ResourcePlan {
     /// on any node, before it stops: the `then`s of its mandatory symmetric orders.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub stop_after: Vec<String>,
+    /// Nodes where it is stopped although it is not taken to run there: a live
+    /// migration finished (the target runs it) without a stop on its source
+    /// (Pacemaker's dangling migration). Not a summary action, as in Pacemaker.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dangling: Vec<String>,
 }
 
 /// Why a resource does not run: a code for programs, a sentence for people. Text

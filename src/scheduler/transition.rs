@@ -6,7 +6,7 @@
 use crate::api::Score;
 use crate::api::cluster::StonithAction;
 use crate::api::constraint::{OrderAction, OrderKind};
-use crate::api::resource::Role;
+use crate::api::resource::{MultipleActive, Requires, Role};
 
 use super::assign::Assignment;
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
@@ -79,7 +79,8 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
     }
 
     let migrating = migrations(cluster, assignment, &finals);
-    let restart = restarts(cluster, assignment, &finals, &migrating);
+    let everywhere = stopped_everywhere(cluster, assignment, &migrating);
+    let restart = restarts(cluster, assignment, &finals, &migrating, &everywhere);
     let stop_after = stop_gates(cluster);
     let mut resources = Vec::new();
     let mut actions = Vec::new();
@@ -115,7 +116,41 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             None
         };
         let migrates = migrating[rsc];
-        summarize(&resource.id, resource.failed, migrates, restart[rsc].is_some(), &current, &next, &mut actions);
+        match (everywhere[rsc], next.as_slice()) {
+            // Stopped wherever it may run, started on the chosen node: Pacemaker names
+            // one current node only (`pe__current_node`).
+            (true, [to]) => {
+                let from = &current[shown_current(cluster, rsc)];
+                let verb = match (resource.failed, from.node == to.node) {
+                    (true, _) => "Recover",
+                    (false, true) => "Restart",
+                    (false, false) => "Move",
+                };
+                let detail = if from.node == to.node { to.node.clone() } else { format!("{} -> {}", from.node, to.node) };
+                actions.push(Action { verb: verb.into(), resource: resource.id.clone(), detail });
+            }
+            // Left on one of several nodes (the others stop, or are fenced): Pacemaker
+            // names one current node, and nothing when it stays there.
+            (false, [to]) if current.len() > 1 && !migrates && !assignment.frozen[rsc] => {
+                let from = &current[shown_current(cluster, rsc)];
+                let verb = match (resource.failed, from.node == to.node) {
+                    (true, _) => Some("Recover"),
+                    (false, true) => restart[rsc].map(|_| "Restart"),
+                    (false, false) => Some("Move"),
+                };
+                let detail = if from.node == to.node { to.node.clone() } else { format!("{} -> {}", from.node, to.node) };
+                if let Some(verb) = verb {
+                    actions.push(Action { verb: verb.into(), resource: resource.id.clone(), detail });
+                }
+            }
+            _ => {
+                // Only reloadable parameters changed where it stays (`Rsc::reload_on`).
+                let reload = !migrates
+                    && matches!((resource.active.as_slice(), finals[rsc].as_slice()), ([active], [(node, _)]) if active.node == *node && resource.reload_on.contains(node));
+                let verbs = Verbs { failed: resource.failed, migrates, restart: restart[rsc].is_some(), reload };
+                summarize(&resource.id, verbs, &current, &next, &mut actions)
+            }
+        }
         let (start_after, promote_after) = gates(cluster, rsc);
         resources.push(ResourcePlan {
             id: resource.id.clone(),
@@ -134,6 +169,15 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             promote_after,
             restart: restart[rsc],
             stop_after: stop_after[rsc].clone(),
+            dangling: resource
+                .dangling_on
+                .iter()
+                .filter(|&&node| {
+                    let state = &cluster.nodes[node];
+                    !assignment.frozen[rsc] && state.online && !state.unclean && !resource.active.iter().any(|active| active.node == node)
+                })
+                .map(|&node| cluster.nodes[node].name.clone())
+                .collect(),
         });
     }
     Plan { nodes, resources, fencing, actions }
@@ -220,6 +264,52 @@ fn migrations(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx
             return migrating;
         }
     }
+}
+
+/// Whether a resource's copies need fencing to be known stopped (Pacemaker's
+/// `pe_rsc_needs_fencing`: requires fencing or unfencing, with fencing enabled; never
+/// a fence device, which requires quorum only).
+fn needs_fencing(cluster: &Cluster, rsc: RscIdx) -> bool {
+    let resource = &cluster.resources[rsc];
+    cluster.settings.stonith_enabled && !resource.is_fence_device && matches!(resource.requires, Requires::Fencing | Requires::Unfencing)
+}
+
+/// The primitives stopped on every node they may be active on, then started on the
+/// chosen node — there too when it is one of them (Pacemaker's `need_stop`, whose
+/// `stop_resource` stops every active copy): a resource found active on several
+/// nodes with multiple-active=StopStart (copies on unclean nodes count only when it
+/// needs fencing), and a partial live migration that is not continued (the resource
+/// is placed elsewhere than the target, or can no longer migrate): Pacemaker then
+/// aborts the migration and stops both halves.
+fn stopped_everywhere(cluster: &Cluster, assignment: &Assignment, migrating: &[bool]) -> Vec<bool> {
+    (0..cluster.resources.len())
+        .map(|rsc| {
+            let resource = &cluster.resources[rsc];
+            if resource.kind != RscKind::Primitive || cluster.clone_of(rsc).is_some() || assignment.frozen[rsc] || resource.active.len() < 2 {
+                return false;
+            }
+            if resource.partial_migration.is_some() {
+                return !migrating[rsc];
+            }
+            let counted = if needs_fencing(cluster, rsc) {
+                resource.active.len()
+            } else {
+                resource.active.iter().filter(|active| cluster.nodes[active.node].online && !cluster.nodes[active.node].unclean).count()
+            };
+            resource.multiple_active == MultipleActive::StopStart && counted > 1
+        })
+        .collect()
+}
+
+/// The copy Pacemaker's transition summary names as where a resource active on
+/// several nodes runs now (`pe__find_active_on`): the first one, or the first on a
+/// clean node when it does not need fencing.
+fn shown_current(cluster: &Cluster, rsc: RscIdx) -> usize {
+    let resource = &cluster.resources[rsc];
+    if needs_fencing(cluster, rsc) {
+        return 0;
+    }
+    resource.active.iter().position(|active| cluster.nodes[active.node].online && !cluster.nodes[active.node].unclean).unwrap_or(0)
 }
 
 /// Whether a node can run a migrate_to: up and clean (Pacemaker's
@@ -391,7 +481,7 @@ fn restarts_its_then(cluster: &Cluster, ordering: &super::model::Ordering) -> bo
 /// place — (its stop comes before the first's stop, its start after the first's
 /// start), and a group member after a member that does. Restarts propagate along
 /// orders until nothing changes.
-fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>], migrating: &[bool]) -> Vec<Option<i64>> {
+fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, Role)>], migrating: &[bool], everywhere: &[bool]) -> Vec<Option<i64>> {
     let count = cluster.resources.len();
     // Starts: anew, again somewhere else, or again in place (recovery). A live
     // migration does not: Pacemaker orders the then after it and leaves it running.
@@ -408,6 +498,13 @@ fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, 
         })
         .collect();
     let mut restart: Vec<Option<i64>> = vec![None; count];
+    // Stopped everywhere (`stopped_everywhere`) and started again on one of the nodes
+    // it was active on: that copy is restarted.
+    for rsc in (0..count).filter(|&rsc| everywhere[rsc]) {
+        if let [(node, _)] = finals[rsc].as_slice() {
+            restart[rsc] = cluster.resources[rsc].active.iter().find(|active| active.node == *node).and_then(|active| active.started_call);
+        }
+    }
     // A copy that stays where it runs with another definition than the configured one
     // (agent or parameters: `Rsc::definition_changed_on`) is restarted there
     // (Pacemaker's force_restart), and what is ordered after it with it.
@@ -449,11 +546,23 @@ fn restarts(cluster: &Cluster, assignment: &Assignment, finals: &[Vec<(NodeIdx, 
                 .map(|&index| &cluster.orderings[index])
                 .filter(|ordering| restarts_its_then(cluster, ordering))
                 .any(|ordering| cluster.primitives_of(ordering.first).iter().any(|&first| disturbed[first]));
+            // A reload (`Rsc::reload_on`) cannot wait for a start it is ordered after:
+            // it becomes a restart, whatever the first — a clone gaining instances too
+            // (Pacemaker's reload-becomes-restart).
+            let reload_after_start = resource.active.first().is_some_and(|active| resource.reload_on.contains(&active.node))
+                && chain
+                    .iter()
+                    .flat_map(|&owner| &cluster.orderings_by_then[owner])
+                    .map(|&index| &cluster.orderings[index])
+                    .filter(|ordering| {
+                        ordering.kind == OrderKind::Mandatory && ordering.first_action == OrderAction::Start && ordering.then_action == OrderAction::Start
+                    })
+                    .any(|ordering| cluster.primitives_of(ordering.first).iter().any(|&first| disturbed[first]));
             let after_member = resource.parent.filter(|&parent| cluster.resources[parent].kind == RscKind::Group).is_some_and(|group| {
                 let members = &cluster.resources[group].children;
                 members.iter().take_while(|&&member| member != rsc).any(|&member| cluster.primitives_of(member).iter().any(|&p| disturbed[p]))
             });
-            if after_ordered || after_member {
+            if after_ordered || after_member || reload_after_start {
                 restart[rsc] = Some(started_call);
                 disturbed[rsc] = true;
                 changed = true;
@@ -738,8 +847,17 @@ fn gates(cluster: &Cluster, rsc: RscIdx) -> (Vec<Gate>, Vec<Gate>) {
     (start_after, promote_after)
 }
 
+/// What decides a resource's summary verb besides its placements.
+struct Verbs {
+    failed: bool,
+    migrates: bool,
+    restart: bool,
+    reload: bool,
+}
+
 /// Pacemaker's transition-summary verbs for one resource.
-fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+fn summarize(id: &str, verbs: Verbs, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
+    let Verbs { failed, migrates, restart, reload } = verbs;
     let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });
     match (current, next) {
         ([], []) => {}
@@ -757,6 +875,9 @@ fn summarize(id: &str, failed: bool, migrates: bool, restart: bool, current: &[P
         ([from], [to]) if from.node == to.node => {
             if failed {
                 push(actions, "Recover", to.node.clone());
+            } else if reload && !restart {
+                // A required stop (a restart) cancels the reload, as in Pacemaker.
+                push(actions, "Reload", to.node.clone());
             } else if from.role == Role::Promoted && to.role != Role::Promoted {
                 push(actions, "Demote", to.node.clone());
             } else if from.role != Role::Promoted && to.role == Role::Promoted {

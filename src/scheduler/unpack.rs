@@ -295,6 +295,8 @@ impl Builder {
             blocked: false,
             history_name: None,
             partial_migration: None,
+            dangling_on: Vec::new(),
+            reload_on: Vec::new(),
             definition_changed_on: Vec::new(),
             failcount_cleared_on: Vec::new(),
         };
@@ -380,7 +382,7 @@ impl Builder {
     }
 
     /// Reads every history into current roles and failures (see the module comment).
-    fn unpack_history(&mut self, histories: &[ResourceHistory], agents: &HashMap<&str, String>, digests: &HashMap<&str, Option<String>>) {
+    fn unpack_history(&mut self, histories: &[ResourceHistory], agents: &HashMap<&str, String>, digests: &HashMap<&str, Option<digest::Configured>>) {
         let node_index: HashMap<String, NodeIdx> = self.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
         let index = Histories::new(histories);
         for history in histories {
@@ -399,8 +401,8 @@ impl Builder {
                     resource.definition_changed_on.push(node);
                 }
             }
-            let configured_digest = digests.get(self.resources[rsc].name.as_str()).and_then(Option::as_deref);
-            self.unpack_resource_history(rsc, node, history, &index, &node_index, configured_digest);
+            let configured = digests.get(self.resources[rsc].name.as_str()).and_then(Option::as_ref);
+            self.unpack_resource_history(rsc, node, history, &index, &node_index, configured);
         }
         // A managed resource active on a node that is down means the node may still run
         // it: the node must be fenced before the resource runs elsewhere.
@@ -518,11 +520,11 @@ impl Builder {
         history: &ResourceHistory,
         index: &Histories,
         node_index: &HashMap<String, NodeIdx>,
-        configured_digest: Option<&str>,
+        configured: Option<&digest::Configured>,
     ) {
         // An operation recorded with a parameter digest other than the configured
         // parameters' ran with another definition (unknown either side: not changed).
-        let params_changed = |op: &OperationRecord| op.digest.as_deref().zip(configured_digest).is_some_and(|(recorded, configured)| recorded != configured);
+        let params_changed = |op: &OperationRecord| op.digest.as_deref().zip(configured).is_some_and(|(recorded, configured)| recorded != configured.digest);
         let mut operations: Vec<&OperationRecord> = history.operations.iter().collect();
         operations.sort_by_key(|op| if op.call_id < 0 { i64::MAX } else { op.call_id });
         let promotable = self.in_promotable(rsc);
@@ -677,15 +679,25 @@ impl Builder {
                 }
             }
         }
-        self.apply_migrations(rsc, active_role, migrations, node_index);
+        self.apply_migrations(rsc, node, active_role, migrations, node_index);
         // Running with other parameters than configured: the start (or the
         // migrate_from) that made the copy running now ran with another definition.
+        // An agent that can reload (the history has a restart digest) whose
+        // non-reloadable parameters are as configured reloads instead (Pacemaker's
+        // RSC_DIGEST_ALL with a restart digest).
         let running_call = start_call(&history.operations);
-        if role > Role::Stopped
-            && history.operations.iter().any(|op| Some(op.call_id) == running_call && op.operation != "monitor" && params_changed(op))
-            && !self.resources[rsc].definition_changed_on.contains(&node)
-        {
-            self.resources[rsc].definition_changed_on.push(node);
+        let changed = history.operations.iter().find(|op| Some(op.call_id) == running_call && op.operation != "monitor" && params_changed(op));
+        if let Some(op) = changed.filter(|_| role > Role::Stopped) {
+            let reloads = op
+                .restart_digest
+                .as_ref()
+                .zip(configured)
+                .is_some_and(|(recorded, configured)| digest::restart_digest(&configured.params, recorded.params.as_deref()) == recorded.digest);
+            let resource = &mut self.resources[rsc];
+            let list = if reloads { &mut resource.reload_on } else { &mut resource.definition_changed_on };
+            if !list.contains(&node) {
+                list.push(node);
+            }
         }
         let resource = &mut self.resources[rsc];
         if known && !resource.known_on.contains(&node) {
@@ -738,9 +750,12 @@ impl Builder {
     /// What migration records said about the other end: active there too, a partial
     /// migration to continue, or a migration that cannot be trusted (recovered, not
     /// migrated again).
-    fn apply_migrations(&mut self, rsc: RscIdx, active_role: Role, migrations: Vec<migration::Verdict>, node_index: &HashMap<String, NodeIdx>) {
+    fn apply_migrations(&mut self, rsc: RscIdx, node: NodeIdx, active_role: Role, migrations: Vec<migration::Verdict>, node_index: &HashMap<String, NodeIdx>) {
         for verdict in migrations {
             let resource = &mut self.resources[rsc];
+            if verdict.dangling && !resource.dangling_on.contains(&node) {
+                resource.dangling_on.push(node);
+            }
             if let Some(&other) = verdict.also_active_on.as_ref().and_then(|name| node_index.get(name.as_str())) {
                 if !resource.active.iter().any(|active| active.node == other) {
                     resource.active.push(Active { node: other, role: active_role, started_call: None });
@@ -793,12 +808,12 @@ fn configured_agents(objects: &[Object]) -> HashMap<&str, String> {
 
 /// The parameter digest of each primitive and fence device as configured, when every
 /// parameter is known (`digest.rs`).
-fn configured_digests(objects: &[Object]) -> HashMap<&str, Option<String>> {
+fn configured_digests(objects: &[Object]) -> HashMap<&str, Option<digest::Configured>> {
     objects
         .iter()
         .filter_map(|object| match &object.spec {
-            Spec::Resource(spec) => Some((object.metadata.name.as_str(), digest::resource_digest(&spec.params))),
-            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), digest::fence_device_digest(spec))),
+            Spec::Resource(spec) => Some((object.metadata.name.as_str(), digest::Configured::of(&spec.params))),
+            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), digest::fence_device_configured(spec))),
             _ => None,
         })
         .collect()

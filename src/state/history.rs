@@ -266,6 +266,7 @@ mod tests {
             migrate_source: None,
             migrate_target: None,
             digest: None,
+            restart_digest: None,
         };
         let mut observed = Observed { quorum: true, dc: Some("n1".into()), ..Observed::default() };
         for name in ["n1", "n2"] {

@@ -127,6 +127,7 @@ mod tests {
                 migrate_source: None,
                 migrate_target: None,
                 digest: None,
+                restart_digest: None,
             }],
             failures: 0,
             started_after: vec![],

@@ -16,7 +16,7 @@ pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate
 pub use event::{AlertCursor, AnnouncedNodes, DeliveryFailure, EventKind, EventRecord};
 pub use fencing::{FenceAnswerRecord, FenceAttemptState, FenceHistoryRecord, FenceRequestRecord, FenceResultRecord};
 pub use leader::{BlobRef, DecisionInput, HistoryRecord, Leader};
-pub use operation::{ExecStatus, OperationRecord, start_call};
+pub use operation::{ExecStatus, OperationRecord, RestartDigest, start_call};
 pub use request::{RequestKind, RequestRecord, split_fail_count_key};
 pub use status::{
     FAIL_COUNT_INFINITY, NodeActivity, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus, SELF_FENCINGS_KEPT,

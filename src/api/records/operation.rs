@@ -32,6 +32,22 @@ pub struct OperationRecord {
     /// A digest of the parameters the operation ran with, to detect definition changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<String>,
+    /// Pacemaker's restart digest of an agent that can reload (`op-restart-digest`,
+    /// with `op-force-restart`): only in histories imported from Pacemaker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_digest: Option<RestartDigest>,
+}
+
+/// The digest of the parameters an agent cannot reload (its metadata's non-reloadable
+/// ones, Pacemaker's `op-force-restart`): when only other parameters changed, the
+/// agent reloads instead of restarting.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RestartDigest {
+    pub digest: String,
+    /// The parameters it covers; all of them when not recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<String>>,
 }
 
 impl OperationRecord {
