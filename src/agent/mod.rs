@@ -474,7 +474,9 @@ struct Session<'a> {
     /// reads changed (`AGENT_READS`), or everything may have. A change of other kinds
     /// (constraints, alerts) only settles.
     spec_retake: bool,
-    /// Since when the spec on the watch has not been whole (`spec_settled`).
+    /// Since when the spec on the watch has not been whole (`spec_settled`) and no
+    /// change of it arrived: a large apply whose events take a while to arrive is
+    /// not an object written by hand.
     spec_unsettled_since: Option<Instant>,
     /// The spec version of the last listing from etcd: the watch's copy, until it has
     /// caught up with it, is older and not taken in.
@@ -527,8 +529,9 @@ struct Round {
     answers: BTreeMap<String, failsafe::PeerAnswer>,
 }
 
-/// How long the spec on the watch may stay unsettled before the agent lists it from
-/// etcd instead (an object written by hand has no version key after it).
+/// How long the spec on the watch may stay unsettled, with no change of it arriving,
+/// before the agent lists it from etcd instead (an object written by hand has no
+/// version key after it).
 const SPEC_SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// The kinds of object an agent reads: what to probe and how (`probe_targets`:
@@ -1558,8 +1561,12 @@ impl<'a> Session<'a> {
                 Section::Object(key) => {
                     self.spec_stale = true;
                     self.spec_retake |= AGENT_READS.contains(&key.kind);
+                    self.spec_unsettled_since = None;
                 }
-                Section::SpecVersion | Section::IntentCommit(_) => self.spec_stale = true,
+                Section::SpecVersion | Section::IntentCommit(_) => {
+                    self.spec_stale = true;
+                    self.spec_unsettled_since = None;
+                }
                 // The watch is on a prefix: `plans/n1` also sees `plans/n10`. Only this
                 // node's own key counts.
                 Section::Plan(node) if *node == own => plan = true,

@@ -30,16 +30,25 @@ pub fn now_usec() -> i64 {
 /// Events of one or more prefix watches, in one channel. The first event of each
 /// prefix is its listing (`WatchEvent::Restarted`); an error is a failed attempt (the
 /// watch resumes by itself). Dropping the informer ends its watches.
+///
+/// The channel is unbounded: a watch is always read as fast as etcd sends it. With a
+/// bounded one, a consumer that waits for an etcd answer while its channel is full
+/// leaves its watch data unread in the HTTP/2 connection, whose flow-control window
+/// is shared by every stream on it; once the unread data fills that window, the
+/// answer itself can no longer arrive, and the consumer waits for ever (issue 18: 100
+/// hollow nodes sharing a connection all stopped, idle, after an apply of 10,000
+/// resources). The queue holds what etcd sent and the consumer has yet to take in:
+/// no more than it would hold once taken in.
 pub struct Informer {
     tasks: Vec<JoinHandle<()>>,
-    pub events: mpsc::Receiver<Result<WatchEvent, StoreError>>,
+    pub events: mpsc::UnboundedReceiver<Result<WatchEvent, StoreError>>,
 }
 
 impl Informer {
     /// Follows every prefix given. One prefix gives a cache at one revision; several
     /// give each its own (a node agent follows only what it needs).
     pub fn start(store: &Store, prefixes: Vec<String>) -> Informer {
-        let (sender, events) = mpsc::channel(4096);
+        let (sender, events) = mpsc::unbounded_channel();
         let tasks = prefixes
             .into_iter()
             .map(|prefix| {
@@ -48,7 +57,7 @@ impl Informer {
                 tokio::spawn(async move {
                     loop {
                         let event = watcher.next().await;
-                        if sender.send(event).await.is_err() {
+                        if sender.send(event).is_err() {
                             return;
                         }
                     }
