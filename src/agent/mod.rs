@@ -1121,8 +1121,13 @@ impl<'a> Session<'a> {
         // operation that may have left it so, whose status was not written before etcd
         // went away is unknown to the others, and could be started elsewhere while this
         // node keeps it. Then the old rule holds.
-        let unreported: Vec<&str> =
-            reconciler.local.dirty().iter().filter(|id| reconciler.local.get(id).is_some_and(|local| local.status.may_be_active())).map(String::as_str).collect();
+        let unreported: Vec<&str> = reconciler
+            .local
+            .dirty()
+            .iter()
+            .filter(|id| reconciler.local.get(id).is_some_and(|local| local.status.may_be_active()))
+            .map(String::as_str)
+            .collect();
         if !unreported.is_empty() {
             tracing::warn!(resources = ?unreported, "etcd cannot be reached and these may run here unreported: no failsafe");
             return false;

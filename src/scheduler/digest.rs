@@ -193,6 +193,43 @@ mod scheduling_tests {
         assert_eq!(web_actions, vec!["Restart n1".to_string()]);
     }
 
+    /// Where Pacemaker schedules no reload although only reloadable parameters
+    /// changed: an unmanaged resource (nothing), one to demote (a demotion cancels the
+    /// reload); and a fence device that reloads is unfenced again, as one restarted.
+    #[test]
+    fn a_reload_is_left_out_where_pacemaker_leaves_it_out() {
+        let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");
+        let port_only = super::operation_digest(&[("port".to_string(), "80".to_string())].into_iter().collect());
+        let running = |extra: &str| {
+            format!(
+                "history:\n  - {{resource: web, node: n1, operations: [{{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done, \
+                 digest: 0123456789abcdef0123456789abcdef, restartDigest: {{digest: {port_only}, params: [port]}}}}{extra}]}}\n"
+            )
+        };
+        let actions = |plan: &crate::scheduler::Plan| {
+            plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect::<Vec<_>>()
+        };
+        let managed = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", params: {port: "80", motd: "new"}}"#);
+        assert_eq!(actions(&schedule(&snapshot(&["n1"], &[policy, managed], &running("")))), vec!["Reload web n1".to_string()]);
+        let unmanaged = ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy", params: {port: "80", motd: "new"}, meta: {isManaged: false}}"#);
+        assert_eq!(actions(&schedule(&snapshot(&["n1"], &[policy, unmanaged], &running("")))), Vec::<String>::new());
+        let promotable = ("Resource", "web", r#"{agent: "ocf:pacemaker:Stateful", params: {port: "80", motd: "new"}, clone: {promotable: {}}}"#);
+        let promoted = running(", {operation: promote, callId: 4, rc: 0, expectedRc: 0, status: Done}");
+        let demoted = actions(&schedule(&snapshot(&["n1"], &[policy, promotable], &promoted)));
+        assert!(demoted.iter().any(|action| action.starts_with("Demote")), "{demoted:?}");
+        assert!(!demoted.iter().any(|action| action.starts_with("Reload")), "{demoted:?}");
+        let empty = super::operation_digest(&std::collections::BTreeMap::new());
+        let observed = format!(
+            "nodes:\n  n1: {{liveness: Online, attributes: {{\"#node-unfenced\": \"1\"}}}}\n  n2: {{liveness: Online, attributes: {{\"#node-unfenced\": \"1\"}}}}\n\
+             history:\n  - {{resource: fencing, node: n1, agent: \"stonith:fence_scsi\", operations: [{{operation: start, callId: 3, rc: 0, expectedRc: 0, status: Done, \
+             digest: 0123456789abcdef0123456789abcdef, restartDigest: {{digest: {empty}, params: []}}}}]}}\n"
+        );
+        let device = ("FenceDevice", "fencing", r#"{agent: fence_scsi, unfencing: true}"#);
+        let plan = schedule(&snapshot(&["n1", "n2"], &[device], &observed));
+        let fencing: Vec<String> = plan.fencing.iter().map(|fencing| format!("{} {}", fencing.action, fencing.node)).collect();
+        assert_eq!(fencing, vec!["on n1".to_string()]);
+    }
+
     #[test]
     fn a_failed_start_with_other_parameters_bans_nothing() {
         let policy = ("ClusterPolicy", "cluster", "{stonithEnabled: false}");

@@ -71,7 +71,11 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         // parameters, is unfenced again (Pacemaker's "Device definition changed",
         // "Device parameters changed").
         for (index, node) in cluster.nodes.iter().enumerate() {
-            let changed = cluster.resources.iter().any(|resource| resource.is_fence_device && resource.definition_changed_on.contains(&index));
+            // A reload is a definition change too (Pacemaker unfences in both cases).
+            let changed = cluster
+                .resources
+                .iter()
+                .any(|resource| resource.is_fence_device && (resource.definition_changed_on.contains(&index) || resource.reload_on.contains(&index)));
             if changed && node.online && !node.unclean && !node.shutdown && !fencing.iter().any(|fencing| fencing.node == node.name) {
                 fencing.push(Fencing { node: node.name.clone(), action: "on".into(), reason: "fence device definition changed".into() });
             }
@@ -145,7 +149,10 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             }
             _ => {
                 // Only reloadable parameters changed where it stays (`Rsc::reload_on`).
+                // Not for a resource left alone (unmanaged, or on a node in maintenance):
+                // Pacemaker schedules no reload there either.
                 let reload = !migrates
+                    && !assignment.frozen[rsc]
                     && matches!((resource.active.as_slice(), finals[rsc].as_slice()), ([active], [(node, _)]) if active.node == *node && resource.reload_on.contains(node));
                 let verbs = Verbs { failed: resource.failed, migrates, restart: restart[rsc].is_some(), reload };
                 summarize(&resource.id, verbs, &current, &next, &mut actions)
@@ -875,8 +882,9 @@ fn summarize(id: &str, verbs: Verbs, current: &[Placement], next: &[Placement], 
         ([from], [to]) if from.node == to.node => {
             if failed {
                 push(actions, "Recover", to.node.clone());
-            } else if reload && !restart {
-                // A required stop (a restart) cancels the reload, as in Pacemaker.
+            } else if reload && !restart && !(from.role == Role::Promoted && to.role != Role::Promoted) {
+                // A required stop (a restart) or demotion cancels the reload, as in
+                // Pacemaker (`pe_order_then_cancels_first`).
                 push(actions, "Reload", to.node.clone());
             } else if from.role == Role::Promoted && to.role != Role::Promoted {
                 push(actions, "Demote", to.node.clone());
