@@ -66,12 +66,11 @@ pub fn import(xml_text: &str) -> Result<Imported, CibError> {
 /// `import`, telling `phase_done` the name of each phase as it ends (`xml parse`, then
 /// `import`): `pacer simulate --timings` reads the clock there.
 pub fn import_with_phases(xml_text: &str, phase_done: &mut dyn FnMut(&'static str)) -> Result<Imported, CibError> {
-    let document = xml::Document::parse(xml_text).map_err(CibError::Xml)?;
+    let mut document = xml::Document::parse(xml_text).map_err(CibError::Xml)?;
     let unescaped = document.unescaped();
+    // The tree borrows the text and `unescaped` only: a document roxmltree parsed, most
+    // of the memory so far, is freed before the objects are built.
     let (root, dangling) = document.tree(&unescaped).map_err(CibError::Xml)?;
-    // The tree borrows the text and `unescaped` only: the parsed document, most of the
-    // memory so far, is freed before the objects are built.
-    drop(document);
     phase_done("xml parse");
     if root.tag != "cib" {
         return Err(CibError::NotCib(format!("the root element is <{}>, not <cib>", root.tag)));
