@@ -345,6 +345,7 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                     let mut end = start;
                     let mut rewrite = false;
                     loop {
+                        end += plain_run(bytes, end, &VALUE_PLAIN);
                         match bytes.get(end) {
                             None | Some(b'<') => return Err(Unsupported),
                             Some(&byte) if byte == quote => break,
@@ -428,17 +429,47 @@ fn read_name(text: &str, at: usize) -> Result<(&str, usize), Unsupported> {
         _ => return Err(Unsupported),
     }
     let mut end = at + 1;
-    while let Some(byte) = bytes.get(end) {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-') {
-            end += 1;
-        } else if *byte >= 0x80 || *byte == b':' {
+    end += plain_run(bytes, end, &NAME_PLAIN);
+    if let Some(byte) = bytes.get(end) {
+        if *byte >= 0x80 || *byte == b':' {
             // Names outside ASCII, and namespace prefixes, are roxmltree's.
             return Err(Unsupported);
-        } else {
-            break;
         }
     }
     Ok((&text[at..end], end))
+}
+
+/// The bytes of a name after its first: `[A-Za-z0-9._-]`.
+const NAME_PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        table[byte] = (byte as u8).is_ascii_alphanumeric() || matches!(byte as u8, b'.' | b'_' | b'-');
+        byte += 1;
+    }
+    table
+};
+
+/// The bytes an attribute value's scan passes over: all but the quotes, `<`, `&` and
+/// control characters (tab and line ends among them, which are rewritten).
+const VALUE_PLAIN: [bool; 256] = {
+    let mut table = [true; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = false;
+        byte += 1;
+    }
+    table[b'"' as usize] = false;
+    table[b'\'' as usize] = false;
+    table[b'<' as usize] = false;
+    table[b'&' as usize] = false;
+    table
+};
+
+/// How many bytes from `at` on are `plain`.
+fn plain_run(bytes: &[u8], at: usize, plain: &[bool; 256]) -> usize {
+    let rest = bytes.get(at..).unwrap_or_default();
+    rest.iter().position(|&byte| !plain[usize::from(byte)]).unwrap_or(rest.len())
 }
 
 fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
