@@ -24,10 +24,9 @@ fn main() -> ExitCode {
         }
     }
     // Commands on files alone (an offline `simulate`) start no runtime and no threads.
-    let cli = match pacer::cli::run_without_runtime(cli) {
-        Ok(code) => return code,
-        Err(cli) => cli,
-    };
+    if let Some(code) = pacer::cli::run_without_runtime(&cli) {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {

@@ -268,15 +268,15 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Runs a command that reads files only (`simulate` without `--live`, `import-cib`)
-/// on this thread, with no async runtime to start; gives the command line back for
-/// `run` otherwise.
-pub fn run_without_runtime(cli: Cli) -> Result<ExitCode, Cli> {
+/// on this thread, with no async runtime to start; None, having done nothing, for a
+/// command that needs `run`.
+pub fn run_without_runtime(cli: &Cli) -> Option<ExitCode> {
     let result = match &cli.command {
         Command::Simulate(args) if !args.is_live() => simulate::simulate_offline(args),
         Command::ImportCib(args) => simulate::import_cib(args),
-        _ => return Err(cli),
+        _ => return None,
     };
-    Ok(exit_code(result))
+    Some(exit_code(result))
 }
 
 fn exit_code(result: anyhow::Result<u8>) -> ExitCode {
