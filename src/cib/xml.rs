@@ -242,6 +242,10 @@ fn value_of<'a, 'input: 'a>(attribute: &roxmltree::Attribute<'_, 'input>, unesca
     }
 }
 
+/// The most attributes the fast reader reads on one element (a history entry has
+/// about twenty).
+const MAX_FAST_ATTRIBUTES: usize = 64;
+
 /// Why the fast reader handed a document to roxmltree: a construct it does not read
 /// (a DTD, namespaces, CDATA, a name outside ASCII, a reference in text), or a
 /// document that is not well-formed (roxmltree then says where).
@@ -330,6 +334,11 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                         Some(b'/') if bytes.get(after + 1) == Some(&b'>') => break (false, after + 2),
                         Some(_) if after > at => {}
                         _ => return Err(Unsupported),
+                    }
+                    // An element with very many attributes is roxmltree's: the
+                    // duplicate check below would grow with their square.
+                    if attributes.len() >= MAX_FAST_ATTRIBUTES {
+                        return Err(Unsupported);
                     }
                     let (name, after_name) = read_name(text, after)?;
                     let equals = skip_whitespace(bytes, after_name);
@@ -627,6 +636,7 @@ mod tests {
         assert_read_alike("plain", "<cib><configuration/></cib>");
 
         // Declined, and then read (or refused) by roxmltree as before.
+        let many_attributes = format!("<cib {}/>", (0..=MAX_FAST_ATTRIBUTES).map(|n| format!("a{n}=\"\"")).collect::<Vec<_>>().join(" "));
         for declined in [
             "<!DOCTYPE cib><cib/>",
             "<cib xmlns=\"urn:x\"/>",
@@ -642,6 +652,7 @@ mod tests {
             "<cib>",
             "<cib a=\"\u{1}\"/>",
             "<c\u{e9}/>",
+            many_attributes.as_str(),
         ] {
             assert!(read_fast(declined).is_err(), "{declined:?} was read fast");
             let roxmltree = roxmltree::Document::parse(declined).is_ok();
