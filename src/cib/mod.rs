@@ -14,7 +14,7 @@ pub(crate) mod status;
 mod values;
 mod xml;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use crate::api::{Name, Object};
 use crate::scheduler::snapshot::Observed;
@@ -66,12 +66,11 @@ pub fn import(xml_text: &str) -> Result<Imported, CibError> {
 /// `import`, telling `phase_done` the name of each phase as it ends (`xml parse`, then
 /// `import`): `pacer simulate --timings` reads the clock there.
 pub fn import_with_phases(xml_text: &str, phase_done: &mut dyn FnMut(&'static str)) -> Result<Imported, CibError> {
-    let document = xml::Document::parse(xml_text).map_err(CibError::Xml)?;
+    let mut document = xml::Document::parse(xml_text).map_err(CibError::Xml)?;
     let unescaped = document.unescaped();
+    // The tree borrows the text and `unescaped` only: a document roxmltree parsed, most
+    // of the memory so far, is freed before the objects are built.
     let (root, dangling) = document.tree(&unescaped).map_err(CibError::Xml)?;
-    // The tree borrows the text and `unescaped` only: the parsed document, most of the
-    // memory so far, is freed before the objects are built.
-    drop(document);
     phase_done("xml parse");
     if root.tag != "cib" {
         return Err(CibError::NotCib(format!("the root element is <{}>, not <cib>", root.tag)));
@@ -113,10 +112,11 @@ pub fn import_with_phases(xml_text: &str, phase_done: &mut dyn FnMut(&'static st
 struct Importer {
     unmapped: Vec<Unmapped>,
     clone_ids: BTreeMap<String, String>,
-    /// Pacemaker id to Pacer name, per namespace, for every id already named.
-    names: BTreeMap<(Namespace, String), Name>,
+    /// Pacemaker id to Pacer name, per namespace (`Namespace as usize`), for every id
+    /// already named (looked up by `&str`: once per history entry).
+    names: [HashMap<String, Name>; 3],
     /// Names handed out per namespace, so two ids never end up with one name.
-    taken: BTreeSet<(Namespace, Name)>,
+    taken: [HashSet<Name>; 3],
     /// Primitives (Pacemaker ids) whose agent or parameters the import changed (an
     /// agent path cut to its file name, a parameter left out): their histories'
     /// agent and parameter digests no longer describe what Pacer runs, so they are
@@ -141,21 +141,21 @@ impl Importer {
     /// The Pacer name of a Pacemaker id: itself when valid, otherwise sanitized (and
     /// made unique), with the rename recorded once.
     fn name(&mut self, namespace: Namespace, element: &str, id: &str) -> Name {
-        if let Some(name) = self.names.get(&(namespace, id.to_string())) {
+        if let Some(name) = self.names[namespace as usize].get(id) {
             return name.clone();
         }
         let mut name = if Name::is_valid(id) { Name(id.to_string()) } else { values::sanitize_name(id) };
         let base = name.0.clone();
         let mut suffix = 2;
-        while self.taken.contains(&(namespace, name.clone())) {
+        while self.taken[namespace as usize].contains(&name) {
             name = Name(format!("{base}_{suffix}"));
             suffix += 1;
         }
         if name.as_str() != id {
             self.unmapped(element, id, format!("renamed to {name}"));
         }
-        self.taken.insert((namespace, name.clone()));
-        self.names.insert((namespace, id.to_string()), name.clone());
+        self.taken[namespace as usize].insert(name.clone());
+        self.names[namespace as usize].insert(id.to_string(), name.clone());
         name
     }
 

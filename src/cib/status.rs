@@ -196,11 +196,12 @@ impl Importer {
     /// The history keeps Pacemaker's id (`rsc` or `rsc:N`), except that a renamed
     /// primitive's base is renamed too, so the history still finds its resource.
     fn history_name(&self, id: &str) -> String {
-        if let Some(name) = self.names.get(&(Namespace::Placeable, id.to_string())) {
+        let names = &self.names[Namespace::Placeable as usize];
+        if let Some(name) = names.get(id) {
             return name.to_string();
         }
         let (base, suffix) = crate::api::names::split_instance(id);
-        match (self.names.get(&(Namespace::Placeable, base.to_string())), suffix) {
+        match (names.get(base), suffix) {
             (Some(name), Some(instance)) if name.as_str() != base => format!("{name}:{instance}"),
             (Some(name), None) => name.to_string(),
             _ => id.to_string(),

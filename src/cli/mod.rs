@@ -264,7 +264,23 @@ fn is_check_invocation() -> bool {
 
 /// Runs the command line; returns the process exit code.
 pub async fn run(cli: Cli) -> ExitCode {
-    match dispatch(&cli).await {
+    exit_code(dispatch(&cli).await)
+}
+
+/// Runs a command that reads files only (`simulate` without `--live`, `import-cib`)
+/// on this thread, with no async runtime to start; None, having done nothing, for a
+/// command that needs `run`.
+pub fn run_without_runtime(cli: &Cli) -> Option<ExitCode> {
+    let result = match &cli.command {
+        Command::Simulate(args) if !args.is_live() => simulate::simulate_offline(args),
+        Command::ImportCib(args) => simulate::import_cib(args),
+        _ => return None,
+    };
+    Some(exit_code(result))
+}
+
+fn exit_code(result: anyhow::Result<u8>) -> ExitCode {
+    match result {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("error: {}", describe(&error));

@@ -28,7 +28,15 @@ pub(super) fn operation_digest(params: &BTreeMap<String, String>) -> String {
         text.push('"');
     }
     text.push_str("/>\n");
-    Md5::digest(text.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
+    // Lower-case hex, two digits a byte (one digest per configured resource: no
+    // formatting machinery per byte).
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut hex = String::with_capacity(32);
+    for byte in Md5::digest(text.as_bytes()) {
+        hex.push(char::from(HEX[usize::from(byte >> 4)]));
+        hex.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    hex
 }
 
 /// XML attribute escaping as Pacemaker writes attribute values.

@@ -75,7 +75,20 @@ impl<T: Copy + PartialEq> Row<T> {
 
     /// The values as a plain vector (a working copy to change many nodes of).
     pub fn to_vec(&self) -> Vec<T> {
-        self.iter().collect()
+        match &self.repr {
+            Repr::Dense(values) => values.clone(),
+            // The common value filled in one go, then the nodes that differ: a clone
+            // instance's row is copied this way once per node choice.
+            Repr::Sparse { common, exceptions } => {
+                let mut values = vec![*common; self.len];
+                for &(node, value) in exceptions {
+                    if let Some(slot) = values.get_mut(node as usize) {
+                        *slot = value;
+                    }
+                }
+                values
+            }
+        }
     }
 
     /// Sets one node's value (a node past the end is ignored, as `get_mut` on a slice

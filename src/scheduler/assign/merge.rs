@@ -71,7 +71,7 @@ impl Work<'_> {
         let mut work = if flags.init {
             self.allowed[rsc].to_vec()
         } else {
-            let mut work = table.clone().unwrap_or_else(|| vec![None; self.cluster.nodes.len()]);
+            let mut work = table.unwrap_or_else(|| vec![None; self.cluster.nodes.len()]);
             self.add_matching_scores(&mut work, rsc, attribute, factor, flags.positive);
             work
         };
