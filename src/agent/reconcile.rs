@@ -427,6 +427,13 @@ impl Reconciler {
         self.cluster.of_clone(clone).chain(self.local.values().map(|local| &local.status).filter(move |status| status.clone.as_deref() == Some(clone)))
     }
 
+    /// The statuses of instances of `clone` with a notice, in the cluster: this node's
+    /// among the awake entries only (a quiet one has no notice).
+    fn clone_notices<'a>(&'a self, clone: &'a str) -> impl Iterator<Item = &'a ResourceStatus> + 'a {
+        let local = self.local.awake_entries().map(|(_, local)| &local.status).filter(move |status| status.clone.as_deref() == Some(clone));
+        self.cluster.of_clone(clone).chain(local).filter(|status| status.notice.is_some())
+    }
+
     /// What a decision looks up per resource, built once per decision: looked up by
     /// scanning, a decision over n resources would cost n², and a burst of a thousand
     /// would stall the agent between operations.
@@ -692,7 +699,7 @@ impl Reconciler {
             return None;
         }
         let clone = local.status.clone.as_deref()?;
-        self.clone_statuses(clone)
+        self.clone_notices(clone)
             .filter_map(|status| status.notice.as_ref().map(|notice| (status, notice)))
             .find(|(status, notice)| {
                 // Each notice is notified once: any change of it is a new one.
@@ -953,12 +960,18 @@ impl Reconciler {
         if step.action == Action::Notify {
             return self.record_notification(step, result);
         }
-        // Notices of the other instances of this one's clone, as they stand now.
-        let clone = self.local.get(&step.id).and_then(|local| local.status.clone.clone());
+        // Notices of the other instances of this one's clone, as they stand now: only
+        // for an action of a notifying instance, the only kind that takes them in (a
+        // probe of a clone instance costs no walk of the clone).
+        let clone = self
+            .local
+            .get(&step.id)
+            .filter(|local| notifying(local) && matches!(step.action, Action::Start | Action::Stop | Action::Promote | Action::Demote))
+            .and_then(|local| local.status.clone.clone());
         let notices_now: Vec<(Announcer, NoticeMark)> = clone
             .as_deref()
             .into_iter()
-            .flat_map(|clone| self.clone_statuses(clone))
+            .flat_map(|clone| self.clone_notices(clone))
             .filter(|status| !(status.node == self.node && status.id == step.id))
             .filter_map(|status| {
                 status.notice.as_ref().map(|notice| ((status.node.clone(), status.id.clone()), (notice.incarnation, notice.seq, notice.phase)))
