@@ -478,6 +478,8 @@ struct Session<'a> {
     /// change of it arrived: a large apply whose events take a while to arrive is
     /// not an object written by hand.
     spec_unsettled_since: Option<Instant>,
+    /// Since when the spec on the watch has not been whole, changes or not.
+    spec_unsettled_first: Option<Instant>,
     /// The spec version of the last listing from etcd: the watch's copy, until it has
     /// caught up with it, is older and not taken in.
     spec_listed_version: i64,
@@ -533,6 +535,9 @@ struct Round {
 /// before the agent lists it from etcd instead (an object written by hand has no
 /// version key after it).
 const SPEC_SETTLE_WAIT: Duration = Duration::from_secs(5);
+
+/// How long the spec on the watch may stay unsettled however many changes arrive.
+const SPEC_SETTLE_LIMIT: Duration = Duration::from_secs(60);
 
 /// The kinds of object an agent reads: what to probe and how (`probe_targets`:
 /// resources, groups, nodes, the policy), whether to unfence (fence devices), its
@@ -596,6 +601,7 @@ impl<'a> Session<'a> {
             spec_stale: true,
             spec_retake: true,
             spec_unsettled_since: None,
+            spec_unsettled_first: None,
             spec_listed_version: 0,
             limits: throttle::limits(&[], &config.node, cores()),
             load: None,
@@ -660,12 +666,17 @@ impl<'a> Session<'a> {
             let settled = self.cache.spec_settled();
             if settled != Some(false) {
                 self.spec_unsettled_since = None;
+                self.spec_unsettled_first = None;
             } else if self.spec_stale {
                 self.spec_unsettled_since.get_or_insert_with(Instant::now);
+                self.spec_unsettled_first.get_or_insert_with(Instant::now);
             }
             // An object written straight into etcd (by hand, not by an apply) never has
-            // its version key follow: after a while, etcd is asked.
-            let unsettled_long = self.spec_unsettled_since.is_some_and(|since| since.elapsed() >= SPEC_SETTLE_WAIT);
+            // its version key follow: after a while without a change arriving, etcd is
+            // asked — and after a minute in any case (objects written by hand every few
+            // seconds would otherwise keep the agent from ever taking the spec in).
+            let unsettled_long = self.spec_unsettled_since.is_some_and(|since| since.elapsed() >= SPEC_SETTLE_WAIT)
+                || self.spec_unsettled_first.is_some_and(|since| since.elapsed() >= SPEC_SETTLE_LIMIT);
             if ready && self.spec_stale && settled.is_some() && !unsettled_long {
                 // The spec watch brings a change's objects, then its version key: the
                 // copy is taken in once that has arrived and is no large apply's commit
@@ -700,6 +711,7 @@ impl<'a> Session<'a> {
                         self.take_spec(reconciler, in_definition_order(read));
                         self.spec_stale = false;
                         self.spec_unsettled_since = None;
+                        self.spec_unsettled_first = None;
                         self.spec_listed_version = listing.spec_version;
                     }
                 }

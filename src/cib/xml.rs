@@ -258,6 +258,11 @@ struct Unsupported;
 /// The values it had to rewrite are in the returned `Unescaped`, by the address of
 /// their text.
 fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
+    // U+FFFE and U+FFFF are no XML characters (the others outside XML's range are
+    // controls, refused below, or cannot be in a `str`).
+    if text.contains(['\u{fffe}', '\u{ffff}']) {
+        return Err(Unsupported);
+    }
     let bytes = text.as_bytes();
     let mut unescaped = Unescaped { values: Vec::new(), index: HashMap::new(), has_id_refs: false };
     let mut pos = if text.starts_with('\u{feff}') { 3 } else { 0 };
@@ -302,7 +307,8 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                     return Err(Unsupported);
                 }
                 let end = text[pos + 4..].find("-->").ok_or(Unsupported)? + pos + 4;
-                if text[pos + 4..end].contains("--") || text[pos + 4..end].bytes().any(is_control) {
+                let comment = &text[pos + 4..end];
+                if comment.contains("--") || comment.ends_with('-') || comment.bytes().any(is_control) {
                     return Err(Unsupported);
                 }
                 pos = end + 3;
@@ -314,8 +320,7 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                 if target.eq_ignore_ascii_case("xml") {
                     // The declaration, first in the document, in UTF-8 (the text is).
                     let first = pos == 0 || (pos == 3 && text.starts_with('\u{feff}'));
-                    let utf8 = !instruction.contains("encoding") || instruction.to_ascii_lowercase().contains("utf-8");
-                    if !first || !utf8 || target != "xml" || !instruction.contains("version") {
+                    if !first || !plain_declaration(instruction) {
                         return Err(Unsupported);
                     }
                 } else if target.is_empty() || !is_plain_name(target) || instruction.bytes().any(is_control) {
@@ -417,6 +422,38 @@ fn attach<'a>(element: Element<'a>, stack: &mut [Element<'a>], root: &mut Option
         None => return Err(Unsupported),
     }
     Ok(())
+}
+
+/// An XML declaration as written in the usual form: `xml version="1.x"`, then
+/// optionally `encoding="UTF-8"` and `standalone="yes|no"`, in that order, each after
+/// whitespace, in either quotes. Anything else is left to roxmltree.
+fn plain_declaration(instruction: &str) -> bool {
+    /// The pseudo-attribute `name` after whitespace at the start of `rest`: whether its
+    /// value is valid (and `rest` moved past it), or `None` if it is not there.
+    fn pseudo(rest: &mut &str, name: &str, valid: fn(&str) -> bool) -> Option<bool> {
+        let trimmed = rest.trim_start_matches([' ', '\t', '\n', '\r']);
+        if trimmed.len() == rest.len() {
+            return None;
+        }
+        let after = trimmed.strip_prefix(name)?.strip_prefix('=')?;
+        let quote = after.chars().next().filter(|quote| *quote == '"' || *quote == '\'')?;
+        let (value, tail) = after[1..].split_once(quote)?;
+        *rest = tail;
+        Some(valid(value))
+    }
+    let Some(mut rest) = instruction.strip_prefix("xml") else { return false };
+    let version: fn(&str) -> bool = |value| value.strip_prefix("1.").is_some_and(|minor| !minor.is_empty() && minor.bytes().all(|byte| byte.is_ascii_digit()));
+    if pseudo(&mut rest, "version", version) != Some(true) {
+        return false;
+    }
+    let encoding: fn(&str) -> bool = |value| value.eq_ignore_ascii_case("utf-8");
+    let standalone: fn(&str) -> bool = |value| value == "yes" || value == "no";
+    for (name, valid) in [("encoding", encoding), ("standalone", standalone)] {
+        if pseudo(&mut rest, name, valid) == Some(false) {
+            return false;
+        }
+    }
+    rest.trim_start_matches([' ', '\t', '\n', '\r']).is_empty()
 }
 
 fn is_control(byte: u8) -> bool {
@@ -652,6 +689,13 @@ mod tests {
             "<cib>",
             "<cib a=\"\u{1}\"/>",
             "<c\u{e9}/>",
+            "<cib><!-- a ---></cib>",
+            "<?xml version=\"1.0\" junk?><cib/>",
+            "<?xml version=\"1.0\"encoding=\"UTF-8\"?><cib/>",
+            "<?xml encoding=\"UTF-8\" version=\"1.0\"?><cib/>",
+            "<?xml version=\"1.0\" encoding=\"latin1\"?><cib/>",
+            "<cib a=\"x\u{ffff}\"/>",
+            "<cib>\u{fffe}</cib>",
             many_attributes.as_str(),
         ] {
             assert!(read_fast(declined).is_err(), "{declined:?} was read fast");

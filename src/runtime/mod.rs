@@ -37,8 +37,9 @@ pub fn now_usec() -> i64 {
 /// is shared by every stream on it; once the unread data fills that window, the
 /// answer itself can no longer arrive, and the consumer waits for ever (issue 18: 100
 /// hollow nodes sharing a connection all stopped, idle, after an apply of 10,000
-/// resources). The queue holds what etcd sent and the consumer has yet to take in:
-/// no more than it would hold once taken in.
+/// resources). The queue holds what etcd sent and the consumer has yet to take in;
+/// a consumer that stops taking in (a `pacer status --watch` whose terminal is
+/// paused) lets it grow while that lasts.
 pub struct Informer {
     tasks: Vec<JoinHandle<()>>,
     pub events: mpsc::UnboundedReceiver<Result<WatchEvent, StoreError>>,
