@@ -244,7 +244,13 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
         // hollow process to copy it to `halted`.
         std::fs::write(&off, "bench\n").ok()?;
         eprintln!("{nodes}x{resources}: {node} powered off with {} resources", ran.len());
-        wait_for(&endpoint, Duration::from_secs(300), |view| ran.iter().all(|resource| view.placed.get(resource).is_some_and(|on| *on != node)))?;
+        // Each resource counts once seen Started elsewhere: once the rebooted node is
+        // back and has probed, a rebalance may move some back to it.
+        let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        wait_for(&endpoint, Duration::from_secs(300), |view| {
+            seen.extend(ran.iter().filter(|resource| view.placed.get(*resource).is_some_and(|on| *on != node)).cloned());
+            seen.len() == ran.len()
+        })?;
         let took = started.elapsed();
         // Where the time went: the node's and its fencing's events, from the power-off.
         let events = support::pacer(&endpoint, &["events", "--for", &format!("node/{node}"), "-o", "json"], None, Duration::from_secs(60));
