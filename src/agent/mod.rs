@@ -701,8 +701,17 @@ impl<'a> Session<'a> {
                 match within_lease(lease.clone(), self.store.list_objects_read_only()).await {
                     None if self.enter_failsafe(reconciler).await => continue,
                     None => break SessionEnd::LeaseLost,
-                    Some(Err(error)) => tracing::warn!(%error, "cannot read the configuration; retrying"),
-                    Some(Ok(None)) => tracing::debug!("a large apply is not rolled forward yet; reading the configuration again soon"),
+                    // Listed again after another wait, not on every wake.
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "cannot read the configuration; retrying");
+                        self.spec_unsettled_since = Some(Instant::now());
+                        self.spec_unsettled_first = Some(Instant::now());
+                    }
+                    Some(Ok(None)) => {
+                        tracing::debug!("a large apply is not rolled forward yet; reading the configuration again soon");
+                        self.spec_unsettled_since = Some(Instant::now());
+                        self.spec_unsettled_first = Some(Instant::now());
+                    }
                     Some(Ok(Some(listing))) => {
                         for skipped in &listing.undecodable {
                             tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");

@@ -961,13 +961,11 @@ impl Reconciler {
             return self.record_notification(step, result);
         }
         // Notices of the other instances of this one's clone, as they stand now: only
-        // for an action of a notifying instance, the only kind that takes them in (a
-        // probe of a clone instance costs no walk of the clone).
-        let clone = self
-            .local
-            .get(&step.id)
-            .filter(|local| notifying(local) && matches!(step.action, Action::Start | Action::Stop | Action::Promote | Action::Demote))
-            .and_then(|local| local.status.clone.clone());
+        // for a start, the one action that makes an instance active and so takes
+        // them in (a probe of a clone instance costs no walk of the clone). Not judged
+        // by `notifying` yet: a start takes the decision's definition, which may
+        // notify where the one held does not.
+        let clone = self.local.get(&step.id).filter(|_| step.action == Action::Start).and_then(|local| local.status.clone.clone());
         let notices_now: Vec<(Announcer, NoticeMark)> = clone
             .as_deref()
             .into_iter()
