@@ -375,8 +375,25 @@ async fn moved(cluster: &Cluster, resource: &str, wanted: impl Fn(Option<&str>) 
 /// A healthy move of the migratable resource from `source` to `target` since `since`
 /// (ns) that was not a live migration — migrate_to on the source, then migrate_from on
 /// the target, and no start there — as a problem.
-fn not_migrated(cluster: &Cluster, source: &str, target: &str, since: u128) -> Option<String> {
-    let testimony = read_witness(&cluster.witness_log());
+///
+/// The status may show the resource on the target once the target has recorded its
+/// intent, a moment before the witness testifies the migrate_from beginning: the
+/// testimony is read again, for up to 5 s, until the target has begun something.
+async fn not_migrated(cluster: &Cluster, source: &str, target: &str, since: u128) -> Option<String> {
+    let asked = Instant::now();
+    let mut testimony = read_witness(&cluster.witness_log());
+    while asked.elapsed() < Duration::from_secs(5)
+        && !testimony.iter().any(|line| {
+            line.ns >= since
+                && line.resource == MIGRATABLE
+                && line.node == target
+                && line.phase == "begin"
+                && matches!(line.operation.as_str(), "migrate_from" | "start")
+        })
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        testimony = read_witness(&cluster.witness_log());
+    }
     let lines: Vec<_> = testimony.iter().filter(|line| line.ns >= since && line.resource == MIGRATABLE && line.phase == "begin").collect();
     let handed_over = lines.iter().position(|line| line.node == source && line.operation == "migrate_to");
     let taken_over = lines.iter().position(|line| line.node == target && line.operation == "migrate_from");
@@ -661,7 +678,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
             }
             let back = moved(cluster, MIGRATABLE, |now| now == Some(target.as_str()), options.bound).await?;
             if back && let Some(source) = source {
-                outcome.problems.extend(not_migrated(cluster, &source, &target, since));
+                outcome.problems.extend(not_migrated(cluster, &source, &target, since).await);
             }
             back
         }
@@ -686,7 +703,7 @@ async fn inject(cluster: &mut Cluster, step: &Step, options: &Options) -> anyhow
                 && source.as_deref() == Some(standby.as_str())
                 && let Some(target) = node_of(cluster, MIGRATABLE)?
             {
-                outcome.problems.extend(not_migrated(cluster, &standby, &target, since));
+                outcome.problems.extend(not_migrated(cluster, &standby, &target, since).await);
             }
             // A refused unstandby is this run's problem, as a refused standby is.
             if let Err(error) = cluster.verb(&["node", "unstandby", &standby]) {
