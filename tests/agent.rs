@@ -653,20 +653,26 @@ async fn sigterm_stops_every_resource_and_gives_up_the_node() {
     .await;
 }
 
+/// A cluster of n1 and n2 (n2's lease TTL `n2_ttl` seconds) running `vm`, an
+/// `allowMigrate` Dummy placed on n1.
+async fn migratable_started_on_n1(n2_ttl: u64) -> Cluster {
+    let mut cluster = Cluster::new().await;
+    let vm = dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
+    cluster.apply(&format!("{vm}{}", location("vm", "n1", "100"))).await;
+    cluster.start_agent("n1", 2);
+    cluster.start_agent("n2", n2_ttl);
+    cluster.wait_probed("n1").await;
+    cluster.wait_probed("n2").await;
+    cluster.decide().await;
+    cluster.wait_role("n1", "vm", ObservedRole::Started).await;
+    cluster
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_allow_migrate_resource_moves_by_live_migration() {
     require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
     bounded(async {
-        let mut cluster = Cluster::new().await;
-        let vm =
-            dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
-        cluster.apply(&format!("{vm}{}", location("vm", "n1", "100"))).await;
-        cluster.start_agent("n1", 2);
-        cluster.start_agent("n2", 2);
-        cluster.wait_probed("n1").await;
-        cluster.wait_probed("n2").await;
-        cluster.decide().await;
-        cluster.wait_role("n1", "vm", ObservedRole::Started).await;
+        let cluster = migratable_started_on_n1(2).await;
         cluster.apply(&location("vm", "n1", "-100")).await;
         let decision = decide_once(&cluster.store, &cluster.guard).await.expect("decide");
         assert!(decision.plan.actions.iter().any(|action| action.verb == "Migrate" && action.resource == "vm"), "{:?}", decision.plan.actions);
@@ -693,16 +699,7 @@ async fn a_partial_migration_placed_back_on_its_source_is_stopped_there_and_star
     // migrate_to, and the resource is placed back on n1.
     require("/usr/lib/ocf/resource.d/heartbeat/Dummy");
     bounded(async {
-        let mut cluster = Cluster::new().await;
-        let vm =
-            dummy("vm", "ocf:heartbeat:Dummy", "", "{name: monitor, interval: 1s}").replace("operations: [", "meta: {allowMigrate: true}\n  operations: [");
-        cluster.apply(&format!("{vm}{}", location("vm", "n1", "100"))).await;
-        cluster.start_agent("n1", 2);
-        cluster.start_agent("n2", 60);
-        cluster.wait_probed("n1").await;
-        cluster.wait_probed("n2").await;
-        cluster.decide().await;
-        cluster.wait_role("n1", "vm", ObservedRole::Started).await;
+        let cluster = migratable_started_on_n1(60).await;
         cluster.agents["n2"].signal(libc::SIGSTOP);
         cluster.apply(&location("vm", "n1", "-100")).await;
         let decision = decide_once(&cluster.store, &cluster.guard).await.expect("decide");

@@ -434,17 +434,17 @@ impl Reconciler {
         self.cluster.of_clone(clone).chain(local).filter(|status| status.notice.is_some())
     }
 
+    /// An index with nothing of the assignment or the stop order in it: what a probe
+    /// or a monitor needs (they run as the resource last ran).
+    fn bare_index(&self) -> Index<'_> {
+        Index { assigned: HashMap::new(), cluster: &self.cluster, local_by_name: std::cell::OnceCell::new(), local: &self.local, needed_by: HashMap::new() }
+    }
+
     /// What a decision looks up per resource, built once per decision: looked up by
     /// scanning, a decision over n resources would cost n², and a burst of a thousand
     /// would stall the agent between operations.
     fn index(&self) -> Index<'_> {
-        let mut index = Index {
-            assigned: HashMap::new(),
-            cluster: &self.cluster,
-            local_by_name: std::cell::OnceCell::new(),
-            local: &self.local,
-            needed_by: HashMap::new(),
-        };
+        let mut index = self.bare_index();
         if let Some(assignment) = &self.assignment {
             index.assigned = assignment.resources.iter().map(|entry| (entry.id.as_str(), entry)).collect();
         }
@@ -546,15 +546,7 @@ impl Reconciler {
     /// only the first `capacity` entries not probed, so probing R resources costs the
     /// node R steps, not R².
     fn decide_probing(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
-        // A probe or a monitor runs as the resource last ran: nothing from the
-        // assignment or the stop order is needed.
-        let index = &Index {
-            assigned: HashMap::new(),
-            cluster: &self.cluster,
-            local_by_name: std::cell::OnceCell::new(),
-            local: &self.local,
-            needed_by: HashMap::new(),
-        };
+        let index = &self.bare_index();
         let unknown = self.local.unknown();
         let busy = self.local.busy().iter().filter(|id| unknown.contains(*id)).count();
         let probes = unknown.len() - busy;

@@ -66,6 +66,17 @@ struct Budget {
     elements_left: usize,
 }
 
+impl Budget {
+    /// One more element, `nesting` deep: refused past either limit.
+    fn enter(&mut self, nesting: usize) -> Result<(), String> {
+        if nesting > MAX_NESTING {
+            return Err(format!("elements are nested more than {MAX_NESTING} deep"));
+        }
+        self.elements_left = self.elements_left.checked_sub(1).ok_or_else(|| format!("the document expands to more than {MAX_ELEMENTS} elements (id-ref)"))?;
+        Ok(())
+    }
+}
+
 impl<'a> Element<'a> {
     pub fn attr(&self, name: &str) -> Option<&'a str> {
         self.attributes.iter().find(|(key, _)| *key == name).map(|(_, value)| *value)
@@ -177,10 +188,7 @@ fn expand_element<'a, 'input: 'a>(
     depth: usize,
     nesting: usize,
 ) -> Result<Element<'a>, String> {
-    if nesting > MAX_NESTING {
-        return Err(format!("elements are nested more than {MAX_NESTING} deep"));
-    }
-    budget.elements_left = budget.elements_left.checked_sub(1).ok_or_else(|| format!("the document expands to more than {MAX_ELEMENTS} elements (id-ref)"))?;
+    budget.enter(nesting)?;
     if let Some(id_ref) = element.attr("id-ref").map(|raw| unescaped.value(raw)) {
         match by_id.get(&(element.tag, id_ref)) {
             Some(target) if depth < MAX_REF_DEPTH => return expand_element(target, by_id, unescaped, dangling, budget, depth + 1, nesting),
@@ -214,10 +222,7 @@ fn convert<'a, 'd, 'input: 'a + 'd>(
     depth: usize,
     nesting: usize,
 ) -> Result<Element<'a>, String> {
-    if nesting > MAX_NESTING {
-        return Err(format!("elements are nested more than {MAX_NESTING} deep"));
-    }
-    budget.elements_left = budget.elements_left.checked_sub(1).ok_or_else(|| format!("the document expands to more than {MAX_ELEMENTS} elements (id-ref)"))?;
+    budget.enter(nesting)?;
     let tag = node.tag_name().name();
     if let Some(id_ref) = node.attribute("id-ref") {
         match by_id.get(&(tag, id_ref)) {
