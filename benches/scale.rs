@@ -22,6 +22,9 @@
 //! use is printed every 30 s: compaction keeps it flat (the file on disk stays at its
 //! high-water mark until defragmented, as the README says).
 //!
+//! `PACER_BENCH_SCALE_KEEP=1` keeps each cluster's state dir (its logs) and prints
+//! where.
+//!
 //! Figures only, of a cluster that may be failing: nothing here asserts a timing
 //! (`target/bench-scale.txt`).
 
@@ -177,10 +180,14 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     let hollow = nodes.to_string();
     let ttl = TTL.to_string();
     let args = ["--nodes", "0", "--hollow-nodes", hollow.as_str(), "--hollow-latency", "50ms", "--lease-ttl", ttl.as_str()];
-    let cluster = match support::up_with(&args, &["scheduler", "hollow"], Duration::from_secs(300)) {
+    let mut cluster = match support::up_with(&args, &["scheduler", "hollow"], Duration::from_secs(300)) {
         Ok(cluster) => cluster,
         Err(error) => return failed(cells, &error),
     };
+    if std::env::var_os("PACER_BENCH_SCALE_KEEP").is_some() {
+        cluster.dir.disable_cleanup(true);
+        eprintln!("{nodes}x{resources}: state dir (logs) kept in {}", cluster.state_dir.display());
+    }
     let endpoint = cluster.endpoint.clone();
     if wait_for(&endpoint, Duration::from_secs(600), |view| view.online >= nodes).is_none() {
         return failed(cells, "the hollow nodes did not all come online in 600 s");

@@ -808,6 +808,49 @@ async fn an_agent_follows_only_its_own_assignment() {
     .await;
 }
 
+/// A joining node is told which of its probes a start elsewhere waits for
+/// (`probeFirst`): it runs those first and, while it probes the rest, lists those it
+/// found not running in its heartbeat (`probedAhead`), which the scheduler reads as
+/// their probes' results. None of them gets a status: a probe that finds nothing is
+/// not written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_node_reports_first_the_probes_a_start_waits_for() {
+    bounded(async {
+        let cluster = Cluster::new().await;
+        // A hollow node (the real agent, operations simulated: 300 ms each), one
+        // operation at a time: probing six resources takes it about two seconds.
+        let resources: String = ["a", "b", "c", "d", "e", "f"].iter().map(|name| dummy(name, "ocf:heartbeat:Dummy", "", "")).collect();
+        cluster.apply(&format!("{resources}---\napiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: h1}}\nspec: {{actionLimit: 1}}\n")).await;
+        // What the scheduler tells a node that joins while f (probed last otherwise) waits for its probe there.
+        let plan = serde_json::json!({"node": "h1", "inputRevision": 1, "state": "pending", "resources": [], "probeFirst": ["f"]});
+        let mut client = cluster.etcd.client().await;
+        client.put(cluster.store.keys().plan("h1"), plan.to_string(), None).await.expect("put");
+        let log = cluster.path("hollow.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
+            .args(["hollow", "--nodes", "h1", "--lease-ttl", "5", "--latency", "300ms", "--nodes-dir"])
+            .arg(cluster.path("hollow"))
+            .env("PACER_ETCD", cluster.etcd.endpoint())
+            .env("PACER_PREFIX", PREFIX)
+            .env("PACER_LOG", "pacer=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("log file"))
+            .spawn()
+            .expect("start pacer hollow");
+        let hollow = AgentProcess { child, log };
+        cluster
+            .wait_for("h1's heartbeat to say f was probed, while it probes the rest", Duration::from_secs(30), || async {
+                cluster.heartbeat("h1").await.is_some_and(|heartbeat| !heartbeat.probed && heartbeat.probed_ahead == ["f"])
+            })
+            .await;
+        cluster.wait_probed("h1").await;
+        let heartbeat = cluster.heartbeat("h1").await.expect("heartbeat");
+        assert!(heartbeat.probed_ahead.is_empty(), "probed: the list is dropped: {:?}", heartbeat.probed_ahead);
+        assert!(cluster.status("h1", "f").await.is_none(), "a probe that found nothing is not written\n{}", hollow.log_text());
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_kept_when_both_resources_move() {
     bounded(async {

@@ -83,6 +83,7 @@ fn reconciler(node: &str) -> Reconciler {
         }],
         migrations: Vec::new(),
         stop_after: BTreeMap::new(),
+        probe_first: Vec::new(),
     });
     reconciler
 }

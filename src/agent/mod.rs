@@ -30,8 +30,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::api::Kind;
 use crate::api::records::{
-    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, RequestRecord, ResourceStatus, SELF_FENCINGS_KEPT,
-    SelfFencing,
+    ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, PROBE_FIRST_MAX, RequestRecord, ResourceStatus,
+    SELF_FENCINGS_KEPT, SelfFencing,
 };
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
 use crate::metrics::node::{NodeFacts, node_view};
@@ -386,6 +386,7 @@ fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbea
         attributes: config.attributes.clone(),
         capacity: config.capacity.clone(),
         peer: None,
+        probed_ahead: Vec::new(),
     }
 }
 
@@ -495,6 +496,10 @@ struct Session<'a> {
     self_fencings: Vec<SelfFencing>,
     /// Whether the heartbeat says the node has probed everything.
     heartbeat_probed: bool,
+    /// Until then: the probes the scheduler waits for (`probe_first`) that found
+    /// nothing, for the heartbeat, and whether it says them all yet.
+    probed_ahead: BTreeSet<String>,
+    probed_ahead_unwritten: bool,
     /// The peer endpoint, when there is one (else no failsafe).
     peers: Option<&'a Peers>,
     /// In failsafe: etcd cannot be reached, every member said it cannot either.
@@ -609,6 +614,8 @@ impl<'a> Session<'a> {
             activity_written: None,
             self_fencings: recorded_self_fencings(&config.state_dir),
             heartbeat_probed: false,
+            probed_ahead: BTreeSet::new(),
+            probed_ahead_unwritten: false,
             peers,
             failsafe: None,
             rounds,
@@ -1052,9 +1059,11 @@ impl<'a> Session<'a> {
         }
     }
 
-    /// The heartbeat, with the peer endpoint's address.
+    /// The heartbeat, with the peer endpoint's address and, until probed, what was
+    /// probed ahead.
     fn heartbeat(&self, probed: bool, shutdown: bool) -> NodeHeartbeat {
-        NodeHeartbeat { peer: self.peers.map(|peers| peers.address.clone()), ..heartbeat(self.config, probed, shutdown) }
+        let probed_ahead = if probed { Vec::new() } else { self.probed_ahead.iter().cloned().collect() };
+        NodeHeartbeat { peer: self.peers.map(|peers| peers.address.clone()), probed_ahead, ..heartbeat(self.config, probed, shutdown) }
     }
 
     /// Whether the cluster fences (`ClusterPolicy.stonithEnabled`, on by default):
@@ -1407,17 +1416,30 @@ impl<'a> Session<'a> {
             .collect();
         // A probe that found nothing, where nothing was ever reported, is not written:
         // no status means "not running here" to every reader, and a thousand nodes each
-        // writing a thousand such statuses were most of the store (issue 18).
+        // writing a thousand such statuses were most of the store (issue 18). On a
+        // joining node, the scheduler knows nothing of its resources until it has
+        // probed them all: those it waits for (`probe_first`) are listed in the
+        // heartbeat instead (`probed_ahead`), below.
+        let awaited: BTreeSet<String> = if reconciler.probed() { BTreeSet::new() } else { reconciler.probe_first().map(str::to_string).collect() };
+        let mut ahead = Vec::new();
         dirty.retain(|id| {
             let stored = self.cache.statuses().contains_key(&(node.clone(), id.clone())) || self.cache.undecodable().contains_key(&self.keys.status(&node, id));
             match reconciler.local.get_mut(id) {
                 Some(mut local) if !stored && local.events.is_empty() && says_only_not_running(&local.status) => {
                     local.dirty = false;
+                    if awaited.contains(id) {
+                        ahead.push(id.clone());
+                    }
                     false
                 }
                 _ => true,
             }
         });
+        for id in ahead {
+            if self.probed_ahead.len() < PROBE_FIRST_MAX && self.probed_ahead.insert(id) {
+                self.probed_ahead_unwritten = true;
+            }
+        }
         // Every changed status in as few requests as etcd allows, each with the events
         // its results made in its own transaction.
         let mut groups = Vec::new();
@@ -1464,10 +1486,20 @@ impl<'a> Session<'a> {
         result?;
         let probed = reconciler.probed() && !self.spec_stale;
         self.write_activity(probed).await?;
+        // What was probed ahead, while the rest is probed: the scheduler may start those
+        // resources elsewhere now. A resource no longer configured is left out.
+        if !probed && !self.heartbeat_probed && self.probed_ahead_unwritten {
+            self.probed_ahead.retain(|id| reconciler.local.get(id).is_some());
+            let heartbeat = self.heartbeat(false, reconciler.stopping_all);
+            self.write_heartbeat(&heartbeat).await?;
+            self.probed_ahead_unwritten = false;
+            tracing::debug!(%node, probed_ahead = self.probed_ahead.len(), "heartbeat: probes the scheduler waits for, done");
+        }
         if probed && !self.heartbeat_probed {
             let heartbeat = self.heartbeat(true, reconciler.stopping_all);
             self.write_heartbeat(&heartbeat).await?;
             self.heartbeat_probed = true;
+            self.probed_ahead.clear();
             tracing::info!(%node, resources = reconciler.local.len(), "every resource probed");
             // Start-up is complete (systemd's watchdog starts counting now); after a
             // self-fencing, the status says the node is back.

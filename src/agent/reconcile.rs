@@ -406,6 +406,13 @@ impl Reconciler {
         self.local.remove(id);
     }
 
+    /// The resources whose start elsewhere waits for their probe on this joining node
+    /// (`NodeAssignment::probe_first`): probed before the rest, and reported even when
+    /// found not running.
+    pub fn probe_first(&self) -> impl Iterator<Item = &str> {
+        self.assignment.iter().flat_map(|assignment| assignment.probe_first.iter().map(String::as_str))
+    }
+
     /// Whether every resource this node knows of has been probed.
     pub fn probed(&self) -> bool {
         self.local.unknown().is_empty()
@@ -550,8 +557,15 @@ impl Reconciler {
         let unknown = self.local.unknown();
         let busy = self.local.busy().iter().filter(|id| unknown.contains(*id)).count();
         let probes = unknown.len() - busy;
-        let mut steps: Vec<Step> = unknown
+        // What the scheduler waits for comes first (`probe_first`), then id order. Lazy:
+        // the scheduler drops a name once it has seen its probe, so the list is short
+        // by the time most of it is probed.
+        let idle = |id: &&str| self.local.get(id).is_some_and(|local| local.busy.is_none());
+        let first: Vec<&str> = self.probe_first().filter(|id| unknown.contains(*id)).filter(idle).take(capacity).collect();
+        let mut steps: Vec<Step> = first
             .iter()
+            .copied()
+            .chain(unknown.iter().map(String::as_str).filter(|id| !first.contains(id)))
             .filter_map(|id| self.local.get_key_value(id))
             .filter(|(_, local)| local.busy.is_none())
             .take(capacity)
@@ -1394,6 +1408,7 @@ mod tests {
             resources,
             migrations: Vec::new(),
             stop_after: BTreeMap::new(),
+            probe_first: Vec::new(),
         }
     }
 
@@ -1510,6 +1525,24 @@ mod tests {
         assert!(r.record(&steps[1], &done(ocf::NOT_RUNNING), now, EPOCH_USEC));
         assert!(r.probed());
         assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Start), ("b".to_string(), Action::Start)]);
+    }
+
+    #[test]
+    fn a_joining_node_probes_first_what_the_scheduler_waits_for() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![])), target("c", definition(vec![]))]);
+        let probes = |r: &Reconciler| -> Vec<(String, Action)> { r.decide_within(now, 2).0.into_iter().map(|step| (step.id, step.action)).collect() };
+        // In id order while nothing is awaited.
+        assign(&mut r, NodeAssignment { state: NodeState::Pending, ..assignment(vec![]) });
+        assert_eq!(probes(&r), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        // The awaited one first, then id order; one already probed is not probed again.
+        assign(&mut r, NodeAssignment { state: NodeState::Pending, probe_first: vec!["c".into(), "gone".into()], ..assignment(vec![]) });
+        assert_eq!(probes(&r), vec![("c".to_string(), Action::Probe), ("a".to_string(), Action::Probe)]);
+        let steps = r.decide_within(now, 1).0;
+        r.begin(&steps[0]);
+        assert!(r.record(&steps[0], &done(ocf::NOT_RUNNING), now, EPOCH_USEC));
+        assert_eq!(probes(&r), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
+        assert_eq!(r.probe_first().collect::<Vec<_>>(), vec!["c", "gone"]);
     }
 
     #[test]

@@ -35,6 +35,10 @@ pub struct NodePlan {
     /// Why the node is unclean, when it is (or was, before fencing).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unclean_reason: Option<String>,
+    /// On a joining (pending) node: the primitives whose start waits for their probe
+    /// here, by name, so that its agent probes them before the rest. Empty elsewhere.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub probe_first: Vec<String>,
 }
 
 /// What kind of resource an entry is.

@@ -10,7 +10,7 @@ use crate::api::resource::{MultipleActive, Requires, Role};
 
 use super::assign::Assignment;
 use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
-use crate::api::records::NodeState;
+use crate::api::records::{NodeState, PROBE_FIRST_MAX};
 
 use super::plan::{Action, Fencing, Gate, NodePlan, Placement, Plan, Reason, ReasonCode, ResourceKind, ResourcePlan};
 
@@ -40,7 +40,8 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             } else {
                 NodeState::Online
             };
-            NodePlan { name: node.name.clone(), state, unclean_reason: node.unclean_reason.clone().filter(|_| node.unclean) }
+            let probe_first = if state == NodeState::Pending { probes_awaited_on(cluster, assignment, index) } else { Vec::new() };
+            NodePlan { name: node.name.clone(), state, unclean_reason: node.unclean_reason.clone().filter(|_| node.unclean), probe_first }
         })
         .collect();
 
@@ -672,11 +673,31 @@ fn placement_allows(cluster: &Cluster, rsc: RscIdx, node: NodeIdx, fenced: &[boo
 /// node is unrunnable, so the start waits (`pcmk__probe_rsc_on_node`). Clone
 /// instances are left out: their probes stand for the clone, which may already run.
 fn awaits_unrunnable_probe(cluster: &Cluster, rsc: RscIdx) -> bool {
+    (0..cluster.nodes.len()).any(|node| awaits_probe_on(cluster, rsc, node))
+}
+
+/// Whether a resource that runs nowhere waits for its probe on `node`, a pending node
+/// that has not reported it (`awaits_unrunnable_probe`).
+fn awaits_probe_on(cluster: &Cluster, rsc: RscIdx, node: NodeIdx) -> bool {
     let resource = &cluster.resources[rsc];
-    if !resource.active.is_empty() || cluster.clone_of(rsc).is_some() {
-        return false;
-    }
-    cluster.nodes.iter().enumerate().any(|(node, state)| state.pending && !resource.known_on.contains(&node) && discovers(cluster, rsc, node))
+    resource.active.is_empty()
+        && cluster.clone_of(rsc).is_none()
+        && cluster.nodes[node].pending
+        && !resource.known_on.contains(&node)
+        && discovers(cluster, rsc, node)
+}
+
+/// The primitives the assignment placed whose start waits for their probe on the
+/// pending `node` (the first `PROBE_FIRST_MAX`): its agent probes them first and
+/// reports those it finds not running in its heartbeat, so that a node that joins (a
+/// fenced node back from its reboot) holds up the recovery of what ran elsewhere for
+/// a few probes, not for all of them.
+fn probes_awaited_on(cluster: &Cluster, assignment: &Assignment, node: NodeIdx) -> Vec<String> {
+    (0..cluster.resources.len())
+        .filter(|&rsc| cluster.resources[rsc].kind == RscKind::Primitive && assignment.node[rsc].is_some() && awaits_probe_on(cluster, rsc, node))
+        .take(PROBE_FIRST_MAX)
+        .map(|rsc| cluster.resources[rsc].name.clone())
+        .collect()
 }
 
 /// Whether the cluster looks for `rsc` on `node` at all: not where a location with
@@ -991,6 +1012,26 @@ mod tests {
         // A resource that already runs is not stopped or held back.
         let running = snapshot(&["node1", "node2"], &objects, &format!("nodes:\n  node2: {{liveness: Pending}}\nhistory:\n{}", started("web", "node1")));
         assert_eq!(reason_of(&running, "web"), None);
+    }
+
+    #[test]
+    fn a_joining_node_is_told_which_probes_hold_starts_back() {
+        let objects = [
+            ("ClusterPolicy", "cluster", "{stonithEnabled: false}"),
+            ("Resource", "web", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+            ("Resource", "db", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+            ("Resource", "mail", r#"{agent: "ocf:heartbeat:Dummy"}"#),
+            ("Resource", "ping", r#"{agent: "ocf:heartbeat:Dummy", clone: {}}"#),
+            ("Location", "db-on-node1", "{resource: db, node: node1, score: 100, resourceDiscovery: Exclusive}"),
+        ];
+        let probed_on_node2 = "  - {resource: mail, node: node2, operations: [{operation: monitor, callId: 1, rc: 7, expectedRc: 7, status: Done}]}\n";
+        let history = format!("nodes:\n  node2: {{liveness: Pending}}\nhistory:\n{probed_on_node2}");
+        let plan = crate::scheduler::schedule(&snapshot(&["node1", "node2"], &objects, &history));
+        let probe_first = |node: &str| plan.nodes.iter().find(|plan| plan.name == node).map(|plan| plan.probe_first.clone());
+        // web waits for its probe on node2; mail was probed there, db is not looked for
+        // there, and a clone's instances do not wait.
+        assert_eq!(probe_first("node2"), Some(vec!["web".to_string()]));
+        assert_eq!(probe_first("node1"), Some(Vec::new()), "only a joining node is told");
     }
 
     /// `db` moves from node1 to node2 (its location now prefers node2), `web` runs on

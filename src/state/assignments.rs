@@ -44,6 +44,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 resources: Vec::new(),
                 migrations: Vec::new(),
                 stop_after: BTreeMap::new(),
+                probe_first: node.probe_first.clone(),
             };
             (node.name.clone(), assignment)
         })

@@ -6,11 +6,13 @@ use std::collections::BTreeMap;
 
 use crate::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 
-use crate::api::records::{FAIL_COUNT_INFINITY, ObservedRole, Reports, ResourceStatus};
+use crate::api::records::{ExecStatus, FAIL_COUNT_INFINITY, ObservedRole, OperationRecord, Reports, ResourceStatus};
 
 /// The observed state a decision starts from:
 /// - a node with a heartbeat is `Online` once it has probed everything, `Pending`
 ///   before (nothing is started on a node that has not said what already runs there);
+///   what it probed ahead and found not running (its heartbeat's `probed_ahead`) reads
+///   as those probes' histories, so a start elsewhere need not wait for the rest;
 /// - a node without one (its lease expired or was given up) is `Offline` if it
 ///   reported nothing possibly running, `Unclean` otherwise: it must be fenced before
 ///   its resources run elsewhere; a node fenced since (and not back) is `Offline`;
@@ -83,7 +85,41 @@ pub fn observe(reports: &Reports, quorum: bool) -> Observed {
             operations: status.history.clone(),
         });
     }
+    // What a joining node probed ahead and found not running (its heartbeat says;
+    // no status was written): the probe's result, as a status would have given it.
+    let ahead: Vec<(&String, &String)> = reports
+        .heartbeats
+        .iter()
+        .filter(|(_, heartbeat)| !heartbeat.probed)
+        .flat_map(|(name, heartbeat)| heartbeat.probed_ahead.iter().map(move |resource| (name, resource)))
+        .collect();
+    if !ahead.is_empty() {
+        let reported: std::collections::HashSet<(&str, &str)> = history.iter().map(|entry| (entry.node.as_str(), entry.resource.as_str())).collect();
+        let fresh: Vec<ResourceHistory> = ahead
+            .into_iter()
+            .filter(|(node, resource)| !reported.contains(&(node.as_str(), resource.as_str())))
+            .map(|(node, resource)| ResourceHistory { resource: resource.clone(), node: node.clone(), agent: None, operations: vec![not_running_probe()] })
+            .collect();
+        history.extend(fresh);
+    }
     Observed { quorum, nodes, history, dc: None }
+}
+
+/// A probe that found the resource not running.
+fn not_running_probe() -> OperationRecord {
+    OperationRecord {
+        operation: "monitor".into(),
+        interval_ms: 0,
+        call_id: 0,
+        rc: crate::api::ocf::NOT_RUNNING,
+        expected_rc: crate::api::ocf::NOT_RUNNING,
+        status: ExecStatus::Done,
+        last_rc_change: None,
+        migrate_source: None,
+        migrate_target: None,
+        digest: None,
+        restart_digest: None,
+    }
 }
 
 /// The failure counters a decision made from `reports` has seen, for
@@ -153,6 +189,27 @@ mod tests {
         let observed = observe(&reports, true);
         let names: Vec<&str> = observed.nodes["n1"].attributes.keys().map(String::as_str).collect();
         assert_eq!(names, ["#health-cpu", "master-db"]);
+    }
+
+    #[test]
+    fn what_a_joining_node_probed_ahead_is_read_as_probes_that_found_nothing() {
+        let mut reports = Reports::default();
+        let ahead = |node: &str, probed: bool| NodeHeartbeat { probed_ahead: vec!["web".into(), "db".into()], ..heartbeat(node, probed) };
+        reports.heartbeats.insert("joining".into(), ahead("joining", false));
+        // Once probed, the list means nothing (an agent clears it then anyway).
+        reports.heartbeats.insert("up".into(), ahead("up", true));
+        // A status of db there says more than the heartbeat.
+        reports.statuses.push(status("db", "joining", ObservedRole::Started));
+        let observed = observe(&reports, true);
+        let entries: Vec<String> = observed
+            .history
+            .iter()
+            .map(|entry| {
+                let operations: Vec<String> = entry.operations.iter().map(|record| format!("{} rc {}", record.operation, record.rc)).collect();
+                format!("{} on {}: {}", entry.resource, entry.node, operations.join(", "))
+            })
+            .collect();
+        assert_eq!(entries, ["db on joining: start rc 0", "web on joining: monitor rc 7"]);
     }
 
     #[test]

@@ -73,7 +73,19 @@ pub struct NodeAssignment {
     /// stopped before it stops (the `then`s of its mandatory symmetric orders).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub stop_after: BTreeMap<String, Vec<String>>,
+    /// On a joining node (state `pending`): the primitives whose start elsewhere waits
+    /// for their probe here, at most `PROBE_FIRST_MAX`. The agent probes them before
+    /// the rest and reports those it finds not running in its heartbeat
+    /// (`NodeHeartbeat::probed_ahead`), so that they need not wait for every probe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probe_first: Vec<String>,
 }
+
+/// The most resources a joining node is told to probe first, and reports probed
+/// ahead: plenty for the recovery of a lost node's resources. Where it holds up more
+/// (a large apply while it joins), the rest wait for its full probe, and its
+/// assignment and heartbeat stay small.
+pub const PROBE_FIRST_MAX: usize = 1000;
 
 impl NodeAssignment {
     /// Whether `other` tells the node the same thing: equal in everything but the
@@ -81,8 +93,19 @@ impl NodeAssignment {
     /// this is false, so a new input revision alone writes nothing.
     pub fn same_decision(&self, other: &NodeAssignment) -> bool {
         // Destructured so that a new field has to be placed on one side or the other.
-        let NodeAssignment { node, input_revision: _, term: _, state, start_failure_is_fatal, unfence_first, attributes, resources, migrations, stop_after } =
-            self;
+        let NodeAssignment {
+            node,
+            input_revision: _,
+            term: _,
+            state,
+            start_failure_is_fatal,
+            unfence_first,
+            attributes,
+            resources,
+            migrations,
+            stop_after,
+            probe_first,
+        } = self;
         *node == other.node
             && *state == other.state
             && *start_failure_is_fatal == other.start_failure_is_fatal
@@ -91,6 +114,7 @@ impl NodeAssignment {
             && *resources == other.resources
             && *migrations == other.migrations
             && *stop_after == other.stop_after
+            && *probe_first == other.probe_first
     }
 }
 
@@ -276,6 +300,7 @@ mod tests {
             }],
             migrations: Vec::new(),
             stop_after: BTreeMap::new(),
+            probe_first: Vec::new(),
         }
     }
 
@@ -295,6 +320,7 @@ mod tests {
             ("resources", NodeAssignment { resources: Vec::new(), ..base.clone() }),
             ("migrations", NodeAssignment { migrations: vec![Migration { id: "a".into(), target: "n2".into() }], ..base.clone() }),
             ("stopAfter", NodeAssignment { stop_after: BTreeMap::from([("a".into(), vec!["b".into()])]), ..base.clone() }),
+            ("probeFirst", NodeAssignment { probe_first: vec!["a".into()], ..base.clone() }),
         ];
         let mut failures_seen = base.clone();
         failures_seen.resources[0].failures_seen = 1;

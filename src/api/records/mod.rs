@@ -12,7 +12,7 @@ mod operation;
 mod request;
 mod status;
 
-pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef};
+pub use assignment::{AssignedResource, DEFAULT_TIMEOUT_MS, Definition, LocalGate, Migration, NodeAssignment, NodeState, OperationDef, PROBE_FIRST_MAX};
 pub use event::{AlertCursor, AnnouncedNodes, DeliveryFailure, EventKind, EventRecord};
 pub use fencing::{FenceAnswerRecord, FenceAttemptState, FenceHistoryRecord, FenceRequestRecord, FenceResultRecord};
 pub use leader::{BlobRef, DecisionInput, HistoryRecord, Leader};

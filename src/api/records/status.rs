@@ -202,6 +202,12 @@ pub struct NodeHeartbeat {
     /// addresses as of its last store access.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peer: Option<String>,
+    /// While not `probed`: the resources of the assignment's `probe_first` (those whose
+    /// start elsewhere waits for this joining node's probe) already probed and found
+    /// not running, at most `PROBE_FIRST_MAX`. Such a probe writes no status; the
+    /// scheduler reads these as the probes' results.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probed_ahead: Vec<String>,
 }
 
 /// `nodes/<node>/activity`: how busy a node's agent is and when it last had to
