@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::Kind;
+use crate::api::{Kind, ObjectKey};
 use crate::api::records::{
     ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, PROBE_FIRST_MAX, RequestRecord, ResourceStatus,
     SELF_FENCINGS_KEPT, SelfFencing,
@@ -463,7 +463,9 @@ struct Session<'a> {
     /// Attribute changes agents made, not yet written.
     pending_attributes: Vec<AttributeUpdate>,
     /// The configuration as last taken in, of the kinds the agent reads only
-    /// (`AGENT_READS`): fence devices and topology for fencing, what the scrape shows.
+    /// (`AGENT_READS`), resources left out (the probe targets have what the agent
+    /// needs of them; the scrape looks up the few running in the cache): fence
+    /// devices and topology for fencing, groups, nodes and the policy.
     objects: Vec<crate::api::Object>,
     /// Targets this node is fencing now.
     fencing_running: std::collections::BTreeSet<String>,
@@ -1590,7 +1592,9 @@ impl<'a> Session<'a> {
         reconciler.set_targets(probe_targets(&objects));
         reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
         self.limits = throttle::limits(&objects, &self.config.node, cores());
-        self.objects = objects;
+        // The resources live on in the probe targets (and the cache): a copy of every
+        // one here was a tenth of a hollow node's memory at 10,000 resources.
+        self.objects = objects.into_iter().filter(|object| object.kind() != Kind::Resource).collect();
         self.spec_retake = false;
     }
 
@@ -1760,12 +1764,14 @@ impl<'a> Session<'a> {
 
     /// The node as a scrape shows it (`metrics::node`).
     fn node_view(&self, reconciler: &Reconciler, shutting_down: bool) -> NodeView {
+        let resource = |name: &str| self.cache.objects().get(&ObjectKey { kind: Kind::Resource, name: name.into() }).map(|stored| &stored.object);
         let facts = NodeFacts {
             node: &self.config.node,
             probed: self.heartbeat_probed,
             shutting_down,
             assignment: reconciler.assignment.as_ref(),
             objects: &self.objects,
+            resource: &resource,
         };
         node_view(facts, reconciler.local.values().map(|local| (&local.status, local.busy.map(Action::verb))))
     }

@@ -1092,6 +1092,10 @@ impl Reconciler {
             history.push(last_failure);
         }
         history.sort_by_key(|record| record.call_id);
+        // A few records, kept for as long as the resource is configured, on every node
+        // for every resource: room for four (what a push leaves) is 0.6 KB per entry
+        // when one probe is all it holds.
+        history.shrink_to_fit();
         match outcome {
             Some(role) => {
                 local.status.role = role;

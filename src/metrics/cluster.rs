@@ -249,14 +249,14 @@ pub(crate) struct SpecIndex {
 
 impl SpecIndex {
     pub(crate) fn new(objects: &[Object]) -> SpecIndex {
-        SpecIndex::of(objects, |_| true)
+        SpecIndex::of(objects.iter(), |_| true)
     }
 
     /// The index with only the primitives `wanted` picks (the agent's few running
     /// resources out of every configured one: no agent name is formatted for the rest).
-    pub(crate) fn of(objects: &[Object], wanted: impl Fn(&str) -> bool) -> SpecIndex {
+    pub(crate) fn of<'o>(objects: impl Iterator<Item = &'o Object> + Clone, wanted: impl Fn(&str) -> bool) -> SpecIndex {
         let mut group_of: HashMap<&str, &ResourceMeta> = HashMap::new();
-        for object in objects {
+        for object in objects.clone() {
             if let Spec::Group(group) = &object.spec {
                 for member in group.members.iter().filter(|member| wanted(member.as_str())) {
                     group_of.insert(member.as_str(), &group.meta);

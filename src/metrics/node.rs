@@ -51,8 +51,10 @@ pub struct NodeFacts<'a> {
     /// SIGTERM received: stopping everything.
     pub shutting_down: bool,
     pub assignment: Option<&'a NodeAssignment>,
-    /// The configuration as the agent last listed it.
+    /// The configuration as the agent last took it in, resources left out.
     pub objects: &'a [Object],
+    /// A configured resource by name.
+    pub resource: &'a dyn Fn(&str) -> Option<&'a Object>,
 }
 
 /// The view of the node from the agent's statuses, each with the verb of the operation
@@ -63,7 +65,8 @@ pub fn node_view<'a>(facts: NodeFacts<'_>, statuses: impl Iterator<Item = (&'a R
     let present: Vec<(&ResourceStatus, Option<&'static str>)> =
         statuses.filter(|(status, _)| status.role.may_be_active() && status.role != ObservedRole::Unknown).collect();
     let names: std::collections::HashSet<&str> = present.iter().map(|(status, _)| status.name.as_str()).collect();
-    let spec = SpecIndex::of(facts.objects, |name| names.contains(name));
+    let present_objects: Vec<&Object> = names.iter().filter_map(|name| (facts.resource)(name)).collect();
+    let spec = SpecIndex::of(facts.objects.iter().chain(present_objects.iter().copied()), |name| names.contains(name));
     let (standby, maintenance) = spec.nodes.get(facts.node).copied().unwrap_or_default();
     let statuses_of_node = NodeStatuses {
         online: facts.probed,
@@ -188,7 +191,10 @@ mod tests {
             (status("gone", dummy, "Failed", ""), None),
             (status("unprobed", dummy, "Unknown", ""), None),
         ];
-        let facts = NodeFacts { node: "n1", probed: true, shutting_down: false, assignment: None, objects: &objects };
+        // As the agent holds them: resources apart, looked up by name.
+        let (resources, others): (Vec<Object>, Vec<Object>) = objects.into_iter().partition(|object| object.kind() == crate::api::Kind::Resource);
+        let resource = |name: &str| resources.iter().find(|object| object.name().as_str() == name);
+        let facts = NodeFacts { node: "n1", probed: true, shutting_down: false, assignment: None, objects: &others, resource: &resource };
         let view = node_view(facts, statuses.iter().map(|(status, busy)| (status, *busy)));
         let mut registry = prometheus_client::registry::Registry::default();
         registry.register_collector(Box::new(NodeCollector(view)));

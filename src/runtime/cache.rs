@@ -364,9 +364,11 @@ impl ClusterCache {
                 Ok(())
             }
             Section::Status { node, id } => {
-                let status = decode::<ResourceStatus>(&entry.value)?;
+                let mut status = decode::<ResourceStatus>(&entry.value)?;
                 agree("node", &status.node, node)?;
                 agree("id", &status.id, id)?;
+                // Decoding leaves room for four records; every copy held counts.
+                status.history.shrink_to_fit();
                 self.statuses.insert((node.clone(), id.clone()), status);
                 Ok(())
             }
