@@ -24,8 +24,8 @@ type Skip = String;
 
 impl Importer {
     pub(super) fn constraints(&mut self, configuration: &Element, placed: &Placed, nodes: &NodeTable) -> Vec<Object> {
-        let mut objects = Vec::new();
-        let Some(constraints) = configuration.child("constraints") else { return objects };
+        let Some(constraints) = configuration.child("constraints") else { return Vec::new() };
+        let mut objects = Vec::with_capacity(constraints.children.len());
         for element in &constraints.children {
             let id = element.id();
             let spec = match element.tag {

@@ -124,6 +124,14 @@ impl Importer {
         let dc = root.attr("dc-uuid").and_then(|id| nodes.by_id.get(id).or_else(|| nodes.find(id))).map(|name| name.to_string());
         let mut observed = Observed { quorum, nodes: BTreeMap::new(), history: Vec::new(), dc };
         let Some(status) = root.child("status") else { return observed };
+        // Sized once: a large CIB has tens of thousands of histories, each moved at
+        // every growth otherwise.
+        let entries = status
+            .children_named("node_state")
+            .filter_map(|state| state.child("lrm").and_then(|lrm| lrm.child("lrm_resources")))
+            .map(|resources| resources.children.len())
+            .sum();
+        observed.history.reserve_exact(entries);
         for state in status.children_named("node_state") {
             let id = state.id();
             let Some(uname) = state.attr("uname") else {
@@ -168,7 +176,7 @@ impl Importer {
                 (Some(class), None, Some(agent_type)) => Some(format!("{class}:{agent_type}")),
                 _ => None,
             };
-            let mut operations = Vec::new();
+            let mut operations = Vec::with_capacity(resource.children.len());
             for op in resource.children_named("lrm_rsc_op") {
                 match operation_record(op) {
                     Ok(record) => operations.push(record),

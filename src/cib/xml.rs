@@ -272,6 +272,12 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
     let mut unescaped = Unescaped { values: Vec::new(), index: HashMap::new(), has_id_refs: false };
     let mut pos = if text.starts_with('\u{feff}') { 3 } else { 0 };
     let mut stack: Vec<Element<'_>> = Vec::new();
+    // The children of the open elements, in document order: an element's are the
+    // ones from where it opened (`children_from`) on, moved into a vector of their
+    // exact size when it ends — no vector grown child by child (a node's status has
+    // thousands).
+    let mut finished: Vec<Element<'_>> = Vec::new();
+    let mut children_from: Vec<usize> = Vec::new();
     let mut root: Option<Element<'_>> = None;
     // One element's attributes, with the key of each name for the duplicate check.
     let mut attributes: Vec<(&str, &str)> = Vec::new();
@@ -300,11 +306,13 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                     return Err(Unsupported);
                 }
                 pos += 1;
-                let element = stack.pop().ok_or(Unsupported)?;
+                let mut element = stack.pop().ok_or(Unsupported)?;
                 if element.tag != name {
                     return Err(Unsupported);
                 }
-                attach(element, &mut stack, &mut root)?;
+                let from = children_from.pop().ok_or(Unsupported)?;
+                element.children = finished.drain(from..).collect();
+                attach(element, &stack, &mut finished, &mut root)?;
             }
             Some(b'!') => {
                 // A comment (CDATA and DTDs are left to roxmltree).
@@ -407,8 +415,9 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                         return Err(Unsupported);
                     }
                     stack.push(element);
+                    children_from.push(finished.len());
                 } else {
-                    attach(element, &mut stack, &mut root)?;
+                    attach(element, &stack, &mut finished, &mut root)?;
                 }
             }
         }
@@ -419,10 +428,11 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
     }
 }
 
-/// An element that ended goes to its parent, or is the root (only one).
-fn attach<'a>(element: Element<'a>, stack: &mut [Element<'a>], root: &mut Option<Element<'a>>) -> Result<(), Unsupported> {
-    match stack.last_mut() {
-        Some(parent) => parent.children.push(element),
+/// An element that ended goes to its parent's children (`finished`, while the parent
+/// is open), or is the root (only one).
+fn attach<'a>(element: Element<'a>, stack: &[Element<'a>], finished: &mut Vec<Element<'a>>, root: &mut Option<Element<'a>>) -> Result<(), Unsupported> {
+    match stack.last() {
+        Some(_) => finished.push(element),
         None if root.is_none() => *root = Some(element),
         None => return Err(Unsupported),
     }

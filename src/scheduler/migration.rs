@@ -14,8 +14,8 @@
 //!
 //! Pure: it reads histories and answers, the caller (`unpack`) changes the model.
 
+use foldhash::{HashMap, HashMapExt as _};
 use std::cmp::Ordering;
-use std::collections::HashMap;
 
 use crate::api::ocf as rc;
 use crate::api::records::{ExecStatus, OperationRecord};

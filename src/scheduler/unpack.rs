@@ -7,7 +7,9 @@
 //! a probe that finds nothing → Stopped), each failure records the configured
 //! `on-fail` policy, and a later success of the same kind clears a recoverable one.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::api::Score;
 use crate::api::cluster::{ClusterPolicySpec, NodeHealthStrategy};

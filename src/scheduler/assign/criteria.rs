@@ -3,7 +3,9 @@
 //! stickiness and migration-threshold bans. Assignment starts from a copy of this
 //! table; nothing later changes it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::api::Score;
 
