@@ -19,8 +19,8 @@
 use std::fmt::Write as _;
 use std::time::Instant;
 
-use pacer::api::Object;
 use pacer::api::records::{ExecStatus, OperationRecord, ResourceStatus};
+use pacer::api::{Kind, Object};
 use pacer::metrics::node::{NodeFacts, node_view};
 use pacer::metrics::{ClusterCollector, ClusterState, Format, NodeCollector, render};
 use pacer::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
@@ -178,9 +178,15 @@ fn main() {
     }
     let mut view_samples = Vec::new();
     let mut view = None;
+    // As an agent holds the configuration: resources apart, looked up by name in its
+    // watch cache (a map).
+    let (resources, others): (Vec<&Object>, Vec<&Object>) = objects.iter().partition(|object| object.kind() == Kind::Resource);
+    let resources: std::collections::HashMap<&str, &Object> = resources.into_iter().map(|object| (object.name().as_str(), object)).collect();
+    let others: Vec<Object> = others.into_iter().cloned().collect();
+    let resource = |name: &str| resources.get(name).copied();
     for _ in 0..rounds {
         let started = Instant::now();
-        let facts = NodeFacts { node: "node0000", probed: true, shutting_down: false, assignment: None, objects: &objects };
+        let facts = NodeFacts { node: "node0000", probed: true, shutting_down: false, assignment: None, objects: &others, resource: &resource };
         view = Some(node_view(facts, statuses.iter().map(|status| (status, None))));
         view_samples.push(started.elapsed().as_secs_f64() * 1000.0);
     }

@@ -811,14 +811,14 @@ async fn an_agent_follows_only_its_own_assignment() {
 /// A joining node is told which of its probes a start elsewhere waits for
 /// (`probeFirst`): it runs those first and, while it probes the rest, lists those it
 /// found not running in its heartbeat (`probedAhead`), which the scheduler reads as
-/// their probes' results. None of them gets a status: a probe that finds nothing is
-/// not written.
+/// their probes' results — also one it had probed before it was asked. None of them
+/// gets a status: a probe that finds nothing is not written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_node_reports_first_the_probes_a_start_waits_for() {
     bounded(async {
         let cluster = Cluster::new().await;
-        // A hollow node (the real agent, operations simulated: 300 ms each), one
-        // operation at a time: probing six resources takes it about two seconds.
+        // A hollow node (the real agent, operations simulated: 500 ms each), one
+        // operation at a time: probing six resources takes it about three seconds.
         let resources: String = ["a", "b", "c", "d", "e", "f"].iter().map(|name| dummy(name, "ocf:heartbeat:Dummy", "", "")).collect();
         cluster.apply(&format!("{resources}---\napiVersion: pacer.io/v1alpha1\nkind: Node\nmetadata: {{name: h1}}\nspec: {{actionLimit: 1}}\n")).await;
         // What the scheduler tells a node that joins while f (probed last otherwise) waits for its probe there.
@@ -827,7 +827,7 @@ async fn a_joining_node_reports_first_the_probes_a_start_waits_for() {
         client.put(cluster.store.keys().plan("h1"), plan.to_string(), None).await.expect("put");
         let log = cluster.path("hollow.log");
         let child = Command::new(env!("CARGO_BIN_EXE_pacer"))
-            .args(["hollow", "--nodes", "h1", "--lease-ttl", "5", "--latency", "300ms", "--nodes-dir"])
+            .args(["hollow", "--nodes", "h1", "--lease-ttl", "5", "--latency", "500ms", "--nodes-dir"])
             .arg(cluster.path("hollow"))
             .env("PACER_ETCD", cluster.etcd.endpoint())
             .env("PACER_PREFIX", PREFIX)
@@ -841,6 +841,19 @@ async fn a_joining_node_reports_first_the_probes_a_start_waits_for() {
         cluster
             .wait_for("h1's heartbeat to say f was probed, while it probes the rest", Duration::from_secs(30), || async {
                 cluster.heartbeat("h1").await.is_some_and(|heartbeat| !heartbeat.probed && heartbeat.probed_ahead == ["f"])
+            })
+            .await;
+        // Then a (id order); asked for it once it is done, the node says so too.
+        cluster
+            .wait_for("a probed", Duration::from_secs(30), || async {
+                hollow.log_text().lines().any(|line| line.contains("operation done") && line.contains("resource=a action=Probe"))
+            })
+            .await;
+        let plan = serde_json::json!({"node": "h1", "inputRevision": 2, "state": "pending", "resources": [], "probeFirst": ["a"]});
+        client.put(cluster.store.keys().plan("h1"), plan.to_string(), None).await.expect("put");
+        cluster
+            .wait_for("h1's heartbeat to say a and f were probed, while it probes the rest", Duration::from_secs(30), || async {
+                cluster.heartbeat("h1").await.is_some_and(|heartbeat| !heartbeat.probed && heartbeat.probed_ahead == ["a", "f"])
             })
             .await;
         cluster.wait_probed("h1").await;

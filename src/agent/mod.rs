@@ -28,11 +28,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::api::{Kind, ObjectKey};
 use crate::api::records::{
     ExecStatus, FenceRequestRecord, FenceResultRecord, NodeActivity, NodeHeartbeat, ObservedRole, PROBE_FIRST_MAX, RequestRecord, ResourceStatus,
     SELF_FENCINGS_KEPT, SelfFencing,
 };
+use crate::api::{Kind, ObjectKey};
 use crate::exec::{AttributeLifetime, AttributeUpdate, ExecConfig, ExecError, Executor, FenceRequest, OperationRequest, OperationResult};
 use crate::metrics::node::{NodeFacts, node_view};
 use crate::metrics::{AgentMetrics, NodeView, ViewRequest};
@@ -502,6 +502,8 @@ struct Session<'a> {
     /// nothing, for the heartbeat, and whether it says them all yet.
     probed_ahead: BTreeSet<String>,
     probed_ahead_unwritten: bool,
+    /// A new assignment arrived: its `probe_first` is compared with the probes done.
+    probed_ahead_recheck: bool,
     /// The peer endpoint, when there is one (else no failsafe).
     peers: Option<&'a Peers>,
     /// In failsafe: etcd cannot be reached, every member said it cannot either.
@@ -618,6 +620,7 @@ impl<'a> Session<'a> {
             heartbeat_probed: false,
             probed_ahead: BTreeSet::new(),
             probed_ahead_unwritten: false,
+            probed_ahead_recheck: false,
             peers,
             failsafe: None,
             rounds,
@@ -927,6 +930,7 @@ impl<'a> Session<'a> {
                 || !self.pending_attributes.is_empty()
                 || !reconciler.finished_requests().is_empty()
                 || (reconciler.probed() && !self.heartbeat_probed)
+                || self.probed_ahead_unwritten
                 || activity_changed;
             if unwritten {
                 retry_writes = Some(Instant::now() + Duration::from_millis(500));
@@ -1066,6 +1070,36 @@ impl<'a> Session<'a> {
     fn heartbeat(&self, probed: bool, shutdown: bool) -> NodeHeartbeat {
         let probed_ahead = if probed { Vec::new() } else { self.probed_ahead.iter().cloned().collect() };
         NodeHeartbeat { peer: self.peers.map(|peers| peers.address.clone()), probed_ahead, ..heartbeat(self.config, probed, shutdown) }
+    }
+
+    /// Keeps `probed_ahead` (until the node has probed everything) to what is true
+    /// now: adds `found` (probes that found nothing, just done) and, after a new
+    /// assignment, what its `probe_first` names that was probed before; drops what no
+    /// longer says "probed here, found nothing, never reported" (probed again, refreshed,
+    /// deleted and configured anew, found running), so the heartbeat never speaks for a
+    /// probe that has not happened. At most `PROBE_FIRST_MAX`; walks that many at most.
+    fn note_probed_ahead(&mut self, reconciler: &Reconciler, found: Vec<String>) {
+        let node = &self.config.node;
+        let cache = &self.cache;
+        let keys = &self.keys;
+        let found_nothing = |id: &str| {
+            let stored = cache.statuses().contains_key(&(node.clone(), id.to_string())) || cache.undecodable().contains_key(&keys.status(node, id));
+            reconciler.local.get(id).is_some_and(|local| !stored && local.busy.is_none() && local.events.is_empty() && says_only_not_running(&local.status))
+        };
+        let before = self.probed_ahead.len();
+        self.probed_ahead.retain(|id| found_nothing(id));
+        let mut changed = self.probed_ahead.len() != before;
+        let earlier: Vec<String> = if std::mem::take(&mut self.probed_ahead_recheck) {
+            reconciler.probe_first().filter(|id| !self.probed_ahead.contains(*id) && found_nothing(id)).map(str::to_string).collect()
+        } else {
+            Vec::new()
+        };
+        for id in found.into_iter().chain(earlier) {
+            if self.probed_ahead.len() < PROBE_FIRST_MAX && self.probed_ahead.insert(id) {
+                changed = true;
+            }
+        }
+        self.probed_ahead_unwritten |= changed;
     }
 
     /// Whether the cluster fences (`ClusterPolicy.stonithEnabled`, on by default):
@@ -1437,10 +1471,8 @@ impl<'a> Session<'a> {
                 _ => true,
             }
         });
-        for id in ahead {
-            if self.probed_ahead.len() < PROBE_FIRST_MAX && self.probed_ahead.insert(id) {
-                self.probed_ahead_unwritten = true;
-            }
+        if !self.heartbeat_probed {
+            self.note_probed_ahead(reconciler, ahead);
         }
         // Every changed status in as few requests as etcd allows, each with the events
         // its results made in its own transaction.
@@ -1489,9 +1521,8 @@ impl<'a> Session<'a> {
         let probed = reconciler.probed() && !self.spec_stale;
         self.write_activity(probed).await?;
         // What was probed ahead, while the rest is probed: the scheduler may start those
-        // resources elsewhere now. A resource no longer configured is left out.
+        // resources elsewhere now.
         if !probed && !self.heartbeat_probed && self.probed_ahead_unwritten {
-            self.probed_ahead.retain(|id| reconciler.local.get(id).is_some());
             let heartbeat = self.heartbeat(false, reconciler.stopping_all);
             self.write_heartbeat(&heartbeat).await?;
             self.probed_ahead_unwritten = false;
@@ -1687,7 +1718,11 @@ impl<'a> Session<'a> {
         if plan {
             let key = self.keys.plan(&own);
             match self.cache.plans().get(&own) {
-                Some(assignment) if assignment.node == own => reconciler.assignment = Some(assignment.clone()),
+                Some(assignment) if assignment.node == own => {
+                    reconciler.assignment = Some(assignment.clone());
+                    // Probes done before the scheduler waited for them count too.
+                    self.probed_ahead_recheck = true;
+                }
                 Some(assignment) => tracing::error!(node = %assignment.node, "ignoring an assignment for another node under this node's key"),
                 // A value that does not decode is not a decision to stop everything:
                 // the previous assignment stands (the cache logged the key).

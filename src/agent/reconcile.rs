@@ -548,10 +548,11 @@ impl Reconciler {
         (steps, held)
     }
 
-    /// `decide_within` before every resource is probed: probes in id order, then due
-    /// monitors (of resources found running by an earlier agent), nothing else. Walks
-    /// only the first `capacity` entries not probed, so probing R resources costs the
-    /// node R steps, not R².
+    /// `decide_within` before every resource is probed: probes (those the assignment's
+    /// `probe_first` names first, then id order), then due monitors (of resources
+    /// found running by an earlier agent), nothing else. Walks only the first
+    /// `capacity` entries not probed, so probing R resources costs the node R steps,
+    /// not R².
     fn decide_probing(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
         let index = &self.bare_index();
         let unknown = self.local.unknown();

@@ -20,6 +20,13 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
     let mut finals = final_placements(cluster, assignment, &fenced);
     hold_back_promotions(cluster, &mut finals);
 
+    let waiting: Vec<RscIdx> = if cluster.nodes.iter().any(|node| node.pending) {
+        (0..cluster.resources.len())
+            .filter(|&rsc| cluster.resources[rsc].kind == RscKind::Primitive && assignment.node[rsc].is_some() && runs_nowhere_unclone(cluster, rsc))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let nodes = cluster
         .nodes
         .iter()
@@ -40,7 +47,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
             } else {
                 NodeState::Online
             };
-            let probe_first = if state == NodeState::Pending { probes_awaited_on(cluster, assignment, index) } else { Vec::new() };
+            let probe_first = if state == NodeState::Pending { probes_awaited_on(cluster, &waiting, index) } else { Vec::new() };
             NodePlan { name: node.name.clone(), state, unclean_reason: node.unclean_reason.clone().filter(|_| node.unclean), probe_first }
         })
         .collect();
@@ -673,31 +680,28 @@ fn placement_allows(cluster: &Cluster, rsc: RscIdx, node: NodeIdx, fenced: &[boo
 /// node is unrunnable, so the start waits (`pcmk__probe_rsc_on_node`). Clone
 /// instances are left out: their probes stand for the clone, which may already run.
 fn awaits_unrunnable_probe(cluster: &Cluster, rsc: RscIdx) -> bool {
-    (0..cluster.nodes.len()).any(|node| awaits_probe_on(cluster, rsc, node))
+    runs_nowhere_unclone(cluster, rsc) && (0..cluster.nodes.len()).any(|node| awaits_probe_on(cluster, rsc, node))
 }
 
-/// Whether a resource that runs nowhere waits for its probe on `node`, a pending node
-/// that has not reported it (`awaits_unrunnable_probe`).
+/// A resource that runs nowhere and is no clone instance: the kind whose start waits
+/// for its probes (`awaits_unrunnable_probe`).
+fn runs_nowhere_unclone(cluster: &Cluster, rsc: RscIdx) -> bool {
+    cluster.resources[rsc].active.is_empty() && cluster.clone_of(rsc).is_none()
+}
+
+/// Of such a resource: whether `node` is a pending node that has not reported it.
 fn awaits_probe_on(cluster: &Cluster, rsc: RscIdx, node: NodeIdx) -> bool {
-    let resource = &cluster.resources[rsc];
-    resource.active.is_empty()
-        && cluster.clone_of(rsc).is_none()
-        && cluster.nodes[node].pending
-        && !resource.known_on.contains(&node)
-        && discovers(cluster, rsc, node)
+    cluster.nodes[node].pending && !cluster.resources[rsc].known_on.contains(&node) && discovers(cluster, rsc, node)
 }
 
 /// The primitives the assignment placed whose start waits for their probe on the
 /// pending `node` (the first `PROBE_FIRST_MAX`): its agent probes them first and
 /// reports those it finds not running in its heartbeat, so that a node that joins (a
 /// fenced node back from its reboot) holds up the recovery of what ran elsewhere for
-/// a few probes, not for all of them.
-fn probes_awaited_on(cluster: &Cluster, assignment: &Assignment, node: NodeIdx) -> Vec<String> {
-    (0..cluster.resources.len())
-        .filter(|&rsc| cluster.resources[rsc].kind == RscKind::Primitive && assignment.node[rsc].is_some() && awaits_probe_on(cluster, rsc, node))
-        .take(PROBE_FIRST_MAX)
-        .map(|rsc| cluster.resources[rsc].name.clone())
-        .collect()
+/// a few probes, not for all of them. `waiting`: the placed primitives that run
+/// nowhere, found once for every pending node.
+fn probes_awaited_on(cluster: &Cluster, waiting: &[RscIdx], node: NodeIdx) -> Vec<String> {
+    waiting.iter().filter(|&&rsc| awaits_probe_on(cluster, rsc, node)).take(PROBE_FIRST_MAX).map(|&rsc| cluster.resources[rsc].name.clone()).collect()
 }
 
 /// Whether the cluster looks for `rsc` on `node` at all: not where a location with

@@ -208,7 +208,9 @@ pub fn history_record(plan: &Plan, input_revision: i64, term: i64, time: i64) ->
 /// The digest of what a plan decides: every instance's next placements, reason
 /// code, whether it is left alone or failed, its start and promote gates, the
 /// fencing, the actions. Two runs of the scheduler that decide alike have
-/// the same digest; scores are left out (they are the reasons, not the decision).
+/// the same digest; scores are left out (they are the reasons, not the decision), and
+/// so is what a joining node is told to probe first (`NodePlan::probe_first`: an order
+/// of work, not a placement).
 pub fn decision_digest(plan: &Plan) -> String {
     use std::fmt::Write as _;
     let mut text = String::new();
