@@ -1533,6 +1533,7 @@ impl<'a> Session<'a> {
             self.write_heartbeat(&heartbeat).await?;
             self.heartbeat_probed = true;
             self.probed_ahead.clear();
+            self.probed_ahead_unwritten = false;
             tracing::info!(%node, resources = reconciler.local.len(), "every resource probed");
             // Start-up is complete (systemd's watchdog starts counting now); after a
             // self-fencing, the status says the node is back.
