@@ -1,8 +1,9 @@
 //! Scale benchmark (`make bench-scale`, issue 18): for each size `HxR` in
 //! `PACER_BENCH_SCALE` (default `100x1000,300x1000`), a fresh `pacer up --nodes 0
 //! --hollow-nodes H --lease-ttl 10` (H hollow nodes in one process, operations taking
-//! 50 ms) and R Dummy resources (monitor every 60 s) in one apply, measured as a user
-//! would see them, through `pacer` and etcd's own `/metrics`:
+//! 50 ms) and R Dummy resources (monitor every 60 s) in one apply, with a default
+//! resource stickiness of 1 (what `pcs` sets up), measured as a user would see them,
+//! through `pacer` and etcd's own `/metrics`:
 //! - from the apply until `pacer status` shows all R Started;
 //! - one resource's change (a Location sending it to another node) until `pacer
 //!   status` shows it Started there: p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
@@ -138,6 +139,9 @@ fn location(name: &str, resource: &str, node: &str) -> String {
     format!("apiVersion: pacer.io/v1alpha1\nkind: Location\nmetadata: {{name: {name}}}\nspec: {{resource: {resource}, node: {node}, score: INFINITY}}\n")
 }
 
+/// The cluster policy the bench applies with its resources.
+const STICKINESS: &str = "apiVersion: pacer.io/v1alpha1\nkind: ClusterPolicy\nmetadata: {name: cluster}\nspec: {defaultResourceStickiness: 1}\n";
+
 fn dummy(index: usize, role: &str) -> String {
     format!(
         "---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: r{index}}}\nspec:\n  agent: ocf:heartbeat:Dummy\n  operations: [{{name: monitor, interval: 60s}}]\n  meta: {{targetRole: {role}}}\n"
@@ -192,7 +196,11 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     if wait_for(&endpoint, Duration::from_secs(600), |view| view.online >= nodes).is_none() {
         return failed(cells, "the hollow nodes did not all come online in 600 s");
     }
-    let manifests: String = (0..resources).map(|index| dummy(index, "Started")).collect();
+    // Stickiness 1, as `pcs` configures a new cluster: without any, a node lost (or
+    // back) shifts the balanced placement of most resources, and the bench would time
+    // a rebalance of thousands of moves instead of the lost node's recovery.
+    let mut manifests = STICKINESS.to_string();
+    manifests.extend((0..resources).map(|index| dummy(index, "Started")));
     let before = etcd_metrics(&endpoint);
     let begun = Instant::now();
     let applied = support::pacer(&endpoint, &["apply", "-f", "-"], Some(&manifests), Duration::from_secs(600));
@@ -347,7 +355,7 @@ fn main() {
     let moves = std::env::var("PACER_BENCH_SCALE_MOVES").ok().and_then(|text| text.parse().ok()).unwrap_or(20);
     let churn = Duration::from_secs(std::env::var("PACER_BENCH_SCALE_CHURN").ok().and_then(|text| text.parse().ok()).unwrap_or(360));
     let title = format!(
-        "pacer up --nodes 0 --hollow-nodes H --hollow-latency 50ms --lease-ttl {TTL}; R Dummy resources in one apply; moves over {moves}; db after idle"
+        "pacer up --nodes 0 --hollow-nodes H --hollow-latency 50ms --lease-ttl {TTL}; R Dummy resources in one apply, stickiness 1; moves over {moves}; db after idle"
     );
     let header = line(&HEADER.map(str::to_string));
     println!("{title}\n{header}");

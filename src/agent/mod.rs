@@ -1675,7 +1675,7 @@ impl<'a> Session<'a> {
                             if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)) {
                                 reconciler.revisions.insert(key.clone(), revision);
                             }
-                            reconciler.cluster.insert(key, status.clone());
+                            reconciler.cluster.insert(key, Arc::clone(status));
                         }
                         // A status replaced by one this agent cannot read (a newer
                         // version's, say) keeps its last readable form: forgetting it
@@ -1701,13 +1701,13 @@ impl<'a> Session<'a> {
             self.spec_stale = true;
             self.spec_retake = true;
             // Statuses that do not decode keep their last readable form (as above).
-            let unreadable: Vec<((String, String), ResourceStatus)> = reconciler
+            let unreadable: Vec<((String, String), Arc<ResourceStatus>)> = reconciler
                 .cluster
-                .iter()
+                .iter_shared()
                 .filter(|((node, id), _)| self.cache.undecodable().contains_key(&self.keys.status(node, id)))
-                .map(|(key, status)| (key.clone(), status.clone()))
+                .map(|(key, status)| (key.clone(), Arc::clone(status)))
                 .collect();
-            let readable = self.cache.statuses().iter().map(|(key, status)| (key.clone(), status.clone()));
+            let readable = self.cache.statuses().iter().map(|(key, status)| (key.clone(), Arc::clone(status)));
             reconciler.cluster.replace_all(readable.chain(unreadable));
             reconciler.revisions = reconciler
                 .cluster

@@ -6,6 +6,7 @@
 //! thousand resources, a scan per decision was the agent's whole CPU.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::api::records::ResourceStatus;
 
@@ -16,7 +17,8 @@ type Key = (String, String);
 #[derive(Debug, Default)]
 pub struct ClusterStatuses {
     node: String,
-    by_key: BTreeMap<Key, ResourceStatus>,
+    /// Shared with the agent's watch cache (`ClusterCache::statuses`), not copied.
+    by_key: BTreeMap<Key, Arc<ResourceStatus>>,
     /// Per id, how many other nodes report it possibly active.
     active_elsewhere: HashMap<String, usize>,
     /// Per (clone, primitive name), how many other nodes report a copy possibly
@@ -34,10 +36,15 @@ impl ClusterStatuses {
     }
 
     pub fn get(&self, key: &Key) -> Option<&ResourceStatus> {
-        self.by_key.get(key)
+        self.by_key.get(key).map(Arc::as_ref)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Key, &ResourceStatus)> + Clone {
+        self.by_key.iter().map(|(key, status)| (key, status.as_ref()))
+    }
+
+    /// The statuses as held: shared, for a caller that keeps them.
+    pub fn iter_shared(&self) -> impl Iterator<Item = (&Key, &Arc<ResourceStatus>)> {
         self.by_key.iter()
     }
 
@@ -49,7 +56,8 @@ impl ClusterStatuses {
         self.by_key.is_empty()
     }
 
-    pub fn insert(&mut self, key: Key, status: ResourceStatus) {
+    pub fn insert(&mut self, key: Key, status: impl Into<Arc<ResourceStatus>>) {
+        let status = status.into();
         self.remove(&key);
         if key.0 != self.node {
             self.count(&key, &status, true);
@@ -57,7 +65,7 @@ impl ClusterStatuses {
         self.by_key.insert(key, status);
     }
 
-    pub fn remove(&mut self, key: &Key) -> Option<ResourceStatus> {
+    pub fn remove(&mut self, key: &Key) -> Option<Arc<ResourceStatus>> {
         let old = self.by_key.remove(key)?;
         if key.0 != self.node {
             self.count(key, &old, false);
@@ -82,7 +90,7 @@ impl ClusterStatuses {
     }
 
     /// Everything replaced by `statuses` (a relist).
-    pub fn replace_all(&mut self, statuses: impl IntoIterator<Item = (Key, ResourceStatus)>) {
+    pub fn replace_all(&mut self, statuses: impl IntoIterator<Item = (Key, Arc<ResourceStatus>)>) {
         self.clear();
         for (key, status) in statuses {
             self.insert(key, status);
@@ -101,12 +109,12 @@ impl ClusterStatuses {
 
     /// Other nodes' statuses of the primitive `name`.
     pub fn of_name<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a ResourceStatus> + 'a {
-        self.by_name.get(name).into_iter().flatten().filter_map(|key| self.by_key.get(key))
+        self.by_name.get(name).into_iter().flatten().filter_map(|key| self.get(key))
     }
 
     /// Other nodes' statuses of instances of `clone`.
     pub fn of_clone<'a>(&'a self, clone: &str) -> impl Iterator<Item = &'a ResourceStatus> + Clone + 'a {
-        self.by_clone.get(clone).into_iter().flatten().filter_map(|key| self.by_key.get(key))
+        self.by_clone.get(clone).into_iter().flatten().filter_map(|key| self.get(key))
     }
 
     fn count(&mut self, key: &Key, status: &ResourceStatus, add: bool) {

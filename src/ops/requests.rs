@@ -108,8 +108,9 @@ fn operation_names() -> Vec<String> {
     names.iter().map(|name| name.as_str().to_string()).collect()
 }
 
-/// The statuses a request touches: pure, on what was read.
-pub fn plan(spec: &RequestSpec, target: Option<&Target>, statuses: &BTreeMap<(String, String), ResourceStatus>, online: &BTreeSet<String>) -> Vec<Touched> {
+/// The statuses a request touches: pure, on what was read (`statuses` in (node, id)
+/// order).
+pub fn plan<'a>(spec: &RequestSpec, target: Option<&Target>, statuses: impl IntoIterator<Item = &'a ResourceStatus>, online: &BTreeSet<String>) -> Vec<Touched> {
     let probe = RequestRecord {
         kind: spec.kind,
         resources: Vec::new(),
@@ -119,7 +120,7 @@ pub fn plan(spec: &RequestSpec, target: Option<&Target>, statuses: &BTreeMap<(St
         by: String::new(),
     };
     let touched: Vec<Touched> = statuses
-        .values()
+        .into_iter()
         .filter(|status| spec.node.as_ref().is_none_or(|node| *node == status.node))
         .filter(|status| target.is_none_or(|target| target.owns(status)))
         .filter(|status| spec.kind == RequestKind::Refresh || probe.finds_failures(status))
@@ -178,7 +179,7 @@ pub async fn request(store: &Store, spec: &RequestSpec, dry_run: bool) -> Result
     let cache = load(store).await?;
     let target = check(spec, &cache)?;
     let online: BTreeSet<String> = cache.heartbeats().keys().cloned().collect();
-    let touched = plan(spec, target.as_ref(), cache.statuses(), &online);
+    let touched = plan(spec, target.as_ref(), cache.statuses().values().map(std::sync::Arc::as_ref), &online);
     let nothing = touched.is_empty().then(|| nothing_to_do(spec, target.as_ref()));
     let mut by_node: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for touched in &touched {
@@ -307,15 +308,15 @@ mod tests {
             status("n2", "db:1", ObservedRole::Stopped, &[("start_0", crate::api::records::FAIL_COUNT_INFINITY)]),
         ]);
         let online = BTreeSet::from(["n1".to_string()]);
-        let cleaned = plan(&spec(RequestKind::Cleanup, None, None), None, &all, &online);
+        let cleaned = plan(&spec(RequestKind::Cleanup, None, None), None, all.values(), &online);
         assert_eq!(ids(&cleaned), ["db:0@n1", "web@n1", "db:1@n2"]);
         assert_eq!(cleaned[2].fail_counts, ["start_0=INFINITY"]);
         assert!(!cleaned[2].online && cleaned[0].online);
-        let refreshed = plan(&spec(RequestKind::Refresh, None, None), None, &all, &online);
+        let refreshed = plan(&spec(RequestKind::Refresh, None, None), None, all.values(), &online);
         assert_eq!(refreshed.len(), 4);
         // A group acts on its members' instances; a node filter on that node only.
         let group = target("stack", &["db"]);
-        let on_n2 = plan(&spec(RequestKind::Cleanup, Some("n2"), None), Some(&group), &all, &online);
+        let on_n2 = plan(&spec(RequestKind::Cleanup, Some("n2"), None), Some(&group), all.values(), &online);
         assert_eq!(ids(&on_n2), ["db:1@n2"]);
     }
 
@@ -323,15 +324,15 @@ mod tests {
     fn cleanup_of_one_operation_and_nothing_to_clean() {
         let all = statuses(vec![status("n1", "web", ObservedRole::Started, &[("monitor_10000", 2), ("start_0", 1)])]);
         let online = BTreeSet::new();
-        let monitor = plan(&spec(RequestKind::Cleanup, None, Some("monitor")), None, &all, &online);
+        let monitor = plan(&spec(RequestKind::Cleanup, None, Some("monitor")), None, all.values(), &online);
         assert_eq!(monitor[0].fail_counts, ["monitor_10000=2"]);
         let mut at_5s = spec(RequestKind::Cleanup, None, Some("monitor"));
         at_5s.interval_ms = Some(5_000);
-        assert!(plan(&at_5s, None, &all, &online).is_empty(), "no monitor failure at 5 s");
+        assert!(plan(&at_5s, None, all.values(), &online).is_empty(), "no monitor failure at 5 s");
         assert_eq!(nothing_to_do(&at_5s, None), "nothing to clean up: no failures recorded of any resource for monitor at interval 5s");
         let web = target("web", &["web"]);
         let on_n2 = spec(RequestKind::Cleanup, Some("n2"), None);
-        assert!(plan(&on_n2, Some(&web), &all, &online).is_empty());
+        assert!(plan(&on_n2, Some(&web), all.values(), &online).is_empty());
         assert_eq!(nothing_to_do(&on_n2, Some(&web)), "nothing to clean up: no failures recorded of web on n2");
     }
 

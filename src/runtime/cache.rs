@@ -17,6 +17,7 @@
 //! itself, whatever it writes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 
@@ -110,7 +111,10 @@ pub struct ClusterCache {
     objects_after_version: bool,
     heartbeats: BTreeMap<String, HeartbeatEntry>,
     activities: BTreeMap<String, NodeActivity>,
-    statuses: BTreeMap<(String, String), ResourceStatus>,
+    /// Shared, not copied, with whoever keeps them too: an agent's `ClusterStatuses`
+    /// holds the same statuses (issue 18: every status of the cluster was held twice
+    /// by every agent).
+    statuses: BTreeMap<(String, String), Arc<ResourceStatus>>,
     attributes: BTreeMap<String, BTreeMap<String, NodeAttributeRecord>>,
     plans: BTreeMap<String, NodeAssignment>,
     election: Option<ElectionHolder>,
@@ -369,7 +373,7 @@ impl ClusterCache {
                 agree("id", &status.id, id)?;
                 // Decoding leaves room for four records; every copy held counts.
                 status.history.shrink_to_fit();
-                self.statuses.insert((node.clone(), id.clone()), status);
+                self.statuses.insert((node.clone(), id.clone()), Arc::new(status));
                 Ok(())
             }
             Section::Attribute { node, name } => decode::<NodeAttributeRecord>(&entry.value).map(|record| {
@@ -562,7 +566,7 @@ impl ClusterCache {
     }
 
     /// Statuses by (node, id).
-    pub fn statuses(&self) -> &BTreeMap<(String, String), ResourceStatus> {
+    pub fn statuses(&self) -> &BTreeMap<(String, String), Arc<ResourceStatus>> {
         &self.statuses
     }
 
@@ -690,7 +694,7 @@ impl ClusterCache {
         for (node, entry) in &self.heartbeats {
             reports.heartbeats.insert(node.clone(), entry.heartbeat.clone());
         }
-        reports.statuses = self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| status.clone()).collect();
+        reports.statuses = self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| ResourceStatus::clone(status)).collect();
         reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
         for result in self.fence_outcomes().into_iter().filter(|result| result.succeeded) {
