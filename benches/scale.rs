@@ -5,8 +5,10 @@
 //! resource stickiness of 1 (what `pcs` sets up), measured as a user would see them,
 //! through `pacer` and etcd's own `/metrics`:
 //! - from the apply until `pacer status` shows all R Started;
-//! - one resource's change (a Location sending it to another node) until `pacer
-//!   status` shows it Started there: p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
+//! - once the cluster has settled (under one etcd write a second: the first results of
+//!   the new monitors are written for about a minute), one resource's change (a
+//!   Location sending it to another node) until `pacer wait` sees it Started there:
+//!   p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
 //! - a node powered off (its hollow agent killed, no stop, as `fence_pacer_local`
 //!   does) until every resource it ran is Started elsewhere (lease TTL + fencing +
 //!   the rest);
@@ -36,6 +38,20 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 const TTL: u64 = 10;
+
+/// Waits until etcd counts under one write a second over 5 s, at most `limit`; how
+/// long that took.
+fn settle(endpoint: &str, limit: Duration) -> Option<Duration> {
+    let begun = Instant::now();
+    while begun.elapsed() < limit {
+        let before = writes(&etcd_metrics(endpoint));
+        std::thread::sleep(Duration::from_secs(5));
+        if (writes(&etcd_metrics(endpoint)) - before) / 5.0 < 1.0 {
+            return Some(begun.elapsed());
+        }
+    }
+    None
+}
 
 /// etcd's counters and gauges the table reads, by metric name (summed over labels).
 fn etcd_metrics(endpoint: &str) -> BTreeMap<String, f64> {
@@ -215,8 +231,15 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
         return failed(cells, "not converged in 1800 s");
     }
 
-    // One resource's change, `moves` times: a Location sends r<k> to another node; the
-    // time from the apply's start to `pacer wait` returning.
+    // One resource's change, `moves` times, in a settled cluster: the first result of
+    // each new monitor is written (as Pacemaker records it), spread over the monitor's
+    // 60 s, so for about a minute after everything Started the agents write hundreds
+    // of statuses a second. A Location sends r<k> to another node; the time from the
+    // apply's start to `pacer wait` returning.
+    match settle(&endpoint, Duration::from_secs(180)) {
+        Some(waited) => eprintln!("{nodes}x{resources}: settled (under 1 write/s) {:.0} s after all Started", waited.as_secs_f64()),
+        None => eprintln!("{nodes}x{resources}: still writing 180 s after all Started; moving anyway"),
+    }
     let mut took = Vec::new();
     for round in 0..moves {
         let Some(now) = view(&endpoint) else { continue };
