@@ -124,9 +124,10 @@ bench-load: deps
 	$(CARGO) bench --bench load
 
 # Scale benchmark (issue 18): for each HxR in PACER_BENCH_SCALE (default
-# 100x1000,300x1000) a fresh `pacer up --nodes 0 --hollow-nodes H`, R resources (stickiness 1) in one
-# apply: time to all Started, once settled one resource moved by a Location (p50/p99 over
-# PACER_BENCH_SCALE_MOVES, default 20), a node lost to its resources Started elsewhere,
+# 100x1000,300x1000) a fresh `pacer up --nodes 0 --hollow-nodes H`, R resources
+# (stickiness 1) in one apply: time to all Started, once settled one resource moved by
+# a Location (p50/p99 over PACER_BENCH_SCALE_MOVES, default 20), a node lost to its
+# resources Started elsewhere,
 # etcd writes/s converging and idle, watch events/s, database size, scheduler CPU and
 # RSS, RSS per hollow node, `pacer status` time; then on the first size a churn of
 # PACER_BENCH_SCALE_CHURN s (default 360) with the database size every 30 s. Figures

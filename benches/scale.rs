@@ -6,7 +6,8 @@
 //! through `pacer` and etcd's own `/metrics`:
 //! - from the apply until `pacer status` shows all R Started;
 //! - once the cluster has settled (under one etcd write a second: the first results of
-//!   the new monitors are written for about a minute), one resource's change (a
+//!   the new monitors, queued behind the starts, are written for a while), one
+//!   resource's change (a
 //!   Location sending it to another node) until `pacer wait` sees it Started there:
 //!   p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
 //! - a node powered off (its hollow agent killed, no stop, as `fence_pacer_local`
@@ -39,8 +40,9 @@ use std::time::{Duration, Instant};
 
 const TTL: u64 = 10;
 
-/// Waits until etcd counts under one write a second over 5 s, at most `limit`; how
-/// long that took.
+/// Waits until etcd counts under one write a second over 5 s; how long that took, or
+/// `None` once `limit` has passed (checked before each 5 s window, so it may overrun
+/// by one window and its two metric reads).
 fn settle(endpoint: &str, limit: Duration) -> Option<Duration> {
     let begun = Instant::now();
     while begun.elapsed() < limit {
@@ -232,9 +234,9 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     }
 
     // One resource's change, `moves` times, in a settled cluster: the first result of
-    // each new monitor is written (as Pacemaker records it), spread over the monitor's
-    // 60 s, so for about a minute after everything Started the agents write hundreds
-    // of statuses a second. A Location sends r<k> to another node; the time from the
+    // each new monitor is written (as Pacemaker records it), and monitors queue behind
+    // the starts, so for a while after everything Started (25 s to a minute at 10,000
+    // resources) the agents write hundreds of statuses a second. A Location sends r<k> to another node; the time from the
     // apply's start to `pacer wait` returning.
     match settle(&endpoint, Duration::from_secs(180)) {
         Some(waited) => eprintln!("{nodes}x{resources}: settled (under 1 write/s) {:.0} s after all Started", waited.as_secs_f64()),
@@ -282,8 +284,8 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
         // hollow process to copy it to `halted`.
         std::fs::write(&off, "bench\n").ok()?;
         eprintln!("{nodes}x{resources}: {node} powered off with {} resources", ran.len());
-        // Each resource counts once seen Started elsewhere: once the rebooted node is
-        // back and has probed, a rebalance may move some back to it.
+        // Each resource counts once seen Started elsewhere (without stickiness, a node
+        // back from its reboot pulled resources back to it).
         let mut seen: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
         wait_for(&endpoint, Duration::from_secs(300), |view| {
             seen.extend(ran.iter().filter(|resource| view.placed.get(*resource).is_some_and(|on| *on != node)).cloned());
