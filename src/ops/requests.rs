@@ -110,7 +110,12 @@ fn operation_names() -> Vec<String> {
 
 /// The statuses a request touches: pure, on what was read (`statuses` in (node, id)
 /// order).
-pub fn plan<'a>(spec: &RequestSpec, target: Option<&Target>, statuses: impl IntoIterator<Item = &'a ResourceStatus>, online: &BTreeSet<String>) -> Vec<Touched> {
+pub fn plan<'a>(
+    spec: &RequestSpec,
+    target: Option<&Target>,
+    statuses: impl IntoIterator<Item = &'a ResourceStatus>,
+    online: &BTreeSet<String>,
+) -> Vec<Touched> {
     let probe = RequestRecord {
         kind: spec.kind,
         resources: Vec::new(),

@@ -694,7 +694,8 @@ impl ClusterCache {
         for (node, entry) in &self.heartbeats {
             reports.heartbeats.insert(node.clone(), entry.heartbeat.clone());
         }
-        reports.statuses = self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| ResourceStatus::clone(status)).collect();
+        reports.statuses =
+            self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| ResourceStatus::clone(status)).collect();
         reports.seen = self.activities.keys().cloned().collect();
         reports.attributes = self.attributes.clone();
         for result in self.fence_outcomes().into_iter().filter(|result| result.succeeded) {
