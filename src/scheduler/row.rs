@@ -158,6 +158,140 @@ impl<T: Copy + PartialEq> Row<T> {
     }
 }
 
+impl<T: Copy + PartialEq> Row<T> {
+    /// The row of `values` in node order with every node's value replaced by
+    /// `change(node, value, other[node])`, for rows of the same nodes. `change` may
+    /// depend on the node only through the two rows' values and through `special`
+    /// (ascending node numbers, such as the nodes that are down): every other node
+    /// holding both common values gets one call's answer. A score merge then costs the
+    /// nodes that differ, not every node (issue 19: a dense pass over 1,000 nodes per
+    /// merge was most of an assignment). The result is compressed as `from_values`
+    /// would compress it.
+    pub fn zip_map<U: Copy + PartialEq>(&self, other: &Row<U>, special: &[u32], change: impl Fn(usize, T, U) -> T) -> Row<T> {
+        let sparse = match (&self.repr, &other.repr) {
+            (Repr::Sparse { common, exceptions }, Repr::Sparse { common: other_common, exceptions: other_exceptions }) if self.len == other.len => {
+                first_unlisted(self.len, exceptions, other_exceptions, special).map(|free| (*common, exceptions, *other_common, other_exceptions, free))
+            }
+            _ => None,
+        };
+        let Some((common, exceptions, other_common, other_exceptions, free)) = sparse else {
+            let values = self.iter().zip(other.iter()).enumerate().map(|(node, (value, other))| change(node, value, other)).collect();
+            return Row::from_values(values);
+        };
+        let new_common = change(free, common, other_common);
+        let mut changed = Vec::with_capacity(exceptions.len().max(other_exceptions.len()));
+        // The three ascending lists walked together, one node at a time (by position:
+        // this loop is most of a score merge).
+        let (mut mine, mut theirs, mut marked) = (0, 0, 0);
+        loop {
+            let heads = [exceptions.get(mine).map(|entry| entry.0), other_exceptions.get(theirs).map(|entry| entry.0), special.get(marked).copied()];
+            // Special nodes past the end are no nodes of the row.
+            let Some(node) = heads.into_iter().flatten().min().filter(|&node| (node as usize) < self.len) else { break };
+            let value = match exceptions.get(mine) {
+                Some(&(listed, value)) if listed == node => {
+                    mine += 1;
+                    value
+                }
+                _ => common,
+            };
+            let other = match other_exceptions.get(theirs) {
+                Some(&(listed, other)) if listed == node => {
+                    theirs += 1;
+                    other
+                }
+                _ => other_common,
+            };
+            while special.get(marked) == Some(&node) {
+                marked += 1;
+            }
+            let value = change(node as usize, value, other);
+            if value != new_common {
+                changed.push((node, value));
+            }
+        }
+        Row::from_parts(self.len, new_common, changed)
+    }
+
+    /// The row with every node's value replaced by `change(node, value)`, where
+    /// `change` depends on the node only through its value and `special` (see
+    /// `zip_map`).
+    pub fn map_special(&self, special: &[u32], change: impl Fn(usize, T) -> T) -> Row<T> {
+        self.zip_map(&Row::uniform(self.len, ()), special, |node, value, ()| change(node, value))
+    }
+
+    /// The row with the values of the listed nodes (ascending) replaced, in one pass
+    /// over the nodes that differ: a clone instance is banned from every node already
+    /// full, one instance after another.
+    pub fn with_values_at(&self, updates: &[(u32, T)]) -> Row<T> {
+        let Repr::Sparse { common, exceptions } = &self.repr else {
+            let mut values = self.to_vec();
+            for &(node, value) in updates {
+                if let Some(slot) = values.get_mut(node as usize) {
+                    *slot = value;
+                }
+            }
+            return Row::from_values(values);
+        };
+        let mut merged = Vec::with_capacity(exceptions.len() + updates.len());
+        let (mut kept, mut new) = (exceptions.iter().peekable(), updates.iter().filter(|(node, _)| (*node as usize) < self.len).peekable());
+        while let Some(node) = [kept.peek().map(|entry| entry.0), new.peek().map(|entry| entry.0)].into_iter().flatten().min() {
+            let old = kept.next_if(|entry| entry.0 == node).map(|entry| entry.1);
+            // The last update of a node wins, as writes one after another would.
+            let mut value = old.unwrap_or(*common);
+            while let Some(update) = new.next_if(|entry| entry.0 == node) {
+                value = update.1;
+            }
+            if value != *common {
+                merged.push((node, value));
+            }
+        }
+        Row::from_parts(self.len, *common, merged)
+    }
+
+    /// A row from a common value and the ascending list of the nodes that differ from
+    /// it, compressed as `from_values` would: kept as it is while the common value is
+    /// the majority; turned around when one of the listed values is (a clone instance
+    /// banned from more than half the nodes); otherwise compressed again from every
+    /// value.
+    fn from_parts(len: usize, common: T, exceptions: Vec<(u32, T)>) -> Row<T> {
+        if exceptions.len() * 2 < len {
+            return Row { len, repr: Repr::Sparse { common, exceptions } };
+        }
+        // A value held by more than half the nodes is the majority among the listed
+        // ones too, and the one `from_values` would choose.
+        let listed = majority(exceptions.iter().map(|entry| entry.1));
+        let held = listed.map_or(0, |listed| exceptions.iter().filter(|entry| entry.1 == listed).count());
+        let Some(majority) = listed.filter(|_| held * 2 > len) else {
+            return Row::from_values(Row { len, repr: Repr::Sparse { common, exceptions } }.to_vec());
+        };
+        let mut differing = Vec::with_capacity(len - held);
+        let mut listed = exceptions.iter().peekable();
+        for node in 0..len as u32 {
+            let value = listed.next_if(|entry| entry.0 == node).map_or(common, |entry| entry.1);
+            if value != majority {
+                differing.push((node, value));
+            }
+        }
+        Row { len, repr: Repr::Sparse { common: majority, exceptions: differing } }
+    }
+}
+
+/// The first node below `len` listed in none of the three ascending lists: one that
+/// holds both rows' common values and is not special. None when every node is listed.
+fn first_unlisted<T, U>(len: usize, mine: &[(u32, T)], theirs: &[(u32, U)], special: &[u32]) -> Option<usize> {
+    let mut mine = mine.iter().map(|entry| entry.0).peekable();
+    let mut theirs = theirs.iter().map(|entry| entry.0).peekable();
+    let mut special = special.iter().copied().peekable();
+    (0..len as u32).find(|&node| !(is_listed(&mut mine, node) || is_listed(&mut theirs, node) || is_listed(&mut special, node))).map(|node| node as usize)
+}
+
+/// Whether an ascending list of nodes holds `node`, the nodes below it passed over
+/// (asked for ascending nodes).
+fn is_listed(list: &mut std::iter::Peekable<impl Iterator<Item = u32>>, node: u32) -> bool {
+    while list.next_if(|&listed| listed < node).is_some() {}
+    list.peek() == Some(&node)
+}
+
 /// The most exceptions `set` moves to keep a row's list sorted before it makes the row
 /// dense instead.
 const MOST_MOVED: usize = 64;
@@ -311,6 +445,68 @@ mod tests {
         }
         assert!(matches!(row.repr, Repr::Dense(_)));
         assert_eq!(row.iter().filter(|value| *value == 1).count(), 400);
+    }
+
+    /// A row made from `values` in every representation it can have: as compressed,
+    /// built node by node with `set`, and dense.
+    fn representations(values: &[i64]) -> Vec<Row<i64>> {
+        let mut by_set = Row::uniform(values.len(), 0);
+        for (node, value) in values.iter().enumerate() {
+            by_set.set(node, *value);
+        }
+        vec![Row::from_values(values.to_vec()), by_set, Row { len: values.len(), repr: Repr::Dense(values.to_vec()) }]
+    }
+
+    /// Whether two rows have the same values and the same representation.
+    fn same_repr(left: &Row<i64>, right: &Row<i64>) -> bool {
+        left.len == right.len
+            && match (&left.repr, &right.repr) {
+                (Repr::Dense(a), Repr::Dense(b)) => a == b,
+                (Repr::Sparse { common: a, exceptions: x }, Repr::Sparse { common: b, exceptions: y }) => a == b && x == y,
+                _ => false,
+            }
+    }
+
+    proptest! {
+        #[test]
+        fn zip_map_matches_a_pass_over_every_node(
+            pairs in proptest::collection::vec((0i64..3, 0i64..3), 0..40),
+            special in proptest::collection::btree_set(0u32..45, 0..6),
+        ) {
+            let (left, right): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+            let special: Vec<u32> = special.into_iter().collect();
+            // Depends on the node only through the special nodes.
+            let change = |node: usize, value: i64, other: i64| if special.contains(&(node as u32)) { value - other } else { value * 2 + other };
+            let expected: Vec<i64> = left.iter().zip(&right).enumerate().map(|(node, (value, other))| change(node, *value, *other)).collect();
+            for row in representations(&left) {
+                for other in representations(&right) {
+                    let zipped = row.zip_map(&other, &special, change);
+                    prop_assert_eq!(zipped.to_vec(), expected.clone());
+                    prop_assert!(same_repr(&zipped, &Row::from_values(expected.clone())));
+                }
+                let mapped = row.map_special(&special, |node, value| change(node, value, 1));
+                prop_assert_eq!(mapped.to_vec(), left.iter().enumerate().map(|(node, value)| change(node, *value, 1)).collect::<Vec<_>>());
+            }
+        }
+
+        #[test]
+        fn with_values_at_matches_writes_one_by_one(
+            initial in proptest::collection::vec(0i64..3, 0..40),
+            updates in proptest::collection::btree_map(0u32..45, 0i64..4, 0..30),
+        ) {
+            let updates: Vec<(u32, i64)> = updates.into_iter().collect();
+            let mut expected = initial.clone();
+            for &(node, value) in &updates {
+                if let Some(slot) = expected.get_mut(node as usize) {
+                    *slot = value;
+                }
+            }
+            for row in representations(&initial) {
+                let updated = row.with_values_at(&updates);
+                prop_assert_eq!(updated.to_vec(), expected.clone());
+                prop_assert!(same_repr(&updated, &Row::from_values(expected.clone())));
+            }
+        }
     }
 
     proptest! {
