@@ -168,34 +168,45 @@ impl<T: Copy + PartialEq> Row<T> {
     /// merge was most of an assignment). The result is compressed as `from_values`
     /// would compress it.
     pub fn zip_map<U: Copy + PartialEq>(&self, other: &Row<U>, special: &[u32], change: impl Fn(usize, T, U) -> T) -> Row<T> {
-        let sparse = match (&self.repr, &other.repr) {
-            (Repr::Sparse { common, exceptions }, Repr::Sparse { common: other_common, exceptions: other_exceptions }) if self.len == other.len => {
-                first_unlisted(self.len, exceptions, other_exceptions, special).map(|free| (*common, exceptions, *other_common, other_exceptions, free))
-            }
-            _ => None,
+        let (Repr::Sparse { common, exceptions }, Repr::Sparse { common: other_common, exceptions: other_exceptions }) = (&self.repr, &other.repr) else {
+            return self.zip_map_dense(other, change);
         };
-        let Some((common, exceptions, other_common, other_exceptions, free)) = sparse else {
-            let values = self.iter().zip(other.iter()).enumerate().map(|(node, (value, other))| change(node, value, other)).collect();
-            return Row::from_values(values);
-        };
-        let new_common = change(free, common, other_common);
-        let mut changed = Vec::with_capacity(exceptions.len().max(other_exceptions.len()));
+        if self.len != other.len {
+            return self.zip_map_dense(other, change);
+        }
+        let (common, other_common) = (*common, *other_common);
+        // Every listed node's new value, then (once a node no list holds is known)
+        // those that differ from the new common value.
+        // Sized for every listed node: grown by doubling, the list of a clone instance
+        // banned from hundreds of nodes was copied over and over.
+        let mut listed = Vec::with_capacity((exceptions.len() + other_exceptions.len() + special.len()).min(self.len));
+        // The first node no list holds, looked for in the same walk.
+        let mut unlisted = None;
         // The three ascending lists walked together, one node at a time (by position:
         // this loop is most of a score merge).
         let (mut mine, mut theirs, mut marked) = (0, 0, 0);
         loop {
-            let heads = [exceptions.get(mine).map(|entry| entry.0), other_exceptions.get(theirs).map(|entry| entry.0), special.get(marked).copied()];
-            // Special nodes past the end are no nodes of the row.
-            let Some(node) = heads.into_iter().flatten().min().filter(|&node| (node as usize) < self.len) else { break };
+            let mut node = exceptions.get(mine).map_or(u32::MAX, |entry| entry.0);
+            node = node.min(other_exceptions.get(theirs).map_or(u32::MAX, |entry| entry.0));
+            node = node.min(special.get(marked).copied().unwrap_or(u32::MAX));
+            // Past the end: every list is done (special nodes there are no nodes of the
+            // row).
+            if node as usize >= self.len {
+                break;
+            }
+            let expected = listed.last().map_or(0, |&(last, _)| last + 1);
+            if unlisted.is_none() && node > expected {
+                unlisted = Some(expected);
+            }
             let value = match exceptions.get(mine) {
-                Some(&(listed, value)) if listed == node => {
+                Some(&(at, value)) if at == node => {
                     mine += 1;
                     value
                 }
                 _ => common,
             };
             let other = match other_exceptions.get(theirs) {
-                Some(&(listed, other)) if listed == node => {
+                Some(&(at, other)) if at == node => {
                     theirs += 1;
                     other
                 }
@@ -204,12 +215,22 @@ impl<T: Copy + PartialEq> Row<T> {
             while special.get(marked) == Some(&node) {
                 marked += 1;
             }
-            let value = change(node as usize, value, other);
-            if value != new_common {
-                changed.push((node, value));
-            }
+            listed.push((node, change(node as usize, value, other)));
         }
-        Row::from_parts(self.len, new_common, changed)
+        let after_last = listed.last().map_or(0, |&(last, _)| last as usize + 1);
+        let Some(free) = unlisted.map(|node| node as usize).or((after_last < self.len).then_some(after_last)) else {
+            // Every node is listed, in order.
+            return Row::from_values(listed.into_iter().map(|(_, value)| value).collect());
+        };
+        let new_common = change(free, common, other_common);
+        listed.retain(|&(_, value)| value != new_common);
+        Row::from_parts(self.len, new_common, listed)
+    }
+
+    /// `zip_map` node by node, for a dense row (or rows of different lengths).
+    fn zip_map_dense<U: Copy + PartialEq>(&self, other: &Row<U>, change: impl Fn(usize, T, U) -> T) -> Row<T> {
+        let values = self.iter().zip(other.iter()).enumerate().map(|(node, (value, other))| change(node, value, other)).collect();
+        Row::from_values(values)
     }
 
     /// The row with every node's value replaced by `change(node, value)`, where
@@ -219,42 +240,17 @@ impl<T: Copy + PartialEq> Row<T> {
         self.zip_map(&Row::uniform(self.len, ()), special, |node, value, ()| change(node, value))
     }
 
-    /// The row with the values of the listed nodes (ascending) replaced, in one pass
-    /// over the nodes that differ: a clone instance is banned from every node already
-    /// full, one instance after another.
-    pub fn with_values_at(&self, updates: &[(u32, T)]) -> Row<T> {
-        let Repr::Sparse { common, exceptions } = &self.repr else {
-            let mut values = self.to_vec();
-            for &(node, value) in updates {
-                if let Some(slot) = values.get_mut(node as usize) {
-                    *slot = value;
-                }
-            }
-            return Row::from_values(values);
-        };
-        let mut merged = Vec::with_capacity(exceptions.len() + updates.len());
-        let (mut kept, mut new) = (exceptions.iter().peekable(), updates.iter().filter(|(node, _)| (*node as usize) < self.len).peekable());
-        while let Some(node) = [kept.peek().map(|entry| entry.0), new.peek().map(|entry| entry.0)].into_iter().flatten().min() {
-            let old = kept.next_if(|entry| entry.0 == node).map(|entry| entry.1);
-            // The last update of a node wins, as writes one after another would.
-            let mut value = old.unwrap_or(*common);
-            while let Some(update) = new.next_if(|entry| entry.0 == node) {
-                value = update.1;
-            }
-            if value != *common {
-                merged.push((node, value));
-            }
-        }
-        Row::from_parts(self.len, *common, merged)
-    }
-
     /// A row from a common value and the ascending list of the nodes that differ from
     /// it, compressed as `from_values` would: kept as it is while the common value is
     /// the majority; turned around when one of the listed values is (a clone instance
     /// banned from more than half the nodes); otherwise compressed again from every
     /// value.
-    fn from_parts(len: usize, common: T, exceptions: Vec<(u32, T)>) -> Row<T> {
+    fn from_parts(len: usize, common: T, mut exceptions: Vec<(u32, T)>) -> Row<T> {
         if exceptions.len() * 2 < len {
+            // Kept for as long as the row: no room left for values that were dropped.
+            if exceptions.capacity() > exceptions.len() * 2 + 8 {
+                exceptions.shrink_to_fit();
+            }
             return Row { len, repr: Repr::Sparse { common, exceptions } };
         }
         // A value held by more than half the nodes is the majority among the listed
@@ -264,32 +260,21 @@ impl<T: Copy + PartialEq> Row<T> {
         let Some(majority) = listed.filter(|_| held * 2 > len) else {
             return Row::from_values(Row { len, repr: Repr::Sparse { common, exceptions } }.to_vec());
         };
+        // The nodes not listed hold `common`, which is not the majority (listed values
+        // differ from it): they all become exceptions, with the listed values that are
+        // not the majority.
         let mut differing = Vec::with_capacity(len - held);
-        let mut listed = exceptions.iter().peekable();
-        for node in 0..len as u32 {
-            let value = listed.next_if(|entry| entry.0 == node).map_or(common, |entry| entry.1);
+        let mut next = 0u32;
+        for &(node, value) in &exceptions {
+            differing.extend((next..node).map(|unlisted| (unlisted, common)));
             if value != majority {
                 differing.push((node, value));
             }
+            next = node + 1;
         }
+        differing.extend((next..len as u32).map(|unlisted| (unlisted, common)));
         Row { len, repr: Repr::Sparse { common: majority, exceptions: differing } }
     }
-}
-
-/// The first node below `len` listed in none of the three ascending lists: one that
-/// holds both rows' common values and is not special. None when every node is listed.
-fn first_unlisted<T, U>(len: usize, mine: &[(u32, T)], theirs: &[(u32, U)], special: &[u32]) -> Option<usize> {
-    let mut mine = mine.iter().map(|entry| entry.0).peekable();
-    let mut theirs = theirs.iter().map(|entry| entry.0).peekable();
-    let mut special = special.iter().copied().peekable();
-    (0..len as u32).find(|&node| !(is_listed(&mut mine, node) || is_listed(&mut theirs, node) || is_listed(&mut special, node))).map(|node| node as usize)
-}
-
-/// Whether an ascending list of nodes holds `node`, the nodes below it passed over
-/// (asked for ascending nodes).
-fn is_listed(list: &mut std::iter::Peekable<impl Iterator<Item = u32>>, node: u32) -> bool {
-    while list.next_if(|&listed| listed < node).is_some() {}
-    list.peek() == Some(&node)
 }
 
 /// The most exceptions `set` moves to keep a row's list sorted before it makes the row
@@ -486,25 +471,6 @@ mod tests {
                 }
                 let mapped = row.map_special(&special, |node, value| change(node, value, 1));
                 prop_assert_eq!(mapped.to_vec(), left.iter().enumerate().map(|(node, value)| change(node, *value, 1)).collect::<Vec<_>>());
-            }
-        }
-
-        #[test]
-        fn with_values_at_matches_writes_one_by_one(
-            initial in proptest::collection::vec(0i64..3, 0..40),
-            updates in proptest::collection::btree_map(0u32..45, 0i64..4, 0..30),
-        ) {
-            let updates: Vec<(u32, i64)> = updates.into_iter().collect();
-            let mut expected = initial.clone();
-            for &(node, value) in &updates {
-                if let Some(slot) = expected.get_mut(node as usize) {
-                    *slot = value;
-                }
-            }
-            for row in representations(&initial) {
-                let updated = row.with_values_at(&updates);
-                prop_assert_eq!(updated.to_vec(), expected.clone());
-                prop_assert!(same_repr(&updated, &Row::from_values(expected.clone())));
             }
         }
     }

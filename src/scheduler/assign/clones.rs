@@ -257,11 +257,10 @@ impl Work<'_> {
             }
         }
         // Nodes the clone may not use, or that are full, are out for this instance.
-        let bans = self.instance_bans(clone, slots);
-        self.ban_recursive(instance, &bans);
+        self.ban_instance(clone, instance, slots);
         if self.trace.is_some() {
-            for (node, ban) in bans.iter().enumerate() {
-                if ban.is_some() {
+            for node in 0..cluster.nodes.len() {
+                if self.instance_ban(node, self.allowed[clone][node], slots).is_some() {
                     let step = self.ban_step(clone, node, slots);
                     self.record_at(instance, node, step);
                 }
@@ -290,22 +289,20 @@ impl Work<'_> {
         chosen.is_some()
     }
 
-    /// The score an instance of `clone` must take on each node before it is placed
-    /// (None: no ban there): -INFINITY where the clone may not run or the node holds
-    /// clone-node-max instances already, the clone's own score where that is negative.
-    /// Read from the clone's row with only the nodes that are down or full apart, not
-    /// node by node: late in a clone's distribution most nodes are full, and a pass
-    /// over every node per instance was a tenth of `pacer simulate` (issue 19).
-    fn instance_bans(&self, clone: RscIdx, slots: &Slots) -> ScoreRow {
-        self.allowed[clone].map_special(&slots.blocked, |node, parent| match parent {
+    /// The score an instance of a clone must take on `node` before it is placed, given
+    /// the clone's score there (`parent`), or None when it keeps its own: -INFINITY
+    /// where the clone may not run or the node holds clone-node-max instances already,
+    /// the clone's own score where that is negative.
+    fn instance_ban(&self, node: NodeIdx, parent: Option<Score>, slots: &Slots) -> Option<Score> {
+        match parent {
             _ if slots.per_node[node] >= slots.node_max || !self.node_available(node) => Some(Score::NEG_INFINITY),
             None => Some(Score::NEG_INFINITY),
             Some(parent) if parent < Score::ZERO => Some(parent),
             Some(_) => None,
-        })
+        }
     }
 
-    /// What banned an instance of `clone` from `node` (`instance_bans`), for `explain`.
+    /// What banned an instance of `clone` from `node` (`instance_ban`), for `explain`.
     fn ban_step(&self, clone: RscIdx, node: NodeIdx, slots: &Slots) -> Step {
         if slots.per_node[node] >= slots.node_max {
             Step::CloneNodeMax
@@ -316,23 +313,18 @@ impl Work<'_> {
         }
     }
 
-    /// Sets nodes' scores on `rsc` and everything below it (Pacemaker's
-    /// `common_update_score`, which replaces rather than adds): `bans` holds the score
-    /// each node takes (None: left as it is). Each row is rebuilt once, over the nodes
-    /// that differ: an instance is banned from every node already full, and a row
-    /// changed node by node would be recompressed again and again.
-    fn ban_recursive(&mut self, rsc: RscIdx, bans: &ScoreRow) {
-        if bans.sparse_parts().is_some_and(|(common, exceptions)| common.is_none() && exceptions.is_empty()) {
-            return;
-        }
-        self.ban_row(rsc, bans);
-    }
-
-    fn ban_row(&mut self, rsc: RscIdx, bans: &ScoreRow) {
-        self.allowed[rsc] = self.allowed[rsc].zip_map(bans, &[], |_, value, ban| ban.or(value));
+    /// Bans an instance (`rsc` and everything below it) where `instance_ban` says
+    /// (Pacemaker's `common_update_score`, which replaces rather than adds). Each row
+    /// is rebuilt once, from the clone's row and the nodes that are down or full
+    /// (`Slots::blocked`), not node by node: late in a clone's distribution most nodes
+    /// are full, and a pass over every node per instance was a tenth of `pacer
+    /// simulate` (issue 19).
+    fn ban_instance(&mut self, clone: RscIdx, rsc: RscIdx, slots: &Slots) {
+        let banned = self.allowed[rsc].zip_map(&self.allowed[clone], &slots.blocked, |node, value, parent| self.instance_ban(node, parent, slots).or(value));
+        self.allowed[rsc] = banned;
         for position in 0..self.cluster.resources[rsc].children.len() {
             let child = self.cluster.resources[rsc].children[position];
-            self.ban_row(child, bans);
+            self.ban_instance(clone, child, slots);
         }
     }
 

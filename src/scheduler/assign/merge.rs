@@ -157,7 +157,7 @@ impl Work<'_> {
             // nodes that are down stand apart from the common values.
             return table.zip_map(allowed, &self.unavailable, |node, current, own| {
                 let best = match own {
-                    Some(score) if nodes[node].available() => score,
+                    Some(score) if self.node_available(node) => score,
                     _ => Score::NEG_INFINITY,
                 };
                 current.map(|current| merged_score(current, best, factor, only_positive))
@@ -168,7 +168,7 @@ impl Work<'_> {
         let mut by_value: HashMap<String, Score> = HashMap::new();
         for (node, score) in allowed.iter().enumerate() {
             let (Some(score), Some(value)) = (score, nodes[node].attribute(name)) else { continue };
-            if nodes[node].available() {
+            if self.node_available(node) {
                 let entry = by_value.entry(value.to_lowercase()).or_insert(Score::NEG_INFINITY);
                 *entry = (*entry).max(score);
             }

@@ -77,6 +77,9 @@ struct Work<'a> {
     this_with: Vec<Vec<usize>>,
     /// Colocations where the resource is the primary ("with this").
     with_this: Vec<Vec<usize>>,
+    /// Per node: whether it can run resources (`Node::available`), read for many
+    /// nodes per resource: one flag each, side by side.
+    available: Vec<bool>,
     /// The nodes that cannot run resources, ascending: the only nodes a score merge
     /// reads one by one besides those whose scores differ (`Row::zip_map`).
     unavailable: Vec<u32>,
@@ -202,6 +205,7 @@ impl<'a> Work<'a> {
             with_this: vec![Vec::new(); count],
             assigned_count: vec![0; cluster.nodes.len()],
             by_count: (0..cluster.nodes.len()).filter(|&node| cluster.nodes[node].available()).map(|node| (0, node)).collect(),
+            available: cluster.nodes.iter().map(|node| node.available()).collect(),
             unavailable: (0..cluster.nodes.len()).filter(|&node| !cluster.nodes[node].available()).map(|node| node as u32).collect(),
             remaining: cluster.nodes.iter().map(|node| node.capacity.clone()).collect(),
             priority: vec![Score::ZERO; count],
@@ -234,7 +238,7 @@ impl<'a> Work<'a> {
     }
 
     fn node_available(&self, node: NodeIdx) -> bool {
-        self.cluster.nodes[node].available()
+        self.available[node]
     }
 
     /// A resource's target role, taking its parents' into account.
