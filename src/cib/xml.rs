@@ -265,7 +265,9 @@ struct Unsupported;
 fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
     // U+FFFE and U+FFFF are no XML characters (the others outside XML's range are
     // controls, refused below, or cannot be in a `str`).
-    if text.contains(['\u{fffe}', '\u{ffff}']) {
+    // One search per character: a single char is found by a byte search over the
+    // text, a set of them by decoding every character (issue 19: 30% of the reading).
+    if text.contains('\u{fffe}') || text.contains('\u{ffff}') {
         return Err(Unsupported);
     }
     let bytes = text.as_bytes();

@@ -158,6 +158,125 @@ impl<T: Copy + PartialEq> Row<T> {
     }
 }
 
+impl<T: Copy + PartialEq> Row<T> {
+    /// The row of `values` in node order with every node's value replaced by
+    /// `change(node, value, other[node])`, for rows of the same nodes. `change` may
+    /// depend on the node only through the two rows' values and through `special`
+    /// (ascending node numbers, such as the nodes that are down): every other node
+    /// holding both common values gets one call's answer. A score merge then costs the
+    /// nodes that differ, not every node (issue 19: a dense pass over 1,000 nodes per
+    /// merge was most of an assignment). The result is compressed as `from_values`
+    /// would compress it.
+    pub fn zip_map<U: Copy + PartialEq>(&self, other: &Row<U>, special: &[u32], change: impl Fn(usize, T, U) -> T) -> Row<T> {
+        let (Repr::Sparse { common, exceptions }, Repr::Sparse { common: other_common, exceptions: other_exceptions }) = (&self.repr, &other.repr) else {
+            return self.zip_map_dense(other, change);
+        };
+        if self.len != other.len {
+            return self.zip_map_dense(other, change);
+        }
+        let (common, other_common) = (*common, *other_common);
+        // Every listed node's new value, then (once a node no list holds is known)
+        // those that differ from the new common value.
+        // Sized for every listed node: grown by doubling, the list of a clone instance
+        // banned from hundreds of nodes was copied over and over.
+        let mut listed = Vec::with_capacity((exceptions.len() + other_exceptions.len() + special.len()).min(self.len));
+        // The first node no list holds, looked for in the same walk.
+        let mut unlisted = None;
+        // The three ascending lists walked together, one node at a time (by position:
+        // this loop is most of a score merge).
+        let (mut mine, mut theirs, mut marked) = (0, 0, 0);
+        loop {
+            let mut node = exceptions.get(mine).map_or(u32::MAX, |entry| entry.0);
+            node = node.min(other_exceptions.get(theirs).map_or(u32::MAX, |entry| entry.0));
+            node = node.min(special.get(marked).copied().unwrap_or(u32::MAX));
+            // Past the end: every list is done (special nodes there are no nodes of the
+            // row).
+            if node as usize >= self.len {
+                break;
+            }
+            let expected = listed.last().map_or(0, |&(last, _)| last + 1);
+            if unlisted.is_none() && node > expected {
+                unlisted = Some(expected);
+            }
+            let value = match exceptions.get(mine) {
+                Some(&(at, value)) if at == node => {
+                    mine += 1;
+                    value
+                }
+                _ => common,
+            };
+            let other = match other_exceptions.get(theirs) {
+                Some(&(at, other)) if at == node => {
+                    theirs += 1;
+                    other
+                }
+                _ => other_common,
+            };
+            while special.get(marked) == Some(&node) {
+                marked += 1;
+            }
+            listed.push((node, change(node as usize, value, other)));
+        }
+        let after_last = listed.last().map_or(0, |&(last, _)| last as usize + 1);
+        let Some(free) = unlisted.map(|node| node as usize).or((after_last < self.len).then_some(after_last)) else {
+            // Every node is listed, in order.
+            return Row::from_values(listed.into_iter().map(|(_, value)| value).collect());
+        };
+        let new_common = change(free, common, other_common);
+        listed.retain(|&(_, value)| value != new_common);
+        Row::from_parts(self.len, new_common, listed)
+    }
+
+    /// `zip_map` node by node, for a dense row (or rows of different lengths).
+    fn zip_map_dense<U: Copy + PartialEq>(&self, other: &Row<U>, change: impl Fn(usize, T, U) -> T) -> Row<T> {
+        let values = self.iter().zip(other.iter()).enumerate().map(|(node, (value, other))| change(node, value, other)).collect();
+        Row::from_values(values)
+    }
+
+    /// The row with every node's value replaced by `change(node, value)`, where
+    /// `change` depends on the node only through its value and `special` (see
+    /// `zip_map`).
+    pub fn map_special(&self, special: &[u32], change: impl Fn(usize, T) -> T) -> Row<T> {
+        self.zip_map(&Row::uniform(self.len, ()), special, |node, value, ()| change(node, value))
+    }
+
+    /// A row from a common value and the ascending list of the nodes that differ from
+    /// it, compressed as `from_values` would: kept as it is while the common value is
+    /// the majority; turned around when one of the listed values is (a clone instance
+    /// banned from more than half the nodes); otherwise compressed again from every
+    /// value.
+    fn from_parts(len: usize, common: T, mut exceptions: Vec<(u32, T)>) -> Row<T> {
+        if exceptions.len() * 2 < len {
+            // Kept for as long as the row: no room left for values that were dropped.
+            if exceptions.capacity() > exceptions.len() * 2 + 8 {
+                exceptions.shrink_to_fit();
+            }
+            return Row { len, repr: Repr::Sparse { common, exceptions } };
+        }
+        // A value held by more than half the nodes is the majority among the listed
+        // ones too, and the one `from_values` would choose.
+        let listed = majority(exceptions.iter().map(|entry| entry.1));
+        let held = listed.map_or(0, |listed| exceptions.iter().filter(|entry| entry.1 == listed).count());
+        let Some(majority) = listed.filter(|_| held * 2 > len) else {
+            return Row::from_values(Row { len, repr: Repr::Sparse { common, exceptions } }.to_vec());
+        };
+        // The nodes not listed hold `common`, which is not the majority (listed values
+        // differ from it): they all become exceptions, with the listed values that are
+        // not the majority.
+        let mut differing = Vec::with_capacity(len - held);
+        let mut next = 0u32;
+        for &(node, value) in &exceptions {
+            differing.extend((next..node).map(|unlisted| (unlisted, common)));
+            if value != majority {
+                differing.push((node, value));
+            }
+            next = node + 1;
+        }
+        differing.extend((next..len as u32).map(|unlisted| (unlisted, common)));
+        Row { len, repr: Repr::Sparse { common: majority, exceptions: differing } }
+    }
+}
+
 /// The most exceptions `set` moves to keep a row's list sorted before it makes the row
 /// dense instead.
 const MOST_MOVED: usize = 64;
@@ -311,6 +430,49 @@ mod tests {
         }
         assert!(matches!(row.repr, Repr::Dense(_)));
         assert_eq!(row.iter().filter(|value| *value == 1).count(), 400);
+    }
+
+    /// A row made from `values` in every representation it can have: as compressed,
+    /// built node by node with `set`, and dense.
+    fn representations(values: &[i64]) -> Vec<Row<i64>> {
+        let mut by_set = Row::uniform(values.len(), 0);
+        for (node, value) in values.iter().enumerate() {
+            by_set.set(node, *value);
+        }
+        vec![Row::from_values(values.to_vec()), by_set, Row { len: values.len(), repr: Repr::Dense(values.to_vec()) }]
+    }
+
+    /// Whether two rows have the same values and the same representation.
+    fn same_repr(left: &Row<i64>, right: &Row<i64>) -> bool {
+        left.len == right.len
+            && match (&left.repr, &right.repr) {
+                (Repr::Dense(a), Repr::Dense(b)) => a == b,
+                (Repr::Sparse { common: a, exceptions: x }, Repr::Sparse { common: b, exceptions: y }) => a == b && x == y,
+                _ => false,
+            }
+    }
+
+    proptest! {
+        #[test]
+        fn zip_map_matches_a_pass_over_every_node(
+            pairs in proptest::collection::vec((0i64..3, 0i64..3), 0..40),
+            special in proptest::collection::btree_set(0u32..45, 0..6),
+        ) {
+            let (left, right): (Vec<i64>, Vec<i64>) = pairs.into_iter().unzip();
+            let special: Vec<u32> = special.into_iter().collect();
+            // Depends on the node only through the special nodes.
+            let change = |node: usize, value: i64, other: i64| if special.contains(&(node as u32)) { value - other } else { value * 2 + other };
+            let expected: Vec<i64> = left.iter().zip(&right).enumerate().map(|(node, (value, other))| change(node, *value, *other)).collect();
+            for row in representations(&left) {
+                for other in representations(&right) {
+                    let zipped = row.zip_map(&other, &special, change);
+                    prop_assert_eq!(zipped.to_vec(), expected.clone());
+                    prop_assert!(same_repr(&zipped, &Row::from_values(expected.clone())));
+                }
+                let mapped = row.map_special(&special, |node, value| change(node, value, 1));
+                prop_assert_eq!(mapped.to_vec(), left.iter().enumerate().map(|(node, value)| change(node, *value, 1)).collect::<Vec<_>>());
+            }
+        }
     }
 
     proptest! {

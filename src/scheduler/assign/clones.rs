@@ -16,6 +16,34 @@ use crate::scheduler::plan::{Reason, ReasonCode};
 /// whether still provisional, planned role.
 type Saved = (RscIdx, ScoreRow, Option<NodeIdx>, bool, Option<Role>);
 
+/// How many instances of a clone each node holds so far, and which nodes an instance
+/// may not go to whatever its scores: those that cannot run resources and those that
+/// hold as many instances as clone-node-max allows.
+struct Slots {
+    per_node: Vec<usize>,
+    node_max: usize,
+    /// The nodes that are unavailable or full, ascending: kept up to date rather than
+    /// found again for every instance.
+    blocked: Vec<u32>,
+}
+
+impl Slots {
+    fn new(unavailable: &[u32], nodes: usize, node_max: usize) -> Slots {
+        let blocked = if node_max == 0 { (0..nodes as u32).collect() } else { unavailable.to_vec() };
+        Slots { per_node: vec![0; nodes], node_max, blocked }
+    }
+
+    /// One instance more on `node`.
+    fn take(&mut self, node: NodeIdx) {
+        self.per_node[node] += 1;
+        if self.per_node[node] >= self.node_max {
+            if let Err(position) = self.blocked.binary_search(&(node as u32)) {
+                self.blocked.insert(position, node as u32);
+            }
+        }
+    }
+}
+
 impl Work<'_> {
     /// A clone: instances placed where they run now when they may stay, the rest on
     /// the best nodes, at most `node_max` per node and `max` in all. A promotable
@@ -151,7 +179,7 @@ impl Work<'_> {
         let available = (0..cluster.nodes.len()).filter(|&node| self.node_available(node)).count();
         let all_colocated = info.max < available;
         let optimal = info.max.checked_div(available).unwrap_or(1).max(1);
-        let mut per_node = vec![0usize; cluster.nodes.len()];
+        let mut slots = Slots::new(&self.unavailable, cluster.nodes.len(), info.node_max);
         let mut allocated = 0;
         // Keep instances where they run, up to the optimal number per node.
         for &instance in instances {
@@ -166,10 +194,10 @@ impl Work<'_> {
             if !self.node_available(current) || parent_score.is_none_or(|score| score < Score::ZERO) {
                 continue;
             }
-            if per_node[current] >= optimal {
+            if slots.per_node[current] >= optimal {
                 continue;
             }
-            if self.assign_instance(clone, instance, Some(current), all_colocated, info.node_max, &mut per_node) {
+            if self.assign_instance(clone, instance, Some(current), all_colocated, &mut slots) {
                 allocated += 1;
             }
         }
@@ -182,7 +210,7 @@ impl Work<'_> {
                 self.record(instance, Step::CloneInstanceLimit);
                 continue;
             }
-            if self.assign_instance(clone, instance, None, all_colocated, info.node_max, &mut per_node) {
+            if self.assign_instance(clone, instance, None, all_colocated, &mut slots) {
                 allocated += 1;
             }
         }
@@ -200,15 +228,7 @@ impl Work<'_> {
         self.reason[rsc] = Some(reason.clone());
     }
 
-    fn assign_instance(
-        &mut self,
-        clone: RscIdx,
-        instance: RscIdx,
-        prefer: Option<NodeIdx>,
-        all_colocated: bool,
-        node_max: usize,
-        per_node: &mut [usize],
-    ) -> bool {
+    fn assign_instance(&mut self, clone: RscIdx, instance: RscIdx, prefer: Option<NodeIdx>, all_colocated: bool, slots: &mut Slots) -> bool {
         let cluster = self.cluster;
         if !self.provisional[instance] {
             return self.assigned[instance].is_some();
@@ -237,58 +257,74 @@ impl Work<'_> {
             }
         }
         // Nodes the clone may not use, or that are full, are out for this instance.
-        let mut bans: Vec<(NodeIdx, Score, Step)> = Vec::new();
-        for ((node, &placed), parent) in per_node.iter().enumerate().zip(self.allowed[clone].iter()) {
-            let blocked = !self.node_available(node) || parent.is_none() || placed >= node_max;
-            if blocked {
-                bans.push((node, Score::NEG_INFINITY, if placed >= node_max { Step::CloneNodeMax } else { Step::CloneNode }));
-            } else if let Some(parent) = parent {
-                if parent < Score::ZERO {
-                    bans.push((node, parent, Step::CloneScore));
+        self.ban_instance(clone, instance, slots);
+        if self.trace.is_some() {
+            for node in 0..cluster.nodes.len() {
+                if self.instance_ban(node, self.allowed[clone][node], slots).is_some() {
+                    let step = self.ban_step(clone, node, slots);
+                    self.record_at(instance, node, step);
                 }
             }
         }
-        self.ban_recursive(instance, &bans);
-        for &(node, _, step) in &bans {
-            self.record_at(instance, node, step);
-        }
-        let backup = self.snapshot_subtree(instance);
+        // Only an instance tried where it runs (`prefer`) may have to be undone: the
+        // others need no copy of their rows.
+        let backup = prefer.map(|_| self.snapshot_subtree(instance));
         let mark = self.trace.as_ref().map(|trace| trace.mark());
         let chosen = self.assign_resource_inner(instance, prefer);
-        let chosen = match (chosen, prefer) {
-            (Some(chosen), Some(prefer)) if chosen != prefer => {
+        let chosen = match (chosen, prefer, backup) {
+            (Some(chosen), Some(prefer), Some(backup)) if chosen != prefer => {
                 self.restore_subtree(backup);
                 if let (Some(trace), Some(mark)) = (&mut self.trace, mark) {
                     trace.undo(self.cluster, &self.allowed, instance, mark);
                 }
                 None
             }
-            (chosen, _) => chosen,
+            (chosen, _, _) => chosen,
         };
         if let Some(node) = chosen {
-            per_node[node] += 1;
+            slots.take(node);
         }
         self.this_with[instance] = saved_this;
         self.with_this[instance] = saved_with;
         chosen.is_some()
     }
 
-    /// Sets nodes' scores on `rsc` and everything below it (Pacemaker's
-    /// `common_update_score`, which replaces rather than adds). Each row is rebuilt
-    /// once: an instance is banned from every node already full, and a row changed
-    /// node by node would be recompressed again and again.
-    fn ban_recursive(&mut self, rsc: RscIdx, bans: &[(NodeIdx, Score, Step)]) {
-        if !bans.is_empty() {
-            let mut values = self.allowed[rsc].to_vec();
-            for &(node, score, _) in bans {
-                if let Some(entry) = values.get_mut(node) {
-                    *entry = Some(score);
-                }
-            }
-            self.allowed[rsc] = ScoreRow::from_values(values);
+    /// The score an instance of a clone must take on `node` before it is placed, given
+    /// the clone's score there (`parent`), or None when it keeps its own: -INFINITY
+    /// where the clone may not run or the node holds clone-node-max instances already,
+    /// the clone's own score where that is negative.
+    fn instance_ban(&self, node: NodeIdx, parent: Option<Score>, slots: &Slots) -> Option<Score> {
+        match parent {
+            _ if slots.per_node[node] >= slots.node_max || !self.node_available(node) => Some(Score::NEG_INFINITY),
+            None => Some(Score::NEG_INFINITY),
+            Some(parent) if parent < Score::ZERO => Some(parent),
+            Some(_) => None,
         }
-        for child in self.cluster.resources[rsc].children.clone() {
-            self.ban_recursive(child, bans);
+    }
+
+    /// What banned an instance of `clone` from `node` (`instance_ban`), for `explain`.
+    fn ban_step(&self, clone: RscIdx, node: NodeIdx, slots: &Slots) -> Step {
+        if slots.per_node[node] >= slots.node_max {
+            Step::CloneNodeMax
+        } else if !self.node_available(node) || self.allowed[clone][node].is_none() {
+            Step::CloneNode
+        } else {
+            Step::CloneScore
+        }
+    }
+
+    /// Bans an instance (`rsc` and everything below it) where `instance_ban` says
+    /// (Pacemaker's `common_update_score`, which replaces rather than adds). Each row
+    /// is rebuilt once, from the clone's row and the nodes that are down or full
+    /// (`Slots::blocked`), not node by node: late in a clone's distribution most nodes
+    /// are full, and a pass over every node per instance was a tenth of `pacer
+    /// simulate` (issue 19).
+    fn ban_instance(&mut self, clone: RscIdx, rsc: RscIdx, slots: &Slots) {
+        let banned = self.allowed[rsc].zip_map(&self.allowed[clone], &slots.blocked, |node, value, parent| self.instance_ban(node, parent, slots).or(value));
+        self.allowed[rsc] = banned;
+        for position in 0..self.cluster.resources[rsc].children.len() {
+            let child = self.cluster.resources[rsc].children[position];
+            self.ban_instance(clone, child, slots);
         }
     }
 

@@ -6,7 +6,7 @@
 use crate::api::Score;
 use crate::api::resource::Role;
 
-use super::{ScoreRow, Work};
+use super::Work;
 use crate::scheduler::model::{NodeIdx, RscIdx, RscKind};
 
 /// What a colocation changes.
@@ -112,23 +112,26 @@ impl Work<'_> {
         if primary_node.is_none() && score < Score::ZERO {
             return;
         }
-        let mut work = self.allowed[dependent].to_vec();
-        for (node, entry) in work.iter_mut().enumerate() {
-            let Some(current) = *entry else { continue };
-            let Some(primary_node) = primary_node else {
-                *entry = Some(current + -score);
-                continue;
-            };
-            if self.same_attribute(node, primary_node, attribute) {
-                if score < Score::INFINITY {
-                    *entry = Some(current + score);
-                }
+        let change = |node: NodeIdx, entry: Option<Score>| {
+            let current = entry?;
+            let Some(primary_node) = primary_node else { return Some(current + -score) };
+            Some(if self.same_attribute(node, primary_node, attribute) {
+                if score < Score::INFINITY { current + score } else { current }
             } else if score >= Score::INFINITY {
-                *entry = Some(current + -score);
-            }
-        }
-        if score.is_infinite() || self.can_run_any(work.iter().copied()) {
-            self.allowed[dependent] = ScoreRow::from_values(work);
+                current + -score
+            } else {
+                current
+            })
+        };
+        // By node name (the default) only the primary's node stands apart: the row
+        // changes over the nodes that differ, not node by node (issue 19).
+        let work = match (attribute, primary_node) {
+            (None | Some("#uname") | Some("#id"), Some(primary_node)) => self.allowed[dependent].map_special(&[primary_node as u32], change),
+            (_, None) => self.allowed[dependent].map_special(&[], change),
+            _ => self.allowed[dependent].iter().enumerate().map(|(node, entry)| change(node, entry)).collect(),
+        };
+        if score.is_infinite() || self.can_run_any_row(&work) {
+            self.allowed[dependent] = work;
         }
     }
 

@@ -6,8 +6,8 @@ use crate::api::Score;
 use crate::api::cluster::NoQuorumPolicy;
 use crate::api::resource::Role;
 
-use super::Work;
 use super::merge::Merge;
+use super::{ScoreRow, Work};
 use crate::scheduler::explain::Step;
 use crate::scheduler::model::{CloneInfo, NodeIdx, RscIdx, RscKind};
 use crate::scheduler::unpack::strip_instance;
@@ -59,7 +59,9 @@ impl Work<'_> {
     fn promotion_score_applies(&self, rsc: RscIdx, node: NodeIdx) -> bool {
         let cluster = self.cluster;
         let resource = &cluster.resources[rsc];
-        let allowed = self.allowed[rsc][node].is_some_and(|score| score >= Score::ZERO);
+        // Read last (a search in the row): asked for every instance on every node, most
+        // are ruled out before.
+        let allowed = || self.allowed[rsc][node].is_some_and(|score| score >= Score::ZERO);
         let known_here = |copy: RscIdx| {
             let copy = &cluster.resources[copy];
             copy.known_on.contains(&node) || copy.active.iter().any(|active| active.node == node)
@@ -68,17 +70,17 @@ impl Work<'_> {
             // The same primitive in every instance of the clone, indexed by node once
             // (`Work::anonymous_copies`): asked for every instance on every node.
             let copies = self.anonymous_copies.of(rsc);
-            let active_here = copies.and_then(|copies| copies.active_on.get(&node).copied());
+            let active_here = copies.and_then(|copies| copies.active_on.get(node).copied().flatten());
             match active_here {
-                Some(copy) if copy == rsc => return allowed,
-                None if copies.is_some_and(|copies| copies.known_on.contains(&node)) => return allowed,
+                Some(copy) if copy == rsc => return allowed(),
+                None if copies.is_some_and(|copies| copies.known_on.get(node).is_some_and(|&known| known)) => return allowed(),
                 _ => {}
             }
         }
         if resource.active.is_empty() && resource.known_on.is_empty() {
-            return allowed;
+            return allowed();
         }
-        known_here(rsc) && allowed
+        known_here(rsc) && allowed()
     }
 
     /// Before a promotable clone's instances are placed, each instance's positive
@@ -162,6 +164,7 @@ impl Work<'_> {
                 }
             }
         }
+        let mut clone_scores = ScoreRow::from_values(clone_scores);
         for index in self.this_with[clone].clone() {
             let colocation = &cluster.colocations[index];
             if colocation.dependent_role == Some(Role::Promoted) {

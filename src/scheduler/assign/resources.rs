@@ -9,7 +9,7 @@ use crate::api::cluster::{NoQuorumPolicy, PlacementStrategy};
 use crate::api::resource::{MultipleActive, Requires, Role};
 
 use super::merge::Merge;
-use super::{Table, Work};
+use super::{ScoreRow, Table, Work};
 use crate::scheduler::explain::Step;
 use crate::scheduler::model::{NodeIdx, RscIdx, RscKind};
 use crate::scheduler::plan::{Reason, ReasonCode};
@@ -32,7 +32,7 @@ impl Work<'_> {
         let base: Table = cluster.nodes.iter().map(|node| Some(if node.online { Score::ZERO } else { Score::NEG_INFINITY })).collect();
         let mut nodes: Vec<NodeIdx> = (0..cluster.nodes.len()).collect();
         self.sort_nodes(&mut nodes, &base, None);
-        let merged: Vec<(RscIdx, Table)> =
+        let merged: Vec<(RscIdx, ScoreRow)> =
             cluster.top.iter().map(|&rsc| (rsc, self.merge_scores(rsc, None, None, 1.0, Merge { init: true, forward: true, ..Merge::default() }))).collect();
         let mut order: Vec<usize> = (0..merged.len()).collect();
         order.sort_by(|&a, &b| {
@@ -41,7 +41,8 @@ impl Work<'_> {
             let res_a = &cluster.resources[*rsc_a];
             let res_b = &cluster.resources[*rsc_b];
             res_b.priority.cmp(&res_a.priority).then_with(|| {
-                let current = |rsc: RscIdx, table: &Table| -> Score { self.current_node_any(rsc).and_then(|node| table[node]).unwrap_or(Score::NEG_INFINITY) };
+                let current =
+                    |rsc: RscIdx, table: &ScoreRow| -> Score { self.current_node_any(rsc).and_then(|node| table[node]).unwrap_or(Score::NEG_INFINITY) };
                 let by_current = current(*rsc_b, table_b).cmp(&current(*rsc_a, table_a));
                 if by_current != Ordering::Equal {
                     return by_current;
@@ -113,7 +114,7 @@ impl Work<'_> {
             self.assign_resource(colocation.primary, None);
             self.apply_colocation(rsc, colocation.primary, index);
             if let Some(keep) = keep {
-                if !self.can_run_any(self.allowed[rsc].iter()) {
+                if !self.can_run_any_row(&self.allowed[rsc]) {
                     self.allowed[rsc] = keep;
                 }
             }
