@@ -7,9 +7,8 @@
 //! - from the apply until `pacer status` shows all R Started;
 //! - once the cluster has settled (under one etcd write a second: the first results of
 //!   the new monitors, queued behind the starts, are written for a while), one
-//!   resource's change (a
-//!   Location sending it to another node) until `pacer wait` sees it Started there:
-//!   p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
+//!   resource's change (a Location sending it to another node) until `pacer wait`
+//!   sees it Started there: p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
 //! - a node powered off (its hollow agent killed, no stop, as `fence_pacer_local`
 //!   does) until every resource it ran is Started elsewhere (lease TTL + fencing +
 //!   the rest);
@@ -235,9 +234,9 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
 
     // One resource's change, `moves` times, in a settled cluster: the first result of
     // each new monitor is written (as Pacemaker records it), and monitors queue behind
-    // the starts, so for a while after everything Started (25 s to a minute at 10,000
-    // resources) the agents write hundreds of statuses a second. A Location sends r<k> to another node; the time from the
-    // apply's start to `pacer wait` returning.
+    // the starts, so for a while after everything Started (25 s at 10,000 resources)
+    // the agents write hundreds of statuses a second. A Location sends r<k> to another
+    // node; the time from the apply's start to `pacer wait` returning.
     match settle(&endpoint, Duration::from_secs(180)) {
         Some(waited) => eprintln!("{nodes}x{resources}: settled (under 1 write/s) {:.0} s after all Started", waited.as_secs_f64()),
         None => eprintln!("{nodes}x{resources}: still writing 180 s after all Started; moving anyway"),
