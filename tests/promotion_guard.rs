@@ -61,6 +61,7 @@ fn reconciler(node: &str) -> Reconciler {
         node: node.into(),
         input_revision: 1,
         term: 1,
+        seen_revision: 0,
         state: NodeState::Online,
         start_failure_is_fatal: true,
         unfence_first: false,
@@ -117,10 +118,9 @@ async fn intend_promotion(store: &Store, session: &NodeSession, reconciler: &mut
     let unchanged: Vec<(String, i64)> = basis.iter().map(|((node, id), revision)| (store.keys().status(node, id), *revision)).collect();
     let value = serde_json::to_string(&reconciler.local["db"].status).expect("encode");
     let written = store.guarded_write_unless_changed(session, &store.keys().status(&session.node, "db"), value, Vec::new(), &unchanged).await.expect("write");
-    if written.is_some() {
-        reconciler.intent_written("db");
-    } else {
-        reconciler.intent_refused("db");
+    match written {
+        Some(revision) => reconciler.intent_written("db", revision),
+        None => reconciler.intent_refused("db"),
     }
     written.is_some()
 }

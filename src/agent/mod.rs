@@ -1499,20 +1499,21 @@ impl<'a> Session<'a> {
         let finished = reconciler.finished_requests();
         groups.extend(finished.iter().map(|id| vec![(self.keys.request(&node, id), None)]));
         let (written, result) = self.store.guarded_writes(&self.session, groups).await;
-        for id in finished.iter().take(written.saturating_sub(ids.len())) {
+        for id in finished.iter().take(written.len().saturating_sub(ids.len())) {
             reconciler.request_deleted(id);
             tracing::info!(request = %id, "request done");
         }
-        for id in ids.iter().take(written) {
+        for (id, revision) in ids.iter().zip(&written) {
             if gone.contains(id) {
                 reconciler.forget(id);
             } else if let Some(mut local) = reconciler.local.get_mut(id) {
                 local.dirty = false;
                 local.events.clear();
+                local.status_written(*revision);
             }
         }
         // A deletion not written is tried again (the retry waits for something dirty).
-        for id in ids.iter().skip(written).filter(|id| gone.contains(*id)) {
+        for id in ids.iter().skip(written.len()).filter(|id| gone.contains(*id)) {
             if let Some(mut local) = reconciler.local.get_mut(id) {
                 local.dirty = true;
             }
@@ -1564,7 +1565,7 @@ impl<'a> Session<'a> {
             let also = local.events.iter().map(|event| event_write(&self.keys, &node, event)).collect::<Result<Vec<_>, _>>()?;
             let unchanged: Vec<(String, i64)> = basis.iter().map(|((other, other_id), revision)| (self.keys.status(other, other_id), *revision)).collect();
             match self.store.guarded_write_unless_changed(&self.session, &key, value, also, &unchanged).await? {
-                Some(_) => reconciler.intent_written(&id),
+                Some(revision) => reconciler.intent_written(&id, revision),
                 None => {
                     tracing::info!(resource = %id, "promotion not recorded: another node's status of the clone changed; deciding again");
                     reconciler.intent_refused(&id);

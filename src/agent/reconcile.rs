@@ -227,12 +227,29 @@ pub struct Local {
     /// The basis of the last promotion intent refused: not tried again on the same
     /// view (the change that refused it has not arrived yet).
     pub refused_basis: Option<PromotionBasis>,
+    /// The etcd revision this agent last wrote a new role or pending operation of the
+    /// resource at (0: not since it started), and what it wrote. A decision that has
+    /// not seen that write does not take the resource away (`stale_withdrawal`); a
+    /// write that changes neither (a monitor's result, a notification's ack) does not
+    /// renew the hold.
+    pub written_revision: i64,
+    pub written_role: Option<(ObservedRole, Option<String>)>,
 }
 
 /// Statuses a promotion was decided on: (node, id) and the mod revision of each.
 pub type PromotionBasis = Vec<((String, String), i64)>;
 
 impl Local {
+    /// Its status was written at `revision`: a new role or pending operation starts a
+    /// hold (`Reconciler::stale_withdrawal`).
+    pub fn status_written(&mut self, revision: i64) {
+        let role = (self.status.role, self.status.pending.clone());
+        if self.written_role.as_ref() != Some(&role) {
+            self.written_revision = revision;
+            self.written_role = Some(role);
+        }
+    }
+
     pub(crate) fn new(status: ResourceStatus) -> Local {
         Local {
             status,
@@ -245,6 +262,8 @@ impl Local {
             events: Vec::new(),
             promote_basis: None,
             refused_basis: None,
+            written_revision: 0,
+            written_role: None,
         }
     }
 }
@@ -654,6 +673,12 @@ impl Reconciler {
             return (!waiting).then_some(Action::Stop);
         }
         let desired = entry.map_or(Role::Stopped, |entry| entry.role);
+        // A decision that has not seen this node's latest status of the resource (its
+        // start in flight, say) does not take it away: the next one, made on that
+        // status, decides (the leader rewrites an unchanged assignment for it).
+        if entry.is_none() && role.is_active() && self.stale_withdrawal(local) {
+            return None;
+        }
         // A restart the decision asks for (the `first` of an order this one is the
         // `then` of moves or recovers): the copy it names goes, before that first
         // stops; it starts again once its gates open.
@@ -697,6 +722,15 @@ impl Reconciler {
             }
             _ => None,
         }
+    }
+
+    /// Whether the assignment was decided before the leader had seen this node's last
+    /// write of a new role of `local` (its start in flight, say): Pacemaker's DC waits
+    /// for the actions in flight before deciding again. Not while stopping everything,
+    /// nor on an assignment that says nothing of what it saw.
+    fn stale_withdrawal(&self, local: &Local) -> bool {
+        !self.stopping_all
+            && self.assignment.as_ref().is_some_and(|assignment| assignment.seen_revision > 0 && assignment.seen_revision < local.written_revision)
     }
 
     /// The first notice of an instance of this one's clone (its own included) it has
@@ -800,8 +834,9 @@ impl Reconciler {
     }
 
     /// A promotion's intent was written.
-    pub fn intent_written(&mut self, id: &str) {
+    pub fn intent_written(&mut self, id: &str, revision: i64) {
         if let Some(mut local) = self.local.get_mut(id) {
+            local.status_written(revision);
             local.promote_basis = None;
             local.refused_basis = None;
             local.dirty = false;
@@ -1406,6 +1441,7 @@ mod tests {
             node: NODE.into(),
             input_revision: 1,
             term: 1,
+            seen_revision: 0,
             state: NodeState::Online,
             start_failure_is_fatal: true,
             unfence_first: false,
@@ -1548,6 +1584,33 @@ mod tests {
         assert!(r.record(&steps[0], &done(ocf::NOT_RUNNING), now, EPOCH_USEC));
         assert_eq!(probes(&r), vec![("a".to_string(), Action::Probe), ("b".to_string(), Action::Probe)]);
         assert_eq!(r.probe_first().collect::<Vec<_>>(), vec!["c", "gone"]);
+    }
+
+    #[test]
+    fn a_withdrawal_decided_before_the_latest_status_was_written_waits_for_one_that_saw_it() {
+        let now = Instant::now();
+        let mut r = reconciler(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        probe(&mut r, now, "a", ocf::OK);
+        probe(&mut r, now, "b", ocf::OK);
+        // `a`'s role was last written at revision 50 (its start, say); `b`'s at 10.
+        r.local.get_mut("a").expect("a").status_written(50);
+        r.local.get_mut("b").expect("b").status_written(10);
+        // A monitor's result written later, the role unchanged, renews nothing.
+        r.local.get_mut("b").expect("b").status_written(60);
+        assert_eq!(r.local["b"].written_revision, 10);
+        // Decided having seen up to revision 40, neither listed: `b` goes, `a` is held.
+        assign(&mut r, NodeAssignment { seen_revision: 40, ..assignment(vec![]) });
+        assert_eq!(decided(&mut r, now), one("b", Action::Stop));
+        // Decided having seen `a`'s status: it goes too.
+        assign(&mut r, NodeAssignment { seen_revision: 50, ..assignment(vec![]) });
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Stop)]);
+        // An assignment that says nothing of what it saw holds nothing.
+        assign(&mut r, NodeAssignment { seen_revision: 0, ..assignment(vec![]) });
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Stop)]);
+        // Stopping everything (the node leaves) waits for no decision.
+        assign(&mut r, NodeAssignment { seen_revision: 40, ..assignment(vec![]) });
+        r.stopping_all = true;
+        assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Stop)]);
     }
 
     #[test]

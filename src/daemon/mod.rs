@@ -162,12 +162,19 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
         }
     }
     let LiveSnapshot { revision: input_revision, snapshot, reports } = live;
-    let assignments = node_assignments(&plan, &snapshot.objects, &failures_seen(&reports), input_revision, guard.term());
+    let mut assignments = node_assignments(&plan, &snapshot.objects, &failures_seen(&reports), input_revision, guard.term());
+    // What the watch had delivered: the statuses this decision saw (its own writes of
+    // this turn do not count; nothing is taken from the watch during a turn).
+    let seen_revision = cache.watched_revision();
+    for assignment in assignments.values_mut() {
+        assignment.seen_revision = seen_revision;
+    }
     let keys = cache.keys().clone();
     let mut writes: Vec<(String, Option<String>)> = Vec::new();
     for (node, assignment) in &assignments {
-        // The input revision and term alone changing is not a new decision.
-        if cache.plans().get(node).is_some_and(|stored: &NodeAssignment| stored.same_decision(assignment)) {
+        // The input revision and term alone changing is not a new decision, unless the
+        // agent holds a withdrawal the stored one made before it saw the status.
+        if cache.plans().get(node).is_some_and(|stored: &NodeAssignment| stored.same_decision(assignment) && !withdrawal_unseen(cache, stored)) {
             continue;
         }
         let value = serde_json::to_string(assignment).map_err(|error| StoreError::Corrupt { key: keys.plan(node), reason: format!("encode: {error}") })?;
@@ -415,6 +422,24 @@ async fn write(store: &Store, cache: &mut ClusterCache, action: &str, writes: Ve
         cache.apply_write(key, value.as_ref().map(String::as_bytes), revision);
     }
     Ok(())
+}
+
+/// Whether the node reports a resource possibly active that `stored` does not list,
+/// with a status written after what `stored`'s decision saw (`seen_revision`). Its
+/// agent may hold its stop (`Reconciler::stale_withdrawal`: the decision may have
+/// taken away a start in flight), and an unchanged decision is not rewritten: this
+/// is when it must be, with a revision that has seen the status. (A status written
+/// for a monitor's result, whose role did not change, also rewrites it: once per such
+/// write, each a new decision with its history record and archived input.)
+fn withdrawal_unseen(cache: &ClusterCache, stored: &NodeAssignment) -> bool {
+    let node = stored.node.as_str();
+    let listed: std::collections::HashSet<&str> = stored.resources.iter().map(|entry| entry.id.as_str()).collect();
+    cache
+        .statuses()
+        .range((node.to_string(), String::new())..)
+        .take_while(|((owner, _), _)| owner == node)
+        .filter(|((owner, id), status)| status.may_be_active() && !listed.contains(id.as_str()) && !cache.is_void_status(owner, id))
+        .any(|((owner, id), _)| cache.mod_revision(&cache.keys().status(owner, id)).is_some_and(|revision| revision > stored.seen_revision))
 }
 
 /// Moves every fencing the plan asks for one step on: a request to an executor when
@@ -898,6 +923,33 @@ async fn lead(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unchanged_assignment_is_written_again_once_a_withdrawn_resource_reports_after_it() {
+        let status = |node: &str, id: &str, role: &str| {
+            serde_json::json!({"id": id, "name": id, "node": node, "role": role, "definition": {"agent": "ocf:heartbeat:Dummy"}, "history": []}).to_string()
+        };
+        let stored: NodeAssignment = serde_json::from_value(serde_json::json!({
+            "node": "n1", "inputRevision": 20, "seenRevision": 10, "state": "online", "startFailureIsFatal": true, "unfenceFirst": false, "attributes": {},
+            "resources": [{"id": "db", "instance": "db", "name": "db", "role": "Started", "managed": true, "exclusive": true,
+                           "definition": {"agent": "ocf:heartbeat:Dummy"}, "failuresSeen": 0}],
+            "migrations": [], "stopAfter": {}
+        }))
+        .expect("an assignment");
+        let mut cache = ClusterCache::new(crate::store::Keys::new("/pacer"));
+        // Seen by the decision (written at 9), listed, stopped, or another node's
+        // (`n10` sorts right after `n1`): nothing to write.
+        cache.apply_write("/pacer/status/n1/web", Some(status("n1", "web", "Started").as_bytes()), 9);
+        cache.apply_write("/pacer/status/n1/db", Some(status("n1", "db", "Started").as_bytes()), 12);
+        cache.apply_write("/pacer/status/n1/old", Some(status("n1", "old", "Stopped").as_bytes()), 13);
+        cache.apply_write("/pacer/status/n10/web", Some(status("n10", "web", "Started").as_bytes()), 14);
+        assert!(!withdrawal_unseen(&cache, &stored));
+        // `web` written again after the decision, running and not listed: the agent
+        // holds its stop until an assignment decided on that status arrives.
+        cache.apply_write("/pacer/status/n1/web", Some(status("n1", "web", "Started").as_bytes()), 15);
+        assert!(withdrawal_unseen(&cache, &stored));
+        assert!(!withdrawal_unseen(&cache, &NodeAssignment { seen_revision: 15, ..stored.clone() }));
+    }
 
     #[test]
     fn the_node_object_made_for_a_running_agent_is_valid_marked_and_without_its_attributes() {

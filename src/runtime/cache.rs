@@ -86,6 +86,8 @@ pub struct ClusterCache {
     keys: Keys,
     /// The revision the copy is current to (the highest seen).
     revision: i64,
+    /// The highest revision the watch delivered (`watched_revision`).
+    watched: i64,
     /// The mod revision of every key held, so a replayed or older event changes
     /// nothing.
     known: HashMap<String, i64>,
@@ -139,6 +141,7 @@ impl ClusterCache {
         ClusterCache {
             keys,
             revision: 0,
+            watched: 0,
             known: HashMap::new(),
             deleted: HashMap::new(),
             deleted_prefixes: BTreeMap::new(),
@@ -203,6 +206,7 @@ impl ClusterCache {
                     self.objects_after_version = false;
                 }
                 self.revision = self.revision.max(*revision);
+                self.watched = self.watched.max(*revision);
                 changes.restarted = true;
             }
             WatchEvent::Put(entry) => {
@@ -216,6 +220,7 @@ impl ClusterCache {
                     }
                 }
                 self.revision = self.revision.max(entry.mod_revision);
+                self.watched = self.watched.max(entry.mod_revision);
             }
             WatchEvent::Deleted { key, revision } => {
                 // The echo of this process's own deletion: the key is settled.
@@ -231,6 +236,7 @@ impl ClusterCache {
                     changes.sections.push(section);
                 }
                 self.revision = self.revision.max(*revision);
+                self.watched = self.watched.max(*revision);
             }
         }
         changes
@@ -246,6 +252,8 @@ impl ClusterCache {
             debug_assert!(false, "apply_write of {key}: its create revision and lease come only from etcd");
             return;
         }
+        // Not from the watch: what came before it on the watch may still be on its way.
+        let watched = self.watched;
         match value {
             Some(value) => {
                 self.apply_event(&WatchEvent::Put(Entry {
@@ -262,6 +270,7 @@ impl ClusterCache {
                 self.deleted.insert(key.to_string(), revision);
             }
         }
+        self.watched = watched;
     }
 
     /// Whether a value written at `revision` is newer than what is known of `key`
@@ -277,9 +286,12 @@ impl ClusterCache {
     pub fn forget_reports(&mut self, node: &str, revision: i64) {
         let prefixes = [self.keys.node_statuses_prefix(node), self.keys.node_attributes_prefix(node)];
         let keys: Vec<String> = self.known.keys().filter(|key| prefixes.iter().any(|prefix| key.starts_with(prefix.as_str()))).cloned().collect();
+        // This process's own deletion, not the watch's (`watched_revision`).
+        let watched = self.watched;
         for key in keys {
             self.apply_event(&WatchEvent::Deleted { key, revision });
         }
+        self.watched = watched;
         for prefix in prefixes {
             let at = self.deleted_prefixes.entry(prefix).or_default();
             *at = (*at).max(revision);
@@ -507,6 +519,16 @@ impl ClusterCache {
     /// The revision the copy is current to.
     pub fn revision(&self) -> i64 {
         self.revision
+    }
+
+    /// The highest revision the watch has delivered. Unlike `revision`, this process's
+    /// own writes (`apply_write`, `forget_reports`) do not advance it. Whatever was
+    /// written before it has been taken in, and so, nearly always, has what was written
+    /// at it: the informer hands over one event at a time, so a turn may start between
+    /// two events of one revision (one agent transaction of many statuses). What a
+    /// decision saw of the agents' statuses (`NodeAssignment::seen_revision`).
+    pub fn watched_revision(&self) -> i64 {
+        self.watched
     }
 
     /// The stored objects, by key.
@@ -794,6 +816,28 @@ mod tests {
         // Deleting the bad key forgets it.
         cache.apply_event(&WatchEvent::Deleted { key: "/pacer/spec/nodes/n9".into(), revision: 9 });
         assert_eq!(cache.undecodable().keys().collect::<Vec<_>>(), ["/pacer/status/n1/web"]);
+    }
+
+    #[test]
+    fn only_the_watch_advances_the_watched_revision() {
+        let mut cache = ClusterCache::new(keys());
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n1/db", &status("n1", "db"), 4)));
+        // This process's own writes (a leader's assignments) come before the watch
+        // has delivered what others wrote in between.
+        cache.apply_write("/pacer/plans/n1", Some(b"{}"), 9);
+        cache.apply_write("/pacer/status/n1/web", None, 10);
+        assert_eq!((cache.revision(), cache.watched_revision()), (10, 4));
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &status("n2", "web"), 7)));
+        assert_eq!(cache.watched_revision(), 7);
+        cache.apply_event(&WatchEvent::Deleted { key: "/pacer/status/n1/web".into(), revision: 10 });
+        assert_eq!(cache.watched_revision(), 10);
+        cache.apply_event(&WatchEvent::Restarted { prefix: "/pacer/".into(), revision: 12, entries: Vec::new() });
+        assert_eq!(cache.watched_revision(), 12);
+        // A fenced node's reports, forgotten by the leader itself.
+        cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n3/db", &status("n3", "db"), 13)));
+        cache.forget_reports("n3", 20);
+        assert!(cache.statuses().is_empty());
+        assert_eq!(cache.watched_revision(), 13);
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub fn node_assignments(plan: &Plan, objects: &[Object], failures: &FailuresSeen
                 node: node.name.clone(),
                 input_revision,
                 term,
+                seen_revision: 0,
                 state: node.state,
                 start_failure_is_fatal: catalog.start_failure_is_fatal,
                 unfence_first: plan.fencing.iter().any(|fencing| fencing.node == node.name && fencing.action == "on"),

@@ -239,13 +239,14 @@ impl Store {
     /// bytes): a node reporting a thousand probes writes them in a handful of requests,
     /// not a thousand. The writes come in groups, each written whole in one
     /// transaction (a status with the events its result made: an event exists exactly
-    /// when its fact was written); a group must fit in one. Returns how many groups
-    /// were written before any failure, and the failure: what was written stays
-    /// written (each group is whole). A key must appear once: etcd refuses a
-    /// transaction that writes one key twice, or writes and deletes it.
-    pub async fn guarded_writes(&self, session: &NodeSession, groups: Vec<Vec<(String, Option<String>)>>) -> (usize, Result<(), GuardedWriteError>) {
+    /// when its fact was written); a group must fit in one. Returns the revision each
+    /// group was written at, in order, for the groups written before any failure, and
+    /// the failure: what was written stays written (each group is whole). A key must
+    /// appear once: etcd refuses a transaction that writes one key twice, or writes
+    /// and deletes it.
+    pub async fn guarded_writes(&self, session: &NodeSession, groups: Vec<Vec<(String, Option<String>)>>) -> (Vec<i64>, Result<(), GuardedWriteError>) {
         let size = |group: &[(String, Option<String>)]| group.iter().map(|(key, value)| key.len() + value.as_ref().map_or(0, String::len)).sum::<usize>();
-        let mut done = 0;
+        let mut done: Vec<i64> = Vec::new();
         let mut batch: Vec<TxnOp> = Vec::new();
         let mut batch_groups = 0;
         let mut batch_bytes = 0;
@@ -269,7 +270,10 @@ impl Store {
             batch_bytes = 0;
             let mut client = self.client();
             match self.metrics.write(timeout("write node state", client.txn(txn))).await {
-                Ok(response) if response.succeeded() => done += count,
+                Ok(response) if response.succeeded() => {
+                    let revision = response.header().map(|header| header.revision()).unwrap_or_default();
+                    done.extend(std::iter::repeat_n(revision, count));
+                }
                 Ok(_) => return (done, Err(GuardedWriteError::LeaseLost { node: session.node.clone(), lease: session.lease })),
                 Err(error) => return (done, Err(error.into())),
             }

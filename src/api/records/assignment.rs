@@ -48,6 +48,15 @@ pub struct NodeAssignment {
     /// The scheduler's election term; informational (the write itself is guarded).
     #[serde(default)]
     pub term: i64,
+    /// The revision the leader's watch had delivered when it decided
+    /// (`ClusterCache::watched_revision`; not `input_revision`, which the leader's own
+    /// writes advance): statuses written before it were seen. An agent does not act on
+    /// the withdrawal of a resource whose role it wrote after this
+    /// (`Reconciler::stale_withdrawal`): Pacemaker's DC too waits for the actions in
+    /// flight before deciding again. 0: not known (a leader that records none, an
+    /// assignment written by hand): no such hold.
+    #[serde(default, skip_serializing_if = "is_zero_revision")]
+    pub seen_revision: i64,
     /// The node's state in the decision. In `maintenance` the agent runs monitors only.
     pub state: NodeState,
     /// Whether a failed start bans the resource from the node at once (the fail count
@@ -88,15 +97,18 @@ pub struct NodeAssignment {
 pub const PROBE_FIRST_MAX: usize = 1000;
 
 impl NodeAssignment {
-    /// Whether `other` tells the node the same thing: equal in everything but the
-    /// informational `input_revision` and `term`. An assignment is only rewritten when
-    /// this is false, so a new input revision alone writes nothing.
+    /// Whether `other` tells the node the same thing: equal in everything but
+    /// `input_revision`, `term` and `seen_revision`. An assignment is only rewritten
+    /// when this is false, so a new input revision alone writes nothing; but see
+    /// `seen_revision` (the leader writes an unchanged one again for a withdrawal its
+    /// node holds, `daemon::withdrawal_unseen`).
     pub fn same_decision(&self, other: &NodeAssignment) -> bool {
         // Destructured so that a new field has to be placed on one side or the other.
         let NodeAssignment {
             node,
             input_revision: _,
             term: _,
+            seen_revision: _,
             state,
             start_failure_is_fatal,
             unfence_first,
@@ -131,6 +143,10 @@ fn default_true() -> bool {
 }
 
 fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
+fn is_zero_revision(value: &i64) -> bool {
     *value == 0
 }
 
@@ -278,6 +294,7 @@ mod tests {
             node: "n1".into(),
             input_revision: 10,
             term: 3,
+            seen_revision: 9,
             state: NodeState::Online,
             start_failure_is_fatal: true,
             unfence_first: false,
@@ -305,9 +322,9 @@ mod tests {
     }
 
     #[test]
-    fn the_same_decision_ignores_only_the_input_revision_and_the_term() {
+    fn the_same_decision_ignores_only_the_revisions_and_the_term() {
         let base = assignment();
-        let later = NodeAssignment { input_revision: 42, term: 4, ..base.clone() };
+        let later = NodeAssignment { input_revision: 42, term: 4, seen_revision: 41, ..base.clone() };
         assert!(base.same_decision(&later), "a new input revision or term alone is not a new decision");
         assert!(later.same_decision(&base));
 
