@@ -390,6 +390,15 @@ fn heartbeat(config: &AgentConfig, probed: bool, shutdown: bool) -> NodeHeartbea
     }
 }
 
+/// Whether `local`'s result need not be written: it says only "not running here"
+/// (`says_only_not_running`), carries no event, and nothing of it is stored — no
+/// status, not even one that does not decode (issue 18: a probe that finds nothing
+/// writes nothing, and a joining node lists the awaited ones in its heartbeat).
+fn unreported_not_running(cache: &ClusterCache, keys: &Keys, node: &str, id: &str, local: &reconcile::Local) -> bool {
+    let stored = cache.statuses().contains_key(&(node.to_string(), id.to_string())) || cache.undecodable().contains_key(&keys.status(node, id));
+    !stored && local.events.is_empty() && says_only_not_running(&local.status)
+}
+
 /// A status that says no more than "probed here and not running": nothing failed,
 /// nothing counted, pending or announced, and no operation but probes finding it
 /// stopped in its history.
@@ -1082,10 +1091,8 @@ impl<'a> Session<'a> {
         let node = &self.config.node;
         let cache = &self.cache;
         let keys = &self.keys;
-        let found_nothing = |id: &str| {
-            let stored = cache.statuses().contains_key(&(node.clone(), id.to_string())) || cache.undecodable().contains_key(&keys.status(node, id));
-            reconciler.local.get(id).is_some_and(|local| !stored && local.busy.is_none() && local.events.is_empty() && says_only_not_running(&local.status))
-        };
+        let found_nothing =
+            |id: &str| reconciler.local.get(id).is_some_and(|local| local.busy.is_none() && unreported_not_running(cache, keys, node, id, local));
         let before = self.probed_ahead.len();
         self.probed_ahead.retain(|id| found_nothing(id));
         let mut changed = self.probed_ahead.len() != before;
@@ -1458,18 +1465,15 @@ impl<'a> Session<'a> {
         // heartbeat instead (`probed_ahead`), below.
         let awaited: BTreeSet<String> = if reconciler.probed() { BTreeSet::new() } else { reconciler.probe_first().map(str::to_string).collect() };
         let mut ahead = Vec::new();
-        dirty.retain(|id| {
-            let stored = self.cache.statuses().contains_key(&(node.clone(), id.clone())) || self.cache.undecodable().contains_key(&self.keys.status(&node, id));
-            match reconciler.local.get_mut(id) {
-                Some(mut local) if !stored && local.events.is_empty() && says_only_not_running(&local.status) => {
-                    local.dirty = false;
-                    if awaited.contains(id) {
-                        ahead.push(id.clone());
-                    }
-                    false
+        dirty.retain(|id| match reconciler.local.get_mut(id) {
+            Some(mut local) if unreported_not_running(&self.cache, &self.keys, &node, id, &local) => {
+                local.dirty = false;
+                if awaited.contains(id) {
+                    ahead.push(id.clone());
                 }
-                _ => true,
+                false
             }
+            _ => true,
         });
         if !self.heartbeat_probed {
             self.note_probed_ahead(reconciler, ahead);
