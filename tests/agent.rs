@@ -290,7 +290,7 @@ async fn an_agent_writes_no_spec_and_the_leader_creates_its_node() {
     bounded(async {
         let mut cluster = Cluster::new().await;
         let node_object = |listing: &pacer::store::Listing, name: &str| {
-            listing.objects.iter().find(|(key, _)| key.to_string() == format!("Node/{name}")).map(|(_, stored)| stored.object.clone())
+            listing.objects.iter().find(|(key, _)| key.to_string() == format!("Node/{name}")).map(|(_, stored)| (*stored.object).clone())
         };
         cluster.start_agent("n3", 2);
         cluster.start_agent("n1", 2);
@@ -323,7 +323,7 @@ async fn proposed_attributes_stay_run_time_and_an_invalid_one_holds_up_nobody() 
         cluster.decide().await;
         let listing = cluster.store.list_objects().await.expect("list");
         let spec_of = |name: &str| {
-            let object = listing.objects.iter().find(|(key, _)| key.to_string() == format!("Node/{name}")).map(|(_, stored)| stored.object.clone());
+            let object = listing.objects.iter().find(|(key, _)| key.to_string() == format!("Node/{name}")).map(|(_, stored)| (*stored.object).clone());
             match object.unwrap_or_else(|| panic!("the leader creates {name}'s Node object")).spec {
                 pacer::api::Spec::Node(spec) => spec,
                 other => panic!("not a Node: {other:?}"),

@@ -100,8 +100,10 @@ pub async fn run(config: HollowConfig, store: Store, shutdown: impl std::future:
     let renewals = Arc::new(Renewals::start().map_err(AgentError::Renewals)?);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut nodes = tokio::task::JoinSet::new();
+    // One decoded copy of each object and status for all of them.
+    let shared = Arc::new(crate::runtime::SharedDecodes::new());
     for node in &config.nodes {
-        let agent = agent_config(&config, node, renewals.clone());
+        let agent = agent_config(&config, node, renewals.clone(), shared.clone());
         let span = tracing::info_span!("hollow", node = %node);
         nodes.spawn(power_cycle(agent, store.clone(), stopping.clone()).instrument(span));
     }
@@ -117,7 +119,7 @@ pub async fn run(config: HollowConfig, store: Store, shutdown: impl std::future:
     Ok(())
 }
 
-fn agent_config(config: &HollowConfig, node: &str, renewals: Arc<Renewals>) -> AgentConfig {
+fn agent_config(config: &HollowConfig, node: &str, renewals: Arc<Renewals>, shared: Arc<crate::runtime::SharedDecodes>) -> AgentConfig {
     let state_dir = config.nodes_dir.join(node);
     let exec = ExecConfig { simulate: Some(Simulation { latency: config.latency, fail_file: state_dir.join(FAIL_FILE) }), ..config.exec.clone() };
     AgentConfig {
@@ -131,6 +133,7 @@ fn agent_config(config: &HollowConfig, node: &str, renewals: Arc<Renewals>) -> A
         metrics: Arc::new(AgentMetrics::default()),
         notifier: Arc::new(crate::notify::Notifier::disabled()),
         renewals: Some(renewals),
+        shared_decodes: Some(shared),
         peer_listen: None,
     }
 }

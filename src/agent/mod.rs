@@ -75,6 +75,9 @@ pub struct AgentConfig {
     /// The lease renewal thread shared by the agents of one process (hollow nodes);
     /// `None`: a thread and a connection of this agent's own.
     pub renewals: Option<Arc<lease::Renewals>>,
+    /// The decoded objects and statuses shared by the agents of one process (hollow
+    /// nodes: `runtime::SharedDecodes`); `None`: a watch cache of this agent's own.
+    pub shared_decodes: Option<Arc<crate::runtime::SharedDecodes>>,
     /// Where the peer endpoint listens (`--peer-listen`): the other agents ask it,
     /// while etcd cannot be reached, whether this one can (`failsafe`). `None`: no
     /// endpoint, and no failsafe — the lease's old rule alone.
@@ -607,7 +610,10 @@ impl<'a> Session<'a> {
             informer,
             listed: Default::default(),
             watched,
-            cache: ClusterCache::new(keys.clone()),
+            cache: match &config.shared_decodes {
+                Some(shared) => ClusterCache::with_shared(keys.clone(), shared.clone()),
+                None => ClusterCache::new(keys.clone()),
+            },
             results,
             result_sender,
             running: HashMap::new(),
@@ -709,7 +715,7 @@ impl<'a> Session<'a> {
                     // Behind a listing taken meanwhile: nothing newer to take in yet.
                     if self.spec_retake && self.cache.spec_version() >= self.spec_listed_version {
                         let read =
-                            self.cache.objects().values().filter(|stored| AGENT_READS.contains(&stored.object.kind())).map(|stored| stored.object.clone());
+                            self.cache.objects().values().filter(|stored| AGENT_READS.contains(&stored.object.kind())).map(|stored| (*stored.object).clone());
                         self.take_spec(reconciler, in_definition_order(read.collect()));
                     }
                     self.spec_stale = false;
@@ -737,7 +743,12 @@ impl<'a> Session<'a> {
                         for skipped in &listing.undecodable {
                             tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
                         }
-                        let read = listing.objects.into_values().map(|stored| stored.object).filter(|object| AGENT_READS.contains(&object.kind())).collect();
+                        let read = listing
+                            .objects
+                            .into_values()
+                            .map(|stored| std::sync::Arc::unwrap_or_clone(stored.object))
+                            .filter(|object| AGENT_READS.contains(&object.kind()))
+                            .collect();
                         self.take_spec(reconciler, in_definition_order(read));
                         self.spec_stale = false;
                         self.spec_unsettled_since = None;
@@ -1805,7 +1816,7 @@ impl<'a> Session<'a> {
 
     /// The node as a scrape shows it (`metrics::node`).
     fn node_view(&self, reconciler: &Reconciler, shutting_down: bool) -> NodeView {
-        let resource = |name: &str| self.cache.objects().get(&ObjectKey { kind: Kind::Resource, name: name.into() }).map(|stored| &stored.object);
+        let resource = |name: &str| self.cache.objects().get(&ObjectKey { kind: Kind::Resource, name: name.into() }).map(|stored| &*stored.object);
         let facts = NodeFacts {
             node: &self.config.node,
             probed: self.heartbeat_probed,

@@ -243,6 +243,7 @@ pub(super) async fn agent(global: &Global, args: &AgentArgs) -> anyhow::Result<u
         metrics: metrics.clone(),
         notifier: notifier.clone(),
         renewals: None,
+        shared_decodes: None,
         peer_listen: args.peer_listen,
     };
     let store = global.connect().await?;

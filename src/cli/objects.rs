@@ -206,7 +206,7 @@ pub(super) async fn get(global: &Global, args: &GetArgs) -> anyhow::Result<u8> {
         selected.extend(
             objects
                 .values()
-                .map(|stored| &stored.object)
+                .map(|stored| &*stored.object)
                 .filter(|object| object.kind() == *kind && name.as_ref().is_none_or(|name| object.name().as_str() == name)),
         );
     }

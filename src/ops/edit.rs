@@ -33,7 +33,7 @@ pub fn operator() -> String {
 /// Finds a stored object, or says it does not exist in a user's words.
 pub fn find<'a>(listing: &'a Listing, kind: Kind, name: &str) -> Result<&'a Object, OpsError> {
     let key = ObjectKey { kind, name: Name(name.to_string()) };
-    listing.objects.get(&key).map(|stored| &stored.object).ok_or_else(|| OpsError::NotFound(format!("{} {name} not found", kind.as_str())))
+    listing.objects.get(&key).map(|stored| &*stored.object).ok_or_else(|| OpsError::NotFound(format!("{} {name} not found", kind.as_str())))
 }
 
 /// Writes `objects` (created or updated; an object read from the store keeps its

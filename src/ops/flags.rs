@@ -71,7 +71,7 @@ pub fn resolve(cache: &ClusterCache, name: &str) -> Result<Target, OpsError> {
             Spec::Group(spec) => (crate::state::conditions::primitives(&stored.object), spec.clone.is_some()),
             _ => (Vec::new(), false),
         };
-        return Ok(Target { kind, name: name.to_string(), primitives, cloned, object: stored.object.clone() });
+        return Ok(Target { kind, name: name.to_string(), primitives, cloned, object: (*stored.object).clone() });
     }
     Err(OpsError::NotFound(format!("no resource, group or fence device named {name}")))
 }
@@ -179,7 +179,7 @@ pub async fn set_node_flag(store: &Store, nodes: &[String], all: bool, flag: Nod
     for node in &names {
         let key = ObjectKey { kind: Kind::Node, name: Name::from(node.as_str()) };
         let (mut object, created) = match cache.objects().get(&key) {
-            Some(stored) => (stored.object.clone(), false),
+            Some(stored) => ((*stored.object).clone(), false),
             None => (blank(Kind::Node, node)?, true),
         };
         let Spec::Node(spec) = &mut object.spec else { continue };
@@ -204,7 +204,7 @@ pub async fn set_node_flag(store: &Store, nodes: &[String], all: bool, flag: Nod
 /// (`ClusterPolicy.spec.maintenanceMode`), creating the ClusterPolicy if there is none.
 pub async fn set_cluster_maintenance(store: &Store, on: bool, dry_run: bool) -> Result<FlagOutcome, OpsError> {
     let cache = load(store).await?;
-    let stored = cache.objects().iter().find(|(key, _)| key.kind == Kind::ClusterPolicy).map(|(_, stored)| stored.object.clone());
+    let stored = cache.objects().iter().find(|(key, _)| key.kind == Kind::ClusterPolicy).map(|(_, stored)| (*stored.object).clone());
     let (mut object, created) = match stored {
         Some(object) => (object, false),
         None => (blank(Kind::ClusterPolicy, CLUSTER_POLICY_NAME)?, true),

@@ -155,7 +155,7 @@ pub async fn simulate_live(store: &Store, proposed: Option<&Loaded>, injections:
     let mut snapshot = live.live.snapshot.clone();
     let before = schedule(&snapshot);
     if let Some(loaded) = proposed {
-        let stored: ObjectSet = live.cache.objects().iter().map(|(key, stored)| (key.clone(), stored.object.clone())).collect();
+        let stored: ObjectSet = live.cache.objects().iter().map(|(key, stored)| (key.clone(), (*stored.object).clone())).collect();
         propose(&mut snapshot, check_proposed(&stored, loaded)?);
     }
     for injection in injections {

@@ -26,6 +26,7 @@ use crate::api::records::{
     Reports, RequestRecord, ResourceStatus,
 };
 use crate::api::{Name, Object, ObjectKey};
+use crate::runtime::SharedDecodes;
 use crate::store::keys::Section;
 use crate::store::watch::{Entry, WatchEvent};
 use crate::store::{Keys, StoredObject, decode_object};
@@ -134,6 +135,9 @@ pub struct ClusterCache {
     requests: BTreeMap<(String, String), RequestRecord>,
     /// Keys whose value did not decode, with the reason.
     undecodable: BTreeMap<String, String>,
+    /// The decoded objects and statuses of the other caches of this process
+    /// (`with_shared`): `None`, a copy of its own.
+    shared: Option<Arc<SharedDecodes>>,
 }
 
 impl ClusterCache {
@@ -165,7 +169,14 @@ impl ClusterCache {
             fence_confirmations: BTreeMap::new(),
             requests: BTreeMap::new(),
             undecodable: BTreeMap::new(),
+            shared: None,
         }
+    }
+
+    /// A cache that holds one copy of each object and status with the other caches
+    /// of this process that share `shared` (the agents of `pacer hollow`).
+    pub fn with_shared(keys: Keys, shared: Arc<SharedDecodes>) -> ClusterCache {
+        ClusterCache { shared: Some(shared), ..ClusterCache::new(keys) }
     }
 
     /// Applies one watch event. Events older than what is known (a replay after a
@@ -352,9 +363,15 @@ impl ClusterCache {
     /// decode or its body disagrees with its key.
     fn insert_record(&mut self, section: &Section, entry: &Entry) -> Result<(), String> {
         match section {
-            Section::Object(_) => decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision).map_err(|error| error.reason()).map(|object| {
+            Section::Object(_) => {
+                let decode = || decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision).map_err(|error| error.reason());
+                let object = match &self.shared {
+                    Some(shared) => shared.object(&entry.key, entry.mod_revision, &entry.value, decode)?,
+                    None => Arc::new(decode()?),
+                };
                 self.objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
-            }),
+                Ok(())
+            }
             Section::SpecVersion => {
                 self.spec_version = entry.mod_revision;
                 self.spec_changed_at = crate::store::apply::spec_changed_at(&entry.value);
@@ -380,12 +397,19 @@ impl ClusterCache {
                 Ok(())
             }
             Section::Status { node, id } => {
-                let mut status = decode::<ResourceStatus>(&entry.value)?;
-                agree("node", &status.node, node)?;
-                agree("id", &status.id, id)?;
-                // Decoding leaves room for four records; every copy held counts.
-                status.history.shrink_to_fit();
-                self.statuses.insert((node.clone(), id.clone()), Arc::new(status));
+                let decode = || {
+                    let mut status = decode::<ResourceStatus>(&entry.value)?;
+                    agree("node", &status.node, node)?;
+                    agree("id", &status.id, id)?;
+                    // Decoding leaves room for four records; every copy held counts.
+                    status.history.shrink_to_fit();
+                    Ok::<_, String>(status)
+                };
+                let status = match &self.shared {
+                    Some(shared) => shared.status(&entry.key, entry.mod_revision, &entry.value, decode)?,
+                    None => Arc::new(decode()?),
+                };
+                self.statuses.insert((node.clone(), id.clone()), status);
                 Ok(())
             }
             Section::Attribute { node, name } => decode::<NodeAttributeRecord>(&entry.value).map(|record| {
@@ -540,7 +564,7 @@ impl ClusterCache {
     /// first applied in), objects stored before sequences existed first by kind and
     /// name. The scheduler breaks its last ties by this order.
     pub fn objects_in_order(&self) -> Vec<Object> {
-        in_definition_order(self.objects.values().map(|stored| stored.object.clone()).collect())
+        in_definition_order(self.objects.values().map(|stored| (*stored.object).clone()).collect())
     }
 
     pub fn spec_version(&self) -> i64 {
@@ -783,6 +807,45 @@ mod tests {
         assert_eq!(changes.sections, [Section::Status { node: "n1".into(), id: "web".into() }]);
         assert!(cache.statuses().is_empty());
         assert_eq!(cache.revision(), 11);
+    }
+
+    #[test]
+    fn caches_that_share_decodes_hold_one_copy_of_what_each_would_hold() {
+        let shared = Arc::new(SharedDecodes::new());
+        let resource = r#"{"apiVersion":"pacer.io/v1alpha1","kind":"Resource","metadata":{"name":"web"},"spec":{"agent":"ocf:heartbeat:Dummy"}}"#;
+        let listing = WatchEvent::Restarted {
+            prefix: "/pacer/".into(),
+            revision: 10,
+            entries: vec![entry("/pacer/spec/resources/web", resource, 3), entry("/pacer/status/n1/web", &status("n1", "web"), 5)],
+        };
+        let mut caches = [ClusterCache::with_shared(keys(), shared.clone()), ClusterCache::with_shared(keys(), shared.clone()), ClusterCache::new(keys())];
+        for cache in &mut caches {
+            cache.apply_event(&listing);
+        }
+        let [first, second, alone] = &caches;
+        let web = ObjectKey { kind: crate::api::Kind::Resource, name: "web".into() };
+        let status_key = ("n1".to_string(), "web".to_string());
+        assert!(Arc::ptr_eq(&first.objects()[&web].object, &second.objects()[&web].object));
+        assert!(Arc::ptr_eq(&first.statuses()[&status_key], &second.statuses()[&status_key]));
+        assert!(!Arc::ptr_eq(&first.statuses()[&status_key], &alone.statuses()[&status_key]));
+        // What is shared equals what a cache of its own decoded.
+        assert_eq!(first.objects(), alone.objects());
+        assert_eq!(first.statuses(), alone.statuses());
+        // A newer value is a copy of its own, and so is one that disagrees with its key.
+        first_put(&mut caches, "/pacer/status/n1/web", &status("n1", "web").replace("Started", "Stopped"), 12);
+        assert_eq!(caches[0].statuses()[&status_key].role, crate::api::records::ObservedRole::Stopped);
+        assert_eq!(caches[1].statuses()[&status_key].role, crate::api::records::ObservedRole::Started);
+        for cache in &mut caches {
+            cache.apply_event(&WatchEvent::Put(entry("/pacer/status/n2/web", &status("n1", "web"), 13)));
+            assert!(!cache.statuses().contains_key(&("n2".to_string(), "web".to_string())));
+        }
+        // One object; two statuses (the first cache's newer one, the second's older).
+        assert_eq!(shared.held(), (1, 2));
+    }
+
+    /// A put taken in by the first cache only.
+    fn first_put(caches: &mut [ClusterCache], key: &str, value: &str, revision: i64) {
+        caches[0].apply_event(&WatchEvent::Put(entry(key, value, revision)));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! reach etcd only through `store`.
 
 pub mod cache;
+pub mod share;
 pub mod snapshot;
 
 use tokio::sync::mpsc;
@@ -18,6 +19,7 @@ use crate::store::watch::{PrefixWatcher, WatchEvent};
 use crate::store::{Store, StoreError};
 
 pub use cache::{Changes, ClusterCache};
+pub use share::SharedDecodes;
 pub use snapshot::{BuildOptions, LiveSnapshot, NotReady, build};
 
 /// Microseconds since the epoch by this host's clock: the time events are stamped

@@ -204,7 +204,7 @@ pub fn plan_changes(
                 (Change::Created, None)
             }
             Some(stored) => {
-                let before = &stored.object;
+                let before: &Object = &stored.object;
                 after.metadata.uid = before.metadata.uid.clone();
                 after.metadata.creation_timestamp = before.metadata.creation_timestamp.clone();
                 after.metadata.creation_sequence = before.metadata.creation_sequence;
@@ -227,7 +227,7 @@ pub fn plan_changes(
             planned.push(PlannedObject {
                 key: key.clone(),
                 change: *change,
-                before: Some(stored.object.clone()),
+                before: Some((*stored.object).clone()),
                 after: None,
                 read_revision: stored.mod_revision,
             });
@@ -605,7 +605,10 @@ mod tests {
         Listing {
             revision: 10,
             spec_version: 9,
-            objects: objects.iter().map(|(object, revision)| (object.key(), StoredObject { object: object.clone(), mod_revision: *revision })).collect(),
+            objects: objects
+                .iter()
+                .map(|(object, revision)| (object.key(), StoredObject { object: std::sync::Arc::new(object.clone()), mod_revision: *revision }))
+                .collect(),
             undecodable: Vec::new(),
         }
     }

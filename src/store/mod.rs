@@ -15,6 +15,7 @@ pub mod tls;
 pub mod watch;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions, GetOptions, KvClient, Txn, TxnOp, TxnOpResponse, WatchClient};
@@ -140,10 +141,12 @@ impl StoreError {
     }
 }
 
-/// A stored object and the etcd revision it was last written at.
+/// A stored object and the etcd revision it was last written at. Shared (`Arc`): a
+/// watch cache hands its objects out without copying them, and the agents of one
+/// process (hollow nodes) hold one decoded copy of each (`runtime::SharedDecodes`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct StoredObject {
-    pub object: Object,
+    pub object: Arc<Object>,
     pub mod_revision: i64,
 }
 
@@ -197,7 +200,7 @@ pub fn decode_object(keys: &Keys, key: &str, value: &[u8], mod_revision: i64) ->
 
 impl Listing {
     pub fn object_set(&self) -> ObjectSet {
-        self.objects.iter().map(|(key, stored)| (key.clone(), stored.object.clone())).collect()
+        self.objects.iter().map(|(key, stored)| (key.clone(), Object::clone(&stored.object))).collect()
     }
 }
 
@@ -561,7 +564,7 @@ impl Store {
         for entry in entries.into_iter().filter(|entry| entry.key != version_key) {
             match decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision) {
                 Ok(object) => {
-                    objects.insert(object.key(), StoredObject { object, mod_revision: entry.mod_revision });
+                    objects.insert(object.key(), StoredObject { object: Arc::new(object), mod_revision: entry.mod_revision });
                 }
                 // The caller says so, once (`Listing::undecodable`): an apply that
                 // re-reads would otherwise log it at every attempt.

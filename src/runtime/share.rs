@@ -1,0 +1,188 @@
+//! One decoded copy of each stored value for the watch caches of one process.
+//!
+//! Every agent keeps every configured object and every status of the cluster in its
+//! watch cache (`ClusterCache`). A process that runs many agents (`pacer hollow`)
+//! would decode and hold the same bytes once per agent: at 10,000 resources that was
+//! about 25 MiB of each hollow node's 70 (issue 18). The caches of such a process
+//! share a `SharedDecodes`: the first cache to take a value in decodes it, the others
+//! get the same `Arc`. A value is found again only by its key, the revision etcd wrote
+//! it at and a hash of its bytes — what etcd stored under one key at one revision is
+//! one value, and the hash covers a store restored from a backup, whose revisions
+//! start again below ones already seen. Nothing else differs between the caches: a
+//! value is decoded with the key alone (the checks that the body agrees with its key
+//! are the same for every cache), so a shared copy is exactly what a cache of its own
+//! would have decoded.
+//!
+//! Entries are weak: the value lives as long as one cache holds it. Dead entries are
+//! swept when the table has doubled since the last sweep, so it stays proportional to
+//! what is held.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::api::Object;
+use crate::api::records::ResourceStatus;
+
+/// The decoded objects and statuses shared by the watch caches of one process.
+#[derive(Debug, Default)]
+pub struct SharedDecodes {
+    objects: Mutex<Shelf<Object>>,
+    statuses: Mutex<Shelf<ResourceStatus>>,
+    /// Seeded per process.
+    hashing: foldhash::quality::RandomState,
+}
+
+impl SharedDecodes {
+    pub fn new() -> SharedDecodes {
+        SharedDecodes::default()
+    }
+
+    /// The object stored under `key` at `mod_revision` with the bytes `value`: the
+    /// copy another cache decoded, or `decode`'s, kept for the others.
+    pub fn object<E>(&self, key: &str, mod_revision: i64, value: &[u8], decode: impl FnOnce() -> Result<Object, E>) -> Result<Arc<Object>, E> {
+        share(&self.objects, (mod_revision, self.fingerprint(key, value)), key, decode)
+    }
+
+    /// The status stored under `key` at `mod_revision`, as `object`.
+    pub fn status<E>(&self, key: &str, mod_revision: i64, value: &[u8], decode: impl FnOnce() -> Result<ResourceStatus, E>) -> Result<Arc<ResourceStatus>, E> {
+        share(&self.statuses, (mod_revision, self.fingerprint(key, value)), key, decode)
+    }
+
+    /// A hash of a key and a value.
+    fn fingerprint(&self, key: &str, value: &[u8]) -> u64 {
+        let mut hasher = self.hashing.build_hasher();
+        key.hash(&mut hasher);
+        value.hash(&mut hasher);
+        hasher.finish()
+    }
+
+    /// How many values are held by some cache (for tests and figures).
+    pub fn held(&self) -> (usize, usize) {
+        (live(&self.objects), live(&self.statuses))
+    }
+}
+
+/// The values of one type, by (revision, hash of key and bytes), with the key itself
+/// to tell two keys apart that a hash would confuse.
+#[derive(Debug)]
+struct Shelf<T> {
+    held: HashMap<(i64, u64), (Box<str>, Weak<T>)>,
+    /// The table's size after the last sweep.
+    swept_at: usize,
+}
+
+impl<T> Default for Shelf<T> {
+    fn default() -> Shelf<T> {
+        Shelf { held: HashMap::new(), swept_at: 0 }
+    }
+}
+
+/// Sweeping is not worth it below this many entries.
+const SWEEP_FLOOR: usize = 1024;
+
+fn share<T, E>(shelf: &Mutex<Shelf<T>>, stamp: (i64, u64), key: &str, decode: impl FnOnce() -> Result<T, E>) -> Result<Arc<T>, E> {
+    if let Some(found) = lock(shelf).held.get(&stamp).filter(|(held_key, _)| **held_key == *key).and_then(|(_, weak)| weak.upgrade()) {
+        return Ok(found);
+    }
+    // Decoded outside the lock: the other caches' lookups do not wait for it.
+    let decoded = Arc::new(decode()?);
+    let mut shelf = lock(shelf);
+    match shelf.held.get(&stamp) {
+        // Another cache decoded it meanwhile: one copy is kept, theirs.
+        Some((held_key, weak)) if **held_key == *key => {
+            if let Some(theirs) = weak.upgrade() {
+                return Ok(theirs);
+            }
+        }
+        // Another key with the same stamp (a hash collision): not shared.
+        Some(_) => return Ok(decoded),
+        None => {}
+    }
+    shelf.held.insert(stamp, (Box::from(key), Arc::downgrade(&decoded)));
+    if shelf.held.len() >= SWEEP_FLOOR.max(2 * shelf.swept_at) {
+        shelf.held.retain(|_, (_, weak)| weak.strong_count() > 0);
+        shelf.swept_at = shelf.held.len();
+    }
+    Ok(decoded)
+}
+
+/// A poisoned lock holds a table that is still whole (no code panics while it holds
+/// it in a half-written state): its contents are used.
+fn lock<T>(shelf: &Mutex<Shelf<T>>) -> std::sync::MutexGuard<'_, Shelf<T>> {
+    shelf.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn live<T>(shelf: &Mutex<Shelf<T>>) -> usize {
+    lock(shelf).held.values().filter(|(_, weak)| weak.strong_count() > 0).count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_count(shared: &SharedDecodes, key: &str, revision: i64, value: &str, decodes: &mut u32) -> Arc<ResourceStatus> {
+        shared
+            .status::<String>(key, revision, value.as_bytes(), || {
+                *decodes += 1;
+                serde_json::from_str(value).map_err(|error| error.to_string())
+            })
+            .expect("decodes")
+    }
+
+    fn status(node: &str, id: &str) -> String {
+        format!(r#"{{"id":"{id}","name":"{id}","node":"{node}","role":"Started","definition":{{"agent":"ocf:heartbeat:Dummy"}},"history":[]}}"#)
+    }
+
+    #[test]
+    fn a_value_is_decoded_once_while_some_cache_holds_it() {
+        let shared = SharedDecodes::new();
+        let mut decodes = 0;
+        let value = status("n1", "a");
+        let first = decode_count(&shared, "/p/status/n1/a", 7, &value, &mut decodes);
+        let second = decode_count(&shared, "/p/status/n1/a", 7, &value, &mut decodes);
+        assert_eq!(decodes, 1);
+        assert!(Arc::ptr_eq(&first, &second));
+        assert_eq!(shared.held(), (0, 1));
+        // Once nobody holds it, it is decoded again.
+        drop((first, second));
+        assert_eq!(shared.held(), (0, 0));
+        decode_count(&shared, "/p/status/n1/a", 7, &value, &mut decodes);
+        assert_eq!(decodes, 2);
+    }
+
+    #[test]
+    fn another_revision_key_or_value_is_another_copy() {
+        let shared = SharedDecodes::new();
+        let mut decodes = 0;
+        let held = [
+            decode_count(&shared, "/p/status/n1/a", 7, &status("n1", "a"), &mut decodes),
+            decode_count(&shared, "/p/status/n1/a", 8, &status("n1", "a"), &mut decodes),
+            decode_count(&shared, "/p/status/n2/a", 7, &status("n2", "a"), &mut decodes),
+            // Same key and revision, other bytes: a store restored from a backup.
+            decode_count(&shared, "/p/status/n1/a", 7, &status("n1", "a").replace("Started", "Stopped"), &mut decodes),
+        ];
+        assert_eq!(decodes, 4);
+        assert_eq!(held[3].role, crate::api::records::ObservedRole::Stopped);
+        assert_eq!(held[0].role, crate::api::records::ObservedRole::Started);
+    }
+
+    #[test]
+    fn a_value_that_does_not_decode_is_not_kept() {
+        let shared = SharedDecodes::new();
+        let refused = shared.status::<String>("/p/status/n1/a", 3, b"{", || Err("truncated".to_string()));
+        assert_eq!(refused.err().as_deref(), Some("truncated"));
+        assert_eq!(lock(&shared.statuses).held.len(), 0);
+    }
+
+    #[test]
+    fn dead_entries_are_swept_as_the_table_grows() {
+        let shared = SharedDecodes::new();
+        let mut decodes = 0;
+        for revision in 0..(3 * SWEEP_FLOOR as i64) {
+            // Each dropped at once: nothing stays held.
+            decode_count(&shared, "/p/status/n1/a", revision, &status("n1", "a"), &mut decodes);
+        }
+        assert!(lock(&shared.statuses).held.len() <= SWEEP_FLOOR, "{}", lock(&shared.statuses).held.len());
+    }
+}
