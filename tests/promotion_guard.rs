@@ -119,7 +119,7 @@ async fn intend_promotion(store: &Store, session: &NodeSession, reconciler: &mut
     let value = serde_json::to_string(&reconciler.local["db"].status).expect("encode");
     let written = store.guarded_write_unless_changed(session, &store.keys().status(&session.node, "db"), value, Vec::new(), &unchanged).await.expect("write");
     match written {
-        Some(revision) => reconciler.intent_written("db", revision),
+        Some(revision) => reconciler.intent_written("db", revision, std::time::Instant::now()),
         None => reconciler.intent_refused("db"),
     }
     written.is_some()

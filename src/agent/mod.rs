@@ -794,7 +794,7 @@ impl<'a> Session<'a> {
             let now = Instant::now();
             // At the limit, a due monitor waits for an operation to end (which wakes the
             // loop), not for its time.
-            let next_monitor = if self.capacity() == 0 { None } else { reconciler.next_wake() };
+            let next_monitor = if self.capacity() == 0 { None } else { reconciler.next_wake(Instant::now()) };
             // In failsafe, the lease is looked at every sixteenth of the TTL: etcd back?
             let failsafe_wake = self.failsafe.as_ref().map(|_| now + ttl / 16);
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500)), self.round_due(), failsafe_wake]
@@ -1524,7 +1524,7 @@ impl<'a> Session<'a> {
             } else if let Some(mut local) = reconciler.local.get_mut(id) {
                 local.dirty = false;
                 local.events.clear();
-                local.status_written(*revision);
+                local.status_written(*revision, Instant::now());
             }
         }
         // A deletion not written is tried again (the retry waits for something dirty).
@@ -1580,7 +1580,7 @@ impl<'a> Session<'a> {
             let also = local.events.iter().map(|event| event_write(&self.keys, &node, event)).collect::<Result<Vec<_>, _>>()?;
             let unchanged: Vec<(String, i64)> = basis.iter().map(|((other, other_id), revision)| (self.keys.status(other, other_id), *revision)).collect();
             match self.store.guarded_write_unless_changed(&self.session, &key, value, also, &unchanged).await? {
-                Some(revision) => reconciler.intent_written(&id, revision),
+                Some(revision) => reconciler.intent_written(&id, revision, Instant::now()),
                 None => {
                     tracing::info!(resource = %id, "promotion not recorded: another node's status of the clone changed; deciding again");
                     reconciler.intent_refused(&id);

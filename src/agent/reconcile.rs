@@ -68,6 +68,8 @@ struct Index<'a> {
     local: &'a Locals,
     /// For a name, the local resources possibly active that were started after it.
     needed_by: HashMap<&'a str, Vec<&'a str>>,
+    /// When the decision is made.
+    now: Instant,
 }
 
 impl<'a> Index<'a> {
@@ -188,6 +190,11 @@ pub type NoticeMark = (i64, u64, NoticePhase);
 /// (an instance on a node that stopped answering is not waited for longer).
 pub const NOTIFY_WAIT: Duration = Duration::from_secs(5);
 
+/// How long a withdrawal decided before the leader saw this node's latest write of a
+/// resource's role is held at most (`Reconciler::stale_withdrawal`): the leader
+/// rewrites the assignment within a turn of seeing that write.
+pub const WITHDRAWAL_HOLD_LIMIT: Duration = Duration::from_secs(10);
+
 /// What the agent does with its resources when asked to shut down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OnShutdown {
@@ -234,6 +241,8 @@ pub struct Local {
     /// renew the hold.
     pub written_revision: i64,
     pub written_role: Option<(ObservedRole, Option<String>)>,
+    /// When `written_revision` was last renewed.
+    pub written_at: Option<Instant>,
 }
 
 /// Statuses a promotion was decided on: (node, id) and the mod revision of each.
@@ -242,11 +251,12 @@ pub type PromotionBasis = Vec<((String, String), i64)>;
 impl Local {
     /// Its status was written at `revision`: a new role or pending operation starts a
     /// hold (`Reconciler::stale_withdrawal`).
-    pub fn status_written(&mut self, revision: i64) {
+    pub fn status_written(&mut self, revision: i64, now: Instant) {
         let role = (self.status.role, self.status.pending.clone());
         if self.written_role.as_ref() != Some(&role) {
             self.written_revision = revision;
             self.written_role = Some(role);
+            self.written_at = Some(now);
         }
     }
 
@@ -263,6 +273,7 @@ impl Local {
             promote_basis: None,
             refused_basis: None,
             written_revision: 0,
+            written_at: None,
             written_role: None,
         }
     }
@@ -462,15 +473,22 @@ impl Reconciler {
 
     /// An index with nothing of the assignment or the stop order in it: what a probe
     /// or a monitor needs (they run as the resource last ran).
-    fn bare_index(&self) -> Index<'_> {
-        Index { assigned: HashMap::new(), cluster: &self.cluster, local_by_name: std::cell::OnceCell::new(), local: &self.local, needed_by: HashMap::new() }
+    fn bare_index(&self, now: Instant) -> Index<'_> {
+        Index {
+            assigned: HashMap::new(),
+            cluster: &self.cluster,
+            local_by_name: std::cell::OnceCell::new(),
+            local: &self.local,
+            needed_by: HashMap::new(),
+            now,
+        }
     }
 
     /// What a decision looks up per resource, built once per decision: looked up by
     /// scanning, a decision over n resources would cost n², and a burst of a thousand
     /// would stall the agent between operations.
-    fn index(&self) -> Index<'_> {
-        let mut index = self.bare_index();
+    fn index(&self, now: Instant) -> Index<'_> {
+        let mut index = self.bare_index(now);
         if let Some(assignment) = &self.assignment {
             index.assigned = assignment.resources.iter().map(|entry| (entry.id.as_str(), entry)).collect();
         }
@@ -505,7 +523,7 @@ impl Reconciler {
         if !self.probed() {
             return self.decide_probing(now, capacity);
         }
-        let index = self.index();
+        let index = self.index(now);
         let mut chosen: Vec<Chosen<'_>> = Vec::new();
         let maintenance = self.assignment.as_ref().is_some_and(|assignment| assignment.state == NodeState::Maintenance);
         let mut walk: BTreeSet<&str> = self.local.awake().iter().map(String::as_str).collect();
@@ -573,7 +591,7 @@ impl Reconciler {
     /// `capacity` entries not probed, so probing R resources costs the node R steps,
     /// not R².
     fn decide_probing(&self, now: Instant, capacity: usize) -> (Vec<Step>, usize) {
-        let index = &self.bare_index();
+        let index = &self.bare_index(now);
         let unknown = self.local.unknown();
         let busy = self.local.busy().iter().filter(|id| unknown.contains(*id)).count();
         let probes = unknown.len() - busy;
@@ -676,7 +694,7 @@ impl Reconciler {
         // A decision that has not seen this node's latest status of the resource (its
         // start in flight, say) does not take it away: the next one, made on that
         // status, decides (the leader rewrites an unchanged assignment for it).
-        if entry.is_none() && role.is_active() && self.stale_withdrawal(local) {
+        if entry.is_none() && role.is_active() && self.stale_withdrawal(local, index.now) {
             return None;
         }
         // A restart the decision asks for (the `first` of an order this one is the
@@ -727,10 +745,25 @@ impl Reconciler {
     /// Whether the assignment was decided before the leader had seen this node's last
     /// write of a new role of `local` (its start in flight, say): Pacemaker's DC waits
     /// for the actions in flight before deciding again. Not while stopping everything,
-    /// nor on an assignment that says nothing of what it saw.
-    fn stale_withdrawal(&self, local: &Local) -> bool {
+    /// nor on an assignment that says nothing of what it saw, nor for longer than
+    /// `WITHDRAWAL_HOLD_LIMIT` after that write: a leader rewrites such an assignment
+    /// within a turn, and one that never does (an older build, say) must not keep a
+    /// resource here for good.
+    fn stale_withdrawal(&self, local: &Local, now: Instant) -> bool {
         !self.stopping_all
+            && local.written_at.is_some_and(|at| now < at + WITHDRAWAL_HOLD_LIMIT)
             && self.assignment.as_ref().is_some_and(|assignment| assignment.seen_revision > 0 && assignment.seen_revision < local.written_revision)
+    }
+
+    /// When the first withdrawal held now stops being held (`stale_withdrawal`).
+    fn next_hold_expiry(&self, now: Instant) -> Option<Instant> {
+        let assignment = self.assignment.as_ref()?;
+        self.local
+            .awake_known_entries()
+            .filter(|(id, local)| local.status.role.is_active() && !assignment.resources.iter().any(|entry| entry.id == **id))
+            .filter(|(_, local)| self.stale_withdrawal(local, now))
+            .filter_map(|(_, local)| local.written_at.map(|at| at + WITHDRAWAL_HOLD_LIMIT))
+            .min()
     }
 
     /// The first notice of an instance of this one's clone (its own included) it has
@@ -834,9 +867,9 @@ impl Reconciler {
     }
 
     /// A promotion's intent was written.
-    pub fn intent_written(&mut self, id: &str, revision: i64) {
+    pub fn intent_written(&mut self, id: &str, revision: i64, now: Instant) {
         if let Some(mut local) = self.local.get_mut(id) {
-            local.status_written(revision);
+            local.status_written(revision, now);
             local.promote_basis = None;
             local.refused_basis = None;
             local.dirty = false;
@@ -956,16 +989,16 @@ impl Reconciler {
             .min()
     }
 
-    /// When something is due without any event: a recurring monitor, or the end of an
-    /// announced action's wait for acknowledgements.
-    pub fn next_wake(&self) -> Option<Instant> {
+    /// When something is due without any event: a recurring monitor, the end of an
+    /// announced action's wait for acknowledgements, or of a withdrawal's hold.
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         let notices = self
             .local
             .awake_known_entries()
             .map(|(_, local)| local)
             .filter(|local| local.busy.is_none() && local.status.notice.as_ref().is_some_and(|notice| notice.phase == NoticePhase::Pre))
             .filter_map(|local| local.notice_since.map(|since| since + NOTIFY_WAIT));
-        self.next_monitor_due().into_iter().chain(notices).min()
+        self.next_monitor_due().into_iter().chain(notices).chain(self.next_hold_expiry(now)).min()
     }
 
     /// Which of `steps` (from `decide`) to run now, when at most `capacity` more
@@ -1593,14 +1626,20 @@ mod tests {
         probe(&mut r, now, "a", ocf::OK);
         probe(&mut r, now, "b", ocf::OK);
         // `a`'s role was last written at revision 50 (its start, say); `b`'s at 10.
-        r.local.get_mut("a").expect("a").status_written(50);
-        r.local.get_mut("b").expect("b").status_written(10);
+        r.local.get_mut("a").expect("a").status_written(50, now);
+        r.local.get_mut("b").expect("b").status_written(10, now);
         // A monitor's result written later, the role unchanged, renews nothing.
-        r.local.get_mut("b").expect("b").status_written(60);
+        r.local.get_mut("b").expect("b").status_written(60, now + Duration::from_secs(1));
         assert_eq!(r.local["b"].written_revision, 10);
+        assert_eq!(r.local["b"].written_at, Some(now));
         // Decided having seen up to revision 40, neither listed: `b` goes, `a` is held.
         assign(&mut r, NodeAssignment { seen_revision: 40, ..assignment(vec![]) });
         assert_eq!(decided(&mut r, now), one("b", Action::Stop));
+        // Not for longer than the limit: the agent wakes then, and `a` goes too.
+        assert_eq!(r.next_wake(now), Some(now + WITHDRAWAL_HOLD_LIMIT));
+        let later = now + WITHDRAWAL_HOLD_LIMIT;
+        assert_eq!(decided(&mut r, later), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Stop)]);
+        assert_eq!(r.next_wake(later), None);
         // Decided having seen `a`'s status: it goes too.
         assign(&mut r, NodeAssignment { seen_revision: 50, ..assignment(vec![]) });
         assert_eq!(decided(&mut r, now), vec![("a".to_string(), Action::Stop), ("b".to_string(), Action::Stop)]);
@@ -2418,7 +2457,7 @@ mod tests {
         assert!(!r.record(&own, &done(ocf::OK), now, EPOCH_USEC), "notifying itself writes nothing");
         // Waits for the other active instance's acknowledgement...
         assert_eq!(decided(&mut r, now), vec![]);
-        assert_eq!(r.next_wake(), Some(now + NOTIFY_WAIT));
+        assert_eq!(r.next_wake(now), Some(now + NOTIFY_WAIT));
         let mut acknowledged = peer("x", OTHER, ObservedRole::Started);
         acknowledged.acks.insert(format!("{NODE}/x"), (0, 1));
         r.cluster.insert((OTHER.into(), "x".into()), acknowledged);
