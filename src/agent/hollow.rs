@@ -157,9 +157,16 @@ async fn power_cycle(config: AgentConfig, store: Store, mut stopping: tokio::syn
             }
         }
         tracing::info!("powered on");
+        // A connection of its own, as a real node has (a reboot reconnects). One shared
+        // by hundreds of agents is one HTTP/2 connection: its flow-control window, and
+        // h2's count of the requests cancelled on it (a timeout cancels one; after
+        // 1,024 the client closes the connection with `too_many_internal_resets`, and
+        // every watch on it ends), are then all of theirs. At 300 nodes an overloaded
+        // etcd's timeouts did that every few seconds: every agent relisted at once.
+        let Some(own) = connect_own(&store, &mut stopping).await else { return };
         let mut shutdown = stopping.clone();
         let mut agent = tokio::spawn(
-            super::run(config.clone(), store.clone(), async move {
+            super::run(config.clone(), own, async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
             })
             .in_current_span(),
@@ -187,6 +194,21 @@ async fn power_cycle(config: AgentConfig, store: Store, mut stopping: tokio::syn
         tracing::warn!("powered off");
         acknowledge(&dir, &halted);
         acknowledged = Some(halted);
+    }
+}
+
+/// A connection like `store`'s for one node, tried until it answers; `None` once the
+/// process stops.
+async fn connect_own(store: &Store, stopping: &mut tokio::sync::watch::Receiver<bool>) -> Option<Store> {
+    loop {
+        match store.reconnect().await {
+            Ok(own) => return Some(own),
+            Err(error) => tracing::warn!(%error, "cannot connect to etcd; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POWER_POLL) => {}
+            _ = stopping.wait_for(|stop| *stop) => return None,
+        }
     }
 }
 

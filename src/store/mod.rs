@@ -391,9 +391,10 @@ impl Store {
         }
     }
 
-    /// A second connection like this one (same endpoints, prefix and identity).
+    /// A second connection like this one (same endpoints, prefix, identity and
+    /// transaction limit).
     pub(crate) async fn reconnect(&self) -> Result<Store, StoreError> {
-        Store::connect_loaded(&self.config, self.tls.clone()).await
+        Ok(Store::connect_loaded(&self.config, self.tls.clone()).await?.with_max_txn_ops(self.max_txn_ops))
     }
 
     /// The TLS material this store connects with, if any (the agents' peer endpoint
