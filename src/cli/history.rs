@@ -105,6 +105,9 @@ pub(super) async fn history(global: &Global, args: &HistoryArgs) -> anyhow::Resu
             println!("digest: {}", record.digest.as_deref().unwrap_or("(none)"));
             print_lines("actions", &record.actions);
             print_lines("not running", &record.not_running);
+            if record.not_running_more > 0 {
+                println!("  ... and {} more", record.not_running_more);
+            }
             print_lines("fencing", &record.fencing);
             let input = &shown.input;
             println!("input: {} blobs, {} bytes stored; decision time {}, quorum {}", input.blobs, input.stored_bytes, time(input.now), input.quorum);

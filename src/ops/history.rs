@@ -174,6 +174,9 @@ pub fn replay_of(stored: &Stored) -> Replay {
     } else if record.digest != replayed.digest {
         differences.push("the decision digest differs".to_string());
     }
+    if record.not_running_more != replayed.not_running_more {
+        differences.push(format!("{} cannot run beyond those named, decided now {}", record.not_running_more, replayed.not_running_more));
+    }
     // Every action of the plan, fence devices' included: records written before
     // `Plan::live_actions` left those out still list them.
     let every_action: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();

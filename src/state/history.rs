@@ -188,17 +188,27 @@ pub fn decode_input(input: &DecisionInput, blobs: &HashMap<String, Vec<u8>>) -> 
     Ok(Snapshot { objects, observed, now: input.now })
 }
 
+/// How many of the resources that cannot run a history record names (the first in the
+/// plan's order; the rest are counted): every decision during a large apply has
+/// thousands, and at 300 nodes × 10,000 resources a record naming them all was
+/// 636 KB, written at every decision, a thousand of them kept (issue 18). The
+/// decision's digest still covers every one.
+pub const NOT_RUNNING_NAMED: usize = 100;
+
 /// The history record of a decision (what `history/<revision>` holds): its actions
 /// (`Plan::live_actions`: not the fence devices' starts, which the fencer runs on
 /// demand), what cannot run and why, fencing, and the decision's digest (of every
 /// action).
 pub fn history_record(plan: &Plan, input_revision: i64, term: i64, time: i64) -> HistoryRecord {
+    let mut cannot_run = plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| (resource, reason)));
+    let not_running: Vec<String> = cannot_run.by_ref().take(NOT_RUNNING_NAMED).map(|(resource, reason)| format!("{}: {reason}", resource.id)).collect();
     HistoryRecord {
         input_revision,
         term,
         time,
         actions: plan.live_actions().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect(),
-        not_running: plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))).collect(),
+        not_running,
+        not_running_more: cannot_run.count(),
         fencing: plan.fencing.iter().map(|fencing| format!("{} {}: {}", fencing.action, fencing.node, fencing.reason)).collect(),
         digest: Some(decision_digest(plan)),
         input_digest: None,
@@ -344,6 +354,26 @@ mod tests {
         assert!(matches!(decode_input(&input, &blobs), Err(CodecError::Tampered(_))));
         blobs.remove(&input.nodes[0].0);
         assert!(matches!(decode_input(&input, &blobs), Err(CodecError::Missing(_))));
+    }
+
+    #[test]
+    fn a_record_names_the_first_resources_that_cannot_run_and_counts_the_rest() {
+        let mut plan = schedule(&snapshot());
+        let template = plan.resources.first().cloned().expect("a resource");
+        plan.resources = (0..NOT_RUNNING_NAMED + 50)
+            .map(|n| crate::scheduler::plan::ResourcePlan {
+                id: format!("r{n}"),
+                reason: Some(crate::scheduler::plan::Reason { code: crate::scheduler::plan::ReasonCode::NoAllowedNode, text: "no node can run it".into() }),
+                ..template.clone()
+            })
+            .collect();
+        let record = history_record(&plan, 1, 1, 1);
+        assert_eq!(record.not_running.len(), NOT_RUNNING_NAMED);
+        assert_eq!(record.not_running.first().map(String::as_str), Some("r0: no node can run it"));
+        assert_eq!(record.not_running_more, 50);
+        plan.resources.truncate(3);
+        let record = history_record(&plan, 1, 1, 1);
+        assert_eq!((record.not_running.len(), record.not_running_more), (3, 0));
     }
 
     #[test]

@@ -23,9 +23,13 @@ pub struct HistoryRecord {
     pub time: i64,
     /// `Verb resource detail`, as the transition summary says them.
     pub actions: Vec<String>,
-    /// Resources that cannot run, with the reason.
+    /// Resources that cannot run, with the reason: the first
+    /// `state::history::NOT_RUNNING_NAMED` in the plan's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_running: Vec<String>,
+    /// How many more cannot run than `not_running` names.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub not_running_more: usize,
     /// Nodes to fence, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fencing: Vec<String>,
@@ -74,4 +78,8 @@ impl DecisionInput {
     pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
         std::iter::once(&self.spec).chain(self.nodes.iter()).chain(self.history.iter())
     }
+}
+
+fn is_zero(count: &usize) -> bool {
+    *count == 0
 }
