@@ -1,9 +1,11 @@
 //! Hollow nodes (`pacer hollow`): many nodes in one process, each the real agent
 //! (`agent::run`: its own etcd lease, watches, reconciler, gates, status and attribute
 //! writes, monitors, the fencing it is asked to run) with a simulated executor
-//! (`exec::hollow`: no resource agent runs). They share the process's runtime, its
-//! etcd connection and one lease renewal thread (`lease::Renewals`), so a thousand fit
-//! on a small machine: what is measured with them is the cluster's control plane.
+//! (`exec::hollow`: no resource agent runs). They share the process's runtime, one
+//! lease renewal thread (`lease::Renewals`) and one decoded copy of each object and
+//! status (`runtime::SharedDecodes`), so a thousand fit on a small machine: what is
+//! measured with them is the cluster's control plane. Each has an etcd connection of
+//! its own, as a real node has.
 //!
 //! Power, per node, through files in its state dir (`fence_pacer_local` speaks it):
 //! - `hollow`: written at start with this process's PID — the node is hollow;
@@ -97,6 +99,7 @@ pub async fn run(config: HollowConfig, store: Store, shutdown: impl std::future:
         }
         std::fs::write(dir.join(HOLLOW_FILE), format!("{}\n", std::process::id())).map_err(failed)?;
     }
+    raise_open_files_limit(config.nodes.len());
     let renewals = Arc::new(Renewals::start().map_err(AgentError::Renewals)?);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut nodes = tokio::task::JoinSet::new();
@@ -163,7 +166,11 @@ async fn power_cycle(config: AgentConfig, store: Store, mut stopping: tokio::syn
         // 1,024 the client closes the connection with `too_many_internal_resets`, and
         // every watch on it ends), are then all of theirs. At 300 nodes an overloaded
         // etcd's timeouts did that every few seconds: every agent relisted at once.
-        let Some(own) = connect_own(&store, &mut stopping).await else { return };
+        let own = match connect_own(&store, &dir, &mut stopping).await {
+            Connect::Connected(own) => *own,
+            Connect::PoweredOff => continue,
+            Connect::Stopping => return,
+        };
         let mut shutdown = stopping.clone();
         let mut agent = tokio::spawn(
             super::run(config.clone(), own, async move {
@@ -197,18 +204,58 @@ async fn power_cycle(config: AgentConfig, store: Store, mut stopping: tokio::syn
     }
 }
 
-/// A connection like `store`'s for one node, tried until it answers; `None` once the
-/// process stops.
-async fn connect_own(store: &Store, stopping: &mut tokio::sync::watch::Receiver<bool>) -> Option<Store> {
+/// How a node's attempt to connect ended.
+enum Connect {
+    Connected(Box<Store>),
+    /// Powered off meanwhile (a fencing does not wait for etcd to answer).
+    PoweredOff,
+    /// The process stops.
+    Stopping,
+}
+
+/// A connection like `store`'s for one node, tried until it answers, the node is
+/// powered off or the process stops.
+async fn connect_own(store: &Store, dir: &Path, stopping: &mut tokio::sync::watch::Receiver<bool>) -> Connect {
     loop {
-        match store.reconnect().await {
-            Ok(own) => return Some(own),
+        let attempt = store.reconnect();
+        tokio::pin!(attempt);
+        let result = loop {
+            tokio::select! {
+                result = &mut attempt => break result,
+                () = tokio::time::sleep(POWER_POLL) => {
+                    if powered_off(dir).is_some() {
+                        return Connect::PoweredOff;
+                    }
+                }
+                _ = stopping.wait_for(|stop| *stop) => return Connect::Stopping,
+            }
+        };
+        match result {
+            Ok(own) => return Connect::Connected(Box::new(own)),
             Err(error) => tracing::warn!(%error, "cannot connect to etcd; retrying"),
         }
         tokio::select! {
             () = tokio::time::sleep(POWER_POLL) => {}
-            _ = stopping.wait_for(|stop| *stop) => return None,
+            _ = stopping.wait_for(|stop| *stop) => return Connect::Stopping,
         }
+    }
+}
+
+/// Raises the soft limit of open files to the hard one: each node holds its own etcd
+/// connection (and the agent's files), and a common soft limit of 1,024 would leave
+/// the last of a thousand nodes unable to connect.
+fn raise_open_files_limit(nodes: usize) {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit write and read only the struct passed.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            let wanted = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            limit.rlim_cur == limit.rlim_max || libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) == 0
+        }
+    };
+    let needed = (nodes as u64).saturating_mul(4).saturating_add(256);
+    if !raised || limit.rlim_max < needed {
+        tracing::warn!(nodes, hard_limit = limit.rlim_max, needed, "the open-file limit may be too low for this many hollow nodes (ulimit -n)");
     }
 }
 

@@ -760,6 +760,8 @@ impl<'a> Session<'a> {
             if ready && !self.spec_stale {
                 self.take_requests(reconciler);
             }
+            // When this pass decided: a hold that ended after it is still to be woken for.
+            let mut decided_at = None;
             if ready {
                 match within_lease(lease.clone(), self.flush(reconciler)).await {
                     None if self.enter_failsafe(reconciler).await => continue,
@@ -771,7 +773,9 @@ impl<'a> Session<'a> {
                 if shutting_down && reconciler.all_stopped() && self.running.is_empty() {
                     break SessionEnd::Shutdown;
                 }
-                let (steps, held) = reconciler.decide_within(Instant::now(), self.capacity());
+                let deciding = Instant::now();
+                decided_at = Some(deciding);
+                let (steps, held) = reconciler.decide_within(deciding, self.capacity());
                 self.queued = held;
                 if shutting_down && steps.is_empty() && self.running.is_empty() {
                     let left: Vec<&str> = reconciler.local.iter().filter(|(_, local)| local.status.role.may_be_active()).map(|(id, _)| id.as_str()).collect();
@@ -794,7 +798,7 @@ impl<'a> Session<'a> {
             let now = Instant::now();
             // At the limit, a due monitor waits for an operation to end (which wakes the
             // loop), not for its time.
-            let next_monitor = if self.capacity() == 0 { None } else { reconciler.next_wake(Instant::now()) };
+            let next_monitor = if self.capacity() == 0 { None } else { reconciler.next_wake(decided_at.unwrap_or(now)) };
             // In failsafe, the lease is looked at every sixteenth of the TTL: etcd back?
             let failsafe_wake = self.failsafe.as_ref().map(|_| now + ttl / 16);
             let wake = [next_monitor, retry_writes, self.spec_stale.then(|| now + Duration::from_millis(500)), self.round_due(), failsafe_wake]

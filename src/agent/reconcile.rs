@@ -760,8 +760,9 @@ impl Reconciler {
         let assignment = self.assignment.as_ref()?;
         self.local
             .awake_known_entries()
-            .filter(|(id, local)| local.status.role.is_active() && !assignment.resources.iter().any(|entry| entry.id == **id))
-            .filter(|(_, local)| self.stale_withdrawal(local, now))
+            // The cheap test first: a hold is rare, the assignment's list long.
+            .filter(|(_, local)| local.status.role.is_active() && self.stale_withdrawal(local, now))
+            .filter(|(id, _)| !assignment.resources.iter().any(|entry| entry.id == **id))
             .filter_map(|(_, local)| local.written_at.map(|at| at + WITHDRAWAL_HOLD_LIMIT))
             .min()
     }

@@ -174,15 +174,19 @@ pub fn replay_of(stored: &Stored) -> Replay {
     } else if record.digest != replayed.digest {
         differences.push("the decision digest differs".to_string());
     }
-    if record.not_running_more != replayed.not_running_more {
-        differences.push(format!("{} cannot run beyond those named, decided now {}", record.not_running_more, replayed.not_running_more));
+    // Records written before `NOT_RUNNING_NAMED` name every resource that cannot run:
+    // compared by total and against the whole list.
+    let every_not_running = crate::state::history::not_running_lines(&plan);
+    let (recorded_total, replayed_total) = (record.not_running.len() + record.not_running_more, every_not_running.len());
+    if recorded_total != replayed_total {
+        differences.push(format!("{recorded_total} resources recorded as unable to run, {replayed_total} decided now"));
     }
     // Every action of the plan, fence devices' included: records written before
     // `Plan::live_actions` left those out still list them.
     let every_action: Vec<String> = plan.actions.iter().map(|action| format!("{} {} {}", action.verb, action.resource, action.detail)).collect();
     for (label, recorded, now, any) in [
         ("action", &record.actions, &replayed.actions, &every_action),
-        ("not running", &record.not_running, &replayed.not_running, &replayed.not_running),
+        ("not running", &record.not_running, &replayed.not_running, &every_not_running),
         ("fencing", &record.fencing, &replayed.fencing, &replayed.fencing),
     ] {
         for line in recorded.iter().filter(|line| !any.contains(line)) {
@@ -375,6 +379,27 @@ mod tests {
         let replay = replay_of(&stored(&snapshot, tampered));
         assert!(!replay.matches);
         assert!(replay.differences.iter().any(|line| line.contains("Start web n2")), "{:?}", replay.differences);
+    }
+
+    #[test]
+    fn a_record_naming_every_resource_that_cannot_run_replays_as_one_that_counts_them() {
+        let stopped: String = (0..crate::state::history::NOT_RUNNING_NAMED + 5)
+            .map(|n| format!("---\napiVersion: pacer.io/v1alpha1\nkind: Resource\nmetadata: {{name: s{n}}}\nspec: {{agent: \"ocf:heartbeat:Dummy\", meta: {{targetRole: Stopped}}}}\n"))
+            .collect();
+        let snapshot = snapshot(&stopped);
+        let plan = schedule(&snapshot);
+        let record = history_record(&plan, 9, 1, 100);
+        assert_eq!(record.not_running_more, 5);
+        assert!(replay_of(&stored(&snapshot, record.clone())).matches);
+        // As written before records named at most NOT_RUNNING_NAMED: every one named.
+        let every = HistoryRecord { not_running: crate::state::history::not_running_lines(&plan), not_running_more: 0, ..record.clone() };
+        let replay = replay_of(&stored(&snapshot, every));
+        assert!(replay.matches, "{:?}", replay.differences);
+        // A record that counts one fewer does not match.
+        let fewer = HistoryRecord { not_running_more: 4, ..record };
+        let replay = replay_of(&stored(&snapshot, fewer));
+        assert!(!replay.matches);
+        assert!(replay.differences.iter().any(|line| line.contains("104 resources recorded as unable to run, 105 decided now")), "{:?}", replay.differences);
     }
 
     #[test]

@@ -200,8 +200,8 @@ pub const NOT_RUNNING_NAMED: usize = 100;
 /// demand), what cannot run and why, fencing, and the decision's digest (of every
 /// action).
 pub fn history_record(plan: &Plan, input_revision: i64, term: i64, time: i64) -> HistoryRecord {
-    let mut cannot_run = plan.resources.iter().filter_map(|resource| resource.reason.as_ref().map(|reason| (resource, reason)));
-    let not_running: Vec<String> = cannot_run.by_ref().take(NOT_RUNNING_NAMED).map(|(resource, reason)| format!("{}: {reason}", resource.id)).collect();
+    let mut cannot_run = plan.resources.iter().filter_map(not_running_line);
+    let not_running: Vec<String> = cannot_run.by_ref().take(NOT_RUNNING_NAMED).collect();
     HistoryRecord {
         input_revision,
         term,
@@ -213,6 +213,15 @@ pub fn history_record(plan: &Plan, input_revision: i64, term: i64, time: i64) ->
         digest: Some(decision_digest(plan)),
         input_digest: None,
     }
+}
+
+/// Every resource of the plan that cannot run, as a record names it.
+pub fn not_running_lines(plan: &Plan) -> Vec<String> {
+    plan.resources.iter().filter_map(not_running_line).collect()
+}
+
+fn not_running_line(resource: &crate::scheduler::plan::ResourcePlan) -> Option<String> {
+    resource.reason.as_ref().map(|reason| format!("{}: {reason}", resource.id))
 }
 
 /// The digest of what a plan decides: every instance's next placements, reason
