@@ -7,6 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use foldhash::{HashMap, HashMapExt as _};
+
 use crate::api::agent::{AgentRef, FenceAgentRef};
 use crate::api::cluster::{FenceDeviceSpec, HostCheck};
 use crate::api::constraint::{ColocationSpec, OrderKind, OrderSpec};
@@ -29,8 +31,9 @@ const CIBSECRETS_DIR: &str = "/var/lib/pacemaker/lrm/secrets";
 /// The placeable objects of a CIB and how constraints find them.
 pub(crate) struct Placed {
     pub objects: Vec<Object>,
-    /// Pacemaker id (primitive, group, clone) to the Pacer name it became.
-    pub refs: BTreeMap<String, Name>,
+    /// Pacemaker id (primitive, group, clone) to the Pacer name it became (looked up,
+    /// never walked in order).
+    pub refs: HashMap<String, Name>,
     pub fence_devices: BTreeSet<Name>,
     /// Resources and groups that are promotable clones or members of one.
     pub promotable: BTreeSet<Name>,
@@ -71,8 +74,14 @@ struct Inherited {
 
 impl Importer {
     pub(super) fn resources(&mut self, configuration: &Element, settings: &ClusterSettings, nodes: &NodeTable) -> Placed {
-        let mut placed = Placed { objects: Vec::new(), refs: BTreeMap::new(), fence_devices: BTreeSet::new(), promotable: BTreeSet::new() };
+        let mut placed = Placed { objects: Vec::new(), refs: HashMap::new(), fence_devices: BTreeSet::new(), promotable: BTreeSet::new() };
         let Some(resources) = configuration.child("resources") else { return placed };
+        // At least one object per top-level resource: sized once, not moved at every
+        // growth (thousands of objects of a few hundred bytes each).
+        placed.objects.reserve(resources.children.len());
+        placed.refs.reserve(resources.children.len());
+        self.names[Namespace::Placeable as usize].reserve(resources.children.len());
+        self.taken[Namespace::Placeable as usize].reserve(resources.children.len());
         for element in &resources.children {
             match element.tag {
                 "primitive" => {
@@ -364,9 +373,9 @@ impl Importer {
             _ => agent_type,
         };
         let agent_text = match (class, primitive.attr("provider")) {
-            ("ocf", Some(provider)) => format!("ocf:{provider}:{agent_type}"),
-            ("service", _) => format!("lsb:{agent_type}"),
-            (class, _) => format!("{class}:{agent_type}"),
+            ("ocf", Some(provider)) => ["ocf:", provider, ":", agent_type].concat(),
+            ("service", _) => ["lsb:", agent_type].concat(),
+            (class, _) => [class, ":", agent_type].concat(),
         };
         if class == "service" {
             self.unmapped("primitive", id, format!("service:{agent_type} resolved as lsb:{agent_type}"));

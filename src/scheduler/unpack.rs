@@ -15,7 +15,7 @@ use crate::api::Score;
 use crate::api::cluster::{ClusterPolicySpec, NodeHealthStrategy};
 use crate::api::constraint::{ColocationSpec, LocationSpec, OrderAction, OrderKind, OrderSpec, ResourceDiscovery};
 use crate::api::resource::{CloneSpec, MultipleActive, OnFail, Operation, Requires, ResourceMeta, Role};
-use crate::api::{Object, Spec};
+use crate::api::{Object, Param, Spec};
 
 use super::digest;
 use super::migration::{self, Histories};
@@ -809,16 +809,21 @@ fn configured_agents(objects: &[Object]) -> HashMap<&str, String> {
 }
 
 /// The parameter digest of each primitive and fence device as configured, when every
-/// parameter is known (`digest.rs`).
+/// parameter is known (`digest.rs`). Primitives with the same parameters (most often
+/// none at all) share one computation: an MD5 and the text it digests per primitive
+/// were a sixth of unpacking a large CIB.
 fn configured_digests(objects: &[Object]) -> HashMap<&str, Option<digest::Configured>> {
-    objects
-        .iter()
-        .filter_map(|object| match &object.spec {
-            Spec::Resource(spec) => Some((object.metadata.name.as_str(), digest::Configured::of(&spec.params))),
-            Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), digest::fence_device_configured(spec))),
-            _ => None,
-        })
-        .collect()
+    let mut by_params: HashMap<&BTreeMap<String, Param>, Option<digest::Configured>> = HashMap::new();
+    let mut digests = HashMap::with_capacity(objects.len());
+    for object in objects {
+        let configured = match &object.spec {
+            Spec::Resource(spec) => by_params.entry(&spec.params).or_insert_with(|| digest::Configured::of(&spec.params)).clone(),
+            Spec::FenceDevice(spec) => digest::fence_device_configured(spec),
+            _ => continue,
+        };
+        digests.insert(object.metadata.name.as_str(), configured);
+    }
+    digests
 }
 
 /// A recorded agent in the form `configured_agents` gives.
