@@ -5,6 +5,7 @@
 //! are flattened the way Pacemaker inherits them: own values first, then the parent's
 //! (group, clone), then `rsc_defaults`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use foldhash::{HashMap, HashMapExt as _};
@@ -64,10 +65,11 @@ const CLONE_OPTIONS: &[&str] = &[
     "master-node-max",
 ];
 
-/// What a child inherits from the clone and group around it.
+/// What a child inherits from the clone and group around it. A top-level resource
+/// inherits `rsc_defaults` alone, borrowed rather than copied for each of thousands.
 #[derive(Clone, Default)]
-struct Inherited {
-    meta: Vec<(String, String)>,
+struct Inherited<'a> {
+    meta: Cow<'a, [(String, String)]>,
     params: Vec<(String, String)>,
     promotable: bool,
 }
@@ -85,11 +87,11 @@ impl Importer {
         for element in &resources.children {
             match element.tag {
                 "primitive" => {
-                    let inherited = Inherited { meta: settings.resource_defaults.clone(), ..Inherited::default() };
+                    let inherited = Inherited { meta: Cow::Borrowed(settings.resource_defaults.as_slice()), ..Inherited::default() };
                     self.primitive(element, &inherited, None, settings, nodes, &mut placed);
                 }
                 "group" => {
-                    let inherited = Inherited { meta: settings.resource_defaults.clone(), ..Inherited::default() };
+                    let inherited = Inherited { meta: Cow::Borrowed(settings.resource_defaults.as_slice()), ..Inherited::default() };
                     self.group(element, &inherited, None, settings, nodes, &mut placed);
                 }
                 "clone" | "master" => self.clone_wrapper(element, settings, nodes, &mut placed),
@@ -103,10 +105,10 @@ impl Importer {
         let id = clone.id();
         let meta = self.nvpairs(clone, "meta_attributes");
         let (spec, rest) = self.clone_spec(clone, &meta);
-        let mut inherited = Inherited { meta: rest, params: self.nvpairs(clone, "instance_attributes"), promotable: spec.promotable.is_some() };
+        let mut inherited = Inherited { meta: Cow::Owned(rest), params: self.nvpairs(clone, "instance_attributes"), promotable: spec.promotable.is_some() };
         for default in &settings.resource_defaults {
             if !inherited.meta.iter().any(|(name, _)| *name == default.0) {
-                inherited.meta.push(default.clone());
+                inherited.meta.to_mut().push(default.clone());
             }
         }
         let children: Vec<&Element> = clone.children.iter().filter(|child| matches!(child.tag, "primitive" | "group")).collect();
@@ -194,7 +196,7 @@ impl Importer {
     fn group(
         &mut self,
         group: &Element,
-        inherited: &Inherited,
+        inherited: &Inherited<'_>,
         clone: Option<CloneSpec>,
         settings: &ClusterSettings,
         nodes: &NodeTable,
@@ -212,7 +214,7 @@ impl Importer {
         let mut params = self.nvpairs(group, "instance_attributes");
         params = fill(params, &inherited.params);
         let promotable = clone.as_ref().is_some_and(|spec| spec.promotable.is_some()) || inherited.promotable;
-        let for_members = Inherited { meta: meta.iter().map(|value| (value.name.clone(), value.value.clone())).collect(), params, promotable };
+        let for_members = Inherited { meta: Cow::Owned(meta.iter().map(|value| (value.name.clone(), value.value.clone())).collect()), params, promotable };
         let position = placed.objects.len();
         let name = self.name(Namespace::Placeable, "group", id);
         let mut members = Vec::new();
@@ -292,7 +294,7 @@ impl Importer {
     fn primitive(
         &mut self,
         primitive: &Element,
-        inherited: &Inherited,
+        inherited: &Inherited<'_>,
         clone: Option<CloneSpec>,
         settings: &ClusterSettings,
         nodes: &NodeTable,

@@ -161,7 +161,7 @@ impl Importer {
                 self.unmapped("node_state", id, format!("second node_state for {uname}; the first wins"));
                 continue;
             }
-            observed.nodes.insert(node.to_string(), ObservedNode { liveness: node_liveness, shutdown, attributes });
+            observed.nodes.insert(node.as_str().to_owned(), ObservedNode { liveness: node_liveness, shutdown, attributes });
             self.node_history(state, &node, &mut observed.history);
         }
         observed
@@ -197,7 +197,7 @@ impl Importer {
             } else {
                 agent
             };
-            history.push(ResourceHistory { resource: self.history_name(id), node: node.to_string(), agent, operations });
+            history.push(ResourceHistory { resource: self.history_name(id), node: node.as_str().to_owned(), agent, operations });
         }
     }
 
@@ -206,12 +206,12 @@ impl Importer {
     fn history_name(&self, id: &str) -> String {
         let names = &self.names[Namespace::Placeable as usize];
         if let Some(name) = names.get(id) {
-            return name.to_string();
+            return name.as_str().to_owned();
         }
         let (base, suffix) = crate::api::names::split_instance(id);
         match (names.get(base), suffix) {
             (Some(name), Some(instance)) if name.as_str() != base => format!("{name}:{instance}"),
-            (Some(name), None) => name.to_string(),
+            (Some(name), None) => name.as_str().to_owned(),
             _ => id.to_string(),
         }
     }

@@ -351,7 +351,13 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                 pos = end + 2;
             }
             _ => {
-                let (tag, mut at) = read_name(text, pos + 1)?;
+                // Siblings mostly share a tag (history entries, nvpairs): the previous
+                // one's, already checked, is recognized by its bytes.
+                let sibling_tag = children_from.last().filter(|&&from| finished.len() > from).and_then(|_| finished.last()).map(|sibling| sibling.tag);
+                let (tag, mut at) = match sibling_tag.filter(|tag| names_at(bytes, pos + 1, tag)) {
+                    Some(tag) => (tag, pos + 1 + tag.len()),
+                    None => read_name(text, pos + 1)?,
+                };
                 attributes.clear();
                 let mut seen: u64 = 0;
                 // The names the last element of this tag had, in order: while they
@@ -524,6 +530,13 @@ fn read_name(text: &str, at: usize) -> Result<(&str, usize), Unsupported> {
         }
     }
     Ok((&text[at..end], end))
+}
+
+/// Whether the name at `at` is `name`, a name read before: the same bytes, not
+/// followed by a byte that would continue it.
+fn names_at(bytes: &[u8], at: usize, name: &str) -> bool {
+    let end = at + name.len();
+    bytes.get(at..end).is_some_and(|candidate| same_bytes(candidate, name.as_bytes())) && bytes.get(end).is_some_and(|&byte| !continues_name(byte))
 }
 
 /// Whether `byte`, after a name, would continue it: a name byte, or one the fast reader
@@ -851,9 +864,21 @@ mod tests {
             r#"<op/>"#,
             r#"<op id="o8" name="n" interval="1" timeout="2" on-fail="block" role="Promoted" description="long enough to need two words"/>"#,
             r#"<op id="o9" name="n" interval="1" timeout="2" on-fail="block" role="Promoted" description="same names, same order"/>"#,
+            // Tags that begin like the previous sibling's.
+            r#"<operation id="o10"/>"#,
+            r#"<op/>"#,
+            r#"<op.x id="o11"/>"#,
+            r#"<op>"#,
+            r#"</op>"#,
         ];
         let text = format!("<cib><configuration><operations>{}</operations></configuration></cib>", elements.concat());
         assert_read_alike("expected names", &text);
+        // A prefixed or non-ASCII tag after a sibling whose tag it begins with is
+        // still left to roxmltree.
+        for declined in ["<cib><op/><op:x xmlns:op=\"urn:x\"/></cib>", "<cib><op/><op\u{e9}/></cib>"] {
+            assert!(read_fast(declined).is_err(), "{declined:?} was read fast");
+            assert_eq!(Document::parse(declined).is_ok(), roxmltree::Document::parse(declined).is_ok(), "{declined:?}");
+        }
         // A name repeated after the expected ones is caught, as without expectations.
         for repeated in [r#"<op id="a" name="b"/><op id="c" name="d" id="e"/>"#, r#"<op id="a" name="b"/><op id="c" name="d" name="e"/>"#] {
             let text = format!("<cib>{repeated}</cib>");

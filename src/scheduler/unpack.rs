@@ -197,6 +197,9 @@ struct PrimitiveDef<'a> {
 
 impl Builder {
     fn unpack_resources(&mut self, objects: &[Object]) {
+        // At least one resource per object, sized once: a resource is large, and
+        // growing the vector moved every one of them.
+        self.resources.reserve(objects.len());
         let mut members = BTreeSet::new();
         let mut primitives: HashMap<&str, &Object> = HashMap::new();
         for object in objects {
@@ -801,7 +804,7 @@ fn configured_agents(objects: &[Object]) -> HashMap<&str, String> {
     objects
         .iter()
         .filter_map(|object| match &object.spec {
-            Spec::Resource(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
+            Spec::Resource(spec) => Some((object.metadata.name.as_str(), spec.agent.text())),
             Spec::FenceDevice(spec) => Some((object.metadata.name.as_str(), spec.agent.to_string())),
             _ => None,
         })
