@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldhash::{HashMap, HashMapExt as _};
+use foldhash::{HashMap, HashMapExt as _, HashSet, HashSetExt as _};
 
 use crate::api::Score;
 use crate::api::cluster::{ClusterPolicySpec, NodeHealthStrategy};
@@ -200,11 +200,13 @@ impl Builder {
         // At least one resource per object, sized once: a resource is large, and
         // growing the vector moved every one of them.
         self.resources.reserve(objects.len());
-        let mut members = BTreeSet::new();
+        // Group members, looked up once per object (a hash set: a B-tree compared each
+        // name with some twenty others).
+        let mut members: HashSet<&str> = HashSet::new();
         let mut primitives: HashMap<&str, &Object> = HashMap::new();
         for object in objects {
             match &object.spec {
-                Spec::Group(group) => members.extend(group.members.iter().map(|member| member.as_str().to_string())),
+                Spec::Group(group) => members.extend(group.members.iter().map(|member| member.as_str())),
                 Spec::Resource(_) => {
                     primitives.insert(object.name().as_str(), object);
                 }
@@ -942,13 +944,16 @@ fn severity_rank(policy: OnFail) -> u8 {
 
 /// Resolves constraint objects to indices, evaluating location rules per node.
 fn unpack_constraints(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, objects: &[Object]) {
+    // Node names are unique: each location finds its node here rather than comparing
+    // its name with every node's.
+    let node_index: HashMap<String, NodeIdx> = cluster.nodes.iter().enumerate().map(|(index, node)| (node.name.clone(), index)).collect();
     let mut any_of_group = 0;
     for (origin, object) in objects.iter().enumerate() {
         match &object.spec {
             // An expired location no longer counts (Pacemaker: a rule whose lifetime
             // date has passed).
             Spec::Location(spec) if spec.expired_at(cluster.settings.now) => {}
-            Spec::Location(spec) => unpack_location(cluster, by_name, spec, origin),
+            Spec::Location(spec) => unpack_location(cluster, by_name, &node_index, spec, origin),
             Spec::Colocation(spec) => unpack_colocation(cluster, by_name, spec, origin),
             Spec::Order(spec) => unpack_order(cluster, by_name, spec, &mut any_of_group),
             _ => {}
@@ -980,12 +985,12 @@ fn role_filter(role: Option<Role>) -> Option<Role> {
     role.filter(|role| *role != Role::Started)
 }
 
-fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, spec: &LocationSpec, origin: usize) {
+fn unpack_location(cluster: &mut Cluster, by_name: &HashMap<String, RscIdx>, node_index: &HashMap<String, NodeIdx>, spec: &LocationSpec, origin: usize) {
     let targets: Vec<RscIdx> = spec.resource.iter().chain(spec.resources.iter()).filter_map(|rsc| by_name.get(rsc.as_str()).copied()).collect();
     let exclusive = spec.resource_discovery == Some(ResourceDiscovery::Exclusive);
     for target in targets {
         if let Some(node_name) = &spec.node {
-            let Some(node) = cluster.nodes.iter().position(|node| node.name == node_name.as_str()) else { continue };
+            let Some(&node) = node_index.get(node_name.as_str()) else { continue };
             cluster.locations.push(LocationRule {
                 resource: target,
                 role: role_filter(spec.role),
