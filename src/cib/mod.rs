@@ -153,11 +153,14 @@ impl Importer {
             return name.clone();
         }
         let mut name = if Name::is_valid(id) { Name(id.to_string()) } else { values::sanitize_name(id) };
-        let base = name.0.clone();
-        let mut suffix = 2;
-        while self.taken[namespace as usize].contains(&name) {
-            name = Name(format!("{base}_{suffix}"));
-            suffix += 1;
+        if self.taken[namespace as usize].contains(&name) {
+            // Taken already: the first free `<name>_<n>` (the base copied only here).
+            let base = name.0.clone();
+            let mut suffix = 2;
+            while self.taken[namespace as usize].contains(&name) {
+                name = Name(format!("{base}_{suffix}"));
+                suffix += 1;
+            }
         }
         if name.as_str() != id {
             self.unmapped(element, id, format!("renamed to {name}"));

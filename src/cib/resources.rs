@@ -5,7 +5,10 @@
 //! are flattened the way Pacemaker inherits them: own values first, then the parent's
 //! (group, clone), then `rsc_defaults`.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashMapExt as _};
 
 use crate::api::agent::{AgentRef, FenceAgentRef};
 use crate::api::cluster::{FenceDeviceSpec, HostCheck};
@@ -29,8 +32,9 @@ const CIBSECRETS_DIR: &str = "/var/lib/pacemaker/lrm/secrets";
 /// The placeable objects of a CIB and how constraints find them.
 pub(crate) struct Placed {
     pub objects: Vec<Object>,
-    /// Pacemaker id (primitive, group, clone) to the Pacer name it became.
-    pub refs: BTreeMap<String, Name>,
+    /// Pacemaker id (primitive, group, clone) to the Pacer name it became (looked up,
+    /// never walked in order).
+    pub refs: HashMap<String, Name>,
     pub fence_devices: BTreeSet<Name>,
     /// Resources and groups that are promotable clones or members of one.
     pub promotable: BTreeSet<Name>,
@@ -61,26 +65,33 @@ const CLONE_OPTIONS: &[&str] = &[
     "master-node-max",
 ];
 
-/// What a child inherits from the clone and group around it.
+/// What a child inherits from the clone and group around it. A top-level resource
+/// inherits `rsc_defaults` alone, borrowed rather than copied for each of thousands.
 #[derive(Clone, Default)]
-struct Inherited {
-    meta: Vec<(String, String)>,
+struct Inherited<'a> {
+    meta: Cow<'a, [(String, String)]>,
     params: Vec<(String, String)>,
     promotable: bool,
 }
 
 impl Importer {
     pub(super) fn resources(&mut self, configuration: &Element, settings: &ClusterSettings, nodes: &NodeTable) -> Placed {
-        let mut placed = Placed { objects: Vec::new(), refs: BTreeMap::new(), fence_devices: BTreeSet::new(), promotable: BTreeSet::new() };
+        let mut placed = Placed { objects: Vec::new(), refs: HashMap::new(), fence_devices: BTreeSet::new(), promotable: BTreeSet::new() };
         let Some(resources) = configuration.child("resources") else { return placed };
+        // At least one object per top-level resource: sized once, not moved at every
+        // growth (thousands of objects of a few hundred bytes each).
+        placed.objects.reserve(resources.children.len());
+        placed.refs.reserve(resources.children.len());
+        self.names[Namespace::Placeable as usize].reserve(resources.children.len());
+        self.taken[Namespace::Placeable as usize].reserve(resources.children.len());
         for element in &resources.children {
             match element.tag {
                 "primitive" => {
-                    let inherited = Inherited { meta: settings.resource_defaults.clone(), ..Inherited::default() };
+                    let inherited = Inherited { meta: Cow::Borrowed(settings.resource_defaults.as_slice()), ..Inherited::default() };
                     self.primitive(element, &inherited, None, settings, nodes, &mut placed);
                 }
                 "group" => {
-                    let inherited = Inherited { meta: settings.resource_defaults.clone(), ..Inherited::default() };
+                    let inherited = Inherited { meta: Cow::Borrowed(settings.resource_defaults.as_slice()), ..Inherited::default() };
                     self.group(element, &inherited, None, settings, nodes, &mut placed);
                 }
                 "clone" | "master" => self.clone_wrapper(element, settings, nodes, &mut placed),
@@ -94,10 +105,10 @@ impl Importer {
         let id = clone.id();
         let meta = self.nvpairs(clone, "meta_attributes");
         let (spec, rest) = self.clone_spec(clone, &meta);
-        let mut inherited = Inherited { meta: rest, params: self.nvpairs(clone, "instance_attributes"), promotable: spec.promotable.is_some() };
+        let mut inherited = Inherited { meta: Cow::Owned(rest), params: self.nvpairs(clone, "instance_attributes"), promotable: spec.promotable.is_some() };
         for default in &settings.resource_defaults {
             if !inherited.meta.iter().any(|(name, _)| *name == default.0) {
-                inherited.meta.push(default.clone());
+                inherited.meta.to_mut().push(default.clone());
             }
         }
         let children: Vec<&Element> = clone.children.iter().filter(|child| matches!(child.tag, "primitive" | "group")).collect();
@@ -185,7 +196,7 @@ impl Importer {
     fn group(
         &mut self,
         group: &Element,
-        inherited: &Inherited,
+        inherited: &Inherited<'_>,
         clone: Option<CloneSpec>,
         settings: &ClusterSettings,
         nodes: &NodeTable,
@@ -203,7 +214,7 @@ impl Importer {
         let mut params = self.nvpairs(group, "instance_attributes");
         params = fill(params, &inherited.params);
         let promotable = clone.as_ref().is_some_and(|spec| spec.promotable.is_some()) || inherited.promotable;
-        let for_members = Inherited { meta: meta.iter().map(|value| (value.name.clone(), value.value.clone())).collect(), params, promotable };
+        let for_members = Inherited { meta: Cow::Owned(meta.iter().map(|value| (value.name.clone(), value.value.clone())).collect()), params, promotable };
         let position = placed.objects.len();
         let name = self.name(Namespace::Placeable, "group", id);
         let mut members = Vec::new();
@@ -283,7 +294,7 @@ impl Importer {
     fn primitive(
         &mut self,
         primitive: &Element,
-        inherited: &Inherited,
+        inherited: &Inherited<'_>,
         clone: Option<CloneSpec>,
         settings: &ClusterSettings,
         nodes: &NodeTable,
@@ -364,9 +375,9 @@ impl Importer {
             _ => agent_type,
         };
         let agent_text = match (class, primitive.attr("provider")) {
-            ("ocf", Some(provider)) => format!("ocf:{provider}:{agent_type}"),
-            ("service", _) => format!("lsb:{agent_type}"),
-            (class, _) => format!("{class}:{agent_type}"),
+            ("ocf", Some(provider)) => ["ocf:", provider, ":", agent_type].concat(),
+            ("service", _) => ["lsb:", agent_type].concat(),
+            (class, _) => [class, ":", agent_type].concat(),
         };
         if class == "service" {
             self.unmapped("primitive", id, format!("service:{agent_type} resolved as lsb:{agent_type}"));

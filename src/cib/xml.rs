@@ -264,10 +264,11 @@ struct Unsupported;
 /// their text.
 fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
     // U+FFFE and U+FFFF are no XML characters (the others outside XML's range are
-    // controls, refused below, or cannot be in a `str`).
-    // One search per character: a single char is found by a byte search over the
-    // text, a set of them by decoding every character (issue 19: 30% of the reading).
-    if text.contains('\u{fffe}') || text.contains('\u{ffff}') {
+    // controls, refused below, or cannot be in a `str`). Both are encoded after the
+    // byte 0xEF, which a CIB in ASCII does not hold: one vectorized byte search
+    // usually settles it (a search per character, or decoding every character, was
+    // up to 30% of the reading in issue 19).
+    if memchr::memchr(0xef, text.as_bytes()).is_some() && (text.contains('\u{fffe}') || text.contains('\u{ffff}')) {
         return Err(Unsupported);
     }
     let bytes = text.as_bytes();
@@ -283,17 +284,20 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
     let mut root: Option<Element<'_>> = None;
     // One element's attributes, with the key of each name for the duplicate check.
     let mut attributes: Vec<(&str, &str)> = Vec::new();
+    let mut names_by_tag: foldhash::HashMap<&str, Vec<&str>> = foldhash::HashMap::default();
     let mut elements = 0usize;
     loop {
         // Text up to the next tag: whitespace outside the root, no reference, no `>`
         // (`]]>` is not allowed there) and no control character.
-        while let Some(&byte) = bytes.get(pos) {
-            match byte {
-                b'<' => break,
-                b' ' | b'\t' | b'\n' | b'\r' => {}
-                b'&' | b'>' => return Err(Unsupported),
-                byte if byte < 0x20 || stack.is_empty() => return Err(Unsupported),
-                _ => {}
+        loop {
+            // Indentation, eight spaces at a time.
+            pos += space_run(bytes, pos);
+            match bytes.get(pos) {
+                None | Some(b'<') => break,
+                Some(b'\t' | b'\n' | b'\r') => {}
+                Some(b'&' | b'>') => return Err(Unsupported),
+                Some(&byte) if byte < 0x20 || stack.is_empty() => return Err(Unsupported),
+                Some(_) => {}
             }
             pos += 1;
         }
@@ -302,16 +306,19 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
         }
         match bytes.get(pos + 1) {
             Some(b'/') => {
-                let (name, after) = read_name(text, pos + 2)?;
+                let mut element = stack.pop().ok_or(Unsupported)?;
+                // The end tag names the element that is open: its tag was read as a
+                // name already, so the same bytes followed by no name byte are the same
+                // name (anything else is roxmltree's to report).
+                let after = pos + 2 + element.tag.len();
+                if bytes.get(pos + 2..after) != Some(element.tag.as_bytes()) || bytes.get(after).is_some_and(|&byte| continues_name(byte)) {
+                    return Err(Unsupported);
+                }
                 pos = skip_whitespace(bytes, after);
                 if bytes.get(pos) != Some(&b'>') {
                     return Err(Unsupported);
                 }
                 pos += 1;
-                let mut element = stack.pop().ok_or(Unsupported)?;
-                if element.tag != name {
-                    return Err(Unsupported);
-                }
                 let from = children_from.pop().ok_or(Unsupported)?;
                 element.children = finished.drain(from..).collect();
                 attach(element, &stack, &mut finished, &mut root)?;
@@ -344,11 +351,28 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                 pos = end + 2;
             }
             _ => {
-                let (tag, mut at) = read_name(text, pos + 1)?;
+                // Siblings mostly share a tag (history entries, nvpairs): the previous
+                // one's, already checked, is recognized by its bytes.
+                let sibling_tag = children_from.last().filter(|&&from| finished.len() > from).and_then(|_| finished.last()).map(|sibling| sibling.tag);
+                let (tag, mut at) = match sibling_tag.filter(|tag| names_at(bytes, pos + 1, tag)) {
+                    Some(tag) => (tag, pos + 1 + tag.len()),
+                    None => read_name(text, pos + 1)?,
+                };
                 attributes.clear();
                 let mut seen: u64 = 0;
+                // The names the last element of this tag had, in order: while they
+                // come again (a machine writes every history entry alike), each is
+                // recognized by comparing its bytes, not read and checked byte by
+                // byte, and cannot repeat an earlier one.
+                let expected = names_by_tag.get(tag).map(Vec::as_slice).unwrap_or_default();
+                let mut as_expected = true;
                 let open = loop {
-                    let after = skip_whitespace(bytes, at);
+                    // Usually one space before an attribute.
+                    let after = if bytes.get(at) == Some(&b' ') && !matches!(bytes.get(at + 1), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+                        at + 1
+                    } else {
+                        skip_whitespace(bytes, at)
+                    };
                     match bytes.get(after) {
                         Some(b'>') => break (true, after + 1),
                         Some(b'/') if bytes.get(after + 1) == Some(&b'>') => break (false, after + 2),
@@ -360,30 +384,31 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                     if attributes.len() >= MAX_FAST_ATTRIBUTES {
                         return Err(Unsupported);
                     }
-                    let (name, after_name) = read_name(text, after)?;
-                    let equals = skip_whitespace(bytes, after_name);
+                    let known = expected.get(attributes.len()).filter(|&&name| {
+                        as_expected
+                            && bytes.get(after..after + name.len()).is_some_and(|candidate| same_bytes(candidate, name.as_bytes()))
+                            && bytes.get(after + name.len()) == Some(&b'=')
+                    });
+                    if as_expected && known.is_none() {
+                        // From here on each name is checked against all before it.
+                        as_expected = false;
+                        seen = attributes.iter().fold(0, |seen, &(name, _)| seen | 1u64 << (name_hash(name) & 63));
+                    }
+                    let (name, after_name) = match known {
+                        Some(&name) => (name, after + name.len()),
+                        None => read_name(text, after)?,
+                    };
+                    let equals = if bytes.get(after_name) == Some(&b'=') { after_name } else { skip_whitespace(bytes, after_name) };
                     if bytes.get(equals) != Some(&b'=') {
                         return Err(Unsupported);
                     }
-                    let quote_at = skip_whitespace(bytes, equals + 1);
+                    let quote_at = if matches!(bytes.get(equals + 1), Some(b'"' | b'\'')) { equals + 1 } else { skip_whitespace(bytes, equals + 1) };
                     let quote = match bytes.get(quote_at) {
                         Some(&quote @ (b'"' | b'\'')) => quote,
                         _ => return Err(Unsupported),
                     };
                     let start = quote_at + 1;
-                    let mut end = start;
-                    let mut rewrite = false;
-                    loop {
-                        end += plain_run(bytes, end, &VALUE_PLAIN);
-                        match bytes.get(end) {
-                            None | Some(b'<') => return Err(Unsupported),
-                            Some(&byte) if byte == quote => break,
-                            Some(b'&' | b'\t' | b'\n' | b'\r') => rewrite = true,
-                            Some(&byte) if byte < 0x20 => return Err(Unsupported),
-                            Some(_) => {}
-                        }
-                        end += 1;
-                    }
+                    let (end, rewrite) = value_end(bytes, start, quote)?;
                     let value = &text[start..end];
                     at = end + 1;
                     // `xmlns` declares a namespace: roxmltree's to read.
@@ -392,11 +417,13 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                     }
                     // A name seen twice is not well-formed; the bit filter keeps the
                     // check linear for the dozen or more attributes of a history entry.
-                    let bit = 1u64 << (name_hash(name) & 63);
-                    if seen & bit != 0 && attributes.iter().any(|(other, _)| *other == name) {
-                        return Err(Unsupported);
+                    if !as_expected {
+                        let bit = 1u64 << (name_hash(name) & 63);
+                        if seen & bit != 0 && attributes.iter().any(|(other, _)| *other == name) {
+                            return Err(Unsupported);
+                        }
+                        seen |= bit;
                     }
-                    seen |= bit;
                     unescaped.has_id_refs |= name == "id-ref";
                     if rewrite {
                         let decoded = decode_value(value).ok_or(Unsupported)?;
@@ -406,6 +433,9 @@ fn read_fast(text: &str) -> Result<(Element<'_>, Unescaped), Unsupported> {
                     attributes.push((name, value));
                 };
                 let (open, after) = open;
+                if !as_expected || attributes.len() != expected.len() {
+                    names_by_tag.insert(tag, attributes.iter().map(|&(name, _)| name).collect());
+                }
                 pos = after;
                 elements += 1;
                 if elements > MAX_ELEMENTS {
@@ -492,7 +522,7 @@ fn read_name(text: &str, at: usize) -> Result<(&str, usize), Unsupported> {
         _ => return Err(Unsupported),
     }
     let mut end = at + 1;
-    end += plain_run(bytes, end, &NAME_PLAIN);
+    end += name_run(bytes, end);
     if let Some(byte) = bytes.get(end) {
         if *byte >= 0x80 || *byte == b':' {
             // Names outside ASCII, and namespace prefixes, are roxmltree's.
@@ -500,6 +530,19 @@ fn read_name(text: &str, at: usize) -> Result<(&str, usize), Unsupported> {
         }
     }
     Ok((&text[at..end], end))
+}
+
+/// Whether the name at `at` is `name`, a name read before: the same bytes, not
+/// followed by a byte that would continue it.
+fn names_at(bytes: &[u8], at: usize, name: &str) -> bool {
+    let end = at + name.len();
+    bytes.get(at..end).is_some_and(|candidate| same_bytes(candidate, name.as_bytes())) && bytes.get(end).is_some_and(|&byte| !continues_name(byte))
+}
+
+/// Whether `byte`, after a name, would continue it: a name byte, or one the fast reader
+/// leaves to roxmltree (outside ASCII, a namespace prefix's `:`).
+fn continues_name(byte: u8) -> bool {
+    NAME_PLAIN[usize::from(byte)] || byte >= 0x80 || byte == b':'
 }
 
 /// The bytes of a name after its first: `[A-Za-z0-9._-]`.
@@ -513,26 +556,109 @@ const NAME_PLAIN: [bool; 256] = {
     table
 };
 
-/// The bytes an attribute value's scan passes over: all but the quotes, `<`, `&` and
-/// control characters (tab and line ends among them, which are rewritten).
-const VALUE_PLAIN: [bool; 256] = {
-    let mut table = [true; 256];
-    let mut byte = 0;
-    while byte < 0x20 {
-        table[byte] = false;
-        byte += 1;
-    }
-    table[b'"' as usize] = false;
-    table[b'\'' as usize] = false;
-    table[b'<' as usize] = false;
-    table[b'&' as usize] = false;
-    table
-};
-
-/// How many bytes from `at` on are `plain`.
-fn plain_run(bytes: &[u8], at: usize, plain: &[bool; 256]) -> usize {
+/// How many bytes from `at` on are name bytes (`NAME_PLAIN`), eight looked up at a
+/// time into one word without a branch each (a byte at a time cost a branch per byte).
+fn name_run(bytes: &[u8], at: usize) -> usize {
     let rest = bytes.get(at..).unwrap_or_default();
-    rest.iter().position(|&byte| !plain[usize::from(byte)]).unwrap_or(rest.len())
+    let mut done = 0;
+    while let Some(chunk) = rest.get(done..done + 8).and_then(|chunk| <&[u8; 8]>::try_from(chunk).ok()) {
+        // One bit a byte, at the byte's place: set for a name byte.
+        let plain = chunk.iter().rev().fold(0u64, |word, &byte| (word << 8) | u64::from(NAME_PLAIN[usize::from(byte)]));
+        let stops = !plain & splat(1);
+        if stops != 0 {
+            return done + (stops.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    let tail = rest.get(done..).unwrap_or_default();
+    done + tail.iter().position(|&byte| !NAME_PLAIN[usize::from(byte)]).unwrap_or(tail.len())
+}
+
+/// Where the attribute value starting at `start` ends (at its `quote`), and whether
+/// it must be rewritten (a reference, a tab or a line end in it). `<`, the end of the
+/// text and other control characters are `Unsupported`.
+fn value_end(bytes: &[u8], start: usize, quote: u8) -> Result<(usize, bool), Unsupported> {
+    let mut end = start;
+    let mut rewrite = false;
+    loop {
+        end += value_run(bytes, end, quote);
+        match bytes.get(end) {
+            Some(&byte) if byte == quote => return Ok((end, rewrite)),
+            Some(b'&' | b'\t' | b'\n' | b'\r') => rewrite = true,
+            _ => return Err(Unsupported),
+        }
+        end += 1;
+    }
+}
+
+/// Whether two byte strings of the same length are equal, compared a word or two at
+/// a time when short (names are: a call to `memcmp` per attribute cost more than the
+/// comparison).
+fn same_bytes(left: &[u8], right: &[u8]) -> bool {
+    fn word<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+        bytes.get(at..at + N).and_then(|chunk| chunk.try_into().ok())
+    }
+    let len = left.len();
+    if len != right.len() {
+        return false;
+    }
+    match len {
+        4..=8 => word::<4>(left, 0) == word::<4>(right, 0) && word::<4>(left, len - 4) == word::<4>(right, len - 4),
+        9..=16 => word::<8>(left, 0) == word::<8>(right, 0) && word::<8>(left, len - 8) == word::<8>(right, len - 8),
+        _ => left == right,
+    }
+}
+
+/// Every byte of a word set to `byte`.
+const fn splat(byte: u8) -> u64 {
+    0x0101_0101_0101_0101 * byte as u64
+}
+
+/// The high bit of every byte of `word` below `limit` (at most 0x80), exact up to the
+/// lowest such byte: a borrow can mark bytes above it, so only the lowest mark (the
+/// first byte in the text) may be read.
+fn bytes_below(word: u64, limit: u8) -> u64 {
+    word.wrapping_sub(splat(limit)) & !word & splat(0x80)
+}
+
+/// The high bit of every byte of `word` equal to `byte`, exact up to the lowest.
+fn bytes_equal(word: u64, byte: u8) -> u64 {
+    bytes_below(word ^ splat(byte), 1)
+}
+
+/// How many bytes from `at` on an attribute value's scan passes over: all but its
+/// `quote`, `<`, `&` and control characters (tab and line ends among them, which are
+/// rewritten). Eight bytes at a time, a word each (values are most of a CIB's bytes).
+fn value_run(bytes: &[u8], at: usize, quote: u8) -> usize {
+    let stops = |byte: u8| byte == quote || byte == b'<' || byte == b'&' || byte < 0x20;
+    let rest = bytes.get(at..).unwrap_or_default();
+    let mut done = 0;
+    while let Some(&chunk) = rest.get(done..done + 8).and_then(|chunk| <&[u8; 8]>::try_from(chunk).ok()) {
+        let word = u64::from_le_bytes(chunk);
+        let marks = bytes_equal(word, quote) | bytes_equal(word, b'<') | bytes_equal(word, b'&') | bytes_below(word, 0x20);
+        if marks != 0 {
+            // The lowest mark is the first stop: little-endian, the first byte is lowest.
+            return done + (marks.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    let tail = rest.get(done..).unwrap_or_default();
+    done + tail.iter().position(|&byte| stops(byte)).unwrap_or(tail.len())
+}
+
+/// How many bytes from `at` on are spaces, a word at a time.
+fn space_run(bytes: &[u8], at: usize) -> usize {
+    let rest = bytes.get(at..).unwrap_or_default();
+    let mut done = 0;
+    while let Some(&chunk) = rest.get(done..done + 8).and_then(|chunk| <&[u8; 8]>::try_from(chunk).ok()) {
+        let others = u64::from_le_bytes(chunk) ^ splat(b' ');
+        if others != 0 {
+            return done + (others.trailing_zeros() / 8) as usize;
+        }
+        done += 8;
+    }
+    let tail = rest.get(done..).unwrap_or_default();
+    done + tail.iter().position(|&byte| byte != b' ').unwrap_or(tail.len())
 }
 
 fn skip_whitespace(bytes: &[u8], mut at: usize) -> usize {
@@ -718,6 +844,92 @@ mod tests {
             assert!(read_fast(declined).is_err(), "{declined:?} was read fast");
             let roxmltree = roxmltree::Document::parse(declined).is_ok();
             assert_eq!(Document::parse(declined).is_ok(), roxmltree, "{declined:?}");
+        }
+    }
+
+    /// Attribute names recognized from the previous element of the same tag are read
+    /// as any other: a longer name sharing the prefix, whitespace around `=`, another
+    /// order, fewer or more attributes, a repeated name after the expected ones.
+    #[test]
+    fn names_expected_from_the_previous_element_are_read_as_roxmltree_does() {
+        let elements = [
+            r#"<op id="o1" name="monitor" interval="10"/>"#,
+            r#"<op id="o2" name="monitor" interval="10"/>"#,
+            r#"<op id-ref="o1"/>"#,
+            r#"<op id = "o3" name ="start" interval= '0'/>"#,
+            r#"<op name="stop" id="o4"/>"#,
+            r#"<op id="o5" name="stop" interval="0" timeout="20s"/>"#,
+            r#"<op id="o6" name="stop" interval="0" timeout="20s"/>"#,
+            r#"<op id="o7"/>"#,
+            r#"<op/>"#,
+            r#"<op id="o8" name="n" interval="1" timeout="2" on-fail="block" role="Promoted" description="long enough to need two words"/>"#,
+            r#"<op id="o9" name="n" interval="1" timeout="2" on-fail="block" role="Promoted" description="same names, same order"/>"#,
+            // Tags that begin like the previous sibling's.
+            r#"<operation id="o10"/>"#,
+            r#"<op/>"#,
+            r#"<op.x id="o11"/>"#,
+            r#"<op>"#,
+            r#"</op>"#,
+        ];
+        let text = format!("<cib><configuration><operations>{}</operations></configuration></cib>", elements.concat());
+        assert_read_alike("expected names", &text);
+        // A prefixed or non-ASCII tag after a sibling whose tag it begins with is
+        // still left to roxmltree.
+        for declined in ["<cib><op/><op:x xmlns:op=\"urn:x\"/></cib>", "<cib><op/><op\u{e9}/></cib>"] {
+            assert!(read_fast(declined).is_err(), "{declined:?} was read fast");
+            assert_eq!(Document::parse(declined).is_ok(), roxmltree::Document::parse(declined).is_ok(), "{declined:?}");
+        }
+        // A name repeated after the expected ones is caught, as without expectations.
+        for repeated in [r#"<op id="a" name="b"/><op id="c" name="d" id="e"/>"#, r#"<op id="a" name="b"/><op id="c" name="d" name="e"/>"#] {
+            let text = format!("<cib>{repeated}</cib>");
+            assert!(read_fast(&text).is_err(), "{repeated:?} was read fast");
+            assert!(Document::parse(&text).is_err(), "{repeated:?}");
+        }
+    }
+
+    #[test]
+    fn short_byte_strings_compare_as_slices_do() {
+        let words: Vec<Vec<u8>> = (0..=20).flat_map(|len| [vec![b'a'; len], (0..len).map(|at| b'a' + (at % 26) as u8).collect()]).collect();
+        for left in &words {
+            for right in &words {
+                assert_eq!(same_bytes(left, right), left == right, "{left:?} {right:?}");
+                let mut changed = right.clone();
+                for at in 0..changed.len() {
+                    changed[at] ^= 1;
+                    assert_eq!(same_bytes(left, &changed), *left == changed);
+                    changed[at] ^= 1;
+                }
+            }
+        }
+    }
+
+    /// The word-at-a-time scans stop where the byte-at-a-time definitions do, whatever
+    /// byte sits in whatever place of a word, and whatever follows it.
+    #[test]
+    fn word_scans_stop_where_byte_scans_do() {
+        let interesting: Vec<u8> = vec![
+            0, 1, 8, 9, 10, 13, 31, 32, 33, b'"', b'\'', b'&', b'<', b'=', b'>', b'-', b'.', b'/', b':', b'_', b'0', b'9', b'A', b'Z', b'a', b'z', 127, 128,
+            0xc3, 0xef, 255,
+        ];
+        for &stop in &interesting {
+            for at in 0..20 {
+                for &after in &[0u8, b' ', b'"', 200] {
+                    let mut bytes = vec![b'x'; 24];
+                    bytes[at] = stop;
+                    if at + 1 < bytes.len() {
+                        bytes[at + 1] = after;
+                    }
+                    for quote in [b'"', b'\''] {
+                        let expected = bytes.iter().position(|&byte| byte == quote || byte == b'<' || byte == b'&' || byte < 0x20).unwrap_or(bytes.len());
+                        assert_eq!(value_run(&bytes, 0, quote), expected, "value {bytes:?}");
+                    }
+                    let expected = bytes.iter().position(|&byte| !NAME_PLAIN[usize::from(byte)]).unwrap_or(bytes.len());
+                    assert_eq!(name_run(&bytes, 0), expected, "name {bytes:?}");
+                    let spaces: Vec<u8> = bytes.iter().map(|&byte| if byte == b'x' { b' ' } else { byte }).collect();
+                    let expected = spaces.iter().position(|&byte| byte != b' ').unwrap_or(spaces.len());
+                    assert_eq!(space_run(&spaces, 0), expected, "spaces {spaces:?}");
+                }
+            }
         }
     }
 

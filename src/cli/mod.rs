@@ -202,6 +202,16 @@ impl Cli {
     pub fn is_daemon(&self) -> bool {
         matches!(self.command, Command::Agent(_) | Command::Scheduler(_) | Command::Up(_) | Command::Hollow(_))
     }
+
+    /// Whether the command reads files only and exits (`simulate` without `--live`,
+    /// `import-cib`): `run_without_runtime` runs it.
+    pub fn is_offline(&self) -> bool {
+        match &self.command {
+            Command::Simulate(args) => !args.is_live(),
+            Command::ImportCib(_) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Answers a shell's completion request (`COMPLETE` set by `pacer completion`'s

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use serde_json::{Value, json};
 
 use crate::api::records::NodeState;
 use crate::api::yaml::{parse_documents, to_yaml_string};
@@ -276,40 +275,62 @@ fn report_name(resource: &crate::scheduler::plan::ResourcePlan) -> &str {
     if resource.clone.is_some() && !resource.unique { &resource.name } else { &resource.id }
 }
 
+/// The plan in the conformance format ("pcmk-oracle-1"), borrowed from the plan and
+/// serialized as it is: no JSON tree is built first (for a large CIB, building one was
+/// most of writing the output).
+#[derive(serde::Serialize)]
+pub(crate) struct OracleJson<'a> {
+    format: &'static str,
+    resources: Vec<[&'a str; 3]>,
+    resource_flags: Vec<[&'a str; 3]>,
+    nodes: NodeStates<'a>,
+    fenced: Vec<&'a str>,
+    fence_actions: Vec<[&'a str; 2]>,
+    actions: Vec<[&'a str; 3]>,
+}
+
+/// Each node's state, an object keyed by node name (nodes are unique in a plan).
+struct NodeStates<'a>(&'a [crate::scheduler::plan::NodePlan]);
+
+impl serde::Serialize for NodeStates<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|node| (node.name.as_str(), node.state.as_str())))
+    }
+}
+
 /// The plan in the conformance format ("pcmk-oracle-1").
-pub(crate) fn oracle_json(plan: &Plan) -> Value {
-    let mut resources: Vec<Value> = Vec::new();
-    let mut flags: Vec<Value> = Vec::new();
+pub(crate) fn oracle_json(plan: &Plan) -> OracleJson<'_> {
+    let mut resources = Vec::new();
+    let mut flags = Vec::new();
     for resource in &plan.resources {
         for placement in &resource.next {
-            resources.push(json!([report_name(resource), placement.role.as_str(), placement.node]));
+            resources.push([report_name(resource), placement.role.as_str(), placement.node.as_str()]);
         }
         // The revised status: a failure stays only where nothing recovers it.
         if resource.failed && resource.frozen {
             for placement in &resource.current {
-                flags.push(json!([report_name(resource), placement.node, "failed"]));
+                flags.push([report_name(resource), placement.node.as_str(), "failed"]);
             }
         }
     }
     let by_id: std::collections::HashMap<&str, &crate::scheduler::plan::ResourcePlan> =
         plan.resources.iter().map(|resource| (resource.id.as_str(), resource)).collect();
-    let nodes: serde_json::Map<String, Value> = plan.nodes.iter().map(|node| (node.name.clone(), Value::String(node.state.as_str().into()))).collect();
-    json!({
-        "format": "pcmk-oracle-1",
-        "resources": resources,
-        "resource_flags": flags,
-        "nodes": nodes,
-        "fenced": plan.fencing.iter().map(|fencing| fencing.node.clone()).collect::<Vec<_>>(),
-        "fence_actions": plan.fencing.iter().map(|fencing| json!([fencing.node, fencing.action])).collect::<Vec<_>>(),
-        "actions": plan
+    OracleJson {
+        format: "pcmk-oracle-1",
+        resources,
+        resource_flags: flags,
+        nodes: NodeStates(&plan.nodes),
+        fenced: plan.fencing.iter().map(|fencing| fencing.node.as_str()).collect(),
+        fence_actions: plan.fencing.iter().map(|fencing| [fencing.node.as_str(), fencing.action.as_str()]).collect(),
+        actions: plan
             .actions
             .iter()
             .map(|action| {
                 let name = by_id.get(action.resource.as_str()).map_or(action.resource.as_str(), |resource| report_name(resource));
-                json!([action.verb, name, action.detail])
+                [action.verb.as_str(), name, action.detail.as_str()]
             })
-            .collect::<Vec<_>>(),
-    })
+            .collect(),
+    }
 }
 
 /// A crm_simulate-style summary: node states, fencing, actions, placements.

@@ -76,6 +76,7 @@ pub(super) fn restart_digest(configured: &BTreeMap<String, String>, non_reloadab
 
 /// What a configured definition is compared with: its parameters' digest, and the
 /// parameters themselves (for a restart digest), when Pacer knows them all.
+#[derive(Clone)]
 pub(super) struct Configured {
     pub digest: String,
     pub params: BTreeMap<String, String>,

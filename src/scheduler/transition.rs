@@ -94,7 +94,9 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
     let everywhere = stopped_everywhere(cluster, assignment, &migrating);
     let restart = restarts(cluster, assignment, &finals, &migrating, &everywhere);
     let stop_after = stop_gates(cluster);
-    let mut resources = Vec::new();
+    // One plan per primitive, sized once (a plan is a few hundred bytes: growing the
+    // vector moved them all, again and again).
+    let mut resources = Vec::with_capacity(cluster.resources.len());
     let mut actions = Vec::new();
     for (rsc, resource) in cluster.resources.iter().enumerate() {
         if resource.kind != RscKind::Primitive {
