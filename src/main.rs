@@ -54,10 +54,7 @@ fn main() -> ExitCode {
         }
     }
     // Commands on files alone (an offline `simulate`) start no runtime and no threads.
-    if cli.is_offline() {
-        keep_freed_memory();
-    }
-    if let Some(code) = pacer::cli::run_without_runtime(&cli) {
+    if let Some(code) = pacer::cli::run_without_runtime(&cli, keep_freed_memory) {
         return code;
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

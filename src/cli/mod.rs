@@ -202,16 +202,6 @@ impl Cli {
     pub fn is_daemon(&self) -> bool {
         matches!(self.command, Command::Agent(_) | Command::Scheduler(_) | Command::Up(_) | Command::Hollow(_))
     }
-
-    /// Whether the command reads files only and exits (`simulate` without `--live`,
-    /// `import-cib`): `run_without_runtime` runs it.
-    pub fn is_offline(&self) -> bool {
-        match &self.command {
-            Command::Simulate(args) => !args.is_live(),
-            Command::ImportCib(_) => true,
-            _ => false,
-        }
-    }
 }
 
 /// Answers a shell's completion request (`COMPLETE` set by `pacer completion`'s
@@ -278,12 +268,19 @@ pub async fn run(cli: Cli) -> ExitCode {
 }
 
 /// Runs a command that reads files only (`simulate` without `--live`, `import-cib`)
-/// on this thread, with no async runtime to start; None, having done nothing, for a
-/// command that needs `run`.
-pub fn run_without_runtime(cli: &Cli) -> Option<ExitCode> {
+/// on this thread, with no async runtime to start, after `prepare` (the binary's
+/// allocator settings for such a command); None, having done nothing, for a command
+/// that needs `run`.
+pub fn run_without_runtime(cli: &Cli, prepare: impl FnOnce()) -> Option<ExitCode> {
     let result = match &cli.command {
-        Command::Simulate(args) if !args.is_live() => simulate::simulate_offline(args),
-        Command::ImportCib(args) => simulate::import_cib(args),
+        Command::Simulate(args) if !args.is_live() => {
+            prepare();
+            simulate::simulate_offline(args)
+        }
+        Command::ImportCib(args) => {
+            prepare();
+            simulate::import_cib(args)
+        }
         _ => return None,
     };
     Some(exit_code(result))
