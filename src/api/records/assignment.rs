@@ -55,7 +55,7 @@ pub struct NodeAssignment {
     /// (`Reconciler::stale_withdrawal`): Pacemaker's DC too waits for the actions in
     /// flight before deciding again. 0: not known (a leader that records none, an
     /// assignment written by hand): no such hold.
-    #[serde(default, skip_serializing_if = "is_zero_revision")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub seen_revision: i64,
     /// The node's state in the decision. In `maintenance` the agent runs monitors only.
     pub state: NodeState,
@@ -142,14 +142,6 @@ fn default_true() -> bool {
     true
 }
 
-fn is_zero(value: &u32) -> bool {
-    *value == 0
-}
-
-fn is_zero_revision(value: &i64) -> bool {
-    *value == 0
-}
-
 /// One resource instance a node is to run, in a role.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -179,7 +171,7 @@ pub struct AssignedResource {
     /// the decision took into account. A resource that failed more often than that is
     /// left alone until a decision that has seen the failure arrives: the agent never
     /// recovers on its own.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub failures_seen: u32,
     /// Arriving by live migration from this node: once that node reports it
     /// `Migrating` (its `migrate_to` is done), the agent runs `migrate_from` instead of

@@ -40,7 +40,7 @@ pub struct EventRecord {
     /// `off`, `on`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub interval_ms: u64,
     /// The agent's exit code (resource events), 0 or not (fencing results).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,10 +66,6 @@ pub struct EventRecord {
     /// delivery: the `Alert` and the sequence of the event it failed to deliver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-}
-
-fn is_zero(value: &u64) -> bool {
-    *value == 0
 }
 
 impl EventRecord {

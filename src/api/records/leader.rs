@@ -28,7 +28,7 @@ pub struct HistoryRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_running: Vec<String>,
     /// How many more cannot run than `not_running` names.
-    #[serde(default, skip_serializing_if = "is_zero")]
+    #[serde(default, skip_serializing_if = "super::is_zero")]
     pub not_running_more: usize,
     /// Nodes to fence, with the reason.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -78,8 +78,4 @@ impl DecisionInput {
     pub fn blobs(&self) -> impl Iterator<Item = &BlobRef> {
         std::iter::once(&self.spec).chain(self.nodes.iter()).chain(self.history.iter())
     }
-}
-
-fn is_zero(count: &usize) -> bool {
-    *count == 0
 }

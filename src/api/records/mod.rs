@@ -22,3 +22,9 @@ pub use status::{
     FAIL_COUNT_INFINITY, NodeActivity, NodeAttributeRecord, NodeHeartbeat, Notice, NoticePhase, ObservedRole, Reports, ResourceStatus, SELF_FENCINGS_KEPT,
     SelfFencing,
 };
+
+/// Whether a count or revision is zero: what the records leave out of their JSON
+/// (`skip_serializing_if`).
+fn is_zero<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
