@@ -196,8 +196,7 @@ async fn a_webhook_gets_every_event_at_least_once_across_a_leader_change() {
     println!("killed the leader ({leader}) after {killed_at} deliveries");
 
     // Every selected event of the log after the alert's start arrives at least once.
-    let objects: Vec<_> =
-        store.list_objects().await.expect("list").objects.into_values().map(|stored| std::sync::Arc::unwrap_or_clone(stored.object)).collect();
+    let objects: Vec<_> = store.list_objects().await.expect("list").into_objects().collect();
     let alert = AlertConfig::enabled(&objects).remove("hook").expect("the alert");
     let expected = async || -> BTreeSet<u64> {
         let log = store.list_events().await.expect("events");

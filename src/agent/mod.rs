@@ -743,17 +743,13 @@ impl<'a> Session<'a> {
                         for skipped in &listing.undecodable {
                             tracing::warn!(key = %skipped.key, reason = %skipped.reason, "skipping a stored object that does not decode");
                         }
-                        let read = listing
-                            .objects
-                            .into_values()
-                            .map(|stored| std::sync::Arc::unwrap_or_clone(stored.object))
-                            .filter(|object| AGENT_READS.contains(&object.kind()))
-                            .collect();
+                        let listed_version = listing.spec_version;
+                        let read = listing.into_objects().filter(|object| AGENT_READS.contains(&object.kind())).collect();
                         self.take_spec(reconciler, in_definition_order(read));
                         self.spec_stale = false;
                         self.spec_unsettled_since = None;
                         self.spec_unsettled_first = None;
-                        self.spec_listed_version = listing.spec_version;
+                        self.spec_listed_version = listed_version;
                     }
                 }
             }

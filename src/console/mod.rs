@@ -474,10 +474,9 @@ async fn simulate(State(app): State<App>, headers: HeaderMap, body: axum::body::
 async fn configuration(State(app): State<App>) -> Response {
     match app.store.list_objects().await {
         Ok(listing) => {
-            let objects = crate::runtime::cache::in_definition_order(
-                listing.objects.into_values().map(|stored| std::sync::Arc::unwrap_or_clone(stored.object)).collect(),
-            );
-            Html(config::config_page(&objects, listing.revision, app.read_only).into_string()).into_response()
+            let revision = listing.revision;
+            let objects = crate::runtime::cache::in_definition_order(listing.into_objects().collect());
+            Html(config::config_page(&objects, revision, app.read_only).into_string()).into_response()
         }
         Err(error) => error_page(&OpsError::Store(error), app.read_only),
     }
@@ -486,9 +485,7 @@ async fn configuration(State(app): State<App>) -> Response {
 async fn graph(State(app): State<App>) -> Response {
     match app.store.list_objects().await {
         Ok(listing) => {
-            let objects = crate::runtime::cache::in_definition_order(
-                listing.objects.into_values().map(|stored| std::sync::Arc::unwrap_or_clone(stored.object)).collect(),
-            );
+            let objects = crate::runtime::cache::in_definition_order(listing.into_objects().collect());
             ([(header::CONTENT_TYPE, "image/svg+xml"), (header::CACHE_CONTROL, "no-cache")], config::graph_svg(&objects)).into_response()
         }
         Err(error) => (StatusCode::BAD_GATEWAY, error.to_string()).into_response(),

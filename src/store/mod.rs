@@ -199,6 +199,11 @@ pub fn decode_object(keys: &Keys, key: &str, value: &[u8], mod_revision: i64) ->
 }
 
 impl Listing {
+    /// The objects, owned (a listing's are not shared with anyone, so not copied).
+    pub fn into_objects(self) -> impl Iterator<Item = Object> {
+        self.objects.into_values().map(|stored| Arc::unwrap_or_clone(stored.object))
+    }
+
     pub fn object_set(&self) -> ObjectSet {
         self.objects.iter().map(|(key, stored)| (key.clone(), Object::clone(&stored.object))).collect()
     }
