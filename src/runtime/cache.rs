@@ -586,6 +586,12 @@ impl ClusterCache {
         self.version_settled.map(|settled| settled && !self.objects_after_version)
     }
 
+    /// Whether the version key held is a large apply's commit: its objects are being
+    /// rolled forward and its finish is to come on the watch.
+    pub fn spec_rolling_forward(&self) -> bool {
+        self.version_settled == Some(false)
+    }
+
     /// Large applies committed but not yet rolled forward: while there is one, the
     /// spec shown is the old one and nothing may be built on it.
     pub fn committed_intents(&self) -> &BTreeSet<String> {
