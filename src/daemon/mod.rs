@@ -12,12 +12,13 @@
 
 mod archive;
 pub(crate) mod events;
+mod recorder;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use archive::Archive;
 pub use archive::Archived;
+use recorder::{RecordJob, Recorder};
 
 use crate::alerts::{DeliveryContext, deliver};
 use crate::api::manifest::{Source, load as load_manifests};
@@ -54,9 +55,6 @@ pub struct Decision {
     /// (`ClusterPolicy.clusterRecheckInterval`: time-based rules, failure timeouts;
     /// sooner when a Location expires before that, or fencing is pending).
     pub recheck: Duration,
-    /// What keeping the decision's input cost (nothing when the decision did not
-    /// change).
-    pub archived: Archived,
     /// What it was decided on (what `/metrics` shows of the cluster until the next).
     pub snapshot: Snapshot,
 }
@@ -81,8 +79,13 @@ fn epoch_now() -> i64 {
 pub async fn decide_once(store: &Store, guard: &LeaderGuard) -> Result<Decision, StoreError> {
     for _ in 0..10 {
         let mut cache = load(store).await?;
-        match decide(store, &mut cache, &mut Memory::default(), guard, false).await {
-            Ok(decision) => return Ok(decision),
+        let mut memory = Memory::default();
+        match decide(store, &mut cache, &mut memory, guard, false).await {
+            Ok(decision) => {
+                // Its record written before the caller looks.
+                memory.recorder.finish().await?;
+                return Ok(decision);
+            }
             Err(DecideError::Store(error)) => return Err(error),
             // Listing the objects finishes the pending apply.
             Err(DecideError::NotReady(_)) => drop(store.list_objects().await?),
@@ -128,7 +131,7 @@ fn missing_node(cache: &ClusterCache) -> Option<String> {
 /// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
 /// starting with the scheduler are not fenced for being late.
 async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
-    let Memory { archive, kept, events } = memory;
+    let Memory { recorder, kept, events, recorded } = memory;
     let now = epoch_now();
     let options = BuildOptions { now, hold_unseen };
     let mut live = build(cache, options)?;
@@ -183,34 +186,19 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     writes.extend(cache.plans().keys().filter(|node| !assignments.contains_key(*node)).map(|node| (keys.plan(node), None)));
     let written = writes.len();
     write(store, cache, "write assignments", writes, guard).await?;
-    let mut archived = Archived::default();
     if written > 0 {
-        // The input first: a record never names an input that is not stored. Keeping
-        // it is best effort: a failure (but being deposed) loses the replay, never the
-        // record, and the turn goes on.
-        match archive.record(store, guard, input_revision, &snapshot, cache.history()).await {
-            Ok(done) => archived = done,
-            Err(error @ StoreError::Conflict { .. }) => return Err(error.into()),
-            Err(error) => tracing::warn!(%error, revision = input_revision, "cannot keep the decision's input; its record is written without it"),
+        // Its input and record are written by the recorder, off the decision's path
+        // (`recorder`); the recording before it ends first, and its event is kept.
+        let job = RecordJob {
+            revision: input_revision,
+            snapshot: snapshot.clone(),
+            record: history_record(&plan, input_revision, guard.term(), now),
+            kept: cache.history().clone(),
+            history_limit,
+        };
+        if let Some(event) = recorder.start(store, guard, job).await? {
+            recorded.push(event);
         }
-        let mut record = history_record(&plan, input_revision, guard.term(), now);
-        record.input_digest = archived.input_digest.clone();
-        let key = keys.history(input_revision);
-        let value = serde_json::to_string(&record).map_err(|error| StoreError::Corrupt { key: key.clone(), reason: format!("encode: {error}") })?;
-        // The oldest records beyond the limit go, at most 100 a turn, and their inputs
-        // with them.
-        let kept: Vec<i64> = cache.history().iter().copied().filter(|revision| *revision != input_revision).collect();
-        let excess = (kept.len() + 1).saturating_sub(history_limit.max(1) as usize).min(100);
-        let trimmed: Vec<i64> = kept.iter().take(excess).copied().collect();
-        let mut writes = vec![(key, Some(value))];
-        writes.extend(trimmed.iter().map(|revision| (keys.history(*revision), None)));
-        write(store, cache, "write history", writes, guard).await?;
-        // The event once the record is written (a later failure must not lose it: the
-        // next turn finds the decision unchanged).
-        if !record.actions.is_empty() {
-            events.push(events::decision_event(&record.actions, input_revision, events::now_usec()));
-        }
-        archive.forget(store, guard, &trimmed).await?;
     }
     let tidied = tidy_constraints(store, &snapshot, &plan, cache.spec_version(), kept, guard).await;
     let registered = register_nodes(store, cache, guard).await;
@@ -226,7 +214,7 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     if !tidied || !registered {
         recheck = recheck.min(Duration::from_secs(1));
     }
-    Ok(Decision { plan, input_revision, written, recheck, archived, snapshot })
+    Ok(Decision { plan, input_revision, written, recheck, snapshot })
 }
 
 /// The node shown as Pacemaker's DC in `/metrics` (ha_cluster_exporter's dashboards
@@ -255,15 +243,17 @@ fn membership(snapshot: &Snapshot, cache: &ClusterCache) -> std::collections::BT
         .collect()
 }
 
-/// What a leader keeps from turn to turn besides its cache: the archive's index of
-/// stored inputs, the moves it found kept (`ops::constraints::KeptMemo`), and the
-/// events a turn saw (fencing asked for, a new decision) until the event log takes
-/// them.
+/// What a leader keeps from turn to turn besides its cache: the recording of the
+/// last new decision (`recorder`, with the archive's index of stored inputs), the
+/// moves it found kept (`ops::constraints::KeptMemo`), the events a turn saw (fencing
+/// asked for) and the events of recorded decisions (with their input revisions)
+/// until the event log takes them.
 #[derive(Default)]
 struct Memory {
-    archive: Archive,
+    recorder: Recorder,
     kept: KeptMemo,
     events: Vec<EventRecord>,
+    recorded: Vec<(EventRecord, i64)>,
 }
 
 /// How long until `secs` since the epoch has passed on the system clock (a few
@@ -811,6 +801,18 @@ async fn lead(
             }
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
             () = shutdown.as_mut() => break Term::Shutdown,
+            // The last new decision's record written: its event to the event log.
+            recorded = memory.recorder.finish(), if memory.recorder.is_running() => {
+                match recorded {
+                    Ok(Some((event, after_revision))) => {
+                        let _ = event_log.events.send(events::LeaderEvent { event, after_revision });
+                    }
+                    Ok(None) => {}
+                    Err(StoreError::Conflict { .. }) => break Term::Deposed,
+                    Err(error) => tracing::warn!(%error, "cannot write the decision's record"),
+                }
+                continue;
+            }
         }
         if Instant::now() >= next_recheck {
             dirty_since.get_or_insert(Instant::now());
@@ -850,7 +852,7 @@ async fn lead(
                 let requests = store.requests().since(requests_before);
                 let took = started.elapsed();
                 if decision.written > 0 {
-                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?took, reads = requests.reads, writes = requests.writes, input_bytes = decision.archived.bytes, input_blobs = decision.archived.blobs, input_encode = ?decision.archived.encode, "new decision");
+                    tracing::info!(term, revision = decision.input_revision, written = decision.written, actions = decision.plan.actions.len(), took = ?took, reads = requests.reads, writes = requests.writes, "new decision");
                 } else {
                     tracing::debug!(term, revision = decision.input_revision, took = ?took, reads = requests.reads, writes = requests.writes, "decision unchanged");
                 }
@@ -892,6 +894,9 @@ async fn lead(
                 for event in memory.events.drain(..) {
                     let _ = event_log.events.send(events::LeaderEvent { event, after_revision: decision.input_revision });
                 }
+                for (event, after_revision) in memory.recorded.drain(..) {
+                    let _ = event_log.events.send(events::LeaderEvent { event, after_revision });
+                }
                 let dc = dc_node(&cache, config.metrics.host());
                 config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), dc));
             }
@@ -913,7 +918,19 @@ async fn lead(
             }
         }
     };
+    // A leader stepping down writes its last decision's record if it can; a deposed
+    // one's writes would fail.
+    if matches!(outcome, Term::Shutdown) && memory.recorder.is_running() {
+        match tokio::time::timeout(Duration::from_secs(2), memory.recorder.finish()).await {
+            Ok(Ok(Some((event, after_revision)))) => {
+                let _ = event_log.events.send(events::LeaderEvent { event, after_revision });
+            }
+            Ok(Ok(None) | Err(_)) => {}
+            Err(_) => tracing::warn!("the last decision's record was not written within 2 s"),
+        }
+    }
     lease_task.abort();
+    memory.recorder.abort();
     delivery.abort();
     event_log.handle.abort();
     drop(informer);
