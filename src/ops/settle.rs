@@ -28,14 +28,31 @@ pub struct Waited {
 /// `timeout` passes (`OpsError::NotReached` with `describe`'s account of what is
 /// still missing). Rechecks at least every second, since time alone (expiries,
 /// failure timeouts) changes the plan.
-pub async fn until<F, D>(store: &Store, from_revision: i64, timeout: Duration, mut done: F, describe: D) -> Result<Waited, OpsError>
+pub async fn until<F, D>(store: &Store, from_revision: i64, timeout: Duration, done: F, describe: D) -> Result<Waited, OpsError>
 where
     F: FnMut(&LiveSnapshot, &Plan) -> bool,
     D: Fn(&LiveSnapshot, &Plan) -> String,
 {
     let started = Instant::now();
+    let follower = Follower::start(store).await?;
+    until_on(follower, started, from_revision, timeout, done, describe).await
+}
+
+/// `until` on a follower already started (at `started`), whose first listing the
+/// caller has looked at: one listing of the cluster, not two.
+pub async fn until_on<F, D>(
+    mut follower: Follower,
+    started: Instant,
+    from_revision: i64,
+    timeout: Duration,
+    mut done: F,
+    describe: D,
+) -> Result<Waited, OpsError>
+where
+    F: FnMut(&LiveSnapshot, &Plan) -> bool,
+    D: Fn(&LiveSnapshot, &Plan) -> String,
+{
     let deadline = started + timeout;
-    let mut follower = Follower::start(store).await?;
     let mut last: Option<(LiveSnapshot, Plan)> = None;
     loop {
         if follower.cache().revision() >= from_revision

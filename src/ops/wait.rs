@@ -1,7 +1,7 @@
 //! `pacer wait`: until a resource is started, stopped or promoted (anywhere, or on a
 //! node), as the live snapshot shows it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -12,8 +12,8 @@ use crate::state::conditions::resource_named;
 use crate::store::Store;
 
 use super::OpsError;
-use super::live::Live;
-use super::settle::until;
+use super::live::{Follower, Live};
+use super::settle::until_on;
 
 /// What to wait for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -86,20 +86,31 @@ fn is_promotable(object: &Object) -> bool {
 
 /// Waits until `name` is in `state` (on `node`), at most `timeout`.
 pub async fn wait_for(store: &Store, name: &str, state: WaitFor, node: Option<&str>, timeout: Duration) -> Result<Reached, OpsError> {
-    let live = Live::read(store).await?;
-    let (object, members) = find_resource(&live.live.snapshot.objects, name)?;
+    // The follower's first listing is what the name and node are checked against: a
+    // listing of the whole cluster before it was a second one (0.4–0.7 s each at 300
+    // nodes × 10,000 resources, in every move `pacer wait` followed).
+    let started = Instant::now();
+    let follower = Follower::start(store).await?;
+    let snapshot = match follower.snapshot() {
+        Some(live) => live.snapshot,
+        // A large apply not rolled forward: read once more, which finishes it.
+        None => Live::read(store).await?.live.snapshot,
+    };
+    let (object, members) = find_resource(&snapshot.objects, name)?;
     if state == WaitFor::Promoted && !is_promotable(&object) {
         return Err(OpsError::Refused(format!("{name} is not a promotable clone: it is never promoted")));
     }
     if let Some(node) = node
-        && !live.live.snapshot.observed.nodes.contains_key(node)
-        && !live.live.snapshot.objects.iter().any(|object| object.kind() == Kind::Node && object.name().as_str() == node)
+        && !snapshot.observed.nodes.contains_key(node)
+        && !snapshot.objects.iter().any(|object| object.kind() == Kind::Node && object.name().as_str() == node)
     {
         return Err(OpsError::NotFound(format!("node {node} is not a member of the cluster")));
     }
     let mut nodes = Vec::new();
-    let waited = until(
-        store,
+    drop(snapshot);
+    let waited = until_on(
+        follower,
+        started,
         0,
         timeout,
         |_, plan| {
