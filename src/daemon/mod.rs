@@ -131,7 +131,7 @@ fn missing_node(cache: &ClusterCache) -> Option<String> {
 /// unclean — the leader's start-up grace, Pacemaker's `dc-deadtime`, so agents
 /// starting with the scheduler are not fenced for being late.
 async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, guard: &LeaderGuard, hold_unseen: bool) -> Result<Decision, DecideError> {
-    let Memory { recorder, kept, events, recorded } = memory;
+    let Memory { recorder, kept, events } = memory;
     let now = epoch_now();
     let options = BuildOptions { now, hold_unseen };
     let mut live = build(cache, options)?;
@@ -187,18 +187,16 @@ async fn decide(store: &Store, cache: &mut ClusterCache, memory: &mut Memory, gu
     let written = writes.len();
     write(store, cache, "write assignments", writes, guard).await?;
     if written > 0 {
-        // Its input and record are written by the recorder, off the decision's path
-        // (`recorder`); the recording before it ends first, and its event is kept.
-        let job = RecordJob {
-            revision: input_revision,
-            snapshot: snapshot.clone(),
-            record: history_record(&plan, input_revision, guard.term(), now),
-            kept: cache.history().clone(),
-            history_limit,
-        };
-        if let Some(event) = recorder.start(store, guard, job).await? {
-            recorded.push(event);
+        let record = history_record(&plan, input_revision, guard.term(), now);
+        // Its event now that its assignments are written: before the results of what
+        // it decided, and whatever becomes of its record.
+        if !record.actions.is_empty() {
+            events.push(events::decision_event(&record.actions, input_revision, events::now_usec()));
         }
+        // Its input and record are written by the recorder, off the decision's path
+        // (`recorder`), once the recording before it has ended.
+        let job = RecordJob { revision: input_revision, snapshot: snapshot.clone(), record, kept: cache.history().clone(), history_limit };
+        recorder.start(store, guard, job).await?;
     }
     let tidied = tidy_constraints(store, &snapshot, &plan, cache.spec_version(), kept, guard).await;
     let registered = register_nodes(store, cache, guard).await;
@@ -245,15 +243,13 @@ fn membership(snapshot: &Snapshot, cache: &ClusterCache) -> std::collections::BT
 
 /// What a leader keeps from turn to turn besides its cache: the recording of the
 /// last new decision (`recorder`, with the archive's index of stored inputs), the
-/// moves it found kept (`ops::constraints::KeptMemo`), the events a turn saw (fencing
-/// asked for) and the events of recorded decisions (with their input revisions)
-/// until the event log takes them.
+/// moves it found kept (`ops::constraints::KeptMemo`), and the events a turn saw
+/// (fencing asked for, a new decision) until the event log takes them.
 #[derive(Default)]
 struct Memory {
     recorder: Recorder,
     kept: KeptMemo,
     events: Vec<EventRecord>,
-    recorded: Vec<(EventRecord, i64)>,
 }
 
 /// How long until `secs` since the epoch has passed on the system clock (a few
@@ -801,15 +797,10 @@ async fn lead(
             }
             () = lease::expiring(lease_state.clone(), config.lease_ttl) => break Term::Deposed,
             () = shutdown.as_mut() => break Term::Shutdown,
-            // The last new decision's record written: its event to the event log.
+            // The last new decision's record written (its failures logged), or deposed.
             recorded = memory.recorder.finish(), if memory.recorder.is_running() => {
-                match recorded {
-                    Ok(Some((event, after_revision))) => {
-                        let _ = event_log.events.send(events::LeaderEvent { event, after_revision });
-                    }
-                    Ok(None) => {}
-                    Err(StoreError::Conflict { .. }) => break Term::Deposed,
-                    Err(error) => tracing::warn!(%error, "cannot write the decision's record"),
+                if let Err(StoreError::Conflict { .. }) = recorded {
+                    break Term::Deposed;
                 }
                 continue;
             }
@@ -894,9 +885,6 @@ async fn lead(
                 for event in memory.events.drain(..) {
                     let _ = event_log.events.send(events::LeaderEvent { event, after_revision: decision.input_revision });
                 }
-                for (event, after_revision) in memory.recorded.drain(..) {
-                    let _ = event_log.events.send(events::LeaderEvent { event, after_revision });
-                }
                 let dc = dc_node(&cache, config.metrics.host());
                 config.metrics.publish(ClusterState::new(decision.snapshot, decision.plan, cache.spec_changed_at(), dc));
             }
@@ -920,14 +908,11 @@ async fn lead(
     };
     // A leader stepping down writes its last decision's record if it can; a deposed
     // one's writes would fail.
-    if matches!(outcome, Term::Shutdown) && memory.recorder.is_running() {
-        match tokio::time::timeout(Duration::from_secs(2), memory.recorder.finish()).await {
-            Ok(Ok(Some((event, after_revision)))) => {
-                let _ = event_log.events.send(events::LeaderEvent { event, after_revision });
-            }
-            Ok(Ok(None) | Err(_)) => {}
-            Err(_) => tracing::warn!("the last decision's record was not written within 2 s"),
-        }
+    if matches!(outcome, Term::Shutdown)
+        && memory.recorder.is_running()
+        && tokio::time::timeout(Duration::from_secs(2), memory.recorder.finish()).await.is_err()
+    {
+        tracing::warn!("the last decision's record was not written within 2 s");
     }
     lease_task.abort();
     memory.recorder.abort();

@@ -16,7 +16,14 @@
 //! - a record never names an input that is not stored (the input is written first, as
 //!   before);
 //! - every write is guarded by the election key: a deposed leader's recording fails
-//!   with `Conflict`, which ends its term like any other deposed write.
+//!   with `Conflict`, which ends its term like any other deposed write;
+//! - the records kept are counted by the recorder itself (seeded from the leader's
+//!   cache at its first recording, then what it writes and trims): the cache learns of
+//!   a record only from the watch, and trimming from it would lag a recording behind.
+//!
+//! The decision's event is not the recorder's: the turn sends it once its assignments
+//! are written (it names the plan's actions, nothing the record adds), so it comes
+//! before the results of what it decided and is not lost when a recording fails.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -24,8 +31,7 @@ use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
 use super::archive::{Archive, Archived};
-use super::events;
-use crate::api::records::{EventRecord, HistoryRecord};
+use crate::api::records::HistoryRecord;
 use crate::scheduler::snapshot::Snapshot;
 use crate::store::{LeaderGuard, Store, StoreError};
 
@@ -37,26 +43,34 @@ pub(crate) struct RecordJob {
     pub snapshot: Snapshot,
     /// Its record, without the input's digest (the archive adds it).
     pub record: HistoryRecord,
-    /// The revisions of the history records the leader's cache holds (for trimming
-    /// and for loading the archive's references at the first recording of a term).
+    /// The revisions of the history records the leader's cache holds: the recorder's
+    /// count of kept records at its first recording of a term.
     pub kept: BTreeSet<i64>,
     /// `ClusterPolicy.historyLimit`.
     pub history_limit: u32,
 }
 
-/// What a recording did.
-struct Recorded {
+/// What one recording hands the next: the archive's state and the records kept.
+#[derive(Debug, Default)]
+struct Carried {
     archive: Archive,
-    revision: i64,
-    took: Duration,
-    outcome: Result<(Archived, Option<EventRecord>), StoreError>,
+    /// `None` until the first recording seeds it from its job.
+    kept: Option<BTreeSet<i64>>,
 }
 
-/// The recording under way, if any, and the archive state carried between them.
+/// What a recording did.
+struct Recorded {
+    carried: Carried,
+    revision: i64,
+    took: Duration,
+    outcome: Result<Archived, StoreError>,
+}
+
+/// The recording under way, if any, and the state carried between them.
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     /// `None` while a recording holds it.
-    archive: Option<Archive>,
+    carried: Option<Carried>,
     running: Option<JoinHandle<Recorded>>,
 }
 
@@ -71,26 +85,26 @@ impl Recorder {
         self.running.is_some()
     }
 
-    /// Waits for the recording under way (none: at once) and returns the event of its
-    /// decision, for the event log, with the decision's input revision. Cancel-safe:
-    /// dropped before the recording ends, it leaves it running.
-    pub(crate) async fn finish(&mut self) -> Result<Option<(EventRecord, i64)>, StoreError> {
-        let Some(running) = self.running.as_mut() else { return Ok(None) };
+    /// Waits for the recording under way (none: at once). Its errors are logged; only
+    /// `Conflict` (deposed) is returned. Cancel-safe: dropped before the recording
+    /// ends, it leaves it running.
+    pub(crate) async fn finish(&mut self) -> Result<(), StoreError> {
+        let Some(running) = self.running.as_mut() else { return Ok(()) };
         let joined = running.await;
         self.running = None;
         let recorded = match joined {
             Ok(recorded) => recorded,
             Err(error) => {
-                // A panic in the recording: its archive state is gone; a fresh one
-                // reads the stored inputs again at the next recording.
+                // A panic in the recording: its state is gone; a fresh one reads the
+                // stored inputs again at the next recording.
                 tracing::error!(%error, "the decision recording ended abnormally");
-                self.archive = Some(Archive::default());
-                return Ok(None);
+                self.carried = Some(Carried::default());
+                return Ok(());
             }
         };
-        self.archive = Some(recorded.archive);
+        self.carried = Some(recorded.carried);
         match recorded.outcome {
-            Ok((archived, event)) => {
+            Ok(archived) => {
                 tracing::info!(
                     revision = recorded.revision,
                     took = ?recorded.took,
@@ -99,29 +113,28 @@ impl Recorder {
                     input_encode = ?archived.encode,
                     "decision recorded"
                 );
-                Ok(event.map(|event| (event, recorded.revision)))
+                Ok(())
             }
             Err(error @ StoreError::Conflict { .. }) => Err(error),
             Err(error) => {
                 tracing::warn!(%error, revision = recorded.revision, "cannot write the decision's record");
-                Ok(None)
+                Ok(())
             }
         }
     }
 
-    /// Starts recording `job`, once the recording before it has ended (its event is
-    /// returned, as by `finish`).
-    pub(crate) async fn start(&mut self, store: &Store, guard: &LeaderGuard, job: RecordJob) -> Result<Option<(EventRecord, i64)>, StoreError> {
-        let previous = self.finish().await?;
-        let mut archive = self.archive.take().unwrap_or_default();
+    /// Starts recording `job`, once the recording before it has ended (as `finish`).
+    pub(crate) async fn start(&mut self, store: &Store, guard: &LeaderGuard, job: RecordJob) -> Result<(), StoreError> {
+        self.finish().await?;
+        let mut carried = self.carried.take().unwrap_or_default();
         let (store, guard) = (store.clone(), guard.clone());
         self.running = Some(tokio::spawn(async move {
             let started = Instant::now();
             let revision = job.revision;
-            let outcome = record(&store, &guard, &mut archive, job).await;
-            Recorded { archive, revision, took: started.elapsed(), outcome }
+            let outcome = record(&store, &guard, &mut carried, job).await;
+            Recorded { carried, revision, took: started.elapsed(), outcome }
         }));
-        Ok(previous)
+        Ok(())
     }
 
     /// Stops the recording under way (the term is over: its writes would fail).
@@ -132,14 +145,16 @@ impl Recorder {
     }
 }
 
-/// Writes a decision's input, then its record, trims the oldest records beyond the
-/// limit (at most 100 a turn) with their inputs, and returns the decision's event.
-async fn record(store: &Store, guard: &LeaderGuard, archive: &mut Archive, job: RecordJob) -> Result<(Archived, Option<EventRecord>), StoreError> {
+/// Writes a decision's input, then its record, and trims the oldest records beyond the
+/// limit (at most 100 a turn) with their inputs.
+async fn record(store: &Store, guard: &LeaderGuard, carried: &mut Carried, job: RecordJob) -> Result<Archived, StoreError> {
     let RecordJob { revision, snapshot, mut record, kept, history_limit } = job;
+    let Carried { archive, kept: counted } = carried;
+    let kept = counted.get_or_insert(kept);
     let keys = store.keys().clone();
     // Keeping the input is best effort: a failure (but being deposed) loses the
     // replay, never the record.
-    let archived = match archive.record(store, guard, revision, &snapshot, &kept).await {
+    let archived = match archive.record(store, guard, revision, &snapshot, kept).await {
         Ok(done) => done,
         Err(error @ StoreError::Conflict { .. }) => return Err(error),
         Err(error) => {
@@ -157,8 +172,16 @@ async fn record(store: &Store, guard: &LeaderGuard, archive: &mut Archive, job: 
     let mut writes = vec![(key, Some(value))];
     writes.extend(trimmed.iter().map(|revision| (keys.history(*revision), None)));
     store.write_as_leader("write history", writes, guard).await?;
-    // The event once the record is written.
-    let event = (!record.actions.is_empty()).then(|| events::decision_event(&record.actions, revision, events::now_usec()));
-    archive.forget(store, guard, &trimmed).await?;
-    Ok((archived, event))
+    kept.insert(revision);
+    for trimmed in &trimmed {
+        kept.remove(trimmed);
+    }
+    // The trimmed inputs go after their records; a failure leaves them to the next
+    // term's sweep (inputs without a record), and the record stands.
+    match archive.forget(store, guard, &trimmed).await {
+        Err(error @ StoreError::Conflict { .. }) => return Err(error),
+        Err(error) => tracing::warn!(%error, revision, "cannot delete the trimmed decisions' inputs"),
+        Ok(()) => {}
+    }
+    Ok(archived)
 }
