@@ -92,6 +92,17 @@ fn established_to(pid: &str, port: u16) -> usize {
         .count()
 }
 
+/// The nice value of each thread of `pid` (field 19 of `/proc/<pid>/task/<tid>/stat`,
+/// counted after the command name's closing parenthesis).
+fn thread_niceness(pid: &str) -> Vec<i64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map(|entries| entries.flatten().collect::<Vec<_>>()).unwrap_or_default();
+    tasks
+        .iter()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(16)?.parse().ok()))
+        .collect()
+}
+
 fn alive(pid: &str) -> bool {
     // SAFETY: signal 0 only checks that the process exists.
     pid.trim().parse::<i32>().is_ok_and(|pid| unsafe { libc::kill(pid, 0) } == 0)
@@ -210,6 +221,12 @@ fn a_hollow_cluster_converges_and_survives_a_node_powered_off() {
     let port = endpoint.rsplit(':').next().and_then(|port| port.trim_end_matches('/').parse::<u16>().ok()).expect("etcd port");
     let connections = established_to(hollow_pid.trim(), port);
     assert!(connections > HOLLOW_NODES, "{connections} connections to etcd for {HOLLOW_NODES} hollow nodes");
+    // The hollow nodes stand for other machines: their process yields the CPU to etcd
+    // and the scheduler (ten steps nicer than `pacer up`, which runs as nice as this
+    // test), and every one of its threads does.
+    let own = thread_niceness("self").first().copied().expect("this test's nice value");
+    let niceness = thread_niceness(hollow_pid.trim());
+    assert!(!niceness.is_empty() && niceness.iter().all(|nice| *nice == (own + 10).min(19)), "hollow threads' nice values {niceness:?}, this test's {own}");
 
     let stop = Arc::new(AtomicBool::new(false));
     let violations = Arc::new(Mutex::new(Vec::new()));
