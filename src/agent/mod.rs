@@ -1975,21 +1975,21 @@ async fn sleep_until_opt(when: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_spec_is_listed_after_a_quiet_wait_unless_an_apply_rolls_forward() {
         let now = Instant::now();
         let ago = |secs: u64| now.checked_sub(Duration::from_secs(secs));
         // A quiet gap of six seconds: listed for an object written by hand, not during
         // a large apply's roll-forward.
-        assert!(super::unsettled_too_long(false, ago(6), ago(6), now));
-        assert!(!super::unsettled_too_long(true, ago(6), ago(6), now));
+        assert!(unsettled_too_long(false, ago(6), ago(6), now));
+        assert!(!unsettled_too_long(true, ago(6), ago(6), now));
         // Neither before the wait; both after the limit.
-        assert!(!super::unsettled_too_long(false, ago(4), ago(30), now));
-        assert!(super::unsettled_too_long(true, ago(1), ago(61), now));
-        assert!(!super::unsettled_too_long(false, None, None, now));
+        assert!(!unsettled_too_long(false, ago(4), ago(30), now));
+        assert!(unsettled_too_long(true, ago(1), ago(61), now));
+        assert!(!unsettled_too_long(false, None, None, now));
     }
-
-    use super::*;
 
     fn activity(running: u32, queued: u32) -> NodeActivity {
         NodeActivity { node: "n1".into(), running, queued, limit: 4, self_fencings: Vec::new() }

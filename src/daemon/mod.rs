@@ -17,7 +17,6 @@ mod recorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use archive::Archived;
 use recorder::{RecordJob, Recorder};
 
 use crate::alerts::{DeliveryContext, deliver};
