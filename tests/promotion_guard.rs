@@ -39,7 +39,7 @@ fn status(node: &str, role: ObservedRole) -> ResourceStatus {
         clone: Some("db-clone".into()),
         node: node.into(),
         role,
-        definition: definition(),
+        definition: definition().into(),
         history: Vec::new(),
         failures: 0,
         started_after: Vec::new(),
@@ -55,7 +55,13 @@ fn status(node: &str, role: ObservedRole) -> ResourceStatus {
 /// The agent of `node`, its instance unpromoted, told to promote it.
 fn reconciler(node: &str) -> Reconciler {
     let mut reconciler = Reconciler::new(node, vec![status(node, ObservedRole::Unpromoted)]);
-    reconciler.set_targets(vec![ProbeTarget { id: "db".into(), name: "db".into(), group: None, clone: Some("db-clone".into()), definition: definition() }]);
+    reconciler.set_targets(vec![ProbeTarget {
+        id: "db".into(),
+        name: "db".into(),
+        group: None,
+        clone: Some("db-clone".into()),
+        definition: definition().into(),
+    }]);
     reconciler.local.get_mut("db").expect("db").status.role = ObservedRole::Unpromoted;
     reconciler.assignment = Some(NodeAssignment {
         node: node.into(),

@@ -5,6 +5,7 @@
 //! here, so it is unit-tested without etcd or processes.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::ocf;
@@ -159,7 +160,9 @@ impl Action {
 pub struct Step {
     pub id: String,
     pub action: Action,
-    pub definition: Definition,
+    /// Shared with the entry's status when it runs as that does (a probe, a
+    /// monitor, a stop): copied only to change it.
+    pub definition: Arc<Definition>,
     pub timeout: Duration,
     /// For `Announce` and `Notify`: the action notified about.
     pub notify: Option<NotifyEvent>,
@@ -391,7 +394,7 @@ impl Reconciler {
                 local.status.group.clone_from(&target.group);
                 local.status.clone.clone_from(&target.clone);
                 if local.busy.is_none() && !local.status.role.may_be_active() {
-                    local.status.definition = target.definition.clone();
+                    local.status.definition = Arc::clone(&target.definition);
                 }
                 continue;
             }
@@ -402,7 +405,7 @@ impl Reconciler {
                 clone: target.clone.clone(),
                 node: self.node.clone(),
                 role: ObservedRole::Unknown,
-                definition: target.definition.clone(),
+                definition: Arc::clone(&target.definition),
                 history: Vec::new(),
                 failures: 0,
                 started_after: Vec::new(),
@@ -638,8 +641,8 @@ impl Reconciler {
         // A start runs as the decision says (its clone instance number among
         // it); everything else as the resource last ran.
         let mut definition = match (action, index.assigned.get(id).copied()) {
-            (Action::Start | Action::MigrateFrom, Some(entry)) => entry.definition.clone(),
-            _ => local.status.definition.clone(),
+            (Action::Start | Action::MigrateFrom, Some(entry)) => Arc::new(entry.definition.clone()),
+            _ => Arc::clone(&local.status.definition),
         };
         // Both halves of a migration are told both ends.
         let ends = match action {
@@ -648,11 +651,12 @@ impl Reconciler {
             _ => None,
         };
         if let Some((source, target)) = ends {
-            definition.meta.insert("migrate_source".into(), source);
-            definition.meta.insert("migrate_target".into(), target);
+            let meta = &mut Arc::make_mut(&mut definition).meta;
+            meta.insert("migrate_source".into(), source);
+            meta.insert("migrate_target".into(), target);
         }
         if let (Action::Notify, Some(event), Some(clone)) = (action, &notify, &local.status.clone) {
-            definition.meta.extend(self.notify_meta(clone, event));
+            Arc::make_mut(&mut definition).meta.extend(self.notify_meta(clone, event));
         }
         Step { id: id.to_string(), action, definition, timeout: Duration::from_millis(timeout), notify, intent }
     }
@@ -1171,9 +1175,11 @@ impl Reconciler {
                 local.status.role = role;
                 if matches!(step.action, Action::Start | Action::MigrateFrom) {
                     local.status.started_after = started_after;
-                    local.status.definition = step.definition.clone();
+                    local.status.definition = Arc::clone(&step.definition);
                     for key in ["migrate_source", "migrate_target"] {
-                        local.status.definition.meta.remove(key);
+                        if local.status.definition.meta.contains_key(key) {
+                            Arc::make_mut(&mut local.status.definition).meta.remove(key);
+                        }
                     }
                 }
             }
@@ -1199,7 +1205,7 @@ impl Reconciler {
         // Once certainly stopped it runs as configured now: the definition it ran with
         // was kept only to probe and stop it (`new`, `set_targets`).
         if let Some(target) = self.targets.get(&step.id).filter(|_| !local.status.role.may_be_active()) {
-            local.status.definition.clone_from(&target.definition);
+            local.status.definition = Arc::clone(&target.definition);
         }
         let role = local.status.role;
         if notifying(local) && matches!(step.action, Action::Start | Action::Stop | Action::Promote | Action::Demote) {
@@ -1448,7 +1454,7 @@ mod tests {
     }
 
     fn target(id: &str, definition: Definition) -> ProbeTarget {
-        ProbeTarget { id: id.into(), name: id.into(), group: None, clone: None, definition }
+        ProbeTarget { id: id.into(), name: id.into(), group: None, clone: None, definition: Arc::new(definition) }
     }
 
     fn entry(id: &str, role: Role) -> AssignedResource {
@@ -1492,7 +1498,7 @@ mod tests {
     fn assign(r: &mut Reconciler, mut assignment: NodeAssignment) {
         for entry in &mut assignment.resources {
             if let Some(target) = r.targets.get(&entry.id).filter(|_| entry.definition == definition(vec![])) {
-                entry.definition = target.definition.clone();
+                entry.definition = (*target.definition).clone();
             }
         }
         r.assignment = Some(assignment);
@@ -1510,7 +1516,7 @@ mod tests {
             clone: None,
             node: node.into(),
             role,
-            definition: definition(vec![]),
+            definition: Arc::new(definition(vec![])),
             history: vec![],
             failures: 0,
             started_after: vec![],
@@ -2253,22 +2259,22 @@ mod tests {
         let old = Definition { params: [("ip".to_string(), "10.0.0.1".to_string())].into(), ..definition(vec![]) };
         let new = Definition { params: [("ip".to_string(), "10.0.0.2".to_string())].into(), ..definition(vec![]) };
         let mut previous = status("a", NODE, ObservedRole::Started);
-        previous.definition = old.clone();
+        previous.definition = Arc::new(old.clone());
         let mut r = Reconciler::new(NODE, vec![previous]);
         r.set_targets(vec![target("a", new.clone())]);
         // What may run is probed as it was run.
-        assert_eq!(settled_steps(&mut r, now)[0].definition, old);
+        assert_eq!(*settled_steps(&mut r, now)[0].definition, old);
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
         assign(&mut r, assignment(vec![entry("a", Role::Started)]));
         let start = settled_steps(&mut r, now).remove(0);
-        assert_eq!((start.action, &start.definition), (Action::Start, &new));
+        assert_eq!((start.action, &*start.definition), (Action::Start, &new));
         // A running resource keeps its definition until stopped.
         r.begin(&start);
         assert!(r.record(&start, &done(ocf::OK), now, EPOCH_USEC));
         r.set_targets(vec![target("a", old.clone())]);
         assign(&mut r, assignment(vec![]));
         let stop = settled_steps(&mut r, now).remove(0);
-        assert_eq!((stop.action, &stop.definition), (Action::Stop, &new));
+        assert_eq!((stop.action, &*stop.definition), (Action::Stop, &new));
     }
 
     #[test]
@@ -2424,7 +2430,7 @@ mod tests {
     fn notifying_target(id: &str) -> ProbeTarget {
         let mut definition = definition(vec![]);
         definition.meta.insert("notify".into(), "true".into());
-        ProbeTarget { id: id.into(), name: id.into(), group: None, clone: Some("c".into()), definition }
+        ProbeTarget { id: id.into(), name: id.into(), group: None, clone: Some("c".into()), definition: Arc::new(definition) }
     }
 
     fn peer(id: &str, node: &str, role: ObservedRole) -> ResourceStatus {
@@ -2539,7 +2545,7 @@ mod tests {
     }
 
     fn step(id: &str, action: Action) -> Step {
-        Step { id: id.into(), action, definition: definition(vec![]), timeout: Duration::from_secs(1), notify: None, intent: None }
+        Step { id: id.into(), action, definition: Arc::new(definition(vec![])), timeout: Duration::from_secs(1), notify: None, intent: None }
     }
 
     #[test]

@@ -267,13 +267,13 @@ mod tests {
             clone: None,
             node: node.into(),
             role,
-            definition: Definition {
+            definition: std::sync::Arc::new(Definition {
                 agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
                 params: BTreeMap::new(),
                 secret_files: BTreeMap::new(),
                 meta: BTreeMap::new(),
                 operations: vec![],
-            },
+            }),
             history,
             failures: fail_counts.len() as u32,
             started_after: vec![],

@@ -3,6 +3,7 @@
 //! timeouts, gates resolved to primitives). Pure.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use crate::api::resource::{CloneSpec, ResourceSpec, Role};
 use crate::api::{Object, Spec, params};
@@ -172,7 +173,9 @@ pub struct ProbeTarget {
     pub name: String,
     pub group: Option<String>,
     pub clone: Option<String>,
-    pub definition: Definition,
+    /// Shared with the node's entry for it while that runs (or was probed) as
+    /// configured.
+    pub definition: Arc<Definition>,
 }
 
 /// What a node probes: each primitive under the id it would run under there — its
@@ -200,7 +203,7 @@ pub fn probe_targets(objects: &[Object]) -> Vec<ProbeTarget> {
             _ => vec![name.to_string()],
         };
         for id in ids {
-            let definition = definition(spec, &id, clone);
+            let definition = Arc::new(definition(spec, &id, clone));
             targets.push(ProbeTarget { id, name: name.to_string(), group: group.map(str::to_string), clone: clone_name.map(str::to_string), definition });
         }
     }

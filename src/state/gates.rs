@@ -67,13 +67,13 @@ mod tests {
             clone: None,
             node: node.into(),
             role,
-            definition: Definition {
+            definition: std::sync::Arc::new(Definition {
                 agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
                 params: Default::default(),
                 secret_files: Default::default(),
                 meta: Default::default(),
                 operations: vec![],
-            },
+            }),
             history: vec![],
             failures: 0,
             started_after: vec![],

@@ -145,13 +145,13 @@ mod tests {
             clone: None,
             node: node.into(),
             role,
-            definition: Definition {
+            definition: std::sync::Arc::new(Definition {
                 agent: "ocf:heartbeat:Dummy".parse().expect("agent"),
                 params: BTreeMap::new(),
                 secret_files: BTreeMap::new(),
                 meta: BTreeMap::new(),
                 operations: vec![],
-            },
+            }),
             history: vec![crate::api::records::OperationRecord {
                 operation: "start".into(),
                 interval_ms: 0,

@@ -3,6 +3,7 @@
 //! attributes), and `Reports`, all of them as read at one revision.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -78,8 +79,10 @@ pub struct ResourceStatus {
     pub node: String,
     pub role: ObservedRole,
     /// How it was last run, so it can be stopped even once it is gone from the plan
-    /// and the configuration.
-    pub definition: Definition,
+    /// and the configuration. Shared: a node knows every configured resource, and
+    /// nearly all of them run (or were probed) as configured — one copy with the
+    /// node's probe target, not one each (issue 18).
+    pub definition: Arc<Definition>,
     /// As Pacemaker keeps it: the last one-shot operation, the last failure, and the
     /// last result of each recurring monitor; in call order.
     pub history: Vec<OperationRecord>,
