@@ -21,9 +21,9 @@ use pacer::api::resource::Role;
 use pacer::api::validate::check_objects;
 use pacer::api::yaml::to_yaml_string;
 use pacer::api::{Object, ObjectSet, Spec};
-use pacer::scheduler::plan::{Plan, ReasonCode, ResourceKind, ResourcePlan};
+use pacer::scheduler::plan::{Placement, Plan, ReasonCode, ResourceKind, ResourcePlan};
 use pacer::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
-use pacer::scheduler::{Snapshot, schedule};
+use pacer::scheduler::{Snapshot, current_placements, schedule};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -552,6 +552,15 @@ proptest! {
         if let Err(violation) = check_explanations(&case) {
             prop_assert!(false, "{}", violation);
         }
+    }
+
+    /// What `pacer wait` reads (`current_placements`: the history unpacked, nothing
+    /// decided) is the plan's `current`, resource by resource.
+    #[test]
+    fn current_placements_are_the_plans_current(case in case()) {
+        let plan = schedule(&case.snapshot);
+        let from_plan: Vec<(String, Vec<Placement>)> = plan.resources.iter().map(|resource| (resource.name.clone(), resource.current.clone())).collect();
+        prop_assert_eq!(current_placements(&case.snapshot), from_plan);
     }
 }
 

@@ -35,38 +35,42 @@ where
 {
     let started = Instant::now();
     let follower = Follower::start(store).await?;
-    until_on(follower, started, from_revision, timeout, done, describe).await
+    until_on(follower, started, from_revision, timeout, |live| schedule(&live.snapshot), done, describe).await
 }
 
 /// `until` on a follower already started (at `started`), whose first listing the
-/// caller has looked at: one listing of the cluster, not two.
-pub async fn until_on<F, D>(
+/// caller has looked at (one listing of the cluster, not two), with the conditions
+/// judged on `view` of each snapshot: the plan (`until`), or only what a wait needs
+/// (`pacer wait`: where resources run now, not a whole schedule per change).
+pub async fn until_on<V, W, F, D>(
     mut follower: Follower,
     started: Instant,
     from_revision: i64,
     timeout: Duration,
+    view: W,
     mut done: F,
     describe: D,
 ) -> Result<Waited, OpsError>
 where
-    F: FnMut(&LiveSnapshot, &Plan) -> bool,
-    D: Fn(&LiveSnapshot, &Plan) -> String,
+    W: Fn(&LiveSnapshot) -> V,
+    F: FnMut(&LiveSnapshot, &V) -> bool,
+    D: Fn(&LiveSnapshot, &V) -> String,
 {
     let deadline = started + timeout;
-    let mut last: Option<(LiveSnapshot, Plan)> = None;
+    let mut last: Option<(LiveSnapshot, V)> = None;
     loop {
         if follower.cache().revision() >= from_revision
             && let Some(live) = follower.snapshot()
         {
-            let plan = schedule(&live.snapshot);
-            if done(&live, &plan) {
+            let seen = view(&live);
+            if done(&live, &seen) {
                 return Ok(Waited { elapsed: started.elapsed() });
             }
-            last = Some((live, plan));
+            last = Some((live, seen));
         }
         let now = Instant::now();
         if now >= deadline {
-            let missing = last.as_ref().map(|(live, plan)| describe(live, plan)).unwrap_or_else(|| "the cluster could not be read".to_string());
+            let missing = last.as_ref().map(|(live, seen)| describe(live, seen)).unwrap_or_else(|| "the cluster could not be read".to_string());
             return Err(OpsError::NotReached(format!("not reached within {}: {missing}", humantime::format_duration(timeout))));
         }
         follower.changed((deadline - now).min(Duration::from_secs(1))).await?;

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use crate::api::resource::Role;
 use crate::api::{Kind, Object, Spec};
-use crate::scheduler::Plan;
+use crate::scheduler::current_placements;
+use crate::scheduler::plan::Placement;
 use crate::state::conditions::resource_named;
 use crate::store::Store;
 
@@ -38,11 +39,15 @@ pub struct Reached {
     pub seconds: f64,
 }
 
-/// Whether `state` holds for the primitives `members` in `plan` (its `current`
-/// placements: where the snapshot shows them), on `node` when given.
-pub fn holds(plan: &Plan, members: &[String], state: WaitFor, node: Option<&str>) -> bool {
+/// Where each primitive runs now (`scheduler::current_placements`): its name and
+/// placements.
+type Current = [(String, Vec<Placement>)];
+
+/// Whether `state` holds for the primitives `members` in `current` (where the
+/// snapshot shows them), on `node` when given.
+pub fn holds(current: &Current, members: &[String], state: WaitFor, node: Option<&str>) -> bool {
     let runs = |member: &String, promoted: bool| {
-        plan.resources.iter().filter(|resource| resource.name == *member).flat_map(|resource| resource.current.iter()).any(|placement| {
+        current.iter().filter(|(name, _)| name == member).flat_map(|(_, placements)| placements).any(|placement| {
             placement.role != Role::Stopped && (!promoted || placement.role == Role::Promoted) && node.is_none_or(|node| placement.node == node)
         })
     };
@@ -54,12 +59,11 @@ pub fn holds(plan: &Plan, members: &[String], state: WaitFor, node: Option<&str>
 }
 
 /// The nodes where the members run now.
-fn running_on(plan: &Plan, members: &[String]) -> Vec<String> {
-    let mut nodes: Vec<String> = plan
-        .resources
+fn running_on(current: &Current, members: &[String]) -> Vec<String> {
+    let mut nodes: Vec<String> = current
         .iter()
-        .filter(|resource| members.contains(&resource.name))
-        .flat_map(|resource| resource.current.iter())
+        .filter(|(name, _)| members.contains(name))
+        .flat_map(|(_, placements)| placements)
         .filter(|placement| placement.role != Role::Stopped)
         .map(|placement| format!("{} {}", placement.node, placement.role.as_str()))
         .collect();
@@ -113,15 +117,16 @@ pub async fn wait_for(store: &Store, name: &str, state: WaitFor, node: Option<&s
         started,
         0,
         timeout,
-        |_, plan| {
-            let done = holds(plan, &members, state, node);
+        |live| current_placements(&live.snapshot),
+        |_, current| {
+            let done = holds(current, &members, state, node);
             if done {
-                nodes = running_on(plan, &members);
+                nodes = running_on(current, &members);
             }
             done
         },
-        |_, plan| {
-            let now = running_on(plan, &members);
+        |_, current| {
+            let now = running_on(current, &members);
             if now.is_empty() { format!("{name} runs nowhere") } else { format!("{name} runs on {}", now.join(", ")) }
         },
     )

@@ -42,6 +42,22 @@ pub fn schedule(snapshot: &Snapshot) -> Plan {
     run(snapshot, None, &mut |_| {}).0
 }
 
+/// Where each primitive runs now, as a plan's `current` says it (the history
+/// unpacked: a failed stop still counts as active, a probe's "running" does, and so
+/// on), without deciding anything: `pacer wait` asks this on every change it sees, and
+/// a whole schedule of ten thousand resources each time was most of a wait's CPU.
+/// Each entry: the configured primitive's name and its placements; in the plan's
+/// order.
+pub fn current_placements(snapshot: &Snapshot) -> Vec<(String, Vec<plan::Placement>)> {
+    let cluster = unpack::unpack(snapshot);
+    cluster
+        .resources
+        .iter()
+        .filter(|resource| resource.kind == model::RscKind::Primitive)
+        .map(|resource| (resource.name.clone(), transition::placements_now(&cluster, resource)))
+        .collect()
+}
+
 /// `schedule`, telling `phase_done` the name of each phase as it ends (`unpack`,
 /// `criteria`, `assign`, `transition`): `pacer simulate --timings` reads the clock
 /// there. The scheduler itself reads no clock.

@@ -9,7 +9,7 @@ use crate::api::constraint::{OrderAction, OrderKind};
 use crate::api::resource::{MultipleActive, Requires, Role};
 
 use super::assign::Assignment;
-use super::model::{Cluster, NodeIdx, RscIdx, RscKind};
+use super::model::{Cluster, NodeIdx, Rsc, RscIdx, RscKind};
 use crate::api::records::{NodeState, PROBE_FIRST_MAX};
 
 use super::plan::{Action, Fencing, Gate, NodePlan, Placement, Plan, Reason, ReasonCode, ResourceKind, ResourcePlan};
@@ -102,8 +102,7 @@ pub(crate) fn transition(cluster: &Cluster, assignment: &Assignment, stonith_act
         if resource.kind != RscKind::Primitive {
             continue;
         }
-        let current: Vec<Placement> =
-            resource.active.iter().map(|active| Placement { node: cluster.nodes[active.node].name.clone(), role: active.role }).collect();
+        let current = placements_now(cluster, resource);
         let next: Vec<Placement> = finals[rsc].iter().map(|&(node, role)| Placement { node: cluster.nodes[node].name.clone(), role }).collect();
         let kind = if resource.is_fence_device {
             ResourceKind::FenceDevice
@@ -890,6 +889,12 @@ struct Verbs {
 }
 
 /// Pacemaker's transition-summary verbs for one resource.
+/// Where a resource runs now, as its unpacked history says: a plan's `current`, and
+/// `scheduler::current_placements`.
+pub(super) fn placements_now(cluster: &Cluster, resource: &Rsc) -> Vec<Placement> {
+    resource.active.iter().map(|active| Placement { node: cluster.nodes[active.node].name.clone(), role: active.role }).collect()
+}
+
 fn summarize(id: &str, verbs: Verbs, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
     let Verbs { failed, migrates, restart, reload } = verbs;
     let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });
