@@ -878,7 +878,7 @@ impl Reconciler {
             local.promote_basis = None;
             local.refused_basis = None;
             local.dirty = false;
-            local.events.clear();
+            local.events = Vec::new();
         }
     }
 
@@ -1386,7 +1386,7 @@ impl Reconciler {
             local.busy = None;
             local.monitors.clear();
             // Their facts were never written (the lease was gone): neither are they.
-            local.events.clear();
+            local.events = Vec::new();
         });
     }
 }
