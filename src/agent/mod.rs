@@ -1651,7 +1651,13 @@ impl<'a> Session<'a> {
     /// Takes in a whole spec: what to probe, whether to unfence, the operation limit,
     /// and the fence devices and topology.
     fn take_spec(&mut self, reconciler: &mut Reconciler, objects: Vec<crate::api::Object>) {
-        reconciler.set_targets(probe_targets(&objects));
+        let mut targets = probe_targets(&objects);
+        if let Some(shared) = &self.config.shared_decodes {
+            for target in &mut targets {
+                target.definition = shared.definition(Arc::clone(&target.definition));
+            }
+        }
+        reconciler.set_targets(targets);
         reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
         self.limits = throttle::limits(&objects, &self.config.node, cores());
         // The resources live on in the probe targets (and the cache): a copy of every
@@ -1706,9 +1712,10 @@ impl<'a> Session<'a> {
                             reconciler.cluster.remove(&key);
                         }
                         Some(status) => {
-                            if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)) {
-                                reconciler.revisions.insert(key.clone(), revision);
-                            }
+                            match self.cache.mod_revision(&self.keys.status(node, id)).filter(|_| status.clone.is_some()) {
+                                Some(revision) => reconciler.revisions.insert(key.clone(), revision),
+                                None => reconciler.revisions.remove(&key),
+                            };
                             reconciler.cluster.insert(key, Arc::clone(status));
                         }
                         // A status replaced by one this agent cannot read (a newer
@@ -1746,6 +1753,7 @@ impl<'a> Session<'a> {
             reconciler.revisions = reconciler
                 .cluster
                 .iter()
+                .filter(|(_, status)| status.clone.is_some())
                 .map(|(key, _)| key)
                 .filter_map(|(node, id)| Some(((node.clone(), id.clone()), self.cache.mod_revision(&self.keys.status(node, id))?)))
                 .collect();

@@ -192,7 +192,7 @@ pub struct AssignedResource {
 }
 
 /// How to run a resource's agent: everything an operation needs.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Definition {
     pub agent: AgentRef,
@@ -212,7 +212,7 @@ pub struct Definition {
 }
 
 /// One configured operation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OperationDef {
     pub name: String,
