@@ -1385,6 +1385,7 @@ impl<'a> Session<'a> {
             }
         }
         reconciler.cluster.retain(|(node, id), _| !self.cache.is_void_status(node, id));
+        reconciler.revisions.retain(|(node, id), _| !self.cache.is_void_status(node, id));
         reconciler.unfenced = self.unfenced();
     }
 
@@ -1661,9 +1662,9 @@ impl<'a> Session<'a> {
         reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
         self.limits = throttle::limits(&objects, &self.config.node, cores());
         // The resources live on in the probe targets (and the cache): a copy of every
-        // one here was a tenth of a hollow node's memory at 10,000 resources. Copied
-        // into a vector of their own: collected in place, the few objects left kept the
-        // whole listing's buffer (8 MB per hollow node at 10,000 resources, issue 18).
+        // one here was a tenth of a hollow node's memory at 10,000 resources. Shrunk
+        // once collected: collected in place, the few objects left kept the whole
+        // listing's buffer (8 MB per hollow node at 10,000 resources, issue 18).
         let mut kept: Vec<crate::api::Object> = objects.into_iter().filter(|object| object.kind() != Kind::Resource).collect();
         kept.shrink_to_fit();
         self.objects = kept;
@@ -1709,6 +1710,7 @@ impl<'a> Session<'a> {
                     match self.cache.statuses().get(&key) {
                         // Written before its node's last fencing: void.
                         Some(_) if self.cache.is_void_status(node, id) => {
+                            reconciler.revisions.remove(&key);
                             reconciler.cluster.remove(&key);
                         }
                         Some(status) => {
@@ -1724,7 +1726,8 @@ impl<'a> Session<'a> {
                         // promotedMax, beside a copy that may still run.
                         // Its revision follows (a promotion's intent compares it).
                         None if self.cache.undecodable().contains_key(&self.keys.status(node, id)) => {
-                            if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)) {
+                            let clone = reconciler.cluster.get(&key).is_some_and(|kept| kept.clone.is_some());
+                            if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)).filter(|_| clone) {
                                 reconciler.revisions.insert(key.clone(), revision);
                             }
                         }

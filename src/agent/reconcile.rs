@@ -643,7 +643,12 @@ impl Reconciler {
         // A start runs as the decision says (its clone instance number among
         // it); everything else as the resource last ran.
         let mut definition = match (action, index.assigned.get(id).copied()) {
-            (Action::Start | Action::MigrateFrom, Some(entry)) => Arc::new(entry.definition.clone()),
+            // The probe target's copy when the decision's is the same (a plain
+            // primitive, a unique instance): kept once the start is recorded.
+            (Action::Start | Action::MigrateFrom, Some(entry)) => match self.targets.get(id) {
+                Some(target) if *target.definition == entry.definition => Arc::clone(&target.definition),
+                _ => Arc::new(entry.definition.clone()),
+            },
             _ => Arc::clone(&local.status.definition),
         };
         // Both halves of a migration are told both ends.
@@ -2273,6 +2278,8 @@ mod tests {
         // A running resource keeps its definition until stopped.
         r.begin(&start);
         assert!(r.record(&start, &done(ocf::OK), now, EPOCH_USEC));
+        // Run as configured: one copy, the probe target's.
+        assert!(Arc::ptr_eq(&local(&r, "a").definition, &r.targets["a"].definition));
         r.set_targets(vec![target("a", old.clone())]);
         assign(&mut r, assignment(vec![]));
         let stop = settled_steps(&mut r, now).remove(0);

@@ -18,9 +18,9 @@
 //! what is held.
 //!
 //! The agents' probe targets share their definitions the same way (`definition`),
-//! found by value: a definition is what the agent derived from the spec, the same for
-//! every node of the process but a globally unique clone's instance number — 3.8 MiB
-//! of each hollow node at 10,000 resources (issue 18).
+//! found by value: a definition is what the agent derived from the spec, the same on
+//! every node (the instances of a globally unique clone differ from one another only
+//! by their number) — 3.8 MiB of each hollow node at 10,000 resources (issue 18).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, Hasher};

@@ -888,13 +888,13 @@ struct Verbs {
     reload: bool,
 }
 
-/// Pacemaker's transition-summary verbs for one resource.
 /// Where a resource runs now, as its unpacked history says: a plan's `current`, and
 /// `scheduler::current_placements`.
 pub(super) fn placements_now(cluster: &Cluster, resource: &Rsc) -> Vec<Placement> {
     resource.active.iter().map(|active| Placement { node: cluster.nodes[active.node].name.clone(), role: active.role }).collect()
 }
 
+/// Pacemaker's transition-summary verbs for one resource.
 fn summarize(id: &str, verbs: Verbs, current: &[Placement], next: &[Placement], actions: &mut Vec<Action>) {
     let Verbs { failed, migrates, restart, reload } = verbs;
     let push = |actions: &mut Vec<Action>, verb: &str, detail: String| actions.push(Action { verb: verb.into(), resource: id.into(), detail });

@@ -173,7 +173,7 @@ pub struct ProbeTarget {
     pub name: String,
     pub group: Option<String>,
     pub clone: Option<String>,
-    /// Shared with the node's entry for it while that runs (or was probed) as
+    /// Shared with the node's entry for it while that is stopped or runs as
     /// configured.
     pub definition: Arc<Definition>,
 }

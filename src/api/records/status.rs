@@ -80,8 +80,9 @@ pub struct ResourceStatus {
     pub role: ObservedRole,
     /// How it was last run, so it can be stopped even once it is gone from the plan
     /// and the configuration. Shared: a node knows every configured resource, and
-    /// nearly all of them run (or were probed) as configured — one copy with the
-    /// node's probe target, not one each (issue 18).
+    /// nearly all of them are stopped or run as configured — one copy with the
+    /// node's probe target, not one each (issue 18; an anonymous clone's instance,
+    /// started with its number, has its own).
     pub definition: Arc<Definition>,
     /// As Pacemaker keeps it: the last one-shot operation, the last failure, and the
     /// last result of each recurring monitor; in call order.
