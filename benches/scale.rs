@@ -4,7 +4,9 @@
 //! 50 ms) and R Dummy resources (monitor every 60 s) in one apply, with a default
 //! resource stickiness of 1 (what `pcs` sets up), measured as a user would see them,
 //! through `pacer` and etcd's own `/metrics`:
-//! - from the apply until `pacer status` shows all R Started;
+//! - from the apply until `pacer status` shows all R Started (polled at most a third
+//!   of the time: a poll lists the whole cluster, and back to back they took most of
+//!   a core from the cluster measured);
 //! - once the cluster has settled (under one etcd write a second: the first results of
 //!   the new monitors, queued behind the starts, are written for a while), one
 //!   resource's change (a Location sending it to another node) until `pacer wait`
@@ -139,13 +141,18 @@ fn view(endpoint: &str) -> Option<View> {
 
 /// Polls `pacer status` until `done` holds (every 200 ms), for at most `limit`; the
 /// time it took.
+/// Polls `pacer status` until `done`. Each poll lists the whole cluster (0.7 s of a
+/// core at 300 × 10,000): back to back, the bench took most of a core from the
+/// cluster it measures (whose hollow nodes run niced), so it waits twice as long as
+/// the last poll took (at least 0.2 s) — at most a third of a core.
 fn wait_for(endpoint: &str, limit: Duration, mut done: impl FnMut(&View) -> bool) -> Option<Duration> {
     let begun = Instant::now();
     while begun.elapsed() < limit {
+        let polled = Instant::now();
         if view(endpoint).is_some_and(|view| done(&view)) {
             return Some(begun.elapsed());
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep((polled.elapsed() * 2).max(Duration::from_millis(200)));
     }
     None
 }
