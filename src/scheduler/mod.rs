@@ -44,8 +44,9 @@ pub fn schedule(snapshot: &Snapshot) -> Plan {
 
 /// Where each primitive runs now, as a plan's `current` says it (the history
 /// unpacked: a failed stop still counts as active, a probe's "running" does, and so
-/// on), without deciding anything: `pacer wait` asks this on every change it sees, and
-/// a whole schedule of ten thousand resources each time was most of a wait's CPU.
+/// on), without deciding anything: `pacer wait` asks this on every change it sees,
+/// where it computed a whole schedule each time (the leader's turn takes 0.1–0.3 s at
+/// 300 nodes × 10,000 resources; the wait's own share was not measured apart).
 /// Each entry: the configured primitive's name and its placements; in the plan's
 /// order.
 pub fn current_placements(snapshot: &Snapshot) -> Vec<(String, Vec<plan::Placement>)> {
