@@ -139,12 +139,11 @@ fn view(endpoint: &str) -> Option<View> {
     Some(View { placed, online })
 }
 
-/// Polls `pacer status` until `done` holds (every 200 ms), for at most `limit`; the
-/// time it took.
-/// Polls `pacer status` until `done`. Each poll lists the whole cluster (0.7 s of a
-/// core at 300 × 10,000): back to back, the bench took most of a core from the
-/// cluster it measures (whose hollow nodes run niced), so it waits twice as long as
-/// the last poll took (at least 0.2 s) — at most a third of a core.
+/// Polls `pacer status` until `done` holds, for at most `limit`; the time it took.
+/// Each poll lists the whole cluster (0.7 s of a core at 300 × 10,000): back to back,
+/// the bench took most of a core from the cluster it measures (whose hollow nodes run
+/// niced), so it waits twice as long as the last poll took (at least 0.2 s) — at most
+/// a third of a core.
 fn wait_for(endpoint: &str, limit: Duration, mut done: impl FnMut(&View) -> bool) -> Option<Duration> {
     let begun = Instant::now();
     while begun.elapsed() < limit {

@@ -1714,11 +1714,8 @@ impl<'a> Session<'a> {
                             reconciler.cluster.remove(&key);
                         }
                         Some(status) => {
-                            match self.cache.mod_revision(&self.keys.status(node, id)).filter(|_| status.clone.is_some()) {
-                                Some(revision) => reconciler.revisions.insert(key.clone(), revision),
-                                None => reconciler.revisions.remove(&key),
-                            };
-                            reconciler.cluster.insert(key, Arc::clone(status));
+                            reconciler.cluster.insert(key.clone(), Arc::clone(status));
+                            reconciler.note_revision(key, self.cache.mod_revision(&self.keys.status(node, id)));
                         }
                         // A status replaced by one this agent cannot read (a newer
                         // version's, say) keeps its last readable form: forgetting it
@@ -1726,10 +1723,7 @@ impl<'a> Session<'a> {
                         // promotedMax, beside a copy that may still run.
                         // Its revision follows (a promotion's intent compares it).
                         None if self.cache.undecodable().contains_key(&self.keys.status(node, id)) => {
-                            let clone = reconciler.cluster.get(&key).is_some_and(|kept| kept.clone.is_some());
-                            if let Some(revision) = self.cache.mod_revision(&self.keys.status(node, id)).filter(|_| clone) {
-                                reconciler.revisions.insert(key.clone(), revision);
-                            }
+                            reconciler.note_revision(key, self.cache.mod_revision(&self.keys.status(node, id)));
                         }
                         None => {
                             reconciler.revisions.remove(&key);
@@ -1753,13 +1747,12 @@ impl<'a> Session<'a> {
                 .collect();
             let readable = self.cache.statuses().iter().map(|(key, status)| (key.clone(), Arc::clone(status)));
             reconciler.cluster.replace_all(readable.chain(unreadable));
-            reconciler.revisions = reconciler
-                .cluster
-                .iter()
-                .filter(|(_, status)| status.clone.is_some())
-                .map(|(key, _)| key)
-                .filter_map(|(node, id)| Some(((node.clone(), id.clone()), self.cache.mod_revision(&self.keys.status(node, id))?)))
-                .collect();
+            reconciler.revisions.clear();
+            let read: Vec<((String, String), Option<i64>)> =
+                reconciler.cluster.iter().map(|((node, id), _)| ((node.clone(), id.clone()), self.cache.mod_revision(&self.keys.status(node, id)))).collect();
+            for (key, revision) in read {
+                reconciler.note_revision(key, revision);
+            }
         }
         if plan {
             let key = self.keys.plan(&own);

@@ -847,6 +847,17 @@ impl Reconciler {
         local.dirty = true;
     }
 
+    /// The mod revision the status of `cluster` under `key` was read at, kept while it
+    /// is a clone instance's (a promotion's guard compares only those) and known;
+    /// otherwise any revision held for the key is dropped.
+    pub fn note_revision(&mut self, key: (String, String), revision: Option<i64>) {
+        let clone = self.cluster.get(&key).is_some_and(|status| status.clone.is_some());
+        match revision.filter(|_| clone) {
+            Some(revision) => self.revisions.insert(key, revision),
+            None => self.revisions.remove(&key),
+        };
+    }
+
     /// The other nodes' statuses of the primitive's clone (same clone, same primitive:
     /// what `room_to_promote` counts), with their mod revisions.
     pub fn promotion_basis(&self, local: &Local) -> PromotionBasis {
