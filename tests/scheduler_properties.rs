@@ -21,6 +21,7 @@ use pacer::api::resource::Role;
 use pacer::api::validate::check_objects;
 use pacer::api::yaml::to_yaml_string;
 use pacer::api::{Object, ObjectSet, Spec};
+use pacer::runtime::Scope;
 use pacer::scheduler::plan::{Placement, Plan, ReasonCode, ResourceKind, ResourcePlan};
 use pacer::scheduler::snapshot::{NodeLiveness, Observed, ObservedNode, ResourceHistory};
 use pacer::scheduler::{Snapshot, current_placements, schedule};
@@ -561,6 +562,27 @@ proptest! {
         let plan = schedule(&case.snapshot);
         let from_plan: Vec<(String, Vec<Placement>)> = plan.resources.iter().map(|resource| (resource.name.clone(), resource.current.clone())).collect();
         prop_assert_eq!(current_placements(&case.snapshot), from_plan);
+    }
+
+    /// `pacer wait` follows one resource with a cache cut to its family
+    /// (`runtime::Scope`): what the family's primitives' placements are read from must
+    /// all be in it.
+    #[test]
+    fn a_snapshot_cut_to_a_family_places_the_family_as_the_whole_one(case in case()) {
+        let whole = current_placements(&case.snapshot);
+        let names: BTreeSet<&str> = case.snapshot.objects.iter().filter(|object| object.kind().is_placeable()).map(|object| object.name().as_str()).collect();
+        for name in names {
+            let scope = Scope::of(&case.snapshot.objects, name);
+            let mut cut = case.snapshot.clone();
+            cut.objects.retain(|object| scope.keeps_object(&object.key()));
+            cut.observed.history.retain(|history| scope.keeps_status(&history.resource));
+            let family = |placements: &[(String, Vec<Placement>)]| -> Vec<(String, Vec<Placement>)> {
+                placements.iter().filter(|(primitive, _)| scope.keeps_status(primitive)).cloned().collect()
+            };
+            let expected = family(&whole);
+            prop_assert!(!expected.is_empty(), "{} has no placements entry", name);
+            prop_assert_eq!(family(&current_placements(&cut)), expected, "{}", name);
+        }
     }
 }
 

@@ -117,6 +117,13 @@ macro_rules! kinds {
                 encoded.unwrap_or(Value::Null)
             }
         }
+
+        /// The spec alone, as `Spec::to_value` gives it.
+        impl Serialize for Spec {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self { $(Spec::$kind(spec) => spec.serialize(serializer)),* }
+            }
+        }
     };
 }
 
@@ -188,6 +195,19 @@ pub struct Object {
     pub spec: Spec,
 }
 
+/// The envelope users write: `apiVersion`, `kind`, `metadata`, `spec`, in that order.
+impl Serialize for Object {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let mut map = serializer.serialize_map(Some(4))?;
+        map.serialize_entry("apiVersion", API_VERSION)?;
+        map.serialize_entry("kind", self.kind().as_str())?;
+        map.serialize_entry("metadata", &self.metadata)?;
+        map.serialize_entry("spec", &self.spec)?;
+        map.end()
+    }
+}
+
 /// Identifies an object: its kind and name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
@@ -214,14 +234,30 @@ impl Object {
         ObjectKey { kind: self.kind(), name: self.metadata.name.clone() }
     }
 
-    /// The object as JSON, in the envelope users write.
+    /// The object as JSON, in the envelope users write (its `Serialize`).
     pub fn to_value(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("apiVersion".into(), Value::String(API_VERSION.into()));
-        map.insert("kind".into(), Value::String(self.kind().as_str().into()));
-        map.insert("metadata".into(), serde_json::to_value(&self.metadata).unwrap_or(Value::Null));
-        map.insert("spec".into(), self.spec.to_value());
-        Value::Object(map)
+        // Plain data (see `Spec::to_value`): encoding cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+
+    /// How many bytes the object's JSON (`to_value`, compact) takes, counted as it is
+    /// written, not built (validation checks every object's size on each apply).
+    pub fn encoded_len(&self) -> usize {
+        struct Counter(usize);
+        impl std::io::Write for Counter {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                self.0 += bytes.len();
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut counter = Counter(0);
+        match serde_json::to_writer(&mut counter, self) {
+            Ok(()) => counter.0,
+            Err(_) => 0,
+        }
     }
 
     /// Decodes an object that already passed validation (for instance, read back from
@@ -273,6 +309,26 @@ mod tests {
         let again = Object::from_value(object.to_value()).expect("decodes again");
         assert_eq!(again, object);
         assert_eq!(object.to_value()["spec"]["operations"][0]["interval"], json!("10s"));
+    }
+
+    #[test]
+    fn the_counted_length_is_the_written_json_and_the_envelope_comes_first() {
+        let mut sources = Vec::new();
+        let examples = concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/examples");
+        for entry in std::fs::read_dir(examples).expect("the examples") {
+            let path = entry.expect("an example").path();
+            let text = std::fs::read_to_string(&path).expect("an example's text");
+            sources.push(crate::api::manifest::Source { name: path.display().to_string(), text });
+        }
+        let loaded = crate::api::manifest::load(&sources);
+        assert!(loaded.manifests.len() > 10, "{} objects", loaded.manifests.len());
+        for manifest in &loaded.manifests {
+            let object = &manifest.object;
+            let written = object.to_value().to_string();
+            assert_eq!(object.encoded_len(), written.len(), "{}", object.key());
+            assert!(written.starts_with(&format!(r#"{{"apiVersion":"{API_VERSION}","kind":"{}","metadata":{{"#, object.kind())), "{written}");
+            assert_eq!(serde_json::to_string(object).expect("encodes"), written);
+        }
     }
 
     #[test]

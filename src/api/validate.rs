@@ -145,7 +145,7 @@ impl Checker<'_, '_, '_> {
     }
 
     fn check_metadata(&mut self, object: &Object) {
-        let size = serde_json::to_vec(&object.to_value()).map(|bytes| bytes.len()).unwrap_or(0);
+        let size = object.encoded_len();
         if size > MAX_OBJECT_BYTES {
             self.problem(FieldPath::root(), format!("object is {size} bytes, more than the limit of {MAX_OBJECT_BYTES}"));
         }

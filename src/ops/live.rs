@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, build, load};
+use crate::runtime::{BuildOptions, ClusterCache, Informer, LiveSnapshot, NotReady, Scope, build, load};
 use crate::scheduler::{Plan, schedule};
 use crate::store::Store;
 use crate::store::watch::WatchEvent;
@@ -52,9 +52,19 @@ pub struct Follower {
 impl Follower {
     /// Starts the watch and returns once its first listing is in.
     pub async fn start(store: &Store) -> Result<Follower, OpsError> {
+        Follower::start_with(store, ClusterCache::new(store.keys().clone())).await
+    }
+
+    /// `start`, keeping only what shows where `scope`'s family runs
+    /// (`ClusterCache::scoped`): for a wait on one resource.
+    pub async fn start_scoped(store: &Store, scope: Scope) -> Result<Follower, OpsError> {
+        Follower::start_with(store, ClusterCache::scoped(store.keys().clone(), scope)).await
+    }
+
+    async fn start_with(store: &Store, cache: ClusterCache) -> Result<Follower, OpsError> {
         let prefix = format!("{}/", store.keys().prefix());
         let informer = Informer::start(store, vec![prefix]);
-        let mut follower = Follower { informer, cache: ClusterCache::new(store.keys().clone()) };
+        let mut follower = Follower { informer, cache };
         loop {
             let event = follower.next_event().await?;
             let restarted = matches!(event, WatchEvent::Restarted { .. });

@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::api::resource::Role;
 use crate::api::{Kind, Object, Spec};
+use crate::runtime::read_scope;
 use crate::scheduler::current_placements;
 use crate::scheduler::plan::Placement;
 use crate::state::conditions::resource_named;
@@ -92,9 +93,12 @@ fn is_promotable(object: &Object) -> bool {
 pub async fn wait_for(store: &Store, name: &str, state: WaitFor, node: Option<&str>, timeout: Duration) -> Result<Reached, OpsError> {
     // The follower's first listing is what the name and node are checked against: a
     // listing of the whole cluster before it was a second one (0.4–0.7 s each at 300
-    // nodes × 10,000 resources, in every move `pacer wait` followed).
+    // nodes × 10,000 resources, in every move `pacer wait` followed). It keeps only
+    // the resource's family (`runtime::Scope`): the other resources' objects and
+    // statuses are not decoded, on the listing nor on any change the agents write.
     let started = Instant::now();
-    let follower = Follower::start(store).await?;
+    let scope = read_scope(store, name).await?;
+    let follower = Follower::start_scoped(store, scope).await?;
     let snapshot = match follower.snapshot() {
         Some(live) => live.snapshot,
         // A large apply not rolled forward: read once more, which finishes it.

@@ -27,6 +27,7 @@ use crate::api::records::{
 };
 use crate::api::{Name, Object, ObjectKey};
 use crate::runtime::SharedDecodes;
+use crate::runtime::scope::Scope;
 use crate::store::keys::Section;
 use crate::store::watch::{Entry, WatchEvent};
 use crate::store::{Keys, StoredObject, decode_object};
@@ -138,6 +139,8 @@ pub struct ClusterCache {
     /// The decoded objects and statuses of the other caches of this process
     /// (`with_shared`): `None`, a copy of its own.
     shared: Option<Arc<SharedDecodes>>,
+    /// What a cache that follows one resource keeps (`scoped`); `None`: everything.
+    scope: Option<Scope>,
 }
 
 impl ClusterCache {
@@ -170,6 +173,7 @@ impl ClusterCache {
             requests: BTreeMap::new(),
             undecodable: BTreeMap::new(),
             shared: None,
+            scope: None,
         }
     }
 
@@ -177,6 +181,24 @@ impl ClusterCache {
     /// of this process that share `shared` (the agents of `pacer hollow`).
     pub fn with_shared(keys: Keys, shared: Arc<SharedDecodes>) -> ClusterCache {
         ClusterCache { shared: Some(shared), ..ClusterCache::new(keys) }
+    }
+
+    /// A cache that keeps only what the snapshot builder needs to show where `scope`'s
+    /// family runs (`Scope`): the other resources' objects and statuses, and the
+    /// nodes' plans, are not decoded or held, as if absent.
+    pub fn scoped(keys: Keys, scope: Scope) -> ClusterCache {
+        ClusterCache { scope: Some(scope), ..ClusterCache::new(keys) }
+    }
+
+    /// Whether this cache keeps what `section` names (`scoped`).
+    fn keeps(&self, section: &Section) -> bool {
+        match (&self.scope, section) {
+            (None, _) => true,
+            (Some(scope), Section::Object(key)) => scope.keeps_object(key),
+            (Some(scope), Section::Status { id, .. }) => scope.keeps_status(id),
+            (Some(_), Section::Plan(_)) => false,
+            (Some(_), _) => true,
+        }
     }
 
     /// Applies one watch event. Events older than what is known (a replay after a
@@ -310,7 +332,7 @@ impl ClusterCache {
     }
 
     fn insert(&mut self, entry: &Entry) -> Option<Section> {
-        let section = self.keys.section(&entry.key)?;
+        let section = self.keys.section(&entry.key).filter(|section| self.keeps(section))?;
         self.undecodable.remove(&entry.key);
         // A key whose new value does not decode loses its old one too: acting on a
         // value the writer has replaced would be acting on a lie.

@@ -9,6 +9,7 @@
 //! reach etcd only through `store`.
 
 pub mod cache;
+pub mod scope;
 pub mod share;
 pub mod snapshot;
 
@@ -19,6 +20,7 @@ use crate::store::watch::{PrefixWatcher, WatchEvent};
 use crate::store::{Store, StoreError};
 
 pub use cache::{Changes, ClusterCache};
+pub use scope::Scope;
 pub use share::SharedDecodes;
 pub use snapshot::{BuildOptions, LiveSnapshot, NotReady, build};
 
@@ -86,6 +88,17 @@ impl Drop for Informer {
             task.abort();
         }
     }
+}
+
+/// The `Scope` of the resource `name` as the stored spec has it now: reads the
+/// groups only (a handful of keys, where the resources are thousands).
+pub async fn read_scope(store: &Store, name: &str) -> Result<Scope, StoreError> {
+    let groups = format!("{}{}/", store.keys().spec_prefix(), crate::api::Kind::Group.plural());
+    let (_, entries) = store.list_prefix(&groups, None).await?;
+    // A group that does not decode is no family of anything here: the follower's
+    // snapshot, which `wait` checks the name against, does not hold it either.
+    let objects: Vec<_> = entries.iter().filter_map(|entry| store.decode_object(&entry.key, &entry.value, entry.mod_revision).ok()).collect();
+    Ok(Scope::of(&objects, name))
 }
 
 /// Everything under the prefix at one revision, read in pages: what a one-shot

@@ -267,13 +267,16 @@ fn expected_revision_failures(listing: &Listing, expected: &BTreeMap<ObjectKey, 
 /// already (stored by an older version) can still be shrunk.
 pub fn check_spec_size(listing: &Listing, planned: &[PlannedObject], manifests: &[Manifest], limit: usize) -> Option<Diagnostic> {
     let encoded = |object: &Object| Store::encode_object(object).len();
+    // What etcd holds now, as it holds it: not encoded again (20 ms of each apply on
+    // 10,000 objects).
+    let stored = |key: &ObjectKey| listing.stored_bytes.get(key).copied().unwrap_or(0);
     let touched: BTreeSet<&ObjectKey> = planned.iter().map(|p| &p.key).collect();
-    let untouched: usize = listing.objects.iter().filter(|(key, _)| !touched.contains(key)).map(|(_, stored)| encoded(&stored.object)).sum();
+    let untouched: usize = listing.objects.keys().filter(|key| !touched.contains(key)).map(stored).sum();
     let mut before = untouched;
     let mut after = untouched;
     let mut growth: BTreeMap<&ObjectKey, usize> = BTreeMap::new();
     for p in planned {
-        let was = listing.objects.get(&p.key).map_or(0, |stored| encoded(&stored.object));
+        let was = stored(&p.key);
         let will = if p.change.writes() { p.after.as_ref().map_or(0, encoded) } else { was };
         before += was;
         after += will;
@@ -609,6 +612,7 @@ mod tests {
                 .iter()
                 .map(|(object, revision)| (object.key(), StoredObject { object: std::sync::Arc::new(object.clone()), mod_revision: *revision }))
                 .collect(),
+            stored_bytes: objects.iter().map(|(object, _)| (object.key(), Store::encode_object(object).len())).collect(),
             undecodable: Vec::new(),
         }
     }

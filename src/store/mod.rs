@@ -159,6 +159,8 @@ pub struct Listing {
     /// The revision of the spec-version key: every spec write bumps it, so comparing
     /// it is how a write proves that nothing changed since this listing.
     pub spec_version: i64,
+    /// The size of each object in `objects` as stored (its value's bytes).
+    pub stored_bytes: BTreeMap<ObjectKey, usize>,
     /// Keys under `spec/` whose value does not decode (written by hand, or by another
     /// version): left out of `objects`, so that one bad key blinds nobody to the rest.
     pub undecodable: Vec<Undecodable>,
@@ -564,12 +566,14 @@ impl Store {
             entries = self.list_range(start, spec_end, revision, entries).await?.1;
         }
         let mut objects = BTreeMap::new();
+        let mut stored_bytes = BTreeMap::new();
         let mut undecodable = Vec::new();
         let version_key = self.keys.spec_version();
         // The version key lives under `spec/` too (read on its own above).
         for entry in entries.into_iter().filter(|entry| entry.key != version_key) {
             match decode_object(&self.keys, &entry.key, &entry.value, entry.mod_revision) {
                 Ok(object) => {
+                    stored_bytes.insert(object.key(), entry.value.len());
                     objects.insert(object.key(), StoredObject { object: Arc::new(object), mod_revision: entry.mod_revision });
                 }
                 // The caller says so, once (`Listing::undecodable`): an apply that
@@ -582,7 +586,7 @@ impl Store {
         }
         let spec_version = version.kvs().first().map(|kv| kv.mod_revision()).unwrap_or(0);
         let pending = intents.kvs().iter().filter_map(|kv| self.keys.committed_intent_id(&String::from_utf8_lossy(kv.key()))).collect();
-        Ok((Listing { revision, objects, spec_version, undecodable }, pending))
+        Ok((Listing { revision, objects, spec_version, stored_bytes, undecodable }, pending))
     }
 
     /// Decodes a stored object and checks that it sits under the key its kind and name
