@@ -55,13 +55,8 @@ fn status(node: &str, role: ObservedRole) -> ResourceStatus {
 /// The agent of `node`, its instance unpromoted, told to promote it.
 fn reconciler(node: &str) -> Reconciler {
     let mut reconciler = Reconciler::new(node, vec![status(node, ObservedRole::Unpromoted)]);
-    reconciler.set_targets(vec![ProbeTarget {
-        id: "db".into(),
-        name: "db".into(),
-        group: None,
-        clone: Some("db-clone".into()),
-        definition: definition().into(),
-    }]);
+    let target = ProbeTarget { id: "db".into(), name: "db".into(), group: None, clone: Some("db-clone".into()), definition: definition().into() };
+    reconciler.set_targets(std::sync::Arc::new(BTreeMap::from([("db".to_string(), target)])));
     reconciler.local.get_mut("db").expect("db").status.role = ObservedRole::Unpromoted;
     reconciler.assignment = Some(NodeAssignment {
         node: node.into(),

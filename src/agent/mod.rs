@@ -38,7 +38,7 @@ use crate::metrics::node::{NodeFacts, node_view};
 use crate::metrics::{AgentMetrics, NodeView, ViewRequest};
 use crate::runtime::cache::in_definition_order;
 use crate::runtime::{ClusterCache, Informer};
-use crate::state::probe_targets;
+use crate::state::probe_targets_by_id;
 use crate::store::keys::Section;
 use crate::store::lease::{self, LeaseState};
 use crate::store::node::{GuardedWriteError, NodeSession, Reclaim};
@@ -1652,12 +1652,11 @@ impl<'a> Session<'a> {
     /// Takes in a whole spec: what to probe, whether to unfence, the operation limit,
     /// and the fence devices and topology.
     fn take_spec(&mut self, reconciler: &mut Reconciler, objects: Vec<crate::api::Object>) {
-        let mut targets = probe_targets(&objects);
-        if let Some(shared) = &self.config.shared_decodes {
-            for target in &mut targets {
-                target.definition = shared.definition(Arc::clone(&target.definition));
-            }
-        }
+        let targets = probe_targets_by_id(&objects);
+        let targets = match &self.config.shared_decodes {
+            Some(shared) => shared.probe_targets(targets),
+            None => Arc::new(targets),
+        };
         reconciler.set_targets(targets);
         reconciler.must_unfence = crate::state::fencing::unfencing_required(&objects);
         self.limits = throttle::limits(&objects, &self.config.node, cores());

@@ -15,7 +15,7 @@ use crate::api::records::{
 };
 use crate::api::resource::Role;
 use crate::exec::OperationResult;
-use crate::state::{ProbeTarget, gates};
+use crate::state::{ProbeTargets, gates};
 
 use super::events::{EVENTS_KEPT_PER_RESOURCE, EventIds, OperationOutcome, PendingEvent, operation_event};
 use super::locals::Locals;
@@ -289,7 +289,7 @@ pub struct Reconciler {
     /// The latest decision for this node; nothing but probes happen without one.
     pub assignment: Option<NodeAssignment>,
     /// Every configured primitive as this node would run it, by id.
-    pub targets: BTreeMap<String, ProbeTarget>,
+    pub targets: Arc<ProbeTargets>,
     /// What every node reports, by (node, id); this node's entries are superseded by
     /// `local`, which is fresher.
     pub cluster: ClusterStatuses,
@@ -370,7 +370,7 @@ impl Reconciler {
         Reconciler {
             node: node.to_string(),
             assignment: None,
-            targets: BTreeMap::new(),
+            targets: Arc::default(),
             cluster: ClusterStatuses::new(node),
             revisions: BTreeMap::new(),
             local,
@@ -388,8 +388,8 @@ impl Reconciler {
 
     /// Replaces the configured primitives. New ones are probed; one no longer
     /// configured is kept while it may run here (it is stopped), forgotten once stopped.
-    pub fn set_targets(&mut self, targets: Vec<ProbeTarget>) {
-        self.targets = targets.into_iter().map(|target| (target.id.clone(), target)).collect();
+    pub fn set_targets(&mut self, targets: Arc<ProbeTargets>) {
+        self.targets = targets;
         for target in self.targets.values() {
             if let Some(mut local) = self.local.get_mut(&target.id) {
                 local.status.name.clone_from(&target.name);
@@ -1446,6 +1446,7 @@ mod tests {
     use super::*;
     use crate::api::constraint::OrderAction;
     use crate::api::records::{EventKind, EventRecord, OperationDef};
+    use crate::state::ProbeTarget;
 
     const NODE: &str = "n1";
     const OTHER: &str = "n2";
@@ -1469,6 +1470,10 @@ mod tests {
 
     fn monitor(interval_ms: u64, role: Option<Role>) -> OperationDef {
         OperationDef { name: "monitor".into(), interval_ms, timeout_ms: 5_000, role }
+    }
+
+    fn by_id(targets: Vec<ProbeTarget>) -> Arc<ProbeTargets> {
+        Arc::new(targets.into_iter().map(|target| (target.id.clone(), target)).collect())
     }
 
     fn target(id: &str, definition: Definition) -> ProbeTarget {
@@ -1557,7 +1562,7 @@ mod tests {
 
     fn reconciler(targets: Vec<ProbeTarget>) -> Reconciler {
         let mut reconciler = Reconciler::new(NODE, Vec::new());
-        reconciler.set_targets(targets);
+        reconciler.set_targets(by_id(targets));
         reconciler
     }
 
@@ -2279,7 +2284,7 @@ mod tests {
         let mut previous = status("a", NODE, ObservedRole::Started);
         previous.definition = Arc::new(old.clone());
         let mut r = Reconciler::new(NODE, vec![previous]);
-        r.set_targets(vec![target("a", new.clone())]);
+        r.set_targets(by_id(vec![target("a", new.clone())]));
         // What may run is probed as it was run.
         assert_eq!(*settled_steps(&mut r, now)[0].definition, old);
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
@@ -2291,7 +2296,7 @@ mod tests {
         assert!(r.record(&start, &done(ocf::OK), now, EPOCH_USEC));
         // Run as configured: one copy, the probe target's.
         assert!(Arc::ptr_eq(&local(&r, "a").definition, &r.targets["a"].definition));
-        r.set_targets(vec![target("a", old.clone())]);
+        r.set_targets(by_id(vec![target("a", old.clone())]));
         assign(&mut r, assignment(vec![]));
         let stop = settled_steps(&mut r, now).remove(0);
         assert_eq!((stop.action, &*stop.definition), (Action::Stop, &new));
@@ -2432,7 +2437,7 @@ mod tests {
         kept.fail_counts.insert("start_0".into(), 1);
         let mut r = Reconciler::new(NODE, vec![old.clone(), kept.clone()]);
         r.inherited = [("a".to_string(), (5, old)), ("b".to_string(), (12, kept))].into_iter().collect();
-        r.set_targets(vec![target("a", definition(vec![])), target("b", definition(vec![]))]);
+        r.set_targets(by_id(vec![target("a", definition(vec![])), target("b", definition(vec![]))]));
         probe(&mut r, now, "a", ocf::NOT_RUNNING);
         // The node was fenced at revision 10: "a" was read from before, "b" after.
         assert_eq!(r.void_inherited(10), ["a"]);

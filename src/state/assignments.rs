@@ -165,6 +165,14 @@ fn definition(spec: &ResourceSpec, instance: &str, clone: Option<&CloneSpec>) ->
     Definition { agent: spec.agent.clone(), params: params::plain_values(&spec.params), secret_files: params::secret_files(&spec.params), meta, operations }
 }
 
+/// Probe targets by id: what a node's agent holds (`agent::Reconciler::targets`).
+pub type ProbeTargets = BTreeMap<String, ProbeTarget>;
+
+/// `probe_targets`, by id.
+pub fn probe_targets_by_id(objects: &[Object]) -> ProbeTargets {
+    probe_targets(objects).into_iter().map(|target| (target.id.clone(), target)).collect()
+}
+
 /// A resource a node probes: every configured primitive is probed on every node, so
 /// the scheduler knows what already runs where before it starts anything.
 #[derive(Clone, Debug, PartialEq)]

@@ -16,5 +16,5 @@ pub mod history;
 pub mod observe;
 pub mod view;
 
-pub use assignments::{FailuresSeen, ProbeTarget, node_assignments, probe_targets};
+pub use assignments::{FailuresSeen, ProbeTarget, ProbeTargets, node_assignments, probe_targets, probe_targets_by_id};
 pub use observe::{failures_seen, observe};
