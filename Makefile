@@ -130,8 +130,9 @@ bench-load: deps
 # resources Started elsewhere,
 # etcd writes/s converging and idle, watch events/s, database size, scheduler CPU and
 # RSS, RSS per hollow node, `pacer status` time; then on the first size a churn of
-# PACER_BENCH_SCALE_CHURN s (default 360) with the database size every 30 s. Figures
-# only: target/bench-scale.txt, target/bench-scale-churn.txt.
+# PACER_BENCH_SCALE_CHURN s (default 360) with the database size every 30 s
+# (PACER_BENCH_SCALE_LIMIT: seconds the apply may take to converge, default 1800).
+# Figures only: target/bench-scale.txt, target/bench-scale-churn.txt.
 bench-scale: deps
 	$(CARGO) bench --bench scale
 

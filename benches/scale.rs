@@ -30,7 +30,8 @@
 //! high-water mark until defragmented, as the README says).
 //!
 //! `PACER_BENCH_SCALE_KEEP=1` keeps each cluster's state dir (its logs) and prints
-//! where.
+//! where; `PACER_BENCH_SCALE_LIMIT` is how many seconds the apply may take to
+//! converge (default 1800).
 //!
 //! Figures only, of a cluster that may be failing: nothing here asserts a timing
 //! (`target/bench-scale.txt`).
@@ -223,6 +224,12 @@ fn line(cells: &[String]) -> String {
     cells.iter().map(|cell| format!("{cell:>13}")).collect::<Vec<_>>().join(" ")
 }
 
+/// How long the apply may take to converge: `PACER_BENCH_SCALE_LIMIT` seconds
+/// (default 1800).
+fn converge_limit() -> Duration {
+    Duration::from_secs(std::env::var("PACER_BENCH_SCALE_LIMIT").ok().and_then(|limit| limit.parse().ok()).unwrap_or(1800))
+}
+
 /// One size: a fresh cluster and its row (and the churn, when asked).
 fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) -> Row {
     let mut cells = vec![nodes.to_string(), resources.to_string()];
@@ -257,12 +264,13 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     if !applied.success() {
         return failed(cells, &format!("apply failed: {}", applied.failure()));
     }
-    let converged = wait_for(&endpoint, Duration::from_secs(1800), |view| view.placed.len() >= resources).map(|_| begun.elapsed());
+    let limit = converge_limit();
+    let converged = wait_for(&endpoint, limit, |view| view.placed.len() >= resources).map(|_| begun.elapsed());
     let converging = begun.elapsed().as_secs_f64();
     let after = etcd_metrics(&endpoint);
     cells.push(seconds(converged));
     if converged.is_none() {
-        return failed(cells, "not converged in 1800 s");
+        return failed(cells, &format!("not converged in {} s", limit.as_secs()));
     }
 
     // One resource's change, `moves` times, in a settled cluster: the first result of
