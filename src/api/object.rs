@@ -309,6 +309,10 @@ mod tests {
         let again = Object::from_value(object.to_value()).expect("decodes again");
         assert_eq!(again, object);
         assert_eq!(object.to_value()["spec"]["operations"][0]["interval"], json!("10s"));
+        // The stored form, byte for byte (what etcd holds and sizes are counted on).
+        let written = r#"{"apiVersion":"pacer.io/v1alpha1","kind":"Resource","metadata":{"name":"web","labels":{"tier":"front"}},"spec":{"agent":"ocf:heartbeat:apache","operations":[{"name":"monitor","interval":"10s"}]}}"#;
+        assert_eq!(object.to_value().to_string(), written);
+        assert_eq!(object.encoded_len(), written.len());
     }
 
     #[test]

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::api::resource::Role;
 use crate::api::{Kind, Object, Spec};
-use crate::runtime::read_scope;
+use crate::runtime::{Scope, read_scope};
 use crate::scheduler::current_placements;
 use crate::scheduler::plan::Placement;
 use crate::state::conditions::resource_named;
@@ -89,6 +89,10 @@ fn is_promotable(object: &Object) -> bool {
     clone.is_some_and(|clone| clone.promotable.is_some())
 }
 
+/// How long `wait_for` keeps starting its follower again while the spec changes the
+/// waited resource's family under it; after that it follows the whole cluster.
+const RESCOPE_WITHIN: Duration = Duration::from_secs(2);
+
 /// Waits until `name` is in `state` (on `node`), at most `timeout`.
 pub async fn wait_for(store: &Store, name: &str, state: WaitFor, node: Option<&str>, timeout: Duration) -> Result<Reached, OpsError> {
     // The follower's first listing is what the name and node are checked against: a
@@ -97,12 +101,25 @@ pub async fn wait_for(store: &Store, name: &str, state: WaitFor, node: Option<&s
     // the resource's family (`runtime::Scope`): the other resources' objects and
     // statuses are not decoded, on the listing nor on any change the agents write.
     let started = Instant::now();
-    let scope = read_scope(store, name).await?;
-    let follower = Follower::start_scoped(store, scope).await?;
-    let snapshot = match follower.snapshot() {
-        Some(live) => live.snapshot,
-        // A large apply not rolled forward: read once more, which finishes it.
-        None => Live::read(store).await?.live.snapshot,
+    let mut scope = Some(read_scope(store, name).await?);
+    let (follower, snapshot) = loop {
+        let follower = match scope.clone() {
+            Some(scope) => Follower::start_scoped(store, scope).await?,
+            None => Follower::start(store).await?,
+        };
+        let snapshot = match follower.snapshot() {
+            Some(live) => live.snapshot,
+            // A large apply not rolled forward: read once more, which finishes it.
+            None => Live::read(store).await?.live.snapshot,
+        };
+        // The groups came in with the listing (a scoped cache keeps them all): when a
+        // change between the two reads made another family, follow that one instead
+        // (for `RESCOPE_WITHIN`; then the whole cluster, rather than race a busy spec).
+        let listed = Scope::of(&snapshot.objects, name);
+        match scope {
+            Some(followed) if followed != listed => scope = if started.elapsed() < RESCOPE_WITHIN { Some(listed) } else { None },
+            _ => break (follower, snapshot),
+        }
     };
     let (object, members) = find_resource(&snapshot.objects, name)?;
     if state == WaitFor::Promoted && !is_promotable(&object) {

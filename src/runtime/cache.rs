@@ -141,6 +141,9 @@ pub struct ClusterCache {
     shared: Option<Arc<SharedDecodes>>,
     /// What a cache that follows one resource keeps (`scoped`); `None`: everything.
     scope: Option<Scope>,
+    /// A scoped cache's statuses of resources outside its scope, not decoded: the
+    /// node each key names, by key.
+    other_statuses: HashMap<String, String>,
 }
 
 impl ClusterCache {
@@ -174,6 +177,7 @@ impl ClusterCache {
             undecodable: BTreeMap::new(),
             shared: None,
             scope: None,
+            other_statuses: HashMap::new(),
         }
     }
 
@@ -185,7 +189,8 @@ impl ClusterCache {
 
     /// A cache that keeps only what the snapshot builder needs to show where `scope`'s
     /// family runs (`Scope`): the other resources' objects and statuses, and the
-    /// nodes' plans, are not decoded or held, as if absent.
+    /// nodes' plans, are not decoded or held, as if absent — but for the node each
+    /// such status names, which `reports` counts as seen.
     pub fn scoped(keys: Keys, scope: Scope) -> ClusterCache {
         ClusterCache { scope: Some(scope), ..ClusterCache::new(keys) }
     }
@@ -224,6 +229,7 @@ impl ClusterCache {
                 // An unchanged key keeps its mark: a value that did not decode still
                 // does not (and a follower keeps acting on that).
                 self.deleted.retain(|key, deleted| !key.starts_with(prefix.as_str()) || *deleted > *revision);
+                self.other_statuses.retain(|key, _| !key.starts_with(prefix.as_str()));
                 self.deleted_prefixes.retain(|deleted, at| !deleted.starts_with(prefix.as_str()) || *at > *revision);
                 for entry in entries {
                     if !self.is_newer(&entry.key, entry.mod_revision) {
@@ -260,6 +266,7 @@ impl ClusterCache {
                 if self.deleted.get(key).is_some_and(|deleted| *deleted <= *revision) {
                     self.deleted.remove(key);
                 }
+                self.other_statuses.remove(key);
                 let held = self.known.get(key).is_some_and(|known| *known < *revision);
                 let bad = self.undecodable.remove(key).is_some();
                 if held && let Some(section) = self.remove(key) {
@@ -332,7 +339,15 @@ impl ClusterCache {
     }
 
     fn insert(&mut self, entry: &Entry) -> Option<Section> {
-        let section = self.keys.section(&entry.key).filter(|section| self.keeps(section))?;
+        let section = self.keys.section(&entry.key)?;
+        if !self.keeps(&section) {
+            if let Section::Status { node, .. } = &section
+                && Name::is_valid(node)
+            {
+                self.other_statuses.insert(entry.key.clone(), node.clone());
+            }
+            return None;
+        }
         self.undecodable.remove(&entry.key);
         // A key whose new value does not decode loses its old one too: acting on a
         // value the writer has replaced would be acting on a lie.
@@ -771,6 +786,10 @@ impl ClusterCache {
         reports.statuses =
             self.statuses.iter().filter(|((node, id), _)| !self.is_void_status(node, id)).map(|(_, status)| ResourceStatus::clone(status)).collect();
         reports.seen = self.activities.keys().cloned().collect();
+        // A scoped cache's nodes known only by statuses it did not decode: seen, and
+        // down unless something else says otherwise (whole, the cache would know
+        // whether they may run something: not what the scope's family is placed by).
+        reports.seen.extend(self.other_statuses.values().cloned());
         reports.attributes = self.attributes.clone();
         for result in self.fence_outcomes().into_iter().filter(|result| result.succeeded) {
             if result.action == "on" {
