@@ -109,16 +109,9 @@ macro_rules! kinds {
             pub fn kind(&self) -> Kind {
                 match self { $(Spec::$kind(_) => Kind::$kind),* }
             }
-
-            pub(crate) fn to_value(&self) -> Value {
-                let encoded = match self { $(Spec::$kind(spec) => serde_json::to_value(spec)),* };
-                // Spec types are plain data (string map keys, no custom failing
-                // serializers), so encoding them cannot fail.
-                encoded.unwrap_or(Value::Null)
-            }
         }
 
-        /// The spec alone, as `Spec::to_value` gives it.
+        /// The spec alone, as the envelope's `spec` holds it.
         impl Serialize for Spec {
             fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 match self { $(Spec::$kind(spec) => spec.serialize(serializer)),* }
@@ -195,6 +188,14 @@ pub struct Object {
     pub spec: Spec,
 }
 
+impl Spec {
+    /// The spec as JSON (its `Serialize`).
+    pub(crate) fn to_value(&self) -> Value {
+        // Plain data, as `Object::to_value` says: encoding cannot fail.
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
 /// The envelope users write: `apiVersion`, `kind`, `metadata`, `spec`, in that order.
 impl Serialize for Object {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -236,7 +237,8 @@ impl Object {
 
     /// The object as JSON, in the envelope users write (its `Serialize`).
     pub fn to_value(&self) -> Value {
-        // Plain data (see `Spec::to_value`): encoding cannot fail.
+        // Spec types are plain data (string map keys, no custom failing serializers),
+        // so encoding them cannot fail.
         serde_json::to_value(self).unwrap_or(Value::Null)
     }
 
