@@ -10,7 +10,9 @@
 //! - once the cluster has settled (under one etcd write a second: the first results of
 //!   the new monitors, queued behind the starts, are written for a while), one
 //!   resource's change (a Location sending it to another node) until `pacer wait`
-//!   sees it Started there: p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`);
+//!   sees it Started there: p50 and p99 over 20 (`PACER_BENCH_SCALE_MOVES`), and
+//!   where each move's time went (the apply returning, the scheduler's decision, the
+//!   stop and the start done, as the cluster's events date them);
 //! - a node powered off (its hollow agent killed, no stop, as `fence_pacer_local`
 //!   does) until every resource it ran is Started elsewhere (lease TTL + fencing +
 //!   the rest): the last of their starts elsewhere, as its event dates it (the agent's
@@ -182,6 +184,76 @@ fn last_start_elsewhere(endpoint: &str, ran: &[String], lost: &str, off_usec: i6
     Some(Duration::from_micros(u64::try_from(last - off_usec).ok()?))
 }
 
+fn epoch_usec() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| i64::try_from(now.as_micros()).unwrap_or(i64::MAX))
+}
+
+/// One move the bench saw done: the resource, its nodes, when the apply began (epoch
+/// µs), and the seconds until the apply and `pacer wait` returned.
+struct Moved {
+    resource: String,
+    from: String,
+    target: String,
+    started_usec: i64,
+    applied: f64,
+    took: f64,
+}
+
+/// Where each move's time went, from the cluster's events (one listing after all the
+/// moves, so none is slowed by it): the apply returning, the scheduler's decision that
+/// names the resource, its stop on the old node and its start on the new one done (the
+/// agents' event times), `pacer wait` returning; then the median of each stage.
+fn print_move_stages(endpoint: &str, size: &str, moved: &[Moved]) {
+    let Some(first) = moved.first() else { return };
+    let since = format!("{}s", (epoch_usec() - first.started_usec) / 1_000_000 + 60);
+    let listed = support::pacer(endpoint, &["events", "--since", &since, "-o", "json"], None, Duration::from_secs(120));
+    let Ok(events) = serde_json::from_slice::<Vec<serde_json::Value>>(&listed.stdout) else {
+        eprintln!("{size}: the moves' events could not be listed: {}", listed.failure());
+        return;
+    };
+    let mut stages: [Vec<f64>; 5] = Default::default();
+    for one in moved {
+        let after = |event: &&serde_json::Value| event["timeUsec"].as_i64().is_some_and(|time| time >= one.started_usec);
+        let at = |found: Option<&serde_json::Value>| found.and_then(|event| event["timeUsec"].as_i64()).map(|time| (time - one.started_usec) as f64 / 1e6);
+        let named = |event: &&serde_json::Value| {
+            event["message"].as_str().is_some_and(|text| text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '_').any(|word| word == one.resource))
+        };
+        let decided = at(events.iter().filter(after).find(|event| event["kind"] == "Decision" && named(event)));
+        let done = |task: &str, node: &str| {
+            at(events.iter().filter(after).find(|event| {
+                event["kind"] == "Resource" && event["resource"] == one.resource.as_str() && event["task"] == task && event["rc"] == 0 && event["node"] == node
+            }))
+        };
+        let (stopped, begun) = (done("stop", &one.from), done("start", &one.target));
+        let shown = |stage: Option<f64>| stage.map_or("?".to_string(), |seconds| format!("{seconds:.2}"));
+        eprintln!(
+            "{size}: move {} {} -> {}: apply returned {:.2}, decided {}, stopped {}, started {}, wait returned {:.2} s",
+            one.resource,
+            one.from,
+            one.target,
+            one.applied,
+            shown(decided),
+            shown(stopped),
+            shown(begun),
+            one.took
+        );
+        for (index, stage) in [Some(one.applied), decided, stopped, begun, Some(one.took)].into_iter().enumerate() {
+            stages[index].extend(stage);
+        }
+    }
+    let medians: Vec<String> = stages
+        .into_iter()
+        .map(|mut samples| {
+            samples.sort_by(f64::total_cmp);
+            format!("{:.2}", support::percentile(&samples, 0.5))
+        })
+        .collect();
+    eprintln!(
+        "{size}: moves, medians from the apply's start: apply returned {}, decided {}, stopped {}, started {}, wait returned {} s",
+        medians[0], medians[1], medians[2], medians[3], medians[4]
+    );
+}
+
 fn seconds(took: Option<Duration>) -> String {
     took.map_or_else(|| "timeout".to_string(), |took| format!("{:.2}", took.as_secs_f64()))
 }
@@ -283,6 +355,7 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
         None => eprintln!("{nodes}x{resources}: still writing 180 s after all Started; moving anyway"),
     }
     let mut took = Vec::new();
+    let mut moved = Vec::new();
     for round in 0..moves {
         let Some(now) = view(&endpoint) else { continue };
         let resource = format!("r{}", round * resources / moves.max(1));
@@ -290,15 +363,20 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
         let Some(target) = (1..=nodes).map(|index| format!("h{}", (index + round * 7) % nodes + 1)).find(|node| *node != from) else { continue };
         let manifest = location(&format!("move-{round}"), &resource, &target);
         let started = Instant::now();
+        let started_usec = epoch_usec();
         if !support::pacer(&endpoint, &["apply", "-f", "-"], Some(&manifest), Duration::from_secs(60)).success() {
             continue;
         }
+        let applied = started.elapsed().as_secs_f64();
         // As a user sees it: `pacer wait` (a watch) until it runs on the target.
         if support::pacer(&endpoint, &["wait", &resource, "--for", "started", "--node", &target, "--timeout", "120s"], None, Duration::from_secs(130)).success()
         {
-            took.push(started.elapsed().as_secs_f64());
+            let seconds = started.elapsed().as_secs_f64();
+            took.push(seconds);
+            moved.push(Moved { resource, from, target, started_usec, applied, took: seconds });
         }
     }
+    print_move_stages(&endpoint, &format!("{nodes}x{resources}"), &moved);
     took.sort_by(f64::total_cmp);
     cells.push(format!("{:.2}", support::percentile(&took, 0.5)));
     cells.push(format!("{:.2}", support::percentile(&took, 0.99)));
@@ -319,7 +397,7 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
     let recovered = lost.and_then(|(node, ran)| {
         let off = cluster.state_dir.join("nodes").join(&node).join("powered-off");
         let started = Instant::now();
-        let off_usec = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |now| now.as_micros() as i64);
+        let off_usec = epoch_usec();
         // A line of its own: the fence agent appends its own line and waits for the
         // hollow process to copy it to `halted`.
         std::fs::write(&off, "bench\n").ok()?;

@@ -3,8 +3,11 @@
 //! groups, clones, a promotable clone, constraints, fail counts and one failed node
 //! that must be fenced), timed through `pacer::cib::import` and
 //! `pacer::scheduler::schedule` in this process, then as whole processes side by side:
-//! `pacer simulate --cib FILE --json` (wall time, and peak RSS as GNU time's `%M`) and
-//! Pacemaker's `crm_simulate -R -Q -x FILE` on the same file. One more `pacer simulate`
+//! `pacer simulate --cib FILE --json` (wall time of runs on their own, then peak RSS
+//! as GNU time's `%M` in one more run under it) and Pacemaker's `crm_simulate -R -Q -x
+//! FILE` on the same file (once, under GNU time: its extra exec, about a millisecond,
+//! is in crm_simulate's seconds). Each run is waited for blocking, so its end is seen
+//! when it comes. One more `pacer simulate`
 //! run with `--timings` gives the phase profile (read, XML parse, import, schedule's
 //! phases, output). Prints a table (also written to target/bench-schedule.txt) with the
 //! ratios crm_simulate / Pacer. Goals (issue 19): 10,000 resources on 1,000
@@ -453,13 +456,16 @@ fn crm_simulate_binary() -> Option<PathBuf> {
 /// Runs `command` as a whole process (stdout discarded, stderr kept), killed by
 /// process group after `timeout`, with its wall time and its own peak RSS. Returns the outcome and
 /// what it wrote on stderr.
-fn run_measured(command: Command, timeout: Duration) -> (Outcome, String) {
+fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, String) {
     // Linux keeps a process's peak RSS across exec, and a child spawned from this
     // (big) process starts out sharing its pages: wait4 alone would report this
     // process's peak. GNU time, small itself, reports the command's own (`%M`, the
-    // figure the issue uses); without it wait4's figure is an upper bound.
+    // figure the issue uses); without it wait4's figure is an upper bound. Its own
+    // start (an exec and a fork more) is timed with the command, so a run that only
+    // times a short command goes without it (`Peak::NotNeeded`).
     let peak_file = tempfile::NamedTempFile::new().ok();
-    let mut command = match (&peak_file, Path::new(GNU_TIME).is_file()) {
+    let wrap = peak == Peak::Measured && Path::new(GNU_TIME).is_file();
+    let mut command = match (&peak_file, wrap) {
         (Some(file), true) => {
             let mut wrapped = Command::new(GNU_TIME);
             wrapped.args(["-f", "%M", "-o"]).arg(file.path()).arg(command.get_program()).args(command.get_args());
@@ -487,41 +493,60 @@ fn run_measured(command: Command, timeout: Duration) -> (Outcome, String) {
         text
     });
     let pid = child.id() as libc::pid_t;
-    loop {
-        let mut status: libc::c_int = 0;
-        // SAFETY: an all-zero rusage is a valid value of this plain C struct.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        // SAFETY: waits for this child's PID only, with pointers to live locals.
-        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        if reaped == pid {
-            let seconds = started.elapsed().as_secs_f64();
-            let stderr = reader.join().unwrap_or_default();
-            if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-                let measured = peak_file
-                    .as_ref()
-                    .and_then(|file| std::fs::read_to_string(file.path()).ok())
-                    .and_then(|text| text.lines().rev().find_map(|line| line.trim().parse::<u64>().ok()));
-                return (Outcome::Finished { seconds, peak_kib: measured.unwrap_or(usage.ru_maxrss.max(0) as u64) }, stderr);
-            }
-            let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").to_string();
-            return (Outcome::Failed(format!("wait status {status} after {seconds:.2}s: {last}")), stderr);
-        }
-        if reaped < 0 {
-            let error = std::io::Error::last_os_error();
-            let _ = reader.join();
-            return (Outcome::Failed(format!("wait4: {error}")), String::new());
-        }
-        if started.elapsed() >= timeout {
-            // SAFETY: SIGKILL to the process group this child leads (its PID), nothing else.
+    // The wait blocks, so the end is seen when it comes (a poll every few
+    // milliseconds added up to its period to a 20 ms run); a thread ends the command's
+    // group at the timeout unless told first that it ended.
+    let (ended, ended_seen) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if ended_seen.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            // SAFETY: SIGKILL to the process group this child leads (its PID), not
+            // yet reaped (the wait below has not returned), nothing else.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
             }
-            let _ = child.wait();
-            let _ = reader.join();
-            return (Outcome::Timeout(started.elapsed().as_secs_f64()), String::new());
+            return true;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        false
+    });
+    let mut status: libc::c_int = 0;
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = loop {
+        // SAFETY: waits for this child's PID only, with pointers to live locals.
+        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        if reaped < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break reaped;
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = ended.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
+    let stderr = reader.join().unwrap_or_default();
+    if reaped != pid {
+        let error = std::io::Error::last_os_error();
+        return (Outcome::Failed(format!("wait4: {error}")), stderr);
     }
+    if timed_out {
+        return (Outcome::Timeout(seconds), String::new());
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        let measured = peak_file
+            .as_ref()
+            .filter(|_| wrap)
+            .and_then(|file| std::fs::read_to_string(file.path()).ok())
+            .and_then(|text| text.lines().rev().find_map(|line| line.trim().parse::<u64>().ok()));
+        return (Outcome::Finished { seconds, peak_kib: measured.unwrap_or(usage.ru_maxrss.max(0) as u64) }, stderr);
+    }
+    let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("").to_string();
+    (Outcome::Failed(format!("wait status {status} after {seconds:.2}s: {last}")), stderr)
+}
+
+/// Whether a run measures the command's peak memory (under GNU time) or its time only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peak {
+    Measured,
+    NotNeeded,
 }
 
 /// `crm_simulate -R -Q -x FILE`.
@@ -542,22 +567,24 @@ fn pacer_simulate_command(cib: &Path, timings: bool) -> Command {
     command
 }
 
-/// Pacer as a whole process, `runs` times: the median wall time and the highest peak
-/// RSS, then one more run with `--timings` for the phase profile (its lines).
+/// Pacer as a whole process, `runs` times: the median wall time; then one run under
+/// GNU time for the peak RSS (its start is not in the walls), and one with
+/// `--timings` for the phase profile (its lines).
 fn pacer_whole_process(cib: &Path, runs: usize) -> Result<(f64, u64, Vec<String>), String> {
     let mut walls = Vec::new();
-    let mut peak = 0;
     for _ in 0..runs {
-        match run_measured(pacer_simulate_command(cib, false), Duration::from_secs(600)).0 {
-            Outcome::Finished { seconds, peak_kib } => {
-                walls.push(seconds);
-                peak = peak.max(peak_kib);
-            }
+        match run_measured(pacer_simulate_command(cib, false), Duration::from_secs(600), Peak::NotNeeded).0 {
+            Outcome::Finished { seconds, .. } => walls.push(seconds),
             Outcome::Timeout(seconds) => return Err(format!("pacer simulate timed out after {seconds:.0}s")),
             Outcome::Failed(reason) => return Err(format!("pacer simulate failed: {reason}")),
         }
     }
-    let (outcome, stderr) = run_measured(pacer_simulate_command(cib, true), Duration::from_secs(600));
+    let peak = match run_measured(pacer_simulate_command(cib, false), Duration::from_secs(600), Peak::Measured).0 {
+        Outcome::Finished { peak_kib, .. } => peak_kib,
+        Outcome::Timeout(seconds) => return Err(format!("pacer simulate timed out after {seconds:.0}s")),
+        Outcome::Failed(reason) => return Err(format!("pacer simulate failed: {reason}")),
+    };
+    let (outcome, stderr) = run_measured(pacer_simulate_command(cib, true), Duration::from_secs(600), Peak::NotNeeded);
     let profile = match outcome {
         Outcome::Finished { .. } => stderr.lines().filter(|line| line.starts_with("timings:")).map(str::to_string).collect(),
         _ => Vec::new(),
@@ -694,7 +721,7 @@ fn main() {
         // crm_simulate, once.
         let (crm_text, ratio_schedule, ratio_process) = match &crm {
             None => ("skipped".to_string(), "-".to_string(), "-".to_string()),
-            Some(binary) => match run_measured(crm_simulate_command(binary, &path), crm_timeout).0 {
+            Some(binary) => match run_measured(crm_simulate_command(binary, &path), crm_timeout, Peak::Measured).0 {
                 Outcome::Finished { seconds, peak_kib } => (
                     format!("{seconds:.3} / {}", mib(peak_kib)),
                     format!("{:.0}×", seconds / schedule_seconds),
@@ -730,8 +757,8 @@ fn main() {
     table.extend(notes);
     table.push(String::new());
     table.push(
-        "import s, schedule s: in this process, median of the runs. pacer s / MB: `pacer simulate --cib FILE --json` as a whole process (median wall, highest peak RSS \
-         in MiB); crm_simulate s / MB: `crm_simulate -R -Q -x FILE`, once. ratio/s = crm_simulate / Pacer schedule; ratio/proc = crm_simulate / pacer, both whole \
+        "import s, schedule s: in this process, median of the runs. pacer s / MB: `pacer simulate --cib FILE --json` as a whole process (median wall of the runs, peak \
+         RSS in MiB of one more run under GNU time); crm_simulate s / MB: `crm_simulate -R -Q -x FILE`, once. ratio/s = crm_simulate / Pacer schedule; ratio/proc = crm_simulate / pacer, both whole \
          processes. Goals: 1,000 × 10,000 under 0.25 s and 150 MB as a whole process; 100 × 5,000 ratio/proc ≥ 300×."
             .into(),
     );

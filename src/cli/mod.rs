@@ -2,6 +2,7 @@
 //! `store`; this module parses the arguments and hands each command to its function.
 
 mod check;
+mod cib_text;
 mod complete;
 mod config;
 mod console;

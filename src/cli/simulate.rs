@@ -13,6 +13,7 @@ use crate::api::records::NodeState;
 use crate::api::yaml::{parse_documents, to_yaml_string};
 use crate::api::{Kind, Object};
 use crate::cib;
+use crate::cli::cib_text::CibText;
 use crate::ops::OpsError;
 use crate::ops::simulate::{Injection, Simulation, simulate_live};
 use crate::scheduler::plan::{Action, Plan};
@@ -98,9 +99,10 @@ pub(super) fn simulate_offline(args: &SimulateArgs) -> anyhow::Result<u8> {
     let mut timings = Timings::new(args.timings);
     let mut snapshot = match &args.cib {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+            let read = CibText::read(path).with_context(|| format!("read {}", path.display()))?;
+            let text = read.as_str().with_context(|| format!("read {}", path.display()))?;
             timings.mark("read");
-            let imported = cib::import_with_phases(&text, &mut |phase| timings.mark(phase)).with_context(|| format!("import {}", path.display()))?;
+            let imported = cib::import_with_phases(text, &mut |phase| timings.mark(phase)).with_context(|| format!("import {}", path.display()))?;
             for unmapped in &imported.unmapped {
                 eprintln!("warning: {}: <{} id={:?}>: {}", path.display(), unmapped.element, unmapped.id, unmapped.reason);
             }
@@ -387,8 +389,9 @@ fn summary(plan: &Plan, scores: bool) -> String {
 /// what could not be mapped on stderr. Returns the exit code.
 pub(super) fn import_cib(args: &ImportCibArgs) -> anyhow::Result<u8> {
     let ImportCibArgs { file: path, out } = args;
-    let text = std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
-    let imported = cib::import(&text).with_context(|| format!("import {}", path.display()))?;
+    let read = CibText::read(path).with_context(|| format!("read {}", path.display()))?;
+    let text = read.as_str().with_context(|| format!("read {}", path.display()))?;
+    let imported = cib::import(text).with_context(|| format!("import {}", path.display()))?;
     for unmapped in &imported.unmapped {
         eprintln!("unmapped: <{} id={:?}>: {}", unmapped.element, unmapped.id, unmapped.reason);
     }
