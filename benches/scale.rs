@@ -201,7 +201,8 @@ struct Moved {
 
 /// Where each move's time went, from the cluster's events (one listing after all the
 /// moves, so none is slowed by it): the apply returning, the scheduler's decision that
-/// names the resource, its stop on the old node and its start on the new one done (the
+/// names the resource (a decision's event names its first five actions only), its
+/// stop on the old node and its start on the new one done (the
 /// agents' event times), `pacer wait` returning; then the median of each stage.
 fn print_move_stages(endpoint: &str, size: &str, moved: &[Moved]) {
     let Some(first) = moved.first() else { return };
@@ -216,7 +217,7 @@ fn print_move_stages(endpoint: &str, size: &str, moved: &[Moved]) {
         let after = |event: &&serde_json::Value| event["timeUsec"].as_i64().is_some_and(|time| time >= one.started_usec);
         let at = |found: Option<&serde_json::Value>| found.and_then(|event| event["timeUsec"].as_i64()).map(|time| (time - one.started_usec) as f64 / 1e6);
         let named = |event: &&serde_json::Value| {
-            event["message"].as_str().is_some_and(|text| text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '_').any(|word| word == one.resource))
+            event["desc"].as_str().is_some_and(|text| text.split(|c: char| !c.is_alphanumeric() && c != '-' && c != '_').any(|word| word == one.resource))
         };
         let decided = at(events.iter().filter(after).find(|event| event["kind"] == "Decision" && named(event)));
         let done = |task: &str, node: &str| {
@@ -245,7 +246,7 @@ fn print_move_stages(endpoint: &str, size: &str, moved: &[Moved]) {
         .into_iter()
         .map(|mut samples| {
             samples.sort_by(f64::total_cmp);
-            format!("{:.2}", support::percentile(&samples, 0.5))
+            if samples.is_empty() { "?".to_string() } else { format!("{:.2}", support::percentile(&samples, 0.5)) }
         })
         .collect();
     eprintln!(
@@ -418,7 +419,7 @@ fn run(nodes: usize, resources: usize, moves: usize, churn: Option<Duration>) ->
             serde_json::from_str::<Vec<serde_json::Value>>(&text).unwrap_or_else(|_| text.lines().filter_map(|line| serde_json::from_str(line).ok()).collect());
         for event in listed.iter().filter(|event| event["timeUsec"].as_i64().is_some_and(|time| time >= off_usec)) {
             let at = (event["timeUsec"].as_i64().unwrap_or_default() - off_usec) as f64 / 1e6;
-            eprintln!("{nodes}x{resources}:   +{at:.2} s {} {} {}", event["kind"], event["task"], event["message"]);
+            eprintln!("{nodes}x{resources}:   +{at:.2} s {} {} {}", event["kind"], event["task"], event["desc"]);
         }
         eprintln!("{nodes}x{resources}:   +{:.2} s the last of its resources started elsewhere (its start's event)", took.as_secs_f64());
         eprintln!("{nodes}x{resources}:   +{:.2} s `pacer status` shows them all Started elsewhere", polled.as_secs_f64());

@@ -495,12 +495,14 @@ fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, St
     let pid = child.id() as libc::pid_t;
     // The wait blocks, so the end is seen when it comes (a poll every few
     // milliseconds added up to its period to a 20 ms run); a thread ends the command's
-    // group at the timeout unless told first that it ended.
+    // group at the timeout unless told first that it ended. The child is waited for
+    // without being reaped (`WNOWAIT`) until the thread has stopped, so its PID and
+    // group cannot be another process's when the thread kills them.
     let (ended, ended_seen) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
         if ended_seen.recv_timeout(timeout) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            // SAFETY: SIGKILL to the process group this child leads (its PID), not
-            // yet reaped (the wait below has not returned), nothing else.
+            // SAFETY: SIGKILL to the process group this child leads (its PID, not
+            // reaped before this thread is joined), nothing else.
             unsafe {
                 libc::kill(-pid, libc::SIGKILL);
             }
@@ -508,29 +510,45 @@ fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, St
         }
         false
     });
+    let exited = loop {
+        // SAFETY: an all-zero siginfo_t is a valid value of this plain C struct.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: waits for this child's PID only, with a pointer to a live local.
+        if unsafe { libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT) } == 0 {
+            break Ok(());
+        }
+        let error = std::io::Error::last_os_error();
+        if error.kind() != std::io::ErrorKind::Interrupted {
+            break Err(error);
+        }
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    if exited.is_err() {
+        // SAFETY: as the watchdog's: the child is not reaped.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+    let _ = ended.send(());
+    let timed_out = watchdog.join().unwrap_or(false);
     let mut status: libc::c_int = 0;
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = loop {
-        // SAFETY: waits for this child's PID only, with pointers to live locals.
-        let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-        if reaped < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-            continue;
-        }
-        break reaped;
-    };
-    let seconds = started.elapsed().as_secs_f64();
-    let _ = ended.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
+    // SAFETY: reaps this child's PID only (it has ended), with pointers to live locals.
+    let reaped = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     let stderr = reader.join().unwrap_or_default();
-    if reaped != pid {
-        let error = std::io::Error::last_os_error();
-        return (Outcome::Failed(format!("wait4: {error}")), stderr);
+    if let Err(error) = exited {
+        return (Outcome::Failed(format!("waitid: {error}")), stderr);
     }
-    if timed_out {
+    if reaped != pid {
+        return (Outcome::Failed("wait4: the ended child could not be reaped".to_string()), stderr);
+    }
+    let succeeded = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    // A command that ended as the timeout came is a finished one.
+    if timed_out && !succeeded {
         return (Outcome::Timeout(seconds), String::new());
     }
-    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+    if succeeded {
         let measured = peak_file
             .as_ref()
             .filter(|_| wrap)

@@ -91,6 +91,21 @@ impl ClusterStatuses {
         }
     }
 
+    /// Keeps only the statuses of `node` that `keep` accepts (given their ids); the
+    /// other nodes' are not looked at.
+    pub fn retain_of_node(&mut self, node: &str, mut keep: impl FnMut(&str, &ResourceStatus) -> bool) {
+        let dropped: Vec<Key> = self
+            .by_key
+            .range((node.to_string(), String::new())..)
+            .take_while(|((owner, _), _)| owner == node)
+            .filter(|((_, id), status)| !keep(id, status))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in dropped {
+            self.remove(&key);
+        }
+    }
+
     /// Everything replaced by `statuses` (a relist).
     pub fn replace_all(&mut self, statuses: impl IntoIterator<Item = (Key, Arc<ResourceStatus>)>) {
         self.clear();
@@ -178,6 +193,29 @@ mod tests {
             "definition": {"agent": "ocf:pacer:Dummy"}, "history": [],
         });
         serde_json::from_value(value).expect("a status")
+    }
+
+    /// `retain_of_node` looks at one node's statuses only (not at a node whose name
+    /// starts with it) and keeps the counts as `retain` would.
+    #[test]
+    fn retaining_one_nodes_statuses_leaves_the_others_and_the_counts_right() {
+        let mut statuses = ClusterStatuses::new("n9");
+        for (node, id) in [("n1", "a"), ("n1", "b"), ("n10", "a"), ("n2", "a")] {
+            statuses.insert((node.to_string(), id.to_string()), status(node, id, None, ObservedRole::Started));
+        }
+        let mut seen = Vec::new();
+        statuses.retain_of_node("n1", |id, _| {
+            seen.push(id.to_string());
+            id != "a"
+        });
+        assert_eq!(seen, ["a", "b"]);
+        let left: Vec<String> = statuses.iter().map(|((node, id), _)| format!("{node}/{id}")).collect();
+        assert_eq!(left, ["n1/b", "n10/a", "n2/a"]);
+        assert!(statuses.active_elsewhere("a") && statuses.active_elsewhere("b"));
+        statuses.retain_of_node("n10", |_, _| false);
+        statuses.retain_of_node("n2", |_, _| false);
+        assert!(!statuses.active_elsewhere("a"));
+        assert_eq!(statuses.of_name("a").count(), 0);
     }
 
     /// The counts after any sequence of inserts and removals are those a scan of what

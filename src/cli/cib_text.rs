@@ -2,11 +2,14 @@
 //! `pacer import-cib`): a regular file of some size is mapped from the page cache
 //! rather than copied into fresh memory, which the kernel would first clear (a copy of
 //! a 6 MB CIB cost about 3% of `pacer simulate` on 100 × 5,000, issue 19). Anything
-//! else (a pipe, `/dev/stdin`, a small file) is read.
+//! else (a pipe, a device, a small file) is read.
 //!
-//! A mapped file that another process truncates while it is read ends this process
-//! with SIGBUS, as it would `git` or `ripgrep`; tools that write a CIB (`cibadmin`,
-//! `crm_shadow`) replace it by a rename, which leaves the mapping whole.
+//! The risk taken, as `rustc` takes it with the libraries it maps: the file must not
+//! be changed in place while it is read (for a 6 MB CIB, about 10 ms). A file
+//! replaced by a rename leaves the mapping whole; one truncated meanwhile (`cibadmin
+//! -Q > cib.xml` over it) ends this process with SIGBUS; bytes rewritten in place
+//! after the UTF-8 check would break what the parser assumes of its text. A file that
+//! cannot be mapped (some network or FUSE file systems) is read.
 
 use std::fs::File;
 use std::io::Read as _;
@@ -31,11 +34,12 @@ impl CibText {
         let mut file = File::open(path)?;
         let metadata = file.metadata()?;
         if metadata.is_file() && metadata.len() >= MAP_FROM {
-            // SAFETY: the map is read-only and private; the text is checked as UTF-8
-            // before use. Its only hazard is a concurrent truncation (SIGBUS, see the
-            // module's documentation), not undefined contents.
-            let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
-            return Ok(CibText { bytes: Bytes::Mapped(map) });
+            // SAFETY: a read-only private map, whose text is checked as UTF-8 before
+            // use; sound as long as no one changes the file in place meanwhile — the
+            // risk this module's documentation states and takes.
+            if let Ok(map) = unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+                return Ok(CibText { bytes: Bytes::Mapped(map) });
+            }
         }
         let mut bytes = Vec::with_capacity(usize::try_from(metadata.len()).unwrap_or(0));
         file.read_to_end(&mut bytes)?;

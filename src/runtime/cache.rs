@@ -742,6 +742,13 @@ impl ClusterCache {
         answered.max(confirmed)
     }
 
+    /// The nodes with a fencing on record that voids what they wrote before it
+    /// (`fenced_revision`), with its revision: the only nodes whose statuses can be void.
+    pub fn fenced_nodes(&self) -> Vec<(&str, i64)> {
+        let targets: BTreeSet<&str> = self.fence_answers.keys().chain(self.fence_confirmations.keys()).map(String::as_str).collect();
+        targets.into_iter().filter_map(|target| Some((target, self.fenced_revision(target)?))).collect()
+    }
+
     /// Whether `node`'s status of `id` was written before the node's last successful
     /// fencing (`fenced_revision`): void, whatever it says. A restarted agent that
     /// wrote back what it had read before the fencing, or a node fenced while an
@@ -1196,10 +1203,12 @@ mod tests {
         // A failed fencing voids nothing.
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("reboot", false, None), 7)));
         assert_eq!(cache.fenced_revision("n1"), None);
+        assert_eq!(cache.fenced_nodes(), []);
         assert_eq!(cache.reports().statuses.len(), 2);
         // A successful one voids what n1 wrote before it, and only that.
         cache.apply_event(&WatchEvent::Put(entry("/pacer/fencing/n1/answer", &answer("reboot", true, None), 8)));
         assert_eq!(cache.fenced_revision("n1"), Some(8));
+        assert_eq!(cache.fenced_nodes(), [("n1", 8)]);
         assert!(cache.is_void_status("n1", "web") && !cache.is_void_status("n2", "web"));
         let nodes: Vec<String> = cache.reports().statuses.into_iter().map(|status| status.node).collect();
         assert_eq!(nodes, ["n2"]);
@@ -1218,5 +1227,6 @@ mod tests {
             12,
         )));
         assert!(cache.is_void_status("n1", "db"));
+        assert_eq!(cache.fenced_nodes(), [("n1", 12)]);
     }
 }
