@@ -523,7 +523,8 @@ fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, St
         }
     };
     let seconds = started.elapsed().as_secs_f64();
-    if exited.is_err() {
+    // Not when the child is already gone (ECHILD): its PID may be another's by now.
+    if exited.as_ref().is_err_and(|error| error.raw_os_error() != Some(libc::ECHILD)) {
         // SAFETY: as the watchdog's: the child is not reaped.
         unsafe {
             libc::kill(-pid, libc::SIGKILL);

@@ -1377,17 +1377,20 @@ impl<'a> Session<'a> {
     /// Takes in this node's fencing: what an earlier agent recorded before the node's
     /// last successful fencing is void — forgotten, not written back — and so are the
     /// statuses of any node written before its own.
-    fn take_fencing(&self, reconciler: &mut Reconciler) {
+    fn take_fencing(&self, reconciler: &mut Reconciler, named: Option<&[String]>) {
         if let Some(fenced) = self.cache.fenced_revision(&self.config.node) {
             let void = reconciler.void_inherited(fenced);
             if !void.is_empty() {
                 tracing::warn!(node = %self.config.node, resources = ?void, "forgetting what was recorded here before this node was fenced");
             }
         }
-        // Only a fenced node's statuses can be void: its few are looked at, not the
-        // cluster's (at 1,000 nodes × 10,000 resources, every agent scanning them all on
-        // each fencing record held the hollow process for most of a second, issue 18).
-        for (node, _) in self.cache.fenced_nodes() {
+        // Only a fenced node's statuses can be void, and only a node whose fencing
+        // records changed (`named`; all after a relist) can have new void ones: its
+        // few are looked at, not the cluster's (at 1,000 nodes × 10,000 resources,
+        // every agent scanning them all on each fencing record held the hollow process
+        // for most of a second, issue 18).
+        let fenced = self.cache.fenced_nodes().into_iter().filter(|(node, _)| named.is_none_or(|named| named.iter().any(|target| target == node)));
+        for (node, _) in fenced {
             reconciler.cluster.retain_of_node(node, |id, _| !self.cache.is_void_status(node, id));
             let void: Vec<(String, String)> = reconciler
                 .revisions
@@ -1704,6 +1707,7 @@ impl<'a> Session<'a> {
         let everything = changes.restarted;
         let mut plan = everything;
         let mut fencing = everything;
+        let mut fenced_targets: Vec<String> = Vec::new();
         for section in &changes.sections {
             match section {
                 Section::Object(key) => {
@@ -1744,7 +1748,12 @@ impl<'a> Session<'a> {
                         }
                     }
                 }
-                Section::FenceRequest(_) | Section::FenceAnswer(_) | Section::FenceResult { .. } | Section::FenceConfirmation(_) => fencing = true,
+                // Only an answer or a confirmation moves a node's fenced revision.
+                Section::FenceAnswer(target) | Section::FenceConfirmation(target) => {
+                    fencing = true;
+                    fenced_targets.push(target.clone());
+                }
+                Section::FenceRequest(_) | Section::FenceResult { .. } => fencing = true,
                 _ => {}
             }
         }
@@ -1783,7 +1792,9 @@ impl<'a> Session<'a> {
             }
         }
         if fencing || everything {
-            self.take_fencing(reconciler);
+            // After a relist every fenced node is looked at; otherwise those the
+            // event's answers and confirmations name.
+            self.take_fencing(reconciler, (!everything).then_some(fenced_targets.as_slice()));
         }
     }
 
