@@ -463,10 +463,10 @@ fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, St
     // figure the issue uses); without it wait4's figure is an upper bound. Its own
     // start (an exec and a fork more) is timed with the command, so a run that only
     // times a short command goes without it (`Peak::NotNeeded`).
-    let peak_file = tempfile::NamedTempFile::new().ok();
     let wrap = peak == Peak::Measured && Path::new(GNU_TIME).is_file();
-    let mut command = match (&peak_file, wrap) {
-        (Some(file), true) => {
+    let peak_file = if wrap { tempfile::NamedTempFile::new().ok() } else { None };
+    let mut command = match &peak_file {
+        Some(file) => {
             let mut wrapped = Command::new(GNU_TIME);
             wrapped.args(["-f", "%M", "-o"]).arg(file.path()).arg(command.get_program()).args(command.get_args());
             for (key, value) in command.get_envs() {
@@ -477,7 +477,7 @@ fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, St
             }
             wrapped
         }
-        _ => command,
+        None => command,
     };
     let started = Instant::now();
     // Its own process group, so a timeout ends the command under GNU time too.
@@ -552,7 +552,6 @@ fn run_measured(command: Command, timeout: Duration, peak: Peak) -> (Outcome, St
     if succeeded {
         let measured = peak_file
             .as_ref()
-            .filter(|_| wrap)
             .and_then(|file| std::fs::read_to_string(file.path()).ok())
             .and_then(|text| text.lines().rev().find_map(|line| line.trim().parse::<u64>().ok()));
         return (Outcome::Finished { seconds, peak_kib: measured.unwrap_or(usage.ru_maxrss.max(0) as u64) }, stderr);
